@@ -1,0 +1,24 @@
+// Jest runs in native ESM mode (see ../shared/TOOLCHAIN.md pitfall 1): jwks-rsa require()s jose 6,
+// which is ESM-only, so jose alone is transformed to CommonJS for Jest.
+const swcTs = {
+  jsc: {
+    parser: { syntax: 'typescript', decorators: true },
+    transform: { legacyDecorator: true, decoratorMetadata: true },
+    target: 'es2022',
+  },
+  module: { type: 'es6' },
+};
+
+export default {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/lib', '<rootDir>/test'],
+  testMatch: ['**/*.spec.ts', '**/*.e2e-spec.ts'],
+  extensionsToTreatAsEsm: ['.ts'],
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+  transform: {
+    '^.+\\.ts$': ['@swc/jest', swcTs],
+    'node_modules/jose/.+\\.js$': ['@swc/jest', { module: { type: 'commonjs' } }],
+  },
+  transformIgnorePatterns: ['node_modules/(?!jose/)'],
+  testTimeout: 20000,
+};

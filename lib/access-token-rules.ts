@@ -1,0 +1,118 @@
+import type { ActorChain, AgentContext } from './interfaces/agent-context.interface.js';
+import { InvalidTokenException } from './keycard.exceptions.js';
+import type { KeycardOptions } from './keycard-options.js';
+import type { SupportedAlgorithm } from './keycard.constants.js';
+
+const MAX_ACTOR_DEPTH = 8;
+
+/**
+ * Header rules checked before any key is looked up (catalogue B1–B5, B20–B22, B31, C1–C3): an
+ * allow-listed `alg`, no `crit` (we understand no extension), no nested or unencoded payloads,
+ * a `typ` fit for an access token, and a string `kid` if any.
+ * @returns the algorithm and key id to select the key with.
+ */
+export function checkHeader(
+  header: Readonly<Record<string, unknown>>,
+  options: Pick<KeycardOptions, 'algorithms' | 'requireAtJwtType'>,
+): { alg: SupportedAlgorithm; kid: string | undefined } {
+  const { alg, kid, typ } = header;
+  if (typeof alg !== 'string' || !options.algorithms.has(alg as SupportedAlgorithm)) {
+    throw new InvalidTokenException('algorithm_not_allowed');
+  }
+  if ('crit' in header || 'b64' in header || 'cty' in header || 'zip' in header || 'enc' in header) {
+    throw new InvalidTokenException('header_unsupported');
+  }
+  if (!isAcceptedType(typ, options.requireAtJwtType)) throw new InvalidTokenException('type_not_accepted');
+  if (kid !== undefined && (typeof kid !== 'string' || kid.length === 0 || kid.length > 256)) {
+    throw new InvalidTokenException('key_not_found');
+  }
+  return { alg: alg as SupportedAlgorithm, kid };
+}
+
+/** RFC 9068 `at+jwt` in any case, with or without `application/`; `JWT` or none unless strict (Q9). */
+function isAcceptedType(typ: unknown, strict: boolean): boolean {
+  if (typ === undefined) return !strict;
+  if (typeof typ !== 'string') return false;
+  const type = typ.toLowerCase().replace(/^application\//, '');
+  return type === 'at+jwt' || (!strict && type === 'jwt');
+}
+
+function isNumericDate(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value);
+}
+
+function isNonEmptyString(value: unknown): value is string {
+  return typeof value === 'string' && value.length > 0;
+}
+
+/**
+ * Claim rules of RFC 9068 §4 and catalogue §C on a payload whose signature has been verified, with
+ * the clock and tolerance of the module. Builds the {@link AgentContext} handed to handlers.
+ */
+export function toAgentContext(
+  payload: Readonly<Record<string, unknown>>,
+  expected: { issuer: string; audience: string; nowSeconds: number },
+  options: Pick<KeycardOptions, 'clockToleranceSeconds' | 'readScpClaim'>,
+): AgentContext {
+  const { iss, aud, exp, nbf, iat, sub, client_id: clientId, jti, sid, cnf } = payload;
+  const leeway = options.clockToleranceSeconds;
+  const now = expected.nowSeconds;
+  if (!isNumericDate(exp) || !isNumericDate(iat) || (nbf !== undefined && !isNumericDate(nbf))) {
+    throw new InvalidTokenException('claim_invalid');
+  }
+  if (exp + leeway < now) throw new InvalidTokenException('expired');
+  if (nbf !== undefined && (nbf as number) - leeway > now) throw new InvalidTokenException('not_yet_valid');
+  if (iat - leeway > now) throw new InvalidTokenException('issued_in_future');
+  if (iss !== expected.issuer) throw new InvalidTokenException('issuer_mismatch');
+  const audience = typeof aud === 'string' ? [aud] : aud;
+  if (!Array.isArray(audience) || !audience.every(isNonEmptyString) || !audience.includes(expected.audience)) {
+    throw new InvalidTokenException('audience_mismatch');
+  }
+  if (!isNonEmptyString(sub) || !isNonEmptyString(clientId) || !isNonEmptyString(jti)) {
+    throw new InvalidTokenException('claim_invalid');
+  }
+  if (sid !== undefined && typeof sid !== 'string') throw new InvalidTokenException('claim_invalid');
+  // Proof-of-possession tokens must not work as plain bearer tokens (Q10, C26, C27).
+  if (typeof cnf === 'object' && cnf !== null) throw new InvalidTokenException('token_bound');
+  return Object.freeze({
+    clientId,
+    subject: sub,
+    sessionId: sid,
+    scopes: Object.freeze(readScopes(payload, options.readScpClaim)),
+    issuer: iss,
+    audience: Object.freeze([...audience]),
+    expiresAt: new Date(exp * 1000),
+    issuedAt: new Date(iat * 1000),
+    tokenId: jti,
+    actor: readActor(payload.act, 0),
+    claims: deepFreeze(payload),
+  });
+}
+
+/** `scope` as a space-delimited string only (Q6); `scp` only when configured and `scope` is absent. */
+function readScopes(payload: Readonly<Record<string, unknown>>, readScp: boolean): string[] {
+  const { scope, scp } = payload;
+  if (typeof scope === 'string') return scope.split(' ').filter((s) => s.length > 0);
+  if (scope !== undefined || !readScp) return [];
+  if (typeof scp === 'string') return scp.split(' ').filter((s) => s.length > 0);
+  if (Array.isArray(scp)) return scp.filter((s): s is string => typeof s === 'string' && s.length > 0);
+  return [];
+}
+
+function readActor(act: unknown, depth: number): ActorChain | undefined {
+  if (typeof act !== 'object' || act === null || Array.isArray(act) || depth >= MAX_ACTOR_DEPTH) return undefined;
+  const { sub, client_id: clientId, act: inner } = act as Record<string, unknown>;
+  return Object.freeze({
+    subject: typeof sub === 'string' ? sub : undefined,
+    clientId: typeof clientId === 'string' ? clientId : undefined,
+    actor: readActor(inner, depth + 1),
+  });
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const member of Object.values(value)) deepFreeze(member);
+  }
+  return value;
+}

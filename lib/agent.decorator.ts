@@ -1,0 +1,20 @@
+import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
+import type { AgentContext } from './interfaces/agent-context.interface.js';
+
+/**
+ * Injects the verified {@link AgentContext} of the request (`@Agent()`), or one of its fields
+ * (`@Agent('clientId')`). Undefined on `@Public()` routes.
+ *
+ * @example
+ * ```ts
+ * @Get('data')
+ * list(@Agent() agent: AgentContext, @Agent('subject') userId: string) { … }
+ * ```
+ * @publicApi
+ */
+export const Agent = createParamDecorator(
+  (field: keyof AgentContext | undefined, context: ExecutionContext) => {
+    const agent = context.switchToHttp().getRequest<{ user?: AgentContext }>().user;
+    return field === undefined ? agent : agent?.[field];
+  },
+);

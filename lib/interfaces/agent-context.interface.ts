@@ -1,0 +1,43 @@
+/**
+ * One link of an RFC 8693 delegation chain (`act` claim): who acted, and on whose behalf they in
+ * turn acted (`actor`), outermost first.
+ * @publicApi
+ */
+export interface ActorChain {
+  /** `sub` of the acting party. */
+  subject?: string;
+  /** `client_id` of the acting party, when the zone records it. */
+  clientId?: string;
+  /** The next, earlier actor. */
+  actor?: ActorChain;
+}
+
+/**
+ * Who is calling, for whom, and with what rights: built from a verified access token only.
+ * `@Agent()` injects it; `request.user` holds the same object.
+ * @publicApi
+ */
+export interface AgentContext {
+  /** `client_id`: the agent (application) that holds the token. */
+  readonly clientId: string;
+  /** `sub`: the user on whose behalf the agent acts. */
+  readonly subject: string;
+  /** `sid`: the user's session at the zone, when present. */
+  readonly sessionId?: string;
+  /** `scope`, split on spaces: what this token may do. */
+  readonly scopes: readonly string[];
+  /** `iss`: the zone that issued the token. */
+  readonly issuer: string;
+  /** `aud`, always as an array. */
+  readonly audience: readonly string[];
+  /** `exp` as a date. */
+  readonly expiresAt: Date;
+  /** `iat` as a date. */
+  readonly issuedAt: Date;
+  /** `jti`: the token's unique id (safe to log). */
+  readonly tokenId: string;
+  /** The RFC 8693 `act` delegation chain, when present. */
+  readonly actor?: ActorChain;
+  /** Every claim of the token, frozen. */
+  readonly claims: Readonly<Record<string, unknown>>;
+}

@@ -1,0 +1,78 @@
+import type { LoggerService } from '@nestjs/common';
+import type { SupportedAlgorithm } from '../keycard.constants.js';
+
+/** A `fetch`-compatible function, e.g. one that goes through a corporate proxy. */
+export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
+
+/**
+ * Options of `KeycardModule.forRoot()`. `forRoot('https://zone.keycard.cloud')` is short for
+ * `forRoot({ zoneUrl: 'https://zone.keycard.cloud' })`.
+ * @publicApi
+ */
+export interface KeycardModuleOptions {
+  /**
+   * The zone (authorization server) issuer URL, e.g. `https://abc123.keycard.cloud`. Must be
+   * `https` (plain `http` only for loopback hosts or with {@link allowInsecureHttp}), without
+   * query, fragment or credentials. Compared code point for code point with the metadata's `issuer`
+   * and the tokens' `iss`: a trailing slash matters.
+   */
+  zoneUrl: string;
+  /**
+   * The identifier(s) of this API: the `aud` a token must carry and the `resource` of the protected
+   * resource metadata. When several are given, a request is matched to the one whose path is the
+   * longest prefix of the request path (else the first).
+   * @default derived from the request origin for loopback hosts only (local development); any other
+   * host answers 500 until it is configured.
+   */
+  resource?: string | string[];
+  /** Extra scopes to publish in `scopes_supported`, besides those named in `@RequireScopes()`. */
+  scopesSupported?: string[];
+  /** Human-readable name of this API, published as `resource_name`. */
+  resourceName?: string;
+  /** URL of this API's documentation, published as `resource_documentation`. */
+  resourceDocumentation?: string;
+  /**
+   * Leeway for `exp`, `nbf` and `iat`, in seconds, to absorb clock skew between zone and API.
+   * @default 30 (at most 300)
+   */
+  clockToleranceSeconds?: number;
+  /**
+   * JWS algorithms accepted. Asymmetric only: `none` and `HS*` fail the bootstrap.
+   * @default ['RS256', 'PS256', 'ES256']
+   */
+  algorithms?: SupportedAlgorithm[];
+  /**
+   * When true, only tokens typed `at+jwt` / `application/at+jwt` (RFC 9068) are accepted. When false,
+   * `JWT` and an absent `typ` are accepted too, because some zones do not type their access tokens.
+   * @default false
+   */
+  requireAtJwtType?: boolean;
+  /**
+   * Also read scopes from an `scp` claim when `scope` is absent (Azure-style). Off by default: a
+   * token's scopes come from `scope` only.
+   * @default false
+   */
+  readScpClaim?: boolean;
+  /** `realm` of the `WWW-Authenticate` challenges. @default omitted */
+  realm?: string;
+  /**
+   * Credentials of this service at the zone, for `TokenExchangeService`: `{ clientId, clientSecret }`
+   * or a `ClientSecret` / `PrivateKeyJwt` / `WorkloadIdentity` instance.
+   * @default none (the exchange service is not usable)
+   */
+  clientCredentials?: unknown;
+  /**
+   * Allow `http` zone URLs on non-loopback hosts. Tokens and keys then travel in clear text: only for
+   * closed test networks.
+   * @default false (loopback zones are always allowed over http)
+   */
+  allowInsecureHttp?: boolean;
+  /** `fetch` used for every call to the zone (metadata, keys, token endpoint). @default globalThis.fetch */
+  fetch?: FetchLike;
+  /**
+   * Where the module logs denials, zone outages and configuration problems. Never receives a token,
+   * secret or assertion.
+   * @default Nest's `Logger` with context `Keycard`
+   */
+  logger?: Pick<LoggerService, 'log' | 'warn' | 'error'> & Partial<Pick<LoggerService, 'debug'>>;
+}

@@ -1,0 +1,171 @@
+import { Logger } from '@nestjs/common';
+import type { FetchLike, KeycardModuleOptions } from './interfaces/keycard-module-options.interface.js';
+import { DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS, type SupportedAlgorithm } from './keycard.constants.js';
+import { isLoopbackHost } from './loopback.js';
+import { ProtectedResource } from './protected-resource.js';
+
+/** Logger shape the module writes to. */
+export type KeycardLogger = NonNullable<KeycardModuleOptions['logger']>;
+
+/** {@link KeycardModuleOptions} after validation, with defaults applied and URLs parsed once. */
+export interface KeycardOptions {
+  readonly issuer: string;
+  readonly issuerUrl: URL;
+  /** Configured resources; empty means "derive from loopback request origins". */
+  readonly resources: readonly ProtectedResource[];
+  readonly scopesSupported: readonly string[];
+  readonly resourceName?: string;
+  readonly resourceDocumentation?: string;
+  readonly clockToleranceSeconds: number;
+  readonly algorithms: ReadonlySet<SupportedAlgorithm>;
+  readonly requireAtJwtType: boolean;
+  readonly readScpClaim: boolean;
+  readonly realm?: string;
+  readonly clientCredentials?: unknown;
+  readonly allowInsecureHttp: boolean;
+  readonly fetch: FetchLike;
+  readonly logger: KeycardLogger;
+}
+
+const MAX_CLOCK_TOLERANCE_SECONDS = 300;
+/** RFC 6749 §3.3 scope-token: printable ASCII without space, `"` and `\`. */
+const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
+/** Values written inside a quoted challenge parameter (RFC 6750 §3). */
+const QUOTABLE = /^[\x20\x21\x23-\x5B\x5D-\x7E]*$/;
+
+function fail(option: string, problem: string): never {
+  throw new TypeError(`KeycardModule: '${option}' ${problem}`);
+}
+
+function parseUrl(option: string, value: unknown): URL {
+  if (typeof value !== 'string' || value.length === 0) fail(option, 'must be a non-empty URL string');
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    fail(option, `is not an absolute URL: ${JSON.stringify(value)}`);
+  }
+  if (!QUOTABLE.test(value)) fail(option, 'must be printable ASCII without quotes or backslashes');
+  if (url.username || url.password) fail(option, 'must not contain credentials');
+  if (url.hash || value.includes('#')) fail(option, 'must not contain a fragment');
+  return url;
+}
+
+function requireSecureScheme(option: string, url: URL, allowInsecureHttp: boolean): void {
+  if (url.protocol === 'https:') return;
+  if (url.protocol === 'http:' && (isLoopbackHost(url.hostname) || allowInsecureHttp)) return;
+  fail(option, `must use https (http only for loopback hosts or with 'allowInsecureHttp'): ${url.href}`);
+}
+
+function optionalBoolean(option: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') fail(option, 'must be a boolean');
+  return value;
+}
+
+function optionalString(option: string, value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value.length === 0) fail(option, 'must be a non-empty string');
+  return value;
+}
+
+function normaliseZone(raw: KeycardModuleOptions, allowInsecureHttp: boolean): URL {
+  const url = parseUrl('zoneUrl', raw.zoneUrl);
+  if (url.search || raw.zoneUrl.includes('?')) fail('zoneUrl', 'must not contain a query');
+  requireSecureScheme('zoneUrl', url, allowInsecureHttp);
+  return url;
+}
+
+function normaliseResources(raw: unknown, allowInsecureHttp: boolean): ProtectedResource[] {
+  if (raw === undefined) return [];
+  const list = Array.isArray(raw) ? raw : [raw];
+  if (list.length === 0) fail('resource', 'must name at least one resource identifier');
+  return list.map((value, index) => {
+    const option = Array.isArray(raw) ? `resource[${index}]` : 'resource';
+    const url = parseUrl(option, value);
+    requireSecureScheme(option, url, allowInsecureHttp);
+    if (url.pathname.split('/').filter(Boolean).length > 4) fail(option, 'may have at most four path segments');
+    return new ProtectedResource(value as string);
+  });
+}
+
+function normaliseScopes(raw: unknown): string[] {
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw)) fail('scopesSupported', 'must be an array of scope strings');
+  for (const scope of raw) {
+    if (typeof scope !== 'string' || !SCOPE_TOKEN.test(scope)) {
+      fail('scopesSupported', `contains an invalid scope: ${JSON.stringify(scope)}`);
+    }
+  }
+  return [...new Set(raw as string[])];
+}
+
+function normaliseAlgorithms(raw: unknown): Set<SupportedAlgorithm> {
+  if (raw === undefined) return new Set(DEFAULT_ALGORITHMS);
+  if (!Array.isArray(raw) || raw.length === 0) fail('algorithms', 'must be a non-empty array');
+  for (const alg of raw) {
+    if (!(SUPPORTED_ALGORITHMS as readonly unknown[]).includes(alg)) {
+      fail(
+        'algorithms',
+        `contains ${JSON.stringify(alg)}; only asymmetric algorithms are accepted (${SUPPORTED_ALGORITHMS.join(', ')}), never none or HS*`,
+      );
+    }
+  }
+  return new Set(raw as SupportedAlgorithm[]);
+}
+
+function normaliseClockTolerance(raw: unknown): number {
+  if (raw === undefined) return 30;
+  if (typeof raw !== 'number' || !Number.isFinite(raw) || raw < 0 || raw > MAX_CLOCK_TOLERANCE_SECONDS) {
+    fail('clockToleranceSeconds', `must be a number of seconds from 0 to ${MAX_CLOCK_TOLERANCE_SECONDS}`);
+  }
+  return raw;
+}
+
+function normaliseLogger(raw: unknown): KeycardLogger {
+  if (raw === undefined) return new Logger('Keycard');
+  const logger = raw as Partial<KeycardLogger>;
+  if (
+    typeof logger !== 'object' ||
+    typeof logger.log !== 'function' ||
+    typeof logger.warn !== 'function' ||
+    typeof logger.error !== 'function'
+  ) {
+    fail('logger', 'must have log, warn and error methods');
+  }
+  return logger as KeycardLogger;
+}
+
+/**
+ * Validates `forRoot` input and applies defaults. Throws a `TypeError` naming the option, which
+ * fails the application bootstrap: a misconfigured guard must never start serving.
+ */
+export function normaliseOptions(input: string | KeycardModuleOptions): KeycardOptions {
+  const raw: KeycardModuleOptions =
+    typeof input === 'string' ? { zoneUrl: input } : (input ?? ({} as KeycardModuleOptions));
+  if (typeof raw !== 'object') fail('options', 'must be a zone URL string or an options object');
+  const allowInsecureHttp = optionalBoolean('allowInsecureHttp', raw.allowInsecureHttp, false);
+  const issuerUrl = normaliseZone(raw, allowInsecureHttp);
+  const realm = optionalString('realm', raw.realm);
+  if (realm !== undefined && !QUOTABLE.test(realm)) fail('realm', 'must be printable ASCII without quotes');
+  const resourceDocumentation = optionalString('resourceDocumentation', raw.resourceDocumentation);
+  if (resourceDocumentation !== undefined) parseUrl('resourceDocumentation', resourceDocumentation);
+  if (raw.fetch !== undefined && typeof raw.fetch !== 'function') fail('fetch', 'must be a function');
+  return {
+    issuer: raw.zoneUrl,
+    issuerUrl,
+    resources: normaliseResources(raw.resource, allowInsecureHttp),
+    scopesSupported: normaliseScopes(raw.scopesSupported),
+    resourceName: optionalString('resourceName', raw.resourceName),
+    resourceDocumentation,
+    clockToleranceSeconds: normaliseClockTolerance(raw.clockToleranceSeconds),
+    algorithms: normaliseAlgorithms(raw.algorithms),
+    requireAtJwtType: optionalBoolean('requireAtJwtType', raw.requireAtJwtType, false),
+    readScpClaim: optionalBoolean('readScpClaim', raw.readScpClaim, false),
+    realm,
+    clientCredentials: raw.clientCredentials,
+    allowInsecureHttp,
+    fetch: raw.fetch ?? ((input, init) => globalThis.fetch(input, init)),
+    logger: normaliseLogger(raw.logger),
+  };
+}

@@ -1,0 +1,198 @@
+import { HttpException, HttpStatus } from '@nestjs/common';
+
+/**
+ * Why a request was refused. Logged with the denial (never the token) and exposed as `code` on the
+ * exception, so apps can tell denials apart without parsing messages.
+ * @publicApi
+ */
+export type DenialReason =
+  | 'no_credentials'
+  | 'request_malformed'
+  | 'multiple_tokens'
+  | 'token_malformed'
+  | 'token_too_long'
+  | 'algorithm_not_allowed'
+  | 'header_unsupported'
+  | 'type_not_accepted'
+  | 'key_not_found'
+  | 'key_unusable'
+  | 'signature_invalid'
+  | 'claim_invalid'
+  | 'issuer_mismatch'
+  | 'audience_mismatch'
+  | 'expired'
+  | 'not_yet_valid'
+  | 'issued_in_future'
+  | 'token_bound'
+  | 'insufficient_scope'
+  | 'zone_unavailable'
+  | 'resource_unconfigured'
+  | 'unsupported_context';
+
+/**
+ * The only texts ever sent as `error_description` (catalogue INV2): fixed, printable ASCII without
+ * `"` or `\`, and never built from token content, claim values or library messages.
+ */
+export const ERROR_DESCRIPTIONS = {
+  malformed: 'The access token is malformed',
+  signature: 'The access token signature could not be verified',
+  type: 'The access token type is not accepted',
+  claims: 'The access token claims are invalid',
+  issuer: 'The access token was not issued by the expected authorization server',
+  audience: 'The access token was not issued for this resource',
+  expired: 'The access token expired',
+  notYetValid: 'The access token is not valid yet',
+  bound: 'The access token is bound to a key and cannot be used as a bearer token',
+  multiple: 'More than one access token was sent',
+  scope: 'The access token lacks a required scope',
+  unavailable: 'The authorization server is unreachable, retry later',
+  misconfigured: 'The resource server is misconfigured',
+  unsupportedContext: 'This kind of request is not supported',
+} as const;
+
+const DESCRIPTION_OF: Record<DenialReason, string> = {
+  no_credentials: 'Authentication is required',
+  request_malformed: 'The request is malformed',
+  multiple_tokens: ERROR_DESCRIPTIONS.multiple,
+  token_malformed: ERROR_DESCRIPTIONS.malformed,
+  token_too_long: ERROR_DESCRIPTIONS.malformed,
+  algorithm_not_allowed: ERROR_DESCRIPTIONS.signature,
+  header_unsupported: ERROR_DESCRIPTIONS.malformed,
+  type_not_accepted: ERROR_DESCRIPTIONS.type,
+  key_not_found: ERROR_DESCRIPTIONS.signature,
+  key_unusable: ERROR_DESCRIPTIONS.signature,
+  signature_invalid: ERROR_DESCRIPTIONS.signature,
+  claim_invalid: ERROR_DESCRIPTIONS.claims,
+  issuer_mismatch: ERROR_DESCRIPTIONS.issuer,
+  audience_mismatch: ERROR_DESCRIPTIONS.audience,
+  expired: ERROR_DESCRIPTIONS.expired,
+  not_yet_valid: ERROR_DESCRIPTIONS.notYetValid,
+  issued_in_future: ERROR_DESCRIPTIONS.notYetValid,
+  token_bound: ERROR_DESCRIPTIONS.bound,
+  insufficient_scope: ERROR_DESCRIPTIONS.scope,
+  zone_unavailable: ERROR_DESCRIPTIONS.unavailable,
+  resource_unconfigured: ERROR_DESCRIPTIONS.misconfigured,
+  unsupported_context: ERROR_DESCRIPTIONS.unsupportedContext,
+};
+
+/** Parameters of a `Bearer` challenge, in the order they are written. */
+export interface ChallengeParams {
+  realm?: string;
+  error?: 'invalid_token' | 'invalid_request' | 'insufficient_scope';
+  error_description?: string;
+  scope?: string;
+  resource_metadata?: string;
+}
+
+/**
+ * Base of every refusal the guard answers with: an `HttpException` whose JSON body is
+ * `{ error, error_description }` and which knows the headers that must go with it. The guard writes
+ * those headers on the response before throwing, so any exception filter keeps them.
+ * @publicApi
+ */
+export abstract class KeycardException extends HttpException {
+  /** Headers to set on the response (e.g. `WWW-Authenticate`, `Retry-After`). */
+  abstract headers(resourceMetadataUrl: string | undefined, realm: string | undefined): Record<string, string>;
+
+  protected constructor(
+    /** Stable reason, for logs and apps; never sent to the client beyond the fixed description. */
+    readonly code: DenialReason,
+    status: HttpStatus,
+    error: string,
+  ) {
+    super({ error, error_description: DESCRIPTION_OF[code] }, status, { description: DESCRIPTION_OF[code] });
+  }
+}
+
+function challenge(params: ChallengeParams): string {
+  const parts: string[] = [];
+  for (const [name, value] of Object.entries(params) as [keyof ChallengeParams, string | undefined][]) {
+    if (value !== undefined) parts.push(`${name}="${value}"`);
+  }
+  return parts.length > 0 ? `Bearer ${parts.join(', ')}` : 'Bearer';
+}
+
+/** 401 without an error code: no credentials, or another auth scheme (RFC 6750 §3.1). */
+export class MissingCredentialsException extends KeycardException {
+  constructor() {
+    super('no_credentials', HttpStatus.UNAUTHORIZED, 'unauthorized');
+  }
+  headers(prm: string | undefined, realm: string | undefined) {
+    return { 'WWW-Authenticate': challenge({ realm, resource_metadata: prm }) };
+  }
+}
+
+/** 401 `invalid_token`: the token is malformed, expired, forged or meant for someone else. */
+export class InvalidTokenException extends KeycardException {
+  constructor(code: DenialReason) {
+    super(code, HttpStatus.UNAUTHORIZED, 'invalid_token');
+  }
+  headers(prm: string | undefined, realm: string | undefined) {
+    return {
+      'WWW-Authenticate': challenge({
+        realm,
+        error: 'invalid_token',
+        error_description: DESCRIPTION_OF[this.code],
+        resource_metadata: prm,
+      }),
+    };
+  }
+}
+
+/** 400 `invalid_request`: more than one token, or the request cannot be read. */
+export class InvalidRequestException extends KeycardException {
+  constructor(code: DenialReason = 'multiple_tokens') {
+    super(code, HttpStatus.BAD_REQUEST, 'invalid_request');
+  }
+  headers(prm: string | undefined, realm: string | undefined) {
+    return {
+      'WWW-Authenticate': challenge({
+        realm,
+        error: 'invalid_request',
+        error_description: DESCRIPTION_OF[this.code],
+        resource_metadata: prm,
+      }),
+    };
+  }
+}
+
+/** 403 `insufficient_scope`, listing every scope the route requires (catalogue D9). */
+export class InsufficientScopeException extends KeycardException {
+  constructor(readonly requiredScopes: readonly string[]) {
+    super('insufficient_scope', HttpStatus.FORBIDDEN, 'insufficient_scope');
+  }
+  headers(prm: string | undefined, realm: string | undefined) {
+    return {
+      'WWW-Authenticate': challenge({
+        realm,
+        error: 'insufficient_scope',
+        error_description: DESCRIPTION_OF[this.code],
+        scope: this.requiredScopes.join(' '),
+        resource_metadata: prm,
+      }),
+    };
+  }
+}
+
+/**
+ * 503 with `Retry-After`: the zone's metadata or keys cannot be had, so no token can be judged.
+ * Deliberately not `invalid_token` (catalogue Q5, INV4): the client did nothing wrong.
+ */
+export class ZoneUnavailableException extends KeycardException {
+  constructor(readonly retryAfterSeconds: number) {
+    super('zone_unavailable', HttpStatus.SERVICE_UNAVAILABLE, 'temporarily_unavailable');
+  }
+  headers() {
+    return { 'Retry-After': String(Math.max(1, Math.ceil(this.retryAfterSeconds))) };
+  }
+}
+
+/** 500: the module cannot tell which resource a request is for (no `resource` configured). */
+export class ResourceNotConfiguredException extends KeycardException {
+  constructor(code: DenialReason = 'resource_unconfigured') {
+    super(code, HttpStatus.INTERNAL_SERVER_ERROR, 'server_error');
+  }
+  headers() {
+    return {};
+  }
+}

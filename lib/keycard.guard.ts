@@ -1,0 +1,122 @@
+import {
+  type CanActivate, type ExecutionContext, Inject, Injectable,
+} from '@nestjs/common';
+import { HttpAdapterHost, Reflector } from '@nestjs/core';
+import type { IncomingMessage } from 'node:http';
+import { extractBearerToken } from './bearer-token.extractor.js';
+import type { AgentContext } from './interfaces/agent-context.interface.js';
+import { KEYCARD_OPTIONS, KEYCARD_PUBLIC, KEYCARD_SCOPES } from './keycard.constants.js';
+import {
+  InsufficientScopeException, InvalidTokenException, KeycardException, MissingCredentialsException,
+} from './keycard.exceptions.js';
+import type { KeycardOptions } from './keycard-options.js';
+import type { ProtectedResource } from './protected-resource.js';
+import { pathOf, rawRequestOf, ResourceResolver } from './resource-resolver.js';
+import { attachVerification, KeycardStrategy } from './keycard.strategy.js';
+
+/**
+ * The global guard `KeycardModule` binds with `APP_GUARD`. Every HTTP route needs a valid zone
+ * access token for this API unless it is `@Public()`; `@RequireScopes()` adds scopes. On success
+ * `request.user` holds the {@link AgentContext}; on refusal the response carries the RFC 6750 /
+ * RFC 9728 challenge and a JSON `{ error, error_description }` body.
+ *
+ * Extend it and override the `protected` hooks to change what is logged or how scopes are judged;
+ * provide your subclass as `KeycardGuard` (`overrideProvider(KeycardGuard)` in tests).
+ *
+ * @throws MissingCredentialsException 401 without an error code: no bearer token.
+ * @throws InvalidTokenException 401 `invalid_token`: malformed, forged, expired or foreign token.
+ * @throws InvalidRequestException 400 `invalid_request`: more than one token.
+ * @throws InsufficientScopeException 403 `insufficient_scope`.
+ * @throws ZoneUnavailableException 503 + `Retry-After`: the zone's metadata or keys are unreachable.
+ * @publicApi
+ */
+@Injectable()
+export class KeycardGuard implements CanActivate {
+  constructor(
+    protected readonly reflector: Reflector,
+    protected readonly resources: ResourceResolver,
+    protected readonly strategy: KeycardStrategy,
+    protected readonly adapterHost: HttpAdapterHost,
+    @Inject(KEYCARD_OPTIONS) protected readonly options: KeycardOptions,
+  ) {}
+
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    if (context.getType() !== 'http') {
+      // GraphQL, WebSocket and microservice contexts are not supported yet: refuse, never allow.
+      this.options.logger.warn(`Keycard refused a ${context.getType()} call: only HTTP is supported`);
+      return false;
+    }
+    const targets = [context.getHandler(), context.getClass()];
+    if (this.reflector.getAllAndOverride<boolean>(KEYCARD_PUBLIC, targets)) return true;
+    const http = context.switchToHttp();
+    const request = http.getRequest<Record<string, unknown>>();
+    const response = http.getResponse<object>();
+    const raw = rawRequestOf(request);
+    if (isCorsPreflight(raw)) return true; // A33: preflights carry no credentials by design.
+
+    let resource: ProtectedResource | undefined;
+    let agent: AgentContext | undefined;
+    try {
+      resource = this.resources.forRequest(raw);
+      const token = extractBearerToken(raw);
+      if (token === undefined) throw new MissingCredentialsException();
+      attachVerification(request, { token, resource });
+      agent = await this.strategy.verify(request, response);
+      request.user = agent;
+      const required = this.reflector.getAllAndOverride<readonly string[] | undefined>(KEYCARD_SCOPES, targets);
+      if (required && required.length > 0 && !this.hasScopes(agent, required)) {
+        throw new InsufficientScopeException(required);
+      }
+      return true;
+    } catch (error) {
+      const denial = this.toDenial(error);
+      this.writeHeaders(raw, response, denial, resource);
+      this.logDenial(raw, denial, agent);
+      throw denial;
+    }
+  }
+
+  /** All-of, exact and case-sensitive match (catalogue D1–D9). */
+  protected hasScopes(agent: AgentContext, required: readonly string[]): boolean {
+    return required.every((scope) => agent.scopes.includes(scope));
+  }
+
+  /** Logs a refusal with its reason, the route and the agent when known; never the token. */
+  protected logDenial(request: IncomingMessage, denial: KeycardException, agent: AgentContext | undefined): void {
+    const who = agent ? ` agent=${agent.clientId} user=${agent.subject} jti=${agent.tokenId}` : '';
+    const line = `denied ${request.method} ${pathOf(request)} status=${denial.getStatus()} reason=${denial.code}${who}`;
+    if (denial.getStatus() >= 500) this.options.logger.error(line);
+    else if (denial.code === 'no_credentials') this.options.logger.debug?.(line);
+    else this.options.logger.warn(line);
+  }
+
+  private toDenial(error: unknown): KeycardException {
+    if (error instanceof KeycardException) return error;
+    // INV3: anything else thrown while verifying is a bad token, never a 500 — but say so to operators.
+    this.options.logger.error(`Unexpected error while verifying a token: ${(error as Error)?.name ?? typeof error}`);
+    return new InvalidTokenException('token_malformed');
+  }
+
+  private writeHeaders(
+    request: IncomingMessage,
+    response: object,
+    denial: KeycardException,
+    resource: ProtectedResource | undefined,
+  ): void {
+    const adapter = this.adapterHost.httpAdapter;
+    const headers = denial.headers(resource?.metadataUrl, this.options.realm);
+    for (const [name, value] of Object.entries(headers)) adapter.setHeader(response, name, value);
+    // A34: let browser clients read the challenge.
+    if (request.headers.origin !== undefined && 'WWW-Authenticate' in headers) {
+      adapter.setHeader(response, 'Access-Control-Expose-Headers', 'WWW-Authenticate');
+    }
+  }
+}
+
+function isCorsPreflight(request: IncomingMessage): boolean {
+  return (
+    request.method === 'OPTIONS' &&
+    request.headers.origin !== undefined &&
+    request.headers['access-control-request-method'] !== undefined
+  );
+}

@@ -1,0 +1,77 @@
+import { type DynamicModule, Global, Module, type ModuleMetadata, type Provider, type Type } from '@nestjs/common';
+import { DiscoveryModule } from '@nestjs/core';
+import { DiscoveryController } from './discovery.controller.js';
+import type { KeycardModuleOptions } from './interfaces/keycard-module-options.interface.js';
+import { KEYCARD_OPTIONS, KEYCARD_RAW_OPTIONS } from './keycard.constants.js';
+import { KeycardGuard } from './keycard.guard.js';
+import { normaliseOptions } from './keycard-options.js';
+import { createKeycardProviders } from './keycard.providers.js';
+import { ZoneMetadataService } from './zone-metadata.service.js';
+
+/** A class that builds the options, for `forRootAsync({ useClass })`. */
+export interface KeycardOptionsFactory {
+  createKeycardOptions(): KeycardModuleOptions | string | Promise<KeycardModuleOptions | string>;
+}
+
+/** Options of `KeycardModule.forRootAsync()`. */
+export interface KeycardModuleAsyncOptions extends Pick<ModuleMetadata, 'imports'> {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  useFactory?: (...args: any[]) => KeycardModuleOptions | string | Promise<KeycardModuleOptions | string>;
+  inject?: NonNullable<Extract<Provider, { inject?: unknown }>['inject']>;
+  useClass?: Type<KeycardOptionsFactory>;
+  useExisting?: Type<KeycardOptionsFactory>;
+}
+
+/**
+ * Protects every route of the app with a Keycard zone's access tokens and serves the discovery
+ * documents. Global: import it once, in the root module.
+ *
+ * @example
+ * ```ts
+ * @Module({ imports: [KeycardModule.forRoot({ zoneUrl: 'https://abc.keycard.cloud', resource: 'https://api.example.com' })] })
+ * export class AppModule {}
+ * ```
+ * @publicApi
+ */
+@Global()
+@Module({})
+export class KeycardModule {
+  /**
+   * @param options the zone URL, or the full options.
+   * @throws TypeError naming the option, when the options are invalid (fails the bootstrap).
+   */
+  static forRoot(options: string | KeycardModuleOptions): DynamicModule {
+    normaliseOptions(options); // fail at the call site, with the option's name, before Nest boots
+    return KeycardModule.build([{ provide: KEYCARD_RAW_OPTIONS, useValue: options }], []);
+  }
+
+  /** Like {@link forRoot}, with options from a factory, a class or an existing provider. */
+  static forRootAsync(options: KeycardModuleAsyncOptions): DynamicModule {
+    const providers: Provider[] = [];
+    if (options.useFactory) {
+      providers.push({ provide: KEYCARD_RAW_OPTIONS, useFactory: options.useFactory, inject: options.inject ?? [] });
+    } else if (options.useClass || options.useExisting) {
+      const factoryType = (options.useClass ?? options.useExisting)!;
+      if (options.useClass) providers.push({ provide: factoryType, useClass: factoryType });
+      providers.push({
+        provide: KEYCARD_RAW_OPTIONS,
+        useFactory: (factory: KeycardOptionsFactory) => factory.createKeycardOptions(),
+        inject: [factoryType],
+      });
+    } else {
+      throw new TypeError("KeycardModule.forRootAsync: one of 'useFactory', 'useClass' or 'useExisting' is required");
+    }
+    return KeycardModule.build(providers, options.imports ?? []);
+  }
+
+  private static build(optionProviders: Provider[], imports: NonNullable<ModuleMetadata['imports']>): DynamicModule {
+    return {
+      module: KeycardModule,
+      global: true,
+      imports: [DiscoveryModule, ...imports],
+      controllers: [DiscoveryController],
+      providers: [...optionProviders, ...createKeycardProviders()],
+      exports: [KEYCARD_OPTIONS, KeycardGuard, ZoneMetadataService],
+    };
+  }
+}

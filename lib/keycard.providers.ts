@@ -1,0 +1,30 @@
+import type { Provider } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import { SystemClock } from './clock.js';
+import { JwksKeyStore } from './jwks-key-store.js';
+import { KEYCARD_CLOCK, KEYCARD_OPTIONS, KEYCARD_RAW_OPTIONS } from './keycard.constants.js';
+import { KeycardGuard } from './keycard.guard.js';
+import { normaliseOptions } from './keycard-options.js';
+import type { KeycardModuleOptions } from './interfaces/keycard-module-options.interface.js';
+import { KeycardStrategy } from './keycard.strategy.js';
+import { ResourceResolver } from './resource-resolver.js';
+import { ZoneMetadataService } from './zone-metadata.service.js';
+
+/** Everything the module provides once its raw options are available under KEYCARD_RAW_OPTIONS. */
+export function createKeycardProviders(): Provider[] {
+  return [
+    {
+      provide: KEYCARD_OPTIONS,
+      useFactory: (raw: string | KeycardModuleOptions) => normaliseOptions(raw),
+      inject: [KEYCARD_RAW_OPTIONS],
+    },
+    { provide: KEYCARD_CLOCK, useFactory: () => new SystemClock() },
+    ZoneMetadataService,
+    JwksKeyStore,
+    KeycardStrategy,
+    ResourceResolver,
+    KeycardGuard,
+    // useExisting keeps one guard instance and lets apps and tests override KeycardGuard.
+    { provide: APP_GUARD, useExisting: KeycardGuard },
+  ];
+}

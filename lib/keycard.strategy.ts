@@ -1,0 +1,120 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { PassportStrategy } from '@nestjs/passport';
+import passport from 'passport';
+import { Strategy, type StrategyOptionsWithRequest } from 'passport-jwt';
+import { checkHeader, toAgentContext } from './access-token-rules.js';
+import { parseCompactJws } from './compact-jws.js';
+import type { AgentContext } from './interfaces/agent-context.interface.js';
+import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from './keycard.constants.js';
+import { KeycardException, InvalidTokenException } from './keycard.exceptions.js';
+import type { Clock } from './clock.js';
+import type { KeycardOptions } from './keycard-options.js';
+import { JwksKeyStore } from './jwks-key-store.js';
+import type { ProtectedResource } from './protected-resource.js';
+
+/** Name of the strategy in the module's own passport instance. */
+export const KEYCARD_STRATEGY = 'keycard';
+
+/** What the guard hands the strategy through the request. */
+export interface VerificationRequest {
+  readonly token: string;
+  readonly resource: ProtectedResource;
+}
+
+const VERIFICATION = Symbol('keycard.verification');
+
+type RequestWithVerification = Record<typeof VERIFICATION, VerificationRequest | undefined>;
+
+/** Attaches the extracted token and resource to the request for {@link KeycardStrategy}. */
+export function attachVerification(request: object, verification: VerificationRequest): void {
+  (request as RequestWithVerification)[VERIFICATION] = verification;
+}
+
+function verificationOf(request: unknown): VerificationRequest | undefined {
+  return (request as RequestWithVerification | undefined)?.[VERIFICATION];
+}
+
+/**
+ * The passport-jwt strategy, configured so none of its defaults apply (catalogue J4–J8):
+ * - the token comes from the guard's strict extractor, never from passport-jwt's extractors;
+ * - the key comes only from the zone's JWKS, selected after our header rules, as a cached
+ *   `KeyObject` (no PEM parsing per request); jsonwebtoken then checks the signature;
+ * - time, issuer and audience rules run in `validate` with the module's clock, because
+ *   jsonwebtoken accepts tokens without `exp` and checks nothing of `typ`, `crit` or `iat`.
+ * Registered in a passport instance of its own, so several Keycard modules (or an app's own
+ * passport strategies) in one process never replace each other.
+ */
+@Injectable()
+export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY) {
+  /** Set during the base constructor, before field initialisers run: hence `declare`. */
+  declare private ownPassport?: passport.PassportStatic;
+
+  constructor(
+    private readonly keys: JwksKeyStore,
+    @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
+    @Inject(KEYCARD_CLOCK) private readonly clock: Clock,
+  ) {
+    const self: { strategy?: KeycardStrategy } = {};
+    const strategyOptions: StrategyOptionsWithRequest = {
+      jwtFromRequest: (request: unknown) => verificationOf(request)?.token ?? null,
+      secretOrKeyProvider: (request: unknown, _rawToken: unknown, done: (error: unknown, key?: string) => void) => {
+        self.strategy!.provideKey(request).then(
+          // jsonwebtoken 9 takes a KeyObject as is; the typings only know PEM strings.
+          (key) => done(null, key as unknown as string),
+          (error: unknown) => done(error),
+        );
+      },
+      algorithms: [...options.algorithms],
+      // Time rules run in validate() with the module's clock (see above).
+      ignoreExpiration: true,
+      jsonWebTokenOptions: { ignoreNotBefore: true },
+      passReqToCallback: true,
+    };
+    super(strategyOptions);
+    self.strategy = this;
+  }
+
+  /** The passport instance this strategy lives in. */
+  getPassportInstance(): passport.PassportStatic {
+    this.ownPassport ??= new passport.Passport() as passport.PassportStatic;
+    return this.ownPassport;
+  }
+
+  /** Verifies the token attached to `request` (see {@link attachVerification}). */
+  verify(request: object, response: object): Promise<AgentContext> {
+    return new Promise((resolve, reject) => {
+      const middleware = this.getPassportInstance().authenticate(
+        KEYCARD_STRATEGY,
+        { session: false },
+        (error: unknown, agent: AgentContext | false, info: unknown) => {
+          if (error) reject(error);
+          else if (agent) resolve(agent);
+          else reject(info instanceof KeycardException ? info : new InvalidTokenException('signature_invalid'));
+        },
+      );
+      middleware(request, response, (error?: unknown) => reject(error ?? new InvalidTokenException('token_malformed')));
+    });
+  }
+
+  /** Header rules first, then key selection: nothing of the token reaches the network (INV6). */
+  private async provideKey(request: unknown) {
+    const verification = verificationOf(request);
+    if (!verification) throw new InvalidTokenException('token_malformed');
+    const { header } = parseCompactJws(verification.token);
+    const { alg, kid } = checkHeader(header, this.options);
+    return (await this.keys.keyFor(kid, alg)).key;
+  }
+
+  /** Called by passport-jwt with the payload whose signature jsonwebtoken verified. */
+  validate(request: unknown, payload: unknown): AgentContext {
+    const verification = verificationOf(request);
+    if (!verification || typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
+      throw new InvalidTokenException('token_malformed');
+    }
+    return toAgentContext(
+      payload as Record<string, unknown>,
+      { issuer: this.options.issuer, audience: verification.resource.id, nowSeconds: this.clock.now() / 1000 },
+      this.options,
+    );
+  }
+}

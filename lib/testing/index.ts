@@ -1,0 +1,3 @@
+export { TestZone } from './test-zone.js';
+export type { TestZoneOptions, IssueTokenOptions, ZoneFault, ZoneEndpoint, ZoneKey } from './test-zone.js';
+export { signJws, base64url } from './sign-jwt.js';

@@ -1,0 +1,283 @@
+import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { isLoopbackHost } from '../loopback.js';
+import { signJws } from './sign-jwt.js';
+
+/** A fault a test zone endpoint can be switched to (catalogue §E, §F). */
+export type ZoneFault =
+  | { kind: 'reset' } // accept, then drop the connection
+  | { kind: 'hang' } // accept, never answer
+  | { kind: 'slow'; delayMs: number } // answer normally after a delay
+  | { kind: 'drip'; intervalMs: number } // headers at once, then one byte per interval, forever
+  | { kind: 'status'; status: number; body?: string; contentType?: string }
+  | { kind: 'redirect'; location: string }
+  | { kind: 'json'; body: unknown } // a 200 JSON answer of the test's choosing
+  | { kind: 'oversized'; bytes: number }; // a 200 JSON answer larger than any cap
+
+/** The zone endpoints a fault can be set on. */
+export type ZoneEndpoint = 'metadata' | 'oidc' | 'jwks';
+
+/** A signing key of the zone: the private half signs, the public half is published. */
+export interface ZoneKey {
+  readonly kid: string;
+  readonly alg: string;
+  readonly privateKey: KeyObject;
+  readonly publicKey: KeyObject;
+  /** Extra members to publish in this key's JWK (e.g. `use`, `key_ops`), or members to drop (`undefined`). */
+  readonly jwkOverrides?: Record<string, unknown>;
+}
+
+export interface TestZoneOptions {
+  /** Port to listen on. @default 0 (any free port) */
+  port?: number;
+  /** Loopback address to bind. Anything else is refused. @default '127.0.0.1' */
+  host?: string;
+  /** Path of the issuer, e.g. `/tenant1` (RFC 8414 §3.1 path insertion). @default '' */
+  issuerPath?: string;
+  /** `aud` of issued tokens when a test does not give one. */
+  audience?: string;
+}
+
+export interface IssueTokenOptions {
+  /** Which zone key signs. @default 'rs1' */
+  kid?: string;
+  /** JWS `alg` written in the header. @default the key's algorithm */
+  alg?: string;
+  /** Header members to add or (with `undefined`) remove. */
+  header?: Record<string, unknown>;
+  /** Leave `kid` out of the header. */
+  omitKid?: boolean;
+}
+
+/**
+ * A real OAuth 2.0 authorization server on loopback, for tests and demos only: RFC 8414 and OIDC
+ * discovery documents, a JWKS with RSA and EC keys, token issuing, key rotation, fault switches
+ * and request counters. It refuses to bind anything but a loopback address.
+ * @publicApi
+ */
+export class TestZone {
+  /** Requests served per endpoint. */
+  readonly counts = { metadata: 0, oidc: 0, jwks: 0 };
+  /** Fault per endpoint; `undefined` serves normally. */
+  readonly faults: Partial<Record<ZoneEndpoint, ZoneFault>> = {};
+  /** When set, served as the JWKS body instead of the zone's keys. */
+  jwksOverride?: unknown;
+  /** When set, members merged into (or, with `undefined`, removed from) the metadata document. */
+  metadataOverrides: Record<string, unknown> = {};
+
+  private keys: ZoneKey[] = [];
+  private rotations = 0;
+  private readonly sockets = new Set<Socket>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+
+  private constructor(
+    private readonly server: Server,
+    readonly issuer: string,
+    private readonly options: TestZoneOptions,
+  ) {}
+
+  /** Starts a zone on loopback with RSA key `rs1` (RS256) and EC key `ec1` (ES256). */
+  static async start(options: TestZoneOptions = {}): Promise<TestZone> {
+    const host = options.host ?? '127.0.0.1';
+    if (!isLoopbackHost(host)) throw new TypeError(`TestZone binds loopback addresses only, not ${host}`);
+    const server = createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port ?? 0, host, () => resolve());
+    });
+    const { port } = server.address() as AddressInfo;
+    const hostInUrl = host.includes(':') ? `[${host}]` : host;
+    const zone = new TestZone(server, `http://${hostInUrl}:${port}${options.issuerPath ?? ''}`, options);
+    zone.keys = [TestZone.generateKey('rs1', 'RS256'), TestZone.generateKey('ec1', 'ES256')];
+    server.on('connection', (socket) => {
+      zone.sockets.add(socket);
+      socket.once('close', () => zone.sockets.delete(socket));
+    });
+    server.on('request', (req, res) => zone.handle(req, res));
+    return zone;
+  }
+
+  /** Makes a key pair: RSA (2048 bits unless `rsaBits`) for RS/PS algorithms, EC for ES*. */
+  static generateKey(kid: string, alg: string, rsaBits = 2048): ZoneKey {
+    const pair = alg.startsWith('ES')
+      ? generateKeyPairSync('ec', { namedCurve: { ES256: 'P-256', ES384: 'P-384', ES512: 'P-521' }[alg]! })
+      : generateKeyPairSync('rsa', { modulusLength: rsaBits });
+    return { kid, alg, privateKey: pair.privateKey, publicKey: pair.publicKey };
+  }
+
+  /** Origin of the zone (scheme, host and port). */
+  get origin(): string {
+    return new URL(this.issuer).origin;
+  }
+
+  get jwksUri(): string {
+    return `${this.origin}/jwks`;
+  }
+
+  /** The zone's current keys (the first RSA key signs by default). */
+  get signingKeys(): readonly ZoneKey[] {
+    return this.keys;
+  }
+
+  key(kid: string): ZoneKey {
+    const key = this.keys.find((k) => k.kid === kid);
+    if (!key) throw new Error(`TestZone has no key ${kid}`);
+    return key;
+  }
+
+  /** Publishes another key (e.g. a weak or odd one a test needs). */
+  addKey(key: ZoneKey): void {
+    this.keys.push(key);
+  }
+
+  /** Withdraws a key from the JWKS (catalogue E20). */
+  removeKey(kid: string): void {
+    this.keys = this.keys.filter((k) => k.kid !== kid);
+  }
+
+  /** Adds a fresh RSA key `rs<N>`, returns its kid; the old keys stay published. */
+  rotateKeys(): string {
+    this.rotations += 1;
+    const kid = `rs${this.rotations + 1}`;
+    this.keys.push(TestZone.generateKey(kid, 'RS256'));
+    return kid;
+  }
+
+  /**
+   * Issues an access token. Claims default to a valid token for `options.audience`: `iss`, `sub`
+   * `user-1`, `client_id` `cli-1`, `iat` now, `exp` in 5 minutes, a fresh `jti`; a claim given as
+   * `undefined` is left out.
+   */
+  issueToken(claims: Record<string, unknown> = {}, options: IssueTokenOptions = {}): string {
+    const key = this.key(options.kid ?? 'rs1');
+    const now = Math.floor(Date.now() / 1000);
+    const payload = dropUndefined({
+      iss: this.issuer,
+      aud: this.options.audience,
+      sub: 'user-1',
+      client_id: 'cli-1',
+      iat: now,
+      exp: now + 300,
+      jti: randomUUID(),
+      ...claims,
+    });
+    const header = dropUndefined({
+      alg: options.alg ?? key.alg,
+      typ: 'at+jwt',
+      kid: options.omitKid ? undefined : key.kid,
+      ...options.header,
+    });
+    return signJws(header, payload, key.privateKey, options.alg ?? key.alg);
+  }
+
+  /** The zone's RFC 8414 metadata document. */
+  metadata(): Record<string, unknown> {
+    return dropUndefined({
+      issuer: this.issuer,
+      jwks_uri: this.jwksUri,
+      token_endpoint: `${this.origin}/token`,
+      authorization_endpoint: `${this.origin}/authorize`,
+      response_types_supported: ['code'],
+      grant_types_supported: ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'],
+      token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+      code_challenge_methods_supported: ['S256'],
+      ...this.metadataOverrides,
+    });
+  }
+
+  /** The JWKS as served (public members only). */
+  jwks(): { keys: Record<string, unknown>[] } {
+    return {
+      keys: this.keys.map((k) =>
+        dropUndefined({
+          ...(k.publicKey.export({ format: 'jwk' }) as Record<string, unknown>),
+          kid: k.kid,
+          alg: k.alg,
+          use: 'sig',
+          ...k.jwkOverrides,
+        }),
+      ),
+    };
+  }
+
+  /** Clears faults, overrides and counters. */
+  reset(): void {
+    for (const endpoint of Object.keys(this.faults) as ZoneEndpoint[]) delete this.faults[endpoint];
+    this.jwksOverride = undefined;
+    this.metadataOverrides = {};
+    this.counts.metadata = this.counts.oidc = this.counts.jwks = 0;
+  }
+
+  async stop(): Promise<void> {
+    for (const timer of this.timers) clearInterval(timer);
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '/').split('?')[0];
+    const issuerPath = new URL(this.issuer).pathname.replace(/\/$/, '');
+    if (path === `/.well-known/oauth-authorization-server${issuerPath}`) {
+      this.counts.metadata += 1;
+      return this.serve('metadata', res, () => this.metadata());
+    }
+    if (path === `${issuerPath}/.well-known/openid-configuration`) {
+      this.counts.oidc += 1;
+      return this.serve('oidc', res, () => this.metadata());
+    }
+    if (path === '/jwks') {
+      this.counts.jwks += 1;
+      return this.serve('jwks', res, () => this.jwksOverride ?? this.jwks());
+    }
+    sendJson(res, 404, { error: 'not_found' });
+  }
+
+  private serve(endpoint: ZoneEndpoint, res: ServerResponse, body: () => unknown): void {
+    const fault = this.faults[endpoint];
+    if (!fault) return sendJson(res, 200, body());
+    switch (fault.kind) {
+      case 'reset':
+        res.socket?.destroy();
+        return;
+      case 'hang':
+        return;
+      case 'slow': {
+        const timer = setTimeout(() => sendJson(res, 200, body()), fault.delayMs);
+        this.timers.add(timer);
+        return;
+      }
+      case 'drip': {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        const timer = setInterval(() => res.write(' '), fault.intervalMs);
+        this.timers.add(timer);
+        res.once('close', () => clearInterval(timer));
+        return;
+      }
+      case 'status':
+        res.writeHead(fault.status, { 'content-type': fault.contentType ?? 'application/json' });
+        res.end(fault.body ?? '{"error":"server_error"}');
+        return;
+      case 'redirect':
+        res.writeHead(302, { location: fault.location });
+        res.end();
+        return;
+      case 'json':
+        return sendJson(res, 200, fault.body);
+      case 'oversized':
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(`{"keys":[],"pad":"${'x'.repeat(fault.bytes)}"}`);
+        return;
+    }
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body) ?? 'null';
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function dropUndefined(object: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(object).filter(([, value]) => value !== undefined));
+}

@@ -1,0 +1,87 @@
+import { FETCH_TIMEOUT_MS, MAX_BODY_BYTES, USER_AGENT } from './keycard.constants.js';
+import type { FetchLike } from './interfaces/keycard-module-options.interface.js';
+
+/**
+ * Why a call to the zone failed. The message is for operators: it names the URL (configuration,
+ * never a token) and the HTTP status or network failure.
+ */
+export class ZoneFetchError extends Error {
+  constructor(
+    message: string,
+    /** HTTP status when the zone answered, for callers that fall back on 404. */
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = 'ZoneFetchError';
+  }
+}
+
+/**
+ * GETs a JSON document from the zone with the guarantees jwks-rsa and plain `fetch` lack
+ * (catalogue E4, E5, E10, E11, F11): an absolute deadline covering headers and body, no redirects,
+ * a body cap, `200` and a JSON content type required.
+ */
+export async function fetchZoneJson(fetchFn: FetchLike, url: string): Promise<unknown> {
+  const signal = AbortSignal.timeout(FETCH_TIMEOUT_MS);
+  let response: Response;
+  try {
+    response = await fetchFn(url, {
+      method: 'GET',
+      redirect: 'manual',
+      signal,
+      headers: { accept: 'application/json', 'user-agent': USER_AGENT },
+    });
+  } catch (error) {
+    throw new ZoneFetchError(`GET ${url} failed: ${describeNetworkError(error, signal)}`);
+  }
+  if (response.status !== 200) {
+    await response.body?.cancel().catch(() => undefined);
+    throw new ZoneFetchError(`GET ${url} answered HTTP ${response.status}`, response.status);
+  }
+  const contentType = response.headers.get('content-type') ?? '';
+  if (!/[/+]json\b/i.test(contentType)) {
+    await response.body?.cancel().catch(() => undefined);
+    throw new ZoneFetchError(`GET ${url} answered ${contentType || 'no content type'}, not JSON`);
+  }
+  const text = await readCapped(response, url, signal);
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new ZoneFetchError(`GET ${url} answered a body that is not valid JSON`);
+  }
+}
+
+async function readCapped(response: Response, url: string, signal: AbortSignal): Promise<string> {
+  const declared = Number(response.headers.get('content-length'));
+  if (declared > MAX_BODY_BYTES) {
+    await response.body?.cancel().catch(() => undefined);
+    throw new ZoneFetchError(`GET ${url} answered more than ${MAX_BODY_BYTES} bytes`);
+  }
+  if (!response.body) return '';
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > MAX_BODY_BYTES) {
+        await reader.cancel().catch(() => undefined);
+        throw new ZoneFetchError(`GET ${url} answered more than ${MAX_BODY_BYTES} bytes`);
+      }
+      chunks.push(value);
+    }
+  } catch (error) {
+    if (error instanceof ZoneFetchError) throw error;
+    throw new ZoneFetchError(`GET ${url} failed while reading: ${describeNetworkError(error, signal)}`);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function describeNetworkError(error: unknown, signal: AbortSignal): string {
+  if (signal.aborted) return `no complete answer within ${FETCH_TIMEOUT_MS} ms`;
+  const cause = (error as { cause?: { code?: unknown } })?.cause;
+  if (cause && typeof cause.code === 'string') return cause.code;
+  return error instanceof Error ? error.name : 'network error';
+}

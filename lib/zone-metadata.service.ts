@@ -1,0 +1,166 @@
+import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import {
+  AS_WELL_KNOWN, CACHE_MAX_AGE_MS, KEYCARD_CLOCK, KEYCARD_OPTIONS, OIDC_WELL_KNOWN, RETRY_MAX_MS,
+  RETRY_MIN_MS, STALE_IF_ERROR_MS,
+} from './keycard.constants.js';
+import { ZoneUnavailableException } from './keycard.exceptions.js';
+import type { KeycardOptions } from './keycard-options.js';
+import { isLoopbackHost } from './loopback.js';
+import type { Clock } from './clock.js';
+import { RefreshingValue } from './refreshing-value.js';
+import { fetchZoneJson, ZoneFetchError } from './zone-fetch.js';
+
+/** The parts of the zone's RFC 8414 document the module relies on, validated. */
+export interface ZoneMetadata {
+  readonly issuer: string;
+  readonly jwksUri: string;
+  readonly tokenEndpoint?: string;
+  /** The document as the zone served it, mirrored by the discovery controller. */
+  readonly document: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * Discovers the zone (RFC 8414, then OIDC discovery) and keeps its metadata fresh. The app boots
+ * while the zone is down: a background loop retries with capped exponential back-off, and requests
+ * meanwhile get 503 + Retry-After (catalogue F1). A document whose `issuer` differs from the
+ * configured zone by a single code point is never used (F2).
+ */
+@Injectable()
+export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
+  private readonly metadata: RefreshingValue<ZoneMetadata>;
+  private retryTimer?: NodeJS.Timeout;
+  private retryDelayMs = RETRY_MIN_MS;
+  private nextRetryAt = 0;
+  private destroyed = false;
+
+  constructor(
+    @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
+    @Inject(KEYCARD_CLOCK) private readonly clock: Clock,
+  ) {
+    this.metadata = new RefreshingValue(() => this.attempt(), () => clock.now());
+  }
+
+  onModuleInit(): void {
+    this.refreshInBackground();
+  }
+
+  onModuleDestroy(): void {
+    this.destroyed = true;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+  }
+
+  /**
+   * Validated metadata, refreshed when older than the cache age. Throws
+   * {@link ZoneUnavailableException} when no usable document can be had.
+   */
+  async get(): Promise<ZoneMetadata> {
+    const last = this.metadata.last;
+    const now = this.clock.now();
+    if (last && now - last.loadedAt < CACHE_MAX_AGE_MS) return last.value;
+    if (last && now - last.loadedAt < CACHE_MAX_AGE_MS + STALE_IF_ERROR_MS) {
+      // Stale but inside the stale-if-error window: answer now, refresh behind the request (F10).
+      this.refreshInBackground();
+      return last.value;
+    }
+    // Requests may trigger a load, but not faster than the back-off allows while the zone fails.
+    if (now < this.nextRetryAt) throw this.unavailable();
+    try {
+      return await this.metadata.load();
+    } catch {
+      throw this.unavailable();
+    }
+  }
+
+  /** The last validated metadata, if any, without triggering a load. */
+  peek(): ZoneMetadata | undefined {
+    return this.metadata.last?.value;
+  }
+
+  private unavailable(): ZoneUnavailableException {
+    return new ZoneUnavailableException(Math.max(1, (this.nextRetryAt - this.clock.now()) / 1000));
+  }
+
+  /** Starts a load unless one is under way or the back-off says wait; never rejects. */
+  private refreshInBackground(): void {
+    if (this.clock.now() < this.nextRetryAt) return;
+    this.metadata.load().catch(() => undefined);
+  }
+
+  /**
+   * One real discovery attempt. On failure the next attempt is scheduled after a back-off that
+   * doubles up to its cap, so an unreachable zone sees at most one request per back-off step.
+   */
+  private async attempt(): Promise<ZoneMetadata> {
+    clearTimeout(this.retryTimer);
+    try {
+      const metadata = await this.discover();
+      this.retryDelayMs = RETRY_MIN_MS;
+      this.nextRetryAt = 0;
+      return metadata;
+    } catch (error) {
+      this.options.logger.warn(
+        `Zone ${this.options.issuer} unavailable, retrying in ${this.retryDelayMs} ms: ${(error as Error).message}`,
+      );
+      this.nextRetryAt = this.clock.now() + this.retryDelayMs;
+      if (this.destroyed) throw error;
+      this.retryTimer = setTimeout(() => {
+        this.nextRetryAt = 0;
+        this.refreshInBackground();
+      }, this.retryDelayMs);
+      this.retryTimer.unref();
+      this.retryDelayMs = Math.min(this.retryDelayMs * 2, RETRY_MAX_MS);
+      throw error;
+    }
+  }
+
+  private async discover(): Promise<ZoneMetadata> {
+    const { issuerUrl } = this.options;
+    const path = issuerUrl.pathname.replace(/\/+$/, '');
+    // RFC 8414 §3.1: the well-known segment goes between host and path.
+    const rfc8414 = issuerUrl.origin + AS_WELL_KNOWN + path;
+    let document: unknown;
+    try {
+      document = await fetchZoneJson(this.options.fetch, rfc8414);
+    } catch (error) {
+      if (!(error instanceof ZoneFetchError && error.status === 404)) throw error;
+      // OpenID Connect Discovery appends its segment to the issuer instead (catalogue F6).
+      document = await fetchZoneJson(this.options.fetch, this.options.issuer.replace(/\/+$/, '') + OIDC_WELL_KNOWN);
+    }
+    return this.validate(document);
+  }
+
+  private validate(document: unknown): ZoneMetadata {
+    if (typeof document !== 'object' || document === null || Array.isArray(document)) {
+      throw new ZoneFetchError('zone metadata is not a JSON object');
+    }
+    const doc = document as Record<string, unknown>;
+    if (doc.issuer !== this.options.issuer) {
+      throw new ZoneFetchError(
+        `zone metadata issuer ${JSON.stringify(doc.issuer)} does not equal the configured zoneUrl ${JSON.stringify(this.options.issuer)}`,
+      );
+    }
+    const jwksUri = this.sameOriginUrl('jwks_uri', doc.jwks_uri, true);
+    const tokenEndpoint = this.sameOriginUrl('token_endpoint', doc.token_endpoint, false);
+    return { issuer: doc.issuer, jwksUri: jwksUri!, tokenEndpoint, document: Object.freeze({ ...doc }) };
+  }
+
+  /** Endpoints must be on the zone's own origin: token content or a rogue document never steer us elsewhere (E25, F12). */
+  private sameOriginUrl(name: string, value: unknown, required: boolean): string | undefined {
+    if (value === undefined && !required) return undefined;
+    if (typeof value !== 'string') throw new ZoneFetchError(`zone metadata lacks a string ${name}`);
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      throw new ZoneFetchError(`zone metadata ${name} is not a URL`);
+    }
+    const secure =
+      url.protocol === 'https:' ||
+      (url.protocol === 'http:' && (isLoopbackHost(url.hostname) || this.options.allowInsecureHttp));
+    if (!secure || url.origin !== this.options.issuerUrl.origin) {
+      throw new ZoneFetchError(`zone metadata ${name} ${value} is not on the zone's origin`);
+    }
+    return value;
+  }
+}
