@@ -24,7 +24,7 @@ export function send(
   const all = headers.some(([name]) => name.toLowerCase() === 'host') ? headers : [['Host', url.host], ...headers];
   return new Promise((resolve, reject) => {
     const req = httpRequest(
-      { method, host: url.hostname, port: url.port, path: url.pathname + url.search, headers: all.flat() },
+      { method, host: url.hostname, port: url.port, path: url.pathname + url.search, headers: all.flat(), agent: false },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
