@@ -1,7 +1,5 @@
-import { All, Controller, Get, HttpStatus, Req, Res } from '@nestjs/common';
+import { All, Controller, Get, HttpStatus, Inject, Req, Res } from '@nestjs/common';
 import { DiscoveryService, HttpAdapterHost, MetadataScanner } from '@nestjs/core';
-import type { IncomingMessage } from 'node:http';
-import { Inject } from '@nestjs/common';
 import { KEYCARD_OPTIONS, KEYCARD_SCOPES, PRM_MAX_AGE_SECONDS } from './keycard.constants.js';
 import { KeycardException } from './keycard.exceptions.js';
 import type { KeycardOptions } from './keycard-options.js';
