@@ -1,0 +1,85 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { type CanActivate, Controller, Get, Injectable } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import { KeycardGuard, KeycardModule, type KeycardModuleOptions } from '../lib/index.js';
+import { TestZone } from '../lib/testing/index.js';
+import { R } from './support/forge.js';
+import { send } from './support/http.js';
+
+@Controller()
+class PingController {
+  @Get('ping')
+  ping() {
+    return { pong: true };
+  }
+}
+
+@Injectable()
+class ZoneConfig {
+  static issuer = '';
+  createKeycardOptions(): KeycardModuleOptions {
+    return { zoneUrl: ZoneConfig.issuer, resource: R };
+  }
+}
+
+describe('module wiring', () => {
+  let zone: TestZone;
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    ZoneConfig.issuer = zone.issuer;
+  });
+  afterAll(() => zone.stop());
+
+  async function serve(module: unknown, override?: CanActivate) {
+    const builder = Test.createTestingModule({ imports: [module as never], controllers: [PingController] });
+    if (override) builder.overrideProvider(KeycardGuard).useValue(override);
+    const app = (await builder.compile()).createNestApplication({ logger: false });
+    await app.listen(0, '127.0.0.1');
+    return { app, url: `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}` };
+  }
+
+  it.each([
+    ['useFactory', KeycardModule.forRootAsync({ useFactory: () => ({ zoneUrl: ZoneConfig.issuer, resource: R }) })],
+    ['useClass', KeycardModule.forRootAsync({ useClass: ZoneConfig })],
+  ])('forRootAsync(%s) protects routes with a valid token', async (_name, module) => {
+    const { app, url } = await serve(module);
+    try {
+      expect((await send(url, 'GET', '/ping')).status).toBe(401);
+      const ok = await send(url, 'GET', '/ping', [['Authorization', `Bearer ${zone.issueToken()}`]]);
+      expect(ok.status).toBe(200);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('forRootAsync with invalid options fails the bootstrap, naming the option', async () => {
+    const module = KeycardModule.forRootAsync({ useFactory: () => ({ zoneUrl: 'http://zone.example.com', resource: R }) });
+    await expect(Test.createTestingModule({ imports: [module] }).compile()).rejects.toThrow("'zoneUrl' must use https");
+  });
+
+  it('forRoot with invalid options throws at the call site', () => {
+    expect(() => KeycardModule.forRoot({ zoneUrl: zone.issuer, algorithms: ['HS256' as never] })).toThrow("'algorithms'");
+  });
+
+  it('the global guard is bound with useExisting, so overriding KeycardGuard replaces it', async () => {
+    const { app, url } = await serve(KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R }), { canActivate: () => true });
+    try {
+      expect((await send(url, 'GET', '/ping')).status).toBe(200);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('non-HTTP execution contexts fail closed', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger: { log() {}, warn() {}, error() {} } })],
+    }).compile();
+    const guard = moduleRef.get(KeycardGuard);
+    for (const type of ['rpc', 'ws', 'graphql']) {
+      const context = { getType: () => type, getHandler: () => () => undefined, getClass: () => Object } as never;
+      expect(await guard.canActivate(context)).toBe(false);
+    }
+    await moduleRef.close();
+  });
+});
+
