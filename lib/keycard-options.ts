@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import { toClientAuthentication, type ClientAuthentication } from './exchange/client-authentication.js';
 import type { FetchLike, KeycardModuleOptions } from './interfaces/keycard-module-options.interface.js';
 import { DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS, type SupportedAlgorithm } from './keycard.constants.js';
 import { isLoopbackHost } from './loopback.js';
@@ -21,7 +22,8 @@ export interface KeycardOptions {
   readonly requireAtJwtType: boolean;
   readonly readScpClaim: boolean;
   readonly realm?: string;
-  readonly clientCredentials?: unknown;
+  readonly clientAuthentication?: ClientAuthentication;
+  readonly exchangeCacheSize: number;
   readonly allowInsecureHttp: boolean;
   readonly fetch: FetchLike;
   readonly logger: KeycardLogger;
@@ -122,6 +124,20 @@ function normaliseClockTolerance(raw: unknown): number {
   return raw;
 }
 
+function clientAuthenticationOf(raw: unknown): ClientAuthentication | undefined {
+  try {
+    return toClientAuthentication(raw);
+  } catch (error) {
+    fail('clientCredentials', (error as Error).message.replace(/^KeycardModule: 'clientCredentials' /, ''));
+  }
+}
+
+function normaliseCacheSize(raw: unknown): number {
+  if (raw === undefined) return 1000;
+  if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 0) fail('exchangeCacheSize', 'must be a whole number ≥ 0');
+  return raw;
+}
+
 function normaliseLogger(raw: unknown): KeycardLogger {
   if (raw === undefined) return new Logger('Keycard');
   const logger = raw as Partial<KeycardLogger>;
@@ -163,7 +179,8 @@ export function normaliseOptions(input: string | KeycardModuleOptions): KeycardO
     requireAtJwtType: optionalBoolean('requireAtJwtType', raw.requireAtJwtType, false),
     readScpClaim: optionalBoolean('readScpClaim', raw.readScpClaim, false),
     realm,
-    clientCredentials: raw.clientCredentials,
+    clientAuthentication: clientAuthenticationOf(raw.clientCredentials),
+    exchangeCacheSize: normaliseCacheSize(raw.exchangeCacheSize),
     allowInsecureHttp,
     fetch: raw.fetch ?? ((input, init) => globalThis.fetch(input, init)),
     logger: normaliseLogger(raw.logger),

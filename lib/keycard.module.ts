@@ -1,6 +1,7 @@
 import { type DynamicModule, Global, Module, type ModuleMetadata, type Provider, type Type } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
 import { DiscoveryController } from './discovery.controller.js';
+import { TokenExchangeService } from './exchange/token-exchange.service.js';
 import type { KeycardModuleOptions } from './interfaces/keycard-module-options.interface.js';
 import { KEYCARD_OPTIONS, KEYCARD_RAW_OPTIONS } from './keycard.constants.js';
 import { KeycardGuard } from './keycard.guard.js';
@@ -71,7 +72,7 @@ export class KeycardModule {
       imports: [DiscoveryModule, ...imports],
       controllers: [DiscoveryController],
       providers: [...optionProviders, ...createKeycardProviders()],
-      exports: [KEYCARD_OPTIONS, KeycardGuard, ZoneMetadataService],
+      exports: [KEYCARD_OPTIONS, KeycardGuard, ZoneMetadataService, TokenExchangeService],
     };
   }
 }

@@ -51,35 +51,51 @@ export async function fetchZoneJson(fetchFn: FetchLike, url: string): Promise<un
   }
 }
 
-async function readCapped(response: Response, url: string, signal: AbortSignal): Promise<string> {
+/** Thrown by {@link readCappedText} when a body exceeds its cap. */
+export class BodyTooLargeError extends Error {
+  constructor(readonly maxBytes: number) {
+    super(`the answer is larger than ${maxBytes} bytes`);
+    this.name = 'BodyTooLargeError';
+  }
+}
+
+/**
+ * Reads a response body as UTF-8, stopping (and cancelling the stream) as soon as it exceeds
+ * `maxBytes`, so a hostile or broken server cannot make us buffer an unbounded answer (E11, I23).
+ */
+export async function readCappedText(response: Response, maxBytes: number): Promise<string> {
   const declared = Number(response.headers.get('content-length'));
-  if (declared > MAX_BODY_BYTES) {
+  if (declared > maxBytes) {
     await response.body?.cancel().catch(() => undefined);
-    throw new ZoneFetchError(`GET ${url} answered more than ${MAX_BODY_BYTES} bytes`);
+    throw new BodyTooLargeError(maxBytes);
   }
   if (!response.body) return '';
   const reader = response.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > MAX_BODY_BYTES) {
-        await reader.cancel().catch(() => undefined);
-        throw new ZoneFetchError(`GET ${url} answered more than ${MAX_BODY_BYTES} bytes`);
-      }
-      chunks.push(value);
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel().catch(() => undefined);
+      throw new BodyTooLargeError(maxBytes);
     }
-  } catch (error) {
-    if (error instanceof ZoneFetchError) throw error;
-    throw new ZoneFetchError(`GET ${url} failed while reading: ${describeNetworkError(error, signal)}`);
+    chunks.push(value);
   }
   return Buffer.concat(chunks).toString('utf8');
 }
 
-function describeNetworkError(error: unknown, signal: AbortSignal): string {
+async function readCapped(response: Response, url: string, signal: AbortSignal): Promise<string> {
+  try {
+    return await readCappedText(response, MAX_BODY_BYTES);
+  } catch (error) {
+    if (error instanceof BodyTooLargeError) throw new ZoneFetchError(`GET ${url} answered more than ${MAX_BODY_BYTES} bytes`);
+    throw new ZoneFetchError(`GET ${url} failed while reading: ${describeNetworkError(error, signal)}`);
+  }
+}
+
+export function describeNetworkError(error: unknown, signal: AbortSignal): string {
   if (signal.aborted) return `no complete answer within ${FETCH_TIMEOUT_MS} ms`;
   const cause = (error as { cause?: { code?: unknown } })?.cause;
   if (cause && typeof cause.code === 'string') return cause.code;

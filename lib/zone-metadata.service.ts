@@ -140,9 +140,15 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
         `zone metadata issuer ${JSON.stringify(doc.issuer)} does not equal the configured zoneUrl ${JSON.stringify(this.options.issuer)}`,
       );
     }
-    const jwksUri = this.sameOriginUrl('jwks_uri', doc.jwks_uri, true);
-    const tokenEndpoint = this.sameOriginUrl('token_endpoint', doc.token_endpoint, false);
-    return { issuer: doc.issuer, jwksUri: jwksUri!, tokenEndpoint, document: Object.freeze({ ...doc }) };
+    const jwksUri = this.sameOriginUrl('jwks_uri', doc.jwks_uri, true)!;
+    let tokenEndpoint: string | undefined;
+    try {
+      tokenEndpoint = this.sameOriginUrl('token_endpoint', doc.token_endpoint, false);
+    } catch (error) {
+      // Verification does not need the token endpoint: only the exchange is disabled (F12).
+      this.options.logger.error(`Token exchange disabled: ${(error as Error).message}`);
+    }
+    return { issuer: doc.issuer, jwksUri, tokenEndpoint, document: Object.freeze({ ...doc }) };
   }
 
   /** Endpoints must be on the zone's own origin: token content or a rogue document never steer us elsewhere (E25, F12). */

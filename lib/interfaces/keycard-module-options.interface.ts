@@ -1,4 +1,5 @@
 import type { LoggerService } from '@nestjs/common';
+import type { ClientAuthentication } from '../exchange/client-authentication.js';
 import type { SupportedAlgorithm } from '../keycard.constants.js';
 
 /** A `fetch`-compatible function, e.g. one that goes through a corporate proxy. */
@@ -60,7 +61,13 @@ export interface KeycardModuleOptions {
    * or a `ClientSecret` / `PrivateKeyJwt` / `WorkloadIdentity` instance.
    * @default none (the exchange service is not usable)
    */
-  clientCredentials?: unknown;
+  clientCredentials?: { clientId: string; clientSecret: string } | ClientAuthentication;
+  /**
+   * How many exchanged tokens `TokenExchangeService` keeps (least recently used evicted first).
+   * `0` turns the cache off.
+   * @default 1000
+   */
+  exchangeCacheSize?: number;
   /**
    * Allow `http` zone URLs on non-loopback hosts. Tokens and keys then travel in clear text: only for
    * closed test networks.

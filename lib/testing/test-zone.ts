@@ -1,8 +1,9 @@
-import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, randomUUID, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { isLoopbackHost } from '../loopback.js';
 import { signJws } from './sign-jwt.js';
+import { TokenEndpoint, type RecordedTokenRequest, type TestZoneClient } from './token-endpoint.js';
 
 /** A fault a test zone endpoint can be switched to (catalogue §E, §F). */
 export type ZoneFault =
@@ -10,13 +11,13 @@ export type ZoneFault =
   | { kind: 'hang' } // accept, never answer
   | { kind: 'slow'; delayMs: number } // answer normally after a delay
   | { kind: 'drip'; intervalMs: number } // headers at once, then one byte per interval, forever
-  | { kind: 'status'; status: number; body?: string; contentType?: string }
+  | { kind: 'status'; status: number; body?: string; contentType?: string; headers?: Record<string, string>; times?: number }
   | { kind: 'redirect'; location: string }
   | { kind: 'json'; body: unknown } // a 200 JSON answer of the test's choosing
   | { kind: 'oversized'; bytes: number }; // a 200 JSON answer larger than any cap
 
 /** The zone endpoints a fault can be set on. */
-export type ZoneEndpoint = 'metadata' | 'oidc' | 'jwks';
+export type ZoneEndpoint = 'metadata' | 'oidc' | 'jwks' | 'token';
 
 /** A signing key of the zone: the private half signs, the public half is published. */
 export interface ZoneKey {
@@ -37,6 +38,10 @@ export interface TestZoneOptions {
   issuerPath?: string;
   /** `aud` of issued tokens when a test does not give one. */
   audience?: string;
+  /** Clients the token endpoint knows. */
+  clients?: TestZoneClient[];
+  /** Resources the zone issues tokens for, with the scopes each offers. */
+  resources?: Record<string, string[]>;
 }
 
 export interface IssueTokenOptions {
@@ -58,7 +63,9 @@ export interface IssueTokenOptions {
  */
 export class TestZone {
   /** Requests served per endpoint. */
-  readonly counts = { metadata: 0, oidc: 0, jwks: 0 };
+  readonly counts = { metadata: 0, oidc: 0, jwks: 0, token: 0 };
+  /** Every request the token endpoint received (headers and decoded form), oldest first. */
+  readonly tokenRequests: RecordedTokenRequest[] = [];
   /** Fault per endpoint; `undefined` serves normally. */
   readonly faults: Partial<Record<ZoneEndpoint, ZoneFault>> = {};
   /** When set, served as the JWKS body instead of the zone's keys. */
@@ -67,6 +74,7 @@ export class TestZone {
   metadataOverrides: Record<string, unknown> = {};
 
   private keys: ZoneKey[] = [];
+  private readonly tokenEndpoint: TokenEndpoint;
   private rotations = 0;
   private readonly sockets = new Set<Socket>();
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -75,7 +83,21 @@ export class TestZone {
     private readonly server: Server,
     readonly issuer: string,
     private readonly options: TestZoneOptions,
-  ) {}
+  ) {
+    const endpointUrl = () => `${this.origin}/token`;
+    this.tokenEndpoint = new TokenEndpoint(
+      {
+        issuer,
+        get tokenEndpoint() {
+          return endpointUrl();
+        },
+        resources: options.resources ?? {},
+        issueToken: (claims) => this.issueToken(claims),
+        verifyOwnToken: (token) => this.verifyOwnToken(token),
+      },
+      options.clients ?? [],
+    );
+  }
 
   /** Starts a zone on loopback with RSA key `rs1` (RS256) and EC key `ec1` (ES256). */
   static async start(options: TestZoneOptions = {}): Promise<TestZone> {
@@ -104,6 +126,11 @@ export class TestZone {
       ? generateKeyPairSync('ec', { namedCurve: { ES256: 'P-256', ES384: 'P-384', ES512: 'P-521' }[alg]! })
       : generateKeyPairSync('rsa', { modulusLength: rsaBits });
     return { kid, alg, privateKey: pair.privateKey, publicKey: pair.publicKey };
+  }
+
+  /** Connections currently open to the zone (to check that clients close what they abort). */
+  get openConnections(): number {
+    return this.sockets.size;
   }
 
   /** Origin of the zone (scheme, host and port). */
@@ -206,7 +233,8 @@ export class TestZone {
     for (const endpoint of Object.keys(this.faults) as ZoneEndpoint[]) delete this.faults[endpoint];
     this.jwksOverride = undefined;
     this.metadataOverrides = {};
-    this.counts.metadata = this.counts.oidc = this.counts.jwks = 0;
+    this.counts.metadata = this.counts.oidc = this.counts.jwks = this.counts.token = 0;
+    this.tokenRequests.length = 0;
   }
 
   async stop(): Promise<void> {
@@ -220,22 +248,67 @@ export class TestZone {
     const issuerPath = new URL(this.issuer).pathname.replace(/\/$/, '');
     if (path === `/.well-known/oauth-authorization-server${issuerPath}`) {
       this.counts.metadata += 1;
-      return this.serve('metadata', res, () => this.metadata());
+      return this.serve('metadata', res, () => ({ status: 200, body: this.metadata() }));
     }
     if (path === `${issuerPath}/.well-known/openid-configuration`) {
       this.counts.oidc += 1;
-      return this.serve('oidc', res, () => this.metadata());
+      return this.serve('oidc', res, () => ({ status: 200, body: this.metadata() }));
+    }
+    if (path === '/token' && req.method === 'POST') {
+      this.counts.token += 1;
+      void this.serveToken(req, res);
+      return;
     }
     if (path === '/jwks') {
       this.counts.jwks += 1;
-      return this.serve('jwks', res, () => this.jwksOverride ?? this.jwks());
+      return this.serve('jwks', res, () => ({ status: 200, body: this.jwksOverride ?? this.jwks() }));
     }
     sendJson(res, 404, { error: 'not_found' });
   }
 
-  private serve(endpoint: ZoneEndpoint, res: ServerResponse, body: () => unknown): void {
+  /**
+   * Verifies a token this zone issued (signature by one of its keys, issuer, expiry) and returns
+   * its claims; undefined for anything else.
+   */
+  verifyOwnToken(token: string): Record<string, unknown> | undefined {
+    const [h, p, s] = token.split('.');
+    if (!h || !p || !s) return undefined;
+    try {
+      const header = JSON.parse(Buffer.from(h, 'base64url').toString()) as { kid?: string; alg?: string };
+      const key = this.keys.find((k) => k.kid === header.kid);
+      if (!key || header.alg !== key.alg) return undefined;
+      const ok = cryptoVerify('sha256', Buffer.from(`${h}.${p}`), {
+        key: key.publicKey,
+        ...(key.alg.startsWith('ES') ? { dsaEncoding: 'ieee-p1363' as const } : {}),
+      }, Buffer.from(s, 'base64url'));
+      const claims = JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>;
+      if (!ok || claims.iss !== this.issuer || typeof claims.exp !== 'number' || claims.exp < Date.now() / 1000) return undefined;
+      return claims;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async serveToken(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > 64 * 1024) {
+        sendJson(res, 413, { error: 'invalid_request' });
+        return;
+      }
+      chunks.push(chunk as Buffer);
+    }
+    const form = Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString('utf8')));
+    this.tokenRequests.push({ headers: req.headers, form });
+    this.serve('token', res, () => this.tokenEndpoint.handle(req.headers, form));
+  }
+
+  private serve(endpoint: ZoneEndpoint, res: ServerResponse, answer: () => ZoneAnswer): void {
     const fault = this.faults[endpoint];
-    if (!fault) return sendJson(res, 200, body());
+    if (fault?.kind === 'status' && fault.times !== undefined && --fault.times <= 0) delete this.faults[endpoint];
+    if (!fault) return sendAnswer(res, answer());
     switch (fault.kind) {
       case 'reset':
         res.socket?.destroy();
@@ -243,7 +316,7 @@ export class TestZone {
       case 'hang':
         return;
       case 'slow': {
-        const timer = setTimeout(() => sendJson(res, 200, body()), fault.delayMs);
+        const timer = setTimeout(() => sendAnswer(res, answer()), fault.delayMs);
         this.timers.add(timer);
         return;
       }
@@ -255,7 +328,7 @@ export class TestZone {
         return;
       }
       case 'status':
-        res.writeHead(fault.status, { 'content-type': fault.contentType ?? 'application/json' });
+        res.writeHead(fault.status, { 'content-type': fault.contentType ?? 'application/json', ...fault.headers });
         res.end(fault.body ?? '{"error":"server_error"}');
         return;
       case 'redirect':
@@ -272,9 +345,20 @@ export class TestZone {
   }
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
+/** What an endpoint answers when no fault is set. */
+interface ZoneAnswer {
+  status: number;
+  body: unknown;
+  headers?: Record<string, string>;
+}
+
+function sendAnswer(res: ServerResponse, answer: ZoneAnswer): void {
+  sendJson(res, answer.status, answer.body, answer.headers);
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body) ?? 'null';
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
   res.end(text);
 }
 

@@ -1,0 +1,204 @@
+import { createPrivateKey, randomUUID, sign, type KeyObject } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { TokenExchangeError } from './token-exchange.error.js';
+
+/** What a client authentication adds to a token request. */
+export interface ClientAuthenticationParts {
+  /** Form members (`client_id`, `client_assertion`, …). */
+  readonly form: Record<string, string>;
+  /** Request headers (`Authorization`). */
+  readonly headers: Record<string, string>;
+}
+
+/**
+ * How this service proves its identity to the zone's token endpoint (RFC 6749 §2.3, RFC 7523).
+ * @publicApi
+ */
+export interface ClientAuthentication {
+  /** The parts for one request to `tokenEndpoint`. Called once per request: assertions are fresh. */
+  authenticate(tokenEndpoint: string): Promise<ClientAuthenticationParts>;
+  /**
+   * Called after the zone answered `invalid_client`: true when new credentials are available and
+   * one retry is worth it (a rotated workload token file, catalogue I7).
+   */
+  credentialsChanged?(): Promise<boolean>;
+}
+
+const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+
+/** application/x-www-form-urlencoded encoding of one value (RFC 6749 Appendix B). */
+function formEncode(value: string): string {
+  return new URLSearchParams({ v: value }).toString().slice(2);
+}
+
+/**
+ * A client id and secret. `client_secret_basic` (default) form-urlencodes both parts before base64,
+ * as RFC 6749 §2.3.1 requires (catalogue I2); `client_secret_post` sends them in the body.
+ * @publicApi
+ */
+export class ClientSecret implements ClientAuthentication {
+  readonly #secret: string;
+
+  constructor(
+    readonly clientId: string,
+    secret: string,
+    readonly options: { method?: 'client_secret_basic' | 'client_secret_post' } = {},
+  ) {
+    if (typeof clientId !== 'string' || clientId === '') throw new TypeError("ClientSecret: 'clientId' is required");
+    if (typeof secret !== 'string' || secret === '') throw new TypeError("ClientSecret: 'secret' is required");
+    this.#secret = secret;
+  }
+
+  async authenticate(): Promise<ClientAuthenticationParts> {
+    if (this.options.method === 'client_secret_post') {
+      return { form: { client_id: this.clientId, client_secret: this.#secret }, headers: {} };
+    }
+    const credentials = Buffer.from(`${formEncode(this.clientId)}:${formEncode(this.#secret)}`).toString('base64');
+    return { form: {}, headers: { authorization: `Basic ${credentials}` } };
+  }
+
+  /** Never prints the secret (e.g. in a logged options object). */
+  toJSON() {
+    return { clientId: this.clientId, method: this.options.method ?? 'client_secret_basic' };
+  }
+}
+
+const ALG_HASH: Record<string, string> = {
+  RS256: 'sha256', RS384: 'sha384', RS512: 'sha512', PS256: 'sha256', PS384: 'sha384', PS512: 'sha512',
+  ES256: 'sha256', ES384: 'sha384', ES512: 'sha512',
+};
+
+/**
+ * `private_key_jwt` (RFC 7523 §2.2): a short-lived assertion signed with this service's key,
+ * `iss` = `sub` = the client id, `aud` = the token endpoint, a unique `jti` per request.
+ * @publicApi
+ */
+export class PrivateKeyJwt implements ClientAuthentication {
+  readonly clientId: string;
+  readonly #key: KeyObject;
+  readonly #keyId?: string;
+  readonly #alg: string;
+  readonly #lifetimeSeconds: number;
+
+  constructor(options: { clientId: string; privateKey: KeyObject | string; keyId?: string; alg?: string; lifetimeSeconds?: number }) {
+    if (typeof options?.clientId !== 'string' || options.clientId === '') throw new TypeError("PrivateKeyJwt: 'clientId' is required");
+    const alg = options.alg ?? 'RS256';
+    if (!ALG_HASH[alg]) throw new TypeError(`PrivateKeyJwt: 'alg' ${alg} is not an asymmetric JWS algorithm`);
+    this.clientId = options.clientId;
+    this.#key = typeof options.privateKey === 'string' ? createPrivateKey(options.privateKey) : options.privateKey;
+    if (this.#key.type !== 'private') throw new TypeError("PrivateKeyJwt: 'privateKey' must be a private key");
+    this.#keyId = options.keyId;
+    this.#alg = alg;
+    this.#lifetimeSeconds = options.lifetimeSeconds ?? 60;
+  }
+
+  async authenticate(tokenEndpoint: string): Promise<ClientAuthenticationParts> {
+    const now = Math.floor(Date.now() / 1000);
+    const header = { alg: this.#alg, typ: 'JWT', ...(this.#keyId ? { kid: this.#keyId } : {}) };
+    const claims = { iss: this.clientId, sub: this.clientId, aud: tokenEndpoint, iat: now, exp: now + this.#lifetimeSeconds, jti: randomUUID() };
+    const input = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+    const signature = sign(ALG_HASH[this.#alg], Buffer.from(input), {
+      key: this.#key,
+      ...(this.#alg.startsWith('PS') ? { padding: 6, saltLength: Number(this.#alg.slice(2)) / 8 } : {}),
+      ...(this.#alg.startsWith('ES') ? { dsaEncoding: 'ieee-p1363' as const } : {}),
+    });
+    return {
+      form: { client_id: this.clientId, client_assertion_type: JWT_BEARER, client_assertion: `${input}.${signature.toString('base64url')}` },
+      headers: {},
+    };
+  }
+
+  toJSON() {
+    return { clientId: this.clientId, method: 'private_key_jwt', alg: this.#alg };
+  }
+}
+
+/** Largest workload token file read, in bytes (catalogue I6). */
+const MAX_TOKEN_FILE_BYTES = 64 * 1024;
+
+/** Env variables naming the workload token file, in the order `WorkloadIdentity.eks()` reads them. */
+export const EKS_TOKEN_FILE_VARIABLES = [
+  'KEYCARD_EKS_WORKLOAD_IDENTITY_TOKEN_FILE',
+  'AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE',
+  'AWS_WEB_IDENTITY_TOKEN_FILE',
+] as const;
+
+/**
+ * Workload identity: the platform's token (a Kubernetes projected service account token, an EKS
+ * pod identity token …) sent as a jwt-bearer `client_assertion` (RFC 7523). The file is re-read
+ * by path for every exchange, because the platform rotates it (catalogue I4).
+ * @publicApi
+ */
+export class WorkloadIdentity implements ClientAuthentication {
+  readonly tokenFile: string;
+  readonly clientId?: string;
+  #lastAssertion?: string;
+
+  constructor(options: { tokenFile: string; clientId?: string }) {
+    if (typeof options?.tokenFile !== 'string' || options.tokenFile === '') throw new TypeError("WorkloadIdentity: 'tokenFile' is required");
+    this.tokenFile = options.tokenFile;
+    this.clientId = options.clientId;
+  }
+
+  /** Workload identity on EKS: the token file from the first of {@link EKS_TOKEN_FILE_VARIABLES} that is set. */
+  static eks(options: { clientId?: string; env?: NodeJS.ProcessEnv } = {}): WorkloadIdentity {
+    const env = options.env ?? process.env;
+    const variable = EKS_TOKEN_FILE_VARIABLES.find((name) => env[name]);
+    if (!variable) throw new TypeError(`WorkloadIdentity.eks(): none of ${EKS_TOKEN_FILE_VARIABLES.join(', ')} is set`);
+    return new WorkloadIdentity({ tokenFile: env[variable]!, clientId: options.clientId });
+  }
+
+  async authenticate(): Promise<ClientAuthenticationParts> {
+    const assertion = await this.readAssertion();
+    this.#lastAssertion = assertion;
+    return {
+      form: { ...(this.clientId ? { client_id: this.clientId } : {}), client_assertion_type: JWT_BEARER, client_assertion: assertion },
+      headers: {},
+    };
+  }
+
+  async credentialsChanged(): Promise<boolean> {
+    try {
+      return (await this.readAssertion()) !== this.#lastAssertion;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Fails closed before any network call when the file is missing, empty or too large (I5, I6). */
+  private async readAssertion(): Promise<string> {
+    let contents: string;
+    try {
+      const info = await stat(this.tokenFile);
+      if (info.size > MAX_TOKEN_FILE_BYTES) {
+        throw new TokenExchangeError(`workload token file ${this.tokenFile} is larger than ${MAX_TOKEN_FILE_BYTES} bytes`, 'config');
+      }
+      contents = (await readFile(this.tokenFile, 'utf8')).trim();
+    } catch (error) {
+      if (error instanceof TokenExchangeError) throw error;
+      throw new TokenExchangeError(`workload token file ${this.tokenFile} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`, 'config');
+    }
+    if (contents === '') throw new TokenExchangeError(`workload token file ${this.tokenFile} is empty`, 'config');
+    return contents;
+  }
+
+  toJSON() {
+    return { tokenFile: this.tokenFile, clientId: this.clientId, method: 'workload_identity' };
+  }
+}
+
+/** Normalises the `clientCredentials` option: a plain `{ clientId, clientSecret }` is a {@link ClientSecret}. */
+export function toClientAuthentication(value: unknown): ClientAuthentication | undefined {
+  if (value === undefined) return undefined;
+  if (value instanceof ClientSecret || value instanceof PrivateKeyJwt || value instanceof WorkloadIdentity) return value;
+  const plain = value as { clientId?: unknown; clientSecret?: unknown; authenticate?: unknown };
+  if (typeof plain === 'object' && plain !== null && typeof plain.authenticate === 'function') {
+    return value as ClientAuthentication;
+  }
+  if (typeof plain === 'object' && plain !== null && typeof plain.clientId === 'string' && typeof plain.clientSecret === 'string') {
+    return new ClientSecret(plain.clientId, plain.clientSecret);
+  }
+  throw new TypeError(
+    "KeycardModule: 'clientCredentials' must be { clientId, clientSecret } or a ClientSecret, PrivateKeyJwt or WorkloadIdentity instance",
+  );
+}

@@ -1,0 +1,74 @@
+import { type ArgumentsHost, Catch, type ExceptionFilter, HttpStatus, Inject, Injectable } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import { KEYCARD_OPTIONS } from '../keycard.constants.js';
+import {
+  InvalidTokenException, type KeycardException, MissingCredentialsException,
+} from '../keycard.exceptions.js';
+import type { KeycardOptions } from '../keycard-options.js';
+import { rawRequestOf, ResourceResolver } from '../resource-resolver.js';
+import { TokenExchangeError } from './token-exchange.error.js';
+
+/** OAuth errors that mean this service (not the caller) is misconfigured at the zone (I15, I16). */
+const CONFIGURATION_CODES = new Set(['invalid_client', 'invalid_target', 'invalid_scope', 'unauthorized_client', 'unsupported_grant_type']);
+
+/**
+ * Answers a request whose handler failed to exchange a token (catalogue Q8): the caller's token was
+ * refused → 401 `invalid_token`; the zone found it unacceptable for the exchange → 403; this
+ * service's configuration → 500; a broken or redirecting zone → 502; overload → 503 with
+ * `Retry-After`; a timeout → 504. Registered globally by `KeycardModule`; it handles nothing but
+ * {@link TokenExchangeError}.
+ * @publicApi
+ */
+@Catch(TokenExchangeError)
+@Injectable()
+export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchangeError> {
+  constructor(
+    private readonly adapterHost: HttpAdapterHost,
+    private readonly resources: ResourceResolver,
+    @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
+  ) {}
+
+  catch(error: TokenExchangeError, host: ArgumentsHost): void {
+    if (host.getType() !== 'http') throw error;
+    const http = host.switchToHttp();
+    const response = http.getResponse<object>();
+    const adapter = this.adapterHost.httpAdapter;
+    const { status, body, challenge } = this.answerFor(error);
+    if (status >= 500) this.options.logger.error(`Token exchange failed (${error.kind}): ${error.message}; answered ${status}`);
+    if (challenge) {
+      let prm: string | undefined;
+      try {
+        prm = this.resources.forRequest(rawRequestOf(http.getRequest<object>())).metadataUrl;
+      } catch {
+        prm = undefined;
+      }
+      for (const [name, value] of Object.entries(challenge.headers(prm, this.options.realm))) adapter.setHeader(response, name, value);
+    }
+    if (status === HttpStatus.SERVICE_UNAVAILABLE) {
+      adapter.setHeader(response, 'Retry-After', String(Math.max(1, error.retryAfterSeconds ?? 1)));
+    }
+    adapter.reply(response, body, status);
+  }
+
+  /** The answer for one failure; exposed for apps that map errors themselves. */
+  answerFor(error: TokenExchangeError): { status: number; body: object; challenge?: KeycardException } {
+    if (error.kind === 'oauth' && error.code === 'invalid_grant') {
+      const challenge = new InvalidTokenException('token_malformed');
+      return { status: 401, body: challenge.getResponse() as object, challenge };
+    }
+    if (error.kind === 'oauth' && error.code === 'invalid_request' && error.status === 400) {
+      // RFC 8693 §2.2.2: the subject token is unacceptable here; no error code in the challenge (I14).
+      return { status: 403, body: { error: 'forbidden', error_description: 'The access token cannot be used for this operation' }, challenge: new MissingCredentialsException() };
+    }
+    if (error.kind === 'config' || (error.kind === 'oauth' && CONFIGURATION_CODES.has(error.code ?? ''))) {
+      return { status: 500, body: { error: 'server_error', error_description: 'The service is misconfigured' } };
+    }
+    if (error.kind === 'unavailable') {
+      return { status: 503, body: { error: 'temporarily_unavailable', error_description: 'The authorization server is unavailable, retry later' } };
+    }
+    if (error.kind === 'timeout') {
+      return { status: 504, body: { error: 'gateway_timeout', error_description: 'The authorization server did not answer in time' } };
+    }
+    return { status: 502, body: { error: 'bad_gateway', error_description: 'The authorization server answered unexpectedly' } };
+  }
+}

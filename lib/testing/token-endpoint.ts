@@ -1,0 +1,166 @@
+import { timingSafeEqual, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+
+/** A client the test zone knows, with the ways it may authenticate. */
+export interface TestZoneClient {
+  clientId: string;
+  /** For `client_secret_basic` / `client_secret_post`. */
+  clientSecret?: string;
+  /** For `private_key_jwt`: the public half of the client's key. */
+  publicKey?: KeyObject;
+  /** For workload identity: whether a platform token (`client_assertion`) identifies this client. */
+  acceptAssertion?: (assertion: string) => boolean;
+  /** Scopes this client may obtain per resource. @default the zone's `resources` */
+  scopes?: Record<string, string[]>;
+}
+
+/** One request the token endpoint received, for tests to assert on. */
+export interface RecordedTokenRequest {
+  headers: IncomingHttpHeaders;
+  form: Record<string, string>;
+}
+
+/** The zone facilities the token endpoint needs. */
+export interface TokenIssuer {
+  readonly issuer: string;
+  readonly tokenEndpoint: string;
+  readonly resources: Record<string, string[]>;
+  issueToken(claims: Record<string, unknown>): string;
+  /** Verifies a token of this zone (signature, issuer, expiry); its claims, or undefined. */
+  verifyOwnToken(token: string): Record<string, unknown> | undefined;
+}
+
+export class OAuthError extends Error {
+  constructor(
+    readonly status: number,
+    readonly error: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(error);
+  }
+}
+
+const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const HASH_OF: Record<string, string> = { RS256: 'sha256', ES256: 'sha256', PS256: 'sha256' };
+
+const formDecode = (value: string) => decodeURIComponent(value.replace(/\+/g, ' '));
+
+function sameSecret(a: string, b: string): boolean {
+  const left = Buffer.from(a);
+  const right = Buffer.from(b);
+  return left.length === right.length && timingSafeEqual(left, right);
+}
+
+/**
+ * The test zone's token endpoint: `client_credentials` and RFC 8693 token exchange, with client
+ * authentication by secret (basic or post), `private_key_jwt` and workload identity assertions.
+ */
+export class TokenEndpoint {
+  constructor(
+    private readonly zone: TokenIssuer,
+    private readonly clients: readonly TestZoneClient[],
+  ) {}
+
+  /** Answers one form-encoded request: the JSON body and status to send. */
+  handle(headers: IncomingHttpHeaders, form: Record<string, string>): { status: number; body: unknown; headers?: Record<string, string> } {
+    try {
+      const client = this.authenticate(headers, form);
+      if (form.grant_type === 'client_credentials') return this.clientCredentials(client, form);
+      if (form.grant_type === TOKEN_EXCHANGE) return this.tokenExchange(client, form);
+      throw new OAuthError(400, 'unsupported_grant_type');
+    } catch (error) {
+      if (!(error instanceof OAuthError)) throw error;
+      return { status: error.status, body: { error: error.error }, headers: error.headers };
+    }
+  }
+
+  private authenticate(headers: IncomingHttpHeaders, form: Record<string, string>): TestZoneClient {
+    const basic = /^Basic ([A-Za-z0-9+/=]+)$/.exec(headers.authorization ?? '');
+    const methods = [basic, form.client_secret, form.client_assertion].filter((m) => m !== undefined && m !== null);
+    if (methods.length !== 1) throw new OAuthError(methods.length > 1 ? 400 : 401, methods.length > 1 ? 'invalid_request' : 'invalid_client');
+    if (basic) {
+      const [id, secret] = Buffer.from(basic[1], 'base64').toString('utf8').split(':').map(formDecode);
+      const client = this.clients.find((c) => c.clientId === id);
+      if (!client?.clientSecret || secret === undefined || !sameSecret(client.clientSecret, secret)) {
+        throw new OAuthError(401, 'invalid_client', { 'WWW-Authenticate': 'Basic realm="test-zone"' });
+      }
+      return client;
+    }
+    if (form.client_secret !== undefined) {
+      const client = this.clients.find((c) => c.clientId === form.client_id);
+      if (!client?.clientSecret || !sameSecret(client.clientSecret, form.client_secret)) throw new OAuthError(401, 'invalid_client');
+      return client;
+    }
+    if (form.client_assertion_type !== JWT_BEARER) throw new OAuthError(401, 'invalid_client');
+    const assertion = form.client_assertion;
+    const candidates = form.client_id ? this.clients.filter((c) => c.clientId === form.client_id) : this.clients;
+    const client = candidates.find((c) => (c.publicKey ? this.validClientJwt(c, assertion) : c.acceptAssertion?.(assertion)));
+    if (!client) throw new OAuthError(401, 'invalid_client');
+    return client;
+  }
+
+  /** RFC 7523 §3: signed by the client's key, iss = sub = client id, aud = this endpoint, not expired. */
+  private validClientJwt(client: TestZoneClient, assertion: string): boolean {
+    const [h, p, s] = assertion.split('.');
+    if (!h || !p || !s) return false;
+    try {
+      const header = JSON.parse(Buffer.from(h, 'base64url').toString()) as { alg: string };
+      const claims = JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>;
+      const hash = HASH_OF[header.alg];
+      if (!hash) return false;
+      const ok = cryptoVerify(hash, Buffer.from(`${h}.${p}`), {
+        key: client.publicKey!,
+        ...(header.alg === 'ES256' ? { dsaEncoding: 'ieee-p1363' as const } : {}),
+        ...(header.alg === 'PS256' ? { padding: 6, saltLength: 32 } : {}),
+      }, Buffer.from(s, 'base64url'));
+      return ok && claims.iss === client.clientId && claims.sub === client.clientId &&
+        claims.aud === this.zone.tokenEndpoint && typeof claims.exp === 'number' && claims.exp > Date.now() / 1000;
+    } catch {
+      return false;
+    }
+  }
+
+  private grantableScopes(client: TestZoneClient, resource: string, requested: string | undefined): string[] {
+    const allowed = (client.scopes ?? this.zone.resources)[resource];
+    if (!allowed) throw new OAuthError(400, 'invalid_target');
+    if (requested === undefined) return allowed;
+    const scopes = requested.split(' ').filter(Boolean);
+    if (!scopes.every((s) => allowed.includes(s))) throw new OAuthError(400, 'invalid_scope');
+    return scopes;
+  }
+
+  private clientCredentials(client: TestZoneClient, form: Record<string, string>) {
+    const resource = form.resource ?? Object.keys(client.scopes ?? this.zone.resources)[0];
+    const scopes = this.grantableScopes(client, resource, form.scope);
+    return this.tokenResponse({ sub: client.clientId, client_id: client.clientId, aud: resource, scope: scopes.join(' ') }, scopes);
+  }
+
+  private tokenExchange(client: TestZoneClient, form: Record<string, string>) {
+    if (!form.subject_token || form.subject_token_type !== ACCESS_TOKEN_TYPE || !form.resource) {
+      throw new OAuthError(400, 'invalid_request');
+    }
+    const subject = this.zone.verifyOwnToken(form.subject_token);
+    // RFC 8693 §2.2.2: an unacceptable subject token is an invalid_request.
+    if (!subject) throw new OAuthError(400, 'invalid_request');
+    const scopes = this.grantableScopes(client, form.resource, form.scope);
+    return this.tokenResponse(
+      { sub: subject.sub, client_id: client.clientId, aud: form.resource, scope: scopes.join(' '), sid: subject.sid },
+      scopes,
+    );
+  }
+
+  private tokenResponse(claims: Record<string, unknown>, scopes: string[]) {
+    return {
+      status: 200,
+      body: {
+        access_token: this.zone.issueToken(claims),
+        issued_token_type: ACCESS_TOKEN_TYPE,
+        token_type: 'Bearer',
+        expires_in: 300,
+        scope: scopes.join(' '),
+      },
+    };
+  }
+}
