@@ -94,6 +94,18 @@ export abstract class KeycardException extends HttpException {
   /** Headers to set on the response (e.g. `WWW-Authenticate`, `Retry-After`). */
   abstract headers(resourceMetadataUrl: string | undefined, realm: string | undefined): Record<string, string>;
 
+  /** The challenge of an error answer: `error`, its fixed description, then any `scope`. */
+  protected errorChallenge(
+    error: NonNullable<ChallengeParams['error']>,
+    prm: string | undefined,
+    realm: string | undefined,
+    scope?: string,
+  ): Record<string, string> {
+    return {
+      'WWW-Authenticate': challenge({ realm, error, error_description: DESCRIPTION_OF[this.code], scope, resource_metadata: prm }),
+    };
+  }
+
   protected constructor(
     /** Stable reason, for logs and apps; never sent to the client beyond the fixed description. */
     readonly code: DenialReason,
@@ -128,14 +140,7 @@ export class InvalidTokenException extends KeycardException {
     super(code, HttpStatus.UNAUTHORIZED, 'invalid_token');
   }
   headers(prm: string | undefined, realm: string | undefined) {
-    return {
-      'WWW-Authenticate': challenge({
-        realm,
-        error: 'invalid_token',
-        error_description: DESCRIPTION_OF[this.code],
-        resource_metadata: prm,
-      }),
-    };
+    return this.errorChallenge('invalid_token', prm, realm);
   }
 }
 
@@ -145,14 +150,7 @@ export class InvalidRequestException extends KeycardException {
     super(code, HttpStatus.BAD_REQUEST, 'invalid_request');
   }
   headers(prm: string | undefined, realm: string | undefined) {
-    return {
-      'WWW-Authenticate': challenge({
-        realm,
-        error: 'invalid_request',
-        error_description: DESCRIPTION_OF[this.code],
-        resource_metadata: prm,
-      }),
-    };
+    return this.errorChallenge('invalid_request', prm, realm);
   }
 }
 
@@ -162,15 +160,7 @@ export class InsufficientScopeException extends KeycardException {
     super('insufficient_scope', HttpStatus.FORBIDDEN, 'insufficient_scope');
   }
   headers(prm: string | undefined, realm: string | undefined) {
-    return {
-      'WWW-Authenticate': challenge({
-        realm,
-        error: 'insufficient_scope',
-        error_description: DESCRIPTION_OF[this.code],
-        scope: this.requiredScopes.join(' '),
-        resource_metadata: prm,
-      }),
-    };
+    return this.errorChallenge('insufficient_scope', prm, realm, this.requiredScopes.join(' '));
   }
 }
 

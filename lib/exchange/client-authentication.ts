@@ -1,5 +1,6 @@
-import { createPrivateKey, randomUUID, sign, type KeyObject } from 'node:crypto';
+import { createPrivateKey, randomUUID, type KeyObject } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
+import { JWS_HASH, signJws } from '../jws-sign.js';
 import { TokenExchangeError } from './token-exchange.error.js';
 
 /** What a client authentication adds to a token request. */
@@ -63,10 +64,6 @@ export class ClientSecret implements ClientAuthentication {
   }
 }
 
-const ALG_HASH: Record<string, string> = {
-  RS256: 'sha256', RS384: 'sha384', RS512: 'sha512', PS256: 'sha256', PS384: 'sha384', PS512: 'sha512',
-  ES256: 'sha256', ES384: 'sha384', ES512: 'sha512',
-};
 
 /**
  * `private_key_jwt` (RFC 7523 §2.2): a short-lived assertion signed with this service's key,
@@ -83,7 +80,7 @@ export class PrivateKeyJwt implements ClientAuthentication {
   constructor(options: { clientId: string; privateKey: KeyObject | string; keyId?: string; alg?: string; lifetimeSeconds?: number }) {
     if (typeof options?.clientId !== 'string' || options.clientId === '') throw new TypeError("PrivateKeyJwt: 'clientId' is required");
     const alg = options.alg ?? 'RS256';
-    if (!ALG_HASH[alg]) throw new TypeError(`PrivateKeyJwt: 'alg' ${alg} is not an asymmetric JWS algorithm`);
+    if (!JWS_HASH[alg]) throw new TypeError(`PrivateKeyJwt: 'alg' ${alg} is not an asymmetric JWS algorithm`);
     this.clientId = options.clientId;
     this.#key = typeof options.privateKey === 'string' ? createPrivateKey(options.privateKey) : options.privateKey;
     if (this.#key.type !== 'private') throw new TypeError("PrivateKeyJwt: 'privateKey' must be a private key");
@@ -96,14 +93,9 @@ export class PrivateKeyJwt implements ClientAuthentication {
     const now = Math.floor(Date.now() / 1000);
     const header = { alg: this.#alg, typ: 'JWT', ...(this.#keyId ? { kid: this.#keyId } : {}) };
     const claims = { iss: this.clientId, sub: this.clientId, aud: tokenEndpoint, iat: now, exp: now + this.#lifetimeSeconds, jti: randomUUID() };
-    const input = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
-    const signature = sign(ALG_HASH[this.#alg], Buffer.from(input), {
-      key: this.#key,
-      ...(this.#alg.startsWith('PS') ? { padding: 6, saltLength: Number(this.#alg.slice(2)) / 8 } : {}),
-      ...(this.#alg.startsWith('ES') ? { dsaEncoding: 'ieee-p1363' as const } : {}),
-    });
+    const assertion = signJws(header, claims, this.#key, this.#alg);
     return {
-      form: { client_id: this.clientId, client_assertion_type: JWT_BEARER, client_assertion: `${input}.${signature.toString('base64url')}` },
+      form: { client_id: this.clientId, client_assertion_type: JWT_BEARER, client_assertion: assertion },
       headers: {},
     };
   }

@@ -2,7 +2,7 @@ import { generateKeyPairSync, randomUUID, verify as cryptoVerify, type KeyObject
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { isLoopbackHost } from '../loopback.js';
-import { signJws } from './sign-jwt.js';
+import { signJws } from '../jws-sign.js';
 import { TokenEndpoint, type RecordedTokenRequest, type TestZoneClient } from './token-endpoint.js';
 
 /** A fault a test zone endpoint can be switched to (catalogue §E, §F). */

@@ -1,7 +1,7 @@
 import { sign as cryptoSign, type KeyObject } from 'node:crypto';
 
-/** Hash of each JWS algorithm the test zone signs with. */
-const HASH_OF: Record<string, string> = {
+/** Hash of each asymmetric JWS algorithm. */
+export const JWS_HASH: Record<string, string> = {
   RS256: 'sha256', RS384: 'sha384', RS512: 'sha512',
   PS256: 'sha256', PS384: 'sha384', PS512: 'sha512',
   ES256: 'sha256', ES384: 'sha384', ES512: 'sha512',
@@ -12,8 +12,9 @@ export function base64url(input: string | Buffer): string {
 }
 
 /**
- * Signs a compact JWS. Header and payload are taken as given (objects are JSON-encoded, strings
- * used verbatim), so tests can build hostile tokens the zone would never issue.
+ * Signs a compact JWS with an asymmetric key (client assertions, and the test zone's tokens).
+ * Header and payload are taken as given (objects are JSON-encoded, strings used verbatim), so tests
+ * can build hostile tokens a zone would never issue.
  */
 export function signJws(
   header: Record<string, unknown> | string,
@@ -24,7 +25,7 @@ export function signJws(
   const encode = (part: Record<string, unknown> | string) =>
     base64url(typeof part === 'string' ? part : JSON.stringify(part));
   const signingInput = `${encode(header)}.${encode(payload)}`;
-  const hash = HASH_OF[alg];
+  const hash = JWS_HASH[alg];
   if (!hash) throw new TypeError(`signJws: unsupported alg ${alg}`);
   const signature = cryptoSign(hash, Buffer.from(signingInput), {
     key,
