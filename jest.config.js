@@ -21,4 +21,5 @@ export default {
   },
   transformIgnorePatterns: ['node_modules/(?!jose/)'],
   testTimeout: 20000,
+  reporters: ['default', '<rootDir>/jest.summary-reporter.js'],
 };

@@ -21,6 +21,7 @@ export interface KeycardOptions {
   readonly algorithms: ReadonlySet<SupportedAlgorithm>;
   readonly requireAtJwtType: boolean;
   readonly readScpClaim: boolean;
+  readonly auditLog: boolean;
   readonly realm?: string;
   readonly clientAuthentication?: ClientAuthentication;
   readonly exchangeCacheSize: number;
@@ -178,6 +179,7 @@ export function normaliseOptions(input: string | KeycardModuleOptions): KeycardO
     algorithms: normaliseAlgorithms(raw.algorithms),
     requireAtJwtType: optionalBoolean('requireAtJwtType', raw.requireAtJwtType, false),
     readScpClaim: optionalBoolean('readScpClaim', raw.readScpClaim, false),
+    auditLog: optionalBoolean('auditLog', raw.auditLog, false),
     realm,
     clientAuthentication: clientAuthenticationOf(raw.clientCredentials),
     exchangeCacheSize: normaliseCacheSize(raw.exchangeCacheSize),

@@ -3,6 +3,7 @@ import {
 } from '@nestjs/common';
 import { HttpAdapterHost, Reflector } from '@nestjs/core';
 import type { IncomingMessage } from 'node:http';
+import { AuditTrail } from './audit-trail.js';
 import { extractBearerToken } from './bearer-token.extractor.js';
 import type { AgentContext } from './interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS, KEYCARD_PUBLIC, KEYCARD_SCOPES } from './keycard.constants.js';
@@ -11,6 +12,7 @@ import {
 } from './keycard.exceptions.js';
 import type { KeycardOptions } from './keycard-options.js';
 import type { ProtectedResource } from './protected-resource.js';
+import { requestState } from './request-state.js';
 import { pathOf, rawRequestOf, ResourceResolver } from './resource-resolver.js';
 import { attachVerification, KeycardStrategy } from './keycard.strategy.js';
 
@@ -37,6 +39,7 @@ export class KeycardGuard implements CanActivate {
     protected readonly resources: ResourceResolver,
     protected readonly strategy: KeycardStrategy,
     protected readonly adapterHost: HttpAdapterHost,
+    protected readonly audit: AuditTrail,
     @Inject(KEYCARD_OPTIONS) protected readonly options: KeycardOptions,
   ) {}
 
@@ -46,11 +49,14 @@ export class KeycardGuard implements CanActivate {
       this.options.logger.warn(`Keycard refused a ${context.getType()} call: only HTTP is supported`);
       return false;
     }
+    if (this.options.auditLog) this.audit.track(context);
     const targets = [context.getHandler(), context.getClass()];
     if (this.reflector.getAllAndOverride<boolean>(KEYCARD_PUBLIC, targets)) return true;
     const http = context.switchToHttp();
     const request = http.getRequest<Record<string, unknown>>();
     const response = http.getResponse<object>();
+    const state = requestState(request);
+    if (state.authenticated) return true; // already judged in this request (throttler integration)
     const raw = rawRequestOf(request);
     if (isCorsPreflight(raw)) return true; // A33: preflights carry no credentials by design.
 
@@ -67,9 +73,11 @@ export class KeycardGuard implements CanActivate {
       if (required && required.length > 0 && !this.hasScopes(agent, required)) {
         throw new InsufficientScopeException(required);
       }
+      state.authenticated = true;
       return true;
     } catch (error) {
       const denial = this.toDenial(error);
+      state.denial = denial.code;
       this.writeHeaders(raw, response, denial, resource);
       this.logDenial(raw, denial, agent);
       throw denial;

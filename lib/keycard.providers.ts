@@ -2,6 +2,7 @@ import type { Provider } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { TokenExchangeExceptionFilter } from './exchange/token-exchange.filter.js';
 import { TokenExchangeService } from './exchange/token-exchange.service.js';
+import { AuditTrail } from './audit-trail.js';
 import { SystemClock } from './clock.js';
 import { JwksKeyStore } from './jwks-key-store.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS, KEYCARD_RAW_OPTIONS } from './keycard.constants.js';
@@ -25,6 +26,7 @@ export function createKeycardProviders(): Provider[] {
     JwksKeyStore,
     KeycardStrategy,
     ResourceResolver,
+    AuditTrail,
     KeycardGuard,
     // useExisting keeps one guard instance and lets apps and tests override KeycardGuard.
     { provide: APP_GUARD, useExisting: KeycardGuard },

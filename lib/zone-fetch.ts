@@ -1,4 +1,4 @@
-import { FETCH_TIMEOUT_MS, MAX_BODY_BYTES, USER_AGENT } from './keycard.constants.js';
+import { AS_WELL_KNOWN, FETCH_TIMEOUT_MS, MAX_BODY_BYTES, OIDC_WELL_KNOWN, USER_AGENT } from './keycard.constants.js';
 import type { FetchLike } from './interfaces/keycard-module-options.interface.js';
 
 /**
@@ -100,4 +100,32 @@ export function describeNetworkError(error: unknown, signal: AbortSignal): strin
   const cause = (error as { cause?: { code?: unknown } })?.cause;
   if (cause && typeof cause.code === 'string') return cause.code;
   return error instanceof Error ? error.name : 'network error';
+}
+
+/**
+ * The authorization server metadata of `issuer`: RFC 8414 (well-known segment inserted between host
+ * and path, §3.1), falling back to OpenID Connect Discovery (segment appended, catalogue F6) only
+ * when the former is 404. The document's `issuer` must equal `issuer` exactly (RFC 8414 §3.3, F2).
+ */
+export async function fetchZoneMetadataDocument(
+  fetchFn: FetchLike,
+  issuer: string,
+): Promise<Record<string, unknown> & { issuer: string }> {
+  const issuerUrl = new URL(issuer);
+  const path = issuerUrl.pathname.replace(/\/+$/, '');
+  let document: unknown;
+  try {
+    document = await fetchZoneJson(fetchFn, issuerUrl.origin + AS_WELL_KNOWN + path);
+  } catch (error) {
+    if (!(error instanceof ZoneFetchError && error.status === 404)) throw error;
+    document = await fetchZoneJson(fetchFn, issuer.replace(/\/+$/, '') + OIDC_WELL_KNOWN);
+  }
+  if (typeof document !== 'object' || document === null || Array.isArray(document)) {
+    throw new ZoneFetchError('zone metadata is not a JSON object');
+  }
+  const doc = document as Record<string, unknown>;
+  if (doc.issuer !== issuer) {
+    throw new ZoneFetchError(`zone metadata issuer ${JSON.stringify(doc.issuer)} does not equal the configured zoneUrl ${JSON.stringify(issuer)}`);
+  }
+  return doc as Record<string, unknown> & { issuer: string };
 }

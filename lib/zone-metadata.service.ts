@@ -1,14 +1,13 @@
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import {
-  AS_WELL_KNOWN, CACHE_MAX_AGE_MS, KEYCARD_CLOCK, KEYCARD_OPTIONS, OIDC_WELL_KNOWN, RETRY_MAX_MS,
-  RETRY_MIN_MS, STALE_IF_ERROR_MS,
+  CACHE_MAX_AGE_MS, KEYCARD_CLOCK, KEYCARD_OPTIONS, RETRY_MAX_MS, RETRY_MIN_MS, STALE_IF_ERROR_MS,
 } from './keycard.constants.js';
 import { ZoneUnavailableException } from './keycard.exceptions.js';
 import type { KeycardOptions } from './keycard-options.js';
 import { isLoopbackHost } from './loopback.js';
 import type { Clock } from './clock.js';
 import { RefreshingValue } from './refreshing-value.js';
-import { fetchZoneJson, ZoneFetchError } from './zone-fetch.js';
+import { fetchZoneMetadataDocument, ZoneFetchError } from './zone-fetch.js';
 
 /** The parts of the zone's RFC 8414 document the module relies on, validated. */
 export interface ZoneMetadata {
@@ -115,31 +114,11 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
   }
 
   private async discover(): Promise<ZoneMetadata> {
-    const { issuerUrl } = this.options;
-    const path = issuerUrl.pathname.replace(/\/+$/, '');
-    // RFC 8414 §3.1: the well-known segment goes between host and path.
-    const rfc8414 = issuerUrl.origin + AS_WELL_KNOWN + path;
-    let document: unknown;
-    try {
-      document = await fetchZoneJson(this.options.fetch, rfc8414);
-    } catch (error) {
-      if (!(error instanceof ZoneFetchError && error.status === 404)) throw error;
-      // OpenID Connect Discovery appends its segment to the issuer instead (catalogue F6).
-      document = await fetchZoneJson(this.options.fetch, this.options.issuer.replace(/\/+$/, '') + OIDC_WELL_KNOWN);
-    }
-    return this.validate(document);
+    return this.validate(await fetchZoneMetadataDocument(this.options.fetch, this.options.issuer));
   }
 
-  private validate(document: unknown): ZoneMetadata {
-    if (typeof document !== 'object' || document === null || Array.isArray(document)) {
-      throw new ZoneFetchError('zone metadata is not a JSON object');
-    }
-    const doc = document as Record<string, unknown>;
-    if (doc.issuer !== this.options.issuer) {
-      throw new ZoneFetchError(
-        `zone metadata issuer ${JSON.stringify(doc.issuer)} does not equal the configured zoneUrl ${JSON.stringify(this.options.issuer)}`,
-      );
-    }
+  private validate(document: Record<string, unknown> & { issuer: string }): ZoneMetadata {
+    const doc = document;
     const jwksUri = this.sameOriginUrl('jwks_uri', doc.jwks_uri, true)!;
     let tokenEndpoint: string | undefined;
     try {

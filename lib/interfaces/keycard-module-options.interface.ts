@@ -54,6 +54,13 @@ export interface KeycardModuleOptions {
    * @default false
    */
   readScpClaim?: boolean;
+  /**
+   * Log one structured line per HTTP request (agent, user, session, scopes, method, route pattern,
+   * status, duration, and the reason of a denial, 401/403/429 included) through {@link logger}.
+   * Never the token.
+   * @default false
+   */
+  auditLog?: boolean;
   /** `realm` of the `WWW-Authenticate` challenges. @default omitted */
   realm?: string;
   /**

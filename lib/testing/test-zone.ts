@@ -1,9 +1,9 @@
-import { generateKeyPairSync, randomUUID, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, randomUUID, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { isLoopbackHost } from '../loopback.js';
 import { signJws } from '../jws-sign.js';
-import { TokenEndpoint, type RecordedTokenRequest, type TestZoneClient } from './token-endpoint.js';
+import { TokenEndpoint, type PendingCode, type RecordedTokenRequest, type TestZoneClient } from './token-endpoint.js';
 
 /** A fault a test zone endpoint can be switched to (catalogue §E, §F). */
 export type ZoneFault =
@@ -42,6 +42,12 @@ export interface TestZoneOptions {
   clients?: TestZoneClient[];
   /** Resources the zone issues tokens for, with the scopes each offers. */
   resources?: Record<string, string[]>;
+  /**
+   * The user the authorization endpoint signs in without asking (auto-approved: a development
+   * zone has no login page). Claims of the tokens it gets; a fresh `sid` is added per sign-in.
+   * @default { sub: 'dev-user' }
+   */
+  devUser?: Record<string, unknown>;
 }
 
 export interface IssueTokenOptions {
@@ -63,7 +69,9 @@ export interface IssueTokenOptions {
  */
 export class TestZone {
   /** Requests served per endpoint. */
-  readonly counts = { metadata: 0, oidc: 0, jwks: 0, token: 0 };
+  readonly counts = { metadata: 0, oidc: 0, jwks: 0, token: 0, authorize: 0 };
+  /** When set, the authorization endpoint answers with this OAuth error instead of a code. */
+  authorizeError?: string;
   /** Every request the token endpoint received (headers and decoded form), oldest first. */
   readonly tokenRequests: RecordedTokenRequest[] = [];
   /** Fault per endpoint; `undefined` serves normally. */
@@ -75,6 +83,8 @@ export class TestZone {
 
   private keys: ZoneKey[] = [];
   private readonly tokenEndpoint: TokenEndpoint;
+  private readonly codes = new Map<string, PendingCode>();
+  private readonly resources: Record<string, string[]>;
   private rotations = 0;
   private readonly sockets = new Set<Socket>();
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -84,6 +94,7 @@ export class TestZone {
     readonly issuer: string,
     private readonly options: TestZoneOptions,
   ) {
+    this.resources = { ...options.resources };
     const endpointUrl = () => `${this.origin}/token`;
     this.tokenEndpoint = new TokenEndpoint(
       {
@@ -91,9 +102,14 @@ export class TestZone {
         get tokenEndpoint() {
           return endpointUrl();
         },
-        resources: options.resources ?? {},
+        resources: this.resources,
         issueToken: (claims) => this.issueToken(claims),
         verifyOwnToken: (token) => this.verifyOwnToken(token),
+        redeemCode: (code) => {
+          const pending = this.codes.get(code);
+          this.codes.delete(code);
+          return pending;
+        },
       },
       options.clients ?? [],
     );
@@ -158,6 +174,11 @@ export class TestZone {
     this.keys.push(key);
   }
 
+  /** Lets the token endpoint issue tokens for `resource` with these scopes. */
+  registerResource(resource: string, scopes: string[]): void {
+    this.resources[resource] = [...scopes];
+  }
+
   /** Withdraws a key from the JWKS (catalogue E20). */
   removeKey(kid: string): void {
     this.keys = this.keys.filter((k) => k.kid !== kid);
@@ -206,7 +227,8 @@ export class TestZone {
       token_endpoint: `${this.origin}/token`,
       authorization_endpoint: `${this.origin}/authorize`,
       response_types_supported: ['code'],
-      grant_types_supported: ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'],
+      grant_types_supported: ['authorization_code', 'client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'],
+      authorization_response_iss_parameter_supported: true,
       token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
       code_challenge_methods_supported: ['S256'],
       ...this.metadataOverrides,
@@ -233,7 +255,8 @@ export class TestZone {
     for (const endpoint of Object.keys(this.faults) as ZoneEndpoint[]) delete this.faults[endpoint];
     this.jwksOverride = undefined;
     this.metadataOverrides = {};
-    this.counts.metadata = this.counts.oidc = this.counts.jwks = this.counts.token = 0;
+    this.counts.metadata = this.counts.oidc = this.counts.jwks = this.counts.token = this.counts.authorize = 0;
+    this.authorizeError = undefined;
     this.tokenRequests.length = 0;
   }
 
@@ -258,6 +281,10 @@ export class TestZone {
       this.counts.token += 1;
       void this.serveToken(req, res);
       return;
+    }
+    if (path === '/authorize' && req.method === 'GET') {
+      this.counts.authorize += 1;
+      return this.authorize(new URL(req.url ?? '/', this.origin).searchParams, res);
     }
     if (path === '/jwks') {
       this.counts.jwks += 1;
@@ -287,6 +314,44 @@ export class TestZone {
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * RFC 6749 §4.1.1 with PKCE S256 required: auto-approves the dev user and redirects back with a
+   * code (or with `authorizeError`). Never redirects to a URI the client did not register.
+   */
+  private authorize(params: URLSearchParams, res: ServerResponse): void {
+    const client = this.options.clients?.find((c) => c.clientId === params.get('client_id'));
+    const redirectUri = params.get('redirect_uri') ?? '';
+    if (!client || !client.redirectUris?.includes(redirectUri)) {
+      return sendJson(res, 400, { error: 'invalid_request', error_description: 'unknown client or redirect_uri' });
+    }
+    const back = new URL(redirectUri);
+    const state = params.get('state');
+    if (state !== null) back.searchParams.set('state', state);
+    const challenge = params.get('code_challenge');
+    const error =
+      this.authorizeError ??
+      (params.get('response_type') !== 'code' ? 'unsupported_response_type' : undefined) ??
+      (!challenge || params.get('code_challenge_method') !== 'S256' ? 'invalid_request' : undefined);
+    if (error) {
+      back.searchParams.set('error', error);
+    } else {
+      const code = randomBytes(24).toString('base64url');
+      this.codes.set(code, {
+        clientId: client.clientId,
+        redirectUri,
+        codeChallenge: challenge!,
+        resource: params.get('resource') ?? undefined,
+        scope: params.get('scope') ?? undefined,
+        user: { sub: 'dev-user', ...this.options.devUser, sid: randomUUID() },
+        expiresAt: Date.now() + 60_000,
+      });
+      back.searchParams.set('code', code);
+      back.searchParams.set('iss', this.issuer); // RFC 9207
+    }
+    res.writeHead(302, { location: back.href });
+    res.end();
   }
 
   private async serveToken(req: IncomingMessage, res: ServerResponse): Promise<void> {

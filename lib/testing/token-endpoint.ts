@@ -1,4 +1,4 @@
-import { timingSafeEqual, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { createHash, timingSafeEqual, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 
 /** A client the test zone knows, with the ways it may authenticate. */
@@ -12,6 +12,21 @@ export interface TestZoneClient {
   acceptAssertion?: (assertion: string) => boolean;
   /** Scopes this client may obtain per resource. @default the zone's `resources` */
   scopes?: Record<string, string[]>;
+  /** Redirect URIs allowed in authorization code requests (exact match). */
+  redirectUris?: string[];
+  /** A public client (no secret): authenticates with `client_id` alone, PKCE required. */
+  public?: boolean;
+}
+
+/** An authorization code the zone handed out, waiting to be redeemed once. */
+export interface PendingCode {
+  clientId: string;
+  redirectUri: string;
+  codeChallenge: string;
+  resource?: string;
+  scope?: string;
+  user: Record<string, unknown>;
+  expiresAt: number;
 }
 
 /** One request the token endpoint received, for tests to assert on. */
@@ -28,6 +43,8 @@ export interface TokenIssuer {
   issueToken(claims: Record<string, unknown>): string;
   /** Verifies a token of this zone (signature, issuer, expiry); its claims, or undefined. */
   verifyOwnToken(token: string): Record<string, unknown> | undefined;
+  /** Takes (and forgets) an authorization code. */
+  redeemCode(code: string): PendingCode | undefined;
 }
 
 export class OAuthError extends Error {
@@ -69,6 +86,7 @@ export class TokenEndpoint {
       const client = this.authenticate(headers, form);
       if (form.grant_type === 'client_credentials') return this.clientCredentials(client, form);
       if (form.grant_type === TOKEN_EXCHANGE) return this.tokenExchange(client, form);
+      if (form.grant_type === 'authorization_code') return this.authorizationCode(client, form);
       throw new OAuthError(400, 'unsupported_grant_type');
     } catch (error) {
       if (!(error instanceof OAuthError)) throw error;
@@ -79,6 +97,11 @@ export class TokenEndpoint {
   private authenticate(headers: IncomingHttpHeaders, form: Record<string, string>): TestZoneClient {
     const basic = /^Basic ([A-Za-z0-9+/=]+)$/.exec(headers.authorization ?? '');
     const methods = [basic, form.client_secret, form.client_assertion].filter((m) => m !== undefined && m !== null);
+    if (methods.length === 0) {
+      // A public client identifies itself by client_id alone (RFC 6749 §2.1); PKCE protects the code.
+      const client = this.clients.find((c) => c.public && c.clientId === form.client_id);
+      if (client) return client;
+    }
     if (methods.length !== 1) throw new OAuthError(methods.length > 1 ? 400 : 401, methods.length > 1 ? 'invalid_request' : 'invalid_client');
     if (basic) {
       const [id, secret] = Buffer.from(basic[1], 'base64').toString('utf8').split(':').map(formDecode);
@@ -149,6 +172,21 @@ export class TokenEndpoint {
       { sub: subject.sub, client_id: client.clientId, aud: form.resource, scope: scopes.join(' '), sid: subject.sid },
       scopes,
     );
+  }
+
+  /** RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.6) and the RFC 8707 resource. */
+  private authorizationCode(client: TestZoneClient, form: Record<string, string>) {
+    const pending = form.code ? this.zone.redeemCode(form.code) : undefined;
+    if (!pending || pending.expiresAt < Date.now() || pending.clientId !== client.clientId || pending.redirectUri !== form.redirect_uri) {
+      throw new OAuthError(400, 'invalid_grant');
+    }
+    const verifier = form.code_verifier ?? '';
+    const challenge = createHash('sha256').update(verifier).digest('base64url');
+    if (!/^[A-Za-z0-9\-._~]{43,128}$/.test(verifier) || challenge !== pending.codeChallenge) throw new OAuthError(400, 'invalid_grant');
+    const resource = form.resource ?? pending.resource;
+    if (pending.resource && resource !== pending.resource) throw new OAuthError(400, 'invalid_target');
+    const scopes = resource ? this.grantableScopes(client, resource, pending.scope) : (pending.scope ?? '').split(' ').filter(Boolean);
+    return this.tokenResponse({ ...pending.user, client_id: client.clientId, aud: resource, scope: scopes.join(' ') }, scopes);
   }
 
   private tokenResponse(claims: Record<string, unknown>, scopes: string[]) {

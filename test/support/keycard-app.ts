@@ -1,4 +1,4 @@
-import { Controller, Get, HttpCode, Module, Post, type INestApplication } from '@nestjs/common';
+import { Controller, Get, HttpCode, Module, Post, type INestApplication, type ModuleMetadata } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
@@ -79,10 +79,12 @@ export interface RunningApp {
 export async function startApp(
   adapter: AdapterName,
   options: Omit<KeycardModuleOptions, 'logger'>,
+  extra: Pick<ModuleMetadata, 'imports' | 'providers'> = {},
 ): Promise<RunningApp> {
   const logger = new CapturingLogger();
   @Module({
-    imports: [KeycardModule.forRoot({ ...options, logger })],
+    imports: [KeycardModule.forRoot({ ...options, logger }), ...(extra.imports ?? [])],
+    providers: extra.providers ?? [],
     controllers: [OrdersController, AdminController],
   })
   class AppModule {}

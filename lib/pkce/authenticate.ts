@@ -1,0 +1,245 @@
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { ClientSecret } from '../exchange/client-authentication.js';
+import type { FetchLike } from '../interfaces/keycard-module-options.interface.js';
+import { MAX_BODY_BYTES, USER_AGENT } from '../keycard.constants.js';
+import { isLoopbackHost } from '../loopback.js';
+import { fetchZoneJson, fetchZoneMetadataDocument, readCappedText } from '../zone-fetch.js';
+
+/** Options of {@link authenticate}. @publicApi */
+export interface AuthenticateOptions {
+  /** The OAuth client registered at the zone for this login (a CLI, a local agent …). */
+  clientId: string;
+  /** For confidential clients; sent with `client_secret_basic`. */
+  clientSecret?: string;
+  /** The protected API URL that was called (or the resource identifier). */
+  resourceUrl: string;
+  /** The `WWW-Authenticate` header of the 401 the API answered; fetched from `resourceUrl` when absent. */
+  wwwAuthenticate?: string;
+  /** Scopes to ask for. @default the resource's `scopes_supported` */
+  scopes?: string[];
+  /** Loopback redirect URI registered for the client. @default 'http://localhost:8765/callback' */
+  redirectUri?: string;
+  /** Opens the authorization URL. @default the system browser (`xdg-open` / `open` / `start`) */
+  openBrowser?: (url: string) => void | Promise<void>;
+  /** How long to wait for the user, in ms. @default 120000 */
+  timeoutMs?: number;
+  /** `fetch` for every call (metadata, token endpoint). @default globalThis.fetch */
+  fetch?: FetchLike;
+}
+
+/** The tokens of a finished login. @publicApi */
+export interface PkceTokens {
+  readonly accessToken: string;
+  readonly tokenType: string;
+  readonly expiresIn?: number;
+  readonly refreshToken?: string;
+  readonly idToken?: string;
+  readonly scope: string;
+  /** The resource the token is for, and the zone that issued it. */
+  readonly resource: string;
+  readonly issuer: string;
+}
+
+/** Why a login failed: `code` is the OAuth error, or `state_mismatch`, `timeout`, `invalid_challenge` … @publicApi */
+export class PkceLoginError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+    this.name = 'PkceLoginError';
+  }
+}
+
+const DEFAULT_REDIRECT_URI = 'http://localhost:8765/callback';
+const base64url = (bytes: Buffer) => bytes.toString('base64url');
+
+/**
+ * Signs a user in to the zone that protects `resourceUrl`, for trying things locally: reads the
+ * resource metadata named in the API's challenge (RFC 9728), discovers the zone (RFC 8414), runs
+ * authorization code + PKCE S256 (RFC 7636) with `state` checked and the RFC 8707 `resource` on
+ * both legs, receiving the code on a loopback listener, and returns the tokens.
+ * @publicApi
+ */
+export async function authenticate(options: AuthenticateOptions): Promise<PkceTokens> {
+  const fetchFn = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+  const redirect = new URL(options.redirectUri ?? DEFAULT_REDIRECT_URI);
+  if (redirect.protocol !== 'http:' || !isLoopbackHost(redirect.hostname) || !redirect.port) {
+    throw new TypeError("authenticate: 'redirectUri' must be an http URL on a loopback host with a port");
+  }
+  const challengeHeader = options.wwwAuthenticate ?? (await fetchChallenge(fetchFn, options.resourceUrl));
+  const prmUrl = /(?:^|[\s,])resource_metadata="([^"]+)"/.exec(challengeHeader ?? '')?.[1];
+  if (!prmUrl) throw new PkceLoginError('the challenge names no resource_metadata', 'invalid_challenge');
+  const prm = (await fetchZoneJson(fetchFn, prmUrl)) as Record<string, unknown>;
+  const resource = prm?.resource;
+  // RFC 9728 §3.3: the document must describe the resource that was called.
+  if (typeof resource !== 'string' || !coversUrl(resource, options.resourceUrl)) {
+    throw new PkceLoginError('the resource metadata describes another resource', 'invalid_resource_metadata');
+  }
+  const issuer = Array.isArray(prm.authorization_servers) ? prm.authorization_servers[0] : undefined;
+  if (typeof issuer !== 'string') throw new PkceLoginError('the resource metadata names no authorization server', 'invalid_resource_metadata');
+  const zone = await fetchZoneMetadataDocument(fetchFn, issuer);
+  const { authorization_endpoint: authorizationEndpoint, token_endpoint: tokenEndpoint } = zone;
+  if (typeof authorizationEndpoint !== 'string' || typeof tokenEndpoint !== 'string') {
+    throw new PkceLoginError('the zone publishes no authorization or token endpoint', 'invalid_zone_metadata');
+  }
+  const scopes = options.scopes ?? (Array.isArray(prm.scopes_supported) ? (prm.scopes_supported as string[]) : []);
+  const verifier = base64url(randomBytes(32));
+  const state = base64url(randomBytes(16));
+  const url = new URL(authorizationEndpoint);
+  url.search = new URLSearchParams({
+    response_type: 'code',
+    client_id: options.clientId,
+    redirect_uri: redirect.href,
+    ...(scopes.length > 0 ? { scope: scopes.join(' ') } : {}),
+    state,
+    code_challenge: base64url(createHash('sha256').update(verifier).digest()),
+    code_challenge_method: 'S256',
+    resource,
+  }).toString();
+
+  const code = await receiveCode(redirect, state, issuer, options.timeoutMs ?? 120_000, () =>
+    (options.openBrowser ?? openSystemBrowser)(url.href),
+  );
+  return redeem(fetchFn, tokenEndpoint, options, { code, verifier, redirectUri: redirect.href, resource, issuer });
+}
+
+async function fetchChallenge(fetchFn: FetchLike, resourceUrl: string): Promise<string | null> {
+  const response = await fetchFn(resourceUrl, { method: 'GET', redirect: 'manual', signal: AbortSignal.timeout(5_000), headers: { 'user-agent': USER_AGENT } });
+  await response.body?.cancel().catch(() => undefined);
+  return response.headers.get('www-authenticate');
+}
+
+function coversUrl(resource: string, called: string): boolean {
+  const a = new URL(resource);
+  const b = new URL(called);
+  const path = a.pathname.replace(/\/+$/, '');
+  return a.origin === b.origin && (path === '' || b.pathname === path || b.pathname.startsWith(path + '/'));
+}
+
+/** Listens on the redirect URI's port (loopback only) until the zone sends the browser back. */
+function receiveCode(redirect: URL, state: string, issuer: string, timeoutMs: number, open: () => void | Promise<void>): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const servers: Server[] = [];
+    let settled = false;
+    const finish = (error: Error | undefined, code?: string) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      for (const server of servers) server.close();
+      for (const server of servers) server.closeAllConnections?.();
+      if (error) reject(error);
+      else resolve(code!);
+    };
+    const timer = setTimeout(() => finish(new PkceLoginError(`no answer from the browser within ${timeoutMs} ms`, 'timeout')), timeoutMs);
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
+      const url = new URL(req.url ?? '/', redirect.origin);
+      if (url.pathname !== redirect.pathname) {
+        res.writeHead(404).end();
+        return;
+      }
+      const params = url.searchParams;
+      const page = (status: number, text: string) => {
+        res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
+        res.end(text);
+      };
+      if (params.get('state') !== state) {
+        page(400, 'Login failed: the answer does not belong to this login (state mismatch). You can close this window.');
+        return finish(new PkceLoginError('the authorization response state does not match', 'state_mismatch'));
+      }
+      const iss = params.get('iss');
+      if (iss !== null && iss !== issuer) {
+        page(400, 'Login failed: the answer came from another authorization server. You can close this window.');
+        return finish(new PkceLoginError('the authorization response iss does not match the zone', 'issuer_mismatch'));
+      }
+      const error = params.get('error');
+      if (error !== null) {
+        page(400, 'Login failed at the authorization server. You can close this window.');
+        return finish(new PkceLoginError('the authorization server refused the login', /^[\x21-\x7E]{1,64}$/.test(error) ? error : 'invalid_response'));
+      }
+      const code = params.get('code');
+      if (!code) {
+        page(400, 'Login failed: no authorization code. You can close this window.');
+        return finish(new PkceLoginError('the authorization response carries no code', 'invalid_response'));
+      }
+      page(200, 'Signed in. You can close this window and return to the terminal.');
+      finish(undefined, code);
+    };
+    const hosts = redirect.hostname === 'localhost' ? ['127.0.0.1', '::1'] : [redirect.hostname.replace(/^\[(.*)\]$/, '$1')];
+    let listening = 0;
+    let failures = 0;
+    for (const host of hosts) {
+      const server = createServer(handler);
+      servers.push(server);
+      server.once('error', (error) => {
+        failures += 1;
+        // ::1 may be missing on a machine without IPv6; one listener is enough.
+        if (failures === hosts.length) finish(new PkceLoginError(`cannot listen on ${redirect.host}: ${(error as NodeJS.ErrnoException).code}`, 'listen_failed'));
+      });
+      server.listen(Number(redirect.port), host, () => {
+        listening += 1;
+        if (listening === 1) {
+          Promise.resolve()
+            .then(open)
+            .catch((error: unknown) => finish(new PkceLoginError(`could not open the browser: ${(error as Error).message}`, 'browser_failed')));
+        }
+      });
+    }
+  });
+}
+
+async function redeem(
+  fetchFn: FetchLike,
+  tokenEndpoint: string,
+  options: AuthenticateOptions,
+  grant: { code: string; verifier: string; redirectUri: string; resource: string; issuer: string },
+): Promise<PkceTokens> {
+  const form = new URLSearchParams({
+    grant_type: 'authorization_code',
+    code: grant.code,
+    redirect_uri: grant.redirectUri,
+    code_verifier: grant.verifier,
+    resource: grant.resource,
+  });
+  const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', 'user-agent': USER_AGENT };
+  if (options.clientSecret) {
+    Object.assign(headers, (await new ClientSecret(options.clientId, options.clientSecret).authenticate()).headers);
+  } else {
+    form.set('client_id', options.clientId);
+  }
+  const response = await fetchFn(tokenEndpoint, { method: 'POST', redirect: 'manual', signal: AbortSignal.timeout(10_000), headers, body: form.toString() });
+  let body: Record<string, unknown> | undefined;
+  try {
+    body = JSON.parse(await readCappedText(response, MAX_BODY_BYTES)) as Record<string, unknown>;
+  } catch {
+    body = undefined;
+  }
+  if (response.status !== 200 || typeof body?.access_token !== 'string' || typeof body.token_type !== 'string') {
+    const code = typeof body?.error === 'string' && /^[\x21-\x7E]{1,64}$/.test(body.error) ? body.error : 'invalid_response';
+    throw new PkceLoginError(`the token endpoint answered HTTP ${response.status} ${code}`, code);
+  }
+  return Object.freeze({
+    accessToken: body.access_token,
+    tokenType: body.token_type,
+    expiresIn: typeof body.expires_in === 'number' ? body.expires_in : undefined,
+    refreshToken: typeof body.refresh_token === 'string' ? body.refresh_token : undefined,
+    idToken: typeof body.id_token === 'string' ? body.id_token : undefined,
+    scope: typeof body.scope === 'string' ? body.scope : '',
+    resource: grant.resource,
+    issuer: grant.issuer,
+  });
+}
+
+/** Best effort: print the URL, and ask the desktop to open it. */
+function openSystemBrowser(url: string): void {
+  console.log(`Open this URL to sign in:\n  ${url}`);
+  const command = process.platform === 'darwin' ? 'open' : process.platform === 'win32' ? 'cmd' : 'xdg-open';
+  const args = process.platform === 'win32' ? ['/c', 'start', '', url] : [url];
+  try {
+    spawn(command, args, { stdio: 'ignore', detached: true }).on('error', () => undefined).unref();
+  } catch {
+    // No desktop: the printed URL is enough.
+  }
+}

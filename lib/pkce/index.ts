@@ -1,0 +1,2 @@
+export { authenticate, PkceLoginError } from './authenticate.js';
+export type { AuthenticateOptions, PkceTokens } from './authenticate.js';

@@ -1,0 +1,1 @@
+export { KeycardThrottlerGuard } from './keycard-throttler.guard.js';
