@@ -16,7 +16,7 @@ const R = 'https://api.example.com';
 const LIMIT = 3;
 
 for (const adapter of ADAPTERS) {
-  describe(`throttler over ${adapter}`, () => {
+  void describe(`throttler over ${adapter}`, () => {
     let zone: TestZone;
     let api: RunningApp;
     before(async () => {
@@ -41,7 +41,7 @@ for (const adapter of ADAPTERS) {
     const audit = () =>
       api.logger.lines.filter((l) => l.startsWith('{"event":"keycard.audit"')).map((l) => JSON.parse(l) as Record<string, unknown>);
 
-    it('a noisy agent gets 429 + Retry-After; other agents and the same user through another agent are unaffected', async () => {
+    void it('a noisy agent gets 429 + Retry-After; other agents and the same user through another agent are unaffected', async () => {
       const noisy = token('agent-b');
       const statuses: number[] = [];
       let retryAfter: unknown;
@@ -57,13 +57,13 @@ for (const adapter of ADAPTERS) {
       assert.equal((await get(token('agent-b'))).status, 429, 'counted per agent, not per token');
     });
 
-    it('an invalid token is refused by the Keycard guard, with its challenge', async () => {
+    void it('an invalid token is refused by the Keycard guard, with its challenge', async () => {
       const res = await get('not-a-token');
       assert.equal(res.status, 401);
       assert.match(String(res.headers['www-authenticate']), /error="invalid_token"/);
     });
 
-    it('429 denials are audited with reason rate_limited, and the token never logged', async () => {
+    void it('429 denials are audited with reason rate_limited, and the token never logged', async () => {
       const t = token('agent-burst');
       for (let i = 0; i < LIMIT + 1; i++) await get(t);
       await new Promise((r) => setTimeout(r, 50));
