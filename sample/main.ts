@@ -1,47 +1,124 @@
 /**
- * `npm start`: the sample API protected by nestjs-keycard. Without KEYCARD_ZONE_URL it starts a
- * local development zone (TestZone, loopback only) and walks through the agent story; with it, the
- * API trusts that real zone. `npm run demo` runs the tour and exits with its verdict.
+ * `npm start`: the sample API protected by nestjs-keycard, and a scripted tour of the agent story.
+ *
+ * Without KEYCARD_ZONE_URL it starts a local development zone (TestZone, loopback only, not for
+ * production) with a demo user and two agents. With KEYCARD_ZONE_URL (and KEYCARD_CLIENT_ID /
+ * KEYCARD_CLIENT_SECRET) it trusts that real Keycard zone, and the tour signs you in with your browser.
+ * `npm run demo` runs the tour and exits with its verdict.
  */
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { TestZone } from '../lib/testing/index.js';
+import { startAgent, type RunningAgent } from './agent.js';
 import { AppModule } from './app.module.js';
 import { runTour } from './tour.js';
 
-const demoOnly = process.argv.includes('--demo');
-const port = Number(process.env.PORT ?? (demoOnly ? 0 : 8080));
+const demo = process.argv.includes('--demo');
+const port = Number(process.env.PORT ?? 8080);
+const RATE_LIMIT = 5;
+const LOCAL_SECRETS = { 'agent-a': 'agent-a-local-secret', 'agent-b': 'agent-b-local-secret' };
 
-async function start(): Promise<void> {
-  const zone = process.env.KEYCARD_ZONE_URL ? undefined : await TestZone.start();
-  const zoneUrl = process.env.KEYCARD_ZONE_URL ?? zone!.issuer;
-  // The resource must be known before the app listens; with PORT=0 (demo) it is fixed after listen.
-  const listenPort = port === 0 ? await freePort() : port;
+/** Prints audit lines as they come and keeps them for the tour; everything else goes to stderr. */
+const auditLines: string[] = [];
+const logger = {
+  log: (message: unknown) => {
+    const line = String(message);
+    if (line.startsWith('{"event":"keycard.audit"')) auditLines.push(line);
+    if (!demo) console.log(`[audit] ${line}`);
+  },
+  warn: (message: unknown) => (demo ? undefined : console.warn(`[keycard] ${String(message)}`)),
+  error: (message: unknown) => console.error(`[keycard] ${String(message)}`),
+};
+
+async function main(): Promise<void> {
+  const realZone = process.env.KEYCARD_ZONE_URL;
+  const listenPort = demo && !process.env.PORT ? await freePort() : port;
   const resource = process.env.KEYCARD_RESOURCE ?? `http://localhost:${listenPort}`;
-  const app = await NestFactory.create(AppModule.register({ zoneUrl, resource }), { logger: ['error', 'warn'] });
+  const redirectUri = realZone ? 'http://localhost:8765/callback' : `http://127.0.0.1:${await freePort()}/callback`;
+
+  const zone = realZone
+    ? undefined
+    : await TestZone.start({
+        resources: { [resource]: ['read', 'write', 'admin'] },
+        devUser: { sub: 'alice@example.com', name: 'Alice (local dev user)' },
+        clients: [
+          { clientId: 'demo-cli', public: true, redirectUris: [redirectUri] },
+          { clientId: 'agent-a', clientSecret: LOCAL_SECRETS['agent-a'] },
+          { clientId: 'agent-b', clientSecret: LOCAL_SECRETS['agent-b'] },
+        ],
+      });
+  const zoneUrl = realZone ?? zone!.issuer;
+
+  const app = await NestFactory.create(
+    AppModule.register({ zoneUrl, resource, rateLimit: RATE_LIMIT, rateWindowMs: 10_000, logger }),
+    { logger: ['error', 'warn'] },
+  );
   app.enableShutdownHooks();
   await app.listen(listenPort, '127.0.0.1');
-  const api = `http://127.0.0.1:${listenPort}`;
-  console.log(`\nnestjs-keycard sample API on ${api} (resource ${resource})`);
-  if (!zone) {
-    console.log(`Trusting the zone ${zoneUrl}. Get a token there and call ${api}/api/data.`);
+  const api = `http://localhost:${listenPort}`;
+
+  console.log(`\nnestjs-keycard sample API on ${api}  (resource ${resource})`);
+  if (zone) {
+    console.log(`LOCAL DEVELOPMENT ZONE (TestZone, for tests and demos only) on ${zone.issuer}`);
+    console.log(`  dev user: alice@example.com (signed in without a password)`);
+    console.log(`  clients:  demo-cli (public, PKCE login) · agent-a / agent-b (secrets ${LOCAL_SECRETS['agent-a']}, ${LOCAL_SECRETS['agent-b']})`);
+  } else {
+    console.log(`Trusting the Keycard zone ${zoneUrl}`);
+  }
+
+  const clientId = process.env.KEYCARD_CLIENT_ID;
+  const clientSecret = process.env.KEYCARD_CLIENT_SECRET;
+  if (realZone && (!clientId || !clientSecret)) {
+    console.log('\nSet KEYCARD_CLIENT_ID and KEYCARD_CLIENT_SECRET to run the tour against this zone. The API keeps serving.');
     return;
   }
-  console.log(`Local development zone (TestZone, not for production) on ${zone.issuer}\n`);
-  const steps = await runTour(api, zone, resource);
+  const agents: RunningAgent[] = realZone
+    ? [await startAgent(zoneUrl, clientId!, clientSecret!)]
+    : [await startAgent(zoneUrl, 'agent-a', LOCAL_SECRETS['agent-a']), await startAgent(zoneUrl, 'agent-b', LOCAL_SECRETS['agent-b'])];
+
+  console.log('\nThe agent tour:\n');
+  const steps = await runTour({
+    api,
+    resource,
+    loginClientId: realZone ? clientId! : 'demo-cli',
+    loginClientSecret: realZone ? clientSecret : undefined,
+    redirectUri,
+    openBrowser: zone ? followRedirect : undefined,
+    agentA: agents[0],
+    agentB: agents[1],
+    rateLimit: RATE_LIMIT,
+    auditLines: () => auditLines,
+  });
   for (const [i, s] of steps.entries()) {
-    console.log(`${s.ok ? '✔' : '✘'} ${i + 1}. ${s.title}\n    ${s.detail.slice(0, 400)}`);
+    console.log(`${s.ok ? '✔' : '✘'} ${i + 1}. ${s.title}`);
+    console.log(`     ${s.detail.split('\n').map((l) => l.slice(0, 300)).join('\n     ')}\n`);
   }
   const failed = steps.filter((s) => !s.ok).length;
-  console.log(`\nTour: ${steps.length - failed} of ${steps.length} steps answered as expected`);
-  if (demoOnly) {
+  console.log(`Tour: ${steps.length - failed} of ${steps.length} steps answered as expected`);
+
+  if (demo) {
+    await Promise.all(agents.map((a) => a.close()));
     await app.close();
-    await zone.stop();
-    process.exitCode = failed === 0 ? 0 : 1;
+    await zone?.stop();
+    process.exitCode = failed === 0 && steps.length >= 8 ? 0 : 1;
     return;
   }
-  const token = zone.issueToken({ aud: resource, client_id: 'agent-a', sub: 'alice', scope: 'read write admin' }, {});
-  console.log(`\nTry it (token valid 5 minutes):\n  curl -i ${api}/api/data\n  curl -i -H "Authorization: Bearer ${token}" ${api}/api/data\n\nCtrl-C to stop.`);
+  if (zone) {
+    const token = zone.issueToken({ aud: resource, client_id: 'agent-a', sub: 'alice@example.com', scope: 'read write admin' });
+    console.log(`\nTry it yourself (this token is valid for 5 minutes):
+  curl -i ${api}/.well-known/oauth-protected-resource
+  curl -i ${api}/api/data
+  curl -i -H "Authorization: Bearer ${token}" ${api}/api/admin
+\nThe API keeps running; Ctrl-C to stop.`);
+  }
+}
+
+/** The local zone signs the dev user in at once: follow its redirect to the login helper's listener. */
+async function followRedirect(url: string): Promise<void> {
+  const authorize = await fetch(url, { redirect: 'manual' });
+  const location = authorize.headers.get('location');
+  if (!location) throw new Error(`the local zone answered ${authorize.status} without a redirect`);
+  await fetch(location);
 }
 
 async function freePort(): Promise<number> {
@@ -54,7 +131,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-start().catch((error: unknown) => {
+main().catch((error: unknown) => {
   console.error(error);
   process.exitCode = 1;
 });

@@ -1,4 +1,5 @@
-import type { TestZone } from '../lib/testing/index.js';
+import { authenticate } from '../lib/pkce/index.js';
+import type { RunningAgent } from './agent.js';
 
 export interface TourStep {
   title: string;
@@ -6,46 +7,102 @@ export interface TourStep {
   detail: string;
 }
 
-async function call(url: string, init: RequestInit = {}) {
-  const res = await fetch(url, init);
-  const text = await res.text();
-  return { status: res.status, challenge: res.headers.get('www-authenticate'), text };
+export interface TourSetup {
+  api: string;
+  resource: string;
+  /** The OAuth client the user signs in with (PKCE). */
+  loginClientId: string;
+  loginClientSecret?: string;
+  redirectUri: string;
+  /** Replaces the browser: in local mode, a direct HTTP call that follows the zone's redirect. */
+  openBrowser?: (url: string) => Promise<void>;
+  agentA: RunningAgent;
+  /** A second agent for the rate-limit step (local mode only). */
+  agentB?: RunningAgent;
+  rateLimit: number;
+  /** Audit lines written so far (the tour prints the new ones at the end). */
+  auditLines: () => readonly string[];
+}
+
+async function call(url: string, token?: string, method = 'GET', body?: unknown) {
+  const headers: Record<string, string> = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  return { status: res.status, challenge: res.headers.get('www-authenticate'), retryAfter: res.headers.get('retry-after'), text: await res.text() };
 }
 
 /**
- * A scripted agent calling the sample API on the local zone: discovery, a challenge, a token,
- * a scoped call, a scope refusal. Each step says what was expected and what came back.
+ * The story this product exists for, step by step: an API that says how to get a token for it, a
+ * user who signs in, an agent that trades the user's token for a short-lived, scoped one, and an
+ * API that knows which agent acts for whom, enforces scopes, and rate-limits per agent.
  */
-export async function runTour(api: string, zone: TestZone, resource: string): Promise<TourStep[]> {
+export async function runTour(setup: TourSetup): Promise<TourStep[]> {
   const steps: TourStep[] = [];
-  const step = (title: string, ok: boolean, detail: string) => steps.push({ title, ok, detail });
+  const step = (title: string, ok: boolean, detail: string) => {
+    steps.push({ title, ok, detail });
+    return ok;
+  };
+  const data = `${setup.api}/api/data`;
+  const auditBefore = setup.auditLines().length;
 
-  const prm = await call(`${api}/.well-known/oauth-protected-resource`);
-  step('Discovery: GET /.well-known/oauth-protected-resource → 200', prm.status === 200, prm.text);
+  const prm = await call(`${setup.api}/.well-known/oauth-protected-resource`);
+  step('Discovery: the API publishes how to get a token for it (RFC 9728)', prm.status === 200, prm.text);
 
-  const anonymous = await call(`${api}/api/data`);
-  step('No token: GET /api/data → 401 with a Bearer challenge', anonymous.status === 401, `WWW-Authenticate: ${anonymous.challenge}`);
+  const anonymous = await call(data);
+  step('No token: GET /api/data → 401 with a challenge pointing to that document', anonymous.status === 401, `WWW-Authenticate: ${anonymous.challenge}`);
 
-  const readToken = zone.issueToken({ aud: resource, client_id: 'agent-a', sub: 'alice', sid: 'sess-1', scope: 'read' });
-  const read = await call(`${api}/api/data`, { headers: { authorization: `Bearer ${readToken}` } });
-  step('Agent A with a read token: GET /api/data → 200, attributed to agent-a for alice', read.status === 200 && read.text.includes('"agent":"agent-a"'), read.text);
+  let userToken: string;
+  try {
+    const login = await authenticate({
+      clientId: setup.loginClientId,
+      clientSecret: setup.loginClientSecret,
+      resourceUrl: data,
+      wwwAuthenticate: anonymous.challenge ?? undefined,
+      scopes: ['read', 'write'],
+      redirectUri: setup.redirectUri,
+      openBrowser: setup.openBrowser,
+      timeoutMs: setup.openBrowser ? 10_000 : 300_000,
+    });
+    userToken = login.accessToken;
+    step('User login: authorization code + PKCE against the zone', true, `user token for ${login.resource}, scopes "${login.scope}" (expires in ${login.expiresIn ?? '?'} s)`);
+  } catch (error) {
+    step('User login: authorization code + PKCE against the zone', false, (error as Error).message);
+    return steps;
+  }
 
-  const write = await call(`${api}/api/data`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${readToken}`, 'content-type': 'application/json' },
-    body: '{"name":"new"}',
-  });
-  step('Agent A writes with the read token: POST /api/data → 403 insufficient_scope', write.status === 403, `WWW-Authenticate: ${write.challenge}`);
+  const read = await setup.agentA.tokens.exchange({ subjectToken: userToken, resource: setup.resource, scope: 'read' });
+  step(`Token exchange: ${setup.agentA.clientId} trades the user's token for a read-only token (RFC 8693)`, read.scope === 'read', `scope "${read.scope}", expires in ${read.expiresIn} s`);
 
-  const writeToken = zone.issueToken({ aud: resource, client_id: 'agent-a', sub: 'alice', sid: 'sess-1', scope: 'write' });
-  const written = await call(`${api}/api/data`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${writeToken}`, 'content-type': 'application/json' },
-    body: '{"name":"new"}',
-  });
-  step('Agent A with a write token: POST /api/data → 201', written.status === 201, written.text);
+  const listed = await call(data, read.accessToken);
+  step(`${setup.agentA.clientId}: GET /api/data → 200, attributed to the agent and the user`, listed.status === 200 && listed.text.includes(`"agent":"${setup.agentA.clientId}"`), listed.text);
 
-  const forged = await call(`${api}/api/data`, { headers: { authorization: `Bearer ${readToken.slice(0, -6)}AAAAAA` } });
-  step('A forged token: GET /api/data → 401 invalid_token', forged.status === 401 && (forged.challenge ?? '').includes('invalid_token'), `WWW-Authenticate: ${forged.challenge}`);
+  const refused = await call(data, read.accessToken, 'POST', { name: 'new report' });
+  step(`${setup.agentA.clientId}: POST /api/data with the read token → 403 insufficient_scope`, refused.status === 403 && (refused.challenge ?? '').includes('insufficient_scope'), `WWW-Authenticate: ${refused.challenge}`);
+
+  const write = await setup.agentA.tokens.exchange({ subjectToken: userToken, resource: setup.resource, scope: 'write' });
+  const created = await call(data, write.accessToken, 'POST', { name: 'new report' });
+  step(`${setup.agentA.clientId}: exchanges for write, POST /api/data → 201`, created.status === 201, created.text);
+
+  if (setup.agentB) {
+    const burstToken = (await setup.agentB.tokens.exchange({ subjectToken: userToken, resource: setup.resource, scope: 'read' })).accessToken;
+    const statuses: number[] = [];
+    let retryAfter: string | null = null;
+    for (let i = 0; i < setup.rateLimit + 3; i++) {
+      const res = await call(data, burstToken);
+      statuses.push(res.status);
+      retryAfter ??= res.retryAfter;
+    }
+    const stillServed = await call(data, read.accessToken);
+    step(
+      `${setup.agentB.clientId} calls in a burst → 429 for ${setup.agentB.clientId} only; ${setup.agentA.clientId} is still served`,
+      statuses.includes(429) && stillServed.status === 200,
+      `${setup.agentB.clientId}: ${statuses.join(' ')} (Retry-After: ${retryAfter} s); ${setup.agentA.clientId} afterwards: ${stillServed.status}`,
+    );
+  }
+
+  await new Promise((r) => setTimeout(r, 50)); // let the last audit lines be written
+  const audit = setup.auditLines().slice(auditBefore);
+  step('Audit log: one line per request, with agent, user, session, scopes — never the token', audit.length > 0 && !audit.some((l) => l.includes(userToken)), audit.join('\n'));
   return steps;
 }
