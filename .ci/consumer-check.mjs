@@ -5,6 +5,13 @@ import { Controller, Get, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { KeycardModule, RequireScopes } from 'nestjs-keycard';
 import { TestZone } from 'nestjs-keycard/testing';
+import { authenticate } from 'nestjs-keycard/pkce';
+import { KeycardThrottlerGuard } from 'nestjs-keycard/throttler';
+
+if (typeof authenticate !== 'function' || typeof KeycardThrottlerGuard !== 'function') {
+  console.error('consumer: a subpath export is missing');
+  process.exit(1);
+}
 
 const resource = 'https://api.example.com';
 const zone = await TestZone.start({ audience: resource });
