@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { sign } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { TestZone, base64url } from '../lib/testing/index.js';
 import { expectOutcome, type Outcome } from './support/denials.js';
@@ -96,6 +97,16 @@ describe.each(ADAPTERS)('resource server over %s', (adapter) => {
       const res = await sendRaw(api.url, `GET /orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer\r\n ${t0()}\r\nConnection: close\r\n\r\n`);
       expect(res.status).toBe(400);
       expect(res.text.toLowerCase()).not.toContain('www-authenticate');
+    });
+    it('A28 Authorization over 16 KiB → Node answers 431, no challenge', async () => {
+      const res = await sendRaw(api.url, `GET /orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${'a'.repeat(17_000)}\r\nConnection: close\r\n\r\n`);
+      expect(res.status).toBe(431);
+      expect(res.text.toLowerCase()).not.toContain('www-authenticate');
+    });
+    it('A31 Host carrying a path or fragment: the configured resource is used, nothing built from Host', async () => {
+      for (const host of ['api.example.com/evil?', 'api.example.com#frag']) {
+        await expectRequest([['Host', host]], '401∅');
+      }
     });
     it('A29 token over 8192 chars → 401 IT', () => expectRequest([['Authorization', `Bearer ${'a'.repeat(9000)}`]], '401 IT'));
     it('A30 16 000 chars without whitespace → 401∅ (linear parser)', () =>
@@ -213,6 +224,53 @@ describe.each(ADAPTERS)('resource server over %s', (adapter) => {
     });
     it.each(['"str"', '1', '[]', 'null'])('B26 payload %s → 401 IT', (payload) =>
       expectToken(zoneSigned(zone, T0_HEADER, payload), '401 IT'));
+    it('B17 x5u / x5c headers are never followed or trusted → 401 IT, no outbound request', async () => {
+      const attackerKey = TestZone.generateKey('rs1', 'RS256');
+      await expectToken(zoneSignedWith(attackerKey, { ...T0_HEADER, x5u: `${attacker.url}/cert.pem` }), '401 IT');
+      await expectToken(zoneSignedWith(attackerKey, { ...T0_HEADER, x5c: ['MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA'] }), '401 IT');
+      expect(attacker.hits()).toBe(0);
+    });
+    it('B21 b64:false with crit:["b64"] → 401 IT', () =>
+      expectToken(zoneSigned(zone, { ...T0_HEADER, b64: false, crit: ['b64'] }, baseClaims(zone)), '401 IT'));
+    it('B22 cty:"JWT" (nested token) → 401 IT', () => expectToken(zoneSigned(zone, { ...T0_HEADER, cty: 'JWT' }, baseClaims(zone)), '401 IT'));
+    it('B27 payload with invalid UTF-8 (overlong C0 AF), signed by the zone → 401 IT', () => {
+      const json = Buffer.from(JSON.stringify(baseClaims(zone, { sub: 'XX' })));
+      const at = json.indexOf('XX');
+      json[at] = 0xc0;
+      json[at + 1] = 0xaf;
+      const input = `${base64url(JSON.stringify(T0_HEADER))}.${base64url(json)}`;
+      return expectToken(`${input}.${base64url(sign('sha256', Buffer.from(input), zone.key('rs1').privateKey))}`, '401 IT');
+    });
+    it('B28 __proto__ / constructor / toString claims are plain data: no scope granted, no prototype change', async () => {
+      const claims = JSON.stringify(baseClaims(zone, { scope: 'orders:read' })).replace(/^\{/, '{"__proto__":{"scope":"admin"},"constructor":{"prototype":{"polluted":1}},"toString":"x",');
+      const token = zoneSigned(zone, T0_HEADER, claims);
+      await expectToken(token, '200');
+      await expectToken(token, '403:admin', '/admin');
+      expect(({} as Record<string, unknown>).scope).toBeUndefined();
+      expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    });
+    it('B29 duplicate members: the last one wins, for key selection and verification alike', async () => {
+      const claims = JSON.stringify(baseClaims(zone)).replace(/^\{/, '{"iss":"https://evil.example",');
+      await expectToken(zoneSigned(zone, T0_HEADER, claims), '200');
+      const header = '{"alg":"none","alg":"RS256","typ":"at+jwt","kid":"rs1"}';
+      await expectToken(zoneSigned(zone, header, baseClaims(zone), 'rs1', 'RS256'), '200');
+    });
+    it('B30 deeply nested JSON within the size cap → 401 IT, not 500', () => {
+      const nested = `{"sub":${'['.repeat(2500)}${']'.repeat(2500)}}`;
+      return expectToken(`${base64url(JSON.stringify(T0_HEADER))}.${base64url(nested)}.${'A'.repeat(342)}`, '401 IT');
+    });
+    it.each(['', '../../../../../../dev/null', '/dev/null', '/invalid_path', '|sleep 10', "x' UNION SELECT '1';--", 'k'.repeat(300), 0, {}, ['rs1']])(
+      'B31 kid injection %j signed HS256 → 401 IT, JWKS#≤1',
+      async (kid) => {
+        const before = zone.counts.jwks;
+        await expectToken(hmacToken({ alg: 'HS256', typ: 'at+jwt', kid }, baseClaims(zone), kid === '/dev/null' ? '' : '1'), '401 IT');
+        expect(zone.counts.jwks - before).toBeLessThanOrEqual(1);
+      },
+    );
+    it('B33 dependency floor: jsonwebtoken ≥ 9 (hostile key toString not reachable: keys never come from input)', () => {
+      const { version } = JSON.parse(readFileSync(new URL('../node_modules/jsonwebtoken/package.json', import.meta.url), 'utf8')) as { version: string };
+      expect(Number(version.split('.')[0])).toBeGreaterThanOrEqual(9);
+    });
   });
 
   describe('C. Claim validation', () => {
@@ -263,6 +321,14 @@ describe.each(ADAPTERS)('resource server over %s', (adapter) => {
     it('C28 30-day lifetime → 200', () => expectToken(t0({ iat: now() - 10, exp: now() + 30 * 86400 }), '200'));
     it('C29 unknown claims and header members → 200', () =>
       expectToken(zoneSigned(zone, { ...T0_HEADER, x_custom: 1 }, baseClaims(zone, { tenant: 't', roles: ['a'] })), '200'));
+  });
+
+  describe('H. DPoP, mode H-0 (not enabled)', () => {
+    it('H0a DPoP scheme with a proof header → 401∅ (unsupported scheme, Q11)', () =>
+      expectRequest([['Authorization', `DPoP ${t0()}`], ['DPoP', 'eyJ0eXAiOiJkcG9wK2p3dCJ9.e30.sig']], '401∅'));
+    it('H0b a Bearer token carrying cnf.jkt → 401 IT (Q10, = C26)', () => expectToken(t0({ cnf: { jkt: 'thumb' } }), '401 IT'));
+    it('H0c Bearer T0 with a stray DPoP header → 200 (header ignored)', () =>
+      expectRequest([...bearer(t0()), ['DPoP', 'eyJ0eXAiOiJkcG9wK2p3dCJ9.e30.sig']], '200'));
   });
 
   describe('D. Scope enforcement', () => {

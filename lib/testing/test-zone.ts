@@ -1,5 +1,6 @@
 import { generateKeyPairSync, randomBytes, randomUUID, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { isLoopbackHost } from '../loopback.js';
 import { signJws } from '../jws-sign.js';
@@ -48,6 +49,8 @@ export interface TestZoneOptions {
    * @default { sub: 'dev-user' }
    */
   devUser?: Record<string, unknown>;
+  /** Serve https with this key and certificate (PEM), e.g. a self-signed one to test TLS failures. */
+  tls?: { key: string; cert: string };
 }
 
 export interface IssueTokenOptions {
@@ -119,16 +122,17 @@ export class TestZone {
   static async start(options: TestZoneOptions = {}): Promise<TestZone> {
     const host = options.host ?? '127.0.0.1';
     if (!isLoopbackHost(host)) throw new TypeError(`TestZone binds loopback addresses only, not ${host}`);
-    const server = createServer();
+    const server = options.tls ? createTlsServer({ key: options.tls.key, cert: options.tls.cert }) : createServer();
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(options.port ?? 0, host, () => resolve());
     });
     const { port } = server.address() as AddressInfo;
     const hostInUrl = host.includes(':') ? `[${host}]` : host;
-    const zone = new TestZone(server, `http://${hostInUrl}:${port}${options.issuerPath ?? ''}`, options);
+    const scheme = options.tls ? 'https' : 'http';
+    const zone = new TestZone(server, `${scheme}://${hostInUrl}:${port}${options.issuerPath ?? ''}`, options);
     zone.keys = [TestZone.generateKey('rs1', 'RS256'), TestZone.generateKey('ec1', 'ES256')];
-    server.on('connection', (socket) => {
+    server.on('connection', (socket: Socket) => {
       zone.sockets.add(socket);
       socket.once('close', () => zone.sockets.delete(socket));
     });

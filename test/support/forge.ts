@@ -28,8 +28,9 @@ export function hmacToken(header: Record<string, unknown>, payload: unknown, sec
 }
 
 /** Signs with one of the zone's keys under any header. */
-export function zoneSigned(zone: TestZone, header: Record<string, unknown>, payload: Record<string, unknown> | string, kid = 'rs1', alg?: string): string {
-  return signJws(header, payload, zone.key(kid).privateKey, alg ?? (header.alg as string));
+export function zoneSigned(zone: TestZone, header: Record<string, unknown> | string, payload: Record<string, unknown> | string, kid = 'rs1', alg?: string): string {
+  const algorithm = alg ?? (typeof header === 'string' ? 'RS256' : (header.alg as string));
+  return signJws(header, payload, zone.key(kid).privateKey, algorithm);
 }
 
 export const bearer = (token: string): [string, string][] => [['Authorization', `Bearer ${token}`]];
