@@ -37,16 +37,20 @@ describe.each(ADAPTERS)('variants over %s', (adapter) => {
   describe('a resource with a path', () => {
     const R2 = `${R}/orders`;
     const PRM2 = `${R}/.well-known/oauth-protected-resource/orders`;
-    it('G2 the PRM is served at the suffixed path; G8 challenges point to it', async () => {
+    it('G2 the PRM is served at the suffixed path, and only there', async () => {
       api = await startApp(adapter, { zoneUrl: zone.issuer, resource: R2 });
       const doc = await send(api.url, 'GET', '/.well-known/oauth-protected-resource/orders');
       expect(doc.status).toBe(200);
       expect((doc.json as { resource: string }).resource).toBe(R2);
       expect((await send(api.url, 'GET', '/.well-known/oauth-protected-resource')).status).toBe(404);
       expect((await send(api.url, 'GET', '/.well-known/oauth-protected-resource/other')).status).toBe(404);
+    });
+    it('G8 every 401/403 under R2 points to the suffixed metadata URL', async () => {
+      api = await startApp(adapter, { zoneUrl: zone.issuer, resource: R2 });
       expectOutcome(await send(api.url, 'GET', '/orders'), '401∅', PRM2);
       expectOutcome(await send(api.url, 'GET', '/orders', bearer(zoneSigned(zone, T0_HEADER, baseClaims(zone)))), '401 IT', PRM2);
       expectOutcome(await send(api.url, 'GET', '/orders', bearer(zoneSigned(zone, T0_HEADER, baseClaims(zone, { aud: R2 })))), '200', PRM2);
+      expectOutcome(await send(api.url, 'GET', '/admin', bearer(zoneSigned(zone, T0_HEADER, baseClaims(zone, { aud: R2 })))), '403:admin', PRM2);
     });
   });
 
