@@ -69,6 +69,16 @@ export class JwksKeyStore {
     return found;
   }
 
+  /**
+   * True while `key` is still the zone's key for its `kid` in a key set younger than the cache age:
+   * lets the verified-token cache drop entries when keys rotate or the set must be refreshed (E20).
+   */
+  isCurrent(key: VerificationKey): boolean {
+    const last = this.keySet.last;
+    if (!last || this.clock.now() - last.loadedAt >= CACHE_MAX_AGE_MS) return false;
+    return this.lookup(last.value, key.kid) === key;
+  }
+
   private lookup(set: KeySet, kid: string | undefined) {
     return kid === undefined ? set.sole : set.byKid.get(kid);
   }

@@ -25,6 +25,7 @@ export interface KeycardOptions {
   readonly realm?: string;
   readonly clientAuthentication?: ClientAuthentication;
   readonly exchangeCacheSize: number;
+  readonly verifiedTokenCacheSize: number;
   readonly allowInsecureHttp: boolean;
   readonly fetch: FetchLike;
   readonly logger: KeycardLogger;
@@ -133,9 +134,9 @@ function clientAuthenticationOf(raw: unknown): ClientAuthentication | undefined 
   }
 }
 
-function normaliseCacheSize(raw: unknown): number {
-  if (raw === undefined) return 1000;
-  if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 0) fail('exchangeCacheSize', 'must be a whole number ≥ 0');
+function normaliseCacheSize(option: string, raw: unknown, fallback: number): number {
+  if (raw === undefined) return fallback;
+  if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 0) fail(option, 'must be a whole number ≥ 0');
   return raw;
 }
 
@@ -182,7 +183,8 @@ export function normaliseOptions(input: string | KeycardModuleOptions): KeycardO
     auditLog: optionalBoolean('auditLog', raw.auditLog, false),
     realm,
     clientAuthentication: clientAuthenticationOf(raw.clientCredentials),
-    exchangeCacheSize: normaliseCacheSize(raw.exchangeCacheSize),
+    exchangeCacheSize: normaliseCacheSize('exchangeCacheSize', raw.exchangeCacheSize, 1000),
+    verifiedTokenCacheSize: normaliseCacheSize('verifiedTokenCacheSize', raw.verifiedTokenCacheSize, 10_000),
     allowInsecureHttp,
     fetch: raw.fetch ?? ((input, init) => globalThis.fetch(input, init)),
     logger: normaliseLogger(raw.logger),

@@ -14,7 +14,8 @@ import type { KeycardOptions } from './keycard-options.js';
 import type { ProtectedResource } from './protected-resource.js';
 import { requestState } from './request-state.js';
 import { pathOf, rawRequestOf, ResourceResolver } from './resource-resolver.js';
-import { attachVerification, KeycardStrategy } from './keycard.strategy.js';
+import { attachVerification, KeycardStrategy, type VerificationRequest } from './keycard.strategy.js';
+import { VerifiedTokenCache } from './verified-token-cache.js';
 
 /**
  * The global guard `KeycardModule` binds with `APP_GUARD`. Every HTTP route needs a valid zone
@@ -40,6 +41,7 @@ export class KeycardGuard implements CanActivate {
     protected readonly strategy: KeycardStrategy,
     protected readonly adapterHost: HttpAdapterHost,
     protected readonly audit: AuditTrail,
+    protected readonly verifiedTokens: VerifiedTokenCache,
     @Inject(KEYCARD_OPTIONS) protected readonly options: KeycardOptions,
   ) {}
 
@@ -66,8 +68,13 @@ export class KeycardGuard implements CanActivate {
       resource = this.resources.forRequest(raw);
       const token = extractBearerToken(raw);
       if (token === undefined) throw new MissingCredentialsException();
-      attachVerification(request, { token, resource });
-      agent = await this.strategy.verify(request, response);
+      agent = this.verifiedTokens.get(token, resource.id);
+      if (agent === undefined) {
+        const verification: VerificationRequest = { token, resource };
+        attachVerification(request, verification);
+        agent = await this.strategy.verify(request, response);
+        this.verifiedTokens.set(token, resource.id, agent, verification.key);
+      }
       request.user = agent;
       const required = this.reflector.getAllAndOverride<readonly string[] | undefined>(KEYCARD_SCOPES, targets);
       if (required && required.length > 0 && !this.hasScopes(agent, required)) {

@@ -11,6 +11,7 @@ import { normaliseOptions } from './keycard-options.js';
 import type { KeycardModuleOptions } from './interfaces/keycard-module-options.interface.js';
 import { KeycardStrategy } from './keycard.strategy.js';
 import { ResourceResolver } from './resource-resolver.js';
+import { VerifiedTokenCache } from './verified-token-cache.js';
 import { ZoneMetadataService } from './zone-metadata.service.js';
 
 /** Everything the module provides once its raw options are available under KEYCARD_RAW_OPTIONS. */
@@ -27,6 +28,7 @@ export function createKeycardProviders(): Provider[] {
     KeycardStrategy,
     ResourceResolver,
     AuditTrail,
+    VerifiedTokenCache,
     KeycardGuard,
     // useExisting keeps one guard instance and lets apps and tests override KeycardGuard.
     { provide: APP_GUARD, useExisting: KeycardGuard },

@@ -9,7 +9,7 @@ import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from './keycard.constants.js';
 import { KeycardException, InvalidTokenException } from './keycard.exceptions.js';
 import type { Clock } from './clock.js';
 import type { KeycardOptions } from './keycard-options.js';
-import { JwksKeyStore } from './jwks-key-store.js';
+import { JwksKeyStore, type VerificationKey } from './jwks-key-store.js';
 import type { ProtectedResource } from './protected-resource.js';
 
 /** Name of the strategy in the module's own passport instance. */
@@ -19,6 +19,8 @@ export const KEYCARD_STRATEGY = 'keycard';
 export interface VerificationRequest {
   readonly token: string;
   readonly resource: ProtectedResource;
+  /** The zone key the token's signature was checked with, once known. */
+  key?: VerificationKey;
 }
 
 const VERIFICATION = Symbol('keycard.verification');
@@ -102,7 +104,8 @@ export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY
     if (!verification) throw new InvalidTokenException('token_malformed');
     const { header } = parseCompactJws(verification.token);
     const { alg, kid } = checkHeader(header, this.options);
-    return (await this.keys.keyFor(kid, alg)).key;
+    verification.key = await this.keys.keyFor(kid, alg);
+    return verification.key.key;
   }
 
   /** Called by passport-jwt with the payload whose signature jsonwebtoken verified. */

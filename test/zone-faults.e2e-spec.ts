@@ -308,6 +308,26 @@ describe('zone faults', () => {
     });
   });
 
+  describe('verified-token cache', () => {
+    it('a token served from the cache still expires on time', async () => {
+      await start();
+      const token = t0({ exp: Math.floor(Date.now() / 1000) + 10 });
+      await expectToken(token, '200');
+      await expectToken(token, '200');
+      api!.clock.offsetMs = 71_000; // exp + the 60 s tolerance has passed
+      await expectToken(token, '401 IT');
+    });
+
+    it('a cached token is checked again once the zone rotates the key it was verified with', async () => {
+      await start();
+      const token = t0();
+      await expectToken(token, '200');
+      zone.jwksOverride = { keys: zone.jwks().keys.map((k) => (k.kid === 'rs1' ? { ...(TestZone.generateKey('rs1', 'RS256').publicKey.export({ format: 'jwk' }) as object), kid: 'rs1', alg: 'RS256' } : k)) };
+      api!.clock.offsetMs = 10 * MINUTE + 1_000; // the key set is due for a refresh
+      await expectToken(token, '401 IT');
+    });
+  });
+
   describe('F. zone metadata', () => {
     it('F3 metadata without issuer → 503 RA', async () => {
       zone.metadataOverrides = { issuer: undefined };

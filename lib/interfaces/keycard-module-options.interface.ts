@@ -76,6 +76,13 @@ export interface KeycardModuleOptions {
    */
   exchangeCacheSize?: number;
   /**
+   * How many verified tokens the guard remembers, so a repeated token skips the signature check
+   * (about 1–2 KB each). An entry is dropped when the token expires or the zone's keys change.
+   * `0` turns the cache off.
+   * @default 10000
+   */
+  verifiedTokenCacheSize?: number;
+  /**
    * Allow `http` zone URLs on non-loopback hosts. Tokens and keys then travel in clear text: only for
    * closed test networks.
    * @default false (loopback zones are always allowed over http)
