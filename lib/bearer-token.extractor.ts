@@ -15,8 +15,9 @@ const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
  * @throws InvalidTokenException for a `Bearer` header that is not exactly `Bearer 1*SP b64token`.
  */
 export function extractBearerToken(request: IncomingMessage): string | undefined {
-  // Node keeps only the first Authorization header in `headers`; the others are only visible here.
-  const values = request.headersDistinct?.authorization ?? headerValues(request);
+  // Node keeps only the first Authorization header in `headers`; the others are only visible in the
+  // raw headers (scanned directly: the `headersDistinct` getter would build arrays for every header).
+  const values = headerValues(request);
   if (values.length === 0) return undefined;
   if (values.length > 1) throw new InvalidRequestException('multiple_tokens');
   const value = values[0];
@@ -36,7 +37,7 @@ export function extractBearerToken(request: IncomingMessage): string | undefined
   return token;
 }
 
-/** Fallback for request objects without `headersDistinct` (Node < 18.3 shapes, test doubles). */
+/** Every `Authorization` line as received. */
 function headerValues(request: IncomingMessage): string[] {
   const values: string[] = [];
   const raw = request.rawHeaders ?? [];

@@ -13,6 +13,11 @@ import {
 import type { KeycardOptions } from './keycard-options.js';
 import type { ProtectedResource } from './protected-resource.js';
 import { requestState } from './request-state.js';
+
+interface RouteRules {
+  readonly isPublic: boolean;
+  readonly scopes: readonly string[] | undefined;
+}
 import { pathOf, rawRequestOf, ResourceResolver } from './resource-resolver.js';
 import { attachVerification, KeycardStrategy, type VerificationRequest } from './keycard.strategy.js';
 import { VerifiedTokenCache } from './verified-token-cache.js';
@@ -45,50 +50,105 @@ export class KeycardGuard implements CanActivate {
     @Inject(KEYCARD_OPTIONS) protected readonly options: KeycardOptions,
   ) {}
 
-  async canActivate(context: ExecutionContext): Promise<boolean> {
+  /** Agents this guard let through; `request.user` holding one means the request was judged. */
+  private readonly admitted = new WeakSet<object>();
+  private readonly rules = new WeakMap<object, WeakMap<object, RouteRules>>();
+
+  /**
+   * Answers synchronously when the token was verified before (the verified-token cache), so the
+   * common case costs no promise; verifies through the passport-jwt strategy otherwise.
+   */
+  canActivate(context: ExecutionContext): boolean | Promise<boolean> {
     if (context.getType() !== 'http') {
       // GraphQL, WebSocket and microservice contexts are not supported yet: refuse, never allow.
       this.options.logger.warn(`Keycard refused a ${context.getType()} call: only HTTP is supported`);
       return false;
     }
     if (this.options.auditLog) this.audit.track(context);
-    const targets = [context.getHandler(), context.getClass()];
-    if (this.reflector.getAllAndOverride<boolean>(KEYCARD_PUBLIC, targets)) return true;
+    const rules = this.rulesFor(context);
+    if (rules.isPublic) return true;
     const http = context.switchToHttp();
     const request = http.getRequest<Record<string, unknown>>();
-    const response = http.getResponse<object>();
-    const state = requestState(request);
-    if (state.authenticated) return true; // already judged in this request (throttler integration)
+    // Already judged in this request (the throttler integration runs this guard first).
+    if (this.admitted.has(request.user as object)) return true;
     const raw = rawRequestOf(request);
     if (isCorsPreflight(raw)) return true; // A33: preflights carry no credentials by design.
-
     let resource: ProtectedResource | undefined;
-    let agent: AgentContext | undefined;
     try {
       resource = this.resources.forRequest(raw);
       const token = extractBearerToken(raw);
       if (token === undefined) throw new MissingCredentialsException();
-      agent = this.verifiedTokens.get(token, resource.id);
-      if (agent === undefined) {
-        const verification: VerificationRequest = { token, resource };
-        attachVerification(request, verification);
-        agent = await this.strategy.verify(request, response);
-        this.verifiedTokens.set(token, resource.id, agent, verification.key);
-      }
-      request.user = agent;
-      const required = this.reflector.getAllAndOverride<readonly string[] | undefined>(KEYCARD_SCOPES, targets);
-      if (required && required.length > 0 && !this.hasScopes(agent, required)) {
-        throw new InsufficientScopeException(required);
-      }
-      state.authenticated = true;
-      return true;
+      const known = this.verifiedTokens.get(token, resource.id);
+      if (known !== undefined) return this.admit(request, known, rules.scopes);
+      return this.verifyAndAdmit(request, http.getResponse<object>(), token, resource, rules.scopes);
     } catch (error) {
-      const denial = this.toDenial(error);
-      state.denial = denial.code;
-      this.writeHeaders(raw, response, denial, resource);
-      this.logDenial(raw, denial, agent);
-      throw denial;
+      throw this.deny(error, request, http.getResponse<object>(), resource, undefined);
     }
+  }
+
+  private async verifyAndAdmit(
+    request: Record<string, unknown>,
+    response: object,
+    token: string,
+    resource: ProtectedResource,
+    scopes: readonly string[] | undefined,
+  ): Promise<boolean> {
+    let agent: AgentContext | undefined;
+    try {
+      const verification: VerificationRequest = { token, resource };
+      attachVerification(request, verification);
+      agent = await this.strategy.verify(request);
+      this.verifiedTokens.set(token, resource.id, agent, verification.key);
+      return this.admit(request, agent, scopes);
+    } catch (error) {
+      throw this.deny(error, request, response, resource, agent);
+    }
+  }
+
+  /** Hands the agent to the handler when it holds every required scope (checked only now: INV5). */
+  private admit(request: Record<string, unknown>, agent: AgentContext, scopes: readonly string[] | undefined): true {
+    request.user = agent;
+    if (scopes !== undefined && !this.hasScopes(agent, scopes)) throw new InsufficientScopeException(scopes);
+    this.admitted.add(agent);
+    return true;
+  }
+
+  /** Turns any failure into a refusal: challenge headers written, denial logged and remembered for the audit line. */
+  private deny(
+    error: unknown,
+    request: Record<string, unknown>,
+    response: object,
+    resource: ProtectedResource | undefined,
+    agent: AgentContext | undefined,
+  ): KeycardException {
+    const denial = this.toDenial(error);
+    const raw = rawRequestOf(request);
+    requestState(request).denial = denial.code;
+    this.writeHeaders(raw, response, denial, resource);
+    this.logDenial(raw, denial, agent ?? (request.user as AgentContext | undefined));
+    return denial;
+  }
+
+  /** `@Public()` and `@RequireScopes()` of a route, read once per handler and class. */
+  private rulesFor(context: ExecutionContext): RouteRules {
+    const handler = context.getHandler();
+    const type = context.getClass();
+    let byClass = this.rules.get(handler);
+    if (byClass === undefined) {
+      byClass = new WeakMap();
+      this.rules.set(handler, byClass);
+    }
+    let rules = byClass.get(type);
+    if (rules === undefined) {
+      const targets = [handler, type];
+      const scopes = this.reflector.getAllAndOverride<readonly string[] | undefined>(KEYCARD_SCOPES, targets);
+      rules = {
+        isPublic: this.reflector.getAllAndOverride<boolean>(KEYCARD_PUBLIC, targets) === true,
+        scopes: scopes && scopes.length > 0 ? scopes : undefined,
+      };
+      byClass.set(type, rules);
+    }
+    return rules;
   }
 
   /** All-of, exact and case-sensitive match (catalogue D1–D9). */

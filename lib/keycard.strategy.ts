@@ -25,6 +25,16 @@ export interface VerificationRequest {
 
 const VERIFICATION = Symbol('keycard.verification');
 
+/** The callbacks passport attaches to a strategy for one authentication (passport-strategy API). */
+interface StrategyAttempt {
+  success(agent: AgentContext): void;
+  fail(info?: unknown): void;
+  error(error: unknown): void;
+  pass(): void;
+  redirect(url: string): void;
+  authenticate(request: object, options: object): void;
+}
+
 type RequestWithVerification = Record<typeof VERIFICATION, VerificationRequest | undefined>;
 
 /** Attaches the extracted token and resource to the request for {@link KeycardStrategy}. */
@@ -82,19 +92,20 @@ export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY
     return this.ownPassport;
   }
 
-  /** Verifies the token attached to `request` (see {@link attachVerification}). */
-  verify(request: object, response: object): Promise<AgentContext> {
+  /**
+   * Verifies the token attached to `request` (see {@link attachVerification}) by running this
+   * strategy the way passport does — a per-request object whose `success` / `fail` / `error` settle
+   * the outcome — without passport's middleware, which would decorate every request object with
+   * session helpers this stateless guard never uses.
+   */
+  verify(request: object): Promise<AgentContext> {
     return new Promise((resolve, reject) => {
-      const middleware = this.getPassportInstance().authenticate(
-        KEYCARD_STRATEGY,
-        { session: false },
-        (error: unknown, agent: AgentContext | false, info: unknown) => {
-          if (error) reject(error);
-          else if (agent) resolve(agent);
-          else reject(info instanceof KeycardException ? info : new InvalidTokenException('signature_invalid'));
-        },
-      );
-      middleware(request, response, (error?: unknown) => reject(error ?? new InvalidTokenException('token_malformed')));
+      const attempt = Object.create(this) as StrategyAttempt;
+      attempt.success = (agent) => resolve(agent);
+      attempt.fail = (info) => reject(info instanceof KeycardException ? info : new InvalidTokenException('signature_invalid'));
+      attempt.error = (error) => reject(error);
+      attempt.pass = attempt.redirect = () => reject(new InvalidTokenException('token_malformed'));
+      attempt.authenticate(request, {});
     });
   }
 

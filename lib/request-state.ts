@@ -1,12 +1,10 @@
 import type { DenialReason } from './keycard.exceptions.js';
 
 /**
- * What the module remembers about one request, under a symbol no client input can set: whether
- * the guard already let it through (so a second run — e.g. from the throttler integration — is
- * free), why it was refused (for the audit line), and whether the audit line is already arranged.
+ * What the module remembers about one request, under a symbol no client input can set: why it was
+ * refused (for the audit line), and whether the audit line is already arranged.
  */
 interface RequestState {
-  authenticated?: boolean;
   denial?: DenialReason;
   audited?: boolean;
 }

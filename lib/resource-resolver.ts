@@ -26,7 +26,9 @@ export class ResourceResolver {
 
   /** @throws ResourceNotConfiguredException (500) for a non-loopback host without configuration. */
   forRequest(request: IncomingMessage): ProtectedResource {
-    if (this.options.resources.length > 0) return matchResource(this.options.resources, pathOf(request));
+    const { resources } = this.options;
+    if (resources.length === 1) return resources[0];
+    if (resources.length > 1) return matchResource(resources, pathOf(request));
     return this.derive(request);
   }
 

@@ -1,0 +1,82 @@
+// npm run bench:micro: per-token costs without HTTP, against the built package.
+//  - floor: split + base64url + JSON + crypto.verify with a cached KeyObject + iss/aud/exp checks
+//  - the guard's cold path (every token new to it) and its verified-token cache hit
+//  - a cache-hit TokenExchangeService.exchange()
+import 'reflect-metadata';
+import { createPublicKey, verify } from 'node:crypto';
+import { Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { KeycardGuard, KeycardModule, RequireScopes, TokenExchangeService } from '../dist/index.js';
+import { TestZone } from '../dist/testing/index.js';
+
+const R = 'https://api.example.com';
+const N = Number(process.env.MICRO_TOKENS ?? 2000);
+const ROUNDS = Number(process.env.MICRO_ROUNDS ?? 5);
+const zone = await TestZone.start({ audience: 'https://agent.example.com', resources: { [R]: ['read'] }, clients: [{ clientId: 'agent', clientSecret: 'micro-secret' }] });
+const exp = Math.floor(Date.now() / 1000) + 3600;
+const tokens = Array.from({ length: N }, (_, i) => zone.issueToken({ aud: R, scope: 'read', sub: `u${i}`, exp }));
+
+function stats(samples) {
+  samples.sort((a, b) => a - b);
+  return { p50: samples[Math.floor(samples.length / 2)], p99: samples[Math.floor(samples.length * 0.99)] };
+}
+async function time(label, fn, perRound = N) {
+  const perCall = [];
+  for (let round = 0; round < ROUNDS + 1; round++) {
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < perRound; i++) await fn(i);
+    if (round > 0) perCall.push(Number(process.hrtime.bigint() - start) / 1000 / perRound); // round 0 warms up
+  }
+  const { p50 } = stats(perCall);
+  console.log(`${label.padEnd(58)} ${p50.toFixed(2).padStart(8)} µs/call (median of ${ROUNDS} rounds × ${perRound})`);
+  return p50;
+}
+
+// The floor: what any correct verifier must at least do.
+const key = createPublicKey(zone.key('rs1').publicKey.export({ format: 'pem', type: 'spki' }));
+const floor = await time('floor: parse + crypto.verify (cached KeyObject) + iss/aud/exp', (i) => {
+  const token = tokens[i];
+  const [h, p, s] = token.split('.');
+  const header = JSON.parse(Buffer.from(h, 'base64url').toString());
+  const payload = JSON.parse(Buffer.from(p, 'base64url').toString());
+  if (header.alg !== 'RS256') throw new Error('alg');
+  if (!verify('sha256', Buffer.from(`${h}.${p}`), key, Buffer.from(s, 'base64url'))) throw new Error('sig');
+  if (payload.iss !== zone.issuer || payload.aud !== R || payload.exp < Date.now() / 1000) throw new Error('claims');
+});
+
+async function guardFor(cacheSize) {
+  class Controller_ { list() {} }
+  RequireScopes('read')(Controller_.prototype, 'list', Object.getOwnPropertyDescriptor(Controller_.prototype, 'list'));
+  class M {}
+  Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, verifiedTokenCacheSize: cacheSize, logger: { log() {}, warn() {}, error() {} } })] })(M);
+  const app = await NestFactory.create(M, { logger: false });
+  await app.init();
+  const guard = app.get(KeycardGuard);
+  const context = (token) => {
+    const request = { method: 'GET', url: '/api/data', headers: { host: 'api.example.com', authorization: `Bearer ${token}` }, rawHeaders: ['Host', 'api.example.com', 'Authorization', `Bearer ${token}`], socket: {} };
+    return { getType: () => 'http', getHandler: () => Controller_.prototype.list, getClass: () => Controller_, switchToHttp: () => ({ getRequest: () => request, getResponse: () => ({}) }) };
+  };
+  await guard.canActivate(context(tokens[0]));
+  return { app, check: (token) => guard.canActivate(context(token)) };
+}
+
+const cold = await guardFor(0);
+const coldCost = await time('guard, cold path (verified-token cache off)', (i) => cold.check(tokens[i]));
+await cold.app.close();
+const cached = await guardFor(N);
+for (const t of tokens) await cached.check(t);
+const hitCost = await time('guard, verified-token cache hit', (i) => cached.check(tokens[i]));
+await cached.app.close();
+
+class E {}
+Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, clientCredentials: { clientId: 'agent', clientSecret: 'micro-secret' } })] })(E);
+const context = await NestFactory.createApplicationContext(E, { logger: false });
+const exchange = context.get(TokenExchangeService);
+const request = { subjectToken: tokens[0], resource: R, scope: 'read' };
+await exchange.exchange(request);
+const exchangeCost = await time('TokenExchangeService.exchange(), cache hit', () => exchange.exchange(request), 20_000);
+await context.close();
+await zone.stop();
+
+console.log(`\ncold path ÷ floor: ${(coldCost / floor).toFixed(2)} (target ≤ 1.5); Node ${process.version}`);
+console.log(JSON.stringify({ floorMicros: floor, coldMicros: coldCost, cacheHitMicros: hitCost, exchangeCacheHitMicros: exchangeCost }));

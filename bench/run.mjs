@@ -1,0 +1,125 @@
+// npm run bench [-- --quick]: the guard side by side with its peers, same machine, same run.
+// Each variant runs in a fresh server process pinned to core 0 (taskset) while autocannon drives it
+// from this process pinned to core 1; variants are interleaved over rounds and medians reported.
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import autocannon from 'autocannon';
+import { TestZone } from '../dist/testing/index.js';
+
+const quick = process.argv.includes('--quick');
+const ROUNDS = quick ? 1 : 3;
+const DURATION = quick ? 5 : 8;
+const WARMUP = quick ? 1 : 2;
+const CONNECTIONS = 50;
+const POOL = 10_000;
+const AUDIENCE = 'https://api.example.com';
+const CORES = os.cpus().length;
+const pin = (core) => (CORES > 1 ? ['taskset', ['-c', String(core)]] : undefined);
+
+try {
+  if (CORES > 1) execFileSync('taskset', ['-cp', '1', String(process.pid)], { stdio: 'ignore' });
+} catch {
+  console.warn('taskset unavailable: running unpinned');
+}
+
+const zone = await TestZone.start({ audience: AUDIENCE });
+const exp = Math.floor(Date.now() / 1000) + 3600;
+const single = zone.issueToken({ scope: 'read', exp });
+process.stdout.write(`issuing ${POOL} tokens for the pool runs… `);
+const pool = Array.from({ length: POOL }, (_, i) => zone.issueToken({ scope: 'read', sub: `user-${i}`, client_id: `agent-${i % 100}`, exp }));
+console.log('done');
+
+/** [name, server variant, token mode] */
+const RUNS = [
+  ['baseline', 'baseline', 'none'],
+  ['nestjs-keycard', 'keycard', 'single'],
+  ['nestjs-keycard (10k pool)', 'keycard', 'pool'],
+  ['nestjs-keycard, cache off', 'keycard-nocache', 'single'],
+  ['hand-rolled passport', 'passport', 'single'],
+  ['hand-rolled passport (10k pool)', 'passport', 'pool'],
+  ['express-oauth2-jwt-bearer', 'auth0', 'single'],
+  ['express-oauth2-jwt-bearer (10k pool)', 'auth0', 'pool'],
+];
+
+function startServer(variant) {
+  const args = ['bench/server.mjs', variant, zone.issuer, AUDIENCE];
+  const [cmd, cmdArgs] = pin(0) ? ['taskset', ['-c', '0', process.execPath, ...args]] : [process.execPath, args];
+  const child = spawn(cmd, cmdArgs, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('message', (m) => resolve({ child, port: m.port }));
+  });
+}
+
+const ask = (child, message) => new Promise((resolve) => {
+  child.once('message', resolve);
+  child.send(message);
+});
+
+function load(port, mode, duration) {
+  let i = 0;
+  const options = { url: `http://127.0.0.1:${port}/api/data`, connections: CONNECTIONS, duration, pipelining: 1 };
+  if (mode === 'single') options.headers = { authorization: `Bearer ${single}` };
+  if (mode === 'pool') {
+    options.requests = [{ setupRequest: (req) => ({ ...req, headers: { ...req.headers, authorization: `Bearer ${pool[i++ % POOL]}` } }) }];
+  }
+  return autocannon(options);
+}
+
+async function measure([name, variant, mode]) {
+  const { child, port } = await startServer(variant);
+  await load(port, mode, WARMUP);
+  await ask(child, 'cpu-start');
+  const result = await load(port, mode, DURATION);
+  const { cpuMicros, heapMB } = await ask(child, 'cpu-stop');
+  child.send('exit');
+  await new Promise((r) => child.once('exit', r));
+  const ok = result['2xx'];
+  if (result.non2xx > 0 || result.errors > 0) console.warn(`  ${name}: ${result.non2xx} non-2xx, ${result.errors} errors`);
+  return { name, rps: ok / DURATION, p50: result.latency.p50, p99: result.latency.p99, cpuPerReq: cpuMicros / Math.max(1, result.requests.total), heapMB };
+}
+
+const samples = new Map(RUNS.map(([name]) => [name, []]));
+for (let round = 0; round < ROUNDS; round++) {
+  const order = RUNS.map((_, i) => RUNS[(i + round * 3) % RUNS.length]);
+  console.log(`round ${round + 1}/${ROUNDS}: ${order.map((r) => r[0]).join(' → ')}`);
+  for (const run of order) {
+    const sample = await measure(run);
+    samples.get(run[0]).push(sample);
+    console.log(`  ${run[0].padEnd(38)} ${sample.rps.toFixed(0).padStart(6)} req/s  p99 ${sample.p99} ms  ${sample.cpuPerReq.toFixed(0)} µs CPU/req`);
+  }
+}
+await zone.stop();
+
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
+const rows = RUNS.map(([name]) => {
+  const s = samples.get(name);
+  return { name, rps: median(s.map((x) => x.rps)), p50: median(s.map((x) => x.p50)), p99: median(s.map((x) => x.p99)), cpuPerReq: median(s.map((x) => x.cpuPerReq)), heapMB: median(s.map((x) => x.heapMB)) };
+});
+const by = Object.fromEntries(rows.map((r) => [r.name, r]));
+const base = by.baseline.rps;
+const ratio = (a, b) => (by[a].rps / by[b].rps).toFixed(2);
+
+console.log(`\n| variant | req/s | p50 ms | p99 ms | server CPU µs/req | × baseline | server heap MB |`);
+console.log(`|---|---:|---:|---:|---:|---:|---:|`);
+for (const r of rows) {
+  console.log(`| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.cpuPerReq.toFixed(0)} | ${(r.rps / base).toFixed(2)} | ${r.heapMB.toFixed(1)} |`);
+}
+const peers = {
+  'single token: keycard ÷ passport': ratio('nestjs-keycard', 'hand-rolled passport'),
+  'single token: keycard ÷ express-oauth2-jwt-bearer': ratio('nestjs-keycard', 'express-oauth2-jwt-bearer'),
+  '10k pool: keycard ÷ passport': ratio('nestjs-keycard (10k pool)', 'hand-rolled passport (10k pool)'),
+  '10k pool: keycard ÷ express-oauth2-jwt-bearer': ratio('nestjs-keycard (10k pool)', 'express-oauth2-jwt-bearer (10k pool)'),
+};
+console.log('');
+for (const [label, value] of Object.entries(peers)) console.log(`${label}: ${value}×`);
+
+const machine = { node: process.version, cpu: os.cpus()[0]?.model, cores: CORES, pinned: CORES > 1, rounds: ROUNDS, durationSeconds: DURATION, connections: CONNECTIONS, date: new Date().toISOString() };
+console.log(`\n${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; ${ROUNDS} round(s) × ${DURATION} s, ${CONNECTIONS} connections; medians`);
+mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+writeFileSync(new URL('./results/latest.json', import.meta.url), JSON.stringify({ machine, rows, peers }, null, 2) + '\n');

@@ -1,0 +1,76 @@
+// One benchmark server: a Nest app whose GET /api/data differs only in how it is protected.
+// Started by bench/run.mjs as `node bench/server.mjs <variant> <zoneUrl> <audience>`, pinned to
+// one core; talks to the parent over IPC: {ready, port} → 'cpu-start' / 'cpu-stop' → {cpuMicros}.
+import 'reflect-metadata';
+import { Controller, Get, Injectable, Module } from '@nestjs/common';
+import { APP_GUARD, NestFactory } from '@nestjs/core';
+
+const [variant, zoneUrl, audience] = process.argv.slice(2);
+
+class DataController {
+  list() {
+    return { data: [{ id: 1, name: 'Team roster' }, { id: 2, name: 'Quarterly report' }], meta: { variant } };
+  }
+}
+Get('api/data')(DataController.prototype, 'list', Object.getOwnPropertyDescriptor(DataController.prototype, 'list'));
+Controller()(DataController);
+
+async function moduleFor(name) {
+  const imports = [];
+  const providers = [];
+  let configure;
+  if (name === 'baseline') {
+    // No protection: the ceiling for this app on this machine.
+  } else if (name === 'keycard' || name === 'keycard-nocache') {
+    const { KeycardModule } = await import('../dist/index.js');
+    imports.push(KeycardModule.forRoot({ zoneUrl, resource: audience, verifiedTokenCacheSize: name === 'keycard' ? 10_000 : 0, logger: { log() {}, warn() {}, error() {} } }));
+  } else if (name === 'passport') {
+    // What the NestJS docs and most posts show: AuthGuard('jwt') + passport-jwt + jwks-rsa with caching.
+    const { PassportStrategy, AuthGuard } = await import('@nestjs/passport');
+    const { Strategy, ExtractJwt } = await import('passport-jwt');
+    const { passportJwtSecret } = await import('jwks-rsa');
+    class JwtStrategy extends PassportStrategy(Strategy, 'jwt') {
+      constructor() {
+        super({
+          jwtFromRequest: ExtractJwt.fromAuthHeaderAsBearerToken(),
+          secretOrKeyProvider: passportJwtSecret({ cache: true, rateLimit: true, jwksRequestsPerMinute: 5, jwksUri: `${zoneUrl}/jwks` }),
+          audience,
+          issuer: zoneUrl,
+          algorithms: ['RS256'],
+        });
+      }
+      validate(payload) {
+        return payload;
+      }
+    }
+    Injectable()(JwtStrategy);
+    providers.push(JwtStrategy, { provide: APP_GUARD, useClass: AuthGuard('jwt') });
+  } else if (name === 'auth0') {
+    // Auth0's express-oauth2-jwt-bearer (jose-based) as Nest middleware on the same route.
+    const { auth } = await import('express-oauth2-jwt-bearer');
+    const middleware = auth({ issuer: zoneUrl, jwksUri: `${zoneUrl}/jwks`, audience, tokenSigningAlg: 'RS256' });
+    configure = (consumer) => consumer.apply(middleware).forRoutes('api/data');
+  } else {
+    throw new Error(`unknown variant ${name}`);
+  }
+  class BenchModule {}
+  if (configure) BenchModule.prototype.configure = configure;
+  Module({ imports, providers, controllers: [DataController] })(BenchModule);
+  return BenchModule;
+}
+
+const app = await NestFactory.create(await moduleFor(variant), { logger: ['error'] });
+await app.listen(0, '127.0.0.1');
+let cpuStart;
+process.on('message', (message) => {
+  if (message === 'cpu-start') {
+    cpuStart = process.cpuUsage();
+    process.send({ started: true });
+  }
+  if (message === 'cpu-stop') {
+    const used = process.cpuUsage(cpuStart);
+    process.send({ cpuMicros: used.user + used.system, heapMB: process.memoryUsage().heapUsed / 1048576 });
+  }
+  if (message === 'exit') void app.close().then(() => process.exit(0));
+});
+process.send({ ready: true, port: app.getHttpServer().address().port });
