@@ -74,19 +74,48 @@ export function toAgentContext(
   if (sid !== undefined && typeof sid !== 'string') throw new InvalidTokenException('claim_invalid');
   // Proof-of-possession tokens must not work as plain bearer tokens (Q10, C26, C27).
   if (typeof cnf === 'object' && cnf !== null) throw new InvalidTokenException('token_bound');
-  return Object.freeze({
-    clientId,
-    subject: sub,
-    sessionId: sid,
-    scopes: Object.freeze(readScopes(payload, options.readScpClaim)),
-    issuer: iss,
-    audience: Object.freeze([...audience]),
-    expiresAt: new Date(exp * 1000),
-    issuedAt: new Date(iat * 1000),
-    tokenId: jti,
-    actor: readActor(payload.act, 0),
-    claims: deepFreeze(payload),
-  });
+  return Object.freeze(
+    new VerifiedAgent({
+      clientId,
+      subject: sub,
+      sessionId: sid,
+      scopes: Object.freeze(readScopes(payload, options.readScpClaim)),
+      issuer: iss,
+      audience: Object.freeze([...audience]),
+      expiresAt: new Date(exp * 1000),
+      issuedAt: new Date(iat * 1000),
+      tokenId: jti,
+      actor: readActor(payload.act, 0),
+      claims: deepFreeze(payload),
+    }),
+  );
+}
+
+/**
+ * The one class every {@link AgentContext} of this module is an instance of. Not exported from
+ * the package: `request.user instanceof VerifiedAgent` proves the guard itself put it there.
+ */
+class VerifiedAgent implements AgentContext {
+  readonly clientId!: string;
+  readonly subject!: string;
+  readonly sessionId?: string;
+  readonly scopes!: readonly string[];
+  readonly issuer!: string;
+  readonly audience!: readonly string[];
+  readonly expiresAt!: Date;
+  readonly issuedAt!: Date;
+  readonly tokenId!: string;
+  readonly actor?: ActorChain;
+  readonly claims!: Readonly<Record<string, unknown>>;
+
+  constructor(fields: AgentContext) {
+    Object.assign(this, fields);
+  }
+}
+
+/** True for agent contexts made by {@link toAgentContext} (and so by the guard). */
+export function isVerifiedAgent(value: unknown): value is AgentContext {
+  return value instanceof VerifiedAgent;
 }
 
 /** `scope` as a space-delimited string only (Q6); `scp` only when configured and `scope` is absent. */

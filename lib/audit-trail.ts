@@ -1,6 +1,7 @@
 import { type ExecutionContext, Inject, Injectable } from '@nestjs/common';
 import { PATH_METADATA } from '@nestjs/common/constants.js';
 import type { ServerResponse } from 'node:http';
+import { isVerifiedAgent } from './access-token-rules.js';
 import type { AgentContext } from './interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from './keycard.constants.js';
 import type { KeycardOptions } from './keycard-options.js';
@@ -45,7 +46,7 @@ export class AuditTrail {
     const route = routeOf(context);
     const started = performance.now();
     raw.once('finish', () => {
-      const agent = request.user;
+      const agent = isVerifiedAgent(request.user) ? request.user : state.agent;
       const record: AuditRecord = {
         event: 'keycard.audit',
         agent: agent?.clientId,

@@ -3,6 +3,7 @@ import {
 } from '@nestjs/common';
 import { HttpAdapterHost, Reflector } from '@nestjs/core';
 import type { IncomingMessage } from 'node:http';
+import { isVerifiedAgent } from './access-token-rules.js';
 import { AuditTrail } from './audit-trail.js';
 import { extractBearerToken } from './bearer-token.extractor.js';
 import type { AgentContext } from './interfaces/agent-context.interface.js';
@@ -19,7 +20,7 @@ interface RouteRules {
   readonly scopes: readonly string[] | undefined;
 }
 import { pathOf, rawRequestOf, ResourceResolver } from './resource-resolver.js';
-import { attachVerification, KeycardStrategy, type VerificationRequest } from './keycard.strategy.js';
+import { KeycardStrategy, type VerificationRequest } from './keycard.strategy.js';
 import { VerifiedTokenCache } from './verified-token-cache.js';
 
 /**
@@ -50,8 +51,6 @@ export class KeycardGuard implements CanActivate {
     @Inject(KEYCARD_OPTIONS) protected readonly options: KeycardOptions,
   ) {}
 
-  /** Agents this guard let through; `request.user` holding one means the request was judged. */
-  private readonly admitted = new WeakSet<object>();
   private readonly rules = new WeakMap<object, WeakMap<object, RouteRules>>();
 
   /**
@@ -69,8 +68,9 @@ export class KeycardGuard implements CanActivate {
     if (rules.isPublic) return true;
     const http = context.switchToHttp();
     const request = http.getRequest<Record<string, unknown>>();
-    // Already judged in this request (the throttler integration runs this guard first).
-    if (this.admitted.has(request.user as object)) return true;
+    // Already judged in this request (the throttler integration runs this guard first): only this
+    // guard puts a VerifiedAgent on request.user, and only after every check passed.
+    if (isVerifiedAgent(request.user)) return true;
     const raw = rawRequestOf(request);
     if (isCorsPreflight(raw)) return true; // A33: preflights carry no credentials by design.
     let resource: ProtectedResource | undefined;
@@ -96,8 +96,7 @@ export class KeycardGuard implements CanActivate {
     let agent: AgentContext | undefined;
     try {
       const verification: VerificationRequest = { token, resource };
-      attachVerification(request, verification);
-      agent = await this.strategy.verify(request);
+      agent = await this.strategy.verify(verification);
       this.verifiedTokens.set(token, resource.id, agent, verification.key);
       return this.admit(request, agent, scopes);
     } catch (error) {
@@ -107,9 +106,11 @@ export class KeycardGuard implements CanActivate {
 
   /** Hands the agent to the handler when it holds every required scope (checked only now: INV5). */
   private admit(request: Record<string, unknown>, agent: AgentContext, scopes: readonly string[] | undefined): true {
+    if (scopes !== undefined && !this.hasScopes(agent, scopes)) {
+      requestState(request).agent = agent; // for the denial's log and audit lines
+      throw new InsufficientScopeException(scopes);
+    }
     request.user = agent;
-    if (scopes !== undefined && !this.hasScopes(agent, scopes)) throw new InsufficientScopeException(scopes);
-    this.admitted.add(agent);
     return true;
   }
 
@@ -123,9 +124,10 @@ export class KeycardGuard implements CanActivate {
   ): KeycardException {
     const denial = this.toDenial(error);
     const raw = rawRequestOf(request);
-    requestState(request).denial = denial.code;
+    const state = requestState(request);
+    state.denial = denial.code;
     this.writeHeaders(raw, response, denial, resource);
-    this.logDenial(raw, denial, agent ?? (request.user as AgentContext | undefined));
+    this.logDenial(raw, denial, agent ?? state.agent);
     return denial;
   }
 

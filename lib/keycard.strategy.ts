@@ -15,15 +15,16 @@ import type { ProtectedResource } from './protected-resource.js';
 /** Name of the strategy in the module's own passport instance. */
 export const KEYCARD_STRATEGY = 'keycard';
 
-/** What the guard hands the strategy through the request. */
+/**
+ * What the strategy verifies: passport-jwt is handed this object in place of the HTTP request, so
+ * nothing is ever attached to (or read from) the request object itself.
+ */
 export interface VerificationRequest {
   readonly token: string;
   readonly resource: ProtectedResource;
   /** The zone key the token's signature was checked with, once known. */
   key?: VerificationKey;
 }
-
-const VERIFICATION = Symbol('keycard.verification');
 
 /** The callbacks passport attaches to a strategy for one authentication (passport-strategy API). */
 interface StrategyAttempt {
@@ -33,17 +34,6 @@ interface StrategyAttempt {
   pass(): void;
   redirect(url: string): void;
   authenticate(request: object, options: object): void;
-}
-
-type RequestWithVerification = Record<typeof VERIFICATION, VerificationRequest | undefined>;
-
-/** Attaches the extracted token and resource to the request for {@link KeycardStrategy}. */
-export function attachVerification(request: object, verification: VerificationRequest): void {
-  (request as RequestWithVerification)[VERIFICATION] = verification;
-}
-
-function verificationOf(request: unknown): VerificationRequest | undefined {
-  return (request as RequestWithVerification | undefined)?.[VERIFICATION];
 }
 
 /**
@@ -68,7 +58,7 @@ export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY
   ) {
     const self: { strategy?: KeycardStrategy } = {};
     const strategyOptions: StrategyOptionsWithRequest = {
-      jwtFromRequest: (request: unknown) => verificationOf(request)?.token ?? null,
+      jwtFromRequest: (request: unknown) => (request as VerificationRequest).token,
       secretOrKeyProvider: (request: unknown, _rawToken: unknown, done: (error: unknown, key?: string) => void) => {
         self.strategy!.provideKey(request).then(
           // jsonwebtoken 9 takes a KeyObject as is; the typings only know PEM strings.
@@ -93,26 +83,25 @@ export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY
   }
 
   /**
-   * Verifies the token attached to `request` (see {@link attachVerification}) by running this
-   * strategy the way passport does — a per-request object whose `success` / `fail` / `error` settle
-   * the outcome — without passport's middleware, which would decorate every request object with
-   * session helpers this stateless guard never uses.
+   * Verifies `verification.token` for `verification.resource`, running this strategy the way
+   * passport does — a per-attempt object whose `success` / `fail` / `error` settle the outcome —
+   * without passport's middleware, which would decorate every request object with session helpers
+   * this stateless guard never uses. On success `verification.key` holds the key that verified it.
    */
-  verify(request: object): Promise<AgentContext> {
+  verify(verification: VerificationRequest): Promise<AgentContext> {
     return new Promise((resolve, reject) => {
       const attempt = Object.create(this) as StrategyAttempt;
       attempt.success = (agent) => resolve(agent);
       attempt.fail = (info) => reject(info instanceof KeycardException ? info : new InvalidTokenException('signature_invalid'));
       attempt.error = (error) => reject(error);
       attempt.pass = attempt.redirect = () => reject(new InvalidTokenException('token_malformed'));
-      attempt.authenticate(request, {});
+      attempt.authenticate(verification, {});
     });
   }
 
   /** Header rules first, then key selection: nothing of the token reaches the network (INV6). */
   private async provideKey(request: unknown) {
-    const verification = verificationOf(request);
-    if (!verification) throw new InvalidTokenException('token_malformed');
+    const verification = request as VerificationRequest;
     const { header } = parseCompactJws(verification.token);
     const { alg, kid } = checkHeader(header, this.options);
     verification.key = await this.keys.keyFor(kid, alg);
@@ -121,8 +110,8 @@ export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY
 
   /** Called by passport-jwt with the payload whose signature jsonwebtoken verified. */
   validate(request: unknown, payload: unknown): AgentContext {
-    const verification = verificationOf(request);
-    if (!verification || typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
+    const verification = request as VerificationRequest;
+    if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
       throw new InvalidTokenException('token_malformed');
     }
     return toAgentContext(

@@ -1,11 +1,15 @@
+import type { AgentContext } from './interfaces/agent-context.interface.js';
 import type { DenialReason } from './keycard.exceptions.js';
 
 /**
- * What the module remembers about one request, under a symbol no client input can set: why it was
- * refused (for the audit line), and whether the audit line is already arranged.
+ * What the module remembers about a refused or audited request, under a symbol no client input
+ * can set: why it was refused and by which agent (for the audit line), and whether the audit line is
+ * already arranged. Successful requests without audit allocate nothing here.
  */
 interface RequestState {
   denial?: DenialReason;
+  /** The verified agent of a request refused for its scopes (it never reaches `request.user`). */
+  agent?: AgentContext;
   audited?: boolean;
 }
 
