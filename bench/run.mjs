@@ -30,8 +30,8 @@ process.stdout.write(`issuing ${POOL} tokens for the pool runs… `);
 const pool = Array.from({ length: POOL }, (_, i) => zone.issueToken({ scope: 'read', sub: `user-${i}`, client_id: `agent-${i % 100}`, exp }));
 console.log('done');
 
-/** [name, server variant, token mode] */
-const RUNS = [
+/** [name, server variant, token mode]; BENCH_ONLY=a,b limits the runs to those variants (exploration). */
+const ALL_RUNS = [
   ['baseline', 'baseline', 'none'],
   ['nestjs-keycard', 'keycard', 'single'],
   ['nestjs-keycard (10k pool)', 'keycard', 'pool'],
@@ -40,7 +40,10 @@ const RUNS = [
   ['hand-rolled passport (10k pool)', 'passport', 'pool'],
   ['express-oauth2-jwt-bearer', 'auth0', 'single'],
   ['express-oauth2-jwt-bearer (10k pool)', 'auth0', 'pool'],
+  ['a global guard that allows all', 'noop-guard', 'single'],
 ];
+const only = process.env.BENCH_ONLY?.split(',');
+const RUNS = only ? ALL_RUNS.filter(([, variant]) => only.includes(variant)) : ALL_RUNS.filter(([, variant]) => variant !== 'noop-guard');
 
 function startServer(variant) {
   const args = ['bench/server.mjs', variant, zone.issuer, AUDIENCE];
@@ -103,7 +106,7 @@ const rows = RUNS.map(([name]) => {
 });
 const by = Object.fromEntries(rows.map((r) => [r.name, r]));
 const base = by.baseline.rps;
-const ratio = (a, b) => (by[a].rps / by[b].rps).toFixed(2);
+const ratio = (a, b) => (by[a] && by[b] ? (by[a].rps / by[b].rps).toFixed(2) : 'n/a');
 
 console.log(`\n| variant | req/s | p50 ms | p99 ms | server CPU µs/req | × baseline | server heap MB |`);
 console.log(`|---|---:|---:|---:|---:|---:|---:|`);

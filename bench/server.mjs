@@ -21,6 +21,15 @@ async function moduleFor(name) {
   let configure;
   if (name === 'baseline') {
     // No protection: the ceiling for this app on this machine.
+  } else if (name === 'noop-guard') {
+    // A global guard that allows everything: what any guard costs in Nest's pipeline.
+    class AllowAll {
+      canActivate() {
+        return true;
+      }
+    }
+    Injectable()(AllowAll);
+    providers.push({ provide: APP_GUARD, useClass: AllowAll });
   } else if (name === 'keycard' || name === 'keycard-nocache') {
     const { KeycardModule } = await import('../dist/index.js');
     imports.push(KeycardModule.forRoot({ zoneUrl, resource: audience, verifiedTokenCacheSize: name === 'keycard' ? 10_000 : 0, logger: { log() {}, warn() {}, error() {} } }));

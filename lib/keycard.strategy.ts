@@ -3,7 +3,7 @@ import { PassportStrategy } from '@nestjs/passport';
 import passport from 'passport';
 import { Strategy, type StrategyOptionsWithRequest } from 'passport-jwt';
 import { checkHeader, toAgentContext } from './access-token-rules.js';
-import { parseCompactJws } from './compact-jws.js';
+import { readJwsHeader } from './compact-jws.js';
 import type { AgentContext } from './interfaces/agent-context.interface.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from './keycard.constants.js';
 import { KeycardException, InvalidTokenException } from './keycard.exceptions.js';
@@ -102,7 +102,7 @@ export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY
   /** Header rules first, then key selection: nothing of the token reaches the network (INV6). */
   private async provideKey(request: unknown) {
     const verification = request as VerificationRequest;
-    const { header } = parseCompactJws(verification.token);
+    const header = readJwsHeader(verification.token);
     const { alg, kid } = checkHeader(header, this.options);
     verification.key = await this.keys.keyFor(kid, alg);
     return verification.key.key;

@@ -224,6 +224,10 @@ describe.each(ADAPTERS)('resource server over %s', (adapter) => {
     });
     it.each(['"str"', '1', '[]', 'null'])('B26 payload %s → 401 IT', (payload) =>
       expectToken(zoneSigned(zone, T0_HEADER, payload), '401 IT'));
+    it.each(['{', '{"sub":1', ' {"a":1} x', '\t[1]'])('B26 payload %j that is not a JSON object, signed by the zone, typ JWT or at+jwt → 401 IT', async (payload) => {
+      await expectToken(zoneSigned(zone, T0_HEADER, payload), '401 IT');
+      await expectToken(zoneSigned(zone, { ...T0_HEADER, typ: 'JWT' }, payload), '401 IT');
+    });
     it('B17 x5u / x5c headers are never followed or trusted → 401 IT, no outbound request', async () => {
       const attackerKey = TestZone.generateKey('rs1', 'RS256');
       await expectToken(zoneSignedWith(attackerKey, { ...T0_HEADER, x5u: `${attacker.url}/cert.pem` }), '401 IT');
