@@ -8,8 +8,8 @@ import autocannon from 'autocannon';
 import { TestZone } from '../dist/testing/index.js';
 
 const quick = process.argv.includes('--quick');
-const ROUNDS = quick ? 1 : 3;
-const DURATION = quick ? 5 : 8;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (quick ? 1 : 5));
+const DURATION = quick ? 5 : 6;
 const WARMUP = quick ? 1 : 2;
 const CONNECTIONS = 50;
 const POOL = 10_000;

@@ -42,7 +42,8 @@ function headerValues(request: IncomingMessage): string[] {
   const values: string[] = [];
   const raw = request.rawHeaders ?? [];
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i].toLowerCase() === 'authorization') values.push(raw[i + 1]);
+    // Length first: most header names are not 13 characters long, so most need no lower-casing.
+    if (raw[i].length === 13 && raw[i].toLowerCase() === 'authorization') values.push(raw[i + 1]);
   }
   return values;
 }
