@@ -8,7 +8,7 @@ import autocannon from 'autocannon';
 import { TestZone } from '../dist/testing/index.js';
 
 const quick = process.argv.includes('--quick');
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (quick ? 1 : 5));
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (quick ? 1 : 4));
 const DURATION = quick ? 5 : 6;
 const WARMUP = quick ? 1 : 2;
 const CONNECTIONS = 50;
