@@ -5,33 +5,22 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { TestZone, base64url } from '../lib/testing/index.js';
 import { expectOutcome, type Outcome } from './support/denials.js';
 import { baseClaims, bearer, hmacToken, PRM, R, T0_HEADER, unsigned, zoneSigned } from './support/forge.js';
+import { startCountingListener } from './support/counting-listener.js';
 import { send, sendRaw } from './support/http.js';
 import { ADAPTERS, startApp, type RunningApp } from './support/keycard-app.js';
 
-/** A listener standing in for an attacker's host: any hit means the module followed token content. */
-async function startAttacker(): Promise<{ url: string; hits: () => number; close: () => Promise<void> }> {
-  let hits = 0;
-  const server: Server = createServer((_req, res) => {
-    hits += 1;
-    res.end('{}');
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  return { url: `http://127.0.0.1:${port}`, hits: () => hits, close: () => new Promise((r) => server.close(() => r())) };
-}
 
 describe.each(ADAPTERS)('resource server over %s', (adapter) => {
   let zone: TestZone;
   let api: RunningApp;
-  let attacker: Awaited<ReturnType<typeof startAttacker>>;
+  let attacker: Awaited<ReturnType<typeof startCountingListener>>;
 
   beforeAll(async () => {
     zone = await TestZone.start({ audience: R });
-    attacker = await startAttacker();
+    attacker = await startCountingListener();
     api = await startApp(adapter, { zoneUrl: zone.issuer, resource: R, clockToleranceSeconds: 60 });
   });
   afterAll(async () => {

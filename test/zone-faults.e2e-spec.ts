@@ -6,31 +6,18 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/glob
 import { execFileSync } from 'node:child_process';
 import { createSecretKey, generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestZone } from '../lib/testing/index.js';
 import { expectOutcome } from './support/denials.js';
 import { startExchangeContext } from './support/exchange-context.js';
 import { baseClaims, bearer, hmacToken, PRM, R, T0_HEADER, zoneSigned } from './support/forge.js';
+import { startCountingListener } from './support/counting-listener.js';
 import { send } from './support/http.js';
 import { startApp, type RunningApp } from './support/keycard-app.js';
 
 const MINUTE = 60_000;
 
-async function startListener(): Promise<{ url: string; hits: () => number; close: () => Promise<void> }> {
-  let hits = 0;
-  const server: Server = createServer((_req, res) => {
-    hits += 1;
-    res.writeHead(200, { 'content-type': 'application/json' }).end('{"keys":[]}');
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
-    hits: () => hits,
-    close: () => new Promise((r) => server.close(() => r())),
-  };
-}
 
 describe('zone faults', () => {
   let zone: TestZone;
@@ -111,7 +98,7 @@ describe('zone faults', () => {
     });
 
     it('E10 JWKS redirect is not followed → 503 RA, no request to the target', async () => {
-      const target = await startListener();
+      const target = await startCountingListener();
       zone.faults.jwks = { kind: 'redirect', location: `${target.url}/jwks` };
       await start();
       await expectToken(t0(), '503 RA');
@@ -264,7 +251,7 @@ describe('zone faults', () => {
     );
 
     it('E25 jwks_uri off the zone origin (another host, or plain http elsewhere) → 503 RA, never fetched, with an alert', async () => {
-      const other = await startListener();
+      const other = await startCountingListener();
       zone.metadataOverrides = { jwks_uri: `${other.url}/jwks` };
       await start();
       await expectToken(t0(), '503 RA');
@@ -411,7 +398,7 @@ describe('zone faults', () => {
     });
 
     it('F11 a metadata redirect is not followed → 503 RA', async () => {
-      const target = await startListener();
+      const target = await startCountingListener();
       zone.faults.metadata = { kind: 'redirect', location: target.url };
       await start();
       await expectToken(t0(), '503 RA');
