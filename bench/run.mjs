@@ -46,7 +46,8 @@ const only = process.env.BENCH_ONLY?.split(',');
 const RUNS = only ? ALL_RUNS.filter(([, variant]) => only.includes(variant)) : ALL_RUNS.filter(([, variant]) => variant !== 'noop-guard');
 
 function startServer(variant) {
-  const args = ['bench/server.mjs', variant, zone.issuer, AUDIENCE];
+  // BENCH_NODE_ARGS (e.g. --cpu-prof) is passed to the server processes, for profiling.
+  const args = [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), 'bench/server.mjs', variant, zone.issuer, AUDIENCE];
   const [cmd, cmdArgs] = pin(0) ? ['taskset', ['-c', '0', process.execPath, ...args]] : [process.execPath, args];
   const child = spawn(cmd, cmdArgs, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   return new Promise((resolve, reject) => {
