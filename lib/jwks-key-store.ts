@@ -73,9 +73,9 @@ export class JwksKeyStore {
    * True while `key` is still the zone's key for its `kid` in a key set younger than the cache age:
    * lets the verified-token cache drop entries when keys rotate or the set must be refreshed (E20).
    */
-  isCurrent(key: VerificationKey): boolean {
+  isCurrent(key: VerificationKey, now: number): boolean {
     const last = this.keySet.last;
-    if (!last || this.clock.now() - last.loadedAt >= CACHE_MAX_AGE_MS) return false;
+    if (!last || now - last.loadedAt >= CACHE_MAX_AGE_MS) return false;
     return this.lookup(last.value, key.kid) === key;
   }
 

@@ -41,7 +41,8 @@ export class VerifiedTokenCache {
     const entry = this.entries.get(token);
     if (entry === undefined) return undefined;
     if (entry.resourceId !== resourceId) return undefined;
-    if (entry.expiresAtMs + this.toleranceMs < this.clock.now() || !this.keys.isCurrent(entry.key)) {
+    const now = this.clock.now();
+    if (entry.expiresAtMs + this.toleranceMs < now || !this.keys.isCurrent(entry.key, now)) {
       this.entries.delete(token);
       return undefined;
     }

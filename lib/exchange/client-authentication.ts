@@ -1,6 +1,6 @@
 import { createPrivateKey, randomUUID, type KeyObject } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
-import { JWS_HASH, signJws } from '../jws-sign.js';
+import { JWS_HASH, signJws } from '../jws-crypto.js';
 import { TokenExchangeError } from './token-exchange.error.js';
 
 /** What a client authentication adds to a token request. */

@@ -1,9 +1,9 @@
-import { generateKeyPairSync, randomBytes, randomUUID, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { isLoopbackHost } from '../loopback.js';
-import { signJws } from '../jws-sign.js';
+import { signJws, verifyJws } from '../jws-crypto.js';
 import { TokenEndpoint, type PendingCode, type RecordedTokenRequest, type TestZoneClient } from './token-endpoint.js';
 
 /** A fault a test zone endpoint can be switched to (catalogue §E, §F). */
@@ -302,22 +302,10 @@ export class TestZone {
    * its claims; undefined for anything else.
    */
   verifyOwnToken(token: string): Record<string, unknown> | undefined {
-    const [h, p, s] = token.split('.');
-    if (!h || !p || !s) return undefined;
-    try {
-      const header = JSON.parse(Buffer.from(h, 'base64url').toString()) as { kid?: string; alg?: string };
-      const key = this.keys.find((k) => k.kid === header.kid);
-      if (!key || header.alg !== key.alg) return undefined;
-      const ok = cryptoVerify('sha256', Buffer.from(`${h}.${p}`), {
-        key: key.publicKey,
-        ...(key.alg.startsWith('ES') ? { dsaEncoding: 'ieee-p1363' as const } : {}),
-      }, Buffer.from(s, 'base64url'));
-      const claims = JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>;
-      if (!ok || claims.iss !== this.issuer || typeof claims.exp !== 'number' || claims.exp < Date.now() / 1000) return undefined;
-      return claims;
-    } catch {
-      return undefined;
-    }
+    const verified = verifyJws(token, (header) => this.keys.find((k) => k.kid === header.kid && k.alg === header.alg)?.publicKey);
+    const claims = verified?.claims;
+    if (!claims || claims.iss !== this.issuer || typeof claims.exp !== 'number' || claims.exp < Date.now() / 1000) return undefined;
+    return claims;
   }
 
   /**

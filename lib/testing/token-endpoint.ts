@@ -1,4 +1,5 @@
-import { createHash, timingSafeEqual, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { createHash, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { verifyJws } from '../jws-crypto.js';
 import type { IncomingHttpHeaders } from 'node:http';
 
 /** A client the test zone knows, with the ways it may authenticate. */
@@ -60,7 +61,6 @@ export class OAuthError extends Error {
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
-const HASH_OF: Record<string, string> = { RS256: 'sha256', ES256: 'sha256', PS256: 'sha256' };
 
 const formDecode = (value: string) => decodeURIComponent(value.replace(/\+/g, ' '));
 
@@ -126,23 +126,9 @@ export class TokenEndpoint {
 
   /** RFC 7523 §3: signed by the client's key, iss = sub = client id, aud = this endpoint, not expired. */
   private validClientJwt(client: TestZoneClient, assertion: string): boolean {
-    const [h, p, s] = assertion.split('.');
-    if (!h || !p || !s) return false;
-    try {
-      const header = JSON.parse(Buffer.from(h, 'base64url').toString()) as { alg: string };
-      const claims = JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>;
-      const hash = HASH_OF[header.alg];
-      if (!hash) return false;
-      const ok = cryptoVerify(hash, Buffer.from(`${h}.${p}`), {
-        key: client.publicKey!,
-        ...(header.alg === 'ES256' ? { dsaEncoding: 'ieee-p1363' as const } : {}),
-        ...(header.alg === 'PS256' ? { padding: 6, saltLength: 32 } : {}),
-      }, Buffer.from(s, 'base64url'));
-      return ok && claims.iss === client.clientId && claims.sub === client.clientId &&
-        claims.aud === this.zone.tokenEndpoint && typeof claims.exp === 'number' && claims.exp > Date.now() / 1000;
-    } catch {
-      return false;
-    }
+    const claims = verifyJws(assertion, () => client.publicKey)?.claims;
+    return claims !== undefined && claims.iss === client.clientId && claims.sub === client.clientId &&
+      claims.aud === this.zone.tokenEndpoint && typeof claims.exp === 'number' && claims.exp > Date.now() / 1000;
   }
 
   private grantableScopes(client: TestZoneClient, resource: string, requested: string | undefined): string[] {
