@@ -1,18 +1,18 @@
 export { KeycardModule } from './keycard.module.js';
 export type { KeycardModuleAsyncOptions, KeycardOptionsFactory } from './keycard.module.js';
-export { KeycardGuard } from './keycard.guard.js';
-export { Public } from './public.decorator.js';
-export { RequireScopes } from './require-scopes.decorator.js';
-export { Agent } from './agent.decorator.js';
+export { KeycardGuard } from './resource-server/keycard.guard.js';
+export { Public } from './decorators/public.decorator.js';
+export { RequireScopes } from './decorators/require-scopes.decorator.js';
+export { Agent } from './decorators/agent.decorator.js';
 export {
   KeycardException, MissingCredentialsException, InvalidTokenException, InvalidRequestException,
   InsufficientScopeException, ZoneUnavailableException, ResourceNotConfiguredException,
-} from './keycard.exceptions.js';
-export type { DenialReason } from './keycard.exceptions.js';
+} from './resource-server/keycard.exceptions.js';
+export type { DenialReason } from './resource-server/keycard.exceptions.js';
 export { KEYCARD_OPTIONS, KEYCARD_CLOCK } from './keycard.constants.js';
 export type { Clock } from './clock.js';
-export { ZoneMetadataService } from './zone-metadata.service.js';
-export type { ZoneMetadata } from './zone-metadata.service.js';
+export { ZoneMetadataService } from './zone/zone-metadata.service.js';
+export type { ZoneMetadata } from './zone/zone-metadata.service.js';
 export type { AgentContext, ActorChain } from './interfaces/agent-context.interface.js';
 export type { KeycardModuleOptions, FetchLike } from './interfaces/keycard-module-options.interface.js';
 export type { KeycardOptions } from './keycard-options.js';

@@ -3,7 +3,7 @@ import { toClientAuthentication, type ClientAuthentication } from './exchange/cl
 import type { FetchLike, KeycardModuleOptions } from './interfaces/keycard-module-options.interface.js';
 import { DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS, type SupportedAlgorithm } from './keycard.constants.js';
 import { isLoopbackHost } from './loopback.js';
-import { ProtectedResource } from './protected-resource.js';
+import { ProtectedResource } from './resource-server/protected-resource.js';
 
 /** Logger shape the module writes to. */
 export type KeycardLogger = NonNullable<KeycardModuleOptions['logger']>;

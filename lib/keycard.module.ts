@@ -1,13 +1,13 @@
 import { type DynamicModule, Global, Module, type ModuleMetadata, type Provider, type Type } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
-import { DiscoveryController } from './discovery.controller.js';
+import { DiscoveryController } from './resource-server/discovery.controller.js';
 import { TokenExchangeService } from './exchange/token-exchange.service.js';
 import type { KeycardModuleOptions } from './interfaces/keycard-module-options.interface.js';
 import { KEYCARD_OPTIONS, KEYCARD_RAW_OPTIONS } from './keycard.constants.js';
-import { KeycardGuard } from './keycard.guard.js';
+import { KeycardGuard } from './resource-server/keycard.guard.js';
 import { normaliseOptions } from './keycard-options.js';
 import { createKeycardProviders } from './keycard.providers.js';
-import { ZoneMetadataService } from './zone-metadata.service.js';
+import { ZoneMetadataService } from './zone/zone-metadata.service.js';
 
 /** A class that builds the options, for `forRootAsync({ useClass })`. */
 export interface KeycardOptionsFactory {

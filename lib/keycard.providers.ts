@@ -2,17 +2,17 @@ import type { Provider } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { TokenExchangeExceptionFilter } from './exchange/token-exchange.filter.js';
 import { TokenExchangeService } from './exchange/token-exchange.service.js';
-import { AuditTrail } from './audit-trail.js';
+import { AuditTrail } from './resource-server/audit-trail.js';
 import { SystemClock } from './clock.js';
-import { JwksKeyStore } from './jwks-key-store.js';
+import { JwksKeyStore } from './zone/jwks-key-store.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS, KEYCARD_RAW_OPTIONS } from './keycard.constants.js';
-import { KeycardGuard } from './keycard.guard.js';
+import { KeycardGuard } from './resource-server/keycard.guard.js';
 import { normaliseOptions } from './keycard-options.js';
 import type { KeycardModuleOptions } from './interfaces/keycard-module-options.interface.js';
-import { KeycardStrategy } from './keycard.strategy.js';
-import { ResourceResolver } from './resource-resolver.js';
-import { VerifiedTokenCache } from './verified-token-cache.js';
-import { ZoneMetadataService } from './zone-metadata.service.js';
+import { KeycardStrategy } from './resource-server/keycard.strategy.js';
+import { ResourceResolver } from './resource-server/resource-resolver.js';
+import { VerifiedTokenCache } from './resource-server/verified-token-cache.js';
+import { ZoneMetadataService } from './zone/zone-metadata.service.js';
 
 /** Everything the module provides once its raw options are available under KEYCARD_RAW_OPTIONS. */
 export function createKeycardProviders(): Provider[] {

@@ -3,9 +3,9 @@ import { HttpAdapterHost } from '@nestjs/core';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import {
   InvalidTokenException, type KeycardException, MissingCredentialsException,
-} from '../keycard.exceptions.js';
+} from '../resource-server/keycard.exceptions.js';
 import type { KeycardOptions } from '../keycard-options.js';
-import { rawRequestOf, ResourceResolver } from '../resource-resolver.js';
+import { rawRequestOf, ResourceResolver } from '../resource-server/resource-resolver.js';
 import { TokenExchangeError } from './token-exchange.error.js';
 
 /** OAuth errors that mean this service (not the caller) is misconfigured at the zone (I15, I16). */

@@ -5,7 +5,7 @@ import { ClientSecret } from '../exchange/client-authentication.js';
 import type { FetchLike } from '../interfaces/keycard-module-options.interface.js';
 import { MAX_BODY_BYTES, USER_AGENT } from '../keycard.constants.js';
 import { isLoopbackHost } from '../loopback.js';
-import { fetchZoneJson, fetchZoneMetadataDocument, readCappedText } from '../zone-fetch.js';
+import { fetchZoneJson, fetchZoneMetadataDocument, readCappedText } from '../zone/zone-fetch.js';
 
 /** Options of {@link authenticate}. @publicApi */
 export interface AuthenticateOptions {

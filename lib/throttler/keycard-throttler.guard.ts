@@ -4,7 +4,7 @@ import {
   InjectThrottlerOptions, InjectThrottlerStorage, ThrottlerGuard, type ThrottlerModuleOptions, type ThrottlerStorage,
 } from '@nestjs/throttler';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
-import { KeycardGuard } from '../keycard.guard.js';
+import { KeycardGuard } from '../resource-server/keycard.guard.js';
 
 /**
  * `@nestjs/throttler`'s guard, counting per verified agent (`client_id`) instead of per IP address:

@@ -1,5 +1,5 @@
 import { expect } from '@jest/globals';
-import { ERROR_DESCRIPTIONS } from '../../lib/keycard.exceptions.js';
+import { ERROR_DESCRIPTIONS } from '../../lib/resource-server/keycard.exceptions.js';
 import { parseChallenge, type HttpAnswer } from './http.js';
 
 /** Outcome shorthand of the catalogue (§0). `403:a b` is 403 insufficient_scope with scope "a b". */

@@ -2,9 +2,9 @@ import { type ExecutionContext, Inject, Injectable } from '@nestjs/common';
 import { PATH_METADATA } from '@nestjs/common/constants.js';
 import type { ServerResponse } from 'node:http';
 import { isVerifiedAgent } from './access-token-rules.js';
-import type { AgentContext } from './interfaces/agent-context.interface.js';
-import { KEYCARD_OPTIONS } from './keycard.constants.js';
-import type { KeycardOptions } from './keycard-options.js';
+import type { AgentContext } from '../interfaces/agent-context.interface.js';
+import { KEYCARD_OPTIONS } from '../keycard.constants.js';
+import type { KeycardOptions } from '../keycard-options.js';
 import { requestState } from './request-state.js';
 import { rawRequestOf } from './resource-resolver.js';
 

@@ -1,12 +1,12 @@
 import { All, Controller, Get, HttpStatus, Inject, Req, Res } from '@nestjs/common';
 import { DiscoveryService, HttpAdapterHost, MetadataScanner } from '@nestjs/core';
-import { KEYCARD_OPTIONS, KEYCARD_SCOPES, PRM_MAX_AGE_SECONDS } from './keycard.constants.js';
+import { KEYCARD_OPTIONS, KEYCARD_SCOPES, PRM_MAX_AGE_SECONDS } from '../keycard.constants.js';
 import { KeycardException } from './keycard.exceptions.js';
-import type { KeycardOptions } from './keycard-options.js';
+import type { KeycardOptions } from '../keycard-options.js';
 import type { ProtectedResource } from './protected-resource.js';
-import { Public } from './public.decorator.js';
+import { Public } from '../decorators/public.decorator.js';
 import { pathOf, rawRequestOf, ResourceResolver } from './resource-resolver.js';
-import { ZoneMetadataService } from './zone-metadata.service.js';
+import { ZoneMetadataService } from '../zone/zone-metadata.service.js';
 
 const ALLOWED_METHODS = 'GET, HEAD';
 

@@ -1,9 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
-import type { Clock } from './clock.js';
-import type { AgentContext } from './interfaces/agent-context.interface.js';
-import { JwksKeyStore, type VerificationKey } from './jwks-key-store.js';
-import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from './keycard.constants.js';
-import type { KeycardOptions } from './keycard-options.js';
+import type { Clock } from '../clock.js';
+import type { AgentContext } from '../interfaces/agent-context.interface.js';
+import { JwksKeyStore, type VerificationKey } from '../zone/jwks-key-store.js';
+import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
+import type { KeycardOptions } from '../keycard-options.js';
 
 interface Entry {
   readonly agent: AgentContext;

@@ -1,5 +1,5 @@
 import { SetMetadata } from '@nestjs/common';
-import { KEYCARD_SCOPES } from './keycard.constants.js';
+import { KEYCARD_SCOPES } from '../keycard.constants.js';
 
 /** RFC 6749 §3.3 scope-token. */
 const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;

@@ -4,10 +4,10 @@ import jwksRsa from 'jwks-rsa';
 import {
   CACHE_MAX_AGE_MS, JWKS_COOLDOWN_MS, KEYCARD_CLOCK, KEYCARD_OPTIONS, MIN_RSA_BITS,
   STALE_IF_ERROR_MS, type SupportedAlgorithm,
-} from './keycard.constants.js';
-import { InvalidTokenException, ZoneUnavailableException } from './keycard.exceptions.js';
-import type { KeycardOptions } from './keycard-options.js';
-import type { Clock } from './clock.js';
+} from '../keycard.constants.js';
+import { InvalidTokenException, ZoneUnavailableException } from '../resource-server/keycard.exceptions.js';
+import type { KeycardOptions } from '../keycard-options.js';
+import type { Clock } from '../clock.js';
 import { RefreshingValue } from './refreshing-value.js';
 import { fetchZoneJson, ZoneFetchError } from './zone-fetch.js';
 import { ZoneMetadataService } from './zone-metadata.service.js';

@@ -1,10 +1,10 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { KEYCARD_OPTIONS } from './keycard.constants.js';
+import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import { InvalidRequestException, ResourceNotConfiguredException } from './keycard.exceptions.js';
-import type { KeycardOptions } from './keycard-options.js';
-import { isLoopbackHost } from './loopback.js';
+import type { KeycardOptions } from '../keycard-options.js';
+import { isLoopbackHost } from '../loopback.js';
 import { matchResource, ProtectedResource } from './protected-resource.js';
 
 /** `Host` as RFC 9110 allows it: a name or address and an optional port, nothing else (A31). */

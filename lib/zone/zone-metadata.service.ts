@@ -1,11 +1,11 @@
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import {
   CACHE_MAX_AGE_MS, KEYCARD_CLOCK, KEYCARD_OPTIONS, RETRY_MAX_MS, RETRY_MIN_MS, STALE_IF_ERROR_MS,
-} from './keycard.constants.js';
-import { ZoneUnavailableException } from './keycard.exceptions.js';
-import type { KeycardOptions } from './keycard-options.js';
-import { isLoopbackHost } from './loopback.js';
-import type { Clock } from './clock.js';
+} from '../keycard.constants.js';
+import { ZoneUnavailableException } from '../resource-server/keycard.exceptions.js';
+import type { KeycardOptions } from '../keycard-options.js';
+import { isLoopbackHost } from '../loopback.js';
+import type { Clock } from '../clock.js';
 import { RefreshingValue } from './refreshing-value.js';
 import { fetchZoneMetadataDocument, ZoneFetchError } from './zone-fetch.js';
 

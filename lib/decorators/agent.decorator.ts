@@ -1,5 +1,5 @@
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
-import type { AgentContext } from './interfaces/agent-context.interface.js';
+import type { AgentContext } from '../interfaces/agent-context.interface.js';
 
 /**
  * Injects the verified {@link AgentContext} of the request (`@Agent()`), or one of its fields

@@ -1,7 +1,7 @@
-import type { ActorChain, AgentContext } from './interfaces/agent-context.interface.js';
+import type { ActorChain, AgentContext } from '../interfaces/agent-context.interface.js';
 import { InvalidTokenException } from './keycard.exceptions.js';
-import type { KeycardOptions } from './keycard-options.js';
-import type { SupportedAlgorithm } from './keycard.constants.js';
+import type { KeycardOptions } from '../keycard-options.js';
+import type { SupportedAlgorithm } from '../keycard.constants.js';
 
 const MAX_ACTOR_DEPTH = 8;
 

@@ -1,4 +1,4 @@
-import type { AgentContext } from './interfaces/agent-context.interface.js';
+import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import type { DenialReason } from './keycard.exceptions.js';
 
 /**

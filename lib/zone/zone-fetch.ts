@@ -1,5 +1,5 @@
-import { AS_WELL_KNOWN, FETCH_TIMEOUT_MS, MAX_BODY_BYTES, OIDC_WELL_KNOWN, USER_AGENT } from './keycard.constants.js';
-import type { FetchLike } from './interfaces/keycard-module-options.interface.js';
+import { AS_WELL_KNOWN, FETCH_TIMEOUT_MS, MAX_BODY_BYTES, OIDC_WELL_KNOWN, USER_AGENT } from '../keycard.constants.js';
+import type { FetchLike } from '../interfaces/keycard-module-options.interface.js';
 
 /**
  * Why a call to the zone failed. The message is for operators: it names the URL (configuration,

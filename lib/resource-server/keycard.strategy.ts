@@ -4,12 +4,12 @@ import passport from 'passport';
 import { Strategy, type StrategyOptionsWithRequest } from 'passport-jwt';
 import { checkHeader, toAgentContext } from './access-token-rules.js';
 import { readJwsHeader } from './compact-jws.js';
-import type { AgentContext } from './interfaces/agent-context.interface.js';
-import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from './keycard.constants.js';
+import type { AgentContext } from '../interfaces/agent-context.interface.js';
+import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
 import { KeycardException, InvalidTokenException } from './keycard.exceptions.js';
-import type { Clock } from './clock.js';
-import type { KeycardOptions } from './keycard-options.js';
-import { JwksKeyStore, type VerificationKey } from './jwks-key-store.js';
+import type { Clock } from '../clock.js';
+import type { KeycardOptions } from '../keycard-options.js';
+import { JwksKeyStore, type VerificationKey } from '../zone/jwks-key-store.js';
 import type { ProtectedResource } from './protected-resource.js';
 
 /** Name of the strategy in the module's own passport instance. */

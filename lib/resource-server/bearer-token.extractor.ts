@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { MAX_TOKEN_LENGTH } from './keycard.constants.js';
+import { MAX_TOKEN_LENGTH } from '../keycard.constants.js';
 import { InvalidRequestException, InvalidTokenException } from './keycard.exceptions.js';
 
 /** RFC 6750 §2.1 `b64token`. */

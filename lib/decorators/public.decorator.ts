@@ -1,5 +1,5 @@
 import { SetMetadata } from '@nestjs/common';
-import { KEYCARD_PUBLIC } from './keycard.constants.js';
+import { KEYCARD_PUBLIC } from '../keycard.constants.js';
 
 /**
  * Marks a route or controller as open: the Keycard guard lets every request through without

@@ -6,12 +6,12 @@ import type { IncomingMessage } from 'node:http';
 import { isVerifiedAgent } from './access-token-rules.js';
 import { AuditTrail } from './audit-trail.js';
 import { extractBearerToken } from './bearer-token.extractor.js';
-import type { AgentContext } from './interfaces/agent-context.interface.js';
-import { KEYCARD_OPTIONS, KEYCARD_PUBLIC, KEYCARD_SCOPES } from './keycard.constants.js';
+import type { AgentContext } from '../interfaces/agent-context.interface.js';
+import { KEYCARD_OPTIONS, KEYCARD_PUBLIC, KEYCARD_SCOPES } from '../keycard.constants.js';
 import {
   InsufficientScopeException, InvalidTokenException, KeycardException, MissingCredentialsException,
 } from './keycard.exceptions.js';
-import type { KeycardOptions } from './keycard-options.js';
+import type { KeycardOptions } from '../keycard-options.js';
 import type { ProtectedResource } from './protected-resource.js';
 import { requestState } from './request-state.js';
 

@@ -1,4 +1,4 @@
-import { PRM_WELL_KNOWN } from './keycard.constants.js';
+import { PRM_WELL_KNOWN } from '../keycard.constants.js';
 
 /**
  * One identifier this API answers to, with the URLs derived from it once (RFC 9728 §3.1): the
