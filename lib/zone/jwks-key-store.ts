@@ -12,20 +12,32 @@ import { RefreshingValue } from './refreshing-value.js';
 import { fetchZoneJson, ZoneFetchError } from './zone-fetch.js';
 import { ZoneMetadataService } from './zone-metadata.service.js';
 
-/** A zone key ready for verification: imported once per fetch, never per request. */
+/**
+ * A zone key selected for one algorithm: imported once per fetch, never per request. A JWK usable
+ * for several algorithms (an RSA key without `alg`: RS256 and PS256) yields one object per algorithm,
+ * so "is this still the key for this kid and alg" is an identity check.
+ */
 export interface VerificationKey {
   readonly kid?: string;
+  /** The JWS algorithm this key was selected for (allowed by the options and by the JWK). */
+  readonly alg: string;
   readonly key: KeyObject;
-  /** The algorithms this key may verify: its JWK `alg`, or the family of its type and curve. */
-  readonly algorithms: ReadonlySet<string>;
 }
 
-/** The outcome of one JWKS fetch: usable keys by `kid`, and what was refused and why. */
+/**
+ * The keys of one `kid` (or of a sole key without one) by algorithm: the one usable key, or
+ * `'ambiguous'` when several usable keys offer that algorithm (E16). Keys unusable for an
+ * algorithm are never in its entry, so they cannot make a usable one ambiguous (M17). Empty when
+ * the kid names only unusable keys.
+ */
+type KeysByAlgorithm = ReadonlyMap<string, VerificationKey | 'ambiguous'>;
+
+/** The outcome of one JWKS fetch: keys by `kid` and algorithm. */
 interface KeySet {
   readonly jwksUri: string;
-  readonly byKid: ReadonlyMap<string, VerificationKey | 'ambiguous' | 'unusable'>;
+  readonly byKid: ReadonlyMap<string, KeysByAlgorithm>;
   /** The only key when the set holds exactly one JWK (then a token may omit `kid`, catalogue E17). */
-  readonly sole?: VerificationKey;
+  readonly sole?: KeysByAlgorithm;
 }
 
 const RSA_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'];
@@ -57,15 +69,16 @@ export class JwksKeyStore {
    */
   async keyFor(kid: string | undefined, alg: SupportedAlgorithm): Promise<VerificationKey> {
     let set = await this.currentSet();
-    let found = this.lookup(set, kid);
-    if (found === undefined && this.clock.now() - this.keySet.attemptedAt >= JWKS_COOLDOWN_MS) {
+    let keys = this.lookup(set, kid);
+    if (keys === undefined && this.clock.now() - this.keySet.attemptedAt >= JWKS_COOLDOWN_MS) {
       // An unknown kid may mean the zone rotated keys: refetch, at most once per cooldown.
       set = await this.loadOrUnavailable();
-      found = this.lookup(set, kid);
+      keys = this.lookup(set, kid);
     }
-    if (found === undefined) throw new InvalidTokenException('key_not_found');
-    if (found === 'ambiguous' || found === 'unusable') throw new InvalidTokenException('key_unusable');
-    if (!found.algorithms.has(alg)) throw new InvalidTokenException('algorithm_not_allowed');
+    if (keys === undefined) throw new InvalidTokenException('key_not_found');
+    const found = keys.get(alg);
+    if (found === undefined) throw new InvalidTokenException(keys.size === 0 ? 'key_unusable' : 'algorithm_not_allowed');
+    if (found === 'ambiguous') throw new InvalidTokenException('key_unusable');
     return found;
   }
 
@@ -76,10 +89,10 @@ export class JwksKeyStore {
   isCurrent(key: VerificationKey, now: number): boolean {
     const last = this.keySet.last;
     if (!last || now - last.loadedAt >= CACHE_MAX_AGE_MS) return false;
-    return this.lookup(last.value, key.kid) === key;
+    return this.lookup(last.value, key.kid)?.get(key.alg) === key;
   }
 
-  private lookup(set: KeySet, kid: string | undefined) {
+  private lookup(set: KeySet, kid: string | undefined): KeysByAlgorithm | undefined {
     return kid === undefined ? set.sole : set.byKid.get(kid);
   }
 
@@ -120,9 +133,11 @@ export class JwksKeyStore {
       cache: false,
       rateLimit: false,
       fetcher: async (uri: string) => {
-        const body = await fetchZoneJson(this.options.fetch, uri);
-        raw = this.checkShape(body);
-        return body as { keys: unknown[] };
+        raw = this.checkShape(await fetchZoneJson(this.options.fetch, uri));
+        // jwks-rsa labels each key it imports with the JWK's kid and silently skips keys it cannot
+        // import: label them by position instead, so keys that share a kid (or have none) are never
+        // mistaken for one another.
+        return { keys: raw.map((jwk, index) => ({ ...(jwk as object), kid: positionLabel(index) })) };
       },
     });
     let imported: jwksRsa.SigningKey[];
@@ -148,29 +163,44 @@ export class JwksKeyStore {
     return keys;
   }
 
+  /**
+   * Sets aside every JWK that is unusable (E12–E15, B19), then groups the usable ones by `kid` and
+   * algorithm: a kid is ambiguous only for an algorithm that several usable keys offer (E16), so an
+   * encryption key or a key of another type sharing a signing key's kid changes nothing (M17;
+   * RFC 7517 §4.5 allows such kids).
+   */
   private buildKeySet(jwksUri: string, raw: unknown[], imported: jwksRsa.SigningKey[]): KeySet {
-    const byKid = new Map<string, VerificationKey | 'ambiguous' | 'unusable'>();
-    let sole: VerificationKey | undefined;
-    for (const entry of raw) {
+    const importedAt = new Map(imported.map((signingKey) => [signingKey.kid, signingKey]));
+    const byKid = new Map<string, Map<string, VerificationKey | 'ambiguous'>>();
+    let sole: KeysByAlgorithm | undefined;
+    raw.forEach((entry, index) => {
       const jwk = entry as Record<string, unknown>;
       const kid = typeof jwk.kid === 'string' && jwk.kid !== '' ? jwk.kid : undefined;
-      const signingKey = imported.find((k) => k.kid === kid);
+      const signingKey = importedAt.get(positionLabel(index));
       const problem = this.unusableBecause(jwk);
-      const key = problem === undefined && signingKey ? this.toVerificationKey(jwk, signingKey, kid) : undefined;
-      if (!key) {
+      const keys = problem === undefined && signingKey ? this.toVerificationKeys(jwk, signingKey, kid) : undefined;
+      if (!keys) {
         this.options.logger.warn(
           `Zone key ${kid ?? '(no kid)'} is not used for verification: ${problem ?? 'it could not be imported'}`,
         );
       }
-      if (raw.length === 1) sole = key;
-      if (kid === undefined) continue;
-      if (byKid.has(kid)) {
-        byKid.set(kid, 'ambiguous');
-        this.options.logger.warn(`Zone key set holds several keys with kid ${kid}; none of them is used`);
-      } else {
-        byKid.set(kid, key ?? 'unusable');
+      if (raw.length === 1) sole = new Map((keys ?? []).map((key) => [key.alg, key]));
+      if (kid === undefined) return;
+      let byAlgorithm = byKid.get(kid);
+      if (byAlgorithm === undefined) {
+        byAlgorithm = new Map();
+        byKid.set(kid, byAlgorithm);
       }
-    }
+      for (const key of keys ?? []) {
+        const before = byAlgorithm.get(key.alg);
+        if (before === undefined) {
+          byAlgorithm.set(key.alg, key);
+        } else if (before !== 'ambiguous') {
+          byAlgorithm.set(key.alg, 'ambiguous');
+          this.options.logger.warn(`Zone key set holds several ${key.alg} keys with kid ${kid}; none of them is used for ${key.alg}`);
+        }
+      }
+    });
     return { jwksUri, byKid, sole };
   }
 
@@ -194,18 +224,25 @@ export class JwksKeyStore {
     return alg ? [alg] : [];
   }
 
-  private toVerificationKey(
+  /** One {@link VerificationKey} per algorithm the JWK and the options allow; undefined for a weak key. */
+  private toVerificationKeys(
     jwk: Record<string, unknown>,
     signingKey: jwksRsa.SigningKey,
     kid: string | undefined,
-  ): VerificationKey | undefined {
+  ): VerificationKey[] | undefined {
     const key = createPublicKey(signingKey.getPublicKey());
     if (key.asymmetricKeyType === 'rsa' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < MIN_RSA_BITS) {
       this.options.logger.warn(`Zone key ${kid ?? '(no kid)'} is an RSA key under ${MIN_RSA_BITS} bits; not used`);
       return undefined;
     }
     const family = typeof jwk.alg === 'string' ? [jwk.alg] : this.familyOf(jwk);
-    const algorithms = new Set(family.filter((alg) => this.options.algorithms.has(alg as SupportedAlgorithm)));
-    return { kid, key, algorithms };
+    return family
+      .filter((alg) => this.options.algorithms.has(alg as SupportedAlgorithm))
+      .map((alg) => ({ kid, alg, key }));
   }
+}
+
+/** The label a JWK is imported under by jwks-rsa: its position in the set. */
+function positionLabel(index: number): string {
+  return `#${index}`;
 }

@@ -1,0 +1,114 @@
+/**
+ * Key selection and canonical token encoding (catalogue M17, M18, E16) over Express and Fastify: a
+ * real Nest app against a TestZone whose JWKS is served as each row needs it.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { generateKeyPairSync, sign } from 'node:crypto';
+import { TestZone, base64url, signJws, type ZoneKey } from '../lib/testing/index.js';
+import { VerifiedTokenCache } from '../lib/resource-server/verified-token-cache.js';
+import { expectOutcome, type Outcome } from './support/denials.js';
+import { baseClaims, bearer, PRM, R, T0_HEADER, zoneSigned } from './support/forge.js';
+import { send } from './support/http.js';
+import { ADAPTERS, startApp, type RunningApp } from './support/keycard-app.js';
+
+const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/** The public JWK of a zone key as a zone publishes it, with `members` merged in. */
+const publicJwk = (key: ZoneKey, members: Record<string, unknown> = {}) => ({
+  ...(key.publicKey.export({ format: 'jwk' }) as Record<string, unknown>),
+  kid: key.kid,
+  alg: key.alg,
+  use: 'sig',
+  ...members,
+});
+
+/** An RSA encryption key's JWK under `kid` (RFC 7517 §4.2–4.3: `use` enc, `alg` RSA-OAEP). */
+const encryptionJwk = (kid: string) => ({
+  ...(generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' }) as Record<string, unknown>),
+  kid,
+  use: 'enc',
+  alg: 'RSA-OAEP',
+});
+
+/** Every spelling of a segment's last character: same bits that carry data, any unused bits. */
+function respellings(segment: string): string[] {
+  const unusedBits = { 2: 4, 3: 2 }[segment.length % 4 as 2 | 3];
+  if (unusedBits === undefined) throw new Error('this segment has no unused bits');
+  const value = ALPHABET.indexOf(segment.at(-1)!);
+  const kept = value & ~((1 << unusedBits) - 1);
+  return Array.from({ length: 1 << unusedBits }, (_, low) => segment.slice(0, -1) + ALPHABET[kept | low]);
+}
+
+describe.each(ADAPTERS)('key selection and canonical tokens over %s', (adapter) => {
+  let zone: TestZone;
+  let api: RunningApp | undefined;
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+  });
+  afterEach(async () => {
+    await api?.close();
+    api = undefined;
+    zone.reset();
+  });
+  afterAll(() => zone.stop());
+
+  const start = async () => {
+    api = await startApp(adapter, { zoneUrl: zone.issuer, resource: R, clockToleranceSeconds: 60 });
+    return api;
+  };
+  /** Sends the token to `/orders` and checks the outcome, the token counted as a secret. */
+  const expectToken = async (token: string, outcome: Outcome) =>
+    expectOutcome(await send(api!.url, 'GET', '/orders', bearer(token)), outcome, PRM, [token], api!.logger.lines);
+  /** T0 signed by `key` under its kid, with the header's `alg` set to `alg`. */
+  const signedBy = (key: ZoneKey, alg = key.alg) =>
+    signJws({ ...T0_HEADER, alg, kid: key.kid }, baseClaims(zone), key.privateKey, alg);
+
+  describe('M17 keys unusable for the token are set aside before any duplicate-kid judgement', () => {
+    const signing = TestZone.generateKey('k1', 'RS256');
+    it.each([
+      ['signing key first', () => [publicJwk(signing), encryptionJwk('k1')]],
+      ['encryption key first', () => [encryptionJwk('k1'), publicJwk(signing)]],
+    ])('M17 kid k1 names an RS256 signing key and an RSA-OAEP encryption key, %s → RS256 token 200', async (_order, keys) => {
+      zone.jwksOverride = { keys: keys() };
+      await start();
+      await expectToken(signedBy(signing), '200');
+      await expectToken(signedBy(signing), '200');
+      // The encryption key is set aside with a note, never judged an ambiguity.
+      expect(api!.logger.lines.some((l) => l.includes('k1') && l.includes('use is not sig'))).toBe(true);
+      expect(api!.logger.lines.some((l) => l.includes('several'))).toBe(false);
+    });
+
+    it('M17 one kid for an RSA and an EC key (RFC 7517 §4.5): each verifies the tokens of its own algorithm → 200, 200', async () => {
+      const rsa = TestZone.generateKey('k2', 'RS256');
+      const ec = TestZone.generateKey('k2', 'ES256');
+      zone.jwksOverride = { keys: [publicJwk(ec), publicJwk(rsa)] };
+      await start();
+      await expectToken(signedBy(rsa), '200');
+      await expectToken(signedBy(ec), '200');
+      // A token whose signature only the other key could check is still refused.
+      await expectToken(signJws({ ...T0_HEADER, alg: 'ES256', kid: 'k2' }, baseClaims(zone), TestZone.generateKey('k2', 'ES256').privateKey, 'ES256'), '401 IT');
+    });
+  });
+
+  describe('E16 still holds for two keys usable for the token', () => {
+    it('E16 two RS256 keys share kid k3, with an encryption key beside them → 401 IT, with an alert', async () => {
+      const first = TestZone.generateKey('k3', 'RS256');
+      const twin = TestZone.generateKey('k3', 'RS256');
+      zone.jwksOverride = { keys: [publicJwk(first), encryptionJwk('k3'), publicJwk(twin)] };
+      await start();
+      await expectToken(signedBy(first), '401 IT');
+      await expectToken(signedBy(twin), '401 IT');
+      expect(api!.logger.lines.some((l) => l.includes('several RS256 keys with kid k3'))).toBe(true);
+    });
+
+    it('E16 kid k4 names an RSA key without alg and an RSA key with alg PS256: PS256 ambiguous → 401 IT, RS256 has one key → 200', async () => {
+      const any = TestZone.generateKey('k4', 'RS256');
+      const pss = TestZone.generateKey('k4', 'PS256');
+      zone.jwksOverride = { keys: [publicJwk(any, { alg: undefined }), publicJwk(pss)] };
+      await start();
+      await expectToken(signedBy(any, 'PS256'), '401 IT');
+      await expectToken(signedBy(pss), '401 IT');
+      await expectToken(signedBy(any, 'RS256'), '200');
+    });
+  });
+});
