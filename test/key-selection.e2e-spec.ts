@@ -111,4 +111,63 @@ describe.each(ADAPTERS)('key selection and canonical tokens over %s', (adapter) 
       await expectToken(signedBy(any, 'RS256'), '200');
     });
   });
+
+  describe('M18 one token, one spelling (RFC 7515 §2, RFC 4648 §3.5)', () => {
+    it('M18 the 16 spellings of an RS256 signature: the canonical one 200, the 15 others 401 IT; the verified-token cache holds one entry', async () => {
+      await start();
+      const cache = api!.app.get(VerifiedTokenCache);
+      const token = zoneSigned(zone, T0_HEADER, baseClaims(zone));
+      const [header, payload, signature] = token.split('.');
+      const spellings = respellings(signature);
+      expect(spellings).toHaveLength(16);
+      expect(spellings).toContain(signature);
+      await expectToken(token, '200');
+      expect(cache.size).toBe(1);
+      for (const spelling of spellings.filter((s) => s !== signature)) {
+        await expectToken(`${header}.${payload}.${spelling}`, '401 IT');
+      }
+      await expectToken(token, '200');
+      expect(cache.size).toBe(1);
+    });
+
+    it('M18 an ES256 signature respelled → 401 IT; a signature with padding or a length of 1 mod 4 → 401 IT', async () => {
+      await start();
+      const token = zoneSigned(zone, { ...T0_HEADER, alg: 'ES256', kid: 'ec1' }, baseClaims(zone), 'ec1');
+      const [header, payload, signature] = token.split('.');
+      await expectToken(token, '200');
+      const respelled = respellings(signature).find((s) => s !== signature)!;
+      await expectToken(`${header}.${payload}.${respelled}`, '401 IT');
+      await expectToken(`${token}==`, '401 IT');
+      await expectToken(`${token}A`.slice(0, token.length - (signature.length % 4) + 1), '401 IT');
+      expect(api!.app.get(VerifiedTokenCache).size).toBe(1);
+    });
+
+    it.each(['header', 'payload'] as const)(
+      'M18 a %s segment respelled with non-zero unused bits, signed by the zone as spelled → 401 IT',
+      async (part) => {
+        await start();
+        const claims = baseClaims(zone);
+        // Grow the JSON until its encoding ends in a character that carries unused bits.
+        let headerJson = JSON.stringify(T0_HEADER);
+        let payloadJson = JSON.stringify(claims);
+        const pad = (json: string) => {
+          let padded = json;
+          for (let n = 0; base64url(padded).length % 4 === 0; n++) padded = JSON.stringify({ ...JSON.parse(json), pad: 'x'.repeat(n) });
+          return padded;
+        };
+        if (part === 'header') headerJson = pad(headerJson);
+        else payloadJson = pad(payloadJson);
+        const encoded = { header: base64url(headerJson), payload: base64url(payloadJson) };
+        const canonical = `${encoded.header}.${encoded.payload}`;
+        const respelled = respellings(encoded[part]).find((s) => s !== encoded[part])!;
+        const input = part === 'header' ? `${respelled}.${encoded.payload}` : `${encoded.header}.${respelled}`;
+        const rsSign = (text: string) => sign('sha256', Buffer.from(text), zone.key('rs1').privateKey).toString('base64url');
+        // Node's lenient decoder reads the respelled segment as the same bytes, so only the canonical check refuses it.
+        expect(Buffer.from(respelled, 'base64url').equals(Buffer.from(encoded[part], 'base64url'))).toBe(true);
+        await expectToken(`${canonical}.${rsSign(canonical)}`, '200');
+        await expectToken(`${input}.${rsSign(input)}`, '401 IT');
+        expect(api!.app.get(VerifiedTokenCache).size).toBe(1);
+      },
+    );
+  });
 });

@@ -3,15 +3,51 @@ import { InvalidTokenException } from './keycard.exceptions.js';
 
 /** Strict base64url: no padding, no `+`/`/`, nothing Node's lenient decoder would skip (B25). */
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
+/** Characters whose 6-bit value has its low 4 / low 2 bits zero: the only ones that may end a segment of length 2 / 3 mod 4. */
+const ENDS_2 = 'AQgw';
+const ENDS_3 = 'AEIMQUYcgkosw048';
 /** JSON whitespace that may precede the `{` of an object (RFC 8259 §2). */
 const JSON_WHITESPACE = new Set([0x20, 0x09, 0x0a, 0x0d]);
 
 /**
- * Decodes one segment: strict base64url (a length of 1 mod 4 cannot come from any bytes), and
- * valid UTF-8 — overlong forms and other invalid sequences are refused, not replaced (B27).
+ * True when `segment` is the one base64url spelling of its bytes (RFC 7515 §2, RFC 4648 §3.5): only
+ * alphabet characters, no padding, a length that is not 1 mod 4, and zero unused bits in the last
+ * character. Otherwise one signature could be written 16 ways (the last of 342 characters of an
+ * RS256 signature carries 4 unused bits), each a distinct token to every cache keyed by its text
+ * (catalogue M18). Costs one scan and one look-up: no decoding, no re-encoding.
+ * @internal shared by the guard and the token exchange, which key caches on token text.
+ */
+export function isCanonicalBase64url(segment: string): boolean {
+  const tail = segment.length % 4;
+  if (tail === 1 || !BASE64URL.test(segment)) return false;
+  if (tail === 0) return true;
+  return (tail === 2 ? ENDS_2 : ENDS_3).includes(segment[segment.length - 1]);
+}
+
+/**
+ * True when `token` is three canonical base64url segments (see {@link isCanonicalBase64url}): the
+ * check a cache keyed on token text needs so that one token has one key.
+ * @internal
+ */
+export function hasCanonicalSegments(token: string): boolean {
+  const segments = splitCompact(token);
+  return segments !== undefined && segments.every(isCanonicalBase64url);
+}
+
+/** The three segments of a compact JWS, or undefined when there are not exactly three (or an empty header). */
+function splitCompact(token: string): [header: string, payload: string, signature: string] | undefined {
+  const first = token.indexOf('.');
+  const second = first === -1 ? -1 : token.indexOf('.', first + 1);
+  if (first <= 0 || second === -1 || token.indexOf('.', second + 1) !== -1) return undefined;
+  return [token.slice(0, first), token.slice(first + 1, second), token.slice(second + 1)];
+}
+
+/**
+ * Decodes one segment: canonical base64url (M18, B25), and valid UTF-8 — overlong forms and other
+ * invalid sequences are refused, not replaced (B27).
  */
 function decodeSegment(segment: string): Buffer {
-  if (!BASE64URL.test(segment) || segment.length % 4 === 1) throw new InvalidTokenException('token_malformed');
+  if (!isCanonicalBase64url(segment)) throw new InvalidTokenException('token_malformed');
   const bytes = Buffer.from(segment, 'base64url');
   if (!isUtf8(bytes)) throw new InvalidTokenException('token_malformed');
   return bytes;
@@ -26,24 +62,23 @@ function startsAnObject(bytes: Buffer): boolean {
 
 /**
  * Checks the shape of a compact JWS and returns its decoded header, refusing everything that is
- * not exactly three strict base64url segments with valid UTF-8, a JSON object header and a payload
+ * not exactly three canonical base64url segments with valid UTF-8, a JSON object header and a payload
  * that can only be a JSON object (catalogue B23–B27). The payload is parsed once, by jsonwebtoken
  * under passport-jwt, after this check made it safe to hand over (J2: it parses before verifying;
  * a `null` payload would make it throw outside its callback). The extractor's length cap bounds all
- * of this (B30). The signature is not checked here.
+ * of this (B30). The signature is not checked here. Runs before every signature check, so only a
+ * canonical token is ever verified, and so only its one spelling enters the verified-token cache
+ * (M18); a respelling misses the cache and is refused here.
  */
 export function readJwsHeader(token: string): Readonly<Record<string, unknown>> {
-  const first = token.indexOf('.');
-  const second = first === -1 ? -1 : token.indexOf('.', first + 1);
-  if (first <= 0 || second === -1 || token.indexOf('.', second + 1) !== -1) {
-    throw new InvalidTokenException('token_malformed');
-  }
-  const signature = token.slice(second + 1);
-  if (signature.length === 0 || !BASE64URL.test(signature)) throw new InvalidTokenException('signature_invalid'); // B11
-  if (!startsAnObject(decodeSegment(token.slice(first + 1, second)))) throw new InvalidTokenException('token_malformed'); // B26
+  const segments = splitCompact(token);
+  if (segments === undefined) throw new InvalidTokenException('token_malformed');
+  const [encodedHeader, payload, signature] = segments;
+  if (!isCanonicalBase64url(signature)) throw new InvalidTokenException('signature_invalid'); // B11, M18
+  if (!startsAnObject(decodeSegment(payload))) throw new InvalidTokenException('token_malformed'); // B26
   let header: unknown;
   try {
-    header = JSON.parse(decodeSegment(token.slice(0, first)).toString('utf8'));
+    header = JSON.parse(decodeSegment(encodedHeader).toString('utf8'));
   } catch (error) {
     if (error instanceof InvalidTokenException) throw error;
     throw new InvalidTokenException('token_malformed');
