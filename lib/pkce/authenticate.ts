@@ -5,19 +5,33 @@ import { ClientSecret } from '../exchange/client-authentication.js';
 import type { FetchLike } from '../interfaces/keycard-module-options.interface.js';
 import { MAX_BODY_BYTES, USER_AGENT } from '../keycard.constants.js';
 import { isLoopbackHost } from '../loopback.js';
+import { findChallenge } from '../www-authenticate.js';
 import { fetchZoneJson, fetchZoneMetadataDocument, readCappedText } from '../zone/zone-fetch.js';
 
 /** Options of {@link authenticate}. @publicApi */
 export interface AuthenticateOptions {
   /** The OAuth client registered at the zone for this login (a CLI, a local agent …). */
   clientId: string;
-  /** For confidential clients; sent with `client_secret_basic`. */
+  /**
+   * For confidential clients; sent with `client_secret_basic`, and only to a token endpoint on the
+   * zone's own origin over https (http only on loopback): otherwise the login fails before any
+   * request carries it.
+   */
   clientSecret?: string;
+  /**
+   * The issuer identifier of the zone you mean to sign in to. When given, the login fails
+   * (`unexpected_issuer`) unless the resource metadata's `authorization_servers` names it, and uses
+   * that zone. @default the first authorization server the resource metadata names
+   */
+  expectedIssuer?: string;
   /** The protected API URL that was called (or the resource identifier). */
   resourceUrl: string;
   /** The `WWW-Authenticate` header of the 401 the API answered; fetched from `resourceUrl` when absent. */
   wwwAuthenticate?: string;
-  /** Scopes to ask for. @default the resource's `scopes_supported` */
+  /**
+   * Scopes to ask for. @default the challenge's `scope` when it has one (the scopes the API asked
+   * for), else the resource's `scopes_supported`; never more.
+   */
   scopes?: string[];
   /** Loopback redirect URI registered for the client. @default 'http://localhost:8765/callback' */
   redirectUri?: string;
@@ -42,7 +56,13 @@ export interface PkceTokens {
   readonly issuer: string;
 }
 
-/** Why a login failed: `code` is the OAuth error, or `state_mismatch`, `timeout`, `invalid_challenge` … @publicApi */
+/**
+ * Why a login failed: `code` is the zone's OAuth error, or one of `invalid_challenge`,
+ * `invalid_resource_metadata`, `invalid_zone_metadata`, `unexpected_issuer`, `insecure_issuer`,
+ * `token_endpoint_origin`, `issuer_mismatch`, `issuer_missing`, `invalid_response`, `timeout`,
+ * `listen_failed`, `browser_failed`.
+ * @publicApi
+ */
 export class PkceLoginError extends Error {
   constructor(
     message: string,
@@ -54,6 +74,8 @@ export class PkceLoginError extends Error {
 }
 
 const DEFAULT_REDIRECT_URI = 'http://localhost:8765/callback';
+/** An OAuth `error` value worth passing on as a `PkceLoginError` code (RFC 6749 §5.2 charset, bounded). */
+const OAUTH_ERROR_CODE = /^[\x21-\x7E]{1,64}$/;
 const base64url = (bytes: Buffer) => bytes.toString('base64url');
 
 /**
@@ -70,7 +92,9 @@ export async function authenticate(options: AuthenticateOptions): Promise<PkceTo
     throw new TypeError("authenticate: 'redirectUri' must be an http URL on a loopback host with a port");
   }
   const challengeHeader = options.wwwAuthenticate ?? (await fetchChallenge(fetchFn, options.resourceUrl));
-  const prmUrl = /(?:^|[\s,])resource_metadata="([^"]+)"/.exec(challengeHeader ?? '')?.[1];
+  // RFC 9110 §11: the Bearer challenge among any others, parameter names case-insensitive (P1).
+  const challenge = findChallenge(challengeHeader, 'Bearer');
+  const prmUrl = challenge?.params.get('resource_metadata');
   if (!prmUrl) throw new PkceLoginError('the challenge names no resource_metadata', 'invalid_challenge');
   const prm = (await fetchZoneJson(fetchFn, prmUrl)) as Record<string, unknown>;
   const resource = prm?.resource;
@@ -78,14 +102,16 @@ export async function authenticate(options: AuthenticateOptions): Promise<PkceTo
   if (typeof resource !== 'string' || !coversUrl(resource, options.resourceUrl)) {
     throw new PkceLoginError('the resource metadata describes another resource', 'invalid_resource_metadata');
   }
-  const issuer = Array.isArray(prm.authorization_servers) ? prm.authorization_servers[0] : undefined;
-  if (typeof issuer !== 'string') throw new PkceLoginError('the resource metadata names no authorization server', 'invalid_resource_metadata');
+  const issuer = chooseIssuer(prm, options);
   const zone = await fetchZoneMetadataDocument(fetchFn, issuer);
   const { authorization_endpoint: authorizationEndpoint, token_endpoint: tokenEndpoint } = zone;
   if (typeof authorizationEndpoint !== 'string' || typeof tokenEndpoint !== 'string') {
     throw new PkceLoginError('the zone publishes no authorization or token endpoint', 'invalid_zone_metadata');
   }
-  const scopes = options.scopes ?? (Array.isArray(prm.scopes_supported) ? (prm.scopes_supported as string[]) : []);
+  if (options.clientSecret !== undefined && !sameOrigin(tokenEndpoint, issuer)) {
+    throw new PkceLoginError('the zone names a token endpoint on another origin: the client secret is not sent there', 'token_endpoint_origin');
+  }
+  const scopes = options.scopes ?? scopesAskedFor(challenge?.params.get('scope'), prm.scopes_supported);
   const verifier = base64url(randomBytes(32));
   const state = base64url(randomBytes(16));
   const url = new URL(authorizationEndpoint);
@@ -100,7 +126,9 @@ export async function authenticate(options: AuthenticateOptions): Promise<PkceTo
     resource,
   }).toString();
 
-  const code = await receiveCode(redirect, state, issuer, options.timeoutMs ?? 120_000, () =>
+  // RFC 9207 §2.4: a zone that promises `iss` in its answers is only believed when it is there (P5).
+  const issRequired = zone.authorization_response_iss_parameter_supported === true;
+  const code = await receiveCode(redirect, { state, issuer, issRequired }, options.timeoutMs ?? 120_000, () =>
     (options.openBrowser ?? openSystemBrowser)(url.href),
   );
   return redeem(fetchFn, tokenEndpoint, options, { code, verifier, redirectUri: redirect.href, resource, issuer });
@@ -112,6 +140,48 @@ async function fetchChallenge(fetchFn: FetchLike, resourceUrl: string): Promise<
   return response.headers.get('www-authenticate');
 }
 
+/**
+ * The zone to sign in to: `expectedIssuer` when the resource metadata names it, else the first
+ * one it names. With a client secret, the zone must be https (or http on loopback), checked before
+ * anything is sent to it (P4).
+ */
+function chooseIssuer(prm: Record<string, unknown>, options: AuthenticateOptions): string {
+  const named = Array.isArray(prm.authorization_servers) ? prm.authorization_servers.filter((s) => typeof s === 'string') : [];
+  if (options.expectedIssuer !== undefined && !named.includes(options.expectedIssuer)) {
+    throw new PkceLoginError('the resource metadata does not name the expected authorization server', 'unexpected_issuer');
+  }
+  const issuer = options.expectedIssuer ?? named[0];
+  if (issuer === undefined) throw new PkceLoginError('the resource metadata names no authorization server', 'invalid_resource_metadata');
+  if (options.clientSecret !== undefined && !isSecureOrigin(issuer)) {
+    throw new PkceLoginError('the authorization server is not https: the client secret is not sent there', 'insecure_issuer');
+  }
+  return issuer;
+}
+
+/** The challenge's `scope` (RFC 6750 §3: space-delimited) when it names any, else `scopes_supported`. */
+function scopesAskedFor(challengeScope: string | undefined, supported: unknown): string[] {
+  const asked = (challengeScope ?? '').split(' ').filter((scope) => scope !== '');
+  if (asked.length > 0) return asked;
+  return Array.isArray(supported) ? supported.filter((scope): scope is string => typeof scope === 'string') : [];
+}
+
+function isSecureOrigin(url: string): boolean {
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === 'https:' || (parsed.protocol === 'http:' && isLoopbackHost(parsed.hostname));
+  } catch {
+    return false;
+  }
+}
+
+function sameOrigin(a: string, b: string): boolean {
+  try {
+    return new URL(a).origin === new URL(b).origin;
+  } catch {
+    return false;
+  }
+}
+
 function coversUrl(resource: string, called: string): boolean {
   const a = new URL(resource);
   const b = new URL(called);
@@ -119,8 +189,21 @@ function coversUrl(resource: string, called: string): boolean {
   return a.origin === b.origin && (path === '' || b.pathname === path || b.pathname.startsWith(path + '/'));
 }
 
-/** Listens on the redirect URI's port (loopback only) until the zone sends the browser back. */
-function receiveCode(redirect: URL, state: string, issuer: string, timeoutMs: number, open: () => void | Promise<void>): Promise<string> {
+/** What an authorization response must carry to belong to this login. */
+interface ExpectedAnswer {
+  readonly state: string;
+  readonly issuer: string;
+  /** The zone promised `iss` (RFC 9207 `authorization_response_iss_parameter_supported`). */
+  readonly issRequired: boolean;
+}
+
+/**
+ * Listens on the redirect URI's port (loopback only) until the zone sends the browser back. Only a
+ * GET of the redirect path carrying this login's `state` settles the login; anything else (another
+ * path, no query, a wrong state: a stray tab, a port scanner, a forged link) is answered 4xx and
+ * changes nothing (P2).
+ */
+function receiveCode(redirect: URL, expected: ExpectedAnswer, timeoutMs: number, open: () => void | Promise<void>): Promise<string> {
   return new Promise((resolve, reject) => {
     const servers: Server[] = [];
     let settled = false;
@@ -135,29 +218,31 @@ function receiveCode(redirect: URL, state: string, issuer: string, timeoutMs: nu
     };
     const timer = setTimeout(() => finish(new PkceLoginError(`no answer from the browser within ${timeoutMs} ms`, 'timeout')), timeoutMs);
     const handler = (req: IncomingMessage, res: ServerResponse) => {
-      const url = new URL(req.url ?? '/', redirect.origin);
-      if (url.pathname !== redirect.pathname) {
-        res.writeHead(404).end();
-        return;
-      }
-      const params = url.searchParams;
       const page = (status: number, text: string) => {
         res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
         res.end(text);
       };
-      if (params.get('state') !== state) {
-        page(400, 'Login failed: the answer does not belong to this login (state mismatch). You can close this window.');
-        return finish(new PkceLoginError('the authorization response state does not match', 'state_mismatch'));
+      const url = new URL(req.url ?? '/', redirect.origin);
+      if (url.pathname !== redirect.pathname) return page(404, 'Not found.');
+      if (req.method !== 'GET') return page(405, 'Method not allowed.');
+      const params = url.searchParams;
+      const states = params.getAll('state');
+      if (settled || states.length !== 1 || states[0] !== expected.state) {
+        return page(400, 'This answer does not belong to the login in progress (state mismatch); it was ignored.');
       }
       const iss = params.get('iss');
-      if (iss !== null && iss !== issuer) {
+      if (iss === null && expected.issRequired) {
+        page(400, 'Login failed: the answer does not say which authorization server sent it. You can close this window.');
+        return finish(new PkceLoginError('the authorization response carries no iss, which the zone promised (RFC 9207)', 'issuer_missing'));
+      }
+      if (iss !== null && iss !== expected.issuer) {
         page(400, 'Login failed: the answer came from another authorization server. You can close this window.');
         return finish(new PkceLoginError('the authorization response iss does not match the zone', 'issuer_mismatch'));
       }
       const error = params.get('error');
       if (error !== null) {
         page(400, 'Login failed at the authorization server. You can close this window.');
-        return finish(new PkceLoginError('the authorization server refused the login', /^[\x21-\x7E]{1,64}$/.test(error) ? error : 'invalid_response'));
+        return finish(new PkceLoginError('the authorization server refused the login', OAUTH_ERROR_CODE.test(error) ? error : 'invalid_response'));
       }
       const code = params.get('code');
       if (!code) {
@@ -217,7 +302,7 @@ async function redeem(
     body = undefined;
   }
   if (response.status !== 200 || typeof body?.access_token !== 'string' || typeof body.token_type !== 'string') {
-    const code = typeof body?.error === 'string' && /^[\x21-\x7E]{1,64}$/.test(body.error) ? body.error : 'invalid_response';
+    const code = typeof body?.error === 'string' && OAUTH_ERROR_CODE.test(body.error) ? body.error : 'invalid_response';
     throw new PkceLoginError(`the token endpoint answered HTTP ${response.status} ${code}`, code);
   }
   return Object.freeze({

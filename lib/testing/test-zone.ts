@@ -340,8 +340,8 @@ export class TestZone {
         expiresAt: Date.now() + 60_000,
       });
       back.searchParams.set('code', code);
-      back.searchParams.set('iss', this.issuer); // RFC 9207
     }
+    back.searchParams.set('iss', this.issuer); // RFC 9207 §2: in error responses too
     res.writeHead(302, { location: back.href });
     res.end();
   }
