@@ -90,8 +90,8 @@ describe.each(ADAPTERS)('key selection and canonical tokens over %s', (adapter) 
     });
   });
 
-  describe('E16 still holds for two keys usable for the token', () => {
-    it('E16 two RS256 keys share kid k3, with an encryption key beside them → 401 IT, with an alert', async () => {
+  describe('M17 E16 still holds for two keys usable for the token', () => {
+    it('M17 (E16 still holds) two RS256 keys share kid k3, with an encryption key beside them → 401 IT, with an alert', async () => {
       const first = TestZone.generateKey('k3', 'RS256');
       const twin = TestZone.generateKey('k3', 'RS256');
       zone.jwksOverride = { keys: [publicJwk(first), encryptionJwk('k3'), publicJwk(twin)] };
@@ -101,7 +101,7 @@ describe.each(ADAPTERS)('key selection and canonical tokens over %s', (adapter) 
       expect(api!.logger.lines.some((l) => l.includes('several RS256 keys with kid k3'))).toBe(true);
     });
 
-    it('E16 kid k4 names an RSA key without alg and an RSA key with alg PS256: PS256 ambiguous → 401 IT, RS256 has one key → 200', async () => {
+    it('M17 (E16 still holds) kid k4 names an RSA key without alg and an RSA key with alg PS256: PS256 ambiguous → 401 IT, RS256 has one key → 200', async () => {
       const any = TestZone.generateKey('k4', 'RS256');
       const pss = TestZone.generateKey('k4', 'PS256');
       zone.jwksOverride = { keys: [publicJwk(any, { alg: undefined }), publicJwk(pss)] };
