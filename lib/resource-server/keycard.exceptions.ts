@@ -44,6 +44,7 @@ export const ERROR_DESCRIPTIONS = {
   notYetValid: 'The access token is not valid yet',
   bound: 'The access token is bound to a key and cannot be used as a bearer token',
   multiple: 'More than one access token was sent',
+  request: 'The request is malformed',
   scope: 'The access token lacks a required scope',
   unavailable: 'The authorization server is unreachable, retry later',
   misconfigured: 'The resource server is misconfigured',
@@ -52,7 +53,7 @@ export const ERROR_DESCRIPTIONS = {
 
 const DESCRIPTION_OF: Record<DenialReason, string> = {
   no_credentials: 'Authentication is required',
-  request_malformed: 'The request is malformed',
+  request_malformed: ERROR_DESCRIPTIONS.request,
   multiple_tokens: ERROR_DESCRIPTIONS.multiple,
   token_malformed: ERROR_DESCRIPTIONS.malformed,
   token_too_long: ERROR_DESCRIPTIONS.malformed,

@@ -4,11 +4,9 @@ import type { TLSSocket } from 'node:tls';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import { InvalidRequestException, ResourceNotConfiguredException } from './keycard.exceptions.js';
 import type { KeycardOptions } from '../keycard-options.js';
-import { isLoopbackHost } from '../loopback.js';
+import { isLoopbackAddress, isLoopbackHost } from '../loopback.js';
+import { parseHostHeader } from './host-header.js';
 import { matchResource, ProtectedResource } from './protected-resource.js';
-
-/** `Host` as RFC 9110 allows it: a name or address and an optional port, nothing else (A31). */
-const HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
 /** Derived resources are kept per host so that repeated requests reuse one parsed object. */
 const MAX_DERIVED = 64;
@@ -24,7 +22,10 @@ export class ResourceResolver {
 
   constructor(@Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions) {}
 
-  /** @throws ResourceNotConfiguredException (500) for a non-loopback host without configuration. */
+  /**
+   * @throws InvalidRequestException (400) or ResourceNotConfiguredException (500) when no resource
+   * is configured and the request may not derive one (see `derive`).
+   */
   forRequest(request: IncomingMessage): ProtectedResource {
     const { resources } = this.options;
     if (resources.length === 1) return resources[0];
@@ -32,32 +33,63 @@ export class ResourceResolver {
     return this.derive(request);
   }
 
-  /** The resource whose metadata document is served at `path`, if any. */
+  /** The resource whose metadata document is served at `path`, if any. @throws as {@link forRequest}. */
   forMetadataPath(request: IncomingMessage, path: string): ProtectedResource | undefined {
     const candidates = this.options.resources.length > 0 ? this.options.resources : [this.derive(request)];
     return candidates.find((resource) => resource.metadataPath === path.replace(/\/+$/, ''));
   }
 
+  /**
+   * Local development (SPEC §4, catalogue Q15): with no `resource` configured, the request's own
+   * origin is the resource, but only when the connection reached a loopback address of this
+   * machine **and** `Host` names a loopback host with a valid port. `Host` alone proves nothing: a
+   * public server receives whatever `Host` a client writes.
+   *
+   * @throws InvalidRequestException (400) when `Host` is absent, repeated or cannot be parsed (M15).
+   * @throws ResourceNotConfiguredException (500) for any other connection or host (M16).
+   */
   private derive(request: IncomingMessage): ProtectedResource {
-    const host = request.headers.host ?? '';
-    if (!HOST.test(host)) throw new InvalidRequestException('request_malformed');
-    const hostname = host.replace(/:\d+$/, '');
-    if (!isLoopbackHost(hostname)) {
-      this.options.logger.error(
-        `No 'resource' is configured and the request came to non-loopback host ${host}; configure KeycardModule 'resource'`,
-      );
-      throw new ResourceNotConfiguredException();
+    const host = singleHost(request);
+    const parsed = parseHostHeader(host);
+    if (parsed === undefined) throw new InvalidRequestException('request_malformed');
+    const local = request.socket?.localAddress;
+    if (!isLoopbackAddress(local)) {
+      this.notConfigured(`the connection reached ${local ?? 'an unknown address'}, not a loopback address`);
+    }
+    if (!isLoopbackHost(parsed.hostname)) {
+      this.notConfigured(`the request came to non-loopback host ${parsed.hostname}`);
     }
     const scheme = (request.socket as TLSSocket | undefined)?.encrypted ? 'https' : 'http';
-    const origin = `${scheme}://${host.toLowerCase()}`;
-    let resource = this.derived.get(origin);
+    const key = `${scheme}://${host!}`;
+    let resource = this.derived.get(key);
     if (!resource) {
+      const authority = parsed.port === undefined ? parsed.hostname : `${parsed.hostname}:${parsed.port}`;
+      try {
+        // URL gives the spelling clients compute (default port dropped, IPv6 compressed).
+        resource = new ProtectedResource(new URL(`${scheme}://${authority}`).origin);
+      } catch {
+        throw new InvalidRequestException('request_malformed'); // e.g. a name IDNA refuses
+      }
       if (this.derived.size >= MAX_DERIVED) this.derived.clear();
-      resource = new ProtectedResource(origin);
-      this.derived.set(origin, resource);
+      this.derived.set(key, resource);
     }
     return resource;
   }
+
+  private notConfigured(why: string): never {
+    this.options.logger.error(`No 'resource' is configured and ${why}; configure KeycardModule 'resource'`);
+    throw new ResourceNotConfiguredException();
+  }
+}
+
+/**
+ * The one `Host` of a request (`:authority` under HTTP/2); `undefined` when there are several, which
+ * RFC 9112 §3.2 answers with 400 (Node keeps only the first in `headers`).
+ */
+function singleHost(request: IncomingMessage): string | undefined {
+  const host = request.headers.host ?? (request.headers[':authority'] as string | undefined);
+  if (host !== undefined && (request.headersDistinct?.host?.length ?? 1) > 1) return undefined;
+  return host;
 }
 
 /** The request path without its query (which may carry secrets and is never logged or matched). */
