@@ -28,6 +28,7 @@ describe('normaliseOptions', () => {
     [{ zoneUrl, resource: 'https://api.example.com#frag' }, "'resource' must not contain a fragment"],
     [{ zoneUrl, resource: 'http://api.example.com' }, "'resource' must use https"],
     [{ zoneUrl, resource: [] }, "'resource' must name at least one"],
+    [{ zoneUrl, resource: 'https://api.example.com/a//b' }, "'resource' must not contain empty path segments"],
     [{ zoneUrl, resource: ['https://a.example', 'relative'] }, "'resource[1]' is not an absolute URL"],
     [{ zoneUrl, scopesSupported: ['a b'] }, "'scopesSupported' contains an invalid scope"],
     [{ zoneUrl, requireAtJwtType: 'yes' }, "'requireAtJwtType' must be a boolean"],

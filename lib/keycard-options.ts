@@ -88,7 +88,8 @@ function normaliseResources(raw: unknown, allowInsecureHttp: boolean): Protected
     const option = Array.isArray(raw) ? `resource[${index}]` : 'resource';
     const url = parseUrl(option, value);
     requireSecureScheme(option, url, allowInsecureHttp);
-    if (url.pathname.split('/').filter(Boolean).length > 4) fail(option, 'may have at most four path segments');
+    // Its metadata document lives at the well-known path + this path, one route parameter a segment.
+    if (url.pathname.includes('//')) fail(option, 'must not contain empty path segments');
     return new ProtectedResource(value as string);
   });
 }

@@ -70,8 +70,8 @@ export class KeycardModule {
       module: KeycardModule,
       global: true,
       imports: [DiscoveryModule, ...imports],
-      controllers: [DiscoveryController],
-      providers: [...optionProviders, ...createKeycardProviders()],
+      // Not a Nest controller: it mounts its routes itself, out of reach of prefixes and versioning.
+      providers: [...optionProviders, ...createKeycardProviders(), DiscoveryController],
       exports: [KEYCARD_OPTIONS, KeycardGuard, ZoneMetadataService, TokenExchangeService],
     };
   }

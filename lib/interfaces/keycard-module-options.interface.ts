@@ -22,8 +22,12 @@ export interface KeycardModuleOptions {
    * The identifier(s) of this API: the `aud` a token must carry and the `resource` of the protected
    * resource metadata. When several are given, a request is matched to the one whose path is the
    * longest prefix of the request path (else the first).
-   * @default derived from the request origin for loopback hosts only (local development); any other
-   * host answers 500 until it is configured.
+   * A path is the path clients call, global prefix and URI version included
+   * (`https://api.example.com/api/v1/orders`); its metadata document is served at the origin root
+   * plus the path (`/.well-known/oauth-protected-resource/api/v1/orders`, RFC 9728 §3.1).
+   * @default derived from the request origin in local development only: the connection reached a
+   * loopback address and `Host` names a loopback host with a port of 1–65535. Any other request
+   * answers 500 until it is configured (400 when `Host` cannot be parsed).
    */
   resource?: string | string[];
   /** Extra scopes to publish in `scopes_supported`, besides those named in `@RequireScopes()`. */

@@ -1,33 +1,47 @@
-import { All, Controller, Get, HttpStatus, Inject, Req, Res } from '@nestjs/common';
+import { HttpStatus, Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import { DiscoveryService, HttpAdapterHost, MetadataScanner } from '@nestjs/core';
-import { KEYCARD_OPTIONS, KEYCARD_SCOPES, PRM_MAX_AGE_SECONDS } from '../keycard.constants.js';
+import { AS_WELL_KNOWN, KEYCARD_OPTIONS, KEYCARD_SCOPES, PRM_MAX_AGE_SECONDS, PRM_WELL_KNOWN } from '../keycard.constants.js';
 import { KeycardException } from './keycard.exceptions.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import type { ProtectedResource } from './protected-resource.js';
-import { Public } from '../decorators/public.decorator.js';
 import { pathOf, rawRequestOf, ResourceResolver } from './resource-resolver.js';
 import { ZoneMetadataService } from '../zone/zone-metadata.service.js';
 
 const ALLOWED_METHODS = 'GET, HEAD';
 
 /**
- * The PRM document of a resource with a path lives under the well-known path plus that path
- * (RFC 9728 §3.1). Wildcard syntax differs between Express 5 and Fastify, so the suffix is matched
- * with plain segment parameters, which both adapters read alike: resource paths of up to four
- * segments are served.
+ * Path suffixes of the PRM routes below this depth always answer through this controller (an
+ * unknown one gets its JSON 404 with CORS headers), whatever the configured resources.
  */
-const PRM_ROUTES = ['', '/:s1', '/:s1/:s2', '/:s1/:s2/:s3', '/:s1/:s2/:s3/:s4'].map(
-  (suffix) => `.well-known/oauth-protected-resource${suffix}`,
-);
+const MIN_SUFFIX_DEPTH = 4;
+
+/**
+ * Routes of the PRM documents: the well-known path, then one route per suffix depth up to the
+ * deepest configured resource path (RFC 9728 §3.1). Wildcard syntax differs between Express 5 and
+ * Fastify, so suffixes are plain segment parameters, which both adapters read alike; the handler
+ * then compares the whole path with each resource's, so the parameters are never trusted.
+ */
+function prmRoutes(resources: readonly ProtectedResource[]): string[] {
+  const depths = resources.map((resource) => resource.path.split('/').length - 1);
+  const deepest = Math.max(MIN_SUFFIX_DEPTH, ...depths);
+  const routes = [PRM_WELL_KNOWN];
+  for (let depth = 1; depth <= deepest; depth += 1) routes.push(`${routes[depth - 1]}/:s${depth}`);
+  return routes;
+}
 
 /**
  * Serves RFC 9728 protected resource metadata (so clients and the zone learn how to get a token
- * for this API) and mirrors the zone's RFC 8414 metadata. Never behind the guard: discovery must
- * work without, or with a broken, token (G5).
+ * for this API) and mirrors the zone's RFC 8414 metadata.
+ *
+ * The routes are mounted on the HTTP adapter at bootstrap, after Nest's own routes and before its
+ * 404 handler, not declared with `@Get()`: a Nest route would move with `setGlobalPrefix()`, URI
+ * versioning (`/v1/...`) or a `RouterModule` path, and would disappear under header or media-type
+ * versioning with a `defaultVersion`, while every challenge's `resource_metadata` names the origin
+ * root (catalogue M9, M12–M14). Being outside Nest's pipeline, no guard, interceptor or pipe ever
+ * stands in front of discovery either (G5, M20). Apps without an HTTP server get no routes.
  */
-@Public()
-@Controller()
-export class DiscoveryController {
+@Injectable()
+export class DiscoveryController implements OnModuleInit {
   private scopesInUse?: readonly string[];
 
   constructor(
@@ -39,8 +53,45 @@ export class DiscoveryController {
     private readonly scanner: MetadataScanner,
   ) {}
 
-  @All(PRM_ROUTES)
-  protectedResourceMetadata(@Req() request: object, @Res() response: object): void {
+  /** Nest calls this after registering the app's routes and before its 404 handler. */
+  onModuleInit(): void {
+    const adapter = this.adapterHost.httpAdapter as HttpAdapterHost['httpAdapter'] | null | undefined;
+    if (!adapter) return; // an application context or a microservice: nothing to serve
+    for (const route of prmRoutes(this.options.resources)) {
+      adapter.all(route, (request: object, response: object) =>
+        this.answer(response, () => this.protectedResourceMetadata(request, response)),
+      );
+    }
+    adapter.get(AS_WELL_KNOWN, (_request: object, response: object) =>
+      this.answer(response, () => this.authorizationServerMetadata(response)),
+    );
+  }
+
+  /**
+   * Runs a handler outside Nest's exception layer: anything it did not foresee is a generic 500
+   * with the error's name in the log, never a stack or a message sent to the client.
+   */
+  private answer(response: object, handler: () => void | Promise<void>): void {
+    const fail = (error: unknown) => {
+      this.options.logger.error(`Discovery failed: ${(error as Error)?.name ?? typeof error}`);
+      try {
+        this.replyError(response, HttpStatus.INTERNAL_SERVER_ERROR, 'server_error', 'The resource server failed');
+      } catch {
+        // The response was already (partly) sent; nothing more can be said to this client.
+      }
+    };
+    try {
+      void Promise.resolve(handler()).catch(fail);
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  /**
+   * `GET`/`HEAD` the document, `OPTIONS` for CORS, 405 otherwise (G1–G7); 400 or 500 as
+   * {@link ResourceResolver.forMetadataPath} decides when no resource is configured (M15, M16).
+   */
+  protectedResourceMetadata(request: object, response: object): void {
     const raw = rawRequestOf(request);
     const adapter = this.adapterHost.httpAdapter;
     adapter.setHeader(response, 'Access-Control-Allow-Origin', '*');
@@ -61,7 +112,9 @@ export class DiscoveryController {
       resource = this.resources.forMetadataPath(raw, pathOf(raw));
     } catch (error) {
       if (!(error instanceof KeycardException)) throw error;
-      this.replyError(response, error.getStatus(), 'server_error', 'The resource is not configured');
+      // 400 for an unusable Host, 500 when no resource is configured: the exception's own body.
+      adapter.setHeader(response, 'Content-Type', 'application/json');
+      adapter.reply(response, error.getResponse(), error.getStatus());
       return;
     }
     if (!resource) {
@@ -73,8 +126,8 @@ export class DiscoveryController {
     adapter.reply(response, this.documentFor(resource), HttpStatus.OK);
   }
 
-  @Get('.well-known/oauth-authorization-server')
-  async authorizationServerMetadata(@Res() response: object): Promise<void> {
+  /** The zone's RFC 8414 document, verbatim; 503 + `Retry-After` while the zone is unreachable. */
+  async authorizationServerMetadata(response: object): Promise<void> {
     const adapter = this.adapterHost.httpAdapter;
     adapter.setHeader(response, 'Access-Control-Allow-Origin', '*');
     try {

@@ -12,12 +12,14 @@ const DESCRIPTION_CHARSET = /^[\x20\x21\x23-\x5B\x5D-\x7E]+$/;
 /**
  * Asserts an answer against a catalogue outcome: status, the parsed challenge (every param, no
  * duplicates: INV1), the body, the fixed description vocabulary (INV2), and that none of `secrets`
- * appears in the answer or in the module's logs (INV7).
+ * appears in the answer or in the module's logs (INV7). `prm` is `undefined` where no resource can
+ * be named (an unparseable `Host` in development mode, M15): the challenge then has no
+ * `resource_metadata`.
  */
 export function expectOutcome(
   res: HttpAnswer,
   outcome: Outcome,
-  prm: string,
+  prm: string | undefined,
   secrets: readonly string[] = [],
   logs: readonly string[] = [],
 ): void {

@@ -79,7 +79,10 @@ export interface RunningApp {
 export async function startApp(
   adapter: AdapterName,
   options: Omit<KeycardModuleOptions, 'logger'>,
-  extra: Pick<ModuleMetadata, 'imports' | 'providers'> = {},
+  extra: Pick<ModuleMetadata, 'imports' | 'providers'> & {
+    /** Shapes the app before it listens: `setGlobalPrefix()`, `enableVersioning()`, … */
+    configure?: (app: INestApplication) => void;
+  } = {},
 ): Promise<RunningApp> {
   const logger = new CapturingLogger();
   @Module({
@@ -92,6 +95,7 @@ export async function startApp(
     logger: false,
     abortOnError: false,
   });
+  extra.configure?.(app);
   // Time the tests can move: the module reads only this clock.
   const clock = { offsetMs: 0 };
   app.get<Clock>(KEYCARD_CLOCK).now = () => Date.now() + clock.offsetMs;
