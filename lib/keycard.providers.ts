@@ -2,6 +2,7 @@ import type { Provider } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { TokenExchangeExceptionFilter } from './exchange/token-exchange.filter.js';
 import { TokenExchangeService } from './exchange/token-exchange.service.js';
+import { TokenRequestClient } from './exchange/token-request.client.js';
 import { AuditTrail } from './resource-server/audit-trail.js';
 import { SystemClock } from './clock.js';
 import { JwksKeyStore } from './zone/jwks-key-store.js';
@@ -32,6 +33,7 @@ export function createKeycardProviders(): Provider[] {
     KeycardGuard,
     // useExisting keeps one guard instance and lets apps and tests override KeycardGuard.
     { provide: APP_GUARD, useExisting: KeycardGuard },
+    TokenRequestClient,
     TokenExchangeService,
     TokenExchangeExceptionFilter,
     { provide: APP_FILTER, useExisting: TokenExchangeExceptionFilter },

@@ -1,243 +1,57 @@
-import { Inject, Injectable } from '@nestjs/common';
-import { createHash, randomInt } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { Clock } from '../clock.js';
-import { KEYCARD_CLOCK, KEYCARD_OPTIONS, MAX_BODY_BYTES, USER_AGENT } from '../keycard.constants.js';
-import { ZoneUnavailableException } from '../resource-server/keycard.exceptions.js';
-import type { KeycardOptions } from '../keycard-options.js';
-import { BodyTooLargeError, readCappedText } from '../zone/zone-fetch.js';
-import { ZoneMetadataService } from '../zone/zone-metadata.service.js';
-import { BoundedCache } from './bounded-cache.js';
-import type { ClientAuthentication } from './client-authentication.js';
+import { Injectable } from '@nestjs/common';
+import { createHash } from 'node:crypto';
 import type { ExchangedToken, TokenExchangeRequest } from './exchanged-token.interface.js';
-import { TokenExchangeError } from './token-exchange.error.js';
+import { tokenFingerprint } from './token-fingerprint.js';
+import { TokenRequestClient } from './token-request.client.js';
 
-const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
-const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
-/** Absolute budget of one exchange, retries and waits included, in ms (catalogue I19). */
-const EXCHANGE_DEADLINE_MS = 5_000;
-/** A cached token is dropped this long before it expires, in ms (catalogue I8). */
-const EXPIRY_MARGIN_MS = 30_000;
-/** Longest `Retry-After` honoured with a retry, in seconds (catalogue I18). */
-const MAX_RETRY_AFTER_SECONDS = 5;
+/** RFC 8693 §2.1 grant type. */
+export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
+/** RFC 8693 §3 token type of an OAuth access token. */
+export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 /** Subject tokens longer than this are not decoded for their `exp`. */
 const MAX_DECODED_SUBJECT_LENGTH = 16 * 1024;
-
-/** An answer the zone gave, or a failure on the way, with whether one retry is worth it. */
-class AttemptFailure extends Error {
-  constructor(
-    readonly error: TokenExchangeError,
-    readonly retryAfterMs: number | undefined,
-  ) {
-    super(error.message);
-  }
-}
 
 /**
  * Trades a user's zone token for a short-lived token scoped to one API (RFC 8693), authenticating
  * this service with the configured `clientCredentials`. Results are cached per (subject token hash,
  * resource, scope, audience, actor, requested type) until shortly before they expire and never past
- * the subject token's own expiry; identical concurrent exchanges share one request.
+ * the subject token's own expiry; identical concurrent exchanges share one request. The subject
+ * token is keyed by its decoded signature, so respellings of one token share one entry (V5).
  *
  * @example
  * ```ts
  * const { accessToken } = await this.exchange.exchange({ subjectToken, resource: 'https://api.example.com', scope: 'read' });
  * ```
  * @throws TokenExchangeError (see its `kind`, `code`, `status`, `retryable`)
+ * @throws TypeError when `subjectToken` is empty or `resource` is not an absolute URL.
  * @publicApi
  */
 @Injectable()
 export class TokenExchangeService {
-  private readonly cache: BoundedCache<ExchangedToken>;
-  private readonly pending = new Map<string, Promise<ExchangedToken>>();
-
-  constructor(
-    private readonly zone: ZoneMetadataService,
-    @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
-    @Inject(KEYCARD_CLOCK) private readonly clock: Clock,
-  ) {
-    this.cache = new BoundedCache(options.exchangeCacheSize, () => clock.now());
-  }
+  constructor(private readonly client: TokenRequestClient) {}
 
   /** Exchanges `request.subjectToken` for a token for `request.resource`. */
   exchange(request: TokenExchangeRequest): Promise<ExchangedToken> {
     const normalised = normaliseRequest(request);
-    const key = cacheKey(normalised);
-    const cached = this.cache.get(key);
-    if (cached) return Promise.resolve(cached);
-    const pending = this.pending.get(key);
-    if (pending) return pending;
-    // The shared promise belongs to no caller: one caller going away does not cancel it (I28).
-    const exchange = this.perform(normalised)
-      .then(({ token, cacheUntil }) => {
-        if (cacheUntil !== undefined) this.cache.set(key, token, cacheUntil);
-        return token;
-      })
-      .finally(() => this.pending.delete(key));
-    this.pending.set(key, exchange);
-    return exchange;
-  }
-
-  private async perform(request: NormalisedRequest): Promise<{ token: ExchangedToken; cacheUntil?: number }> {
-    const auth = this.options.clientAuthentication;
-    if (!auth) throw new TokenExchangeError("no 'clientCredentials' are configured for KeycardModule", 'config');
-    const tokenEndpoint = await this.tokenEndpoint();
-    const started = performance.now();
-    const deadline = AbortSignal.timeout(EXCHANGE_DEADLINE_MS);
-    let retried = false;
-    let reauthenticated = false;
-    for (;;) {
-      try {
-        const token = await this.attempt(tokenEndpoint, request, auth, deadline);
-        return { token, cacheUntil: this.cacheUntil(token, request.subjectToken) };
-      } catch (failure) {
-        if (!(failure instanceof AttemptFailure)) throw failure;
-        const { error } = failure;
-        if (error.code === 'invalid_client' && !reauthenticated && (await auth.credentialsChanged?.())) {
-          reauthenticated = true; // a rotated workload token: one retry with the new one (I7)
-          continue;
-        }
-        const waitMs = failure.retryAfterMs;
-        const budgetMs = EXCHANGE_DEADLINE_MS - (performance.now() - started);
-        if (retried || waitMs === undefined || waitMs >= budgetMs) throw error;
-        retried = true;
-        try {
-          await sleep(waitMs, undefined, { signal: deadline });
-        } catch {
-          throw error;
-        }
-      }
-    }
-  }
-
-  private async tokenEndpoint(): Promise<string> {
-    let endpoint: string | undefined;
-    try {
-      endpoint = (await this.zone.get()).tokenEndpoint;
-    } catch (error) {
-      if (error instanceof ZoneUnavailableException) {
-        throw new TokenExchangeError('the zone metadata is unavailable', 'unavailable', undefined, undefined, error.retryAfterSeconds);
-      }
-      throw error;
-    }
-    if (!endpoint) throw new TokenExchangeError('the zone publishes no usable token_endpoint', 'unavailable');
-    return endpoint;
-  }
-
-  private async attempt(
-    tokenEndpoint: string,
-    request: NormalisedRequest,
-    auth: ClientAuthentication,
-    deadline: AbortSignal,
-  ): Promise<ExchangedToken> {
-    const credentials = await auth.authenticate(tokenEndpoint);
-    const form = new URLSearchParams({
+    const form: Record<string, string> = {
       grant_type: TOKEN_EXCHANGE_GRANT,
-      subject_token: request.subjectToken,
+      subject_token: normalised.subjectToken,
       subject_token_type: ACCESS_TOKEN_TYPE,
-      resource: request.resource,
+      resource: normalised.resource,
+    };
+    if (normalised.scope) form.scope = normalised.scope;
+    if (normalised.audience) form.audience = normalised.audience;
+    if (normalised.actorToken) {
+      form.actor_token = normalised.actorToken;
+      form.actor_token_type = ACCESS_TOKEN_TYPE;
+    }
+    if (normalised.requestedTokenType) form.requested_token_type = normalised.requestedTokenType;
+    return this.client.request({
+      key: cacheKey(normalised),
+      form,
+      requestedScope: normalised.scope,
+      cacheNotAfter: expiryOf(normalised.subjectToken),
     });
-    if (request.scope) form.set('scope', request.scope);
-    if (request.audience) form.set('audience', request.audience);
-    if (request.actorToken) {
-      form.set('actor_token', request.actorToken);
-      form.set('actor_token_type', ACCESS_TOKEN_TYPE);
-    }
-    if (request.requestedTokenType) form.set('requested_token_type', request.requestedTokenType);
-    for (const [name, value] of Object.entries(credentials.form)) form.set(name, value);
-
-    let response: Response;
-    try {
-      response = await this.options.fetch(tokenEndpoint, {
-        method: 'POST',
-        redirect: 'manual',
-        signal: deadline,
-        headers: {
-          'content-type': 'application/x-www-form-urlencoded',
-          accept: 'application/json',
-          'user-agent': USER_AGENT,
-          ...credentials.headers,
-        },
-        body: form.toString(),
-      });
-    } catch {
-      if (deadline.aborted) throw this.timeout();
-      throw new AttemptFailure(new TokenExchangeError('the token endpoint could not be reached', 'network'), jitterMs());
-    }
-    if (response.status >= 300 && response.status < 400) {
-      await response.body?.cancel().catch(() => undefined);
-      // Following it would re-send the credentials and the subject token elsewhere (I22).
-      throw new AttemptFailure(new TokenExchangeError(`the token endpoint redirected (HTTP ${response.status}); not followed`, 'network', undefined, response.status), undefined);
-    }
-    let text: string;
-    try {
-      text = await readCappedText(response, MAX_BODY_BYTES);
-    } catch (error) {
-      if (error instanceof BodyTooLargeError) {
-        throw new AttemptFailure(new TokenExchangeError('the token endpoint answered more than 1 MiB', 'invalid_response', undefined, response.status), undefined);
-      }
-      if (deadline.aborted) throw this.timeout();
-      throw new AttemptFailure(new TokenExchangeError('the token endpoint answer was cut off', 'network', undefined, response.status), jitterMs());
-    }
-    const json = /[/+]json\b/i.test(response.headers.get('content-type') ?? '') ? parseObject(text) : undefined;
-    if (response.status !== 200) throw this.errorAnswer(response, json);
-    if (!json) {
-      throw new AttemptFailure(new TokenExchangeError('the token endpoint answered 200 without a JSON object', 'invalid_response', undefined, 200), undefined);
-    }
-    return this.toExchangedToken(json, request);
-  }
-
-  private timeout(): AttemptFailure {
-    return new AttemptFailure(new TokenExchangeError(`no answer from the token endpoint within ${EXCHANGE_DEADLINE_MS} ms`, 'timeout'), undefined);
-  }
-
-  /** RFC 6749 §5.2 errors; only a JSON body with a string `error` counts as an OAuth error (I21). */
-  private errorAnswer(response: Response, json: Record<string, unknown> | undefined): AttemptFailure {
-    const status = response.status;
-    const code = typeof json?.error === 'string' && /^[\x20-\x21\x23-\x5B\x5D-\x7E]{1,64}$/.test(json.error) ? json.error : undefined;
-    const retryAfter = parseRetryAfter(response.headers.get('retry-after'));
-    const overloaded = status === 429 || status === 503;
-    const kind = overloaded ? 'unavailable' : code ? 'oauth' : 'invalid_response';
-    // The zone's error_description is never copied: it may hold markup or CR/LF (I24).
-    const message = `the token endpoint answered HTTP ${status}${code ? ` ${code}` : ''}`;
-    const error = new TokenExchangeError(message, kind, code, status, retryAfter);
-    if (overloaded) {
-      const waitMs = retryAfter === undefined ? jitterMs() : retryAfter <= MAX_RETRY_AFTER_SECONDS ? retryAfter * 1000 : undefined;
-      return new AttemptFailure(error, waitMs);
-    }
-    return new AttemptFailure(error, status >= 500 ? jitterMs() : undefined);
-  }
-
-  /** RFC 8693 §2.2.1: `access_token`, `issued_token_type` and `token_type` are required (I9–I11). */
-  private toExchangedToken(json: Record<string, unknown>, request: NormalisedRequest): ExchangedToken {
-    const { access_token: accessToken, issued_token_type: issuedTokenType, token_type: tokenType, expires_in: expiresIn, scope } = json;
-    const invalid = (what: string) =>
-      new AttemptFailure(new TokenExchangeError(`the token response ${what}`, 'invalid_response', undefined, 200), undefined);
-    if (typeof accessToken !== 'string' || accessToken === '') throw invalid('lacks access_token');
-    if (typeof issuedTokenType !== 'string' || issuedTokenType === '') throw invalid('lacks issued_token_type');
-    if (typeof tokenType !== 'string' || tokenType === '') throw invalid('lacks token_type');
-    if (expiresIn !== undefined && (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn) || expiresIn < 0)) {
-      throw invalid('has an invalid expires_in');
-    }
-    if (scope !== undefined && typeof scope !== 'string') throw invalid('has a scope that is not a string');
-    const granted = scope ?? request.scope ?? '';
-    return Object.freeze({
-      accessToken,
-      tokenType,
-      expiresIn,
-      expiresAt: expiresIn === undefined ? undefined : new Date(this.clock.now() + expiresIn * 1000),
-      scope: granted,
-      scopes: Object.freeze(granted.split(' ').filter(Boolean)),
-      issuedTokenType,
-    });
-  }
-
-  /** Until `expires_in` minus the margin, never past the subject token's `exp`; not cached without `expires_in` (I11). */
-  private cacheUntil(token: ExchangedToken, subjectToken: string): number | undefined {
-    if (token.expiresAt === undefined) return undefined;
-    const until = token.expiresAt.getTime() - EXPIRY_MARGIN_MS;
-    const subjectExpiry = expiryOf(subjectToken);
-    return subjectExpiry === undefined ? until : Math.min(until, subjectExpiry);
   }
 }
 
@@ -254,35 +68,47 @@ function normaliseRequest(request: TokenExchangeRequest): NormalisedRequest {
   if (typeof request?.subjectToken !== 'string' || request.subjectToken === '') {
     throw new TypeError("TokenExchangeService.exchange: 'subjectToken' must be a non-empty string");
   }
-  if (typeof request.resource !== 'string' || !URL.canParse(request.resource)) {
-    throw new TypeError("TokenExchangeService.exchange: 'resource' must be an absolute URL");
-  }
-  const scopes = typeof request.scope === 'string' ? request.scope.split(' ') : (request.scope ?? []);
-  const scope = [...new Set(scopes.filter(Boolean))].join(' ') || undefined;
   return {
     subjectToken: request.subjectToken,
-    resource: request.resource,
-    scope,
+    resource: checkResource('TokenExchangeService.exchange', request.resource),
+    scope: normaliseScope(request.scope),
     audience: request.audience || undefined,
     actorToken: request.actorToken || undefined,
     requestedTokenType: request.requestedTokenType || undefined,
   };
 }
 
-const sha256 = (value: string) => createHash('sha256').update(value).digest('base64url');
+/**
+ * `resource` as the zone receives it; an absolute URL (RFC 8707 §2).
+ * @throws TypeError naming the caller otherwise.
+ * @internal
+ */
+export function checkResource(caller: string, resource: unknown): string {
+  if (typeof resource !== 'string' || !URL.canParse(resource)) throw new TypeError(`${caller}: 'resource' must be an absolute URL`);
+  return resource;
+}
 
-/** The cache key holds hashes, never a raw token (I27). */
+/** Scopes as one space-delimited string without duplicates, or undefined for none. @internal */
+export function normaliseScope(scope: string | readonly string[] | undefined): string | undefined {
+  const scopes = typeof scope === 'string' ? scope.split(' ') : (scope ?? []);
+  return [...new Set(scopes.filter(Boolean))].join(' ') || undefined;
+}
+
+/** A cache key over a grant's inputs: hashes only, never a raw token (I27). @internal */
+export function grantCacheKey(parts: readonly string[]): string {
+  return createHash('sha256').update(JSON.stringify(parts)).digest('base64url');
+}
+
 function cacheKey(request: NormalisedRequest): string {
-  return sha256(
-    JSON.stringify([
-      sha256(request.subjectToken),
-      request.resource,
-      request.scope ?? '',
-      request.audience ?? '',
-      request.actorToken ? sha256(request.actorToken) : '',
-      request.requestedTokenType ?? '',
-    ]),
-  );
+  return grantCacheKey([
+    TOKEN_EXCHANGE_GRANT,
+    tokenFingerprint(request.subjectToken),
+    request.resource,
+    request.scope ?? '',
+    request.audience ?? '',
+    request.actorToken ? tokenFingerprint(request.actorToken) : '',
+    request.requestedTokenType ?? '',
+  ]);
 }
 
 /** `exp` of a JWT subject token, read without verification: it only shortens how long we cache. */
@@ -296,23 +122,4 @@ function expiryOf(token: string): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-function parseObject(text: string): Record<string, unknown> | undefined {
-  try {
-    const value = JSON.parse(text) as unknown;
-    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function parseRetryAfter(value: string | null): number | undefined {
-  if (value === null || !/^\d{1,6}$/.test(value.trim())) return undefined;
-  return Number(value.trim());
-}
-
-/** 100–500 ms before the one retry of a failed request (I17). */
-function jitterMs(): number {
-  return randomInt(100, 501);
 }

@@ -1,0 +1,254 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { randomInt } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Clock } from '../clock.js';
+import { KEYCARD_CLOCK, KEYCARD_OPTIONS, MAX_BODY_BYTES, USER_AGENT } from '../keycard.constants.js';
+import { ZoneUnavailableException } from '../resource-server/keycard.exceptions.js';
+import type { KeycardOptions } from '../keycard-options.js';
+import { BodyTooLargeError, readCappedText } from '../zone/zone-fetch.js';
+import { ZoneMetadataService } from '../zone/zone-metadata.service.js';
+import { BoundedCache } from './bounded-cache.js';
+import type { ClientAuthentication } from './client-authentication.js';
+import type { ExchangedToken } from './exchanged-token.interface.js';
+import { TokenExchangeError } from './token-exchange.error.js';
+
+/** Absolute budget of one token request, retries and waits included, in ms (catalogue I19). */
+const REQUEST_DEADLINE_MS = 5_000;
+/** A cached token is dropped this long before it expires, in ms (catalogue I8). */
+export const EXPIRY_MARGIN_MS = 30_000;
+/** Longest `Retry-After` honoured with a retry, in seconds (catalogue I18). */
+const MAX_RETRY_AFTER_SECONDS = 5;
+
+/**
+ * One grant request to the zone's token endpoint, as the grant-specific services build it.
+ * @internal
+ */
+export interface TokenGrantRequest {
+  /** Cache and single-flight key: a hash that names the grant and every input, never a raw token (I27). */
+  readonly key: string;
+  /** Grant members of the form (`grant_type`, `subject_token`, `resource`, `scope` …), without client authentication. */
+  readonly form: Readonly<Record<string, string>>;
+  /** The scope asked for, reported when the zone does not say which it granted. */
+  readonly requestedScope?: string;
+  /** Never cache the result past this instant (ms since the epoch), e.g. the subject token's `exp`. */
+  readonly cacheNotAfter?: number;
+}
+
+/** An answer the zone gave, or a failure on the way, with whether one retry is worth it. */
+class AttemptFailure extends Error {
+  constructor(
+    readonly error: TokenExchangeError,
+    readonly retryAfterMs: number | undefined,
+  ) {
+    super(error.message);
+  }
+}
+
+/**
+ * The machinery every grant of this service shares (token exchange on behalf of a user,
+ * `client_credentials` as itself, substitute-user impersonation): client authentication, one POST
+ * to the discovered `token_endpoint` with an absolute deadline and at most one retry, strict
+ * parsing of the answer (RFC 6749 §5.1, RFC 8693 §2.2.1), typed errors, a bounded cache until
+ * `expires_in` minus a margin, and single flight for identical concurrent requests. This is the one
+ * place where issued tokens are cached.
+ * @internal
+ */
+@Injectable()
+export class TokenRequestClient {
+  private readonly cache: BoundedCache<ExchangedToken>;
+  private readonly pending = new Map<string, Promise<ExchangedToken>>();
+
+  constructor(
+    private readonly zone: ZoneMetadataService,
+    @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
+    @Inject(KEYCARD_CLOCK) private readonly clock: Clock,
+  ) {
+    this.cache = new BoundedCache(options.exchangeCacheSize, () => clock.now());
+  }
+
+  /** The cached token for `request.key`, the pending request for it, or a new request. */
+  request(request: TokenGrantRequest): Promise<ExchangedToken> {
+    const { key } = request;
+    const cached = this.cache.get(key);
+    if (cached) return Promise.resolve(cached);
+    const pending = this.pending.get(key);
+    if (pending) return pending;
+    // The shared promise belongs to no caller: one caller going away does not cancel it (I28).
+    const shared = this.perform(request)
+      .then(({ token, cacheUntil }) => {
+        if (cacheUntil !== undefined) this.cache.set(key, token, cacheUntil);
+        return token;
+      })
+      .finally(() => this.pending.delete(key));
+    this.pending.set(key, shared);
+    return shared;
+  }
+
+  private async perform(request: TokenGrantRequest): Promise<{ token: ExchangedToken; cacheUntil?: number }> {
+    const auth = this.options.clientAuthentication;
+    if (!auth) throw new TokenExchangeError("no 'clientCredentials' are configured for KeycardModule", 'config');
+    const tokenEndpoint = await this.tokenEndpoint();
+    const started = performance.now();
+    const deadline = AbortSignal.timeout(REQUEST_DEADLINE_MS);
+    let retried = false;
+    let reauthenticated = false;
+    for (;;) {
+      try {
+        const token = await this.attempt(tokenEndpoint, request, auth, deadline);
+        return { token, cacheUntil: this.cacheUntil(token, request.cacheNotAfter) };
+      } catch (failure) {
+        if (!(failure instanceof AttemptFailure)) throw failure;
+        const { error } = failure;
+        if (error.code === 'invalid_client' && !reauthenticated && (await auth.credentialsChanged?.())) {
+          reauthenticated = true; // a rotated workload token: one retry with the new one (I7)
+          continue;
+        }
+        const waitMs = failure.retryAfterMs;
+        const budgetMs = REQUEST_DEADLINE_MS - (performance.now() - started);
+        if (retried || waitMs === undefined || waitMs >= budgetMs) throw error;
+        retried = true;
+        try {
+          await sleep(waitMs, undefined, { signal: deadline });
+        } catch {
+          throw error;
+        }
+      }
+    }
+  }
+
+  private async tokenEndpoint(): Promise<string> {
+    let endpoint: string | undefined;
+    try {
+      endpoint = (await this.zone.get()).tokenEndpoint;
+    } catch (error) {
+      if (error instanceof ZoneUnavailableException) {
+        throw new TokenExchangeError('the zone metadata is unavailable', 'unavailable', undefined, undefined, error.retryAfterSeconds);
+      }
+      throw error;
+    }
+    if (!endpoint) throw new TokenExchangeError('the zone publishes no usable token_endpoint', 'unavailable');
+    return endpoint;
+  }
+
+  private async attempt(
+    tokenEndpoint: string,
+    request: TokenGrantRequest,
+    auth: ClientAuthentication,
+    deadline: AbortSignal,
+  ): Promise<ExchangedToken> {
+    const credentials = await auth.authenticate(tokenEndpoint);
+    const form = new URLSearchParams(request.form as Record<string, string>);
+    for (const [name, value] of Object.entries(credentials.form)) form.set(name, value);
+
+    let response: Response;
+    try {
+      response = await this.options.fetch(tokenEndpoint, {
+        method: 'POST',
+        redirect: 'manual',
+        signal: deadline,
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          accept: 'application/json',
+          'user-agent': USER_AGENT,
+          ...credentials.headers,
+        },
+        body: form.toString(),
+      });
+    } catch {
+      if (deadline.aborted) throw this.timeout();
+      throw new AttemptFailure(new TokenExchangeError('the token endpoint could not be reached', 'network'), jitterMs());
+    }
+    if (response.status >= 300 && response.status < 400) {
+      await response.body?.cancel().catch(() => undefined);
+      // Following it would re-send the credentials and the subject token elsewhere (I22).
+      throw new AttemptFailure(new TokenExchangeError(`the token endpoint redirected (HTTP ${response.status}); not followed`, 'network', undefined, response.status), undefined);
+    }
+    let text: string;
+    try {
+      text = await readCappedText(response, MAX_BODY_BYTES);
+    } catch (error) {
+      if (error instanceof BodyTooLargeError) {
+        throw new AttemptFailure(new TokenExchangeError('the token endpoint answered more than 1 MiB', 'invalid_response', undefined, response.status), undefined);
+      }
+      if (deadline.aborted) throw this.timeout();
+      throw new AttemptFailure(new TokenExchangeError('the token endpoint answer was cut off', 'network', undefined, response.status), jitterMs());
+    }
+    const json = /[/+]json\b/i.test(response.headers.get('content-type') ?? '') ? parseObject(text) : undefined;
+    if (response.status !== 200) throw this.errorAnswer(response, json);
+    if (!json) {
+      throw new AttemptFailure(new TokenExchangeError('the token endpoint answered 200 without a JSON object', 'invalid_response', undefined, 200), undefined);
+    }
+    return this.toToken(json, request.requestedScope);
+  }
+
+  private timeout(): AttemptFailure {
+    return new AttemptFailure(new TokenExchangeError(`no answer from the token endpoint within ${REQUEST_DEADLINE_MS} ms`, 'timeout'), undefined);
+  }
+
+  /** RFC 6749 §5.2 errors; only a JSON body with a string `error` counts as an OAuth error (I21). */
+  private errorAnswer(response: Response, json: Record<string, unknown> | undefined): AttemptFailure {
+    const status = response.status;
+    const code = typeof json?.error === 'string' && /^[\x20-\x21\x23-\x5B\x5D-\x7E]{1,64}$/.test(json.error) ? json.error : undefined;
+    const retryAfter = parseRetryAfter(response.headers.get('retry-after'));
+    const overloaded = status === 429 || status === 503;
+    const kind = overloaded ? 'unavailable' : code ? 'oauth' : 'invalid_response';
+    // The zone's error_description is never copied: it may hold markup or CR/LF (I24).
+    const message = `the token endpoint answered HTTP ${status}${code ? ` ${code}` : ''}`;
+    const error = new TokenExchangeError(message, kind, code, status, retryAfter);
+    if (overloaded) {
+      const waitMs = retryAfter === undefined ? jitterMs() : retryAfter <= MAX_RETRY_AFTER_SECONDS ? retryAfter * 1000 : undefined;
+      return new AttemptFailure(error, waitMs);
+    }
+    return new AttemptFailure(error, status >= 500 ? jitterMs() : undefined);
+  }
+
+  /** RFC 8693 §2.2.1: `access_token`, `issued_token_type` and `token_type` are required (I9–I11). */
+  private toToken(json: Record<string, unknown>, requestedScope: string | undefined): ExchangedToken {
+    const { access_token: accessToken, issued_token_type: issuedTokenType, token_type: tokenType, expires_in: expiresIn, scope } = json;
+    const invalid = (what: string) =>
+      new AttemptFailure(new TokenExchangeError(`the token response ${what}`, 'invalid_response', undefined, 200), undefined);
+    if (typeof accessToken !== 'string' || accessToken === '') throw invalid('lacks access_token');
+    if (typeof issuedTokenType !== 'string' || issuedTokenType === '') throw invalid('lacks issued_token_type');
+    if (typeof tokenType !== 'string' || tokenType === '') throw invalid('lacks token_type');
+    if (expiresIn !== undefined && (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn) || expiresIn < 0)) {
+      throw invalid('has an invalid expires_in');
+    }
+    if (scope !== undefined && typeof scope !== 'string') throw invalid('has a scope that is not a string');
+    const granted = scope ?? requestedScope ?? '';
+    return Object.freeze({
+      accessToken,
+      tokenType,
+      expiresIn,
+      expiresAt: expiresIn === undefined ? undefined : new Date(this.clock.now() + expiresIn * 1000),
+      scope: granted,
+      scopes: Object.freeze(granted.split(' ').filter(Boolean)),
+      issuedTokenType,
+    });
+  }
+
+  /** Until `expires_in` minus the margin, never past `notAfter`; not cached without `expires_in` (I11). */
+  private cacheUntil(token: ExchangedToken, notAfter: number | undefined): number | undefined {
+    if (token.expiresAt === undefined) return undefined;
+    const until = token.expiresAt.getTime() - EXPIRY_MARGIN_MS;
+    return notAfter === undefined ? until : Math.min(until, notAfter);
+  }
+}
+
+function parseObject(text: string): Record<string, unknown> | undefined {
+  try {
+    const value = JSON.parse(text) as unknown;
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function parseRetryAfter(value: string | null): number | undefined {
+  if (value === null || !/^\d{1,6}$/.test(value.trim())) return undefined;
+  return Number(value.trim());
+}
+
+/** 100–500 ms before the one retry of a failed request (I17). */
+function jitterMs(): number {
+  return randomInt(100, 501);
+}
