@@ -22,4 +22,8 @@ export type { TokenExchangeErrorKind } from './exchange/token-exchange.error.js'
 export { TokenExchangeExceptionFilter } from './exchange/token-exchange.filter.js';
 export { ClientSecret, PrivateKeyJwt, WorkloadIdentity } from './exchange/client-authentication.js';
 export type { ClientAuthentication, ClientAuthenticationParts } from './exchange/client-authentication.js';
+export { ClientCredentialsService } from './exchange/client-credentials.service.js';
+export type { ClientCredentialsRequest } from './exchange/client-credentials.service.js';
+export { ImpersonationService, ImpersonationRefusedError, SUBSTITUTE_USER_TOKEN_TYPE } from './exchange/impersonation.service.js';
+export type { ImpersonationRequest } from './exchange/impersonation.service.js';
 export type { ExchangedToken, TokenExchangeRequest } from './exchange/exchanged-token.interface.js';

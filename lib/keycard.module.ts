@@ -1,6 +1,8 @@
 import { type DynamicModule, Global, Module, type ModuleMetadata, type Provider, type Type } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
 import { DiscoveryController } from './resource-server/discovery.controller.js';
+import { ClientCredentialsService } from './exchange/client-credentials.service.js';
+import { ImpersonationService } from './exchange/impersonation.service.js';
 import { TokenExchangeService } from './exchange/token-exchange.service.js';
 import type { KeycardModuleOptions } from './interfaces/keycard-module-options.interface.js';
 import { KEYCARD_OPTIONS, KEYCARD_RAW_OPTIONS } from './keycard.constants.js';
@@ -72,7 +74,7 @@ export class KeycardModule {
       imports: [DiscoveryModule, ...imports],
       // Not a Nest controller: it mounts its routes itself, out of reach of prefixes and versioning.
       providers: [...optionProviders, ...createKeycardProviders(), DiscoveryController],
-      exports: [KEYCARD_OPTIONS, KeycardGuard, ZoneMetadataService, TokenExchangeService],
+      exports: [KEYCARD_OPTIONS, KeycardGuard, ZoneMetadataService, TokenExchangeService, ClientCredentialsService, ImpersonationService],
     };
   }
 }

@@ -1,6 +1,8 @@
 import type { Provider } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { TokenExchangeExceptionFilter } from './exchange/token-exchange.filter.js';
+import { ClientCredentialsService } from './exchange/client-credentials.service.js';
+import { ImpersonationService } from './exchange/impersonation.service.js';
 import { TokenExchangeService } from './exchange/token-exchange.service.js';
 import { TokenRequestClient } from './exchange/token-request.client.js';
 import { AuditTrail } from './resource-server/audit-trail.js';
@@ -35,6 +37,8 @@ export function createKeycardProviders(): Provider[] {
     { provide: APP_GUARD, useExisting: KeycardGuard },
     TokenRequestClient,
     TokenExchangeService,
+    ClientCredentialsService,
+    ImpersonationService,
     TokenExchangeExceptionFilter,
     { provide: APP_FILTER, useExisting: TokenExchangeExceptionFilter },
   ];

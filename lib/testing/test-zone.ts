@@ -4,7 +4,7 @@ import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { isLoopbackHost } from '../loopback.js';
 import { signJws, verifyJws } from '../jws-crypto.js';
-import { TokenEndpoint, type PendingCode, type RecordedTokenRequest, type TestZoneClient } from './token-endpoint.js';
+import { TokenEndpoint, type ImpersonationPolicy, type PendingCode, type RecordedTokenRequest, type TestZoneClient } from './token-endpoint.js';
 
 /** A fault a test zone endpoint can be switched to (catalogue §E, §F). */
 export type ZoneFault =
@@ -51,6 +51,8 @@ export interface TestZoneOptions {
   devUser?: Record<string, unknown>;
   /** Serve https with this key and certificate (PEM), e.g. a self-signed one to test TLS failures. */
   tls?: { key: string; cert: string };
+  /** Whether substitute-user exchanges (impersonation) are allowed. @default 'refused' */
+  impersonation?: ImpersonationPolicy;
 }
 
 export interface IssueTokenOptions {
@@ -83,6 +85,13 @@ export class TestZone {
   jwksOverride?: unknown;
   /** When set, members merged into (or, with `undefined`, removed from) the metadata document. */
   metadataOverrides: Record<string, unknown> = {};
+  /**
+   * The zone's impersonation policy: `allowed` lets clients exchange a user identifier
+   * (`urn:keycard:params:oauth:token-type:substitute-user`); `refused` answers `unauthorized_client`.
+   */
+  impersonation: ImpersonationPolicy;
+  /** Resources the zone refuses, with the OAuth error it answers (400), for every grant. */
+  readonly refusals = new Map<string, string>();
 
   private keys: ZoneKey[] = [];
   private readonly tokenEndpoint: TokenEndpoint;
@@ -98,6 +107,7 @@ export class TestZone {
     private readonly options: TestZoneOptions,
   ) {
     this.resources = { ...options.resources };
+    this.impersonation = options.impersonation ?? 'refused';
     const endpointUrl = () => `${this.origin}/token`;
     this.tokenEndpoint = new TokenEndpoint(
       {
@@ -113,6 +123,8 @@ export class TestZone {
           this.codes.delete(code);
           return pending;
         },
+        refusalFor: (resource) => this.refusals.get(resource),
+        impersonationPolicy: () => this.impersonation,
       },
       options.clients ?? [],
     );
@@ -181,6 +193,14 @@ export class TestZone {
   /** Lets the token endpoint issue tokens for `resource` with these scopes. */
   registerResource(resource: string, scopes: string[]): void {
     this.resources[resource] = [...scopes];
+  }
+
+  /**
+   * Refuses every token for `resource` (exchange, client credentials, impersonation) with a 400 and
+   * `error`, e.g. to test a grant that gets some resources and not others.
+   */
+  refuseResource(resource: string, error = 'invalid_target'): void {
+    this.refusals.set(resource, error);
   }
 
   /** Withdraws a key from the JWKS (catalogue E20). */
@@ -262,6 +282,8 @@ export class TestZone {
     this.counts.metadata = this.counts.oidc = this.counts.jwks = this.counts.token = this.counts.authorize = 0;
     this.authorizeError = undefined;
     this.tokenRequests.length = 0;
+    this.refusals.clear();
+    this.impersonation = this.options.impersonation ?? 'refused';
   }
 
   async stop(): Promise<void> {

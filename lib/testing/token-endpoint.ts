@@ -46,7 +46,14 @@ export interface TokenIssuer {
   verifyOwnToken(token: string): Record<string, unknown> | undefined;
   /** Takes (and forgets) an authorization code. */
   redeemCode(code: string): PendingCode | undefined;
+  /** OAuth error the zone answers for a resource it refuses, whatever the grant (partial grants). */
+  refusalFor(resource: string): string | undefined;
+  /** Whether the zone's policy lets clients exchange a user identifier (substitute-user). */
+  impersonationPolicy(): ImpersonationPolicy;
 }
+
+/** The zone's policy for substitute-user exchanges (impersonation). */
+export type ImpersonationPolicy = 'allowed' | 'refused';
 
 export class OAuthError extends Error {
   constructor(
@@ -61,6 +68,7 @@ export class OAuthError extends Error {
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const SUBSTITUTE_USER_TOKEN_TYPE = 'urn:keycard:params:oauth:token-type:substitute-user';
 
 const formDecode = (value: string) => decodeURIComponent(value.replace(/\+/g, ' '));
 
@@ -132,6 +140,8 @@ export class TokenEndpoint {
   }
 
   private grantableScopes(client: TestZoneClient, resource: string, requested: string | undefined): string[] {
+    const refusal = this.zone.refusalFor(resource);
+    if (refusal) throw new OAuthError(400, refusal);
     const allowed = (client.scopes ?? this.zone.resources)[resource];
     if (!allowed) throw new OAuthError(400, 'invalid_target');
     if (requested === undefined) return allowed;
@@ -147,6 +157,7 @@ export class TokenEndpoint {
   }
 
   private tokenExchange(client: TestZoneClient, form: Record<string, string>) {
+    if (form.subject_token_type === SUBSTITUTE_USER_TOKEN_TYPE) return this.substituteUser(client, form);
     if (!form.subject_token || form.subject_token_type !== ACCESS_TOKEN_TYPE || !form.resource) {
       throw new OAuthError(400, 'invalid_request');
     }
@@ -156,6 +167,21 @@ export class TokenEndpoint {
     const scopes = this.grantableScopes(client, form.resource, form.scope);
     return this.tokenResponse(
       { sub: subject.sub, client_id: client.clientId, aud: form.resource, scope: scopes.join(' '), sid: subject.sid },
+      scopes,
+    );
+  }
+
+  /**
+   * Impersonation: the subject token is the user's identifier. Refused (`unauthorized_client`)
+   * unless the zone's policy allows it; the issued token has the user as `sub` and the client as
+   * actor (RFC 8693 §4.1 `act`).
+   */
+  private substituteUser(client: TestZoneClient, form: Record<string, string>) {
+    if (!form.subject_token || !form.resource) throw new OAuthError(400, 'invalid_request');
+    if (this.zone.impersonationPolicy() !== 'allowed') throw new OAuthError(400, 'unauthorized_client');
+    const scopes = this.grantableScopes(client, form.resource, form.scope);
+    return this.tokenResponse(
+      { sub: form.subject_token, client_id: client.clientId, aud: form.resource, scope: scopes.join(' '), act: { sub: client.clientId } },
       scopes,
     );
   }

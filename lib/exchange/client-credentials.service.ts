@@ -1,0 +1,46 @@
+import { Injectable } from '@nestjs/common';
+import type { ExchangedToken } from './exchanged-token.interface.js';
+import { checkResource, grantCacheKey, normaliseScope } from './token-exchange.service.js';
+import { TokenRequestClient } from './token-request.client.js';
+
+/**
+ * What `ClientCredentialsService.token()` asks the zone for.
+ * @publicApi
+ */
+export interface ClientCredentialsRequest {
+  /** The API the token is for (RFC 8707 `resource`), e.g. `https://billing.internal`. */
+  resource: string;
+  /** Scopes to ask for: a space-delimited string or a list. @default what the zone grants */
+  scope?: string | readonly string[];
+}
+
+const CLIENT_CREDENTIALS = 'client_credentials';
+
+/**
+ * The service acting as itself (RFC 6749 §4.4 `client_credentials`): a token whose subject is this
+ * service, for jobs and calls that no user started. Authenticates with the module's
+ * `clientCredentials` (secret, `private_key_jwt` or workload identity), and shares the exchange's
+ * machinery: cached until `expires_in` minus 30 s, identical concurrent requests collapsed into one,
+ * at most one retry, typed {@link TokenExchangeError}s (catalogue V2, §I).
+ *
+ * @example
+ * ```ts
+ * const { accessToken } = await this.asService.token({ resource: 'https://billing.internal', scope: 'invoices:write' });
+ * ```
+ * @throws TokenExchangeError (see its `kind`, `code`, `status`, `retryable`)
+ * @throws TypeError when `resource` is not an absolute URL.
+ * @publicApi
+ */
+@Injectable()
+export class ClientCredentialsService {
+  constructor(private readonly client: TokenRequestClient) {}
+
+  /** A token for `request.resource`, from the cache while it is fresh. */
+  token(request: ClientCredentialsRequest): Promise<ExchangedToken> {
+    const resource = checkResource('ClientCredentialsService.token', request?.resource);
+    const scope = normaliseScope(request.scope);
+    const form: Record<string, string> = { grant_type: CLIENT_CREDENTIALS, resource };
+    if (scope) form.scope = scope;
+    return this.client.request({ key: grantCacheKey([CLIENT_CREDENTIALS, resource, scope ?? '']), form, requestedScope: scope });
+  }
+}
