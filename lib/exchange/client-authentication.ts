@@ -1,7 +1,9 @@
 import { createPrivateKey, randomUUID, type KeyObject } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
 import { JWS_HASH, signJws } from '../jws-crypto.js';
-import { TokenExchangeError } from './token-exchange.error.js';
+import {
+  flySocketSource, functionSource, gcpMetadataSource, tokenFileSource,
+  type FlySocketSourceOptions, type GcpMetadataSourceOptions, type WorkloadTokenSource,
+} from './workload-token-source.js';
 
 /** What a client authentication adds to a token request. */
 export interface ClientAuthenticationParts {
@@ -105,9 +107,6 @@ export class PrivateKeyJwt implements ClientAuthentication {
   }
 }
 
-/** Largest workload token file read, in bytes (catalogue I6). */
-const MAX_TOKEN_FILE_BYTES = 64 * 1024;
-
 /** Env variables naming the workload token file, in the order `WorkloadIdentity.eks()` reads them. */
 export const EKS_TOKEN_FILE_VARIABLES = [
   'KEYCARD_EKS_WORKLOAD_IDENTITY_TOKEN_FILE',
@@ -115,20 +114,43 @@ export const EKS_TOKEN_FILE_VARIABLES = [
   'AWS_WEB_IDENTITY_TOKEN_FILE',
 ] as const;
 
+/** Where the kubelet projects the pod's service account token by default. */
+export const KUBERNETES_TOKEN_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+
+/** Options of `new WorkloadIdentity()`: a token file, or any {@link WorkloadTokenSource}. @publicApi */
+export type WorkloadIdentityOptions =
+  | { tokenFile: string; clientId?: string }
+  | { source: WorkloadTokenSource | (() => Promise<string> | string); clientId?: string };
+
 /**
- * Workload identity: the platform's token (a Kubernetes projected service account token, an EKS
- * pod identity token …) sent as a jwt-bearer `client_assertion` (RFC 7523). The file is re-read
- * by path for every exchange, because the platform rotates it (catalogue I4).
+ * Workload identity: the platform's identity token sent as a jwt-bearer `client_assertion`
+ * (RFC 7523 §2.2), taken fresh from its source for every token request (catalogue I3, I4, V4):
+ * a projected token file (Kubernetes, EKS, AKS), the GCP metadata server, the Fly machine API
+ * socket, or the application's own async function. The token is never logged.
+ *
+ * @example
+ * ```ts
+ * clientCredentials: WorkloadIdentity.gcp({ audience: 'https://abc.keycard.cloud' })
+ * ```
  * @publicApi
  */
 export class WorkloadIdentity implements ClientAuthentication {
-  readonly tokenFile: string;
+  /** The token file, for file sources. */
+  readonly tokenFile?: string;
   readonly clientId?: string;
+  readonly source: WorkloadTokenSource;
   #lastAssertion?: string;
 
-  constructor(options: { tokenFile: string; clientId?: string }) {
-    if (typeof options?.tokenFile !== 'string' || options.tokenFile === '') throw new TypeError("WorkloadIdentity: 'tokenFile' is required");
-    this.tokenFile = options.tokenFile;
+  constructor(options: WorkloadIdentityOptions) {
+    if (options && 'source' in options && options.source !== undefined) {
+      this.source = typeof options.source === 'function' ? functionSource(options.source) : options.source;
+      if (typeof this.source?.read !== 'function') throw new TypeError("WorkloadIdentity: 'source' must be a function or a WorkloadTokenSource");
+    } else {
+      const tokenFile = (options as { tokenFile?: unknown } | undefined)?.tokenFile;
+      if (typeof tokenFile !== 'string' || tokenFile === '') throw new TypeError("WorkloadIdentity: 'tokenFile' or 'source' is required");
+      this.tokenFile = tokenFile;
+      this.source = tokenFileSource(tokenFile);
+    }
     this.clientId = options.clientId;
   }
 
@@ -140,8 +162,30 @@ export class WorkloadIdentity implements ClientAuthentication {
     return new WorkloadIdentity({ tokenFile: env[variable]!, clientId: options.clientId });
   }
 
+  /** A Kubernetes projected service account token. @default tokenFile {@link KUBERNETES_TOKEN_FILE} */
+  static kubernetes(options: { tokenFile?: string; clientId?: string } = {}): WorkloadIdentity {
+    return new WorkloadIdentity({ tokenFile: options.tokenFile ?? KUBERNETES_TOKEN_FILE, clientId: options.clientId });
+  }
+
+  /** AKS workload identity: the file named by `AZURE_FEDERATED_TOKEN_FILE`. */
+  static aks(options: { clientId?: string; env?: NodeJS.ProcessEnv } = {}): WorkloadIdentity {
+    const tokenFile = (options.env ?? process.env).AZURE_FEDERATED_TOKEN_FILE;
+    if (!tokenFile) throw new TypeError('WorkloadIdentity.aks(): AZURE_FEDERATED_TOKEN_FILE is not set');
+    return new WorkloadIdentity({ tokenFile, clientId: options.clientId });
+  }
+
+  /** GKE, Cloud Run, Compute Engine: an identity token from the metadata server (see {@link gcpMetadataSource}). */
+  static gcp(options: GcpMetadataSourceOptions & { clientId?: string }): WorkloadIdentity {
+    return new WorkloadIdentity({ source: gcpMetadataSource(options), clientId: options.clientId });
+  }
+
+  /** Fly.io: an OIDC token from the machine API socket (see {@link flySocketSource}). */
+  static fly(options: FlySocketSourceOptions & { clientId?: string }): WorkloadIdentity {
+    return new WorkloadIdentity({ source: flySocketSource(options), clientId: options.clientId });
+  }
+
   async authenticate(): Promise<ClientAuthenticationParts> {
-    const assertion = await this.readAssertion();
+    const assertion = await this.source.read();
     this.#lastAssertion = assertion;
     return {
       form: { ...(this.clientId ? { client_id: this.clientId } : {}), client_assertion_type: JWT_BEARER, client_assertion: assertion },
@@ -151,31 +195,14 @@ export class WorkloadIdentity implements ClientAuthentication {
 
   async credentialsChanged(): Promise<boolean> {
     try {
-      return (await this.readAssertion()) !== this.#lastAssertion;
+      return (await this.source.read()) !== this.#lastAssertion;
     } catch {
       return false;
     }
   }
 
-  /** Fails closed before any network call when the file is missing, empty or too large (I5, I6). */
-  private async readAssertion(): Promise<string> {
-    let contents: string;
-    try {
-      const info = await stat(this.tokenFile);
-      if (info.size > MAX_TOKEN_FILE_BYTES) {
-        throw new TokenExchangeError(`workload token file ${this.tokenFile} is larger than ${MAX_TOKEN_FILE_BYTES} bytes`, 'config');
-      }
-      contents = (await readFile(this.tokenFile, 'utf8')).trim();
-    } catch (error) {
-      if (error instanceof TokenExchangeError) throw error;
-      throw new TokenExchangeError(`workload token file ${this.tokenFile} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`, 'config');
-    }
-    if (contents === '') throw new TokenExchangeError(`workload token file ${this.tokenFile} is empty`, 'config');
-    return contents;
-  }
-
   toJSON() {
-    return { tokenFile: this.tokenFile, clientId: this.clientId, method: 'workload_identity' };
+    return { source: this.source.description, clientId: this.clientId, method: 'workload_identity' };
   }
 }
 
