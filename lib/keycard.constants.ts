@@ -49,3 +49,6 @@ export const SUPPORTED_ALGORITHMS = [
   'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512',
 ] as const;
 export type SupportedAlgorithm = (typeof SUPPORTED_ALGORITHMS)[number];
+
+/** Metadata key of `@Grant()`: the upstream resources a handler needs, with scopes. */
+export const KEYCARD_GRANT = 'KEYCARD:GRANT';

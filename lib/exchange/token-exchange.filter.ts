@@ -6,6 +6,8 @@ import {
 } from '../resource-server/keycard.exceptions.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { rawRequestOf, ResourceResolver } from '../resource-server/resource-resolver.js';
+import { ResourceAccessError } from './access-context.js';
+import { ImpersonationRefusedError } from './impersonation.service.js';
 import { TokenExchangeError } from './token-exchange.error.js';
 
 /** OAuth errors that mean this service (not the caller) is misconfigured at the zone (I15, I16). */
@@ -16,25 +18,29 @@ const CONFIGURATION_CODES = new Set(['invalid_client', 'invalid_target', 'invali
  * refused → 401 `invalid_token`; the zone found it unacceptable for the exchange → 403; this
  * service's configuration → 500; a broken or redirecting zone → 502; overload → 503 with
  * `Retry-After`; a timeout → 504. Registered globally by `KeycardModule`; it handles nothing but
- * {@link TokenExchangeError}.
+ * {@link TokenExchangeError}, and a grant's {@link ResourceAccessError} that the handler rethrew
+ * (answered like the exchange failure behind it).
  * @publicApi
  */
-@Catch(TokenExchangeError)
+@Catch(TokenExchangeError, ResourceAccessError)
 @Injectable()
-export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchangeError> {
+export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchangeError | ResourceAccessError> {
   constructor(
     private readonly adapterHost: HttpAdapterHost,
     private readonly resources: ResourceResolver,
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
   ) {}
 
-  catch(error: TokenExchangeError, host: ArgumentsHost): void {
+  catch(error: TokenExchangeError | ResourceAccessError, host: ArgumentsHost): void {
     if (host.getType() !== 'http') throw error;
     const http = host.switchToHttp();
     const response = http.getResponse<object>();
     const adapter = this.adapterHost.httpAdapter;
     const { status, body, challenge } = this.answerFor(error);
-    if (status >= 500) this.options.logger.error(`Token exchange failed (${error.kind}): ${error.message}; answered ${status}`);
+    if (status >= 500) {
+      const why = error instanceof ResourceAccessError ? `${error.reason}, ${error.cause?.kind ?? 'no exchange'}` : error.kind;
+      this.options.logger.error(`Token exchange failed (${why}): ${error.message}; answered ${status}`);
+    }
     if (challenge) {
       let prm: string | undefined;
       try {
@@ -45,13 +51,27 @@ export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchan
       for (const [name, value] of Object.entries(challenge.headers(prm, this.options.realm))) adapter.setHeader(response, name, value);
     }
     if (status === HttpStatus.SERVICE_UNAVAILABLE) {
-      adapter.setHeader(response, 'Retry-After', String(Math.max(1, error.retryAfterSeconds ?? 1)));
+      const retryAfter = error instanceof ResourceAccessError ? error.cause?.retryAfterSeconds : error.retryAfterSeconds;
+      adapter.setHeader(response, 'Retry-After', String(Math.max(1, retryAfter ?? 1)));
     }
     adapter.reply(response, body, status);
   }
 
   /** The answer for one failure; exposed for apps that map errors themselves. */
-  answerFor(error: TokenExchangeError): { status: number; body: object; challenge?: KeycardException } {
+  answerFor(error: TokenExchangeError | ResourceAccessError): { status: number; body: object; challenge?: KeycardException } {
+    if (error instanceof ResourceAccessError) {
+      if (error.cause) return this.answerFor(error.cause);
+      // No verified token to exchange (a grant on a @Public() route): ask for one.
+      if (error.reason === 'no_inbound_token') {
+        const challenge = new MissingCredentialsException();
+        return { status: 401, body: challenge.getResponse() as object, challenge };
+      }
+      return { status: 500, body: { error: 'server_error', error_description: 'The service is misconfigured' } };
+    }
+    if (error instanceof ImpersonationRefusedError) {
+      // The zone's policy does not let this service act as the user: a refusal, not a fault.
+      return { status: 403, body: { error: 'forbidden', error_description: 'The authorization server refused this operation' }, challenge: new MissingCredentialsException() };
+    }
     if (error.kind === 'oauth' && error.code === 'invalid_grant') {
       const challenge = new InvalidTokenException('token_malformed');
       return { status: 401, body: challenge.getResponse() as object, challenge };

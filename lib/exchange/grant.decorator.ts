@@ -1,0 +1,80 @@
+import { applyDecorators, UseInterceptors } from '@nestjs/common';
+import { KEYCARD_GRANT } from '../keycard.constants.js';
+import { GrantInterceptor } from './grant.interceptor.js';
+
+/** Scopes for one upstream resource: a space-delimited string or a list. @publicApi */
+export type GrantScopes = string | readonly string[];
+
+/**
+ * The upstream resources a handler needs: one resource, a list of resources (the zone's default
+ * scopes), or a map resource → scopes.
+ * @publicApi
+ */
+export type GrantResources = string | readonly string[] | Readonly<Record<string, GrantScopes | undefined>>;
+
+/** One resource of a grant as stored in the metadata. @internal */
+export interface GrantEntry {
+  readonly resource: string;
+  readonly scopes: readonly string[];
+}
+
+/** RFC 6749 §3.3 scope-token. */
+const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
+
+/**
+ * Exchanges the caller's verified token, before the handler runs, for a token per named upstream
+ * resource (RFC 8693 through {@link TokenExchangeService}: cached, collapsed with identical
+ * concurrent exchanges, in parallel across resources). The handler receives the outcome with
+ * `@Access()`: an {@link AccessContext} holding each resource's token or typed error. A failed
+ * exchange never fails the request by itself: the handler decides.
+ *
+ * Several `@Grant()`s on one handler, and a `@Grant()` on the controller, merge (scopes of a
+ * resource named twice are joined).
+ *
+ * @param resources a resource URL, a list of them, or a map resource → scopes.
+ * @param scopes scopes for every resource of the first argument, when it is a string or a list.
+ * @example
+ * ```ts
+ * @Grant({ 'https://api.github.example': 'repo:read', 'https://crm.internal': ['contacts:read'] })
+ * @Get('summary')
+ * summary(@Access() access: AccessContext) { … }
+ * ```
+ * @throws TypeError at startup for a resource that is not an absolute URL or an invalid scope.
+ * @publicApi
+ */
+export function Grant(resources: GrantResources, scopes?: GrantScopes): MethodDecorator & ClassDecorator {
+  const entries = toEntries(resources, scopes);
+  const record = (target: object) => {
+    const existing = (Reflect.getOwnMetadata(KEYCARD_GRANT, target) as readonly GrantEntry[] | undefined) ?? [];
+    // Decorators apply bottom-up: prepend, so the merged grant keeps the order they are written in.
+    Reflect.defineMetadata(KEYCARD_GRANT, Object.freeze([...entries, ...existing]), target);
+    // One interceptor per target is enough: it reads every grant of the handler and its class.
+    return existing.length === 0;
+  };
+  return (target: object, key?: string | symbol, descriptor?: PropertyDescriptor) => {
+    const holder = descriptor ? (descriptor.value as object) : target;
+    if (record(holder)) {
+      if (descriptor) applyDecorators(UseInterceptors(GrantInterceptor))(target, key!, descriptor);
+      else applyDecorators(UseInterceptors(GrantInterceptor))(target as never);
+    }
+  };
+}
+
+function toEntries(resources: GrantResources, scopes: GrantScopes | undefined): GrantEntry[] {
+  if (typeof resources === 'string' || Array.isArray(resources)) {
+    const list: readonly unknown[] = typeof resources === 'string' ? [resources] : resources;
+    return list.map((resource) => entry(resource, scopes));
+  }
+  if (typeof resources !== 'object' || resources === null) throw new TypeError('@Grant: expected a resource URL, a list or a map resource → scopes');
+  if (scopes !== undefined) throw new TypeError('@Grant: give scopes inside the map, not as a second argument');
+  return Object.entries(resources as Record<string, GrantScopes | undefined>).map(([resource, s]) => entry(resource, s));
+}
+
+function entry(resource: unknown, scopes: GrantScopes | undefined): GrantEntry {
+  if (typeof resource !== 'string' || !URL.canParse(resource)) throw new TypeError(`@Grant: ${JSON.stringify(resource)} is not an absolute URL`);
+  const list = typeof scopes === 'string' ? scopes.split(' ').filter(Boolean) : (scopes ?? []);
+  for (const scope of list) {
+    if (typeof scope !== 'string' || !SCOPE_TOKEN.test(scope)) throw new TypeError(`@Grant: ${JSON.stringify(scope)} is not a valid scope`);
+  }
+  return Object.freeze({ resource, scopes: Object.freeze([...list]) });
+}

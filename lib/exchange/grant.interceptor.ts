@@ -1,0 +1,92 @@
+import { type CallHandler, type ExecutionContext, Inject, Injectable, type NestInterceptor } from '@nestjs/common';
+import { from, type Observable, switchMap } from 'rxjs';
+import { KEYCARD_GRANT, KEYCARD_OPTIONS } from '../keycard.constants.js';
+import type { KeycardOptions } from '../keycard-options.js';
+import { AccessContext, ResourceAccessError } from './access-context.js';
+import type { ExchangedToken } from './exchanged-token.interface.js';
+import type { GrantEntry } from './grant.decorator.js';
+import { inboundCredentials, requestOf } from './inbound-credentials.js';
+import { TokenExchangeError } from './token-exchange.error.js';
+import { TokenExchangeService } from './token-exchange.service.js';
+
+/** Where the access context of a request lives; a symbol no client input can set. */
+const ACCESS = Symbol('keycard.access-context');
+
+/** One resource of a handler's merged grant. */
+interface PlannedResource {
+  readonly resource: string;
+  readonly scope?: string;
+}
+
+/**
+ * Runs a handler's `@Grant()`: exchanges the verified inbound token for each named resource, in
+ * parallel, and leaves an {@link AccessContext} for `@Access()`. Failures become per-resource
+ * errors, never an exception (catalogue V1). Applied by `@Grant()`; not for direct use.
+ * @internal
+ */
+@Injectable()
+export class GrantInterceptor implements NestInterceptor {
+  /** The merged grant of each handler, computed on its first request. */
+  private readonly plans = new WeakMap<object, readonly PlannedResource[]>();
+
+  constructor(
+    private readonly exchange: TokenExchangeService,
+    @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
+  ) {}
+
+  intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    const request = requestOf(context) as { [ACCESS]?: AccessContext } | undefined;
+    // A grant on the controller and one on the method both apply this interceptor: run once.
+    if (!request || request[ACCESS]) return next.handle();
+    return from(this.grant(context)).pipe(
+      switchMap((access) => {
+        request[ACCESS] = access;
+        return next.handle();
+      }),
+    );
+  }
+
+  private async grant(context: ExecutionContext): Promise<AccessContext> {
+    const plan = this.planFor(context);
+    const inbound = inboundCredentials(context);
+    const outcomes = await Promise.all(
+      plan.map(async ({ resource, scope }): Promise<[string, ExchangedToken | ResourceAccessError]> => {
+        if (!inbound) return [resource, new ResourceAccessError(resource, 'no_inbound_token')];
+        try {
+          return [resource, await this.exchange.exchange({ subjectToken: inbound.token, resource, scope })];
+        } catch (error) {
+          const cause = error instanceof TokenExchangeError ? error : new TokenExchangeError('the exchange failed unexpectedly', 'config');
+          // The message is built from fixed text, the zone's status and its error code only (I24, I30).
+          this.options.logger.warn(`Grant: no token for ${resource} (agent=${inbound.agent.clientId} jti=${inbound.agent.tokenId}): ${cause.message}`);
+          return [resource, new ResourceAccessError(resource, 'exchange_failed', cause)];
+        }
+      }),
+    );
+    return new AccessContext(new Map(outcomes));
+  }
+
+  /** Method grants first, then the controller's; a resource named twice gets the union of its scopes. */
+  private planFor(context: ExecutionContext): readonly PlannedResource[] {
+    const handler = context.getHandler();
+    let plan = this.plans.get(handler);
+    if (plan) return plan;
+    const entries = [
+      ...((Reflect.getMetadata(KEYCARD_GRANT, handler) as readonly GrantEntry[] | undefined) ?? []),
+      ...((Reflect.getMetadata(KEYCARD_GRANT, context.getClass()) as readonly GrantEntry[] | undefined) ?? []),
+    ];
+    const merged = new Map<string, Set<string>>();
+    for (const { resource, scopes } of entries) {
+      const set = merged.get(resource) ?? new Set<string>();
+      for (const scope of scopes) set.add(scope);
+      merged.set(resource, set);
+    }
+    plan = Object.freeze([...merged].map(([resource, scopes]) => ({ resource, scope: [...scopes].join(' ') || undefined })));
+    this.plans.set(handler, plan);
+    return plan;
+  }
+}
+
+/** The access context a grant left on `request`, if any. @internal */
+export function accessContextOf(request: object | undefined): AccessContext | undefined {
+  return (request as { [ACCESS]?: AccessContext } | undefined)?.[ACCESS];
+}
