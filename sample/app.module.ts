@@ -4,6 +4,8 @@ import { ThrottlerModule } from '@nestjs/throttler';
 import { KeycardModule, type KeycardModuleOptions } from '../lib/index.js';
 import { KeycardThrottlerGuard } from '../lib/throttler/index.js';
 import { DataController } from './data.controller.js';
+import { DigestJob, UPSTREAM_NOTES } from './digest.job.js';
+import { summaryController, type UpstreamApi } from './summary.controller.js';
 
 export interface SampleConfig {
   zoneUrl: string;
@@ -12,11 +14,17 @@ export interface SampleConfig {
   rateLimit: number;
   rateWindowMs: number;
   logger?: KeycardModuleOptions['logger'];
+  /** This API's own credentials at the zone: for the grant (on the user's behalf) and the job (as itself). */
+  clientCredentials?: KeycardModuleOptions['clientCredentials'];
+  /** The upstream notes API; with it, `GET /api/summary` and the digest job are mounted. */
+  notes?: UpstreamApi;
 }
 
 /**
  * The sample API: every route needs a zone token except /health; each agent gets its own rate
- * limit; every request is written to the audit log with the agent and the user behind it.
+ * limit; every request is written to the audit log with the agent and the user behind it. With an
+ * upstream notes API, `GET /api/summary` calls it for the user (a grant) and `DigestJob` calls it as
+ * the service itself.
  */
 @Module({})
 export class AppModule {
@@ -31,11 +39,15 @@ export class AppModule {
           scopesSupported: ['read', 'write', 'admin'],
           auditLog: true,
           logger: config.logger,
+          clientCredentials: config.clientCredentials,
         }),
         ThrottlerModule.forRoot([{ ttl: config.rateWindowMs, limit: config.rateLimit }]),
       ],
-      controllers: [DataController],
-      providers: [{ provide: APP_GUARD, useClass: KeycardThrottlerGuard }],
+      controllers: [DataController, ...(config.notes ? [summaryController(config.notes)] : [])],
+      providers: [
+        { provide: APP_GUARD, useClass: KeycardThrottlerGuard },
+        ...(config.notes ? [DigestJob, { provide: UPSTREAM_NOTES, useValue: config.notes }] : []),
+      ],
     };
   }
 }

@@ -7,7 +7,7 @@ const FULL_DATA = [
 ];
 
 /** Who did what, as every handler of a protected API should be able to tell. */
-function meta(agent: AgentContext) {
+export function meta(agent: AgentContext) {
   return { agent: agent.clientId, user: agent.subject, session: agent.sessionId, scopes: agent.scopes };
 }
 

@@ -11,12 +11,14 @@ import { NestFactory } from '@nestjs/core';
 import { TestZone } from '../lib/testing/index.js';
 import { startAgent, type RunningAgent } from './agent.js';
 import { AppModule } from './app.module.js';
+import { DigestJob } from './digest.job.js';
+import { NotesModule } from './notes.module.js';
 import { runTour } from './tour.js';
 
 const demo = process.argv.includes('--demo');
 const port = Number(process.env.PORT ?? 8080);
 const RATE_LIMIT = 5;
-const LOCAL_SECRETS = { 'agent-a': 'agent-a-local-secret', 'agent-b': 'agent-b-local-secret' };
+const LOCAL_SECRETS = { 'agent-a': 'agent-a-local-secret', 'agent-b': 'agent-b-local-secret', 'sample-api': 'sample-api-local-secret' };
 
 /** Prints audit lines as they come and keeps them for the tour; everything else goes to stderr. */
 const auditLines: string[] = [];
@@ -35,22 +37,36 @@ async function main(): Promise<void> {
   const listenPort = demo && !process.env.PORT ? await freePort() : port;
   const resource = process.env.KEYCARD_RESOURCE ?? `http://localhost:${listenPort}`;
   const redirectUri = realZone ? 'http://localhost:8765/callback' : `http://127.0.0.1:${await freePort()}/callback`;
+  const notesPort = Number(process.env.NOTES_PORT ?? (demo || !process.env.PORT ? await freePort() : port + 1));
+  const notesResource = process.env.KEYCARD_NOTES_RESOURCE ?? `http://localhost:${notesPort}`;
 
   const zone = realZone
     ? undefined
     : await TestZone.start({
-        resources: { [resource]: ['read', 'write', 'admin'] },
+        resources: { [resource]: ['read', 'write', 'admin'], [notesResource]: ['notes:read'] },
         devUser: { sub: 'alice@example.com', name: 'Alice (local dev user)' },
         clients: [
           { clientId: 'demo-cli', public: true, redirectUris: [redirectUri] },
           { clientId: 'agent-a', clientSecret: LOCAL_SECRETS['agent-a'] },
           { clientId: 'agent-b', clientSecret: LOCAL_SECRETS['agent-b'] },
+          { clientId: 'sample-api', clientSecret: LOCAL_SECRETS['sample-api'] },
         ],
       });
   const zoneUrl = realZone ?? zone!.issuer;
 
+  const clientId = process.env.KEYCARD_CLIENT_ID;
+  const clientSecret = process.env.KEYCARD_CLIENT_SECRET;
+  // The API's own client at the zone, for the grant (on the user's behalf) and the job (as itself).
+  const service = realZone
+    ? clientId && clientSecret ? { clientId, clientSecret } : undefined
+    : { clientId: 'sample-api', clientSecret: LOCAL_SECRETS['sample-api'] };
+
+  const notesApp = await NestFactory.create(NotesModule.register({ zoneUrl, resource: notesResource, logger }), { logger: ['error', 'warn'] });
+  await notesApp.listen(notesPort, '127.0.0.1');
+  const notes = { resource: notesResource, url: `http://localhost:${notesPort}` };
+
   const app = await NestFactory.create(
-    AppModule.register({ zoneUrl, resource, rateLimit: RATE_LIMIT, rateWindowMs: 10_000, logger }),
+    AppModule.register({ zoneUrl, resource, rateLimit: RATE_LIMIT, rateWindowMs: 10_000, logger, clientCredentials: service, notes: service ? notes : undefined }),
     { logger: ['error', 'warn'] },
   );
   app.enableShutdownHooks();
@@ -58,16 +74,16 @@ async function main(): Promise<void> {
   const api = `http://localhost:${listenPort}`;
 
   console.log(`\nnestjs-keycard sample API on ${api}  (resource ${resource})`);
+  console.log(`Upstream notes API on ${notes.url}  (resource ${notesResource})`);
   if (zone) {
     console.log(`LOCAL DEVELOPMENT ZONE (TestZone, for tests and demos only) on ${zone.issuer}`);
     console.log(`  dev user: alice@example.com (signed in without a password)`);
     console.log(`  clients:  demo-cli (public, PKCE login) · agent-a / agent-b (secrets ${LOCAL_SECRETS['agent-a']}, ${LOCAL_SECRETS['agent-b']})`);
+    console.log(`            sample-api (the API itself, secret ${LOCAL_SECRETS['sample-api']})`);
   } else {
     console.log(`Trusting the Keycard zone ${zoneUrl}`);
   }
 
-  const clientId = process.env.KEYCARD_CLIENT_ID;
-  const clientSecret = process.env.KEYCARD_CLIENT_SECRET;
   if (realZone && (!clientId || !clientSecret)) {
     console.log('\nSet KEYCARD_CLIENT_ID and KEYCARD_CLIENT_SECRET to run the tour against this zone. The API keeps serving.');
     return;
@@ -88,6 +104,8 @@ async function main(): Promise<void> {
     agentB: agents[1],
     rateLimit: RATE_LIMIT,
     auditLines: () => auditLines,
+    serviceClientId: service?.clientId,
+    runJob: service ? () => app.get(DigestJob).run() : undefined,
   });
   for (const [i, s] of steps.entries()) {
     console.log(`${s.ok ? '✔' : '✘'} ${i + 1}. ${s.title}`);
@@ -99,8 +117,9 @@ async function main(): Promise<void> {
   if (demo) {
     await Promise.all(agents.map((a) => a.close()));
     await app.close();
+    await notesApp.close();
     await zone?.stop();
-    process.exitCode = failed === 0 && steps.length >= 8 ? 0 : 1;
+    process.exitCode = failed === 0 && steps.length >= 10 ? 0 : 1;
     return;
   }
   if (zone) {

@@ -22,6 +22,16 @@ export interface TourSetup {
   rateLimit: number;
   /** Audit lines written so far (the tour prints the new ones at the end). */
   auditLines: () => readonly string[];
+  /** The service's own client at the zone, which calls the notes API (grant and job steps). */
+  serviceClientId?: string;
+  /** Runs the job that calls the notes API as the service itself. */
+  runJob?: () => Promise<{ call: string; status: number; body: unknown }>;
+}
+
+interface NotesAnswer {
+  meta?: { agent?: string; user?: string };
+  grant?: { status?: string };
+  upstream?: { call: string; status: number; body?: { meta?: { agent?: string; user?: string } } };
 }
 
 async function call(url: string, token?: string, method = 'GET', body?: unknown) {
@@ -83,6 +93,26 @@ export async function runTour(setup: TourSetup): Promise<TourStep[]> {
   const write = await setup.agentA.tokens.exchange({ subjectToken: userToken, resource: setup.resource, scope: 'write' });
   const created = await call(data, write.accessToken, 'POST', { name: 'new report' });
   step(`${setup.agentA.clientId}: exchanges for write, POST /api/data → 201`, created.status === 201, created.text);
+
+  if (setup.serviceClientId && setup.runJob) {
+    const summary = await call(`${setup.api}/api/summary`, read.accessToken);
+    const answer = (summary.status === 200 ? JSON.parse(summary.text) : {}) as NotesAnswer;
+    const seen = answer.upstream?.body?.meta;
+    step(
+      `Grant: GET /api/summary → the API trades the caller's token for a notes token and calls the notes API for the user`,
+      summary.status === 200 && answer.grant?.status === 'success' && answer.upstream?.status === 200 &&
+        answer.meta?.agent === setup.agentA.clientId && seen?.agent === setup.serviceClientId && seen?.user === answer.meta?.user,
+      `agent ${answer.meta?.agent} · user ${answer.meta?.user} → API → ${answer.upstream?.call} → ${answer.upstream?.status}, ` +
+        `seen as agent ${seen?.agent} for user ${seen?.user} (grant ${answer.grant?.status})`,
+    );
+    const job = await setup.runJob();
+    const jobSeen = (job.body as { meta?: { agent?: string; user?: string } }).meta;
+    step(
+      'Job as itself: client_credentials → the notes API sees the service as agent and as subject (no user)',
+      job.status === 200 && jobSeen?.agent === setup.serviceClientId && jobSeen?.user === setup.serviceClientId,
+      `${job.call} → ${job.status}, seen as agent ${jobSeen?.agent}, subject ${jobSeen?.user}`,
+    );
+  }
 
   if (setup.agentB) {
     const burstToken = (await setup.agentB.tokens.exchange({ subjectToken: userToken, resource: setup.resource, scope: 'read' })).accessToken;
