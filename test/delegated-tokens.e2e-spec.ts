@@ -126,10 +126,10 @@ describe('delegated tokens', () => {
     });
 
     it.each([
-      ['I15 invalid_scope (a scope the zone does not offer)', () => undefined, 'orders:delete', { kind: 'oauth', code: 'invalid_scope', status: 400, retryable: false }, 1],
-      ['I17 500 twice', (z: TestZone) => (z.faults.token = { kind: 'status', status: 500, body: '<html>oops</html>', contentType: 'text/html' }), 'orders:read', { kind: 'invalid_response', status: 500, retryable: true }, 2],
-      ['I18 503 with Retry-After: 120', (z: TestZone) => (z.faults.token = { kind: 'status', status: 503, headers: { 'retry-after': '120' } }), 'orders:read', { kind: 'unavailable', status: 503, retryAfterSeconds: 120 }, 1],
-      ['I22 a redirect', (z: TestZone) => (z.faults.token = { kind: 'redirect', location: 'http://127.0.0.1:9/token' }), 'orders:read', { kind: 'network', status: 302 }, 1],
+      ['invalid_scope, a scope the zone does not offer (as I15)', () => undefined, 'orders:delete', { kind: 'oauth', code: 'invalid_scope', status: 400, retryable: false }, 1],
+      ['500 twice (as I17)', (z: TestZone) => (z.faults.token = { kind: 'status', status: 500, body: '<html>oops</html>', contentType: 'text/html' }), 'orders:read', { kind: 'invalid_response', status: 500, retryable: true }, 2],
+      ['503 with Retry-After: 120 (as I18)', (z: TestZone) => (z.faults.token = { kind: 'status', status: 503, headers: { 'retry-after': '120' } }), 'orders:read', { kind: 'unavailable', status: 503, retryAfterSeconds: 120 }, 1],
+      ['a redirect (as I22)', (z: TestZone) => (z.faults.token = { kind: 'redirect', location: 'http://127.0.0.1:9/token' }), 'orders:read', { kind: 'network', status: 302 }, 1],
     ])('V2 typed errors exactly as the exchange: %s', async (_name, fault, scope, expected, posts) => {
       const { context, logger } = await start({ clientId: 'agent-a', clientSecret: SECRET });
       fault(zone);
