@@ -324,7 +324,7 @@ describe('delegated tokens', () => {
   });
 
   describe('V5 exchange cache key', () => {
-    /** The 16 spellings of an RS256 (2048-bit) signature: its last character carries 4 unused bits. */
+    /** The 16 spellings of an RS256 (2048-bit) or ES256 signature: its last character carries 4 unused bits. */
     function respellings(token: string): string[] {
       const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
       const value = alphabet.indexOf(token.at(-1)!);
@@ -355,6 +355,10 @@ describe('delegated tokens', () => {
       expect(tokenFingerprint(otherSignature)).not.toBe(tokenFingerprint(token));
       expect(tokenFingerprint(otherPayload)).not.toBe(tokenFingerprint(token));
       expect(tokenFingerprint('opaque-token-a')).not.toBe(tokenFingerprint('opaque-token-b'));
+      // ES256: a 64-byte signature also leaves 4 unused bits in its last character.
+      const ec = zone.issueToken({ sub: 'alice' }, { kid: 'ec1' });
+      expect(new Set(respellings(ec).map(tokenFingerprint)).size).toBe(1);
+      expect(tokenFingerprint(ec)).not.toBe(tokenFingerprint(token));
       expect(tokenFingerprint(token)).not.toContain(signature.slice(0, 16));
     });
   });
