@@ -1,4 +1,4 @@
-import { applyDecorators, UseInterceptors } from '@nestjs/common';
+import { UseInterceptors } from '@nestjs/common';
 import { KEYCARD_GRANT } from '../keycard.constants.js';
 import { GrantInterceptor } from './grant.interceptor.js';
 
@@ -52,11 +52,10 @@ export function Grant(resources: GrantResources, scopes?: GrantScopes): MethodDe
     return existing.length === 0;
   };
   return (target: object, key?: string | symbol, descriptor?: PropertyDescriptor) => {
-    const holder = descriptor ? (descriptor.value as object) : target;
-    if (record(holder)) {
-      if (descriptor) applyDecorators(UseInterceptors(GrantInterceptor))(target, key!, descriptor);
-      else applyDecorators(UseInterceptors(GrantInterceptor))(target as never);
-    }
+    if (!record(descriptor ? (descriptor.value as object) : target)) return;
+    const intercept = UseInterceptors(GrantInterceptor);
+    if (descriptor) intercept(target, key!, descriptor);
+    else intercept(target as never);
   };
 }
 
