@@ -1,6 +1,7 @@
 /** The PKCE login helper against the local zone's real authorization and token endpoints. */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createServer, type Server } from 'node:http';
+import { connect } from 'node:net';
 import { authenticate, PkceLoginError, type AuthenticateOptions } from '../lib/pkce/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { startCountingListener } from './support/counting-listener.js';
@@ -152,7 +153,7 @@ describe('PKCE login helper', () => {
     });
   });
 
-  it('P2 stray requests to the callback (wrong state, no query, other path, no state, POST) get 4xx and change nothing; the real redirect then completes', async () => {
+  it('P2 stray requests to the callback (wrong state, no query, other path, no state, POST, unparseable target) get 4xx and change nothing; the real redirect then completes', async () => {
     const strays: number[] = [];
     const tokenRequestsBefore = zone.tokenRequests.length;
     const tokens = await authenticate({
@@ -171,10 +172,12 @@ describe('PKCE login helper', () => {
         ]) {
           strays.push((await fetch(target, { method })).status);
         }
+        // Request targets the URL parser refuses, sent as written (fetch would normalise them).
+        for (const target of ['//x:99999/callback', '/\\x:0/callback']) strays.push(await rawStatus(redirectUri, target));
         await browser(url);
       },
     });
-    expect(strays).toEqual([400, 400, 404, 400, 400, 405]);
+    expect(strays).toEqual([400, 400, 404, 400, 400, 405, 400, 400]);
     // Only the real code was redeemed, and the token it gave is accepted.
     expect(zone.tokenRequests.length - tokenRequestsBefore).toBe(1);
     expect(zone.tokenRequests.at(-1)!.form.code).not.toBe('stolen');
@@ -338,3 +341,16 @@ describe('PKCE login helper', () => {
     });
   });
 });
+
+/** The status line's code for a GET of `target` written verbatim to the callback listener. */
+function rawStatus(redirectUri: string, target: string): Promise<number> {
+  const { hostname, port } = new URL(redirectUri);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname === 'localhost' ? '127.0.0.1' : hostname);
+    let head = '';
+    socket.on('data', (chunk) => (head += chunk.toString('latin1')));
+    socket.on('end', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0)));
+    socket.on('error', reject);
+    socket.write(`GET ${target} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nConnection: close\r\n\r\n`);
+  });
+}

@@ -222,7 +222,14 @@ function receiveCode(redirect: URL, expected: ExpectedAnswer, timeoutMs: number,
         res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
         res.end(text);
       };
-      const url = new URL(req.url ?? '/', redirect.origin);
+      // The request target is the client's to choose: one the URL parser refuses (`//x:99999/…`,
+      // `/\\x:0`) is a stray request like any other, never an exception in this handler.
+      let url: URL;
+      try {
+        url = new URL(req.url ?? '/', redirect.origin);
+      } catch {
+        return page(400, 'Bad request.');
+      }
       if (url.pathname !== redirect.pathname) return page(404, 'Not found.');
       if (req.method !== 'GET') return page(405, 'Method not allowed.');
       const params = url.searchParams;
