@@ -14,6 +14,7 @@ import { normaliseOptions } from './keycard-options.js';
 import type { KeycardModuleOptions } from './interfaces/keycard-module-options.interface.js';
 import { KeycardStrategy } from './resource-server/keycard.strategy.js';
 import { ResourceResolver } from './resource-server/resource-resolver.js';
+import { RouteRulesRegistry } from './resource-server/route-rules.registry.js';
 import { VerifiedTokenCache } from './resource-server/verified-token-cache.js';
 import { ZoneMetadataService } from './zone/zone-metadata.service.js';
 
@@ -30,6 +31,7 @@ export function createKeycardProviders(): Provider[] {
     JwksKeyStore,
     KeycardStrategy,
     ResourceResolver,
+    RouteRulesRegistry,
     AuditTrail,
     VerifiedTokenCache,
     KeycardGuard,

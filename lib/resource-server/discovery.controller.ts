@@ -1,10 +1,11 @@
 import { HttpStatus, Inject, Injectable, type OnModuleInit } from '@nestjs/common';
-import { DiscoveryService, HttpAdapterHost, MetadataScanner } from '@nestjs/core';
-import { AS_WELL_KNOWN, KEYCARD_OPTIONS, KEYCARD_SCOPES, PRM_MAX_AGE_SECONDS, PRM_WELL_KNOWN } from '../keycard.constants.js';
+import { HttpAdapterHost } from '@nestjs/core';
+import { AS_WELL_KNOWN, KEYCARD_OPTIONS, PRM_MAX_AGE_SECONDS, PRM_WELL_KNOWN } from '../keycard.constants.js';
 import { KeycardException } from './keycard.exceptions.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import type { ProtectedResource } from './protected-resource.js';
 import { pathOf, rawRequestOf, ResourceResolver } from './resource-resolver.js';
+import { RouteRulesRegistry } from './route-rules.registry.js';
 import { ZoneMetadataService } from '../zone/zone-metadata.service.js';
 
 const ALLOWED_METHODS = 'GET, HEAD';
@@ -42,15 +43,12 @@ function prmRoutes(resources: readonly ProtectedResource[]): string[] {
  */
 @Injectable()
 export class DiscoveryController implements OnModuleInit {
-  private scopesInUse?: readonly string[];
-
   constructor(
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
     private readonly resources: ResourceResolver,
     private readonly zone: ZoneMetadataService,
     private readonly adapterHost: HttpAdapterHost,
-    private readonly discovery: DiscoveryService,
-    private readonly scanner: MetadataScanner,
+    private readonly routeRules: RouteRulesRegistry,
   ) {}
 
   /** Nest calls this after registering the app's routes and before its 404 handler. */
@@ -151,30 +149,12 @@ export class DiscoveryController implements OnModuleInit {
       authorization_servers: [this.options.issuer],
       bearer_methods_supported: ['header'],
     };
-    const scopes = this.scopesSupported();
+    // The scopes some route effectively requires (nearest declaration, catalogue Q13), plus the configured ones.
+    const scopes = this.routeRules.scopesSupported;
     if (scopes.length > 0) document.scopes_supported = scopes;
     if (this.options.resourceName) document.resource_name = this.options.resourceName;
     if (this.options.resourceDocumentation) document.resource_documentation = this.options.resourceDocumentation;
     return document;
-  }
-
-  /** The scopes named by `@RequireScopes()` anywhere in the app, plus the configured ones. */
-  private scopesSupported(): readonly string[] {
-    if (this.scopesInUse) return this.scopesInUse;
-    const scopes = new Set(this.options.scopesSupported);
-    for (const wrapper of this.discovery.getControllers()) {
-      const type = wrapper.metatype as (new (...args: never[]) => unknown) | undefined;
-      if (!type?.prototype) continue;
-      const onClass = Reflect.getMetadata(KEYCARD_SCOPES, type) as readonly string[] | undefined;
-      onClass?.forEach((scope) => scopes.add(scope));
-      for (const name of this.scanner.getAllMethodNames(type.prototype)) {
-        const method = (type.prototype as Record<string, unknown>)[name];
-        const onMethod = Reflect.getMetadata(KEYCARD_SCOPES, method as object) as readonly string[] | undefined;
-        onMethod?.forEach((scope) => scopes.add(scope));
-      }
-    }
-    this.scopesInUse = Object.freeze([...scopes]);
-    return this.scopesInUse;
   }
 
   private replyError(response: object, status: number, error: string, description: string): void {

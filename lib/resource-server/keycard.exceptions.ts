@@ -92,8 +92,16 @@ export interface ChallengeParams {
  * @publicApi
  */
 export abstract class KeycardException extends HttpException {
-  /** Headers to set on the response (e.g. `WWW-Authenticate`, `Retry-After`). */
-  abstract headers(resourceMetadataUrl: string | undefined, realm: string | undefined): Record<string, string>;
+  /**
+   * Headers to set on the response (e.g. `WWW-Authenticate`, `Retry-After`).
+   * @param requiredScopes the route's required scopes, space-joined: 401 challenges carry them as
+   *   `scope` (catalogue Q12, RFC 6750 §3) so clients ask for no more than the route needs.
+   */
+  abstract headers(
+    resourceMetadataUrl: string | undefined,
+    realm: string | undefined,
+    requiredScopes?: string,
+  ): Record<string, string>;
 
   /** The challenge of an error answer: `error`, its fixed description, then any `scope`. */
   protected errorChallenge(
@@ -130,8 +138,8 @@ export class MissingCredentialsException extends KeycardException {
   constructor() {
     super('no_credentials', HttpStatus.UNAUTHORIZED, 'unauthorized');
   }
-  headers(prm: string | undefined, realm: string | undefined) {
-    return { 'WWW-Authenticate': challenge({ realm, resource_metadata: prm }) };
+  headers(prm: string | undefined, realm: string | undefined, requiredScopes?: string) {
+    return { 'WWW-Authenticate': challenge({ realm, scope: requiredScopes, resource_metadata: prm }) };
   }
 }
 
@@ -140,8 +148,8 @@ export class InvalidTokenException extends KeycardException {
   constructor(code: DenialReason) {
     super(code, HttpStatus.UNAUTHORIZED, 'invalid_token');
   }
-  headers(prm: string | undefined, realm: string | undefined) {
-    return this.errorChallenge('invalid_token', prm, realm);
+  headers(prm: string | undefined, realm: string | undefined, requiredScopes?: string) {
+    return this.errorChallenge('invalid_token', prm, realm, requiredScopes);
   }
 }
 

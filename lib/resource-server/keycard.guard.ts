@@ -7,19 +7,15 @@ import { isVerifiedAgent } from './access-token-rules.js';
 import { AuditTrail } from './audit-trail.js';
 import { extractBearerToken } from './bearer-token.extractor.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
-import { KEYCARD_OPTIONS, KEYCARD_PUBLIC, KEYCARD_SCOPES } from '../keycard.constants.js';
+import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import {
   InsufficientScopeException, InvalidTokenException, KeycardException, MissingCredentialsException,
 } from './keycard.exceptions.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import type { ProtectedResource } from './protected-resource.js';
 import { requestState } from './request-state.js';
-
-interface RouteRules {
-  readonly isPublic: boolean;
-  readonly scopes: readonly string[] | undefined;
-}
 import { pathOf, rawRequestOf, ResourceResolver } from './resource-resolver.js';
+import { type RouteRules, RouteRulesRegistry } from './route-rules.registry.js';
 import { KeycardStrategy, type VerificationRequest } from './keycard.strategy.js';
 import { VerifiedTokenCache } from './verified-token-cache.js';
 
@@ -49,9 +45,8 @@ export class KeycardGuard implements CanActivate {
     protected readonly audit: AuditTrail,
     protected readonly verifiedTokens: VerifiedTokenCache,
     @Inject(KEYCARD_OPTIONS) protected readonly options: KeycardOptions,
+    protected readonly routeRules: RouteRulesRegistry,
   ) {}
-
-  private readonly rules = new WeakMap<object, WeakMap<object, RouteRules>>();
 
   /**
    * Answers synchronously when the token was verified before (the verified-token cache), so the
@@ -64,25 +59,26 @@ export class KeycardGuard implements CanActivate {
       return false;
     }
     if (this.options.auditLog) this.audit.track(context);
-    const rules = this.rulesFor(context);
+    const rules = this.routeRules.rulesFor(context.getHandler(), context.getClass());
     if (rules.isPublic) return true;
     const http = context.switchToHttp();
     const request = http.getRequest<Record<string, unknown>>();
     // Already judged in this request (the throttler integration runs this guard first): only this
     // guard puts a VerifiedAgent on request.user, and only after every check passed.
     if (isVerifiedAgent(request.user)) return true;
+    // No exception for preflight-shaped OPTIONS (catalogue Q14, M10): a preflight the app's CORS
+    // layer answers never reaches a guard, and one that reaches a handler is judged like any request.
     const raw = rawRequestOf(request);
-    if (isCorsPreflight(raw)) return true; // A33: preflights carry no credentials by design.
     let resource: ProtectedResource | undefined;
     try {
-      resource = this.resources.forRequest(raw);
+      resource = rules.resource ?? this.routeRules.resourceFor(rules, request, raw);
       const token = extractBearerToken(raw);
       if (token === undefined) throw new MissingCredentialsException();
       const known = this.verifiedTokens.get(token, resource.id);
       if (known !== undefined) return this.admit(request, known, rules.scopes);
-      return this.verifyAndAdmit(request, http.getResponse<object>(), token, resource, rules.scopes);
+      return this.verifyAndAdmit(request, http.getResponse<object>(), token, resource, rules);
     } catch (error) {
-      throw this.deny(error, request, http.getResponse<object>(), resource, undefined);
+      throw this.deny(error, request, http.getResponse<object>(), resource, undefined, rules);
     }
   }
 
@@ -91,16 +87,16 @@ export class KeycardGuard implements CanActivate {
     response: object,
     token: string,
     resource: ProtectedResource,
-    scopes: readonly string[] | undefined,
+    rules: RouteRules,
   ): Promise<boolean> {
     let agent: AgentContext | undefined;
     try {
       const verification: VerificationRequest = { token, resource };
       agent = await this.strategy.verify(verification);
       this.verifiedTokens.set(token, resource.id, agent, verification.key);
-      return this.admit(request, agent, scopes);
+      return this.admit(request, agent, rules.scopes);
     } catch (error) {
-      throw this.deny(error, request, response, resource, agent);
+      throw this.deny(error, request, response, resource, agent, rules);
     }
   }
 
@@ -121,36 +117,15 @@ export class KeycardGuard implements CanActivate {
     response: object,
     resource: ProtectedResource | undefined,
     agent: AgentContext | undefined,
+    rules: RouteRules,
   ): KeycardException {
     const denial = this.toDenial(error);
     const raw = rawRequestOf(request);
     const state = requestState(request);
     state.denial = denial.code;
-    this.writeHeaders(raw, response, denial, resource);
+    this.writeHeaders(raw, response, denial, resource, rules);
     this.logDenial(raw, denial, agent ?? state.agent);
     return denial;
-  }
-
-  /** `@Public()` and `@RequireScopes()` of a route, read once per handler and class. */
-  private rulesFor(context: ExecutionContext): RouteRules {
-    const handler = context.getHandler();
-    const type = context.getClass();
-    let byClass = this.rules.get(handler);
-    if (byClass === undefined) {
-      byClass = new WeakMap();
-      this.rules.set(handler, byClass);
-    }
-    let rules = byClass.get(type);
-    if (rules === undefined) {
-      const targets = [handler, type];
-      const scopes = this.reflector.getAllAndOverride<readonly string[] | undefined>(KEYCARD_SCOPES, targets);
-      rules = {
-        isPublic: this.reflector.getAllAndOverride<boolean>(KEYCARD_PUBLIC, targets) === true,
-        scopes: scopes && scopes.length > 0 ? scopes : undefined,
-      };
-      byClass.set(type, rules);
-    }
-    return rules;
   }
 
   /** All-of, exact and case-sensitive match (catalogue D1–D9). */
@@ -179,21 +154,14 @@ export class KeycardGuard implements CanActivate {
     response: object,
     denial: KeycardException,
     resource: ProtectedResource | undefined,
+    rules: RouteRules,
   ): void {
     const adapter = this.adapterHost.httpAdapter;
-    const headers = denial.headers(resource?.metadataUrl, this.options.realm);
+    const headers = denial.headers(resource?.metadataUrl, this.options.realm, rules.scopeParam);
     for (const [name, value] of Object.entries(headers)) adapter.setHeader(response, name, value);
     // A34: let browser clients read the challenge.
     if (request.headers.origin !== undefined && 'WWW-Authenticate' in headers) {
       adapter.setHeader(response, 'Access-Control-Expose-Headers', 'WWW-Authenticate');
     }
   }
-}
-
-function isCorsPreflight(request: IncomingMessage): boolean {
-  return (
-    request.method === 'OPTIONS' &&
-    request.headers.origin !== undefined &&
-    request.headers['access-control-request-method'] !== undefined
-  );
 }

@@ -9,6 +9,8 @@ export class ProtectedResource {
   readonly id: string;
   /** Path part of the identifier without a trailing slash (`''` for an origin). */
   readonly path: string;
+  /** The path's segments, percent-decoded, for matching against routes (catalogue Q17). */
+  readonly segments: readonly string[];
   /** Where this API serves the resource's metadata document (path only). */
   readonly metadataPath: string;
   /** Absolute URL of that document, as sent in `resource_metadata` challenges. */
@@ -18,29 +20,18 @@ export class ProtectedResource {
     const url = new URL(id);
     this.id = id;
     this.path = url.pathname.replace(/\/+$/, '');
+    this.segments = Object.freeze(this.path.split('/').slice(1).map(decodeSegment));
     this.metadataPath = PRM_WELL_KNOWN + this.path;
     this.metadataUrl = url.origin + this.metadataPath;
   }
-
-  /** True when a request path lies under this resource's path. */
-  covers(requestPath: string): boolean {
-    return (
-      this.path === '' || requestPath === this.path || requestPath.startsWith(this.path + '/')
-    );
-  }
 }
 
-/**
- * The resource a request is for: the configured one whose path is the longest prefix of the request
- * path, else the first configured one.
- */
-export function matchResource(
-  resources: readonly ProtectedResource[],
-  requestPath: string,
-): ProtectedResource {
-  let best = resources[0];
-  for (const resource of resources) {
-    if (resource.covers(requestPath) && resource.path.length > best.path.length) best = resource;
+/** A percent-decoded path segment; a segment that does not decode stays as written. */
+export function decodeSegment(segment: string): string {
+  if (!segment.includes('%')) return segment;
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
   }
-  return best;
 }

@@ -4,6 +4,7 @@
  * loopback, so these rows drive the resolver with fake sockets (M16 says a unit test is enough).
  */
 import { describe, expect, it } from '@jest/globals';
+import { HttpAdapterHost } from '@nestjs/core';
 import type { IncomingMessage } from 'node:http';
 import { normaliseOptions } from '../keycard-options.js';
 import { InvalidRequestException, ResourceNotConfiguredException } from './keycard.exceptions.js';
@@ -22,7 +23,7 @@ function resolverWithLog(): { resolver: ResourceResolver; lines: string[] } {
     zoneUrl: 'https://zone.example.com',
     logger: { log: record, warn: record, error: record },
   });
-  return { resolver: new ResourceResolver(options), lines };
+  return { resolver: new ResourceResolver(options, new HttpAdapterHost()), lines };
 }
 
 /** A request on a fake socket; the local address is 127.0.0.1 unless given (even as `undefined`). */

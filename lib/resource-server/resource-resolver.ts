@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
@@ -6,7 +7,8 @@ import { InvalidRequestException, ResourceNotConfiguredException } from './keyca
 import type { KeycardOptions } from '../keycard-options.js';
 import { isLoopbackAddress, isLoopbackHost } from '../loopback.js';
 import { parseHostHeader } from './host-header.js';
-import { matchResource, ProtectedResource } from './protected-resource.js';
+import { ProtectedResource } from './protected-resource.js';
+import { chooseForPath, routerFoldsCase } from './resource-choice.js';
 
 /** Derived resources are kept per host so that repeated requests reuse one parsed object. */
 const MAX_DERIVED = 64;
@@ -20,17 +22,32 @@ const MAX_DERIVED = 64;
 export class ResourceResolver {
   private readonly derived = new Map<string, ProtectedResource>();
 
-  constructor(@Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions) {}
+  constructor(
+    @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
+    private readonly adapterHost: HttpAdapterHost,
+  ) {}
 
   /**
-   * @throws InvalidRequestException (400) or ResourceNotConfiguredException (500) when no resource
-   * is configured and the request may not derive one (see `derive`).
+   * The resource of a request whose route the module could not judge at bootstrap (catalogue Q17):
+   * the only configured one, else the longest covering one by the request path.
+   * @throws ResourceNotConfiguredException (500) when no configured resource covers the path, or
+   *   when no resource is configured and the request may not derive one (see `derive`).
+   * @throws InvalidRequestException (400) for a path with dot or empty segments, or an unusable
+   *   `Host` in development mode.
    */
   forRequest(request: IncomingMessage): ProtectedResource {
     const { resources } = this.options;
     if (resources.length === 1) return resources[0];
-    if (resources.length > 1) return matchResource(resources, pathOf(request));
+    if (resources.length > 1) return this.forPath(resources, request);
     return this.derive(request);
+  }
+
+  /** The longest covering resource among `candidates` for the request's path; 500 when none covers. */
+  forPath(candidates: readonly ProtectedResource[], request: IncomingMessage): ProtectedResource {
+    const resource = chooseForPath(candidates, request.url ?? '/', routerFoldsCase(this.adapterHost.httpAdapter));
+    if (resource !== undefined) return resource;
+    this.options.logger.error(`No configured 'resource' covers ${request.method} ${pathOf(request)}; add one to KeycardModule 'resource'`);
+    throw new ResourceNotConfiguredException();
   }
 
   /** The resource whose metadata document is served at `path`, if any. @throws as {@link forRequest}. */

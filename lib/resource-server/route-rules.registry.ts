@@ -1,0 +1,308 @@
+import { Inject, Injectable, type OnModuleInit, type RequestMethod, type VersioningOptions } from '@nestjs/common';
+import { METHOD_METADATA, MODULE_PATH, PATH_METADATA, VERSION_METADATA } from '@nestjs/common/constants.js';
+import { addLeadingSlash } from '@nestjs/common/utils/shared.utils.js';
+import {
+  type ApplicationConfig, DiscoveryService, HttpAdapterHost, MetadataScanner, ModulesContainer,
+} from '@nestjs/core';
+import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper.js';
+import { RoutePathFactory } from '@nestjs/core/router/route-path-factory.js';
+import type { IncomingMessage } from 'node:http';
+import { KEYCARD_OPTIONS, KEYCARD_PUBLIC, KEYCARD_SCOPES } from '../keycard.constants.js';
+import type { KeycardOptions } from '../keycard-options.js';
+import { ResourceNotConfiguredException } from './keycard.exceptions.js';
+import { ProtectedResource } from './protected-resource.js';
+import { chooseForPattern, type ResourceChoice, routerFoldsCase } from './resource-choice.js';
+import { ResourceResolver } from './resource-resolver.js';
+
+type Target = object;
+type Class = abstract new (...args: never[]) => unknown;
+
+/** What the guard needs to judge one handler, computed once. */
+export interface RouteRules {
+  /** `@Public()` is the nearest declaration (catalogue Q13). */
+  readonly isPublic: boolean;
+  /** Scopes the nearest `@RequireScopes()` requires, or undefined when none are required. */
+  readonly scopes: readonly string[] | undefined;
+  /** The same scopes space-joined, for the `scope` parameter of 401 challenges (catalogue Q12). */
+  readonly scopeParam: string | undefined;
+  /** The resource judging every request of this handler, when one is (the common case). */
+  readonly resource: ProtectedResource | undefined;
+  /** Otherwise how to choose it per request; undefined: by the request alone (see ResourceResolver). */
+  readonly choice: Exclude<ResourceChoice, ProtectedResource> | undefined;
+  /** A handler with several paths under different resources: the choice per matched route pattern. */
+  readonly byPattern: ReadonlyMap<string, ResourceChoice> | undefined;
+  /** `Class.method`, and the route patterns, for messages. */
+  readonly name: string;
+  /** The controller (or provider) class these rules were computed for. */
+  readonly owner: Target;
+}
+
+/** A declaration found on one target: a method or a class. */
+interface Declaration {
+  readonly isPublic: boolean;
+  readonly scopes: readonly string[] | undefined;
+}
+
+const NOT_DECLARED: Declaration = { isPublic: false, scopes: undefined };
+
+/**
+ * The route rules of the whole app, computed once at bootstrap from every controller and provider
+ * (Nest's discovery): `@Public()` / `@RequireScopes()` with their precedence, contradictions (which
+ * fail the bootstrap), which configured resource covers which route, and the exact
+ * `scopes_supported` of the resource metadata.
+ *
+ * Precedence (catalogue Q13): the nearest declaration wins. The handler's own method first, then its
+ * class, then each base class in turn; whichever of `@Public()` and `@RequireScopes()` is found
+ * first decides, so a class-level `@Public()` never opens a method that requires scopes.
+ *
+ * Resources (catalogue Q17): each route's full pattern (global prefix, URI version, module path,
+ * controller path, method path, as Nest registers it) is matched once against the configured
+ * resources; the longest covering one on segment boundaries judges it, whatever the list order.
+ * The request path is read only where a route parameter decides, so no spelling of a path (case,
+ * percent-encoding, fragment, dot segments) can move a request to another resource.
+ */
+@Injectable()
+export class RouteRulesRegistry implements OnModuleInit {
+  private readonly byHandler = new WeakMap<Target, RouteRules>();
+  private readonly byClass = new WeakMap<Target, WeakMap<Target, RouteRules>>();
+  private scopes: readonly string[] = [];
+
+  constructor(
+    @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
+    private readonly discovery: DiscoveryService,
+    private readonly scanner: MetadataScanner,
+    private readonly modules: ModulesContainer,
+    private readonly adapterHost: HttpAdapterHost,
+    private readonly resolver: ResourceResolver,
+  ) {}
+
+  /**
+   * Nest registers routes before it calls this hook, so the global prefix and versioning are final.
+   * @throws Error naming the class and handler, when `@Public()` and `@RequireScopes()` are both
+   *   declared on one method or one class (fails the bootstrap).
+   */
+  onModuleInit(): void {
+    const scopes = new Set(this.options.scopesSupported);
+    const patterns = this.routePatterns();
+    for (const wrapper of [...this.discovery.getControllers(), ...this.discovery.getProviders()]) {
+      const type = classOf(wrapper);
+      if (type === undefined) continue;
+      const names = this.scanner.getAllMethodNames(type.prototype);
+      // Every class of the chain, also those no handler reaches: one target never declares both.
+      const handler = names.length > 0 ? ` (handler ${type.name}.${names[0]})` : '';
+      for (let base: unknown = type; typeof base === 'function' && base !== Function.prototype; base = Object.getPrototypeOf(base)) {
+        declarationOn(base, `${base.name}${handler}`);
+      }
+      for (const name of names) {
+        const handler = (type.prototype as Record<string, unknown>)[name];
+        if (typeof handler !== 'function') continue;
+        const rules = this.compute(handler, type, `${type.name}.${name}`, patterns.get(type)?.get(handler) ?? []);
+        this.remember(handler, type, rules);
+        rules.scopes?.forEach((scope) => scopes.add(scope));
+      }
+    }
+    this.scopes = Object.freeze([...scopes]);
+  }
+
+  /** The scopes named by the effective `@RequireScopes()` of the app, plus the configured ones. */
+  get scopesSupported(): readonly string[] {
+    return this.scopes;
+  }
+
+  /** The rules of a handler: one or two WeakMap lookups, computed on first sight when unknown. */
+  rulesFor(handler: Target, type: Target): RouteRules {
+    const rules = this.byHandler.get(handler);
+    if (rules !== undefined && rules.owner === type) return rules;
+    return (
+      this.byClass.get(type)?.get(handler) ??
+      this.remember(handler, type, this.compute(handler, type, `${(type as Class).name}.${(handler as Class).name}`, []))
+    );
+  }
+
+  /**
+   * The resource judging a request whose rules fix none.
+   * @throws ResourceNotConfiguredException (500) when no configured resource covers the route (M8).
+   * @throws InvalidRequestException (400) for a path with dot or empty segments, where the path decides.
+   */
+  resourceFor(rules: RouteRules, request: object, raw: IncomingMessage): ProtectedResource {
+    let choice: ResourceChoice | undefined = rules.choice;
+    if (rules.byPattern !== undefined) {
+      const pattern = matchedPattern(request);
+      choice = pattern === undefined ? undefined : rules.byPattern.get(pattern);
+      if (choice === undefined) choice = [...new Set(rules.byPattern.values())].flatMap(candidatesOf);
+    }
+    if (choice instanceof ProtectedResource) return choice;
+    if (choice === null) {
+      this.options.logger.error(`No configured 'resource' covers ${rules.name}; add one to KeycardModule 'resource'`);
+      throw new ResourceNotConfiguredException();
+    }
+    return choice === undefined ? this.resolver.forRequest(raw) : this.resolver.forPath(choice, raw);
+  }
+
+  private remember(handler: Target, type: Target, rules: RouteRules): RouteRules {
+    if (!this.byHandler.has(handler)) this.byHandler.set(handler, rules);
+    let ofClass = this.byClass.get(type);
+    if (ofClass === undefined) this.byClass.set(type, (ofClass = new WeakMap()));
+    ofClass.set(handler, rules);
+    return rules;
+  }
+
+  private compute(handler: Target, type: Target, name: string, patterns: readonly string[]): RouteRules {
+    const declared = nearestDeclaration(handler, type, name);
+    const scopes = declared.scopes !== undefined && declared.scopes.length > 0 ? declared.scopes : undefined;
+    let resource: ProtectedResource | undefined;
+    let choice: RouteRules['choice'];
+    let byPattern: Map<string, ResourceChoice> | undefined;
+    if (!declared.isPublic && this.options.resources.length > 0) {
+      const choices = this.choicesOf(patterns);
+      const distinct = new Set(choices.values());
+      const only = distinct.size === 1 ? [...distinct][0] : undefined;
+      if (only instanceof ProtectedResource) resource = only;
+      else if (only !== undefined && !Array.isArray(only)) choice = null;
+      else if (only !== undefined) choice = only as readonly ProtectedResource[];
+      else if (distinct.size > 1) byPattern = choices;
+      else if (this.options.resources.length === 1 && this.options.resources[0].segments.length === 0) {
+        resource = this.options.resources[0]; // not a route known at bootstrap; an origin covers every path
+      }
+      if ([...distinct].includes(null)) {
+        this.options.logger.warn(
+          `No configured 'resource' covers ${name} (${patterns.join(', ')}): its requests answer 500 until one does`,
+        );
+      }
+    }
+    return Object.freeze({
+      isPublic: declared.isPublic,
+      scopes,
+      scopeParam: scopes?.join(' '),
+      resource,
+      choice,
+      byPattern,
+      name,
+      owner: type,
+    });
+  }
+
+  /** The resource choice of each pattern, keyed as the router reports the matched pattern. */
+  private choicesOf(patterns: readonly string[]): Map<string, ResourceChoice> {
+    const choices = new Map<string, ResourceChoice>();
+    const adapter = this.adapterHost.httpAdapter;
+    const foldCase = routerFoldsCase(adapter);
+    for (const pattern of patterns) {
+      const choice = chooseForPattern(this.options.resources, pattern, foldCase);
+      choices.set(pattern, choice);
+      const normalized = (adapter as { normalizePath?: (path: string) => string } | undefined)?.normalizePath?.(pattern);
+      if (normalized !== undefined) choices.set(normalized, choice);
+    }
+    return choices;
+  }
+
+  /**
+   * Every route pattern of every controller handler, as Nest's router registers it (the router's own
+   * path factory, fed with the app's global prefix and versioning). Empty when the app's
+   * configuration cannot be read: resources are then chosen per request from the path.
+   */
+  private routePatterns(): Map<Target, Map<Target, string[]>> {
+    const result = new Map<Target, Map<Target, string[]>>();
+    const config = applicationConfigOf(this.modules);
+    if (config === undefined) return result;
+    const factory = new RoutePathFactory(config);
+    const versioningOptions = config.getVersioning();
+    const globalPrefix = config.getGlobalPrefix() ? `/${config.getGlobalPrefix().replace(/^\/+/, '')}` : '';
+    for (const wrapper of this.discovery.getControllers()) {
+      const type = classOf(wrapper);
+      if (type === undefined) continue;
+      const host = wrapper.host?.metatype as Target | undefined;
+      const modulePath = host === undefined
+        ? undefined
+        : (Reflect.getMetadata(MODULE_PATH + this.modules.applicationId, host) ?? Reflect.getMetadata(MODULE_PATH, host)) as string | undefined;
+      const controllerVersion = versioningOptions
+        ? (Reflect.getMetadata(VERSION_METADATA, type) ?? versioningOptions.defaultVersion)
+        : undefined;
+      const ctrlPaths = ([] as string[]).concat((Reflect.getMetadata(PATH_METADATA, type) as string | string[] | undefined) ?? '/');
+      // Both joined as Nest's router joins them, so the patterns are the ones it registered.
+      let byHandler = result.get(type);
+      if (byHandler === undefined) result.set(type, (byHandler = new Map()));
+      for (const name of this.scanner.getAllMethodNames(type.prototype)) {
+        const handler = (type.prototype as Record<string, unknown>)[name];
+        if (typeof handler !== 'function') continue;
+        const methodPaths = Reflect.getMetadata(PATH_METADATA, handler) as string | string[] | undefined;
+        if (methodPaths === undefined) continue;
+        const requestMethod = Reflect.getMetadata(METHOD_METADATA, handler) as RequestMethod;
+        const methodVersion = Reflect.getMetadata(VERSION_METADATA, handler) as VersioningOptions['defaultVersion'];
+        const paths = byHandler.get(handler) ?? [];
+        for (const ctrlPath of ctrlPaths) {
+          for (const methodPath of ([] as string[]).concat(methodPaths)) {
+            paths.push(
+              ...factory.create(
+                { ctrlPath: addLeadingSlash(ctrlPath), methodPath: addLeadingSlash(methodPath), modulePath, globalPrefix, versioningOptions, controllerVersion, methodVersion },
+                requestMethod,
+              ),
+            );
+          }
+        }
+        byHandler.set(handler, paths);
+      }
+    }
+    return result;
+  }
+}
+
+/**
+ * The nearest declaration of a handler: its method, then its class and each base class in turn.
+ * @throws Error when one target declares both `@Public()` and `@RequireScopes()`.
+ */
+function nearestDeclaration(handler: Target, type: Target, name: string): Declaration {
+  const onMethod = declarationOn(handler, name);
+  if (onMethod !== undefined) return onMethod;
+  for (let base: unknown = type; typeof base === 'function' && base !== Function.prototype; base = Object.getPrototypeOf(base)) {
+    const onClass = declarationOn(base, `${base.name} (handler ${name})`);
+    if (onClass !== undefined) return onClass;
+  }
+  return NOT_DECLARED;
+}
+
+function declarationOn(target: Target, where: string): Declaration | undefined {
+  const isPublic = Reflect.getOwnMetadata(KEYCARD_PUBLIC, target) === true;
+  const scopes = Reflect.getOwnMetadata(KEYCARD_SCOPES, target) as readonly string[] | undefined;
+  if (isPublic && scopes !== undefined) {
+    throw new Error(
+      `KeycardModule: @Public() and @RequireScopes() are both declared on ${where}; keep one ` +
+        '(the nearest declaration wins: method over class, subclass over base class)',
+    );
+  }
+  if (isPublic) return { isPublic, scopes: undefined };
+  return scopes === undefined ? undefined : { isPublic: false, scopes };
+}
+
+function classOf(wrapper: InstanceWrapper): Class | undefined {
+  const type = wrapper.metatype as unknown;
+  // Factory providers have a function as metatype that is not their class.
+  if (typeof type !== 'function' || wrapper.inject || !type.prototype) return undefined;
+  return type as Class;
+}
+
+function candidatesOf(choice: ResourceChoice): readonly ProtectedResource[] {
+  if (choice === null) return [];
+  return choice instanceof ProtectedResource ? [choice] : choice;
+}
+
+/** The route pattern the router matched: Express `req.route.path`, Fastify `request.routeOptions.url`. */
+function matchedPattern(request: object): string | undefined {
+  const express = (request as { route?: { path?: unknown } }).route?.path;
+  if (typeof express === 'string') return express;
+  const fastify = (request as { routeOptions?: { url?: unknown } }).routeOptions?.url;
+  return typeof fastify === 'string' ? fastify : undefined;
+}
+
+/**
+ * The app's configuration (global prefix, versioning) as the router used it. Nest keeps it on its
+ * container, which every module holds; not a public API, hence the checks and the fallback.
+ */
+function applicationConfigOf(modules: ModulesContainer): ApplicationConfig | undefined {
+  for (const module of modules.values()) {
+    const config = (module as unknown as { container?: { applicationConfig?: ApplicationConfig } }).container?.applicationConfig;
+    if (typeof config?.getGlobalPrefix === 'function' && typeof config.getVersioning === 'function') return config;
+    return undefined;
+  }
+  return undefined;
+}
