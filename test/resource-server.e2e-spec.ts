@@ -6,11 +6,11 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { TestZone, base64url } from '../lib/testing/index.js';
-import { expectOutcome, type Outcome } from './support/denials.js';
+import { expectOutcome, onScopedRoute, type Outcome } from './support/denials.js';
 import { baseClaims, bearer, hmacToken, PRM, R, T0_HEADER, unsigned, zoneSigned } from './support/forge.js';
 import { startCountingListener } from './support/counting-listener.js';
 import { send, sendRaw } from './support/http.js';
-import { ADAPTERS, startApp, type RunningApp } from './support/keycard-app.js';
+import { ADAPTERS, scopeOf, startApp, type RunningApp } from './support/keycard-app.js';
 
 
 describe.each(ADAPTERS)('resource server over %s', (adapter) => {
@@ -33,7 +33,7 @@ describe.each(ADAPTERS)('resource server over %s', (adapter) => {
   async function expectRequest(headers: [string, string][], outcome: Outcome, path = '/orders', method = 'GET', body?: string) {
     const res = await send(api.url, method, path, headers, body);
     const secrets = headers.filter(([n]) => n.toLowerCase() === 'authorization').map(([, v]) => v.replace(/^\S+\s+/, '')).filter((t) => t.length > 20);
-    expectOutcome(res, outcome, PRM, secrets, api.logger.lines);
+    expectOutcome(res, onScopedRoute(outcome, scopeOf(method, path)), PRM, secrets, api.logger.lines);
     return res;
   }
   const expectToken = (token: string, outcome: Outcome, path?: string) => expectRequest(bearer(token), outcome, path);
@@ -117,10 +117,10 @@ describe.each(ADAPTERS)('resource server over %s', (adapter) => {
       const res2 = await expectToken(t0({ aud: `${R}"\r\nSet-Cookie: x=1` }), '401 IT');
       expect(res2.headers['set-cookie']).toBeUndefined();
     });
-    it('A36 HEAD without a token → 401∅', async () => {
+    it('A36 HEAD without a token → 401∅ (with the route\'s scope, Q12)', async () => {
       const res = await send(api.url, 'HEAD', '/orders');
       expect(res.status).toBe(401);
-      expect(res.headers['www-authenticate']).toBe(`Bearer resource_metadata="${PRM}"`);
+      expect(res.headers['www-authenticate']).toBe(`Bearer scope="orders:read", resource_metadata="${PRM}"`);
     });
   });
 

@@ -26,9 +26,9 @@ describe.each(ADAPTERS)('variants over %s', (adapter) => {
     it('C1 typ absent → 401 IT; C2 JWT → 401 IT; at+jwt → 200', async () => {
       api = await startApp(adapter, { zoneUrl: zone.issuer, resource: R, requireAtJwtType: true });
       const claims = () => baseClaims(zone);
-      expectOutcome(await send(api.url, 'GET', '/orders', bearer(zoneSigned(zone, { alg: 'RS256', kid: 'rs1' }, claims()))), '401 IT', PRM);
+      expectOutcome(await send(api.url, 'GET', '/orders', bearer(zoneSigned(zone, { alg: 'RS256', kid: 'rs1' }, claims()))), '401 IT scope=orders:read', PRM);
       for (const typ of ['JWT', 'jwt']) {
-        expectOutcome(await send(api.url, 'GET', '/orders', bearer(zoneSigned(zone, { ...T0_HEADER, typ }, claims()))), '401 IT', PRM);
+        expectOutcome(await send(api.url, 'GET', '/orders', bearer(zoneSigned(zone, { ...T0_HEADER, typ }, claims()))), '401 IT scope=orders:read', PRM);
       }
       expectOutcome(await send(api.url, 'GET', '/orders', bearer(zoneSigned(zone, T0_HEADER, claims()))), '200', PRM);
     });
@@ -47,10 +47,12 @@ describe.each(ADAPTERS)('variants over %s', (adapter) => {
     });
     it('G8 every 401/403 under R2 points to the suffixed metadata URL', async () => {
       api = await startApp(adapter, { zoneUrl: zone.issuer, resource: R2 });
-      expectOutcome(await send(api.url, 'GET', '/orders'), '401∅', PRM2);
-      expectOutcome(await send(api.url, 'GET', '/orders', bearer(zoneSigned(zone, T0_HEADER, baseClaims(zone)))), '401 IT', PRM2);
+      expectOutcome(await send(api.url, 'GET', '/orders'), '401∅ scope=orders:read', PRM2);
+      expectOutcome(await send(api.url, 'GET', '/orders', bearer(zoneSigned(zone, T0_HEADER, baseClaims(zone)))), '401 IT scope=orders:read', PRM2);
       expectOutcome(await send(api.url, 'GET', '/orders', bearer(zoneSigned(zone, T0_HEADER, baseClaims(zone, { aud: R2 })))), '200', PRM2);
-      expectOutcome(await send(api.url, 'GET', '/admin', bearer(zoneSigned(zone, T0_HEADER, baseClaims(zone, { aud: R2 })))), '403:admin', PRM2);
+      const noScope = zoneSigned(zone, T0_HEADER, baseClaims(zone, { aud: R2, scope: 'profile' }));
+      expectOutcome(await send(api.url, 'GET', '/orders', bearer(noScope)), '403:orders:read', PRM2);
+      // Routes outside R2 (/admin) are never judged against R2: catalogue M8, test/app-shapes.e2e-spec.ts.
     });
   });
 
@@ -60,7 +62,7 @@ describe.each(ADAPTERS)('variants over %s', (adapter) => {
       const origin = api.url;
       const doc = await send(api.url, 'GET', '/.well-known/oauth-protected-resource');
       expect((doc.json as { resource: string }).resource).toBe(origin);
-      expectOutcome(await send(api.url, 'GET', '/orders'), '401∅', `${origin}/.well-known/oauth-protected-resource`);
+      expectOutcome(await send(api.url, 'GET', '/orders'), '401∅ scope=orders:read', `${origin}/.well-known/oauth-protected-resource`);
       const token = zoneSigned(zone, T0_HEADER, baseClaims(zone, { aud: origin }));
       expectOutcome(await send(api.url, 'GET', '/orders', bearer(token)), '200', '');
       const foreign = await send(api.url, 'GET', '/orders', [['Host', 'api.example.com'], ...bearer(token)]);

@@ -9,12 +9,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestZone } from '../lib/testing/index.js';
-import { expectOutcome } from './support/denials.js';
+import { expectOutcome, onScopedRoute } from './support/denials.js';
 import { startExchangeContext } from './support/exchange-context.js';
 import { baseClaims, bearer, hmacToken, PRM, R, T0_HEADER, zoneSigned } from './support/forge.js';
 import { startCountingListener } from './support/counting-listener.js';
 import { send } from './support/http.js';
-import { startApp, type RunningApp } from './support/keycard-app.js';
+import { scopeOf, startApp, type RunningApp } from './support/keycard-app.js';
 
 const MINUTE = 60_000;
 
@@ -42,7 +42,7 @@ describe('zone faults', () => {
     zoneSigned(zone, header, baseClaims(zone, { exp: Math.floor(Date.now() / 1000) + 7200, ...claims }), kid, header.alg as string);
   const get = (token?: string) => send(api!.url, 'GET', '/orders', token ? bearer(token) : []);
   const expectToken = async (token: string, outcome: Parameters<typeof expectOutcome>[1]) =>
-    expectOutcome(await get(token), outcome, PRM, [token], api!.logger.lines);
+    expectOutcome(await get(token), onScopedRoute(outcome, scopeOf('GET', '/orders')), PRM, [token], api!.logger.lines);
 
   describe('E. JWKS', () => {
     it('E1 cold start: 100 concurrent requests → 100 × 200, JWKS#1, MD#1', async () => {

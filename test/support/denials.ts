@@ -2,8 +2,19 @@ import { expect } from '@jest/globals';
 import { ERROR_DESCRIPTIONS } from '../../lib/resource-server/keycard.exceptions.js';
 import { parseChallenge, type HttpAnswer } from './http.js';
 
-/** Outcome shorthand of the catalogue (§0). `403:a b` is 403 insufficient_scope with scope "a b". */
-export type Outcome = '200' | '401∅' | '401 IT' | '400 IR' | '503 RA' | `403:${string}`;
+/**
+ * Outcome shorthand of the catalogue (§0). `403:a b` is 403 insufficient_scope with scope "a b";
+ * `401∅ scope=a b` / `401 IT scope=a b` is a 401 on a route that requires "a b" (catalogue Q12).
+ */
+export type Outcome =
+  | '200' | '401∅' | '401 IT' | '400 IR' | '503 RA' | `403:${string}`
+  | `401∅ scope=${string}` | `401 IT scope=${string}`;
+
+/** The 401 outcomes of a route requiring `scope` carry it (Q12); other outcomes are unchanged. */
+export function onScopedRoute(outcome: Outcome, scope: string | undefined): Outcome {
+  if (scope === undefined || (outcome !== '401∅' && outcome !== '401 IT')) return outcome;
+  return `${outcome} scope=${scope}`;
+}
 
 const VOCABULARY = new Set<string>(Object.values(ERROR_DESCRIPTIONS));
 /** RFC 6750 §3 error_description charset (INV2). */
@@ -34,18 +45,19 @@ export function expectOutcome(
     expect(res.text).not.toContain('invalid_token');
     expect(body?.error).toBe('temporarily_unavailable');
   } else {
+    const [kind, scopeOn401] = outcome.split(' scope=') as [string, string | undefined];
     const [status, error] = {
       '401∅': [401, undefined],
       '401 IT': [401, 'invalid_token'],
       '400 IR': [400, 'invalid_request'],
-    }[outcome as '401∅'] ?? [403, 'insufficient_scope'];
+    }[kind as '401∅'] ?? [403, 'insufficient_scope'];
     expect({ status: res.status, text: res.text.slice(0, 300) }).toMatchObject({ status });
     expect(challenge?.scheme).toBe('Bearer');
     expect(new Set(challenge!.names).size).toBe(challenge!.names.length);
     expect(challenge!.params.resource_metadata).toBe(prm);
     expect(challenge!.params.error).toBe(error);
     if (error === undefined) {
-      expect(challenge!.names).toEqual(['resource_metadata']);
+      expect(challenge!.names).toEqual(scopeOn401 === undefined ? ['resource_metadata'] : ['scope', 'resource_metadata']);
     } else {
       const description = challenge!.params.error_description;
       expect(description).toMatch(DESCRIPTION_CHARSET);
@@ -53,7 +65,7 @@ export function expectOutcome(
       expect(body).toEqual({ error, error_description: description });
     }
     if (outcome.startsWith('403:')) expect(challenge!.params.scope).toBe(outcome.slice(4));
-    else expect(challenge!.params.scope).toBeUndefined();
+    else expect(challenge!.params.scope).toBe(scopeOn401);
     expect(res.headers['content-type']).toMatch(/application\/json/);
   }
   for (const secret of secrets) {

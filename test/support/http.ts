@@ -20,11 +20,23 @@ export function send(
   body?: string,
 ): Promise<HttpAnswer> {
   const url = new URL(path, baseUrl);
+  return sendTo(url, method, url.pathname + url.search, headers, body);
+}
+
+/**
+ * Like {@link send}, with the request target sent exactly as given: no dot-segment removal, no
+ * fragment stripping, no percent-encoding (for path-spelling tests).
+ */
+export function sendVerbatim(baseUrl: string, method: string, target: string, headers: [string, string][] = []): Promise<HttpAnswer> {
+  return sendTo(new URL(baseUrl), method, target, headers);
+}
+
+function sendTo(url: URL, method: string, target: string, headers: [string, string][], body?: string): Promise<HttpAnswer> {
   // With a raw header list Node adds no Host header of its own.
   const all = headers.some(([name]) => name.toLowerCase() === 'host') ? headers : [['Host', url.host], ...headers];
   return new Promise((resolve, reject) => {
     const req = httpRequest(
-      { method, host: url.hostname, port: url.port, path: url.pathname + url.search, headers: all.flat(), agent: false },
+      { method, host: url.hostname, port: url.port, path: target, headers: all.flat(), agent: false },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));

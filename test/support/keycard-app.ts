@@ -49,6 +49,20 @@ class AdminController {
   }
 }
 
+/** Scopes the routes above require (`METHOD /path`), for the `scope` of their 401s (catalogue Q12). */
+const ROUTE_SCOPES: Record<string, string> = {
+  'GET /orders': 'orders:read',
+  'HEAD /orders': 'orders:read',
+  'POST /orders': 'orders:read orders:write',
+  'GET /admin': 'admin',
+  'GET /admin/reports': 'reports:read',
+};
+
+/** The scopes the test app's route requires, or undefined (query string ignored). */
+export function scopeOf(method: string, path: string): string | undefined {
+  return ROUTE_SCOPES[`${method} ${path.split('?')[0]}`];
+}
+
 /** Log lines the module wrote, to assert that no token or secret leaked (INV7). */
 export class CapturingLogger {
   readonly lines: string[] = [];
@@ -75,20 +89,28 @@ export interface RunningApp {
   close(): Promise<void>;
 }
 
-/** A real Nest app on loopback with the Keycard module, over the chosen adapter. */
+/** What a test may change in the app beyond the module options. */
+export interface AppShape extends Pick<ModuleMetadata, 'imports' | 'providers'> {
+  /** Controllers instead of the default orders/admin ones. */
+  controllers?: NonNullable<ModuleMetadata['controllers']>;
+  /** Shapes the app before it listens: `enableCors()`, `setGlobalPrefix()`, `enableVersioning()`, … */
+  configure?: (app: INestApplication) => void;
+}
+
+/**
+ * A real Nest app on loopback with the Keycard module, over the chosen adapter.
+ * @throws what the bootstrap throws (the app is closed first).
+ */
 export async function startApp(
   adapter: AdapterName,
   options: Omit<KeycardModuleOptions, 'logger'>,
-  extra: Pick<ModuleMetadata, 'imports' | 'providers'> & {
-    /** Shapes the app before it listens: `setGlobalPrefix()`, `enableVersioning()`, … */
-    configure?: (app: INestApplication) => void;
-  } = {},
+  extra: AppShape = {},
 ): Promise<RunningApp> {
   const logger = new CapturingLogger();
   @Module({
     imports: [KeycardModule.forRoot({ ...options, logger }), ...(extra.imports ?? [])],
     providers: extra.providers ?? [],
-    controllers: [OrdersController, AdminController],
+    controllers: extra.controllers ?? [OrdersController, AdminController],
   })
   class AppModule {}
   const app = await NestFactory.create(AppModule, adapter === 'express' ? new ExpressAdapter() : new FastifyAdapter(), {
@@ -99,7 +121,12 @@ export async function startApp(
   // Time the tests can move: the module reads only this clock.
   const clock = { offsetMs: 0 };
   app.get<Clock>(KEYCARD_CLOCK).now = () => Date.now() + clock.offsetMs;
-  await app.listen(0, '127.0.0.1');
+  try {
+    await app.listen(0, '127.0.0.1');
+  } catch (error) {
+    await app.close().catch(() => undefined);
+    throw error;
+  }
   const address = app.getHttpServer().address() as { port: number };
   return {
     app,
