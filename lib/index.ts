@@ -1,6 +1,8 @@
 export { KeycardModule } from './keycard.module.js';
 export type { KeycardModuleAsyncOptions, KeycardOptionsFactory } from './keycard.module.js';
 export { KeycardGuard } from './resource-server/keycard.guard.js';
+export { RouteRulesRegistry } from './resource-server/route-rules.registry.js';
+export type { RouteRules } from './resource-server/route-rules.registry.js';
 export { Public } from './decorators/public.decorator.js';
 export { RequireScopes } from './decorators/require-scopes.decorator.js';
 export { Agent } from './decorators/agent.decorator.js';
