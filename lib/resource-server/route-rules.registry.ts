@@ -89,9 +89,9 @@ export class RouteRulesRegistry implements OnModuleInit {
       if (type === undefined) continue;
       const names = this.scanner.getAllMethodNames(type.prototype);
       // Every class of the chain, also those no handler reaches: one target never declares both.
-      const handler = names.length > 0 ? ` (handler ${type.name}.${names[0]})` : '';
+      const firstHandler = names.length > 0 ? ` (handler ${type.name}.${names[0]})` : '';
       for (let base: unknown = type; typeof base === 'function' && base !== Function.prototype; base = Object.getPrototypeOf(base)) {
-        declarationOn(base, `${base.name}${handler}`);
+        declarationOn(base, `${base.name}${firstHandler}`);
       }
       for (const name of names) {
         const handler = (type.prototype as Record<string, unknown>)[name];
@@ -155,16 +155,16 @@ export class RouteRulesRegistry implements OnModuleInit {
     let byPattern: Map<string, ResourceChoice> | undefined;
     if (!declared.isPublic && this.options.resources.length > 0) {
       const choices = this.choicesOf(patterns);
-      const distinct = new Set(choices.values());
-      const only = distinct.size === 1 ? [...distinct][0] : undefined;
-      if (only instanceof ProtectedResource) resource = only;
-      else if (only !== undefined && !Array.isArray(only)) choice = null;
-      else if (only !== undefined) choice = only as readonly ProtectedResource[];
-      else if (distinct.size > 1) byPattern = choices;
+      const distinct = [...new Set(choices.values())];
+      if (distinct.length > 1) byPattern = choices;
+      else if (distinct.length === 1 && distinct[0] instanceof ProtectedResource) resource = distinct[0];
+      else if (distinct.length === 1) choice = distinct[0] as Exclude<ResourceChoice, ProtectedResource>;
       else if (this.options.resources.length === 1 && this.options.resources[0].segments.length === 0) {
-        resource = this.options.resources[0]; // not a route known at bootstrap; an origin covers every path
+        // Not a route known at bootstrap (a resolver, a gateway, or the app's configuration could not
+        // be read): an origin covers every path; otherwise ResourceResolver decides per request.
+        resource = this.options.resources[0];
       }
-      if ([...distinct].includes(null)) {
+      if (distinct.includes(null)) {
         this.options.logger.warn(
           `No configured 'resource' covers ${name} (${patterns.join(', ')}): its requests answer 500 until one does`,
         );
