@@ -221,11 +221,20 @@ describe.each(ADAPTERS)('app shapes over %s', (adapter: AdapterName) => {
     let api: RunningApp;
     beforeAll(async () => {
       api = await startApp(adapter, { zoneUrl: zone.issuer, resource: R }, {
-        controllers: [PreflightTargets],
+        controllers: [PreflightTargets, OrderController],
         configure: (app) => app.enableCors(),
       });
     });
     afterAll(() => api.close());
+
+    it('M11 a preflight to a protected GET-only route is answered by the CORS layer too (2xx, no challenge; catalogue A33 holds)', async () => {
+      const res = await send(api.url, 'OPTIONS', '/orders/1', [['Origin', 'https://app.example'], ['Access-Control-Request-Method', 'GET']]);
+      expect(res.status).toBeGreaterThanOrEqual(200);
+      expect(res.status).toBeLessThan(300);
+      expect(res.headers['access-control-allow-origin']).toBeDefined();
+      expect(res.headers['www-authenticate']).toBeUndefined();
+      expectAnswer(api, await send(api.url, 'GET', '/orders/1', [['Origin', 'https://app.example']]), '401∅ scope=orders:read', PRM);
+    });
 
     it('M11 with app.enableCors(): the preflight is answered 2xx by CORS, the handler never runs; the real request still needs a token', async () => {
       for (const path of ['/proxy', '/opt']) {
