@@ -6,9 +6,11 @@ import { NestFactory } from '@nestjs/core';
 import { KeycardModule, RequireScopes } from 'nestjs-keycard';
 import { TestZone } from 'nestjs-keycard/testing';
 import { authenticate } from 'nestjs-keycard/pkce';
-import { KeycardThrottlerGuard } from 'nestjs-keycard/throttler';
+import { FailSafeThrottlerStorage, KeycardThrottlerGuard } from 'nestjs-keycard/throttler';
+// ioredis is an optional peer this consumer does not install: the subpath must still load.
+import { RedisExchangedTokenStore } from 'nestjs-keycard/redis';
 
-if (typeof authenticate !== 'function' || typeof KeycardThrottlerGuard !== 'function') {
+if ([authenticate, KeycardThrottlerGuard, FailSafeThrottlerStorage, RedisExchangedTokenStore].some((f) => typeof f !== 'function')) {
   console.error('consumer: a subpath export is missing');
   process.exit(1);
 }

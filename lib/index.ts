@@ -36,3 +36,4 @@ export { Access } from './exchange/access.decorator.js';
 export { AccessContext, ResourceAccessError } from './exchange/access-context.js';
 export type { AccessStatus, ResourceAccessReason } from './exchange/access-context.js';
 export type { ExchangedToken, TokenExchangeRequest } from './exchange/exchanged-token.interface.js';
+export type { ExchangedTokenStore, StoredExchangedToken } from './exchange/exchanged-token-store.interface.js';

@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { toClientAuthentication, type ClientAuthentication } from './exchange/client-authentication.js';
+import type { ExchangedTokenStore } from './exchange/exchanged-token-store.interface.js';
 import type { FetchLike, KeycardModuleOptions } from './interfaces/keycard-module-options.interface.js';
 import { DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS, type SupportedAlgorithm } from './keycard.constants.js';
 import { isLoopbackHost } from './loopback.js';
@@ -25,6 +26,7 @@ export interface KeycardOptions {
   readonly realm?: string;
   readonly clientAuthentication?: ClientAuthentication;
   readonly exchangeCacheSize: number;
+  readonly exchangeStore?: ExchangedTokenStore;
   readonly verifiedTokenCacheSize: number;
   readonly allowInsecureHttp: boolean;
   readonly fetch: FetchLike;
@@ -141,6 +143,15 @@ function normaliseCacheSize(option: string, raw: unknown, fallback: number): num
   return raw;
 }
 
+function normaliseExchangeStore(raw: unknown): ExchangedTokenStore | undefined {
+  if (raw === undefined) return undefined;
+  const store = raw as Partial<ExchangedTokenStore> | null;
+  if (typeof store !== 'object' || store === null || typeof store.get !== 'function' || typeof store.set !== 'function') {
+    fail('exchangeStore', 'must have get and set methods');
+  }
+  return store as ExchangedTokenStore;
+}
+
 function normaliseLogger(raw: unknown): KeycardLogger {
   if (raw === undefined) return new Logger('Keycard');
   const logger = raw as Partial<KeycardLogger>;
@@ -185,6 +196,7 @@ export function normaliseOptions(input: string | KeycardModuleOptions): KeycardO
     realm,
     clientAuthentication: clientAuthenticationOf(raw.clientCredentials),
     exchangeCacheSize: normaliseCacheSize('exchangeCacheSize', raw.exchangeCacheSize, 1000),
+    exchangeStore: normaliseExchangeStore(raw.exchangeStore),
     verifiedTokenCacheSize: normaliseCacheSize('verifiedTokenCacheSize', raw.verifiedTokenCacheSize, 10_000),
     allowInsecureHttp,
     fetch: raw.fetch ?? ((input, init) => globalThis.fetch(input, init)),

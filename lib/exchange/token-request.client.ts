@@ -10,6 +10,7 @@ import { ZoneMetadataService } from '../zone/zone-metadata.service.js';
 import { BoundedCache } from './bounded-cache.js';
 import type { ClientAuthentication } from './client-authentication.js';
 import type { ExchangedToken } from './exchanged-token.interface.js';
+import { SharedExchangeCache } from './shared-exchange-cache.js';
 import { TokenExchangeError } from './token-exchange.error.js';
 
 /** Absolute budget of one token request, retries and waits included, in ms (catalogue I19). */
@@ -34,6 +35,12 @@ export interface TokenGrantRequest {
   readonly cacheNotAfter?: number;
 }
 
+/** A token from the zone (or the shared store) and until when it may be served from a cache. */
+interface Performed {
+  token: ExchangedToken;
+  cacheUntil?: number;
+}
+
 /** An answer the zone gave, or a failure on the way, with whether one retry is worth it. */
 class AttemptFailure extends Error {
   constructor(
@@ -50,13 +57,15 @@ class AttemptFailure extends Error {
  * to the discovered `token_endpoint` with an absolute deadline and at most one retry, strict
  * parsing of the answer (RFC 6749 §5.1, RFC 8693 §2.2.1), typed errors, a bounded cache until
  * `expires_in` minus a margin, and single flight for identical concurrent requests. This is the one
- * place where issued tokens are cached.
+ * place where issued tokens are cached: with an `exchangeStore`, a cache shared with the other
+ * instances sits behind the in-process one, for every grant.
  * @internal
  */
 @Injectable()
 export class TokenRequestClient {
   private readonly cache: BoundedCache<ExchangedToken>;
   private readonly pending = new Map<string, Promise<ExchangedToken>>();
+  private readonly shared: SharedExchangeCache | undefined;
 
   constructor(
     private readonly zone: ZoneMetadataService,
@@ -64,9 +73,13 @@ export class TokenRequestClient {
     @Inject(KEYCARD_CLOCK) private readonly clock: Clock,
   ) {
     this.cache = new BoundedCache(options.exchangeCacheSize, () => clock.now());
+    this.shared = options.exchangeStore && new SharedExchangeCache(options.exchangeStore, options.logger, () => clock.now());
   }
 
-  /** The cached token for `request.key`, the pending request for it, or a new request. */
+  /**
+   * The cached token for `request.key`, the pending request for it, the shared store's entry (when
+   * configured), or a new request; a new token is kept in both caches.
+   */
   request(request: TokenGrantRequest): Promise<ExchangedToken> {
     const { key } = request;
     const cached = this.cache.get(key);
@@ -74,17 +87,26 @@ export class TokenRequestClient {
     const pending = this.pending.get(key);
     if (pending) return pending;
     // The shared promise belongs to no caller: one caller going away does not cancel it (I28).
-    const shared = this.perform(request)
+    const flight = this.fromSharedOrZone(request)
       .then(({ token, cacheUntil }) => {
         if (cacheUntil !== undefined) this.cache.set(key, token, cacheUntil);
         return token;
       })
       .finally(() => this.pending.delete(key));
-    this.pending.set(key, shared);
-    return shared;
+    this.pending.set(key, flight);
+    return flight;
   }
 
-  private async perform(request: TokenGrantRequest): Promise<{ token: ExchangedToken; cacheUntil?: number }> {
+  private async fromSharedOrZone(request: TokenGrantRequest): Promise<Performed> {
+    if (!this.shared) return this.perform(request);
+    const shared = await this.shared.get(request.key);
+    if (shared) return shared;
+    const result = await this.perform(request);
+    if (result.cacheUntil !== undefined) await this.shared.set(request.key, result.token, result.cacheUntil);
+    return result;
+  }
+
+  private async perform(request: TokenGrantRequest): Promise<Performed> {
     const auth = this.options.clientAuthentication;
     if (!auth) throw new TokenExchangeError("no 'clientCredentials' are configured for KeycardModule", 'config');
     const tokenEndpoint = await this.tokenEndpoint();

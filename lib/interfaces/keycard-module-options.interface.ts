@@ -1,5 +1,6 @@
 import type { LoggerService } from '@nestjs/common';
 import type { ClientAuthentication } from '../exchange/client-authentication.js';
+import type { ExchangedTokenStore } from '../exchange/exchanged-token-store.interface.js';
 import type { SupportedAlgorithm } from '../keycard.constants.js';
 
 /** A `fetch`-compatible function, e.g. one that goes through a corporate proxy. */
@@ -79,6 +80,13 @@ export interface KeycardModuleOptions {
    * @default 1000
    */
   exchangeCacheSize?: number;
+  /**
+   * A cache of exchanged tokens shared with the other instances of this service, consulted after the
+   * in-process one, e.g. `new RedisExchangedTokenStore(…)` from `nestjs-keycard/redis` (encrypted at
+   * rest, hashed keys). A store that fails or takes over 250 ms is skipped, never failing an exchange.
+   * @default none (each instance exchanges for itself)
+   */
+  exchangeStore?: ExchangedTokenStore;
   /**
    * How many verified tokens the guard remembers, so a repeated token skips the signature check
    * (about 1–2 KB each). An entry is dropped when the token expires or the zone's keys change.

@@ -1,0 +1,4 @@
+export { RedisExchangedTokenStore } from './redis-exchanged-token-store.js';
+export type { RedisExchangedTokenStoreOptions } from './redis-exchanged-token-store.js';
+export { TokenCipher } from './token-cipher.js';
+export type { TokenCipherKey } from './token-cipher.js';

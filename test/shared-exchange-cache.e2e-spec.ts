@@ -1,0 +1,169 @@
+/**
+ * Exchanged tokens shared by several instances through a real `redis-server` (catalogue §S3): the
+ * zone sees one exchange, Redis holds no raw token (hashed keys, AES-256-GCM values), entries expire
+ * with the token, keys rotate by id.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { createHash, randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { TestZone } from '../lib/testing/index.js';
+import { RedisExchangedTokenStore, type TokenCipherKey } from '../lib/redis/index.js';
+import { startExchangeContext } from './support/exchange-context.js';
+import { R } from './support/forge.js';
+import { redisUnavailableReason, startRedis, type RunningRedis } from './support/redis-server.js';
+
+const SECRET = 's3cret-value-1234';
+const K1: TokenCipherKey = { id: 'k1', key: randomBytes(32) };
+const K2: TokenCipherKey = { id: 'k2', key: randomBytes(32).toString('base64') };
+const skipReason = redisUnavailableReason();
+
+(skipReason ? describe.skip : describe)('shared exchanged-token cache in Redis', () => {
+  let zone: TestZone;
+  let redis: RunningRedis;
+  let admin: Redis;
+  const clients: Redis[] = [];
+  let contexts: Awaited<ReturnType<typeof startExchangeContext>>[] = [];
+
+  beforeAll(async () => {
+    zone = await TestZone.start({
+      audience: 'https://agent.example.com',
+      resources: { [R]: ['orders:read'] },
+      clients: [{ clientId: 'agent-a', clientSecret: SECRET }],
+    });
+    redis = await startRedis();
+    admin = new Redis(redis.port, '127.0.0.1');
+  });
+  afterEach(async () => {
+    await Promise.all(contexts.map((c) => c.close()));
+    contexts = [];
+    await admin.flushall();
+    zone.reset();
+  });
+  afterAll(async () => {
+    await Promise.all([admin, ...clients].map((client) => (client.status === 'ready' ? client.quit() : client.disconnect())));
+    await redis?.close();
+    await zone?.stop();
+  });
+
+  /** One service instance with its own Redis connection and key ring. */
+  async function instance(keys: TokenCipherKey[] = [K1]) {
+    const client = new Redis(redis.port, '127.0.0.1');
+    clients.push(client);
+    const started = await startExchangeContext({
+      zoneUrl: zone.issuer,
+      clientCredentials: { clientId: 'agent-a', clientSecret: SECRET },
+      exchangeStore: new RedisExchangedTokenStore({ redis: client, keys }),
+    });
+    contexts.push(started);
+    return started;
+  }
+  const userToken = (claims: Record<string, unknown> = {}) => zone.issueToken({ sub: 'alice', client_id: 'user-app', scope: 'openid', ...claims });
+  const request = (subjectToken: string) => ({ subjectToken, resource: R, scope: 'orders:read' });
+
+  /** Every key and value in Redis, read with SCAN (not KEYS) and typed reads. */
+  async function everything(): Promise<{ key: string; value: string; ttlMs: number }[]> {
+    const keys: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, batch] = await admin.scan(cursor, 'COUNT', 100);
+      keys.push(...batch);
+      cursor = next;
+    } while (cursor !== '0');
+    return Promise.all(
+      keys.map(async (key) => {
+        expect(await admin.type(key)).toBe('string');
+        return { key, value: (await admin.get(key))!, ttlMs: await admin.pttl(key) };
+      }),
+    );
+  }
+
+  /** No token, no part of a JWT (header, payload, signature), no secret, no plain token hash. */
+  function expectNothingRaw(entries: { key: string; value: string }[], tokens: string[]) {
+    const forbidden = [SECRET, ...tokens.flatMap((t) => [t, ...t.split('.').filter((part) => part.length > 8)])];
+    forbidden.push(...tokens.map((t) => createHash('sha256').update(t).digest('base64url')));
+    for (const { key, value } of entries) {
+      for (const text of [key, value]) for (const secret of forbidden) expect(text.includes(secret)).toBe(false);
+      expect(value).not.toMatch(/"|eyJ/); // neither JSON nor a base64url JSON header in clear
+    }
+  }
+
+  it('S3 instance A exchanges, instance B asks for the same → the zone sees 1 exchange; no raw token in Redis; the entry expires with the token', async () => {
+    const [a, b] = [await instance(), await instance()];
+    const subject = userToken({ exp: Math.floor(Date.now() / 1000) + 120 });
+    const first = await a.service.exchange(request(subject));
+    const second = await b.service.exchange(request(subject));
+    expect(zone.counts.token).toBe(1);
+    expect(second).toEqual(first);
+    expect(second.accessToken).toBe(first.accessToken);
+
+    const entries = await everything();
+    expect(entries).toHaveLength(1);
+    expect(entries[0].key).toMatch(/^keycard:exchange:[A-Za-z0-9_-]{43}$/);
+    expect(entries[0].value).toMatch(/^k1\.[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{22}$/);
+    expectNothingRaw(entries, [subject, first.accessToken]);
+    // Never past the subject token's exp (120 s) nor the exchanged token's life minus the 30 s margin.
+    expect(entries[0].ttlMs).toBeGreaterThan(60_000);
+    expect(entries[0].ttlMs).toBeLessThanOrEqual(120_000);
+    for (const c of contexts) expect(c.logger.lines.join('\n')).not.toContain(subject);
+
+    // Another subject token is another entry, and another exchange.
+    await b.service.exchange(request(userToken({ sub: 'bob' })));
+    expect(zone.counts.token).toBe(2);
+    expect(await everything()).toHaveLength(2);
+  });
+
+  it('S3 keys rotate by id: a ring led by a new key reads entries sealed with the old one; an unknown key id or an altered entry counts as missing', async () => {
+    const old = await instance([K1]);
+    const subject = userToken();
+    const token = await old.service.exchange(request(subject));
+    const rotated = await instance([K2, K1]);
+    expect(await rotated.service.exchange(request(subject))).toEqual(token);
+    expect(zone.counts.token).toBe(1);
+
+    // Sealed with the new key from now on.
+    const other = userToken({ sub: 'carol' });
+    await rotated.service.exchange(request(other));
+    const values = (await everything()).map((e) => e.value.split('.')[0]).sort();
+    expect(values).toEqual(['k1', 'k2']);
+
+    // An instance without k1 cannot read the old entry: it exchanges itself, no error.
+    const stranger = await instance([K2]);
+    expect((await stranger.service.exchange(request(subject))).accessToken).toEqual(expect.any(String));
+    expect(zone.counts.token).toBe(3);
+
+    // An altered entry does not open: one more exchange, and the instance still answers.
+    for (const { key, value } of await everything()) {
+      const [id, iv, body, tag] = value.split('.');
+      await admin.set(key, [id, iv, body.slice(0, -2) + (body.endsWith('AA') ? 'BB' : 'AA'), tag].join('.'), 'PX', 60_000);
+    }
+    const fresh = await instance([K2, K1]);
+    await fresh.service.exchange(request(other));
+    expect(zone.counts.token).toBe(4);
+    expectNothingRaw(await everything(), [subject, other, token.accessToken]);
+  });
+
+  it('S3 Redis stops → exchanges go on through the zone, the outage is logged once, never a failure from the cache', async () => {
+    const redisGone = await startRedis();
+    // A store on a server that is then stopped: the instance must not depend on it.
+    const lone = new Redis(redisGone.port, '127.0.0.1', { maxRetriesPerRequest: 1, disconnectTimeout: 10 });
+    lone.on('error', () => undefined);
+    clients.push(lone);
+    const b = await startExchangeContext({
+      zoneUrl: zone.issuer,
+      clientCredentials: { clientId: 'agent-a', clientSecret: SECRET },
+      exchangeStore: new RedisExchangedTokenStore({ redis: lone, keys: [K1] }),
+    });
+    contexts.push(b);
+    await redisGone.close();
+    const subject = userToken();
+    const started = performance.now();
+    const token = await b.service.exchange(request(subject));
+    expect(token.accessToken).toEqual(expect.any(String));
+    expect(performance.now() - started).toBeLessThan(3_000);
+    expect(await b.service.exchange(request(subject))).toBe(token); // the in-process cache stays in front
+    expect(zone.counts.token).toBe(1);
+    const warnings = b.logger.lines.filter((l) => l.startsWith('Shared exchange cache unavailable'));
+    expect(warnings).toHaveLength(1);
+    expect(b.logger.lines.join('\n')).not.toContain(subject);
+  });
+});
