@@ -16,7 +16,7 @@ export type { Clock } from './clock.js';
 export { ZoneMetadataService } from './zone/zone-metadata.service.js';
 export type { ZoneMetadata } from './zone/zone-metadata.service.js';
 export type { AgentContext, ActorChain } from './interfaces/agent-context.interface.js';
-export type { KeycardModuleOptions, FetchLike } from './interfaces/keycard-module-options.interface.js';
+export type { KeycardModuleOptions, KeycardZoneOptions, FetchLike } from './interfaces/keycard-module-options.interface.js';
 export type { KeycardOptions } from './keycard-options.js';
 export { TokenExchangeService } from './exchange/token-exchange.service.js';
 export { TokenExchangeError } from './exchange/token-exchange.error.js';

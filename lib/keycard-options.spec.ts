@@ -47,4 +47,43 @@ describe('normaliseOptions', () => {
   it('keeps the zone URL exactly as given (a trailing slash matters)', () => {
     expect(normaliseOptions(`${zoneUrl}/`).issuer).toBe(`${zoneUrl}/`);
   });
+
+  describe('zones', () => {
+    const z2 = 'https://other.keycard.cloud';
+
+    it('keeps each zone\'s issuer exactly, its own resources and credentials, else the module\'s', () => {
+      const options = normaliseOptions({
+        zones: [zoneUrl, { zoneUrl: z2, resource: 'https://b.example.com', clientCredentials: { clientId: 'b', clientSecret: 's' } }],
+        resource: 'https://a.example.com',
+        clientCredentials: { clientId: 'a', clientSecret: 's' },
+      });
+      expect(options.zones.map((z) => z.issuer)).toEqual([zoneUrl, z2]);
+      expect([...options.zones[0].resourceIds!]).toEqual(['https://a.example.com']);
+      expect([...options.zones[1].resourceIds!]).toEqual(['https://b.example.com']);
+      expect(options.resources.map((r) => r.id)).toEqual(['https://a.example.com', 'https://b.example.com']);
+      expect(options.zones.map((z) => (z.clientAuthentication as { clientId?: string } | undefined)?.clientId)).toEqual(['a', 'b']);
+      expect(options.issuer).toBe(zoneUrl);
+    });
+
+    it('one zoneUrl is one zone serving every resource', () => {
+      const options = normaliseOptions(zoneUrl);
+      expect(options.zones).toHaveLength(1);
+      expect(options.zones[0].resourceIds).toBeUndefined();
+    });
+
+    it.each([
+      [{ zones: [] }, "'zones' must list at least one zone"],
+      [{ zones: 'x' }, "'zones' must list at least one zone"],
+      [{ zones: [zoneUrl], zoneUrl }, "'zones' cannot be combined with 'zoneUrl'"],
+      [{ zones: [zoneUrl, zoneUrl] }, "'zones' lists https://zone.keycard.cloud twice"],
+      [{ zones: [zoneUrl, 'http://zone.example.com'] }, "'zones[1].zoneUrl' must use https"],
+      [{ zones: [zoneUrl, { zoneUrl: `${z2}?t=1` }] }, "'zones[1].zoneUrl' must not contain a query"],
+      [{ zones: [null] }, "'zones[0]' must be a zone URL string"],
+      [{ zones: [{ zoneUrl, resource: 'relative' }] }, "'zones[0].resource' is not an absolute URL"],
+      [{ zones: [{ zoneUrl, clientCredentials: { clientId: 1 } }] }, "'zones[0].clientCredentials' must be"],
+      [{ zones: [{ zoneUrl, resource: 'https://a.example.com' }, z2] }, "'zones' mixes zones with and without 'resource'"],
+    ])('%j fails naming the option', (options, message) => {
+      expect(() => normaliseOptions(options as never)).toThrow(message);
+    });
+  });
 });

@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { toClientAuthentication, type ClientAuthentication } from './exchange/client-authentication.js';
 import type { ExchangedTokenStore } from './exchange/exchanged-token-store.interface.js';
-import type { FetchLike, KeycardModuleOptions } from './interfaces/keycard-module-options.interface.js';
+import type { FetchLike, KeycardModuleOptions, KeycardZoneOptions } from './interfaces/keycard-module-options.interface.js';
 import { DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS, type SupportedAlgorithm } from './keycard.constants.js';
 import { isLoopbackHost } from './loopback.js';
 import { ProtectedResource } from './resource-server/protected-resource.js';
@@ -9,11 +9,24 @@ import { ProtectedResource } from './resource-server/protected-resource.js';
 /** Logger shape the module writes to. */
 export type KeycardLogger = NonNullable<KeycardModuleOptions['logger']>;
 
-/** {@link KeycardModuleOptions} after validation, with defaults applied and URLs parsed once. */
-export interface KeycardOptions {
+/** One trusted zone after validation (catalogue §S4–S5). */
+export interface ZoneOptions {
+  /** The zone's issuer, exactly as configured: the only `iss` its tokens may carry. */
   readonly issuer: string;
   readonly issuerUrl: URL;
-  /** Configured resources; empty means "derive from loopback request origins". */
+  /** Ids of the resources this zone issues tokens for; undefined: every resource of the module. */
+  readonly resourceIds?: ReadonlySet<string>;
+  readonly clientAuthentication?: ClientAuthentication;
+}
+
+/** {@link KeycardModuleOptions} after validation, with defaults applied and URLs parsed once. */
+export interface KeycardOptions {
+  /** The first (or only) zone's issuer. */
+  readonly issuer: string;
+  readonly issuerUrl: URL;
+  /** Every trusted zone, in configuration order; at least one, issuers distinct. */
+  readonly zones: readonly ZoneOptions[];
+  /** Configured resources (of every zone); empty means "derive from loopback request origins". */
   readonly resources: readonly ProtectedResource[];
   readonly scopesSupported: readonly string[];
   readonly resourceName?: string;
@@ -24,6 +37,7 @@ export interface KeycardOptions {
   readonly readScpClaim: boolean;
   readonly auditLog: boolean;
   readonly realm?: string;
+  /** The first (or only) zone's credentials. */
   readonly clientAuthentication?: ClientAuthentication;
   readonly exchangeCacheSize: number;
   readonly exchangeStore?: ExchangedTokenStore;
@@ -75,19 +89,58 @@ function optionalString(option: string, value: unknown): string | undefined {
   return value;
 }
 
-function normaliseZone(raw: KeycardModuleOptions, allowInsecureHttp: boolean): URL {
-  const url = parseUrl('zoneUrl', raw.zoneUrl);
-  if (url.search || raw.zoneUrl.includes('?')) fail('zoneUrl', 'must not contain a query');
-  requireSecureScheme('zoneUrl', url, allowInsecureHttp);
+function normaliseZoneUrl(option: string, value: unknown, allowInsecureHttp: boolean): URL {
+  const url = parseUrl(option, value);
+  if (url.search || (value as string).includes('?')) fail(option, 'must not contain a query');
+  requireSecureScheme(option, url, allowInsecureHttp);
   return url;
 }
 
-function normaliseResources(raw: unknown, allowInsecureHttp: boolean): ProtectedResource[] {
+/**
+ * `zoneUrl` (one zone) or `zones` (several): each zone with its issuer, its resources (its own, else
+ * the module's `resource`) and its exchange credentials (its own, else the module's).
+ */
+function normaliseZones(
+  raw: KeycardModuleOptions,
+  allowInsecureHttp: boolean,
+): { zones: ZoneOptions[]; resources: ProtectedResource[] } {
+  const shared = normaliseResources('resource', raw.resource, allowInsecureHttp);
+  const sharedAuth = clientAuthenticationOf('clientCredentials', raw.clientCredentials);
+  if (raw.zones === undefined) {
+    const issuerUrl = normaliseZoneUrl('zoneUrl', raw.zoneUrl, allowInsecureHttp);
+    return { zones: [{ issuer: raw.zoneUrl!, issuerUrl, clientAuthentication: sharedAuth }], resources: shared };
+  }
+  if (raw.zoneUrl !== undefined) fail('zones', "cannot be combined with 'zoneUrl' (list every zone in 'zones')");
+  if (!Array.isArray(raw.zones) || raw.zones.length === 0) fail('zones', 'must list at least one zone');
+  const resources = new Map(shared.map((r) => [r.id, r]));
+  const zones = raw.zones.map((entry: string | KeycardZoneOptions, index): ZoneOptions => {
+    const option = `zones[${index}]`;
+    const zone = typeof entry === 'string' ? { zoneUrl: entry } : entry;
+    if (typeof zone !== 'object' || zone === null) fail(option, 'must be a zone URL string or { zoneUrl, resource?, clientCredentials? }');
+    const issuerUrl = normaliseZoneUrl(`${option}.zoneUrl`, zone.zoneUrl, allowInsecureHttp);
+    const own = zone.resource === undefined ? undefined : normaliseResources(`${option}.resource`, zone.resource, allowInsecureHttp);
+    for (const resource of own ?? []) if (!resources.has(resource.id)) resources.set(resource.id, resource);
+    const served = own ?? (shared.length > 0 ? shared : undefined);
+    const auth = zone.clientCredentials === undefined ? sharedAuth : clientAuthenticationOf(`${option}.clientCredentials`, zone.clientCredentials);
+    return { issuer: zone.zoneUrl, issuerUrl, resourceIds: served && new Set(served.map((r) => r.id)), clientAuthentication: auth };
+  });
+  const issuers = new Set<string>();
+  for (const { issuer } of zones) {
+    if (issuers.has(issuer)) fail('zones', `lists ${issuer} twice`);
+    issuers.add(issuer);
+  }
+  if (resources.size > 0 && zones.some((z) => z.resourceIds === undefined) && shared.length === 0) {
+    fail('zones', "mixes zones with and without 'resource': give every zone its resources, or set the module's 'resource'");
+  }
+  return { zones, resources: [...resources.values()] };
+}
+
+function normaliseResources(name: string, raw: unknown, allowInsecureHttp: boolean): ProtectedResource[] {
   if (raw === undefined) return [];
   const list = Array.isArray(raw) ? raw : [raw];
-  if (list.length === 0) fail('resource', 'must name at least one resource identifier');
+  if (list.length === 0) fail(name, 'must name at least one resource identifier');
   return list.map((value, index) => {
-    const option = Array.isArray(raw) ? `resource[${index}]` : 'resource';
+    const option = Array.isArray(raw) ? `${name}[${index}]` : name;
     const url = parseUrl(option, value);
     requireSecureScheme(option, url, allowInsecureHttp);
     // Its metadata document lives at the well-known path + this path, one route parameter a segment.
@@ -129,11 +182,11 @@ function normaliseClockTolerance(raw: unknown): number {
   return raw;
 }
 
-function clientAuthenticationOf(raw: unknown): ClientAuthentication | undefined {
+function clientAuthenticationOf(option: string, raw: unknown): ClientAuthentication | undefined {
   try {
     return toClientAuthentication(raw);
   } catch (error) {
-    fail('clientCredentials', (error as Error).message.replace(/^KeycardModule: 'clientCredentials' /, ''));
+    fail(option, (error as Error).message.replace(/^KeycardModule: 'clientCredentials' /, ''));
   }
 }
 
@@ -175,16 +228,17 @@ export function normaliseOptions(input: string | KeycardModuleOptions): KeycardO
     typeof input === 'string' ? { zoneUrl: input } : (input ?? ({} as KeycardModuleOptions));
   if (typeof raw !== 'object') fail('options', 'must be a zone URL string or an options object');
   const allowInsecureHttp = optionalBoolean('allowInsecureHttp', raw.allowInsecureHttp, false);
-  const issuerUrl = normaliseZone(raw, allowInsecureHttp);
+  const { zones, resources } = normaliseZones(raw, allowInsecureHttp);
   const realm = optionalString('realm', raw.realm);
   if (realm !== undefined && !QUOTABLE.test(realm)) fail('realm', 'must be printable ASCII without quotes');
   const resourceDocumentation = optionalString('resourceDocumentation', raw.resourceDocumentation);
   if (resourceDocumentation !== undefined) parseUrl('resourceDocumentation', resourceDocumentation);
   if (raw.fetch !== undefined && typeof raw.fetch !== 'function') fail('fetch', 'must be a function');
   return {
-    issuer: raw.zoneUrl,
-    issuerUrl,
-    resources: normaliseResources(raw.resource, allowInsecureHttp),
+    issuer: zones[0].issuer,
+    issuerUrl: zones[0].issuerUrl,
+    zones,
+    resources,
     scopesSupported: normaliseScopes(raw.scopesSupported),
     resourceName: optionalString('resourceName', raw.resourceName),
     resourceDocumentation,
@@ -194,7 +248,7 @@ export function normaliseOptions(input: string | KeycardModuleOptions): KeycardO
     readScpClaim: optionalBoolean('readScpClaim', raw.readScpClaim, false),
     auditLog: optionalBoolean('auditLog', raw.auditLog, false),
     realm,
-    clientAuthentication: clientAuthenticationOf(raw.clientCredentials),
+    clientAuthentication: zones[0].clientAuthentication,
     exchangeCacheSize: normaliseCacheSize('exchangeCacheSize', raw.exchangeCacheSize, 1000),
     exchangeStore: normaliseExchangeStore(raw.exchangeStore),
     verifiedTokenCacheSize: normaliseCacheSize('verifiedTokenCacheSize', raw.verifiedTokenCacheSize, 10_000),

@@ -7,7 +7,6 @@ import { TokenExchangeService } from './exchange/token-exchange.service.js';
 import { TokenRequestClient } from './exchange/token-request.client.js';
 import { AuditTrail } from './resource-server/audit-trail.js';
 import { SystemClock } from './clock.js';
-import { JwksKeyStore } from './zone/jwks-key-store.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS, KEYCARD_RAW_OPTIONS } from './keycard.constants.js';
 import { KeycardGuard } from './resource-server/keycard.guard.js';
 import { normaliseOptions } from './keycard-options.js';
@@ -16,6 +15,7 @@ import { KeycardStrategy } from './resource-server/keycard.strategy.js';
 import { ResourceResolver } from './resource-server/resource-resolver.js';
 import { RouteRulesRegistry } from './resource-server/route-rules.registry.js';
 import { VerifiedTokenCache } from './resource-server/verified-token-cache.js';
+import { TrustedZones } from './zone/trusted-zones.js';
 import { ZoneMetadataService } from './zone/zone-metadata.service.js';
 
 /** Everything the module provides once its raw options are available under KEYCARD_RAW_OPTIONS. */
@@ -27,8 +27,10 @@ export function createKeycardProviders(): Provider[] {
       inject: [KEYCARD_RAW_OPTIONS],
     },
     { provide: KEYCARD_CLOCK, useFactory: () => new SystemClock() },
-    ZoneMetadataService,
-    JwksKeyStore,
+    TrustedZones,
+    // The first zone's metadata, for apps that inject it (Nest runs its lifecycle hooks a second
+    // time through this provider: both are idempotent).
+    { provide: ZoneMetadataService, useFactory: (zones: TrustedZones) => zones.all[0].metadata, inject: [TrustedZones] },
     KeycardStrategy,
     ResourceResolver,
     RouteRulesRegistry,

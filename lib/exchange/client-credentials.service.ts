@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { ExchangedToken } from './exchanged-token.interface.js';
 import { checkResource, grantCacheKey, normaliseScope } from './token-exchange.service.js';
 import { TokenRequestClient } from './token-request.client.js';
+import type { TrustedZone } from '../zone/trusted-zones.js';
 
 /**
  * What `ClientCredentialsService.token()` asks the zone for.
@@ -12,6 +13,11 @@ export interface ClientCredentialsRequest {
   resource: string;
   /** Scopes to ask for: a space-delimited string or a list. @default what the zone grants */
   scope?: string | readonly string[];
+  /**
+   * With several trusted zones: the issuer URL of the zone to ask, exactly as configured (e.g. the
+   * inbound token's `agent.issuer`, for the tenant the request belongs to). @default the first zone
+   */
+  zone?: string;
 }
 
 const CLIENT_CREDENTIALS = 'client_credentials';
@@ -21,13 +27,16 @@ const CLIENT_CREDENTIALS = 'client_credentials';
  * service, for jobs and calls that no user started. Authenticates with the module's
  * `clientCredentials` (secret, `private_key_jwt` or workload identity), and shares the exchange's
  * machinery: cached until `expires_in` minus 30 s, identical concurrent requests collapsed into one,
- * at most one retry, typed {@link TokenExchangeError}s (catalogue V2, §I).
+ * at most one retry, typed {@link TokenExchangeError}s (catalogue V2, §I). With several zones it asks
+ * the zone named by `zone` (default: the first) with that zone's credentials; a token of one zone is
+ * never served for another.
  *
  * @example
  * ```ts
  * const { accessToken } = await this.asService.token({ resource: 'https://billing.internal', scope: 'invoices:write' });
  * ```
- * @throws TokenExchangeError (see its `kind`, `code`, `status`, `retryable`)
+ * @throws TokenExchangeError (see its `kind`, `code`, `status`, `retryable`); kind `untrusted_issuer`,
+ *   before any request, when `zone` names no trusted zone.
  * @throws TypeError when `resource` is not an absolute URL.
  * @publicApi
  */
@@ -41,6 +50,13 @@ export class ClientCredentialsService {
     const scope = normaliseScope(request.scope);
     const form: Record<string, string> = { grant_type: CLIENT_CREDENTIALS, resource };
     if (scope) form.scope = scope;
-    return this.client.request({ key: grantCacheKey([CLIENT_CREDENTIALS, resource, scope ?? '']), form, requestedScope: scope });
+    let zone: TrustedZone;
+    try {
+      zone = this.client.zoneNamed(request.zone);
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+    const key = grantCacheKey([CLIENT_CREDENTIALS, zone.issuer, resource, scope ?? '']);
+    return this.client.request({ key, form, requestedScope: scope, zone: () => zone });
   }
 }

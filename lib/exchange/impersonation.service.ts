@@ -25,6 +25,12 @@ export interface ImpersonationRequest {
   resource: string;
   /** Scopes to ask for: a space-delimited string or a list. @default what the zone grants */
   scope?: string | readonly string[];
+  /**
+   * The issuer URL of the user's zone, exactly as configured: required when several zones are
+   * trusted (a user identifier means someone else, or no one, at another zone). Take it from the
+   * same verified token as `user` (`agent.issuer`). @default the only zone
+   */
+  zone?: string;
 }
 
 /**
@@ -48,15 +54,18 @@ export class ImpersonationRefusedError extends TokenExchangeError {
  * (catalogue V3).
  *
  * The user identifier decides whose rights the service gets: take it only from the verified
- * inbound token or from server configuration, never from request data.
+ * inbound token or from server configuration, never from request data. With several zones the
+ * request goes to the user's `zone`, with that zone's credentials.
  *
  * @example
  * ```ts
  * const token = await this.impersonation.impersonate({ user: agent.subject, resource: 'https://crm.internal', scope: 'contacts:read' });
  * ```
  * @throws ImpersonationRefusedError when the zone's policy refuses.
- * @throws TokenExchangeError for every other failure (see its `kind`).
- * @throws TypeError when `user` is empty or `resource` is not an absolute URL.
+ * @throws TokenExchangeError for every other failure (see its `kind`); kind `untrusted_issuer`,
+ *   before any request, when `zone` names no trusted zone.
+ * @throws TypeError when `user` is empty, `resource` is not an absolute URL, or several zones are
+ *   trusted and `zone` is missing.
  * @publicApi
  */
 @Injectable()
@@ -68,6 +77,11 @@ export class ImpersonationService {
       throw new TypeError("ImpersonationService.impersonate: 'user' must be a non-empty string");
     }
     const resource = checkResource('ImpersonationService.impersonate', request.resource);
+    if (request.zone === undefined && this.client.zoneCount > 1) {
+      // Guessing would act as whoever has this identifier at the first zone.
+      throw new TypeError("ImpersonationService.impersonate: 'zone' must name the user's zone when several zones are trusted");
+    }
+    const zone = this.client.zoneNamed(request.zone);
     const scope = normaliseScope(request.scope);
     const form: Record<string, string> = {
       grant_type: TOKEN_EXCHANGE_GRANT,
@@ -76,9 +90,9 @@ export class ImpersonationService {
       resource,
     };
     if (scope) form.scope = scope;
-    const key = grantCacheKey([SUBSTITUTE_USER_TOKEN_TYPE, request.user, resource, scope ?? '']);
+    const key = grantCacheKey([SUBSTITUTE_USER_TOKEN_TYPE, zone.issuer, request.user, resource, scope ?? '']);
     try {
-      return await this.client.request({ key, form, requestedScope: scope });
+      return await this.client.request({ key, form, requestedScope: scope, zone: () => zone });
     } catch (error) {
       if (error instanceof TokenExchangeError && error.kind === 'oauth' && REFUSAL_CODES.has(error.code ?? '')) {
         throw new ImpersonationRefusedError(error);

@@ -6,10 +6,11 @@
  * - `network`: no answer (refused, reset, redirect not followed, body too large);
  * - `timeout`: no complete answer before the deadline;
  * - `unavailable`: the zone is unreachable, overloaded (429/503) or its metadata unusable;
- * - `config`: this service's own configuration (no credentials, unreadable token file …).
+ * - `config`: this service's own configuration (no credentials, unreadable token file …);
+ * - `untrusted_issuer`: with several zones, the subject token's `iss` names none of them (nothing was sent).
  * @publicApi
  */
-export type TokenExchangeErrorKind = 'oauth' | 'invalid_response' | 'network' | 'timeout' | 'unavailable' | 'config';
+export type TokenExchangeErrorKind = 'oauth' | 'invalid_response' | 'network' | 'timeout' | 'unavailable' | 'config' | 'untrusted_issuer';
 
 /**
  * Thrown by `TokenExchangeService.exchange()`. The message never holds a token, secret, assertion or

@@ -72,6 +72,11 @@ export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchan
       // The zone's policy does not let this service act as the user: a refusal, not a fault.
       return { status: 403, body: { error: 'forbidden', error_description: 'The authorization server refused this operation' }, challenge: new MissingCredentialsException() };
     }
+    if (error.kind === 'untrusted_issuer') {
+      // The subject token names no trusted zone: the caller's token is refused, nothing was sent.
+      const challenge = new InvalidTokenException('issuer_mismatch');
+      return { status: 401, body: challenge.getResponse() as object, challenge };
+    }
     if (error.kind === 'oauth' && error.code === 'invalid_grant') {
       const challenge = new InvalidTokenException('token_malformed');
       return { status: 401, body: challenge.getResponse() as object, challenge };

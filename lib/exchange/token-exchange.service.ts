@@ -13,7 +13,8 @@ const MAX_DECODED_SUBJECT_LENGTH = 16 * 1024;
 
 /**
  * Trades a user's zone token for a short-lived token scoped to one API (RFC 8693), authenticating
- * this service with the configured `clientCredentials`. Results are cached per (subject token hash,
+ * this service with the configured `clientCredentials` — with several zones, at the zone that issued
+ * the subject token (its `iss`), with that zone's credentials. Results are cached per (subject token hash,
  * resource, scope, audience, actor, requested type) until shortly before they expire and never past
  * the subject token's own expiry; identical concurrent exchanges share one request. The subject
  * token is keyed by its decoded signature, so respellings of one token share one entry (V5).
@@ -22,7 +23,8 @@ const MAX_DECODED_SUBJECT_LENGTH = 16 * 1024;
  * ```ts
  * const { accessToken } = await this.exchange.exchange({ subjectToken, resource: 'https://api.example.com', scope: 'read' });
  * ```
- * @throws TokenExchangeError (see its `kind`, `code`, `status`, `retryable`)
+ * @throws TokenExchangeError (see its `kind`, `code`, `status`, `retryable`); kind `untrusted_issuer`,
+ *   before any request, when several zones are trusted and the subject token's `iss` names none.
  * @throws TypeError when `subjectToken` is empty or `resource` is not an absolute URL.
  * @publicApi
  */
@@ -51,6 +53,7 @@ export class TokenExchangeService {
       form,
       requestedScope: normalised.scope,
       cacheNotAfter: expiryOf(normalised.subjectToken),
+      zone: () => this.client.zoneOfSubjectToken(normalised.subjectToken),
     });
   }
 }

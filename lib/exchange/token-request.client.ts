@@ -6,7 +6,8 @@ import { KEYCARD_CLOCK, KEYCARD_OPTIONS, MAX_BODY_BYTES, USER_AGENT } from '../k
 import { ZoneUnavailableException } from '../resource-server/keycard.exceptions.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { BodyTooLargeError, readCappedText } from '../zone/zone-fetch.js';
-import { ZoneMetadataService } from '../zone/zone-metadata.service.js';
+import { readUnverifiedIssuer } from '../resource-server/compact-jws.js';
+import { TrustedZones, type TrustedZone } from '../zone/trusted-zones.js';
 import { BoundedCache } from './bounded-cache.js';
 import type { ClientAuthentication } from './client-authentication.js';
 import type { ExchangedToken } from './exchanged-token.interface.js';
@@ -17,6 +18,8 @@ import { TokenExchangeError } from './token-exchange.error.js';
 const REQUEST_DEADLINE_MS = 5_000;
 /** A cached token is dropped this long before it expires, in ms (catalogue I8). */
 export const EXPIRY_MARGIN_MS = 30_000;
+/** Subject tokens longer than this are not decoded for their `iss`. */
+const MAX_DECODED_SUBJECT_LENGTH = 16 * 1024;
 /** Longest `Retry-After` honoured with a retry, in seconds (catalogue I18). */
 const MAX_RETRY_AFTER_SECONDS = 5;
 
@@ -33,6 +36,12 @@ export interface TokenGrantRequest {
   readonly requestedScope?: string;
   /** Never cache the result past this instant (ms since the epoch), e.g. the subject token's `exp`. */
   readonly cacheNotAfter?: number;
+  /**
+   * The trusted zone to ask (its token endpoint, this service's credentials there). Called only when
+   * neither the in-process cache nor a pending request answers, and before the shared store is
+   * asked: a `TokenExchangeError` it throws (`untrusted_issuer`) means no request at all.
+   */
+  readonly zone: () => TrustedZone;
 }
 
 /** A token from the zone (or the shared store) and until when it may be served from a cache. */
@@ -58,7 +67,9 @@ class AttemptFailure extends Error {
  * parsing of the answer (RFC 6749 §5.1, RFC 8693 §2.2.1), typed errors, a bounded cache until
  * `expires_in` minus a margin, and single flight for identical concurrent requests. This is the one
  * place where issued tokens are cached: with an `exchangeStore`, a cache shared with the other
- * instances sits behind the in-process one, for every grant.
+ * instances sits behind the in-process one, for every grant. With several zones each request goes
+ * to the zone its grant names ({@link zoneOfSubjectToken}, {@link zoneNamed}), with that zone's
+ * credentials.
  * @internal
  */
 @Injectable()
@@ -68,7 +79,7 @@ export class TokenRequestClient {
   private readonly shared: SharedExchangeCache | undefined;
 
   constructor(
-    private readonly zone: ZoneMetadataService,
+    private readonly zones: TrustedZones,
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
     @Inject(KEYCARD_CLOCK) private readonly clock: Clock,
   ) {
@@ -97,19 +108,46 @@ export class TokenRequestClient {
     return flight;
   }
 
+  /**
+   * The zone that issued `subjectToken`, which judges it: the only zone with one zone; with several,
+   * the one whose issuer is exactly the token's (unverified) `iss` (catalogue S5).
+   * @throws TokenExchangeError `untrusted_issuer` when no trusted zone matches.
+   */
+  zoneOfSubjectToken(subjectToken: string): TrustedZone {
+    if (this.zones.only) return this.zones.only;
+    const iss = subjectToken.length > MAX_DECODED_SUBJECT_LENGTH ? undefined : readUnverifiedIssuer(subjectToken);
+    return this.zones.forIssuer(iss) ?? untrusted('the subject token was not issued by a trusted zone');
+  }
+
+  /**
+   * The trusted zone whose issuer is exactly `issuer` (e.g. a verified token's `agent.issuer`), or
+   * the first configured zone when `issuer` is undefined.
+   * @throws TokenExchangeError `untrusted_issuer` when `issuer` names no trusted zone.
+   */
+  zoneNamed(issuer: string | undefined): TrustedZone {
+    if (issuer === undefined) return this.zones.all[0];
+    return this.zones.forIssuer(issuer) ?? untrusted("'zone' names no trusted zone");
+  }
+
+  /** How many zones are trusted (grants that must not guess a zone check it). */
+  get zoneCount(): number {
+    return this.zones.all.length;
+  }
+
   private async fromSharedOrZone(request: TokenGrantRequest): Promise<Performed> {
-    if (!this.shared) return this.perform(request);
+    const zone = request.zone();
+    if (!this.shared) return this.perform(request, zone);
     const shared = await this.shared.get(request.key);
     if (shared) return shared;
-    const result = await this.perform(request);
+    const result = await this.perform(request, zone);
     if (result.cacheUntil !== undefined) await this.shared.set(request.key, result.token, result.cacheUntil);
     return result;
   }
 
-  private async perform(request: TokenGrantRequest): Promise<Performed> {
-    const auth = this.options.clientAuthentication;
+  private async perform(request: TokenGrantRequest, zone: TrustedZone): Promise<Performed> {
+    const auth = zone.clientAuthentication;
     if (!auth) throw new TokenExchangeError("no 'clientCredentials' are configured for KeycardModule", 'config');
-    const tokenEndpoint = await this.tokenEndpoint();
+    const tokenEndpoint = await this.tokenEndpoint(zone);
     const started = performance.now();
     const deadline = AbortSignal.timeout(REQUEST_DEADLINE_MS);
     let retried = false;
@@ -138,10 +176,10 @@ export class TokenRequestClient {
     }
   }
 
-  private async tokenEndpoint(): Promise<string> {
+  private async tokenEndpoint(zone: TrustedZone): Promise<string> {
     let endpoint: string | undefined;
     try {
-      endpoint = (await this.zone.get()).tokenEndpoint;
+      endpoint = (await zone.metadata.get()).tokenEndpoint;
     } catch (error) {
       if (error instanceof ZoneUnavailableException) {
         throw new TokenExchangeError('the zone metadata is unavailable', 'unavailable', undefined, undefined, error.retryAfterSeconds);
@@ -254,6 +292,10 @@ export class TokenRequestClient {
     const until = token.expiresAt.getTime() - EXPIRY_MARGIN_MS;
     return notAfter === undefined ? until : Math.min(until, notAfter);
   }
+}
+
+function untrusted(message: string): never {
+  throw new TokenExchangeError(message, 'untrusted_issuer');
 }
 
 function parseObject(text: string): Record<string, unknown> | undefined {

@@ -7,8 +7,21 @@ import type { SupportedAlgorithm } from '../keycard.constants.js';
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
 
 /**
+ * One of several trusted zones (`zones` option), e.g. one per customer of a multi-tenant API.
+ * @publicApi
+ */
+export interface KeycardZoneOptions {
+  /** The zone's issuer URL, with the same rules as {@link KeycardModuleOptions.zoneUrl}. */
+  zoneUrl: string;
+  /** The resources this zone issues tokens for. @default the module's `resource` */
+  resource?: string | string[];
+  /** This service's credentials at this zone, for `TokenExchangeService`. @default the module's `clientCredentials` */
+  clientCredentials?: KeycardModuleOptions['clientCredentials'];
+}
+
+/**
  * Options of `KeycardModule.forRoot()`. `forRoot('https://zone.keycard.cloud')` is short for
- * `forRoot({ zoneUrl: 'https://zone.keycard.cloud' })`.
+ * `forRoot({ zoneUrl: 'https://zone.keycard.cloud' })`. Give either `zoneUrl` or `zones`.
  * @publicApi
  */
 export interface KeycardModuleOptions {
@@ -18,7 +31,14 @@ export interface KeycardModuleOptions {
    * query, fragment or credentials. Compared code point for code point with the metadata's `issuer`
    * and the tokens' `iss`: a trailing slash matters.
    */
-  zoneUrl: string;
+  zoneUrl?: string;
+  /**
+   * Several trusted zones instead of one `zoneUrl`: a token's `iss` picks its zone from this list
+   * (exact match, before any network call), and only that zone's keys verify it. Each zone has its
+   * own metadata, keys and refresh cool-downs, and may have its own `resource` and
+   * `clientCredentials`. The protected resource metadata lists every zone serving the resource.
+   */
+  zones?: (string | KeycardZoneOptions)[];
   /**
    * The identifier(s) of this API: the `aud` a token must carry and the `resource` of the protected
    * resource metadata. When several are given, a request is matched to the one whose path is the

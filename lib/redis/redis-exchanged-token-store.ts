@@ -35,8 +35,7 @@ interface Entry {
  *
  * @example
  * ```ts
- * import { Redis } from 'ioredis';
- * import { RedisExchangedTokenStore } from 'nestjs-keycard/redis';
+ * // RedisExchangedTokenStore comes from nestjs-keycard/redis, Redis from ioredis
  * KeycardModule.forRoot({
  *   zoneUrl, clientCredentials,
  *   exchangeStore: new RedisExchangedTokenStore({ redis: new Redis(process.env.REDIS_URL), keys: [{ id: 'k1', key: process.env.EXCHANGE_CACHE_KEY }] }),

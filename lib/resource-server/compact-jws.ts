@@ -88,3 +88,21 @@ export function readJwsHeader(token: string): Readonly<Record<string, unknown>> 
   }
   return header as Record<string, unknown>;
 }
+
+/**
+ * The `iss` of a compact JWS's payload, read before its signature is checked: only to pick the
+ * trusted zone whose keys must then verify it (RFC 8725 §3.8). Undefined when the token is not a
+ * JWS with a JSON object payload or has no string `iss`. Never throws.
+ */
+export function readUnverifiedIssuer(token: string): string | undefined {
+  const first = token.indexOf('.');
+  const second = first === -1 ? -1 : token.indexOf('.', first + 1);
+  if (first <= 0 || second === -1) return undefined;
+  try {
+    const payload = JSON.parse(decodeSegment(token.slice(first + 1, second)).toString('utf8')) as unknown;
+    const iss = typeof payload === 'object' && payload !== null ? (payload as { iss?: unknown }).iss : undefined;
+    return typeof iss === 'string' ? iss : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -6,7 +6,7 @@ import type { KeycardOptions } from '../keycard-options.js';
 import type { ProtectedResource } from './protected-resource.js';
 import { pathOf, rawRequestOf, ResourceResolver } from './resource-resolver.js';
 import { RouteRulesRegistry } from './route-rules.registry.js';
-import { ZoneMetadataService } from '../zone/zone-metadata.service.js';
+import { TrustedZones } from '../zone/trusted-zones.js';
 
 const ALLOWED_METHODS = 'GET, HEAD';
 
@@ -32,7 +32,8 @@ function prmRoutes(resources: readonly ProtectedResource[]): string[] {
 
 /**
  * Serves RFC 9728 protected resource metadata (so clients and the zone learn how to get a token
- * for this API) and mirrors the zone's RFC 8414 metadata.
+ * for this API) and mirrors the (first) zone's RFC 8414 metadata;
+ * with several zones the document lists every zone serving the resource.
  *
  * The routes are mounted on the HTTP adapter at bootstrap, after Nest's own routes and before its
  * 404 handler, not declared with `@Get()`: a Nest route would move with `setGlobalPrefix()`, URI
@@ -46,7 +47,7 @@ export class DiscoveryController implements OnModuleInit {
   constructor(
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
     private readonly resources: ResourceResolver,
-    private readonly zone: ZoneMetadataService,
+    private readonly zones: TrustedZones,
     private readonly adapterHost: HttpAdapterHost,
     private readonly routeRules: RouteRulesRegistry,
   ) {}
@@ -129,7 +130,8 @@ export class DiscoveryController implements OnModuleInit {
     const adapter = this.adapterHost.httpAdapter;
     adapter.setHeader(response, 'Access-Control-Allow-Origin', '*');
     try {
-      const metadata = await this.zone.get();
+      // With several zones, the first one's: clients find every zone in the PRM document.
+      const metadata = await this.zones.all[0].metadata.get();
       adapter.setHeader(response, 'Cache-Control', `public, max-age=${PRM_MAX_AGE_SECONDS}`);
       adapter.setHeader(response, 'Content-Type', 'application/json');
       adapter.reply(response, metadata.document, HttpStatus.OK);
@@ -146,7 +148,8 @@ export class DiscoveryController implements OnModuleInit {
   private documentFor(resource: ProtectedResource): Record<string, unknown> {
     const document: Record<string, unknown> = {
       resource: resource.id,
-      authorization_servers: [this.options.issuer],
+      // Every zone that issues tokens for this resource (catalogue S5).
+      authorization_servers: this.zones.all.filter((zone) => zone.serves(resource.id)).map((zone) => zone.issuer),
       bearer_methods_supported: ['header'],
     };
     // The scopes some route effectively requires (nearest declaration, catalogue Q13), plus the configured ones.

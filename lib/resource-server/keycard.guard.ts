@@ -93,7 +93,7 @@ export class KeycardGuard implements CanActivate {
     try {
       const verification: VerificationRequest = { token, resource };
       agent = await this.strategy.verify(verification);
-      this.verifiedTokens.set(token, resource.id, agent, verification.key);
+      this.verifiedTokens.set(token, resource.id, agent, verification.key, verification.zone?.keys);
       return this.admit(request, agent, rules.scopes);
     } catch (error) {
       throw this.deny(error, request, response, resource, agent, rules);

@@ -3,13 +3,14 @@ import { PassportStrategy } from '@nestjs/passport';
 import passport from 'passport';
 import { Strategy, type StrategyOptionsWithRequest } from 'passport-jwt';
 import { checkHeader, toAgentContext } from './access-token-rules.js';
-import { readJwsHeader } from './compact-jws.js';
+import { readJwsHeader, readUnverifiedIssuer } from './compact-jws.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
 import { KeycardException, InvalidTokenException } from './keycard.exceptions.js';
 import type { Clock } from '../clock.js';
 import type { KeycardOptions } from '../keycard-options.js';
-import { JwksKeyStore, type VerificationKey } from '../zone/jwks-key-store.js';
+import type { VerificationKey } from '../zone/jwks-key-store.js';
+import { TrustedZones, type TrustedZone } from '../zone/trusted-zones.js';
 import type { ProtectedResource } from './protected-resource.js';
 
 /** Name of the strategy in the module's own passport instance. */
@@ -22,6 +23,8 @@ export const KEYCARD_STRATEGY = 'keycard';
 export interface VerificationRequest {
   readonly token: string;
   readonly resource: ProtectedResource;
+  /** The zone the token's `iss` selected, once known. */
+  zone?: TrustedZone;
   /** The zone key the token's signature was checked with, once known. */
   key?: VerificationKey;
 }
@@ -52,7 +55,7 @@ export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY
   declare private ownPassport?: passport.PassportStatic;
 
   constructor(
-    private readonly keys: JwksKeyStore,
+    private readonly zones: TrustedZones,
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
     @Inject(KEYCARD_CLOCK) private readonly clock: Clock,
   ) {
@@ -99,12 +102,21 @@ export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY
     });
   }
 
-  /** Header rules first, then key selection: nothing of the token reaches the network (INV6). */
+  /**
+   * Header rules first, then the zone, then key selection: nothing of the token reaches the network
+   * (INV6). With several zones the unverified `iss` picks the zone from the exact allow-list, so an
+   * unknown issuer is refused before any fetch and only its own zone's keys can verify a token (C23);
+   * with one zone `iss` is checked after the signature, like every claim.
+   */
   private async provideKey(request: unknown) {
     const verification = request as VerificationRequest;
     const header = readJwsHeader(verification.token);
     const { alg, kid } = checkHeader(header, this.options);
-    verification.key = await this.keys.keyFor(kid, alg);
+    const zone = this.zones.only ?? this.zones.forIssuer(readUnverifiedIssuer(verification.token));
+    if (zone === undefined) throw new InvalidTokenException('issuer_mismatch');
+    if (!zone.serves(verification.resource.id)) throw new InvalidTokenException('audience_mismatch');
+    verification.zone = zone;
+    verification.key = await zone.keys.keyFor(kid, alg);
     return verification.key.key;
   }
 
@@ -116,7 +128,7 @@ export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY
     }
     return toAgentContext(
       payload as Record<string, unknown>,
-      { issuer: this.options.issuer, audience: verification.resource.id, nowSeconds: this.clock.now() / 1000 },
+      { issuer: verification.zone!.issuer, audience: verification.resource.id, nowSeconds: this.clock.now() / 1000 },
       this.options,
     );
   }

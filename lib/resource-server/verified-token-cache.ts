@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Clock } from '../clock.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
-import { JwksKeyStore, type VerificationKey } from '../zone/jwks-key-store.js';
+import type { JwksKeyStore, VerificationKey } from '../zone/jwks-key-store.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 
@@ -9,6 +9,8 @@ interface Entry {
   readonly agent: AgentContext;
   readonly resourceId: string;
   readonly key: VerificationKey;
+  /** The key store of the zone that issued the token. */
+  readonly keys: JwksKeyStore;
   /** `exp` in milliseconds. */
   readonly expiresAtMs: number;
 }
@@ -28,7 +30,6 @@ export class VerifiedTokenCache {
   constructor(
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
     @Inject(KEYCARD_CLOCK) private readonly clock: Clock,
-    private readonly keys: JwksKeyStore,
   ) {
     this.toleranceMs = options.clockToleranceSeconds * 1000;
   }
@@ -42,17 +43,17 @@ export class VerifiedTokenCache {
     if (entry === undefined) return undefined;
     if (entry.resourceId !== resourceId) return undefined;
     const now = this.clock.now();
-    if (entry.expiresAtMs + this.toleranceMs < now || !this.keys.isCurrent(entry.key, now)) {
+    if (entry.expiresAtMs + this.toleranceMs < now || !entry.keys.isCurrent(entry.key, now)) {
       this.entries.delete(token);
       return undefined;
     }
     return entry.agent;
   }
 
-  set(token: string, resourceId: string, agent: AgentContext, key: VerificationKey | undefined): void {
+  set(token: string, resourceId: string, agent: AgentContext, key: VerificationKey | undefined, keys: JwksKeyStore | undefined): void {
     const max = this.options.verifiedTokenCacheSize;
-    if (max <= 0 || key === undefined) return;
+    if (max <= 0 || key === undefined || keys === undefined) return;
     if (this.entries.size >= max) this.entries.delete(this.entries.keys().next().value as string);
-    this.entries.set(token, { agent, resourceId, key, expiresAtMs: agent.expiresAt.getTime() });
+    this.entries.set(token, { agent, resourceId, key, keys, expiresAtMs: agent.expiresAt.getTime() });
   }
 }
