@@ -6,6 +6,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { ClientCredentialsService, ImpersonationService, TokenExchangeError } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { RedisExchangedTokenStore, type TokenCipherKey } from '../lib/redis/index.js';
 import { startExchangeContext } from './support/exchange-context.js';
@@ -140,6 +141,59 @@ const skipReason = redisUnavailableReason();
     await fresh.service.exchange(request(other));
     expect(zone.counts.token).toBe(4);
     expectNothingRaw(await everything(), [subject, other, token.accessToken]);
+  });
+
+  it('S3 client credentials and impersonation share through Redis too: instance B gets A\'s token, the zone sees 1 request per grant, nothing raw in Redis', async () => {
+    zone.impersonation = 'allowed';
+    const [a, b] = [await instance(), await instance()];
+    const grants = [
+      (c: typeof a) => c.context.get(ClientCredentialsService).token({ resource: R, scope: 'orders:read' }),
+      (c: typeof a) => c.context.get(ImpersonationService).impersonate({ user: 'alice', resource: R, scope: 'orders:read' }),
+    ];
+    const tokens: string[] = [];
+    for (const [index, grant] of grants.entries()) {
+      const first = await grant(a);
+      const second = await grant(b);
+      expect(second).toEqual(first);
+      expect(zone.counts.token).toBe(index + 1);
+      tokens.push(first.accessToken);
+    }
+    expect(new Set(tokens).size).toBe(2);
+    const entries = await everything();
+    expect(entries).toHaveLength(2);
+    for (const entry of entries) expect(entry.key).toMatch(/^keycard:exchange:[A-Za-z0-9_-]{43}$/);
+    expectNothingRaw(entries, tokens);
+    for (const c of contexts) expect(c.logger.lines.some((l) => tokens.some((t) => l.includes(t)))).toBe(false);
+  });
+
+  it('S3 with several zones, a subject token from an untrusted issuer fails before the shared store is asked (no Redis command) and before any zone request', async () => {
+    const other = await TestZone.start({ audience: 'https://agent.example.com' });
+    try {
+      const client = new Redis(redis.port, '127.0.0.1');
+      clients.push(client);
+      const started = await startExchangeContext({
+        zones: [zone.issuer, other.issuer],
+        clientCredentials: { clientId: 'agent-a', clientSecret: SECRET },
+        exchangeStore: new RedisExchangedTokenStore({ redis: client, keys: [K1] }),
+      });
+      contexts.push(started);
+      await client.ping();
+      const gets = async () => Number(/cmdstat_get:calls=(\d+)/.exec(await admin.info('commandstats'))?.[1] ?? 0);
+      const before = await gets();
+      const foreign = userToken({ iss: 'https://stranger.example.com' });
+      const error = await started.service.exchange(request(foreign)).then(() => undefined, (e: unknown) => e);
+      expect(error).toBeInstanceOf(TokenExchangeError);
+      expect((error as TokenExchangeError).kind).toBe('untrusted_issuer');
+      expect(await gets()).toBe(before);
+      expect(zone.counts.token).toBe(0);
+      expect(other.counts.token).toBe(0);
+      // A trusted issuer's token goes through the store as before: one GET more, one entry.
+      await started.service.exchange(request(userToken()));
+      expect(await gets()).toBe(before + 1);
+      expect(await everything()).toHaveLength(1);
+    } finally {
+      await other.stop();
+    }
   });
 
   it('S3 Redis stops → exchanges go on through the zone, the outage is logged once, never a failure from the cache', async () => {
