@@ -2,14 +2,12 @@ import { Injectable } from '@nestjs/common';
 import { createHash } from 'node:crypto';
 import type { ExchangedToken, TokenExchangeRequest } from './exchanged-token.interface.js';
 import { tokenFingerprint } from './token-fingerprint.js';
-import { TokenRequestClient } from './token-request.client.js';
+import { MAX_DECODED_SUBJECT_LENGTH, TokenRequestClient } from './token-request.client.js';
 
 /** RFC 8693 §2.1 grant type. */
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 /** RFC 8693 §3 token type of an OAuth access token. */
 export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
-/** Subject tokens longer than this are not decoded for their `exp`. */
-const MAX_DECODED_SUBJECT_LENGTH = 16 * 1024;
 
 /**
  * Trades a user's zone token for a short-lived token scoped to one API (RFC 8693), authenticating

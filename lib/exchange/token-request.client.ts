@@ -18,8 +18,8 @@ import { TokenExchangeError } from './token-exchange.error.js';
 const REQUEST_DEADLINE_MS = 5_000;
 /** A cached token is dropped this long before it expires, in ms (catalogue I8). */
 export const EXPIRY_MARGIN_MS = 30_000;
-/** Subject tokens longer than this are not decoded for their `iss`. */
-const MAX_DECODED_SUBJECT_LENGTH = 16 * 1024;
+/** Subject tokens longer than this are not decoded (for their `iss` or `exp`). @internal */
+export const MAX_DECODED_SUBJECT_LENGTH = 16 * 1024;
 /** Longest `Retry-After` honoured with a retry, in seconds (catalogue I18). */
 const MAX_RETRY_AFTER_SECONDS = 5;
 
