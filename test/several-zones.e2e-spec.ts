@@ -71,12 +71,12 @@ describe('several zones', () => {
       api.clock.offsetMs = 120_000; // past every JWKS cool-down: a key lookup would fetch now
       const before = [requestsTo(z1), requestsTo(z2), requestsTo(stranger)];
       const res = await get(token);
-      expectOutcome(res, '401 IT', PRM, [token], api.logger.lines);
+      expectOutcome(res, '401 IT scope=orders:read', PRM, [token], api.logger.lines);
       expect([requestsTo(z1), requestsTo(z2), requestsTo(stranger)]).toEqual(before);
       // Look-alike issuers are not in the allow-list either: exact match only.
       for (const iss of [`${z1.issuer}/`, z1.issuer.toUpperCase(), ` ${z1.issuer}`]) {
         const lookalike = z1.issueToken(baseClaims(z1, { iss }));
-        expectOutcome(await get(lookalike), '401 IT', PRM, [lookalike], api.logger.lines);
+        expectOutcome(await get(lookalike), '401 IT scope=orders:read', PRM, [lookalike], api.logger.lines);
       }
       expect([requestsTo(z1), requestsTo(z2), requestsTo(stranger)]).toEqual(before);
     });
@@ -86,8 +86,8 @@ describe('several zones', () => {
       expect(z1.key('rs1').kid).toBe(z2.key('rs1').kid);
       const claimsZ2 = z1.issueToken(baseClaims(z1, { iss: z2.issuer }), { kid: 'rs1' });
       const claimsZ1 = z2.issueToken(baseClaims(z2, { iss: z1.issuer }), { kid: 'rs1' });
-      expectOutcome(await get(claimsZ2), '401 IT', PRM, [claimsZ2], api.logger.lines);
-      expectOutcome(await get(claimsZ1), '401 IT', PRM, [claimsZ1], api.logger.lines);
+      expectOutcome(await get(claimsZ2), '401 IT scope=orders:read', PRM, [claimsZ2], api.logger.lines);
+      expectOutcome(await get(claimsZ1), '401 IT scope=orders:read', PRM, [claimsZ1], api.logger.lines);
       // The same tokens with their own iss pass: only the issuer/key pairing is refused.
       expectOutcome(await get(z1.issueToken(baseClaims(z1), { kid: 'rs1' })), '200', PRM);
     });
@@ -96,7 +96,7 @@ describe('several zones', () => {
       const genuine = z1.issueToken(baseClaims(z1, { jti: 'same-jti' }));
       expectOutcome(await get(genuine), '200', PRM);
       const forged = z1.issueToken(baseClaims(z1, { iss: z2.issuer, jti: 'same-jti' }));
-      expectOutcome(await get(forged), '401 IT', PRM, [forged], api.logger.lines);
+      expectOutcome(await get(forged), '401 IT scope=orders:read', PRM, [forged], api.logger.lines);
       expect(api.logger.lines.some((l) => l.includes('reason=signature_invalid'))).toBe(true);
     });
 
@@ -129,7 +129,7 @@ describe('several zones', () => {
       const fromZ1 = z1.issueToken(baseClaims(z1, { aud: R2, scope: 'admin' }), { header: { kid: 'not-published' } });
       api.clock.offsetMs = 120_000; // past every JWKS cool-down: a key lookup would fetch now
       const before = [requestsTo(z1), requestsTo(z2)];
-      expectOutcome(await get('/admin', fromZ1), '401 IT', PRM2, [fromZ1], api.logger.lines);
+      expectOutcome(await get('/admin', fromZ1), '401 IT scope=admin', PRM2, [fromZ1], api.logger.lines);
       expect([requestsTo(z1), requestsTo(z2)]).toEqual(before);
       expect(api.logger.lines.some((l) => l.includes('reason=audience_mismatch'))).toBe(true);
 
