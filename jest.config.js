@@ -14,12 +14,17 @@ export default {
   roots: ['<rootDir>/lib', '<rootDir>/test'],
   testMatch: ['**/*.spec.ts', '**/*.e2e-spec.ts'],
   extensionsToTreatAsEsm: ['.ts'],
-  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+  moduleNameMapper: {
+    '^(\\.{1,2}/.*)\\.js$': '$1',
+    // @rekog/mcp-nest ships CommonJS that require()s NestJS 12 (ESM-only), which Jest on Node < 24.9
+    // cannot do; its TypeScript sources (in the package) compile to ESM like ours.
+    '^@rekog/mcp-nest$': '<rootDir>/node_modules/@rekog/mcp-nest/src/index.ts',
+  },
   transform: {
     '^.+\\.ts$': ['@swc/jest', swcTs],
     'node_modules/jose/.+\\.js$': ['@swc/jest', { module: { type: 'commonjs' } }],
   },
-  transformIgnorePatterns: ['node_modules/(?!jose/)'],
+  transformIgnorePatterns: ['node_modules/(?!jose/|@rekog/mcp-nest/src/)'],
   testTimeout: 20000,
   reporters: ['default', '<rootDir>/jest.summary-reporter.js'],
 };

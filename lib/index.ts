@@ -6,6 +6,9 @@ export type { RouteRules } from './resource-server/route-rules.registry.js';
 export { Public } from './decorators/public.decorator.js';
 export { RequireScopes } from './decorators/require-scopes.decorator.js';
 export { Agent } from './decorators/agent.decorator.js';
+export { McpEndpoint } from './mcp/mcp-endpoint.decorator.js';
+export type { McpEndpointOptions } from './mcp/mcp-endpoint.decorator.js';
+export type { McpAuthInfo, McpAuthInfoExtra } from './mcp/mcp-auth-info.js';
 export {
   KeycardException, MissingCredentialsException, InvalidTokenException, InvalidRequestException,
   InsufficientScopeException, ZoneUnavailableException, ResourceNotConfiguredException,

@@ -52,3 +52,6 @@ export type SupportedAlgorithm = (typeof SUPPORTED_ALGORITHMS)[number];
 
 /** Metadata key of `@Grant()`: the upstream resources a handler needs, with scopes. */
 export const KEYCARD_GRANT = 'KEYCARD:GRANT';
+
+/** Metadata key of `@McpEndpoint()`. */
+export const KEYCARD_MCP_ENDPOINT = 'KEYCARD:MCP_ENDPOINT';

@@ -9,6 +9,7 @@ import { AuditTrail } from './resource-server/audit-trail.js';
 import { SystemClock } from './clock.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS, KEYCARD_RAW_OPTIONS } from './keycard.constants.js';
 import { KeycardGuard } from './resource-server/keycard.guard.js';
+import { McpTools } from './mcp/mcp-tools.js';
 import { normaliseOptions } from './keycard-options.js';
 import type { KeycardModuleOptions } from './interfaces/keycard-module-options.interface.js';
 import { KeycardStrategy } from './resource-server/keycard.strategy.js';
@@ -36,7 +37,10 @@ export function createKeycardProviders(): Provider[] {
     RouteRulesRegistry,
     AuditTrail,
     VerifiedTokenCache,
+    McpTools,
     KeycardGuard,
+    // Every mcp-nest tool controller gets the guard (N12, N14), with or without inheritAppConfig.
+    { provide: 'KEYCARD:MCP_TOOL_GUARD', useFactory: (tools: McpTools, guard: KeycardGuard) => tools.guardTools(guard), inject: [McpTools, KeycardGuard] },
     // useExisting keeps one guard instance and lets apps and tests override KeycardGuard.
     { provide: APP_GUARD, useExisting: KeycardGuard },
     TokenRequestClient,

@@ -18,6 +18,7 @@ import { pathOf, rawRequestOf, ResourceResolver } from './resource-resolver.js';
 import { type RouteRules, RouteRulesRegistry } from './route-rules.registry.js';
 import { KeycardStrategy, type VerificationRequest } from './keycard.strategy.js';
 import { VerifiedTokenCache } from './verified-token-cache.js';
+import { McpTools } from '../mcp/mcp-tools.js';
 
 /**
  * The global guard `KeycardModule` binds with `APP_GUARD`. Every HTTP route needs a valid zone
@@ -46,6 +47,7 @@ export class KeycardGuard implements CanActivate {
     protected readonly verifiedTokens: VerifiedTokenCache,
     @Inject(KEYCARD_OPTIONS) protected readonly options: KeycardOptions,
     protected readonly routeRules: RouteRulesRegistry,
+    protected readonly mcp: McpTools,
   ) {}
 
   /**
@@ -54,6 +56,8 @@ export class KeycardGuard implements CanActivate {
    */
   canActivate(context: ExecutionContext): boolean | Promise<boolean> {
     if (context.getType() !== 'http') {
+      const toolRequest = context.getType() === 'rpc' ? this.mcp.requestOfToolCall(context) : undefined;
+      if (toolRequest !== undefined) return this.judgeToolCall(context, toolRequest);
       // GraphQL, WebSocket and microservice contexts are not supported yet: refuse, never allow.
       this.options.logger.warn(`Keycard refused a ${context.getType()} call: only HTTP is supported`);
       return false;
@@ -73,9 +77,13 @@ export class KeycardGuard implements CanActivate {
     try {
       resource = rules.resource ?? this.routeRules.resourceFor(rules, request, raw);
       const token = extractBearerToken(raw);
-      if (token === undefined) throw new MissingCredentialsException();
+      if (token === undefined) {
+        // N12: a @Public() mcp-nest tool is called without a token; the rest of the endpoint is not.
+        if (rules.mcp !== undefined && this.mcp.toolOf(request.body)?.isPublic === true) return true;
+        throw new MissingCredentialsException();
+      }
       const known = this.verifiedTokens.get(token, resource.id);
-      if (known !== undefined) return this.admit(request, known, rules.scopes);
+      if (known !== undefined) return this.admit(request, known, rules, token, resource);
       return this.verifyAndAdmit(request, http.getResponse<object>(), token, resource, rules);
     } catch (error) {
       throw this.deny(error, request, http.getResponse<object>(), resource, undefined, rules);
@@ -94,19 +102,57 @@ export class KeycardGuard implements CanActivate {
       const verification: VerificationRequest = { token, resource };
       agent = await this.strategy.verify(verification);
       this.verifiedTokens.set(token, resource.id, agent, verification.key, verification.zone?.keys);
-      return this.admit(request, agent, rules.scopes);
+      return this.admit(request, agent, rules, token, resource);
     } catch (error) {
       throw this.deny(error, request, response, resource, agent, rules);
     }
   }
 
   /** Hands the agent to the handler when it holds every required scope (checked only now: INV5). */
-  private admit(request: Record<string, unknown>, agent: AgentContext, scopes: readonly string[] | undefined): true {
-    if (scopes !== undefined && !this.hasScopes(agent, scopes)) {
+  private admit(
+    request: Record<string, unknown>,
+    agent: AgentContext,
+    rules: RouteRules,
+    token: string,
+    resource: ProtectedResource,
+  ): true {
+    // N12: on an MCP endpoint a `tools/call` also needs the called tool's scopes; the 403 names all
+    // the request needs (endpoint's and tool's), so an MCP client steps up once.
+    const tool = rules.mcp !== undefined ? this.mcp.toolOf(request.body) : undefined;
+    const toolScopes = tool?.isPublic === true ? undefined : tool?.scopes;
+    if (!this.holds(agent, rules.scopes) || !this.holds(agent, toolScopes)) {
       requestState(request).agent = agent; // for the denial's log and audit lines
-      throw new InsufficientScopeException(scopes);
+      throw new InsufficientScopeException(toolScopes === undefined ? rules.scopes! : [...new Set([...(rules.scopes ?? []), ...toolScopes])]);
     }
+    if (rules.mcp !== undefined) this.mcp.admitted(request, rawRequestOf(request), rules.mcp, agent, token, resource);
     request.user = agent;
+    return true;
+  }
+
+  private holds(agent: AgentContext, scopes: readonly string[] | undefined): boolean {
+    return scopes === undefined || this.hasScopes(agent, scopes);
+  }
+
+  /**
+   * An mcp-nest tool call (an `rpc` context whose RPC context is an `McpContext`), judged with or
+   * without `inheritAppConfig` (the module puts this guard on every tool controller). Its HTTP request
+   * was judged by this guard on the MCP endpoint; here the tool's own `@Public()` / `@RequireScopes()`
+   * apply, so batches and other transports are judged too. A refusal is an `RpcException` that mcp-nest
+   * turns into a tool error naming the scopes; a request the guard never saw (a self-mounted endpoint)
+   * is refused (N14).
+   */
+  private judgeToolCall(context: ExecutionContext, request: Record<string, unknown> | null): boolean | Promise<boolean> {
+    const rules = this.routeRules.rulesFor(context.getHandler(), context.getClass());
+    if (rules.isPublic) return true;
+    const agent = request?.user;
+    if (!isVerifiedAgent(agent)) {
+      this.mcp.reportUnguarded(context);
+      return refuseToolCall({ error: 'invalid_token', message: 'authentication required' });
+    }
+    if (rules.scopes !== undefined && !this.hasScopes(agent, rules.scopes)) {
+      this.options.logger.warn(`denied mcp tool ${rules.name} status=403 reason=insufficient_scope agent=${agent.clientId} user=${agent.subject} jti=${agent.tokenId}`);
+      return refuseToolCall({ error: 'insufficient_scope', scope: rules.scopeParam, message: `insufficient_scope: this tool requires scope "${rules.scopeParam}"` });
+    }
     return true;
   }
 
@@ -164,4 +210,10 @@ export class KeycardGuard implements CanActivate {
       adapter.setHeader(response, 'Access-Control-Expose-Headers', 'WWW-Authenticate');
     }
   }
+}
+
+/** A tool call's refusal as mcp-nest reports it to the client: an `RpcException` (its message becomes the tool error). */
+async function refuseToolCall(error: { error: string; message: string; scope?: string }): Promise<never> {
+  const { RpcException } = await import('@nestjs/microservices');
+  throw new RpcException(error);
 }

@@ -13,6 +13,7 @@ import { ResourceNotConfiguredException } from './keycard.exceptions.js';
 import { ProtectedResource } from './protected-resource.js';
 import { chooseForPattern, type ResourceChoice, routerFoldsCase } from './resource-choice.js';
 import { ResourceResolver } from './resource-resolver.js';
+import { mcpEndpointRuleOf, type McpEndpointRule } from '../mcp/mcp-endpoint.decorator.js';
 
 type Target = object;
 type Class = abstract new (...args: never[]) => unknown;
@@ -35,6 +36,8 @@ export interface RouteRules {
   readonly name: string;
   /** The controller (or provider) class these rules were computed for. */
   readonly owner: Target;
+  /** Set on MCP endpoints (`@McpEndpoint()`, mcp-nest controllers): per-tool scopes and `req.auth`. */
+  readonly mcp: McpEndpointRule | undefined;
 }
 
 /** A declaration found on one target: a method or a class. */
@@ -179,6 +182,7 @@ export class RouteRulesRegistry implements OnModuleInit {
       byPattern,
       name,
       owner: type,
+      mcp: mcpEndpointRuleOf(handler, type),
     });
   }
 

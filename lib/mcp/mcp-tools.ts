@@ -1,0 +1,145 @@
+import { type CanActivate, type ExecutionContext, Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
+import { GUARDS_METADATA } from '@nestjs/common/constants.js';
+import { ModulesContainer } from '@nestjs/core';
+import type { IncomingMessage } from 'node:http';
+import type { AgentContext } from '../interfaces/agent-context.interface.js';
+import { KEYCARD_OPTIONS } from '../keycard.constants.js';
+import type { KeycardOptions } from '../keycard-options.js';
+import type { ProtectedResource } from '../resource-server/protected-resource.js';
+import { RouteRulesRegistry, type RouteRules } from '../resource-server/route-rules.registry.js';
+import { McpAuthInfoCache } from './mcp-auth-info.js';
+import { extendsMcpNestBase, type McpEndpointRule } from './mcp-endpoint.decorator.js';
+
+/** Metadata key of @rekog/mcp-nest's `@Tool()` (read by value: mcp-nest is never imported). */
+const MCP_NEST_TOOL = 'mcp:tool';
+/** The request property mcp-nest's step-up challenge reads its `resource_metadata` from. */
+const MCP_NEST_RESOURCE_METADATA_URL = Symbol.for('@rekog/mcp-nest:resource-metadata-url');
+
+/** `@RequireScopes()` / `@Public()` of one mcp-nest tool, from the route rules registry. */
+type ToolRule = Pick<RouteRules, 'isPublic' | 'scopes'>;
+
+/** A tool call as mcp-nest hands it to its handler: the RPC context is an `McpContext`. */
+interface McpNestContext {
+  getRawRequest(): unknown;
+}
+
+/** The request a guard saw, as the MCP layer needs it. */
+type Carrier = Record<PropertyKey, unknown>;
+
+/**
+ * MCP servers in the app (catalogue N11–N14). At bootstrap: finds the mcp-nest tools (`@Tool()`
+ * methods of `@McpController()` classes) and their `@RequireScopes()` / `@Public()`, puts the guard
+ * on every tool controller so each tool call is judged with or without `inheritAppConfig`, and fails
+ * the bootstrap when tools exist but no guarded controller serves them (the quick start's
+ * self-mounted endpoint, where no Nest guard runs). Per request (MCP endpoints only): the tool a
+ * `tools/call` names, and what the MCP transport reads off the request (`auth`, `user`).
+ */
+@Injectable()
+export class McpTools implements OnApplicationBootstrap {
+  private readonly tools = new Map<string, ToolRule>();
+  /** Every tool: its name, method and controller class. */
+  private readonly toolMethods: { name: string; method: object; type: object }[] = [];
+  private readonly toolClasses = new Set<object>();
+  private readonly endpointClasses: string[] = [];
+  private readonly authInfos = new McpAuthInfoCache();
+  private unguardedReported = false;
+
+  constructor(
+    modules: ModulesContainer,
+    private readonly routeRules: RouteRulesRegistry,
+    @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
+  ) {
+    for (const module of modules.values()) {
+      for (const wrapper of module.controllers.values()) {
+        const type = wrapper.metatype as (new (...args: never[]) => object) | null;
+        if (typeof type !== 'function') continue;
+        if (extendsMcpNestBase(type)) this.endpointClasses.push(type.name);
+        this.collectTools(type);
+      }
+    }
+  }
+
+  /**
+   * Puts the guard on every tool controller (class-level `@UseGuards`), so mcp-nest's RPC pipeline
+   * judges each tool call even without `inheritAppConfig`. Runs while the app is created: mcp-nest
+   * binds its handlers (and reads their guards) before any lifecycle hook.
+   */
+  guardTools(guard: CanActivate): true {
+    for (const type of this.toolClasses) {
+      const guards = (Reflect.getMetadata(GUARDS_METADATA, type) as unknown[] | undefined) ?? [];
+      if (!guards.includes(guard)) Reflect.defineMetadata(GUARDS_METADATA, [...guards, guard], type);
+    }
+    return true;
+  }
+
+  /**
+   * N14: mcp-nest tools but no controller built on mcp-nest's bases (`McpHttpControllerFor()`,
+   * `StreamableHttpController`) means its transport self-mounts on the HTTP adapter, where no Nest
+   * guard runs: refuse to start rather than serve it unguarded.
+   * @throws Error naming how to mount the endpoint behind the guard.
+   */
+  onApplicationBootstrap(): void {
+    // The same rules the guard applies to the tool's own handler (nearest declaration wins).
+    for (const { name, method, type } of this.toolMethods) this.tools.set(name, this.routeRules.rulesFor(method, type));
+    if (this.toolMethods.length === 0 || this.endpointClasses.length > 0) return;
+    throw new Error(
+      `KeycardModule: the app has MCP tools (${this.toolMethods.map((t) => t.name).join(', ')}) but no MCP endpoint behind the guard. ` +
+        "@rekog/mcp-nest's StreamableHttpTransport mounts itself on the HTTP adapter when no controller claims it, and no Nest guard runs there. " +
+        "Mount it as a controller: `@Controller('mcp') export class McpController extends McpHttpControllerFor(transport) {}` " +
+        '(the transport then does not self-mount); for an SDK transport in your own controller, mark it `@McpEndpoint()`.',
+    );
+  }
+
+  /** The rule of the tool a single `tools/call` names (batches are judged per tool in the pipeline). */
+  toolOf(body: unknown): ToolRule | undefined {
+    const call = body as { method?: unknown; params?: { name?: unknown } } | null | undefined;
+    if (typeof call !== 'object' || call === null || Array.isArray(call) || call.method !== 'tools/call') return undefined;
+    const name = call.params?.name;
+    return typeof name === 'string' ? this.tools.get(name) : undefined;
+  }
+
+  /**
+   * After the guard admitted a request to an MCP endpoint: the agent on the Node request too (mcp-nest
+   * reads `user` there, also under Fastify), the metadata URL for mcp-nest's own step-up challenge,
+   * and `auth` in the SDK's `AuthInfo` shape when the route asks for it (built once per token).
+   */
+  admitted(request: Carrier, raw: IncomingMessage, rule: McpEndpointRule, agent: AgentContext, token: string, resource: ProtectedResource): void {
+    const node = raw as unknown as Carrier;
+    node.user = agent;
+    node[MCP_NEST_RESOURCE_METADATA_URL] = resource.metadataUrl;
+    if (!rule.authInfo) return;
+    const info = this.authInfos.for(agent, token, resource);
+    node.auth = info;
+    request.auth = info;
+  }
+
+  /** The Node request behind an mcp-nest tool call, `null` when the call has none (stdio), `undefined` when it is no MCP call. */
+  requestOfToolCall(context: ExecutionContext): Carrier | null | undefined {
+    const rpc = context.switchToRpc().getContext<McpNestContext | undefined>();
+    if (typeof rpc?.getRawRequest !== 'function') return undefined;
+    return (rpc.getRawRequest() as Carrier | undefined) ?? null;
+  }
+
+  /** Logged once: a tool call arrived on a request the guard never judged (a self-mounted endpoint). */
+  reportUnguarded(context: ExecutionContext): void {
+    if (this.unguardedReported) return;
+    this.unguardedReported = true;
+    this.options.logger.error(
+      `Keycard refused MCP tool ${context.getClass().name}.${context.getHandler().name}: its request did not pass the guard. ` +
+        "Mount the MCP endpoint as a controller (`McpHttpControllerFor(transport)`), not on the HTTP adapter",
+    );
+  }
+
+  private collectTools(type: new (...args: never[]) => object): void {
+    for (let proto = type.prototype as object | null; proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto) as object | null) {
+      for (const key of Object.getOwnPropertyNames(proto)) {
+        const method = (Object.getOwnPropertyDescriptor(proto, key)?.value as unknown);
+        if (key === 'constructor' || typeof method !== 'function') continue;
+        const tool = Reflect.getMetadata(MCP_NEST_TOOL, method) as { name?: string } | undefined;
+        if (tool === undefined) continue;
+        this.toolMethods.push({ name: tool.name ?? key, method, type });
+        this.toolClasses.add(type);
+      }
+    }
+  }
+}

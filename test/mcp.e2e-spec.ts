@@ -1,0 +1,189 @@
+/**
+ * MCP servers protected by the module (catalogue §N, N11–N14): the real MCP TypeScript SDK client
+ * against a real Nest app built with @rekog/mcp-nest and with the SDK's Streamable HTTP transport in
+ * a controller, tokens from a real TestZone, over loopback. No mocked MCP.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { TestZone } from '../lib/testing/index.js';
+import { expectOutcome } from './support/denials.js';
+import { freePort } from './support/free-port.js';
+import { send } from './support/http.js';
+import { ADAPTERS } from './support/keycard-app.js';
+import { startMcpApp, toolJson, type RunningMcpApp } from './support/mcp-app.js';
+
+
+/** The real SDK client over Streamable HTTP with a fixed bearer token (no OAuth provider). */
+async function connectClient(url: string, token?: string): Promise<Client> {
+  const client = new Client({ name: 'test-agent', version: '1.0.0' });
+  const headers: Record<string, string> = token ? { Authorization: `Bearer ${token}` } : {};
+  await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
+  return client;
+}
+
+/** One JSON-RPC `tools/call` POSTed as the SDK client would, for the HTTP status and headers. */
+function callTool(url: string, name: string, token?: string) {
+  const headers: [string, string][] = [
+    ['Content-Type', 'application/json'],
+    ['Accept', 'application/json, text/event-stream'],
+    ['MCP-Protocol-Version', '2025-06-18'],
+  ];
+  if (token !== undefined) headers.push(['Authorization', `Bearer ${token}`]);
+  return send(url, 'POST', new URL(url).pathname, headers, JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name, arguments: {} } }));
+}
+
+describe.each(ADAPTERS)('MCP servers over %s', (adapter) => {
+  let zone: TestZone;
+  let resource: string;
+  let prm: string;
+  const token = (scope: string, claims: Record<string, unknown> = {}) =>
+    zone.issueToken({ aud: resource, scope, client_id: 'agent-7', sub: 'alice', sid: 'session-42', ...claims });
+
+  beforeAll(async () => {
+    zone = await TestZone.start();
+  });
+  afterAll(async () => {
+    await zone?.stop();
+  });
+
+  describe.each([false, true])('mcp-nest, inheritAppConfig: %s', (inheritAppConfig) => {
+    let api: RunningMcpApp;
+
+    beforeAll(async () => {
+      const port = await freePort();
+      resource = `http://127.0.0.1:${port}/mcp`;
+      prm = `http://127.0.0.1:${port}/.well-known/oauth-protected-resource/mcp`;
+      api = await startMcpApp({ adapter, zoneUrl: zone.issuer, port, inheritAppConfig });
+    });
+    afterAll(async () => {
+      await api?.close();
+    });
+
+    it('N12 @RequireScopes(admin) tool, token without admin → 403 insufficient_scope naming admin, the tool never runs', async () => {
+      const sent = token('mcp:tools');
+      const res = await callTool(`${api.url}/mcp`, 'purge_orders', sent);
+      expectOutcome(res, '403:admin', prm, [sent], api.logger.lines);
+      expect(res.text).not.toContain('purged');
+    });
+
+    it('N12 the same refusal through the real SDK client: it is told 403 insufficient_scope, nothing runs', async () => {
+      const sent = token('mcp:tools');
+      const client = await connectClient(`${api.url}/mcp`, sent);
+      try {
+        const refused = await client.callTool({ name: 'purge_orders', arguments: {} }).catch((error: unknown) => error);
+        expect(refused).toMatchObject({ code: 403, message: expect.stringContaining('insufficient_scope') });
+      } finally {
+        await client.close();
+      }
+      expect(api.logger.lines.some((line) => line.includes(sent))).toBe(false);
+    });
+
+    it('N12 token with admin → the admin tool runs, attributed to agent and user', async () => {
+      const sent = token('mcp:tools admin');
+      const client = await connectClient(`${api.url}/mcp`, sent);
+      try {
+        const result = await client.callTool({ name: 'purge_orders', arguments: {} });
+        expect(result.isError).toBeFalsy();
+        expect(toolJson(result)).toEqual({ purged: true, by: 'alice' });
+        const who = await client.callTool({ name: 'whoami', arguments: {} });
+        expect(toolJson(who)).toEqual({ agent: 'agent-7', user: 'alice', scopes: ['mcp:tools', 'admin'] });
+      } finally {
+        await client.close();
+      }
+      expect(api.logger.lines.some((line) => line.includes(sent))).toBe(false);
+    });
+
+    it('N12 an undecorated tool with a valid token runs (no blanket refusal of rpc calls)', async () => {
+      const client = await connectClient(`${api.url}/mcp`, token('mcp:tools'));
+      try {
+        const tools = await client.listTools();
+        expect(tools.tools.map((t) => t.name).sort()).toEqual(['ping', 'purge_orders', 'whoami']);
+        expect(toolJson(await client.callTool({ name: 'whoami', arguments: {} }))).toMatchObject({ agent: 'agent-7', user: 'alice' });
+      } finally {
+        await client.close();
+      }
+    });
+
+    it('N12 @Public() tool without a token → served; any other call without a token → 401 with resource_metadata', async () => {
+      const res = await callTool(`${api.url}/mcp`, 'ping');
+      expect(res.status).toBe(200);
+      expect(res.text).toContain('pong');
+      expectOutcome(await callTool(`${api.url}/mcp`, 'whoami'), '401∅', prm);
+      expectOutcome(await callTool(`${api.url}/mcp`, 'purge_orders'), '401∅', prm);
+    });
+
+    it('N12 a JSON-RPC batch reaching the tool pipeline is judged per tool: the admin tool is refused inside, naming admin', async () => {
+      const sent = token('mcp:tools');
+      const body = JSON.stringify([{ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'purge_orders', arguments: {} } }]);
+      const res = await send(`${api.url}`, 'POST', '/mcp', [
+        ['Content-Type', 'application/json'],
+        ['Accept', 'application/json, text/event-stream'],
+        ['MCP-Protocol-Version', '2025-03-26'],
+        ['Authorization', `Bearer ${sent}`],
+      ], body);
+      expect(res.status).toBe(200);
+      expect(res.json).toEqual({
+        jsonrpc: '2.0',
+        id: 1,
+        result: { isError: true, content: [{ type: 'text', text: 'insufficient_scope: this tool requires scope "admin"' }] },
+      });
+      expect(res.text).not.toContain(sent);
+      expect(api.logger.lines.some((line) => line.includes(sent))).toBe(false);
+    });
+  });
+
+  describe('MCP SDK transport in a Nest controller', () => {
+    let api: RunningMcpApp;
+
+    beforeAll(async () => {
+      const port = await freePort();
+      resource = `http://127.0.0.1:${port}/mcp`;
+      api = await startMcpApp({ adapter, zoneUrl: zone.issuer, port });
+    });
+    afterAll(async () => {
+      await api?.close();
+    });
+
+    it('N11 the tool receives extra.authInfo in the SDK AuthInfo shape (token, clientId, scopes, expiresAt in seconds, resource URL, extra with user, session, actor)', async () => {
+      const exp = Math.floor(Date.now() / 1000) + 600;
+      const act = { sub: 'orchestrator', client_id: 'planner' };
+      const sent = token('mcp:tools', { exp, act });
+      const client = await connectClient(`${api.url}/sdk-mcp`, sent);
+      try {
+        const result = await client.callTool({ name: 'sdk_whoami', arguments: {} });
+        expect(toolJson(result)).toEqual({ clientId: 'agent-7', subject: 'alice', sessionId: 'session-42' });
+        // And once more: the second request is a verified-token cache hit.
+        await client.callTool({ name: 'sdk_whoami', arguments: {} });
+      } finally {
+        await client.close();
+      }
+      const [info, again] = api.sdkAuthInfos.slice(-2);
+      expect(info).toMatchObject({ token: sent, clientId: 'agent-7', scopes: ['mcp:tools'], expiresAt: exp });
+      expect(info!.resource).toBeInstanceOf(URL);
+      expect(info!.resource.href).toBe(new URL(resource).href);
+      expect(info!.extra).toMatchObject({ subject: 'alice', sessionId: 'session-42', actor: { subject: 'orchestrator', clientId: 'planner' } });
+      expect(again).toBe(info); // built once per token
+      expect(api.logger.lines.some((line) => line.includes(sent))).toBe(false);
+    });
+
+    it('N11 req.auth is set on MCP endpoints only: an ordinary route never sees the raw token', async () => {
+      const res = await send(api.url, 'GET', '/plain', [['Authorization', `Bearer ${token('mcp:tools')}`]]);
+      expect(res.status).toBe(200);
+      expect(res.json).toEqual({ hasAuth: false });
+    });
+
+    it('N11 without a token the SDK transport is never reached: 401 with the challenge', async () => {
+      const before = api.sdkAuthInfos.length;
+      expectOutcome(await callTool(`${api.url}/sdk-mcp`, 'sdk_whoami'), '401∅', `${new URL(api.url).origin}/.well-known/oauth-protected-resource/mcp`);
+      expect(api.sdkAuthInfos.length).toBe(before);
+    });
+  });
+
+  it('N14 mcp-nest mounted the quick-start way (self-mounted on the HTTP adapter) → the bootstrap fails, saying how to mount it behind the guard', async () => {
+    const port = await freePort();
+    await expect(startMcpApp({ adapter, zoneUrl: zone.issuer, port, mount: 'self' })).rejects.toThrow(/McpHttpControllerFor\(transport\)/);
+    // Nothing answers on the port: no unguarded endpoint was left behind.
+    await expect(send(`http://127.0.0.1:${port}`, 'POST', '/mcp', [], '{}')).rejects.toThrow(/ECONNREFUSED/);
+  });
+});

@@ -1,0 +1,135 @@
+/**
+ * Nest MCP servers protected by the module, the two ways a Nest user builds one: @rekog/mcp-nest
+ * (tools on an `@McpController`, the endpoint mounted behind the guard with `McpHttpControllerFor`,
+ * or self-mounted as its quick start shows), and the MCP SDK's Streamable HTTP transport in a plain
+ * controller marked `@McpEndpoint()`.
+ */
+import { Controller, Get, Module, Post, Req, Res, type INestApplication, type Type } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { ExpressAdapter } from '@nestjs/platform-express';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { McpController, McpHttpControllerFor, McpStrategy, StreamableHttpTransport, Tool } from '@rekog/mcp-nest';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Agent, KeycardModule, McpEndpoint, Public, RequireScopes, type AgentContext, type McpAuthInfo } from '../../lib/index.js';
+import { CapturingLogger, type AdapterName } from './keycard-app.js';
+
+export interface McpAppOptions {
+  adapter: AdapterName;
+  zoneUrl: string;
+  /** Port to listen on (the resource is `http://127.0.0.1:<port>/mcp`). */
+  port: number;
+  /** `connectMicroservice(…, { inheritAppConfig })`. */
+  inheritAppConfig?: boolean;
+  /** `self`: mcp-nest's quick start (no controller claims the transport). @default 'controller' */
+  mount?: 'controller' | 'self';
+}
+
+export interface RunningMcpApp {
+  app: INestApplication;
+  url: string;
+  logger: CapturingLogger;
+  /** `extra.authInfo` of every call of the SDK-transport tool `sdk_whoami`, in order. */
+  sdkAuthInfos: (McpAuthInfo | undefined)[];
+  close(): Promise<void>;
+}
+
+/** Text content of a tool result as JSON. */
+export function toolJson(result: unknown): unknown {
+  const content = (result as { content?: { type: string; text?: string }[] }).content ?? [];
+  return JSON.parse(content[0]?.text ?? 'null');
+}
+
+/** A Nest app over loopback serving the mcp-nest server at /mcp and the SDK-transport server at /sdk-mcp. */
+export async function startMcpApp(options: McpAppOptions): Promise<RunningMcpApp> {
+  const logger = new CapturingLogger();
+  const sdkAuthInfos: (McpAuthInfo | undefined)[] = [];
+  const transport = new StreamableHttpTransport();
+  const strategy = new McpStrategy({ name: 'orders-mcp', version: '1.0.0', transports: [transport], logging: false });
+
+  @McpController()
+  class OrderTools {
+    @Tool({ name: 'whoami', description: 'Who is calling, for whom' })
+    whoami(@Agent() agent: AgentContext) {
+      return { agent: agent.clientId, user: agent.subject, scopes: agent.scopes };
+    }
+
+    @Tool({ name: 'purge_orders', description: 'Deletes every order (admins only)' })
+    @RequireScopes('admin')
+    purge(@Agent('subject') subject: string) {
+      return { purged: true, by: subject };
+    }
+
+    @Tool({ name: 'ping', description: 'Liveness, no token needed' })
+    @Public()
+    ping() {
+      return { pong: true };
+    }
+  }
+
+  const controllers: Type[] = [OrderTools, sdkMcpController(sdkAuthInfos), PlainController];
+  if (options.mount !== 'self') {
+    @Controller('mcp')
+    class OrdersMcpHttp extends McpHttpControllerFor(transport) {}
+    controllers.push(OrdersMcpHttp);
+  }
+
+  @Module({
+    imports: [KeycardModule.forRoot({ zoneUrl: options.zoneUrl, resource: `http://127.0.0.1:${options.port}/mcp`, logger })],
+    controllers,
+  })
+  class AppModule {}
+
+  const app = await NestFactory.create(AppModule, options.adapter === 'express' ? new ExpressAdapter() : new FastifyAdapter(), {
+    logger: false,
+    abortOnError: false,
+  });
+  try {
+    strategy.setHttpAdapter(app.getHttpAdapter());
+    app.connectMicroservice({ strategy }, { inheritAppConfig: options.inheritAppConfig ?? false });
+    await app.startAllMicroservices();
+    await app.listen(options.port, '127.0.0.1');
+  } catch (error) {
+    await app.close().catch(() => undefined);
+    throw error;
+  }
+  return { app, url: `http://127.0.0.1:${options.port}`, logger, sdkAuthInfos, close: () => app.close() };
+}
+
+/** The MCP SDK's own transport in a Nest controller (stateless, JSON answers), as its docs show. */
+function sdkMcpController(seen: (McpAuthInfo | undefined)[]): Type {
+  @McpEndpoint()
+  @Controller('sdk-mcp')
+  class SdkMcpController {
+    @Post()
+    async post(@Req() req: { raw?: IncomingMessage; body?: unknown }, @Res() res: { raw?: ServerResponse }) {
+      const server = new McpServer({ name: 'sdk-mcp', version: '1.0.0' });
+      server.registerTool('sdk_whoami', { description: 'What the tool receives' }, (extra) => {
+        const info = extra.authInfo as McpAuthInfo | undefined;
+        seen.push(info);
+        const { subject, sessionId } = (info?.extra ?? {}) as { subject?: string; sessionId?: string };
+        return { content: [{ type: 'text', text: JSON.stringify({ clientId: info?.clientId, subject, sessionId }) }] };
+      });
+      const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+      const nodeReq = (req.raw ?? req) as IncomingMessage;
+      const nodeRes = (res.raw ?? res) as ServerResponse;
+      nodeRes.on('close', () => {
+        void transport.close();
+        void server.close();
+      });
+      await server.connect(transport);
+      await transport.handleRequest(nodeReq, nodeRes, req.body);
+    }
+  }
+  return SdkMcpController;
+}
+
+/** An ordinary route beside the MCP ones: it must never see `req.auth` (the raw token). */
+@Controller('plain')
+class PlainController {
+  @Get()
+  plain(@Req() req: { auth?: unknown; raw?: { auth?: unknown } }) {
+    return { hasAuth: req.auth !== undefined || req.raw?.auth !== undefined };
+  }
+}
