@@ -60,10 +60,11 @@ describe.each(ADAPTERS)('MCP servers over %s', (adapter) => {
       await api?.close();
     });
 
-    it('N12 @RequireScopes(admin) tool, token without admin → 403 insufficient_scope naming admin, the tool never runs', async () => {
+    it('N12 @RequireScopes(admin) tool, token without admin → 403 insufficient_scope naming admin (with the endpoint\'s mcp:tools), the tool never runs', async () => {
       const sent = token('mcp:tools');
       const res = await callTool(`${api.url}/mcp`, 'purge_orders', sent);
-      expectOutcome(res, '403:admin', prm, [sent], api.logger.lines);
+      // All the request needs, so the client steps up once (RFC 6750 §3 `scope`).
+      expectOutcome(res, '403:mcp:tools admin', prm, [sent], api.logger.lines);
       expect(res.text).not.toContain('purged');
     });
 
@@ -109,8 +110,8 @@ describe.each(ADAPTERS)('MCP servers over %s', (adapter) => {
       const res = await callTool(`${api.url}/mcp`, 'ping');
       expect(res.status).toBe(200);
       expect(res.text).toContain('pong');
-      expectOutcome(await callTool(`${api.url}/mcp`, 'whoami'), '401∅', prm);
-      expectOutcome(await callTool(`${api.url}/mcp`, 'purge_orders'), '401∅', prm);
+      expectOutcome(await callTool(`${api.url}/mcp`, 'whoami'), '401∅ scope=mcp:tools', prm);
+      expectOutcome(await callTool(`${api.url}/mcp`, 'purge_orders'), '401∅ scope=mcp:tools', prm);
     });
 
     it('N12 a JSON-RPC batch reaching the tool pipeline is judged per tool: the admin tool is refused inside, naming admin', async () => {
@@ -138,7 +139,7 @@ describe.each(ADAPTERS)('MCP servers over %s', (adapter) => {
 
     beforeAll(async () => {
       const port = await freePort();
-      resource = `http://127.0.0.1:${port}/mcp`;
+      resource = `http://127.0.0.1:${port}/sdk-mcp`;
       api = await startMcpApp({ adapter, zoneUrl: zone.issuer, port });
     });
     afterAll(async () => {
@@ -168,14 +169,14 @@ describe.each(ADAPTERS)('MCP servers over %s', (adapter) => {
     });
 
     it('N11 req.auth is set on MCP endpoints only: an ordinary route never sees the raw token', async () => {
-      const res = await send(api.url, 'GET', '/plain', [['Authorization', `Bearer ${token('mcp:tools')}`]]);
+      const res = await send(api.url, 'GET', '/plain', [['Authorization', `Bearer ${token('mcp:tools', { aud: `${api.url}/plain` })}`]]);
       expect(res.status).toBe(200);
       expect(res.json).toEqual({ hasAuth: false });
     });
 
     it('N11 without a token the SDK transport is never reached: 401 with the challenge', async () => {
       const before = api.sdkAuthInfos.length;
-      expectOutcome(await callTool(`${api.url}/sdk-mcp`, 'sdk_whoami'), '401∅', `${new URL(api.url).origin}/.well-known/oauth-protected-resource/mcp`);
+      expectOutcome(await callTool(`${api.url}/sdk-mcp`, 'sdk_whoami'), '401∅', `${api.url}/.well-known/oauth-protected-resource/sdk-mcp`);
       expect(api.sdkAuthInfos.length).toBe(before);
     });
   });

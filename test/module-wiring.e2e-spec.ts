@@ -76,7 +76,12 @@ describe('module wiring', () => {
     }).compile();
     const guard = moduleRef.get(KeycardGuard);
     for (const type of ['rpc', 'ws', 'graphql']) {
-      const context = { getType: () => type, getHandler: () => () => undefined, getClass: () => Object } as never;
+      const context = {
+        getType: () => type,
+        getHandler: () => () => undefined,
+        getClass: () => Object,
+        switchToRpc: () => ({ getContext: () => ({}), getData: () => ({}) }),
+      } as never;
       expect(await guard.canActivate(context)).toBe(false);
     }
     await moduleRef.close();

@@ -35,6 +35,11 @@ export interface RunningMcpApp {
   close(): Promise<void>;
 }
 
+/** One resource per endpoint (catalogue Q17: a route is judged by the resource that covers it). */
+export function resourcesOf(port: number): string[] {
+  return ['mcp', 'sdk-mcp', 'plain'].map((path) => `http://127.0.0.1:${port}/${path}`);
+}
+
 /** Text content of a tool result as JSON. */
 export function toolJson(result: unknown): unknown {
   const content = (result as { content?: { type: string; text?: string }[] }).content ?? [];
@@ -70,13 +75,14 @@ export async function startMcpApp(options: McpAppOptions): Promise<RunningMcpApp
 
   const controllers: Type[] = [OrderTools, sdkMcpController(sdkAuthInfos), PlainController];
   if (options.mount !== 'self') {
+    @RequireScopes('mcp:tools')
     @Controller('mcp')
     class OrdersMcpHttp extends McpHttpControllerFor(transport) {}
     controllers.push(OrdersMcpHttp);
   }
 
   @Module({
-    imports: [KeycardModule.forRoot({ zoneUrl: options.zoneUrl, resource: `http://127.0.0.1:${options.port}/mcp`, logger })],
+    imports: [KeycardModule.forRoot({ zoneUrl: options.zoneUrl, resource: resourcesOf(options.port), logger })],
     controllers,
   })
   class AppModule {}
