@@ -6,12 +6,57 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { UnauthorizedError, type OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
+import type { OAuthClientInformation, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectOutcome } from './support/denials.js';
 import { freePort } from './support/free-port.js';
 import { send } from './support/http.js';
 import { ADAPTERS } from './support/keycard-app.js';
-import { startMcpApp, toolJson, type RunningMcpApp } from './support/mcp-app.js';
+import { resourcesOf, startMcpApp, toolJson, type RunningMcpApp } from './support/mcp-app.js';
+
+/** The `scope` claim of an access token the zone issued. */
+function scopeOf(token: string): unknown {
+  return (JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString('utf8')) as { scope?: unknown }).scope;
+}
+
+/**
+ * The SDK's OAuth client provider as an agent implements it, with a pre-registered public client;
+ * "opening the browser" follows the zone's auto-approving authorization endpoint and keeps the code.
+ */
+class AutoApprovingProvider implements OAuthClientProvider {
+  /** Every authorization request the SDK started, in order. */
+  readonly authorizations: URL[] = [];
+  code: string | undefined;
+  private saved: OAuthTokens | undefined;
+  private verifier = '';
+
+  constructor(readonly redirectUrl: string) {}
+
+  get clientMetadata(): OAuthClientMetadata {
+    return { client_name: 'test-agent', redirect_uris: [this.redirectUrl], grant_types: ['authorization_code'], response_types: ['code'], token_endpoint_auth_method: 'none' };
+  }
+  clientInformation(): OAuthClientInformation {
+    return { client_id: 'mcp-agent' };
+  }
+  tokens(): OAuthTokens | undefined {
+    return this.saved;
+  }
+  saveTokens(tokens: OAuthTokens): void {
+    this.saved = tokens;
+  }
+  async redirectToAuthorization(url: URL): Promise<void> {
+    this.authorizations.push(url);
+    const res = await fetch(url, { redirect: 'manual' });
+    this.code = new URL(res.headers.get('location')!).searchParams.get('code') ?? undefined;
+  }
+  saveCodeVerifier(verifier: string): void {
+    this.verifier = verifier;
+  }
+  codeVerifier(): string {
+    return this.verifier;
+  }
+}
 
 
 /** The real SDK client over Streamable HTTP with a fixed bearer token (no OAuth provider). */
@@ -178,6 +223,68 @@ describe.each(ADAPTERS)('MCP servers over %s', (adapter) => {
       const before = api.sdkAuthInfos.length;
       expectOutcome(await callTool(`${api.url}/sdk-mcp`, 'sdk_whoami'), '401∅', `${api.url}/.well-known/oauth-protected-resource/sdk-mcp`);
       expect(api.sdkAuthInfos.length).toBe(before);
+    });
+  });
+
+  describe('the MCP client flow, from nothing', () => {
+    let api: RunningMcpApp;
+    let oauthZone: TestZone;
+    let mcpUrl: string;
+    const redirect = 'http://127.0.0.1:9/callback'; // never contacted: the provider reads the code off the redirect
+
+    beforeAll(async () => {
+      const port = await freePort();
+      mcpUrl = `http://127.0.0.1:${port}/mcp`;
+      oauthZone = await TestZone.start({
+        resources: Object.fromEntries(resourcesOf(port).map((r) => [r, ['mcp:tools', 'admin']])),
+        clients: [{ clientId: 'mcp-agent', public: true, redirectUris: [redirect] }],
+        devUser: { sub: 'dev-user' },
+      });
+      api = await startMcpApp({ adapter, zoneUrl: oauthZone.issuer, port });
+    });
+    afterAll(async () => {
+      await api?.close();
+      await oauthZone?.stop();
+    });
+
+    it('N13 SDK client: 401 → resource metadata → zone metadata → authorization code + PKCE with resource, asking exactly the challenge\'s scope → token → tool result; then a step-up to the admin tool', async () => {
+      const provider = new AutoApprovingProvider(redirect);
+      const first = new Client({ name: 'test-agent', version: '1.0.0' });
+      const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider });
+      await expect(first.connect(transport)).rejects.toBeInstanceOf(UnauthorizedError);
+      const [signIn] = provider.authorizations;
+      expect(Object.fromEntries(signIn.searchParams)).toMatchObject({
+        client_id: 'mcp-agent',
+        response_type: 'code',
+        code_challenge_method: 'S256',
+        resource: mcpUrl,
+        scope: 'mcp:tools', // the 401's scope, not scopes_supported
+      });
+      expect(signIn.origin).toBe(oauthZone.origin);
+      await transport.finishAuth(provider.code!);
+      expect(oauthZone.counts.metadata).toBeGreaterThan(0); // found through the resource metadata's authorization_servers
+      expect(scopeOf(provider.tokens()!.access_token)).toBe('mcp:tools');
+
+      const client = new Client({ name: 'test-agent', version: '1.0.0' });
+      const signedIn = new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider });
+      await client.connect(signedIn);
+      try {
+        expect((await client.listTools()).tools.map((t) => t.name)).toContain('purge_orders');
+        expect(toolJson(await client.callTool({ name: 'whoami', arguments: {} }))).toEqual({ agent: 'mcp-agent', user: 'dev-user', scopes: ['mcp:tools'] });
+
+        // Step-up: the admin tool answers 403 insufficient_scope; the SDK signs in again for what the challenge names.
+        await expect(client.callTool({ name: 'purge_orders', arguments: {} })).rejects.toBeInstanceOf(UnauthorizedError);
+        const stepUp = provider.authorizations[1];
+        expect(Object.fromEntries(stepUp.searchParams)).toMatchObject({ resource: mcpUrl, scope: 'mcp:tools admin', code_challenge_method: 'S256' });
+        await signedIn.finishAuth(provider.code!);
+        expect(scopeOf(provider.tokens()!.access_token)).toBe('mcp:tools admin');
+        expect(toolJson(await client.callTool({ name: 'purge_orders', arguments: {} }))).toEqual({ purged: true, by: 'dev-user' });
+      } finally {
+        await client.close();
+      }
+      expect(provider.authorizations).toHaveLength(2);
+      const token = provider.tokens()!.access_token;
+      expect(api.logger.lines.some((line) => line.includes(token))).toBe(false);
     });
   });
 
