@@ -5,6 +5,7 @@ import { KeycardModule, type KeycardModuleOptions } from '../lib/index.js';
 import { KeycardThrottlerGuard } from '../lib/throttler/index.js';
 import { DataController } from './data.controller.js';
 import { DigestJob, UPSTREAM_NOTES } from './digest.job.js';
+import { SampleMcpController, SampleTools } from './mcp.js';
 import { summaryController, type UpstreamApi } from './summary.controller.js';
 
 export interface SampleConfig {
@@ -43,7 +44,7 @@ export class AppModule {
         }),
         ThrottlerModule.forRoot([{ ttl: config.rateWindowMs, limit: config.rateLimit }]),
       ],
-      controllers: [DataController, ...(config.notes ? [summaryController(config.notes)] : [])],
+      controllers: [DataController, SampleTools, SampleMcpController, ...(config.notes ? [summaryController(config.notes)] : [])],
       providers: [
         { provide: APP_GUARD, useClass: KeycardThrottlerGuard },
         ...(config.notes ? [DigestJob, { provide: UPSTREAM_NOTES, useValue: config.notes }] : []),

@@ -12,6 +12,7 @@ import { TestZone } from '../lib/testing/index.js';
 import { startAgent, type RunningAgent } from './agent.js';
 import { AppModule } from './app.module.js';
 import { DigestJob } from './digest.job.js';
+import { mcpStrategy } from './mcp.js';
 import { NotesModule } from './notes.module.js';
 import { runTour } from './tour.js';
 
@@ -70,6 +71,10 @@ async function main(): Promise<void> {
     { logger: ['error', 'warn'] },
   );
   app.enableShutdownHooks();
+  // The MCP server (tools in sample/mcp.ts), served at /mcp by a controller behind the guard.
+  mcpStrategy.setHttpAdapter(app.getHttpAdapter());
+  app.connectMicroservice({ strategy: mcpStrategy });
+  await app.startAllMicroservices();
   await app.listen(listenPort, '127.0.0.1');
   const api = `http://localhost:${listenPort}`;
 
@@ -105,6 +110,7 @@ async function main(): Promise<void> {
     rateLimit: RATE_LIMIT,
     auditLines: () => auditLines,
     serviceClientId: service?.clientId,
+    mcp: zone ? { url: `${api}/mcp`, clientId: 'demo-cli', redirectUri } : undefined,
     runJob: service ? () => app.get(DigestJob).run() : undefined,
   });
   for (const [i, s] of steps.entries()) {

@@ -1,5 +1,6 @@
 import { authenticate } from '../lib/pkce/index.js';
 import type { RunningAgent } from './agent.js';
+import { runMcpTour, type McpTourSetup } from './mcp-tour.js';
 
 export interface TourStep {
   title: string;
@@ -26,6 +27,8 @@ export interface TourSetup {
   serviceClientId?: string;
   /** Runs the job that calls the notes API as the service itself. */
   runJob?: () => Promise<{ call: string; status: number; body: unknown }>;
+  /** The MCP server and the client an MCP agent signs in with (local zone only). */
+  mcp?: McpTourSetup;
 }
 
 interface NotesAnswer {
@@ -130,6 +133,8 @@ export async function runTour(setup: TourSetup): Promise<TourStep[]> {
       `${setup.agentB.clientId}: ${statuses.join(' ')} (Retry-After: ${retryAfter} s); ${setup.agentA.clientId} afterwards: ${stillServed.status}`,
     );
   }
+
+  if (setup.mcp) await runMcpTour(setup.mcp, step);
 
   await new Promise((r) => setTimeout(r, 50)); // let the last audit lines be written
   const audit = setup.auditLines().slice(auditBefore);

@@ -6,9 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { UnauthorizedError, type OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
-import type { OAuthClientInformation, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
-import { TestZone } from '../lib/testing/index.js';
+import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { TestZone, TestZoneMcpLogin } from '../lib/testing/index.js';
 import { expectOutcome } from './support/denials.js';
 import { freePort } from './support/free-port.js';
 import { send } from './support/http.js';
@@ -20,43 +19,6 @@ function scopeOf(token: string): unknown {
   return (JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString('utf8')) as { scope?: unknown }).scope;
 }
 
-/**
- * The SDK's OAuth client provider as an agent implements it, with a pre-registered public client;
- * "opening the browser" follows the zone's auto-approving authorization endpoint and keeps the code.
- */
-class AutoApprovingProvider implements OAuthClientProvider {
-  /** Every authorization request the SDK started, in order. */
-  readonly authorizations: URL[] = [];
-  code: string | undefined;
-  private saved: OAuthTokens | undefined;
-  private verifier = '';
-
-  constructor(readonly redirectUrl: string) {}
-
-  get clientMetadata(): OAuthClientMetadata {
-    return { client_name: 'test-agent', redirect_uris: [this.redirectUrl], grant_types: ['authorization_code'], response_types: ['code'], token_endpoint_auth_method: 'none' };
-  }
-  clientInformation(): OAuthClientInformation {
-    return { client_id: 'mcp-agent' };
-  }
-  tokens(): OAuthTokens | undefined {
-    return this.saved;
-  }
-  saveTokens(tokens: OAuthTokens): void {
-    this.saved = tokens;
-  }
-  async redirectToAuthorization(url: URL): Promise<void> {
-    this.authorizations.push(url);
-    const res = await fetch(url, { redirect: 'manual' });
-    this.code = new URL(res.headers.get('location')!).searchParams.get('code') ?? undefined;
-  }
-  saveCodeVerifier(verifier: string): void {
-    this.verifier = verifier;
-  }
-  codeVerifier(): string {
-    return this.verifier;
-  }
-}
 
 
 /** The real SDK client over Streamable HTTP with a fixed bearer token (no OAuth provider). */
@@ -248,7 +210,7 @@ describe.each(ADAPTERS)('MCP servers over %s', (adapter) => {
     });
 
     it('N13 SDK client: 401 → resource metadata → zone metadata → authorization code + PKCE with resource, asking exactly the challenge\'s scope → token → tool result; then a step-up to the admin tool', async () => {
-      const provider = new AutoApprovingProvider(redirect);
+      const provider = new TestZoneMcpLogin('mcp-agent', redirect);
       const first = new Client({ name: 'test-agent', version: '1.0.0' });
       const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider });
       await expect(first.connect(transport)).rejects.toBeInstanceOf(UnauthorizedError);
@@ -263,7 +225,7 @@ describe.each(ADAPTERS)('MCP servers over %s', (adapter) => {
       expect(signIn.origin).toBe(oauthZone.origin);
       await transport.finishAuth(provider.code!);
       expect(oauthZone.counts.metadata).toBeGreaterThan(0); // found through the resource metadata's authorization_servers
-      expect(scopeOf(provider.tokens()!.access_token)).toBe('mcp:tools');
+      expect(scopeOf(provider.accessToken!)).toBe('mcp:tools');
 
       const client = new Client({ name: 'test-agent', version: '1.0.0' });
       const signedIn = new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider });
@@ -277,13 +239,13 @@ describe.each(ADAPTERS)('MCP servers over %s', (adapter) => {
         const stepUp = provider.authorizations[1];
         expect(Object.fromEntries(stepUp.searchParams)).toMatchObject({ resource: mcpUrl, scope: 'mcp:tools admin', code_challenge_method: 'S256' });
         await signedIn.finishAuth(provider.code!);
-        expect(scopeOf(provider.tokens()!.access_token)).toBe('mcp:tools admin');
+        expect(scopeOf(provider.accessToken!)).toBe('mcp:tools admin');
         expect(toolJson(await client.callTool({ name: 'purge_orders', arguments: {} }))).toEqual({ purged: true, by: 'dev-user' });
       } finally {
         await client.close();
       }
       expect(provider.authorizations).toHaveLength(2);
-      const token = provider.tokens()!.access_token;
+      const token = provider.accessToken!;
       expect(api.logger.lines.some((line) => line.includes(token))).toBe(false);
     });
   });
