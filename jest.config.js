@@ -22,9 +22,10 @@ export default {
   },
   transform: {
     '^.+\\.ts$': ['@swc/jest', swcTs],
-    'node_modules/jose/.+\\.js$': ['@swc/jest', { module: { type: 'commonjs' } }],
+    'node_modules/(?:jose|content-disposition)/.+\\.js$': ['@swc/jest', { module: { type: 'commonjs' } }],
   },
-  transformIgnorePatterns: ['node_modules/(?!jose/|@rekog/mcp-nest/src/)'],
+  // content-disposition 2 (ESM) is require()d by @fastify/static, which Mercurius loads; mcp-nest: see above.
+  transformIgnorePatterns: ['^(?!.*node_modules/(?:jose|content-disposition|@rekog/mcp-nest/src)/).*node_modules/'],
   testTimeout: 20000,
   reporters: ['default', '<rootDir>/jest.summary-reporter.js'],
 };

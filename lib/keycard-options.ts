@@ -44,6 +44,7 @@ export interface KeycardOptions {
   readonly verifiedTokenCacheSize: number;
   readonly allowInsecureHttp: boolean;
   readonly fetch: FetchLike;
+  readonly rpcTokenExtractor?: KeycardModuleOptions['rpcTokenExtractor'];
   readonly logger: KeycardLogger;
 }
 
@@ -234,6 +235,9 @@ export function normaliseOptions(input: string | KeycardModuleOptions): KeycardO
   const resourceDocumentation = optionalString('resourceDocumentation', raw.resourceDocumentation);
   if (resourceDocumentation !== undefined) parseUrl('resourceDocumentation', resourceDocumentation);
   if (raw.fetch !== undefined && typeof raw.fetch !== 'function') fail('fetch', 'must be a function');
+  if (raw.rpcTokenExtractor !== undefined && typeof raw.rpcTokenExtractor !== 'function') {
+    fail('rpcTokenExtractor', 'must be a function');
+  }
   return {
     issuer: zones[0].issuer,
     issuerUrl: zones[0].issuerUrl,
@@ -254,6 +258,7 @@ export function normaliseOptions(input: string | KeycardModuleOptions): KeycardO
     verifiedTokenCacheSize: normaliseCacheSize('verifiedTokenCacheSize', raw.verifiedTokenCacheSize, 10_000),
     allowInsecureHttp,
     fetch: raw.fetch ?? ((input, init) => globalThis.fetch(input, init)),
+    rpcTokenExtractor: raw.rpcTokenExtractor,
     logger: normaliseLogger(raw.logger),
   };
 }

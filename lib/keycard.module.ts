@@ -7,6 +7,8 @@ import { TokenExchangeService } from './exchange/token-exchange.service.js';
 import type { KeycardModuleOptions } from './interfaces/keycard-module-options.interface.js';
 import { KEYCARD_OPTIONS, KEYCARD_RAW_OPTIONS } from './keycard.constants.js';
 import { KeycardGuard } from './resource-server/keycard.guard.js';
+import { KeycardContexts } from './contexts/keycard-contexts.js';
+import { KeycardConnections } from './contexts/keycard-connections.service.js';
 import { normaliseOptions } from './keycard-options.js';
 import { createKeycardProviders } from './keycard.providers.js';
 import { ZoneMetadataService } from './zone/zone-metadata.service.js';
@@ -74,7 +76,10 @@ export class KeycardModule {
       imports: [DiscoveryModule, ...imports],
       // Not a Nest controller: it mounts its routes itself, out of reach of prefixes and versioning.
       providers: [...optionProviders, ...createKeycardProviders(), DiscoveryController],
-      exports: [KEYCARD_OPTIONS, KeycardGuard, ZoneMetadataService, TokenExchangeService, ClientCredentialsService, ImpersonationService],
+      exports: [
+        KEYCARD_OPTIONS, KeycardGuard, KeycardContexts, KeycardConnections, ZoneMetadataService, TokenExchangeService,
+        ClientCredentialsService, ImpersonationService,
+      ],
     };
   }
 }

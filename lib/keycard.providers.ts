@@ -17,6 +17,9 @@ import { ResourceResolver } from './resource-server/resource-resolver.js';
 import { RouteRulesRegistry } from './resource-server/route-rules.registry.js';
 import { VerifiedTokenCache } from './resource-server/verified-token-cache.js';
 import { TrustedZones } from './zone/trusted-zones.js';
+import { TokenVerifier } from './resource-server/token-verifier.js';
+import { KeycardContexts } from './contexts/keycard-contexts.js';
+import { KeycardConnections } from './contexts/keycard-connections.service.js';
 import { ZoneMetadataService } from './zone/zone-metadata.service.js';
 
 /** Everything the module provides once its raw options are available under KEYCARD_RAW_OPTIONS. */
@@ -37,6 +40,9 @@ export function createKeycardProviders(): Provider[] {
     RouteRulesRegistry,
     AuditTrail,
     VerifiedTokenCache,
+    TokenVerifier,
+    KeycardContexts,
+    KeycardConnections,
     McpTools,
     KeycardGuard,
     // Every mcp-nest tool controller gets the guard (N12, N14), with or without inheritAppConfig.

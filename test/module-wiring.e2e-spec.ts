@@ -70,20 +70,19 @@ describe('module wiring', () => {
     }
   });
 
-  it('non-HTTP execution contexts fail closed', async () => {
+  it('execution contexts the module cannot judge fail closed, with one log line per context type', async () => {
+    const lines: string[] = [];
+    const logger = { log() {}, warn: (line: string) => lines.push(line), error() {} };
     const moduleRef = await Test.createTestingModule({
-      imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger: { log() {}, warn() {}, error() {} } })],
+      imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger })],
     }).compile();
     const guard = moduleRef.get(KeycardGuard);
-    for (const type of ['rpc', 'ws', 'graphql']) {
-      const context = {
-        getType: () => type,
-        getHandler: () => () => undefined,
-        getClass: () => Object,
-        switchToRpc: () => ({ getContext: () => ({}), getData: () => ({}) }),
-      } as never;
+    for (const type of ['telegraf', 'kafka-custom', 'telegraf']) {
+      const context = { getType: () => type, getHandler: () => function handle() {}, getClass: () => Object } as never;
       expect(await guard.canActivate(context)).toBe(false);
     }
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/'telegraf' call .*@Public\(\)/);
     await moduleRef.close();
   });
 });

@@ -1,4 +1,4 @@
-import type { LoggerService } from '@nestjs/common';
+import type { ExecutionContext, LoggerService } from '@nestjs/common';
 import type { ClientAuthentication } from '../exchange/client-authentication.js';
 import type { ExchangedTokenStore } from '../exchange/exchanged-token-store.interface.js';
 import type { SupportedAlgorithm } from '../keycard.constants.js';
@@ -120,6 +120,14 @@ export interface KeycardModuleOptions {
    * @default false (loopback zones are always allowed over http)
    */
   allowInsecureHttp?: boolean;
+  /**
+   * Where the token of a microservice call travels when its transport has no metadata (TCP, Redis,
+   * NATS…). gRPC calls read the `authorization` metadata and need none. Without it such calls are
+   * refused (catalogue N7). Return `undefined` when the call carries no token.
+   * @example `rpcTokenExtractor: (context) => context.switchToRpc().getData()?.accessToken`
+   * @default undefined
+   */
+  rpcTokenExtractor?: (context: ExecutionContext) => string | undefined;
   /** `fetch` used for every call to the zone (metadata, keys, token endpoint). @default globalThis.fetch */
   fetch?: FetchLike;
   /**

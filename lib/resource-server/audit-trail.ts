@@ -1,10 +1,11 @@
 import { type ExecutionContext, Inject, Injectable } from '@nestjs/common';
 import { PATH_METADATA } from '@nestjs/common/constants.js';
-import type { ServerResponse } from 'node:http';
+import type { CallKind, Carrier } from '../contexts/call-kind.interface.js';
 import { isVerifiedAgent } from './access-token-rules.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
+import type { KeycardException } from './keycard.exceptions.js';
 import { requestState } from './request-state.js';
 import { rawRequestOf } from './resource-resolver.js';
 
@@ -16,7 +17,9 @@ export interface AuditRecord {
   session?: string;
   scopes?: readonly string[];
   tokenId?: string;
+  /** HTTP method; `WS`, `GRAPHQL` or `RPC` for calls answered outside HTTP. */
   method: string;
+  /** Route pattern; for other contexts the operation and field, the event pattern or the handler. */
   route: string;
   status: number;
   durationMs: number;
@@ -33,35 +36,53 @@ export interface AuditRecord {
 export class AuditTrail {
   constructor(@Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions) {}
 
-  /** Arranges the audit line of the request in `context` (once per request). */
-  track(context: ExecutionContext): void {
-    const http = context.switchToHttp();
-    const request = http.getRequest<object & { user?: AgentContext }>();
+  /**
+   * Arranges the audit line of the call in `context` (once per request) when it is answered over
+   * HTTP: plain routes (the route pattern) and GraphQL operations (the operation and field).
+   * Calls answered elsewhere (gateway messages, graphql-ws, microservices) get theirs from
+   * {@link recordCall} when the guard decides.
+   */
+  track(context: ExecutionContext, kind: CallKind): void {
+    const request = kind.carrier(context) as Carrier & { user?: AgentContext };
+    const raw = kind.httpResponse(context, request);
+    if (raw === undefined) return;
     const state = requestState(request);
     if (state.audited) return;
     state.audited = true;
-    const response = http.getResponse<object>();
-    const raw = ((response as { raw?: ServerResponse }).raw ?? response) as ServerResponse;
     const method = rawRequestOf(request).method ?? 'GET';
-    const route = routeOf(context);
+    const route = kind.name === 'http' ? routeOf(context) : kind.describe(context, request);
     const started = performance.now();
     raw.once('finish', () => {
       const agent = isVerifiedAgent(request.user) ? request.user : state.agent;
-      const record: AuditRecord = {
-        event: 'keycard.audit',
-        agent: agent?.clientId,
-        user: agent?.subject,
-        session: agent?.sessionId,
-        scopes: agent?.scopes,
-        tokenId: agent?.tokenId,
-        method,
-        route,
-        status: raw.statusCode,
-        durationMs: Math.round((performance.now() - started) * 100) / 100,
-        reason: state.denial ?? (raw.statusCode === 429 ? 'rate_limited' : undefined),
-      };
-      this.options.logger.log(JSON.stringify(record));
+      this.write(agent, method, route, raw.statusCode, started, state.denial ?? (raw.statusCode === 429 ? 'rate_limited' : undefined));
     });
+  }
+
+  /**
+   * Writes the audit line of a call answered outside HTTP, when the guard decides: `call` names it
+   * (`ws orders:watch`, `graphql subscription OnOrder.orderAdded`, `rpc Orders.find`); the status
+   * is the HTTP status the refusal would have had, 200 when admitted.
+   */
+  recordCall(call: string, agent: AgentContext | undefined, denial?: KeycardException): void {
+    const space = call.indexOf(' ');
+    this.write(agent, call.slice(0, space).toUpperCase(), call.slice(space + 1), denial?.getStatus() ?? 200, performance.now(), denial?.code);
+  }
+
+  private write(agent: AgentContext | undefined, method: string, route: string, status: number, started: number, reason: string | undefined): void {
+    const record: AuditRecord = {
+      event: 'keycard.audit',
+      agent: agent?.clientId,
+      user: agent?.subject,
+      session: agent?.sessionId,
+      scopes: agent?.scopes,
+      tokenId: agent?.tokenId,
+      method,
+      route,
+      status,
+      durationMs: Math.round((performance.now() - started) * 100) / 100,
+      reason,
+    };
+    this.options.logger.log(JSON.stringify(record));
   }
 }
 

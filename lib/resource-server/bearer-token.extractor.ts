@@ -17,7 +17,15 @@ const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 export function extractBearerToken(request: IncomingMessage): string | undefined {
   // Node keeps only the first Authorization header in `headers`; the others are only visible in the
   // raw headers (scanned directly: the `headersDistinct` getter would build arrays for every header).
-  const values = headerValues(request);
+  return parseBearerCredentials(headerValues(request));
+}
+
+/**
+ * The same grammar for credentials that arrive outside an HTTP header: gRPC `authorization`
+ * metadata, graphql-ws `connectionParams`, a socket.io handshake. Same results and errors as
+ * {@link extractBearerToken}, given every value received.
+ */
+export function parseBearerCredentials(values: readonly string[]): string | undefined {
   if (values.length === 0) return undefined;
   if (values.length > 1) throw new InvalidRequestException('multiple_tokens');
   const value = values[0];

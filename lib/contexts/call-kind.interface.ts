@@ -1,0 +1,58 @@
+import type { ExecutionContext } from '@nestjs/common';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AgentContext } from '../interfaces/agent-context.interface.js';
+import type { KeycardException } from '../resource-server/keycard.exceptions.js';
+
+/**
+ * The object a call's agent is put on (`user`) and the module's per-call state hangs from: the
+ * HTTP request, a graphql-ws connection context, a WebSocket client, gRPC metadata.
+ */
+export type Carrier = object & { user?: unknown };
+
+/**
+ * How the guard reads one kind of Nest execution context (`context.getType()`): where the token
+ * is, which HTTP request (if any) chooses the resource, where the agent goes, and how a refusal
+ * reaches the client. Implementations are stateless singletons, so judging a call allocates
+ * nothing on the cache-hit path.
+ */
+export interface CallKind {
+  /** `http`, `graphql`, `ws` or `rpc`: named in logs and audit lines. */
+  readonly name: string;
+  /**
+   * True when several calls with their own rules share one carrier (the resolvers of one GraphQL
+   * operation, the messages of a connection): an agent found on the carrier says nothing about
+   * this call, so a second pass of the guard over the same call is recognised by its argument list.
+   */
+  readonly sharedCarrier: boolean;
+  /** The call's {@link Carrier}. */
+  carrier(context: ExecutionContext): Carrier;
+  /** The HTTP request behind the call (the resource choice and the challenge read it), if any. */
+  httpRequest(context: ExecutionContext, carrier: Carrier): IncomingMessage | undefined;
+  /** The Node response when the call is answered over HTTP (the audit line waits for it to finish). */
+  httpResponse(context: ExecutionContext, carrier: Carrier): ServerResponse | undefined;
+  /**
+   * True when the carrier outlives the call (a WebSocket connection): an agent found on it was
+   * judged for another call and must be judged again (expiry, scopes).
+   */
+  isConnection(carrier: Carrier): boolean;
+  /** The agent verified when the connection opened, if the connection hooks ran. */
+  connectionAgent(carrier: Carrier): AgentContext | undefined;
+  /**
+   * The bearer token of the call, or `undefined` when it carries none.
+   * @throws KeycardException for malformed or repeated credentials.
+   */
+  token(context: ExecutionContext, carrier: Carrier): string | undefined;
+  /**
+   * What the client of this context receives for a refusal: writes `headers` (the RFC 6750
+   * challenge) where there is an HTTP response and returns the error to throw. Never a stack trace,
+   * a library message or the token (catalogue N10).
+   */
+  refuse(
+    denial: KeycardException,
+    context: ExecutionContext,
+    carrier: Carrier,
+    headers: Readonly<Record<string, string>>,
+  ): Error | Promise<Error>;
+  /** The call for logs and the audit line: `GET /orders`, `graphql query Orders.orders`, `ws orders:watch`. */
+  describe(context: ExecutionContext, carrier: Carrier): string;
+}

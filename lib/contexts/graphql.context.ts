@@ -1,0 +1,179 @@
+import type { ExecutionContext, HttpServer } from '@nestjs/common';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { extractBearerToken, parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
+import { type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
+import { rawRequestOf } from '../resource-server/resource-resolver.js';
+import type { CallKind, Carrier } from './call-kind.interface.js';
+import { connectionOf } from './connection-state.js';
+import { rawResponseOf, writeChallenge } from './http.context.js';
+
+/**
+ * The context value a resolver receives (third resolver argument), as Nest's drivers build it:
+ * Apollo puts the HTTP request (or, for graphql-ws, the connection context) in `req`; Mercurius
+ * hands the Fastify `reply`.
+ */
+interface GraphQLContextValue {
+  req?: Carrier;
+  res?: object;
+  reply?: { request?: Carrier; raw?: ServerResponse };
+}
+
+/** The parts of graphql-js's `GraphQLResolveInfo` read here (fourth resolver argument). */
+interface ResolveInfo {
+  fieldName?: string;
+  path?: { prev?: unknown };
+  operation?: { operation?: string; name?: { value?: string }; selectionSet?: { selections?: readonly unknown[] } };
+}
+
+/** A graphql-ws connection context (`graphql-ws` `Context`), as Apollo hands it to subscription resolvers. */
+interface SocketContext {
+  connectionParams?: Readonly<Record<string, unknown>>;
+  extra?: { request?: IncomingMessage };
+}
+
+const EMPTY: Carrier = Object.freeze({});
+
+/** The carrier of a resolver call: the HTTP request, or the graphql-ws connection context. */
+export function graphqlCarrier(context: ExecutionContext): Carrier {
+  const value = context.getArgByIndex<GraphQLContextValue | undefined>(2);
+  return value?.req ?? value?.reply?.request ?? value ?? EMPTY;
+}
+
+function isSocketContext(carrier: Carrier): boolean {
+  return 'connectionParams' in carrier || typeof (carrier as SocketContext).extra === 'object';
+}
+
+/**
+ * GraphQL resolvers (Apollo on Express, Mercurius on Fastify; queries, mutations, subscriptions).
+ * Read by shape from the resolver arguments, as `GqlExecutionContext` does, so `@nestjs/graphql`
+ * is never imported. Refusals follow catalogue Q16: a GraphQL error whose `extensions` carry
+ * `code` (`UNAUTHENTICATED` / `FORBIDDEN`), the OAuth `error` and the required `scope`; over HTTP
+ * the response carries the challenge, and its status is 401/403 when every root field was refused.
+ */
+export class GraphQLCallKind implements CallKind {
+  readonly name = 'graphql';
+  readonly sharedCarrier = true;
+
+  constructor(private readonly adapter: () => HttpServer) {}
+
+  carrier(context: ExecutionContext): Carrier {
+    return graphqlCarrier(context);
+  }
+
+  httpRequest(_context: ExecutionContext, carrier: Carrier): IncomingMessage | undefined {
+    if (carrier === EMPTY) return undefined;
+    if (isSocketContext(carrier)) return (carrier as SocketContext).extra?.request;
+    return rawRequestOf(carrier);
+  }
+
+  httpResponse(context: ExecutionContext, carrier: Carrier): ServerResponse | undefined {
+    const response = this.adapterResponse(context, carrier);
+    return response === undefined ? undefined : rawResponseOf(response);
+  }
+
+  /** Express's `res` or Fastify's `reply` of an operation over HTTP. */
+  private adapterResponse(context: ExecutionContext, carrier: Carrier): object | undefined {
+    if (carrier === EMPTY || isSocketContext(carrier)) return undefined;
+    const value = context.getArgByIndex<GraphQLContextValue | undefined>(2);
+    return value?.res ?? value?.reply ?? (carrier as { res?: object }).res;
+  }
+
+  isConnection(carrier: Carrier): boolean {
+    return isSocketContext(carrier);
+  }
+
+  connectionAgent(carrier: Carrier) {
+    return connectionOf(carrier)?.agent;
+  }
+
+  token(_context: ExecutionContext, carrier: Carrier): string | undefined {
+    if (carrier === EMPTY) return undefined;
+    if (isSocketContext(carrier)) return connectionParamsToken((carrier as SocketContext).connectionParams);
+    return extractBearerToken(rawRequestOf(carrier));
+  }
+
+  refuse(denial: KeycardException, context: ExecutionContext, carrier: Carrier, headers: Readonly<Record<string, string>>): Error {
+    const response = this.adapterResponse(context, carrier);
+    if (response !== undefined) {
+      writeChallenge(this.adapter(), response, rawRequestOf(carrier), headers);
+      statusWhenNothingRan(rawResponseOf(response), context.getArgByIndex<ResolveInfo>(3), denial.getStatus());
+    }
+    return asGraphQLError(denial);
+  }
+
+  describe(context: ExecutionContext): string {
+    const info = context.getArgByIndex<ResolveInfo | undefined>(3);
+    const operation = info?.operation;
+    return `graphql ${operation?.operation ?? 'operation'} ${operation?.name?.value ?? 'anonymous'}.${info?.fieldName ?? '?'}`;
+  }
+}
+
+/**
+ * The token of a graphql-ws connection: `connectionParams.authorization` (`Bearer <token>`, as an
+ * HTTP client would send it), or `connectionParams.token` (the bare token). Both at once is two tokens.
+ * @throws InvalidRequestException / InvalidTokenException as for the HTTP header.
+ */
+export function connectionParamsToken(params: Readonly<Record<string, unknown>> | undefined): string | undefined {
+  if (params === undefined || params === null || typeof params !== 'object') return undefined;
+  const values: string[] = [];
+  for (const name of ['authorization', 'Authorization']) {
+    if (typeof params[name] === 'string') values.push(params[name] as string);
+  }
+  if (typeof params.token === 'string') values.push(`Bearer ${params.token}`);
+  return parseBearerCredentials(values);
+}
+
+const GRAPHQL_CODE: Record<number, string> = {
+  400: 'BAD_REQUEST',
+  401: 'UNAUTHENTICATED',
+  403: 'FORBIDDEN',
+  503: 'SERVICE_UNAVAILABLE',
+};
+
+/**
+ * Makes a refusal a GraphQL error graphql-js passes on as it is: the fixed description as message,
+ * `extensions` (graphql-js copies an original error's `extensions`), and a stack of one line, so
+ * servers that add `extensions.stacktrace` (Apollo outside production) show no frames (N10).
+ * It stays an `HttpException`, so Nest logs nothing for it.
+ */
+export function asGraphQLError(denial: KeycardException): KeycardException {
+  const body = denial.getResponse() as { error: string; error_description: string };
+  const scopes = (denial as { requiredScopes?: readonly string[] }).requiredScopes;
+  const extensions: Record<string, unknown> = { code: GRAPHQL_CODE[denial.getStatus()] ?? 'INTERNAL_SERVER_ERROR' };
+  if (!(denial instanceof MissingCredentialsException)) extensions.error = body.error;
+  extensions.error_description = body.error_description;
+  if (scopes !== undefined) extensions.scope = scopes.join(' ');
+  Object.defineProperty(denial, 'extensions', { value: extensions, enumerable: true });
+  denial.message = body.error_description;
+  denial.stack = body.error_description;
+  return denial;
+}
+
+interface RefusedFields {
+  refused: number;
+  status: number;
+}
+
+const refusedFields = new WeakMap<ServerResponse, RefusedFields>();
+
+/**
+ * Q16: the HTTP status is 401/403 when nothing of the operation ran — every root field refused.
+ * GraphQL servers answer 200 once execution started (Nest's Apollo driver resets the status), so
+ * the status is set where the response head is written, and only in that case.
+ */
+function statusWhenNothingRan(response: ServerResponse, info: ResolveInfo | undefined, status: number): void {
+  if (info === undefined || info.path?.prev !== undefined || typeof response.writeHead !== 'function') return;
+  const rootFields = info.operation?.selectionSet?.selections?.length ?? Infinity;
+  let state = refusedFields.get(response);
+  if (state === undefined) {
+    state = { refused: 0, status };
+    refusedFields.set(response, state);
+    const writeHead = response.writeHead;
+    const counted = state;
+    response.writeHead = function (this: ServerResponse, code: number, ...rest: unknown[]) {
+      const final = code === 200 && counted.refused >= rootFields ? counted.status : code;
+      return (writeHead as (...args: unknown[]) => ServerResponse).call(this, final, ...rest);
+    } as ServerResponse['writeHead'];
+  }
+  state.refused++;
+}

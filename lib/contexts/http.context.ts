@@ -1,0 +1,70 @@
+import type { ExecutionContext, HttpServer } from '@nestjs/common';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { extractBearerToken } from '../resource-server/bearer-token.extractor.js';
+import type { KeycardException } from '../resource-server/keycard.exceptions.js';
+import { pathOf, rawRequestOf } from '../resource-server/resource-resolver.js';
+import type { CallKind, Carrier } from './call-kind.interface.js';
+
+/** Plain HTTP routes (Express or Fastify): the token in `Authorization`, the challenge on the response. */
+export class HttpCallKind implements CallKind {
+  readonly name = 'http';
+  readonly sharedCarrier = false;
+
+  constructor(private readonly adapter: () => HttpServer) {}
+
+  carrier(context: ExecutionContext): Carrier {
+    return context.switchToHttp().getRequest<Carrier>();
+  }
+
+  httpRequest(_context: ExecutionContext, carrier: Carrier): IncomingMessage {
+    return rawRequestOf(carrier);
+  }
+
+  httpResponse(context: ExecutionContext): ServerResponse {
+    return rawResponseOf(context.switchToHttp().getResponse<object>());
+  }
+
+  isConnection(): boolean {
+    return false;
+  }
+
+  connectionAgent(): undefined {
+    return undefined;
+  }
+
+  token(_context: ExecutionContext, carrier: Carrier): string | undefined {
+    return extractBearerToken(rawRequestOf(carrier));
+  }
+
+  refuse(denial: KeycardException, context: ExecutionContext, carrier: Carrier, headers: Readonly<Record<string, string>>): Error {
+    writeChallenge(this.adapter(), context.switchToHttp().getResponse<object>(), rawRequestOf(carrier), headers);
+    return denial;
+  }
+
+  describe(_context: ExecutionContext, carrier: Carrier): string {
+    const raw = rawRequestOf(carrier);
+    return `${raw.method} ${pathOf(raw)}`;
+  }
+}
+
+/**
+ * Writes a refusal's headers on the response before the exception is thrown, so any exception
+ * filter (or GraphQL server) keeps them; with an `Origin`, lets browser clients read the challenge (A34).
+ */
+export function writeChallenge(
+  adapter: HttpServer,
+  response: object | undefined,
+  request: IncomingMessage,
+  headers: Readonly<Record<string, string>>,
+): void {
+  if (response === undefined) return;
+  for (const [name, value] of Object.entries(headers)) adapter.setHeader(response, name, value);
+  if (request.headers.origin !== undefined && 'WWW-Authenticate' in headers) {
+    adapter.setHeader(response, 'Access-Control-Expose-Headers', 'WWW-Authenticate');
+  }
+}
+
+/** The Node response under the adapter's response object (Fastify wraps it in `raw`). */
+export function rawResponseOf(response: object): ServerResponse {
+  return ((response as { raw?: ServerResponse }).raw ?? response) as ServerResponse;
+}

@@ -1,0 +1,224 @@
+import { Inject, Injectable, type WebSocketAdapter } from '@nestjs/common';
+import type { IncomingMessage } from 'node:http';
+import type { Clock } from '../clock.js';
+import type { AgentContext } from '../interfaces/agent-context.interface.js';
+import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
+import type { KeycardOptions } from '../keycard-options.js';
+import { extractBearerToken } from '../resource-server/bearer-token.extractor.js';
+import { type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
+import { TokenVerifier } from '../resource-server/token-verifier.js';
+import { connectionOf, setConnection } from './connection-state.js';
+import { connectionParamsToken } from './graphql.context.js';
+import { KeycardContexts } from './keycard-contexts.js';
+import { errorFields, handshakeToken } from './ws.context.js';
+
+/** The graphql-ws `Context` parts used here (`graphql-ws` is never imported). */
+interface GraphQLWsContext {
+  connectionParams?: Readonly<Record<string, unknown>>;
+  extra?: { socket?: ClosableSocket; request?: IncomingMessage };
+}
+
+interface ClosableSocket {
+  close(code: number, reason: string): void;
+}
+
+/** A graphql-ws server hook, typed loosely so the result fits `graphql-ws`'s `ServerOptions` without importing it. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Hook = (...args: any[]) => any;
+
+/** The graphql-ws server options {@link KeycardConnections.graphqlWs} composes with (the app's own hooks). */
+export interface GraphQLWsHooks {
+  onConnect?: Hook;
+  onNext?: Hook;
+  onClose?: Hook;
+  [option: string]: unknown;
+}
+
+/** WebSocket close codes of a refused or ended connection (graphql-ws uses 4401 / 4403 too). */
+const CLOSE_CODE: Record<number, number> = { 400: 4400, 401: 4401, 403: 4403, 503: 1013 };
+
+const EXPIRY_TIMER = Symbol('keycard.expiry-timer');
+
+/**
+ * Verifies WebSocket connections when they open, through the guard's own verification path (one
+ * cache, one set of rules), so a connection without a valid token never reaches a resolver or a
+ * gateway (catalogue N5, N6). The guard then judges every message or subscription again (expiry,
+ * scopes) with the agent found here.
+ * @publicApi
+ */
+@Injectable()
+export class KeycardConnections {
+  private readonly toleranceMs: number;
+
+  constructor(
+    private readonly verifier: TokenVerifier,
+    private readonly contexts: KeycardContexts,
+    @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
+    @Inject(KEYCARD_CLOCK) private readonly clock: Clock,
+  ) {
+    this.toleranceMs = options.clockToleranceSeconds * 1000;
+  }
+
+  /**
+   * graphql-ws server options for `GraphQLModule` (`subscriptions: { 'graphql-ws': … }`): the token
+   * comes from `connectionParams` (`authorization: 'Bearer …'` or `token`) and is verified on
+   * `connection_init`; a connection without a valid one is closed with 4401 (4403, 4400; 1013 when
+   * the zone is unreachable) and the OAuth `error` as reason. No event is delivered once the
+   * token's `exp` + clock tolerance has passed: the connection is closed with 4401 `invalid_token`.
+   *
+   * @param hooks the app's own graphql-ws options; its hooks run after Keycard's.
+   * @example
+   * ```ts
+   * GraphQLModule.forRootAsync<ApolloDriverConfig>({
+   *   driver: ApolloDriver,
+   *   inject: [KeycardConnections],
+   *   useFactory: (keycard: KeycardConnections) => ({
+   *     autoSchemaFile: true,
+   *     subscriptions: { 'graphql-ws': keycard.graphqlWs() },
+   *   }),
+   * })
+   * ```
+   */
+  graphqlWs<T extends GraphQLWsHooks>(hooks: T = {} as T): T & { onConnect: Hook; onNext: Hook; onClose: Hook } {
+    const { onConnect, onNext, onClose } = hooks as {
+      onConnect?: (ctx: GraphQLWsContext) => unknown;
+      onNext?: (ctx: GraphQLWsContext, ...rest: unknown[]) => unknown;
+      onClose?: (ctx: GraphQLWsContext, ...rest: unknown[]) => unknown;
+    };
+    return {
+      ...hooks,
+      onConnect: async (ctx: GraphQLWsContext) => {
+        const request = ctx.extra?.request;
+        try {
+          const agent = await this.open(() => connectionParamsToken(ctx.connectionParams), request, 'graphql-ws connection');
+          setConnection(ctx, { agent, request });
+          this.closeAtExpiry(ctx, agent);
+        } catch (denial) {
+          ctx.extra?.socket?.close(CLOSE_CODE[(denial as KeycardException).getStatus()] ?? 1011, closeReason(denial as KeycardException));
+          return false;
+        }
+        return onConnect ? onConnect(ctx) : true;
+      },
+      onNext: (ctx: GraphQLWsContext, ...rest: unknown[]) => {
+        const agent = connectionOf(ctx)?.agent;
+        if (agent !== undefined && this.expired(agent)) {
+          // Closing first makes graphql-ws drop this event (it sends only on an open socket).
+          ctx.extra?.socket?.close(4401, 'invalid_token');
+          return undefined;
+        }
+        return onNext?.(ctx, ...rest);
+      },
+      onClose: (ctx: GraphQLWsContext, ...rest: unknown[]) => {
+        clearTimeout((ctx as { [EXPIRY_TIMER]?: NodeJS.Timeout })[EXPIRY_TIMER]);
+        return onClose?.(ctx, ...rest);
+      },
+    };
+  }
+
+  /**
+   * Makes a Nest WebSocket adapter (`WsAdapter` of `@nestjs/platform-ws`, `IoAdapter` of
+   * `@nestjs/platform-socket.io`, or a subclass) verify every connection at its handshake, before
+   * any gateway code (`handleConnection`, message handlers) runs. `ws`: the `Authorization` header
+   * of the upgrade request; refused with HTTP 401/403 + the challenge. socket.io: `auth.token` or
+   * the `Authorization` header; refused with a `connect_error` whose `data` is
+   * `{ error, error_description, scope? }`.
+   *
+   * @example
+   * ```ts
+   * const app = await NestFactory.create(AppModule);
+   * app.useWebSocketAdapter(app.get(KeycardConnections).guard(new IoAdapter(app)));
+   * ```
+   */
+  guard<A extends WebSocketAdapter>(adapter: A): A {
+    const create = adapter.create.bind(adapter);
+    adapter.create = (port: number, options?: Record<string, unknown>) => {
+      const server = create(port, { ...options, verifyClient: this.verifyClient }) as Record<string, unknown>;
+      if (typeof server.use === 'function') {
+        (server.use as (mw: unknown) => void)(this.socketIoMiddleware);
+      } else if (typeof server.on === 'function') {
+        // Registered before Nest's own listener: the client carries its agent before any handler sees it.
+        (server.on as (event: string, fn: (client: object, request: IncomingMessage) => void) => void)(
+          'connection',
+          (client, request) => {
+            const state = connectionOf(request);
+            if (state !== undefined) setConnection(client, state);
+          },
+        );
+      }
+      return server;
+    };
+    return adapter;
+  }
+
+  /** `ws` `verifyClient` (async form): refuses the upgrade with the HTTP status and challenge. */
+  private readonly verifyClient = (
+    info: { req: IncomingMessage },
+    done: (result: boolean, code?: number, message?: string, headers?: Record<string, string>) => void,
+  ): void => {
+    this.open(() => extractBearerToken(info.req), info.req, 'ws connection').then(
+      (agent) => {
+        setConnection(info.req, { agent, request: info.req });
+        done(true);
+      },
+      (denial: KeycardException) => {
+        const resource = this.resourceOrUndefined(info.req);
+        done(false, denial.getStatus(), closeReason(denial), denial.headers(resource?.metadataUrl, this.options.realm));
+      },
+    );
+  };
+
+  /** socket.io middleware: the handshake is refused with `connect_error` `{ message, data }`. */
+  private readonly socketIoMiddleware = (
+    socket: { request: IncomingMessage },
+    next: (error?: Error & { data?: unknown }) => void,
+  ): void => {
+    this.open(() => handshakeToken(socket), socket.request, 'socket.io connection').then(
+      (agent) => {
+        setConnection(socket, { agent, request: socket.request });
+        next();
+      },
+      (denial: KeycardException) => next(Object.assign(new Error(closeReason(denial)), { data: errorFields(denial) })),
+    );
+  };
+
+  /** The agent of a connection's token, or the refusal (logged with the agent, never the token). */
+  private async open(token: () => string | undefined, request: IncomingMessage | undefined, call: string): Promise<AgentContext> {
+    try {
+      const resource = this.contexts.resourceFor(request);
+      const found = token();
+      if (found === undefined) throw new MissingCredentialsException();
+      return await this.verifier.verify(found, resource);
+    } catch (error) {
+      const denial = this.contexts.toDenial(error);
+      const line = `denied ${call} status=${denial.getStatus()} reason=${denial.code}`;
+      if (denial.getStatus() >= 500) this.options.logger.error(line);
+      else this.options.logger.warn(line);
+      throw denial;
+    }
+  }
+
+  private resourceOrUndefined(request: IncomingMessage) {
+    try {
+      return this.contexts.resourceFor(request);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private expired(agent: AgentContext): boolean {
+    return agent.expiresAt.getTime() + this.toleranceMs < this.clock.now();
+  }
+
+  /** Ends a graphql-ws connection when its token expires, even when no event is due. */
+  private closeAtExpiry(ctx: GraphQLWsContext, agent: AgentContext): void {
+    const delay = agent.expiresAt.getTime() + this.toleranceMs - this.clock.now();
+    const timer = setTimeout(() => ctx.extra?.socket?.close(4401, 'invalid_token'), Math.max(0, Math.min(delay, 2 ** 31 - 1)));
+    timer.unref();
+    (ctx as { [EXPIRY_TIMER]?: NodeJS.Timeout })[EXPIRY_TIMER] = timer;
+  }
+}
+
+/** The close reason / `connect_error` message: the OAuth `error` only (`unauthorized` without credentials). */
+function closeReason(denial: KeycardException): string {
+  return errorFields(denial).error ?? 'unauthorized';
+}

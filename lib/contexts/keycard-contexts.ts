@@ -1,0 +1,122 @@
+import { type ExecutionContext, Inject, Injectable } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import type { IncomingMessage } from 'node:http';
+import type { Clock } from '../clock.js';
+import type { AgentContext } from '../interfaces/agent-context.interface.js';
+import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
+import type { KeycardOptions } from '../keycard-options.js';
+import {
+  InvalidTokenException, KeycardException, ResourceNotConfiguredException,
+} from '../resource-server/keycard.exceptions.js';
+import type { ProtectedResource } from '../resource-server/protected-resource.js';
+import { ResourceResolver } from '../resource-server/resource-resolver.js';
+import type { CallKind, Carrier } from './call-kind.interface.js';
+import { GraphQLCallKind, graphqlCarrier } from './graphql.context.js';
+import { HttpCallKind } from './http.context.js';
+import { RpcCallKind } from './rpc.context.js';
+import { WsCallKind } from './ws.context.js';
+
+/**
+ * The one place that turns an `ExecutionContext` of any type into what the guard judges (catalogue
+ * §N): one {@link CallKind} per context type, chosen by `context.getType()`. The verification, the
+ * cache and the rules stay the guard's; only where the token is and how a refusal travels differ.
+ */
+@Injectable()
+export class KeycardContexts {
+  private readonly http: HttpCallKind;
+  private readonly graphql: GraphQLCallKind;
+  private readonly ws = new WsCallKind();
+  private readonly rpc: RpcCallKind;
+  private readonly toleranceMs: number;
+  /** Context types already reported as unsupported: one log line each (N8). */
+  private readonly reported = new Set<string>();
+
+  constructor(
+    adapterHost: HttpAdapterHost,
+    private readonly resources: ResourceResolver,
+    @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
+    @Inject(KEYCARD_CLOCK) private readonly clock: Clock,
+  ) {
+    const adapter = () => adapterHost.httpAdapter;
+    this.http = new HttpCallKind(adapter);
+    this.graphql = new GraphQLCallKind(adapter);
+    this.rpc = new RpcCallKind(options.rpcTokenExtractor);
+    this.toleranceMs = options.clockToleranceSeconds * 1000;
+  }
+
+  /** The kind of the call, or `undefined` for a context type the module cannot judge. */
+  kindOf(context: ExecutionContext): CallKind | undefined {
+    switch (context.getType<string>()) {
+      case 'http':
+        return this.http;
+      case 'graphql':
+        return this.graphql;
+      case 'ws':
+        return this.ws;
+      case 'rpc':
+        return this.rpc;
+      default:
+        return undefined;
+    }
+  }
+
+  /**
+   * Refuses a call in a context the module cannot judge, with one log line per context type that
+   * names it and says how to serve it (catalogue N8). Nest then answers its own "Forbidden resource".
+   */
+  refuseUnsupported(context: ExecutionContext): false {
+    const type = context.getType<string>();
+    if (!this.reported.has(type)) {
+      this.reported.add(type);
+      this.options.logger.warn(
+        `Keycard refused a '${type}' call (${context.getClass().name}.${context.getHandler().name}): it judges only http, graphql, ws and rpc contexts. Mark the handler @Public() to serve it without a token, or reach it through one of those contexts`,
+      );
+    }
+    return false;
+  }
+
+  /**
+   * The resource a call is for: chosen from its HTTP request when it has one; otherwise the first
+   * configured resource.
+   * @throws ResourceNotConfiguredException when there is no request to derive one from and none is configured.
+   */
+  resourceFor(request: IncomingMessage | undefined): ProtectedResource {
+    if (request !== undefined) return this.resources.forRequest(request);
+    const [first] = this.options.resources;
+    if (first !== undefined) return first;
+    this.options.logger.error("A call without an HTTP request (gRPC, TCP) needs KeycardModule 'resource' to be configured");
+    throw new ResourceNotConfiguredException();
+  }
+
+  /**
+   * The agent a connection opened with, while its token lasts (`exp` + clock tolerance).
+   * @throws InvalidTokenException `expired` once it has passed: every message re-checks (N5, N6).
+   */
+  stillValid(agent: AgentContext): AgentContext {
+    if (agent.expiresAt.getTime() + this.toleranceMs < this.clock.now()) throw new InvalidTokenException('expired');
+    return agent;
+  }
+
+  /** Any failure as a refusal; anything unexpected is a bad token, never a 500 (INV3), and reported by name only. */
+  toDenial(error: unknown): KeycardException {
+    if (error instanceof KeycardException) return error;
+    this.options.logger.error(`Unexpected error while verifying a token: ${(error as Error)?.name ?? typeof error}`);
+    return new InvalidTokenException('token_malformed');
+  }
+}
+
+/** The carrier of a call of any context (where the guard put the agent), without DI: for `@Agent()`. */
+export function carrierOf(context: ExecutionContext): Carrier | undefined {
+  switch (context.getType<string>()) {
+    case 'http':
+      return context.switchToHttp().getRequest<Carrier>();
+    case 'graphql':
+      return graphqlCarrier(context);
+    case 'ws':
+      return context.switchToWs().getClient<Carrier>();
+    case 'rpc':
+      return context.switchToRpc().getContext<Carrier | undefined>() ?? context.switchToRpc().getData<Carrier>();
+    default:
+      return undefined;
+  }
+}

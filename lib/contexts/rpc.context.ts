@@ -1,0 +1,79 @@
+import type { ExecutionContext } from '@nestjs/common';
+import { parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
+import type { KeycardException } from '../resource-server/keycard.exceptions.js';
+import type { CallKind, Carrier } from './call-kind.interface.js';
+import { loadMicroservices } from './optional-peers.js';
+import { errorFields } from './ws.context.js';
+
+/**
+ * Reads the token of a microservice call whose transport has no metadata (TCP, Redis, NATS without
+ * headers…): the app decides where its token travels. Return `undefined` when there is none.
+ * @publicApi
+ */
+export type RpcTokenExtractor = (context: ExecutionContext) => string | undefined;
+
+/** gRPC `Metadata`, read by shape (`@grpc/grpc-js` is never imported). */
+interface GrpcMetadata {
+  get(key: string): unknown[];
+  getMap(): unknown;
+}
+
+function isGrpcMetadata(value: unknown): value is GrpcMetadata {
+  return typeof (value as GrpcMetadata | undefined)?.get === 'function' && typeof (value as GrpcMetadata).getMap === 'function';
+}
+
+/** gRPC status codes (grpc/doc/statuscodes.md) for the refusals' HTTP statuses. */
+const GRPC_STATUS: Record<number, number> = { 400: 3, 401: 16, 403: 7, 503: 14 };
+
+/**
+ * Microservice handlers (`@MessagePattern`, `@GrpcMethod`), reached directly or with
+ * `inheritAppConfig: true`. gRPC: the token is the `authorization` metadata (`Bearer <token>`).
+ * Other transports carry no metadata: refused unless the app supplies `rpcTokenExtractor`.
+ * Refusals are an `RpcException` `{ code, message, error, error_description, scope? }` (`code` the
+ * gRPC status: UNAUTHENTICATED 16, PERMISSION_DENIED 7, INVALID_ARGUMENT 3, UNAVAILABLE 14).
+ */
+export class RpcCallKind implements CallKind {
+  readonly name = 'rpc';
+  readonly sharedCarrier = false;
+
+  constructor(private readonly extractor: RpcTokenExtractor | undefined) {}
+
+  carrier(context: ExecutionContext): Carrier {
+    const rpc = context.switchToRpc();
+    return (rpc.getContext<Carrier | undefined>() ?? rpc.getData<Carrier>() ?? {}) as Carrier;
+  }
+
+  httpRequest(): undefined {
+    return undefined;
+  }
+
+  httpResponse(): undefined {
+    return undefined;
+  }
+
+  isConnection(): boolean {
+    return false;
+  }
+
+  connectionAgent(): undefined {
+    return undefined;
+  }
+
+  token(context: ExecutionContext, carrier: Carrier): string | undefined {
+    if (isGrpcMetadata(carrier)) {
+      const values = carrier.get('authorization').filter((v): v is string => typeof v === 'string');
+      if (values.length > 0 || this.extractor === undefined) return parseBearerCredentials(values);
+    }
+    return this.extractor?.(context);
+  }
+
+  async refuse(denial: KeycardException): Promise<Error> {
+    const { RpcException } = await loadMicroservices();
+    const fields = errorFields(denial);
+    return new RpcException({ code: GRPC_STATUS[denial.getStatus()] ?? 13, message: fields.error_description, ...fields });
+  }
+
+  describe(context: ExecutionContext): string {
+    return `rpc ${context.getClass().name}.${context.getHandler().name}`;
+  }
+}

@@ -1,0 +1,87 @@
+import type { ExecutionContext } from '@nestjs/common';
+import type { IncomingMessage } from 'node:http';
+import { parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
+import { type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
+import type { CallKind, Carrier } from './call-kind.interface.js';
+import { connectionOf } from './connection-state.js';
+import { loadWebSockets } from './optional-peers.js';
+
+/** The parts of a socket.io `Socket` read here (a `ws` WebSocket has none of them). */
+interface SocketIoClient {
+  request?: IncomingMessage;
+  handshake?: { auth?: Record<string, unknown>; headers?: IncomingMessage['headers'] };
+}
+
+/**
+ * The token of a socket.io handshake: `auth.token` (the bare token, as socket.io clients send it)
+ * or the `Authorization` header (Node clients' `extraHeaders`). Both at once is two tokens.
+ * @throws InvalidRequestException / InvalidTokenException as for the HTTP header.
+ */
+export function handshakeToken(client: object): string | undefined {
+  const handshake = (client as SocketIoClient).handshake;
+  if (handshake === undefined) return undefined;
+  const values: string[] = [];
+  const token = handshake.auth?.token;
+  if (typeof token === 'string') values.push(/^bearer /i.test(token) ? token : `Bearer ${token}`);
+  const header = handshake.headers?.authorization;
+  if (typeof header === 'string') values.push(header);
+  return parseBearerCredentials(values);
+}
+
+/**
+ * `@SubscribeMessage` handlers of WebSocket gateways (`@nestjs/platform-ws`, socket.io). The agent
+ * was verified when the connection opened (see `KeycardConnections.guard`); each message is judged
+ * again for expiry and scopes. Refusals are a `WsException`, which Nest sends as an `exception`
+ * event: `{ status: 'error', error, error_description, scope? }`.
+ */
+export class WsCallKind implements CallKind {
+  readonly name = 'ws';
+  readonly sharedCarrier = true;
+
+  carrier(context: ExecutionContext): Carrier {
+    return context.switchToWs().getClient<Carrier>();
+  }
+
+  httpRequest(_context: ExecutionContext, carrier: Carrier): IncomingMessage | undefined {
+    return connectionOf(carrier)?.request ?? (carrier as SocketIoClient).request;
+  }
+
+  httpResponse(): undefined {
+    return undefined;
+  }
+
+  isConnection(): boolean {
+    return true;
+  }
+
+  connectionAgent(carrier: Carrier) {
+    return connectionOf(carrier)?.agent;
+  }
+
+  token(_context: ExecutionContext, carrier: Carrier): string | undefined {
+    return handshakeToken(carrier);
+  }
+
+  async refuse(denial: KeycardException): Promise<Error> {
+    const { WsException } = await loadWebSockets();
+    return new WsException({ status: 'error', ...errorFields(denial) });
+  }
+
+  describe(context: ExecutionContext): string {
+    return `ws ${String(context.switchToWs().getPattern())}`;
+  }
+}
+
+/**
+ * What a non-HTTP client learns of a refusal: the OAuth `error` (none for missing credentials),
+ * the fixed description, the required `scope`. Never a stack, a library message or the token.
+ */
+export function errorFields(denial: KeycardException): { error?: string; error_description: string; scope?: string } {
+  const body = denial.getResponse() as { error: string; error_description: string };
+  const scopes = (denial as { requiredScopes?: readonly string[] }).requiredScopes;
+  return {
+    ...(denial instanceof MissingCredentialsException ? {} : { error: body.error }),
+    error_description: body.error_description,
+    ...(scopes === undefined ? {} : { scope: scopes.join(' ') }),
+  };
+}

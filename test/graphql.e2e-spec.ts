@@ -1,0 +1,250 @@
+/**
+ * GraphQL resolvers behind the Keycard guard (catalogue §N1–N5, decision Q16): Apollo on Express and
+ * Mercurius on Fastify, queried with `fetch` over loopback; subscriptions over graphql-ws with the
+ * real `graphql-ws` client.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { createClient, type Client } from 'graphql-ws';
+import WebSocket from 'ws';
+import { TestZone } from '../lib/testing/index.js';
+import { expectFixedDescription, expectNoLeak, forged } from './support/contexts.js';
+import { startGraphQLApp, type GraphQLServer, type RunningGraphQLApp } from './support/graphql-app.js';
+import { PRM, R } from './support/forge.js';
+import { parseChallenge } from './support/http.js';
+
+interface GraphQLAnswer {
+  status: number;
+  challenge: ReturnType<typeof parseChallenge>;
+  text: string;
+  body: { data?: Record<string, unknown> | null; errors?: { message: string; extensions?: Record<string, unknown> }[] };
+}
+
+const SERVERS: [string, GraphQLServer][] = [
+  ['Apollo on Express', 'apollo'],
+  ['Mercurius on Fastify', 'mercurius'],
+];
+
+describe.each(SERVERS)('GraphQL: %s', (_name, server) => {
+  // Row ID prefix: N1–N3 for Apollo, N4 (the same cases) for Mercurius.
+  const row = (id: string) => (server === 'apollo' ? id : `N4 (${id})`);
+  let zone: TestZone;
+  let api: RunningGraphQLApp;
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    api = await startGraphQLApp(server, { zoneUrl: zone.issuer, resource: R, auditLog: true });
+  });
+  afterAll(async () => {
+    await api?.close();
+    await zone?.stop();
+  });
+
+  async function gql(query: string, token?: string): Promise<GraphQLAnswer> {
+    const res = await fetch(api.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify({ query }),
+    });
+    const text = await res.text();
+    return { status: res.status, challenge: parseChallenge(res.headers.get('www-authenticate') ?? undefined), text, body: JSON.parse(text) };
+  }
+
+  /** Q16: a GraphQL error with the code, the OAuth error and scope, the HTTP challenge and status; nothing leaked. */
+  function expectRefusal(res: GraphQLAnswer, status: 401 | 403, error: string | undefined, scope: string | undefined, secrets: string[]) {
+    expect({ status: res.status, text: res.text.slice(0, 400) }).toMatchObject({ status });
+    expect(res.challenge?.scheme).toBe('Bearer');
+    expect(res.challenge?.params.resource_metadata).toBe(PRM);
+    expect(res.challenge?.params.error).toBe(error);
+    expect(res.challenge?.params.scope).toBe(scope);
+    expect(res.body.errors).toHaveLength(1);
+    const [gqlError] = res.body.errors!;
+    expect(gqlError.extensions).toMatchObject({ code: status === 401 ? 'UNAUTHENTICATED' : 'FORBIDDEN' });
+    expect(gqlError.extensions?.error).toBe(error);
+    expect(gqlError.extensions?.scope).toBe(scope);
+    expectFixedDescription(gqlError.message);
+    expectNoLeak(res.body, secrets, api.logger.lines);
+  }
+
+  it(`${row('N1')} undecorated resolver without a token → UNAUTHENTICATED, HTTP 401∅`, async () => {
+    const res = await gql('{ orders { id } }');
+    expectRefusal(res, 401, undefined, undefined, []);
+    expect(res.challenge?.names).toEqual(['resource_metadata']);
+  });
+
+  it(`${row('N1')} undecorated resolver with a forged token → UNAUTHENTICATED invalid_token, HTTP 401 IT`, async () => {
+    const token = forged(zone.issueToken({ scope: 'orders:read' }));
+    const res = await gql('{ orders { id } }', token);
+    expectRefusal(res, 401, 'invalid_token', undefined, [token]);
+    expect(res.challenge?.params.error_description).toBe(res.body.errors![0].message);
+  });
+
+  it(`${row('N1')} valid token on the undecorated resolver → data`, async () => {
+    const res = await gql('{ orders { id by } }', zone.issueToken({ client_id: 'agent-7' }));
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ data: { orders: [{ id: 'o-1', by: 'agent-7' }] } });
+  });
+
+  it(`${row('N2')} @Public() resolver without a token → data`, async () => {
+    const res = await gql('{ health }');
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ data: { health: 'ok' } });
+  });
+
+  it(`${row('N3')} @RequireScopes resolver, token with the scope → data with the agent (@Agent() as a resolver argument)`, async () => {
+    const res = await gql('{ whoami }', zone.issueToken({ client_id: 'agent-3', sub: 'alice', scope: 'orders:read' }));
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ data: { whoami: 'agent-3/alice' } });
+  });
+
+  it(`${row('N3')} @RequireScopes resolver, token without the scope → FORBIDDEN insufficient_scope with scope, HTTP 403`, async () => {
+    const token = zone.issueToken({ scope: 'profile' });
+    const res = await gql('{ whoami }', token);
+    expectRefusal(res, 403, 'insufficient_scope', 'orders:read', [token]);
+  });
+
+  it(`${row('N3')} mutation without its scope → FORBIDDEN naming orders:write`, async () => {
+    const token = zone.issueToken({ scope: 'orders:read' });
+    const res = await gql('mutation { placeOrder(id: "o-9") { id } }', token);
+    expectRefusal(res, 403, 'insufficient_scope', 'orders:write', [token]);
+  });
+
+  it(`${row('N3')} part of the operation ran (public field served, protected field refused) → HTTP 200 with data and the error`, async () => {
+    const res = await gql('{ health whoami }');
+    expect(res.status).toBe(200);
+    expect(res.body.data).toMatchObject({ health: 'ok' });
+    expect(res.body.errors?.[0].extensions).toMatchObject({ code: 'UNAUTHENTICATED' });
+    expect(res.challenge?.scheme).toBe('Bearer');
+  });
+
+  it(`${row('N8')} @Public() is honoured in GraphQL and audited with the operation instead of a route`, async () => {
+    const res = await fetch(api.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: 'query Probe { health }', operationName: 'Probe' }),
+    });
+    expect(res.status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const lines = api.logger.lines.filter((l) => l.includes('"route":"graphql query Probe.health"'));
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0])).toMatchObject({ method: 'POST', status: 200 });
+  });
+
+  it(`${row('N10')} refusals name the operation in the log, never the token`, async () => {
+    const token = zone.issueToken({ scope: 'profile' });
+    await gql('query Mine { whoami }', token);
+    expect(api.logger.lines.some((l) => l.startsWith('denied graphql query Mine.whoami status=403 reason=insufficient_scope'))).toBe(true);
+    expect(api.logger.lines.some((l) => l.includes(token))).toBe(false);
+  });
+});
+
+describe('GraphQL subscriptions over graphql-ws (Apollo)', () => {
+  let zone: TestZone;
+  let api: RunningGraphQLApp;
+  const clients: Client[] = [];
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    api = await startGraphQLApp('apollo', { zoneUrl: zone.issuer, resource: R, clockToleranceSeconds: 0, auditLog: true });
+  });
+  afterAll(async () => {
+    for (const client of clients) await client.dispose();
+    await api?.close();
+    await zone?.stop();
+  });
+
+  interface Outcome {
+    events: string[];
+    errors: unknown[];
+    closed?: { code: number; reason: string };
+  }
+
+  /** Subscribes with `connectionParams` and collects what arrives until `until` resolves or the socket closes. */
+  function subscribe(connectionParams: Record<string, unknown> | undefined, query: string, until: (o: Outcome) => boolean, onEvent?: (o: Outcome) => void): Promise<Outcome> {
+    const outcome: Outcome = { events: [], errors: [] };
+    return new Promise((resolve) => {
+      const client = createClient({
+        url: api.wsUrl,
+        webSocketImpl: WebSocket,
+        connectionParams,
+        retryAttempts: 0,
+        lazy: true,
+        on: {
+          closed: (event) => {
+            const { code, reason } = event as { code: number; reason: string };
+            outcome.closed = { code, reason: String(reason) };
+            resolve(outcome);
+          },
+        },
+      });
+      clients.push(client);
+      const stop = client.subscribe<Record<string, string>>({ query }, {
+        next: (value) => {
+          if (value.data) outcome.events.push(Object.values(value.data)[0]);
+          if (value.errors) outcome.errors.push(...value.errors);
+          onEvent?.(outcome);
+          if (until(outcome)) {
+            stop();
+            resolve(outcome);
+          }
+        },
+        error: (error) => {
+          outcome.errors.push(error);
+          if (!outcome.closed) resolve(outcome);
+        },
+        complete: () => resolve(outcome),
+      });
+    });
+  }
+
+  it('N5 no token in connectionParams → connection refused (4401), no event', async () => {
+    const outcome = await subscribe(undefined, 'subscription { ticks }', () => false);
+    expect(outcome.closed).toEqual({ code: 4401, reason: 'unauthorized' });
+    expect(outcome.events).toEqual([]);
+    expectNoLeak(outcome, [], api.logger.lines);
+  });
+
+  it('N5 forged token → connection refused (4401 invalid_token), no event, nothing leaked', async () => {
+    const token = forged(zone.issueToken({ scope: 'orders:read' }));
+    const outcome = await subscribe({ authorization: `Bearer ${token}` }, 'subscription { ticks }', () => false);
+    expect(outcome.closed).toEqual({ code: 4401, reason: 'invalid_token' });
+    expect(outcome.events).toEqual([]);
+    expectNoLeak(outcome, [token], api.logger.lines);
+  });
+
+  it('N5 valid token (connectionParams.authorization) → events delivered', async () => {
+    const outcome = await subscribe({ authorization: `Bearer ${zone.issueToken({ scope: 'orders:read' })}` }, 'subscription { ticks }', (o) => o.events.length >= 3);
+    expect(outcome.events).toEqual(['tick-0', 'tick-1', 'tick-2']);
+    expect(outcome.closed).toBeUndefined();
+  });
+
+  it('N5 valid token (connectionParams.token) without the scope → the subscription gets FORBIDDEN insufficient_scope', async () => {
+    const token = zone.issueToken({ scope: 'profile' });
+    const outcome = await subscribe({ token }, 'subscription { ticks }', (o) => o.errors.length > 0);
+    expect(outcome.events).toEqual([]);
+    const errors = outcome.errors as { extensions?: Record<string, unknown> }[][];
+    const first = (Array.isArray(errors[0]) ? errors[0][0] : errors[0]) as { extensions?: Record<string, unknown> };
+    expect(first.extensions).toMatchObject({ code: 'FORBIDDEN', error: 'insufficient_scope', scope: 'orders:read' });
+    expectNoLeak(outcome, [token], api.logger.lines);
+  });
+
+  it('N5 a valid token that expires during the subscription → no event after exp + tolerance, connection closed 4401', async () => {
+    const token = zone.issueToken({ scope: 'orders:read', exp: Math.floor(Date.now() / 1000) + 120 });
+    const expMs = (Math.floor(Date.now() / 1000) + 120) * 1000;
+    let afterExpiry = 0;
+    const outcome = await subscribe({ authorization: `Bearer ${token}` }, 'subscription { ticks }', () => false, (o) => {
+      if (api.clock.offsetMs > 0) afterExpiry++;
+      // Two events in, move the module's clock past exp (tolerance 0 in this app).
+      if (o.events.length === 2) api.clock.offsetMs = expMs - Date.now() + 1000;
+    });
+    api.clock.offsetMs = 0;
+    expect(outcome.events).toEqual(['tick-0', 'tick-1']);
+    expect(afterExpiry).toBe(0);
+    expect(outcome.closed).toEqual({ code: 4401, reason: 'invalid_token' });
+  });
+
+  it('N8 @Public() subscription field over a verified connection (token without the scope of ticks) → events', async () => {
+    // The connection itself always needs a token (verified when it opens); the field is then public.
+    const outcome = await subscribe({ authorization: `Bearer ${zone.issueToken({ scope: 'profile' })}` }, 'subscription { publicTicks }', (o) => o.events.length >= 2);
+    expect(outcome.events).toEqual(['p-0', 'p-1']);
+  });
+});

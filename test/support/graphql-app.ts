@@ -1,0 +1,125 @@
+import { Module, type INestApplication, type Provider } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { ApolloDriver, type ApolloDriverConfig } from '@nestjs/apollo';
+import { Args, Field, GraphQLModule, Mutation, ObjectType, Query, Resolver, Subscription } from '@nestjs/graphql';
+import { MercuriusDriver, type MercuriusDriverConfig } from '@nestjs/mercurius';
+import { ExpressAdapter } from '@nestjs/platform-express';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
+import {
+  Agent, KEYCARD_CLOCK, KeycardConnections, KeycardModule, Public, RequireScopes,
+  type AgentContext, type Clock, type KeycardModuleOptions,
+} from '../../lib/index.js';
+import { CapturingLogger } from './keycard-app.js';
+
+@ObjectType()
+class Order {
+  @Field(() => String)
+  id!: string;
+  @Field(() => String)
+  by!: string;
+}
+
+/** An endless event stream, one event every 50 ms. */
+async function* every50ms<T>(event: (n: number) => T): AsyncGenerator<T> {
+  for (let n = 0; ; n++) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    yield event(n);
+  }
+}
+
+/** One resolver per catalogue case: undecorated (N1), public (N2), scoped with `@Agent()` (N3), a subscription (N5). */
+@Resolver()
+export class OrdersResolver {
+  @Query(() => [Order])
+  orders(@Agent('clientId') clientId: string): Order[] {
+    return [{ id: 'o-1', by: clientId }];
+  }
+
+  @Public()
+  @Query(() => String)
+  health(): string {
+    return 'ok';
+  }
+
+  @RequireScopes('orders:read')
+  @Query(() => String, { nullable: true })
+  whoami(@Agent() agent: AgentContext): string {
+    return `${agent.clientId}/${agent.subject}`;
+  }
+
+  @RequireScopes('orders:write')
+  @Mutation(() => Order)
+  placeOrder(@Args('id', { type: () => String }) id: string, @Agent('clientId') clientId: string): Order {
+    return { id, by: clientId };
+  }
+
+  @RequireScopes('orders:read')
+  @Subscription(() => String)
+  ticks(): AsyncGenerator<{ ticks: string }> {
+    return every50ms((n) => ({ ticks: `tick-${n}` }));
+  }
+
+  @Public()
+  @Subscription(() => String)
+  publicTicks(): AsyncGenerator<{ publicTicks: string }> {
+    return every50ms((n) => ({ publicTicks: `p-${n}` }));
+  }
+}
+
+export type GraphQLServer = 'apollo' | 'mercurius';
+
+export interface RunningGraphQLApp {
+  app: INestApplication;
+  url: string;
+  wsUrl: string;
+  logger: CapturingLogger;
+  clock: { offsetMs: number };
+  close(): Promise<void>;
+}
+
+/**
+ * A real Nest GraphQL app on loopback: Apollo on Express (with graphql-ws subscriptions verified by
+ * `KeycardConnections.graphqlWs()`), or Mercurius on Fastify.
+ */
+export async function startGraphQLApp(
+  server: GraphQLServer,
+  options: Omit<KeycardModuleOptions, 'logger'>,
+  extra: { imports?: unknown[]; providers?: Provider[] } = {},
+): Promise<RunningGraphQLApp> {
+  const logger = new CapturingLogger();
+  const graphql =
+    server === 'apollo'
+      ? GraphQLModule.forRootAsync<ApolloDriverConfig>({
+          driver: ApolloDriver,
+          inject: [KeycardConnections],
+          useFactory: (keycard: KeycardConnections) => ({
+            autoSchemaFile: true,
+            graphiql: false,
+            // As outside production: Apollo then adds `extensions.stacktrace` to every error (N10).
+            includeStacktraceInErrorResponses: true,
+            subscriptions: { 'graphql-ws': keycard.graphqlWs() },
+          }),
+        })
+      : GraphQLModule.forRoot<MercuriusDriverConfig>({ driver: MercuriusDriver, autoSchemaFile: true, graphiql: false });
+  @Module({
+    imports: [KeycardModule.forRoot({ ...options, logger }), graphql, ...((extra.imports ?? []) as never[])],
+    providers: [OrdersResolver, ...(extra.providers ?? [])],
+  })
+  class GraphQLAppModule {}
+  const app = await NestFactory.create(GraphQLAppModule, server === 'apollo' ? new ExpressAdapter() : new FastifyAdapter(), {
+    logger: false,
+    abortOnError: false,
+  });
+  const clock = { offsetMs: 0 };
+  app.get<Clock>(KEYCARD_CLOCK).now = () => Date.now() + clock.offsetMs;
+  await app.listen(0, '127.0.0.1');
+  const { port } = app.getHttpServer().address() as { port: number };
+  return {
+    app,
+    url: `http://127.0.0.1:${port}/graphql`,
+    wsUrl: `ws://127.0.0.1:${port}/graphql`,
+    logger,
+    clock,
+    close: () => app.close(),
+  };
+}
