@@ -37,6 +37,9 @@ export interface GraphQLWsHooks {
 /** WebSocket close codes of a refused or ended connection (graphql-ws uses 4401 / 4403 too). */
 const CLOSE_CODE: Record<number, number> = { 400: 4400, 401: 4401, 403: 4403, 503: 1013 };
 
+type VerifyDone = (result: boolean, code?: number, message?: string, headers?: Record<string, string>) => void;
+type NextFn = (error?: Error & { data?: unknown }) => void;
+
 const EXPIRY_TIMER = Symbol('keycard.expiry-timer');
 
 /**
@@ -90,7 +93,8 @@ export class KeycardConnections {
       onConnect: async (ctx: GraphQLWsContext) => {
         const request = ctx.extra?.request;
         try {
-          const agent = await this.open(() => connectionParamsToken(ctx.connectionParams), request, 'graphql-ws connection');
+          // Not anonymous: a missing token is refused, so there is an agent.
+          const agent = (await this.open(() => connectionParamsToken(ctx.connectionParams), request, 'graphql-ws connection'))!;
           setConnection(ctx, { agent, request });
           this.closeAtExpiry(ctx, agent);
         } catch (denial) {
@@ -123,18 +127,25 @@ export class KeycardConnections {
    * the `Authorization` header; refused with a `connect_error` whose `data` is
    * `{ error, error_description, scope? }`.
    *
+   * With `allowAnonymous`, a connection without any token opens (a malformed or invalid token is
+   * still refused): `@Public()` handlers serve it and every other message is refused with an
+   * `exception` event.
+   *
    * @example
    * ```ts
    * const app = await NestFactory.create(AppModule);
    * app.useWebSocketAdapter(app.get(KeycardConnections).guard(new IoAdapter(app)));
    * ```
    */
-  guard<A extends WebSocketAdapter>(adapter: A): A {
+  guard<A extends WebSocketAdapter>(adapter: A, options: { allowAnonymous?: boolean } = {}): A {
     const create = adapter.create.bind(adapter);
-    adapter.create = (port: number, options?: Record<string, unknown>) => {
-      const server = create(port, { ...options, verifyClient: this.verifyClient }) as Record<string, unknown>;
+    const anonymous = options.allowAnonymous === true;
+    const verifyClient = anonymous ? this.verifyClientOrAnonymous : this.verifyClient;
+    const middleware = anonymous ? this.socketIoMiddlewareOrAnonymous : this.socketIoMiddleware;
+    adapter.create = (port: number, serverOptions?: Record<string, unknown>) => {
+      const server = create(port, { ...serverOptions, verifyClient }) as Record<string, unknown>;
       if (typeof server.use === 'function') {
-        (server.use as (mw: unknown) => void)(this.socketIoMiddleware);
+        (server.use as (mw: unknown) => void)(middleware);
       } else if (typeof server.on === 'function') {
         // Registered before Nest's own listener: the client carries its agent before any handler sees it.
         (server.on as (event: string, fn: (client: object, request: IncomingMessage) => void) => void)(
@@ -151,13 +162,10 @@ export class KeycardConnections {
   }
 
   /** `ws` `verifyClient` (async form): refuses the upgrade with the HTTP status and challenge. */
-  private readonly verifyClient = (
-    info: { req: IncomingMessage },
-    done: (result: boolean, code?: number, message?: string, headers?: Record<string, string>) => void,
-  ): void => {
-    this.open(() => extractBearerToken(info.req), info.req, 'ws connection').then(
+  private readonly verifyClient = (info: { req: IncomingMessage }, done: VerifyDone, anonymous = false): void => {
+    this.open(() => extractBearerToken(info.req), info.req, 'ws connection', anonymous).then(
       (agent) => {
-        setConnection(info.req, { agent, request: info.req });
+        if (agent !== undefined) setConnection(info.req, { agent, request: info.req });
         done(true);
       },
       (denial: KeycardException) => {
@@ -167,25 +175,31 @@ export class KeycardConnections {
     );
   };
 
+  private readonly verifyClientOrAnonymous = (info: { req: IncomingMessage }, done: VerifyDone) => this.verifyClient(info, done, true);
+
   /** socket.io middleware: the handshake is refused with `connect_error` `{ message, data }`. */
-  private readonly socketIoMiddleware = (
-    socket: { request: IncomingMessage },
-    next: (error?: Error & { data?: unknown }) => void,
-  ): void => {
-    this.open(() => handshakeToken(socket), socket.request, 'socket.io connection').then(
+  private readonly socketIoMiddleware = (socket: { request: IncomingMessage }, next: NextFn, anonymous = false): void => {
+    this.open(() => handshakeToken(socket), socket.request, 'socket.io connection', anonymous).then(
       (agent) => {
-        setConnection(socket, { agent, request: socket.request });
+        if (agent !== undefined) setConnection(socket, { agent, request: socket.request });
         next();
       },
       (denial: KeycardException) => next(Object.assign(new Error(closeReason(denial)), { data: errorFields(denial) })),
     );
   };
 
-  /** The agent of a connection's token, or the refusal (logged with the agent, never the token). */
-  private async open(token: () => string | undefined, request: IncomingMessage | undefined, call: string): Promise<AgentContext> {
+  private readonly socketIoMiddlewareOrAnonymous = (socket: { request: IncomingMessage }, next: NextFn) =>
+    this.socketIoMiddleware(socket, next, true);
+
+  /**
+   * The agent of a connection's token, or the refusal (logged with the reason, never the token);
+   * `undefined` for a connection without any token when `anonymous`.
+   */
+  private async open(token: () => string | undefined, request: IncomingMessage | undefined, call: string, anonymous = false): Promise<AgentContext | undefined> {
     try {
       const resource = this.contexts.resourceFor(request);
       const found = token();
+      if (found === undefined && anonymous) return undefined;
       if (found === undefined) throw new MissingCredentialsException();
       return await this.verifier.verify(found, resource);
     } catch (error) {

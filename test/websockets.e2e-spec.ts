@@ -1,0 +1,264 @@
+/**
+ * WebSocket gateways behind the Keycard guard (catalogue §N6, N8, N10): `@nestjs/platform-ws` with
+ * the `ws` client and `@nestjs/platform-socket.io` with `socket.io-client`, over loopback. The
+ * adapters are wrapped by `KeycardConnections.guard()`, so the handshake is verified before any
+ * gateway code runs; every message is judged again (scopes, expiry).
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Module, type INestApplication, type WebSocketAdapter } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { IoAdapter } from '@nestjs/platform-socket.io';
+import { WsAdapter } from '@nestjs/platform-ws';
+import { type OnGatewayConnection, SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
+import { io, type Socket } from 'socket.io-client';
+import WebSocket from 'ws';
+import {
+  Agent, KEYCARD_CLOCK, KeycardConnections, KeycardModule, Public, RequireScopes, type AgentContext, type Clock,
+} from '../lib/index.js';
+import { TestZone } from '../lib/testing/index.js';
+import { expectFixedDescription, expectNoLeak, forged } from './support/contexts.js';
+import { PRM, R } from './support/forge.js';
+import { parseChallenge } from './support/http.js';
+import { CapturingLogger } from './support/keycard-app.js';
+
+@WebSocketGateway()
+class OrdersGateway implements OnGatewayConnection {
+  static connections = 0;
+
+  handleConnection() {
+    OrdersGateway.connections++;
+  }
+
+  @SubscribeMessage('whoami')
+  whoami(@Agent() agent: AgentContext) {
+    return { event: 'whoami', data: `${agent.clientId}/${agent.subject}` };
+  }
+
+  @RequireScopes('orders:write')
+  @SubscribeMessage('place')
+  place(@Agent('clientId') clientId: string) {
+    return { event: 'placed', data: clientId };
+  }
+
+  @Public()
+  @SubscribeMessage('ping')
+  ping() {
+    return { event: 'pong', data: 'pong' };
+  }
+}
+
+type Platform = 'ws' | 'socket.io';
+
+interface WsApp {
+  app: INestApplication;
+  port: number;
+  logger: CapturingLogger;
+  clock: { offsetMs: number };
+}
+
+async function startWsApp(zone: TestZone, platform: Platform, allowAnonymous = false): Promise<WsApp> {
+  const logger = new CapturingLogger();
+  @Module({
+    imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, clockToleranceSeconds: 0, logger, auditLog: true })],
+    providers: [OrdersGateway],
+  })
+  class WsAppModule {}
+  const app = await NestFactory.create(WsAppModule, { logger: false, abortOnError: false });
+  const adapter: WebSocketAdapter = platform === 'ws' ? new WsAdapter(app) : new IoAdapter(app);
+  app.useWebSocketAdapter(app.get(KeycardConnections).guard(adapter, { allowAnonymous }));
+  const clock = { offsetMs: 0 };
+  app.get<Clock>(KEYCARD_CLOCK).now = () => Date.now() + clock.offsetMs;
+  await app.listen(0, '127.0.0.1');
+  return { app, port: (app.getHttpServer().address() as { port: number }).port, logger, clock };
+}
+
+/** What one connection attempt produced, whichever the client library. */
+interface Conversation {
+  /** Set when the handshake was refused. */
+  refused?: { status?: number; challenge?: ReturnType<typeof parseChallenge>; message?: string; data?: unknown };
+  /** Sends an event and resolves with the first event received after it. */
+  ask(event: string): Promise<{ event: string; data: unknown }>;
+  close(): void;
+}
+
+function connectWs(port: number, token?: string): Promise<Conversation> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(`ws://127.0.0.1:${port}/`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+    const ask = (event: string) =>
+      new Promise<{ event: string; data: unknown }>((answer) => {
+        socket.once('message', (raw) => answer(JSON.parse(String(raw)) as { event: string; data: unknown }));
+        socket.send(JSON.stringify({ event, data: {} }));
+      });
+    socket.on('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () =>
+        resolve({
+          refused: { status: res.statusCode, challenge: parseChallenge(res.headers['www-authenticate']), message: body },
+          ask,
+          close: () => socket.terminate(),
+        }),
+      );
+    });
+    socket.on('open', () => resolve({ ask, close: () => socket.close() }));
+    socket.on('error', (error) => {
+      if (!String(error.message).includes('Unexpected server response')) reject(error);
+    });
+  });
+}
+
+function connectIo(port: number, token?: string): Promise<Conversation> {
+  return new Promise((resolve) => {
+    const socket: Socket = io(`http://127.0.0.1:${port}`, {
+      auth: token ? { token } : {},
+      transports: ['websocket'],
+      reconnection: false,
+      forceNew: true,
+    });
+    const ask = (event: string) =>
+      new Promise<{ event: string; data: unknown }>((answer) => {
+        socket.onAny(function listener(name: string, data: unknown) {
+          socket.offAny(listener);
+          answer({ event: name, data });
+        });
+        socket.emit(event, {});
+      });
+    socket.on('connect', () => resolve({ ask, close: () => socket.disconnect() }));
+    socket.on('connect_error', (error: Error & { data?: unknown }) =>
+      resolve({ refused: { message: error.message, data: error.data }, ask, close: () => socket.disconnect() }),
+    );
+  });
+}
+
+describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s', (platform) => {
+  let zone: TestZone;
+  let api: WsApp;
+  const open: Conversation[] = [];
+  const connect = async (token?: string) => {
+    const conversation = await (platform === 'ws' ? connectWs : connectIo)(api.port, token);
+    open.push(conversation);
+    return conversation;
+  };
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    api = await startWsApp(zone, platform);
+  });
+  afterAll(async () => {
+    for (const conversation of open) conversation.close();
+    await api?.app.close();
+    await zone?.stop();
+  });
+
+  /** The handshake refusal: HTTP 401 + challenge for ws, `connect_error` with the OAuth error for socket.io. */
+  function expectRefusedHandshake(conversation: Conversation, error: string | undefined, secrets: string[]) {
+    expect(conversation.refused).toBeDefined();
+    if (platform === 'ws') {
+      expect(conversation.refused!.status).toBe(401);
+      expect(conversation.refused!.challenge?.params.resource_metadata).toBe(PRM);
+      expect(conversation.refused!.challenge?.params.error).toBe(error);
+    } else {
+      expect(conversation.refused!.message).toBe(error ?? 'unauthorized');
+      const data = conversation.refused!.data as { error?: string; error_description: string };
+      expect(data.error).toBe(error);
+      expectFixedDescription(data.error_description);
+    }
+    expectNoLeak(conversation.refused, secrets, api.logger.lines);
+  }
+
+  it('N6 no token in the handshake → rejected before any handler runs', async () => {
+    const before = OrdersGateway.connections;
+    expectRefusedHandshake(await connect(), undefined, []);
+    expect(OrdersGateway.connections).toBe(before);
+  });
+
+  it('N6 forged token in the handshake → rejected (invalid_token) before any handler runs, nothing leaked', async () => {
+    const before = OrdersGateway.connections;
+    const token = forged(zone.issueToken({ scope: 'orders:read' }));
+    expectRefusedHandshake(await connect(token), 'invalid_token', [token]);
+    expect(OrdersGateway.connections).toBe(before);
+  });
+
+  it('N6 valid token → accepted; @Agent() in the message handler', async () => {
+    const before = OrdersGateway.connections;
+    const conversation = await connect(zone.issueToken({ client_id: 'agent-ws', sub: 'bob', scope: 'orders:read' }));
+    expect(conversation.refused).toBeUndefined();
+    expect(await conversation.ask('whoami')).toEqual({ event: 'whoami', data: 'agent-ws/bob' });
+    expect(OrdersGateway.connections).toBe(before + 1);
+  });
+
+  it('N6 @RequireScopes on @SubscribeMessage without the scope → exception event with insufficient_scope and the scope', async () => {
+    const token = zone.issueToken({ scope: 'orders:read' });
+    const conversation = await connect(token);
+    const answer = await conversation.ask('place');
+    expect(answer.event).toBe('exception');
+    expect(answer.data).toMatchObject({ status: 'error', error: 'insufficient_scope', scope: 'orders:write' });
+    expectFixedDescription((answer.data as { error_description: string }).error_description);
+    expectNoLeak(answer, [token], api.logger.lines);
+    // The connection stays usable for what the token allows.
+    expect((await conversation.ask('whoami')).event).toBe('whoami');
+  });
+
+  it('N6 every message re-checks expiry: after exp + tolerance the next message gets invalid_token', async () => {
+    const exp = Math.floor(Date.now() / 1000) + 120;
+    const conversation = await connect(zone.issueToken({ scope: 'orders:read', exp }));
+    expect((await conversation.ask('whoami')).event).toBe('whoami');
+    api.clock.offsetMs = exp * 1000 - Date.now() + 1000;
+    try {
+      const answer = await conversation.ask('whoami');
+      expect(answer).toMatchObject({ event: 'exception', data: { status: 'error', error: 'invalid_token' } });
+    } finally {
+      api.clock.offsetMs = 0;
+    }
+  });
+
+  it('N8 @Public() message handler is served on a verified connection, whatever the scopes', async () => {
+    const conversation = await connect(zone.issueToken({ scope: 'profile' }));
+    expect(await conversation.ask('ping')).toEqual({ event: 'pong', data: 'pong' });
+  });
+
+  it('N10 refusals of messages are logged with the event pattern and audited, never with the token', async () => {
+    const token = zone.issueToken({ client_id: 'agent-audit', scope: 'orders:read' });
+    const conversation = await connect(token);
+    await conversation.ask('place');
+    expect(api.logger.lines.some((l) => l.startsWith('denied ws place status=403 reason=insufficient_scope agent=agent-audit'))).toBe(true);
+    const audit = api.logger.lines.filter((l) => l.includes('"agent":"agent-audit"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(audit).toEqual([expect.objectContaining({ method: 'WS', route: 'place', status: 403, reason: 'insufficient_scope' })]);
+    expect(api.logger.lines.some((l) => l.includes(token))).toBe(false);
+  });
+});
+
+describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s, anonymous connections allowed', (platform) => {
+  let zone: TestZone;
+  let api: WsApp;
+  const open: Conversation[] = [];
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    api = await startWsApp(zone, platform, true);
+  });
+  afterAll(async () => {
+    for (const conversation of open) conversation.close();
+    await api?.app.close();
+    await zone?.stop();
+  });
+
+  it('N8 @Public() handler served without a token; a protected one answers an exception event', async () => {
+    const conversation = await (platform === 'ws' ? connectWs : connectIo)(api.port);
+    open.push(conversation);
+    expect(conversation.refused).toBeUndefined();
+    expect(await conversation.ask('ping')).toEqual({ event: 'pong', data: 'pong' });
+    const answer = await conversation.ask('whoami');
+    expect(answer.event).toBe('exception');
+    expect(answer.data).toMatchObject({ status: 'error', error_description: 'Authentication is required' });
+    expectNoLeak(answer, [], api.logger.lines);
+  });
+
+  it('N6 a forged token is still refused at the handshake', async () => {
+    const token = forged(zone.issueToken({ scope: 'orders:read' }));
+    const conversation = await (platform === 'ws' ? connectWs : connectIo)(api.port, token);
+    open.push(conversation);
+    expect(conversation.refused).toBeDefined();
+    expectNoLeak(conversation.refused, [token], api.logger.lines);
+  });
+});
