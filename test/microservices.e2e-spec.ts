@@ -1,0 +1,213 @@
+/**
+ * Microservice handlers behind the Keycard guard (catalogue §N7, N8, N10): a hybrid app whose gRPC
+ * and TCP microservices are connected with `inheritAppConfig: true`, called with an in-process
+ * `@grpc/grpc-js` client and Nest's TCP client over loopback.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { Controller, Module, type INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import {
+  ClientProxyFactory, GrpcMethod, MessagePattern, Payload, Transport, type ClientProxy,
+} from '@nestjs/microservices';
+import { lastValueFrom } from 'rxjs';
+import { fileURLToPath } from 'node:url';
+import { Agent, KeycardModule, Public, RequireScopes, type KeycardModuleOptions } from '../lib/index.js';
+import { TestZone } from '../lib/testing/index.js';
+import { expectFixedDescription, expectNoLeak, forged } from './support/contexts.js';
+import { R } from './support/forge.js';
+import { freePort } from './support/free-port.js';
+import { CapturingLogger } from './support/keycard-app.js';
+
+const PROTO = fileURLToPath(new URL('./support/orders.proto', import.meta.url));
+
+@Controller()
+class OrdersRpcController {
+  @RequireScopes('orders:read')
+  @GrpcMethod('Orders', 'Find')
+  find(@Payload() request: { id: string }, @Agent('clientId') clientId: string) {
+    return { id: request.id, by: clientId };
+  }
+
+  @RequireScopes('orders:write')
+  @GrpcMethod('Orders', 'Place')
+  place(@Payload() request: { id: string }) {
+    return { id: request.id, by: 'placed' };
+  }
+
+  @Public()
+  @GrpcMethod('Orders', 'Health')
+  health() {
+    return { id: 'health', by: 'ok' };
+  }
+
+  @MessagePattern('orders.find')
+  findOverTcp(@Payload() request: { id: string }, @Agent('clientId') clientId: string) {
+    return { id: request.id, by: clientId };
+  }
+
+  @Public()
+  @MessagePattern('orders.health')
+  healthOverTcp() {
+    return 'ok';
+  }
+}
+
+interface RpcApp {
+  app: INestApplication;
+  grpcUrl: string;
+  tcp: ClientProxy;
+  logger: CapturingLogger;
+  close(): Promise<void>;
+}
+
+async function startRpcApp(zone: TestZone, extra: Partial<KeycardModuleOptions> = {}): Promise<RpcApp> {
+  const logger = new CapturingLogger();
+  @Module({
+    imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger, auditLog: true, ...extra })],
+    controllers: [OrdersRpcController],
+  })
+  class RpcAppModule {}
+  const app = await NestFactory.create(RpcAppModule, { logger: false, abortOnError: false });
+  const grpcUrl = `127.0.0.1:${await freePort()}`;
+  const tcpPort = await freePort();
+  app.connectMicroservice({ transport: Transport.GRPC, options: { package: 'orders', protoPath: PROTO, url: grpcUrl } }, { inheritAppConfig: true });
+  app.connectMicroservice({ transport: Transport.TCP, options: { host: '127.0.0.1', port: tcpPort } }, { inheritAppConfig: true });
+  await app.startAllMicroservices();
+  await app.listen(0, '127.0.0.1');
+  const tcp = ClientProxyFactory.create({ transport: Transport.TCP, options: { host: '127.0.0.1', port: tcpPort } });
+  return {
+    app,
+    grpcUrl,
+    tcp,
+    logger,
+    close: async () => {
+      await tcp.close();
+      await app.close();
+    },
+  };
+}
+
+type Unary = (request: object, metadata: grpc.Metadata, callback: (error: grpc.ServiceError | null, reply?: unknown) => void) => void;
+
+function grpcClient(url: string): grpc.Client & Record<'Find' | 'Place' | 'Health', Unary> {
+  const definition = protoLoader.loadSync(PROTO);
+  const orders = (grpc.loadPackageDefinition(definition).orders as { Orders: grpc.ServiceClientConstructor }).Orders;
+  return new orders(url, grpc.credentials.createInsecure()) as never;
+}
+
+function call(client: ReturnType<typeof grpcClient>, method: 'Find' | 'Place' | 'Health', token?: string) {
+  const metadata = new grpc.Metadata();
+  if (token !== undefined) metadata.add('authorization', `Bearer ${token}`);
+  return new Promise<{ error: grpc.ServiceError | null; reply?: unknown }>((resolve) =>
+    client[method]({ id: 'o-1' }, metadata, (error, reply) => resolve({ error, reply })),
+  );
+}
+
+describe('microservices: gRPC and TCP with inheritAppConfig: true', () => {
+  let zone: TestZone;
+  let api: RpcApp;
+  let client: ReturnType<typeof grpcClient>;
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    api = await startRpcApp(zone);
+    client = grpcClient(api.grpcUrl);
+  });
+  afterAll(async () => {
+    client?.close();
+    await api?.close();
+    await zone?.stop();
+  });
+
+  function expectGrpcRefusal(error: grpc.ServiceError | null, code: grpc.status, secrets: string[]) {
+    expect(error).not.toBeNull();
+    expect({ code: error!.code, details: error!.details }).toEqual({ code, details: expect.any(String) });
+    expectFixedDescription(error!.details);
+    expectNoLeak({ details: error!.details, metadata: error!.metadata.getMap() }, secrets, api.logger.lines);
+  }
+
+  it('N7 gRPC without a token → UNAUTHENTICATED', async () => {
+    const { error } = await call(client, 'Find');
+    expectGrpcRefusal(error, grpc.status.UNAUTHENTICATED, []);
+  });
+
+  it('N7 gRPC with a forged token → UNAUTHENTICATED, nothing leaked', async () => {
+    const token = forged(zone.issueToken({ scope: 'orders:read' }));
+    const { error } = await call(client, 'Find', token);
+    expectGrpcRefusal(error, grpc.status.UNAUTHENTICATED, [token]);
+  });
+
+  it('N7 gRPC with a valid token (authorization metadata) → served, @Agent() in the handler', async () => {
+    const { error, reply } = await call(client, 'Find', zone.issueToken({ client_id: 'agent-grpc', scope: 'orders:read' }));
+    expect(error).toBeNull();
+    expect(reply).toEqual({ id: 'o-1', by: 'agent-grpc' });
+  });
+
+  it('N7 gRPC valid token without the scope → PERMISSION_DENIED naming the scope in the log', async () => {
+    const token = zone.issueToken({ client_id: 'agent-low', scope: 'orders:read' });
+    const { error } = await call(client, 'Place', token);
+    expectGrpcRefusal(error, grpc.status.PERMISSION_DENIED, [token]);
+    expect(api.logger.lines.some((l) => l.startsWith('denied rpc OrdersRpcController.place status=403 reason=insufficient_scope agent=agent-low'))).toBe(true);
+  });
+
+  it('N8 @Public() gRPC method without a token → served', async () => {
+    const { error, reply } = await call(client, 'Health');
+    expect(error).toBeNull();
+    expect(reply).toEqual({ id: 'health', by: 'ok' });
+  });
+
+  it('N7 TCP (no metadata) without a token extractor → refused, even with a token in the payload', async () => {
+    const token = zone.issueToken({ scope: 'orders:read' });
+    const error = await lastValueFrom(api.tcp.send('orders.find', { id: 'o-1', accessToken: token })).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ code: 16, error_description: 'Authentication is required' });
+    expectNoLeak(error, [token], api.logger.lines);
+  });
+
+  it('N8 @Public() TCP handler → served', async () => {
+    expect(await lastValueFrom(api.tcp.send('orders.health', {}))).toBe('ok');
+  });
+
+  it('N10 microservice refusals are audited with the handler, never with the token', async () => {
+    const token = zone.issueToken({ client_id: 'agent-rpc-audit', scope: 'orders:read' });
+    await call(client, 'Place', token);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const audit = api.logger.lines.filter((l) => l.includes('"agent":"agent-rpc-audit"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(audit).toEqual([expect.objectContaining({ method: 'RPC', route: 'OrdersRpcController.place', status: 403, reason: 'insufficient_scope' })]);
+  });
+});
+
+describe('microservices: TCP with an app-supplied rpcTokenExtractor', () => {
+  let zone: TestZone;
+  let api: RpcApp;
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    api = await startRpcApp(zone, {
+      rpcTokenExtractor: (context) => context.switchToRpc().getData<{ accessToken?: string }>()?.accessToken,
+    });
+  });
+  afterAll(async () => {
+    await api?.close();
+    await zone?.stop();
+  });
+
+  it('N7 TCP with the token where the extractor reads it → served', async () => {
+    const token = zone.issueToken({ client_id: 'agent-tcp', scope: 'orders:read' });
+    expect(await lastValueFrom(api.tcp.send('orders.find', { id: 'o-2', accessToken: token }))).toEqual({ id: 'o-2', by: 'agent-tcp' });
+  });
+
+  it('N7 TCP with a forged token → refused invalid_token, nothing leaked', async () => {
+    const token = forged(zone.issueToken({ scope: 'orders:read' }));
+    const error = await lastValueFrom(api.tcp.send('orders.find', { id: 'o-3', accessToken: token })).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ code: 16, error: 'invalid_token' });
+    expectNoLeak(error, [token], api.logger.lines);
+  });
+});
