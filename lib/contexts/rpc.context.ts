@@ -23,7 +23,7 @@ function isGrpcMetadata(value: unknown): value is GrpcMetadata {
 }
 
 /** gRPC status codes (grpc/doc/statuscodes.md) for the refusals' HTTP statuses. */
-const GRPC_STATUS: Record<number, number> = { 400: 3, 401: 16, 403: 7, 503: 14 };
+const GRPC_STATUS: Record<number, number> = { 400: 3, 401: 16, 403: 7, 429: 8, 503: 14 };
 
 /**
  * Microservice handlers (`@MessagePattern`, `@GrpcMethod`), reached directly or with

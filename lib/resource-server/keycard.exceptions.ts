@@ -27,7 +27,8 @@ export type DenialReason =
   | 'insufficient_scope'
   | 'zone_unavailable'
   | 'resource_unconfigured'
-  | 'unsupported_context';
+  | 'unsupported_context'
+  | 'rate_limited';
 
 /**
  * The only texts ever sent as `error_description` (catalogue INV2): fixed, printable ASCII without
@@ -49,6 +50,7 @@ export const ERROR_DESCRIPTIONS = {
   unavailable: 'The authorization server is unreachable, retry later',
   misconfigured: 'The resource server is misconfigured',
   unsupportedContext: 'This kind of request is not supported',
+  rateLimited: 'Too many requests, retry later',
 } as const;
 
 const DESCRIPTION_OF: Record<DenialReason, string> = {
@@ -74,6 +76,7 @@ const DESCRIPTION_OF: Record<DenialReason, string> = {
   zone_unavailable: ERROR_DESCRIPTIONS.unavailable,
   resource_unconfigured: ERROR_DESCRIPTIONS.misconfigured,
   unsupported_context: ERROR_DESCRIPTIONS.unsupportedContext,
+  rate_limited: ERROR_DESCRIPTIONS.rateLimited,
 };
 
 /** Parameters of a `Bearer` challenge, in the order they are written. */
@@ -180,6 +183,19 @@ export class InsufficientScopeException extends KeycardException {
 export class ZoneUnavailableException extends KeycardException {
   constructor(readonly retryAfterSeconds: number) {
     super('zone_unavailable', HttpStatus.SERVICE_UNAVAILABLE, 'temporarily_unavailable');
+  }
+  headers() {
+    return { 'Retry-After': String(Math.max(1, Math.ceil(this.retryAfterSeconds))) };
+  }
+}
+
+/**
+ * 429 with `Retry-After`: the agent sent too many requests (`KeycardThrottlerGuard`), as it reaches
+ * clients of GraphQL, WebSocket and microservice contexts.
+ */
+export class RateLimitedException extends KeycardException {
+  constructor(readonly retryAfterSeconds: number) {
+    super('rate_limited', HttpStatus.TOO_MANY_REQUESTS, 'rate_limited');
   }
   headers() {
     return { 'Retry-After': String(Math.max(1, Math.ceil(this.retryAfterSeconds))) };

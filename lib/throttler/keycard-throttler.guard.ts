@@ -1,10 +1,16 @@
 import { type ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import {
-  InjectThrottlerOptions, InjectThrottlerStorage, ThrottlerGuard, type ThrottlerModuleOptions, type ThrottlerStorage,
+  InjectThrottlerOptions, InjectThrottlerStorage, ThrottlerGuard, type ThrottlerLimitDetail, type ThrottlerModuleOptions,
+  type ThrottlerStorage,
 } from '@nestjs/throttler';
+import { KeycardContexts } from '../contexts/keycard-contexts.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
+import { RateLimitedException } from '../resource-server/keycard.exceptions.js';
 import { KeycardGuard } from '../resource-server/keycard.guard.js';
+
+/** Where throttler headers go when the call has no HTTP response (gateways, graphql-ws, microservices). */
+const NO_HEADERS = Object.freeze({ header: () => undefined });
 
 /**
  * `@nestjs/throttler`'s guard, counting per verified agent (`client_id`) instead of per IP address:
@@ -28,19 +34,43 @@ export class KeycardThrottlerGuard extends ThrottlerGuard {
     @InjectThrottlerStorage() storage: ThrottlerStorage,
     reflector: Reflector,
     private readonly keycard: KeycardGuard,
+    private readonly contexts: KeycardContexts,
   ) {
     super(options, storage, reflector);
   }
 
   override async canActivate(context: ExecutionContext): Promise<boolean> {
-    if (context.getType() === 'http' && !(await this.keycard.canActivate(context))) return false;
+    if (!(await this.keycard.canActivate(context))) return false;
     return super.canActivate(context);
   }
 
-  /** The agent when the token was verified, else the client address. */
-  protected override async getTracker(request: Record<string, unknown>): Promise<string> {
+  /**
+   * The call's request and response in any context (N9): `@nestjs/throttler` reads them through
+   * `switchToHttp()`, which in a resolver or a gateway yields the resolver's root or the socket.
+   * Where there is no HTTP response, headers have nowhere to go.
+   */
+  protected override getRequestResponse(context: ExecutionContext): { req: Record<string, unknown>; res: Record<string, unknown> } {
+    const kind = this.contexts.kindOf(context);
+    if (kind === undefined || kind.name === 'http') return super.getRequestResponse(context);
+    const req = kind.carrier(context) as Record<string, unknown>;
+    const raw = kind.httpResponse(context, req);
+    return { req, res: raw === undefined ? NO_HEADERS : { header: (name: string, value: unknown) => raw.setHeader(name, String(value)) } };
+  }
+
+  /** Outside HTTP, the 429 reaches the client the way that context's refusals do (GraphQL error, exception event, RpcException). */
+  protected override async throwThrottlingException(context: ExecutionContext, detail: ThrottlerLimitDetail): Promise<void> {
+    const kind = this.contexts.kindOf(context);
+    if (kind === undefined || kind.name === 'http') return super.throwThrottlingException(context, detail);
+    const denial = new RateLimitedException(detail.timeToBlockExpire);
+    throw await kind.refuse(denial, context, kind.carrier(context), denial.headers());
+  }
+
+  /** The agent when the token was verified, else the client address (of the upgrade request for sockets). */
+  protected override async getTracker(request: Record<string, unknown>, context?: ExecutionContext): Promise<string> {
     const agent = request.user as AgentContext | undefined;
     if (agent && typeof agent.clientId === 'string' && typeof agent.tokenId === 'string') return `agent:${agent.clientId}`;
+    const kind = context === undefined ? undefined : this.contexts.kindOf(context);
+    if (kind !== undefined && kind.name !== 'http') return `ip:${kind.httpRequest(context!, request)?.socket?.remoteAddress}`;
     return `ip:${await super.getTracker(request)}`;
   }
 }

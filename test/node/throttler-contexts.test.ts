@@ -1,0 +1,127 @@
+/**
+ * Per-agent rate limiting outside plain HTTP (catalogue N9): GraphQL (Apollo on Express) and a
+ * socket.io gateway. Node's test runner, for the reason given in throttler.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { Module } from '@nestjs/common';
+import { APP_GUARD, NestFactory } from '@nestjs/core';
+import { IoAdapter } from '@nestjs/platform-socket.io';
+import { SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
+import { ThrottlerModule } from '@nestjs/throttler';
+import { io, type Socket } from 'socket.io-client';
+import { Agent, KeycardConnections, KeycardModule } from '../../lib/index.js';
+import { TestZone } from '../../lib/testing/index.js';
+import { KeycardThrottlerGuard } from '../../lib/throttler/index.js';
+import { startGraphQLApp, type RunningGraphQLApp } from '../support/graphql-app.js';
+import { CapturingLogger } from '../support/keycard-app.js';
+
+const R = 'https://api.example.com';
+const LIMIT = 3;
+const throttling = {
+  imports: [ThrottlerModule.forRoot([{ ttl: 60_000, limit: LIMIT }])],
+  providers: [{ provide: APP_GUARD, useClass: KeycardThrottlerGuard }],
+};
+
+void describe('KeycardThrottlerGuard in GraphQL (Apollo)', () => {
+  let zone: TestZone;
+  let api: RunningGraphQLApp;
+  before(async () => {
+    zone = await TestZone.start({ audience: R });
+    api = await startGraphQLApp('apollo', { zoneUrl: zone.issuer, resource: R }, throttling);
+  });
+  after(async () => {
+    await api?.close();
+    await zone?.stop();
+  });
+
+  const query = async (token: string | undefined, q = '{ orders { by } }') => {
+    const res = await fetch(api.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify({ query: q }),
+    });
+    return { status: res.status, retryAfter: res.headers.get('retry-after'), text: await res.text() };
+  };
+
+  void it('N9 no crash; a noisy agent gets TOO_MANY_REQUESTS, other agents are served (per-agent counting)', async () => {
+    const noisy = zone.issueToken({ client_id: 'agent-b', scope: 'orders:read' });
+    const answers = [];
+    for (let i = 0; i < LIMIT + 2; i++) answers.push(await query(noisy));
+    const codes = answers.map((a) => (JSON.parse(a.text) as { errors?: { extensions: { code: string } }[] }).errors?.[0]?.extensions.code ?? 'data');
+    assert.deepEqual(codes, ['data', 'data', 'data', 'TOO_MANY_REQUESTS', 'TOO_MANY_REQUESTS']);
+    assert.equal(answers[3].status, 429, 'nothing of the operation ran');
+    assert.ok(Number(answers[3].retryAfter) >= 1);
+    for (const answer of answers) {
+      assert.doesNotMatch(answer.text, /Cannot read properties|TypeError|\bat \S+ \(|node_modules/);
+      assert.equal(answer.text.includes(noisy), false);
+    }
+    const other = await query(zone.issueToken({ client_id: 'agent-a', scope: 'orders:read' }));
+    assert.equal(JSON.parse(other.text).data.orders[0].by, 'agent-a');
+  });
+
+  void it('N9 @Public() resolver without a token is counted per address, without a crash', async () => {
+    const res = await query(undefined, '{ health }');
+    assert.equal(res.status, 200);
+    assert.deepEqual(JSON.parse(res.text), { data: { health: 'ok' } });
+  });
+});
+
+@WebSocketGateway()
+class PingGateway {
+  @SubscribeMessage('whoami')
+  whoami(@Agent('clientId') clientId: string) {
+    return { event: 'whoami', data: clientId };
+  }
+}
+
+void describe('KeycardThrottlerGuard in a socket.io gateway', () => {
+  let zone: TestZone;
+  let app: Awaited<ReturnType<typeof NestFactory.create>>;
+  let port: number;
+  const sockets: Socket[] = [];
+  before(async () => {
+    zone = await TestZone.start({ audience: R });
+    @Module({
+      imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger: new CapturingLogger() }), ...throttling.imports],
+      providers: [PingGateway, ...throttling.providers],
+    })
+    class GatewayModule {}
+    app = await NestFactory.create(GatewayModule, { logger: false });
+    app.useWebSocketAdapter(app.get(KeycardConnections).guard(new IoAdapter(app)));
+    await app.listen(0, '127.0.0.1');
+    port = (app.getHttpServer().address() as { port: number }).port;
+  });
+  after(async () => {
+    for (const socket of sockets) socket.disconnect();
+    await app?.close();
+    await zone?.stop();
+  });
+
+  const connect = (token: string) =>
+    new Promise<Socket>((resolve, reject) => {
+      const socket = io(`http://127.0.0.1:${port}`, { auth: { token }, transports: ['websocket'], reconnection: false, forceNew: true });
+      sockets.push(socket);
+      socket.on('connect', () => resolve(socket));
+      socket.on('connect_error', reject);
+    });
+  const ask = (socket: Socket) =>
+    new Promise<[string, unknown]>((resolve) => {
+      socket.onAny(function listener(event: string, data: unknown) {
+        socket.offAny(listener);
+        resolve([event, data]);
+      });
+      socket.emit('whoami', {});
+    });
+
+  void it('N9 no crash; a noisy agent gets an exception event with rate_limited, another agent is served', async () => {
+    const noisy = await connect(zone.issueToken({ client_id: 'agent-ws-b', scope: 'orders:read' }));
+    const answers = [];
+    for (let i = 0; i < LIMIT + 1; i++) answers.push(await ask(noisy));
+    assert.deepEqual(answers.slice(0, LIMIT), Array.from({ length: LIMIT }, () => ['whoami', 'agent-ws-b']));
+    assert.equal(answers[LIMIT][0], 'exception');
+    assert.deepEqual(answers[LIMIT][1], { status: 'error', error: 'rate_limited', error_description: 'Too many requests, retry later' });
+    const other = await connect(zone.issueToken({ client_id: 'agent-ws-a', scope: 'orders:read' }));
+    assert.deepEqual(await ask(other), ['whoami', 'agent-ws-a']);
+  });
+});
