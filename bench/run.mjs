@@ -41,6 +41,9 @@ const ALL_RUNS = [
   ['express-oauth2-jwt-bearer', 'auth0', 'single'],
   ['express-oauth2-jwt-bearer (10k pool)', 'auth0', 'pool'],
   ['a global guard that allows all', 'noop-guard', 'single'],
+  ['GraphQL baseline', 'graphql-baseline', 'none'],
+  ['GraphQL nestjs-keycard', 'graphql-keycard', 'single'],
+  ['GraphQL nestjs-keycard (10k pool)', 'graphql-keycard', 'pool'],
 ];
 const only = process.env.BENCH_ONLY?.split(',');
 const RUNS = only ? ALL_RUNS.filter(([, variant]) => only.includes(variant)) : ALL_RUNS.filter(([, variant]) => variant !== 'noop-guard');
@@ -61,10 +64,16 @@ const ask = (child, message) => new Promise((resolve) => {
   child.send(message);
 });
 
-function load(port, mode, duration) {
+const GRAPHQL_QUERY = JSON.stringify({ query: '{ data { id name } }' });
+
+function load(port, mode, duration, variant) {
   let i = 0;
-  const options = { url: `http://127.0.0.1:${port}/api/data`, connections: CONNECTIONS, duration, pipelining: 1 };
-  if (mode === 'single') options.headers = { authorization: `Bearer ${single}` };
+  const options = variant.startsWith('graphql')
+    ? { url: `http://127.0.0.1:${port}/graphql`, method: 'POST', body: GRAPHQL_QUERY, connections: CONNECTIONS, duration, pipelining: 1 }
+    : { url: `http://127.0.0.1:${port}/api/data`, connections: CONNECTIONS, duration, pipelining: 1 };
+  const json = variant.startsWith('graphql') ? { 'content-type': 'application/json' } : {};
+  options.headers = json;
+  if (mode === 'single') options.headers = { ...json, authorization: `Bearer ${single}` };
   if (mode === 'pool') {
     options.requests = [{ setupRequest: (req) => ({ ...req, headers: { ...req.headers, authorization: `Bearer ${pool[i++ % POOL]}` } }) }];
   }
@@ -73,9 +82,9 @@ function load(port, mode, duration) {
 
 async function measure([name, variant, mode]) {
   const { child, port } = await startServer(variant);
-  await load(port, mode, WARMUP);
+  await load(port, mode, WARMUP, variant);
   await ask(child, 'cpu-start');
-  const result = await load(port, mode, DURATION);
+  const result = await load(port, mode, DURATION, variant);
   const { cpuMicros, heapMB } = await ask(child, 'cpu-stop');
   child.send('exit');
   await new Promise((r) => child.once('exit', r));
@@ -106,7 +115,7 @@ const rows = RUNS.map(([name]) => {
   return { name, rps: median(s.map((x) => x.rps)), p50: median(s.map((x) => x.p50)), p99: median(s.map((x) => x.p99)), cpuPerReq: median(s.map((x) => x.cpuPerReq)), heapMB: median(s.map((x) => x.heapMB)) };
 });
 const by = Object.fromEntries(rows.map((r) => [r.name, r]));
-const base = by.baseline.rps;
+const base = by.baseline?.rps ?? NaN;
 const ratio = (a, b) => (by[a] && by[b] ? (by[a].rps / by[b].rps).toFixed(2) : 'n/a');
 
 console.log(`\n| variant | req/s | p50 ms | p99 ms | server CPU µs/req | × baseline | server heap MB |`);
@@ -119,9 +128,18 @@ const peers = {
   'single token: keycard ÷ express-oauth2-jwt-bearer': ratio('nestjs-keycard', 'express-oauth2-jwt-bearer'),
   '10k pool: keycard ÷ passport': ratio('nestjs-keycard (10k pool)', 'hand-rolled passport (10k pool)'),
   '10k pool: keycard ÷ express-oauth2-jwt-bearer': ratio('nestjs-keycard (10k pool)', 'express-oauth2-jwt-bearer (10k pool)'),
+  'GraphQL, single token: keycard ÷ GraphQL baseline': ratio('GraphQL nestjs-keycard', 'GraphQL baseline'),
+  'GraphQL, 10k pool: keycard ÷ GraphQL baseline': ratio('GraphQL nestjs-keycard (10k pool)', 'GraphQL baseline'),
+  'HTTP, single token: keycard ÷ baseline': ratio('nestjs-keycard', 'baseline'),
 };
+/** What the guard costs per request over its own baseline, in server CPU µs: GraphQL must not cost more than HTTP. */
+const overBaseline = (a, b) => (by[a] && by[b] ? `${(by[a].cpuPerReq - by[b].cpuPerReq).toFixed(0)} µs` : 'n/a');
+peers['guard CPU over baseline, HTTP single token'] = overBaseline('nestjs-keycard', 'baseline');
+peers['guard CPU over baseline, GraphQL single token'] = overBaseline('GraphQL nestjs-keycard', 'GraphQL baseline');
+peers['guard CPU over baseline, HTTP 10k pool'] = overBaseline('nestjs-keycard (10k pool)', 'baseline');
+peers['guard CPU over baseline, GraphQL 10k pool'] = overBaseline('GraphQL nestjs-keycard (10k pool)', 'GraphQL baseline');
 console.log('');
-for (const [label, value] of Object.entries(peers)) console.log(`${label}: ${value}×`);
+for (const [label, value] of Object.entries(peers)) console.log(`${label}: ${value}${String(value).endsWith('µs') ? '' : '×'}`);
 
 const machine = { node: process.version, cpu: os.cpus()[0]?.model, cores: CORES, pinned: CORES > 1, rounds: ROUNDS, durationSeconds: DURATION, connections: CONNECTIONS, date: new Date().toISOString() };
 console.log(`\n${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; ${ROUNDS} round(s) × ${DURATION} s, ${CONNECTIONS} connections; medians`);

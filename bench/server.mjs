@@ -1,4 +1,5 @@
-// One benchmark server: a Nest app whose GET /api/data differs only in how it is protected.
+// One benchmark server: a Nest app whose GET /api/data (or the GraphQL query `{ data { id name } }`)
+// differs only in how it is protected.
 // Started by bench/run.mjs as `node bench/server.mjs <variant> <zoneUrl> <audience>`, pinned to
 // one core; talks to the parent over IPC: {ready, port} → 'cpu-start' / 'cpu-stop' → {cpuMicros}.
 import 'reflect-metadata';
@@ -59,6 +60,23 @@ async function moduleFor(name) {
     const { auth } = await import('express-oauth2-jwt-bearer');
     const middleware = auth({ issuer: zoneUrl, jwksUri: `${zoneUrl}/jwks`, audience, tokenSigningAlg: 'RS256' });
     configure = (consumer) => consumer.apply(middleware).forRoutes('api/data');
+  } else if (name === 'graphql-baseline' || name === 'graphql-keycard') {
+    // The same data as a GraphQL query (Apollo on Express), without and with the Keycard guard.
+    const { GraphQLModule, Query, Resolver } = await import('@nestjs/graphql');
+    const { ApolloDriver } = await import('@nestjs/apollo');
+    class DataResolver {
+      data() {
+        return new DataController().list().data;
+      }
+    }
+    Query('data')(DataResolver.prototype, 'data', Object.getOwnPropertyDescriptor(DataResolver.prototype, 'data'));
+    Resolver()(DataResolver);
+    imports.push(GraphQLModule.forRoot({ driver: ApolloDriver, typeDefs: 'type Item { id: Int name: String } type Query { data: [Item] }', graphiql: false }));
+    providers.push(DataResolver);
+    if (name === 'graphql-keycard') {
+      const { KeycardModule } = await import('../dist/index.js');
+      imports.push(KeycardModule.forRoot({ zoneUrl, resource: audience, logger: { log() {}, warn() {}, error() {} } }));
+    }
   } else {
     throw new Error(`unknown variant ${name}`);
   }
