@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { type CanActivate, Controller, Get, Injectable } from '@nestjs/common';
+import { ExternalContextCreator } from '@nestjs/core/helpers/external-context-creator.js';
 import { Test } from '@nestjs/testing';
-import { KeycardGuard, KeycardModule, type KeycardModuleOptions } from '../lib/index.js';
+import { KeycardGuard, KeycardModule, Public, type KeycardModuleOptions } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { R } from './support/forge.js';
 import { send } from './support/http.js';
@@ -19,6 +20,19 @@ class ZoneConfig {
   static issuer = '';
   createKeycardOptions(): KeycardModuleOptions {
     return { zoneUrl: ZoneConfig.issuer, resource: R };
+  }
+}
+
+/** Handlers of a transport the module has no context kind for (its context type is 'telegraf'). */
+@Injectable()
+class BotUpdates {
+  start() {
+    return 'started';
+  }
+
+  @Public()
+  help() {
+    return 'help text';
   }
 }
 
@@ -65,6 +79,33 @@ describe('module wiring', () => {
     const { app, url } = await serve(KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R }), { canActivate: () => true });
     try {
       expect((await send(url, 'GET', '/ping')).status).toBe(200);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('N8 a context the module cannot judge (a third-party transport, via ExternalContextCreator) → refused with one log line naming it; @Public() served', async () => {
+    const lines: string[] = [];
+    const logger = { log() {}, warn: (line: string) => lines.push(line), error: (line: string) => lines.push(line) };
+    const moduleRef = await Test.createTestingModule({
+      imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger })],
+      providers: [BotUpdates],
+    }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    await app.init();
+    try {
+      const creator = app.get(ExternalContextCreator);
+      const updates = app.get(BotUpdates);
+      // How transports such as nestjs-telegraf run their handlers through Nest's enhancers.
+      const proxy = (method: 'start' | 'help') =>
+        creator.create(updates, updates[method], method, undefined, undefined, undefined, undefined, undefined, 'telegraf') as (
+          ...args: unknown[]
+        ) => Promise<unknown>;
+      await expect(proxy('start')({ message: 'hi' })).rejects.toMatchObject({ status: 403 });
+      await expect(proxy('start')({ message: 'again' })).rejects.toMatchObject({ status: 403 });
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/^Keycard refused a 'telegraf' call \(BotUpdates\.start\): .*Mark the handler @Public\(\)/);
+      await expect(proxy('help')({ message: 'help' })).resolves.toBe('help text');
     } finally {
       await app.close();
     }

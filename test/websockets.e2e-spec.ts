@@ -56,7 +56,7 @@ interface WsApp {
   clock: { offsetMs: number };
 }
 
-async function startWsApp(zone: TestZone, platform: Platform, allowAnonymous = false): Promise<WsApp> {
+async function startWsApp(zone: TestZone, platform: Platform, allowAnonymous = false, guarded = true): Promise<WsApp> {
   const logger = new CapturingLogger();
   @Module({
     imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, clockToleranceSeconds: 0, logger, auditLog: true })],
@@ -65,7 +65,7 @@ async function startWsApp(zone: TestZone, platform: Platform, allowAnonymous = f
   class WsAppModule {}
   const app = await NestFactory.create(WsAppModule, { logger: false, abortOnError: false });
   const adapter: WebSocketAdapter = platform === 'ws' ? new WsAdapter(app) : new IoAdapter(app);
-  app.useWebSocketAdapter(app.get(KeycardConnections).guard(adapter, { allowAnonymous }));
+  app.useWebSocketAdapter(guarded ? app.get(KeycardConnections).guard(adapter, { allowAnonymous }) : adapter);
   const clock = { offsetMs: 0 };
   app.get<Clock>(KEYCARD_CLOCK).now = () => Date.now() + clock.offsetMs;
   await app.listen(0, '127.0.0.1');
@@ -260,5 +260,32 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s, a
     open.push(conversation);
     expect(conversation.refused).toBeDefined();
     expectNoLeak(conversation.refused, [token], api.logger.lines);
+  });
+});
+
+describe('WebSocket gateway over ws without the connection hooks', () => {
+  let zone: TestZone;
+  let api: WsApp;
+  let conversation: Conversation | undefined;
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    api = await startWsApp(zone, 'ws', false, false);
+  });
+  afterAll(async () => {
+    conversation?.close();
+    await api?.app.close();
+    await zone?.stop();
+  });
+
+  it('N8 protected messages refused with an exception event, one log line says how to enable it; @Public() served', async () => {
+    conversation = await connectWs(api.port, zone.issueToken({ scope: 'orders:read' }));
+    for (let i = 0; i < 2; i++) {
+      const answer = await conversation.ask('whoami');
+      expect(answer).toMatchObject({ event: 'exception', data: { status: 'error', error_description: 'Authentication is required' } });
+    }
+    const hints = api.logger.lines.filter((l) => l.includes('KeycardConnections.guard('));
+    expect(hints).toHaveLength(1);
+    expect(await conversation.ask('ping')).toEqual({ event: 'pong', data: 'pong' });
   });
 });

@@ -25,10 +25,13 @@ import { WsCallKind } from './ws.context.js';
 export class KeycardContexts {
   private readonly http: HttpCallKind;
   private readonly graphql: GraphQLCallKind;
-  private readonly ws = new WsCallKind();
+  private readonly ws = new WsCallKind(() => this.reportOnce(
+    'ws-unguarded',
+    'Keycard refused a WebSocket message: the connection was not opened through KeycardConnections.guard(), so it carries no token. Enable it with app.useWebSocketAdapter(app.get(KeycardConnections).guard(new WsAdapter(app)))',
+  ));
   private readonly rpc: RpcCallKind;
   private readonly toleranceMs: number;
-  /** Context types already reported as unsupported: one log line each (N8). */
+  /** What was already reported as unsupported (context types, unguarded sockets): one log line each (N8). */
   private readonly reported = new Set<string>();
 
   constructor(
@@ -66,13 +69,17 @@ export class KeycardContexts {
    */
   refuseUnsupported(context: ExecutionContext): false {
     const type = context.getType<string>();
-    if (!this.reported.has(type)) {
-      this.reported.add(type);
-      this.options.logger.warn(
-        `Keycard refused a '${type}' call (${context.getClass().name}.${context.getHandler().name}): it judges only http, graphql, ws and rpc contexts. Mark the handler @Public() to serve it without a token, or reach it through one of those contexts`,
-      );
-    }
+    this.reportOnce(
+      type,
+      `Keycard refused a '${type}' call (${context.getClass().name}.${context.getHandler().name}): it judges only http, graphql, ws and rpc contexts. Mark the handler @Public() to serve it without a token, or reach it through one of those contexts`,
+    );
     return false;
+  }
+
+  private reportOnce(key: string, line: string): void {
+    if (this.reported.has(key)) return;
+    this.reported.add(key);
+    this.options.logger.warn(line);
   }
 
   /**

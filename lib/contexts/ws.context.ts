@@ -38,6 +38,9 @@ export class WsCallKind implements CallKind {
   readonly name = 'ws';
   readonly sharedCarrier = true;
 
+  /** @param unguarded called when a `ws` client reaches a handler without a verified handshake (says how to enable it). */
+  constructor(private readonly unguarded: () => void) {}
+
   carrier(context: ExecutionContext): Carrier {
     return context.switchToWs().getClient<Carrier>();
   }
@@ -59,6 +62,8 @@ export class WsCallKind implements CallKind {
   }
 
   token(_context: ExecutionContext, carrier: Carrier): string | undefined {
+    // A `ws` client keeps nothing of its handshake: without the connection hooks it has no token.
+    if ((carrier as SocketIoClient).handshake === undefined && connectionOf(carrier) === undefined) this.unguarded();
     return handshakeToken(carrier);
   }
 
