@@ -143,7 +143,15 @@ export class KeycardConnections {
     const verifyClient = anonymous ? this.verifyClientOrAnonymous : this.verifyClient;
     const middleware = anonymous ? this.socketIoMiddlewareOrAnonymous : this.socketIoMiddleware;
     adapter.create = (port: number, serverOptions?: Record<string, unknown>) => {
-      const server = create(port, { ...serverOptions, verifyClient }) as Record<string, unknown>;
+      const theirs = serverOptions?.verifyClient as ((info: { req: IncomingMessage }, done: VerifyDone) => unknown) | undefined;
+      // The gateway's own `verifyClient` (sync or async form, if any) runs once Keycard admitted the handshake.
+      const both = theirs === undefined ? verifyClient : (info: { req: IncomingMessage }, done: VerifyDone) =>
+        verifyClient(info, (ok, ...refusal) => {
+          if (!ok) done(ok, ...refusal);
+          else if (theirs.length >= 2) theirs(info, done);
+          else done(Boolean(theirs(info, done)));
+        });
+      const server = create(port, { ...serverOptions, verifyClient: both }) as Record<string, unknown>;
       if (typeof server.use === 'function') {
         (server.use as (mw: unknown) => void)(middleware);
       } else if (typeof server.on === 'function') {
