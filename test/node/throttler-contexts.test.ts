@@ -79,11 +79,12 @@ void describe('KeycardThrottlerGuard in a socket.io gateway', () => {
   let zone: TestZone;
   let app: Awaited<ReturnType<typeof NestFactory.create>>;
   let port: number;
+  const logger = new CapturingLogger();
   const sockets: Socket[] = [];
   before(async () => {
     zone = await TestZone.start({ audience: R });
     @Module({
-      imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger: new CapturingLogger() }), ...throttling.imports],
+      imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger, auditLog: true }), ...throttling.imports],
       providers: [PingGateway, ...throttling.providers],
     })
     class GatewayModule {}
@@ -123,5 +124,7 @@ void describe('KeycardThrottlerGuard in a socket.io gateway', () => {
     assert.deepEqual(answers[LIMIT][1], { status: 'error', error: 'rate_limited', error_description: 'Too many requests, retry later' });
     const other = await connect(zone.issueToken({ client_id: 'agent-ws-a', scope: 'orders:read' }));
     assert.deepEqual(await ask(other), ['whoami', 'agent-ws-a']);
+    // Both guards judged the message (the throttler runs the Keycard guard first): one audit line.
+    assert.equal(logger.lines.filter((l) => l.includes('"agent":"agent-ws-a"')).length, 1);
   });
 });
