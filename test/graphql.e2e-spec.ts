@@ -116,6 +116,17 @@ describe.each(SERVERS)('GraphQL: %s', (_name, server) => {
     expect(res.challenge?.scheme).toBe('Bearer');
   });
 
+  it(`${row('N3')} every field is judged: a scoped field after an admitted unscoped one in the same operation → FORBIDDEN`, async () => {
+    const token = zone.issueToken({ client_id: 'agent-mix', scope: 'profile' });
+    await gql('{ orders { by } }', token); // the token is now in the verified-token cache: judged synchronously
+    const res = await gql('{ orders { by } whoami }', token);
+    expect(res.status).toBe(200);
+    expect(res.body.data).toEqual({ orders: [{ by: 'agent-mix' }], whoami: null });
+    expect(res.body.errors).toHaveLength(1);
+    expect(res.body.errors![0].extensions).toMatchObject({ code: 'FORBIDDEN', error: 'insufficient_scope', scope: 'orders:read' });
+    expectNoLeak(res.body, [token], api.logger.lines);
+  });
+
   it(`${row('N8')} @Public() is honoured in GraphQL and audited with the operation instead of a route`, async () => {
     const res = await fetch(api.url, {
       method: 'POST',
