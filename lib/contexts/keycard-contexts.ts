@@ -13,6 +13,7 @@ import { ResourceResolver } from '../resource-server/resource-resolver.js';
 import type { CallKind, Carrier } from './call-kind.interface.js';
 import { GraphQLCallKind, graphqlCarrier } from './graphql.context.js';
 import { HttpCallKind } from './http.context.js';
+import { McpCallKind, mcpRequestOf } from './mcp.context.js';
 import { RpcCallKind } from './rpc.context.js';
 import { WsCallKind } from './ws.context.js';
 
@@ -30,6 +31,12 @@ export class KeycardContexts {
     'Keycard refused a WebSocket message: the connection was not opened through KeycardConnections.guard(), so it carries no token. Enable it with app.useWebSocketAdapter(app.get(KeycardConnections).guard(new WsAdapter(app)))',
   ));
   private readonly rpc: RpcCallKind;
+  private readonly mcp = new McpCallKind((context) => this.reportOnce(
+    'mcp-unguarded',
+    `Keycard refused MCP tool ${context.getClass().name}.${context.getHandler().name}: its request did not pass the guard. ` +
+      'Mount the MCP endpoint as a controller (`McpHttpControllerFor(transport)`), not on the HTTP adapter',
+    'error',
+  ));
   private readonly toleranceMs: number;
   /** What was already reported as unsupported (context types, unguarded sockets): one log line each (N8). */
   private readonly reported = new Set<string>();
@@ -57,7 +64,8 @@ export class KeycardContexts {
       case 'ws':
         return this.ws;
       case 'rpc':
-        return this.rpc;
+        // An mcp-nest tool call is an rpc context carrying its HTTP request.
+        return mcpRequestOf(context) === undefined ? this.rpc : this.mcp;
       default:
         return undefined;
     }
@@ -76,10 +84,10 @@ export class KeycardContexts {
     return false;
   }
 
-  private reportOnce(key: string, line: string): void {
+  private reportOnce(key: string, line: string, level: 'warn' | 'error' = 'warn'): void {
     if (this.reported.has(key)) return;
     this.reported.add(key);
-    this.options.logger.warn(line);
+    this.options.logger[level](line);
   }
 
   /**
@@ -122,7 +130,8 @@ export function carrierOf(context: ExecutionContext): Carrier | undefined {
     case 'ws':
       return context.switchToWs().getClient<Carrier>();
     case 'rpc':
-      return context.switchToRpc().getContext<Carrier | undefined>() ?? context.switchToRpc().getData<Carrier>();
+      // In an mcp-nest tool the agent is on the MCP endpoint's HTTP request (the RPC context is an `McpContext`).
+      return mcpRequestOf(context) ?? context.switchToRpc().getContext<Carrier | undefined>() ?? context.switchToRpc().getData<Carrier>();
     default:
       return undefined;
   }

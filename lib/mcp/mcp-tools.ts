@@ -1,10 +1,8 @@
-import { type CanActivate, type ExecutionContext, Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
+import { type CanActivate, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
 import { GUARDS_METADATA } from '@nestjs/common/constants.js';
 import { ModulesContainer } from '@nestjs/core';
 import type { IncomingMessage } from 'node:http';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
-import { KEYCARD_OPTIONS } from '../keycard.constants.js';
-import type { KeycardOptions } from '../keycard-options.js';
 import type { ProtectedResource } from '../resource-server/protected-resource.js';
 import { RouteRulesRegistry, type RouteRules } from '../resource-server/route-rules.registry.js';
 import { McpAuthInfoCache } from './mcp-auth-info.js';
@@ -18,11 +16,6 @@ const MCP_NEST_RESOURCE_METADATA_URL = Symbol.for('@rekog/mcp-nest:resource-meta
 /** `@RequireScopes()` / `@Public()` of one mcp-nest tool, from the route rules registry. */
 type ToolRule = Pick<RouteRules, 'isPublic' | 'scopes'>;
 
-/** A tool call as mcp-nest hands it to its handler: the RPC context is an `McpContext`. */
-interface McpNestContext {
-  getRawRequest(): unknown;
-}
-
 /** The request a guard saw, as the MCP layer needs it. */
 type Carrier = Record<PropertyKey, unknown>;
 
@@ -33,6 +26,7 @@ type Carrier = Record<PropertyKey, unknown>;
  * the bootstrap when tools exist but no guarded controller serves them (the quick start's
  * self-mounted endpoint, where no Nest guard runs). Per request (MCP endpoints only): the tool a
  * `tools/call` names, and what the MCP transport reads off the request (`auth`, `user`).
+ * The tool calls themselves are judged by the guard as `rpc` contexts (`lib/contexts/mcp.context.ts`).
  */
 @Injectable()
 export class McpTools implements OnApplicationBootstrap {
@@ -42,12 +36,10 @@ export class McpTools implements OnApplicationBootstrap {
   private readonly toolClasses = new Set<object>();
   private readonly endpointClasses: string[] = [];
   private readonly authInfos = new McpAuthInfoCache();
-  private unguardedReported = false;
 
   constructor(
     modules: ModulesContainer,
     private readonly routeRules: RouteRulesRegistry,
-    @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
   ) {
     for (const module of modules.values()) {
       for (const wrapper of module.controllers.values()) {
@@ -99,6 +91,16 @@ export class McpTools implements OnApplicationBootstrap {
   }
 
   /**
+   * The scopes a request to an MCP endpoint needs: the endpoint's and, for a `tools/call` of a
+   * scoped tool, the tool's, so the 403 names them all and an MCP client steps up once (N12).
+   */
+  requiredScopes(endpointScopes: readonly string[] | undefined, body: unknown): readonly string[] | undefined {
+    const tool = this.toolOf(body);
+    if (tool === undefined || tool.isPublic || tool.scopes === undefined) return endpointScopes;
+    return endpointScopes === undefined ? tool.scopes : [...new Set([...endpointScopes, ...tool.scopes])];
+  }
+
+  /**
    * After the guard admitted a request to an MCP endpoint: the agent on the Node request too (mcp-nest
    * reads `user` there, also under Fastify), the metadata URL for mcp-nest's own step-up challenge,
    * and `auth` in the SDK's `AuthInfo` shape when the route asks for it (built once per token).
@@ -111,23 +113,6 @@ export class McpTools implements OnApplicationBootstrap {
     const info = this.authInfos.for(agent, token, resource);
     node.auth = info;
     request.auth = info;
-  }
-
-  /** The Node request behind an mcp-nest tool call, `null` when the call has none (stdio), `undefined` when it is no MCP call. */
-  requestOfToolCall(context: ExecutionContext): Carrier | null | undefined {
-    const rpc = context.switchToRpc().getContext<McpNestContext | undefined>();
-    if (typeof rpc?.getRawRequest !== 'function') return undefined;
-    return (rpc.getRawRequest() as Carrier | undefined) ?? null;
-  }
-
-  /** Logged once: a tool call arrived on a request the guard never judged (a self-mounted endpoint). */
-  reportUnguarded(context: ExecutionContext): void {
-    if (this.unguardedReported) return;
-    this.unguardedReported = true;
-    this.options.logger.error(
-      `Keycard refused MCP tool ${context.getClass().name}.${context.getHandler().name}: its request did not pass the guard. ` +
-        "Mount the MCP endpoint as a controller (`McpHttpControllerFor(transport)`), not on the HTTP adapter",
-    );
   }
 
   private collectTools(type: new (...args: never[]) => object): void {

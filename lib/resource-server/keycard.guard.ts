@@ -16,6 +16,8 @@ import type { ProtectedResource } from './protected-resource.js';
 import { requestState } from './request-state.js';
 import { type RouteRules, RouteRulesRegistry } from './route-rules.registry.js';
 import { TokenVerifier } from './token-verifier.js';
+import { McpTools } from '../mcp/mcp-tools.js';
+import { rawRequestOf } from './resource-resolver.js';
 
 /**
  * The global guard `KeycardModule` binds with `APP_GUARD`. Every route, resolver, gateway message
@@ -23,7 +25,7 @@ import { TokenVerifier } from './token-verifier.js';
  * `@RequireScopes()` adds scopes. On success the call's request (`request.user`) holds the
  * {@link AgentContext}; on refusal an HTTP response carries the RFC 6750 / RFC 9728 challenge and a
  * JSON `{ error, error_description }` body, and other contexts get their own kind of error
- * (catalogue §N: GraphQL errors, WebSocket `exception` events, `RpcException`s).
+ * (catalogue §N: GraphQL errors, WebSocket `exception` events, `RpcException`s, mcp-nest tool errors).
  *
  * Extend it and override the `protected` hooks to change what is logged or how scopes are judged;
  * provide your subclass as `KeycardGuard` (`overrideProvider(KeycardGuard)` in tests).
@@ -44,6 +46,7 @@ export class KeycardGuard implements CanActivate {
     protected readonly audit: AuditTrail,
     @Inject(KEYCARD_OPTIONS) protected readonly options: KeycardOptions,
     protected readonly routeRules: RouteRulesRegistry,
+    protected readonly mcp: McpTools,
   ) {}
   /** Calls on shared carriers already admitted (their argument lists), for the same reason as `request.user` below. */
   private readonly admittedCalls = new WeakSet<object>();
@@ -71,16 +74,20 @@ export class KeycardGuard implements CanActivate {
     let resource: ProtectedResource | undefined;
     try {
       const opened = connection ? kind.connectionAgent(carrier) : undefined;
-      if (opened !== undefined) return this.admit(kind, context, carrier, this.contexts.stillValid(opened), rules.scopes);
+      if (opened !== undefined) return this.admit(kind, context, carrier, this.contexts.stillValid(opened), rules);
       // Calls without an HTTP request (gRPC, TCP) are judged for the first configured resource.
       resource = rules.resource ?? (raw === undefined ? this.contexts.resourceFor(undefined) : this.routeRules.resourceFor(rules, carrier, raw));
       const token = kind.token(context, carrier);
-      if (token === undefined) throw new MissingCredentialsException();
+      if (token === undefined) {
+        // N12: a @Public() mcp-nest tool is called without a token; the rest of the endpoint is not.
+        if (rules.mcp !== undefined && this.mcp.toolOf((carrier as { body?: unknown }).body)?.isPublic === true) return true;
+        throw new MissingCredentialsException();
+      }
       const agent = this.verifier.verify(token, resource);
-      if (!(agent instanceof Promise)) return this.admit(kind, context, carrier, agent, rules.scopes);
+      if (!(agent instanceof Promise)) return this.admit(kind, context, carrier, agent, rules, token, resource);
       const known = resource;
       return agent.then(
-        (verified) => this.admitOrDeny(kind, context, carrier, verified, rules, known),
+        (verified) => this.admitOrDeny(kind, context, carrier, verified, rules, known, token),
         (error: unknown) => this.deny(error, kind, context, carrier, known, undefined, rules),
       );
     } catch (error) {
@@ -95,25 +102,36 @@ export class KeycardGuard implements CanActivate {
     agent: AgentContext,
     rules: RouteRules,
     resource: ProtectedResource,
+    token: string,
   ): true | Promise<never> {
     try {
-      return this.admit(kind, context, carrier, agent, rules.scopes);
+      return this.admit(kind, context, carrier, agent, rules, token, resource);
     } catch (error) {
       return this.deny(error, kind, context, carrier, resource, agent, rules);
     }
   }
 
-  /** Hands the agent to the handler when it holds every required scope (checked only now: INV5). */
+  /**
+   * Hands the agent to the handler when it holds every required scope (checked only now: INV5). On
+   * an MCP endpoint (`rules.mcp`, an HTTP request verified here with `token` for `resource`) a
+   * `tools/call` also needs the tool's scopes, and the MCP transport gets what it reads (N11, N12).
+   */
   private admit(
     kind: CallKind,
     context: ExecutionContext,
     carrier: Carrier,
     agent: AgentContext,
-    scopes: readonly string[] | undefined,
+    rules: RouteRules,
+    token?: string,
+    resource?: ProtectedResource,
   ): true {
+    const scopes = rules.mcp === undefined ? rules.scopes : this.mcp.requiredScopes(rules.scopes, (carrier as { body?: unknown }).body);
     if (scopes !== undefined && !this.hasScopes(agent, scopes)) {
       requestState(carrier).agent = agent; // for the denial's log and audit lines
       throw new InsufficientScopeException(scopes);
+    }
+    if (rules.mcp !== undefined && token !== undefined && resource !== undefined) {
+      this.mcp.admitted(carrier as Record<PropertyKey, unknown>, rawRequestOf(carrier), rules.mcp, agent, token, resource);
     }
     carrier.user = agent;
     if (kind.sharedCarrier) this.admittedCalls.add(context.getArgs());
