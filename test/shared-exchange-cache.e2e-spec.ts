@@ -29,7 +29,7 @@ const skipReason = redisUnavailableReason();
     zone = await TestZone.start({
       audience: 'https://agent.example.com',
       resources: { [R]: ['orders:read'] },
-      clients: [{ clientId: 'agent-a', clientSecret: SECRET }],
+      clients: [{ clientId: 'agent-a', clientSecret: SECRET }, { clientId: 'agent-b', clientSecret: SECRET }],
     });
     redis = await startRedis();
     admin = new Redis(redis.port, '127.0.0.1');
@@ -47,12 +47,12 @@ const skipReason = redisUnavailableReason();
   });
 
   /** One service instance with its own Redis connection and key ring. */
-  async function instance(keys: TokenCipherKey[] = [K1]) {
+  async function instance(keys: TokenCipherKey[] = [K1], clientId = 'agent-a') {
     const client = new Redis(redis.port, '127.0.0.1');
     clients.push(client);
     const started = await startExchangeContext({
       zoneUrl: zone.issuer,
-      clientCredentials: { clientId: 'agent-a', clientSecret: SECRET },
+      clientCredentials: { clientId, clientSecret: SECRET },
       exchangeStore: new RedisExchangedTokenStore({ redis: client, keys }),
     });
     contexts.push(started);
@@ -111,6 +111,19 @@ const skipReason = redisUnavailableReason();
     await b.service.exchange(request(userToken({ sub: 'bob' })));
     expect(zone.counts.token).toBe(2);
     expect(await everything()).toHaveLength(2);
+  });
+
+  it('S3 two different services (agent-a, agent-b) on one Redis with the same key ring never serve each other\'s tokens: the zone sees one exchange per service', async () => {
+    const a = await instance([K1], 'agent-a');
+    const b = await instance([K1], 'agent-b');
+    const subject = userToken();
+    const fromA = await a.service.exchange(request(subject));
+    const fromB = await b.service.exchange(request(subject));
+    expect(zone.tokenRequests).toHaveLength(2);
+    expect(fromB.accessToken).not.toBe(fromA.accessToken);
+    const agentOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()).client_id;
+    expect([agentOf(fromA.accessToken), agentOf(fromB.accessToken)]).toEqual(['agent-a', 'agent-b']);
+    expectNothingRaw(await everything(), [subject, fromA.accessToken, fromB.accessToken]);
   });
 
   it('S3 keys rotate by id: a ring led by a new key reads entries sealed with the old one; an unknown key id or an altered entry counts as missing', async () => {

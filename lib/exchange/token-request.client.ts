@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { randomInt } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Clock } from '../clock.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS, MAX_BODY_BYTES, USER_AGENT } from '../keycard.constants.js';
@@ -137,10 +137,11 @@ export class TokenRequestClient {
   private async fromSharedOrZone(request: TokenGrantRequest): Promise<Performed> {
     const zone = request.zone();
     if (!this.shared) return this.perform(request, zone);
-    const shared = await this.shared.get(request.key);
+    const key = sharedKeyOf(zone, request.key);
+    const shared = await this.shared.get(key);
     if (shared) return shared;
     const result = await this.perform(request, zone);
-    if (result.cacheUntil !== undefined) await this.shared.set(request.key, result.token, result.cacheUntil);
+    if (result.cacheUntil !== undefined) await this.shared.set(key, result.token, result.cacheUntil);
     return result;
   }
 
@@ -315,4 +316,15 @@ function parseRetryAfter(value: string | null): number | undefined {
 /** 100–500 ms before the one retry of a failed request (I17). */
 function jitterMs(): number {
   return randomInt(100, 501);
+}
+
+/**
+ * The shared store's key: the grant's key bound to the zone and to this service's client id, so two
+ * different services sharing one Redis (and one key ring) never serve each other's tokens. A client
+ * authentication without a client id (workload identity that names none) shares with every such
+ * service of the zone: give those services a store prefix of their own (README).
+ */
+function sharedKeyOf(zone: TrustedZone, grantKey: string): string {
+  const clientId = (zone.clientAuthentication as { clientId?: unknown } | undefined)?.clientId;
+  return createHash('sha256').update(`${zone.issuer}\n${typeof clientId === 'string' ? clientId : ''}\n${grantKey}`).digest('base64url');
 }
