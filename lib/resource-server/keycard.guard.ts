@@ -51,6 +51,19 @@ export class KeycardGuard implements CanActivate {
   /** Calls on shared carriers already admitted (their argument lists), for the same reason as `request.user` below. */
   private readonly admittedCalls = new WeakSet<object>();
 
+  private refusalLimiter?: RefusalLimiter;
+
+  /**
+   * Has every refusal of this guard counted by `limiter` before it is answered (catalogue M19):
+   * `nestjs-keycard/throttler` registers itself here, so forged and missing tokens are
+   * rate-limited per client address whichever guard Nest runs first. The core never imports a
+   * rate limiter. The last registration wins.
+   * @internal
+   */
+  limitRefusalsWith(limiter: RefusalLimiter): void {
+    this.refusalLimiter = limiter;
+  }
+
   /**
    * Answers synchronously when the token was verified before (the verified-token cache), so the
    * common case costs no promise; verifies through the passport-jwt strategy otherwise. Any context
@@ -88,10 +101,10 @@ export class KeycardGuard implements CanActivate {
       const known = resource;
       return agent.then(
         (verified) => this.admitOrDeny(kind, context, carrier, verified, rules, known, token),
-        (error: unknown) => this.deny(error, kind, context, carrier, known, undefined, rules),
+        (error: unknown) => this.refuse(error, kind, context, carrier, known, undefined, rules),
       );
     } catch (error) {
-      return this.deny(error, kind, context, carrier, resource, undefined, rules);
+      return this.refuse(error, kind, context, carrier, resource, undefined, rules);
     }
   }
 
@@ -107,7 +120,7 @@ export class KeycardGuard implements CanActivate {
     try {
       return this.admit(kind, context, carrier, agent, rules, token, resource);
     } catch (error) {
-      return this.deny(error, kind, context, carrier, resource, agent, rules);
+      return this.refuse(error, kind, context, carrier, resource, agent, rules);
     }
   }
 
@@ -140,11 +153,12 @@ export class KeycardGuard implements CanActivate {
   }
 
   /**
-   * Turns any failure into a refusal of the context's own kind: challenge headers written where
-   * there is an HTTP response, denial logged and remembered for the audit line. Throws (or rejects,
-   * when the context's exception class is loaded on first use).
+   * Refuses the call for `error`; when a refusal limiter is registered the refusal is counted
+   * first (no await otherwise), and a client over its limit gets the limiter's answer (429 in the
+   * context's own kind) instead, without a challenge. Zone outages (5xx) are not the client's doing
+   * and never count.
    */
-  private deny(
+  private refuse(
     error: unknown,
     kind: CallKind,
     context: ExecutionContext,
@@ -154,6 +168,25 @@ export class KeycardGuard implements CanActivate {
     rules: RouteRules,
   ): never | Promise<never> {
     const denial = this.contexts.toDenial(error);
+    const limiter = this.refusalLimiter;
+    if (limiter === undefined || denial.getStatus() >= 500) return this.deny(denial, kind, context, carrier, resource, agent, rules);
+    return limiter(context).then(() => this.deny(denial, kind, context, carrier, resource, agent, rules));
+  }
+
+  /**
+   * Makes `denial` the answer, of the context's own kind: challenge headers written where there is
+   * an HTTP response, denial logged and remembered for the audit line. Throws (or rejects, when the
+   * context's exception class is loaded on first use).
+   */
+  private deny(
+    denial: KeycardException,
+    kind: CallKind,
+    context: ExecutionContext,
+    carrier: Carrier,
+    resource: ProtectedResource | undefined,
+    agent: AgentContext | undefined,
+    rules: RouteRules,
+  ): never | Promise<never> {
     const state = requestState(carrier);
     const who = agent ?? state.agent;
     const call = kind.describe(context, carrier);
@@ -185,3 +218,9 @@ export class KeycardGuard implements CanActivate {
     else this.options.logger.warn(line);
   }
 }
+
+/**
+ * Counts one refusal of the request in `context`; resolves when the client may still be refused
+ * normally, rejects with the exception to answer instead (e.g. `ThrottlerException`, 429).
+ */
+export type RefusalLimiter = (context: ExecutionContext) => Promise<unknown>;

@@ -17,6 +17,15 @@ const NO_HEADERS = Object.freeze({ header: () => undefined });
  * one noisy agent gets 429 + `Retry-After` while other agents — and the same user through another
  * agent — are unaffected. Unauthenticated requests (public routes) are counted per IP.
  *
+ * Refusals count too (catalogue M19): every request the Keycard guard refuses (missing, forged,
+ * expired token, missing scope; not 503 zone outages) is counted per client address on its route,
+ * and once that address is over the limit it gets 429 + `Retry-After` instead of the challenge —
+ * whichever guard Nest runs first. A valid agent from the same address is counted on its own.
+ * `@SkipThrottle()` on a route turns that off there too.
+ *
+ * The module's discovery endpoints (`/.well-known/…`) are never counted (catalogue M20): they are
+ * served on the HTTP adapter outside Nest's pipeline, where no guard runs.
+ *
  * It runs the Keycard guard first when that has not run yet in this request, so global guard order
  * does not matter; the Keycard guard does not verify a request twice.
  *
@@ -37,6 +46,7 @@ export class KeycardThrottlerGuard extends ThrottlerGuard {
     private readonly contexts: KeycardContexts,
   ) {
     super(options, storage, reflector);
+    keycard.limitRefusalsWith((context) => this.countRefusal(context));
   }
 
   override async canActivate(context: ExecutionContext): Promise<boolean> {
@@ -72,5 +82,15 @@ export class KeycardThrottlerGuard extends ThrottlerGuard {
     const kind = context === undefined ? undefined : this.contexts.kindOf(context);
     if (kind !== undefined && kind.name !== 'http') return `ip:${kind.httpRequest(context!, request)?.socket?.remoteAddress}`;
     return `ip:${await super.getTracker(request)}`;
+  }
+
+  /**
+   * Counts a request the Keycard guard is refusing, with every throttler, skip rule and storage of
+   * this guard; no agent is on the request, so the tracker is the client address. Rejects with
+   * `ThrottlerException` (429, `Retry-After` set) when the address is over the limit; outside HTTP
+   * with that context's 429 refusal (see {@link throwThrottlingException}).
+   */
+  private countRefusal(context: ExecutionContext): Promise<boolean> {
+    return super.canActivate(context);
   }
 }
