@@ -17,7 +17,7 @@ import { TestZone } from '../lib/testing/index.js';
 import { expectOutcome } from './support/denials.js';
 import { PRM, R } from './support/forge.js';
 import { send, type HttpAnswer } from './support/http.js';
-import { ADAPTERS, type AdapterName } from './support/keycard-app.js';
+import { ADAPTERS, CapturingLogger, type AdapterName } from './support/keycard-app.js';
 
 @Controller('items')
 class ItemsController {
@@ -46,14 +46,16 @@ const pinoOutput = new CapturedStream();
 
 type Logging =
   | { kind: 'nestjs-pino' }
-  | { kind: 'pino-http'; options: PinoHttpOptions; stream: CapturedStream }
+  | { kind: 'pino-http'; options: PinoHttpOptions; stream: CapturedStream; moduleLogger: CapturingLogger }
   | { kind: 'nest-logger'; logger: LoggerService };
 
 /** An app shaped as the issue found it: global prefix `api`, URI versioning `v1`, audit on, the module on Nest's default logger. */
 async function startApp(adapter: AdapterName, zone: TestZone, logging: Logging): Promise<{ app: INestApplication; url: string }> {
   @Module({
     imports: [
-      KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, auditLog: true }),
+      KeycardModule.forRoot({
+        zoneUrl: zone.issuer, resource: R, auditLog: true, ...(logging.kind === 'pino-http' ? { logger: logging.moduleLogger } : {}),
+      }),
       ...(logging.kind === 'nestjs-pino' ? [LoggerModule.forRoot({ pinoHttp: [keycardPinoHttpOptions(), pinoOutput] })] : []),
     ],
     controllers: [ItemsController],
@@ -141,14 +143,19 @@ describe.each(ADAPTERS)('log integrations over %s', (adapter) => {
     expect(pinoOutput.lines.join('\n')).not.toMatch(/Bearer\s+eyJ|eyJ[\w-]+\.[\w-]+\.[\w-]+/);
   });
 
-  it('M21 control: pino-http at its defaults writes the Authorization header — the fault keycardPinoHttpOptions() removes', async () => {
+  it('M21 control: pino-http at its defaults writes the Authorization header — the fault keycardPinoHttpOptions() removes; the module says so once', async () => {
     const stream = new CapturedStream();
+    const moduleLogger = new CapturingLogger();
     let url: string;
-    ({ app, url } = await startApp(adapter, zone, { kind: 'pino-http', options: {}, stream }));
+    ({ app, url } = await startApp(adapter, zone, { kind: 'pino-http', options: {}, stream, moduleLogger }));
     const token = zone.issueToken({ client_id: 'agent-log', scope: 'profile' });
-    expect((await send(url, 'GET', '/api/v1/items/42', [['Authorization', `Bearer ${token}`]])).status).toBe(200);
+    for (let i = 0; i < 2; i++) expect((await send(url, 'GET', '/api/v1/items/42', [['Authorization', `Bearer ${token}`]])).status).toBe(200);
     await new Promise((r) => setTimeout(r, 50));
     expect(stream.lines.some((line) => line.includes(`Bearer ${token}`))).toBe(true);
+    // The module notices, once, and says how to fix it — without the token.
+    const warnings = moduleLogger.lines.filter((line) => line.includes('keycardPinoHttpOptions()'));
+    expect(warnings).toHaveLength(1);
+    expect(moduleLogger.lines.some((line) => line.includes(token))).toBe(false);
   });
 
   it('M21 pino-http used directly, keycardPinoHttpOptions() around your own options and req serializer: no token in any line', async () => {
@@ -159,9 +166,11 @@ describe.each(ADAPTERS)('log integrations over %s', (adapter) => {
       serializers: { req: (req: { method: string; url: string; headers: object }) => ({ ...req, tagged: true }) },
     });
     let url: string;
-    ({ app, url } = await startApp(adapter, zone, { kind: 'pino-http', options, stream }));
+    const moduleLogger = new CapturingLogger();
+    ({ app, url } = await startApp(adapter, zone, { kind: 'pino-http', options, stream, moduleLogger }));
     const { answers, secrets } = await sendEveryWay(url, zone);
-    for (const [res, outcome] of answers) expectOutcome(res, outcome, PRM, secrets, stream.lines);
+    for (const [res, outcome] of answers) expectOutcome(res, outcome, PRM, secrets, [...stream.lines, ...moduleLogger.lines]);
+    expect(moduleLogger.lines.some((line) => line.includes('keycardPinoHttpOptions()'))).toBe(false);
     const requests = parse(stream.lines).filter((l) => l.msg === 'request completed');
     expect(requests).toHaveLength(answers.length);
     expect(requests[0]).toMatchObject({ request: { tagged: true, headers: { authorization: '[Redacted]' } } });

@@ -6,6 +6,7 @@ import type { CallKind, Carrier } from '../contexts/call-kind.interface.js';
 import { KeycardContexts } from '../contexts/keycard-contexts.js';
 import { isVerifiedAgent } from './access-token-rules.js';
 import { AuditTrail } from './audit-trail.js';
+import { checkRequestLogger } from '../logging/request-logger-check.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import {
@@ -52,6 +53,8 @@ export class KeycardGuard implements CanActivate {
   private readonly admittedCalls = new WeakSet<object>();
 
   private refusalLimiter?: RefusalLimiter;
+  /** Whether the request loggers were looked at for tokens (at the first token: INV7). */
+  private requestLoggerChecked = false;
 
   /**
    * Has every refusal of this guard counted by `limiter` before it is answered (catalogue M19):
@@ -95,6 +98,11 @@ export class KeycardGuard implements CanActivate {
         // N12: a @Public() mcp-nest tool is called without a token; the rest of the endpoint is not.
         if (rules.mcp !== undefined && this.mcp.toolOf((carrier as { body?: unknown }).body)?.isPublic === true) return true;
         throw new MissingCredentialsException();
+      }
+      // Once, at the first token answered over HTTP (pino-http binds its loggers to those requests only).
+      if (!this.requestLoggerChecked && raw !== undefined && kind.httpResponse(context, carrier) !== undefined) {
+        this.requestLoggerChecked = true;
+        checkRequestLogger(raw, token, this.options.logger);
       }
       const agent = this.verifier.verify(token, resource);
       if (!(agent instanceof Promise)) return this.admit(kind, context, carrier, agent, rules, token, resource);
