@@ -164,7 +164,7 @@ export class KeycardGuard implements CanActivate {
    * Refuses the call for `error`; when a refusal limiter is registered the refusal is counted
    * first (no await otherwise), and a client over its limit gets the limiter's answer (429 in the
    * context's own kind) instead, without a challenge. Zone outages (5xx) are not the client's doing
-   * and never count.
+   * and never count; a limiter that fails (its storage is down) leaves the refusal as it was.
    */
   private refuse(
     error: unknown,
@@ -178,7 +178,18 @@ export class KeycardGuard implements CanActivate {
     const denial = this.contexts.toDenial(error);
     const limiter = this.refusalLimiter;
     if (limiter === undefined || denial.getStatus() >= 500) return this.deny(denial, kind, context, carrier, resource, agent, rules);
-    return limiter(context).then(() => this.deny(denial, kind, context, carrier, resource, agent, rules));
+    return limiter(context).then(
+      (limited) => {
+        if (limited === undefined) return this.deny(denial, kind, context, carrier, resource, agent, rules);
+        if (kind.isConnection(carrier)) requestState(carrier).agent = undefined; // as in deny: the next message is judged afresh
+        throw limited;
+      },
+      (failure: unknown) => {
+        // The limiter itself failed: still the refusal, never a 500.
+        this.options.logger.error(`Refusal limiter failed: ${(failure as Error)?.name ?? typeof failure}`);
+        return this.deny(denial, kind, context, carrier, resource, agent, rules);
+      },
+    );
   }
 
   /**
@@ -228,7 +239,8 @@ export class KeycardGuard implements CanActivate {
 }
 
 /**
- * Counts one refusal of the request in `context`; resolves when the client may still be refused
- * normally, rejects with the exception to answer instead (e.g. `ThrottlerException`, 429).
+ * Counts one refusal of the call in `context`. Resolves with `undefined` when the client may still
+ * be refused normally, or with the error to answer instead (e.g. `ThrottlerException`, 429, or the
+ * context's own 429 refusal outside HTTP); rejects only when the limiter itself failed.
  */
 export type RefusalLimiter = (context: ExecutionContext) => Promise<unknown>;

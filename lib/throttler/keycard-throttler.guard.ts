@@ -38,6 +38,9 @@ const NO_HEADERS = Object.freeze({ header: () => undefined });
  */
 @Injectable()
 export class KeycardThrottlerGuard extends ThrottlerGuard {
+  /** What this guard threw to answer a client over its limit, told apart from a failing storage (M19). */
+  private readonly limitAnswers = new WeakSet<object>();
+
   constructor(
     @InjectThrottlerOptions() options: ThrottlerModuleOptions,
     @InjectThrottlerStorage() storage: ThrottlerStorage,
@@ -70,9 +73,15 @@ export class KeycardThrottlerGuard extends ThrottlerGuard {
   /** Outside HTTP, the 429 reaches the client the way that context's refusals do (GraphQL error, exception event, RpcException). */
   protected override async throwThrottlingException(context: ExecutionContext, detail: ThrottlerLimitDetail): Promise<void> {
     const kind = this.contexts.kindOf(context);
-    if (kind === undefined || kind.name === 'http') return super.throwThrottlingException(context, detail);
-    const denial = new RateLimitedException(detail.timeToBlockExpire);
-    throw await kind.refuse(denial, context, kind.carrier(context), denial.headers());
+    let answer: unknown;
+    if (kind === undefined || kind.name === 'http') {
+      answer = await super.throwThrottlingException(context, detail).then(() => undefined, (thrown: unknown) => thrown);
+    } else {
+      const denial = new RateLimitedException(detail.timeToBlockExpire);
+      answer = await kind.refuse(denial, context, kind.carrier(context), denial.headers());
+    }
+    if (typeof answer === 'object' && answer !== null) this.limitAnswers.add(answer);
+    throw answer;
   }
 
   /** The agent when the token was verified, else the client address (of the upgrade request for sockets). */
@@ -86,11 +95,18 @@ export class KeycardThrottlerGuard extends ThrottlerGuard {
 
   /**
    * Counts a request the Keycard guard is refusing, with every throttler, skip rule and storage of
-   * this guard; no agent is on the request, so the tracker is the client address. Rejects with
-   * `ThrottlerException` (429, `Retry-After` set) when the address is over the limit; outside HTTP
-   * with that context's 429 refusal (see {@link throwThrottlingException}).
+   * this guard; no agent is on the request, so the tracker is the client address. Resolves with
+   * `ThrottlerException` (429, `Retry-After` set) when the address is over the limit, outside HTTP
+   * with that context's 429 refusal (see {@link throwThrottlingException}); with `undefined` under
+   * the limit; rejects when the limiter failed (see `RefusalLimiter`).
    */
-  private countRefusal(context: ExecutionContext): Promise<boolean> {
-    return super.canActivate(context);
+  private countRefusal(context: ExecutionContext): Promise<unknown> {
+    return super.canActivate(context).then(
+      () => undefined,
+      (thrown: unknown) => {
+        if (typeof thrown === 'object' && thrown !== null && this.limitAnswers.has(thrown)) return thrown;
+        throw thrown; // storage down, …: the Keycard guard refuses as it would without a limiter
+      },
+    );
   }
 }

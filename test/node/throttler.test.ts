@@ -179,6 +179,27 @@ for (const adapter of ADAPTERS) {
     });
   }
 
+  void it(`M19 over ${adapter}: a failing throttler storage leaves refusals as they were (401 + challenge, never 500)`, async () => {
+    const zone = await TestZone.start({ audience: R });
+    const failing = { increment: () => Promise.reject(new Error('storage down')) };
+    const api = await startApp(adapter, { zoneUrl: zone.issuer, resource: R }, {
+      imports: [ThrottlerModule.forRoot({ throttlers: [{ ttl: 60_000, limit: LIMIT }], storage: failing })],
+      providers: [{ provide: APP_GUARD, useClass: KeycardThrottlerGuard }],
+    });
+    try {
+      for (let i = 0; i < LIMIT + 1; i++) {
+        const res = await send(api.url, 'GET', '/orders', [['Authorization', 'Bearer not-a-token']]);
+        assert.equal(res.status, 401, res.text);
+        assert.equal(parseChallenge(res.headers['www-authenticate'])?.params.error, 'invalid_token');
+      }
+      assert.ok(api.logger.lines.includes('Refusal limiter failed: Error'));
+      assert.equal(api.logger.lines.some((l) => l.includes('not-a-token')), false);
+    } finally {
+      await api.close();
+      await zone.stop();
+    }
+  });
+
   void describe(`discovery under the throttler over ${adapter}`, () => {
     void it('M20 discovery endpoints are never rate-limited (10 × each → 200, no X-RateLimit headers); a public route still is', async () => {
       await withApp(adapter, 'throttler first', async (api) => {
