@@ -209,7 +209,7 @@ describe.each(ADAPTERS)('log integrations over %s', (adapter) => {
     expectOutcome(await send(url, 'GET', '/api/v1/items', bearer), '200', PRM, [token], pinoOutput.lines);
     expectOutcome(await send(url, 'GET', '/api/v1/items/7?x=1', bearer), '200', PRM, [token], pinoOutput.lines);
     const missing = await send(url, 'GET', '/api/v1/items');
-    expectOutcome(missing, '401∅', PRM, [token], pinoOutput.lines);
+    expectOutcome(missing, '401∅ scope=items:read', PRM, [token], pinoOutput.lines);
     await new Promise((r) => setTimeout(r, 50));
     const audit = parse(pinoOutput.lines).filter((l) => l.event === 'keycard.audit');
     expect(audit.map((l) => [l.route, l.status])).toEqual([

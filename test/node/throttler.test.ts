@@ -132,6 +132,7 @@ for (const adapter of ADAPTERS) {
             const challenge = parseChallenge(res.headers['www-authenticate']);
             assert.equal(challenge?.scheme, 'Bearer');
             assert.equal(challenge.params.resource_metadata, PRM);
+            assert.equal(challenge.params.scope, 'orders:read', 'a 401 of a scoped route names its scope (Q12)');
             assert.equal(challenge.params.error, i % 2 === 0 ? 'invalid_token' : undefined);
             if (i % 2 === 0) assert.equal((res.json as { error?: string }).error, 'invalid_token');
           }
