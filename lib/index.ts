@@ -24,6 +24,8 @@ export type { ZoneMetadata } from './zone/zone-metadata.service.js';
 export type { AgentContext, ActorChain } from './interfaces/agent-context.interface.js';
 export type { KeycardModuleOptions, KeycardZoneOptions, FetchLike } from './interfaces/keycard-module-options.interface.js';
 export type { KeycardOptions } from './keycard-options.js';
+export { keycardPinoHttpOptions, redactRequest, REDACTED } from './logging/pino-http-options.js';
+export type { PinoHttpOptionsLike } from './logging/pino-http-options.js';
 export { TokenExchangeService } from './exchange/token-exchange.service.js';
 export { TokenExchangeError } from './exchange/token-exchange.error.js';
 export type { TokenExchangeErrorKind } from './exchange/token-exchange.error.js';

@@ -1,5 +1,6 @@
 import { type ExecutionContext, Inject, Injectable } from '@nestjs/common';
 import { PATH_METADATA } from '@nestjs/common/constants.js';
+import { inspect } from 'node:util';
 import type { CallKind, Carrier } from '../contexts/call-kind.interface.js';
 import { isVerifiedAgent } from './access-token-rules.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
@@ -28,9 +29,30 @@ export interface AuditRecord {
 }
 
 /**
+ * An {@link AuditRecord} handed to the logger as an object, so structured loggers keep its fields:
+ * nestjs-pino merges them into the log line, Nest's `ConsoleLogger` with `json: true` nests them
+ * under `message`. Loggers that write text get one line of JSON, as `String(line)` or through
+ * `util.inspect` (Nest's text `ConsoleLogger`), instead of a multi-line object dump.
+ */
+class AuditLine {
+  constructor(record: AuditRecord) {
+    Object.assign(this, record);
+  }
+
+  toString(): string {
+    return JSON.stringify(this);
+  }
+
+  [inspect.custom](): string {
+    return this.toString();
+  }
+}
+
+/**
  * Writes one structured line per request when `auditLog` is on, once the response is finished, so
  * denials by the guard or a rate limiter (which no interceptor sees) are recorded too. Goes to the
- * module's logger (Nest's `Logger` by default, so nestjs-pino and friends pick it up).
+ * module's logger (Nest's `Logger` by default, so nestjs-pino and friends pick it up) as an object
+ * (see {@link AuditLine}), never as a JSON string inside the message.
  */
 @Injectable()
 export class AuditTrail {
@@ -50,7 +72,7 @@ export class AuditTrail {
     if (state.audited) return;
     state.audited = true;
     const method = rawRequestOf(request).method ?? 'GET';
-    const route = kind.name === 'http' ? routeOf(context) : kind.describe(context, request);
+    const route = kind.name === 'http' ? routeOf(context, request) : kind.describe(context, request);
     const started = performance.now();
     raw.once('finish', () => {
       const agent = isVerifiedAgent(request.user) ? request.user : state.agent;
@@ -82,12 +104,21 @@ export class AuditTrail {
       durationMs: Math.round((performance.now() - started) * 100) / 100,
       reason,
     };
-    this.options.logger.log(JSON.stringify(record));
+    this.options.logger.log(new AuditLine(record));
   }
 }
 
-/** The route pattern (`/orders/:id`), not the request path: no ids or query strings in the logs. */
-function routeOf(context: ExecutionContext): string {
+/**
+ * The route pattern the router matched (`/api/v1/orders/:id`), global prefix and version included,
+ * not the request path: no ids or query strings in the logs (catalogue M22). Express and Fastify
+ * both record it on the request; the controller's own paths are the fallback for other adapters.
+ */
+function routeOf(context: ExecutionContext, request: object): string {
+  const matched = request as { baseUrl?: unknown; route?: { path?: unknown }; routeOptions?: { url?: unknown } };
+  const fastify = matched.routeOptions?.url;
+  if (typeof fastify === 'string') return fastify;
+  const express = matched.route?.path;
+  if (typeof express === 'string') return (typeof matched.baseUrl === 'string' ? matched.baseUrl : '') + express;
   const join = (...parts: (string | string[] | undefined)[]) =>
     '/' + parts.map((p) => (Array.isArray(p) ? p[0] : p) ?? '').map((p) => p.replace(/^\/+|\/+$/g, '')).filter(Boolean).join('/');
   return join(

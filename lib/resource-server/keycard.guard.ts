@@ -6,6 +6,7 @@ import type { CallKind, Carrier } from '../contexts/call-kind.interface.js';
 import { KeycardContexts } from '../contexts/keycard-contexts.js';
 import { isVerifiedAgent } from './access-token-rules.js';
 import { AuditTrail } from './audit-trail.js';
+import { checkRequestLogger } from '../logging/request-logger-check.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import {
@@ -51,6 +52,21 @@ export class KeycardGuard implements CanActivate {
   /** Calls on shared carriers already admitted (their argument lists), for the same reason as `request.user` below. */
   private readonly admittedCalls = new WeakSet<object>();
 
+  private refusalLimiter?: RefusalLimiter;
+  /** Whether the request loggers were looked at for tokens (at the first token: INV7). */
+  private requestLoggerChecked = false;
+
+  /**
+   * Has every refusal of this guard counted by `limiter` before it is answered (catalogue M19):
+   * `nestjs-keycard/throttler` registers itself here, so forged and missing tokens are
+   * rate-limited per client address whichever guard Nest runs first. The core never imports a
+   * rate limiter. The last registration wins.
+   * @internal
+   */
+  limitRefusalsWith(limiter: RefusalLimiter): void {
+    this.refusalLimiter = limiter;
+  }
+
   /**
    * Answers synchronously when the token was verified before (the verified-token cache), so the
    * common case costs no promise; verifies through the passport-jwt strategy otherwise. Any context
@@ -83,15 +99,20 @@ export class KeycardGuard implements CanActivate {
         if (rules.mcp !== undefined && this.mcp.toolOf((carrier as { body?: unknown }).body)?.isPublic === true) return true;
         throw new MissingCredentialsException();
       }
+      // Once, at the first token answered over HTTP (pino-http binds its loggers to those requests only).
+      if (!this.requestLoggerChecked && raw !== undefined && kind.httpResponse(context, carrier) !== undefined) {
+        this.requestLoggerChecked = true;
+        checkRequestLogger(raw, token, this.options.logger);
+      }
       const agent = this.verifier.verify(token, resource);
       if (!(agent instanceof Promise)) return this.admit(kind, context, carrier, agent, rules, token, resource);
       const known = resource;
       return agent.then(
         (verified) => this.admitOrDeny(kind, context, carrier, verified, rules, known, token),
-        (error: unknown) => this.deny(error, kind, context, carrier, known, undefined, rules),
+        (error: unknown) => this.refuse(error, kind, context, carrier, known, undefined, rules),
       );
     } catch (error) {
-      return this.deny(error, kind, context, carrier, resource, undefined, rules);
+      return this.refuse(error, kind, context, carrier, resource, undefined, rules);
     }
   }
 
@@ -107,7 +128,7 @@ export class KeycardGuard implements CanActivate {
     try {
       return this.admit(kind, context, carrier, agent, rules, token, resource);
     } catch (error) {
-      return this.deny(error, kind, context, carrier, resource, agent, rules);
+      return this.refuse(error, kind, context, carrier, resource, agent, rules);
     }
   }
 
@@ -140,11 +161,12 @@ export class KeycardGuard implements CanActivate {
   }
 
   /**
-   * Turns any failure into a refusal of the context's own kind: challenge headers written where
-   * there is an HTTP response, denial logged and remembered for the audit line. Throws (or rejects,
-   * when the context's exception class is loaded on first use).
+   * Refuses the call for `error`; when a refusal limiter is registered the refusal is counted
+   * first (no await otherwise), and a client over its limit gets the limiter's answer (429 in the
+   * context's own kind) instead, without a challenge. Zone outages (5xx) are not the client's doing
+   * and never count; a limiter that fails (its storage is down) leaves the refusal as it was.
    */
-  private deny(
+  private refuse(
     error: unknown,
     kind: CallKind,
     context: ExecutionContext,
@@ -154,6 +176,36 @@ export class KeycardGuard implements CanActivate {
     rules: RouteRules,
   ): never | Promise<never> {
     const denial = this.contexts.toDenial(error);
+    const limiter = this.refusalLimiter;
+    if (limiter === undefined || denial.getStatus() >= 500) return this.deny(denial, kind, context, carrier, resource, agent, rules);
+    return limiter(context).then(
+      (limited) => {
+        if (limited === undefined) return this.deny(denial, kind, context, carrier, resource, agent, rules);
+        if (kind.isConnection(carrier)) requestState(carrier).agent = undefined; // as in deny: the next message is judged afresh
+        throw limited;
+      },
+      (failure: unknown) => {
+        // The limiter itself failed: still the refusal, never a 500.
+        this.options.logger.error(`Refusal limiter failed: ${(failure as Error)?.name ?? typeof failure}`);
+        return this.deny(denial, kind, context, carrier, resource, agent, rules);
+      },
+    );
+  }
+
+  /**
+   * Makes `denial` the answer, of the context's own kind: challenge headers written where there is
+   * an HTTP response, denial logged and remembered for the audit line. Throws (or rejects, when the
+   * context's exception class is loaded on first use).
+   */
+  private deny(
+    denial: KeycardException,
+    kind: CallKind,
+    context: ExecutionContext,
+    carrier: Carrier,
+    resource: ProtectedResource | undefined,
+    agent: AgentContext | undefined,
+    rules: RouteRules,
+  ): never | Promise<never> {
     const state = requestState(carrier);
     const who = agent ?? state.agent;
     const call = kind.describe(context, carrier);
@@ -185,3 +237,10 @@ export class KeycardGuard implements CanActivate {
     else this.options.logger.warn(line);
   }
 }
+
+/**
+ * Counts one refusal of the call in `context`. Resolves with `undefined` when the client may still
+ * be refused normally, or with the error to answer instead (e.g. `ThrottlerException`, 429, or the
+ * context's own 429 refusal outside HTTP); rejects only when the limiter itself failed.
+ */
+export type RefusalLimiter = (context: ExecutionContext) => Promise<unknown>;

@@ -17,6 +17,15 @@ const NO_HEADERS = Object.freeze({ header: () => undefined });
  * one noisy agent gets 429 + `Retry-After` while other agents — and the same user through another
  * agent — are unaffected. Unauthenticated requests (public routes) are counted per IP.
  *
+ * Refusals count too (catalogue M19): every request the Keycard guard refuses (missing, forged,
+ * expired token, missing scope; not 503 zone outages) is counted per client address on its route,
+ * and once that address is over the limit it gets 429 + `Retry-After` instead of the challenge —
+ * whichever guard Nest runs first. A valid agent from the same address is counted on its own.
+ * `@SkipThrottle()` on a route turns that off there too.
+ *
+ * The module's discovery endpoints (`/.well-known/…`) are never counted (catalogue M20): they are
+ * served on the HTTP adapter outside Nest's pipeline, where no guard runs.
+ *
  * It runs the Keycard guard first when that has not run yet in this request, so global guard order
  * does not matter; the Keycard guard does not verify a request twice.
  *
@@ -29,6 +38,9 @@ const NO_HEADERS = Object.freeze({ header: () => undefined });
  */
 @Injectable()
 export class KeycardThrottlerGuard extends ThrottlerGuard {
+  /** What this guard threw to answer a client over its limit, told apart from a failing storage (M19). */
+  private readonly limitAnswers = new WeakSet<object>();
+
   constructor(
     @InjectThrottlerOptions() options: ThrottlerModuleOptions,
     @InjectThrottlerStorage() storage: ThrottlerStorage,
@@ -37,6 +49,7 @@ export class KeycardThrottlerGuard extends ThrottlerGuard {
     private readonly contexts: KeycardContexts,
   ) {
     super(options, storage, reflector);
+    keycard.limitRefusalsWith((context) => this.countRefusal(context));
   }
 
   override async canActivate(context: ExecutionContext): Promise<boolean> {
@@ -60,9 +73,15 @@ export class KeycardThrottlerGuard extends ThrottlerGuard {
   /** Outside HTTP, the 429 reaches the client the way that context's refusals do (GraphQL error, exception event, RpcException). */
   protected override async throwThrottlingException(context: ExecutionContext, detail: ThrottlerLimitDetail): Promise<void> {
     const kind = this.contexts.kindOf(context);
-    if (kind === undefined || kind.name === 'http') return super.throwThrottlingException(context, detail);
-    const denial = new RateLimitedException(detail.timeToBlockExpire);
-    throw await kind.refuse(denial, context, kind.carrier(context), denial.headers());
+    let answer: unknown;
+    if (kind === undefined || kind.name === 'http') {
+      answer = await super.throwThrottlingException(context, detail).then(() => undefined, (thrown: unknown) => thrown);
+    } else {
+      const denial = new RateLimitedException(detail.timeToBlockExpire);
+      answer = await kind.refuse(denial, context, kind.carrier(context), denial.headers());
+    }
+    if (typeof answer === 'object' && answer !== null) this.limitAnswers.add(answer);
+    throw answer;
   }
 
   /** The agent when the token was verified, else the client address (of the upgrade request for sockets). */
@@ -72,5 +91,22 @@ export class KeycardThrottlerGuard extends ThrottlerGuard {
     const kind = context === undefined ? undefined : this.contexts.kindOf(context);
     if (kind !== undefined && kind.name !== 'http') return `ip:${kind.httpRequest(context!, request)?.socket?.remoteAddress}`;
     return `ip:${await super.getTracker(request)}`;
+  }
+
+  /**
+   * Counts a request the Keycard guard is refusing, with every throttler, skip rule and storage of
+   * this guard; no agent is on the request, so the tracker is the client address. Resolves with
+   * `ThrottlerException` (429, `Retry-After` set) when the address is over the limit, outside HTTP
+   * with that context's 429 refusal (see {@link throwThrottlingException}); with `undefined` under
+   * the limit; rejects when the limiter failed (see `RefusalLimiter`).
+   */
+  private countRefusal(context: ExecutionContext): Promise<unknown> {
+    return super.canActivate(context).then(
+      () => undefined,
+      (thrown: unknown) => {
+        if (typeof thrown === 'object' && thrown !== null && this.limitAnswers.has(thrown)) return thrown;
+        throw thrown; // storage down, …: the Keycard guard refuses as it would without a limiter
+      },
+    );
   }
 }

@@ -94,11 +94,13 @@ void describe('limits shared through Redis', { skip: redisUnavailableReason() },
     assert.ok(Number(viaClosed.headers['retry-after']) >= 1);
     assert.ok(performance.now() - started < 5_000, 'no request waits on the reconnecting client');
     // Authentication does not depend on Redis: a bad token is still refused with its challenge.
-    for (const app of [open, closed]) {
-      const bad = await get(app, 'not-a-token');
-      assert.equal(bad.status, 401);
-      assert.equal(parseChallenge(bad.headers['www-authenticate'])?.params.error, 'invalid_token');
-    }
+    // Refusals are counted too (M19), so the fail-closed instance answers them 429, never 500.
+    const bad = await get(open, 'not-a-token');
+    assert.equal(bad.status, 401);
+    assert.equal(parseChallenge(bad.headers['www-authenticate'])?.params.error, 'invalid_token');
+    const badClosed = await get(closed, 'not-a-token');
+    assert.equal(badClosed.status, 429, 'fail closed counts refusals too (M19): 429, not 500');
+    assert.equal(badClosed.headers['www-authenticate'], undefined);
     for (let i = 0; i < LIMIT + 2; i++) assert.equal((await get(open, c)).status, 200, 'fail open: unlimited while Redis is gone');
     const warnings = (app: RunningApp) => app.logger.lines.filter((l) => l.startsWith('Throttler storage unavailable'));
     assert.equal(warnings(open).length, 1, 'the outage is logged once');

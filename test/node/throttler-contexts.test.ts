@@ -60,6 +60,23 @@ void describe('KeycardThrottlerGuard in GraphQL (Apollo)', () => {
     assert.equal(JSON.parse(other.text).data.orders[0].by, 'agent-a');
   });
 
+  void it('M19 in GraphQL: refusals are counted per address; past the limit TOO_MANY_REQUESTS (429 + Retry-After) instead of UNAUTHENTICATED', async () => {
+    const [header, payload] = zone.issueToken({ client_id: 'agent-f', scope: 'orders:read' }).split('.');
+    const token = `${header}.${payload}.${Buffer.alloc(256, 7).toString('base64url')}`; // forged signature
+    const answers = [];
+    for (let i = 0; i < LIMIT + 1; i++) answers.push(await query(token));
+    const errors = answers.map((a) => (JSON.parse(a.text) as { errors: { extensions: { code: string; error?: string } }[] }).errors[0].extensions);
+    assert.deepEqual(errors.map((e) => e.code), [...Array.from({ length: LIMIT }, () => 'UNAUTHENTICATED'), 'TOO_MANY_REQUESTS']);
+    assert.equal(errors[0].error, 'invalid_token');
+    assert.deepEqual(answers.map((a) => a.status), [...Array.from({ length: LIMIT }, () => 401), 429]);
+    assert.ok(Number(answers[LIMIT].retryAfter) >= 1);
+    for (const answer of answers) {
+      assert.doesNotMatch(answer.text, /Cannot read properties|TypeError|\bat \S+ \(|node_modules/);
+      assert.equal(answer.text.includes(token), false);
+    }
+    assert.equal(api.logger.lines.some((l) => l.startsWith('Refusal limiter failed')), false, 'the 429 is an answer, not a limiter failure');
+  });
+
   void it('N9 @Public() resolver without a token is counted per address, without a crash', async () => {
     const res = await query(undefined, '{ health }');
     assert.equal(res.status, 200);
