@@ -103,6 +103,22 @@ class ClassGrantController {
   }
 }
 
+/** One handler shared by two controllers through their base class, each with its own class grant. */
+class InheritedGrantBase {
+  @Get()
+  list(@Access() access: AccessContext) {
+    return describeAccess(access);
+  }
+}
+
+@Grant(X, 'orders:read')
+@Controller('inherit-x')
+class InheritsGrantX extends InheritedGrantBase {}
+
+@Grant(Y, 'contacts:read')
+@Controller('inherit-y')
+class InheritsGrantY extends InheritedGrantBase {}
+
 @Controller('impersonate')
 class ImpersonationController {
   constructor(private readonly impersonation: ImpersonationService) {}
@@ -131,7 +147,7 @@ describe.each(ADAPTERS)('delegated access over HTTP (%s)', (adapter) => {
     const logger = new CapturingLogger();
     @Module({
       imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: SERVICE, clientCredentials: { clientId: 'agent-a', clientSecret: SECRET }, logger })],
-      controllers: [GrantController, ClassGrantController, ImpersonationController],
+      controllers: [GrantController, ClassGrantController, InheritsGrantX, InheritsGrantY, ImpersonationController],
     })
     class ServiceModule {}
     const app = await NestFactory.create(ServiceModule, adapter === 'express' ? new ExpressAdapter() : new FastifyAdapter(), { logger: false });
@@ -248,6 +264,14 @@ describe.each(ADAPTERS)('delegated access over HTTP (%s)', (adapter) => {
       expect(res.json).toMatchObject({ status: 'success', resources: [X, Y] });
       expect(handlerRuns).toBe(1);
       expect(zone.counts.token).toBe(2);
+    });
+
+    it('V1 one inherited handler under two controllers: each request gets its own controller\'s grant, never the other\'s', async () => {
+      const x = await call('/inherit-x');
+      expect(x.json).toMatchObject({ status: 'success', resources: [X] });
+      const y = await call('/inherit-y');
+      expect(y.json).toMatchObject({ status: 'success', resources: [Y] });
+      expect(zone.tokenRequests.map((r) => r.form.resource)).toEqual([X, Y]);
     });
 
     it('V1 asking for a resource the grant does not name → ResourceAccessError not_granted, AS#1', async () => {
