@@ -26,8 +26,11 @@ interface PlannedResource {
  */
 @Injectable()
 export class GrantInterceptor implements NestInterceptor {
-  /** The merged grant of each handler, computed on its first request. */
-  private readonly plans = new WeakMap<object, readonly PlannedResource[]>();
+  /**
+   * The merged grant of each (controller, handler), computed on its first request. Keyed by both:
+   * one inherited handler serves several controllers, each with its own class grant.
+   */
+  private readonly plans = new WeakMap<object, WeakMap<object, readonly PlannedResource[]>>();
 
   constructor(
     private readonly exchange: TokenExchangeService,
@@ -68,11 +71,14 @@ export class GrantInterceptor implements NestInterceptor {
   /** Method grants first, then the controller's; a resource named twice gets the union of its scopes. */
   private planFor(context: ExecutionContext): readonly PlannedResource[] {
     const handler = context.getHandler();
-    let plan = this.plans.get(handler);
+    const type = context.getClass();
+    let ofClass = this.plans.get(type);
+    if (ofClass === undefined) this.plans.set(type, (ofClass = new WeakMap()));
+    let plan = ofClass.get(handler);
     if (plan) return plan;
     const entries = [
       ...((Reflect.getMetadata(KEYCARD_GRANT, handler) as readonly GrantEntry[] | undefined) ?? []),
-      ...((Reflect.getMetadata(KEYCARD_GRANT, context.getClass()) as readonly GrantEntry[] | undefined) ?? []),
+      ...((Reflect.getMetadata(KEYCARD_GRANT, type) as readonly GrantEntry[] | undefined) ?? []),
     ];
     const merged = new Map<string, Set<string>>();
     for (const { resource, scopes } of entries) {
@@ -81,7 +87,7 @@ export class GrantInterceptor implements NestInterceptor {
       merged.set(resource, set);
     }
     plan = Object.freeze([...merged].map(([resource, scopes]) => ({ resource, scope: [...scopes].join(' ') || undefined })));
-    this.plans.set(handler, plan);
+    ofClass.set(handler, plan);
     return plan;
   }
 }
