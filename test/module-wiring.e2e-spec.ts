@@ -1,17 +1,36 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { type CanActivate, Controller, Get, Injectable } from '@nestjs/common';
+import { type CanActivate, Controller, Get, Injectable, Module } from '@nestjs/common';
+import { APP_GUARD, NestFactory } from '@nestjs/core';
 import { ExternalContextCreator } from '@nestjs/core/helpers/external-context-creator.js';
+import { ExpressAdapter } from '@nestjs/platform-express';
 import { Test } from '@nestjs/testing';
-import { KeycardGuard, KeycardModule, Public, type KeycardModuleOptions } from '../lib/index.js';
+import { KeycardGuard, KeycardModule, Public, RequireScopes, type AgentContext, type KeycardModuleOptions } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { R } from './support/forge.js';
-import { send } from './support/http.js';
+import { parseChallenge, send } from './support/http.js';
 
 @Controller()
 class PingController {
   @Get('ping')
   ping() {
     return { pong: true };
+  }
+}
+
+@Controller()
+class ScopedPingController {
+  @Get('scoped-ping')
+  @RequireScopes('read')
+  ping() {
+    return { pong: true };
+  }
+}
+
+/** An app's stricter guard: every scoped route also needs `extra`. */
+@Injectable()
+class StricterGuard extends KeycardGuard {
+  protected override hasScopes(agent: AgentContext, required: readonly string[]): boolean {
+    return agent.scopes.includes('extra') && super.hasScopes(agent, required);
   }
 }
 
@@ -79,6 +98,29 @@ describe('module wiring', () => {
     const { app, url } = await serve(KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R }), { canActivate: () => true });
     try {
       expect((await send(url, 'GET', '/ping')).status).toBe(200);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('M4 a KeycardGuard subclass bound with APP_GUARD in the app module boots (the providers of its constructor are exported) and its stricter hook judges', async () => {
+    @Module({
+      imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger: { log() {}, warn() {}, error() {} } })],
+      controllers: [ScopedPingController],
+      providers: [{ provide: APP_GUARD, useClass: StricterGuard }],
+    })
+    class AppModule {}
+    const app = await NestFactory.create(AppModule, new ExpressAdapter(), { logger: false, abortOnError: false });
+    await app.listen(0, '127.0.0.1');
+    const url = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}`;
+    try {
+      const token = zone.issueToken({ scope: 'read' });
+      const refused = await send(url, 'GET', '/scoped-ping', [['Authorization', `Bearer ${token}`]]);
+      expect(refused.status).toBe(403);
+      expect(parseChallenge(refused.headers['www-authenticate'])).toMatchObject({ scheme: 'Bearer', params: { error: 'insufficient_scope' } });
+      expect(refused.text.includes(token)).toBe(false);
+      const ok = await send(url, 'GET', '/scoped-ping', [['Authorization', `Bearer ${zone.issueToken({ scope: 'read extra' })}`]]);
+      expect(ok.status).toBe(200);
     } finally {
       await app.close();
     }
