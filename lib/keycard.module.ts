@@ -6,7 +6,11 @@ import { ImpersonationService } from './exchange/impersonation.service.js';
 import { TokenExchangeService } from './exchange/token-exchange.service.js';
 import type { KeycardModuleOptions } from './interfaces/keycard-module-options.interface.js';
 import { KEYCARD_OPTIONS, KEYCARD_RAW_OPTIONS } from './keycard.constants.js';
+import { AuditTrail } from './resource-server/audit-trail.js';
 import { KeycardGuard } from './resource-server/keycard.guard.js';
+import { RouteRulesRegistry } from './resource-server/route-rules.registry.js';
+import { TokenVerifier } from './resource-server/token-verifier.js';
+import { McpTools } from './mcp/mcp-tools.js';
 import { KeycardContexts } from './contexts/keycard-contexts.js';
 import { KeycardConnections } from './contexts/keycard-connections.service.js';
 import { normaliseOptions } from './keycard-options.js';
@@ -79,6 +83,8 @@ export class KeycardModule {
       exports: [
         KEYCARD_OPTIONS, KeycardGuard, KeycardContexts, KeycardConnections, ZoneMetadataService, TokenExchangeService,
         ClientCredentialsService, ImpersonationService,
+        // What KeycardGuard's constructor takes, so an app's subclass (bound with APP_GUARD) can be built.
+        TokenVerifier, AuditTrail, RouteRulesRegistry, McpTools,
       ],
     };
   }
