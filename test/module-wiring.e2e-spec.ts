@@ -126,6 +126,29 @@ describe('module wiring', () => {
     }
   });
 
+  it('M4 a KeycardGuard subclass bound in a module imported after KeycardModule (its guard runs second) still judges with its own hook', async () => {
+    @Module({ providers: [{ provide: APP_GUARD, useClass: StricterGuard }] })
+    class GuardModule {}
+    @Module({
+      imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger: { log() {}, warn() {}, error() {} } }), GuardModule],
+      controllers: [ScopedPingController],
+    })
+    class AppModule {}
+    const app = await NestFactory.create(AppModule, new ExpressAdapter(), { logger: false, abortOnError: false });
+    await app.listen(0, '127.0.0.1');
+    const url = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}`;
+    try {
+      const token = zone.issueToken({ scope: 'read' });
+      const refused = await send(url, 'GET', '/scoped-ping', [['Authorization', `Bearer ${token}`]]);
+      expect(refused.status).toBe(403);
+      expect(parseChallenge(refused.headers['www-authenticate'])).toMatchObject({ scheme: 'Bearer', params: { error: 'insufficient_scope', scope: 'read' } });
+      expect(refused.text.includes(token)).toBe(false);
+      expect((await send(url, 'GET', '/scoped-ping', [['Authorization', `Bearer ${zone.issueToken({ scope: 'read extra' })}`]])).status).toBe(200);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('N8 a context the module cannot judge (a third-party transport, via ExternalContextCreator) → refused with one log line naming it; @Public() served', async () => {
     const lines: string[] = [];
     const logger = { log() {}, warn: (line: string) => lines.push(line), error: (line: string) => lines.push(line) };
