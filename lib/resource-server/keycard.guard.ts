@@ -83,7 +83,13 @@ export class KeycardGuard implements CanActivate {
     // Already judged in this call (the throttler integration runs this guard first): only this guard
     // puts a VerifiedAgent on request.user, and only after every check passed. Where several calls
     // share the carrier (GraphQL fields, socket messages), it is the call's argument list that was admitted.
-    if (kind.sharedCarrier ? this.admittedCalls.has(context.getArgs()) : isVerifiedAgent(carrier.user)) return true;
+    if (kind.sharedCarrier ? this.admittedCalls.has(context.getArgs()) : isVerifiedAgent(carrier.user)) {
+      // A second guard (an app's KeycardGuard subclass bound with APP_GUARD) still judges the scopes
+      // with its own hook: a stricter subclass running after the module's guard is never skipped.
+      return kind.sharedCarrier || rules.scopes === undefined || this.hasScopes(carrier.user as AgentContext, rules.scopes)
+        ? true
+        : this.refuseScopes(kind, context, carrier, carrier.user as AgentContext, rules);
+    }
     // No exception for preflight-shaped OPTIONS (catalogue Q14, M10): a preflight the app's CORS
     // layer answers never reaches a guard, and one that reaches a handler is judged like any request.
     const raw = kind.httpRequest(context, carrier);
@@ -113,6 +119,19 @@ export class KeycardGuard implements CanActivate {
       );
     } catch (error) {
       return this.refuse(error, kind, context, carrier, resource, undefined, rules);
+    }
+  }
+
+  /** Refuses an agent verified earlier in this call that this guard's `hasScopes` does not admit. */
+  private refuseScopes(kind: CallKind, context: ExecutionContext, carrier: Carrier, agent: AgentContext, rules: RouteRules): never | Promise<never> {
+    const raw = kind.httpRequest(context, carrier);
+    let resource: ProtectedResource | undefined;
+    try {
+      resource = rules.resource ?? (raw === undefined ? this.contexts.resourceFor(undefined) : this.routeRules.resourceFor(rules, carrier, raw));
+      requestState(carrier).agent = agent;
+      throw new InsufficientScopeException(rules.scopes!);
+    } catch (error) {
+      return this.deny(error, kind, context, carrier, resource, agent, rules);
     }
   }
 
