@@ -390,6 +390,15 @@ describe.each(ADAPTERS)('app shapes over %s', (adapter: AdapterName) => {
         ['/t/other/data', ACME, '401 IT', PRM],
       ]);
     });
+
+    it('M7 /t/:tenant/data under resources [R, R/t/acme]: an encoded slash or backslash in the deciding segment (/t/acme%2F/data, /t/acme%2Fx/data, /t/acme%5C/data) → 400 IR, never judged by R', async () => {
+      for (const target of ['/t/acme%2F/data', '/t/acme%2fx/data', '/t/acme%5C/data', '/t/%2Facme/data']) {
+        const forR = token({ aud: R });
+        const res = await sendVerbatim(api.url, 'GET', target, bearer(forR));
+        expect({ target, status: res.status }).toEqual({ target, status: 400 });
+        expectOutcome(res, '400 IR', undefined, [forR], api.logger.lines);
+      }
+    });
   });
 
   describe('a protected route no resource covers', () => {
