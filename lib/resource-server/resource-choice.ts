@@ -65,11 +65,12 @@ export function chooseForPattern(
 
 /**
  * The resource of one request among `candidates`, from its path as the router saw it: without query
- * or fragment, percent-decoded per segment, case-folded where the router folds. Dot segments and
- * empty segments are refused, because routers disagree on whether they collapse them (M7).
+ * or fragment, percent-decoded per segment, case-folded where the router folds. Dot segments, empty
+ * segments and encoded `/` or `\` are refused, because routers and proxies disagree on whether they
+ * collapse or split them (M7).
  *
  * @returns the covering candidate with the longest path, or undefined when none covers it.
- * @throws InvalidRequestException (400) for a path with `.`, `..` or empty segments.
+ * @throws InvalidRequestException (400) for a path with `.`, `..` or empty segments, or `%2F` / `%5C`.
  */
 export function chooseForPath(
   candidates: readonly ProtectedResource[],
@@ -79,7 +80,8 @@ export function chooseForPath(
   const end = url.search(/[?#]/);
   const segments = (end === -1 ? url : url.slice(0, end)).split('/').slice(1);
   if (segments.at(-1) === '') segments.pop(); // the root, or one trailing slash
-  if (segments.some((s) => s === '' || s === '.' || s === '..' || /^(?:%2e|\.){1,2}$/i.test(s))) {
+  // An encoded `/` or `\` is a separator to some proxies and routers and data to others (M7).
+  if (segments.some((s) => s === '' || s === '.' || s === '..' || /^(?:%2e|\.){1,2}$/i.test(s) || /%2f|%5c/i.test(s))) {
     throw new InvalidRequestException('request_malformed');
   }
   let best: ProtectedResource | undefined;
