@@ -131,7 +131,7 @@ export class KeycardGuard implements CanActivate {
       requestState(carrier).agent = agent;
       throw new InsufficientScopeException(rules.scopes!);
     } catch (error) {
-      return this.deny(error, kind, context, carrier, resource, agent, rules);
+      return this.refuse(error, kind, context, carrier, resource, agent, rules);
     }
   }
 
