@@ -2,7 +2,7 @@
  * The resource-server half over HTTP: a real Nest app (Express and Fastify) against a real local
  * zone on loopback. Each test is named by its row in ../shared/security-catalogue.md.
  */
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { TestZone, base64url } from '../lib/testing/index.js';
@@ -284,7 +284,17 @@ describe.each(ADAPTERS)('resource server over %s', (adapter) => {
     it('C8 aud of another resource on the same host → 401 IT', () => expectToken(t0({ aud: `${R}/other` }), '401 IT'));
     it('C9 aud array containing R → 200', () => expectToken(t0({ aud: ['https://x', R] }), '200'));
     it.each([[['https://x']], [''], [['']], ['HTTPS://API.EXAMPLE.COM'], [123]])('C10 aud %j → 401 IT', (aud) => expectToken(t0({ aud }), '401 IT'));
-    const now = () => Math.floor(Date.now() / 1000);
+    // Boundary rows (±1 s around the leeway) run on a frozen module clock: a slow machine must not
+    // move a token across the boundary between minting it and judging it.
+    let frozenSeconds = 0;
+    const now = () => frozenSeconds;
+    beforeEach(() => {
+      frozenSeconds = Math.floor(Date.now() / 1000);
+      api.clock.frozenAtMs = frozenSeconds * 1000 + 500;
+    });
+    afterEach(() => {
+      api.clock.frozenAtMs = undefined;
+    });
     it('C11 exp missing → 401 IT', () => expectToken(t0({ exp: undefined }), '401 IT'));
     it('C12 exp = now − 59 → 200 (inside leeway)', () => expectToken(t0({ exp: now() - 59, iat: now() - 120 }), '200'));
     it('C13 exp = now − 61 → 401 IT', () => expectToken(t0({ exp: now() - 61, iat: now() - 120 }), '401 IT'));

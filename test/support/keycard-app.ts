@@ -84,8 +84,8 @@ export interface RunningApp {
   app: INestApplication;
   url: string;
   logger: CapturingLogger;
-  /** The module's clock: set `offsetMs` to move time for every rule of the module. */
-  clock: { offsetMs: number };
+  /** The module's clock: set `offsetMs` to move time for every rule of the module, `frozenAtMs` to stop it. */
+  clock: { offsetMs: number; frozenAtMs?: number };
   close(): Promise<void>;
 }
 
@@ -119,8 +119,8 @@ export async function startApp(
   });
   extra.configure?.(app);
   // Time the tests can move: the module reads only this clock.
-  const clock = { offsetMs: 0 };
-  app.get<Clock>(KEYCARD_CLOCK).now = () => Date.now() + clock.offsetMs;
+  const clock: { offsetMs: number; frozenAtMs?: number } = { offsetMs: 0 };
+  app.get<Clock>(KEYCARD_CLOCK).now = () => clock.frozenAtMs ?? Date.now() + clock.offsetMs;
   try {
     await app.listen(0, '127.0.0.1');
   } catch (error) {
