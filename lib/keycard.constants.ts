@@ -13,12 +13,6 @@ export const KEYCARD_OPTIONS_OVERRIDE = 'KEYCARD:OPTIONS_OVERRIDE';
 export const KEYCARD_CLOCK = 'KEYCARD:CLOCK';
 /** Metadata key of `@RequireScopes()`. */
 export const KEYCARD_SCOPES = 'KEYCARD:SCOPES';
-/**
- * `@nestjs/swagger`'s metadata key of `@ApiExcludeController()` (the same in versions 7 to 12): set
- * on the discovery controller, so OpenAPI documents leave the well-known endpoints out without
- * this package importing `@nestjs/swagger`.
- */
-export const SWAGGER_EXCLUDE_CONTROLLER = 'swagger/apiExcludeController';
 /** Metadata key of `@Public()`. */
 export const KEYCARD_PUBLIC = 'KEYCARD:PUBLIC';
 
