@@ -4,6 +4,9 @@ const { Controller, Get, Module } = require('@nestjs/common');
 const { NestFactory } = require('@nestjs/core');
 const { KeycardModule, RequireScopes } = require('nestjs-keycard');
 const { TestZone } = require('nestjs-keycard/testing');
+for (const subpath of ['pkce', 'throttler', 'swagger', 'health']) {
+  if (Object.keys(require(`nestjs-keycard/${subpath}`)).length === 0) throw new Error(`nestjs-keycard/${subpath} exports nothing`);
+}
 (async () => {
   const resource = 'https://api.example.com';
   const zone = await TestZone.start({ audience: resource });
