@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The packed package in the layouts users have, each installed once and run on Node 20, 22 and 24
 # (Node binaries from the npm registry):
-#   nest11-cjs  what `nest new` 11 generates (CommonJS, ts-jest): its unmodified unit and e2e tests,
-#               a protected-route e2e test written as the README's "Testing your app" recipe, and
+#   nest11-cjs  what `nest new` 11 generates (CommonJS, ts-jest) plus the README's `file=` blocks as
+#               written (orders controller, app module, main.ts with Swagger, the "Testing your app"
+#               e2e test): its unmodified unit and e2e tests, the README's test, and
 #               old/: a `module: commonjs` tsconfig (node10 resolution) importing every subpath;
 #   nest12-esm  a NestJS 12 ESM app with its Jest e2e tests (native ESM mode).
 # Neither layout adds any Jest configuration for nestjs-keycard. Usage: consumer-matrix.sh <tarball>
@@ -17,6 +18,7 @@ install() { # <layout>: its package.json, then `npm install <tarball>` as a user
   local dir="$work/$1"
   mkdir -p "$dir"
   cp -r "$here/consumers/$1/." "$dir"
+  [ "$1" = nest11-cjs ] && node "$here/readme-check.mjs" --write-app "$dir"
   (cd "$dir" && npm install --no-audit --no-fund --prefer-offline "$tarball" > npm-install.log 2>&1) \
     || { cat "$dir/npm-install.log"; exit 1; }
   echo "installed $(basename "$dir") in $((SECONDS - start)) s: @nestjs/core $(cd "$dir" && node -p "require('@nestjs/core/package.json').version"), @nestjs/passport $(cd "$dir" && node -p "require('./node_modules/@nestjs/passport/package.json').version")"

@@ -1,4 +1,5 @@
-// The same consumer check on NestJS 11, a CommonJS app loading this ESM package through require(esm).
+// The same consumer check on NestJS 11, a CommonJS app: plain Node gives require() the ESM build
+// (module-sync, require(esm)); every subpath loads.
 require('reflect-metadata');
 const { Controller, Get, Module } = require('@nestjs/common');
 const { NestFactory } = require('@nestjs/core');
