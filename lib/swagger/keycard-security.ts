@@ -1,8 +1,9 @@
 import type { INestApplicationContext } from '@nestjs/common';
-import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
+import { DiscoveryService, MetadataScanner } from '@nestjs/core';
 import { ApiSecurity, type OpenAPIObject, type SecuritySchemeObject } from '@nestjs/swagger';
-import { KEYCARD_OPTIONS, KEYCARD_PUBLIC, KEYCARD_SCOPES } from '../keycard.constants.js';
+import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
+import { RouteRulesRegistry } from '../resource-server/route-rules.registry.js';
 import { ZoneMetadataService } from '../zone/zone-metadata.service.js';
 
 /** The swagger metadata keys this file reads, as `@nestjs/swagger` (10–12) writes them. */
@@ -26,8 +27,9 @@ export interface KeycardSecurityOptions {
  *   scope the app uses, so Swagger UI can sign in; a plain `bearer` (JWT) scheme while the zone's
  *   metadata cannot be fetched.
  * - every route the guard protects (not `@Public()`) gets the requirement `{ [name]: scopes }`,
- *   with its `@RequireScopes()` scopes (method over controller, as the guard reads them); requirements
- *   an app set itself with `@ApiSecurity()` are kept.
+ *   with its `@RequireScopes()` scopes, read from the guard's own route rules (so `@Public()` and
+ *   scopes resolve exactly as the guard resolves them); requirements an app set itself with
+ *   `@ApiSecurity()` are kept.
  *
  * The discovery endpoints are never in the document: they are mounted on the HTTP adapter, not
  * declared as Nest routes.
@@ -48,9 +50,8 @@ export async function withKeycardSecurity<T extends Omit<OpenAPIObject, 'paths'>
 ): Promise<T> {
   const name = options.name ?? 'keycard';
   const moduleOptions = app.get<KeycardOptions>(KEYCARD_OPTIONS);
-  const scopes = new Set(moduleOptions.scopesSupported);
+  const scopes = new Set(app.get(RouteRulesRegistry).scopesSupported);
   for (const route of protectedRoutes(app)) {
-    route.scopes.forEach((scope) => scopes.add(scope));
     const existing = (Reflect.getMetadata(API_SECURITY, route.handler) ?? []) as Record<string, unknown>[];
     if (existing.some((requirement) => name in requirement)) continue; // already described
     ApiSecurity(name, [...route.scopes])(route.prototype, route.methodName, route.descriptor);
@@ -70,7 +71,7 @@ interface ProtectedRoute {
 
 /** Every controller route the guard protects, with its required scopes. */
 function protectedRoutes(app: INestApplicationContext): ProtectedRoute[] {
-  const reflector = app.get(Reflector);
+  const registry = app.get(RouteRulesRegistry);
   const scanner = app.get(MetadataScanner);
   const routes: ProtectedRoute[] = [];
   for (const wrapper of app.get(DiscoveryService).getControllers()) {
@@ -80,10 +81,9 @@ function protectedRoutes(app: INestApplicationContext): ProtectedRoute[] {
       const descriptor = Object.getOwnPropertyDescriptor(type.prototype, methodName);
       const handler = descriptor?.value as object | undefined;
       if (!descriptor || typeof handler !== 'function' || Reflect.getMetadata(PATH_METADATA, handler) === undefined) continue;
-      const targets = [handler as () => unknown, type];
-      if (reflector.getAllAndOverride<boolean>(KEYCARD_PUBLIC, targets) === true) continue;
-      const scopes = reflector.getAllAndOverride<readonly string[] | undefined>(KEYCARD_SCOPES, targets) ?? [];
-      routes.push({ prototype: type.prototype, methodName, descriptor, handler, scopes });
+      const rules = registry.rulesFor(handler, type);
+      if (rules.isPublic) continue;
+      routes.push({ prototype: type.prototype, methodName, descriptor, handler, scopes: rules.scopes ?? [] });
     }
   }
   return routes;
