@@ -28,7 +28,7 @@ describe('orders (e2e)', () => {
 
   it('needs a token', async () => {
     const res = await request(app.getHttpServer()).get('/orders').expect(401);
-    expect(res.headers['www-authenticate']).toMatch(/^Bearer resource_metadata="/);
+    expect(res.headers['www-authenticate']).toMatch(/^Bearer (scope="orders:read", )?resource_metadata="/);
   });
 
   it('serves an agent acting for a user', async () => {
