@@ -16,7 +16,7 @@ import { KeycardConnections } from './contexts/keycard-connections.service.js';
 import { normaliseOptions } from './keycard-options.js';
 import { createKeycardProviders } from './keycard.providers.js';
 import { ZoneMetadataService } from './zone/zone-metadata.service.js';
-import { JwksKeyStore } from './zone/jwks-key-store.js';
+import { TrustedZones } from './zone/trusted-zones.js';
 
 /** A class that builds the options, for `forRootAsync({ useClass })`. */
 export interface KeycardOptionsFactory {
@@ -82,7 +82,7 @@ export class KeycardModule {
       // Not a Nest controller: it mounts its routes itself, out of reach of prefixes and versioning.
       providers: [...optionProviders, ...createKeycardProviders(), DiscoveryController],
       exports: [
-        KEYCARD_OPTIONS, KEYCARD_CLOCK, KeycardGuard, KeycardContexts, KeycardConnections, ZoneMetadataService, JwksKeyStore,
+        KEYCARD_OPTIONS, KEYCARD_CLOCK, KeycardGuard, KeycardContexts, KeycardConnections, ZoneMetadataService, TrustedZones,
         TokenExchangeService,
         ClientCredentialsService, ImpersonationService,
         // What KeycardGuard's constructor takes, so an app's subclass (bound with APP_GUARD) can be built.
