@@ -17,7 +17,7 @@ export {
   InsufficientScopeException, ZoneUnavailableException, ResourceNotConfiguredException,
 } from './resource-server/keycard.exceptions.js';
 export type { DenialReason } from './resource-server/keycard.exceptions.js';
-export { KEYCARD_OPTIONS, KEYCARD_CLOCK } from './keycard.constants.js';
+export { KEYCARD_OPTIONS, KEYCARD_OPTIONS_OVERRIDE, KEYCARD_CLOCK } from './keycard.constants.js';
 export type { Clock } from './clock.js';
 export { ZoneMetadataService } from './zone/zone-metadata.service.js';
 export type { ZoneMetadata } from './zone/zone-metadata.service.js';

@@ -2,6 +2,13 @@
 export const KEYCARD_OPTIONS = 'KEYCARD:MODULE_OPTIONS';
 /** DI token of the raw options given to `forRoot` / `forRootAsync`, before validation. */
 export const KEYCARD_RAW_OPTIONS = 'KEYCARD:RAW_OPTIONS';
+/**
+ * DI token of options merged over the app's own (`forRoot` / `forRootAsync`), `null` unless a test
+ * overrides it: `Test.createTestingModule({ imports: [AppModule] })
+ * .overrideProvider(KEYCARD_OPTIONS_OVERRIDE).useValue(zone.moduleOptions())` points an app at a
+ * `TestZone` without touching its configuration code. The merged options are validated as usual.
+ */
+export const KEYCARD_OPTIONS_OVERRIDE = 'KEYCARD:OPTIONS_OVERRIDE';
 /** DI token of the clock (milliseconds since the epoch); tests override it to freeze time. */
 export const KEYCARD_CLOCK = 'KEYCARD:CLOCK';
 /** Metadata key of `@RequireScopes()`. */

@@ -5,7 +5,7 @@ import { ClientCredentialsService } from './exchange/client-credentials.service.
 import { ImpersonationService } from './exchange/impersonation.service.js';
 import { TokenExchangeService } from './exchange/token-exchange.service.js';
 import type { KeycardModuleOptions } from './interfaces/keycard-module-options.interface.js';
-import { KEYCARD_OPTIONS, KEYCARD_RAW_OPTIONS } from './keycard.constants.js';
+import { KEYCARD_CLOCK, KEYCARD_OPTIONS, KEYCARD_RAW_OPTIONS } from './keycard.constants.js';
 import { AuditTrail } from './resource-server/audit-trail.js';
 import { KeycardGuard } from './resource-server/keycard.guard.js';
 import { RouteRulesRegistry } from './resource-server/route-rules.registry.js';
@@ -16,6 +16,7 @@ import { KeycardConnections } from './contexts/keycard-connections.service.js';
 import { normaliseOptions } from './keycard-options.js';
 import { createKeycardProviders } from './keycard.providers.js';
 import { ZoneMetadataService } from './zone/zone-metadata.service.js';
+import { TrustedZones } from './zone/trusted-zones.js';
 
 /** A class that builds the options, for `forRootAsync({ useClass })`. */
 export interface KeycardOptionsFactory {
@@ -81,7 +82,8 @@ export class KeycardModule {
       // Not a Nest controller: it mounts its routes itself, out of reach of prefixes and versioning.
       providers: [...optionProviders, ...createKeycardProviders(), DiscoveryController],
       exports: [
-        KEYCARD_OPTIONS, KeycardGuard, KeycardContexts, KeycardConnections, ZoneMetadataService, TokenExchangeService,
+        KEYCARD_OPTIONS, KEYCARD_CLOCK, KeycardGuard, KeycardContexts, KeycardConnections, ZoneMetadataService, TrustedZones,
+        TokenExchangeService,
         ClientCredentialsService, ImpersonationService,
         // What KeycardGuard's constructor takes, so an app's subclass (bound with APP_GUARD) can be built.
         TokenVerifier, AuditTrail, RouteRulesRegistry, McpTools,

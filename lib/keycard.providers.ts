@@ -7,7 +7,7 @@ import { TokenExchangeService } from './exchange/token-exchange.service.js';
 import { TokenRequestClient } from './exchange/token-request.client.js';
 import { AuditTrail } from './resource-server/audit-trail.js';
 import { SystemClock } from './clock.js';
-import { KEYCARD_CLOCK, KEYCARD_OPTIONS, KEYCARD_RAW_OPTIONS } from './keycard.constants.js';
+import { KEYCARD_CLOCK, KEYCARD_OPTIONS, KEYCARD_OPTIONS_OVERRIDE, KEYCARD_RAW_OPTIONS } from './keycard.constants.js';
 import { KeycardGuard } from './resource-server/keycard.guard.js';
 import { McpTools } from './mcp/mcp-tools.js';
 import { normaliseOptions } from './keycard-options.js';
@@ -25,10 +25,12 @@ import { ZoneMetadataService } from './zone/zone-metadata.service.js';
 /** Everything the module provides once its raw options are available under KEYCARD_RAW_OPTIONS. */
 export function createKeycardProviders(): Provider[] {
   return [
+    { provide: KEYCARD_OPTIONS_OVERRIDE, useValue: null },
     {
       provide: KEYCARD_OPTIONS,
-      useFactory: (raw: string | KeycardModuleOptions) => normaliseOptions(raw),
-      inject: [KEYCARD_RAW_OPTIONS],
+      useFactory: (raw: string | KeycardModuleOptions, override: Partial<KeycardModuleOptions> | null) =>
+        normaliseOptions(override ? { ...(typeof raw === 'string' ? { zoneUrl: raw } : raw), ...override } : raw),
+      inject: [KEYCARD_RAW_OPTIONS, KEYCARD_OPTIONS_OVERRIDE],
     },
     { provide: KEYCARD_CLOCK, useFactory: () => new SystemClock() },
     TrustedZones,

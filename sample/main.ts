@@ -21,13 +21,17 @@ const port = Number(process.env.PORT ?? 8080);
 const RATE_LIMIT = 5;
 const LOCAL_SECRETS = { 'agent-a': 'agent-a-local-secret', 'agent-b': 'agent-b-local-secret', 'sample-api': 'sample-api-local-secret' };
 
-/** Prints audit lines as they come and keeps them for the tour; everything else goes to stderr. */
+/**
+ * Keeps audit lines for the tour, which shows them in its audit step; once the tour is over they
+ * are printed as they come. Everything else goes to stderr.
+ */
 const auditLines: string[] = [];
+let printAudit = false;
 const logger = {
   log: (message: unknown) => {
     const line = String(message);
     if (line.startsWith('{"event":"keycard.audit"')) auditLines.push(line);
-    if (!demo) console.log(`[audit] ${line}`);
+    if (printAudit) console.log(`[audit] ${line}`);
   },
   warn: (message: unknown) => (demo ? undefined : console.warn(`[keycard] ${String(message)}`)),
   error: (message: unknown) => console.error(`[keycard] ${String(message)}`),
@@ -128,6 +132,8 @@ async function main(): Promise<void> {
     process.exitCode = failed === 0 && steps.length >= 10 ? 0 : 1;
     return;
   }
+  printAudit = true;
+  stopWithParent();
   if (zone) {
     const token = zone.issueToken({ aud: resource, client_id: 'agent-a', sub: 'alice@example.com', scope: 'read write admin' });
     console.log(`\nTry it yourself (this token is valid for 5 minutes):
@@ -136,6 +142,18 @@ async function main(): Promise<void> {
   curl -i -H "Authorization: Bearer ${token}" ${api}/api/admin
 \nThe API keeps running; Ctrl-C to stop.`);
   }
+}
+
+/**
+ * `npm start` runs this process under npm: when npm goes away (killed, terminal closed) without
+ * passing a signal on, exit too rather than keep serving on the port. The check is a cheap timer
+ * that does not keep the process alive by itself.
+ */
+function stopWithParent(): void {
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) process.kill(process.pid, 'SIGTERM');
+  }, 1000).unref();
 }
 
 /** The local zone signs the dev user in at once: follow its redirect to the login helper's listener. */

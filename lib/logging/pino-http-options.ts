@@ -20,6 +20,8 @@ const QUERY_PAIR = /([?&])([^=&#]*)=([^&#]*)/g;
 
 /** The part of pino-http's options this helper reads; everything else passes through untouched. */
 export interface PinoHttpOptionsLike {
+  /** Every other pino-http option (`level`, `customProps`, `autoLogging`, …) passes through unchanged. */
+  [option: string]: unknown;
   serializers?: Record<string, (value: never) => unknown>;
   customAttributeKeys?: { req?: string };
   wrapSerializers?: boolean;

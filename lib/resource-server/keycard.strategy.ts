@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { PassportStrategy } from '@nestjs/passport';
+import type * as NestPassport from '@nestjs/passport';
 import passport from 'passport';
 import { Strategy, type StrategyOptionsWithRequest } from 'passport-jwt';
 import { checkHeader, toAgentContext } from './access-token-rules.js';
@@ -12,6 +12,14 @@ import type { KeycardOptions } from '../keycard-options.js';
 import type { VerificationKey } from '../zone/jwks-key-store.js';
 import { TrustedZones, type TrustedZone } from '../zone/trusted-zones.js';
 import type { ProtectedResource } from './protected-resource.js';
+import { requireFromHost } from '../zone/host-require.cjs';
+
+/**
+ * `@nestjs/passport` 12 is ESM-only and npm installs it in NestJS 11 apps too (its peer range
+ * allows both): loaded by Node itself so that a CommonJS app's Jest run on Node 20/22 needs no
+ * transform (see {@link requireFromHost}). Only `PassportStrategy`, a plain class factory, is used.
+ */
+const { PassportStrategy } = requireFromHost<typeof NestPassport>('@nestjs/passport');
 
 /** Name of the strategy in the module's own passport instance. */
 export const KEYCARD_STRATEGY = 'keycard';

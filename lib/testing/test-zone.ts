@@ -4,6 +4,7 @@ import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { isLoopbackHost } from '../loopback.js';
 import { signJws, verifyJws } from '../jws-crypto.js';
+import type { KeycardModuleOptions } from '../interfaces/keycard-module-options.interface.js';
 import { TokenEndpoint, type ImpersonationPolicy, type PendingCode, type RecordedTokenRequest, type TestZoneClient } from './token-endpoint.js';
 
 /** A fault a test zone endpoint can be switched to (catalogue §E, §F). */
@@ -53,6 +54,22 @@ export interface TestZoneOptions {
   tls?: { key: string; cert: string };
   /** Whether substitute-user exchanges (impersonation) are allowed. @default 'refused' */
   impersonation?: ImpersonationPolicy;
+}
+
+/** Who a {@link TestZone.tokenFor} token speaks for. */
+export interface TokenForOptions {
+  /** The agent (`client_id`). @default 'cli-1' */
+  agent?: string;
+  /** The user (`sub`); without one the agent acts as itself (`sub` = the agent). */
+  user?: string;
+  /** Granted scopes, written as the space-separated `scope` claim. @default none */
+  scopes?: readonly string[];
+  /** The user's session (`sid`). @default none */
+  session?: string;
+  /** The audience (`aud`). @default the zone's `audience` option */
+  audience?: string | string[];
+  /** More claims, or `undefined` to leave one out (e.g. `{ exp: … }`). */
+  claims?: Record<string, unknown>;
 }
 
 export interface IssueTokenOptions {
@@ -241,6 +258,37 @@ export class TestZone {
       ...options.header,
     });
     return signJws(header, payload, key.privateKey, options.alg ?? key.alg);
+  }
+
+  /**
+   * A valid access token for an agent, acting for a user or as itself, in one call:
+   * `zone.tokenFor({ agent: 'agent-a', user: 'alice', scopes: ['orders:read'] })`.
+   * Signed by `rs1`, `typ: at+jwt`, valid 5 minutes (see {@link issueToken} for odd tokens).
+   */
+  tokenFor(who: TokenForOptions = {}): string {
+    const agent = who.agent ?? 'cli-1';
+    return this.issueToken({
+      client_id: agent,
+      sub: who.user ?? agent,
+      scope: who.scopes?.length ? who.scopes.join(' ') : undefined,
+      sid: who.session,
+      ...(who.audience !== undefined ? { aud: who.audience } : {}),
+      ...who.claims,
+    });
+  }
+
+  /**
+   * Module options that point an app at this zone, to merge over the app's own in a test:
+   * `Test.createTestingModule({ imports: [AppModule] }).overrideProvider(KEYCARD_OPTIONS_OVERRIDE)
+   * .useValue(zone.moduleOptions())`. `zoneUrl` is this zone; `resource` is the zone's `audience`
+   * option when one was given (so the tokens it issues are for the app); `extra` wins over both.
+   */
+  moduleOptions(extra: Partial<KeycardModuleOptions> = {}): Partial<KeycardModuleOptions> & { zoneUrl: string } {
+    return {
+      zoneUrl: this.issuer,
+      ...(this.options.audience !== undefined ? { resource: this.options.audience } : {}),
+      ...extra,
+    };
   }
 
   /** The zone's RFC 8414 metadata document. */

@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import jwksRsa from 'jwks-rsa';
+import type JwksRsa from 'jwks-rsa';
 import {
   CACHE_MAX_AGE_MS, JWKS_COOLDOWN_MS, KEYCARD_CLOCK, KEYCARD_OPTIONS, MIN_RSA_BITS,
   STALE_IF_ERROR_MS, type SupportedAlgorithm,
@@ -10,6 +10,7 @@ import type { KeycardOptions } from '../keycard-options.js';
 import type { Clock } from '../clock.js';
 import { RefreshingValue } from './refreshing-value.js';
 import { fetchZoneJson, ZoneFetchError } from './zone-fetch.js';
+import { requireFromHost } from './host-require.cjs';
 import { ZoneMetadataService } from './zone-metadata.service.js';
 
 /**
@@ -39,6 +40,9 @@ interface KeySet {
   /** The only key when the set holds exactly one JWK (then a token may omit `kid`, catalogue E17). */
   readonly sole?: KeysByAlgorithm;
 }
+
+/** jwks-rsa, loaded by Node itself: see {@link requireFromHost} (jose 6 is ESM-only). */
+const jwksRsa = requireFromHost<typeof JwksRsa>('jwks-rsa');
 
 const RSA_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'];
 const EC_ALGORITHM_OF_CURVE: Record<string, string> = { 'P-256': 'ES256', 'P-384': 'ES384', 'P-521': 'ES512' };
@@ -80,6 +84,11 @@ export class JwksKeyStore {
     if (found === undefined) throw new InvalidTokenException(keys.size === 0 ? 'key_unusable' : 'algorithm_not_allowed');
     if (found === 'ambiguous') throw new InvalidTokenException('key_unusable');
     return found;
+  }
+
+  /** When the keys in use were fetched (ms since the epoch), or undefined before the first fetch. */
+  get keysFetchedAt(): number | undefined {
+    return this.keySet.last?.loadedAt;
   }
 
   /**
@@ -140,7 +149,7 @@ export class JwksKeyStore {
         return { keys: raw.map((jwk, index) => ({ ...(jwk as object), kid: positionLabel(index) })) };
       },
     });
-    let imported: jwksRsa.SigningKey[];
+    let imported: JwksRsa.SigningKey[];
     try {
       imported = await client.getSigningKeys();
     } catch (error) {
@@ -169,7 +178,7 @@ export class JwksKeyStore {
    * encryption key or a key of another type sharing a signing key's kid changes nothing (M17;
    * RFC 7517 §4.5 allows such kids).
    */
-  private buildKeySet(jwksUri: string, raw: unknown[], imported: jwksRsa.SigningKey[]): KeySet {
+  private buildKeySet(jwksUri: string, raw: unknown[], imported: JwksRsa.SigningKey[]): KeySet {
     const importedAt = new Map(imported.map((signingKey) => [signingKey.kid, signingKey]));
     const byKid = new Map<string, Map<string, VerificationKey | 'ambiguous'>>();
     let sole: KeysByAlgorithm | undefined;
@@ -227,7 +236,7 @@ export class JwksKeyStore {
   /** One {@link VerificationKey} per algorithm the JWK and the options allow; undefined for a weak key. */
   private toVerificationKeys(
     jwk: Record<string, unknown>,
-    signingKey: jwksRsa.SigningKey,
+    signingKey: JwksRsa.SigningKey,
     kid: string | undefined,
   ): VerificationKey[] | undefined {
     const key = createPublicKey(signingKey.getPublicKey());

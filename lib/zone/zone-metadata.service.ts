@@ -71,6 +71,14 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
     }
   }
 
+  /**
+   * Fetches and validates the metadata now, bypassing (and not updating) the cache: a live check
+   * for health probes. Throws what a discovery attempt throws (a `ZoneFetchError` or `TypeError`).
+   */
+  probe(): Promise<ZoneMetadata> {
+    return this.discover();
+  }
+
   /** The last validated metadata, if any, without triggering a load. */
   peek(): ZoneMetadata | undefined {
     return this.metadata.last?.value;

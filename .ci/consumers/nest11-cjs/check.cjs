@@ -1,9 +1,13 @@
-// The same consumer check on NestJS 11, a CommonJS app loading this ESM package through require(esm).
+// The same consumer check on NestJS 11, a CommonJS app: plain Node gives require() the ESM build
+// (module-sync, require(esm)); every subpath loads.
 require('reflect-metadata');
 const { Controller, Get, Module } = require('@nestjs/common');
 const { NestFactory } = require('@nestjs/core');
 const { KeycardModule, RequireScopes } = require('nestjs-keycard');
 const { TestZone } = require('nestjs-keycard/testing');
+for (const subpath of ['pkce', 'throttler', 'swagger', 'health']) {
+  if (Object.keys(require(`nestjs-keycard/${subpath}`)).length === 0) throw new Error(`nestjs-keycard/${subpath} exports nothing`);
+}
 (async () => {
   const resource = 'https://api.example.com';
   const zone = await TestZone.start({ audience: resource });

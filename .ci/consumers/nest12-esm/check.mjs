@@ -9,8 +9,11 @@ import { authenticate } from 'nestjs-keycard/pkce';
 import { FailSafeThrottlerStorage, KeycardThrottlerGuard } from 'nestjs-keycard/throttler';
 // ioredis is an optional peer this consumer does not install: the subpath must still load.
 import { RedisExchangedTokenStore } from 'nestjs-keycard/redis';
+import { withKeycardSecurity } from 'nestjs-keycard/swagger';
+import { KeycardHealthIndicator } from 'nestjs-keycard/health';
 
-if ([authenticate, KeycardThrottlerGuard, FailSafeThrottlerStorage, RedisExchangedTokenStore].some((f) => typeof f !== 'function')) {
+const exported = [authenticate, KeycardThrottlerGuard, FailSafeThrottlerStorage, RedisExchangedTokenStore, withKeycardSecurity, KeycardHealthIndicator];
+if (exported.some((f) => typeof f !== 'function')) {
   console.error('consumer: a subpath export is missing');
   process.exit(1);
 }

@@ -1,0 +1,1 @@
+export { KeycardHealthIndicator } from './keycard.health-indicator.js';
