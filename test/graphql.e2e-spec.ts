@@ -127,6 +127,15 @@ describe.each(SERVERS)('GraphQL: %s', (_name, server) => {
     expectNoLeak(res.body, [token], api.logger.lines);
   });
 
+  it(`${row('N3')} a public and a protected field behind a fragment spread: the public one ran → HTTP 200 with its data, not 401`, async () => {
+    for (const query of ['{ ...Both } fragment Both on Query { health whoami }', '{ ... on Query { health whoami } }']) {
+      const res = await gql(query);
+      expect({ query, status: res.status }).toEqual({ query, status: 200 });
+      expect(res.body.data).toMatchObject({ health: 'ok', whoami: null });
+      expect(res.body.errors?.[0].extensions).toMatchObject({ code: 'UNAUTHENTICATED' });
+    }
+  });
+
   it(`${row('N8')} @Public() is honoured in GraphQL and audited with the operation instead of a route`, async () => {
     const res = await fetch(api.url, {
       method: 'POST',
