@@ -22,7 +22,20 @@ interface GraphQLContextValue {
 interface ResolveInfo {
   fieldName?: string;
   path?: { prev?: unknown };
-  operation?: { operation?: string; name?: { value?: string }; selectionSet?: { selections?: readonly unknown[] } };
+  operation?: { operation?: string; name?: { value?: string }; selectionSet?: SelectionSet };
+  fragments?: Readonly<Record<string, { selectionSet?: SelectionSet } | undefined>>;
+}
+
+/** graphql-js AST selections, read by shape: fields, fragment spreads and inline fragments. */
+interface SelectionSet {
+  selections?: readonly Selection[];
+}
+
+interface Selection {
+  kind?: string;
+  name?: { value?: string };
+  alias?: { value?: string };
+  selectionSet?: SelectionSet;
 }
 
 /** A graphql-ws connection context (`graphql-ws` `Context`), as Apollo hands it to subscription resolvers. */
@@ -164,7 +177,7 @@ const refusedFields = new WeakMap<ServerResponse, RefusedFields>();
  */
 function statusWhenNothingRan(response: ServerResponse, info: ResolveInfo | undefined, status: number): void {
   if (info === undefined || info.path?.prev !== undefined || typeof response.writeHead !== 'function') return;
-  const rootFields = info.operation?.selectionSet?.selections?.length ?? Infinity;
+  const rootFields = rootFieldCount(info);
   let state = refusedFields.get(response);
   if (state === undefined) {
     state = { refused: 0, status };
@@ -177,4 +190,33 @@ function statusWhenNothingRan(response: ServerResponse, info: ResolveInfo | unde
     } as ServerResponse['writeHead'];
   }
   state.refused++;
+}
+
+/**
+ * How many root fields the operation executes: distinct response keys (alias or name; graphql-js
+ * merges fields with one key into one resolver call), fragment spreads and inline fragments
+ * expanded. Fields under `@skip` / `@include` are counted, so a doubt leaves the status at 200.
+ * `Infinity` when the operation cannot be read (the status is then never changed).
+ */
+function rootFieldCount(info: ResolveInfo): number {
+  const selectionSet = info.operation?.selectionSet;
+  if (selectionSet === undefined) return Infinity;
+  const keys = new Set<string>();
+  const seen = new Set<string>();
+  const visit = (set: SelectionSet | undefined): boolean => {
+    for (const selection of set?.selections ?? []) {
+      if (selection.kind === 'Field') keys.add(selection.alias?.value ?? selection.name?.value ?? '');
+      else if (selection.kind === 'InlineFragment') {
+        if (!visit(selection.selectionSet)) return false;
+      } else if (selection.kind === 'FragmentSpread') {
+        const name = selection.name?.value ?? '';
+        if (seen.has(name)) continue;
+        seen.add(name);
+        const fragment = info.fragments?.[name];
+        if (fragment === undefined || !visit(fragment.selectionSet)) return false;
+      } else return false;
+    }
+    return true;
+  };
+  return visit(selectionSet) ? keys.size : Infinity;
 }
