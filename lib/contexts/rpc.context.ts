@@ -1,4 +1,5 @@
 import type { ExecutionContext } from '@nestjs/common';
+import { isIP } from 'node:net';
 import { parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
 import type { KeycardException } from '../resource-server/keycard.exceptions.js';
 import type { CallKind, Carrier } from './call-kind.interface.js';
@@ -20,6 +21,15 @@ interface GrpcMetadata {
 
 function isGrpcMetadata(value: unknown): value is GrpcMetadata {
   return typeof (value as GrpcMetadata | undefined)?.get === 'function' && typeof (value as GrpcMetadata).getMap === 'function';
+}
+
+/** The IP address of a gRPC peer string, without scheme prefix, brackets or port; `undefined` for others (`unknown`, a Unix socket). */
+function peerAddress(peer: string): string | undefined {
+  const bare = peer.replace(/^ipv[46]:/, '');
+  // grpc-js writes `${address}:${port}` (IPv6 unbracketed), so the port goes first.
+  const withoutPort = bare.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+  if (isIP(withoutPort) !== 0) return withoutPort;
+  return isIP(bare) !== 0 ? bare : undefined;
 }
 
 /** gRPC status codes (grpc/doc/statuscodes.md) for the refusals' HTTP statuses. */
@@ -49,6 +59,17 @@ export class RpcCallKind implements CallKind {
 
   httpResponse(): undefined {
     return undefined;
+  }
+
+  /** gRPC: the call's peer address (grpc-js: `127.0.0.1:5000`, `::1:5000`, older `ipv4:…`); TCP: the socket's remote address. */
+  clientAddress(context: ExecutionContext, carrier: Carrier): string | undefined {
+    const call = context.getArgByIndex<{ getPeer?: () => unknown } | undefined>(2);
+    if (typeof call?.getPeer === 'function') {
+      const peer = call.getPeer();
+      if (typeof peer === 'string') return peerAddress(peer);
+    }
+    const socket = (carrier as { getSocketRef?: () => { netSocket?: { remoteAddress?: string } } | undefined }).getSocketRef?.();
+    return socket?.netSocket?.remoteAddress;
   }
 
   isConnection(): boolean {
