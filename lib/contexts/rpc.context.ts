@@ -49,6 +49,9 @@ export class RpcCallKind implements CallKind {
   constructor(private readonly extractor: RpcTokenExtractor | undefined) {}
 
   carrier(context: ExecutionContext): Carrier {
+    // `@GrpcStreamCall` handlers get `(call, callback?)`: no metadata argument, it is on the call.
+    const call = context.getArgByIndex<{ metadata?: unknown; getPeer?: unknown } | undefined>(0);
+    if (typeof call?.getPeer === 'function' && isGrpcMetadata(call.metadata)) return call.metadata;
     const rpc = context.switchToRpc();
     return (rpc.getContext<Carrier | undefined>() ?? rpc.getData<Carrier>() ?? {}) as Carrier;
   }
@@ -63,7 +66,8 @@ export class RpcCallKind implements CallKind {
 
   /** gRPC: the call's peer address (grpc-js: `127.0.0.1:5000`, `::1:5000`, older `ipv4:…`); TCP: the socket's remote address. */
   clientAddress(context: ExecutionContext, carrier: Carrier): string | undefined {
-    const call = context.getArgByIndex<{ getPeer?: () => unknown } | undefined>(2);
+    const first = context.getArgByIndex<{ getPeer?: () => unknown } | undefined>(0);
+    const call = typeof first?.getPeer === 'function' ? first : context.getArgByIndex<{ getPeer?: () => unknown } | undefined>(2);
     if (typeof call?.getPeer === 'function') {
       const peer = call.getPeer();
       if (typeof peer === 'string') return peerAddress(peer);
