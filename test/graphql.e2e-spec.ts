@@ -136,6 +136,20 @@ describe.each(SERVERS)('GraphQL: %s', (_name, server) => {
     }
   });
 
+  it(`${row('N3')} a batch (array body) whose second operation ran → HTTP 200 with both results, not 401`, async () => {
+    const res = await fetch(api.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify([{ query: '{ whoami }' }, { query: '{ health }' }]),
+    });
+    const body = (await res.json()) as { data?: Record<string, unknown> | null; errors?: { extensions?: Record<string, unknown> }[] }[];
+    expect(res.status).toBe(200);
+    expect(body).toHaveLength(2);
+    expect(body[0].errors?.[0].extensions).toMatchObject({ code: 'UNAUTHENTICATED' });
+    expect(body[1]).toEqual({ data: { health: 'ok' } });
+    expect(parseChallenge(res.headers.get('www-authenticate') ?? undefined)?.scheme).toBe('Bearer');
+  });
+
   it(`${row('N8')} @Public() is honoured in GraphQL and audited with the operation instead of a route`, async () => {
     const res = await fetch(api.url, {
       method: 'POST',
