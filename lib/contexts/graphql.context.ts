@@ -109,7 +109,11 @@ export class GraphQLCallKind implements CallKind {
     const response = this.adapterResponse(context, carrier);
     if (response !== undefined) {
       writeChallenge(this.adapter(), response, rawRequestOf(carrier), headers);
-      statusWhenNothingRan(rawResponseOf(response), context.getArgByIndex<ResolveInfo>(3), denial.getStatus());
+      // A batch (array body) answers several operations in one response: one operation's refusals
+      // never decide its status.
+      if (!Array.isArray((carrier as { body?: unknown }).body)) {
+        statusWhenNothingRan(rawResponseOf(response), context.getArgByIndex<ResolveInfo>(3), denial.getStatus());
+      }
     }
     return asGraphQLError(denial);
   }
