@@ -150,6 +150,17 @@ describe.each(SERVERS)('GraphQL: %s', (_name, server) => {
     expect(parseChallenge(res.headers.get('www-authenticate') ?? undefined)?.scheme).toBe('Bearer');
   });
 
+  it(`${row('N10')} a forged token refused for many aliased fields of one operation is verified and logged once, not once per field`, async () => {
+    const token = forged(zone.issueToken({ scope: 'orders:read' }));
+    const before = api.logger.lines.length;
+    const res = await gql(`{ ${Array.from({ length: 200 }, (_, i) => `a${i}: whoami`).join(' ')} }`, token);
+    expect(res.status).toBe(401);
+    expect(res.body.errors).toHaveLength(200);
+    expect(res.body.errors!.every((e) => e.extensions?.error === 'invalid_token')).toBe(true);
+    expect(api.logger.lines.slice(before).filter((l) => l.startsWith('denied '))).toHaveLength(1);
+    expectNoLeak(res.body, [token], api.logger.lines);
+  });
+
   it(`${row('N8')} @Public() is honoured in GraphQL and audited with the operation instead of a route`, async () => {
     const res = await fetch(api.url, {
       method: 'POST',
