@@ -155,6 +155,8 @@ const GRAPHQL_CODE: Record<number, string> = {
  * It stays an `HttpException`, so Nest logs nothing for it.
  */
 export function asGraphQLError(denial: KeycardException): KeycardException {
+  // One refusal shared by the fields of an operation (one verification of the request's token).
+  if (Object.hasOwn(denial, 'extensions')) return denial;
   const body = denial.getResponse() as { error: string; error_description: string };
   const scopes = (denial as { requiredScopes?: readonly string[] }).requiredScopes;
   const extensions: Record<string, unknown> = { code: GRAPHQL_CODE[denial.getStatus()] ?? 'INTERNAL_SERVER_ERROR' };
