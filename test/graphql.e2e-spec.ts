@@ -256,6 +256,14 @@ describe('GraphQL subscriptions over graphql-ws (Apollo)', () => {
     expectNoLeak(outcome, [token], api.logger.lines);
   });
 
+  it('N5 connectionParams whose token is no string (token: 12345, authorization: [..]) → 4401 invalid_token (malformed, not missing)', async () => {
+    for (const params of [{ token: 12345 }, { authorization: ['Bearer abc'] }, { token: { a: 1 } }]) {
+      const outcome = await subscribe(params, 'subscription { ticks }', () => false);
+      expect({ params, closed: outcome.closed }).toEqual({ params, closed: { code: 4401, reason: 'invalid_token' } });
+      expect(outcome.events).toEqual([]);
+    }
+  });
+
   it('N5 valid token (connectionParams.authorization) → events delivered', async () => {
     const outcome = await subscribe({ authorization: `Bearer ${zone.issueToken({ scope: 'orders:read' })}` }, 'subscription { ticks }', (o) => o.events.length >= 3);
     expect(outcome.events).toEqual(['tick-0', 'tick-1', 'tick-2']);
