@@ -1,7 +1,7 @@
 import type { ExecutionContext, HttpServer } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extractBearerToken, parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
-import { type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
+import { InvalidTokenException, type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
 import { rawRequestOf } from '../resource-server/resource-resolver.js';
 import type { CallKind, Carrier } from './call-kind.interface.js';
 import { connectionOf } from './connection-state.js';
@@ -133,10 +133,13 @@ export class GraphQLCallKind implements CallKind {
 export function connectionParamsToken(params: Readonly<Record<string, unknown>> | undefined): string | undefined {
   if (params === undefined || params === null || typeof params !== 'object') return undefined;
   const values: string[] = [];
-  for (const name of ['authorization', 'Authorization']) {
-    if (typeof params[name] === 'string') values.push(params[name] as string);
+  for (const name of ['authorization', 'Authorization', 'token']) {
+    const value = params[name];
+    if (value === undefined || value === null) continue;
+    // JSON from the client: a number, array or object is a malformed credential, not an absent one.
+    if (typeof value !== 'string') throw new InvalidTokenException('token_malformed');
+    values.push(name === 'token' ? `Bearer ${value}` : value);
   }
-  if (typeof params.token === 'string') values.push(`Bearer ${params.token}`);
   return parseBearerCredentials(values);
 }
 
