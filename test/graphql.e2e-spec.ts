@@ -127,6 +127,40 @@ describe.each(SERVERS)('GraphQL: %s', (_name, server) => {
     expectNoLeak(res.body, [token], api.logger.lines);
   });
 
+  it(`${row('N3')} a public and a protected field behind a fragment spread: the public one ran → HTTP 200 with its data, not 401`, async () => {
+    for (const query of ['{ ...Both } fragment Both on Query { health whoami }', '{ ... on Query { health whoami } }']) {
+      const res = await gql(query);
+      expect({ query, status: res.status }).toEqual({ query, status: 200 });
+      expect(res.body.data).toMatchObject({ health: 'ok', whoami: null });
+      expect(res.body.errors?.[0].extensions).toMatchObject({ code: 'UNAUTHENTICATED' });
+    }
+  });
+
+  it(`${row('N3')} a batch (array body) whose second operation ran → HTTP 200 with both results, not 401`, async () => {
+    const res = await fetch(api.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify([{ query: '{ whoami }' }, { query: '{ health }' }]),
+    });
+    const body = (await res.json()) as { data?: Record<string, unknown> | null; errors?: { extensions?: Record<string, unknown> }[] }[];
+    expect(res.status).toBe(200);
+    expect(body).toHaveLength(2);
+    expect(body[0].errors?.[0].extensions).toMatchObject({ code: 'UNAUTHENTICATED' });
+    expect(body[1]).toEqual({ data: { health: 'ok' } });
+    expect(parseChallenge(res.headers.get('www-authenticate') ?? undefined)?.scheme).toBe('Bearer');
+  });
+
+  it(`${row('N10')} a forged token refused for many aliased fields of one operation is verified and logged once, not once per field`, async () => {
+    const token = forged(zone.issueToken({ scope: 'orders:read' }));
+    const before = api.logger.lines.length;
+    const res = await gql(`{ ${Array.from({ length: 200 }, (_, i) => `a${i}: whoami`).join(' ')} }`, token);
+    expect(res.status).toBe(401);
+    expect(res.body.errors).toHaveLength(200);
+    expect(res.body.errors!.every((e) => e.extensions?.error === 'invalid_token')).toBe(true);
+    expect(api.logger.lines.slice(before).filter((l) => l.startsWith('denied '))).toHaveLength(1);
+    expectNoLeak(res.body, [token], api.logger.lines);
+  });
+
   it(`${row('N8')} @Public() is honoured in GraphQL and audited with the operation instead of a route`, async () => {
     const res = await fetch(api.url, {
       method: 'POST',
@@ -220,6 +254,14 @@ describe('GraphQL subscriptions over graphql-ws (Apollo)', () => {
     expect(outcome.closed).toEqual({ code: 4401, reason: 'invalid_token' });
     expect(outcome.events).toEqual([]);
     expectNoLeak(outcome, [token], api.logger.lines);
+  });
+
+  it('N5 connectionParams whose token is no string (token: 12345, authorization: [..]) → 4401 invalid_token (malformed, not missing)', async () => {
+    for (const params of [{ token: 12345 }, { authorization: ['Bearer abc'] }, { token: { a: 1 } }]) {
+      const outcome = await subscribe(params, 'subscription { ticks }', () => false);
+      expect({ params, closed: outcome.closed }).toEqual({ params, closed: { code: 4401, reason: 'invalid_token' } });
+      expect(outcome.events).toEqual([]);
+    }
   });
 
   it('N5 valid token (connectionParams.authorization) → events delivered', async () => {

@@ -9,7 +9,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { Controller, Module, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import {
-  ClientProxyFactory, GrpcMethod, MessagePattern, Payload, Transport, type ClientProxy,
+  ClientProxyFactory, GrpcMethod, GrpcStreamCall, MessagePattern, Payload, Transport, type ClientProxy,
 } from '@nestjs/microservices';
 import { lastValueFrom } from 'rxjs';
 import { fileURLToPath } from 'node:url';
@@ -40,6 +40,14 @@ class OrdersRpcController {
   @GrpcMethod('Orders', 'Health')
   health() {
     return { id: 'health', by: 'ok' };
+  }
+
+  /** A duplex stream handled on the raw call (`@GrpcStreamCall`): Nest hands it `(call)`, no metadata argument. */
+  @RequireScopes('orders:read')
+  @GrpcStreamCall('Orders', 'Watch')
+  watch(call: grpc.ServerDuplexStream<{ id: string }, { id: string; by: string }>) {
+    call.on('data', (request: { id: string }) => call.write({ id: request.id, by: 'stream' }));
+    call.on('end', () => call.end());
   }
 
   @MessagePattern('orders.find')
@@ -150,6 +158,23 @@ describe('microservices: gRPC and TCP with inheritAppConfig: true', () => {
     const { error } = await call(client, 'Place', token);
     expectGrpcRefusal(error, grpc.status.PERMISSION_DENIED, [token]);
     expect(api.logger.lines.some((l) => l.startsWith('denied rpc OrdersRpcController.place status=403 reason=insufficient_scope agent=agent-low'))).toBe(true);
+  });
+
+  it('N7 gRPC duplex stream (@GrpcStreamCall): a valid token in the metadata is read from the call → served (was: refused as if no token)', async () => {
+    const watch = (token?: string) => new Promise<{ error?: grpc.ServiceError; replies: unknown[] }>((done) => {
+      const metadata = new grpc.Metadata();
+      if (token !== undefined) metadata.add('authorization', `Bearer ${token}`);
+      const stream = (client as unknown as { Watch(metadata: grpc.Metadata): grpc.ClientDuplexStream<object, unknown> }).Watch(metadata);
+      const replies: unknown[] = [];
+      stream.on('data', (reply) => replies.push(reply));
+      stream.on('error', (error: grpc.ServiceError) => done({ error, replies }));
+      stream.on('end', () => done({ replies }));
+      stream.write({ id: 'w-1' });
+      stream.end();
+    });
+    const served = await watch(zone.issueToken({ scope: 'orders:read' }));
+    expect({ code: served.error?.code, details: served.error?.details }).toEqual({ code: undefined, details: undefined });
+    expect(served.replies).toEqual([{ id: 'w-1', by: 'stream' }]);
   });
 
   it('N8 @Public() gRPC method without a token → served', async () => {

@@ -254,6 +254,21 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s, a
     expectNoLeak(answer, [], api.logger.lines);
   });
 
+  // socket.io only: its `auth` is JSON from the client; a ws handshake's header is always a string.
+  (platform === 'socket.io' ? it : it.skip)('N6 socket.io: a token that is no string (auth.token 12345, [], {}) is refused at the handshake, not taken for no token', async () => {
+    for (const token of [12345, ['x'], { a: 1 }]) {
+      const refused = await new Promise<{ message: string; data?: unknown } | undefined>((resolve) => {
+        const socket: Socket = io(`http://127.0.0.1:${api.port}`, { auth: { token }, transports: ['websocket'], reconnection: false, forceNew: true });
+        socket.on('connect', () => {
+          socket.disconnect();
+          resolve(undefined);
+        });
+        socket.on('connect_error', (error: Error & { data?: unknown }) => resolve({ message: error.message, data: error.data }));
+      });
+      expect({ token, refused }).toEqual({ token, refused: { message: 'invalid_token', data: expect.objectContaining({ error: 'invalid_token' }) } });
+    }
+  });
+
   it('N6 a forged token is still refused at the handshake', async () => {
     const token = forged(zone.issueToken({ scope: 'orders:read' }));
     const conversation = await (platform === 'ws' ? connectWs : connectIo)(api.port, token);

@@ -28,6 +28,11 @@ export interface CallKind {
   carrier(context: ExecutionContext): Carrier;
   /** The HTTP request behind the call (the resource choice and the challenge read it), if any. */
   httpRequest(context: ExecutionContext, carrier: Carrier): IncomingMessage | undefined;
+  /**
+   * The client's address when the call has no HTTP request (a gRPC peer, a TCP socket), for
+   * per-address counting; `undefined` when the transport does not tell.
+   */
+  clientAddress?(context: ExecutionContext, carrier: Carrier): string | undefined;
   /** The Node response when the call is answered over HTTP (the audit line waits for it to finish). */
   httpResponse(context: ExecutionContext, carrier: Carrier): ServerResponse | undefined;
   /**

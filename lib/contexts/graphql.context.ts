@@ -1,7 +1,7 @@
 import type { ExecutionContext, HttpServer } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extractBearerToken, parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
-import { type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
+import { InvalidTokenException, type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
 import { rawRequestOf } from '../resource-server/resource-resolver.js';
 import type { CallKind, Carrier } from './call-kind.interface.js';
 import { connectionOf } from './connection-state.js';
@@ -22,7 +22,20 @@ interface GraphQLContextValue {
 interface ResolveInfo {
   fieldName?: string;
   path?: { prev?: unknown };
-  operation?: { operation?: string; name?: { value?: string }; selectionSet?: { selections?: readonly unknown[] } };
+  operation?: { operation?: string; name?: { value?: string }; selectionSet?: SelectionSet };
+  fragments?: Readonly<Record<string, { selectionSet?: SelectionSet } | undefined>>;
+}
+
+/** graphql-js AST selections, read by shape: fields, fragment spreads and inline fragments. */
+interface SelectionSet {
+  selections?: readonly Selection[];
+}
+
+interface Selection {
+  kind?: string;
+  name?: { value?: string };
+  alias?: { value?: string };
+  selectionSet?: SelectionSet;
 }
 
 /** A graphql-ws connection context (`graphql-ws` `Context`), as Apollo hands it to subscription resolvers. */
@@ -96,7 +109,11 @@ export class GraphQLCallKind implements CallKind {
     const response = this.adapterResponse(context, carrier);
     if (response !== undefined) {
       writeChallenge(this.adapter(), response, rawRequestOf(carrier), headers);
-      statusWhenNothingRan(rawResponseOf(response), context.getArgByIndex<ResolveInfo>(3), denial.getStatus());
+      // A batch (array body) answers several operations in one response: one operation's refusals
+      // never decide its status.
+      if (!Array.isArray((carrier as { body?: unknown }).body)) {
+        statusWhenNothingRan(rawResponseOf(response), context.getArgByIndex<ResolveInfo>(3), denial.getStatus());
+      }
     }
     return asGraphQLError(denial);
   }
@@ -116,10 +133,13 @@ export class GraphQLCallKind implements CallKind {
 export function connectionParamsToken(params: Readonly<Record<string, unknown>> | undefined): string | undefined {
   if (params === undefined || params === null || typeof params !== 'object') return undefined;
   const values: string[] = [];
-  for (const name of ['authorization', 'Authorization']) {
-    if (typeof params[name] === 'string') values.push(params[name] as string);
+  for (const name of ['authorization', 'Authorization', 'token']) {
+    const value = params[name];
+    if (value === undefined || value === null) continue;
+    // JSON from the client: a number, array or object is a malformed credential, not an absent one.
+    if (typeof value !== 'string') throw new InvalidTokenException('token_malformed');
+    values.push(name === 'token' ? `Bearer ${value}` : value);
   }
-  if (typeof params.token === 'string') values.push(`Bearer ${params.token}`);
   return parseBearerCredentials(values);
 }
 
@@ -138,6 +158,8 @@ const GRAPHQL_CODE: Record<number, string> = {
  * It stays an `HttpException`, so Nest logs nothing for it.
  */
 export function asGraphQLError(denial: KeycardException): KeycardException {
+  // One refusal shared by the fields of an operation (one verification of the request's token).
+  if (Object.hasOwn(denial, 'extensions')) return denial;
   const body = denial.getResponse() as { error: string; error_description: string };
   const scopes = (denial as { requiredScopes?: readonly string[] }).requiredScopes;
   const extensions: Record<string, unknown> = { code: GRAPHQL_CODE[denial.getStatus()] ?? 'INTERNAL_SERVER_ERROR' };
@@ -164,7 +186,7 @@ const refusedFields = new WeakMap<ServerResponse, RefusedFields>();
  */
 function statusWhenNothingRan(response: ServerResponse, info: ResolveInfo | undefined, status: number): void {
   if (info === undefined || info.path?.prev !== undefined || typeof response.writeHead !== 'function') return;
-  const rootFields = info.operation?.selectionSet?.selections?.length ?? Infinity;
+  const rootFields = rootFieldCount(info);
   let state = refusedFields.get(response);
   if (state === undefined) {
     state = { refused: 0, status };
@@ -177,4 +199,33 @@ function statusWhenNothingRan(response: ServerResponse, info: ResolveInfo | unde
     } as ServerResponse['writeHead'];
   }
   state.refused++;
+}
+
+/**
+ * How many root fields the operation executes: distinct response keys (alias or name; graphql-js
+ * merges fields with one key into one resolver call), fragment spreads and inline fragments
+ * expanded. Fields under `@skip` / `@include` are counted, so a doubt leaves the status at 200.
+ * `Infinity` when the operation cannot be read (the status is then never changed).
+ */
+function rootFieldCount(info: ResolveInfo): number {
+  const selectionSet = info.operation?.selectionSet;
+  if (selectionSet === undefined) return Infinity;
+  const keys = new Set<string>();
+  const seen = new Set<string>();
+  const visit = (set: SelectionSet | undefined): boolean => {
+    for (const selection of set?.selections ?? []) {
+      if (selection.kind === 'Field') keys.add(selection.alias?.value ?? selection.name?.value ?? '');
+      else if (selection.kind === 'InlineFragment') {
+        if (!visit(selection.selectionSet)) return false;
+      } else if (selection.kind === 'FragmentSpread') {
+        const name = selection.name?.value ?? '';
+        if (seen.has(name)) continue;
+        seen.add(name);
+        const fragment = info.fragments?.[name];
+        if (fragment === undefined || !visit(fragment.selectionSet)) return false;
+      } else return false;
+    }
+    return true;
+  };
+  return visit(selectionSet) ? keys.size : Infinity;
 }

@@ -1,4 +1,5 @@
 import type { ExecutionContext } from '@nestjs/common';
+import { isIP } from 'node:net';
 import { parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
 import type { KeycardException } from '../resource-server/keycard.exceptions.js';
 import type { CallKind, Carrier } from './call-kind.interface.js';
@@ -22,6 +23,15 @@ function isGrpcMetadata(value: unknown): value is GrpcMetadata {
   return typeof (value as GrpcMetadata | undefined)?.get === 'function' && typeof (value as GrpcMetadata).getMap === 'function';
 }
 
+/** The IP address of a gRPC peer string, without scheme prefix, brackets or port; `undefined` for others (`unknown`, a Unix socket). */
+function peerAddress(peer: string): string | undefined {
+  const bare = peer.replace(/^ipv[46]:/, '');
+  // grpc-js writes `${address}:${port}` (IPv6 unbracketed), so the port goes first.
+  const withoutPort = bare.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+  if (isIP(withoutPort) !== 0) return withoutPort;
+  return isIP(bare) !== 0 ? bare : undefined;
+}
+
 /** gRPC status codes (grpc/doc/statuscodes.md) for the refusals' HTTP statuses. */
 const GRPC_STATUS: Record<number, number> = { 400: 3, 401: 16, 403: 7, 429: 8, 503: 14 };
 
@@ -39,6 +49,9 @@ export class RpcCallKind implements CallKind {
   constructor(private readonly extractor: RpcTokenExtractor | undefined) {}
 
   carrier(context: ExecutionContext): Carrier {
+    // `@GrpcStreamCall` handlers get `(call, callback?)`: no metadata argument, it is on the call.
+    const call = context.getArgByIndex<{ metadata?: unknown; getPeer?: unknown } | undefined>(0);
+    if (typeof call?.getPeer === 'function' && isGrpcMetadata(call.metadata)) return call.metadata;
     const rpc = context.switchToRpc();
     return (rpc.getContext<Carrier | undefined>() ?? rpc.getData<Carrier>() ?? {}) as Carrier;
   }
@@ -49,6 +62,18 @@ export class RpcCallKind implements CallKind {
 
   httpResponse(): undefined {
     return undefined;
+  }
+
+  /** gRPC: the call's peer address (grpc-js: `127.0.0.1:5000`, `::1:5000`, older `ipv4:…`); TCP: the socket's remote address. */
+  clientAddress(context: ExecutionContext, carrier: Carrier): string | undefined {
+    const first = context.getArgByIndex<{ getPeer?: () => unknown } | undefined>(0);
+    const call = typeof first?.getPeer === 'function' ? first : context.getArgByIndex<{ getPeer?: () => unknown } | undefined>(2);
+    if (typeof call?.getPeer === 'function') {
+      const peer = call.getPeer();
+      if (typeof peer === 'string') return peerAddress(peer);
+    }
+    const socket = (carrier as { getSocketRef?: () => { netSocket?: { remoteAddress?: string } } | undefined }).getSocketRef?.();
+    return socket?.netSocket?.remoteAddress;
   }
 
   isConnection(): boolean {

@@ -1,7 +1,7 @@
 import type { ExecutionContext } from '@nestjs/common';
 import type { IncomingMessage } from 'node:http';
 import { parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
-import { type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
+import { InvalidTokenException, type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
 import type { CallKind, Carrier } from './call-kind.interface.js';
 import { connectionOf } from './connection-state.js';
 import { loadWebSockets } from './optional-peers.js';
@@ -23,6 +23,8 @@ export function handshakeToken(client: object): string | undefined {
   const values: string[] = [];
   const token = handshake.auth?.token;
   if (typeof token === 'string') values.push(/^bearer /i.test(token) ? token : `Bearer ${token}`);
+  // JSON from the client: a number, array or object is a malformed token, not an absent one (allowAnonymous).
+  else if (token !== undefined && token !== null) throw new InvalidTokenException('token_malformed');
   const header = handshake.headers?.authorization;
   if (typeof header === 'string') values.push(header);
   return parseBearerCredentials(values);

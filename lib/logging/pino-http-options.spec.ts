@@ -28,6 +28,19 @@ describe('redactRequest', () => {
     expect(req.headers.authorization).toBe('Bearer abc'); // the request itself is never changed
   });
 
+  it('M21 a token in the URL path (the route parameter\'s copy in url) and in a nested query object is redacted too', () => {
+    const req = {
+      url: `/tokens/${JWT}/revoke?filter%5Baccess_token%5D=opaque&x=1`,
+      params: { token: JWT },
+      query: { filter: { access_token: 'opaque', other: { deep: [JWT] } }, x: '1' },
+      headers: {},
+    };
+    const redacted = JSON.stringify(redactRequest(req));
+    expect(redacted).not.toContain(JWT);
+    expect(redacted).not.toContain('opaque');
+    expect(redactRequest(req)).toMatchObject({ url: `/tokens/${REDACTED}/revoke?filter%5Baccess_token%5D=${REDACTED}&x=1`, query: { x: '1' } });
+  });
+
   it('returns the same object when there is nothing to redact, and passes non-objects through', () => {
     const req = { method: 'GET', url: '/a?b=c', headers: { accept: '*/*' }, query: { b: 'c' } };
     expect(redactRequest(req)).toBe(req);

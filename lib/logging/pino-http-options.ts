@@ -81,24 +81,47 @@ function isCredential(value: unknown): boolean {
   return Array.isArray(value) && value.some(isCredential);
 }
 
-/** A copy of `record` with credential entries redacted, or `record` itself when it has none. */
-function redactRecord(record: unknown, names: ReadonlySet<string>): unknown {
+/**
+ * A copy of `record` with credential entries redacted, or `record` itself when it has none. Nested
+ * objects (an extended query parser's `?filter[access_token]=…`) are searched the same way.
+ */
+function redactRecord(record: unknown, names: ReadonlySet<string>, depth = 0): unknown {
   if (typeof record !== 'object' || record === null) return record;
   let copy: Record<string, unknown> | undefined;
   for (const [name, value] of Object.entries(record)) {
-    if (value === undefined || !(names.has(name.toLowerCase()) || isCredential(value))) continue;
-    copy ??= { ...record };
-    copy[name] = REDACTED;
+    let replacement: unknown = value;
+    if (value === undefined) continue;
+    if (names.has(name.toLowerCase()) || isCredential(value)) replacement = REDACTED;
+    else if (typeof value === 'object' && value !== null) {
+      // Deeper than any query parser nests (qs stops at 5): redacted whole rather than searched.
+      replacement = depth >= 8 ? REDACTED : redactRecord(value, names, depth + 1);
+    }
+    if (replacement === value) continue;
+    copy ??= Array.isArray(record) ? [...record] as unknown as Record<string, unknown> : { ...record };
+    copy[name] = replacement;
   }
   return copy ?? record;
 }
 
+/**
+ * The URL with credential query parameters (also under a bracketed name, `filter[access_token]`)
+ * and credential path segments (a route parameter's copy, `/tokens/eyJ…`) redacted.
+ */
 function redactUrl(url: string): string {
-  if (!url.includes('?')) return url;
-  return url.replace(QUERY_PAIR, (pair, separator: string, name: string, value: string) => {
-    const credential = CREDENTIAL_PARAMS.has(decodeQuery(name).toLowerCase()) || isCredential(decodeQuery(value));
+  const queryAt = url.indexOf('?');
+  const path = queryAt === -1 ? url : url.slice(0, queryAt);
+  const redactedPath = path.includes('eyJ') || path.includes('%') ? path.split('/').map((segment) => (isCredential(decodeQuery(segment)) ? REDACTED : segment)).join('/') : path;
+  if (queryAt === -1) return redactedPath;
+  const query = url.slice(queryAt).replace(QUERY_PAIR, (pair, separator: string, name: string, value: string) => {
+    const credential = isCredentialName(decodeQuery(name)) || isCredential(decodeQuery(value));
     return credential ? `${separator}${name}=${REDACTED}` : pair;
   });
+  return redactedPath + query;
+}
+
+/** `access_token`, or a bracketed form an extended query parser nests (`a[access_token]`, `access_token[]`). */
+function isCredentialName(name: string): boolean {
+  return name.toLowerCase().split(/[[\]]+/).some((part) => CREDENTIAL_PARAMS.has(part));
 }
 
 function decodeQuery(text: string): string {

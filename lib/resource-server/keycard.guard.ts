@@ -14,7 +14,7 @@ import {
 } from './keycard.exceptions.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import type { ProtectedResource } from './protected-resource.js';
-import { requestState } from './request-state.js';
+import { peekRequestState, requestState } from './request-state.js';
 import { type RouteRules, RouteRulesRegistry } from './route-rules.registry.js';
 import { TokenVerifier } from './token-verifier.js';
 import { McpTools } from '../mcp/mcp-tools.js';
@@ -110,12 +110,16 @@ export class KeycardGuard implements CanActivate {
         this.requestLoggerChecked = true;
         checkRequestLogger(raw, token, this.options.logger);
       }
-      const agent = this.verifier.verify(token, resource);
+      // Fields of one GraphQL operation share the request: one verification of its token, not one per field.
+      const pending = kind.sharedCarrier && !connection ? peekRequestState(carrier)?.verifying : undefined;
+      const repeated = pending !== undefined && pending.token === token && pending.resource === resource;
+      const agent = repeated ? pending.result : this.verifier.verify(token, resource);
       if (!(agent instanceof Promise)) return this.admit(kind, context, carrier, agent, rules, token, resource);
+      if (!repeated && kind.sharedCarrier && !connection) requestState(carrier).verifying = { token, resource, result: agent };
       const known = resource;
       return agent.then(
         (verified) => this.admitOrDeny(kind, context, carrier, verified, rules, known, token),
-        (error: unknown) => this.refuse(error, kind, context, carrier, known, undefined, rules),
+        (error: unknown) => this.refuse(error, kind, context, carrier, known, undefined, rules, repeated),
       );
     } catch (error) {
       return this.refuse(error, kind, context, carrier, resource, undefined, rules);
@@ -193,20 +197,21 @@ export class KeycardGuard implements CanActivate {
     resource: ProtectedResource | undefined,
     agent: AgentContext | undefined,
     rules: RouteRules,
+    repeated = false,
   ): never | Promise<never> {
     const denial = this.contexts.toDenial(error);
     const limiter = this.refusalLimiter;
-    if (limiter === undefined || denial.getStatus() >= 500) return this.deny(denial, kind, context, carrier, resource, agent, rules);
+    if (limiter === undefined || denial.getStatus() >= 500) return this.deny(denial, kind, context, carrier, resource, agent, rules, repeated);
     return limiter(context).then(
       (limited) => {
-        if (limited === undefined) return this.deny(denial, kind, context, carrier, resource, agent, rules);
+        if (limited === undefined) return this.deny(denial, kind, context, carrier, resource, agent, rules, repeated);
         if (kind.isConnection(carrier)) requestState(carrier).agent = undefined; // as in deny: the next message is judged afresh
         throw limited;
       },
       (failure: unknown) => {
         // The limiter itself failed: still the refusal, never a 500.
         this.options.logger.error(`Refusal limiter failed: ${(failure as Error)?.name ?? typeof failure}`);
-        return this.deny(denial, kind, context, carrier, resource, agent, rules);
+        return this.deny(denial, kind, context, carrier, resource, agent, rules, repeated);
       },
     );
   }
@@ -224,12 +229,13 @@ export class KeycardGuard implements CanActivate {
     resource: ProtectedResource | undefined,
     agent: AgentContext | undefined,
     rules: RouteRules,
+    repeated = false,
   ): never | Promise<never> {
     const state = requestState(carrier);
     const who = agent ?? state.agent;
     const call = kind.describe(context, carrier);
     state.denial = denial.code;
-    this.logDenial(call, denial, who);
+    if (!repeated) this.logDenial(call, denial, who); // the same token's refusal for another field of the request: logged once
     if (this.auditsAtDecision(kind, context, carrier)) this.audit.recordCall(call, who, denial);
     if (kind.isConnection(carrier)) state.agent = undefined; // the next message is judged afresh
     const refusal = kind.refuse(denial, context, carrier, denial.headers(resource?.metadataUrl, this.options.realm, rules.scopeParam));

@@ -11,9 +11,19 @@ interface RequestState {
   /** The verified agent of a request refused for its scopes (it never reaches `request.user`). */
   agent?: AgentContext;
   audited?: boolean;
+  /**
+   * The verification under way for the request's token (fields of one GraphQL operation share it):
+   * later fields wait for it instead of verifying again, and a refusal is logged once.
+   */
+  verifying?: { token: string; resource: object; result: Promise<AgentContext> };
 }
 
 const STATE = Symbol('keycard.request-state');
+
+/** The request's state if it has any, without creating it (for the paths that must not allocate). */
+export function peekRequestState(request: object): RequestState | undefined {
+  return (request as { [STATE]?: RequestState })[STATE];
+}
 
 export function requestState(request: object): RequestState {
   const holder = request as { [STATE]?: RequestState };

@@ -89,8 +89,13 @@ export class KeycardThrottlerGuard extends ThrottlerGuard {
     const agent = request.user as AgentContext | undefined;
     if (agent && typeof agent.clientId === 'string' && typeof agent.tokenId === 'string') return `agent:${agent.clientId}`;
     const kind = context === undefined ? undefined : this.contexts.kindOf(context);
-    if (kind !== undefined && kind.name !== 'http') return `ip:${kind.httpRequest(context!, request)?.socket?.remoteAddress}`;
-    return `ip:${await super.getTracker(request)}`;
+    // An Express / Fastify request (HTTP, GraphQL over HTTP, MCP): its `ip` honours the app's proxy
+    // settings, and IPv6 addresses are grouped by subnet, as @nestjs/throttler does on HTTP routes.
+    if (kind === undefined || kind.name === 'http' || typeof request.ip === 'string') return `ip:${await super.getTracker(request)}`;
+    // Sockets and microservices: the upgrade request's or the transport's peer address. None at
+    // all (a transport that does not tell) is one shared bucket, named so.
+    const address = kind.httpRequest(context!, request)?.socket?.remoteAddress ?? kind.clientAddress?.(context!, request);
+    return address === undefined ? 'ip:unknown' : `ip:${await super.getTracker({ ip: address })}`;
   }
 
   /**

@@ -4,13 +4,19 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Module } from '@nestjs/common';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { Controller, Module, type INestApplication } from '@nestjs/common';
+import { ClientProxyFactory, GrpcMethod, MessagePattern, Transport, type ClientProxy } from '@nestjs/microservices';
+import { resolve } from 'node:path';
+import { lastValueFrom } from 'rxjs';
 import { APP_GUARD, NestFactory } from '@nestjs/core';
 import { IoAdapter } from '@nestjs/platform-socket.io';
 import { SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
 import { ThrottlerModule } from '@nestjs/throttler';
 import { io, type Socket } from 'socket.io-client';
-import { Agent, KeycardConnections, KeycardModule } from '../../lib/index.js';
+import { Agent, KeycardConnections, KeycardModule, Public } from '../../lib/index.js';
+import { freePort } from '../support/free-port.js';
 import { TestZone } from '../../lib/testing/index.js';
 import { KeycardThrottlerGuard } from '../../lib/throttler/index.js';
 import { startGraphQLApp, type RunningGraphQLApp } from '../support/graphql-app.js';
@@ -143,5 +149,85 @@ void describe('KeycardThrottlerGuard in a socket.io gateway', () => {
     assert.deepEqual(await ask(other), ['whoami', 'agent-ws-a']);
     // Both guards judged the message (the throttler runs the Keycard guard first): one audit line.
     assert.equal(logger.lines.filter((l) => l.includes('"agent":"agent-ws-a"')).length, 1);
+  });
+});
+
+@Controller()
+class RpcHealthController {
+  @Public()
+  @GrpcMethod('Orders', 'Health')
+  health() {
+    return { id: 'health', by: 'ok' };
+  }
+
+  @GrpcMethod('Orders', 'Find')
+  find(@Agent('clientId') clientId: string) {
+    return { id: 'o-1', by: clientId };
+  }
+
+  @Public()
+  @MessagePattern('orders.health')
+  healthOverTcp() {
+    return 'ok';
+  }
+}
+
+void describe('KeycardThrottlerGuard in microservices (gRPC, TCP)', () => {
+  let zone: TestZone;
+  let app: INestApplication;
+  let tcp: ClientProxy;
+  let client: grpc.Client & Record<'Find' | 'Health', (request: object, metadata: grpc.Metadata, callback: (error: grpc.ServiceError | null) => void) => void>;
+  const trackers: string[] = [];
+
+  before(async () => {
+    zone = await TestZone.start({ audience: R });
+    @Module({
+      imports: [
+        KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger: new CapturingLogger() }),
+        ThrottlerModule.forRoot([{
+          ttl: 60_000, limit: 1_000,
+          generateKey: (_context, tracker, name) => {
+            trackers.push(tracker);
+            return `${name}-${tracker}`;
+          },
+        }]),
+      ],
+      controllers: [RpcHealthController],
+      providers: [{ provide: APP_GUARD, useClass: KeycardThrottlerGuard }],
+    })
+    class RpcThrottledModule {}
+    app = await NestFactory.create(RpcThrottledModule, { logger: false, abortOnError: false });
+    const proto = resolve('test/support/orders.proto');
+    const grpcUrl = `127.0.0.1:${await freePort()}`;
+    const tcpPort = await freePort();
+    app.connectMicroservice({ transport: Transport.GRPC, options: { package: 'orders', protoPath: proto, url: grpcUrl } }, { inheritAppConfig: true });
+    app.connectMicroservice({ transport: Transport.TCP, options: { host: '127.0.0.1', port: tcpPort } }, { inheritAppConfig: true });
+    await app.startAllMicroservices();
+    await app.listen(0, '127.0.0.1');
+    tcp = ClientProxyFactory.create({ transport: Transport.TCP, options: { host: '127.0.0.1', port: tcpPort } });
+    const orders = (grpc.loadPackageDefinition(protoLoader.loadSync(proto)).orders as { Orders: grpc.ServiceClientConstructor }).Orders;
+    client = new orders(grpcUrl, grpc.credentials.createInsecure()) as never;
+  });
+  after(async () => {
+    client?.close();
+    await tcp?.close();
+    await app?.close();
+    await zone?.stop();
+  });
+
+  const call = (method: 'Find' | 'Health', token?: string) => {
+    const metadata = new grpc.Metadata();
+    if (token !== undefined) metadata.add('authorization', `Bearer ${token}`);
+    return new Promise<grpc.ServiceError | null>((done) => client[method]({ id: 'o-1' }, metadata, (error) => done(error)));
+  };
+
+  void it('M19 gRPC and TCP calls without an agent (public, refused) are counted per client address, not all in one "ip:undefined" bucket', async () => {
+    const [header, payload] = zone.issueToken({ scope: 'orders:read' }).split('.');
+    const token = `${header}.${payload}.${Buffer.alloc(256, 7).toString('base64url')}`; // forged signature
+    assert.equal(await call('Health'), null);
+    assert.equal((await call('Find', token))?.code, grpc.status.UNAUTHENTICATED);
+    assert.equal(await lastValueFrom(tcp.send('orders.health', {})), 'ok');
+    assert.ok(trackers.length >= 3, trackers.join());
+    assert.deepEqual([...new Set(trackers)], ['ip:127.0.0.1']);
   });
 });

@@ -97,10 +97,11 @@ export async function startGraphQLApp(
             graphiql: false,
             // As outside production: Apollo then adds `extensions.stacktrace` to every error (N10).
             includeStacktraceInErrorResponses: true,
+            allowBatchedHttpRequests: true, // array bodies: several operations, one HTTP response (Q16)
             subscriptions: { 'graphql-ws': keycard.graphqlWs() },
           }),
         })
-      : GraphQLModule.forRoot<MercuriusDriverConfig>({ driver: MercuriusDriver, autoSchemaFile: true, graphiql: false });
+      : GraphQLModule.forRoot<MercuriusDriverConfig>({ driver: MercuriusDriver, autoSchemaFile: true, graphiql: false, allowBatchedQueries: true });
   @Module({
     imports: [KeycardModule.forRoot({ ...options, logger }), graphql, ...((extra.imports ?? []) as never[])],
     providers: [OrdersResolver, ...(extra.providers ?? [])],
