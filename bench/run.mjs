@@ -42,11 +42,12 @@ const ALL_RUNS = [
   ['express-oauth2-jwt-bearer (10k pool)', 'auth0', 'pool'],
   ['a global guard that allows all', 'noop-guard', 'single'],
   ['GraphQL baseline', 'graphql-baseline', 'none'],
+  ['GraphQL, a global guard that allows all', 'graphql-noop-guard', 'single'],
   ['GraphQL nestjs-keycard', 'graphql-keycard', 'single'],
   ['GraphQL nestjs-keycard (10k pool)', 'graphql-keycard', 'pool'],
 ];
 const only = process.env.BENCH_ONLY?.split(',');
-const RUNS = only ? ALL_RUNS.filter(([, variant]) => only.includes(variant)) : ALL_RUNS.filter(([, variant]) => variant !== 'noop-guard');
+const RUNS = only ? ALL_RUNS.filter(([, variant]) => only.includes(variant)) : ALL_RUNS.filter(([, variant]) => variant !== 'noop-guard' && variant !== 'graphql-noop-guard');
 
 function startServer(variant) {
   // BENCH_NODE_ARGS (e.g. --cpu-prof) is passed to the server processes, for profiling.

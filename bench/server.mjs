@@ -60,7 +60,7 @@ async function moduleFor(name) {
     const { auth } = await import('express-oauth2-jwt-bearer');
     const middleware = auth({ issuer: zoneUrl, jwksUri: `${zoneUrl}/jwks`, audience, tokenSigningAlg: 'RS256' });
     configure = (consumer) => consumer.apply(middleware).forRoutes('api/data');
-  } else if (name === 'graphql-baseline' || name === 'graphql-keycard') {
+  } else if (name === 'graphql-baseline' || name === 'graphql-keycard' || name === 'graphql-noop-guard') {
     // The same data as a GraphQL query (Apollo on Express), without and with the Keycard guard.
     const { GraphQLModule, Query, Resolver } = await import('@nestjs/graphql');
     const { ApolloDriver } = await import('@nestjs/apollo');
@@ -73,6 +73,16 @@ async function moduleFor(name) {
     Resolver()(DataResolver);
     imports.push(GraphQLModule.forRoot({ driver: ApolloDriver, typeDefs: 'type Item { id: Int name: String } type Query { data: [Item] }', graphiql: false }));
     providers.push(DataResolver);
+    if (name === 'graphql-noop-guard') {
+      // A global guard that allows everything: what any guard costs Nest's resolver pipeline.
+      class AllowAll {
+        canActivate() {
+          return true;
+        }
+      }
+      Injectable()(AllowAll);
+      providers.push({ provide: APP_GUARD, useClass: AllowAll });
+    }
     if (name === 'graphql-keycard') {
       const { KeycardModule } = await import('../dist/index.js');
       imports.push(KeycardModule.forRoot({ zoneUrl, resource: audience, logger: { log() {}, warn() {}, error() {} } }));
