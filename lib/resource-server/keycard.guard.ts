@@ -2,6 +2,7 @@ import {
   type CanActivate, type ExecutionContext, Inject, Injectable,
 } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
+import type { IncomingMessage } from 'node:http';
 import type { CallKind, Carrier } from '../contexts/call-kind.interface.js';
 import { KeycardContexts } from '../contexts/keycard-contexts.js';
 import { isVerifiedAgent } from './access-token-rules.js';
@@ -97,8 +98,7 @@ export class KeycardGuard implements CanActivate {
     try {
       const opened = connection ? kind.connectionAgent(carrier) : undefined;
       if (opened !== undefined) return this.admit(kind, context, carrier, this.contexts.stillValid(opened), rules);
-      // Calls without an HTTP request (gRPC, TCP) are judged for the first configured resource.
-      resource = rules.resource ?? (raw === undefined ? this.contexts.resourceFor(undefined) : this.routeRules.resourceFor(rules, carrier, raw));
+      resource = this.resourceOf(rules, carrier, raw);
       const token = kind.token(context, carrier);
       if (token === undefined) {
         // N12: a @Public() mcp-nest tool is called without a token; the rest of the endpoint is not.
@@ -126,12 +126,21 @@ export class KeycardGuard implements CanActivate {
     }
   }
 
+  /**
+   * The resource that judges this call: the route's own (fixed at bootstrap), else the one the
+   * matched path decides; calls without an HTTP request (gRPC, TCP) get the first configured one.
+   * @throws InvalidRequestException / ResourceNotConfiguredException, as the resolver does.
+   */
+  private resourceOf(rules: RouteRules, carrier: Carrier, raw: IncomingMessage | undefined): ProtectedResource {
+    return rules.resource ?? (raw === undefined ? this.contexts.resourceFor(undefined) : this.routeRules.resourceFor(rules, carrier, raw));
+  }
+
   /** Refuses an agent verified earlier in this call that this guard's `hasScopes` does not admit. */
   private refuseScopes(kind: CallKind, context: ExecutionContext, carrier: Carrier, agent: AgentContext, rules: RouteRules): never | Promise<never> {
     const raw = kind.httpRequest(context, carrier);
     let resource: ProtectedResource | undefined;
     try {
-      resource = rules.resource ?? (raw === undefined ? this.contexts.resourceFor(undefined) : this.routeRules.resourceFor(rules, carrier, raw));
+      resource = this.resourceOf(rules, carrier, raw);
       requestState(carrier).agent = agent;
       throw new InsufficientScopeException(rules.scopes!);
     } catch (error) {
