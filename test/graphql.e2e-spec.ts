@@ -4,8 +4,11 @@
  * real `graphql-ws` client.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Injectable, Module } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
+import { KeycardGuard, type AgentContext } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectFixedDescription, expectNoLeak, forged } from './support/contexts.js';
 import { startGraphQLApp, type GraphQLServer, type RunningGraphQLApp } from './support/graphql-app.js';
@@ -179,6 +182,57 @@ describe.each(SERVERS)('GraphQL: %s', (_name, server) => {
     await gql('query Mine { whoami }', token);
     expect(api.logger.lines.some((l) => l.startsWith('denied graphql query Mine.whoami status=403 reason=insufficient_scope'))).toBe(true);
     expect(api.logger.lines.some((l) => l.includes(token))).toBe(false);
+  });
+});
+
+/** An app's stricter guard: every scoped resolver also needs `extra`. */
+@Injectable()
+class StricterGuard extends KeycardGuard {
+  protected override hasScopes(agent: AgentContext, required: readonly string[]): boolean {
+    return agent.scopes.includes('extra') && super.hasScopes(agent, required);
+  }
+}
+
+/** Imported after KeycardModule, so Nest runs the module's guard first and the subclass second. */
+@Module({ providers: [{ provide: APP_GUARD, useClass: StricterGuard }] })
+class StricterGuardModule {}
+
+describe.each(SERVERS)('GraphQL with an app\'s KeycardGuard subclass as a second APP_GUARD: %s', (_name, server) => {
+  let zone: TestZone;
+  let api: RunningGraphQLApp;
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    api = await startGraphQLApp(server, { zoneUrl: zone.issuer, resource: R }, { imports: [StricterGuardModule] });
+  });
+  afterAll(async () => {
+    await api?.close();
+    await zone?.stop();
+  });
+
+  const gql = async (query: string, token: string) => {
+    const res = await fetch(api.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ query }) });
+    const text = await res.text();
+    return { status: res.status, challenge: parseChallenge(res.headers.get('www-authenticate') ?? undefined), text, body: JSON.parse(text) as GraphQLAnswer['body'] };
+  };
+
+  // The module's guard admits the field first; the subclass must judge it with its own hook, never
+  // take the module guard's admission of the same resolver call for its own.
+  it('M4 the subclass judges every resolver call with its own hook: the module guard admitting it first is not enough', async () => {
+    const token = zone.issueToken({ scope: 'orders:read' });
+    const res = await gql('{ whoami }', token);
+    expect(res.status).toBe(403);
+    expect(res.challenge).toMatchObject({ scheme: 'Bearer', params: { error: 'insufficient_scope', scope: 'orders:read' } });
+    expect(res.body.errors).toHaveLength(1);
+    expect(res.body.errors![0].extensions).toMatchObject({ code: 'FORBIDDEN', error: 'insufficient_scope', scope: 'orders:read' });
+    expectFixedDescription(res.body.errors![0].message);
+    expectNoLeak(res.body, [token], api.logger.lines);
+  });
+
+  it('M4 a token the subclass accepts is served, field after field', async () => {
+    const res = await gql('{ whoami orders { id } }', zone.issueToken({ client_id: 'agent-5', sub: 'bob', scope: 'orders:read extra' }));
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ data: { whoami: 'agent-5/bob', orders: [{ id: 'o-1' }] } });
   });
 });
 

@@ -6,6 +6,7 @@ import type { IncomingMessage } from 'node:http';
 import type { CallKind, Carrier } from '../contexts/call-kind.interface.js';
 import { KeycardContexts } from '../contexts/keycard-contexts.js';
 import { isVerifiedAgent } from './access-token-rules.js';
+import { AdmittedCalls } from './admitted-calls.js';
 import { AuditTrail } from './audit-trail.js';
 import { checkRequestLogger } from '../logging/request-logger-check.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
@@ -51,7 +52,7 @@ export class KeycardGuard implements CanActivate {
     protected readonly mcp: McpTools,
   ) {}
   /** Calls on shared carriers already admitted (their argument lists), for the same reason as `request.user` below. */
-  private readonly admittedCalls = new WeakSet<object>();
+  private readonly admittedCalls = new AdmittedCalls();
 
   private refusalLimiter?: RefusalLimiter;
   /** Whether the request loggers were looked at for tokens (at the first token: INV7). */
