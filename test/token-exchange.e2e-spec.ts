@@ -210,6 +210,18 @@ describe('TokenExchangeService', () => {
       expect(zone.counts.token).toBe(2);
     });
 
+    it('I8 a scope is a set (RFC 6749 §3.3): the same scopes in another order or repeated → the cached token, AS#0; the form names them once, sorted', async () => {
+      const { service: exchange } = await service();
+      const subject = userToken();
+      const first = await exchange.exchange({ ...request(subject), scope: 'orders:write orders:read' });
+      expect(await exchange.exchange({ ...request(subject), scope: ['orders:read', 'orders:write'] })).toBe(first);
+      expect(await exchange.exchange({ ...request(subject), scope: 'orders:read orders:write orders:read' })).toBe(first);
+      expect(zone.counts.token).toBe(1);
+      expect(zone.tokenRequests[0].form.scope).toBe('orders:read orders:write');
+      await exchange.exchange({ ...request(subject), scope: 'orders:read' });
+      expect(zone.counts.token).toBe(2);
+    });
+
     it('I8 never cached past the subject token expiry', async () => {
       const { service: exchange, clock } = await service();
       const subject = userToken({ exp: Math.floor(Date.now() / 1000) + 40 });

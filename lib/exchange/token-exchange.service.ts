@@ -89,10 +89,15 @@ export function checkResource(caller: string, resource: unknown): string {
   return resource;
 }
 
-/** Scopes as one space-delimited string without duplicates, or undefined for none. @internal */
+/**
+ * Scopes as one space-delimited string, without duplicates and in code-unit order, or undefined for
+ * none. A scope is a set (RFC 6749 §3.3: the order of its strings does not matter), so `'b a'`,
+ * `['a', 'b']` and `'a b a'` ask for the same token: one form sent, one cache entry, one flight.
+ * @internal
+ */
 export function normaliseScope(scope: string | readonly string[] | undefined): string | undefined {
   const scopes = typeof scope === 'string' ? scope.split(' ') : (scope ?? []);
-  return [...new Set(scopes.filter(Boolean))].join(' ') || undefined;
+  return [...new Set(scopes.filter(Boolean))].sort().join(' ') || undefined;
 }
 
 /** A cache key over a grant's inputs: hashes only, never a raw token (I27). @internal */
