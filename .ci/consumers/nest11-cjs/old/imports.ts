@@ -6,8 +6,9 @@ import { authenticate } from 'nestjs-keycard/pkce';
 import { KeycardThrottlerGuard } from 'nestjs-keycard/throttler';
 import { withKeycardSecurity } from 'nestjs-keycard/swagger';
 import { KeycardHealthIndicator } from 'nestjs-keycard/health';
+import { RedisExchangedTokenStore } from 'nestjs-keycard/redis';
 
 export const imported: [
   typeof KeycardModule, typeof RequireScopes, string, typeof TestZone, typeof authenticate,
-  typeof KeycardThrottlerGuard, typeof withKeycardSecurity, typeof KeycardHealthIndicator,
-] = [KeycardModule, RequireScopes, KEYCARD_OPTIONS_OVERRIDE, TestZone, authenticate, KeycardThrottlerGuard, withKeycardSecurity, KeycardHealthIndicator];
+  typeof KeycardThrottlerGuard, typeof withKeycardSecurity, typeof KeycardHealthIndicator, typeof RedisExchangedTokenStore,
+] = [KeycardModule, RequireScopes, KEYCARD_OPTIONS_OVERRIDE, TestZone, authenticate, KeycardThrottlerGuard, withKeycardSecurity, KeycardHealthIndicator, RedisExchangedTokenStore];
