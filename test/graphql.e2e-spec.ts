@@ -153,13 +153,49 @@ describe.each(SERVERS)('GraphQL: %s', (_name, server) => {
     expect(parseChallenge(res.headers.get('www-authenticate') ?? undefined)?.scheme).toBe('Bearer');
   });
 
+  it(`${row('Q16')} (Q12) @RequireScopes resolver without a token → UNAUTHENTICATED naming the field's scope, HTTP 401∅ + scope`, async () => {
+    const res = await gql('{ whoami }');
+    expectRefusal(res, 401, undefined, 'orders:read', []);
+  });
+
+  it(`${row('Q16')} (Q12) @RequireScopes resolver with a forged token → UNAUTHENTICATED invalid_token naming the field's scope, HTTP 401 IT + scope`, async () => {
+    const token = forged(zone.issueToken({ scope: 'orders:read' }));
+    const res = await gql('{ ledger }', token);
+    expectRefusal(res, 401, 'invalid_token', 'orders:read ledger:read', [token]);
+  });
+
+  it(`${row('Q16')} one operation, fields with different scopes refused 401 (one shared refusal per token): each error names its own field's scopes`, async () => {
+    const forgedToken = forged(zone.issueToken({ scope: 'orders:read' }));
+    for (const token of [undefined, forgedToken]) {
+      const before = api.logger.lines.length;
+      const res = await gql('{ a: whoami b: ledger c: orders { id } d: whoami e: ledger }', token);
+      expect(res.status).toBe(401);
+      expect(res.challenge?.params.error).toBe(token === undefined ? undefined : 'invalid_token');
+      const byField = Object.fromEntries(res.body.errors!.map((e) => {
+        const { code, error, scope } = e.extensions ?? {};
+        expectFixedDescription(e.message);
+        return [(e as { path?: string[] }).path?.[0], { code, error, scope }];
+      }));
+      const refused = { code: 'UNAUTHENTICATED', error: token === undefined ? undefined : 'invalid_token' };
+      expect(byField).toStrictEqual({
+        a: { ...refused, scope: 'orders:read' },
+        b: { ...refused, scope: 'orders:read ledger:read' },
+        c: { ...refused, scope: undefined },
+        d: { ...refused, scope: 'orders:read' },
+        e: { ...refused, scope: 'orders:read ledger:read' },
+      });
+      if (token !== undefined) expect(api.logger.lines.slice(before).filter((l) => l.startsWith('denied '))).toHaveLength(1);
+      expectNoLeak(res.body, token === undefined ? [] : [token], api.logger.lines);
+    }
+  });
+
   it(`${row('N10')} a forged token refused for many aliased fields of one operation is verified and logged once, not once per field`, async () => {
     const token = forged(zone.issueToken({ scope: 'orders:read' }));
     const before = api.logger.lines.length;
     const res = await gql(`{ ${Array.from({ length: 200 }, (_, i) => `a${i}: whoami`).join(' ')} }`, token);
     expect(res.status).toBe(401);
     expect(res.body.errors).toHaveLength(200);
-    expect(res.body.errors!.every((e) => e.extensions?.error === 'invalid_token')).toBe(true);
+    expect(res.body.errors!.every((e) => e.extensions?.error === 'invalid_token' && e.extensions?.scope === 'orders:read')).toBe(true);
     expect(api.logger.lines.slice(before).filter((l) => l.startsWith('denied '))).toHaveLength(1);
     expectNoLeak(res.body, [token], api.logger.lines);
   });
@@ -393,7 +429,7 @@ describe('GraphQL subscriptions over graphql-ws (Apollo)', () => {
       expect(outcome.events).toEqual([]);
       expect(outcome.closed).toBeUndefined();
       const error = firstError(outcome);
-      expect(error.extensions).toMatchObject({ code: 'UNAUTHENTICATED' });
+      expect(error.extensions).toMatchObject({ code: 'UNAUTHENTICATED', scope: 'orders:read' });
       expect(error.extensions?.error).toBeUndefined();
       expectFixedDescription(error.message);
       expectNoLeak(outcome, [], anon.logger.lines);

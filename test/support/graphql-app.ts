@@ -27,7 +27,7 @@ async function* every50ms<T>(event: (n: number) => T): AsyncGenerator<T> {
   }
 }
 
-/** One resolver per catalogue case: undecorated (N1), public (N2), scoped with `@Agent()` (N3), a subscription (N5). */
+/** One resolver per catalogue case: undecorated (N1), public (N2), scoped with `@Agent()` (N3, Q16), a subscription (N5). */
 @Resolver()
 export class OrdersResolver {
   @Query(() => [Order])
@@ -45,6 +45,13 @@ export class OrdersResolver {
   @Query(() => String, { nullable: true })
   whoami(@Agent() agent: AgentContext): string {
     return `${agent.clientId}/${agent.subject}`;
+  }
+
+  /** A second scoped query needing other scopes than `whoami` (Q16: each field's error names its own). */
+  @RequireScopes('orders:read', 'ledger:read')
+  @Query(() => String, { nullable: true })
+  ledger(@Agent('clientId') clientId: string): string {
+    return `ledger of ${clientId}`;
   }
 
   @RequireScopes('orders:write')
