@@ -153,13 +153,49 @@ describe.each(SERVERS)('GraphQL: %s', (_name, server) => {
     expect(parseChallenge(res.headers.get('www-authenticate') ?? undefined)?.scheme).toBe('Bearer');
   });
 
+  it(`${row('Q16')} (Q12) @RequireScopes resolver without a token → UNAUTHENTICATED naming the field's scope, HTTP 401∅ + scope`, async () => {
+    const res = await gql('{ whoami }');
+    expectRefusal(res, 401, undefined, 'orders:read', []);
+  });
+
+  it(`${row('Q16')} (Q12) @RequireScopes resolver with a forged token → UNAUTHENTICATED invalid_token naming the field's scope, HTTP 401 IT + scope`, async () => {
+    const token = forged(zone.issueToken({ scope: 'orders:read' }));
+    const res = await gql('{ ledger }', token);
+    expectRefusal(res, 401, 'invalid_token', 'orders:read ledger:read', [token]);
+  });
+
+  it(`${row('Q16')} one operation, fields with different scopes refused 401 (one shared refusal per token): each error names its own field's scopes`, async () => {
+    const forgedToken = forged(zone.issueToken({ scope: 'orders:read' }));
+    for (const token of [undefined, forgedToken]) {
+      const before = api.logger.lines.length;
+      const res = await gql('{ a: whoami b: ledger c: orders { id } d: whoami e: ledger }', token);
+      expect(res.status).toBe(401);
+      expect(res.challenge?.params.error).toBe(token === undefined ? undefined : 'invalid_token');
+      const byField = Object.fromEntries(res.body.errors!.map((e) => {
+        const { code, error, scope } = e.extensions ?? {};
+        expectFixedDescription(e.message);
+        return [(e as { path?: string[] }).path?.[0], { code, error, scope }];
+      }));
+      const refused = { code: 'UNAUTHENTICATED', error: token === undefined ? undefined : 'invalid_token' };
+      expect(byField).toStrictEqual({
+        a: { ...refused, scope: 'orders:read' },
+        b: { ...refused, scope: 'orders:read ledger:read' },
+        c: { ...refused, scope: undefined },
+        d: { ...refused, scope: 'orders:read' },
+        e: { ...refused, scope: 'orders:read ledger:read' },
+      });
+      if (token !== undefined) expect(api.logger.lines.slice(before).filter((l) => l.startsWith('denied '))).toHaveLength(1);
+      expectNoLeak(res.body, token === undefined ? [] : [token], api.logger.lines);
+    }
+  });
+
   it(`${row('N10')} a forged token refused for many aliased fields of one operation is verified and logged once, not once per field`, async () => {
     const token = forged(zone.issueToken({ scope: 'orders:read' }));
     const before = api.logger.lines.length;
     const res = await gql(`{ ${Array.from({ length: 200 }, (_, i) => `a${i}: whoami`).join(' ')} }`, token);
     expect(res.status).toBe(401);
     expect(res.body.errors).toHaveLength(200);
-    expect(res.body.errors!.every((e) => e.extensions?.error === 'invalid_token')).toBe(true);
+    expect(res.body.errors!.every((e) => e.extensions?.error === 'invalid_token' && e.extensions?.scope === 'orders:read')).toBe(true);
     expect(api.logger.lines.slice(before).filter((l) => l.startsWith('denied '))).toHaveLength(1);
     expectNoLeak(res.body, [token], api.logger.lines);
   });
@@ -257,12 +293,13 @@ describe('GraphQL subscriptions over graphql-ws (Apollo)', () => {
     closed?: { code: number; reason: string };
   }
 
-  /** Subscribes with `connectionParams` and collects what arrives until `until` resolves or the socket closes. */
-  function subscribe(connectionParams: Record<string, unknown> | undefined, query: string, until: (o: Outcome) => boolean, onEvent?: (o: Outcome) => void): Promise<Outcome> {
+  /** Subscribes at `url` with `connectionParams` and collects what arrives until `until` resolves or the socket closes. */
+  type SubscribeArgs = [connectionParams: Record<string, unknown> | undefined, query: string, until: (o: Outcome) => boolean, onEvent?: (o: Outcome) => void];
+  function subscribeAt(url: string, ...[connectionParams, query, until, onEvent]: SubscribeArgs): Promise<Outcome> {
     const outcome: Outcome = { events: [], errors: [] };
     return new Promise((resolve) => {
       const client = createClient({
-        url: api.wsUrl,
+        url,
         webSocketImpl: WebSocket,
         connectionParams,
         retryAttempts: 0,
@@ -293,6 +330,14 @@ describe('GraphQL subscriptions over graphql-ws (Apollo)', () => {
         complete: () => resolve(outcome),
       });
     });
+  }
+
+  const subscribe = (...args: SubscribeArgs) => subscribeAt(api.wsUrl, ...args);
+
+  /** The first GraphQL error of a refused subscription (graphql-ws sends it as a result or an `error` message). */
+  function firstError(outcome: Outcome): { message?: string; extensions?: Record<string, unknown> } {
+    const [first] = outcome.errors as unknown[];
+    return (Array.isArray(first) ? first[0] : first) as { message?: string; extensions?: Record<string, unknown> };
   }
 
   it('N5 no token in connectionParams → connection refused (4401), no event', async () => {
@@ -328,9 +373,7 @@ describe('GraphQL subscriptions over graphql-ws (Apollo)', () => {
     const token = zone.issueToken({ scope: 'profile' });
     const outcome = await subscribe({ token }, 'subscription { ticks }', (o) => o.errors.length > 0);
     expect(outcome.events).toEqual([]);
-    const errors = outcome.errors as { extensions?: Record<string, unknown> }[][];
-    const first = (Array.isArray(errors[0]) ? errors[0][0] : errors[0]) as { extensions?: Record<string, unknown> };
-    expect(first.extensions).toMatchObject({ code: 'FORBIDDEN', error: 'insufficient_scope', scope: 'orders:read' });
+    expect(firstError(outcome).extensions).toMatchObject({ code: 'FORBIDDEN', error: 'insufficient_scope', scope: 'orders:read' });
     expectNoLeak(outcome, [token], api.logger.lines);
   });
 
@@ -353,5 +396,62 @@ describe('GraphQL subscriptions over graphql-ws (Apollo)', () => {
     // The connection itself always needs a token (verified when it opens); the field is then public.
     const outcome = await subscribe({ authorization: `Bearer ${zone.issueToken({ scope: 'profile' })}` }, 'subscription { publicTicks }', (o) => o.events.length >= 2);
     expect(outcome.events).toEqual(['p-0', 'p-1']);
+  });
+
+  describe('with graphqlWs({ onConnect }, { allowAnonymous: true })', () => {
+    let anon: RunningGraphQLApp;
+    /** connectionParams the app's own onConnect saw: it runs after Keycard's, for admitted connections only. */
+    const appConnects: unknown[] = [];
+    const subscribeAnon = (...args: SubscribeArgs) => subscribeAt(anon.wsUrl, ...args);
+
+    beforeAll(async () => {
+      const onConnect = (ctx: { connectionParams?: unknown }) => {
+        appConnects.push(ctx.connectionParams ?? null);
+        return true;
+      };
+      anon = await startGraphQLApp('apollo', { zoneUrl: zone.issuer, resource: R, auditLog: true }, { graphqlWs: [{ onConnect }, { allowAnonymous: true }] });
+    });
+    afterAll(async () => {
+      await anon?.close();
+    });
+
+    it('N8 anonymous connection (no token in connectionParams) → @Public() subscription delivers events; the app\'s onConnect ran', async () => {
+      const before = appConnects.length;
+      const outcome = await subscribeAnon({ client: 'anonymous' }, 'subscription { publicTicks }', (o) => o.events.length >= 2);
+      expect(outcome.events).toEqual(['p-0', 'p-1']);
+      expect(outcome.errors).toEqual([]);
+      expect(outcome.closed).toBeUndefined();
+      expect(appConnects.slice(before)).toEqual([{ client: 'anonymous' }]);
+    });
+
+    it('N5 (N8) anonymous connection → a scoped subscription is refused UNAUTHENTICATED through the guard, no event, nothing leaked', async () => {
+      const outcome = await subscribeAnon(undefined, 'subscription { ticks }', (o) => o.errors.length + o.events.length > 0);
+      expect(outcome.events).toEqual([]);
+      expect(outcome.closed).toBeUndefined();
+      const error = firstError(outcome);
+      expect(error.extensions).toMatchObject({ code: 'UNAUTHENTICATED', scope: 'orders:read' });
+      expect(error.extensions?.error).toBeUndefined();
+      expectFixedDescription(error.message);
+      expectNoLeak(outcome, [], anon.logger.lines);
+      expect(anon.logger.lines.some((l) => l.startsWith('denied graphql subscription anonymous.ticks status=401 reason=no_credentials'))).toBe(true);
+    });
+
+    it('N5 a forged token is still refused (4401 invalid_token): allowAnonymous is for no token, not a bad one', async () => {
+      const token = forged(zone.issueToken({ scope: 'orders:read' }));
+      const before = appConnects.length;
+      const outcome = await subscribeAnon({ authorization: `Bearer ${token}` }, 'subscription { publicTicks }', (o) => o.events.length > 0);
+      expect(outcome.closed).toEqual({ code: 4401, reason: 'invalid_token' });
+      expect(outcome.events).toEqual([]);
+      expect(appConnects.length).toBe(before);
+      expectNoLeak(outcome, [token], anon.logger.lines);
+    });
+
+    it('N5 a malformed token (token: 12345, authorization: [..]) is still refused (4401 invalid_token), not taken for no token', async () => {
+      for (const params of [{ token: 12345 }, { authorization: ['Bearer abc'] }]) {
+        const outcome = await subscribeAnon(params, 'subscription { publicTicks }', (o) => o.events.length > 0);
+        expect({ params, closed: outcome.closed }).toEqual({ params, closed: { code: 4401, reason: 'invalid_token' } });
+        expect(outcome.events).toEqual([]);
+      }
+    });
   });
 });

@@ -55,6 +55,12 @@ class OrdersRpcController {
     return { id: request.id, by: clientId };
   }
 
+  @RequireScopes('orders:write')
+  @MessagePattern('orders.place')
+  placeOverTcp(@Payload() request: { id: string }) {
+    return { id: request.id, by: 'placed' };
+  }
+
   @Public()
   @MessagePattern('orders.health')
   healthOverTcp() {
@@ -233,6 +239,20 @@ describe('microservices: TCP with an app-supplied rpcTokenExtractor', () => {
       (e: unknown) => e,
     );
     expect(error).toMatchObject({ code: 16, error: 'invalid_token' });
+    expect(error).not.toHaveProperty('scope'); // orders.find requires no scope (Q12)
     expectNoLeak(error, [token], api.logger.lines);
+  });
+
+  it('N7 (Q12) TCP, a scoped handler refused 401 (forged token, no token) → the error names the handler\'s scope', async () => {
+    const token = forged(zone.issueToken({ scope: 'orders:write' }));
+    for (const accessToken of [token, undefined]) {
+      const error = await lastValueFrom(api.tcp.send('orders.place', { id: 'o-4', accessToken })).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toMatchObject({ code: 16, error_description: expect.any(String), scope: 'orders:write' });
+      expect((error as { error?: string }).error).toBe(accessToken === undefined ? undefined : 'invalid_token');
+      expectNoLeak(error, [token], api.logger.lines);
+    }
   });
 });

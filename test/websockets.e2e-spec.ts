@@ -207,6 +207,23 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s', 
     try {
       const answer = await conversation.ask('whoami');
       expect(answer).toMatchObject({ event: 'exception', data: { status: 'error', error: 'invalid_token' } });
+      expect(answer.data).not.toHaveProperty('scope'); // whoami requires no scope (Q12)
+    } finally {
+      api.clock.offsetMs = 0;
+    }
+  });
+
+  it('N6 (Q12) a scoped message refused 401 because the token expired → invalid_token naming the handler\'s scope', async () => {
+    const exp = Math.floor(Date.now() / 1000) + 120;
+    const token = zone.issueToken({ scope: 'orders:read orders:write', exp });
+    const conversation = await connect(token);
+    expect((await conversation.ask('place')).event).toBe('placed');
+    api.clock.offsetMs = exp * 1000 - Date.now() + 1000;
+    try {
+      const answer = await conversation.ask('place');
+      expect(answer).toMatchObject({ event: 'exception', data: { status: 'error', error: 'invalid_token', scope: 'orders:write' } });
+      expectFixedDescription((answer.data as { error_description: string }).error_description);
+      expectNoLeak(answer, [token], api.logger.lines);
     } finally {
       api.clock.offsetMs = 0;
     }
@@ -250,8 +267,15 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s, a
     expect(await conversation.ask('ping')).toEqual({ event: 'pong', data: 'pong' });
     const answer = await conversation.ask('whoami');
     expect(answer.event).toBe('exception');
-    expect(answer.data).toMatchObject({ status: 'error', error_description: 'Authentication is required' });
+    expect(answer.data).toEqual({ status: 'error', error_description: 'Authentication is required' });
     expectNoLeak(answer, [], api.logger.lines);
+  });
+
+  it('N8 (Q12) a scoped handler refused to an anonymous connection names its scope, no OAuth error', async () => {
+    const conversation = await (platform === 'ws' ? connectWs : connectIo)(api.port);
+    open.push(conversation);
+    const answer = await conversation.ask('place');
+    expect(answer).toEqual({ event: 'exception', data: { status: 'error', error_description: 'Authentication is required', scope: 'orders:write' } });
   });
 
   // socket.io only: its `auth` is JSON from the client; a ws handshake's header is always a string.

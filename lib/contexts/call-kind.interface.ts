@@ -50,13 +50,16 @@ export interface CallKind {
   /**
    * What the client of this context receives for a refusal: writes `headers` (the RFC 6750
    * challenge) where there is an HTTP response and returns the error to throw. Never a stack trace,
-   * a library message or the token (catalogue N10).
+   * a library message or the token (catalogue N10). `requiredScopes` (space-joined) are this call's,
+   * for the `scope` its error names (`denial.scopeNamed()`, Q12, Q16): one denial may be shared by
+   * several calls with different scopes (the fields of a GraphQL operation).
    */
   refuse(
     denial: KeycardException,
     context: ExecutionContext,
     carrier: Carrier,
     headers: Readonly<Record<string, string>>,
+    requiredScopes?: string,
   ): Error | Promise<Error>;
   /** The call for logs and the audit line: `GET /orders`, `graphql query Orders.orders`, `ws orders:watch`. */
   describe(context: ExecutionContext, carrier: Carrier): string;

@@ -105,7 +105,7 @@ export class GraphQLCallKind implements CallKind {
     return extractBearerToken(rawRequestOf(carrier));
   }
 
-  refuse(denial: KeycardException, context: ExecutionContext, carrier: Carrier, headers: Readonly<Record<string, string>>): Error {
+  refuse(denial: KeycardException, context: ExecutionContext, carrier: Carrier, headers: Readonly<Record<string, string>>, requiredScopes?: string): Error {
     const response = this.adapterResponse(context, carrier);
     if (response !== undefined) {
       writeChallenge(this.adapter(), response, rawRequestOf(carrier), headers);
@@ -115,7 +115,7 @@ export class GraphQLCallKind implements CallKind {
         statusWhenNothingRan(rawResponseOf(response), context.getArgByIndex<ResolveInfo>(3), denial.getStatus());
       }
     }
-    return asGraphQLError(denial);
+    return asGraphQLError(denial, requiredScopes);
   }
 
   describe(context: ExecutionContext): string {
@@ -151,25 +151,45 @@ const GRAPHQL_CODE: Record<number, string> = {
   503: 'SERVICE_UNAVAILABLE',
 };
 
+/** The errors of a shared refusal for fields naming other scopes, by scope. */
+const BY_SCOPE = Symbol('keycard.graphql-error-by-scope');
+
 /**
  * Makes a refusal a GraphQL error graphql-js passes on as it is: the fixed description as message,
  * `extensions` (graphql-js copies an original error's `extensions`), and a stack of one line, so
  * servers that add `extensions.stacktrace` (Apollo outside production) show no frames (N10).
  * It stays an `HttpException`, so Nest logs nothing for it.
+ *
+ * `extensions.scope` is the field's own (Q16; `requiredScopes` for a 401, see `scopeNamed`). One
+ * refusal is shared by the fields of an operation refused for the same token (one verification),
+ * so a field naming other scopes than the first gets its own error, made once per scope and
+ * inheriting everything else from the refusal.
  */
-export function asGraphQLError(denial: KeycardException): KeycardException {
-  // One refusal shared by the fields of an operation (one verification of the request's token).
-  if (Object.hasOwn(denial, 'extensions')) return denial;
-  const body = denial.getResponse() as { error: string; error_description: string };
-  const scopes = (denial as { requiredScopes?: readonly string[] }).requiredScopes;
-  const extensions: Record<string, unknown> = { code: GRAPHQL_CODE[denial.getStatus()] ?? 'INTERNAL_SERVER_ERROR' };
-  if (!(denial instanceof MissingCredentialsException)) extensions.error = body.error;
-  extensions.error_description = body.error_description;
-  if (scopes !== undefined) extensions.scope = scopes.join(' ');
-  Object.defineProperty(denial, 'extensions', { value: extensions, enumerable: true });
-  denial.message = body.error_description;
-  denial.stack = body.error_description;
-  return denial;
+export function asGraphQLError(denial: KeycardException, requiredScopes?: string): KeycardException {
+  const scope = denial.scopeNamed(requiredScopes);
+  const shared = denial as KeycardException & { extensions?: Record<string, unknown>; [BY_SCOPE]?: Map<string | undefined, KeycardException> };
+  if (!Object.hasOwn(denial, 'extensions')) {
+    const body = denial.getResponse() as { error: string; error_description: string };
+    const extensions: Record<string, unknown> = { code: GRAPHQL_CODE[denial.getStatus()] ?? 'INTERNAL_SERVER_ERROR' };
+    if (!(denial instanceof MissingCredentialsException)) extensions.error = body.error;
+    extensions.error_description = body.error_description;
+    if (scope !== undefined) extensions.scope = scope;
+    Object.defineProperty(denial, 'extensions', { value: extensions, enumerable: true });
+    denial.message = body.error_description;
+    denial.stack = body.error_description;
+    return denial;
+  }
+  if (shared.extensions!.scope === scope) return denial;
+  const variants = (shared[BY_SCOPE] ??= new Map());
+  let variant = variants.get(scope);
+  if (variant === undefined) {
+    const { scope: _first, ...extensions } = shared.extensions!;
+    variant = Object.create(denial, {
+      extensions: { value: scope === undefined ? extensions : { ...extensions, scope }, enumerable: true },
+    }) as KeycardException;
+    variants.set(scope, variant);
+  }
+  return variant;
 }
 
 interface RefusedFields {

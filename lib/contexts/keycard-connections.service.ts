@@ -45,7 +45,7 @@ const EXPIRY_TIMER = Symbol('keycard.expiry-timer');
 /**
  * Verifies WebSocket connections when they open, through the guard's own verification path (one
  * cache, one set of rules), so a connection without a valid token never reaches a resolver or a
- * gateway (catalogue N5, N6). The guard then judges every message or subscription again (expiry,
+ * gateway (catalogue N5, N6), unless anonymous connections are allowed: then only `@Public()` ones (N8). The guard then judges every message or subscription again (expiry,
  * scopes) with the agent found here.
  * @publicApi
  */
@@ -69,7 +69,14 @@ export class KeycardConnections {
    * the zone is unreachable) and the OAuth `error` as reason. No event is delivered once the
    * token's `exp` + clock tolerance has passed: the connection is closed with 4401 `invalid_token`.
    *
+   * With `options.allowAnonymous`, a connection whose `connectionParams` carry no token at all opens
+   * without an agent (catalogue N8): `@Public()` fields serve it, and every other field is refused
+   * through the guard as a GraphQL error (`UNAUTHENTICATED`, the field's required `scope`; Q16), the
+   * connection staying open. A token that is present but malformed (`token: 12345`), forged or
+   * expired is still refused with 4401 (N5).
+   *
    * @param hooks the app's own graphql-ws options; its hooks run after Keycard's.
+   * @param options `allowAnonymous` (default `false`): let connections without any token open.
    * @example
    * ```ts
    * GraphQLModule.forRootAsync<ApolloDriverConfig>({
@@ -82,7 +89,11 @@ export class KeycardConnections {
    * })
    * ```
    */
-  graphqlWs<T extends GraphQLWsHooks>(hooks: T = {} as T): T & { onConnect: Hook; onNext: Hook; onClose: Hook } {
+  graphqlWs<T extends GraphQLWsHooks>(
+    hooks: T = {} as T,
+    options: { allowAnonymous?: boolean } = {},
+  ): T & { onConnect: Hook; onNext: Hook; onClose: Hook } {
+    const anonymous = options.allowAnonymous === true;
     const { onConnect, onNext, onClose } = hooks as {
       onConnect?: (ctx: GraphQLWsContext) => unknown;
       onNext?: (ctx: GraphQLWsContext, ...rest: unknown[]) => unknown;
@@ -93,10 +104,12 @@ export class KeycardConnections {
       onConnect: async (ctx: GraphQLWsContext) => {
         const request = ctx.extra?.request;
         try {
-          // Not anonymous: a missing token is refused, so there is an agent.
-          const agent = (await this.open(() => connectionParamsToken(ctx.connectionParams), request, 'graphql-ws connection'))!;
-          setConnection(ctx, { agent, request });
-          this.closeAtExpiry(ctx, agent);
+          const agent = await this.open(() => connectionParamsToken(ctx.connectionParams), request, 'graphql-ws connection', anonymous);
+          // Anonymous (no token at all): no agent, so the guard judges each field as a call without a token.
+          if (agent !== undefined) {
+            setConnection(ctx, { agent, request });
+            this.closeAtExpiry(ctx, agent);
+          }
         } catch (denial) {
           ctx.extra?.socket?.close(CLOSE_CODE[(denial as KeycardException).getStatus()] ?? 1011, closeReason(denial as KeycardException));
           return false;

@@ -92,9 +92,9 @@ export class RpcCallKind implements CallKind {
     return this.extractor?.(context);
   }
 
-  async refuse(denial: KeycardException): Promise<Error> {
+  async refuse(denial: KeycardException, _context: ExecutionContext, _carrier: Carrier, _headers: unknown, requiredScopes?: string): Promise<Error> {
     const { RpcException } = await loadMicroservices();
-    const fields = errorFields(denial);
+    const fields = errorFields(denial, requiredScopes);
     return new RpcException({ code: GRPC_STATUS[denial.getStatus()] ?? 13, message: fields.error_description, ...fields });
   }
 

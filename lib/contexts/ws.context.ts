@@ -69,9 +69,9 @@ export class WsCallKind implements CallKind {
     return handshakeToken(carrier);
   }
 
-  async refuse(denial: KeycardException): Promise<Error> {
+  async refuse(denial: KeycardException, _context: ExecutionContext, _carrier: Carrier, _headers: unknown, requiredScopes?: string): Promise<Error> {
     const { WsException } = await loadWebSockets();
-    return new WsException({ status: 'error', ...errorFields(denial) });
+    return new WsException({ status: 'error', ...errorFields(denial, requiredScopes) });
   }
 
   describe(context: ExecutionContext): string {
@@ -81,14 +81,15 @@ export class WsCallKind implements CallKind {
 
 /**
  * What a non-HTTP client learns of a refusal: the OAuth `error` (none for missing credentials),
- * the fixed description, the required `scope`. Never a stack, a library message or the token.
+ * the fixed description, the `scope` it names (Q12, Q16: a 401 of a call requiring
+ * `requiredScopes` names them, a 403 the scopes lacking). Never a stack, a library message or the token.
  */
-export function errorFields(denial: KeycardException): { error?: string; error_description: string; scope?: string } {
+export function errorFields(denial: KeycardException, requiredScopes?: string): { error?: string; error_description: string; scope?: string } {
   const body = denial.getResponse() as { error: string; error_description: string };
-  const scopes = (denial as { requiredScopes?: readonly string[] }).requiredScopes;
+  const scope = denial.scopeNamed(requiredScopes);
   return {
     ...(denial instanceof MissingCredentialsException ? {} : { error: body.error }),
     error_description: body.error_description,
-    ...(scopes === undefined ? {} : { scope: scopes.join(' ') }),
+    ...(scope === undefined ? {} : { scope }),
   };
 }

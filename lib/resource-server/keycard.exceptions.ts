@@ -106,6 +106,17 @@ export abstract class KeycardException extends HttpException {
     requiredScopes?: string,
   ): Record<string, string>;
 
+  /**
+   * The `scope` this refusal names, in a challenge or a non-HTTP error (GraphQL `extensions`,
+   * WebSocket and RPC error fields): a 401 names the call's required scopes (catalogue Q12, Q16), a
+   * 403 the scopes it lacks, other refusals none.
+   * @param _requiredScopes the call's required scopes, space-joined; `undefined` when it requires none.
+   * @internal
+   */
+  scopeNamed(_requiredScopes: string | undefined): string | undefined {
+    return undefined;
+  }
+
   /** The challenge of an error answer: `error`, its fixed description, then any `scope`. */
   protected errorChallenge(
     error: NonNullable<ChallengeParams['error']>,
@@ -141,8 +152,11 @@ export class MissingCredentialsException extends KeycardException {
   constructor() {
     super('no_credentials', HttpStatus.UNAUTHORIZED, 'unauthorized');
   }
+  override scopeNamed(requiredScopes: string | undefined) {
+    return requiredScopes;
+  }
   headers(prm: string | undefined, realm: string | undefined, requiredScopes?: string) {
-    return { 'WWW-Authenticate': challenge({ realm, scope: requiredScopes, resource_metadata: prm }) };
+    return { 'WWW-Authenticate': challenge({ realm, scope: this.scopeNamed(requiredScopes), resource_metadata: prm }) };
   }
 }
 
@@ -151,8 +165,11 @@ export class InvalidTokenException extends KeycardException {
   constructor(code: DenialReason) {
     super(code, HttpStatus.UNAUTHORIZED, 'invalid_token');
   }
+  override scopeNamed(requiredScopes: string | undefined) {
+    return requiredScopes;
+  }
   headers(prm: string | undefined, realm: string | undefined, requiredScopes?: string) {
-    return this.errorChallenge('invalid_token', prm, realm, requiredScopes);
+    return this.errorChallenge('invalid_token', prm, realm, this.scopeNamed(requiredScopes));
   }
 }
 
@@ -171,8 +188,11 @@ export class InsufficientScopeException extends KeycardException {
   constructor(readonly requiredScopes: readonly string[]) {
     super('insufficient_scope', HttpStatus.FORBIDDEN, 'insufficient_scope');
   }
+  override scopeNamed() {
+    return this.requiredScopes.join(' ');
+  }
   headers(prm: string | undefined, realm: string | undefined) {
-    return this.errorChallenge('insufficient_scope', prm, realm, this.requiredScopes.join(' '));
+    return this.errorChallenge('insufficient_scope', prm, realm, this.scopeNamed());
   }
 }
 

@@ -248,7 +248,8 @@ export class KeycardGuard implements CanActivate {
     if (!repeated) this.logDenial(call, denial, who); // the same token's refusal for another field of the request: logged once
     if (this.auditsAtDecision(kind, context, carrier)) this.audit.recordCall(call, who, denial);
     if (kind.isConnection(carrier)) state.agent = undefined; // the next message is judged afresh
-    const refusal = kind.refuse(denial, context, carrier, denial.headers(resource?.metadataUrl, this.options.realm, rules.scopeParam));
+    const headers = denial.headers(resource?.metadataUrl, this.options.realm, rules.scopeParam);
+    const refusal = kind.refuse(denial, context, carrier, headers, rules.scopeParam);
     if (refusal instanceof Promise) return refusal.then((e) => Promise.reject(e));
     throw refusal;
   }

@@ -7,7 +7,7 @@ import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import {
   Agent, KEYCARD_CLOCK, KeycardConnections, KeycardModule, Public, RequireScopes,
-  type AgentContext, type Clock, type KeycardModuleOptions,
+  type AgentContext, type Clock, type GraphQLWsHooks, type KeycardModuleOptions,
 } from '../../lib/index.js';
 import { CapturingLogger } from './keycard-app.js';
 
@@ -27,7 +27,7 @@ async function* every50ms<T>(event: (n: number) => T): AsyncGenerator<T> {
   }
 }
 
-/** One resolver per catalogue case: undecorated (N1), public (N2), scoped with `@Agent()` (N3), a subscription (N5). */
+/** One resolver per catalogue case: undecorated (N1), public (N2), scoped with `@Agent()` (N3, Q16), a subscription (N5). */
 @Resolver()
 export class OrdersResolver {
   @Query(() => [Order])
@@ -45,6 +45,13 @@ export class OrdersResolver {
   @Query(() => String, { nullable: true })
   whoami(@Agent() agent: AgentContext): string {
     return `${agent.clientId}/${agent.subject}`;
+  }
+
+  /** A second scoped query needing other scopes than `whoami` (Q16: each field's error names its own). */
+  @RequireScopes('orders:read', 'ledger:read')
+  @Query(() => String, { nullable: true })
+  ledger(@Agent('clientId') clientId: string): string {
+    return `ledger of ${clientId}`;
   }
 
   @RequireScopes('orders:write')
@@ -84,7 +91,12 @@ export interface RunningGraphQLApp {
 export async function startGraphQLApp(
   server: GraphQLServer,
   options: Omit<KeycardModuleOptions, 'logger'>,
-  extra: { imports?: unknown[]; providers?: Provider[] } = {},
+  extra: {
+    imports?: unknown[];
+    providers?: Provider[];
+    /** The arguments of `KeycardConnections.graphqlWs()` (Apollo only): the app's hooks and Keycard's options. */
+    graphqlWs?: [hooks?: GraphQLWsHooks, options?: { allowAnonymous?: boolean }];
+  } = {},
 ): Promise<RunningGraphQLApp> {
   const logger = new CapturingLogger();
   const graphql =
@@ -98,7 +110,7 @@ export async function startGraphQLApp(
             // As outside production: Apollo then adds `extensions.stacktrace` to every error (N10).
             includeStacktraceInErrorResponses: true,
             allowBatchedHttpRequests: true, // array bodies: several operations, one HTTP response (Q16)
-            subscriptions: { 'graphql-ws': keycard.graphqlWs() },
+            subscriptions: { 'graphql-ws': keycard.graphqlWs(...(extra.graphqlWs ?? [])) },
           }),
         })
       : GraphQLModule.forRoot<MercuriusDriverConfig>({ driver: MercuriusDriver, autoSchemaFile: true, graphiql: false, allowBatchedQueries: true });
