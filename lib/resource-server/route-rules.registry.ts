@@ -14,6 +14,7 @@ import { ProtectedResource } from './protected-resource.js';
 import { chooseForPattern, type ResourceChoice, routerFoldsCase } from './resource-choice.js';
 import { ResourceResolver } from './resource-resolver.js';
 import { mcpEndpointRuleOf, type McpEndpointRule } from '../mcp/mcp-endpoint.decorator.js';
+import { checkFieldResolverGuards, type FieldResolverRules, isFieldResolver } from '../contexts/graphql-field-resolvers.js';
 
 type Target = object;
 type Class = abstract new (...args: never[]) => unknown;
@@ -82,11 +83,13 @@ export class RouteRulesRegistry implements OnModuleInit {
   /**
    * Nest registers routes before it calls this hook, so the global prefix and versioning are final.
    * @throws Error naming the class and handler, when `@Public()` and `@RequireScopes()` are both
-   *   declared on one method or one class (fails the bootstrap).
+   *   declared on one method or one class (fails the bootstrap); and when a GraphQL field resolver
+   *   requires scopes that Nest would never let a guard check (see `checkFieldResolverGuards`).
    */
   onModuleInit(): void {
     const scopes = new Set(this.options.scopesSupported);
     const patterns = this.routePatterns();
+    const fieldResolvers = new Map<string, FieldResolverRules>();
     for (const wrapper of [...this.discovery.getControllers(), ...this.discovery.getProviders()]) {
       const type = classOf(wrapper);
       if (type === undefined) continue;
@@ -102,8 +105,10 @@ export class RouteRulesRegistry implements OnModuleInit {
         const rules = this.compute(handler, type, `${type.name}.${name}`, patterns.get(type)?.get(handler) ?? []);
         this.remember(handler, type, rules);
         rules.scopes?.forEach((scope) => scopes.add(scope));
+        if (isFieldResolver(handler)) fieldResolvers.set(rules.name, rules);
       }
     }
+    checkFieldResolverGuards([...fieldResolvers.values()], this.discovery, this.options.logger);
     this.scopes = Object.freeze([...scopes]);
   }
 

@@ -96,6 +96,8 @@ export async function startGraphQLApp(
     providers?: Provider[];
     /** The arguments of `KeycardConnections.graphqlWs()` (Apollo only): the app's hooks and Keycard's options. */
     graphqlWs?: [hooks?: GraphQLWsHooks, options?: { allowAnonymous?: boolean }];
+    /** More `GraphQLModule` options for either driver (e.g. `fieldResolverEnhancers`). */
+    graphql?: Record<string, unknown>;
   } = {},
 ): Promise<RunningGraphQLApp> {
   const logger = new CapturingLogger();
@@ -111,9 +113,10 @@ export async function startGraphQLApp(
             includeStacktraceInErrorResponses: true,
             allowBatchedHttpRequests: true, // array bodies: several operations, one HTTP response (Q16)
             subscriptions: { 'graphql-ws': keycard.graphqlWs(...(extra.graphqlWs ?? [])) },
+            ...extra.graphql,
           }),
         })
-      : GraphQLModule.forRoot<MercuriusDriverConfig>({ driver: MercuriusDriver, autoSchemaFile: true, graphiql: false, allowBatchedQueries: true });
+      : GraphQLModule.forRoot<MercuriusDriverConfig>({ driver: MercuriusDriver, autoSchemaFile: true, graphiql: false, allowBatchedQueries: true, ...extra.graphql });
   @Module({
     imports: [KeycardModule.forRoot({ ...options, logger }), graphql, ...((extra.imports ?? []) as never[])],
     providers: [OrdersResolver, ...(extra.providers ?? [])],
@@ -125,7 +128,11 @@ export async function startGraphQLApp(
   });
   const clock = { offsetMs: 0 };
   app.get<Clock>(KEYCARD_CLOCK).now = () => Date.now() + clock.offsetMs;
-  await app.listen(0, '127.0.0.1');
+  // A bootstrap that fails (a rule the module refuses) leaves nothing listening or open.
+  await app.listen(0, '127.0.0.1').catch(async (error: unknown) => {
+    await app.close().catch(() => undefined);
+    throw error;
+  });
   const { port } = app.getHttpServer().address() as { port: number };
   return {
     app,

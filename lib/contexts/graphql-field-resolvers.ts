@@ -1,0 +1,74 @@
+import type { LoggerService } from '@nestjs/common';
+import type { DiscoveryService } from '@nestjs/core';
+
+/**
+ * `@nestjs/graphql` metadata keys, read by name so the package stays an optional peer: a
+ * `@ResolveField()` (or the older `@ResolveProperty()`) and a federation `@ResolveReference()`.
+ */
+const RESOLVE_PROPERTY = 'graphql:resolve_property';
+const RESOLVE_REFERENCE = 'graphql:resolve_reference';
+/** `GRAPHQL_MODULE_OPTIONS` of `@nestjs/graphql`: the options `GraphQLModule.forRoot(Async)` was given. */
+const GRAPHQL_MODULE_OPTIONS = 'GqlModuleOptions';
+
+/** How many handlers a bootstrap message names before it says "and N more". */
+const NAMED_IN_MESSAGE = 5;
+
+/** A field resolver and the effective rules of its nearest declaration. */
+export interface FieldResolverRules {
+  /** `Class.method`. */
+  readonly name: string;
+  readonly isPublic: boolean;
+  readonly scopes: readonly string[] | undefined;
+}
+
+/**
+ * Whether `handler` resolves a field of an object type (`@ResolveField()`, `@ResolveProperty()`) or a
+ * federation entity (`@ResolveReference()`) rather than a root `Query`, `Mutation` or `Subscription`
+ * field: Nest runs guards on those only when the GraphQL module asks for it.
+ */
+export function isFieldResolver(handler: object): boolean {
+  return Reflect.getMetadata(RESOLVE_PROPERTY, handler) === true || Reflect.getMetadata(RESOLVE_REFERENCE, handler) === true;
+}
+
+/**
+ * Field resolvers run without any guard unless `GraphQLModule.forRoot({ fieldResolverEnhancers:
+ * ['guards'] })` (Nest's default leaves them out): a scope declared on one would never be checked,
+ * and any query returning its parent type, `@Public()` ones included, would reach it. So, when that
+ * option is off:
+ * - a field resolver whose nearest declaration requires scopes (`@RequireScopes()` on it, its class
+ *   or a base class) fails the bootstrap, naming it and the option: a declared rule never silently
+ *   goes unenforced;
+ * - undecorated ones (protected by default everywhere else) get one warning naming them: each is
+ *   only as protected as the query that returns its parent. `@Public()` on a field resolver says it
+ *   needs no token, and silences it.
+ * Nothing is checked when the app has no GraphQL module.
+ * @throws Error listing the scoped field resolvers and the option that enforces them.
+ */
+export function checkFieldResolverGuards(fields: readonly FieldResolverRules[], discovery: DiscoveryService, logger: LoggerService): void {
+  if (fields.length === 0) return;
+  const options = discovery.getProviders().find((wrapper) => wrapper.token === GRAPHQL_MODULE_OPTIONS)?.instance as
+    | { fieldResolverEnhancers?: readonly string[] }
+    | undefined;
+  if (options === undefined || options.fieldResolverEnhancers?.includes('guards') === true) return;
+  const scoped = fields.filter((field) => !field.isPublic && field.scopes !== undefined);
+  if (scoped.length > 0) {
+    throw new Error(
+      `Keycard: @RequireScopes() on GraphQL field resolvers would not be enforced: Nest runs guards on @ResolveField() / @ResolveReference() ` +
+        `methods only with GraphQLModule.forRoot({ fieldResolverEnhancers: ['guards'] }). ` +
+        `Add that option, or require the scopes on the queries instead: ${named(scoped.map((field) => `${field.name} (${field.scopes!.join(' ')})`))}`,
+    );
+  }
+  const unguarded = fields.filter((field) => !field.isPublic);
+  if (unguarded.length > 0) {
+    logger.warn(
+      `GraphQL field resolvers run without the Keycard guard (GraphQLModule 'fieldResolverEnhancers' lacks 'guards'): ` +
+        `each is only as protected as the query returning its parent, a @Public() one included. ` +
+        `Add fieldResolverEnhancers: ['guards'], or mark them @Public(): ${named(unguarded.map((field) => field.name))}`,
+    );
+  }
+}
+
+function named(names: readonly string[]): string {
+  const shown = names.slice(0, NAMED_IN_MESSAGE).join(', ');
+  return names.length > NAMED_IN_MESSAGE ? `${shown} and ${names.length - NAMED_IN_MESSAGE} more` : shown;
+}
