@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { Controller, Module, type INestApplication } from '@nestjs/common';
-import { ClientProxyFactory, GrpcMethod, MessagePattern, Transport, type ClientProxy } from '@nestjs/microservices';
+import { Controller, Module, type ModuleMetadata, type Provider } from '@nestjs/common';
+import { GrpcMethod, MessagePattern } from '@nestjs/microservices';
 import { resolve } from 'node:path';
 import { lastValueFrom } from 'rxjs';
 import { APP_GUARD, NestFactory } from '@nestjs/core';
@@ -16,7 +16,7 @@ import { SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
 import { ThrottlerModule } from '@nestjs/throttler';
 import { io, type Socket } from 'socket.io-client';
 import { Agent, KeycardConnections, KeycardModule, Public } from '../../lib/index.js';
-import { freePort } from '../support/free-port.js';
+import { listenHybrid } from '../support/rpc-app.js';
 import { TestZone } from '../../lib/testing/index.js';
 import { KeycardThrottlerGuard } from '../../lib/throttler/index.js';
 import { startGraphQLApp, type RunningGraphQLApp } from '../support/graphql-app.js';
@@ -28,6 +28,12 @@ const throttling = {
   imports: [ThrottlerModule.forRoot([{ ttl: 60_000, limit: LIMIT }])],
   providers: [{ provide: APP_GUARD, useClass: KeycardThrottlerGuard }],
 };
+
+/** A token forged from a real one (its signature replaced): refused, no agent. */
+function forged(zone: TestZone): string {
+  const [header, payload] = zone.issueToken({ scope: 'orders:read' }).split('.');
+  return `${header}.${payload}.${Buffer.alloc(256, 7).toString('base64url')}`;
+}
 
 void describe('KeycardThrottlerGuard in GraphQL (Apollo)', () => {
   let zone: TestZone;
@@ -67,8 +73,7 @@ void describe('KeycardThrottlerGuard in GraphQL (Apollo)', () => {
   });
 
   void it('M19 in GraphQL: refusals are counted per address; past the limit TOO_MANY_REQUESTS (429 + Retry-After) instead of UNAUTHENTICATED', async () => {
-    const [header, payload] = zone.issueToken({ client_id: 'agent-f', scope: 'orders:read' }).split('.');
-    const token = `${header}.${payload}.${Buffer.alloc(256, 7).toString('base64url')}`; // forged signature
+    const token = forged(zone);
     const answers = [];
     for (let i = 0; i < LIMIT + 1; i++) answers.push(await query(token));
     const errors = answers.map((a) => (JSON.parse(a.text) as { errors: { extensions: { code: string; error?: string } }[] }).errors[0].extensions);
@@ -172,16 +177,40 @@ class RpcHealthController {
   }
 }
 
+type OrdersClient = grpc.Client & Record<'Find' | 'Health', (request: object, metadata: grpc.Metadata, callback: (error: grpc.ServiceError | null) => void) => void>;
+
+/** An app serving RpcHealthController over gRPC and TCP on loopback, with `metadata`'s imports and providers. */
+async function startRpcApp(metadata: { imports: NonNullable<ModuleMetadata['imports']>; providers?: Provider[] }) {
+  @Module({ ...metadata, controllers: [RpcHealthController] })
+  class RpcThrottledModule {}
+  const app = await NestFactory.create(RpcThrottledModule, { logger: false, abortOnError: false });
+  const proto = resolve('test/support/orders.proto');
+  const { grpcUrl, tcp } = await listenHybrid(app, proto);
+  const orders = (grpc.loadPackageDefinition(protoLoader.loadSync(proto)).orders as { Orders: grpc.ServiceClientConstructor }).Orders;
+  const client = new orders(grpcUrl, grpc.credentials.createInsecure()) as unknown as OrdersClient;
+  return {
+    tcp,
+    call(method: 'Find' | 'Health', token?: string) {
+      const meta = new grpc.Metadata();
+      if (token !== undefined) meta.add('authorization', `Bearer ${token}`);
+      return new Promise<grpc.ServiceError | null>((done) => client[method]({ id: 'o-1' }, meta, (error) => done(error)));
+    },
+    async close() {
+      client.close();
+      await tcp.close();
+      await app.close();
+    },
+  };
+}
+
 void describe('KeycardThrottlerGuard in microservices (gRPC, TCP)', () => {
   let zone: TestZone;
-  let app: INestApplication;
-  let tcp: ClientProxy;
-  let client: grpc.Client & Record<'Find' | 'Health', (request: object, metadata: grpc.Metadata, callback: (error: grpc.ServiceError | null) => void) => void>;
+  let rpc: Awaited<ReturnType<typeof startRpcApp>>;
   const trackers: string[] = [];
 
   before(async () => {
     zone = await TestZone.start({ audience: R });
-    @Module({
+    rpc = await startRpcApp({
       imports: [
         KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger: new CapturingLogger() }),
         ThrottlerModule.forRoot([{
@@ -192,41 +221,18 @@ void describe('KeycardThrottlerGuard in microservices (gRPC, TCP)', () => {
           },
         }]),
       ],
-      controllers: [RpcHealthController],
       providers: [{ provide: APP_GUARD, useClass: KeycardThrottlerGuard }],
-    })
-    class RpcThrottledModule {}
-    app = await NestFactory.create(RpcThrottledModule, { logger: false, abortOnError: false });
-    const proto = resolve('test/support/orders.proto');
-    const grpcUrl = `127.0.0.1:${await freePort()}`;
-    const tcpPort = await freePort();
-    app.connectMicroservice({ transport: Transport.GRPC, options: { package: 'orders', protoPath: proto, url: grpcUrl } }, { inheritAppConfig: true });
-    app.connectMicroservice({ transport: Transport.TCP, options: { host: '127.0.0.1', port: tcpPort } }, { inheritAppConfig: true });
-    await app.startAllMicroservices();
-    await app.listen(0, '127.0.0.1');
-    tcp = ClientProxyFactory.create({ transport: Transport.TCP, options: { host: '127.0.0.1', port: tcpPort } });
-    const orders = (grpc.loadPackageDefinition(protoLoader.loadSync(proto)).orders as { Orders: grpc.ServiceClientConstructor }).Orders;
-    client = new orders(grpcUrl, grpc.credentials.createInsecure()) as never;
+    });
   });
   after(async () => {
-    client?.close();
-    await tcp?.close();
-    await app?.close();
+    await rpc?.close();
     await zone?.stop();
   });
 
-  const call = (method: 'Find' | 'Health', token?: string) => {
-    const metadata = new grpc.Metadata();
-    if (token !== undefined) metadata.add('authorization', `Bearer ${token}`);
-    return new Promise<grpc.ServiceError | null>((done) => client[method]({ id: 'o-1' }, metadata, (error) => done(error)));
-  };
-
   void it('M19 gRPC and TCP calls without an agent (public, refused) are counted per client address, not all in one "ip:undefined" bucket', async () => {
-    const [header, payload] = zone.issueToken({ scope: 'orders:read' }).split('.');
-    const token = `${header}.${payload}.${Buffer.alloc(256, 7).toString('base64url')}`; // forged signature
-    assert.equal(await call('Health'), null);
-    assert.equal((await call('Find', token))?.code, grpc.status.UNAUTHENTICATED);
-    assert.equal(await lastValueFrom(tcp.send('orders.health', {})), 'ok');
+    assert.equal(await rpc.call('Health'), null);
+    assert.equal((await rpc.call('Find', forged(zone)))?.code, grpc.status.UNAUTHENTICATED);
+    assert.equal(await lastValueFrom(rpc.tcp.send('orders.health', {})), 'ok');
     assert.ok(trackers.length >= 3, trackers.join());
     assert.deepEqual([...new Set(trackers)], ['ip:127.0.0.1']);
   });
