@@ -215,6 +215,10 @@ export class KeycardGuard implements CanActivate {
     return limiter(context).then(
       (limited) => {
         if (limited === undefined) return this.deny(denial, kind, context, carrier, resource, agent, rules, repeated);
+        // Over HTTP the line is written when the 429 is sent; elsewhere now, as deny would have.
+        if (this.auditsAtDecision(kind, context, carrier)) {
+          this.audit.recordCall(kind.describe(context, carrier), agent ?? peekRequestState(carrier)?.agent, 429, 'rate_limited');
+        }
         if (kind.isConnection(carrier)) requestState(carrier).agent = undefined; // as in deny: the next message is judged afresh
         throw limited;
       },
@@ -246,7 +250,7 @@ export class KeycardGuard implements CanActivate {
     const call = kind.describe(context, carrier);
     state.denial = denial.code;
     if (!repeated) this.logDenial(call, denial, who); // the same token's refusal for another field of the request: logged once
-    if (this.auditsAtDecision(kind, context, carrier)) this.audit.recordCall(call, who, denial);
+    if (this.auditsAtDecision(kind, context, carrier)) this.audit.recordCall(call, who, denial.getStatus(), denial.code);
     if (kind.isConnection(carrier)) state.agent = undefined; // the next message is judged afresh
     const refusal = kind.refuse(denial, context, carrier, denial.headers(resource?.metadataUrl, this.options.realm, rules.scopeParam));
     if (refusal instanceof Promise) return refusal.then((e) => Promise.reject(e));

@@ -29,6 +29,13 @@ const throttling = {
   providers: [{ provide: APP_GUARD, useClass: KeycardThrottlerGuard }],
 };
 
+/** Provides the throttler guard from a module imported after KeycardModule: Nest then runs the Keycard guard first. */
+@Module({ providers: [{ provide: APP_GUARD, useClass: KeycardThrottlerGuard }] })
+class ThrottlerAfterKeycardModule {}
+
+const auditLines = (logger: CapturingLogger) =>
+  logger.lines.filter((l) => l.startsWith('{"event":"keycard.audit"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+
 /** A token forged from a real one (its signature replaced): refused, no agent. */
 function forged(zone: TestZone): string {
   const [header, payload] = zone.issueToken({ scope: 'orders:read' }).split('.');
@@ -117,7 +124,7 @@ void describe('KeycardThrottlerGuard in a socket.io gateway', () => {
     })
     class GatewayModule {}
     app = await NestFactory.create(GatewayModule, { logger: false });
-    app.useWebSocketAdapter(app.get(KeycardConnections).guard(new IoAdapter(app)));
+    app.useWebSocketAdapter(app.get(KeycardConnections).guard(new IoAdapter(app), { allowAnonymous: true }));
     await app.listen(0, '127.0.0.1');
     port = (app.getHttpServer().address() as { port: number }).port;
   });
@@ -127,9 +134,9 @@ void describe('KeycardThrottlerGuard in a socket.io gateway', () => {
     await zone?.stop();
   });
 
-  const connect = (token: string) =>
+  const connect = (token: string | undefined) =>
     new Promise<Socket>((resolve, reject) => {
-      const socket = io(`http://127.0.0.1:${port}`, { auth: { token }, transports: ['websocket'], reconnection: false, forceNew: true });
+      const socket = io(`http://127.0.0.1:${port}`, { auth: token === undefined ? {} : { token }, transports: ['websocket'], reconnection: false, forceNew: true });
       sockets.push(socket);
       socket.on('connect', () => resolve(socket));
       socket.on('connect_error', reject);
@@ -154,6 +161,25 @@ void describe('KeycardThrottlerGuard in a socket.io gateway', () => {
     assert.deepEqual(await ask(other), ['whoami', 'agent-ws-a']);
     // Both guards judged the message (the throttler runs the Keycard guard first): one audit line.
     assert.equal(logger.lines.filter((l) => l.includes('"agent":"agent-ws-a"')).length, 1);
+  });
+
+  const RATE_LIMITED = { status: 'error', error: 'rate_limited', error_description: 'Too many requests, retry later' };
+
+  void it('audit (M19): a refused message the limiter answers with 429 has one line, 429 rate_limited without an agent', async () => {
+    const socket = await connect(undefined); // allowAnonymous: each message is refused, no_credentials
+    logger.lines.length = 0;
+    const answers = [];
+    for (let i = 0; i < LIMIT + 1; i++) answers.push(await ask(socket));
+    assert.deepEqual(answers, [
+      ...Array.from({ length: LIMIT }, () => ['exception', { status: 'error', error_description: 'Authentication is required' }]),
+      ['exception', RATE_LIMITED],
+    ]);
+    const lines = auditLines(logger);
+    assert.deepEqual(lines.map((l) => [l.method, l.route, l.status, l.reason]), [
+      ...Array.from({ length: LIMIT }, () => ['WS', 'whoami', 401, 'no_credentials']),
+      ['WS', 'whoami', 429, 'rate_limited'],
+    ]);
+    for (const line of lines) assert.deepEqual([line.agent, line.user, line.tokenId, line.scopes], [undefined, undefined, undefined, undefined]);
   });
 });
 
@@ -237,3 +263,53 @@ void describe('KeycardThrottlerGuard in microservices (gRPC, TCP)', () => {
     assert.deepEqual([...new Set(trackers)], ['ip:127.0.0.1']);
   });
 });
+
+/** The two global guard orders: the README's (throttler in the app module, so first) and the Keycard guard first. */
+const RPC_GUARD_ORDERS = {
+  'throttler first': { imports: [], providers: [{ provide: APP_GUARD, useClass: KeycardThrottlerGuard }] },
+  'Keycard guard first': { imports: [ThrottlerAfterKeycardModule], providers: [] },
+};
+
+for (const [order, wiring] of Object.entries(RPC_GUARD_ORDERS)) {
+  void describe(`audit log of gRPC calls answered 429 (${order})`, () => {
+    let zone: TestZone;
+    let rpc: Awaited<ReturnType<typeof startRpcApp>>;
+    const logger = new CapturingLogger();
+
+    before(async () => {
+      zone = await TestZone.start({ audience: R });
+      rpc = await startRpcApp({
+        imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger, auditLog: true }), ...throttling.imports, ...wiring.imports],
+        providers: wiring.providers,
+      });
+    });
+    after(async () => {
+      await rpc?.close();
+      await zone?.stop();
+    });
+
+    /** RESOURCE_EXHAUSTED with the fixed description; nothing of `token` in what the client got. */
+    const assertRateLimited = (error: grpc.ServiceError | null, token: string) => {
+      assert.equal(error?.code, grpc.status.RESOURCE_EXHAUSTED, error?.message);
+      assert.match(error.details, /Too many requests, retry later/);
+      assert.equal(JSON.stringify([error.message, error.details, error.metadata.getMap()]).includes(token), false);
+    };
+    const findLines = () => auditLines(logger).filter((l) => l.route === 'RpcHealthController.find');
+
+    void it('M19 a refused call the limiter answers with 429 is audited once, 429 rate_limited without an agent', async () => {
+      const token = forged(zone);
+      logger.lines.length = 0;
+      const errors = [];
+      for (let i = 0; i < LIMIT + 1; i++) errors.push(await rpc.call('Find', token));
+      assert.deepEqual(errors.slice(0, LIMIT).map((e) => e?.code), Array.from({ length: LIMIT }, () => grpc.status.UNAUTHENTICATED));
+      assertRateLimited(errors[LIMIT], token);
+      const lines = findLines();
+      assert.deepEqual(lines.map((l) => [l.method, l.status, l.reason]), [
+        ...Array.from({ length: LIMIT }, () => ['RPC', 401, 'signature_invalid']),
+        ['RPC', 429, 'rate_limited'],
+      ]);
+      for (const line of lines) assert.deepEqual([line.agent, line.user, line.tokenId], [undefined, undefined, undefined]);
+      assert.equal(logger.lines.some((l) => l.includes(token) || l.includes(token.split('.')[2])), false);
+    });
+  });
+}
