@@ -165,6 +165,24 @@ void describe('KeycardThrottlerGuard in a socket.io gateway', () => {
 
   const RATE_LIMITED = { status: 'error', error: 'rate_limited', error_description: 'Too many requests, retry later' };
 
+  void it('audit: a message the throttler refuses per agent has one line, 429 rate_limited with the agent (not 200)', async () => {
+    const token = zone.issueToken({ client_id: 'agent-ws-audit', sub: 'carol', scope: 'orders:read' });
+    const socket = await connect(token);
+    logger.lines.length = 0;
+    const answers = [];
+    for (let i = 0; i < LIMIT + 1; i++) answers.push(await ask(socket));
+    assert.deepEqual(answers[LIMIT], ['exception', RATE_LIMITED]);
+    const lines = auditLines(logger);
+    assert.deepEqual(lines.map((l) => [l.method, l.route, l.status, l.reason]), [
+      ...Array.from({ length: LIMIT }, () => ['WS', 'whoami', 200, undefined]),
+      ['WS', 'whoami', 429, 'rate_limited'],
+    ]);
+    assert.equal(lines[LIMIT].agent, 'agent-ws-audit');
+    assert.equal(lines[LIMIT].user, 'carol');
+    assert.equal(typeof lines[LIMIT].tokenId, 'string');
+    assert.equal([...logger.lines, JSON.stringify(answers)].some((l) => l.includes(token) || l.includes(token.split('.')[2])), false);
+  });
+
   void it('audit (M19): a refused message the limiter answers with 429 has one line, 429 rate_limited without an agent', async () => {
     const socket = await connect(undefined); // allowAnonymous: each message is refused, no_credentials
     logger.lines.length = 0;
@@ -296,6 +314,24 @@ for (const [order, wiring] of Object.entries(RPC_GUARD_ORDERS)) {
     };
     const findLines = () => auditLines(logger).filter((l) => l.route === 'RpcHealthController.find');
 
+    void it('a call the throttler refuses per agent is audited 429 rate_limited with the agent', async () => {
+      const token = zone.issueToken({ client_id: 'agent-rpc-audit', sub: 'dave', scope: 'orders:read' });
+      logger.lines.length = 0;
+      const errors = [];
+      for (let i = 0; i < LIMIT + 1; i++) errors.push(await rpc.call('Find', token));
+      assert.deepEqual(errors.slice(0, LIMIT), Array.from({ length: LIMIT }, () => null));
+      assertRateLimited(errors[LIMIT], token);
+      const lines = findLines();
+      // The Keycard guard running first has admitted (and audited) the call before the throttler counts it (README, "Audit log").
+      const admitted = order === 'throttler first' ? LIMIT : LIMIT + 1;
+      assert.deepEqual(lines.map((l) => [l.method, l.status, l.reason]), [
+        ...Array.from({ length: admitted }, () => ['RPC', 200, undefined]),
+        ['RPC', 429, 'rate_limited'],
+      ]);
+      for (const line of lines) assert.deepEqual([line.agent, line.user, typeof line.tokenId], ['agent-rpc-audit', 'dave', 'string']);
+      assert.equal(logger.lines.some((l) => l.includes(token) || l.includes(token.split('.')[2])), false);
+    });
+
     void it('M19 a refused call the limiter answers with 429 is audited once, 429 rate_limited without an agent', async () => {
       const token = forged(zone);
       logger.lines.length = 0;
@@ -310,6 +346,14 @@ for (const [order, wiring] of Object.entries(RPC_GUARD_ORDERS)) {
       ]);
       for (const line of lines) assert.deepEqual([line.agent, line.user, line.tokenId], [undefined, undefined, undefined]);
       assert.equal(logger.lines.some((l) => l.includes(token) || l.includes(token.split('.')[2])), false);
+    });
+
+    void it('a @Public() call is not audited unless the throttler refuses it: then one line, 429 rate_limited', async () => {
+      logger.lines.length = 0;
+      const errors = [];
+      for (let i = 0; i < LIMIT + 1; i++) errors.push(await rpc.call('Health'));
+      assert.deepEqual(errors.map((e) => e?.code ?? null), [...Array.from({ length: LIMIT }, () => null), grpc.status.RESOURCE_EXHAUSTED]);
+      assert.deepEqual(auditLines(logger).map((l) => [l.route, l.status, l.reason, l.agent]), [['RpcHealthController.health', 429, 'rate_limited', undefined]]);
     });
   });
 }
