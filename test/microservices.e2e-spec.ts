@@ -9,7 +9,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { Controller, Module, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import {
-  ClientProxyFactory, GrpcMethod, GrpcStreamCall, MessagePattern, Payload, Transport, type ClientProxy,
+  GrpcMethod, GrpcStreamCall, MessagePattern, Payload, type ClientProxy,
 } from '@nestjs/microservices';
 import { lastValueFrom } from 'rxjs';
 import { fileURLToPath } from 'node:url';
@@ -17,8 +17,8 @@ import { Agent, KeycardModule, Public, RequireScopes, type KeycardModuleOptions 
 import { TestZone } from '../lib/testing/index.js';
 import { expectFixedDescription, expectNoLeak, forged } from './support/contexts.js';
 import { R } from './support/forge.js';
-import { freePort } from './support/free-port.js';
 import { CapturingLogger } from './support/keycard-app.js';
+import { listenHybrid } from './support/rpc-app.js';
 
 const PROTO = fileURLToPath(new URL('./support/orders.proto', import.meta.url));
 
@@ -84,13 +84,7 @@ async function startRpcApp(zone: TestZone, extra: Partial<KeycardModuleOptions> 
   })
   class RpcAppModule {}
   const app = await NestFactory.create(RpcAppModule, { logger: false, abortOnError: false });
-  const grpcUrl = `127.0.0.1:${await freePort()}`;
-  const tcpPort = await freePort();
-  app.connectMicroservice({ transport: Transport.GRPC, options: { package: 'orders', protoPath: PROTO, url: grpcUrl } }, { inheritAppConfig: true });
-  app.connectMicroservice({ transport: Transport.TCP, options: { host: '127.0.0.1', port: tcpPort } }, { inheritAppConfig: true });
-  await app.startAllMicroservices();
-  await app.listen(0, '127.0.0.1');
-  const tcp = ClientProxyFactory.create({ transport: Transport.TCP, options: { host: '127.0.0.1', port: tcpPort } });
+  const { grpcUrl, tcp } = await listenHybrid(app, PROTO);
   return {
     app,
     grpcUrl,

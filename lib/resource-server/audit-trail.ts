@@ -6,7 +6,7 @@ import { isVerifiedAgent } from './access-token-rules.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
-import type { KeycardException } from './keycard.exceptions.js';
+import type { DenialReason } from './keycard.exceptions.js';
 import { requestState } from './request-state.js';
 import { rawRequestOf } from './resource-resolver.js';
 
@@ -62,7 +62,8 @@ export class AuditTrail {
    * Arranges the audit line of the call in `context` (once per request) when it is answered over
    * HTTP: plain routes (the route pattern) and GraphQL operations (the operation and field).
    * Calls answered elsewhere (gateway messages, graphql-ws, microservices) get theirs from
-   * {@link recordCall} when the guard decides.
+   * {@link recordCall} when the guard decides, or behind the throttler integration once that has
+   * counted them.
    */
   track(context: ExecutionContext, kind: CallKind): void {
     const request = kind.carrier(context) as Carrier & { user?: AgentContext };
@@ -81,13 +82,14 @@ export class AuditTrail {
   }
 
   /**
-   * Writes the audit line of a call answered outside HTTP, when the guard decides: `call` names it
-   * (`ws orders:watch`, `graphql subscription OnOrder.orderAdded`, `rpc Orders.find`); the status
-   * is the HTTP status the refusal would have had, 200 when admitted.
+   * Writes the audit line of a call answered outside HTTP, once its outcome is known: `call` names
+   * it (`ws orders:watch`, `graphql subscription OnOrder.orderAdded`, `rpc Orders.find`); `status`
+   * is the HTTP status the answer would have had (200 when admitted, 429 `rate_limited` when a rate
+   * limiter answered), `reason` the denial code.
    */
-  recordCall(call: string, agent: AgentContext | undefined, denial?: KeycardException): void {
+  recordCall(call: string, agent: AgentContext | undefined, status = 200, reason?: DenialReason): void {
     const space = call.indexOf(' ');
-    this.write(agent, call.slice(0, space).toUpperCase(), call.slice(space + 1), denial?.getStatus() ?? 200, performance.now(), denial?.code);
+    this.write(agent, call.slice(0, space).toUpperCase(), call.slice(space + 1), status, performance.now(), reason);
   }
 
   private write(agent: AgentContext | undefined, method: string, route: string, status: number, started: number, reason: string | undefined): void {

@@ -12,7 +12,7 @@ import { checkRequestLogger } from '../logging/request-logger-check.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import {
-  InsufficientScopeException, type KeycardException, MissingCredentialsException,
+  type DenialReason, InsufficientScopeException, type KeycardException, MissingCredentialsException,
 } from './keycard.exceptions.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import type { ProtectedResource } from './protected-resource.js';
@@ -55,6 +55,13 @@ export class KeycardGuard implements CanActivate {
   private readonly admittedCalls = new AdmittedCalls();
 
   private refusalLimiter?: RefusalLimiter;
+  /**
+   * Calls outside HTTP whose audit line waits for the guard that runs this one (the throttler
+   * integration may still answer 429 after this guard admitted the call): `null` until admitted,
+   * then the agent. Keyed by the call's `ExecutionContext`, which Nest builds for each call and
+   * hands to every guard of it. Empty unless `auditLog` is on.
+   */
+  private readonly heldAudits = new WeakMap<ExecutionContext, AgentContext | null>();
   /** Whether the request loggers were looked at for tokens (at the first token: INV7). */
   private requestLoggerChecked = false;
 
@@ -67,6 +74,37 @@ export class KeycardGuard implements CanActivate {
    */
   limitRefusalsWith(limiter: RefusalLimiter): void {
     this.refusalLimiter = limiter;
+  }
+
+  /**
+   * Says that a guard running this one will judge the call in `context` after it (the throttler
+   * integration, which may answer 429 per agent): outside HTTP, where the audit line is written at
+   * the decision, an admission is then not written but held for {@link settleAudit}, so the call
+   * gets one line with its final outcome. Refusals are written as usual. Nothing without `auditLog`.
+   * @internal
+   */
+  holdAudit(context: ExecutionContext): void {
+    if (!this.options.auditLog) return;
+    const kind = this.contexts.kindOf(context);
+    if (kind !== undefined && this.auditsAtDecision(kind, context, kind.carrier(context))) this.heldAudits.set(context, null);
+  }
+
+  /**
+   * Writes the audit line held by {@link holdAudit} with the call's final outcome (`status`, 200
+   * when served). A call this guard admitted in an earlier run (it ran before the throttler), or a
+   * public one, has no line held: only a refusal (`status` ≥ 400) is written for it then, so such an
+   * admitted call has two lines, the admission and the refusal (README, "Audit log").
+   * @internal
+   */
+  settleAudit(context: ExecutionContext, status: number, reason?: DenialReason): void {
+    if (!this.heldAudits.has(context)) return;
+    const admitted = this.heldAudits.get(context) ?? undefined;
+    this.heldAudits.delete(context);
+    if (admitted === undefined && status < 400) return;
+    const kind = this.contexts.kindOf(context)!;
+    const carrier = kind.carrier(context);
+    const agent = admitted ?? (isVerifiedAgent(carrier.user) ? carrier.user : undefined);
+    this.audit.recordCall(kind.describe(context, carrier), agent, status, reason);
   }
 
   /**
@@ -189,7 +227,10 @@ export class KeycardGuard implements CanActivate {
     }
     carrier.user = agent;
     if (kind.sharedCarrier) this.admittedCalls.add(context.getArgs());
-    if (this.auditsAtDecision(kind, context, carrier)) this.audit.recordCall(kind.describe(context, carrier), agent);
+    if (this.auditsAtDecision(kind, context, carrier)) {
+      if (this.heldAudits.has(context)) this.heldAudits.set(context, agent); // the throttler writes it: 200 or 429
+      else this.audit.recordCall(kind.describe(context, carrier), agent);
+    }
     return true;
   }
 
@@ -215,6 +256,10 @@ export class KeycardGuard implements CanActivate {
     return limiter(context).then(
       (limited) => {
         if (limited === undefined) return this.deny(denial, kind, context, carrier, resource, agent, rules, repeated);
+        // Over HTTP the line is written when the 429 is sent; elsewhere now, as deny would have.
+        if (this.auditsAtDecision(kind, context, carrier)) {
+          this.audit.recordCall(kind.describe(context, carrier), agent ?? peekRequestState(carrier)?.agent, 429, 'rate_limited');
+        }
         if (kind.isConnection(carrier)) requestState(carrier).agent = undefined; // as in deny: the next message is judged afresh
         throw limited;
       },
@@ -246,7 +291,7 @@ export class KeycardGuard implements CanActivate {
     const call = kind.describe(context, carrier);
     state.denial = denial.code;
     if (!repeated) this.logDenial(call, denial, who); // the same token's refusal for another field of the request: logged once
-    if (this.auditsAtDecision(kind, context, carrier)) this.audit.recordCall(call, who, denial);
+    if (this.auditsAtDecision(kind, context, carrier)) this.audit.recordCall(call, who, denial.getStatus(), denial.code);
     if (kind.isConnection(carrier)) state.agent = undefined; // the next message is judged afresh
     const headers = denial.headers(resource?.metadataUrl, this.options.realm, rules.scopeParam);
     const refusal = kind.refuse(denial, context, carrier, headers, rules.scopeParam);

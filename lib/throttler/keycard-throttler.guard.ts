@@ -52,9 +52,25 @@ export class KeycardThrottlerGuard extends ThrottlerGuard {
     keycard.limitRefusalsWith((context) => this.countRefusal(context));
   }
 
+  /**
+   * With `auditLog`, a call answered outside HTTP gets one audit line with its outcome: the Keycard
+   * guard holds the line of a call it admits here, and this guard writes it once it has counted
+   * the call (200, or 429 `rate_limited` with the agent). A call the Keycard guard refuses has its
+   * line from that guard (429 too when the refusal limiter answered).
+   */
   override async canActivate(context: ExecutionContext): Promise<boolean> {
+    this.keycard.holdAudit(context);
     if (!(await this.keycard.canActivate(context))) return false;
-    return super.canActivate(context);
+    let served: boolean;
+    try {
+      served = await super.canActivate(context);
+    } catch (thrown) {
+      if (this.isLimitAnswer(thrown)) this.keycard.settleAudit(context, 429, 'rate_limited');
+      else this.keycard.settleAudit(context, 500); // the storage failed: the client gets an error, not the handler
+      throw thrown;
+    }
+    this.keycard.settleAudit(context, served ? 200 : 403);
+    return served;
   }
 
   /**
@@ -109,9 +125,13 @@ export class KeycardThrottlerGuard extends ThrottlerGuard {
     return super.canActivate(context).then(
       () => undefined,
       (thrown: unknown) => {
-        if (typeof thrown === 'object' && thrown !== null && this.limitAnswers.has(thrown)) return thrown;
+        if (this.isLimitAnswer(thrown)) return thrown;
         throw thrown; // storage down, …: the Keycard guard refuses as it would without a limiter
       },
     );
+  }
+
+  private isLimitAnswer(thrown: unknown): boolean {
+    return typeof thrown === 'object' && thrown !== null && this.limitAnswers.has(thrown);
   }
 }

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { Controller, Module, type INestApplication } from '@nestjs/common';
-import { ClientProxyFactory, GrpcMethod, MessagePattern, Transport, type ClientProxy } from '@nestjs/microservices';
+import { Controller, Module, type ModuleMetadata, type Provider } from '@nestjs/common';
+import { GrpcMethod, MessagePattern } from '@nestjs/microservices';
 import { resolve } from 'node:path';
 import { lastValueFrom } from 'rxjs';
 import { APP_GUARD, NestFactory } from '@nestjs/core';
@@ -16,7 +16,7 @@ import { SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
 import { ThrottlerModule } from '@nestjs/throttler';
 import { io, type Socket } from 'socket.io-client';
 import { Agent, KeycardConnections, KeycardModule, Public } from '../../lib/index.js';
-import { freePort } from '../support/free-port.js';
+import { listenHybrid } from '../support/rpc-app.js';
 import { TestZone } from '../../lib/testing/index.js';
 import { KeycardThrottlerGuard } from '../../lib/throttler/index.js';
 import { startGraphQLApp, type RunningGraphQLApp } from '../support/graphql-app.js';
@@ -28,6 +28,19 @@ const throttling = {
   imports: [ThrottlerModule.forRoot([{ ttl: 60_000, limit: LIMIT }])],
   providers: [{ provide: APP_GUARD, useClass: KeycardThrottlerGuard }],
 };
+
+/** Provides the throttler guard from a module imported after KeycardModule: Nest then runs the Keycard guard first. */
+@Module({ providers: [{ provide: APP_GUARD, useClass: KeycardThrottlerGuard }] })
+class ThrottlerAfterKeycardModule {}
+
+const auditLines = (logger: CapturingLogger) =>
+  logger.lines.filter((l) => l.startsWith('{"event":"keycard.audit"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+
+/** A token forged from a real one (its signature replaced): refused, no agent. */
+function forged(zone: TestZone): string {
+  const [header, payload] = zone.issueToken({ scope: 'orders:read' }).split('.');
+  return `${header}.${payload}.${Buffer.alloc(256, 7).toString('base64url')}`;
+}
 
 void describe('KeycardThrottlerGuard in GraphQL (Apollo)', () => {
   let zone: TestZone;
@@ -67,8 +80,7 @@ void describe('KeycardThrottlerGuard in GraphQL (Apollo)', () => {
   });
 
   void it('M19 in GraphQL: refusals are counted per address; past the limit TOO_MANY_REQUESTS (429 + Retry-After) instead of UNAUTHENTICATED', async () => {
-    const [header, payload] = zone.issueToken({ client_id: 'agent-f', scope: 'orders:read' }).split('.');
-    const token = `${header}.${payload}.${Buffer.alloc(256, 7).toString('base64url')}`; // forged signature
+    const token = forged(zone);
     const answers = [];
     for (let i = 0; i < LIMIT + 1; i++) answers.push(await query(token));
     const errors = answers.map((a) => (JSON.parse(a.text) as { errors: { extensions: { code: string; error?: string } }[] }).errors[0].extensions);
@@ -112,7 +124,7 @@ void describe('KeycardThrottlerGuard in a socket.io gateway', () => {
     })
     class GatewayModule {}
     app = await NestFactory.create(GatewayModule, { logger: false });
-    app.useWebSocketAdapter(app.get(KeycardConnections).guard(new IoAdapter(app)));
+    app.useWebSocketAdapter(app.get(KeycardConnections).guard(new IoAdapter(app), { allowAnonymous: true }));
     await app.listen(0, '127.0.0.1');
     port = (app.getHttpServer().address() as { port: number }).port;
   });
@@ -122,9 +134,9 @@ void describe('KeycardThrottlerGuard in a socket.io gateway', () => {
     await zone?.stop();
   });
 
-  const connect = (token: string) =>
+  const connect = (token: string | undefined) =>
     new Promise<Socket>((resolve, reject) => {
-      const socket = io(`http://127.0.0.1:${port}`, { auth: { token }, transports: ['websocket'], reconnection: false, forceNew: true });
+      const socket = io(`http://127.0.0.1:${port}`, { auth: token === undefined ? {} : { token }, transports: ['websocket'], reconnection: false, forceNew: true });
       sockets.push(socket);
       socket.on('connect', () => resolve(socket));
       socket.on('connect_error', reject);
@@ -150,6 +162,43 @@ void describe('KeycardThrottlerGuard in a socket.io gateway', () => {
     // Both guards judged the message (the throttler runs the Keycard guard first): one audit line.
     assert.equal(logger.lines.filter((l) => l.includes('"agent":"agent-ws-a"')).length, 1);
   });
+
+  const RATE_LIMITED = { status: 'error', error: 'rate_limited', error_description: 'Too many requests, retry later' };
+
+  void it('audit: a message the throttler refuses per agent has one line, 429 rate_limited with the agent (not 200)', async () => {
+    const token = zone.issueToken({ client_id: 'agent-ws-audit', sub: 'carol', scope: 'orders:read' });
+    const socket = await connect(token);
+    logger.lines.length = 0;
+    const answers = [];
+    for (let i = 0; i < LIMIT + 1; i++) answers.push(await ask(socket));
+    assert.deepEqual(answers[LIMIT], ['exception', RATE_LIMITED]);
+    const lines = auditLines(logger);
+    assert.deepEqual(lines.map((l) => [l.method, l.route, l.status, l.reason]), [
+      ...Array.from({ length: LIMIT }, () => ['WS', 'whoami', 200, undefined]),
+      ['WS', 'whoami', 429, 'rate_limited'],
+    ]);
+    assert.equal(lines[LIMIT].agent, 'agent-ws-audit');
+    assert.equal(lines[LIMIT].user, 'carol');
+    assert.equal(typeof lines[LIMIT].tokenId, 'string');
+    assert.equal([...logger.lines, JSON.stringify(answers)].some((l) => l.includes(token) || l.includes(token.split('.')[2])), false);
+  });
+
+  void it('audit (M19): a refused message the limiter answers with 429 has one line, 429 rate_limited without an agent', async () => {
+    const socket = await connect(undefined); // allowAnonymous: each message is refused, no_credentials
+    logger.lines.length = 0;
+    const answers = [];
+    for (let i = 0; i < LIMIT + 1; i++) answers.push(await ask(socket));
+    assert.deepEqual(answers, [
+      ...Array.from({ length: LIMIT }, () => ['exception', { status: 'error', error_description: 'Authentication is required' }]),
+      ['exception', RATE_LIMITED],
+    ]);
+    const lines = auditLines(logger);
+    assert.deepEqual(lines.map((l) => [l.method, l.route, l.status, l.reason]), [
+      ...Array.from({ length: LIMIT }, () => ['WS', 'whoami', 401, 'no_credentials']),
+      ['WS', 'whoami', 429, 'rate_limited'],
+    ]);
+    for (const line of lines) assert.deepEqual([line.agent, line.user, line.tokenId, line.scopes], [undefined, undefined, undefined, undefined]);
+  });
 });
 
 @Controller()
@@ -172,16 +221,40 @@ class RpcHealthController {
   }
 }
 
+type OrdersClient = grpc.Client & Record<'Find' | 'Health', (request: object, metadata: grpc.Metadata, callback: (error: grpc.ServiceError | null) => void) => void>;
+
+/** An app serving RpcHealthController over gRPC and TCP on loopback, with `metadata`'s imports and providers. */
+async function startRpcApp(metadata: { imports: NonNullable<ModuleMetadata['imports']>; providers?: Provider[] }) {
+  @Module({ ...metadata, controllers: [RpcHealthController] })
+  class RpcThrottledModule {}
+  const app = await NestFactory.create(RpcThrottledModule, { logger: false, abortOnError: false });
+  const proto = resolve('test/support/orders.proto');
+  const { grpcUrl, tcp } = await listenHybrid(app, proto);
+  const orders = (grpc.loadPackageDefinition(protoLoader.loadSync(proto)).orders as { Orders: grpc.ServiceClientConstructor }).Orders;
+  const client = new orders(grpcUrl, grpc.credentials.createInsecure()) as unknown as OrdersClient;
+  return {
+    tcp,
+    call(method: 'Find' | 'Health', token?: string) {
+      const meta = new grpc.Metadata();
+      if (token !== undefined) meta.add('authorization', `Bearer ${token}`);
+      return new Promise<grpc.ServiceError | null>((done) => client[method]({ id: 'o-1' }, meta, (error) => done(error)));
+    },
+    async close() {
+      client.close();
+      await tcp.close();
+      await app.close();
+    },
+  };
+}
+
 void describe('KeycardThrottlerGuard in microservices (gRPC, TCP)', () => {
   let zone: TestZone;
-  let app: INestApplication;
-  let tcp: ClientProxy;
-  let client: grpc.Client & Record<'Find' | 'Health', (request: object, metadata: grpc.Metadata, callback: (error: grpc.ServiceError | null) => void) => void>;
+  let rpc: Awaited<ReturnType<typeof startRpcApp>>;
   const trackers: string[] = [];
 
   before(async () => {
     zone = await TestZone.start({ audience: R });
-    @Module({
+    rpc = await startRpcApp({
       imports: [
         KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger: new CapturingLogger() }),
         ThrottlerModule.forRoot([{
@@ -192,42 +265,95 @@ void describe('KeycardThrottlerGuard in microservices (gRPC, TCP)', () => {
           },
         }]),
       ],
-      controllers: [RpcHealthController],
       providers: [{ provide: APP_GUARD, useClass: KeycardThrottlerGuard }],
-    })
-    class RpcThrottledModule {}
-    app = await NestFactory.create(RpcThrottledModule, { logger: false, abortOnError: false });
-    const proto = resolve('test/support/orders.proto');
-    const grpcUrl = `127.0.0.1:${await freePort()}`;
-    const tcpPort = await freePort();
-    app.connectMicroservice({ transport: Transport.GRPC, options: { package: 'orders', protoPath: proto, url: grpcUrl } }, { inheritAppConfig: true });
-    app.connectMicroservice({ transport: Transport.TCP, options: { host: '127.0.0.1', port: tcpPort } }, { inheritAppConfig: true });
-    await app.startAllMicroservices();
-    await app.listen(0, '127.0.0.1');
-    tcp = ClientProxyFactory.create({ transport: Transport.TCP, options: { host: '127.0.0.1', port: tcpPort } });
-    const orders = (grpc.loadPackageDefinition(protoLoader.loadSync(proto)).orders as { Orders: grpc.ServiceClientConstructor }).Orders;
-    client = new orders(grpcUrl, grpc.credentials.createInsecure()) as never;
+    });
   });
   after(async () => {
-    client?.close();
-    await tcp?.close();
-    await app?.close();
+    await rpc?.close();
     await zone?.stop();
   });
 
-  const call = (method: 'Find' | 'Health', token?: string) => {
-    const metadata = new grpc.Metadata();
-    if (token !== undefined) metadata.add('authorization', `Bearer ${token}`);
-    return new Promise<grpc.ServiceError | null>((done) => client[method]({ id: 'o-1' }, metadata, (error) => done(error)));
-  };
-
   void it('M19 gRPC and TCP calls without an agent (public, refused) are counted per client address, not all in one "ip:undefined" bucket', async () => {
-    const [header, payload] = zone.issueToken({ scope: 'orders:read' }).split('.');
-    const token = `${header}.${payload}.${Buffer.alloc(256, 7).toString('base64url')}`; // forged signature
-    assert.equal(await call('Health'), null);
-    assert.equal((await call('Find', token))?.code, grpc.status.UNAUTHENTICATED);
-    assert.equal(await lastValueFrom(tcp.send('orders.health', {})), 'ok');
+    assert.equal(await rpc.call('Health'), null);
+    assert.equal((await rpc.call('Find', forged(zone)))?.code, grpc.status.UNAUTHENTICATED);
+    assert.equal(await lastValueFrom(rpc.tcp.send('orders.health', {})), 'ok');
     assert.ok(trackers.length >= 3, trackers.join());
     assert.deepEqual([...new Set(trackers)], ['ip:127.0.0.1']);
   });
 });
+
+/** The two global guard orders: the README's (throttler in the app module, so first) and the Keycard guard first. */
+const RPC_GUARD_ORDERS = {
+  'throttler first': { imports: [], providers: [{ provide: APP_GUARD, useClass: KeycardThrottlerGuard }] },
+  'Keycard guard first': { imports: [ThrottlerAfterKeycardModule], providers: [] },
+};
+
+for (const [order, wiring] of Object.entries(RPC_GUARD_ORDERS)) {
+  void describe(`audit log of gRPC calls answered 429 (${order})`, () => {
+    let zone: TestZone;
+    let rpc: Awaited<ReturnType<typeof startRpcApp>>;
+    const logger = new CapturingLogger();
+
+    before(async () => {
+      zone = await TestZone.start({ audience: R });
+      rpc = await startRpcApp({
+        imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger, auditLog: true }), ...throttling.imports, ...wiring.imports],
+        providers: wiring.providers,
+      });
+    });
+    after(async () => {
+      await rpc?.close();
+      await zone?.stop();
+    });
+
+    /** RESOURCE_EXHAUSTED with the fixed description; nothing of `token` in what the client got. */
+    const assertRateLimited = (error: grpc.ServiceError | null, token: string) => {
+      assert.equal(error?.code, grpc.status.RESOURCE_EXHAUSTED, error?.message);
+      assert.match(error.details, /Too many requests, retry later/);
+      assert.equal(JSON.stringify([error.message, error.details, error.metadata.getMap()]).includes(token), false);
+    };
+    const findLines = () => auditLines(logger).filter((l) => l.route === 'RpcHealthController.find');
+
+    void it('a call the throttler refuses per agent is audited 429 rate_limited with the agent', async () => {
+      const token = zone.issueToken({ client_id: 'agent-rpc-audit', sub: 'dave', scope: 'orders:read' });
+      logger.lines.length = 0;
+      const errors = [];
+      for (let i = 0; i < LIMIT + 1; i++) errors.push(await rpc.call('Find', token));
+      assert.deepEqual(errors.slice(0, LIMIT), Array.from({ length: LIMIT }, () => null));
+      assertRateLimited(errors[LIMIT], token);
+      const lines = findLines();
+      // The Keycard guard running first has admitted (and audited) the call before the throttler counts it (README, "Audit log").
+      const admitted = order === 'throttler first' ? LIMIT : LIMIT + 1;
+      assert.deepEqual(lines.map((l) => [l.method, l.status, l.reason]), [
+        ...Array.from({ length: admitted }, () => ['RPC', 200, undefined]),
+        ['RPC', 429, 'rate_limited'],
+      ]);
+      for (const line of lines) assert.deepEqual([line.agent, line.user, typeof line.tokenId], ['agent-rpc-audit', 'dave', 'string']);
+      assert.equal(logger.lines.some((l) => l.includes(token) || l.includes(token.split('.')[2])), false);
+    });
+
+    void it('M19 a refused call the limiter answers with 429 is audited once, 429 rate_limited without an agent', async () => {
+      const token = forged(zone);
+      logger.lines.length = 0;
+      const errors = [];
+      for (let i = 0; i < LIMIT + 1; i++) errors.push(await rpc.call('Find', token));
+      assert.deepEqual(errors.slice(0, LIMIT).map((e) => e?.code), Array.from({ length: LIMIT }, () => grpc.status.UNAUTHENTICATED));
+      assertRateLimited(errors[LIMIT], token);
+      const lines = findLines();
+      assert.deepEqual(lines.map((l) => [l.method, l.status, l.reason]), [
+        ...Array.from({ length: LIMIT }, () => ['RPC', 401, 'signature_invalid']),
+        ['RPC', 429, 'rate_limited'],
+      ]);
+      for (const line of lines) assert.deepEqual([line.agent, line.user, line.tokenId], [undefined, undefined, undefined]);
+      assert.equal(logger.lines.some((l) => l.includes(token) || l.includes(token.split('.')[2])), false);
+    });
+
+    void it('a @Public() call is not audited unless the throttler refuses it: then one line, 429 rate_limited', async () => {
+      logger.lines.length = 0;
+      const errors = [];
+      for (let i = 0; i < LIMIT + 1; i++) errors.push(await rpc.call('Health'));
+      assert.deepEqual(errors.map((e) => e?.code ?? null), [...Array.from({ length: LIMIT }, () => null), grpc.status.RESOURCE_EXHAUSTED]);
+      assert.deepEqual(auditLines(logger).map((l) => [l.route, l.status, l.reason, l.agent]), [['RpcHealthController.health', 429, 'rate_limited', undefined]]);
+    });
+  });
+}
