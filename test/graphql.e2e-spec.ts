@@ -171,6 +171,8 @@ describe.each(SERVERS)('GraphQL: %s', (_name, server) => {
       const res = await gql('{ a: whoami b: ledger c: orders { id } d: whoami e: ledger }', token);
       expect(res.status).toBe(401);
       expect(res.challenge?.params.error).toBe(token === undefined ? undefined : 'invalid_token');
+      // The one challenge of the response names every scope the operation was refused for.
+      expect(res.challenge?.params.scope?.split(' ').sort()).toEqual(['ledger:read', 'orders:read']);
       const byField = Object.fromEntries(res.body.errors!.map((e) => {
         const { code, error, scope } = e.extensions ?? {};
         expectFixedDescription(e.message);
@@ -187,6 +189,17 @@ describe.each(SERVERS)('GraphQL: %s', (_name, server) => {
       if (token !== undefined) expect(api.logger.lines.slice(before).filter((l) => l.startsWith('denied '))).toHaveLength(1);
       expectNoLeak(res.body, token === undefined ? [] : [token], api.logger.lines);
     }
+  });
+
+  it(`${row('Q16')} fields refused 403 for different scopes: the response's challenge names every scope the operation needs, each error its own field's`, async () => {
+    const token = zone.issueToken({ scope: 'profile' });
+    const res = await gql('{ books: ledger mine: whoami }', token); // the last field refused names the fewest scopes
+    expect(res.status).toBe(403);
+    expect(res.challenge).toMatchObject({ scheme: 'Bearer', params: { error: 'insufficient_scope', resource_metadata: PRM } });
+    expect(res.challenge?.params.scope?.split(' ').sort()).toEqual(['ledger:read', 'orders:read']);
+    const scopeOf = Object.fromEntries(res.body.errors!.map((e) => [(e as { path?: string[] }).path?.[0], e.extensions?.scope]));
+    expect(scopeOf).toEqual({ mine: 'orders:read', books: 'orders:read ledger:read' });
+    expectNoLeak(res.body, [token], api.logger.lines);
   });
 
   it(`${row('N10')} a forged token refused for many aliased fields of one operation is verified and logged once, not once per field`, async () => {

@@ -293,10 +293,31 @@ export class KeycardGuard implements CanActivate {
     if (!repeated) this.logDenial(call, denial, who); // the same token's refusal for another field of the request: logged once
     if (this.auditsAtDecision(kind, context, carrier)) this.audit.recordCall(call, who, denial.getStatus(), denial.code);
     if (kind.isConnection(carrier)) state.agent = undefined; // the next message is judged afresh
-    const headers = denial.headers(resource?.metadataUrl, this.options.realm, rules.scopeParam);
+    const headers = this.challengeHeaders(denial, kind, carrier, resource, rules);
     const refusal = kind.refuse(denial, context, carrier, headers, rules.scopeParam);
     if (refusal instanceof Promise) return refusal.then((e) => Promise.reject(e));
     throw refusal;
+  }
+
+  /**
+   * The refusal's headers (the RFC 6750 challenge). Where several calls share one HTTP response (the
+   * fields of a GraphQL operation, MCP tool calls), each refusal writes the challenge again, so it
+   * names every scope refused in the request so far, not only the last field's: a client that steps
+   * up asks once for all it needs (RFC 6750 §3: the scope necessary to access the resource).
+   */
+  private challengeHeaders(
+    denial: KeycardException,
+    kind: CallKind,
+    carrier: Carrier,
+    resource: ProtectedResource | undefined,
+    rules: RouteRules,
+  ): Record<string, string> {
+    const prm = resource?.metadataUrl;
+    if (!kind.sharedCarrier || kind.isConnection(carrier)) return denial.headers(prm, this.options.realm, rules.scopeParam);
+    const named = (requestState(carrier).challengeScopes ??= new Set());
+    for (const scope of denial.scopeNamed(rules.scopeParam)?.split(' ') ?? []) named.add(scope);
+    if (denial instanceof InsufficientScopeException) return new InsufficientScopeException([...named]).headers(prm, this.options.realm);
+    return denial.headers(prm, this.options.realm, named.size > 0 ? [...named].join(' ') : undefined);
   }
 
   /** Calls answered outside HTTP (gateways, graphql-ws, microservices) are audited when decided. */

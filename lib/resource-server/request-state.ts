@@ -16,6 +16,11 @@ interface RequestState {
    * later fields wait for it instead of verifying again, and a refusal is logged once.
    */
   verifying?: { token: string; resource: object; result: Promise<AgentContext> };
+  /**
+   * Every scope the challenge of the request's one response names so far, where several calls
+   * share it (the fields of a GraphQL operation): the challenge names them all.
+   */
+  challengeScopes?: Set<string>;
 }
 
 const STATE = Symbol('keycard.request-state');
