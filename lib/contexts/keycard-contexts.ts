@@ -13,6 +13,7 @@ import { ResourceResolver } from '../resource-server/resource-resolver.js';
 import type { CallKind, Carrier } from './call-kind.interface.js';
 import { GraphQLCallKind, graphqlCarrier } from './graphql.context.js';
 import { HttpCallKind } from './http.context.js';
+import { logSafe } from '../logging/log-safe.js';
 import { McpCallKind, mcpRequestOf } from './mcp.context.js';
 import { RpcCallKind } from './rpc.context.js';
 import { WsCallKind } from './ws.context.js';
@@ -115,7 +116,7 @@ export class KeycardContexts {
   /** Any failure as a refusal; anything unexpected is a bad token, never a 500 (INV3), and reported by name only. */
   toDenial(error: unknown): KeycardException {
     if (error instanceof KeycardException) return error;
-    this.options.logger.error(`Unexpected error while verifying a token: ${(error as Error)?.name ?? typeof error}`);
+    this.options.logger.error(`Unexpected error while verifying a token: ${logSafe((error as Error)?.name ?? typeof error)}`);
     return new InvalidTokenException('token_malformed');
   }
 }

@@ -5,6 +5,7 @@ import type { KeycardOptions } from '../keycard-options.js';
 import { AccessContext, ResourceAccessError } from './access-context.js';
 import type { ExchangedToken } from './exchanged-token.interface.js';
 import type { GrantEntry } from './grant.decorator.js';
+import { LOG_MESSAGE_MAX_LENGTH, logSafe } from '../logging/log-safe.js';
 import { inboundCredentials, requestOf } from './inbound-credentials.js';
 import { TokenExchangeError } from './token-exchange.error.js';
 import { TokenExchangeService } from './token-exchange.service.js';
@@ -60,7 +61,9 @@ export class GrantInterceptor implements NestInterceptor {
         } catch (error) {
           const cause = error instanceof TokenExchangeError ? error : new TokenExchangeError('the exchange failed unexpectedly', 'config');
           // The message is built from fixed text, the zone's status and its error code only (I24, I30).
-          this.options.logger.warn(`Grant: no token for ${resource} (agent=${inbound.agent.clientId} jti=${inbound.agent.tokenId}): ${cause.message}`);
+          this.options.logger.warn(
+            `Grant: no token for ${resource} (agent=${logSafe(inbound.agent.clientId)} jti=${logSafe(inbound.agent.tokenId)}): ${logSafe(cause.message, LOG_MESSAGE_MAX_LENGTH)}`,
+          );
           return [resource, new ResourceAccessError(resource, 'exchange_failed', cause)];
         }
       }),

@@ -6,6 +6,7 @@ import {
 } from '../resource-server/keycard.exceptions.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { rawRequestOf, ResourceResolver } from '../resource-server/resource-resolver.js';
+import { LOG_MESSAGE_MAX_LENGTH, logSafe } from '../logging/log-safe.js';
 import { ResourceAccessError } from './access-context.js';
 import { ImpersonationRefusedError } from './impersonation.service.js';
 import { TokenExchangeError } from './token-exchange.error.js';
@@ -39,7 +40,7 @@ export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchan
     const { status, body, challenge } = this.answerFor(error);
     if (status >= 500) {
       const why = error instanceof ResourceAccessError ? `${error.reason}, ${error.cause?.kind ?? 'no exchange'}` : error.kind;
-      this.options.logger.error(`Token exchange failed (${why}): ${error.message}; answered ${status}`);
+      this.options.logger.error(`Token exchange failed (${why}): ${logSafe(error.message, LOG_MESSAGE_MAX_LENGTH)}; answered ${status}`);
     }
     if (challenge) {
       let prm: string | undefined;

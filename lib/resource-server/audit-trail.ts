@@ -5,6 +5,7 @@ import type { CallKind, Carrier } from '../contexts/call-kind.interface.js';
 import { isVerifiedAgent } from './access-token-rules.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
+import { LOG_VALUE_MAX_LENGTH, logCapped, logSafeJson } from '../logging/log-safe.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import type { DenialReason } from './keycard.exceptions.js';
 import { requestState } from './request-state.js';
@@ -33,6 +34,13 @@ export interface AuditRecord {
  * nestjs-pino merges them into the log line, Nest's `ConsoleLogger` with `json: true` nests them
  * under `message`. Loggers that write text get one line of JSON, as `String(line)` or through
  * `util.inspect` (Nest's text `ConsoleLogger`), instead of a multi-line object dump.
+ *
+ * The fields hold the claims as the token carries them (capped in length, see
+ * {@link AuditTrail}), not escaped: a JSON logger encodes them itself (CR, LF and ESC become `\n`,
+ * `\u001b`, so a record stays one line) and whoever reads the record gets the agent's real
+ * `client_id` and `sub` back, not our spelling of them. The text rendering is ours, and there
+ * `JSON.stringify` would leave DEL, C1 controls, U+2028/2029 and bidi overrides raw for the terminal:
+ * {@link logSafeJson} writes them as `\uXXXX`, which is still JSON for the same values (CWE-117).
  */
 class AuditLine {
   constructor(record: AuditRecord) {
@@ -40,7 +48,7 @@ class AuditLine {
   }
 
   toString(): string {
-    return JSON.stringify(this);
+    return logSafeJson(this);
   }
 
   [inspect.custom](): string {
@@ -93,15 +101,16 @@ export class AuditTrail {
   }
 
   private write(agent: AgentContext | undefined, method: string, route: string, status: number, started: number, reason: string | undefined): void {
+    // Claims and call names are the client's: capped, so a 100 KB `sub` is not a 100 KB record.
     const record: AuditRecord = {
       event: 'keycard.audit',
-      agent: agent?.clientId,
-      user: agent?.subject,
-      session: agent?.sessionId,
-      scopes: agent?.scopes,
-      tokenId: agent?.tokenId,
-      method,
-      route,
+      agent: logCapped(agent?.clientId),
+      user: logCapped(agent?.subject),
+      session: logCapped(agent?.sessionId),
+      scopes: agent?.scopes.some((scope) => scope.length > LOG_VALUE_MAX_LENGTH) ? agent.scopes.map((scope) => logCapped(scope)) : agent?.scopes,
+      tokenId: logCapped(agent?.tokenId),
+      method: logCapped(method),
+      route: logCapped(route),
       status,
       durationMs: Math.round((performance.now() - started) * 100) / 100,
       reason,

@@ -8,6 +8,7 @@ import { KeycardContexts } from '../contexts/keycard-contexts.js';
 import { isVerifiedAgent } from './access-token-rules.js';
 import { AdmittedCalls } from './admitted-calls.js';
 import { AuditTrail } from './audit-trail.js';
+import { logSafe } from '../logging/log-safe.js';
 import { checkRequestLogger } from '../logging/request-logger-check.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
@@ -265,7 +266,7 @@ export class KeycardGuard implements CanActivate {
       },
       (failure: unknown) => {
         // The limiter itself failed: still the refusal, never a 500.
-        this.options.logger.error(`Refusal limiter failed: ${(failure as Error)?.name ?? typeof failure}`);
+        this.options.logger.error(`Refusal limiter failed: ${logSafe((failure as Error)?.name ?? typeof failure)}`);
         return this.deny(denial, kind, context, carrier, resource, agent, rules, repeated);
       },
     );
@@ -330,10 +331,14 @@ export class KeycardGuard implements CanActivate {
     return required.every((scope) => agent.scopes.includes(scope));
   }
 
-  /** Logs a refusal with its reason, the call (`GET /orders`, `graphql query Orders.orders`) and the agent when known; never the token. */
+  /**
+   * Logs a refusal with its reason, the call (`GET /orders`, `graphql query Orders.orders`) and the
+   * agent when known; never the token. The call and the claims are the client's words: escaped and
+   * capped ({@link logSafe}), so they cannot add a line or drive the terminal (CWE-117).
+   */
   protected logDenial(call: string, denial: KeycardException, agent: AgentContext | undefined): void {
-    const who = agent ? ` agent=${agent.clientId} user=${agent.subject} jti=${agent.tokenId}` : '';
-    const line = `denied ${call} status=${denial.getStatus()} reason=${denial.code}${who}`;
+    const who = agent ? ` agent=${logSafe(agent.clientId)} user=${logSafe(agent.subject)} jti=${logSafe(agent.tokenId)}` : '';
+    const line = `denied ${logSafe(call)} status=${denial.getStatus()} reason=${denial.code}${who}`;
     if (denial.getStatus() >= 500) this.options.logger.error(line);
     else if (denial.code === 'no_credentials') this.options.logger.debug?.(line);
     else this.options.logger.warn(line);

@@ -6,6 +6,7 @@ import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import { InvalidRequestException, ResourceNotConfiguredException } from './keycard.exceptions.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { isLoopbackAddress, isLoopbackHost } from '../loopback.js';
+import { logSafe } from '../logging/log-safe.js';
 import { parseHostHeader } from './host-header.js';
 import { ProtectedResource } from './protected-resource.js';
 import { chooseForPath, routerFoldsCase } from './resource-choice.js';
@@ -46,7 +47,7 @@ export class ResourceResolver {
   forPath(candidates: readonly ProtectedResource[], request: IncomingMessage): ProtectedResource {
     const resource = chooseForPath(candidates, request.url ?? '/', routerFoldsCase(this.adapterHost.httpAdapter));
     if (resource !== undefined) return resource;
-    this.options.logger.error(`No configured 'resource' covers ${request.method} ${pathOf(request)}; add one to KeycardModule 'resource'`);
+    this.options.logger.error(`No configured 'resource' covers ${logSafe(`${request.method} ${pathOf(request)}`)}; add one to KeycardModule 'resource'`);
     throw new ResourceNotConfiguredException();
   }
 

@@ -1,5 +1,6 @@
 import { Logger, type LoggerService } from '@nestjs/common';
 import type { ThrottlerStorage } from '@nestjs/throttler';
+import { logSafe } from '../logging/log-safe.js';
 import { withinDeadline } from '../within-deadline.js';
 
 /** What `@nestjs/throttler` expects back from a storage (times in seconds). */
@@ -96,5 +97,5 @@ function describe(error: unknown): string {
   if (!(error instanceof Error)) return 'unknown error';
   const code = (error as { code?: unknown }).code;
   const message = error.message.slice(0, 120).replace(/\/\/[^@/\s]*@/g, '//');
-  return `${error.name}${typeof code === 'string' ? ` ${code}` : ''}: ${message}`;
+  return logSafe(`${error.name}${typeof code === 'string' ? ` ${code}` : ''}: ${message}`);
 }

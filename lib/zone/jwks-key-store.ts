@@ -9,6 +9,7 @@ import { InvalidTokenException, ZoneUnavailableException } from '../resource-ser
 import type { KeycardOptions } from '../keycard-options.js';
 import type { Clock } from '../clock.js';
 import { RefreshingValue } from './refreshing-value.js';
+import { LOG_MESSAGE_MAX_LENGTH, logSafe } from '../logging/log-safe.js';
 import { fetchZoneJson, ZoneFetchError } from './zone-fetch.js';
 import { requireFromHost } from './host-require.cjs';
 import { ZoneMetadataService } from './zone-metadata.service.js';
@@ -155,7 +156,7 @@ export class JwksKeyStore {
     } catch (error) {
       // jwks-rsa refuses a set without (signing) keys; for us that is a valid, empty set (E8).
       if (error instanceof ZoneFetchError) {
-        this.options.logger.warn(`Zone keys unavailable: ${error.message}`);
+        this.options.logger.warn(`Zone keys unavailable: ${logSafe(error.message, LOG_MESSAGE_MAX_LENGTH)}`);
         throw error;
       }
       imported = [];
@@ -190,7 +191,7 @@ export class JwksKeyStore {
       const keys = problem === undefined && signingKey ? this.toVerificationKeys(jwk, signingKey, kid) : undefined;
       if (!keys) {
         this.options.logger.warn(
-          `Zone key ${kid ?? '(no kid)'} is not used for verification: ${problem ?? 'it could not be imported'}`,
+          `Zone key ${kid === undefined ? '(no kid)' : logSafe(kid)} is not used for verification: ${problem ?? 'it could not be imported'}`,
         );
       }
       if (raw.length === 1) sole = new Map((keys ?? []).map((key) => [key.alg, key]));
@@ -206,7 +207,7 @@ export class JwksKeyStore {
           byAlgorithm.set(key.alg, key);
         } else if (before !== 'ambiguous') {
           byAlgorithm.set(key.alg, 'ambiguous');
-          this.options.logger.warn(`Zone key set holds several ${key.alg} keys with kid ${kid}; none of them is used for ${key.alg}`);
+          this.options.logger.warn(`Zone key set holds several ${key.alg} keys with kid ${logSafe(kid)}; none of them is used for ${key.alg}`);
         }
       }
     });
@@ -215,14 +216,14 @@ export class JwksKeyStore {
 
   /** The checks jwks-rsa does not make (E12–E15, B19). */
   private unusableBecause(jwk: Record<string, unknown>): string | undefined {
-    if (jwk.kty !== 'RSA' && jwk.kty !== 'EC') return `key type ${String(jwk.kty)} is not supported`;
+    if (jwk.kty !== 'RSA' && jwk.kty !== 'EC') return `key type ${logSafe(jwk.kty)} is not supported`;
     if (PRIVATE_MEMBERS.some((member) => member in jwk)) return 'it contains private key material';
     if (jwk.use !== undefined && jwk.use !== 'sig') return 'its use is not sig';
     if (jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify'))) {
       return 'its key_ops do not include verify';
     }
     if (jwk.alg !== undefined && !this.familyOf(jwk).includes(jwk.alg as string)) {
-      return `its alg ${String(jwk.alg)} does not fit its key type`;
+      return `its alg ${logSafe(jwk.alg)} does not fit its key type`;
     }
     return undefined;
   }
@@ -241,7 +242,7 @@ export class JwksKeyStore {
   ): VerificationKey[] | undefined {
     const key = createPublicKey(signingKey.getPublicKey());
     if (key.asymmetricKeyType === 'rsa' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < MIN_RSA_BITS) {
-      this.options.logger.warn(`Zone key ${kid ?? '(no kid)'} is an RSA key under ${MIN_RSA_BITS} bits; not used`);
+      this.options.logger.warn(`Zone key ${kid === undefined ? '(no kid)' : logSafe(kid)} is an RSA key under ${MIN_RSA_BITS} bits; not used`);
       return undefined;
     }
     const family = typeof jwk.alg === 'string' ? [jwk.alg] : this.familyOf(jwk);

@@ -1,4 +1,5 @@
 import { AS_WELL_KNOWN, FETCH_TIMEOUT_MS, MAX_BODY_BYTES, OIDC_WELL_KNOWN, USER_AGENT } from '../keycard.constants.js';
+import { logSafe } from '../logging/log-safe.js';
 import type { FetchLike } from '../interfaces/keycard-module-options.interface.js';
 
 /**
@@ -32,22 +33,22 @@ export async function fetchZoneJson(fetchFn: FetchLike, url: string): Promise<un
       headers: { accept: 'application/json', 'user-agent': USER_AGENT },
     });
   } catch (error) {
-    throw new ZoneFetchError(`GET ${url} failed: ${describeNetworkError(error, signal)}`);
+    throw new ZoneFetchError(`GET ${logSafe(url)} failed: ${logSafe(describeNetworkError(error, signal))}`);
   }
   if (response.status !== 200) {
     await response.body?.cancel().catch(() => undefined);
-    throw new ZoneFetchError(`GET ${url} answered HTTP ${response.status}`, response.status);
+    throw new ZoneFetchError(`GET ${logSafe(url)} answered HTTP ${response.status}`, response.status);
   }
   const contentType = response.headers.get('content-type') ?? '';
   if (!/[/+]json\b/i.test(contentType)) {
     await response.body?.cancel().catch(() => undefined);
-    throw new ZoneFetchError(`GET ${url} answered ${contentType || 'no content type'}, not JSON`);
+    throw new ZoneFetchError(`GET ${logSafe(url)} answered ${contentType ? logSafe(contentType) : 'no content type'}, not JSON`);
   }
   const text = await readCapped(response, url, signal);
   try {
     return JSON.parse(text) as unknown;
   } catch {
-    throw new ZoneFetchError(`GET ${url} answered a body that is not valid JSON`);
+    throw new ZoneFetchError(`GET ${logSafe(url)} answered a body that is not valid JSON`);
   }
 }
 
@@ -90,8 +91,8 @@ async function readCapped(response: Response, url: string, signal: AbortSignal):
   try {
     return await readCappedText(response, MAX_BODY_BYTES);
   } catch (error) {
-    if (error instanceof BodyTooLargeError) throw new ZoneFetchError(`GET ${url} answered more than ${MAX_BODY_BYTES} bytes`);
-    throw new ZoneFetchError(`GET ${url} failed while reading: ${describeNetworkError(error, signal)}`);
+    if (error instanceof BodyTooLargeError) throw new ZoneFetchError(`GET ${logSafe(url)} answered more than ${MAX_BODY_BYTES} bytes`);
+    throw new ZoneFetchError(`GET ${logSafe(url)} failed while reading: ${logSafe(describeNetworkError(error, signal))}`);
   }
 }
 
@@ -125,7 +126,7 @@ export async function fetchZoneMetadataDocument(
   }
   const doc = document as Record<string, unknown>;
   if (doc.issuer !== issuer) {
-    throw new ZoneFetchError(`zone metadata issuer ${JSON.stringify(doc.issuer)} does not equal the configured zoneUrl ${JSON.stringify(issuer)}`);
+    throw new ZoneFetchError(`zone metadata issuer ${logSafe(JSON.stringify(doc.issuer))} does not equal the configured zoneUrl ${JSON.stringify(issuer)}`);
   }
   return doc as Record<string, unknown> & { issuer: string };
 }

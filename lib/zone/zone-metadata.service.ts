@@ -6,6 +6,7 @@ import { ZoneUnavailableException } from '../resource-server/keycard.exceptions.
 import type { KeycardOptions } from '../keycard-options.js';
 import { isLoopbackHost } from '../loopback.js';
 import type { Clock } from '../clock.js';
+import { LOG_MESSAGE_MAX_LENGTH, logSafe } from '../logging/log-safe.js';
 import { RefreshingValue } from './refreshing-value.js';
 import { fetchZoneMetadataDocument, ZoneFetchError } from './zone-fetch.js';
 
@@ -107,7 +108,7 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
       return metadata;
     } catch (error) {
       this.options.logger.warn(
-        `Zone ${this.options.issuer} unavailable, retrying in ${this.retryDelayMs} ms: ${(error as Error).message}`,
+        `Zone ${this.options.issuer} unavailable, retrying in ${this.retryDelayMs} ms: ${logSafe((error as Error).message, LOG_MESSAGE_MAX_LENGTH)}`,
       );
       this.nextRetryAt = this.clock.now() + this.retryDelayMs;
       if (this.destroyed) throw error;
@@ -133,7 +134,7 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
       tokenEndpoint = this.sameOriginUrl('token_endpoint', doc.token_endpoint, false);
     } catch (error) {
       // Verification does not need the token endpoint: only the exchange is disabled (F12).
-      this.options.logger.error(`Token exchange disabled: ${(error as Error).message}`);
+      this.options.logger.error(`Token exchange disabled: ${logSafe((error as Error).message, LOG_MESSAGE_MAX_LENGTH)}`);
     }
     return { issuer: doc.issuer, jwksUri, tokenEndpoint, document: Object.freeze({ ...doc }) };
   }
@@ -152,7 +153,7 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
       url.protocol === 'https:' ||
       (url.protocol === 'http:' && (isLoopbackHost(url.hostname) || this.options.allowInsecureHttp));
     if (!secure || url.origin !== this.options.issuerUrl.origin) {
-      throw new ZoneFetchError(`zone metadata ${name} ${value} is not on the zone's origin`);
+      throw new ZoneFetchError(`zone metadata ${name} ${logSafe(value)} is not on the zone's origin`);
     }
     return value;
   }
