@@ -221,9 +221,44 @@ describe.each(SERVERS)('GraphQL: %s', (_name, server) => {
     });
     expect(res.status).toBe(200);
     await new Promise((resolve) => setTimeout(resolve, 50));
-    const lines = api.logger.lines.filter((l) => l.includes('"route":"graphql query Probe.health"'));
+    const lines = api.logger.lines.filter((l) => l.includes('"route":"graphql query Probe"'));
     expect(lines).toHaveLength(1);
     expect(JSON.parse(lines[0])).toMatchObject({ method: 'POST', status: 200 });
+  });
+
+  it(`${row('N10')} audit: one record per request naming its operation (not its first field) and, when some were refused, which fields`, async () => {
+    const token = zone.issueToken({ client_id: 'agent-op', sub: 'frank', scope: 'orders:read' });
+    const before = api.logger.lines.length;
+    const partial = await gql('{ health orders { id } }');
+    expect(partial.status).toBe(200);
+    expect(partial.body.data).toBeNull(); // `orders` is non-null: its refusal nulls the whole result (health ran)
+    expect(partial.body.errors?.map((e) => e.extensions?.code)).toEqual(['UNAUTHENTICATED']);
+    const refusedAll = await gql('query Shop { a: orders { id } b: whoami c: orders { id } }');
+    expect(refusedAll.status).toBe(401);
+    // 200 aliases of one field: named once.
+    const flood = await gql(`{ ${Array.from({ length: 200 }, (_, i) => `a${i}: whoami`).join(' ')} }`);
+    expect(flood.status).toBe(401);
+    const batch = await fetch(api.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify([{ query: '{ whoami }' }, { query: 'query Up { health }' }]),
+    });
+    expect(batch.status).toBe(200);
+    expect((await gql('query Mine { whoami }', token)).body).toEqual({ data: { whoami: 'agent-op/frank' } });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const audit = api.logger.lines.slice(before).filter((l) => l.startsWith('{"event":"keycard.audit"')).map((l) => JSON.parse(l) as unknown);
+    const record = (route: string, status: number, refused?: string[]) => ({
+      event: 'keycard.audit', method: 'POST', route, status, durationMs: expect.any(Number),
+      ...(refused === undefined ? {} : { reason: 'no_credentials', refused }),
+    });
+    expect(audit).toEqual([
+      record('graphql query anonymous', 200, ['Query.orders']),
+      record('graphql query Shop', 401, ['Query.orders', 'Query.whoami']),
+      record('graphql query anonymous', 401, ['Query.whoami']),
+      record('graphql batch', 200, ['Query.whoami']),
+      { ...record('graphql query Mine', 200), agent: 'agent-op', user: 'frank', scopes: ['orders:read'], tokenId: expect.any(String) },
+    ]);
+    expectNoLeak(audit, [token], api.logger.lines);
   });
 
   it(`${row('N10')} refusals name the operation in the log, never the token`, async () => {
@@ -411,6 +446,50 @@ describe('GraphQL subscriptions over graphql-ws (Apollo)', () => {
     expect(outcome.events).toEqual(['p-0', 'p-1']);
   });
 
+  const auditSince = (app: RunningGraphQLApp, from: number) =>
+    app.logger.lines.slice(from).filter((l) => l.startsWith('{"event":"keycard.audit"')).map((l) => JSON.parse(l) as unknown);
+
+  it('audit: every connection_init has a record — refused (no token, forged, two tokens, zone down) with status and reason, no agent; opened (101) with its agent; never a token', async () => {
+    const valid = zone.issueToken({ client_id: 'agent-gws', sub: 'erin', scope: 'orders:read' });
+    const fake = forged(zone.issueToken({ client_id: 'agent-forger', scope: 'orders:read' }));
+    const before = api.logger.lines.length;
+    const never = () => false;
+    const refused = [
+      await subscribe(undefined, 'subscription { ticks }', never),
+      await subscribe({ authorization: `Bearer ${fake}` }, 'subscription { ticks }', never),
+      await subscribe({ authorization: `Bearer ${valid}`, token: valid }, 'subscription { ticks }', never),
+    ];
+    // A key the module has not seen while the zone's JWKS fails, past the refetch cooldown: the refetch fails, 503.
+    zone.faults.jwks = { kind: 'status', status: 500 };
+    const unseen = zone.issueToken({ client_id: 'agent-gws', scope: 'orders:read' }, { kid: zone.rotateKeys() });
+    api.clock.offsetMs = 31_000;
+    try {
+      refused.push(await subscribe({ token: unseen }, 'subscription { ticks }', never));
+    } finally {
+      api.clock.offsetMs = 0;
+      zone.reset();
+    }
+    expect(refused.map((o) => o.closed)).toEqual([
+      { code: 4401, reason: 'unauthorized' },
+      { code: 4401, reason: 'invalid_token' },
+      { code: 4400, reason: 'invalid_request' },
+      { code: 1013, reason: 'temporarily_unavailable' },
+    ]);
+    const opened = await subscribe({ token: valid }, 'subscription { ticks }', (o) => o.events.length >= 1);
+    expect(opened.events).toEqual(['tick-0']);
+    const connection = (status: number, reason: string) => ({ event: 'keycard.audit', method: 'GRAPHQL-WS', route: 'connection', status, reason, durationMs: expect.any(Number) });
+    const agent = { agent: 'agent-gws', user: 'erin', scopes: ['orders:read'], tokenId: expect.any(String) };
+    expect(auditSince(api, before)).toEqual([
+      connection(401, 'no_credentials'),
+      connection(401, 'signature_invalid'),
+      connection(400, 'multiple_tokens'),
+      connection(503, 'zone_unavailable'),
+      { event: 'keycard.audit', ...agent, method: 'GRAPHQL-WS', route: 'connection', status: 101, durationMs: expect.any(Number) },
+      { event: 'keycard.audit', ...agent, method: 'GRAPHQL', route: 'subscription anonymous.ticks', status: 200, durationMs: expect.any(Number) },
+    ]);
+    expectNoLeak([...refused, opened], [valid, fake, unseen], api.logger.lines);
+  });
+
   describe('with graphqlWs({ onConnect }, { allowAnonymous: true })', () => {
     let anon: RunningGraphQLApp;
     /** connectionParams the app's own onConnect saw: it runs after Keycard's, for admitted connections only. */
@@ -435,6 +514,13 @@ describe('GraphQL subscriptions over graphql-ws (Apollo)', () => {
       expect(outcome.errors).toEqual([]);
       expect(outcome.closed).toBeUndefined();
       expect(appConnects.slice(before)).toEqual([{ client: 'anonymous' }]);
+    });
+
+    it('audit: an anonymous connection is recorded opened (101) without an agent', async () => {
+      const before = anon.logger.lines.length;
+      const outcome = await subscribeAnon(undefined, 'subscription { publicTicks }', (o) => o.events.length >= 1);
+      expect(outcome.events).toEqual(['p-0']);
+      expect(auditSince(anon, before)).toEqual([{ event: 'keycard.audit', method: 'GRAPHQL-WS', route: 'connection', status: 101, durationMs: expect.any(Number) }]);
     });
 
     it('N5 (N8) anonymous connection → a scoped subscription is refused UNAUTHENTICATED through the guard, no event, nothing leaked', async () => {

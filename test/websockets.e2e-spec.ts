@@ -81,9 +81,13 @@ interface Conversation {
   close(): void;
 }
 
-function connectWs(port: number, token?: string): Promise<Conversation> {
+/** `second`: a second credential beside `token` (another `Authorization` header; for socket.io, the header beside `auth.token`). */
+function connectWs(port: number, token?: string, second?: string): Promise<Conversation> {
   return new Promise((resolve, reject) => {
-    const socket = new WebSocket(`ws://127.0.0.1:${port}/`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+    const authorization = [token, second].filter((t) => t !== undefined).map((t) => `Bearer ${t}`);
+    // Node's http sends an array as one header line per value (ws types the value as a string only).
+    const headers = (authorization.length > 0 ? { authorization } : {}) as unknown as Record<string, string>;
+    const socket = new WebSocket(`ws://127.0.0.1:${port}/`, { headers });
     const ask = (event: string) =>
       new Promise<{ event: string; data: unknown }>((answer) => {
         socket.once('message', (raw) => answer(JSON.parse(String(raw)) as { event: string; data: unknown }));
@@ -107,10 +111,11 @@ function connectWs(port: number, token?: string): Promise<Conversation> {
   });
 }
 
-function connectIo(port: number, token?: string): Promise<Conversation> {
+function connectIo(port: number, token?: string, second?: string): Promise<Conversation> {
   return new Promise((resolve) => {
     const socket: Socket = io(`http://127.0.0.1:${port}`, {
       auth: token ? { token } : {},
+      extraHeaders: second ? { authorization: `Bearer ${second}` } : {},
       transports: ['websocket'],
       reconnection: false,
       forceNew: true,
@@ -134,8 +139,8 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s', 
   let zone: TestZone;
   let api: WsApp;
   const open: Conversation[] = [];
-  const connect = async (token?: string) => {
-    const conversation = await (platform === 'ws' ? connectWs : connectIo)(api.port, token);
+  const connect = async (token?: string, second?: string) => {
+    const conversation = await (platform === 'ws' ? connectWs : connectIo)(api.port, token, second);
     open.push(conversation);
     return conversation;
   };
@@ -240,10 +245,76 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s', 
     await conversation.ask('place');
     expect(api.logger.lines.some((l) => l.startsWith('denied ws place status=403 reason=insufficient_scope agent=agent-audit'))).toBe(true);
     const audit = api.logger.lines.filter((l) => l.includes('"agent":"agent-audit"')).map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(audit).toEqual([expect.objectContaining({ method: 'WS', route: 'place', status: 403, reason: 'insufficient_scope' })]);
+    expect(audit).toEqual([
+      expect.objectContaining({ method: 'WS', route: `connection ${platform}`, status: 101 }),
+      expect.objectContaining({ method: 'WS', route: 'place', status: 403, reason: 'insufficient_scope' }),
+    ]);
     expect(api.logger.lines.some((l) => l.includes(token))).toBe(false);
   });
+
+  it('audit: every handshake has a record — refused (401 none, 401 forged, 400 two tokens, 503 zone down) with status and reason, no agent; opened (101) with its agent; never a token', async () => {
+    const valid = zone.issueToken({ client_id: 'agent-hs', sub: 'carol', sid: 'sess-hs', scope: 'orders:read' });
+    const fake = forged(zone.issueToken({ client_id: 'agent-forger', scope: 'orders:read' }));
+    const before = api.logger.lines.length;
+    const refusals = [await connect(), await connect(fake), await connect(valid, fake)];
+    // A key the module has not seen while the zone's JWKS fails, past the refetch cooldown: the refetch fails, 503.
+    zone.faults.jwks = { kind: 'status', status: 500 };
+    const unseen = zone.issueToken({ client_id: 'agent-hs', scope: 'orders:read' }, { kid: zone.rotateKeys() });
+    api.clock.offsetMs = 31_000;
+    try {
+      refusals.push(await connect(unseen));
+    } finally {
+      api.clock.offsetMs = 0;
+      zone.reset();
+    }
+    const opened = await connect(valid);
+    expect(opened.refused).toBeUndefined();
+    expect(await opened.ask('whoami')).toEqual({ event: 'whoami', data: 'agent-hs/carol' });
+    // What each client saw.
+    if (platform === 'ws') expect(refusals.map((c) => c.refused?.status)).toEqual([401, 401, 400, 503]);
+    else expect(refusals.map((c) => c.refused?.message)).toEqual(['unauthorized', 'invalid_token', 'invalid_request', 'temporarily_unavailable']);
+    const refused = (status: number, reason: string) => ({
+      event: 'keycard.audit', method: 'WS', route: `connection ${platform}`, status, reason, durationMs: expect.any(Number),
+    });
+    expect(auditSince(api, before)).toEqual([
+      refused(401, 'no_credentials'),
+      refused(401, 'signature_invalid'),
+      refused(400, 'multiple_tokens'),
+      refused(503, 'zone_unavailable'),
+      {
+        event: 'keycard.audit', agent: 'agent-hs', user: 'carol', session: 'sess-hs', scopes: ['orders:read'], tokenId: expect.any(String),
+        method: 'WS', route: `connection ${platform}`, status: 101, durationMs: expect.any(Number),
+      },
+      expect.objectContaining({ agent: 'agent-hs', method: 'WS', route: 'whoami', status: 200 }),
+    ]);
+    expectNoLeak([...refusals, opened].map((c) => c.refused), [valid, fake, unseen], api.logger.lines);
+  });
+
+  it('N6 a message refused because the connection\'s token expired names that agent in the denial line and the audit record', async () => {
+    const exp = Math.floor(Date.now() / 1000) + 120;
+    const token = zone.issueToken({ client_id: 'agent-exp', sub: 'dave', scope: 'orders:read', exp });
+    const conversation = await connect(token);
+    const before = api.logger.lines.length;
+    api.clock.offsetMs = exp * 1000 - Date.now() + 1000;
+    try {
+      expect(await conversation.ask('whoami')).toMatchObject({ event: 'exception', data: { status: 'error', error: 'invalid_token' } });
+    } finally {
+      api.clock.offsetMs = 0;
+    }
+    const lines = api.logger.lines.slice(before);
+    expect(lines.filter((l) => l.startsWith('denied '))).toEqual([expect.stringMatching(/^denied ws whoami status=401 reason=expired agent=agent-exp user=dave jti=\S+$/)]);
+    expect(auditSince(api, before)).toEqual([{
+      event: 'keycard.audit', agent: 'agent-exp', user: 'dave', scopes: ['orders:read'], tokenId: expect.any(String),
+      method: 'WS', route: 'whoami', status: 401, reason: 'expired', durationMs: expect.any(Number),
+    }]);
+    expectNoLeak(lines, [token], api.logger.lines);
+  });
 });
+
+/** The audit records written since line `from`, parsed. */
+function auditSince(api: WsApp, from: number): Record<string, unknown>[] {
+  return api.logger.lines.slice(from).filter((l) => l.startsWith('{"event":"keycard.audit"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+}
 
 describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s, anonymous connections allowed', (platform) => {
   let zone: TestZone;
@@ -291,6 +362,14 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s, a
       });
       expect({ token, refused }).toEqual({ token, refused: { message: 'invalid_token', data: expect.objectContaining({ error: 'invalid_token' }) } });
     }
+  });
+
+  it('audit: an anonymous connection is recorded opened (101) without an agent', async () => {
+    const before = api.logger.lines.length;
+    const conversation = await (platform === 'ws' ? connectWs : connectIo)(api.port);
+    open.push(conversation);
+    expect(await conversation.ask('ping')).toEqual({ event: 'pong', data: 'pong' });
+    expect(auditSince(api, before)).toEqual([{ event: 'keycard.audit', method: 'WS', route: `connection ${platform}`, status: 101, durationMs: expect.any(Number) }]);
   });
 
   it('N6 a forged token is still refused at the handshake', async () => {

@@ -63,4 +63,11 @@ export interface CallKind {
   ): Error | Promise<Error>;
   /** The call for logs and the audit line: `GET /orders`, `graphql query Orders.orders`, `ws orders:watch`. */
   describe(context: ExecutionContext, carrier: Carrier): string;
+  /**
+   * Where several calls share one HTTP request and its one audit line (a GraphQL operation's
+   * fields): the request for that line (`graphql query Orders`), not the call that came first.
+   */
+  describeRequest?(context: ExecutionContext, carrier: Carrier): string;
+  /** This call's part of such a request (a GraphQL field's schema coordinate, `Query.orders`), named in the audit line when refused. */
+  part?(context: ExecutionContext): string;
 }

@@ -21,6 +21,7 @@ interface GraphQLContextValue {
 /** The parts of graphql-js's `GraphQLResolveInfo` read here (fourth resolver argument). */
 interface ResolveInfo {
   fieldName?: string;
+  parentType?: { name?: string };
   path?: { prev?: unknown };
   operation?: { operation?: string; name?: { value?: string }; selectionSet?: SelectionSet };
   fragments?: Readonly<Record<string, { selectionSet?: SelectionSet } | undefined>>;
@@ -122,6 +123,19 @@ export class GraphQLCallKind implements CallKind {
     const info = context.getArgByIndex<ResolveInfo | undefined>(3);
     const operation = info?.operation;
     return `graphql ${operation?.operation ?? 'operation'} ${operation?.name?.value ?? 'anonymous'}.${info?.fieldName ?? '?'}`;
+  }
+
+  /** The operation (type and name) an HTTP request carries; `graphql batch` for several (an array body). */
+  describeRequest(context: ExecutionContext, carrier: Carrier): string {
+    if (Array.isArray((carrier as { body?: unknown }).body)) return 'graphql batch';
+    const operation = context.getArgByIndex<ResolveInfo | undefined>(3)?.operation;
+    return `graphql ${operation?.operation ?? 'operation'} ${operation?.name?.value ?? 'anonymous'}`;
+  }
+
+  /** The field's schema coordinate (`Query.orders`, `Order.secret`): aliases are the client's, the schema's names are bounded. */
+  part(context: ExecutionContext): string {
+    const info = context.getArgByIndex<ResolveInfo | undefined>(3);
+    return `${info?.parentType?.name ?? '?'}.${info?.fieldName ?? '?'}`;
   }
 }
 

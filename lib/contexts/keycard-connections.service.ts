@@ -4,6 +4,7 @@ import type { Clock } from '../clock.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
+import { AuditTrail } from '../resource-server/audit-trail.js';
 import { extractBearerToken } from '../resource-server/bearer-token.extractor.js';
 import { type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
 import { TokenVerifier } from '../resource-server/token-verifier.js';
@@ -58,6 +59,7 @@ export class KeycardConnections {
     private readonly contexts: KeycardContexts,
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
     @Inject(KEYCARD_CLOCK) private readonly clock: Clock,
+    private readonly audit: AuditTrail,
   ) {
     this.toleranceMs = options.clockToleranceSeconds * 1000;
   }
@@ -214,22 +216,27 @@ export class KeycardConnections {
 
   /**
    * The agent of a connection's token, or the refusal (logged with the reason, never the token);
-   * `undefined` for a connection without any token when `anonymous`.
+   * `undefined` for a connection without any token when `anonymous`. With `auditLog`, both are
+   * audited ({@link AuditTrail.recordConnection}): a flood of forged handshakes shows there.
    */
   private async open(token: () => string | undefined, request: IncomingMessage | undefined, call: string, anonymous = false): Promise<AgentContext | undefined> {
+    const started = performance.now();
+    let agent: AgentContext | undefined;
     try {
       const resource = this.contexts.resourceFor(request);
       const found = token();
-      if (found === undefined && anonymous) return undefined;
-      if (found === undefined) throw new MissingCredentialsException();
-      return await this.verifier.verify(found, resource);
+      if (found === undefined && !anonymous) throw new MissingCredentialsException();
+      agent = found === undefined ? undefined : await this.verifier.verify(found, resource);
     } catch (error) {
       const denial = this.contexts.toDenial(error);
       const line = `denied ${call} status=${denial.getStatus()} reason=${denial.code}`;
       if (denial.getStatus() >= 500) this.options.logger.error(line);
       else this.options.logger.warn(line);
+      if (this.options.auditLog) this.audit.recordConnection(call, started, undefined, denial.getStatus(), denial.code);
       throw denial;
     }
+    if (this.options.auditLog) this.audit.recordConnection(call, started, agent);
+    return agent;
   }
 
   private resourceOrUndefined(request: IncomingMessage) {

@@ -19,15 +19,37 @@ export interface AuditRecord {
   session?: string;
   scopes?: readonly string[];
   tokenId?: string;
-  /** HTTP method; `WS`, `GRAPHQL` or `RPC` for calls answered outside HTTP. */
+  /**
+   * HTTP method; `WS`, `GRAPHQL`, `RPC` or `MCP` for calls answered outside HTTP; `WS` (gateway
+   * handshakes) and `GRAPHQL-WS` (graphql-ws `connection_init`) for connections opened or refused.
+   */
   method: string;
-  /** Route pattern; for other contexts the operation and field, the event pattern or the handler. */
+  /**
+   * Route pattern; for a GraphQL operation over HTTP the operation (`graphql query Orders`); for
+   * other contexts the operation and field, the event pattern or the handler; for a connection
+   * `connection ws`, `connection socket.io` or `connection`.
+   */
   route: string;
+  /** HTTP status of the answer (101 for an opened connection; for other non-HTTP calls, the status it would have had). */
   status: number;
+  /**
+   * Over HTTP, from the guard's first look at the request to the end of the response. Elsewhere the
+   * time the decision took (token verification, the throttler's count), not the handler's: the
+   * record is written when the call is decided. For a connection, the verification of its token.
+   */
   durationMs: number;
   /** Why the request was refused (401/403/429/503), as a stable code. */
   reason?: string;
+  /**
+   * The fields refused in a GraphQL operation over HTTP, as schema coordinates (`Query.orders`),
+   * each once, in the order refused: at most {@link REFUSED_FIELDS_MAX}, then `…`. Absent when
+   * nothing was refused. With `status: 200`, the rest of the operation was served.
+   */
+  refused?: readonly string[];
 }
+
+/** How many refused fields one record names (an operation may alias one field hundreds of times, or name many). */
+export const REFUSED_FIELDS_MAX = 16;
 
 /**
  * An {@link AuditRecord} handed to the logger as an object, so structured loggers keep its fields:
@@ -66,41 +88,85 @@ class AuditLine {
 export class AuditTrail {
   constructor(@Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions) {}
 
+  /** When the guard first saw each call answered outside HTTP (for its `durationMs`); only with `auditLog`. */
+  private readonly decisionsStarted = new WeakMap<ExecutionContext, number>();
+
   /**
    * Arranges the audit line of the call in `context` (once per request) when it is answered over
    * HTTP: plain routes (the route pattern) and GraphQL operations (the operation and field).
    * Calls answered elsewhere (gateway messages, graphql-ws, microservices) get theirs from
    * {@link recordCall} when the guard decides, or behind the throttler integration once that has
-   * counted them.
+   * counted them; here their decision's start is noted.
    */
   track(context: ExecutionContext, kind: CallKind): void {
     const request = kind.carrier(context) as Carrier & { user?: AgentContext };
     const raw = kind.httpResponse(context, request);
-    if (raw === undefined) return;
+    if (raw === undefined) {
+      this.decisionsStarted.set(context, performance.now());
+      return;
+    }
     const state = requestState(request);
     if (state.audited) return;
     state.audited = true;
     const method = rawRequestOf(request).method ?? 'GET';
-    const route = kind.name === 'http' ? routeOf(context, request) : kind.describe(context, request);
+    const route = kind.name === 'http' ? routeOf(context, request) : (kind.describeRequest?.(context, request) ?? kind.describe(context, request));
     const started = performance.now();
     raw.once('finish', () => {
       const agent = isVerifiedAgent(request.user) ? request.user : state.agent;
-      this.write(agent, method, route, raw.statusCode, started, state.denial ?? (raw.statusCode === 429 ? 'rate_limited' : undefined));
+      const reason = state.denial ?? (raw.statusCode === 429 ? 'rate_limited' : undefined);
+      this.write(agent, method, route, raw.statusCode, started, reason, state.refused === undefined ? undefined : [...state.refused]);
     });
+  }
+
+  /**
+   * Notes that the call in `context`, one of several sharing an HTTP request (a GraphQL field), was
+   * refused: the request's record names it in `refused` ({@link CallKind.part}). Capped at
+   * {@link REFUSED_FIELDS_MAX} names, then `…`.
+   */
+  noteRefused(context: ExecutionContext, kind: CallKind, carrier: Carrier): void {
+    const part = kind.part?.(context);
+    if (part === undefined) return;
+    const name = logCapped(part);
+    const refused = (requestState(carrier).refused ??= new Set());
+    if (refused.size < REFUSED_FIELDS_MAX) refused.add(name);
+    else if (!refused.has(name)) refused.add('…');
   }
 
   /**
    * Writes the audit line of a call answered outside HTTP, once its outcome is known: `call` names
    * it (`ws orders:watch`, `graphql subscription OnOrder.orderAdded`, `rpc Orders.find`); `status`
    * is the HTTP status the answer would have had (200 when admitted, 429 `rate_limited` when a rate
-   * limiter answered), `reason` the denial code.
+   * limiter answered), `reason` the denial code. `context` (the call's, when there is one) times
+   * the decision from the guard's first look at the call.
    */
-  recordCall(call: string, agent: AgentContext | undefined, status = 200, reason?: DenialReason): void {
+  recordCall(call: string, agent: AgentContext | undefined, status = 200, reason?: DenialReason, context?: ExecutionContext): void {
     const space = call.indexOf(' ');
-    this.write(agent, call.slice(0, space).toUpperCase(), call.slice(space + 1), status, performance.now(), reason);
+    const started = context === undefined ? undefined : this.decisionsStarted.get(context);
+    this.write(agent, call.slice(0, space).toUpperCase(), call.slice(space + 1), status, started ?? performance.now(), reason);
   }
 
-  private write(agent: AgentContext | undefined, method: string, route: string, status: number, started: number, reason: string | undefined): void {
+  /**
+   * Writes the audit line of a WebSocket connection opened (`status` 101, with its agent; none for
+   * an anonymous one) or refused (the refusal's HTTP status and code, no agent), for `call` as the
+   * connection hooks name it: `ws connection` and `socket.io connection` (gateway handshakes:
+   * method `WS`, route `connection ws` / `connection socket.io`) or `graphql-ws connection`
+   * (method `GRAPHQL-WS`, route `connection`). `started`: when the verification began.
+   */
+  recordConnection(call: string, started: number, agent: AgentContext | undefined, status = 101, reason?: DenialReason): void {
+    const protocol = call.slice(0, call.indexOf(' '));
+    if (protocol === 'graphql-ws') this.write(agent, 'GRAPHQL-WS', 'connection', status, started, reason);
+    else this.write(agent, 'WS', `connection ${protocol}`, status, started, reason);
+  }
+
+  private write(
+    agent: AgentContext | undefined,
+    method: string,
+    route: string,
+    status: number,
+    started: number,
+    reason: string | undefined,
+    refused?: readonly string[],
+  ): void {
     // Claims and call names are the client's: capped, so a 100 KB `sub` is not a 100 KB record.
     const record: AuditRecord = {
       event: 'keycard.audit',
@@ -114,6 +180,7 @@ export class AuditTrail {
       status,
       durationMs: Math.round((performance.now() - started) * 100) / 100,
       reason,
+      refused,
     };
     this.options.logger.log(new AuditLine(record));
   }

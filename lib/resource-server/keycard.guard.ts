@@ -105,7 +105,7 @@ export class KeycardGuard implements CanActivate {
     const kind = this.contexts.kindOf(context)!;
     const carrier = kind.carrier(context);
     const agent = admitted ?? (isVerifiedAgent(carrier.user) ? carrier.user : undefined);
-    this.audit.recordCall(kind.describe(context, carrier), agent, status, reason);
+    this.audit.recordCall(kind.describe(context, carrier), agent, status, reason, context);
   }
 
   /**
@@ -135,8 +135,9 @@ export class KeycardGuard implements CanActivate {
     // layer answers never reaches a guard, and one that reaches a handler is judged like any request.
     const raw = kind.httpRequest(context, carrier);
     let resource: ProtectedResource | undefined;
+    // The agent the connection opened with: a message refused because its token expired names it (log, audit).
+    const opened = connection ? kind.connectionAgent(carrier) : undefined;
     try {
-      const opened = connection ? kind.connectionAgent(carrier) : undefined;
       if (opened !== undefined) return this.admit(kind, context, carrier, this.contexts.stillValid(opened), rules);
       resource = this.resourceOf(rules, carrier, raw);
       const token = kind.token(context, carrier);
@@ -162,7 +163,7 @@ export class KeycardGuard implements CanActivate {
         (error: unknown) => this.refuse(error, kind, context, carrier, known, undefined, rules, repeated),
       );
     } catch (error) {
-      return this.refuse(error, kind, context, carrier, resource, undefined, rules);
+      return this.refuse(error, kind, context, carrier, resource, opened, rules);
     }
   }
 
@@ -230,7 +231,7 @@ export class KeycardGuard implements CanActivate {
     if (kind.sharedCarrier) this.admittedCalls.add(context.getArgs());
     if (this.auditsAtDecision(kind, context, carrier)) {
       if (this.heldAudits.has(context)) this.heldAudits.set(context, agent); // the throttler writes it: 200 or 429
-      else this.audit.recordCall(kind.describe(context, carrier), agent);
+      else this.audit.recordCall(kind.describe(context, carrier), agent, 200, undefined, context);
     }
     return true;
   }
@@ -257,10 +258,10 @@ export class KeycardGuard implements CanActivate {
     return limiter(context).then(
       (limited) => {
         if (limited === undefined) return this.deny(denial, kind, context, carrier, resource, agent, rules, repeated);
-        // Over HTTP the line is written when the 429 is sent; elsewhere now, as deny would have.
+        // Over HTTP the line is written when the response is finished; elsewhere now, as deny would have.
         if (this.auditsAtDecision(kind, context, carrier)) {
-          this.audit.recordCall(kind.describe(context, carrier), agent ?? peekRequestState(carrier)?.agent, 429, 'rate_limited');
-        }
+          this.audit.recordCall(kind.describe(context, carrier), agent ?? peekRequestState(carrier)?.agent, 429, 'rate_limited', context);
+        } else if (this.options.auditLog) this.audit.noteRefused(context, kind, carrier);
         if (kind.isConnection(carrier)) requestState(carrier).agent = undefined; // as in deny: the next message is judged afresh
         throw limited;
       },
@@ -292,7 +293,8 @@ export class KeycardGuard implements CanActivate {
     const call = kind.describe(context, carrier);
     state.denial = denial.code;
     if (!repeated) this.logDenial(call, denial, who); // the same token's refusal for another field of the request: logged once
-    if (this.auditsAtDecision(kind, context, carrier)) this.audit.recordCall(call, who, denial.getStatus(), denial.code);
+    if (this.auditsAtDecision(kind, context, carrier)) this.audit.recordCall(call, who, denial.getStatus(), denial.code, context);
+    else if (this.options.auditLog) this.audit.noteRefused(context, kind, carrier);
     if (kind.isConnection(carrier)) state.agent = undefined; // the next message is judged afresh
     const headers = this.challengeHeaders(denial, kind, carrier, resource, rules);
     const refusal = kind.refuse(denial, context, carrier, headers, rules.scopeParam);

@@ -21,6 +21,8 @@ interface RequestState {
    * share it (the fields of a GraphQL operation): the challenge names them all.
    */
   challengeScopes?: Set<string>;
+  /** The calls refused in the request where several share it (GraphQL fields), for its audit line. */
+  refused?: Set<string>;
 }
 
 const STATE = Symbol('keycard.request-state');
