@@ -40,7 +40,11 @@ const CLOSE_CODE: Record<number, number> = { 400: 4400, 401: 4401, 403: 4403, 50
 type VerifyDone = (result: boolean, code?: number, message?: string, headers?: Record<string, string>) => void;
 type NextFn = (error?: Error & { data?: unknown }) => void;
 
-const EXPIRY_TIMER = Symbol('keycard.expiry-timer');
+/** Cancels a graphql-ws connection's end at expiry (see `atExpiry`). */
+const CANCEL_EXPIRY = Symbol('keycard.cancel-expiry');
+
+/** setTimeout's longest delay (about 24.8 days); a longer one would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Verifies WebSocket connections when they open, through the guard's own verification path (one
@@ -108,7 +112,7 @@ export class KeycardConnections {
           // Anonymous (no token at all): no agent, so the guard judges each field as a call without a token.
           if (agent !== undefined) {
             setConnection(ctx, { agent, request });
-            this.closeAtExpiry(ctx, agent);
+            (ctx as { [CANCEL_EXPIRY]?: () => void })[CANCEL_EXPIRY] = this.atExpiry(agent, () => closeExpired(ctx.extra?.socket));
           }
         } catch (denial) {
           ctx.extra?.socket?.close(CLOSE_CODE[(denial as KeycardException).getStatus()] ?? 1011, closeReason(denial as KeycardException));
@@ -120,13 +124,13 @@ export class KeycardConnections {
         const agent = connectionOf(ctx)?.agent;
         if (agent !== undefined && this.expired(agent)) {
           // Closing first makes graphql-ws drop this event (it sends only on an open socket).
-          ctx.extra?.socket?.close(4401, 'invalid_token');
+          closeExpired(ctx.extra?.socket);
           return undefined;
         }
         return onNext?.(ctx, ...rest);
       },
       onClose: (ctx: GraphQLWsContext, ...rest: unknown[]) => {
-        clearTimeout((ctx as { [EXPIRY_TIMER]?: NodeJS.Timeout })[EXPIRY_TIMER]);
+        (ctx as { [CANCEL_EXPIRY]?: () => void })[CANCEL_EXPIRY]?.();
         return onClose?.(ctx, ...rest);
       },
     };
@@ -244,13 +248,28 @@ export class KeycardConnections {
     return agent.expiresAt.getTime() + this.toleranceMs < this.clock.now();
   }
 
-  /** Ends a graphql-ws connection when its token expires, even when no event is due. */
-  private closeAtExpiry(ctx: GraphQLWsContext, agent: AgentContext): void {
-    const delay = agent.expiresAt.getTime() + this.toleranceMs - this.clock.now();
-    const timer = setTimeout(() => ctx.extra?.socket?.close(4401, 'invalid_token'), Math.max(0, Math.min(delay, 2 ** 31 - 1)));
-    timer.unref();
-    (ctx as { [EXPIRY_TIMER]?: NodeJS.Timeout })[EXPIRY_TIMER] = timer;
+  /**
+   * Calls `end` once the agent's token has expired (`exp` + clock tolerance, by the module's clock),
+   * so a connection ends even when no message or event is due. One unref'd timer: an open
+   * connection alone never keeps the process alive. It re-arms when it fires early (a lifetime
+   * beyond setTimeout's maximum, a clock that moved).
+   * @returns cancels it: call it when the connection closes first, so nothing stays pending.
+   */
+  private atExpiry(agent: AgentContext, end: () => void): () => void {
+    let timer: NodeJS.Timeout;
+    const arm = () => {
+      const delay = agent.expiresAt.getTime() + this.toleranceMs - this.clock.now();
+      timer = setTimeout(() => (this.expired(agent) ? end() : arm()), Math.max(0, Math.min(delay, MAX_TIMER_MS)));
+      timer.unref();
+    };
+    arm();
+    return () => clearTimeout(timer);
   }
+}
+
+/** Ends a connection whose token expired, as graphql-ws ends an unauthorized one. */
+function closeExpired(socket: ClosableSocket | undefined): void {
+  socket?.close(4401, 'invalid_token');
 }
 
 /** The close reason / `connect_error` message: the OAuth `error` only (`unauthorized` without credentials). */
