@@ -5,7 +5,7 @@ import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { extractBearerToken } from '../resource-server/bearer-token.extractor.js';
-import { type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
+import { InvalidTokenException, type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
 import { TokenVerifier } from '../resource-server/token-verifier.js';
 import { connectionOf, setConnection } from './connection-state.js';
 import { connectionParamsToken } from './graphql.context.js';
@@ -20,6 +20,18 @@ interface GraphQLWsContext {
 
 interface ClosableSocket {
   close(code: number, reason: string): void;
+}
+
+/** The parts of a `ws` WebSocket used here. */
+interface WsClient extends ClosableSocket {
+  once(event: 'close', listener: () => void): unknown;
+}
+
+/** The parts of a socket.io server `Socket` used here. */
+interface SocketIoSocket {
+  emit(event: string, data: unknown): unknown;
+  disconnect(close: boolean): unknown;
+  once(event: 'disconnect', listener: () => void): unknown;
 }
 
 /** A graphql-ws server hook, typed loosely so the result fits `graphql-ws`'s `ServerOptions` without importing it. */
@@ -144,9 +156,15 @@ export class KeycardConnections {
    * the `Authorization` header; refused with a `connect_error` whose `data` is
    * `{ error, error_description, scope? }`.
    *
+   * A connection ends when its token's `exp` + clock tolerance has passed, even when no message is
+   * due, so nothing the server pushes reaches it afterwards: `ws` closes it with 4401
+   * `invalid_token` (as graphql-ws does); socket.io first emits an `exception` event
+   * `{ status: 'error', error: 'invalid_token', error_description }` (the shape of a refused
+   * message), then disconnects it.
+   *
    * With `allowAnonymous`, a connection without any token opens (a malformed or invalid token is
    * still refused): `@Public()` handlers serve it and every other message is refused with an
-   * `exception` event.
+   * `exception` event. Such a connection has no token, so no expiry.
    *
    * @example
    * ```ts
@@ -169,17 +187,18 @@ export class KeycardConnections {
           else done(Boolean(theirs(info, done)));
         });
       const server = create(port, { ...serverOptions, verifyClient: both }) as Record<string, unknown>;
+      const on = server.on as ((event: string, fn: (client: object, request: IncomingMessage) => void) => void) | undefined;
       if (typeof server.use === 'function') {
         (server.use as (mw: unknown) => void)(middleware);
-      } else if (typeof server.on === 'function') {
+        on?.call(server, 'connection', (socket) => this.endSocketIoAtExpiry(socket as SocketIoSocket));
+      } else if (typeof on === 'function') {
         // Registered before Nest's own listener: the client carries its agent before any handler sees it.
-        (server.on as (event: string, fn: (client: object, request: IncomingMessage) => void) => void)(
-          'connection',
-          (client, request) => {
-            const state = connectionOf(request);
-            if (state !== undefined) setConnection(client, state);
-          },
-        );
+        on.call(server, 'connection', (client, request) => {
+          const state = connectionOf(request);
+          if (state === undefined) return;
+          setConnection(client, state);
+          (client as WsClient).once('close', this.atExpiry(state.agent, () => closeExpired(client as WsClient)));
+        });
       }
       return server;
     };
@@ -246,6 +265,18 @@ export class KeycardConnections {
 
   private expired(agent: AgentContext): boolean {
     return agent.expiresAt.getTime() + this.toleranceMs < this.clock.now();
+  }
+
+  /** socket.io: the client learns why (the `exception` event of a refused message), then the connection ends. */
+  private endSocketIoAtExpiry(socket: SocketIoSocket): void {
+    const agent = connectionOf(socket)?.agent;
+    // Anonymous connections carry no token, so nothing expires.
+    if (agent === undefined) return;
+    const end = () => {
+      socket.emit('exception', { status: 'error', ...errorFields(new InvalidTokenException('expired')) });
+      socket.disconnect(true);
+    };
+    socket.once('disconnect', this.atExpiry(agent, end));
   }
 
   /**
