@@ -440,6 +440,30 @@ describe('GraphQL subscriptions over graphql-ws (Apollo)', () => {
     expect(outcome.closed).toEqual({ code: 4401, reason: 'invalid_token' });
   });
 
+  it('N5 a connection with no subscription (no event due) is still closed 4401 invalid_token at exp + tolerance', async () => {
+    const exp = Math.floor(Date.now() / 1000) + 120;
+    const token = zone.issueToken({ scope: 'orders:read', exp });
+    // The module's clock 1 s before exp (tolerance 0 in this app): only the expiry timer can close it, about 1 s later.
+    api.clock.offsetMs = exp * 1000 - Date.now() - 1000;
+    try {
+      const closed = await new Promise<{ code: number; reason: string } | 'pending'>((resolve) => {
+        const client = createClient({
+          url: api.wsUrl,
+          webSocketImpl: WebSocket,
+          connectionParams: { token },
+          retryAttempts: 0,
+          lazy: false,
+          on: { closed: (event) => resolve({ code: (event as { code: number }).code, reason: String((event as { reason: string }).reason) }) },
+        });
+        clients.push(client);
+        setTimeout(() => resolve('pending'), 3000).unref();
+      });
+      expect(closed).toEqual({ code: 4401, reason: 'invalid_token' });
+    } finally {
+      api.clock.offsetMs = 0;
+    }
+  });
+
   it('N8 @Public() subscription field over a verified connection (token without the scope of ticks) → events', async () => {
     // The connection itself always needs a token (verified when it opens); the field is then public.
     const outcome = await subscribe({ authorization: `Bearer ${zone.issueToken({ scope: 'profile' })}` }, 'subscription { publicTicks }', (o) => o.events.length >= 2);

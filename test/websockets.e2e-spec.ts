@@ -4,12 +4,13 @@
  * adapters are wrapped by `KeycardConnections.guard()`, so the handshake is verified before any
  * gateway code runs; every message is judged again (scopes, expiry).
  */
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { Module, type INestApplication, type WebSocketAdapter } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { IoAdapter } from '@nestjs/platform-socket.io';
 import { WsAdapter } from '@nestjs/platform-ws';
-import { type OnGatewayConnection, SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
+import { type OnGatewayConnection, type OnGatewayDisconnect, SubscribeMessage, WebSocketGateway, WebSocketServer } from '@nestjs/websockets';
+import { setTimeout as delay } from 'node:timers/promises';
 import { io, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
 import {
@@ -22,11 +23,33 @@ import { parseChallenge } from './support/http.js';
 import { CapturingLogger } from './support/keycard-app.js';
 
 @WebSocketGateway()
-class OrdersGateway implements OnGatewayConnection {
+class OrdersGateway implements OnGatewayConnection, OnGatewayDisconnect {
   static connections = 0;
+  static disconnections = 0;
+  static instance: OrdersGateway;
+
+  /** A `ws` server or a socket.io server, by platform. */
+  @WebSocketServer() server!: { clients?: Set<WebSocket>; emit(event: string, data: unknown): unknown };
+
+  constructor() {
+    OrdersGateway.instance = this;
+  }
 
   handleConnection() {
     OrdersGateway.connections++;
+  }
+
+  handleDisconnect() {
+    OrdersGateway.disconnections++;
+  }
+
+  /** Pushes `news` to every connected client, as an app's broadcast would: the server alone decides. */
+  static broadcast(data: string) {
+    const server = OrdersGateway.instance.server;
+    // The plainest `ws` broadcast: every client the server still holds, without a readyState check.
+    // (A `ws` server has an `emit` too, its EventEmitter's: `clients` tells them apart.)
+    if (server.clients instanceof Set) for (const client of server.clients) client.send(JSON.stringify({ event: 'news', data }));
+    else server.emit('news', data);
   }
 
   @SubscribeMessage('whoami')
@@ -78,7 +101,23 @@ interface Conversation {
   refused?: { status?: number; challenge?: ReturnType<typeof parseChallenge>; message?: string; data?: unknown };
   /** Sends an event and resolves with the first event received after it. */
   ask(event: string): Promise<{ event: string; data: unknown }>;
+  /** Everything received, in order, ending with `close` (ws: `{ code, reason }`) or `disconnect` (socket.io: its reason). */
+  received: { event: string; data: unknown }[];
+  /** Resolves when the connection ended, whichever side ended it. */
+  ended: Promise<void>;
   close(): void;
+}
+
+/** Waits until `done()` holds, at most `ms`. @throws when it still does not hold then, naming `what`. */
+async function until(what: string, done: () => boolean, ms = 3000): Promise<void> {
+  for (const deadline = Date.now() + ms; !done(); await delay(10)) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+  }
+}
+
+/** `promise`'s outcome, or `'pending'` after `ms`. */
+function within<T>(promise: Promise<T>, ms: number): Promise<T | 'pending'> {
+  return Promise.race([promise, delay(ms, 'pending' as const, { ref: false })]);
 }
 
 /** `second`: a second credential beside `token` (another `Authorization` header; for socket.io, the header beside `auth.token`). */
@@ -88,6 +127,14 @@ function connectWs(port: number, token?: string, second?: string): Promise<Conve
     // Node's http sends an array as one header line per value (ws types the value as a string only).
     const headers = (authorization.length > 0 ? { authorization } : {}) as unknown as Record<string, string>;
     const socket = new WebSocket(`ws://127.0.0.1:${port}/`, { headers });
+    const received: { event: string; data: unknown }[] = [];
+    socket.on('message', (raw) => received.push(JSON.parse(String(raw)) as { event: string; data: unknown }));
+    const ended = new Promise<void>((done) =>
+      socket.on('close', (code, reason) => {
+        received.push({ event: 'close', data: { code, reason: reason.toString() } });
+        done();
+      }),
+    );
     const ask = (event: string) =>
       new Promise<{ event: string; data: unknown }>((answer) => {
         socket.once('message', (raw) => answer(JSON.parse(String(raw)) as { event: string; data: unknown }));
@@ -100,11 +147,13 @@ function connectWs(port: number, token?: string, second?: string): Promise<Conve
         resolve({
           refused: { status: res.statusCode, challenge: parseChallenge(res.headers['www-authenticate']), message: body },
           ask,
+          received,
+          ended,
           close: () => socket.terminate(),
         }),
       );
     });
-    socket.on('open', () => resolve({ ask, close: () => socket.close() }));
+    socket.on('open', () => resolve({ ask, received, ended, close: () => socket.close() }));
     socket.on('error', (error) => {
       if (!String(error.message).includes('Unexpected server response')) reject(error);
     });
@@ -120,6 +169,14 @@ function connectIo(port: number, token?: string, second?: string): Promise<Conve
       reconnection: false,
       forceNew: true,
     });
+    const received: { event: string; data: unknown }[] = [];
+    socket.onAny((event: string, data: unknown) => received.push({ event, data }));
+    const ended = new Promise<void>((done) =>
+      socket.on('disconnect', (reason) => {
+        received.push({ event: 'disconnect', data: reason });
+        done();
+      }),
+    );
     const ask = (event: string) =>
       new Promise<{ event: string; data: unknown }>((answer) => {
         socket.onAny(function listener(name: string, data: unknown) {
@@ -128,9 +185,9 @@ function connectIo(port: number, token?: string, second?: string): Promise<Conve
         });
         socket.emit(event, {});
       });
-    socket.on('connect', () => resolve({ ask, close: () => socket.disconnect() }));
+    socket.on('connect', () => resolve({ ask, received, ended, close: () => socket.disconnect() }));
     socket.on('connect_error', (error: Error & { data?: unknown }) =>
-      resolve({ refused: { message: error.message, data: error.data }, ask, close: () => socket.disconnect() }),
+      resolve({ refused: { message: error.message, data: error.data }, ask, received, ended, close: () => socket.disconnect() }),
     );
   });
 }
@@ -231,6 +288,63 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s', 
       expectNoLeak(answer, [token], api.logger.lines);
     } finally {
       api.clock.offsetMs = 0;
+    }
+  });
+
+  it('N6 a token that expires while connected → the connection ends at exp + tolerance (ws: 4401 invalid_token; socket.io: exception event, then disconnect); a later broadcast never reaches it', async () => {
+    const exp = Math.floor(Date.now() / 1000) + 120;
+    const token = zone.issueToken({ scope: 'orders:read', exp });
+    // The module's clock 1 s before exp (tolerance 0 in this app): the real timer ends the connection about 1 s later.
+    api.clock.offsetMs = exp * 1000 - Date.now() - 1000;
+    try {
+      const conversation = await connect(token);
+      expect((await conversation.ask('whoami')).event).toBe('whoami');
+      // A broadcast reaches the connection while its token is valid…
+      OrdersGateway.broadcast('before-expiry');
+      await until('the broadcast', () => conversation.received.some((e) => e.event === 'news'));
+      const waitedFrom = Date.now();
+      const ended = await within(conversation.ended, 3000);
+      const waitedMs = Date.now() - waitedFrom;
+      // …and none once it expired.
+      OrdersGateway.broadcast('after-expiry');
+      await delay(200);
+      const expected =
+        platform === 'ws'
+          ? [{ event: 'close', data: { code: 4401, reason: 'invalid_token' } }]
+          : [
+              { event: 'exception', data: { status: 'error', error: 'invalid_token', error_description: 'The access token expired' } },
+              { event: 'disconnect', data: 'io server disconnect' },
+            ];
+      expect({ ended, received: conversation.received }).toEqual({
+        ended: undefined,
+        received: [{ event: 'whoami', data: expect.any(String) }, { event: 'news', data: 'before-expiry' }, ...expected],
+      });
+      expect(waitedMs).toBeGreaterThan(500); // at expiry, not at once
+      expectNoLeak(conversation.received, [token], api.logger.lines);
+    } finally {
+      api.clock.offsetMs = 0;
+    }
+  });
+
+  it('N6 connections closed by their clients before expiry leave nothing pending: one unref\'d timer each, cleared', async () => {
+    const setTimer = jest.spyOn(globalThis, 'setTimeout');
+    const clearTimer = jest.spyOn(globalThis, 'clearTimeout');
+    try {
+      const before = OrdersGateway.disconnections;
+      const conversations: Conversation[] = [];
+      for (let i = 0; i < 5; i++) conversations.push(await connect(zone.issueToken({ scope: 'orders:read', exp: Math.floor(Date.now() / 1000) + 3600 })));
+      for (const conversation of conversations) conversation.close();
+      await until('the server to see 5 disconnections', () => OrdersGateway.disconnections >= before + 5);
+      // The expiry timers: the only ones armed for about an hour (heartbeats and close timeouts are seconds).
+      const expiryTimers = setTimer.mock.calls.flatMap(([, ms], i) => ((ms ?? 0) > 3_000_000 ? [setTimer.mock.results[i].value as NodeJS.Timeout] : []));
+      expect(expiryTimers).toHaveLength(5);
+      const cleared = new Set(clearTimer.mock.calls.map(([timer]) => timer));
+      expect(expiryTimers.map((timer) => ({ cleared: cleared.has(timer), keepsProcessAlive: timer.hasRef() }))).toEqual(
+        Array(5).fill({ cleared: true, keepsProcessAlive: false }),
+      );
+    } finally {
+      setTimer.mockRestore();
+      clearTimer.mockRestore();
     }
   });
 
@@ -340,6 +454,22 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s, a
     expect(answer.event).toBe('exception');
     expect(answer.data).toEqual({ status: 'error', error_description: 'Authentication is required' });
     expectNoLeak(answer, [], api.logger.lines);
+  });
+
+  it('N8 an anonymous connection has no token, so no expiry: it stays open, broadcasts reach it', async () => {
+    const conversation = await (platform === 'ws' ? connectWs : connectIo)(api.port);
+    open.push(conversation);
+    expect(conversation.refused).toBeUndefined();
+    api.clock.offsetMs = 365 * 24 * 3600 * 1000; // a year later, by the module's clock
+    try {
+      expect(await within(conversation.ended, 300)).toBe('pending');
+      OrdersGateway.broadcast('for-everyone');
+      await until('the broadcast', () => conversation.received.length > 0);
+      expect(await conversation.ask('ping')).toEqual({ event: 'pong', data: 'pong' });
+      expect(conversation.received).toEqual([{ event: 'news', data: 'for-everyone' }, { event: 'pong', data: 'pong' }]);
+    } finally {
+      api.clock.offsetMs = 0;
+    }
   });
 
   it('N8 (Q12) a scoped handler refused to an anonymous connection names its scope, no OAuth error', async () => {

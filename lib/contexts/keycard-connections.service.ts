@@ -6,7 +6,7 @@ import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { AuditTrail } from '../resource-server/audit-trail.js';
 import { extractBearerToken } from '../resource-server/bearer-token.extractor.js';
-import { type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
+import { InvalidTokenException, type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
 import { TokenVerifier } from '../resource-server/token-verifier.js';
 import { connectionOf, setConnection } from './connection-state.js';
 import { connectionParamsToken } from './graphql.context.js';
@@ -21,6 +21,18 @@ interface GraphQLWsContext {
 
 interface ClosableSocket {
   close(code: number, reason: string): void;
+}
+
+/** The parts of a `ws` WebSocket used here. */
+interface WsClient extends ClosableSocket {
+  once(event: 'close', listener: () => void): unknown;
+}
+
+/** The parts of a socket.io server `Socket` used here. */
+interface SocketIoSocket {
+  emit(event: string, data: unknown): unknown;
+  disconnect(close: boolean): unknown;
+  once(event: 'disconnect', listener: () => void): unknown;
 }
 
 /** A graphql-ws server hook, typed loosely so the result fits `graphql-ws`'s `ServerOptions` without importing it. */
@@ -41,7 +53,11 @@ const CLOSE_CODE: Record<number, number> = { 400: 4400, 401: 4401, 403: 4403, 50
 type VerifyDone = (result: boolean, code?: number, message?: string, headers?: Record<string, string>) => void;
 type NextFn = (error?: Error & { data?: unknown }) => void;
 
-const EXPIRY_TIMER = Symbol('keycard.expiry-timer');
+/** Cancels a graphql-ws connection's end at expiry (see `atExpiry`). */
+const CANCEL_EXPIRY = Symbol('keycard.cancel-expiry');
+
+/** setTimeout's longest delay (about 24.8 days); a longer one would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Verifies WebSocket connections when they open, through the guard's own verification path (one
@@ -110,7 +126,7 @@ export class KeycardConnections {
           // Anonymous (no token at all): no agent, so the guard judges each field as a call without a token.
           if (agent !== undefined) {
             setConnection(ctx, { agent, request });
-            this.closeAtExpiry(ctx, agent);
+            (ctx as { [CANCEL_EXPIRY]?: () => void })[CANCEL_EXPIRY] = this.atExpiry(agent, () => closeExpired(ctx.extra?.socket));
           }
         } catch (denial) {
           ctx.extra?.socket?.close(CLOSE_CODE[(denial as KeycardException).getStatus()] ?? 1011, closeReason(denial as KeycardException));
@@ -122,13 +138,13 @@ export class KeycardConnections {
         const agent = connectionOf(ctx)?.agent;
         if (agent !== undefined && this.expired(agent)) {
           // Closing first makes graphql-ws drop this event (it sends only on an open socket).
-          ctx.extra?.socket?.close(4401, 'invalid_token');
+          closeExpired(ctx.extra?.socket);
           return undefined;
         }
         return onNext?.(ctx, ...rest);
       },
       onClose: (ctx: GraphQLWsContext, ...rest: unknown[]) => {
-        clearTimeout((ctx as { [EXPIRY_TIMER]?: NodeJS.Timeout })[EXPIRY_TIMER]);
+        (ctx as { [CANCEL_EXPIRY]?: () => void })[CANCEL_EXPIRY]?.();
         return onClose?.(ctx, ...rest);
       },
     };
@@ -142,9 +158,15 @@ export class KeycardConnections {
    * the `Authorization` header; refused with a `connect_error` whose `data` is
    * `{ error, error_description, scope? }`.
    *
+   * A connection ends when its token's `exp` + clock tolerance has passed, even when no message is
+   * due, so nothing the server pushes reaches it afterwards: `ws` closes it with 4401
+   * `invalid_token` (as graphql-ws does); socket.io first emits an `exception` event
+   * `{ status: 'error', error: 'invalid_token', error_description }` (the shape of a refused
+   * message), then disconnects it.
+   *
    * With `allowAnonymous`, a connection without any token opens (a malformed or invalid token is
    * still refused): `@Public()` handlers serve it and every other message is refused with an
-   * `exception` event.
+   * `exception` event. Such a connection has no token, so no expiry.
    *
    * @example
    * ```ts
@@ -167,17 +189,18 @@ export class KeycardConnections {
           else done(Boolean(theirs(info, done)));
         });
       const server = create(port, { ...serverOptions, verifyClient: both }) as Record<string, unknown>;
+      const on = server.on as ((event: string, fn: (client: object, request: IncomingMessage) => void) => void) | undefined;
       if (typeof server.use === 'function') {
         (server.use as (mw: unknown) => void)(middleware);
-      } else if (typeof server.on === 'function') {
+        on?.call(server, 'connection', (socket) => this.endSocketIoAtExpiry(socket as SocketIoSocket));
+      } else if (typeof on === 'function') {
         // Registered before Nest's own listener: the client carries its agent before any handler sees it.
-        (server.on as (event: string, fn: (client: object, request: IncomingMessage) => void) => void)(
-          'connection',
-          (client, request) => {
-            const state = connectionOf(request);
-            if (state !== undefined) setConnection(client, state);
-          },
-        );
+        on.call(server, 'connection', (client, request) => {
+          const state = connectionOf(request);
+          if (state === undefined) return;
+          setConnection(client, state);
+          (client as WsClient).once('close', this.atExpiry(state.agent, () => closeExpired(client as WsClient)));
+        });
       }
       return server;
     };
@@ -251,13 +274,40 @@ export class KeycardConnections {
     return agent.expiresAt.getTime() + this.toleranceMs < this.clock.now();
   }
 
-  /** Ends a graphql-ws connection when its token expires, even when no event is due. */
-  private closeAtExpiry(ctx: GraphQLWsContext, agent: AgentContext): void {
-    const delay = agent.expiresAt.getTime() + this.toleranceMs - this.clock.now();
-    const timer = setTimeout(() => ctx.extra?.socket?.close(4401, 'invalid_token'), Math.max(0, Math.min(delay, 2 ** 31 - 1)));
-    timer.unref();
-    (ctx as { [EXPIRY_TIMER]?: NodeJS.Timeout })[EXPIRY_TIMER] = timer;
+  /** socket.io: the client learns why (the `exception` event of a refused message), then the connection ends. */
+  private endSocketIoAtExpiry(socket: SocketIoSocket): void {
+    const agent = connectionOf(socket)?.agent;
+    // Anonymous connections carry no token, so nothing expires.
+    if (agent === undefined) return;
+    const end = () => {
+      socket.emit('exception', { status: 'error', ...errorFields(new InvalidTokenException('expired')) });
+      socket.disconnect(true);
+    };
+    socket.once('disconnect', this.atExpiry(agent, end));
   }
+
+  /**
+   * Calls `end` once the agent's token has expired (`exp` + clock tolerance, by the module's clock),
+   * so a connection ends even when no message or event is due. One unref'd timer: an open
+   * connection alone never keeps the process alive. It re-arms when it fires early (a lifetime
+   * beyond setTimeout's maximum, a clock that moved).
+   * @returns cancels it: call it when the connection closes first, so nothing stays pending.
+   */
+  private atExpiry(agent: AgentContext, end: () => void): () => void {
+    let timer: NodeJS.Timeout;
+    const arm = () => {
+      const delay = agent.expiresAt.getTime() + this.toleranceMs - this.clock.now();
+      timer = setTimeout(() => (this.expired(agent) ? end() : arm()), Math.max(0, Math.min(delay, MAX_TIMER_MS)));
+      timer.unref();
+    };
+    arm();
+    return () => clearTimeout(timer);
+  }
+}
+
+/** Ends a connection whose token expired, as graphql-ws ends an unauthorized one. */
+function closeExpired(socket: ClosableSocket | undefined): void {
+  socket?.close(4401, 'invalid_token');
 }
 
 /** The close reason / `connect_error` message: the OAuth `error` only (`unauthorized` without credentials). */
