@@ -4,7 +4,7 @@ export { KeycardGuard } from './resource-server/keycard.guard.js';
 export { RouteRulesRegistry } from './resource-server/route-rules.registry.js';
 export type { RouteRules } from './resource-server/route-rules.registry.js';
 export { KeycardConnections } from './contexts/keycard-connections.service.js';
-export type { GraphQLWsHooks } from './contexts/keycard-connections.service.js';
+export type { GraphQLWsHooks, MercuriusSubscriptionHooks } from './contexts/keycard-connections.service.js';
 export type { RpcTokenExtractor } from './contexts/rpc.context.js';
 export { Public } from './decorators/public.decorator.js';
 export { RequireScopes } from './decorators/require-scopes.decorator.js';

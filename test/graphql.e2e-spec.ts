@@ -320,82 +320,111 @@ describe.each(SERVERS)('GraphQL with an app\'s KeycardGuard subclass as a second
   });
 });
 
-describe('GraphQL subscriptions over graphql-ws (Apollo)', () => {
+/** graphql-ws clients of the subscription suites: each suite disposes its own before closing its app. */
+const clients: Client[] = [];
+async function disposeClients(): Promise<void> {
+  for (const client of clients.splice(0)) await client.dispose();
+}
+
+interface Outcome {
+  events: string[];
+  errors: unknown[];
+  closed?: { code: number; reason: string };
+}
+
+/**
+ * Subscribes at `url` with `connectionParams` and collects what arrives until `until` resolves or the
+ * socket closes. `url` may name the WebSocket class too (one sending headers with its upgrade).
+ */
+type SubscribeArgs = [connectionParams: Record<string, unknown> | undefined, query: string, until: (o: Outcome) => boolean, onEvent?: (o: Outcome) => void];
+function subscribeAt(url: string | { url: string; webSocketImpl: unknown }, ...[connectionParams, query, until, onEvent]: SubscribeArgs): Promise<Outcome> {
+  const outcome: Outcome = { events: [], errors: [] };
+  return new Promise((resolve) => {
+    const client = createClient({
+      url: typeof url === 'string' ? url : url.url,
+      webSocketImpl: typeof url === 'string' ? WebSocket : url.webSocketImpl,
+      connectionParams,
+      retryAttempts: 0,
+      lazy: true,
+      on: {
+        closed: (event) => {
+          const { code, reason } = event as { code: number; reason: string };
+          outcome.closed = { code, reason: String(reason) };
+          resolve(outcome);
+        },
+      },
+    });
+    clients.push(client);
+    const stop = client.subscribe<Record<string, string>>({ query }, {
+      next: (value) => {
+        if (value.data) outcome.events.push(Object.values(value.data)[0]);
+        if (value.errors) outcome.errors.push(...value.errors);
+        onEvent?.(outcome);
+        if (until(outcome)) {
+          stop();
+          resolve(outcome);
+        }
+      },
+      error: (error) => {
+        outcome.errors.push(error);
+        if (!outcome.closed) resolve(outcome);
+      },
+      complete: () => resolve(outcome),
+    });
+  });
+}
+
+/** The first GraphQL error of a refused subscription (graphql-ws sends it as a result or an `error` message). */
+function firstError(outcome: Outcome): { message?: string; extensions?: Record<string, unknown> } {
+  const [first] = outcome.errors as unknown[];
+  return (Array.isArray(first) ? first[0] : first) as { message?: string; extensions?: Record<string, unknown> };
+}
+
+const auditSince = (app: RunningGraphQLApp, from: number) =>
+  app.logger.lines.slice(from).filter((l) => l.startsWith('{"event":"keycard.audit"')).map((l) => JSON.parse(l) as unknown);
+
+/** The app's `onConnect` of the `allowAnonymous` suites: graphql-ws hands it the context, Mercurius the message. */
+type AppOnConnect = (arg: { connectionParams?: unknown; payload?: unknown }) => boolean;
+
+/**
+ * Subscriptions with Keycard's connection hook: Apollo's graphql-ws server with `graphqlWs()`,
+ * Mercurius (Fastify, graphql-transport-ws) with `mercuriusSubscription()`. Same rules, same answers.
+ */
+const SUBSCRIPTION_SERVERS: [string, GraphQLServer][] = [
+  ['Apollo', 'apollo'],
+  ['Mercurius', 'mercurius'],
+];
+
+function subscriptionHooks(server: GraphQLServer, onConnect?: AppOnConnect, allowAnonymous?: boolean) {
+  const args: [hooks: { onConnect?: AppOnConnect }, options: { allowAnonymous?: boolean }] = [onConnect ? { onConnect } : {}, { allowAnonymous }];
+  return server === 'apollo' ? { graphqlWs: args } : { mercuriusSubscription: args };
+}
+
+describe.each(SUBSCRIPTION_SERVERS)('GraphQL subscriptions over graphql-ws (%s)', (_name, server) => {
+  // Row ID prefix: N5 (N8) for Apollo, N4 (the same cases) for Mercurius.
+  const row = (id: string) => (server === 'apollo' ? id : `N4 (${id})`);
   let zone: TestZone;
   let api: RunningGraphQLApp;
-  const clients: Client[] = [];
+  const subscribe = (...args: SubscribeArgs) => subscribeAt(api.wsUrl, ...args);
 
   beforeAll(async () => {
     zone = await TestZone.start({ audience: R });
-    api = await startGraphQLApp('apollo', { zoneUrl: zone.issuer, resource: R, clockToleranceSeconds: 0, auditLog: true });
+    api = await startGraphQLApp(server, { zoneUrl: zone.issuer, resource: R, clockToleranceSeconds: 0, auditLog: true }, subscriptionHooks(server));
   });
   afterAll(async () => {
-    for (const client of clients) await client.dispose();
+    await disposeClients();
     await api?.close();
     await zone?.stop();
   });
 
-  interface Outcome {
-    events: string[];
-    errors: unknown[];
-    closed?: { code: number; reason: string };
-  }
-
-  /** Subscribes at `url` with `connectionParams` and collects what arrives until `until` resolves or the socket closes. */
-  type SubscribeArgs = [connectionParams: Record<string, unknown> | undefined, query: string, until: (o: Outcome) => boolean, onEvent?: (o: Outcome) => void];
-  function subscribeAt(url: string, ...[connectionParams, query, until, onEvent]: SubscribeArgs): Promise<Outcome> {
-    const outcome: Outcome = { events: [], errors: [] };
-    return new Promise((resolve) => {
-      const client = createClient({
-        url,
-        webSocketImpl: WebSocket,
-        connectionParams,
-        retryAttempts: 0,
-        lazy: true,
-        on: {
-          closed: (event) => {
-            const { code, reason } = event as { code: number; reason: string };
-            outcome.closed = { code, reason: String(reason) };
-            resolve(outcome);
-          },
-        },
-      });
-      clients.push(client);
-      const stop = client.subscribe<Record<string, string>>({ query }, {
-        next: (value) => {
-          if (value.data) outcome.events.push(Object.values(value.data)[0]);
-          if (value.errors) outcome.errors.push(...value.errors);
-          onEvent?.(outcome);
-          if (until(outcome)) {
-            stop();
-            resolve(outcome);
-          }
-        },
-        error: (error) => {
-          outcome.errors.push(error);
-          if (!outcome.closed) resolve(outcome);
-        },
-        complete: () => resolve(outcome),
-      });
-    });
-  }
-
-  const subscribe = (...args: SubscribeArgs) => subscribeAt(api.wsUrl, ...args);
-
-  /** The first GraphQL error of a refused subscription (graphql-ws sends it as a result or an `error` message). */
-  function firstError(outcome: Outcome): { message?: string; extensions?: Record<string, unknown> } {
-    const [first] = outcome.errors as unknown[];
-    return (Array.isArray(first) ? first[0] : first) as { message?: string; extensions?: Record<string, unknown> };
-  }
-
-  it('N5 no token in connectionParams → connection refused (4401), no event', async () => {
+  it(`${row('N5')} no token in connectionParams → connection refused (4401), no event`, async () => {
     const outcome = await subscribe(undefined, 'subscription { ticks }', () => false);
     expect(outcome.closed).toEqual({ code: 4401, reason: 'unauthorized' });
     expect(outcome.events).toEqual([]);
     expectNoLeak(outcome, [], api.logger.lines);
   });
 
-  it('N5 forged token → connection refused (4401 invalid_token), no event, nothing leaked', async () => {
+  it(`${row('N5')} forged token → connection refused (4401 invalid_token), no event, nothing leaked`, async () => {
     const token = forged(zone.issueToken({ scope: 'orders:read' }));
     const outcome = await subscribe({ authorization: `Bearer ${token}` }, 'subscription { ticks }', () => false);
     expect(outcome.closed).toEqual({ code: 4401, reason: 'invalid_token' });
@@ -403,7 +432,7 @@ describe('GraphQL subscriptions over graphql-ws (Apollo)', () => {
     expectNoLeak(outcome, [token], api.logger.lines);
   });
 
-  it('N5 connectionParams whose token is no string (token: 12345, authorization: [..]) → 4401 invalid_token (malformed, not missing)', async () => {
+  it(`${row('N5')} connectionParams whose token is no string (token: 12345, authorization: [..]) → 4401 invalid_token (malformed, not missing)`, async () => {
     for (const params of [{ token: 12345 }, { authorization: ['Bearer abc'] }, { token: { a: 1 } }]) {
       const outcome = await subscribe(params, 'subscription { ticks }', () => false);
       expect({ params, closed: outcome.closed }).toEqual({ params, closed: { code: 4401, reason: 'invalid_token' } });
@@ -411,13 +440,13 @@ describe('GraphQL subscriptions over graphql-ws (Apollo)', () => {
     }
   });
 
-  it('N5 valid token (connectionParams.authorization) → events delivered', async () => {
+  it(`${row('N5')} valid token (connectionParams.authorization) → events delivered`, async () => {
     const outcome = await subscribe({ authorization: `Bearer ${zone.issueToken({ scope: 'orders:read' })}` }, 'subscription { ticks }', (o) => o.events.length >= 3);
     expect(outcome.events).toEqual(['tick-0', 'tick-1', 'tick-2']);
     expect(outcome.closed).toBeUndefined();
   });
 
-  it('N5 valid token (connectionParams.token) without the scope → the subscription gets FORBIDDEN insufficient_scope', async () => {
+  it(`${row('N5')} valid token (connectionParams.token) without the scope → the subscription gets FORBIDDEN insufficient_scope`, async () => {
     const token = zone.issueToken({ scope: 'profile' });
     const outcome = await subscribe({ token }, 'subscription { ticks }', (o) => o.errors.length > 0);
     expect(outcome.events).toEqual([]);
@@ -425,7 +454,7 @@ describe('GraphQL subscriptions over graphql-ws (Apollo)', () => {
     expectNoLeak(outcome, [token], api.logger.lines);
   });
 
-  it('N5 a valid token that expires during the subscription → no event after exp + tolerance, connection closed 4401', async () => {
+  it(`${row('N5')} a valid token that expires during the subscription → no event after exp + tolerance, connection closed 4401`, async () => {
     const token = zone.issueToken({ scope: 'orders:read', exp: Math.floor(Date.now() / 1000) + 120 });
     const expMs = (Math.floor(Date.now() / 1000) + 120) * 1000;
     let afterExpiry = 0;
@@ -440,7 +469,7 @@ describe('GraphQL subscriptions over graphql-ws (Apollo)', () => {
     expect(outcome.closed).toEqual({ code: 4401, reason: 'invalid_token' });
   });
 
-  it('N5 a connection with no subscription (no event due) is still closed 4401 invalid_token at exp + tolerance', async () => {
+  it(`${row('N5')} a connection with no subscription (no event due) is still closed 4401 invalid_token at exp + tolerance`, async () => {
     const exp = Math.floor(Date.now() / 1000) + 120;
     const token = zone.issueToken({ scope: 'orders:read', exp });
     // The module's clock 1 s before exp (tolerance 0 in this app): only the expiry timer can close it, about 1 s later.
@@ -464,14 +493,11 @@ describe('GraphQL subscriptions over graphql-ws (Apollo)', () => {
     }
   });
 
-  it('N8 @Public() subscription field over a verified connection (token without the scope of ticks) → events', async () => {
+  it(`${row('N8')} @Public() subscription field over a verified connection (token without the scope of ticks) → events`, async () => {
     // The connection itself always needs a token (verified when it opens); the field is then public.
     const outcome = await subscribe({ authorization: `Bearer ${zone.issueToken({ scope: 'profile' })}` }, 'subscription { publicTicks }', (o) => o.events.length >= 2);
     expect(outcome.events).toEqual(['p-0', 'p-1']);
   });
-
-  const auditSince = (app: RunningGraphQLApp, from: number) =>
-    app.logger.lines.slice(from).filter((l) => l.startsWith('{"event":"keycard.audit"')).map((l) => JSON.parse(l) as unknown);
 
   it('audit: every connection_init has a record — refused (no token, forged, two tokens, zone down) with status and reason, no agent; opened (101) with its agent; never a token', async () => {
     const valid = zone.issueToken({ client_id: 'agent-gws', sub: 'erin', scope: 'orders:read' });
@@ -514,24 +540,25 @@ describe('GraphQL subscriptions over graphql-ws (Apollo)', () => {
     expectNoLeak([...refused, opened], [valid, fake, unseen], api.logger.lines);
   });
 
-  describe('with graphqlWs({ onConnect }, { allowAnonymous: true })', () => {
+  describe(`with ${server === 'apollo' ? 'graphqlWs' : 'mercuriusSubscription'}({ onConnect }, { allowAnonymous: true })`, () => {
     let anon: RunningGraphQLApp;
     /** connectionParams the app's own onConnect saw: it runs after Keycard's, for admitted connections only. */
     const appConnects: unknown[] = [];
     const subscribeAnon = (...args: SubscribeArgs) => subscribeAt(anon.wsUrl, ...args);
 
     beforeAll(async () => {
-      const onConnect = (ctx: { connectionParams?: unknown }) => {
-        appConnects.push(ctx.connectionParams ?? null);
+      const onConnect: AppOnConnect = (arg) => {
+        appConnects.push((server === 'apollo' ? arg.connectionParams : arg.payload) ?? null);
         return true;
       };
-      anon = await startGraphQLApp('apollo', { zoneUrl: zone.issuer, resource: R, auditLog: true }, { graphqlWs: [{ onConnect }, { allowAnonymous: true }] });
+      anon = await startGraphQLApp(server, { zoneUrl: zone.issuer, resource: R, auditLog: true }, subscriptionHooks(server, onConnect, true));
     });
     afterAll(async () => {
+      await disposeClients();
       await anon?.close();
     });
 
-    it('N8 anonymous connection (no token in connectionParams) → @Public() subscription delivers events; the app\'s onConnect ran', async () => {
+    it(`${row('N8')} anonymous connection (no token in connectionParams) → @Public() subscription delivers events; the app's onConnect ran`, async () => {
       const before = appConnects.length;
       const outcome = await subscribeAnon({ client: 'anonymous' }, 'subscription { publicTicks }', (o) => o.events.length >= 2);
       expect(outcome.events).toEqual(['p-0', 'p-1']);
@@ -547,7 +574,7 @@ describe('GraphQL subscriptions over graphql-ws (Apollo)', () => {
       expect(auditSince(anon, before)).toEqual([{ event: 'keycard.audit', method: 'GRAPHQL-WS', route: 'connection', status: 101, durationMs: expect.any(Number) }]);
     });
 
-    it('N5 (N8) anonymous connection → a scoped subscription is refused UNAUTHENTICATED through the guard, no event, nothing leaked', async () => {
+    it(`${row('N5')} (N8) anonymous connection → a scoped subscription is refused UNAUTHENTICATED through the guard, no event, nothing leaked`, async () => {
       const outcome = await subscribeAnon(undefined, 'subscription { ticks }', (o) => o.errors.length + o.events.length > 0);
       expect(outcome.events).toEqual([]);
       expect(outcome.closed).toBeUndefined();
@@ -559,7 +586,7 @@ describe('GraphQL subscriptions over graphql-ws (Apollo)', () => {
       expect(anon.logger.lines.some((l) => l.startsWith('denied graphql subscription anonymous.ticks status=401 reason=no_credentials'))).toBe(true);
     });
 
-    it('N5 a forged token is still refused (4401 invalid_token): allowAnonymous is for no token, not a bad one', async () => {
+    it(`${row('N5')} a forged token is still refused (4401 invalid_token): allowAnonymous is for no token, not a bad one`, async () => {
       const token = forged(zone.issueToken({ scope: 'orders:read' }));
       const before = appConnects.length;
       const outcome = await subscribeAnon({ authorization: `Bearer ${token}` }, 'subscription { publicTicks }', (o) => o.events.length > 0);
@@ -569,12 +596,59 @@ describe('GraphQL subscriptions over graphql-ws (Apollo)', () => {
       expectNoLeak(outcome, [token], anon.logger.lines);
     });
 
-    it('N5 a malformed token (token: 12345, authorization: [..]) is still refused (4401 invalid_token), not taken for no token', async () => {
+    it(`${row('N5')} a malformed token (token: 12345, authorization: [..]) is still refused (4401 invalid_token), not taken for no token`, async () => {
       for (const params of [{ token: 12345 }, { authorization: ['Bearer abc'] }]) {
         const outcome = await subscribeAnon(params, 'subscription { publicTicks }', (o) => o.events.length > 0);
         expect({ params, closed: outcome.closed }).toEqual({ params, closed: { code: 4401, reason: 'invalid_token' } });
         expect(outcome.events).toEqual([]);
       }
     });
+  });
+});
+
+describe('GraphQL subscriptions on Mercurius without KeycardConnections.mercuriusSubscription() (subscription: true)', () => {
+  let zone: TestZone;
+  let api: RunningGraphQLApp;
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    api = await startGraphQLApp('mercurius', { zoneUrl: zone.issuer, resource: R, clockToleranceSeconds: 0, auditLog: true }, { mercuriusSubscription: 'unguarded' });
+  });
+  afterAll(async () => {
+    await disposeClients();
+    await api?.close();
+    await zone?.stop();
+  });
+
+  // Before: every subscription got "raw.once is not a function" (auditLog) or "response.setHeader is
+  // not a function" (N10), and a token in the upgrade request's Authorization header was judged once,
+  // then events flowed past its exp (N5). Now such a connection has no token Keycard can vouch for.
+  it('N4 (N5) a protected subscription is refused UNAUTHENTICATED whatever the client sends (no token, payload token, upgrade header), no event, nothing leaked, one log line naming the fix', async () => {
+    const token = zone.issueToken({ scope: 'orders:read' });
+    class WithHeader extends WebSocket {
+      constructor(address: string, protocols?: string | string[]) {
+        super(address, protocols, { headers: { authorization: `Bearer ${token}` } });
+      }
+    }
+    const until = (o: Outcome) => o.errors.length + o.events.length > 0;
+    const outcomes = [
+      await subscribeAt(api.wsUrl, undefined, 'subscription { ticks }', until),
+      await subscribeAt(api.wsUrl, { authorization: `Bearer ${token}` }, 'subscription { ticks }', until),
+      await subscribeAt(api.wsUrl, { headers: { authorization: `Bearer ${token}` } }, 'subscription { ticks }', until),
+      await subscribeAt({ url: api.wsUrl, webSocketImpl: WithHeader }, undefined, 'subscription { ticks }', until),
+    ];
+    for (const outcome of outcomes) {
+      expect(outcome.events).toEqual([]);
+      const error = firstError(outcome);
+      expect(error.extensions).toEqual({ code: 'UNAUTHENTICATED', error_description: error.message, scope: 'orders:read' });
+      expectFixedDescription(error.message);
+    }
+    expectNoLeak(outcomes, [token], api.logger.lines);
+    expect(api.logger.lines.filter((l) => l.includes('KeycardConnections.mercuriusSubscription()'))).toHaveLength(1);
+  });
+
+  it('N4 (N8) a @Public() subscription is served (audit log on)', async () => {
+    const outcome = await subscribeAt(api.wsUrl, undefined, 'subscription { publicTicks }', (o) => o.events.length >= 2);
+    expect(outcome).toEqual({ events: ['p-0', 'p-1'], errors: [] });
   });
 });

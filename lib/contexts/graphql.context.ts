@@ -16,7 +16,17 @@ interface GraphQLContextValue {
   req?: Carrier;
   res?: object;
   reply?: { request?: Carrier; raw?: ServerResponse };
+  /** Set by Mercurius in a subscription's context (the `connection_init` payload): never over HTTP. */
+  _connectionInit?: unknown;
+  [MERCURIUS_CONNECTION]?: Carrier;
 }
+
+/**
+ * Where `KeycardConnections.mercuriusSubscription()` puts a Mercurius connection's carrier (shaped
+ * like a graphql-ws `Context`) in the context Mercurius gives that connection's subscriptions. A
+ * symbol: no client input can set it.
+ */
+export const MERCURIUS_CONNECTION = Symbol('keycard.mercurius-connection');
 
 /** The parts of graphql-js's `GraphQLResolveInfo` read here (fourth resolver argument). */
 interface ResolveInfo {
@@ -47,14 +57,34 @@ interface SocketContext {
 
 const EMPTY: Carrier = Object.freeze({});
 
-/** The carrier of a resolver call: the HTTP request, or the graphql-ws connection context. */
+/**
+ * The carrier of a resolver call: the HTTP request, or the graphql-ws connection context (Apollo's,
+ * or the one `KeycardConnections.mercuriusSubscription()` made). A Mercurius subscription whose
+ * connection did not pass that hook is its own carrier, without a token (see `isUnguardedSubscription`).
+ */
 export function graphqlCarrier(context: ExecutionContext): Carrier {
   const value = context.getArgByIndex<GraphQLContextValue | undefined>(2);
-  return value?.req ?? value?.reply?.request ?? value ?? EMPTY;
+  if (value === undefined || value === null) return EMPTY;
+  const connection = value[MERCURIUS_CONNECTION];
+  if (connection !== undefined) return connection;
+  if (isUnguardedSubscription(value)) return value;
+  return value.req ?? value.reply?.request ?? value;
 }
 
 function isSocketContext(carrier: Carrier): boolean {
-  return 'connectionParams' in carrier || typeof (carrier as SocketContext).extra === 'object';
+  return 'connectionParams' in carrier || typeof (carrier as SocketContext).extra === 'object' || isUnguardedSubscription(carrier);
+}
+
+/**
+ * A Mercurius subscription (or `fullWsTransport` operation) over a connection Keycard did not open:
+ * Mercurius marks its context with `_connectionInit`, and its `reply` is no Fastify reply (no `raw`).
+ * Its token cannot be verified at `connection_init` nor its connection ended at expiry (the upgrade
+ * request's headers, which Mercurius also fills from the payload, would be judged once, then events
+ * flow past `exp`), so it carries no token: only `@Public()` fields serve it.
+ */
+function isUnguardedSubscription(value: object): boolean {
+  const { reply } = value as GraphQLContextValue;
+  return '_connectionInit' in value || (reply !== undefined && reply !== null && reply.raw === undefined && 'pubsub' in value);
 }
 
 /**
@@ -68,7 +98,14 @@ export class GraphQLCallKind implements CallKind {
   readonly name = 'graphql';
   readonly sharedCarrier = true;
 
-  constructor(private readonly adapter: () => HttpServer) {}
+  /**
+   * @param unguarded called when a Mercurius subscription reaches a protected field over a connection
+   *   `KeycardConnections.mercuriusSubscription()` did not open (says how to enable it).
+   */
+  constructor(
+    private readonly adapter: () => HttpServer,
+    private readonly unguarded: () => void = () => undefined,
+  ) {}
 
   carrier(context: ExecutionContext): Carrier {
     return graphqlCarrier(context);
@@ -76,6 +113,10 @@ export class GraphQLCallKind implements CallKind {
 
   httpRequest(_context: ExecutionContext, carrier: Carrier): IncomingMessage | undefined {
     if (carrier === EMPTY) return undefined;
+    if (isUnguardedSubscription(carrier)) {
+      const upgrade = (carrier as { request?: object }).request;
+      return upgrade === undefined ? undefined : rawRequestOf(upgrade);
+    }
     if (isSocketContext(carrier)) return (carrier as SocketContext).extra?.request;
     return rawRequestOf(carrier);
   }
@@ -102,6 +143,10 @@ export class GraphQLCallKind implements CallKind {
 
   token(_context: ExecutionContext, carrier: Carrier): string | undefined {
     if (carrier === EMPTY) return undefined;
+    if (isUnguardedSubscription(carrier)) {
+      this.unguarded();
+      return undefined;
+    }
     if (isSocketContext(carrier)) return connectionParamsToken((carrier as SocketContext).connectionParams);
     return extractBearerToken(rawRequestOf(carrier));
   }

@@ -9,7 +9,7 @@ import { extractBearerToken } from '../resource-server/bearer-token.extractor.js
 import { InvalidTokenException, type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
 import { TokenVerifier } from '../resource-server/token-verifier.js';
 import { connectionOf, setConnection } from './connection-state.js';
-import { connectionParamsToken } from './graphql.context.js';
+import { connectionParamsToken, MERCURIUS_CONNECTION } from './graphql.context.js';
 import { KeycardContexts } from './keycard-contexts.js';
 import { errorFields, handshakeToken } from './ws.context.js';
 
@@ -45,6 +45,25 @@ export interface GraphQLWsHooks {
   onNext?: Hook;
   onClose?: Hook;
   [option: string]: unknown;
+}
+
+/** The Mercurius `subscription` options {@link KeycardConnections.mercuriusSubscription} composes with (the app's own). */
+export interface MercuriusSubscriptionHooks {
+  onConnect?: Hook;
+  [option: string]: unknown;
+}
+
+/**
+ * What Mercurius's connection object (`this` of its `onConnect` call, read by shape: `mercurius` is
+ * never imported) offers: the `ws` socket and the connection context, holding the Fastify upgrade request.
+ */
+interface MercuriusConnection {
+  socket?: MercuriusSocket;
+  context?: { request?: { raw?: IncomingMessage } };
+}
+
+interface MercuriusSocket extends WsClient {
+  send(...args: unknown[]): unknown;
 }
 
 /** WebSocket close codes of a refused or ended connection (graphql-ws uses 4401 / 4403 too). */
@@ -120,17 +139,10 @@ export class KeycardConnections {
     return {
       ...hooks,
       onConnect: async (ctx: GraphQLWsContext) => {
-        const request = ctx.extra?.request;
-        try {
-          const agent = await this.open(() => connectionParamsToken(ctx.connectionParams), request, 'graphql-ws connection', anonymous);
-          // Anonymous (no token at all): no agent, so the guard judges each field as a call without a token.
-          if (agent !== undefined) {
-            setConnection(ctx, { agent, request });
-            (ctx as { [CANCEL_EXPIRY]?: () => void })[CANCEL_EXPIRY] = this.atExpiry(agent, () => closeExpired(ctx.extra?.socket));
-          }
-        } catch (denial) {
-          ctx.extra?.socket?.close(CLOSE_CODE[(denial as KeycardException).getStatus()] ?? 1011, closeReason(denial as KeycardException));
-          return false;
+        const agent = await this.openGraphQLWs(ctx, anonymous);
+        if (agent === false) return false;
+        if (agent !== undefined) {
+          (ctx as { [CANCEL_EXPIRY]?: () => void })[CANCEL_EXPIRY] = this.atExpiry(agent, () => closeExpired(ctx.extra?.socket));
         }
         return onConnect ? onConnect(ctx) : true;
       },
@@ -147,6 +159,104 @@ export class KeycardConnections {
         (ctx as { [CANCEL_EXPIRY]?: () => void })[CANCEL_EXPIRY]?.();
         return onClose?.(ctx, ...rest);
       },
+    };
+  }
+
+  /**
+   * Mercurius `subscription` options for `GraphQLModule` with `MercuriusDriver`: the same rules as
+   * {@link graphqlWs}, on Mercurius's `onConnect`. The token comes from the `connection_init`
+   * payload (`authorization: 'Bearer …'` or `token`) and is verified there; a connection without a
+   * valid one is closed with 4401 (4403, 4400; 1013 when the zone is unreachable) and the OAuth
+   * `error` as reason, before any subscription starts. The connection's agent reaches the guard,
+   * which judges each subscription field (`FORBIDDEN` with the `scope`; `@Public()` fields served).
+   * Nothing is sent once the token's `exp` + clock tolerance has passed: the connection is closed
+   * with 4401 `invalid_token`, at expiry even when no event is due.
+   *
+   * `allowAnonymous` as for {@link graphqlWs}. Without this hook, a Mercurius subscription serves
+   * only `@Public()` fields (others get `UNAUTHENTICATED`, and one log line says how to enable it).
+   *
+   * Mercurius hands `onConnect` only the message; Keycard reads the socket from the connection
+   * object Mercurius calls it on (`this`). Should a Mercurius version not offer it, every
+   * connection is refused (`connection_error`, then closed) with an error log line: without the
+   * socket its expiry could not be enforced.
+   *
+   * @param subscription the app's own Mercurius `subscription` options (`context`, `onDisconnect`,
+   *   `pubsub`, …); its `onConnect` runs after Keycard's, for admitted connections only, and an
+   *   object it returns is merged into the subscription context as usual.
+   * @param options `allowAnonymous` (default `false`): let connections without any token open.
+   * @example
+   * ```ts
+   * GraphQLModule.forRootAsync<MercuriusDriverConfig>({
+   *   driver: MercuriusDriver,
+   *   inject: [KeycardConnections],
+   *   useFactory: (keycard: KeycardConnections) => ({
+   *     autoSchemaFile: true,
+   *     subscription: keycard.mercuriusSubscription(),
+   *   }),
+   * })
+   * ```
+   */
+  mercuriusSubscription<T extends MercuriusSubscriptionHooks>(
+    subscription: T = {} as T,
+    options: { allowAnonymous?: boolean } = {},
+  ): T & { onConnect: Hook } {
+    const anonymous = options.allowAnonymous === true;
+    const theirs = subscription.onConnect;
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const keycard = this;
+    return {
+      ...subscription,
+      // A function, not an arrow: Mercurius calls it as a method of the connection (`this`).
+      async onConnect(this: MercuriusConnection | undefined, data: { payload?: unknown } | undefined) {
+        const socket = this?.socket;
+        if (typeof socket?.close !== 'function' || typeof socket.send !== 'function' || typeof socket.once !== 'function') {
+          keycard.options.logger.error('Keycard refused a Mercurius subscription connection: Mercurius did not call onConnect on its connection, so the socket (needed to end it at token expiry) is unknown');
+          return false;
+        }
+        const carrier = { connectionParams: data?.payload as GraphQLWsContext['connectionParams'], extra: { socket, request: this!.context?.request?.raw } };
+        const agent = await keycard.openGraphQLWs(carrier, anonymous);
+        if (agent === false) return false;
+        if (agent !== undefined) keycard.endMercuriusAtExpiry(agent, socket);
+        // The app's refusal is Mercurius's own (`connection_error`, then closed); the expiry timer ends with the socket.
+        const admitted: unknown = theirs === undefined ? true : await theirs.call(this, data);
+        if (!admitted) return admitted;
+        return { ...(typeof admitted === 'object' ? admitted : {}), [MERCURIUS_CONNECTION]: carrier };
+      },
+    };
+  }
+
+  /**
+   * A graphql-ws `connection_init` (Apollo's graphql-ws server, Mercurius): verifies the token of
+   * `connectionParams`; a refusal closes the socket with the close code and the OAuth `error`.
+   * Anonymous (no token at all): no agent, so the guard judges each field as a call without a token.
+   * @returns the agent, now on `ctx` (`undefined` when anonymous), or `false` when refused.
+   */
+  private async openGraphQLWs(ctx: GraphQLWsContext & object, anonymous: boolean): Promise<AgentContext | undefined | false> {
+    const request = ctx.extra?.request;
+    try {
+      const agent = await this.open(() => connectionParamsToken(ctx.connectionParams), request, 'graphql-ws connection', anonymous);
+      if (agent !== undefined) setConnection(ctx, { agent, request });
+      return agent;
+    } catch (denial) {
+      ctx.extra?.socket?.close(CLOSE_CODE[(denial as KeycardException).getStatus()] ?? 1011, closeReason(denial as KeycardException));
+      return false;
+    }
+  }
+
+  /**
+   * Ends a Mercurius connection at its token's expiry: at the timer, and before any message is sent
+   * past it (the timer may fire late; the clock may move). Mercurius sends every event with
+   * `socket.send`: closing first makes `ws` drop it (it sends only on an open socket, and reports
+   * the failure to Mercurius, which then ends the connection's subscriptions).
+   */
+  private endMercuriusAtExpiry(agent: AgentContext, socket: MercuriusSocket): void {
+    socket.once('close', this.atExpiry(agent, () => closeExpired(socket)));
+    const send = socket.send;
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const keycard = this;
+    socket.send = function (this: unknown, ...args: unknown[]) {
+      if (keycard.expired(agent)) closeExpired(socket);
+      return send.apply(this, args);
     };
   }
 

@@ -50,7 +50,11 @@ export class KeycardContexts {
   ) {
     const adapter = () => adapterHost.httpAdapter;
     this.http = new HttpCallKind(adapter);
-    this.graphql = new GraphQLCallKind(adapter);
+    this.graphql = new GraphQLCallKind(adapter, () => this.reportOnce(
+      'mercurius-unguarded',
+      'Keycard refused a Mercurius subscription: its connection was not opened through KeycardConnections.mercuriusSubscription(), so its token is neither verified nor ended at expiry. ' +
+        'Enable it with subscription: keycard.mercuriusSubscription() in the MercuriusDriverConfig (GraphQLModule.forRootAsync, inject: [KeycardConnections])',
+    ));
     this.rpc = new RpcCallKind(options.rpcTokenExtractor);
     this.toleranceMs = options.clockToleranceSeconds * 1000;
   }

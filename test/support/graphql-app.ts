@@ -7,7 +7,7 @@ import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import {
   Agent, KEYCARD_CLOCK, KeycardConnections, KeycardModule, Public, RequireScopes,
-  type AgentContext, type Clock, type GraphQLWsHooks, type KeycardModuleOptions,
+  type AgentContext, type Clock, type GraphQLWsHooks, type KeycardModuleOptions, type MercuriusSubscriptionHooks,
 } from '../../lib/index.js';
 import { CapturingLogger } from './keycard-app.js';
 
@@ -86,7 +86,7 @@ export interface RunningGraphQLApp {
 
 /**
  * A real Nest GraphQL app on loopback: Apollo on Express (with graphql-ws subscriptions verified by
- * `KeycardConnections.graphqlWs()`), or Mercurius on Fastify.
+ * `KeycardConnections.graphqlWs()`), or Mercurius on Fastify (subscriptions on request, see `extra`).
  */
 export async function startGraphQLApp(
   server: GraphQLServer,
@@ -96,6 +96,11 @@ export async function startGraphQLApp(
     providers?: Provider[];
     /** The arguments of `KeycardConnections.graphqlWs()` (Apollo only): the app's hooks and Keycard's options. */
     graphqlWs?: [hooks?: GraphQLWsHooks, options?: { allowAnonymous?: boolean }];
+    /**
+     * Mercurius subscriptions: the arguments of `KeycardConnections.mercuriusSubscription()`, or
+     * `'unguarded'` for Mercurius's own (`subscription: true`, no Keycard hook). None by default.
+     */
+    mercuriusSubscription?: 'unguarded' | [subscription?: MercuriusSubscriptionHooks, options?: { allowAnonymous?: boolean }];
     /** More `GraphQLModule` options for either driver (e.g. `fieldResolverEnhancers`). */
     graphql?: Record<string, unknown>;
   } = {},
@@ -116,7 +121,19 @@ export async function startGraphQLApp(
             ...extra.graphql,
           }),
         })
-      : GraphQLModule.forRoot<MercuriusDriverConfig>({ driver: MercuriusDriver, autoSchemaFile: true, graphiql: false, allowBatchedQueries: true, ...extra.graphql });
+      : GraphQLModule.forRootAsync<MercuriusDriverConfig>({
+          driver: MercuriusDriver,
+          inject: [KeycardConnections],
+          useFactory: (keycard: KeycardConnections) => ({
+            autoSchemaFile: true,
+            graphiql: false,
+            allowBatchedQueries: true,
+            ...(extra.mercuriusSubscription === undefined
+              ? {}
+              : { subscription: extra.mercuriusSubscription === 'unguarded' ? true : keycard.mercuriusSubscription(...extra.mercuriusSubscription) }),
+            ...extra.graphql,
+          }),
+        });
   @Module({
     imports: [KeycardModule.forRoot({ ...options, logger }), graphql, ...((extra.imports ?? []) as never[])],
     providers: [OrdersResolver, ...(extra.providers ?? [])],
