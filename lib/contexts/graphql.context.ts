@@ -58,12 +58,28 @@ interface SocketContext {
 const EMPTY: Carrier = Object.freeze({});
 
 /**
+ * The context value of a resolver call (its third argument): graphql-js calls resolvers with
+ * (root, args, context, info), federation reference resolvers (`@ResolveReference()`) with
+ * (reference, context, info) — three arguments, told apart by count, as `GqlExecutionContext` does.
+ */
+function contextValueOf(context: ExecutionContext): GraphQLContextValue | undefined {
+  const args = context.getArgs();
+  return (args.length === 3 ? args[1] : args[2]) as GraphQLContextValue | undefined;
+}
+
+/** The `GraphQLResolveInfo` of a resolver call (see {@link contextValueOf}). */
+function resolveInfoOf(context: ExecutionContext): ResolveInfo | undefined {
+  const args = context.getArgs();
+  return (args.length === 3 ? args[2] : args[3]) as ResolveInfo | undefined;
+}
+
+/**
  * The carrier of a resolver call: the HTTP request, or the graphql-ws connection context (Apollo's,
  * or the one `KeycardConnections.mercuriusSubscription()` made). A Mercurius subscription whose
  * connection did not pass that hook is its own carrier, without a token (see `isUnguardedSubscription`).
  */
 export function graphqlCarrier(context: ExecutionContext): Carrier {
-  const value = context.getArgByIndex<GraphQLContextValue | undefined>(2);
+  const value = contextValueOf(context);
   if (value === undefined || value === null) return EMPTY;
   const connection = value[MERCURIUS_CONNECTION];
   if (connection !== undefined) return connection;
@@ -129,7 +145,7 @@ export class GraphQLCallKind implements CallKind {
   /** Express's `res` or Fastify's `reply` of an operation over HTTP. */
   private adapterResponse(context: ExecutionContext, carrier: Carrier): object | undefined {
     if (carrier === EMPTY || isSocketContext(carrier)) return undefined;
-    const value = context.getArgByIndex<GraphQLContextValue | undefined>(2);
+    const value = contextValueOf(context);
     return value?.res ?? value?.reply ?? (carrier as { res?: object }).res;
   }
 
@@ -158,14 +174,14 @@ export class GraphQLCallKind implements CallKind {
       // A batch (array body) answers several operations in one response: one operation's refusals
       // never decide its status.
       if (!Array.isArray((carrier as { body?: unknown }).body)) {
-        statusWhenNothingRan(rawResponseOf(response), context.getArgByIndex<ResolveInfo>(3), denial.getStatus());
+        statusWhenNothingRan(rawResponseOf(response), resolveInfoOf(context), denial.getStatus());
       }
     }
     return asGraphQLError(denial, requiredScopes);
   }
 
   describe(context: ExecutionContext): string {
-    const info = context.getArgByIndex<ResolveInfo | undefined>(3);
+    const info = resolveInfoOf(context);
     const operation = info?.operation;
     return `graphql ${operation?.operation ?? 'operation'} ${operation?.name?.value ?? 'anonymous'}.${info?.fieldName ?? '?'}`;
   }
@@ -173,13 +189,13 @@ export class GraphQLCallKind implements CallKind {
   /** The operation (type and name) an HTTP request carries; `graphql batch` for several (an array body). */
   describeRequest(context: ExecutionContext, carrier: Carrier): string {
     if (Array.isArray((carrier as { body?: unknown }).body)) return 'graphql batch';
-    const operation = context.getArgByIndex<ResolveInfo | undefined>(3)?.operation;
+    const operation = resolveInfoOf(context)?.operation;
     return `graphql ${operation?.operation ?? 'operation'} ${operation?.name?.value ?? 'anonymous'}`;
   }
 
   /** The field's schema coordinate (`Query.orders`, `Order.secret`): aliases are the client's, the schema's names are bounded. */
   part(context: ExecutionContext): string {
-    const info = context.getArgByIndex<ResolveInfo | undefined>(3);
+    const info = resolveInfoOf(context);
     return `${info?.parentType?.name ?? '?'}.${info?.fieldName ?? '?'}`;
   }
 }

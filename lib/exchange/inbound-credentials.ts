@@ -3,6 +3,7 @@ import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { isVerifiedAgent } from '../resource-server/access-token-rules.js';
 import { extractBearerToken } from '../resource-server/bearer-token.extractor.js';
 import { rawRequestOf } from '../resource-server/resource-resolver.js';
+import { graphqlCarrier } from '../contexts/graphql.context.js';
 
 /** The verified caller of a request and the bearer token the guard verified for it. */
 export interface InboundCredentials {
@@ -16,9 +17,9 @@ export interface InboundCredentials {
  */
 const REQUEST_READERS: Readonly<Record<string, (context: ExecutionContext) => object | undefined>> = {
   http: (context) => context.switchToHttp().getRequest<object>(),
-  // Resolvers get the GraphQL context as third argument; Apollo and Mercurius (via the guard's
-  // context setup) expose the HTTP request there as `req`.
-  graphql: (context) => (context.getArgByIndex(2) as { req?: object } | undefined)?.req,
+  // The carrier the guard judged and left the agent on: Apollo's `req`, Mercurius's `reply.request`,
+  // the graphql-ws connection; for reference resolvers too (their context is the second argument).
+  graphql: (context) => graphqlCarrier(context),
 };
 
 /** The request object of `context`, or undefined for a context without one. @internal */
