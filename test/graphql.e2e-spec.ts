@@ -202,6 +202,17 @@ describe.each(SERVERS)('GraphQL: %s', (_name, server) => {
     expectNoLeak(res.body, [token], api.logger.lines);
   });
 
+  it(`${row('N10')} a token lacking the scope of 200 aliased fields: 200 FORBIDDEN errors, one denial line for the request`, async () => {
+    const token = zone.issueToken({ scope: 'profile' });
+    const before = api.logger.lines.length;
+    const res = await gql(`{ ${Array.from({ length: 200 }, (_, i) => `a${i}: whoami`).join(' ')} }`, token);
+    expect(res.status).toBe(403);
+    expect(res.body.errors).toHaveLength(200);
+    expect(res.body.errors!.every((e) => e.extensions?.code === 'FORBIDDEN' && e.extensions?.scope === 'orders:read')).toBe(true);
+    expect(api.logger.lines.slice(before).filter((l) => l.startsWith('denied '))).toHaveLength(1);
+    expectNoLeak(res.body, [token], api.logger.lines);
+  });
+
   it(`${row('N10')} a forged token refused for many aliased fields of one operation is verified and logged once, not once per field`, async () => {
     const token = forged(zone.issueToken({ scope: 'orders:read' }));
     const before = api.logger.lines.length;

@@ -291,8 +291,12 @@ export class KeycardGuard implements CanActivate {
     const state = requestState(carrier);
     const who = agent ?? state.agent;
     const call = kind.describe(context, carrier);
+    // One line per request: the fields of one GraphQL operation share its token, so a second refusal
+    // (another field, 200 aliases lacking a scope) says nothing new; the audit record lists them all.
+    // Connections are no request: each message refused there is logged.
+    const logged = repeated || (kind.sharedCarrier && state.denial !== undefined && !kind.isConnection(carrier));
     state.denial = denial.code;
-    if (!repeated) this.logDenial(call, denial, who); // the same token's refusal for another field of the request: logged once
+    if (!logged) this.logDenial(call, denial, who);
     if (this.auditsAtDecision(kind, context, carrier)) this.audit.recordCall(call, who, denial.getStatus(), denial.code, context);
     else if (this.options.auditLog) this.audit.noteRefused(context, kind, carrier);
     if (kind.isConnection(carrier)) state.agent = undefined; // the next message is judged afresh
