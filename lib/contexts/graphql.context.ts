@@ -74,6 +74,15 @@ function resolveInfoOf(context: ExecutionContext): ResolveInfo | undefined {
 }
 
 /**
+ * Whether a resolver call resolves a field below the operation's root fields (a `@ResolveField()`
+ * judged with `fieldResolverEnhancers: ['guards']`, once per item of a list): a rate limit counts
+ * the operation's root fields, not these.
+ */
+export function isNestedField(context: ExecutionContext): boolean {
+  return resolveInfoOf(context)?.path?.prev !== undefined;
+}
+
+/**
  * The carrier of a resolver call: the HTTP request, or the graphql-ws connection context (Apollo's,
  * or the one `KeycardConnections.mercuriusSubscription()` made). A Mercurius subscription whose
  * connection did not pass that hook is its own carrier, without a token (see `isUnguardedSubscription`).

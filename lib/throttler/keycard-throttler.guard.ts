@@ -4,6 +4,7 @@ import {
   InjectThrottlerOptions, InjectThrottlerStorage, ThrottlerGuard, type ThrottlerLimitDetail, type ThrottlerModuleOptions,
   type ThrottlerStorage,
 } from '@nestjs/throttler';
+import { isNestedField } from '../contexts/graphql.context.js';
 import { KeycardContexts } from '../contexts/keycard-contexts.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { RateLimitedException } from '../resource-server/keycard.exceptions.js';
@@ -61,6 +62,12 @@ export class KeycardThrottlerGuard extends ThrottlerGuard {
   override async canActivate(context: ExecutionContext): Promise<boolean> {
     this.keycard.holdAudit(context);
     if (!(await this.keycard.canActivate(context))) return false;
+    // A field below the root (a field resolver, once per list item): judged by the Keycard guard
+    // above, not counted, or one list query would spend an agent's whole limit.
+    if (context.getType<string>() === 'graphql' && isNestedField(context)) {
+      this.keycard.settleAudit(context, 200);
+      return true;
+    }
     let served: boolean;
     try {
       served = await super.canActivate(context);

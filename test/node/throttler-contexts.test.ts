@@ -14,6 +14,7 @@ import { APP_GUARD, NestFactory } from '@nestjs/core';
 import { IoAdapter } from '@nestjs/platform-socket.io';
 import { SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
 import { ThrottlerModule } from '@nestjs/throttler';
+import { Field, ObjectType, Parent, Query, ResolveField, Resolver } from '@nestjs/graphql';
 import { io, type Socket } from 'socket.io-client';
 import { Agent, KeycardConnections, KeycardModule, Public } from '../../lib/index.js';
 import { listenHybrid } from '../support/rpc-app.js';
@@ -109,6 +110,67 @@ class PingGateway {
     return { event: 'whoami', data: clientId };
   }
 }
+
+@ObjectType()
+class Row {
+  @Field(() => String)
+  id!: string;
+}
+
+/** A list of five rows, each with a field resolver: judged per row with fieldResolverEnhancers ['guards']. */
+@Resolver(() => Row)
+class RowsResolver {
+  @Query(() => [Row])
+  rows(): Row[] {
+    return ['r1', 'r2', 'r3', 'r4', 'r5'].map((id) => ({ id }));
+  }
+
+  @ResolveField(() => String)
+  label(@Parent() row: Row): string {
+    return `label-${row.id}`;
+  }
+}
+
+void describe('KeycardThrottlerGuard and GraphQL field resolvers (fieldResolverEnhancers: [guards])', () => {
+  let zone: TestZone;
+  let api: RunningGraphQLApp;
+  before(async () => {
+    zone = await TestZone.start({ audience: R });
+    api = await startGraphQLApp('apollo', { zoneUrl: zone.issuer, resource: R }, {
+      ...throttling,
+      providers: [...throttling.providers, RowsResolver],
+      graphql: { fieldResolverEnhancers: ['guards'] },
+    });
+  });
+  after(async () => {
+    await api?.close();
+    await zone?.stop();
+  });
+
+  void it('N9 a list query counts once, not once per row: the limit is spent by operations, field resolvers are judged but not counted', async () => {
+    const token = zone.issueToken({ client_id: 'agent-rows', scope: 'orders:read' });
+    const answers = [];
+    for (let i = 0; i < LIMIT + 1; i++) {
+      const res = await fetch(api.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: JSON.stringify({ query: '{ rows { id label } }' }),
+      });
+      answers.push({ status: res.status, body: JSON.parse(await res.text()) as { data?: { rows: { label: string }[] } | null; errors?: { extensions: { code: string } }[] } });
+    }
+    for (const answer of answers.slice(0, LIMIT)) {
+      assert.equal(answer.status, 200);
+      assert.equal(answer.body.errors, undefined);
+      assert.deepEqual(answer.body.data?.rows.map((r) => r.label), ['label-r1', 'label-r2', 'label-r3', 'label-r4', 'label-r5']);
+    }
+    assert.equal(answers[LIMIT].status, 429);
+    assert.equal(answers[LIMIT].body.errors?.[0]?.extensions.code, 'TOO_MANY_REQUESTS');
+    // Anonymous: the root field is refused (counted as a refusal), no row is resolved.
+    const anonymous = await fetch(api.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ rows { label } }' }) });
+    assert.equal(anonymous.status, 401);
+    assert.doesNotMatch(await anonymous.text(), /label-r/);
+  });
+});
 
 void describe('KeycardThrottlerGuard in a socket.io gateway', () => {
   let zone: TestZone;
