@@ -113,7 +113,8 @@ export class AuditTrail {
     const started = performance.now();
     raw.once('finish', () => {
       const agent = isVerifiedAgent(request.user) ? request.user : state.agent;
-      const reason = state.denial ?? (raw.statusCode === 429 ? 'rate_limited' : undefined);
+      // A 429 is the rate limiter's answer, whatever an earlier call of the request was refused for.
+      const reason = raw.statusCode === 429 ? 'rate_limited' : state.denial;
       this.write(agent, method, route, raw.statusCode, started, reason, state.refused === undefined ? undefined : [...state.refused]);
     });
   }

@@ -98,7 +98,10 @@ export class KeycardGuard implements CanActivate {
    * @internal
    */
   settleAudit(context: ExecutionContext, status: number, reason?: DenialReason): void {
-    if (!this.heldAudits.has(context)) return;
+    if (!this.heldAudits.has(context)) {
+      if (status >= 400 && this.options.auditLog) this.noteRefusedOverHttp(context, reason);
+      return;
+    }
     const admitted = this.heldAudits.get(context) ?? undefined;
     this.heldAudits.delete(context);
     if (admitted === undefined && status < 400) return;
@@ -106,6 +109,20 @@ export class KeycardGuard implements CanActivate {
     const carrier = kind.carrier(context);
     const agent = admitted ?? (isVerifiedAgent(carrier.user) ? carrier.user : undefined);
     this.audit.recordCall(kind.describe(context, carrier), agent, status, reason, context);
+  }
+
+  /**
+   * A call refused after this guard admitted it (the throttler's 429) that shares its HTTP request
+   * with other calls (a GraphQL field): the request's one audit record, written when the response
+   * is finished, lists it among the refused fields and gives its reason when no other was noted.
+   */
+  private noteRefusedOverHttp(context: ExecutionContext, reason: DenialReason | undefined): void {
+    const kind = this.contexts.kindOf(context);
+    if (kind === undefined || !kind.sharedCarrier) return;
+    const carrier = kind.carrier(context);
+    if (kind.httpResponse(context, carrier) === undefined) return;
+    this.audit.noteRefused(context, kind, carrier);
+    requestState(carrier).denial ??= reason;
   }
 
   /**
@@ -294,9 +311,12 @@ export class KeycardGuard implements CanActivate {
     // One line per request: the fields of one GraphQL operation share its token, so a second refusal
     // (another field, 200 aliases lacking a scope) says nothing new; the audit record lists them all.
     // Connections are no request: each message refused there is logged.
-    const logged = repeated || (kind.sharedCarrier && state.denial !== undefined && !kind.isConnection(carrier));
+    const logged = repeated || (kind.sharedCarrier && state.denialLogged === true && !kind.isConnection(carrier));
     state.denial = denial.code;
-    if (!logged) this.logDenial(call, denial, who);
+    if (!logged) {
+      state.denialLogged = true;
+      this.logDenial(call, denial, who);
+    }
     if (this.auditsAtDecision(kind, context, carrier)) this.audit.recordCall(call, who, denial.getStatus(), denial.code, context);
     else if (this.options.auditLog) this.audit.noteRefused(context, kind, carrier);
     if (kind.isConnection(carrier)) state.agent = undefined; // the next message is judged afresh

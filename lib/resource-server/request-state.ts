@@ -11,6 +11,8 @@ interface RequestState {
   /** The verified agent of a request refused for its scopes (it never reaches `request.user`). */
   agent?: AgentContext;
   audited?: boolean;
+  /** A denial line was written for this request (one per request where calls share it). */
+  denialLogged?: boolean;
   /**
    * The verification under way for the request's token (fields of one GraphQL operation share it):
    * later fields wait for it instead of verifying again, and a refusal is logged once.

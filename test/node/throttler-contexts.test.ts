@@ -172,6 +172,55 @@ void describe('KeycardThrottlerGuard and GraphQL field resolvers (fieldResolverE
   });
 });
 
+void describe('KeycardThrottlerGuard in GraphQL over HTTP: the audit record of a rate-limited operation', () => {
+  let zone: TestZone;
+  let api: RunningGraphQLApp;
+  before(async () => {
+    zone = await TestZone.start({ audience: R });
+    api = await startGraphQLApp('apollo', { zoneUrl: zone.issuer, resource: R, auditLog: true }, throttling);
+  });
+  after(async () => {
+    await api?.close();
+    await zone?.stop();
+  });
+
+  const post = async (query: string, token?: string) => {
+    const res = await fetch(api.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify({ query }),
+    });
+    const text = await res.text();
+    await new Promise((resolve) => setTimeout(resolve, 20)); // the record is written when the response is finished
+    return { status: res.status, text, record: auditLines(api.logger).at(-1)! };
+  };
+  const aliases = (n: number) => `{ ${Array.from({ length: n }, (_, i) => `a${i}: orders { id }`).join(' ')} }`;
+
+  void it('N9 fields the throttler refused after the guard admitted them: the record gives rate_limited and lists them; a 429 operation says rate_limited', async () => {
+    const token = zone.issueToken({ client_id: 'agent-audit', scope: 'orders:read' });
+    const partial = await post(aliases(LIMIT + 2), token);
+    assert.equal(partial.status, 200, 'part of the operation ran');
+    assert.match(partial.text, /TOO_MANY_REQUESTS/);
+    assert.deepEqual(
+      { status: partial.record.status, reason: partial.record.reason, refused: partial.record.refused, agent: partial.record.agent },
+      { status: 200, reason: 'rate_limited', refused: ['Query.orders'], agent: 'agent-audit' },
+    );
+    const limited = await post(aliases(1), token);
+    assert.equal(limited.status, 429);
+    assert.deepEqual({ status: limited.record.status, reason: limited.record.reason }, { status: 429, reason: 'rate_limited' });
+    for (const text of [partial.text, limited.text, ...api.logger.lines]) assert.equal(text.includes(token), false);
+  });
+
+  void it('M19 a refused operation answered 429 by the refusal limiter is recorded 429 rate_limited, its record agreeing with its status', async () => {
+    const token = forged(zone);
+    let last = await post('{ orders { id } }', token);
+    for (let i = 0; i < LIMIT && last.status !== 429; i++) last = await post('{ orders { id } }', token);
+    assert.equal(last.status, 429);
+    assert.deepEqual({ status: last.record.status, reason: last.record.reason }, { status: 429, reason: 'rate_limited' });
+    assert.equal(last.text.includes(token), false);
+  });
+});
+
 void describe('KeycardThrottlerGuard in a socket.io gateway', () => {
   let zone: TestZone;
   let app: Awaited<ReturnType<typeof NestFactory.create>>;
