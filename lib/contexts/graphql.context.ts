@@ -74,6 +74,15 @@ function resolveInfoOf(context: ExecutionContext): ResolveInfo | undefined {
 }
 
 /**
+ * An object of this resolver call's own, the same for every guard, interceptor and parameter
+ * decorator of the call (graphql-js builds one `GraphQLResolveInfo` per field it resolves), where the
+ * fields of one operation share their request: what a call keeps for itself is kept here.
+ */
+export function graphqlCallKey(context: ExecutionContext): object | undefined {
+  return resolveInfoOf(context);
+}
+
+/**
  * Whether a resolver call resolves a field below the operation's root fields (a `@ResolveField()`
  * judged with `fieldResolverEnhancers: ['guards']`, once per item of a list): a rate limit counts
  * the operation's root fields, not these.

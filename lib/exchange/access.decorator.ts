@@ -1,6 +1,6 @@
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
 import { accessContextOf } from './grant.interceptor.js';
-import { requestOf } from './inbound-credentials.js';
+import { grantHolderOf } from './inbound-credentials.js';
 
 /**
  * Injects the {@link AccessContext} that the handler's `@Grant()` obtained: a token or a typed
@@ -16,7 +16,7 @@ import { requestOf } from './inbound-credentials.js';
  * @publicApi
  */
 export const Access = createParamDecorator((_: unknown, context: ExecutionContext) => {
-  const access = accessContextOf(requestOf(context));
+  const access = accessContextOf(grantHolderOf(context));
   if (!access) throw new TypeError(`@Access() needs a @Grant() on ${context.getClass().name}.${context.getHandler().name}`);
   return access;
 });

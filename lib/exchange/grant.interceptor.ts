@@ -6,7 +6,7 @@ import { AccessContext, ResourceAccessError } from './access-context.js';
 import type { ExchangedToken } from './exchanged-token.interface.js';
 import type { GrantEntry } from './grant.decorator.js';
 import { LOG_MESSAGE_MAX_LENGTH, logSafe } from '../logging/log-safe.js';
-import { inboundCredentials, requestOf } from './inbound-credentials.js';
+import { grantHolderOf, inboundCredentials } from './inbound-credentials.js';
 import { TokenExchangeError } from './token-exchange.error.js';
 import { TokenExchangeService } from './token-exchange.service.js';
 
@@ -39,12 +39,12 @@ export class GrantInterceptor implements NestInterceptor {
   ) {}
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
-    const request = requestOf(context) as { [ACCESS]?: AccessContext } | undefined;
+    const holder = grantHolderOf(context) as { [ACCESS]?: AccessContext } | undefined;
     // A grant on the controller and one on the method both apply this interceptor: run once.
-    if (!request || request[ACCESS]) return next.handle();
+    if (!holder || holder[ACCESS]) return next.handle();
     return from(this.grant(context)).pipe(
       switchMap((access) => {
-        request[ACCESS] = access;
+        holder[ACCESS] = access;
         return next.handle();
       }),
     );

@@ -3,7 +3,7 @@ import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { isVerifiedAgent } from '../resource-server/access-token-rules.js';
 import { extractBearerToken } from '../resource-server/bearer-token.extractor.js';
 import { rawRequestOf } from '../resource-server/resource-resolver.js';
-import { graphqlCarrier } from '../contexts/graphql.context.js';
+import { graphqlCallKey, graphqlCarrier } from '../contexts/graphql.context.js';
 
 /** The verified caller of a request and the bearer token the guard verified for it. */
 export interface InboundCredentials {
@@ -25,6 +25,16 @@ const REQUEST_READERS: Readonly<Record<string, (context: ExecutionContext) => ob
 /** The request object of `context`, or undefined for a context without one. @internal */
 export function requestOf(context: ExecutionContext): object | undefined {
   return REQUEST_READERS[context.getType()]?.(context);
+}
+
+/**
+ * Where the grant of the call in `context` is kept: its request over HTTP; for a GraphQL field, the
+ * field's own resolve info, since the fields of one operation share the request and each has its
+ * own `@Grant()`. Undefined for a context without a request.
+ * @internal
+ */
+export function grantHolderOf(context: ExecutionContext): object | undefined {
+  return context.getType<string>() === 'graphql' ? graphqlCallKey(context) : requestOf(context);
 }
 
 /**
