@@ -142,6 +142,18 @@ describe('GraphQL federation: @ResolveReference() on an Apollo subgraph', () => 
     expect(res.body).toEqual({ data: { _entities: [{ id: 'p-1', title: 'TITLE-p-1' }] } });
   });
 
+  it('Q16 one _entities field with a public and a protected entity, no token: the public one is served, HTTP 200 (part of the operation ran)', async () => {
+    const res = await gql(
+      '{ _entities(representations: [{ __typename: "Product", id: "p-2" }, { __typename: "Account", id: "a-2" }]) { ... on Product { id title } ... on Account { id owner } } }',
+    );
+    expect(res.status).toBe(200);
+    expect((res.body.data as { _entities: unknown[] })._entities).toEqual([{ id: 'p-2', title: 'TITLE-p-2' }, null]);
+    expect(res.body.errors).toHaveLength(1);
+    expect(res.body.errors![0].extensions).toMatchObject({ code: 'UNAUTHENTICATED', scope: 'accounts:read' });
+    expect(res.challenge?.params).toMatchObject({ resource_metadata: PRM, scope: 'accounts:read' });
+    expect(res.text.includes('OWNER-OF')).toBe(false);
+  });
+
   it('N10 the denial names the reference resolver, never the token', async () => {
     const token = zone.issueToken({ scope: 'profile' });
     await gql(ACCOUNT, token);

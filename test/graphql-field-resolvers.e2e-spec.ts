@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Field, ObjectType, Parent, Query, ResolveField, Resolver } from '@nestjs/graphql';
-import { Public, RequireScopes } from '../lib/index.js';
+import { Access, type AccessContext, Grant, Public, RequireScopes } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectFixedDescription, expectNoLeak, forged } from './support/contexts.js';
 import { PRM, R } from './support/forge.js';
@@ -79,6 +79,22 @@ class UndecoratedFieldResolver {
   @ResolveField(() => String)
   visitors(): string {
     return 'VISITORS-42';
+  }
+}
+
+/** A field resolver with a grant: its interceptor runs only with fieldResolverEnhancers ['interceptors']. */
+@Resolver(() => Stats)
+class GrantedFieldResolver {
+  @Public()
+  @Query(() => Stats)
+  stats(): Stats {
+    return { name: 'shop' };
+  }
+
+  @Grant('https://repos.example.com', 'repo:read')
+  @ResolveField(() => String)
+  upstream(@Access() access: AccessContext): string {
+    return access.status;
   }
 }
 
@@ -200,6 +216,26 @@ describe.each(SERVERS)('GraphQL field resolvers without fieldResolverEnhancers: 
     expect(failure!.message).toContain('StatsResolver.revenue (stats:admin)');
     expect(failure!.message).toContain('AccountsResolver.balance (accounts:read)');
     expect(failure!.message).not.toContain('motto');
+  });
+
+  it('V1 a @Grant() on a field resolver fails the bootstrap unless interceptors run there too, naming it and the option', async () => {
+    for (const graphql of [{}, { fieldResolverEnhancers: ['guards'] }]) {
+      const failure = await startGraphQLApp(server, { zoneUrl: zone.issuer, resource: R }, { providers: [GrantedFieldResolver], graphql }).then(
+        async (api) => {
+          await api.close();
+          return undefined;
+        },
+        (error: unknown) => error as Error,
+      );
+      expect(failure).toBeInstanceOf(Error);
+      expect(failure!.message).toContain("fieldResolverEnhancers: ['guards', 'interceptors']");
+      expect(failure!.message).toContain('GrantedFieldResolver.upstream');
+    }
+    const api = await startGraphQLApp(server, { zoneUrl: zone.issuer, resource: R }, {
+      providers: [GrantedFieldResolver],
+      graphql: { fieldResolverEnhancers: ['guards', 'interceptors'] },
+    });
+    await api.close();
   });
 
   it('undecorated field resolvers boot with one warning naming them (they are only as protected as the query reaching them)', async () => {

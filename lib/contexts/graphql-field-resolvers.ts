@@ -19,6 +19,8 @@ export interface FieldResolverRules {
   readonly name: string;
   readonly isPublic: boolean;
   readonly scopes: readonly string[] | undefined;
+  /** It (or its class) has a `@Grant()`, whose interceptor Nest runs on field resolvers only on request. */
+  readonly granted: boolean;
 }
 
 /**
@@ -41,15 +43,26 @@ export function isFieldResolver(handler: object): boolean {
  * - undecorated ones (protected by default everywhere else) get one warning naming them: each is
  *   only as protected as the query that returns its parent. `@Public()` on a field resolver says it
  *   needs no token, and silences it.
+ * - a field resolver with a `@Grant()` fails the bootstrap unless interceptors run there too
+ *   (`fieldResolverEnhancers: ['guards', 'interceptors']`): its `@Access()` would have nothing.
  * Nothing is checked when the app has no GraphQL module.
- * @throws Error listing the scoped field resolvers and the option that enforces them.
+ * @throws Error listing the scoped (or granted) field resolvers and the option that enforces them.
  */
 export function checkFieldResolverGuards(fields: readonly FieldResolverRules[], discovery: DiscoveryService, logger: LoggerService): void {
   if (fields.length === 0) return;
   const options = discovery.getProviders().find((wrapper) => wrapper.token === GRAPHQL_MODULE_OPTIONS)?.instance as
     | { fieldResolverEnhancers?: readonly string[] }
     | undefined;
-  if (options === undefined || options.fieldResolverEnhancers?.includes('guards') === true) return;
+  if (options === undefined) return;
+  const granted = fields.filter((field) => field.granted);
+  if (granted.length > 0 && options.fieldResolverEnhancers?.includes('interceptors') !== true) {
+    throw new Error(
+      `Keycard: @Grant() on GraphQL field resolvers would never run: Nest runs interceptors on @ResolveField() / @ResolveReference() ` +
+        `methods only with GraphQLModule.forRoot({ fieldResolverEnhancers: ['guards', 'interceptors'] }). ` +
+        `Add it, or grant on the queries and mutations instead: ${named(granted.map((field) => field.name))}`,
+    );
+  }
+  if (options.fieldResolverEnhancers?.includes('guards') === true) return;
   const scoped = fields.filter((field) => !field.isPublic && field.scopes !== undefined);
   if (scoped.length > 0) {
     throw new Error(

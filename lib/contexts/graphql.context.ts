@@ -75,11 +75,24 @@ function resolveInfoOf(context: ExecutionContext): ResolveInfo | undefined {
 
 /**
  * An object of this resolver call's own, the same for every guard, interceptor and parameter
- * decorator of the call (graphql-js builds one `GraphQLResolveInfo` per field it resolves), where the
- * fields of one operation share their request: what a call keeps for itself is kept here.
+ * decorator of the call (graphql-js builds one `GraphQLResolveInfo` per field it resolves; a
+ * reference resolver gets its own representation), where the fields of one operation share their
+ * request: what a call keeps for itself is kept here.
  */
 export function graphqlCallKey(context: ExecutionContext): object | undefined {
-  return resolveInfoOf(context);
+  const args = context.getArgs();
+  // The entities of one `_entities` field share its info: each representation is the call's own.
+  return args.length === 3 ? (args[0] as object | undefined) : resolveInfoOf(context);
+}
+
+/**
+ * The entity lookup a federation reference resolver call belongs to: one `_entities` field calls
+ * the reference resolver once per representation, all with that field's `GraphQLResolveInfo`.
+ * Undefined for any other resolver call.
+ */
+export function entityLookupOf(context: ExecutionContext): object | undefined {
+  const args = context.getArgs();
+  return args.length === 3 ? (args[2] as object | undefined) : undefined;
 }
 
 /**
@@ -191,7 +204,8 @@ export class GraphQLCallKind implements CallKind {
       writeChallenge(this.adapter(), response, rawRequestOf(carrier), headers);
       // A batch (array body) answers several operations in one response: one operation's refusals
       // never decide its status.
-      if (!Array.isArray((carrier as { body?: unknown }).body)) {
+      // Nor does an entity lookup's: the other entities of its `_entities` field may have been served.
+      if (!Array.isArray((carrier as { body?: unknown }).body) && entityLookupOf(context) === undefined) {
         statusWhenNothingRan(rawResponseOf(response), resolveInfoOf(context), denial.getStatus());
       }
     }

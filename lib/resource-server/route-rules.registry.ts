@@ -7,7 +7,7 @@ import {
 import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper.js';
 import { RoutePathFactory } from '@nestjs/core/router/route-path-factory.js';
 import type { IncomingMessage } from 'node:http';
-import { KEYCARD_OPTIONS, KEYCARD_PUBLIC, KEYCARD_SCOPES } from '../keycard.constants.js';
+import { KEYCARD_GRANT, KEYCARD_OPTIONS, KEYCARD_PUBLIC, KEYCARD_SCOPES } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { ResourceNotConfiguredException } from './keycard.exceptions.js';
 import { ProtectedResource } from './protected-resource.js';
@@ -105,7 +105,7 @@ export class RouteRulesRegistry implements OnModuleInit {
         const rules = this.compute(handler, type, `${type.name}.${name}`, patterns.get(type)?.get(handler) ?? []);
         this.remember(handler, type, rules);
         rules.scopes?.forEach((scope) => scopes.add(scope));
-        if (isFieldResolver(handler)) fieldResolvers.set(rules.name, rules);
+        if (isFieldResolver(handler)) fieldResolvers.set(rules.name, { ...rules, granted: hasGrant(handler, type) });
       }
     }
     checkFieldResolverGuards([...fieldResolvers.values()], this.discovery, this.options.logger);
@@ -314,4 +314,9 @@ function applicationConfigOf(modules: ModulesContainer): ApplicationConfig | und
     return undefined;
   }
   return undefined;
+}
+
+/** Whether `@Grant()` names resources on the handler or its class (or a base class). */
+function hasGrant(handler: Target, type: Target): boolean {
+  return Reflect.getMetadata(KEYCARD_GRANT, handler) !== undefined || Reflect.getMetadata(KEYCARD_GRANT, type) !== undefined;
 }

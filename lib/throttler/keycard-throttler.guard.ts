@@ -4,7 +4,7 @@ import {
   InjectThrottlerOptions, InjectThrottlerStorage, ThrottlerGuard, type ThrottlerLimitDetail, type ThrottlerModuleOptions,
   type ThrottlerStorage,
 } from '@nestjs/throttler';
-import { isNestedField } from '../contexts/graphql.context.js';
+import { entityLookupOf, isNestedField } from '../contexts/graphql.context.js';
 import { KeycardContexts } from '../contexts/keycard-contexts.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { RateLimitedException } from '../resource-server/keycard.exceptions.js';
@@ -41,6 +41,8 @@ const NO_HEADERS = Object.freeze({ header: () => undefined });
 export class KeycardThrottlerGuard extends ThrottlerGuard {
   /** What this guard threw to answer a client over its limit, told apart from a failing storage (M19). */
   private readonly limitAnswers = new WeakSet<object>();
+  /** Federation `_entities` fields (their resolve info) already counted (see `isRepeatedEntityLookup`). */
+  private readonly countedLookups = new WeakSet<object>();
 
   constructor(
     @InjectThrottlerOptions() options: ThrottlerModuleOptions,
@@ -64,7 +66,7 @@ export class KeycardThrottlerGuard extends ThrottlerGuard {
     if (!(await this.keycard.canActivate(context))) return false;
     // A field below the root (a field resolver, once per list item): judged by the Keycard guard
     // above, not counted, or one list query would spend an agent's whole limit.
-    if (context.getType<string>() === 'graphql' && isNestedField(context)) {
+    if (context.getType<string>() === 'graphql' && (isNestedField(context) || this.isRepeatedEntityLookup(context))) {
       this.keycard.settleAudit(context, 200);
       return true;
     }
@@ -129,6 +131,7 @@ export class KeycardThrottlerGuard extends ThrottlerGuard {
    * the limit; rejects when the limiter failed (see `RefusalLimiter`).
    */
   private countRefusal(context: ExecutionContext): Promise<unknown> {
+    if (context.getType<string>() === 'graphql' && this.isRepeatedEntityLookup(context)) return Promise.resolve(undefined);
     return super.canActivate(context).then(
       () => undefined,
       (thrown: unknown) => {
@@ -136,6 +139,18 @@ export class KeycardThrottlerGuard extends ThrottlerGuard {
         throw thrown; // storage down, …: the Keycard guard refuses as it would without a limiter
       },
     );
+  }
+
+  /**
+   * A federation entity lookup after the first of its `_entities` field: that field is one call of
+   * the operation, however many entities it asks for, so only its first lookup is counted.
+   */
+  private isRepeatedEntityLookup(context: ExecutionContext): boolean {
+    const lookup = entityLookupOf(context);
+    if (lookup === undefined) return false;
+    if (this.countedLookups.has(lookup)) return true;
+    this.countedLookups.add(lookup);
+    return false;
   }
 
   private isLimitAnswer(thrown: unknown): boolean {

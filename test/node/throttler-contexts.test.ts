@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { Controller, Module, type ModuleMetadata, type Provider } from '@nestjs/common';
+import { Controller, type INestApplication, Module, type ModuleMetadata, type Provider } from '@nestjs/common';
 import { GrpcMethod, MessagePattern } from '@nestjs/microservices';
 import { resolve } from 'node:path';
 import { lastValueFrom } from 'rxjs';
@@ -14,7 +14,9 @@ import { APP_GUARD, NestFactory } from '@nestjs/core';
 import { IoAdapter } from '@nestjs/platform-socket.io';
 import { SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
 import { ThrottlerModule } from '@nestjs/throttler';
-import { Field, ObjectType, Parent, Query, ResolveField, Resolver } from '@nestjs/graphql';
+import { Directive, Field, GraphQLModule, ID, ObjectType, Parent, Query, ResolveField, ResolveReference, Resolver } from '@nestjs/graphql';
+import { ApolloFederationDriver, type ApolloDriverConfig } from '@nestjs/apollo';
+import { ExpressAdapter } from '@nestjs/platform-express';
 import { io, type Socket } from 'socket.io-client';
 import { Agent, KeycardConnections, KeycardModule, Public } from '../../lib/index.js';
 import { listenHybrid } from '../support/rpc-app.js';
@@ -169,6 +171,71 @@ void describe('KeycardThrottlerGuard and GraphQL field resolvers (fieldResolverE
     const anonymous = await fetch(api.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ rows { label } }' }) });
     assert.equal(anonymous.status, 401);
     assert.doesNotMatch(await anonymous.text(), /label-r/);
+  });
+});
+
+@ObjectType()
+@Directive('@key(fields: "id")')
+class Entity {
+  @Field(() => ID)
+  id!: string;
+}
+
+@Resolver(() => Entity)
+class EntitiesResolver {
+  @Query(() => Entity)
+  entity(): Entity {
+    return { id: 'e-0' };
+  }
+
+  @ResolveReference()
+  resolveReference(reference: { id: string }): Entity {
+    return { id: reference.id };
+  }
+}
+
+void describe('KeycardThrottlerGuard on a federation subgraph: one _entities field is one call', () => {
+  let zone: TestZone;
+  let app: INestApplication;
+  let url: string;
+  before(async () => {
+    zone = await TestZone.start({ audience: R });
+    @Module({
+      imports: [
+        KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger: new CapturingLogger() }),
+        GraphQLModule.forRoot<ApolloDriverConfig>({ driver: ApolloFederationDriver, autoSchemaFile: { federation: 2 }, fieldResolverEnhancers: ['guards'] }),
+        ...throttling.imports,
+      ],
+      providers: [...throttling.providers, EntitiesResolver],
+    })
+    class SubgraphModule {}
+    app = await NestFactory.create(SubgraphModule, new ExpressAdapter(), { logger: false });
+    await app.listen(0, '127.0.0.1');
+    url = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}/graphql`;
+  });
+  after(async () => {
+    await app?.close();
+    await zone?.stop();
+  });
+
+  void it('N9 a gateway asking for 10 entities in one _entities field spends one call of the agent\'s limit, not 10', async () => {
+    const token = zone.issueToken({ client_id: 'gateway', scope: 'orders:read' });
+    const representations = Array.from({ length: 10 }, (_, i) => `{ __typename: "Entity", id: "e-${i}" }`).join(', ');
+    const answers = [];
+    for (let i = 0; i < LIMIT + 1; i++) {
+      const res = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: JSON.stringify({ query: `{ _entities(representations: [${representations}]) { ... on Entity { id } } }` }),
+      });
+      answers.push({ status: res.status, body: JSON.parse(await res.text()) as { data?: { _entities: ({ id: string } | null)[] } | null; errors?: { extensions: { code: string } }[] } });
+    }
+    for (const answer of answers.slice(0, LIMIT)) {
+      assert.equal(answer.status, 200);
+      assert.equal(answer.body.errors, undefined);
+      assert.equal(answer.body.data?._entities.length, 10);
+    }
+    assert.ok(answers[LIMIT].body.errors?.every((e) => e.extensions.code === 'TOO_MANY_REQUESTS'));
   });
 });
 
