@@ -4,7 +4,7 @@
  * the token the guard verified. Apollo on Express and Mercurius on Fastify, a real local zone.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { Mutation, Query, Resolver } from '@nestjs/graphql';
+import { Field, Mutation, ObjectType, Query, ResolveField, Resolver } from '@nestjs/graphql';
 import { Access, type AccessContext, Grant } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectNoLeak } from './support/contexts.js';
@@ -43,6 +43,27 @@ class UpstreamResolver {
   @Grant(CRM, 'contacts:read')
   @Mutation(() => String)
   syncContacts(@Access() access: AccessContext): string {
+    return describeAccess(access);
+  }
+}
+
+@ObjectType()
+class Repo {
+  @Field(() => String)
+  name!: string;
+}
+
+/** A grant on a field resolver, resolved once per list item (fieldResolverEnhancers ['guards', 'interceptors']). */
+@Resolver(() => Repo)
+class RepoFieldsResolver {
+  @Query(() => [Repo])
+  repoList(): Repo[] {
+    return [{ name: 'one' }, { name: 'two' }];
+  }
+
+  @Grant(CRM, 'contacts:read')
+  @ResolveField(() => String)
+  owner(@Access() access: AccessContext): string {
     return describeAccess(access);
   }
 }
@@ -94,5 +115,41 @@ describe.each(SERVERS)('@Grant() on GraphQL resolvers: %s', (_name, server) => {
     expect(res.status).toBe(200);
     expect(res.body).toEqual({ data: { syncRepos: `${REPOS}=repo:read`, syncContacts: `${CRM}=contacts:read` } });
     expectNoLeak(res.body, [token], api.logger.lines);
+  });
+});
+
+describe.each(SERVERS)('@Grant() on a GraphQL field resolver (fieldResolverEnhancers: guards, interceptors): %s', (_name, server) => {
+  let zone: TestZone;
+  let api: RunningGraphQLApp;
+
+  beforeAll(async () => {
+    zone = await TestZone.start({
+      audience: R,
+      resources: { [REPOS]: ['repo:read'], [CRM]: ['contacts:read'] },
+      clients: [{ clientId: 'agent-a', clientSecret: SECRET }],
+    });
+    api = await startGraphQLApp(
+      server,
+      { zoneUrl: zone.issuer, resource: R, clientCredentials: { clientId: 'agent-a', clientSecret: SECRET } },
+      { providers: [RepoFieldsResolver], graphql: { fieldResolverEnhancers: ['guards', 'interceptors'] } },
+    );
+  });
+  afterAll(async () => {
+    await api?.close();
+    await zone?.stop();
+  });
+
+  it('V1 each list item\'s field gets its grant; the exchange is made once (cache)', async () => {
+    const token = zone.issueToken({ scope: 'profile' });
+    const res = await fetch(api.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ query: '{ repoList { name owner } }' }),
+    });
+    const text = await res.text();
+    expect(res.status).toBe(200);
+    expect(JSON.parse(text)).toEqual({ data: { repoList: [{ name: 'one', owner: `${CRM}=contacts:read` }, { name: 'two', owner: `${CRM}=contacts:read` }] } });
+    expect(zone.tokenRequests.map((r) => r.form.resource)).toEqual([CRM]);
+    expectNoLeak(JSON.parse(text), [token], api.logger.lines);
   });
 });
