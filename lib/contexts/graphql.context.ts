@@ -58,19 +58,24 @@ interface SocketContext {
 const EMPTY: Carrier = Object.freeze({});
 
 /**
- * The context value of a resolver call (its third argument): graphql-js calls resolvers with
- * (root, args, context, info), federation reference resolvers (`@ResolveReference()`) with
- * (reference, context, info) — three arguments, told apart by count, as `GqlExecutionContext` does.
+ * graphql-js calls resolvers with (root, args, context, info), federation reference resolvers
+ * (`@ResolveReference()`) with (reference, context, info): three arguments, told apart by count,
+ * as `GqlExecutionContext` does.
  */
-function contextValueOf(context: ExecutionContext): GraphQLContextValue | undefined {
-  const args = context.getArgs();
-  return (args.length === 3 ? args[1] : args[2]) as GraphQLContextValue | undefined;
+function isReferenceCall(args: readonly unknown[]): boolean {
+  return args.length === 3;
 }
 
-/** The `GraphQLResolveInfo` of a resolver call (see {@link contextValueOf}). */
+/** The context value of a resolver call (see {@link isReferenceCall}). */
+function contextValueOf(context: ExecutionContext): GraphQLContextValue | undefined {
+  const args = context.getArgs();
+  return (isReferenceCall(args) ? args[1] : args[2]) as GraphQLContextValue | undefined;
+}
+
+/** The `GraphQLResolveInfo` of a resolver call (see {@link isReferenceCall}). */
 function resolveInfoOf(context: ExecutionContext): ResolveInfo | undefined {
   const args = context.getArgs();
-  return (args.length === 3 ? args[2] : args[3]) as ResolveInfo | undefined;
+  return (isReferenceCall(args) ? args[2] : args[3]) as ResolveInfo | undefined;
 }
 
 /**
@@ -82,7 +87,7 @@ function resolveInfoOf(context: ExecutionContext): ResolveInfo | undefined {
 export function graphqlCallKey(context: ExecutionContext): object | undefined {
   const args = context.getArgs();
   // The entities of one `_entities` field share its info: each representation is the call's own.
-  return args.length === 3 ? (args[0] as object | undefined) : resolveInfoOf(context);
+  return isReferenceCall(args) ? (args[0] as object | undefined) : resolveInfoOf(context);
 }
 
 /**
@@ -92,7 +97,7 @@ export function graphqlCallKey(context: ExecutionContext): object | undefined {
  */
 export function entityLookupOf(context: ExecutionContext): object | undefined {
   const args = context.getArgs();
-  return args.length === 3 ? (args[2] as object | undefined) : undefined;
+  return isReferenceCall(args) ? (args[2] as object | undefined) : undefined;
 }
 
 /**
@@ -158,14 +163,13 @@ export class GraphQLCallKind implements CallKind {
     return graphqlCarrier(context);
   }
 
+  // Here and in `token`: an HTTP request (the common case) is told apart with one look at its shape.
   httpRequest(_context: ExecutionContext, carrier: Carrier): IncomingMessage | undefined {
     if (carrier === EMPTY) return undefined;
-    if (isUnguardedSubscription(carrier)) {
-      const upgrade = (carrier as { request?: object }).request;
-      return upgrade === undefined ? undefined : rawRequestOf(upgrade);
-    }
-    if (isSocketContext(carrier)) return (carrier as SocketContext).extra?.request;
-    return rawRequestOf(carrier);
+    if (!isSocketContext(carrier)) return rawRequestOf(carrier);
+    if (!isUnguardedSubscription(carrier)) return (carrier as SocketContext).extra?.request;
+    const upgrade = (carrier as { request?: object }).request;
+    return upgrade === undefined ? undefined : rawRequestOf(upgrade);
   }
 
   httpResponse(context: ExecutionContext, carrier: Carrier): ServerResponse | undefined {
@@ -190,12 +194,10 @@ export class GraphQLCallKind implements CallKind {
 
   token(_context: ExecutionContext, carrier: Carrier): string | undefined {
     if (carrier === EMPTY) return undefined;
-    if (isUnguardedSubscription(carrier)) {
-      this.unguarded();
-      return undefined;
-    }
-    if (isSocketContext(carrier)) return connectionParamsToken((carrier as SocketContext).connectionParams);
-    return extractBearerToken(rawRequestOf(carrier));
+    if (!isSocketContext(carrier)) return extractBearerToken(rawRequestOf(carrier));
+    if (!isUnguardedSubscription(carrier)) return connectionParamsToken((carrier as SocketContext).connectionParams);
+    this.unguarded();
+    return undefined;
   }
 
   refuse(denial: KeycardException, context: ExecutionContext, carrier: Carrier, headers: Readonly<Record<string, string>>, requiredScopes?: string): Error {
