@@ -1,8 +1,7 @@
 import { Inject, Injectable, type WebSocketAdapter } from '@nestjs/common';
 import type { IncomingMessage } from 'node:http';
-import type { Clock } from '../clock.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
-import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
+import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { AuditTrail } from '../resource-server/audit-trail.js';
 import { extractBearerToken } from '../resource-server/bearer-token.extractor.js';
@@ -87,17 +86,12 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  */
 @Injectable()
 export class KeycardConnections {
-  private readonly toleranceMs: number;
-
   constructor(
     private readonly verifier: TokenVerifier,
     private readonly contexts: KeycardContexts,
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
-    @Inject(KEYCARD_CLOCK) private readonly clock: Clock,
     private readonly audit: AuditTrail,
-  ) {
-    this.toleranceMs = options.clockToleranceSeconds * 1000;
-  }
+  ) {}
 
   /**
    * graphql-ws server options for `GraphQLModule` (`subscriptions: { 'graphql-ws': … }`): the token
@@ -381,7 +375,7 @@ export class KeycardConnections {
   }
 
   private expired(agent: AgentContext): boolean {
-    return agent.expiresAt.getTime() + this.toleranceMs < this.clock.now();
+    return this.contexts.msUntilExpiry(agent) < 0;
   }
 
   /** socket.io: the client learns why (the `exception` event of a refused message), then the connection ends. */
@@ -406,7 +400,7 @@ export class KeycardConnections {
   private atExpiry(agent: AgentContext, end: () => void): () => void {
     let timer: NodeJS.Timeout;
     const arm = () => {
-      const delay = agent.expiresAt.getTime() + this.toleranceMs - this.clock.now();
+      const delay = this.contexts.msUntilExpiry(agent);
       timer = setTimeout(() => (this.expired(agent) ? end() : arm()), Math.max(0, Math.min(delay, MAX_TIMER_MS)));
       timer.unref();
     };

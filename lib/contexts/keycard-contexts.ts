@@ -113,8 +113,16 @@ export class KeycardContexts {
    * @throws InvalidTokenException `expired` once it has passed: every message re-checks (N5, N6).
    */
   stillValid(agent: AgentContext): AgentContext {
-    if (agent.expiresAt.getTime() + this.toleranceMs < this.clock.now()) throw new InvalidTokenException('expired');
+    if (this.msUntilExpiry(agent) < 0) throw new InvalidTokenException('expired');
     return agent;
+  }
+
+  /**
+   * Milliseconds until the agent's token is past its `exp` + clock tolerance, by the module's clock;
+   * negative once it is. The one expiry rule of open connections: messages, events and timers.
+   */
+  msUntilExpiry(agent: AgentContext): number {
+    return agent.expiresAt.getTime() + this.toleranceMs - this.clock.now();
   }
 
   /** Any failure as a refusal; anything unexpected is a bad token, never a 500 (INV3), and reported by name only. */
