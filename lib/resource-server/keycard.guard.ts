@@ -276,9 +276,7 @@ export class KeycardGuard implements CanActivate {
       (limited) => {
         if (limited === undefined) return this.deny(denial, kind, context, carrier, resource, agent, rules, repeated);
         // Over HTTP the line is written when the response is finished; elsewhere now, as deny would have.
-        if (this.auditsAtDecision(kind, context, carrier)) {
-          this.audit.recordCall(kind.describe(context, carrier), agent ?? peekRequestState(carrier)?.agent, 429, 'rate_limited', context);
-        } else if (this.options.auditLog) this.audit.noteRefused(context, kind, carrier);
+        this.auditRefusal(kind, context, carrier, agent ?? peekRequestState(carrier)?.agent, 429, 'rate_limited');
         if (kind.isConnection(carrier)) requestState(carrier).agent = undefined; // as in deny: the next message is judged afresh
         throw limited;
       },
@@ -317,8 +315,7 @@ export class KeycardGuard implements CanActivate {
       state.denialLogged = true;
       this.logDenial(call, denial, who);
     }
-    if (this.auditsAtDecision(kind, context, carrier)) this.audit.recordCall(call, who, denial.getStatus(), denial.code, context);
-    else if (this.options.auditLog) this.audit.noteRefused(context, kind, carrier);
+    this.auditRefusal(kind, context, carrier, who, denial.getStatus(), denial.code);
     if (kind.isConnection(carrier)) state.agent = undefined; // the next message is judged afresh
     const headers = this.challengeHeaders(denial, kind, carrier, resource, rules);
     const refusal = kind.refuse(denial, context, carrier, headers, rules.scopeParam);
@@ -345,6 +342,17 @@ export class KeycardGuard implements CanActivate {
     for (const scope of denial.scopeNamed(rules.scopeParam)?.split(' ') ?? []) named.add(scope);
     if (denial instanceof InsufficientScopeException) return new InsufficientScopeException([...named]).headers(prm, this.options.realm);
     return denial.headers(prm, this.options.realm, named.size > 0 ? [...named].join(' ') : undefined);
+  }
+
+  /**
+   * The audit of a refused call: outside HTTP its own record, now; over HTTP the request's record
+   * (written when the response is finished) has the status, and names the call among its refused
+   * ones where several calls share the request.
+   */
+  private auditRefusal(kind: CallKind, context: ExecutionContext, carrier: Carrier, agent: AgentContext | undefined, status: number, reason: DenialReason): void {
+    if (!this.options.auditLog) return;
+    if (kind.httpResponse(context, carrier) === undefined) this.audit.recordCall(kind.describe(context, carrier), agent, status, reason, context);
+    else this.audit.noteRefused(context, kind, carrier);
   }
 
   /** Calls answered outside HTTP (gateways, graphql-ws, microservices) are audited when decided. */
