@@ -14,7 +14,7 @@ import { KeycardModule } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectFixedDescription, expectNoLeak, forged } from './support/contexts.js';
 import { PRM, R } from './support/forge.js';
-import { parseChallenge } from './support/http.js';
+import { postGraphQL } from './support/graphql-app.js';
 import { CapturingLogger } from './support/keycard-app.js';
 
 @ObjectType()
@@ -97,15 +97,7 @@ describe('GraphQL federation: @ResolveReference() on an Apollo subgraph', () => 
     await zone?.stop();
   });
 
-  async function gql(query: string, token?: string) {
-    const res = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-      body: JSON.stringify({ query }),
-    });
-    const text = await res.text();
-    return { status: res.status, challenge: parseChallenge(res.headers.get('www-authenticate') ?? undefined), text, body: JSON.parse(text) as { data?: unknown; errors?: { message: string; extensions?: Record<string, unknown> }[] } };
-  }
+  const gql = (query: string, token?: string) => postGraphQL(url, query, token);
 
   it('N3 a token with the scope → the reference resolver runs (the request is found in its second argument)', async () => {
     const res = await gql(ACCOUNT, zone.issueToken({ scope: 'accounts:read' }));

@@ -10,8 +10,7 @@ import { Access, type AccessContext, Grant, Public, RequireScopes } from '../lib
 import { TestZone } from '../lib/testing/index.js';
 import { expectFixedDescription, expectNoLeak, forged } from './support/contexts.js';
 import { PRM, R } from './support/forge.js';
-import { startGraphQLApp, type GraphQLServer, type RunningGraphQLApp } from './support/graphql-app.js';
-import { parseChallenge } from './support/http.js';
+import { GRAPHQL_SERVERS, postGraphQL, startGraphQLApp, type GraphQLAnswer, type RunningGraphQLApp } from './support/graphql-app.js';
 
 @ObjectType()
 class Stats {
@@ -98,17 +97,7 @@ class GrantedFieldResolver {
   }
 }
 
-interface Answer {
-  status: number;
-  challenge: ReturnType<typeof parseChallenge>;
-  text: string;
-  body: { data?: Record<string, unknown> | null; errors?: { message: string; path?: string[]; extensions?: Record<string, unknown> }[] };
-}
-
-const SERVERS: [string, GraphQLServer][] = [
-  ['Apollo on Express', 'apollo'],
-  ['Mercurius on Fastify', 'mercurius'],
-];
+const SERVERS = GRAPHQL_SERVERS;
 
 describe.each(SERVERS)('GraphQL field resolvers with fieldResolverEnhancers: [guards]: %s', (_name, server) => {
   // Row ID prefix: N3 for Apollo, N4 (the same cases) for Mercurius.
@@ -129,18 +118,10 @@ describe.each(SERVERS)('GraphQL field resolvers with fieldResolverEnhancers: [gu
     await zone?.stop();
   });
 
-  async function gql(query: string, token?: string): Promise<Answer> {
-    const res = await fetch(api.url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-      body: JSON.stringify({ query }),
-    });
-    const text = await res.text();
-    return { status: res.status, challenge: parseChallenge(res.headers.get('www-authenticate') ?? undefined), text, body: JSON.parse(text) };
-  }
+  const gql = (query: string, token?: string) => postGraphQL(api.url, query, token);
 
   /** The one error of `field`: code, OAuth error, scope, fixed description; the field's data never sent. */
-  function expectFieldRefused(res: Answer, field: string, code: string, error: string | undefined, scope: string | undefined, never: string) {
+  function expectFieldRefused(res: GraphQLAnswer, field: string, code: string, error: string | undefined, scope: string | undefined, never: string) {
     const errors = res.body.errors ?? [];
     expect(errors.map((e) => e.path?.at(-1))).toEqual([field]);
     expect(errors[0].extensions).toMatchObject({ code, ...(error ? { error } : {}), ...(scope ? { scope } : {}) });

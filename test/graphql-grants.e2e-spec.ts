@@ -9,7 +9,7 @@ import { Access, type AccessContext, Grant } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectNoLeak } from './support/contexts.js';
 import { R } from './support/forge.js';
-import { startGraphQLApp, type GraphQLServer, type RunningGraphQLApp } from './support/graphql-app.js';
+import { GRAPHQL_SERVERS, postGraphQL, startGraphQLApp, type RunningGraphQLApp } from './support/graphql-app.js';
 
 const REPOS = 'https://repos.example.com';
 const CRM = 'https://crm.example.com';
@@ -68,10 +68,7 @@ class RepoFieldsResolver {
   }
 }
 
-const SERVERS: [string, GraphQLServer][] = [
-  ['Apollo on Express', 'apollo'],
-  ['Mercurius on Fastify', 'mercurius'],
-];
+const SERVERS = GRAPHQL_SERVERS;
 
 describe.each(SERVERS)('@Grant() on GraphQL resolvers: %s', (_name, server) => {
   let zone: TestZone;
@@ -94,11 +91,7 @@ describe.each(SERVERS)('@Grant() on GraphQL resolvers: %s', (_name, server) => {
     await zone?.stop();
   });
 
-  async function gql(query: string, token: string) {
-    const res = await fetch(api.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ query }) });
-    const text = await res.text();
-    return { status: res.status, text, body: JSON.parse(text) as { data?: Record<string, string>; errors?: unknown[] } };
-  }
+  const gql = (query: string, token: string) => postGraphQL(api.url, query, token);
 
   it('V1 two fields of one operation, each with its own @Grant(): each gets its own resource, exchanged once each', async () => {
     const token = zone.issueToken({ scope: 'profile' });
@@ -141,15 +134,10 @@ describe.each(SERVERS)('@Grant() on a GraphQL field resolver (fieldResolverEnhan
 
   it('V1 each list item\'s field gets its grant; the exchange is made once (cache)', async () => {
     const token = zone.issueToken({ scope: 'profile' });
-    const res = await fetch(api.url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-      body: JSON.stringify({ query: '{ repoList { name owner } }' }),
-    });
-    const text = await res.text();
+    const res = await postGraphQL(api.url, '{ repoList { name owner } }', token);
     expect(res.status).toBe(200);
-    expect(JSON.parse(text)).toEqual({ data: { repoList: [{ name: 'one', owner: `${CRM}=contacts:read` }, { name: 'two', owner: `${CRM}=contacts:read` }] } });
+    expect(res.body).toEqual({ data: { repoList: [{ name: 'one', owner: `${CRM}=contacts:read` }, { name: 'two', owner: `${CRM}=contacts:read` }] } });
     expect(zone.tokenRequests.map((r) => r.form.resource)).toEqual([CRM]);
-    expectNoLeak(JSON.parse(text), [token], api.logger.lines);
+    expectNoLeak(res.body, [token], api.logger.lines);
   });
 });

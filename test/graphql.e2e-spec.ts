@@ -11,21 +11,11 @@ import WebSocket from 'ws';
 import { KeycardGuard, type AgentContext } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectFixedDescription, expectNoLeak, forged } from './support/contexts.js';
-import { startGraphQLApp, type GraphQLServer, type RunningGraphQLApp } from './support/graphql-app.js';
+import { GRAPHQL_SERVERS, postGraphQL, startGraphQLApp, type GraphQLAnswer, type GraphQLServer, type RunningGraphQLApp } from './support/graphql-app.js';
 import { PRM, R } from './support/forge.js';
 import { parseChallenge } from './support/http.js';
 
-interface GraphQLAnswer {
-  status: number;
-  challenge: ReturnType<typeof parseChallenge>;
-  text: string;
-  body: { data?: Record<string, unknown> | null; errors?: { message: string; extensions?: Record<string, unknown> }[] };
-}
-
-const SERVERS: [string, GraphQLServer][] = [
-  ['Apollo on Express', 'apollo'],
-  ['Mercurius on Fastify', 'mercurius'],
-];
+const SERVERS = GRAPHQL_SERVERS;
 
 describe.each(SERVERS)('GraphQL: %s', (_name, server) => {
   // Row ID prefix: N1–N3 for Apollo, N4 (the same cases) for Mercurius.
@@ -42,15 +32,7 @@ describe.each(SERVERS)('GraphQL: %s', (_name, server) => {
     await zone?.stop();
   });
 
-  async function gql(query: string, token?: string): Promise<GraphQLAnswer> {
-    const res = await fetch(api.url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-      body: JSON.stringify({ query }),
-    });
-    const text = await res.text();
-    return { status: res.status, challenge: parseChallenge(res.headers.get('www-authenticate') ?? undefined), text, body: JSON.parse(text) };
-  }
+  const gql = (query: string, token?: string) => postGraphQL(api.url, query, token);
 
   /** Q16: a GraphQL error with the code, the OAuth error and scope, the HTTP challenge and status; nothing leaked. */
   function expectRefusal(res: GraphQLAnswer, status: 401 | 403, error: string | undefined, scope: string | undefined, secrets: string[]) {
@@ -305,11 +287,7 @@ describe.each(SERVERS)('GraphQL with an app\'s KeycardGuard subclass as a second
     await zone?.stop();
   });
 
-  const gql = async (query: string, token: string) => {
-    const res = await fetch(api.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ query }) });
-    const text = await res.text();
-    return { status: res.status, challenge: parseChallenge(res.headers.get('www-authenticate') ?? undefined), text, body: JSON.parse(text) as GraphQLAnswer['body'] };
-  };
+  const gql = (query: string, token: string) => postGraphQL(api.url, query, token);
 
   // The module's guard admits the field first; the subclass must judge it with its own hook, never
   // take the module guard's admission of the same resolver call for its own.

@@ -10,6 +10,7 @@ import {
   type AgentContext, type Clock, type GraphQLWsHooks, type KeycardModuleOptions, type MercuriusSubscriptionHooks,
 } from '../../lib/index.js';
 import { CapturingLogger } from './keycard-app.js';
+import { parseChallenge } from './http.js';
 
 @ObjectType()
 class Order {
@@ -159,4 +160,29 @@ export async function startGraphQLApp(
     clock,
     close: () => app.close(),
   };
+}
+
+/** Apollo on Express and Mercurius on Fastify, for `describe.each`. */
+export const GRAPHQL_SERVERS: [string, GraphQLServer][] = [
+  ['Apollo on Express', 'apollo'],
+  ['Mercurius on Fastify', 'mercurius'],
+];
+
+/** What a client received for a GraphQL operation posted over HTTP. */
+export interface GraphQLAnswer {
+  status: number;
+  challenge: ReturnType<typeof parseChallenge>;
+  text: string;
+  body: { data?: Record<string, unknown> | null; errors?: { message: string; path?: (string | number)[]; extensions?: Record<string, unknown> }[] };
+}
+
+/** Posts `query` to `url` as a JSON body, with `token` as its bearer token when there is one. */
+export async function postGraphQL(url: string, query: string, token?: string): Promise<GraphQLAnswer> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify({ query }),
+  });
+  const text = await res.text();
+  return { status: res.status, challenge: parseChallenge(res.headers.get('www-authenticate') ?? undefined), text, body: JSON.parse(text) as GraphQLAnswer['body'] };
 }
