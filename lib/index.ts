@@ -22,6 +22,8 @@ export type { Clock } from './clock.js';
 export { ZoneMetadataService } from './zone/zone-metadata.service.js';
 export type { ZoneMetadata } from './zone/zone-metadata.service.js';
 export type { AgentContext, ActorChain } from './interfaces/agent-context.interface.js';
+export type { Principal } from './decision/principal.js';
+export { samePrincipal } from './decision/principal.js';
 export type { KeycardModuleOptions, KeycardZoneOptions, FetchLike } from './interfaces/keycard-module-options.interface.js';
 export type { KeycardOptions } from './keycard-options.js';
 export { keycardPinoHttpOptions, redactRequest, REDACTED } from './logging/pino-http-options.js';

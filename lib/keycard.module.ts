@@ -13,6 +13,7 @@ import { TokenVerifier } from './resource-server/token-verifier.js';
 import { McpTools } from './mcp/mcp-tools.js';
 import { KeycardContexts } from './contexts/keycard-contexts.js';
 import { KeycardConnections } from './contexts/keycard-connections.service.js';
+import { CarrierLifecycle } from './decision/carrier-lifecycle.js';
 import { normaliseOptions } from './keycard-options.js';
 import { createKeycardProviders } from './keycard.providers.js';
 import { ZoneMetadataService } from './zone/zone-metadata.service.js';
@@ -82,7 +83,7 @@ export class KeycardModule {
       // Not a Nest controller: it mounts its routes itself, out of reach of prefixes and versioning.
       providers: [...optionProviders, ...createKeycardProviders(), DiscoveryController],
       exports: [
-        KEYCARD_OPTIONS, KEYCARD_CLOCK, KeycardGuard, KeycardContexts, KeycardConnections, ZoneMetadataService, TrustedZones,
+        KEYCARD_OPTIONS, KEYCARD_CLOCK, KeycardGuard, KeycardContexts, CarrierLifecycle, KeycardConnections, ZoneMetadataService, TrustedZones,
         TokenExchangeService,
         ClientCredentialsService, ImpersonationService,
         // What KeycardGuard's constructor takes, so an app's subclass (bound with APP_GUARD) can be built.

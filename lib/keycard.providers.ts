@@ -19,6 +19,7 @@ import { VerifiedTokenCache } from './resource-server/verified-token-cache.js';
 import { TrustedZones } from './zone/trusted-zones.js';
 import { TokenVerifier } from './resource-server/token-verifier.js';
 import { KeycardContexts } from './contexts/keycard-contexts.js';
+import { CarrierLifecycle } from './decision/carrier-lifecycle.js';
 import { KeycardConnections } from './contexts/keycard-connections.service.js';
 import { ZoneMetadataService } from './zone/zone-metadata.service.js';
 
@@ -44,6 +45,7 @@ export function createKeycardProviders(): Provider[] {
     VerifiedTokenCache,
     TokenVerifier,
     KeycardContexts,
+    CarrierLifecycle,
     KeycardConnections,
     McpTools,
     KeycardGuard,

@@ -7,6 +7,7 @@ import { AuditTrail } from '../resource-server/audit-trail.js';
 import { extractBearerToken } from '../resource-server/bearer-token.extractor.js';
 import { InvalidTokenException, type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
 import { TokenVerifier } from '../resource-server/token-verifier.js';
+import { CarrierLifecycle } from '../decision/carrier-lifecycle.js';
 import { connectionOf, setConnection } from './connection-state.js';
 import { connectionParamsToken, MERCURIUS_CONNECTION } from './graphql.context.js';
 import { KeycardContexts } from './keycard-contexts.js';
@@ -74,9 +75,6 @@ type NextFn = (error?: Error & { data?: unknown }) => void;
 /** Cancels a graphql-ws connection's end at expiry (see `atExpiry`). */
 const CANCEL_EXPIRY = Symbol('keycard.cancel-expiry');
 
-/** setTimeout's longest delay (about 24.8 days); a longer one would fire at once. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 /**
  * Verifies WebSocket connections when they open, through the guard's own verification path (one
  * cache, one set of rules), so a connection without a valid token never reaches a resolver or a
@@ -91,6 +89,7 @@ export class KeycardConnections {
     private readonly contexts: KeycardContexts,
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
     private readonly audit: AuditTrail,
+    private readonly lifecycle: CarrierLifecycle,
   ) {}
 
   /**
@@ -375,7 +374,7 @@ export class KeycardConnections {
   }
 
   private expired(agent: AgentContext): boolean {
-    return this.contexts.msUntilExpiry(agent) < 0;
+    return this.lifecycle.expired(agent);
   }
 
   /** socket.io: the client learns why (the `exception` event of a refused message), then the connection ends. */
@@ -391,21 +390,13 @@ export class KeycardConnections {
   }
 
   /**
-   * Calls `end` once the agent's token has expired (`exp` + clock tolerance, by the module's clock),
-   * so a connection ends even when no message or event is due. One unref'd timer: an open
-   * connection alone never keeps the process alive. It re-arms when it fires early (a lifetime
-   * beyond setTimeout's maximum, a clock that moved).
+   * Calls `end` once the agent's token has expired, through the one carrier lifecycle
+   * ({@link CarrierLifecycle}), so a connection ends even when no message or event is due.
    * @returns cancels it: call it when the connection closes first, so nothing stays pending.
    */
   private atExpiry(agent: AgentContext, end: () => void): () => void {
-    let timer: NodeJS.Timeout;
-    const arm = () => {
-      const delay = this.contexts.msUntilExpiry(agent);
-      timer = setTimeout(() => (this.expired(agent) ? end() : arm()), Math.max(0, Math.min(delay, MAX_TIMER_MS)));
-      timer.unref();
-    };
-    arm();
-    return () => clearTimeout(timer);
+    const binding = this.lifecycle.bind({ agent, end });
+    return () => binding.close();
   }
 }
 

@@ -1,9 +1,9 @@
 import { type ExecutionContext, Inject, Injectable } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import type { IncomingMessage } from 'node:http';
-import type { Clock } from '../clock.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
-import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
+import { CarrierLifecycle } from '../decision/carrier-lifecycle.js';
+import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import {
   InvalidTokenException, KeycardException, ResourceNotConfiguredException,
@@ -38,7 +38,6 @@ export class KeycardContexts {
       'Mount the MCP endpoint as a controller (`McpHttpControllerFor(transport)`), not on the HTTP adapter',
     'error',
   ));
-  private readonly toleranceMs: number;
   /** What was already reported as unsupported (context types, unguarded sockets): one log line each (N8). */
   private readonly reported = new Set<string>();
 
@@ -46,7 +45,7 @@ export class KeycardContexts {
     adapterHost: HttpAdapterHost,
     private readonly resources: ResourceResolver,
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
-    @Inject(KEYCARD_CLOCK) private readonly clock: Clock,
+    private readonly lifecycle: CarrierLifecycle,
   ) {
     const adapter = () => adapterHost.httpAdapter;
     this.http = new HttpCallKind(adapter);
@@ -56,7 +55,6 @@ export class KeycardContexts {
         'Enable it with subscription: keycard.mercuriusSubscription() in the MercuriusDriverConfig (GraphQLModule.forRootAsync, inject: [KeycardConnections])',
     ));
     this.rpc = new RpcCallKind(options.rpcTokenExtractor);
-    this.toleranceMs = options.clockToleranceSeconds * 1000;
   }
 
   /** The kind of the call, or `undefined` for a context type the module cannot judge. */
@@ -113,16 +111,8 @@ export class KeycardContexts {
    * @throws InvalidTokenException `expired` once it has passed: every message re-checks (N5, N6).
    */
   stillValid(agent: AgentContext): AgentContext {
-    if (this.msUntilExpiry(agent) < 0) throw new InvalidTokenException('expired');
+    if (this.lifecycle.expired(agent)) throw new InvalidTokenException('expired');
     return agent;
-  }
-
-  /**
-   * Milliseconds until the agent's token is past its `exp` + clock tolerance, by the module's clock;
-   * negative once it is. The one expiry rule of open connections: messages, events and timers.
-   */
-  msUntilExpiry(agent: AgentContext): number {
-    return agent.expiresAt.getTime() + this.toleranceMs - this.clock.now();
   }
 
   /** Any failure as a refusal; anything unexpected is a bad token, never a 500 (INV3), and reported by name only. */

@@ -20,6 +20,13 @@ export interface ActorChain {
 export interface AgentContext {
   /** `client_id`: the agent (application) that holds the token. */
   readonly clientId: string;
+  /**
+   * The agent's stable identity at its issuer: Keycard's `keycard_app_id` claim when the token has
+   * one (it survives a credential rotation), else `client_id`. With {@link issuer} and
+   * {@link subject} it names the principal that connections, sessions, rate limits and audit
+   * records are keyed on (catalogue Q18).
+   */
+  readonly agentId: string;
   /** `sub`: the user on whose behalf the agent acts. */
   readonly subject: string;
   /** `sid`: the user's session at the zone, when present. */

@@ -77,6 +77,7 @@ export function toAgentContext(
   return Object.freeze(
     new VerifiedAgent({
       clientId,
+      agentId: stableAgentId(payload.keycard_app_id, clientId),
       subject: sub,
       sessionId: sid,
       scopes: Object.freeze(readScopes(payload, options.readScpClaim)),
@@ -97,6 +98,7 @@ export function toAgentContext(
  */
 class VerifiedAgent implements AgentContext {
   readonly clientId!: string;
+  readonly agentId!: string;
   readonly subject!: string;
   readonly sessionId?: string;
   readonly scopes!: readonly string[];
@@ -111,6 +113,11 @@ class VerifiedAgent implements AgentContext {
   constructor(fields: AgentContext) {
     Object.assign(this, fields);
   }
+}
+
+/** Keycard's `keycard_app_id` when it is a non-empty string, else the `client_id` (Q18). */
+function stableAgentId(appId: unknown, clientId: string): string {
+  return isNonEmptyString(appId) ? appId : clientId;
 }
 
 /** True for agent contexts made by {@link toAgentContext} (and so by the guard). */
