@@ -1,8 +1,7 @@
-import type { AgentContext } from '../interfaces/agent-context.interface.js';
 
 /**
  * Who a verified call acts as (catalogue Q18): the issuer, the user (`sub`) and the agent's stable
- * id ({@link AgentContext.agentId}). A `client_id` or `sub` is unique only at its issuer (RFC 6749
+ * id (`AgentContext.agentId`). A `client_id` or `sub` is unique only at its issuer (RFC 6749
  * §2.2), so every key the module derives from a principal names the issuer too.
  * @publicApi
  */
