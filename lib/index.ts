@@ -1,6 +1,13 @@
 export { KeycardModule } from './keycard.module.js';
 export type { KeycardModuleAsyncOptions, KeycardOptionsFactory } from './keycard.module.js';
 export { KeycardGuard } from './resource-server/keycard.guard.js';
+export { DecisionCore } from './decision/decision-core.js';
+export { DecisionEvents } from './decision/decision-events.js';
+export type { DecisionEvent, DecisionListener, DecisionType } from './decision/decision-events.js';
+export type { DecisionReason } from './decision/decision-reason.js';
+export { KEYCARD_TOKEN_VALIDATORS } from './decision/token-validator.js';
+export type { TokenValidator } from './decision/token-validator.js';
+export { Call } from './decision/call.js';
 export { RouteRulesRegistry } from './resource-server/route-rules.registry.js';
 export type { RouteRules } from './resource-server/route-rules.registry.js';
 export { KeycardConnections } from './contexts/keycard-connections.service.js';

@@ -14,6 +14,8 @@ import { McpTools } from './mcp/mcp-tools.js';
 import { KeycardContexts } from './contexts/keycard-contexts.js';
 import { KeycardConnections } from './contexts/keycard-connections.service.js';
 import { CarrierLifecycle } from './decision/carrier-lifecycle.js';
+import { DecisionCore } from './decision/decision-core.js';
+import { DecisionEvents } from './decision/decision-events.js';
 import { normaliseOptions } from './keycard-options.js';
 import { createKeycardProviders } from './keycard.providers.js';
 import { ZoneMetadataService } from './zone/zone-metadata.service.js';
@@ -86,7 +88,8 @@ export class KeycardModule {
         KEYCARD_OPTIONS, KEYCARD_CLOCK, KeycardGuard, KeycardContexts, CarrierLifecycle, KeycardConnections, ZoneMetadataService, TrustedZones,
         TokenExchangeService,
         ClientCredentialsService, ImpersonationService,
-        // What KeycardGuard's constructor takes, so an app's subclass (bound with APP_GUARD) can be built.
+        // What KeycardGuard's constructor takes (an app's subclass bound with APP_GUARD), and the events apps subscribe to.
+        DecisionCore, DecisionEvents,
         TokenVerifier, AuditTrail, RouteRulesRegistry, McpTools,
       ],
     };

@@ -20,6 +20,8 @@ import { TrustedZones } from './zone/trusted-zones.js';
 import { TokenVerifier } from './resource-server/token-verifier.js';
 import { KeycardContexts } from './contexts/keycard-contexts.js';
 import { CarrierLifecycle } from './decision/carrier-lifecycle.js';
+import { DecisionCore } from './decision/decision-core.js';
+import { DecisionEvents } from './decision/decision-events.js';
 import { KeycardConnections } from './contexts/keycard-connections.service.js';
 import { ZoneMetadataService } from './zone/zone-metadata.service.js';
 
@@ -41,6 +43,7 @@ export function createKeycardProviders(): Provider[] {
     KeycardStrategy,
     ResourceResolver,
     RouteRulesRegistry,
+    DecisionEvents,
     AuditTrail,
     VerifiedTokenCache,
     TokenVerifier,
@@ -48,6 +51,7 @@ export function createKeycardProviders(): Provider[] {
     CarrierLifecycle,
     KeycardConnections,
     McpTools,
+    DecisionCore,
     KeycardGuard,
     // Every mcp-nest tool controller gets the guard (N12, N14), with or without inheritAppConfig.
     { provide: 'KEYCARD:MCP_TOOL_GUARD', useFactory: (tools: McpTools, guard: KeycardGuard) => tools.guardTools(guard), inject: [McpTools, KeycardGuard] },

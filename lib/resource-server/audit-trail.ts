@@ -1,7 +1,8 @@
-import { type ExecutionContext, Inject, Injectable } from '@nestjs/common';
+import { type ExecutionContext, Inject, Injectable, Optional } from '@nestjs/common';
 import { PATH_METADATA } from '@nestjs/common/constants.js';
 import { inspect } from 'node:util';
 import type { CallKind, Carrier } from '../contexts/call-kind.interface.js';
+import { DecisionEvents, type DecisionEvent } from '../decision/decision-events.js';
 import { isVerifiedAgent } from './access-token-rules.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
@@ -83,39 +84,54 @@ class AuditLine {
  * denials by the guard or a rate limiter (which no interceptor sees) are recorded too. Goes to the
  * module's logger (Nest's `Logger` by default, so nestjs-pino and friends pick it up) as an object
  * (see {@link AuditLine}), never as a JSON string inside the message.
+ *
+ * An observer of the decision events (STYLE 26): it subscribes to {@link DecisionEvents} and never
+ * reaches into the guard. Calls answered over HTTP get one line per request, written when the
+ * response is finished; calls answered elsewhere (gateway messages, graphql-ws, microservices) one
+ * line per final decision.
  */
 @Injectable()
 export class AuditTrail {
-  constructor(@Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions) {}
+  constructor(
+    @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
+    @Optional() events?: DecisionEvents,
+  ) {
+    if (options.auditLog) events?.subscribe((event) => this.onDecision(event));
+  }
 
-  /** When the guard first saw each call answered outside HTTP (for its `durationMs`); only with `auditLog`. */
-  private readonly decisionsStarted = new WeakMap<ExecutionContext, number>();
+  private onDecision(event: DecisionEvent): void {
+    const { source: call } = event;
+    if (call.answeredOverHttp) {
+      this.track(call.context, call.kind, call.started || undefined);
+      if (event.status < 400) return;
+      this.noteRefused(call.context, call.kind, call.carrier);
+      if (event.type === 'rate_limited') requestState(call.carrier).denial ??= 'rate_limited';
+      return;
+    }
+    // A public call outside HTTP has no line; one another judge still rules on waits for its final event.
+    if (!event.final || (event.public === true && event.status < 400)) return;
+    this.recordCall(call.describe(), event.agent, event.status, event.detail, call.started || undefined);
+  }
 
   /**
    * Arranges the audit line of the call in `context` (once per request) when it is answered over
    * HTTP: plain routes (the route pattern) and GraphQL operations (the operation and field).
-   * Calls answered elsewhere (gateway messages, graphql-ws, microservices) get theirs from
-   * {@link recordCall} when the guard decides, or behind the throttler integration once that has
-   * counted them; here their decision's start is noted.
+   * `started`: when the decision began (`performance.now()`), for the line's `durationMs`.
    */
-  track(context: ExecutionContext, kind: CallKind): void {
+  track(context: ExecutionContext, kind: CallKind, started = performance.now()): void {
     const request = kind.carrier(context) as Carrier & { user?: AgentContext };
     const raw = kind.httpResponse(context, request);
-    if (raw === undefined) {
-      this.decisionsStarted.set(context, performance.now());
-      return;
-    }
+    if (raw === undefined) return;
     const state = requestState(request);
     if (state.audited) return;
     state.audited = true;
     const method = rawRequestOf(request).method ?? 'GET';
     const route = kind.name === 'http' ? routeOf(context, request) : (kind.describeRequest?.(context, request) ?? kind.describe(context, request));
-    const started = performance.now();
     raw.once('finish', () => {
       const agent = isVerifiedAgent(request.user) ? request.user : state.agent;
       // A 429 is the rate limiter's answer, whatever an earlier call of the request was refused for.
       const reason = raw.statusCode === 429 ? 'rate_limited' : state.denial;
-      this.write(agent, method, route, raw.statusCode, started, reason, state.refused === undefined ? undefined : [...state.refused]);
+      this.write(agent, { method, route, status: raw.statusCode, started, reason, refused: state.refused === undefined ? undefined : [...state.refused] });
     });
   }
 
@@ -137,13 +153,11 @@ export class AuditTrail {
    * Writes the audit line of a call answered outside HTTP, once its outcome is known: `call` names
    * it (`ws orders:watch`, `graphql subscription OnOrder.orderAdded`, `rpc Orders.find`); `status`
    * is the HTTP status the answer would have had (200 when admitted, 429 `rate_limited` when a rate
-   * limiter answered), `reason` the denial code. `context` (the call's, when there is one) times
-   * the decision from the guard's first look at the call.
+   * limiter answered), `reason` the denial code; `started` when the decision began.
    */
-  recordCall(call: string, agent: AgentContext | undefined, status = 200, reason?: DenialReason, context?: ExecutionContext): void {
+  recordCall(call: string, agent: AgentContext | undefined, status = 200, reason?: DenialReason, started = performance.now()): void {
     const space = call.indexOf(' ');
-    const started = context === undefined ? undefined : this.decisionsStarted.get(context);
-    this.write(agent, call.slice(0, space).toUpperCase(), call.slice(space + 1), status, started ?? performance.now(), reason);
+    this.write(agent, { method: call.slice(0, space).toUpperCase(), route: call.slice(space + 1), status, started, reason });
   }
 
   /**
@@ -155,19 +169,12 @@ export class AuditTrail {
    */
   recordConnection(call: string, started: number, agent: AgentContext | undefined, status = 101, reason?: DenialReason): void {
     const protocol = call.slice(0, call.indexOf(' '));
-    if (protocol === 'graphql-ws') this.write(agent, 'GRAPHQL-WS', 'connection', status, started, reason);
-    else this.write(agent, 'WS', `connection ${protocol}`, status, started, reason);
+    const method = protocol === 'graphql-ws' ? 'GRAPHQL-WS' : 'WS';
+    this.write(agent, { method, route: protocol === 'graphql-ws' ? 'connection' : `connection ${protocol}`, status, started, reason });
   }
 
-  private write(
-    agent: AgentContext | undefined,
-    method: string,
-    route: string,
-    status: number,
-    started: number,
-    reason: string | undefined,
-    refused?: readonly string[],
-  ): void {
+  private write(agent: AgentContext | undefined, line: LineFields): void {
+    const { method, route, status, started, reason, refused } = line;
     // Claims and call names are the client's: capped, so a 100 KB `sub` is not a 100 KB record.
     const record: AuditRecord = {
       event: 'keycard.audit',
@@ -185,6 +192,17 @@ export class AuditTrail {
     };
     this.options.logger.log(new AuditLine(record));
   }
+}
+
+/** What one audit line says of the call, besides the agent. */
+interface LineFields {
+  method: string;
+  route: string;
+  status: number;
+  /** `performance.now()` when the decision began. */
+  started: number;
+  reason: string | undefined;
+  refused?: readonly string[];
 }
 
 /**

@@ -6,15 +6,15 @@ import {
 } from '@nestjs/throttler';
 import { entityLookupOf, isNestedField } from '../contexts/graphql.context.js';
 import { KeycardContexts } from '../contexts/keycard-contexts.js';
-import type { AgentContext } from '../interfaces/agent-context.interface.js';
+import { isVerifiedAgent } from '../resource-server/access-token-rules.js';
 import { RateLimitedException } from '../resource-server/keycard.exceptions.js';
-import { KeycardGuard } from '../resource-server/keycard.guard.js';
+import { DecisionCore } from '../decision/decision-core.js';
 
 /** Where throttler headers go when the call has no HTTP response (gateways, graphql-ws, microservices). */
 const NO_HEADERS = Object.freeze({ header: () => undefined });
 
 /**
- * `@nestjs/throttler`'s guard, counting per verified agent (`client_id`) instead of per IP address:
+ * `@nestjs/throttler`'s guard, counting per verified agent (its issuer and stable agent id) instead of per IP address:
  * one noisy agent gets 429 + `Retry-After` while other agents — and the same user through another
  * agent — are unaffected. Unauthenticated requests (public routes) are counted per IP.
  *
@@ -28,7 +28,7 @@ const NO_HEADERS = Object.freeze({ header: () => undefined });
  * served on the HTTP adapter outside Nest's pipeline, where no guard runs.
  *
  * It runs the Keycard guard first when that has not run yet in this request, so global guard order
- * does not matter; the Keycard guard does not verify a request twice.
+ * does not matter; the Keycard decision core does not verify a request twice.
  *
  * @example
  * ```ts
@@ -48,37 +48,36 @@ export class KeycardThrottlerGuard extends ThrottlerGuard {
     @InjectThrottlerOptions() options: ThrottlerModuleOptions,
     @InjectThrottlerStorage() storage: ThrottlerStorage,
     reflector: Reflector,
-    private readonly keycard: KeycardGuard,
+    private readonly decisions: DecisionCore,
     private readonly contexts: KeycardContexts,
   ) {
     super(options, storage, reflector);
-    keycard.limitRefusalsWith((context) => this.countRefusal(context));
+    decisions.limitRefusalsWith((context) => this.countRefusal(context));
   }
 
   /**
-   * With `auditLog`, a call answered outside HTTP gets one audit line with its outcome: the Keycard
-   * guard holds the line of a call it admits here, and this guard writes it once it has counted
-   * the call (200, or 429 `rate_limited` with the agent). A call the Keycard guard refuses has its
-   * line from that guard (429 too when the refusal limiter answered).
+   * Asks the Keycard decision core first (unless it already admitted the call: it does not verify
+   * twice), provisionally: this guard may still answer 429, so the call's final outcome (200, or 429
+   * `rate_limited` with the agent) is published as a decision event once counted, and observers such
+   * as the audit log record one outcome per call. A call the core refuses is published by the core.
    */
   override async canActivate(context: ExecutionContext): Promise<boolean> {
-    this.keycard.holdAudit(context);
-    if (!(await this.keycard.canActivate(context))) return false;
-    // A field below the root (a field resolver, once per list item): judged by the Keycard guard
-    // above, not counted, or one list query would spend an agent's whole limit.
+    if (!(await this.decisions.decideProvisionally(context))) return false;
+    // A field below the root (a field resolver, once per list item): judged by the core above,
+    // not counted, or one list query would spend an agent's whole limit.
     if (context.getType<string>() === 'graphql' && (isNestedField(context) || this.isRepeatedEntityLookup(context))) {
-      this.keycard.settleAudit(context, 200);
+      this.decisions.conclude(context, 200);
       return true;
     }
     let served: boolean;
     try {
       served = await super.canActivate(context);
     } catch (thrown) {
-      if (this.isLimitAnswer(thrown)) this.keycard.settleAudit(context, 429, 'rate_limited');
-      else this.keycard.settleAudit(context, 500); // the storage failed: the client gets an error, not the handler
+      if (this.isLimitAnswer(thrown)) this.decisions.conclude(context, 429, 'rate_limited');
+      else this.decisions.conclude(context, 500); // the storage failed: the client gets an error, not the handler
       throw thrown;
     }
-    this.keycard.settleAudit(context, served ? 200 : 403);
+    this.decisions.conclude(context, served ? 200 : 403);
     return served;
   }
 
@@ -109,10 +108,14 @@ export class KeycardThrottlerGuard extends ThrottlerGuard {
     throw answer;
   }
 
-  /** The agent when the token was verified, else the client address (of the upgrade request for sockets). */
+  /**
+   * The agent when the token was verified — its issuer and stable id (catalogue O14, Q18: a
+   * `client_id` is unique only at its issuer, so two zones' `agent-x` never share a bucket) —
+   * else the client address (of the upgrade request for sockets).
+   */
   protected override async getTracker(request: Record<string, unknown>, context?: ExecutionContext): Promise<string> {
-    const agent = request.user as AgentContext | undefined;
-    if (agent && typeof agent.clientId === 'string' && typeof agent.tokenId === 'string') return `agent:${agent.clientId}`;
+    const agent = request.user;
+    if (isVerifiedAgent(agent)) return `agent:${JSON.stringify([agent.issuer, agent.agentId])}`;
     const kind = context === undefined ? undefined : this.contexts.kindOf(context);
     // An Express / Fastify request (HTTP, GraphQL over HTTP, MCP): its `ip` honours the app's proxy
     // settings, and IPv6 addresses are grouped by subnet, as @nestjs/throttler does on HTTP routes.

@@ -1,0 +1,51 @@
+import type { ExecutionContext } from '@nestjs/common';
+import type { CallKind, Carrier } from '../contexts/call-kind.interface.js';
+import type { AgentContext } from '../interfaces/agent-context.interface.js';
+import type { ProtectedResource } from '../resource-server/protected-resource.js';
+import type { RouteRules } from '../resource-server/route-rules.registry.js';
+
+/**
+ * One call as the decision core sees it, whatever door it came through (STYLE 23): built once per
+ * call by {@link Call.of}, then passed whole instead of positional arguments. The first four
+ * fields never change; the rest is learnt on the way (the resource, the token, the agent).
+ */
+export class Call {
+  /** The resource that judges the call, once chosen. */
+  resource?: ProtectedResource;
+  /** The bearer token, once read (never logged). */
+  token?: string;
+  /** The verified agent, once known (also for a call refused after verification, e.g. for its scopes). */
+  agent?: AgentContext;
+  /** The scopes the policy required of the call, once judged (the route's, plus an MCP tool's). */
+  required?: readonly string[];
+  /** True when the call shares a verification already under way in its request (a later GraphQL field). */
+  repeated = false;
+  /** When the core first saw the call (`performance.now()`), for observers that time decisions; 0 when none listens. */
+  started = 0;
+
+  private constructor(
+    readonly kind: CallKind,
+    readonly context: ExecutionContext,
+    readonly carrier: Carrier,
+    readonly rules: RouteRules,
+  ) {}
+
+  static of(kind: CallKind, context: ExecutionContext, rules: RouteRules): Call {
+    return new Call(kind, context, kind.carrier(context), rules);
+  }
+
+  /** True when the carrier outlives the call (a WebSocket connection). */
+  get isConnection(): boolean {
+    return this.kind.isConnection(this.carrier);
+  }
+
+  /** True when the call is answered over an HTTP response (its audit line waits for the response). */
+  get answeredOverHttp(): boolean {
+    return this.kind.httpResponse(this.context, this.carrier) !== undefined;
+  }
+
+  /** The call for logs and audit lines: `GET /orders`, `graphql query Orders.orders`, `ws orders:watch`. */
+  describe(): string {
+    return this.kind.describe(this.context, this.carrier);
+  }
+}

@@ -1,0 +1,38 @@
+import type { DenialReason, KeycardException } from '../resource-server/keycard.exceptions.js';
+
+/**
+ * Why a call was refused, in the fixed vocabulary every door and every observer shares (catalogue
+ * O23, W2): coarser than the {@link DenialReason} a refusal carries (`signature_invalid`,
+ * `audience_mismatch`, …), which observers get as `detail`.
+ * @publicApi
+ */
+export type DecisionReason =
+  | 'no_credentials'
+  | 'invalid_request'
+  | 'invalid_token'
+  | 'token_expired'
+  | 'insufficient_scope'
+  | 'rate_limited'
+  | 'zone_unavailable'
+  | 'server_error';
+
+/** The {@link DecisionReason} of a refusal. */
+export function decisionReasonOf(denial: KeycardException): DecisionReason {
+  return reasonOfCode(denial.code, denial.getStatus());
+}
+
+/** The {@link DecisionReason} of a denial code and the HTTP status it answers with. */
+export function reasonOfCode(code: DenialReason, status: number): DecisionReason {
+  switch (code) {
+    case 'no_credentials':
+    case 'insufficient_scope':
+    case 'rate_limited':
+    case 'zone_unavailable':
+      return code;
+    case 'expired':
+      return 'token_expired';
+    default:
+      if (status === 400) return 'invalid_request';
+      return status >= 500 ? 'server_error' : 'invalid_token';
+  }
+}

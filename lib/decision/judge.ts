@@ -1,0 +1,48 @@
+import type { KeycardLogger } from '../keycard-options.js';
+import type { AgentContext } from '../interfaces/agent-context.interface.js';
+import { logSafe } from '../logging/log-safe.js';
+import { AdmittedCalls } from '../resource-server/admitted-calls.js';
+import type { KeycardException } from '../resource-server/keycard.exceptions.js';
+
+/**
+ * The hooks a call is judged with: the guard that asked (an app's `KeycardGuard` subclass
+ * overrides `hasScopes` / `logDenial`), or the defaults when another guard (the throttler
+ * integration) asks the core directly. Each judge keeps its own admissions, so a stricter
+ * subclass running second never takes another judge's admission for its own.
+ */
+export interface Judge {
+  /** True when `agent` holds what `required` asks. */
+  hasScopes(agent: AgentContext, required: readonly string[]): boolean;
+  /** Logs a refusal (`call` names it); never the token. */
+  logDenial(call: string, denial: KeycardException, agent: AgentContext | undefined): void;
+  /** The calls on shared carriers (GraphQL fields, socket messages) this judge admitted. */
+  readonly admittedCalls: AdmittedCalls;
+}
+
+/** All-of, exact and case-sensitive match (catalogue D1–D9). */
+export function holdsAllScopes(agent: AgentContext, required: readonly string[]): boolean {
+  return required.every((scope) => agent.scopes.includes(scope));
+}
+
+/**
+ * Logs a refusal with its reason, the call and the agent when known; never the token. The call
+ * and the claims are the client's words: escaped and capped ({@link logSafe}), so they cannot add a
+ * line or drive the terminal (CWE-117). No credentials at all is routine: debug level.
+ */
+export function logRefusal(logger: KeycardLogger, refusal: { call: string; denial: KeycardException; agent: AgentContext | undefined }): void {
+  const { call, denial, agent } = refusal;
+  const who = agent ? ` agent=${logSafe(agent.clientId)} user=${logSafe(agent.subject)} jti=${logSafe(agent.tokenId)}` : '';
+  const line = `denied ${logSafe(call)} status=${denial.getStatus()} reason=${denial.code}${who}`;
+  if (denial.getStatus() >= 500) logger.error(line);
+  else if (denial.code === 'no_credentials') logger.debug?.(line);
+  else logger.warn(line);
+}
+
+/** The judge with the default hooks (the core's own, for guards other than `KeycardGuard`). */
+export function defaultJudge(logger: KeycardLogger): Judge {
+  return {
+    hasScopes: holdsAllScopes,
+    logDenial: (call, denial, agent) => logRefusal(logger, { call, denial, agent }),
+    admittedCalls: new AdmittedCalls(),
+  };
+}
