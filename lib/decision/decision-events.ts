@@ -6,7 +6,7 @@ import type { KeycardOptions } from '../keycard-options.js';
 import { logSafe } from '../logging/log-safe.js';
 import type { DenialReason } from '../resource-server/keycard.exceptions.js';
 import type { Call } from './call.js';
-import type { DecisionReason } from './decision-reason.js';
+import { type DecisionReason, reasonOfCode } from './decision-reason.js';
 
 /**
  * What was decided: `admitted` (a verified agent, or a `@Public()` call with none), `refused`
@@ -100,6 +100,14 @@ export class DecisionEvents {
     };
   }
 
+  /**
+   * Publishes the outcome of `call`, when anyone listens (nothing is built otherwise). `final`
+   * defaults to true: a call whose later judge rules on it says so.
+   */
+  decided(call: Call, outcome: Outcome): void {
+    if (this.listeners.length > 0) this.publish(eventOf(call, outcome));
+  }
+
   /** Hands `event` to every subscriber; one that throws is logged (by error name only) and skipped. */
   publish(event: DecisionEvent): void {
     for (const listener of this.listeners) {
@@ -110,4 +118,53 @@ export class DecisionEvents {
       }
     }
   }
+}
+
+/** What the core knows of an outcome when it publishes it. */
+export interface Outcome {
+  /** The HTTP status the answer has or would have had (200 when admitted). */
+  readonly status: number;
+  /** The denial code of a refusal. */
+  readonly detail?: DenialReason;
+  /** The verified agent, when there is one (never an unverified token's claims). */
+  readonly agent?: AgentContext;
+  readonly public?: boolean;
+  /** False when a later judge (the throttler) publishes the call's final outcome; default true. */
+  readonly final?: boolean;
+}
+
+function typeOf(outcome: Outcome): DecisionType {
+  if (outcome.status < 400) return 'admitted';
+  return outcome.detail === 'rate_limited' ? 'rate_limited' : 'refused';
+}
+
+/** The {@link DecisionEvent} of `call`'s outcome. Built only when someone listens. */
+function eventOf(call: Call, outcome: Outcome): DecisionEvent {
+  const { agent, detail, status } = outcome;
+  const required = call.required ?? call.rules.scopes;
+  return {
+    type: typeOf(outcome),
+    reason: detail === undefined ? undefined : reasonOfCode(detail, status),
+    detail,
+    status,
+    call: { kind: call.kind.name, name: call.describe() },
+    performedBy: agent === undefined ? undefined : { issuer: agent.issuer, agentId: agent.agentId, clientId: agent.clientId },
+    onBehalfOf: agent?.subject,
+    sessionId: agent?.sessionId,
+    tokenId: agent?.tokenId,
+    resource: call.resource?.id,
+    requiredScopes: required,
+    missingScopes: detail === 'insufficient_scope' ? missing(agent, required) : undefined,
+    public: outcome.public,
+    agent,
+    context: call.context,
+    final: outcome.final ?? true,
+    source: call,
+  };
+}
+
+function missing(agent: AgentContext | undefined, required: readonly string[] | undefined): readonly string[] | undefined {
+  if (required === undefined) return undefined;
+  if (agent === undefined) return required;
+  return required.filter((scope) => !agent.scopes.includes(scope));
 }

@@ -1,0 +1,104 @@
+import type { KeycardContexts } from '../contexts/keycard-contexts.js';
+import type { KeycardOptions } from '../keycard-options.js';
+import { logSafe } from '../logging/log-safe.js';
+import { InsufficientScopeException, type KeycardException } from '../resource-server/keycard.exceptions.js';
+import { requestState } from '../resource-server/request-state.js';
+import type { Call } from './call.js';
+import type { DecisionEvents } from './decision-events.js';
+import type { Judge } from './judge.js';
+
+/**
+ * Counts one refusal of the call in `context`. Resolves with `undefined` when the client may still
+ * be refused normally, or with the error to answer instead (e.g. `ThrottlerException`, 429, or the
+ * context's own 429 refusal outside HTTP); rejects only when the limiter itself failed.
+ */
+export type RefusalLimiter = (context: Call['context']) => Promise<unknown>;
+
+/** What refusing needs from the module. */
+export interface RefusalParts {
+  readonly contexts: KeycardContexts;
+  readonly events: DecisionEvents;
+  readonly options: KeycardOptions;
+}
+
+/**
+ * The refusal half of a decision: the error becomes a denial, counted by the refusal limiter when
+ * one is registered, logged once per request, published, and answered in the call's own shape
+ * (the RFC 6750 challenge over HTTP, a GraphQL error, an `exception` event, an `RpcException`).
+ * Costs the same for every refused field or message: nothing here grows with the request.
+ */
+export class Refusals {
+  /** Registered by the throttler integration (catalogue M19); the core never imports a rate limiter. */
+  limiter?: RefusalLimiter;
+
+  constructor(private readonly parts: RefusalParts) {}
+
+  /**
+   * Refuses `call` for `error`; when a limiter is registered the refusal is counted first (no await
+   * otherwise), and a client over its limit gets the limiter's answer (429 in the context's own
+   * kind) instead, without a challenge. Zone outages (5xx) are not the client's doing and never
+   * count; a limiter that fails (its storage is down) leaves the refusal as it was.
+   */
+  refuse(call: Call, judge: Judge, error: unknown): never | Promise<never> {
+    const denial = this.parts.contexts.toDenial(error);
+    const { limiter } = this;
+    if (limiter === undefined || denial.getStatus() >= 500) return this.deny(call, judge, denial);
+    return limiter(call.context).then(
+      (limited) => {
+        if (limited === undefined) return this.deny(call, judge, denial);
+        const state = requestState(call.carrier);
+        this.parts.events.decided(call, { status: 429, detail: 'rate_limited', agent: call.agent ?? state.agent });
+        if (call.isConnection) state.agent = undefined; // as in deny: the next message is judged afresh
+        throw limited;
+      },
+      (failure: unknown) => {
+        // The limiter itself failed: still the refusal, never a 500.
+        this.parts.options.logger.error(`Refusal limiter failed: ${logSafe((failure as Error)?.name ?? typeof failure)}`);
+        return this.deny(call, judge, denial);
+      },
+    );
+  }
+
+  /**
+   * Makes `denial` the answer, of the context's own kind: challenge headers written where there is
+   * an HTTP response, denial logged, published. Throws (or rejects, when the context's exception
+   * class is loaded on first use).
+   */
+  private deny(call: Call, judge: Judge, denial: KeycardException): never | Promise<never> {
+    const { kind, context, carrier, rules } = call;
+    const state = requestState(carrier);
+    const who = call.agent ?? state.agent;
+    // One line per request: the fields of one GraphQL operation share its token, so a second refusal
+    // (another field, 200 aliases lacking a scope) says nothing new. Connections are no request:
+    // each message refused there is logged.
+    const logged = call.repeated || (kind.sharedCarrier && state.denialLogged === true && !call.isConnection);
+    state.denial = denial.code;
+    if (!logged) {
+      state.denialLogged = true;
+      judge.logDenial(call.describe(), denial, who);
+    }
+    this.parts.events.decided(call, { status: denial.getStatus(), detail: denial.code, agent: who });
+    if (call.isConnection) state.agent = undefined; // the next message is judged afresh
+    const refusal = kind.refuse(denial, context, carrier, this.challengeHeaders(call, denial), rules.scopeParam);
+    if (refusal instanceof Promise) return refusal.then((e) => Promise.reject(e));
+    throw refusal;
+  }
+
+  /**
+   * The refusal's headers (the RFC 6750 challenge). Where several calls share one HTTP response (the
+   * fields of a GraphQL operation, MCP tool calls), each refusal writes the challenge again, so it
+   * names every scope refused in the request so far, not only the last field's: a client that steps
+   * up asks once for all it needs (RFC 6750 §3: the scope necessary to access the resource). The set
+   * grows with distinct scopes only, so a refusal costs the same however many fields came before.
+   */
+  private challengeHeaders(call: Call, denial: KeycardException): Record<string, string> {
+    const { kind, carrier, rules } = call;
+    const prm = call.resource?.metadataUrl;
+    const { realm } = this.parts.options;
+    if (!kind.sharedCarrier || call.isConnection) return denial.headers(prm, realm, rules.scopeParam);
+    const named = (requestState(carrier).challengeScopes ??= new Set());
+    for (const scope of denial.scopeNamed(rules.scopeParam)?.split(' ') ?? []) named.add(scope);
+    if (denial instanceof InsufficientScopeException) return new InsufficientScopeException([...named]).headers(prm, realm);
+    return denial.headers(prm, realm, named.size > 0 ? [...named].join(' ') : undefined);
+  }
+}

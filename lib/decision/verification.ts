@@ -1,0 +1,110 @@
+import type { IncomingMessage } from 'node:http';
+import type { KeycardContexts } from '../contexts/keycard-contexts.js';
+import type { AgentContext } from '../interfaces/agent-context.interface.js';
+import type { KeycardOptions } from '../keycard-options.js';
+import { checkRequestLogger } from '../logging/request-logger-check.js';
+import type { McpTools } from '../mcp/mcp-tools.js';
+import { MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
+import type { ProtectedResource } from '../resource-server/protected-resource.js';
+import { peekRequestState, requestState } from '../resource-server/request-state.js';
+import type { RouteRulesRegistry } from '../resource-server/route-rules.registry.js';
+import type { TokenVerifier } from '../resource-server/token-verifier.js';
+import type { Call } from './call.js';
+import type { TokenValidator } from './token-validator.js';
+
+/** What verification needs from the module. */
+export interface VerificationParts {
+  readonly contexts: KeycardContexts;
+  readonly verifier: TokenVerifier;
+  readonly routeRules: RouteRulesRegistry;
+  readonly mcp: McpTools;
+  readonly options: KeycardOptions;
+  readonly validators: readonly TokenValidator[];
+}
+
+/** The outcome of verifying a call that carries no token and may be served without one (N12). */
+export const ANONYMOUS = Symbol('keycard.anonymous');
+
+/**
+ * Verification, the first half of a decision (STYLE 24): the agent of a call, established in
+ * order — the connection's agent while its token lasts, else the resource, the token, the
+ * verified-token cache or the passport-jwt strategy (header, zone, key, signature, claims), then
+ * every {@link TokenValidator} (on cache hits too). Synchronous on a cache hit.
+ */
+export class Verification {
+  /** Whether the request loggers were looked at for tokens (at the first token: INV7). */
+  private requestLoggerChecked = false;
+
+  constructor(private readonly parts: VerificationParts) {}
+
+  /**
+   * The verified agent of `call` (also left on `call.agent`), or {@link ANONYMOUS} for a `@Public()`
+   * mcp-nest tool called without a token.
+   * @throws KeycardException (or anything the stages throw, which the core turns into `invalid_token`).
+   */
+  agentOf(call: Call): AgentContext | typeof ANONYMOUS | Promise<AgentContext> {
+    const { kind, context, carrier } = call;
+    // The agent the connection opened with: a message refused because its token expired names it (log, audit).
+    const opened = call.isConnection ? kind.connectionAgent(carrier) : undefined;
+    if (opened !== undefined) {
+      call.agent = opened;
+      return this.validated(call, this.parts.contexts.stillValid(opened));
+    }
+    const raw = kind.httpRequest(context, carrier);
+    call.resource = this.resourceOf(call, raw);
+    call.token = kind.token(context, carrier);
+    if (call.token === undefined) return this.anonymous(call);
+    this.checkRequestLoggerOnce(call, raw);
+    const agent = this.verify(call);
+    return agent instanceof Promise ? agent.then((verified) => this.validated(call, verified)) : this.validated(call, agent);
+  }
+
+  /** Runs the validators in order; the first that throws refuses the call. */
+  private validated(call: Call, agent: AgentContext): AgentContext {
+    call.agent = agent;
+    const { validators } = this.parts;
+    for (let i = 0; i < validators.length; i++) validators[i]!.validate(agent, call);
+    return agent;
+  }
+
+  /** A call without a token: N12, a `@Public()` mcp-nest tool, is served; anything else is refused. */
+  private anonymous(call: Call): typeof ANONYMOUS {
+    const { rules, carrier } = call;
+    if (rules.mcp !== undefined && this.parts.mcp.toolOf((carrier as { body?: unknown }).body)?.isPublic === true) return ANONYMOUS;
+    throw new MissingCredentialsException();
+  }
+
+  /** Fields of one GraphQL operation share the request: one verification of its token, not one per field. */
+  private verify(call: Call): AgentContext | Promise<AgentContext> {
+    const { carrier } = call;
+    const token = call.token!;
+    const resource = call.resource!;
+    const shared = call.kind.sharedCarrier && !call.isConnection;
+    const pending = shared ? peekRequestState(carrier)?.verifying : undefined;
+    if (pending !== undefined && pending.token === token && pending.resource === resource) {
+      call.repeated = true;
+      return pending.result;
+    }
+    const agent = this.parts.verifier.verify(token, resource);
+    if (agent instanceof Promise && shared) requestState(carrier).verifying = { token, resource, result: agent };
+    return agent;
+  }
+
+  /**
+   * The resource that judges this call: the route's own (fixed at bootstrap), else the one the
+   * matched path decides; calls without an HTTP request (gRPC, TCP) get the first configured one.
+   * @throws InvalidRequestException / ResourceNotConfiguredException, as the resolver does.
+   */
+  resourceOf(call: Call, raw: IncomingMessage | undefined): ProtectedResource {
+    const { rules } = call;
+    if (rules.resource !== undefined) return rules.resource;
+    return raw === undefined ? this.parts.contexts.resourceFor(undefined) : this.parts.routeRules.resourceFor(rules, call.carrier, raw);
+  }
+
+  /** Once, at the first token answered over HTTP (pino-http binds its loggers to those requests only). */
+  private checkRequestLoggerOnce(call: Call, raw: IncomingMessage | undefined): void {
+    if (this.requestLoggerChecked || raw === undefined || !call.answeredOverHttp) return;
+    this.requestLoggerChecked = true;
+    checkRequestLogger(raw, call.token!, this.parts.options.logger);
+  }
+}
