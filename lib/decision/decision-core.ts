@@ -5,6 +5,7 @@ import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { McpTools } from '../mcp/mcp-tools.js';
 import { isVerifiedAgent } from '../resource-server/access-token-rules.js';
+import { AdmittedCalls } from '../resource-server/admitted-calls.js';
 import { type DenialReason, InsufficientScopeException } from '../resource-server/keycard.exceptions.js';
 import { requestState } from '../resource-server/request-state.js';
 import { rawRequestOf } from '../resource-server/resource-resolver.js';
@@ -19,6 +20,9 @@ import { KEYCARD_TOKEN_VALIDATORS, type TokenValidator } from './token-validator
 import { ANONYMOUS, Verification } from './verification.js';
 
 export type { RefusalLimiter } from './refusal.js';
+
+/** A shared-carrier call the asking judge admitted itself earlier in the same call. */
+const ADMITTED_BY_JUDGE = Symbol('keycard.admitted-by-judge');
 
 /**
  * The one place a call is decided, whatever door it came through (SPEC §12, STYLE 23–26):
@@ -71,7 +75,9 @@ export class DecisionCore {
     if (kind === undefined) return this.contexts.refuseUnsupported(context);
     const call = Call.of(kind, context, rules);
     if (this.events.active) call.started = performance.now();
-    if (kind.sharedCarrier ? judge.admittedCalls.has(context.getArgs()) : isVerifiedAgent(call.carrier.user)) return this.rejudge(call, judge);
+    const earlier = this.earlierAdmission(call, judge);
+    if (earlier === ADMITTED_BY_JUDGE) return true;
+    if (earlier !== undefined) return this.rejudge(call, judge, earlier);
     try {
       const agent = this.verification.agentOf(call);
       if (agent === ANONYMOUS) return this.admitPublic(call);
@@ -122,21 +128,39 @@ export class DecisionCore {
   }
 
   /**
-   * A call already judged (the throttler integration ran the core first): only the core puts a
-   * VerifiedAgent on the carrier, after every check passed. A second guard (an app's
-   * `KeycardGuard` subclass) still judges the scopes with its own hook, so a stricter subclass
-   * running after the module's guard is never skipped.
+   * The admission of a call already judged (the throttler integration ran the core first): only
+   * the core puts a VerifiedAgent on a carrier, after every check passed. Where several calls share
+   * the carrier (GraphQL fields, socket messages) it is the call's argument list that holds the
+   * admission. Returns {@link ADMITTED_BY_JUDGE} when `judge` admitted it already, the call to judge
+   * again when another judge did (or the carrier holds a verified agent), `undefined` when it is to
+   * be verified.
    */
-  private rejudge(call: Call, judge: Judge): true | Promise<never> {
-    const { rules, carrier } = call;
-    if (call.kind.sharedCarrier || rules.scopes === undefined) return true;
-    const agent = carrier.user as AgentContext;
-    if (judge.hasScopes(agent, rules.scopes)) return true;
+  private earlierAdmission(call: Call, judge: Judge): Call | typeof ADMITTED_BY_JUDGE | undefined {
+    if (!call.kind.sharedCarrier) return isVerifiedAgent(call.carrier.user) ? call : undefined;
+    const args = call.context.getArgs();
+    if (judge.admittedCalls.has(args)) return ADMITTED_BY_JUDGE;
+    return AdmittedCalls.admissionOf<Call>(args);
+  }
+
+  /**
+   * Judges again, with `judge`'s own hook, what another judge admitted in this call (`earlier`),
+   * or on a carrier that is not shared, what the carrier holds: a stricter `KeycardGuard` subclass
+   * running after the module's guard is never skipped. Publishes nothing more when admitted.
+   */
+  private rejudge(call: Call, judge: Judge, earlier: Call): true | Promise<never> {
+    const { carrier } = call;
+    const shared = call.kind.sharedCarrier;
+    const agent = shared ? earlier.agent! : (carrier.user as AgentContext);
+    const required = shared ? earlier.required : call.rules.scopes;
+    if (required === undefined || judge.hasScopes(agent, required)) {
+      if (shared) judge.admittedCalls.add(call.context.getArgs(), earlier);
+      return true;
+    }
     try {
       call.agent = agent;
       call.resource = this.verification.resourceOf(call, call.kind.httpRequest(call.context, carrier));
       requestState(carrier).agent = agent;
-      throw new InsufficientScopeException(rules.scopes);
+      throw new InsufficientScopeException(required);
     } catch (error) {
       return this.refusals.refuse(call, judge, error);
     }
@@ -166,7 +190,7 @@ export class DecisionCore {
       this.mcp.admitted(carrier as Record<PropertyKey, unknown>, rawRequestOf(carrier), rules.mcp, agent, call.token, call.resource);
     }
     carrier.user = agent;
-    if (kind.sharedCarrier) judge.admittedCalls.add(context.getArgs());
+    if (kind.sharedCarrier) judge.admittedCalls.add(context.getArgs(), call);
     if (this.events.active) this.publishAdmission(call);
     return true;
   }

@@ -1,4 +1,5 @@
 const ADMITTED = Symbol('keycard.admitted-by');
+const ADMISSION = Symbol('keycard.admission');
 
 /**
  * The calls one guard instance has admitted, where several calls share a carrier (GraphQL fields,
@@ -14,8 +15,20 @@ const ADMITTED = Symbol('keycard.admitted-by');
  * written over this one's) is judged again: slower, never wrongly admitted.
  */
 export class AdmittedCalls {
-  add(args: object): void {
-    if (Object.isExtensible(args)) (args as Record<symbol, unknown>)[ADMITTED] = this;
+  /** Marks `args` as admitted by this instance; `admission` (what was decided) is kept for other judges of the same call. */
+  add(args: object, admission?: object): void {
+    if (!Object.isExtensible(args)) return;
+    (args as Record<symbol, unknown>)[ADMITTED] = this;
+    if (admission !== undefined) (args as Record<symbol, unknown>)[ADMISSION] = admission;
+  }
+
+  /**
+   * What any instance admitted for `args` (the throttler integration's judge, then the module's
+   * guard): a second judge of the same call re-judges that admission with its own hooks instead of
+   * verifying again, and publishes no second decision.
+   */
+  static admissionOf<T extends object>(args: object): T | undefined {
+    return (args as Record<symbol, T | undefined>)[ADMISSION];
   }
 
   has(args: object): boolean {
