@@ -21,6 +21,7 @@ import { TokenVerifier } from './resource-server/token-verifier.js';
 import { KeycardContexts } from './contexts/keycard-contexts.js';
 import { CarrierLifecycle } from './decision/carrier-lifecycle.js';
 import { KeycardConnections } from './contexts/keycard-connections.service.js';
+import { KeycardStreams } from './contexts/keycard-streams.js';
 import { ZoneMetadataService } from './zone/zone-metadata.service.js';
 
 /** Everything the module provides once its raw options are available under KEYCARD_RAW_OPTIONS. */
@@ -47,6 +48,8 @@ export function createKeycardProviders(): Provider[] {
     KeycardContexts,
     CarrierLifecycle,
     KeycardConnections,
+    // Streamed calls (gRPC streams, @Sse() routes) end at expiry: put on their handlers while the app is created.
+    KeycardStreams,
     McpTools,
     KeycardGuard,
     // Every mcp-nest tool controller gets the guard (N12, N14), with or without inheritAppConfig.
