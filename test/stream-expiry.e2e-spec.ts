@@ -12,6 +12,7 @@ import { Controller, Module, Sse, type INestApplication, type MessageEvent } fro
 import { NestFactory } from '@nestjs/core';
 import { GrpcMethod, GrpcStreamCall, GrpcStreamMethod, Payload, type ClientProxy } from '@nestjs/microservices';
 import { interval, map, take, type Observable } from 'rxjs';
+import { request as httpRequest } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { KeycardModule, RequireScopes } from '../lib/index.js';
 import { CarrierLifecycle } from '../lib/decision/carrier-lifecycle.js';
@@ -145,6 +146,11 @@ function shortToken(zone: TestZone): { token: string; expMs: number } {
   return { token: zone.issueToken({ client_id: 'agent-stream', scope: 'orders:read', exp }), expMs: exp * 1000 };
 }
 
+/** Resolves once `done()` holds, looking every 10 ms (closes travel through sockets). */
+async function until(done: () => boolean): Promise<void> {
+  while (!done()) await new Promise((resolve) => setTimeout(resolve, 10));
+}
+
 describe('streams end when their token expires (gRPC streams, Nest @Sse())', () => {
   let zone: TestZone;
   let api: StreamsApp;
@@ -201,6 +207,41 @@ describe('streams end when their token expires (gRPC streams, Nest @Sse())', () 
       expect({ replies: replies.map((r) => r.reply), code: status.code }).toEqual({ replies: [{ id: 'x-1', by: method.toLowerCase() }], code: grpc.status.OK });
     }
     expect(api.app.get(CarrierLifecycle).size).toBe(0);
+  });
+
+  it('O10 O11 each app binds its own streams (two apps alive with the same controllers); a client that leaves releases the binding', async () => {
+    const second = await startStreamsApp(zone);
+    const secondClient = ordersClient(second.grpcUrl);
+    const sizes = () => [api, second].map((a) => a.app.get(CarrierLifecycle).size);
+    try {
+      const token = zone.issueToken({ scope: 'orders:read' });
+      // An event stream on the first app, left by its client after the first event.
+      const whileEventsFlow = await new Promise<number[]>((left, failed) => {
+        const req = httpRequest(`${api.baseUrl}/events/orders`, { headers: { Authorization: `Bearer ${token}` }, agent: false }, (res) => {
+          res.once('data', () => {
+            left(sizes());
+            req.destroy();
+          });
+        });
+        req.on('error', failed);
+        req.end();
+      });
+      // A server stream on the second app, cancelled by its client after the first reply.
+      const whileRepliesFlow = await new Promise<number[]>((replied) => {
+        const stream = secondClient.Tail({ id: 'o-2' }, bearer(token));
+        stream.on('error', () => undefined); // CANCELLED, the client's own doing
+        stream.once('data', () => {
+          replied(sizes());
+          stream.cancel();
+        });
+      });
+      expect({ whileEventsFlow, whileRepliesFlow }).toEqual({ whileEventsFlow: [1, 0], whileRepliesFlow: [0, 1] });
+      await until(() => sizes().every((size) => size === 0));
+    } finally {
+      secondClient.close();
+      await second.tcp.close();
+      await second.app.close();
+    }
   });
 
   it('O11 Nest @Sse() route, one event every 200 ms with Ts → 0 late events, then one `error` event (invalid_token, fixed description) and the response ends', async () => {
