@@ -23,6 +23,7 @@ import { CarrierLifecycle } from './decision/carrier-lifecycle.js';
 import { DecisionCore } from './decision/decision-core.js';
 import { DecisionEvents } from './decision/decision-events.js';
 import { KeycardConnections } from './contexts/keycard-connections.service.js';
+import { KeycardStreams } from './contexts/keycard-streams.js';
 import { ZoneMetadataService } from './zone/zone-metadata.service.js';
 
 /** Everything the module provides once its raw options are available under KEYCARD_RAW_OPTIONS. */
@@ -50,6 +51,8 @@ export function createKeycardProviders(): Provider[] {
     KeycardContexts,
     CarrierLifecycle,
     KeycardConnections,
+    // Streamed calls (gRPC streams, @Sse() routes) end at expiry: put on their handlers while the app is created.
+    KeycardStreams,
     McpTools,
     DecisionCore,
     KeycardGuard,

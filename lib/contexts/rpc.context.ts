@@ -35,6 +35,33 @@ function peerAddress(peer: string): string | undefined {
 /** gRPC status codes (grpc/doc/statuscodes.md) for the refusals' HTTP statuses. */
 const GRPC_STATUS: Record<number, number> = { 400: 3, 401: 16, 403: 7, 429: 8, 503: 14 };
 
+/** A gRPC server call as grpc-js hands it to a handler, read by shape. */
+export interface GrpcServerCall {
+  getPeer(): unknown;
+}
+
+/**
+ * The grpc-js call of a gRPC handler: the first argument of a `@GrpcStreamCall` handler, the third
+ * of the others (`(data, metadata, call)`); `undefined` outside gRPC (TCP, Redis…).
+ */
+export function grpcCallOf(context: ExecutionContext): GrpcServerCall | undefined {
+  const first = context.getArgByIndex<Partial<GrpcServerCall> | undefined>(0);
+  if (typeof first?.getPeer === 'function') return first as GrpcServerCall;
+  const third = context.getArgByIndex<Partial<GrpcServerCall> | undefined>(2);
+  return typeof third?.getPeer === 'function' ? (third as GrpcServerCall) : undefined;
+}
+
+/**
+ * The `RpcException` a refusal travels as to a microservice client:
+ * `{ code, message, error, error_description, scope? }`, `code` the gRPC status and `message` the
+ * fixed description (grpc-js sends it as the status details). `requiredScopes` space-joined.
+ */
+export async function rpcRefusal(denial: KeycardException, requiredScopes?: string): Promise<Error> {
+  const { RpcException } = await loadMicroservices();
+  const fields = errorFields(denial, requiredScopes);
+  return new RpcException({ code: GRPC_STATUS[denial.getStatus()] ?? 13, message: fields.error_description, ...fields });
+}
+
 /**
  * Microservice handlers (`@MessagePattern`, `@GrpcMethod`), reached directly or with
  * `inheritAppConfig: true`. gRPC: the token is the `authorization` metadata (`Bearer <token>`).
@@ -66,12 +93,8 @@ export class RpcCallKind implements CallKind {
 
   /** gRPC: the call's peer address (grpc-js: `127.0.0.1:5000`, `::1:5000`, older `ipv4:…`); TCP: the socket's remote address. */
   clientAddress(context: ExecutionContext, carrier: Carrier): string | undefined {
-    const first = context.getArgByIndex<{ getPeer?: () => unknown } | undefined>(0);
-    const call = typeof first?.getPeer === 'function' ? first : context.getArgByIndex<{ getPeer?: () => unknown } | undefined>(2);
-    if (typeof call?.getPeer === 'function') {
-      const peer = call.getPeer();
-      if (typeof peer === 'string') return peerAddress(peer);
-    }
+    const peer = grpcCallOf(context)?.getPeer();
+    if (typeof peer === 'string') return peerAddress(peer);
     const socket = (carrier as { getSocketRef?: () => { netSocket?: { remoteAddress?: string } } | undefined }).getSocketRef?.();
     return socket?.netSocket?.remoteAddress;
   }
@@ -92,10 +115,8 @@ export class RpcCallKind implements CallKind {
     return this.extractor?.(context);
   }
 
-  async refuse(denial: KeycardException, _context: ExecutionContext, _carrier: Carrier, _headers: unknown, requiredScopes?: string): Promise<Error> {
-    const { RpcException } = await loadMicroservices();
-    const fields = errorFields(denial, requiredScopes);
-    return new RpcException({ code: GRPC_STATUS[denial.getStatus()] ?? 13, message: fields.error_description, ...fields });
+  refuse(denial: KeycardException, _context: ExecutionContext, _carrier: Carrier, _headers: unknown, requiredScopes?: string): Promise<Error> {
+    return rpcRefusal(denial, requiredScopes);
   }
 
   describe(context: ExecutionContext): string {
