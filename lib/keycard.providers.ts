@@ -1,16 +1,17 @@
 import type { Provider } from '@nestjs/common';
-import { APP_FILTER, APP_GUARD } from '@nestjs/core';
+import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
 import { TokenExchangeExceptionFilter } from './exchange/token-exchange.filter.js';
 import { ClientCredentialsService } from './exchange/client-credentials.service.js';
 import { ImpersonationService } from './exchange/impersonation.service.js';
 import { TokenExchangeService } from './exchange/token-exchange.service.js';
 import { TokenRequestClient } from './exchange/token-request.client.js';
+import { ServingZoneInterceptor } from './exchange/serving-zone.js';
 import { AuditTrail } from './resource-server/audit-trail.js';
 import { SystemClock } from './clock.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS, KEYCARD_OPTIONS_OVERRIDE, KEYCARD_RAW_OPTIONS } from './keycard.constants.js';
 import { KeycardGuard } from './resource-server/keycard.guard.js';
 import { McpTools } from './mcp/mcp-tools.js';
-import { normaliseOptions } from './keycard-options.js';
+import { type KeycardOptions, normaliseOptions } from './keycard-options.js';
 import type { KeycardModuleOptions } from './interfaces/keycard-module-options.interface.js';
 import { KeycardStrategy } from './resource-server/keycard.strategy.js';
 import { ResourceResolver } from './resource-server/resource-resolver.js';
@@ -64,6 +65,13 @@ export function createKeycardProviders(): Provider[] {
     TokenExchangeService,
     ClientCredentialsService,
     ImpersonationService,
+    // The zone of the call being served, for grants that name none (Q22). Only with several zones:
+    // Nest skips a global interceptor whose factory returns null, so one-zone apps pay nothing per call.
+    {
+      provide: APP_INTERCEPTOR,
+      useFactory: (options: KeycardOptions) => (options.zones.length > 1 ? new ServingZoneInterceptor() : null),
+      inject: [KEYCARD_OPTIONS],
+    },
     TokenExchangeExceptionFilter,
     { provide: APP_FILTER, useExisting: TokenExchangeExceptionFilter },
   ];

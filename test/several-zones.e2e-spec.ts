@@ -4,7 +4,8 @@
  * resources and exchange credentials. Real TestZones over loopback.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import { ClientCredentialsService, ImpersonationService, TokenExchangeError } from '../lib/index.js';
+import { Controller, Get } from '@nestjs/common';
+import { Agent, ClientCredentialsService, ImpersonationService, Public, TokenExchangeError } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectOutcome } from './support/denials.js';
 import { startExchangeContext } from './support/exchange-context.js';
@@ -18,6 +19,42 @@ const PRM2 = `${R}/.well-known/oauth-protected-resource/admin`;
 
 /** Every request a zone has answered so far, whatever the endpoint. */
 const requestsTo = (zone: TestZone) => Object.values(zone.counts).reduce((sum, n) => sum + n, 0);
+
+/** The client id of a `client_secret_basic` `Authorization` header. */
+const basicUser = (header: unknown) => Buffer.from(String(header).replace(/^Basic /, ''), 'base64').toString().split(':')[0];
+
+/** Both zones, each with its own `clientCredentials` (svc-1 / svc-2). */
+const zonesWithCredentials = (z1: TestZone, z2: TestZone) => [
+  { zoneUrl: z1.issuer, clientCredentials: { clientId: 'svc-1', clientSecret: 'secret-of-zone-1' } },
+  { zoneUrl: z2.issuer, clientCredentials: { clientId: 'svc-2', clientSecret: 'secret-of-zone-2' } },
+];
+
+/** Handlers asking for grants without naming a zone (Q22). */
+@Controller('')
+class AsServiceController {
+  constructor(
+    private readonly asService: ClientCredentialsService,
+    private readonly impersonation: ImpersonationService,
+  ) {}
+
+  @Get('as-service')
+  async token() {
+    // An await first: the zone must survive the handler's own asynchronous steps.
+    await new Promise((resolve) => setImmediate(resolve));
+    return { token: (await this.asService.token({ resource: R2, scope: 'invoices:read' })).accessToken };
+  }
+
+  @Public()
+  @Get('as-service/public')
+  async publicToken() {
+    return { token: (await this.asService.token({ resource: R2 })).accessToken };
+  }
+
+  @Get('impersonate')
+  async impersonate(@Agent('subject') user: string) {
+    return { token: (await this.impersonation.impersonate({ user, resource: R2 })).accessToken };
+  }
+}
 
 describe('several zones', () => {
   let z1: TestZone;
@@ -139,6 +176,71 @@ describe('several zones', () => {
     });
   });
 
+  describe.each(ADAPTERS)('grants that name no zone (Q22) over %s', (adapter) => {
+    let api: RunningApp;
+    beforeAll(async () => {
+      api = await startApp(adapter, { zones: zonesWithCredentials(z1, z2), resource: R }, { controllers: [AsServiceController] });
+    });
+    afterAll(async () => {
+      await api?.close();
+    });
+    afterEach(() => {
+      for (const zone of [z1, z2]) zone.reset();
+    });
+
+    const get = (path: string, token: string) => send(api.url, 'GET', path, [['Authorization', `Bearer ${token}`]]);
+
+    it('O17 (a) ClientCredentialsService without zone inside a request verified at Z2 → AS#1 at Z2 with Z2\'s credentials, AS#0 at Z1', async () => {
+      const t2 = z2.issueToken(baseClaims(z2, { client_id: 'agent-2' }));
+      const res = await get('/as-service', t2);
+      expect(res.status).toBe(200);
+      expect([z1.counts.token, z2.counts.token]).toEqual([0, 1]);
+      expect(basicUser(z2.tokenRequests[0].headers.authorization)).toBe('svc-2');
+      expect(z2.tokenRequests[0].form).toEqual({ grant_type: 'client_credentials', resource: R2, scope: 'invoices:read' });
+      expect(z2.verifyOwnToken((res.json as { token: string }).token)).toMatchObject({ sub: 'svc-2' });
+      // Requests of both zones at once: each handler asks its own caller's zone.
+      z2.reset();
+      const t1 = z1.issueToken(baseClaims(z1, { client_id: 'agent-1' }));
+      const [r1, r2] = await Promise.all([get('/as-service', t1), get('/as-service', t2)]);
+      expect([r1.status, r2.status]).toEqual([200, 200]);
+      expect(z1.verifyOwnToken((r1.json as { token: string }).token)).toMatchObject({ sub: 'svc-1' });
+      expect(z2.verifyOwnToken((r2.json as { token: string }).token)).toMatchObject({ sub: 'svc-2' });
+      for (const secret of [t1, t2, 'secret-of-zone-1', 'secret-of-zone-2']) expect(api.logger.lines.some((l) => l.includes(secret))).toBe(false);
+    });
+
+    it('O17 (a) ImpersonationService without zone inside a request verified at Z2 → the same choice: Z2, AS#0 at Z1', async () => {
+      z2.impersonation = 'allowed';
+      const res = await get('/impersonate', z2.issueToken(baseClaims(z2, { sub: 'bob' })));
+      expect(res.status).toBe(200);
+      expect([z1.counts.token, z2.counts.token]).toEqual([0, 1]);
+      expect(z2.tokenRequests[0].form.subject_token).toBe('bob');
+      expect(basicUser(z2.tokenRequests[0].headers.authorization)).toBe('svc-2');
+    });
+
+    it('O17 (b) from a job with no request → TokenExchangeError zone_required before any request (AS#0 at both), for both services', async () => {
+      const before = [requestsTo(z1), requestsTo(z2)];
+      const asService = await api.app.get(ClientCredentialsService).token({ resource: R2 }).then(() => undefined, (e: unknown) => e);
+      const impersonation = await api.app.get(ImpersonationService).impersonate({ user: 'bob', resource: R2 }).then(() => undefined, (e: unknown) => e);
+      for (const error of [asService, impersonation]) {
+        expect(error).toBeInstanceOf(TokenExchangeError);
+        expect((error as TokenExchangeError).kind).toBe('zone_required');
+        expect((error as TokenExchangeError).retryable).toBe(false);
+      }
+      expect([requestsTo(z1), requestsTo(z2)]).toEqual(before);
+      expect([z1.counts.token, z2.counts.token]).toEqual([0, 0]);
+      // An explicit zone is still honoured from a job.
+      await api.app.get(ClientCredentialsService).token({ resource: R2, zone: z2.issuer });
+      expect([z1.counts.token, z2.counts.token]).toEqual([0, 1]);
+    });
+
+    it('O17 (b) a @Public() route is no verified request: zone_required, answered 500 misconfigured, nothing sent', async () => {
+      const res = await get('/as-service/public', z2.issueToken(baseClaims(z2)));
+      expect(res.status).toBe(500);
+      expect(res.json).toEqual({ error: 'server_error', error_description: 'The service is misconfigured' });
+      expect([z1.counts.token, z2.counts.token]).toEqual([0, 0]);
+    });
+  });
+
   describe('TokenExchangeService', () => {
     let contexts: Awaited<ReturnType<typeof startExchangeContext>>[] = [];
     afterEach(async () => {
@@ -148,16 +250,10 @@ describe('several zones', () => {
     });
 
     async function service() {
-      const started = await startExchangeContext({
-        zones: [
-          { zoneUrl: z1.issuer, clientCredentials: { clientId: 'svc-1', clientSecret: 'secret-of-zone-1' } },
-          { zoneUrl: z2.issuer, clientCredentials: { clientId: 'svc-2', clientSecret: 'secret-of-zone-2' } },
-        ],
-      });
+      const started = await startExchangeContext({ zones: zonesWithCredentials(z1, z2) });
       contexts.push(started);
       return started;
     }
-    const basicUser = (header: unknown) => Buffer.from(String(header).replace(/^Basic /, ''), 'base64').toString().split(':')[0];
 
     it('S5 subject tokens from Z1 and Z2 → each exchange goes to its own zone with its own credentials', async () => {
       const { service: exchange, logger } = await service();
@@ -193,10 +289,10 @@ describe('several zones', () => {
       expect([requestsTo(z1), requestsTo(z2), requestsTo(stranger)]).toEqual(before);
     });
 
-    it('S5 client credentials: zone Z2 → Z2\'s token endpoint with Z2\'s credentials; no zone → the first; a Z1 token is never served for Z2', async () => {
+    it('S5 client credentials: zone Z2 → Z2\'s token endpoint with Z2\'s credentials; zone Z1 → Z1\'s; a Z1 token is never served for Z2', async () => {
       const { context, logger } = await service();
       const asService = context.get(ClientCredentialsService);
-      const first = await asService.token({ resource: R2, scope: 'invoices:read' });
+      const first = await asService.token({ resource: R2, scope: 'invoices:read', zone: z1.issuer });
       expect([z1.counts.token, z2.counts.token]).toEqual([1, 0]);
       const fromZ2 = await asService.token({ resource: R2, scope: 'invoices:read', zone: z2.issuer });
       expect([z1.counts.token, z2.counts.token]).toEqual([1, 1]);
@@ -214,7 +310,7 @@ describe('several zones', () => {
       }
     });
 
-    it('S5 impersonation at the user\'s zone with that zone\'s credentials; several zones and no zone → TypeError, unknown zone → untrusted_issuer, both before any request', async () => {
+    it('S5 impersonation at the user\'s zone with that zone\'s credentials; several zones and no zone → zone_required (Q22), unknown zone → untrusted_issuer, both before any request', async () => {
       const { context } = await service();
       const impersonation = context.get(ImpersonationService);
       z2.impersonation = 'allowed';
@@ -226,7 +322,8 @@ describe('several zones', () => {
 
       const before = [requestsTo(z1), requestsTo(z2), requestsTo(stranger)];
       const missing = await impersonation.impersonate({ user: 'bob', resource: R2 }).then(() => undefined, (e: unknown) => e);
-      expect(missing).toBeInstanceOf(TypeError);
+      expect(missing).toBeInstanceOf(TokenExchangeError);
+      expect((missing as TokenExchangeError).kind).toBe('zone_required');
       expect((missing as Error).message).toContain("'zone'");
       for (const zone of [stranger.issuer, `${z2.issuer}/`]) {
         const error = await impersonation.impersonate({ user: 'bob', resource: R2, zone }).then(() => undefined, (e: unknown) => e);

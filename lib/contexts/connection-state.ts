@@ -12,6 +12,25 @@ export interface ConnectionState {
 
 const CONNECTION = Symbol('keycard.connection');
 
+/**
+ * The token each connection's agent was verified from, for `@Grant()` on its messages (the subject
+ * token of their exchanges). Outside the state object on purpose: `util.inspect` prints symbol-keyed
+ * properties, so a socket or context an app logs would show it (INV7).
+ */
+const VERIFIED_TOKENS = new WeakMap<ConnectionState, string>();
+
+/** The state of a connection opened with `agent`, verified from `token`. */
+export function openedConnection(agent: AgentContext, token: string, request?: IncomingMessage): ConnectionState {
+  const state: ConnectionState = { agent, request };
+  VERIFIED_TOKENS.set(state, token);
+  return state;
+}
+
+/** The token the connection's agent was verified from. */
+export function verifiedTokenOf(state: ConnectionState): string | undefined {
+  return VERIFIED_TOKENS.get(state);
+}
+
 export function connectionOf(holder: object | undefined): ConnectionState | undefined {
   return (holder as { [CONNECTION]?: ConnectionState } | undefined)?.[CONNECTION];
 }

@@ -8,7 +8,7 @@ import { extractBearerToken } from '../resource-server/bearer-token.extractor.js
 import { InvalidTokenException, type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
 import { TokenVerifier } from '../resource-server/token-verifier.js';
 import { CarrierLifecycle } from '../decision/carrier-lifecycle.js';
-import { connectionOf, setConnection } from './connection-state.js';
+import { type ConnectionState, connectionOf, openedConnection, setConnection } from './connection-state.js';
 import { connectionParamsToken, MERCURIUS_CONNECTION } from './graphql.context.js';
 import { KeycardContexts } from './keycard-contexts.js';
 import { errorFields, handshakeToken } from './ws.context.js';
@@ -227,9 +227,9 @@ export class KeycardConnections {
   private async openGraphQLWs(ctx: GraphQLWsContext & object, anonymous: boolean): Promise<AgentContext | undefined | false> {
     const request = ctx.extra?.request;
     try {
-      const agent = await this.open(() => connectionParamsToken(ctx.connectionParams), request, 'graphql-ws connection', anonymous);
-      if (agent !== undefined) setConnection(ctx, { agent, request });
-      return agent;
+      const state = await this.open(() => connectionParamsToken(ctx.connectionParams), request, 'graphql-ws connection', anonymous);
+      if (state !== undefined) setConnection(ctx, state);
+      return state?.agent;
     } catch (denial) {
       ctx.extra?.socket?.close(CLOSE_CODE[(denial as KeycardException).getStatus()] ?? 1011, closeReason(denial as KeycardException));
       return false;
@@ -313,8 +313,8 @@ export class KeycardConnections {
   /** `ws` `verifyClient` (async form): refuses the upgrade with the HTTP status and challenge. */
   private readonly verifyClient = (info: { req: IncomingMessage }, done: VerifyDone, anonymous = false): void => {
     this.open(() => extractBearerToken(info.req), info.req, 'ws connection', anonymous).then(
-      (agent) => {
-        if (agent !== undefined) setConnection(info.req, { agent, request: info.req });
+      (state) => {
+        if (state !== undefined) setConnection(info.req, state);
         done(true);
       },
       (denial: KeycardException) => {
@@ -329,8 +329,8 @@ export class KeycardConnections {
   /** socket.io middleware: the handshake is refused with `connect_error` `{ message, data }`. */
   private readonly socketIoMiddleware = (socket: { request: IncomingMessage }, next: NextFn, anonymous = false): void => {
     this.open(() => handshakeToken(socket), socket.request, 'socket.io connection', anonymous).then(
-      (agent) => {
-        if (agent !== undefined) setConnection(socket, { agent, request: socket.request });
+      (state) => {
+        if (state !== undefined) setConnection(socket, state);
         next();
       },
       (denial: KeycardException) => next(Object.assign(new Error(closeReason(denial)), { data: errorFields(denial) })),
@@ -341,18 +341,19 @@ export class KeycardConnections {
     this.socketIoMiddleware(socket, next, true);
 
   /**
-   * The agent of a connection's token, or the refusal (logged with the reason, never the token);
-   * `undefined` for a connection without any token when `anonymous`. With `auditLog`, both are
-   * audited ({@link AuditTrail.recordConnection}): a flood of forged handshakes shows there.
+   * The state of a connection: the agent of its token and the token (for `@Grant()` on its
+   * messages), or the refusal (logged with the reason, never the token); `undefined` for a
+   * connection without any token when `anonymous`. With `auditLog`, both are audited
+   * ({@link AuditTrail.recordConnection}): a flood of forged handshakes shows there.
    */
-  private async open(token: () => string | undefined, request: IncomingMessage | undefined, call: string, anonymous = false): Promise<AgentContext | undefined> {
+  private async open(token: () => string | undefined, request: IncomingMessage | undefined, call: string, anonymous = false): Promise<ConnectionState | undefined> {
     const started = performance.now();
-    let agent: AgentContext | undefined;
+    let state: ConnectionState | undefined;
     try {
       const resource = this.contexts.resourceFor(request);
       const found = token();
       if (found === undefined && !anonymous) throw new MissingCredentialsException();
-      agent = found === undefined ? undefined : await this.verifier.verify(found, resource);
+      if (found !== undefined) state = openedConnection(await this.verifier.verify(found, resource), found, request);
     } catch (error) {
       const denial = this.contexts.toDenial(error);
       const line = `denied ${call} status=${denial.getStatus()} reason=${denial.code}`;
@@ -361,8 +362,8 @@ export class KeycardConnections {
       if (this.options.auditLog) this.audit.recordConnection(call, started, undefined, denial.getStatus(), denial.code);
       throw denial;
     }
-    if (this.options.auditLog) this.audit.recordConnection(call, started, agent);
-    return agent;
+    if (this.options.auditLog) this.audit.recordConnection(call, started, state?.agent);
+    return state;
   }
 
   private resourceOrUndefined(request: IncomingMessage) {

@@ -1,6 +1,5 @@
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
-import { accessContextOf } from './grant.interceptor.js';
-import { grantHolderOf } from './inbound-credentials.js';
+import { grantedAccessOf } from './granted-calls.js';
 
 /**
  * Injects the {@link AccessContext} that the handler's `@Grant()` obtained: a token or a typed
@@ -16,7 +15,7 @@ import { grantHolderOf } from './inbound-credentials.js';
  * @publicApi
  */
 export const Access = createParamDecorator((_: unknown, context: ExecutionContext) => {
-  const access = accessContextOf(grantHolderOf(context));
+  const access = grantedAccessOf(context);
   if (!access) throw new TypeError(`@Access() needs a @Grant() on ${context.getClass().name}.${context.getHandler().name}`);
   return access;
 });

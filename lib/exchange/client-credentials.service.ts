@@ -15,7 +15,9 @@ export interface ClientCredentialsRequest {
   scope?: string | readonly string[];
   /**
    * With several trusted zones: the issuer URL of the zone to ask, exactly as configured (e.g. the
-   * inbound token's `agent.issuer`, for the tenant the request belongs to). @default the first zone
+   * inbound token's `agent.issuer`, for the tenant the request belongs to).
+   * @default the zone that issued the token of the request being served; outside one, with several
+   *   zones, none (a `zone_required` error)
    */
   zone?: string;
 }
@@ -28,15 +30,16 @@ const CLIENT_CREDENTIALS = 'client_credentials';
  * `clientCredentials` (secret, `private_key_jwt` or workload identity), and shares the exchange's
  * machinery: cached until `expires_in` minus 30 s, identical concurrent requests collapsed into one,
  * at most one retry, typed {@link TokenExchangeError}s (catalogue V2, §I). With several zones it asks
- * the zone named by `zone` (default: the first) with that zone's credentials; a token of one zone is
- * never served for another.
+ * the zone named by `zone`, else the zone that issued the token of the request being served (decision
+ * Q22), with that zone's credentials; a token of one zone is never served for another.
  *
  * @example
  * ```ts
  * const { accessToken } = await this.asService.token({ resource: 'https://billing.internal', scope: 'invoices:write' });
  * ```
- * @throws TokenExchangeError (see its `kind`, `code`, `status`, `retryable`); kind `untrusted_issuer`,
- *   before any request, when `zone` names no trusted zone.
+ * @throws TokenExchangeError (see its `kind`, `code`, `status`, `retryable`); before any request, kind
+ *   `untrusted_issuer` when `zone` names no trusted zone, kind `zone_required` when several zones are
+ *   trusted, `zone` is missing and no request verified at one of them is being served (a job).
  * @throws TypeError when `resource` is not an absolute URL.
  * @publicApi
  */
@@ -52,7 +55,7 @@ export class ClientCredentialsService {
     if (scope) form.scope = scope;
     let zone: TrustedZone;
     try {
-      zone = this.client.zoneNamed(request.zone);
+      zone = this.client.zoneFor(request.zone);
     } catch (error) {
       return Promise.reject(error as Error);
     }

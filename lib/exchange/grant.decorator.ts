@@ -26,7 +26,9 @@ const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
  * resource (RFC 8693 through {@link TokenExchangeService}: cached, collapsed with identical
  * concurrent exchanges, in parallel across resources). The handler receives the outcome with
  * `@Access()`: an {@link AccessContext} holding each resource's token or typed error. A failed
- * exchange never fails the request by itself: the handler decides.
+ * exchange never fails the request by itself: the handler decides. Works in every context the
+ * guard judges (HTTP, GraphQL over HTTP and graphql-ws, gateway messages, microservices, MCP
+ * tools), with the token the call was verified with (catalogue O18).
  *
  * Several `@Grant()`s on one handler, and a `@Grant()` on the controller, merge (scopes of a
  * resource named twice are joined).

@@ -1,17 +1,16 @@
 import { type CallHandler, type ExecutionContext, Inject, Injectable, type NestInterceptor } from '@nestjs/common';
 import { from, type Observable, switchMap } from 'rxjs';
+import { KeycardContexts } from '../contexts/keycard-contexts.js';
 import { KEYCARD_GRANT, KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { AccessContext, ResourceAccessError } from './access-context.js';
 import type { ExchangedToken } from './exchanged-token.interface.js';
 import type { GrantEntry } from './grant.decorator.js';
 import { LOG_MESSAGE_MAX_LENGTH, logSafe } from '../logging/log-safe.js';
-import { grantHolderOf, inboundCredentials } from './inbound-credentials.js';
+import { grantedAccessOf, handleGranted } from './granted-calls.js';
+import { inboundCredentials } from './inbound-credentials.js';
 import { TokenExchangeError } from './token-exchange.error.js';
 import { TokenExchangeService } from './token-exchange.service.js';
-
-/** Where the access context of a request lives; a symbol no client input can set. */
-const ACCESS = Symbol('keycard.access-context');
 
 /** One resource of a handler's merged grant. */
 interface PlannedResource {
@@ -35,24 +34,19 @@ export class GrantInterceptor implements NestInterceptor {
 
   constructor(
     private readonly exchange: TokenExchangeService,
+    private readonly contexts: KeycardContexts,
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
   ) {}
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
-    const holder = grantHolderOf(context) as { [ACCESS]?: AccessContext } | undefined;
     // A grant on the controller and one on the method both apply this interceptor: run once.
-    if (!holder || holder[ACCESS]) return next.handle();
-    return from(this.grant(context)).pipe(
-      switchMap((access) => {
-        holder[ACCESS] = access;
-        return next.handle();
-      }),
-    );
+    if (grantedAccessOf(context) !== undefined) return next.handle();
+    return from(this.grant(context)).pipe(switchMap((access) => handleGranted(context, access, next)));
   }
 
   private async grant(context: ExecutionContext): Promise<AccessContext> {
     const plan = this.planFor(context);
-    const inbound = inboundCredentials(context);
+    const inbound = inboundCredentials(context, this.contexts);
     const outcomes = await Promise.all(
       plan.map(async ({ resource, scope }): Promise<[string, ExchangedToken | ResourceAccessError]> => {
         if (!inbound) return [resource, new ResourceAccessError(resource, 'no_inbound_token')];
@@ -93,9 +87,4 @@ export class GrantInterceptor implements NestInterceptor {
     ofClass.set(handler, plan);
     return plan;
   }
-}
-
-/** The access context a grant left on `request`, if any. @internal */
-export function accessContextOf(request: object | undefined): AccessContext | undefined {
-  return (request as { [ACCESS]?: AccessContext } | undefined)?.[ACCESS];
 }

@@ -26,9 +26,10 @@ export interface ImpersonationRequest {
   /** Scopes to ask for: a space-delimited string or a list. @default what the zone grants */
   scope?: string | readonly string[];
   /**
-   * The issuer URL of the user's zone, exactly as configured: required when several zones are
-   * trusted (a user identifier means someone else, or no one, at another zone). Take it from the
-   * same verified token as `user` (`agent.issuer`). @default the only zone
+   * The issuer URL of the user's zone, exactly as configured (a user identifier means someone else,
+   * or no one, at another zone). Take it from the same verified token as `user` (`agent.issuer`).
+   * @default the only zone; with several, the zone that issued the token of the request being
+   *   served; outside one, none (a `zone_required` error)
    */
   zone?: string;
 }
@@ -55,17 +56,18 @@ export class ImpersonationRefusedError extends TokenExchangeError {
  *
  * The user identifier decides whose rights the service gets: take it only from the verified
  * inbound token or from server configuration, never from request data. With several zones the
- * request goes to the user's `zone`, with that zone's credentials.
+ * request goes to the user's `zone`, else to the zone that issued the token of the request being
+ * served (decision Q22: the same choice as `ClientCredentialsService`), with that zone's credentials.
  *
  * @example
  * ```ts
  * const token = await this.impersonation.impersonate({ user: agent.subject, resource: 'https://crm.internal', scope: 'contacts:read' });
  * ```
  * @throws ImpersonationRefusedError when the zone's policy refuses.
- * @throws TokenExchangeError for every other failure (see its `kind`); kind `untrusted_issuer`,
- *   before any request, when `zone` names no trusted zone.
- * @throws TypeError when `user` is empty, `resource` is not an absolute URL, or several zones are
- *   trusted and `zone` is missing.
+ * @throws TokenExchangeError for every other failure (see its `kind`); before any request, kind
+ *   `untrusted_issuer` when `zone` names no trusted zone, kind `zone_required` when several zones are
+ *   trusted, `zone` is missing and no request verified at one of them is being served.
+ * @throws TypeError when `user` is empty or `resource` is not an absolute URL.
  * @publicApi
  */
 @Injectable()
@@ -77,11 +79,8 @@ export class ImpersonationService {
       throw new TypeError("ImpersonationService.impersonate: 'user' must be a non-empty string");
     }
     const resource = checkResource('ImpersonationService.impersonate', request.resource);
-    if (request.zone === undefined && this.client.zoneCount > 1) {
-      // Guessing would act as whoever has this identifier at the first zone.
-      throw new TypeError("ImpersonationService.impersonate: 'zone' must name the user's zone when several zones are trusted");
-    }
-    const zone = this.client.zoneNamed(request.zone);
+    // Never the first zone by default: that would act as whoever has this identifier there.
+    const zone = this.client.zoneFor(request.zone);
     const scope = normaliseScope(request.scope);
     const form: Record<string, string> = {
       grant_type: TOKEN_EXCHANGE_GRANT,

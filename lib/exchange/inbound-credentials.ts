@@ -1,55 +1,46 @@
 import type { ExecutionContext } from '@nestjs/common';
+import type { CallKind, Carrier } from '../contexts/call-kind.interface.js';
+import { connectionOf, verifiedTokenOf } from '../contexts/connection-state.js';
+import type { KeycardContexts } from '../contexts/keycard-contexts.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { isVerifiedAgent } from '../resource-server/access-token-rules.js';
 import { extractBearerToken } from '../resource-server/bearer-token.extractor.js';
 import { rawRequestOf } from '../resource-server/resource-resolver.js';
-import { graphqlCallKey, graphqlCarrier } from '../contexts/graphql.context.js';
 
-/** The verified caller of a request and the bearer token the guard verified for it. */
+/** The verified caller of a call and the bearer token the guard verified for it. */
 export interface InboundCredentials {
   readonly agent: AgentContext;
   readonly token: string;
 }
 
 /**
- * The request object of each execution context, where the guard leaves the verified agent.
- * A context the guard learns to judge (GraphQL, WebSocket, RPC …) adds its reader here.
- */
-const REQUEST_READERS: Readonly<Record<string, (context: ExecutionContext) => object | undefined>> = {
-  http: (context) => context.switchToHttp().getRequest<object>(),
-  // The carrier the guard judged and left the agent on: Apollo's `req`, Mercurius's `reply.request`,
-  // the graphql-ws connection; for reference resolvers too (their context is the second argument).
-  graphql: (context) => graphqlCarrier(context),
-};
-
-/** The request object of `context`, or undefined for a context without one. @internal */
-export function requestOf(context: ExecutionContext): object | undefined {
-  return REQUEST_READERS[context.getType()]?.(context);
-}
-
-/**
- * Where the grant of the call in `context` is kept: its request over HTTP; for a GraphQL field, the
- * field's own resolve info, since the fields of one operation share the request and each has its
- * own `@Grant()`. Undefined for a context without a request.
+ * The verified agent of the call in `context` and its bearer token, or undefined when the guard
+ * admitted no token (a `@Public()` handler, a context the module does not judge). Only an agent the
+ * guard itself put on the call's carrier counts, and the token is the one it was verified from:
+ * - a connection's (`ws`, socket.io, graphql-ws, Mercurius subscriptions): the token verified when
+ *   it opened, whose agent judges each of its messages;
+ * - an HTTP request's (routes, GraphQL over HTTP, MCP tool calls, which ride on the MCP endpoint's
+ *   request): the `Authorization` header;
+ * - any other call's (gRPC metadata, `rpcTokenExtractor`): where the call's kind reads it for the guard.
  * @internal
  */
-export function grantHolderOf(context: ExecutionContext): object | undefined {
-  return context.getType<string>() === 'graphql' ? graphqlCallKey(context) : requestOf(context);
-}
-
-/**
- * The verified agent and its bearer token, or undefined when the guard admitted no token (a
- * `@Public()` route, an unsupported context). Only a request whose `user` the guard itself set
- * counts: the token is then the one in the `Authorization` header it verified.
- * @internal
- */
-export function inboundCredentials(context: ExecutionContext): InboundCredentials | undefined {
-  const request = requestOf(context) as { user?: unknown } | undefined;
-  if (!request || !isVerifiedAgent(request.user)) return undefined;
+export function inboundCredentials(context: ExecutionContext, contexts: KeycardContexts): InboundCredentials | undefined {
+  const kind = contexts.kindOf(context);
+  const carrier = kind?.carrier(context);
+  const agent = carrier?.user;
+  if (kind === undefined || carrier === undefined || !isVerifiedAgent(agent)) return undefined;
   try {
-    const token = extractBearerToken(rawRequestOf(request));
-    return token === undefined ? undefined : { agent: request.user, token };
+    const token = verifiedToken(context, kind, carrier, agent);
+    return token === undefined ? undefined : { agent, token };
   } catch {
     return undefined;
   }
+}
+
+function verifiedToken(context: ExecutionContext, kind: CallKind, carrier: Carrier, agent: AgentContext): string | undefined {
+  const connection = connectionOf(carrier);
+  // The guard admits a connection's messages with the agent it opened with; any other is not its token's.
+  if (connection !== undefined) return connection.agent === agent ? verifiedTokenOf(connection) : undefined;
+  if (typeof (carrier as { headers?: unknown }).headers === 'object') return extractBearerToken(rawRequestOf(carrier));
+  return kind.token(context, carrier);
 }

@@ -7,10 +7,13 @@
  * - `timeout`: no complete answer before the deadline;
  * - `unavailable`: the zone is unreachable, overloaded (429/503) or its metadata unusable;
  * - `config`: this service's own configuration (no credentials, unreadable token file …);
- * - `untrusted_issuer`: with several zones, the subject token's `iss` names none of them (nothing was sent).
+ * - `untrusted_issuer`: with several zones, the subject token's `iss` (or the `zone` asked for) names none of them (nothing was sent);
+ * - `zone_required`: with several zones, a grant that names no zone (`ClientCredentialsService`,
+ *   `ImpersonationService`) was asked for outside any call verified at one of them (nothing was sent).
  * @publicApi
  */
-export type TokenExchangeErrorKind = 'oauth' | 'invalid_response' | 'network' | 'timeout' | 'unavailable' | 'config' | 'untrusted_issuer';
+export type TokenExchangeErrorKind =
+  | 'oauth' | 'invalid_response' | 'network' | 'timeout' | 'unavailable' | 'config' | 'untrusted_issuer' | 'zone_required';
 
 /**
  * Thrown by `TokenExchangeService.exchange()`. The message never holds a token, secret, assertion or

@@ -86,7 +86,8 @@ export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchan
       // RFC 8693 §2.2.2: the subject token is unacceptable here; no error code in the challenge (I14).
       return { status: 403, body: { error: 'forbidden', error_description: 'The access token cannot be used for this operation' }, challenge: new MissingCredentialsException() };
     }
-    if (error.kind === 'config' || (error.kind === 'oauth' && CONFIGURATION_CODES.has(error.code ?? ''))) {
+    // `zone_required`: the app asked for a grant without naming a zone where none can be inferred.
+    if (error.kind === 'config' || error.kind === 'zone_required' || (error.kind === 'oauth' && CONFIGURATION_CODES.has(error.code ?? ''))) {
       return { status: 500, body: { error: 'server_error', error_description: 'The service is misconfigured' } };
     }
     if (error.kind === 'unavailable') {

@@ -11,6 +11,7 @@ import { TrustedZones, type TrustedZone } from '../zone/trusted-zones.js';
 import { BoundedCache } from './bounded-cache.js';
 import type { ClientAuthentication } from './client-authentication.js';
 import type { ExchangedToken } from './exchanged-token.interface.js';
+import { servingIssuer } from './serving-zone.js';
 import { SharedExchangeCache } from './shared-exchange-cache.js';
 import { TokenExchangeError } from './token-exchange.error.js';
 
@@ -68,7 +69,7 @@ class AttemptFailure extends Error {
  * `expires_in` minus a margin, and single flight for identical concurrent requests. This is the one
  * place where issued tokens are cached: with an `exchangeStore`, a cache shared with the other
  * instances sits behind the in-process one, for every grant. With several zones each request goes
- * to the zone its grant names ({@link zoneOfSubjectToken}, {@link zoneNamed}), with that zone's
+ * to the zone its grant names ({@link zoneOfSubjectToken}, {@link zoneFor}), with that zone's
  * credentials.
  * @internal
  */
@@ -120,18 +121,19 @@ export class TokenRequestClient {
   }
 
   /**
-   * The trusted zone whose issuer is exactly `issuer` (e.g. a verified token's `agent.issuer`), or
-   * the first configured zone when `issuer` is undefined.
-   * @throws TokenExchangeError `untrusted_issuer` when `issuer` names no trusted zone.
+   * The zone a grant that names no subject token asks (decision Q22): the one named by `zone` (an
+   * issuer, exactly as configured); else, with one zone, that zone; else the zone that issued the
+   * token of the call being served ({@link servingIssuer}). Outside a verified call, with several
+   * zones, no zone is guessed: the first one would act for whichever tenant happens to be listed first.
+   * @throws TokenExchangeError `untrusted_issuer` when `zone` names no trusted zone, `zone_required`
+   *   when several zones are trusted and neither `zone` nor a served call names one.
    */
-  zoneNamed(issuer: string | undefined): TrustedZone {
-    if (issuer === undefined) return this.zones.all[0];
-    return this.zones.forIssuer(issuer) ?? untrusted("'zone' names no trusted zone");
-  }
-
-  /** How many zones are trusted (grants that must not guess a zone check it). */
-  get zoneCount(): number {
-    return this.zones.all.length;
+  zoneFor(zone: string | undefined): TrustedZone {
+    if (zone !== undefined) return this.zones.forIssuer(zone) ?? untrusted("'zone' names no trusted zone");
+    if (this.zones.only) return this.zones.only;
+    const serving = this.zones.forIssuer(servingIssuer());
+    if (serving) return serving;
+    throw new TokenExchangeError("several zones are trusted: name the zone to ask ('zone'), or call from a request verified at one", 'zone_required');
   }
 
   private async fromSharedOrZone(request: TokenGrantRequest): Promise<Performed> {

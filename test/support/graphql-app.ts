@@ -5,6 +5,8 @@ import { Args, Field, GraphQLModule, Mutation, ObjectType, Query, Resolver, Subs
 import { MercuriusDriver, type MercuriusDriverConfig } from '@nestjs/mercurius';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
+import { createClient } from 'graphql-ws';
+import WebSocket from 'ws';
 import {
   Agent, KEYCARD_CLOCK, KeycardConnections, KeycardModule, Public, RequireScopes,
   type AgentContext, type Clock, type GraphQLWsHooks, type KeycardModuleOptions, type MercuriusSubscriptionHooks,
@@ -185,4 +187,27 @@ export async function postGraphQL(url: string, query: string, token?: string): P
   });
   const text = await res.text();
   return { status: res.status, challenge: parseChallenge(res.headers.get('www-authenticate') ?? undefined), text, body: JSON.parse(text) as GraphQLAnswer['body'] };
+}
+
+/**
+ * The first result of `query` (a query or a subscription) sent over graphql-ws to `wsUrl` with the
+ * real `graphql-ws` client; the client is disposed afterwards.
+ * @throws what the client reports (a refused or closed connection) before any result.
+ */
+export async function firstGraphQLWsResult(wsUrl: string, connectionParams: Record<string, unknown>, query: string): Promise<GraphQLAnswer['body']> {
+  const client = createClient({ url: wsUrl, webSocketImpl: WebSocket, connectionParams, retryAttempts: 0, lazy: true });
+  try {
+    return await new Promise<GraphQLAnswer['body']>((resolve, reject) => {
+      const stop = client.subscribe<Record<string, unknown>>({ query }, {
+        next: (value) => {
+          stop();
+          resolve(value as GraphQLAnswer['body']);
+        },
+        error: (error: unknown) => reject(error instanceof Error ? error : new Error(`graphql-ws: ${JSON.stringify(error)}`)),
+        complete: () => reject(new Error('graphql-ws: completed without a result')),
+      });
+    });
+  } finally {
+    await client.dispose();
+  }
 }

@@ -12,7 +12,9 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { McpController, McpHttpControllerFor, McpStrategy, StreamableHttpTransport, Tool } from '@rekog/mcp-nest';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Agent, KeycardModule, McpEndpoint, Public, RequireScopes, type AgentContext, type McpAuthInfo } from '../../lib/index.js';
+import {
+  Agent, KeycardModule, McpEndpoint, Public, RequireScopes, type AgentContext, type KeycardModuleOptions, type McpAuthInfo,
+} from '../../lib/index.js';
 import { CapturingLogger, type AdapterName } from './keycard-app.js';
 
 export interface McpAppOptions {
@@ -24,6 +26,10 @@ export interface McpAppOptions {
   inheritAppConfig?: boolean;
   /** `self`: mcp-nest's quick start (no controller claims the transport). @default 'controller' */
   mount?: 'controller' | 'self';
+  /** More `@McpController()` classes with tools, beside the orders tools. */
+  tools?: Type[];
+  /** Module options instead of `zoneUrl` (e.g. `zones`); the resources stay {@link resourcesOf}. */
+  keycard?: Omit<KeycardModuleOptions, 'logger' | 'resource'>;
 }
 
 export interface RunningMcpApp {
@@ -73,7 +79,7 @@ export async function startMcpApp(options: McpAppOptions): Promise<RunningMcpApp
     }
   }
 
-  const controllers: Type[] = [OrderTools, sdkMcpController(sdkAuthInfos), PlainController];
+  const controllers: Type[] = [OrderTools, ...(options.tools ?? []), sdkMcpController(sdkAuthInfos), PlainController];
   if (options.mount !== 'self') {
     @RequireScopes('mcp:tools')
     @Controller('mcp')
@@ -82,7 +88,7 @@ export async function startMcpApp(options: McpAppOptions): Promise<RunningMcpApp
   }
 
   @Module({
-    imports: [KeycardModule.forRoot({ zoneUrl: options.zoneUrl, resource: resourcesOf(options.port), logger })],
+    imports: [KeycardModule.forRoot({ ...(options.keycard ?? { zoneUrl: options.zoneUrl }), resource: resourcesOf(options.port), logger })],
     controllers,
   })
   class AppModule {}
