@@ -1,26 +1,32 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Optional } from '@nestjs/common';
 import { HealthIndicatorService } from '@nestjs/terminus';
 import type { Clock } from '../clock.js';
-import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
+import { FETCH_TIMEOUT_MS, KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { fetchZoneJson, ZoneFetchError } from '../zone/zone-fetch.js';
 import { TrustedZones, type TrustedZone } from '../zone/trusted-zones.js';
+import { KeptAnswer } from './kept-answer.js';
+import { healthCacheWindows, KEYCARD_HEALTH_OPTIONS, type HealthCacheWindows, type KeycardHealthOptions } from './keycard-health-options.js';
+
+/** What one zone answered: reachable with its key count, or not with a reason. */
+type ZoneAnswer = { readonly up: true; readonly keys: number } | { readonly up: false; readonly reason: string };
 
 /** What one zone's check found. */
-interface ZoneHealth {
-  readonly up: boolean;
-  readonly issuer: string;
-  readonly keys?: number;
-  readonly keysAgeSeconds: number | null;
-  readonly reason?: string;
-}
+type ZoneHealth = ZoneAnswer & { readonly issuer: string; readonly keysAgeSeconds: number | null };
 
 /**
- * `@nestjs/terminus` health indicator of the Keycard zone. Each check asks the zone now, with the
- * module's fetch rules (5 s deadline, 1 MiB cap, no redirects): its metadata (RFC 8414, issuer
- * equal to `zoneUrl`, same-origin `jwks_uri`) and its JWKS (a JSON Web Key Set) must answer.
- * It reports the age of the keys the guard verifies with. With several zones (`zones` option) every
- * zone is checked, and the indicator is up only when all are (`zones` lists each one's result).
+ * `@nestjs/terminus` health indicator of the Keycard zone. A check asks the zone, with the module's
+ * fetch rules (no redirects, 1 MiB cap) and one 5 s deadline for the whole check: its metadata
+ * (RFC 8414, issuer equal to `zoneUrl`, same-origin `jwks_uri`) and its JWKS (a JSON Web Key Set)
+ * must answer. It reports the age of the keys the guard verifies with. With several zones (`zones`
+ * option) every zone is checked, and the indicator is up only when all are (`zones` lists each
+ * one's result).
+ *
+ * The zone's answer is kept (decision Q23): `up` for 10 s, `down` for 2 s by default (see
+ * {@link KeycardHealthOptions}, provided under `KEYCARD_HEALTH_OPTIONS`), and checks that arrive
+ * while the zone is being asked share that one round trip, so a probe storm on a public `/health`
+ * costs the zone at most one metadata and one JWKS request per window. Time is the module's clock
+ * (`KEYCARD_CLOCK`). `keysAgeSeconds` is read on every check.
  *
  * `down` means the zone cannot be reached now; the guard still verifies with cached keys for up to
  * 70 minutes (10 min cache + 60 min while the zone fails), so use it for alerting or a status page
@@ -32,16 +38,23 @@ interface ZoneHealth {
  * // in HealthController: @Public() @Get('health') @HealthCheck()
  * // check() { return this.health.check([() => this.keycard.isHealthy()]); }
  * ```
+ * @throws TypeError at bootstrap when a window in `KEYCARD_HEALTH_OPTIONS` is not a finite number ≥ 0.
  * @publicApi
  */
 @Injectable()
 export class KeycardHealthIndicator {
+  private readonly windows: HealthCacheWindows;
+  private readonly answers = new Map<TrustedZone, KeptAnswer<ZoneAnswer>>();
+
   constructor(
     private readonly health: HealthIndicatorService,
     private readonly zones: TrustedZones,
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
     @Inject(KEYCARD_CLOCK) private readonly clock: Clock,
-  ) {}
+    @Optional() @Inject(KEYCARD_HEALTH_OPTIONS) healthOptions?: KeycardHealthOptions,
+  ) {
+    this.windows = healthCacheWindows(healthOptions);
+  }
 
   /**
    * @param key the key of this indicator in the health result. @default 'keycard'
@@ -61,17 +74,47 @@ export class KeycardHealthIndicator {
   }
 
   private async check(zone: TrustedZone): Promise<ZoneHealth> {
+    const answer = await this.answerOf(zone).get();
     const fetchedAt = zone.keys.keysFetchedAt;
     const keysAgeSeconds = fetchedAt === undefined ? null : Math.round((this.clock.now() - fetchedAt) / 1000);
-    const issuer = zone.issuer;
+    return { ...answer, issuer: zone.issuer, keysAgeSeconds };
+  }
+
+  private answerOf(zone: TrustedZone): KeptAnswer<ZoneAnswer> {
+    let answer = this.answers.get(zone);
+    if (!answer) {
+      answer = new KeptAnswer({
+        ask: () => this.ask(zone),
+        keepMs: (kept) => (kept.up ? this.windows.upMs : this.windows.downMs),
+        now: () => this.clock.now(),
+      });
+      this.answers.set(zone, answer);
+    }
+    return answer;
+  }
+
+  /** Asks the zone once, within one deadline for metadata and JWKS together. Never rejects. */
+  private async ask(zone: TrustedZone): Promise<ZoneAnswer> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<ZoneAnswer>((resolve) => {
+      timer = setTimeout(() => resolve({ up: false, reason: `the zone did not answer within ${FETCH_TIMEOUT_MS / 1000} s` }), FETCH_TIMEOUT_MS);
+    });
+    try {
+      return await Promise.race([this.probe(zone), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async probe(zone: TrustedZone): Promise<ZoneAnswer> {
     try {
       const metadata = await zone.metadata.probe();
       const jwks = (await fetchZoneJson(this.options.fetch, metadata.jwksUri)) as { keys?: unknown } | null;
       if (!Array.isArray(jwks?.keys)) throw new ZoneFetchError('the zone key set is not a JSON Web Key Set');
-      return { up: true, issuer, keys: jwks.keys.length, keysAgeSeconds };
+      return { up: true, keys: jwks.keys.length };
     } catch (error) {
       const reason = error instanceof ZoneFetchError || error instanceof TypeError ? error.message : 'zone unreachable';
-      return { up: false, issuer, reason, keysAgeSeconds };
+      return { up: false, reason };
     }
   }
 }

@@ -5,6 +5,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { isLoopbackHost } from '../loopback.js';
 import { signJws, verifyJws } from '../jws-crypto.js';
 import type { KeycardModuleOptions } from '../interfaces/keycard-module-options.interface.js';
+import { parseTokenForm } from './token-form.js';
 import { TokenEndpoint, type ImpersonationPolicy, type PendingCode, type RecordedTokenRequest, type TestZoneClient } from './token-endpoint.js';
 
 /** A fault a test zone endpoint can be switched to (catalogue §E, §F). */
@@ -16,7 +17,9 @@ export type ZoneFault =
   | { kind: 'status'; status: number; body?: string; contentType?: string; headers?: Record<string, string>; times?: number }
   | { kind: 'redirect'; location: string }
   | { kind: 'json'; body: unknown } // a 200 JSON answer of the test's choosing
-  | { kind: 'oversized'; bytes: number }; // a 200 JSON answer larger than any cap
+  | { kind: 'oversized'; bytes: number } // a 200 JSON answer larger than any cap
+  | { kind: 'throw' } // the endpoint's handler throws a plain Error (the zone answers 500)
+  | { kind: 'reject' }; // the endpoint's handler rejects asynchronously (the zone answers 500)
 
 /** The zone endpoints a fault can be set on. */
 export type ZoneEndpoint = 'metadata' | 'oidc' | 'jwks' | 'token';
@@ -96,6 +99,11 @@ export class TestZone {
   authorizeError?: string;
   /** Every request the token endpoint received (headers and decoded form), oldest first. */
   readonly tokenRequests: RecordedTokenRequest[] = [];
+  /**
+   * What endpoint handlers threw or rejected (a fault of kind `throw`/`reject`, or a bug), oldest
+   * first. Each such request was answered 500 `{"error":"server_error"}`; the zone kept serving.
+   */
+  readonly handlerErrors: unknown[] = [];
   /** Fault per endpoint; `undefined` serves normally. */
   readonly faults: Partial<Record<ZoneEndpoint, ZoneFault>> = {};
   /** When set, served as the JWKS body instead of the zone's keys. */
@@ -165,7 +173,7 @@ export class TestZone {
       zone.sockets.add(socket);
       socket.once('close', () => zone.sockets.delete(socket));
     });
-    server.on('request', (req, res) => zone.handle(req, res));
+    server.on('request', (req, res) => zone.answer(req, res));
     return zone;
   }
 
@@ -330,6 +338,7 @@ export class TestZone {
     this.counts.metadata = this.counts.oidc = this.counts.jwks = this.counts.token = this.counts.authorize = 0;
     this.authorizeError = undefined;
     this.tokenRequests.length = 0;
+    this.handlerErrors.length = 0;
     this.refusals.clear();
     this.impersonation = this.options.impersonation ?? 'refused';
   }
@@ -340,7 +349,20 @@ export class TestZone {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
+  /**
+   * Every request runs here. Whatever an endpoint handler throws or rejects is answered 500 with a
+   * fixed body for that request alone, so a fault or a bug never becomes an unhandled rejection
+   * that ends the test (or demo) process hosting the zone.
+   */
+  private answer(req: IncomingMessage, res: ServerResponse): void {
+    (async () => this.route(req, res))().catch((error: unknown) => {
+      this.handlerErrors.push(error);
+      if (res.headersSent) res.destroy();
+      else sendJson(res, 500, { error: 'server_error' });
+    });
+  }
+
+  private route(req: IncomingMessage, res: ServerResponse): Promise<void> | void {
     const path = (req.url ?? '/').split('?')[0];
     const issuerPath = new URL(this.issuer).pathname.replace(/\/$/, '');
     if (path === `/.well-known/oauth-authorization-server${issuerPath}`) {
@@ -353,8 +375,7 @@ export class TestZone {
     }
     if (path === '/token' && req.method === 'POST') {
       this.counts.token += 1;
-      void this.serveToken(req, res);
-      return;
+      return this.serveToken(req, res);
     }
     if (path === '/authorize' && req.method === 'GET') {
       this.counts.authorize += 1;
@@ -417,22 +438,14 @@ export class TestZone {
   }
 
   private async serveToken(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req) {
-      size += (chunk as Buffer).length;
-      if (size > 64 * 1024) {
-        sendJson(res, 413, { error: 'invalid_request' });
-        return;
-      }
-      chunks.push(chunk as Buffer);
-    }
-    const form = Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString('utf8')));
-    this.tokenRequests.push({ headers: req.headers, form });
-    this.serve('token', res, () => this.tokenEndpoint.handle(req.headers, form));
+    const body = await readBody(req, TOKEN_BODY_LIMIT);
+    if (body === undefined) return sendJson(res, 413, { error: 'invalid_request' });
+    const form = parseTokenForm(req.headers['content-type'], body);
+    if (form) this.tokenRequests.push({ headers: req.headers, form });
+    return this.serve('token', res, () => this.tokenEndpoint.handle(req.headers, form));
   }
 
-  private serve(endpoint: ZoneEndpoint, res: ServerResponse, answer: () => ZoneAnswer): void {
+  private async serve(endpoint: ZoneEndpoint, res: ServerResponse, answer: () => ZoneAnswer): Promise<void> {
     const fault = this.faults[endpoint];
     if (fault?.kind === 'status' && fault.times !== undefined && --fault.times <= 0) delete this.faults[endpoint];
     if (!fault) return sendAnswer(res, answer());
@@ -442,11 +455,9 @@ export class TestZone {
         return;
       case 'hang':
         return;
-      case 'slow': {
-        const timer = setTimeout(() => sendAnswer(res, answer()), fault.delayMs);
-        this.timers.add(timer);
-        return;
-      }
+      case 'slow':
+        await this.delay(fault.delayMs);
+        return sendAnswer(res, answer());
       case 'drip': {
         res.writeHead(200, { 'content-type': 'application/json' });
         const timer = setInterval(() => res.write(' '), fault.intervalMs);
@@ -468,7 +479,23 @@ export class TestZone {
         res.writeHead(200, { 'content-type': 'application/json' });
         res.end(`{"keys":[],"pad":"${'x'.repeat(fault.bytes)}"}`);
         return;
+      case 'throw':
+        throw new Error(`TestZone fault: the ${endpoint} handler threw`);
+      case 'reject':
+        await this.delay(0);
+        throw new Error(`TestZone fault: the ${endpoint} handler rejected`);
     }
+  }
+
+  /** Resolves after `ms`, or never when the zone stops first. */
+  private delay(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.timers.delete(timer);
+        resolve();
+      }, ms);
+      this.timers.add(timer);
+    });
   }
 }
 
@@ -477,6 +504,30 @@ interface ZoneAnswer {
   status: number;
   body: unknown;
   headers?: Record<string, string>;
+}
+
+/** The largest token request body the zone reads; a larger one is answered 413. */
+const TOKEN_BODY_LIMIT = 64 * 1024;
+
+/**
+ * A request body as text, or undefined when it exceeds `limit` bytes. The rest of an oversized body
+ * is drained, not read, so the client still receives the answer rather than a reset connection.
+ */
+function readBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const collect = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= limit) return void chunks.push(chunk);
+      req.off('data', collect);
+      req.resume();
+      resolve(undefined);
+    };
+    req.on('data', collect);
+    req.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.once('error', reject);
+  });
 }
 
 function sendAnswer(res: ServerResponse, answer: ZoneAnswer): void {

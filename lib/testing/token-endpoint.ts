@@ -1,6 +1,8 @@
 import { createHash, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { verifyJws } from '../jws-crypto.js';
 import type { IncomingHttpHeaders } from 'node:http';
+import { OAuthError } from './oauth-error.js';
+import { tryFormDecode } from './token-form.js';
 
 /** A client the test zone knows, with the ways it may authenticate. */
 export interface TestZoneClient {
@@ -55,22 +57,29 @@ export interface TokenIssuer {
 /** The zone's policy for substitute-user exchanges (impersonation). */
 export type ImpersonationPolicy = 'allowed' | 'refused';
 
-export class OAuthError extends Error {
-  constructor(
-    readonly status: number,
-    readonly error: string,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(error);
-  }
-}
-
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const SUBSTITUTE_USER_TOKEN_TYPE = 'urn:keycard:params:oauth:token-type:substitute-user';
 
-const formDecode = (value: string) => decodeURIComponent(value.replace(/\+/g, ' '));
+/** RFC 6749 §5.2: a failed `client_secret_basic` is a 401 with the scheme's challenge. */
+const basicRefusal = () => new OAuthError(401, 'invalid_client', { 'WWW-Authenticate': 'Basic realm="test-zone"' });
+
+/**
+ * `client_secret_basic` credentials (RFC 6749 §2.3.1, RFC 7617): undefined when the header is not
+ * the Basic scheme. A Basic header that is not base64 of `id:secret`, each form-encoded, is refused.
+ * @throws OAuthError 401 `invalid_client`
+ */
+function basicCredentials(header: string | undefined): { id: string; secret: string } | undefined {
+  if (!/^basic(?: |$)/i.test(header ?? '')) return undefined;
+  const encoded = /^basic +([A-Za-z0-9+/]+={0,2})$/i.exec(header!)?.[1];
+  const decoded = encoded === undefined ? '' : Buffer.from(encoded, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':'); // the id has no colon; the secret may (RFC 7617 §2)
+  const id = colon === -1 ? undefined : tryFormDecode(decoded.slice(0, colon));
+  const secret = colon === -1 ? undefined : tryFormDecode(decoded.slice(colon + 1));
+  if (id === undefined || secret === undefined) throw basicRefusal();
+  return { id, secret };
+}
 
 function sameSecret(a: string, b: string): boolean {
   const left = Buffer.from(a);
@@ -88,9 +97,14 @@ export class TokenEndpoint {
     private readonly clients: readonly TestZoneClient[],
   ) {}
 
-  /** Answers one form-encoded request: the JSON body and status to send. */
-  handle(headers: IncomingHttpHeaders, form: Record<string, string>): { status: number; body: unknown; headers?: Record<string, string> } {
+  /**
+   * Answers one token request: the JSON body and status to send. `form` is the body as
+   * `parseTokenForm` read it, undefined when malformed (400 `invalid_request`). Malformed
+   * input is always an OAuth error (400 `invalid_request`, 401 `invalid_client`), never a throw.
+   */
+  handle(headers: IncomingHttpHeaders, form: Record<string, string> | undefined): { status: number; body: unknown; headers?: Record<string, string> } {
     try {
+      if (!form) throw new OAuthError(400, 'invalid_request');
       const client = this.authenticate(headers, form);
       if (form.grant_type === 'client_credentials') return this.clientCredentials(client, form);
       if (form.grant_type === TOKEN_EXCHANGE) return this.tokenExchange(client, form);
@@ -103,8 +117,8 @@ export class TokenEndpoint {
   }
 
   private authenticate(headers: IncomingHttpHeaders, form: Record<string, string>): TestZoneClient {
-    const basic = /^Basic ([A-Za-z0-9+/=]+)$/.exec(headers.authorization ?? '');
-    const methods = [basic, form.client_secret, form.client_assertion].filter((m) => m !== undefined && m !== null);
+    const basic = basicCredentials(headers.authorization);
+    const methods = [basic, form.client_secret, form.client_assertion].filter((m) => m !== undefined);
     if (methods.length === 0) {
       // A public client identifies itself by client_id alone (RFC 6749 §2.1); PKCE protects the code.
       const client = this.clients.find((c) => c.public && c.clientId === form.client_id);
@@ -112,11 +126,8 @@ export class TokenEndpoint {
     }
     if (methods.length !== 1) throw new OAuthError(methods.length > 1 ? 400 : 401, methods.length > 1 ? 'invalid_request' : 'invalid_client');
     if (basic) {
-      const [id, secret] = Buffer.from(basic[1], 'base64').toString('utf8').split(':').map(formDecode);
-      const client = this.clients.find((c) => c.clientId === id);
-      if (!client?.clientSecret || secret === undefined || !sameSecret(client.clientSecret, secret)) {
-        throw new OAuthError(401, 'invalid_client', { 'WWW-Authenticate': 'Basic realm="test-zone"' });
-      }
+      const client = this.clients.find((c) => c.clientId === basic.id);
+      if (!client?.clientSecret || !sameSecret(client.clientSecret, basic.secret)) throw basicRefusal();
       return client;
     }
     if (form.client_secret !== undefined) {
