@@ -249,7 +249,7 @@ describe.each(SERVERS)('GraphQL: %s', (_name, server) => {
       record('graphql query Shop', 401, ['Query.orders', 'Query.whoami']),
       record('graphql query anonymous', 401, ['Query.whoami']),
       record('graphql batch', 200, ['Query.whoami']),
-      { ...record('graphql query Mine', 200), agent: 'agent-op', user: 'frank', scopes: ['orders:read'], tokenId: expect.any(String) },
+      { ...record('graphql query Mine', 200), issuer: expect.any(String), agent: 'agent-op', user: 'frank', scopes: ['orders:read'], tokenId: expect.any(String) },
     ]);
     expectNoLeak(audit, [token], api.logger.lines);
   });
@@ -517,7 +517,7 @@ describe.each(SUBSCRIPTION_SERVERS)('GraphQL subscriptions over graphql-ws (%s)'
     const opened = await subscribe({ token: valid }, 'subscription { ticks }', (o) => o.events.length >= 1);
     expect(opened.events).toEqual(['tick-0']);
     const connection = (status: number, reason: string) => ({ event: 'keycard.audit', method: 'GRAPHQL-WS', route: 'connection', status, reason, durationMs: expect.any(Number) });
-    const agent = { agent: 'agent-gws', user: 'erin', scopes: ['orders:read'], tokenId: expect.any(String) };
+    const agent = { issuer: expect.any(String), agent: 'agent-gws', user: 'erin', scopes: ['orders:read'], tokenId: expect.any(String) };
     expect(auditSince(api, before)).toEqual([
       connection(401, 'no_credentials'),
       connection(401, 'signature_invalid'),

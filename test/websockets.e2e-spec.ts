@@ -396,7 +396,7 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s', 
       refused(400, 'multiple_tokens'),
       refused(503, 'zone_unavailable'),
       {
-        event: 'keycard.audit', agent: 'agent-hs', user: 'carol', session: 'sess-hs', scopes: ['orders:read'], tokenId: expect.any(String),
+        event: 'keycard.audit', issuer: zone.issuer, agent: 'agent-hs', user: 'carol', session: 'sess-hs', scopes: ['orders:read'], tokenId: expect.any(String),
         method: 'WS', route: `connection ${platform}`, status: 101, durationMs: expect.any(Number),
       },
       expect.objectContaining({ agent: 'agent-hs', method: 'WS', route: 'whoami', status: 200 }),
@@ -418,7 +418,7 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s', 
     const lines = api.logger.lines.slice(before);
     expect(lines.filter((l) => l.startsWith('denied '))).toEqual([expect.stringMatching(/^denied ws whoami status=401 reason=expired agent=agent-exp user=dave jti=\S+$/)]);
     expect(auditSince(api, before)).toEqual([{
-      event: 'keycard.audit', agent: 'agent-exp', user: 'dave', scopes: ['orders:read'], tokenId: expect.any(String),
+      event: 'keycard.audit', issuer: zone.issuer, agent: 'agent-exp', user: 'dave', scopes: ['orders:read'], tokenId: expect.any(String),
       method: 'WS', route: 'whoami', status: 401, reason: 'expired', durationMs: expect.any(Number),
     }]);
     expectNoLeak(lines, [token], api.logger.lines);

@@ -15,6 +15,9 @@ import { rawRequestOf } from './resource-resolver.js';
 /** One audit line: who did what, with which outcome. Never the token. */
 export interface AuditRecord {
   event: 'keycard.audit';
+  /** `iss` of the verified token: `agent` and `user` are unique only at their issuer (catalogue O15). */
+  issuer?: string;
+  /** `client_id` of the verified token. */
   agent?: string;
   user?: string;
   session?: string;
@@ -178,6 +181,7 @@ export class AuditTrail {
     // Claims and call names are the client's: capped, so a 100 KB `sub` is not a 100 KB record.
     const record: AuditRecord = {
       event: 'keycard.audit',
+      issuer: logCapped(agent?.issuer),
       agent: logCapped(agent?.clientId),
       user: logCapped(agent?.subject),
       session: logCapped(agent?.sessionId),
