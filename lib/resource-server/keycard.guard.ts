@@ -21,7 +21,6 @@ import { peekRequestState, requestState } from './request-state.js';
 import { type RouteRules, RouteRulesRegistry } from './route-rules.registry.js';
 import { TokenVerifier } from './token-verifier.js';
 import { McpTools } from '../mcp/mcp-tools.js';
-import { rawRequestOf } from './resource-resolver.js';
 
 /**
  * The global guard `KeycardModule` binds with `APP_GUARD`. Every route, resolver, gateway message
@@ -160,7 +159,7 @@ export class KeycardGuard implements CanActivate {
       const token = kind.token(context, carrier);
       if (token === undefined) {
         // N12: a @Public() mcp-nest tool is called without a token; the rest of the endpoint is not.
-        if (rules.mcp !== undefined && this.mcp.toolOf((carrier as { body?: unknown }).body)?.isPublic === true) return true;
+        if (rules.mcp !== undefined && this.mcp.toolOf((carrier as { body?: unknown }).body)?.isPublic === true) return this.mcp.admittedAnonymous(carrier);
         throw new MissingCredentialsException();
       }
       // Once, at the first token answered over HTTP (pino-http binds its loggers to those requests only).
@@ -242,7 +241,7 @@ export class KeycardGuard implements CanActivate {
       throw new InsufficientScopeException(scopes);
     }
     if (rules.mcp !== undefined && token !== undefined && resource !== undefined) {
-      this.mcp.admitted(carrier as Record<PropertyKey, unknown>, rawRequestOf(carrier), rules.mcp, agent, token, resource);
+      this.mcp.admitted({ request: carrier, response: kind.httpResponse(context, carrier), rule: rules.mcp, agent, token, resource });
     }
     carrier.user = agent;
     if (kind.sharedCarrier) this.admittedCalls.add(context.getArgs());
