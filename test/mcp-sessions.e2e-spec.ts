@@ -232,6 +232,30 @@ describe.each(ADAPTERS)('MCP sessions over %s', (adapter) => {
       }
     });
 
+    it('O11 mcp-nest stateful: its standalone GET SSE stream ends at expiry; the next POST with Ts → 401 invalid_token', async () => {
+      const mcpUrl = `${api.url}/mcp`;
+      const exp = Math.floor(Date.now() / 1000) + 2;
+      const token = zone.issueToken({ aud: mcpUrl, scope: 'mcp:tools', client_id: 'agent-a', sub: 'alice', exp });
+      const initialize = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } };
+      const opened = await send(mcpUrl, 'POST', '/mcp', [
+        ['Content-Type', 'application/json'],
+        ['Accept', 'application/json, text/event-stream'],
+        ['Authorization', `Bearer ${token}`],
+      ], JSON.stringify(initialize));
+      const session = opened.headers['mcp-session-id'] as string;
+      expect(session).toEqual(expect.any(String));
+      await inSession(mcpUrl, { token, session, body: { jsonrpc: '2.0', method: 'notifications/initialized' } });
+
+      // Resolves when the server ends the stream.
+      const stream = await inSession(mcpUrl, { method: 'GET', token, session });
+      const endedAt = Date.now();
+      expect(stream.status).toBe(200);
+      expect(stream.headers['content-type']).toContain('text/event-stream');
+      expect(endedAt).toBeGreaterThanOrEqual(exp * 1000);
+      expect(endedAt).toBeLessThanOrEqual(exp * 1000 + 500);
+      expectOutcome(await inSession(mcpUrl, { token, session, body: WHOAMI }), '401 IT scope=mcp:tools', `${api.url}/.well-known/oauth-protected-resource/mcp`, [token], api.logger.lines);
+    });
+
     it('O11 a tools/call whose POST response streams SSE progress: 0 late events, the stream closed at expiry; the next POST with Ts → 401 invalid_token', async () => {
       const { token, expMs } = shortToken();
       const progress: number[] = [];
