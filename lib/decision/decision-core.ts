@@ -8,7 +8,6 @@ import { isVerifiedAgent } from '../resource-server/access-token-rules.js';
 import { AdmittedCalls } from '../resource-server/admitted-calls.js';
 import { type DenialReason, InsufficientScopeException } from '../resource-server/keycard.exceptions.js';
 import { requestState } from '../resource-server/request-state.js';
-import { rawRequestOf } from '../resource-server/resource-resolver.js';
 import { RouteRulesRegistry } from '../resource-server/route-rules.registry.js';
 import { TokenVerifier } from '../resource-server/token-verifier.js';
 import { Call } from './call.js';
@@ -80,7 +79,7 @@ export class DecisionCore {
     if (earlier !== undefined) return this.rejudge(call, judge, earlier);
     try {
       const agent = this.verification.agentOf(call);
-      if (agent === ANONYMOUS) return this.admitPublic(call);
+      if (agent === ANONYMOUS) return this.mcp.admittedAnonymous(call.carrier) && this.admitPublic(call);
       if (!(agent instanceof Promise)) return this.admit(call, judge, agent);
       return agent.then(
         (verified) => this.admitOrRefuse(call, judge, verified),
@@ -187,7 +186,7 @@ export class DecisionCore {
       throw new InsufficientScopeException(unmet);
     }
     if (rules.mcp !== undefined && call.token !== undefined && call.resource !== undefined) {
-      this.mcp.admitted(carrier as Record<PropertyKey, unknown>, rawRequestOf(carrier), rules.mcp, agent, call.token, call.resource);
+      this.mcp.admitted({ request: carrier, response: kind.httpResponse(context, carrier), rule: rules.mcp, agent, token: call.token, resource: call.resource });
     }
     carrier.user = agent;
     if (kind.sharedCarrier) judge.admittedCalls.add(context.getArgs(), call);

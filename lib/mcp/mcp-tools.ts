@@ -1,12 +1,20 @@
-import { type CanActivate, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
+import { type CanActivate, Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
 import { GUARDS_METADATA } from '@nestjs/common/constants.js';
 import { ModulesContainer } from '@nestjs/core';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { CarrierLifecycle } from '../decision/carrier-lifecycle.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
+import { KEYCARD_OPTIONS } from '../keycard.constants.js';
+import type { KeycardOptions } from '../keycard-options.js';
+import { logSafe } from '../logging/log-safe.js';
 import type { ProtectedResource } from '../resource-server/protected-resource.js';
+import { requestState } from '../resource-server/request-state.js';
+import { rawRequestOf } from '../resource-server/resource-resolver.js';
 import { RouteRulesRegistry, type RouteRules } from '../resource-server/route-rules.registry.js';
 import { McpAuthInfoCache } from './mcp-auth-info.js';
 import { extendsMcpNestBase, type McpEndpointRule } from './mcp-endpoint.decorator.js';
+import { McpSessions } from './mcp-sessions.js';
+import { endAtExpiry } from './mcp-stream-expiry.js';
 
 /** Metadata key of @rekog/mcp-nest's `@Tool()` (read by value: mcp-nest is never imported). */
 const MCP_NEST_TOOL = 'mcp:tool';
@@ -19,13 +27,27 @@ type ToolRule = Pick<RouteRules, 'isPublic' | 'scopes'>;
 /** The request a guard saw, as the MCP layer needs it. */
 type Carrier = Record<PropertyKey, unknown>;
 
+/** One request the guard admitted on an MCP endpoint, verified with `token` for `resource`. */
+export interface McpAdmission {
+  /** The framework's request (Express, Fastify). */
+  readonly request: object;
+  /** Where it is answered; `undefined` outside HTTP. */
+  readonly response: ServerResponse | undefined;
+  readonly rule: McpEndpointRule;
+  readonly agent: AgentContext;
+  readonly token: string;
+  readonly resource: ProtectedResource;
+}
+
 /**
  * MCP servers in the app (catalogue N11–N14). At bootstrap: finds the mcp-nest tools (`@Tool()`
  * methods of `@McpController()` classes) and their `@RequireScopes()` / `@Public()`, puts the guard
  * on every tool controller so each tool call is judged with or without `inheritAppConfig`, and fails
  * the bootstrap when tools exist but no guarded controller serves them (the quick start's
  * self-mounted endpoint, where no Nest guard runs). Per request (MCP endpoints only): the tool a
- * `tools/call` names, and what the MCP transport reads off the request (`auth`, `user`).
+ * `tools/call` names, what the MCP transport reads off the request (`auth`, `user`), the session
+ * the request names (only its owner's: {@link McpSessions}), and the end of its answer at the
+ * token's expiry ({@link endAtExpiry}).
  * The tool calls themselves are judged by the guard as `rpc` contexts (`lib/contexts/mcp.context.ts`).
  */
 @Injectable()
@@ -36,10 +58,13 @@ export class McpTools implements OnApplicationBootstrap {
   private readonly toolClasses = new Set<object>();
   private readonly endpointClasses: string[] = [];
   private readonly authInfos = new McpAuthInfoCache();
+  private readonly sessions = new McpSessions();
 
   constructor(
     modules: ModulesContainer,
     private readonly routeRules: RouteRulesRegistry,
+    private readonly lifecycle: CarrierLifecycle,
+    @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
   ) {
     for (const module of modules.values()) {
       for (const wrapper of module.controllers.values()) {
@@ -101,18 +126,42 @@ export class McpTools implements OnApplicationBootstrap {
   }
 
   /**
-   * After the guard admitted a request to an MCP endpoint: the agent on the Node request too (mcp-nest
-   * reads `user` there, also under Fastify), the metadata URL for mcp-nest's own step-up challenge,
-   * and `auth` in the SDK's `AuthInfo` shape when the route asks for it (built once per token).
+   * After the guard admitted a request to an MCP endpoint: the session it names must be its
+   * principal's (else the transport sees an unknown session: 404, audit reason
+   * `session_principal_mismatch`); its answer ends when the token expires; the agent goes on the
+   * Node request too (mcp-nest reads `user` there, also under Fastify), with the metadata URL for
+   * mcp-nest's own step-up challenge, and `auth` in the SDK's `AuthInfo` shape when the route asks
+   * for it (built once per token).
    */
-  admitted(request: Carrier, raw: IncomingMessage, rule: McpEndpointRule, agent: AgentContext, token: string, resource: ProtectedResource): void {
+  admitted(call: McpAdmission): void {
+    const { request, response, agent } = call;
+    const raw = rawRequestOf(request);
+    if (this.sessions.admit(raw, response, agent) === 'mismatch') this.refusedSession(request, raw, agent);
+    if (response !== undefined) endAtExpiry(this.lifecycle, response, agent);
     const node = raw as unknown as Carrier;
     node.user = agent;
-    node[MCP_NEST_RESOURCE_METADATA_URL] = resource.metadataUrl;
-    if (!rule.authInfo) return;
-    const info = this.authInfos.for(agent, token, resource);
+    node[MCP_NEST_RESOURCE_METADATA_URL] = call.resource.metadataUrl;
+    if (!call.rule.authInfo) return;
+    const info = this.authInfos.for(agent, call.token, call.resource);
     node.auth = info;
-    request.auth = info;
+    (request as Carrier).auth = info;
+  }
+
+  /**
+   * A tokenless call of a `@Public()` tool: admitted, but in no one's session (every session has an
+   * owner: an `initialize` without a token is refused). Always `true`.
+   */
+  admittedAnonymous(request: object): true {
+    const raw = rawRequestOf(request);
+    if (this.sessions.admit(raw, undefined, undefined) === 'mismatch') this.refusedSession(request, raw, undefined);
+    return true;
+  }
+
+  /** The session refusal, for the request's audit line (its status is the transport's 404) and the log. */
+  private refusedSession(request: object, raw: IncomingMessage, agent: AgentContext | undefined): void {
+    requestState(request).denial = 'session_principal_mismatch';
+    const who = agent === undefined ? '' : ` agent=${logSafe(agent.clientId)} user=${logSafe(agent.subject)} jti=${logSafe(agent.tokenId)}`;
+    this.options.logger.warn(`denied mcp ${logSafe(raw.method)} session status=404 reason=session_principal_mismatch${who}`);
   }
 
   private collectTools(type: new (...args: never[]) => object): void {

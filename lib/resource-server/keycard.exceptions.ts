@@ -28,7 +28,9 @@ export type DenialReason =
   | 'zone_unavailable'
   | 'resource_unconfigured'
   | 'unsupported_context'
-  | 'rate_limited';
+  | 'rate_limited'
+  /** An MCP session id presented by another principal than its owner's (answered as an unknown session, 404). */
+  | 'session_principal_mismatch';
 
 /**
  * The only texts ever sent as `error_description` (catalogue INV2): fixed, printable ASCII without
@@ -77,6 +79,8 @@ const DESCRIPTION_OF: Record<DenialReason, string> = {
   resource_unconfigured: ERROR_DESCRIPTIONS.misconfigured,
   unsupported_context: ERROR_DESCRIPTIONS.unsupportedContext,
   rate_limited: ERROR_DESCRIPTIONS.rateLimited,
+  // Never sent: the MCP transport answers it as an unknown session (catalogue Q19).
+  session_principal_mismatch: ERROR_DESCRIPTIONS.request,
 };
 
 /** Parameters of a `Bearer` challenge, in the order they are written. */

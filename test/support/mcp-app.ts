@@ -16,6 +16,7 @@ import {
   Agent, KeycardModule, McpEndpoint, Public, RequireScopes, type AgentContext, type KeycardModuleOptions, type McpAuthInfo,
 } from '../../lib/index.js';
 import { CapturingLogger, type AdapterName } from './keycard-app.js';
+import { sdkSessionController, type McpSessionLog } from './mcp-sdk-session.js';
 
 export interface McpAppOptions {
   adapter: AdapterName;
@@ -30,6 +31,14 @@ export interface McpAppOptions {
   tools?: Type[];
   /** Module options instead of `zoneUrl` (e.g. `zones`); the resources stay {@link resourcesOf}. */
   keycard?: Omit<KeycardModuleOptions, 'logger' | 'resource'>;
+  /** mcp-nest in stateful mode (sessions, SSE answers, the standalone `GET` stream). @default false */
+  stateful?: boolean;
+  /** Trust these zones instead of `zoneUrl` alone. */
+  zones?: string[];
+  /** @default the module's default */
+  clockToleranceSeconds?: number;
+  /** @default false */
+  auditLog?: boolean;
 }
 
 export interface RunningMcpApp {
@@ -38,12 +47,14 @@ export interface RunningMcpApp {
   logger: CapturingLogger;
   /** `extra.authInfo` of every call of the SDK-transport tool `sdk_whoami`, in order. */
   sdkAuthInfos: (McpAuthInfo | undefined)[];
+  /** Tool runs (mcp-nest's `whoami` and the stateful SDK endpoint's tools) and closed responses of `/sdk-session`. */
+  sessionLog: McpSessionLog;
   close(): Promise<void>;
 }
 
 /** One resource per endpoint (catalogue Q17: a route is judged by the resource that covers it). */
 export function resourcesOf(port: number): string[] {
-  return ['mcp', 'sdk-mcp', 'plain'].map((path) => `http://127.0.0.1:${port}/${path}`);
+  return ['mcp', 'sdk-mcp', 'sdk-session', 'plain'].map((path) => `http://127.0.0.1:${port}/${path}`);
 }
 
 /** Text content of a tool result as JSON. */
@@ -52,17 +63,22 @@ export function toolJson(result: unknown): unknown {
   return JSON.parse(content[0]?.text ?? 'null');
 }
 
-/** A Nest app over loopback serving the mcp-nest server at /mcp and the SDK-transport server at /sdk-mcp. */
+/**
+ * A Nest app over loopback serving the mcp-nest server at /mcp, the stateless SDK-transport server
+ * at /sdk-mcp and the stateful one at /sdk-session.
+ */
 export async function startMcpApp(options: McpAppOptions): Promise<RunningMcpApp> {
   const logger = new CapturingLogger();
   const sdkAuthInfos: (McpAuthInfo | undefined)[] = [];
-  const transport = new StreamableHttpTransport();
+  const sessionLog: McpSessionLog = { runs: [], closed: [] };
+  const transport = new StreamableHttpTransport({ statefulMode: options.stateful ?? false });
   const strategy = new McpStrategy({ name: 'orders-mcp', version: '1.0.0', transports: [transport], logging: false });
 
   @McpController()
   class OrderTools {
     @Tool({ name: 'whoami', description: 'Who is calling, for whom' })
     whoami(@Agent() agent: AgentContext) {
+      sessionLog.runs.push(`whoami:${agent.subject}`);
       return { agent: agent.clientId, user: agent.subject, scopes: agent.scopes };
     }
 
@@ -79,7 +95,7 @@ export async function startMcpApp(options: McpAppOptions): Promise<RunningMcpApp
     }
   }
 
-  const controllers: Type[] = [OrderTools, ...(options.tools ?? []), sdkMcpController(sdkAuthInfos), PlainController];
+  const controllers: Type[] = [OrderTools, ...(options.tools ?? []), sdkMcpController(sdkAuthInfos), sdkSessionController('sdk-session', sessionLog), PlainController];
   if (options.mount !== 'self') {
     @RequireScopes('mcp:tools')
     @Controller('mcp')
@@ -88,7 +104,15 @@ export async function startMcpApp(options: McpAppOptions): Promise<RunningMcpApp
   }
 
   @Module({
-    imports: [KeycardModule.forRoot({ ...(options.keycard ?? { zoneUrl: options.zoneUrl }), resource: resourcesOf(options.port), logger })],
+    imports: [
+      KeycardModule.forRoot({
+        ...(options.keycard ?? (options.zones === undefined ? { zoneUrl: options.zoneUrl } : { zones: options.zones })),
+        resource: resourcesOf(options.port),
+        logger,
+        auditLog: options.auditLog ?? false,
+        ...(options.clockToleranceSeconds === undefined ? {} : { clockToleranceSeconds: options.clockToleranceSeconds }),
+      }),
+    ],
     controllers,
   })
   class AppModule {}
@@ -106,7 +130,7 @@ export async function startMcpApp(options: McpAppOptions): Promise<RunningMcpApp
     await app.close().catch(() => undefined);
     throw error;
   }
-  return { app, url: `http://127.0.0.1:${options.port}`, logger, sdkAuthInfos, close: () => app.close() };
+  return { app, url: `http://127.0.0.1:${options.port}`, logger, sdkAuthInfos, sessionLog, close: () => app.close() };
 }
 
 /** The MCP SDK's own transport in a Nest controller (stateless, JSON answers), as its docs show. */
