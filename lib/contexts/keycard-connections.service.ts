@@ -5,12 +5,18 @@ import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { AuditTrail } from '../resource-server/audit-trail.js';
 import { extractBearerToken } from '../resource-server/bearer-token.extractor.js';
-import { InvalidTokenException, type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
+import {
+  InvalidRequestException, InvalidTokenException, type KeycardException, MissingCredentialsException,
+} from '../resource-server/keycard.exceptions.js';
 import { TokenVerifier } from '../resource-server/token-verifier.js';
 import { CarrierLifecycle } from '../decision/carrier-lifecycle.js';
+import type { Principal } from '../decision/principal.js';
 import { connectionOf, setConnection } from './connection-state.js';
 import { connectionParamsToken, MERCURIUS_CONNECTION } from './graphql.context.js';
 import { KeycardContexts } from './keycard-contexts.js';
+import {
+  bindRecoveredSessions, deliverMissed, type IoSocket, ownsSession, recoveryOf, sendToSocket, withdraw,
+} from './socket-io-recovery.js';
 import { errorFields, handshakeToken } from './ws.context.js';
 
 /** The graphql-ws `Context` parts used here (`graphql-ws` is never imported). */
@@ -29,10 +35,25 @@ interface WsClient extends ClosableSocket {
 }
 
 /** The parts of a socket.io server `Socket` used here. */
-interface SocketIoSocket {
+interface SocketIoSocket extends IoSocket {
+  readonly request: IncomingMessage;
+  readonly connected: boolean;
   emit(event: string, data: unknown): unknown;
   disconnect(close: boolean): unknown;
   once(event: 'disconnect', listener: () => void): unknown;
+}
+
+/** One connection being opened, as {@link KeycardConnections.open} judges it. */
+interface Opening {
+  /** Reads the connection's token; `undefined` when it carries none. */
+  token: () => string | undefined;
+  request: IncomingMessage | undefined;
+  /** The call in log lines and audit records (`socket.io connection`). */
+  call: string;
+  /** Whether a connection without any token opens (without an agent). */
+  anonymous: boolean;
+  /** For a resumed session: the principal that holds it (`null`: anonymous); the connection must be that principal. */
+  owner?: Principal | null;
 }
 
 /** A graphql-ws server hook, typed loosely so the result fits `graphql-ws`'s `ServerOptions` without importing it. */
@@ -227,8 +248,8 @@ export class KeycardConnections {
   private async openGraphQLWs(ctx: GraphQLWsContext & object, anonymous: boolean): Promise<AgentContext | undefined | false> {
     const request = ctx.extra?.request;
     try {
-      const agent = await this.open(() => connectionParamsToken(ctx.connectionParams), request, 'graphql-ws connection', anonymous);
-      if (agent !== undefined) setConnection(ctx, { agent, request });
+      const agent = await this.open({ token: () => connectionParamsToken(ctx.connectionParams), request, call: 'graphql-ws connection', anonymous });
+      setConnection(ctx, { agent, request });
       return agent;
     } catch (denial) {
       ctx.extra?.socket?.close(CLOSE_CODE[(denial as KeycardException).getStatus()] ?? 1011, closeReason(denial as KeycardException));
@@ -294,15 +315,17 @@ export class KeycardConnections {
       const server = create(port, { ...serverOptions, verifyClient: both }) as Record<string, unknown>;
       const on = server.on as ((event: string, fn: (client: object, request: IncomingMessage) => void) => void) | undefined;
       if (typeof server.use === 'function') {
+        bindRecoveredSessions(server);
         (server.use as (mw: unknown) => void)(middleware);
-        on?.call(server, 'connection', (socket) => this.endSocketIoAtExpiry(socket as SocketIoSocket));
+        // Registered before Nest's own listener: a recovered socket is judged before any handler sees it.
+        on?.call(server, 'connection', (socket) => this.openSocketIo(socket as SocketIoSocket, anonymous));
       } else if (typeof on === 'function') {
         // Registered before Nest's own listener: the client carries its agent before any handler sees it.
         on.call(server, 'connection', (client, request) => {
           const state = connectionOf(request);
           if (state === undefined) return;
           setConnection(client, state);
-          (client as WsClient).once('close', this.atExpiry(state.agent, () => closeExpired(client as WsClient)));
+          if (state.agent !== undefined) (client as WsClient).once('close', this.atExpiry(state.agent, () => closeExpired(client as WsClient)));
         });
       }
       return server;
@@ -312,9 +335,9 @@ export class KeycardConnections {
 
   /** `ws` `verifyClient` (async form): refuses the upgrade with the HTTP status and challenge. */
   private readonly verifyClient = (info: { req: IncomingMessage }, done: VerifyDone, anonymous = false): void => {
-    this.open(() => extractBearerToken(info.req), info.req, 'ws connection', anonymous).then(
+    this.open({ token: () => extractBearerToken(info.req), request: info.req, call: 'ws connection', anonymous }).then(
       (agent) => {
-        if (agent !== undefined) setConnection(info.req, { agent, request: info.req });
+        setConnection(info.req, { agent, request: info.req });
         done(true);
       },
       (denial: KeycardException) => {
@@ -326,26 +349,71 @@ export class KeycardConnections {
 
   private readonly verifyClientOrAnonymous = (info: { req: IncomingMessage }, done: VerifyDone) => this.verifyClient(info, done, true);
 
-  /** socket.io middleware: the handshake is refused with `connect_error` `{ message, data }`. */
-  private readonly socketIoMiddleware = (socket: { request: IncomingMessage }, next: NextFn, anonymous = false): void => {
-    this.open(() => handshakeToken(socket), socket.request, 'socket.io connection', anonymous).then(
+  /**
+   * socket.io middleware: the handshake is refused with `connect_error` `{ message, data }`. A
+   * socket recovered from a session (connection-state recovery) is judged the same way, and must be
+   * the session's principal (O6–O8): else `connect_error` `invalid_request`.
+   */
+  private readonly socketIoMiddleware = (socket: SocketIoSocket, next: NextFn, anonymous = false): void => {
+    this.open(this.socketIoOpening(socket, anonymous)).then(
       (agent) => {
-        if (agent !== undefined) setConnection(socket, { agent, request: socket.request });
+        setConnection(socket, { agent, request: socket.request });
         next();
       },
       (denial: KeycardException) => next(Object.assign(new Error(closeReason(denial)), { data: errorFields(denial) })),
     );
   };
 
-  private readonly socketIoMiddlewareOrAnonymous = (socket: { request: IncomingMessage }, next: NextFn) =>
+  private readonly socketIoMiddlewareOrAnonymous = (socket: SocketIoSocket, next: NextFn) =>
     this.socketIoMiddleware(socket, next, true);
+
+  /**
+   * How a socket.io socket is judged: its handshake token; for a recovered socket, also its
+   * session's principal (`allowAnonymous` only lets a session that was anonymous resume without a
+   * token). A recovered socket whose session Keycard did not see restored is refused.
+   */
+  private socketIoOpening(socket: SocketIoSocket, anonymous: boolean): Opening {
+    const opening: Opening = { token: () => handshakeToken(socket), request: socket.request, call: 'socket.io connection', anonymous };
+    if (socket.recovered !== true) return opening;
+    const recovery = recoveryOf(socket);
+    if (recovery === undefined) {
+      this.options.logger.error('Keycard refused a recovered socket.io connection: its session was restored by an adapter Keycard did not bind (was the adapter replaced after KeycardConnections.guard()?)');
+      return { ...opening, token: () => { throw new InvalidRequestException('session_principal_mismatch'); } };
+    }
+    return { ...opening, anonymous: anonymous && recovery.owner === null, owner: recovery.owner };
+  }
+
+  /**
+   * A socket.io socket is connected (before Nest's or the app's handlers run). A recovered socket
+   * the middleware did not judge (socket.io skipped it: `skipMiddlewares`) is re-judged here (Q21
+   * c), out of its rooms meanwhile; the packets it missed follow once it is admitted. Then it ends
+   * at its token's expiry.
+   */
+  private openSocketIo(socket: SocketIoSocket, anonymous: boolean): void {
+    if (socket.recovered !== true || connectionOf(socket) !== undefined) {
+      deliverMissed(socket);
+      this.endSocketIoAtExpiry(socket);
+      return;
+    }
+    const rejoin = withdraw(socket);
+    this.open(this.socketIoOpening(socket, anonymous)).then(
+      (agent) => {
+        if (!socket.connected) return;
+        setConnection(socket, { agent, request: socket.request });
+        rejoin();
+        deliverMissed(socket);
+        this.endSocketIoAtExpiry(socket);
+      },
+      (denial: KeycardException) => endSocketIo(socket, denial),
+    );
+  }
 
   /**
    * The agent of a connection's token, or the refusal (logged with the reason, never the token);
    * `undefined` for a connection without any token when `anonymous`. With `auditLog`, both are
    * audited ({@link AuditTrail.recordConnection}): a flood of forged handshakes shows there.
    */
-  private async open(token: () => string | undefined, request: IncomingMessage | undefined, call: string, anonymous = false): Promise<AgentContext | undefined> {
+  private async open({ token, request, call, anonymous, owner }: Opening): Promise<AgentContext | undefined> {
     const started = performance.now();
     let agent: AgentContext | undefined;
     try {
@@ -353,6 +421,8 @@ export class KeycardConnections {
       const found = token();
       if (found === undefined && !anonymous) throw new MissingCredentialsException();
       agent = found === undefined ? undefined : await this.verifier.verify(found, resource);
+      // Another principal's session is refused, and left to its owner (Q18).
+      if (owner !== undefined && !ownsSession(agent, owner)) throw new InvalidRequestException('session_principal_mismatch');
     } catch (error) {
       const denial = this.contexts.toDenial(error);
       const line = `denied ${call} status=${denial.getStatus()} reason=${denial.code}`;
@@ -382,11 +452,7 @@ export class KeycardConnections {
     const agent = connectionOf(socket)?.agent;
     // Anonymous connections carry no token, so nothing expires.
     if (agent === undefined) return;
-    const end = () => {
-      socket.emit('exception', { status: 'error', ...errorFields(new InvalidTokenException('expired')) });
-      socket.disconnect(true);
-    };
-    socket.once('disconnect', this.atExpiry(agent, end));
+    socket.once('disconnect', this.atExpiry(agent, () => endSocketIo(socket, new InvalidTokenException('expired'))));
   }
 
   /**
@@ -398,6 +464,12 @@ export class KeycardConnections {
     const binding = this.lifecycle.bind({ agent, end });
     return () => binding.close();
   }
+}
+
+/** socket.io: the client learns why (the `exception` event of a refused message), then the connection ends. */
+function endSocketIo(socket: SocketIoSocket, denial: KeycardException): void {
+  sendToSocket(socket, 'exception', { status: 'error', ...errorFields(denial) });
+  socket.disconnect(true);
 }
 
 /** Ends a connection whose token expired, as graphql-ws ends an unauthorized one. */

@@ -28,7 +28,9 @@ export type DenialReason =
   | 'zone_unavailable'
   | 'resource_unconfigured'
   | 'unsupported_context'
-  | 'rate_limited';
+  | 'rate_limited'
+  /** A resumed session or connection (socket.io recovery) presented by another principal than its owner (Q18). */
+  | 'session_principal_mismatch';
 
 /**
  * The only texts ever sent as `error_description` (catalogue INV2): fixed, printable ASCII without
@@ -77,6 +79,7 @@ const DESCRIPTION_OF: Record<DenialReason, string> = {
   resource_unconfigured: ERROR_DESCRIPTIONS.misconfigured,
   unsupported_context: ERROR_DESCRIPTIONS.unsupportedContext,
   rate_limited: ERROR_DESCRIPTIONS.rateLimited,
+  session_principal_mismatch: ERROR_DESCRIPTIONS.request,
 };
 
 /** Parameters of a `Bearer` challenge, in the order they are written. */
@@ -173,7 +176,7 @@ export class InvalidTokenException extends KeycardException {
   }
 }
 
-/** 400 `invalid_request`: more than one token, or the request cannot be read. */
+/** 400 `invalid_request`: more than one token, the request cannot be read, or it resumes another principal's session. */
 export class InvalidRequestException extends KeycardException {
   constructor(code: DenialReason = 'multiple_tokens') {
     super(code, HttpStatus.BAD_REQUEST, 'invalid_request');
