@@ -96,6 +96,9 @@ type NextFn = (error?: Error & { data?: unknown }) => void;
 /** Cancels a graphql-ws connection's end at expiry (see `atExpiry`). */
 const CANCEL_EXPIRY = Symbol('keycard.cancel-expiry');
 
+/** Mercurius connections whose `connection_init` Keycard already judged (the principal is bound once). */
+const initialised = new WeakSet<object>();
+
 /**
  * Verifies WebSocket connections when they open, through the guard's own verification path (one
  * cache, one set of rules), so a connection without a valid token never reaches a resolver or a
@@ -227,6 +230,13 @@ export class KeycardConnections {
           keycard.options.logger.error('Keycard refused a Mercurius subscription connection: Mercurius did not call onConnect on its connection, so the socket (needed to end it at token expiry) is unknown');
           return false;
         }
+        // graphql-ws allows one `connection_init` (PROTOCOL.md) and closes 4429 on another; Mercurius would run
+        // onConnect again (or for a `connectionInit` extension), letting another token change the principal (O12).
+        if (initialised.has(this!)) {
+          socket.close(4429, 'Too many initialisation requests');
+          return false;
+        }
+        initialised.add(this!);
         const carrier = { connectionParams: data?.payload as GraphQLWsContext['connectionParams'], extra: { socket, request: this!.context?.request?.raw } };
         const agent = await keycard.openGraphQLWs(carrier, anonymous);
         if (agent === false) return false;
