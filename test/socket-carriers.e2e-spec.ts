@@ -58,7 +58,8 @@ interface SocketApp {
   stopPushing(): void;
 }
 
-async function startSocketApp(zone: TestZone, platform: Platform, recovery: boolean): Promise<SocketApp> {
+/** `adapter`: the socket.io adapter to guard (default: Nest's `IoAdapter`). */
+async function startSocketApp(zone: TestZone, platform: Platform, recovery: boolean, adapter?: (app: INestApplication) => WebSocketAdapter): Promise<SocketApp> {
   const logger = new CapturingLogger();
   const Gateway = roomsGateway(recovery ? { connectionStateRecovery: { maxDisconnectionDuration: 60_000 } } : {});
   @Module({
@@ -67,9 +68,12 @@ async function startSocketApp(zone: TestZone, platform: Platform, recovery: bool
   })
   class SocketAppModule {}
   const app = await NestFactory.create(SocketAppModule, { logger: false, abortOnError: false });
-  const adapter: WebSocketAdapter = platform === 'ws' ? new WsAdapter(app) : new IoAdapter(app);
-  app.useWebSocketAdapter(app.get(KeycardConnections).guard(adapter));
-  await app.listen(0, '127.0.0.1');
+  const made: WebSocketAdapter = adapter?.(app) ?? (platform === 'ws' ? new WsAdapter(app) : new IoAdapter(app));
+  app.useWebSocketAdapter(app.get(KeycardConnections).guard(made));
+  await app.listen(0, '127.0.0.1').catch(async (error: unknown) => {
+    await app.close().catch(() => undefined);
+    throw error;
+  });
   const { port } = app.getHttpServer().address() as { port: number };
   const gateway = app.get(Gateway);
   let timer: NodeJS.Timeout | undefined;
@@ -332,5 +336,31 @@ describe.each([
     expect(ending[0].at).toBeGreaterThanOrEqual(expMs);
     expect(api.app.get(CarrierLifecycle).size).toBe(0);
     expectNoLeak(received, [token], api.logger.lines);
+  });
+});
+
+describe('socket.io connection-state recovery that Keycard cannot bind', () => {
+  let zone: TestZone;
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+  });
+  afterAll(async () => {
+    await zone?.stop();
+  });
+
+  /** An adapter without session support (as an older or third-party one): socket.io would recover sockets Keycard cannot see. */
+  class SessionlessIoAdapter extends IoAdapter {
+    override createIOServer(...args: Parameters<IoAdapter['createIOServer']>) {
+      const server = super.createIOServer(...args);
+      (server.of('/').adapter as unknown as Record<string, unknown>).restoreSession = undefined;
+      return server;
+    }
+  }
+
+  it('Q21 (O6) recovery on, but neither (a) nor (c) possible → the app refuses to start, with a message saying why and what to do', async () => {
+    await expect(startSocketApp(zone, 'socket.io', true, (app) => new SessionlessIoAdapter(app))).rejects.toThrow(
+      'KeycardConnections.guard(): socket.io connectionStateRecovery is on, but its adapter offers no persistSession/restoreSession',
+    );
   });
 });
