@@ -302,6 +302,15 @@ export class KeycardConnections {
    * still refused): `@Public()` handlers serve it and every other message is refused with an
    * `exception` event. Such a connection has no token, so no expiry.
    *
+   * socket.io `connectionStateRecovery` (catalogue O6–O8, Q21): each session is bound to the
+   * principal that opened it. A recovered socket is judged like a handshake (Keycard sets
+   * `skipMiddlewares: false`; a socket the middleware still skipped is re-judged on `connection`)
+   * and must present a valid token of that principal: it then gets its rooms and missed packets
+   * back and ends at the new token's expiry. Otherwise: `connect_error` (none, or `invalid_request`
+   * for another principal), and nothing of the session reaches it.
+   *
+   * @throws Error (when the gateway's server is created) if recovery is on but its adapter has no
+   *   session support Keycard can bind to.
    * @example
    * ```ts
    * const app = await NestFactory.create(AppModule);
@@ -457,7 +466,7 @@ export class KeycardConnections {
     return this.lifecycle.expired(agent);
   }
 
-  /** socket.io: the client learns why (the `exception` event of a refused message), then the connection ends. */
+  /** socket.io: the socket ends at its token's expiry (see {@link endSocketIo}). */
   private endSocketIoAtExpiry(socket: SocketIoSocket): void {
     const agent = connectionOf(socket)?.agent;
     // Anonymous connections carry no token, so nothing expires.
