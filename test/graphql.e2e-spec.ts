@@ -11,7 +11,7 @@ import WebSocket from 'ws';
 import { KeycardGuard, type AgentContext } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectFixedDescription, expectNoLeak, forged } from './support/contexts.js';
-import { GRAPHQL_SERVERS, postGraphQL, startGraphQLApp, type GraphQLAnswer, type GraphQLServer, type RunningGraphQLApp } from './support/graphql-app.js';
+import { GRAPHQL_SERVERS, graphqlWsClient, postGraphQL, startGraphQLApp, type GraphQLAnswer, type GraphQLServer, type RunningGraphQLApp } from './support/graphql-app.js';
 import { PRM, R } from './support/forge.js';
 import { parseChallenge } from './support/http.js';
 
@@ -329,19 +329,9 @@ type SubscribeArgs = [connectionParams: Record<string, unknown> | undefined, que
 function subscribeAt(url: string | { url: string; webSocketImpl: unknown }, ...[connectionParams, query, until, onEvent]: SubscribeArgs): Promise<Outcome> {
   const outcome: Outcome = { events: [], errors: [] };
   return new Promise((resolve) => {
-    const client = createClient({
-      url: typeof url === 'string' ? url : url.url,
-      webSocketImpl: typeof url === 'string' ? WebSocket : url.webSocketImpl,
-      connectionParams,
-      retryAttempts: 0,
-      lazy: true,
-      on: {
-        closed: (event) => {
-          const { code, reason } = event as { code: number; reason: string };
-          outcome.closed = { code, reason: String(reason) };
-          resolve(outcome);
-        },
-      },
+    const client = graphqlWsClient(url, connectionParams, (closed) => {
+      outcome.closed = closed;
+      resolve(outcome);
     });
     clients.push(client);
     const stop = client.subscribe<Record<string, string>>({ query }, {

@@ -454,6 +454,8 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s, a
     expect(answer.event).toBe('exception');
     expect(answer.data).toEqual({ status: 'error', error_description: 'Authentication is required' });
     expectNoLeak(answer, [], api.logger.lines);
+    // The connection was opened through guard(): no hint meant for gateways without it.
+    expect(api.logger.lines.filter((l) => l.includes('KeycardConnections.guard('))).toEqual([]);
   });
 
   it('N8 an anonymous connection has no token, so no expiry: it stays open, broadcasts reach it', async () => {

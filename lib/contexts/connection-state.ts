@@ -3,10 +3,11 @@ import type { AgentContext } from '../interfaces/agent-context.interface.js';
 
 /**
  * What the connection hooks learnt when a WebSocket or graphql-ws connection opened, kept under a
- * symbol no client input can set: the verified agent and the upgrade request.
+ * symbol no client input can set: the verified agent (none for an anonymous connection, see
+ * `allowAnonymous`) and the upgrade request. Its presence says Keycard opened the connection.
  */
 export interface ConnectionState {
-  readonly agent: AgentContext;
+  readonly agent?: AgentContext;
   readonly request?: IncomingMessage;
 }
 

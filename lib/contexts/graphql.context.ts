@@ -57,6 +57,9 @@ interface SocketContext {
 
 const EMPTY: Carrier = Object.freeze({});
 
+/** A GraphQL server whose subscription connections can bypass the module's connection hooks. */
+export type UnguardedServer = 'mercurius' | 'graphql-ws';
+
 /**
  * graphql-js calls resolvers with (root, args, context, info), federation reference resolvers
  * (`@ResolveReference()`) with (reference, context, info): three arguments, told apart by count,
@@ -151,12 +154,13 @@ export class GraphQLCallKind implements CallKind {
   readonly sharedCarrier = true;
 
   /**
-   * @param unguarded called when a Mercurius subscription reaches a protected field over a connection
-   *   `KeycardConnections.mercuriusSubscription()` did not open (says how to enable it).
+   * @param unguarded called when a subscription reaches a protected field over a connection the
+   *   module's hooks did not open (says how to enable them): `mercurius` without
+   *   `KeycardConnections.mercuriusSubscription()`, `graphql-ws` (Apollo) without `graphqlWs()`.
    */
   constructor(
     private readonly adapter: () => HttpServer,
-    private readonly unguarded: () => void = () => undefined,
+    private readonly unguarded: (server: UnguardedServer) => void = () => undefined,
   ) {}
 
   carrier(context: ExecutionContext): Carrier {
@@ -192,11 +196,17 @@ export class GraphQLCallKind implements CallKind {
     return connectionOf(carrier)?.agent;
   }
 
+  /**
+   * A graphql-ws connection Keycard did not open (no `graphqlWs()` / `mercuriusSubscription()`)
+   * has no token the guard may use: it was never verified at `connection_init` and nothing would
+   * end it at expiry, so only `@Public()` fields serve it (fail closed, one log line naming the fix).
+   */
   token(_context: ExecutionContext, carrier: Carrier): string | undefined {
     if (carrier === EMPTY) return undefined;
     if (!isSocketContext(carrier)) return extractBearerToken(rawRequestOf(carrier));
-    if (!isUnguardedSubscription(carrier)) return connectionParamsToken((carrier as SocketContext).connectionParams);
-    this.unguarded();
+    if (isUnguardedSubscription(carrier)) this.unguarded('mercurius');
+    else if (connectionOf(carrier) === undefined) this.unguarded('graphql-ws');
+    else return connectionParamsToken((carrier as SocketContext).connectionParams);
     return undefined;
   }
 

@@ -5,12 +5,18 @@ import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { AuditTrail } from '../resource-server/audit-trail.js';
 import { extractBearerToken } from '../resource-server/bearer-token.extractor.js';
-import { InvalidTokenException, type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
+import {
+  InvalidRequestException, InvalidTokenException, type KeycardException, MissingCredentialsException,
+} from '../resource-server/keycard.exceptions.js';
 import { TokenVerifier } from '../resource-server/token-verifier.js';
 import { CarrierLifecycle } from '../decision/carrier-lifecycle.js';
+import type { Principal } from '../decision/principal.js';
 import { type ConnectionState, connectionOf, openedConnection, setConnection } from './connection-state.js';
 import { connectionParamsToken, MERCURIUS_CONNECTION } from './graphql.context.js';
 import { KeycardContexts } from './keycard-contexts.js';
+import {
+  bindRecoveredSessions, deliverMissed, type IoSocket, ownsSession, recoveryOf, sendToSocket, withdraw,
+} from './socket-io-recovery.js';
 import { errorFields, handshakeToken } from './ws.context.js';
 
 /** The graphql-ws `Context` parts used here (`graphql-ws` is never imported). */
@@ -29,10 +35,25 @@ interface WsClient extends ClosableSocket {
 }
 
 /** The parts of a socket.io server `Socket` used here. */
-interface SocketIoSocket {
+interface SocketIoSocket extends IoSocket {
+  readonly request: IncomingMessage;
+  readonly connected: boolean;
   emit(event: string, data: unknown): unknown;
   disconnect(close: boolean): unknown;
   once(event: 'disconnect', listener: () => void): unknown;
+}
+
+/** One connection being opened, as {@link KeycardConnections.open} judges it. */
+interface Opening {
+  /** Reads the connection's token; `undefined` when it carries none. */
+  token: () => string | undefined;
+  request: IncomingMessage | undefined;
+  /** The call in log lines and audit records (`socket.io connection`). */
+  call: string;
+  /** Whether a connection without any token opens (without an agent). */
+  anonymous: boolean;
+  /** For a resumed session: the principal that holds it (`null`: anonymous); the connection must be that principal. */
+  owner?: Principal | null;
 }
 
 /** A graphql-ws server hook, typed loosely so the result fits `graphql-ws`'s `ServerOptions` without importing it. */
@@ -74,6 +95,9 @@ type NextFn = (error?: Error & { data?: unknown }) => void;
 
 /** Cancels a graphql-ws connection's end at expiry (see `atExpiry`). */
 const CANCEL_EXPIRY = Symbol('keycard.cancel-expiry');
+
+/** Mercurius connections whose `connection_init` Keycard already judged (the principal is bound once). */
+const initialised = new WeakSet<object>();
 
 /**
  * Verifies WebSocket connections when they open, through the guard's own verification path (one
@@ -206,6 +230,13 @@ export class KeycardConnections {
           keycard.options.logger.error('Keycard refused a Mercurius subscription connection: Mercurius did not call onConnect on its connection, so the socket (needed to end it at token expiry) is unknown');
           return false;
         }
+        // graphql-ws allows one `connection_init` (PROTOCOL.md) and closes 4429 on another; Mercurius would run
+        // onConnect again (or for a `connectionInit` extension), letting another token change the principal (O12).
+        if (initialised.has(this!)) {
+          socket.close(4429, 'Too many initialisation requests');
+          return false;
+        }
+        initialised.add(this!);
         const carrier = { connectionParams: data?.payload as GraphQLWsContext['connectionParams'], extra: { socket, request: this!.context?.request?.raw } };
         const agent = await keycard.openGraphQLWs(carrier, anonymous);
         if (agent === false) return false;
@@ -227,9 +258,9 @@ export class KeycardConnections {
   private async openGraphQLWs(ctx: GraphQLWsContext & object, anonymous: boolean): Promise<AgentContext | undefined | false> {
     const request = ctx.extra?.request;
     try {
-      const state = await this.open(() => connectionParamsToken(ctx.connectionParams), request, 'graphql-ws connection', anonymous);
-      if (state !== undefined) setConnection(ctx, state);
-      return state?.agent;
+      const state = await this.open({ token: () => connectionParamsToken(ctx.connectionParams), request, call: 'graphql-ws connection', anonymous });
+      setConnection(ctx, state);
+      return state.agent;
     } catch (denial) {
       ctx.extra?.socket?.close(CLOSE_CODE[(denial as KeycardException).getStatus()] ?? 1011, closeReason(denial as KeycardException));
       return false;
@@ -271,6 +302,15 @@ export class KeycardConnections {
    * still refused): `@Public()` handlers serve it and every other message is refused with an
    * `exception` event. Such a connection has no token, so no expiry.
    *
+   * socket.io `connectionStateRecovery` (catalogue O6–O8, Q21): each session is bound to the
+   * principal that opened it. A recovered socket is judged like a handshake (Keycard sets
+   * `skipMiddlewares: false`; a socket the middleware still skipped is re-judged on `connection`)
+   * and must present a valid token of that principal: it then gets its rooms and missed packets
+   * back and ends at the new token's expiry. Otherwise: `connect_error` (none, or `invalid_request`
+   * for another principal), and nothing of the session reaches it.
+   *
+   * @throws Error (when the gateway's server is created) if recovery is on but its adapter has no
+   *   session support Keycard can bind to.
    * @example
    * ```ts
    * const app = await NestFactory.create(AppModule);
@@ -294,15 +334,17 @@ export class KeycardConnections {
       const server = create(port, { ...serverOptions, verifyClient: both }) as Record<string, unknown>;
       const on = server.on as ((event: string, fn: (client: object, request: IncomingMessage) => void) => void) | undefined;
       if (typeof server.use === 'function') {
+        bindRecoveredSessions(server);
         (server.use as (mw: unknown) => void)(middleware);
-        on?.call(server, 'connection', (socket) => this.endSocketIoAtExpiry(socket as SocketIoSocket));
+        // Registered before Nest's own listener: a recovered socket is judged before any handler sees it.
+        on?.call(server, 'connection', (socket) => this.openSocketIo(socket as SocketIoSocket, anonymous));
       } else if (typeof on === 'function') {
         // Registered before Nest's own listener: the client carries its agent before any handler sees it.
         on.call(server, 'connection', (client, request) => {
           const state = connectionOf(request);
           if (state === undefined) return;
           setConnection(client, state);
-          (client as WsClient).once('close', this.atExpiry(state.agent, () => closeExpired(client as WsClient)));
+          if (state.agent !== undefined) (client as WsClient).once('close', this.atExpiry(state.agent, () => closeExpired(client as WsClient)));
         });
       }
       return server;
@@ -312,9 +354,9 @@ export class KeycardConnections {
 
   /** `ws` `verifyClient` (async form): refuses the upgrade with the HTTP status and challenge. */
   private readonly verifyClient = (info: { req: IncomingMessage }, done: VerifyDone, anonymous = false): void => {
-    this.open(() => extractBearerToken(info.req), info.req, 'ws connection', anonymous).then(
+    this.open({ token: () => extractBearerToken(info.req), request: info.req, call: 'ws connection', anonymous }).then(
       (state) => {
-        if (state !== undefined) setConnection(info.req, state);
+        setConnection(info.req, state);
         done(true);
       },
       (denial: KeycardException) => {
@@ -326,34 +368,81 @@ export class KeycardConnections {
 
   private readonly verifyClientOrAnonymous = (info: { req: IncomingMessage }, done: VerifyDone) => this.verifyClient(info, done, true);
 
-  /** socket.io middleware: the handshake is refused with `connect_error` `{ message, data }`. */
-  private readonly socketIoMiddleware = (socket: { request: IncomingMessage }, next: NextFn, anonymous = false): void => {
-    this.open(() => handshakeToken(socket), socket.request, 'socket.io connection', anonymous).then(
+  /**
+   * socket.io middleware: the handshake is refused with `connect_error` `{ message, data }`. A
+   * socket recovered from a session (connection-state recovery) is judged the same way, and must be
+   * the session's principal (O6–O8): else `connect_error` `invalid_request`.
+   */
+  private readonly socketIoMiddleware = (socket: SocketIoSocket, next: NextFn, anonymous = false): void => {
+    this.open(this.socketIoOpening(socket, anonymous)).then(
       (state) => {
-        if (state !== undefined) setConnection(socket, state);
+        setConnection(socket, state);
         next();
       },
       (denial: KeycardException) => next(Object.assign(new Error(closeReason(denial)), { data: errorFields(denial) })),
     );
   };
 
-  private readonly socketIoMiddlewareOrAnonymous = (socket: { request: IncomingMessage }, next: NextFn) =>
+  private readonly socketIoMiddlewareOrAnonymous = (socket: SocketIoSocket, next: NextFn) =>
     this.socketIoMiddleware(socket, next, true);
 
   /**
+   * How a socket.io socket is judged: its handshake token; for a recovered socket, also its
+   * session's principal (`allowAnonymous` only lets a session that was anonymous resume without a
+   * token). A recovered socket whose session Keycard did not see restored is refused.
+   */
+  private socketIoOpening(socket: SocketIoSocket, anonymous: boolean): Opening {
+    const opening: Opening = { token: () => handshakeToken(socket), request: socket.request, call: 'socket.io connection', anonymous };
+    if (socket.recovered !== true) return opening;
+    const recovery = recoveryOf(socket);
+    if (recovery === undefined) {
+      this.options.logger.error('Keycard refused a recovered socket.io connection: its session was restored by an adapter Keycard did not bind (was the adapter replaced after KeycardConnections.guard()?)');
+      return { ...opening, token: () => { throw new InvalidRequestException('session_principal_mismatch'); } };
+    }
+    return { ...opening, anonymous: anonymous && recovery.owner === null, owner: recovery.owner };
+  }
+
+  /**
+   * A socket.io socket is connected (before Nest's or the app's handlers run). A recovered socket
+   * the middleware did not judge (socket.io skipped it: `skipMiddlewares`) is re-judged here (Q21
+   * c), out of its rooms meanwhile; the packets it missed follow once it is admitted. Then it ends
+   * at its token's expiry.
+   */
+  private openSocketIo(socket: SocketIoSocket, anonymous: boolean): void {
+    if (socket.recovered !== true || connectionOf(socket) !== undefined) {
+      deliverMissed(socket);
+      this.endSocketIoAtExpiry(socket);
+      return;
+    }
+    const rejoin = withdraw(socket);
+    this.open(this.socketIoOpening(socket, anonymous)).then(
+      (state) => {
+        if (!socket.connected) return;
+        setConnection(socket, state);
+        rejoin();
+        deliverMissed(socket);
+        this.endSocketIoAtExpiry(socket);
+      },
+      (denial: KeycardException) => endSocketIo(socket, denial),
+    );
+  }
+
+  /**
    * The state of a connection: the agent of its token and the token (for `@Grant()` on its
-   * messages), or the refusal (logged with the reason, never the token); `undefined` for a
-   * connection without any token when `anonymous`. With `auditLog`, both are audited
+   * messages), none for a connection without any token when `anonymous`; or the refusal (logged
+   * with the reason, never the token). With `auditLog`, both are audited
    * ({@link AuditTrail.recordConnection}): a flood of forged handshakes shows there.
    */
-  private async open(token: () => string | undefined, request: IncomingMessage | undefined, call: string, anonymous = false): Promise<ConnectionState | undefined> {
+  private async open({ token, request, call, anonymous, owner }: Opening): Promise<ConnectionState> {
     const started = performance.now();
-    let state: ConnectionState | undefined;
+    let state: ConnectionState = { request };
     try {
       const resource = this.contexts.resourceFor(request);
       const found = token();
       if (found === undefined && !anonymous) throw new MissingCredentialsException();
       if (found !== undefined) state = openedConnection(await this.verifier.verify(found, resource), found, request);
+      // Another principal's session is refused, and left to its owner (Q18).
+      if (owner !== undefined && !ownsSession(state.agent, owner)) throw new InvalidRequestException('session_principal_mismatch');
     } catch (error) {
       const denial = this.contexts.toDenial(error);
       const line = `denied ${call} status=${denial.getStatus()} reason=${denial.code}`;
@@ -362,7 +451,7 @@ export class KeycardConnections {
       if (this.options.auditLog) this.audit.recordConnection(call, started, undefined, denial.getStatus(), denial.code);
       throw denial;
     }
-    if (this.options.auditLog) this.audit.recordConnection(call, started, state?.agent);
+    if (this.options.auditLog) this.audit.recordConnection(call, started, state.agent);
     return state;
   }
 
@@ -378,16 +467,12 @@ export class KeycardConnections {
     return this.lifecycle.expired(agent);
   }
 
-  /** socket.io: the client learns why (the `exception` event of a refused message), then the connection ends. */
+  /** socket.io: the socket ends at its token's expiry (see {@link endSocketIo}). */
   private endSocketIoAtExpiry(socket: SocketIoSocket): void {
     const agent = connectionOf(socket)?.agent;
     // Anonymous connections carry no token, so nothing expires.
     if (agent === undefined) return;
-    const end = () => {
-      socket.emit('exception', { status: 'error', ...errorFields(new InvalidTokenException('expired')) });
-      socket.disconnect(true);
-    };
-    socket.once('disconnect', this.atExpiry(agent, end));
+    socket.once('disconnect', this.atExpiry(agent, () => endSocketIo(socket, new InvalidTokenException('expired'))));
   }
 
   /**
@@ -399,6 +484,12 @@ export class KeycardConnections {
     const binding = this.lifecycle.bind({ agent, end });
     return () => binding.close();
   }
+}
+
+/** socket.io: the client learns why (the `exception` event of a refused message), then the connection ends. */
+function endSocketIo(socket: SocketIoSocket, denial: KeycardException): void {
+  sendToSocket(socket, 'exception', { status: 'error', ...errorFields(denial) });
+  socket.disconnect(true);
 }
 
 /** Ends a connection whose token expired, as graphql-ws ends an unauthorized one. */

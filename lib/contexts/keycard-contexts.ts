@@ -11,12 +11,22 @@ import {
 import type { ProtectedResource } from '../resource-server/protected-resource.js';
 import { ResourceResolver } from '../resource-server/resource-resolver.js';
 import type { CallKind, Carrier } from './call-kind.interface.js';
-import { GraphQLCallKind, graphqlCarrier } from './graphql.context.js';
+import { GraphQLCallKind, graphqlCarrier, type UnguardedServer } from './graphql.context.js';
 import { HttpCallKind } from './http.context.js';
 import { logSafe } from '../logging/log-safe.js';
 import { McpCallKind, mcpRequestOf } from './mcp.context.js';
 import { RpcCallKind } from './rpc.context.js';
 import { WsCallKind } from './ws.context.js';
+
+/** The log line of a subscription over a connection the module's hooks did not open: what it means, and the fix. */
+const UNGUARDED_SUBSCRIPTIONS: Record<UnguardedServer, string> = {
+  mercurius:
+    'Keycard refused a Mercurius subscription: its connection was not opened through KeycardConnections.mercuriusSubscription(), so its token is neither verified nor ended at expiry. ' +
+    'Enable it with subscription: keycard.mercuriusSubscription() in the MercuriusDriverConfig (GraphQLModule.forRootAsync, inject: [KeycardConnections])',
+  'graphql-ws':
+    "Keycard refused a graphql-ws subscription: its connection was not opened through KeycardConnections.graphqlWs(), so its token is neither verified nor ended at expiry. " +
+    "Enable it with subscriptions: { 'graphql-ws': keycard.graphqlWs() } in the ApolloDriverConfig (GraphQLModule.forRootAsync, inject: [KeycardConnections])",
+};
 
 /**
  * The one place that turns an `ExecutionContext` of any type into what the guard judges (catalogue
@@ -49,11 +59,7 @@ export class KeycardContexts {
   ) {
     const adapter = () => adapterHost.httpAdapter;
     this.http = new HttpCallKind(adapter);
-    this.graphql = new GraphQLCallKind(adapter, () => this.reportOnce(
-      'mercurius-unguarded',
-      'Keycard refused a Mercurius subscription: its connection was not opened through KeycardConnections.mercuriusSubscription(), so its token is neither verified nor ended at expiry. ' +
-        'Enable it with subscription: keycard.mercuriusSubscription() in the MercuriusDriverConfig (GraphQLModule.forRootAsync, inject: [KeycardConnections])',
-    ));
+    this.graphql = new GraphQLCallKind(adapter, (server) => this.reportOnce(`${server}-unguarded`, UNGUARDED_SUBSCRIPTIONS[server]));
     this.rpc = new RpcCallKind(options.rpcTokenExtractor);
   }
 

@@ -27,3 +27,12 @@ export function samePrincipal(a: Principal, b: Principal): boolean {
 export function principalKey(principal: Principal): string {
   return JSON.stringify([principal.issuer, principal.subject, principal.agentId]);
 }
+
+/**
+ * Only the principal of a verified agent (issuer, user, stable agent id): what may be stored beside
+ * a carrier's state (a socket.io session in the adapter, possibly Redis) to bind it, and nothing
+ * else of the token.
+ */
+export function principalOf(principal: Principal): Principal {
+  return { issuer: principal.issuer, subject: principal.subject, agentId: principal.agentId };
+}

@@ -29,7 +29,7 @@ export type DenialReason =
   | 'resource_unconfigured'
   | 'unsupported_context'
   | 'rate_limited'
-  /** An MCP session id presented by another principal than its owner's (answered as an unknown session, 404). */
+  /** A session presented by another principal than its owner (Q18, Q19): an MCP session (answered as an unknown one, 404), a socket.io recovery (400). */
   | 'session_principal_mismatch';
 
 /**
@@ -177,7 +177,7 @@ export class InvalidTokenException extends KeycardException {
   }
 }
 
-/** 400 `invalid_request`: more than one token, or the request cannot be read. */
+/** 400 `invalid_request`: more than one token, the request cannot be read, or it resumes another principal's session. */
 export class InvalidRequestException extends KeycardException {
   constructor(code: DenialReason = 'multiple_tokens') {
     super(code, HttpStatus.BAD_REQUEST, 'invalid_request');

@@ -3,10 +3,10 @@ import { NestFactory } from '@nestjs/core';
 import { ApolloDriver, type ApolloDriverConfig } from '@nestjs/apollo';
 import { Args, Field, GraphQLModule, Mutation, ObjectType, Query, Resolver, Subscription } from '@nestjs/graphql';
 import { MercuriusDriver, type MercuriusDriverConfig } from '@nestjs/mercurius';
+import { createClient, type Client } from 'graphql-ws';
+import WebSocket from 'ws';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
-import { createClient } from 'graphql-ws';
-import WebSocket from 'ws';
 import {
   Agent, KEYCARD_CLOCK, KeycardConnections, KeycardModule, Public, RequireScopes,
   type AgentContext, type Clock, type GraphQLWsHooks, type KeycardModuleOptions, type MercuriusSubscriptionHooks,
@@ -97,8 +97,11 @@ export async function startGraphQLApp(
   extra: {
     imports?: unknown[];
     providers?: Provider[];
-    /** The arguments of `KeycardConnections.graphqlWs()` (Apollo only): the app's hooks and Keycard's options. */
-    graphqlWs?: [hooks?: GraphQLWsHooks, options?: { allowAnonymous?: boolean }];
+    /**
+     * The arguments of `KeycardConnections.graphqlWs()` (Apollo only): the app's hooks and Keycard's
+     * options, or `'unguarded'` for Apollo's own graphql-ws server (`'graphql-ws': true`, no Keycard hooks).
+     */
+    graphqlWs?: 'unguarded' | [hooks?: GraphQLWsHooks, options?: { allowAnonymous?: boolean }];
     /**
      * Mercurius subscriptions: the arguments of `KeycardConnections.mercuriusSubscription()`, or
      * `'unguarded'` for Mercurius's own (`subscription: true`, no Keycard hook). None by default.
@@ -120,7 +123,7 @@ export async function startGraphQLApp(
             // As outside production: Apollo then adds `extensions.stacktrace` to every error (N10).
             includeStacktraceInErrorResponses: true,
             allowBatchedHttpRequests: true, // array bodies: several operations, one HTTP response (Q16)
-            subscriptions: { 'graphql-ws': keycard.graphqlWs(...(extra.graphqlWs ?? [])) },
+            subscriptions: { 'graphql-ws': extra.graphqlWs === 'unguarded' ? true : keycard.graphqlWs(...(extra.graphqlWs ?? [])) },
             ...extra.graphql,
           }),
         })
@@ -210,4 +213,28 @@ export async function firstGraphQLWsResult(wsUrl: string, connectionParams: Reco
   } finally {
     await client.dispose();
   }
+}
+
+/**
+ * A lazy `graphql-ws` client over `ws` (or `url.webSocketImpl`, e.g. one sending headers with its
+ * upgrade) that never retries and reports how its socket closed.
+ */
+export function graphqlWsClient(
+  url: string | { url: string; webSocketImpl: unknown },
+  connectionParams: Record<string, unknown> | undefined,
+  closed: (close: { code: number; reason: string }) => void,
+): Client {
+  return createClient({
+    url: typeof url === 'string' ? url : url.url,
+    webSocketImpl: typeof url === 'string' ? WebSocket : url.webSocketImpl,
+    connectionParams,
+    retryAttempts: 0,
+    lazy: true,
+    on: {
+      closed: (event) => {
+        const { code, reason } = event as { code: number; reason: string };
+        closed({ code, reason: String(reason) });
+      },
+    },
+  });
 }
