@@ -79,10 +79,21 @@ interface WsApp {
   clock: { offsetMs: number };
 }
 
-async function startWsApp(zone: TestZone, platform: Platform, allowAnonymous = false, guarded = true): Promise<WsApp> {
+/**
+ * `allowAnonymous` (default false) as for `KeycardConnections.guard()`; `guarded` (default true): the adapter is
+ * wrapped by it; `resource` (default `R`): `null` configures none (development mode, catalogue Q15).
+ */
+interface WsAppOptions {
+  allowAnonymous?: boolean;
+  guarded?: boolean;
+  resource?: string | null;
+}
+
+async function startWsApp(zone: TestZone, platform: Platform, options: WsAppOptions = {}): Promise<WsApp> {
+  const { allowAnonymous = false, guarded = true, resource = R } = options;
   const logger = new CapturingLogger();
   @Module({
-    imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, clockToleranceSeconds: 0, logger, auditLog: true })],
+    imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, ...(resource === null ? {} : { resource }), clockToleranceSeconds: 0, logger, auditLog: true })],
     providers: [OrdersGateway],
   })
   class WsAppModule {}
@@ -437,7 +448,7 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s, a
 
   beforeAll(async () => {
     zone = await TestZone.start({ audience: R });
-    api = await startWsApp(zone, platform, true);
+    api = await startWsApp(zone, platform, { allowAnonymous: true });
   });
   afterAll(async () => {
     for (const conversation of open) conversation.close();
@@ -511,6 +522,65 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s, a
   });
 });
 
+describe('WebSocket gateway over socket.io in development mode (no resource configured, catalogue Q15)', () => {
+  let zone: TestZone;
+  let api: WsApp;
+  const sockets: Socket[] = [];
+
+  beforeAll(async () => {
+    zone = await TestZone.start();
+    api = await startWsApp(zone, 'socket.io', { resource: null });
+  });
+  afterAll(async () => {
+    for (const socket of sockets) socket.disconnect();
+    await api?.app.close();
+    await zone?.stop();
+  });
+
+  /** A socket.io client with its default transports (long-polling first, then the upgrade), as the README's clients are. */
+  async function connectDefault(token: string): Promise<{ socket: Socket; opened?: string; refused?: { message: string; data?: unknown } }> {
+    const socket = io(`http://127.0.0.1:${api.port}`, { auth: { token }, reconnection: false, forceNew: true });
+    sockets.push(socket);
+    // The transport the connection opened with (the engine upgrades on its own soon after).
+    let opened: string | undefined;
+    socket.io.once('open', () => (opened = socket.io.engine.transport.name));
+    return new Promise((resolve) => {
+      socket.on('connect', () => resolve({ socket, opened }));
+      socket.on('connect_error', (error: Error & { data?: unknown }) => resolve({ socket, opened, refused: { message: error.message, data: error.data } }));
+    });
+  }
+
+  function answer(socket: Socket, event: string): Promise<{ event: string; data: unknown }> {
+    return new Promise((resolve) => {
+      socket.onAny(function listener(name: string, data: unknown) {
+        socket.offAny(listener);
+        resolve({ event: name, data });
+      });
+      socket.emit(event, {});
+    });
+  }
+
+  it('N6 a default client (long-polling, then WebSocket) is judged against the derived loopback resource: admitted, @Agent() set, scopes checked on each transport', async () => {
+    const token = zone.issueToken({ aud: `http://127.0.0.1:${api.port}`, client_id: 'agent-dev', sub: 'erin', scope: 'orders:read' });
+    const { socket, opened, refused } = await connectDefault(token);
+    expect({ opened, refused }).toEqual({ opened: 'polling', refused: undefined });
+    expect(await answer(socket, 'whoami')).toEqual({ event: 'whoami', data: 'agent-dev/erin' });
+    if (socket.io.engine.transport.name === 'polling') await new Promise((upgraded) => socket.io.engine.once('upgrade', upgraded));
+    expect(socket.io.engine.transport.name).toBe('websocket');
+    expect(await answer(socket, 'whoami')).toEqual({ event: 'whoami', data: 'agent-dev/erin' });
+    expect(await answer(socket, 'place')).toMatchObject({ event: 'exception', data: { status: 'error', error: 'insufficient_scope', scope: 'orders:write' } });
+    expect(api.logger.lines.filter((line) => /resource|loopback|misconfigured/i.test(line))).toEqual([]);
+    expectNoLeak(socket.io.engine.transport.name, [token], api.logger.lines);
+  });
+
+  it('N6 a token for another resource is refused at the handshake with invalid_token, over long-polling too', async () => {
+    const token = zone.issueToken({ aud: R, scope: 'orders:read' });
+    const { opened, refused } = await connectDefault(token);
+    expect({ opened, refused }).toEqual({ opened: 'polling', refused: { message: 'invalid_token', data: expect.objectContaining({ error: 'invalid_token' }) } });
+    expectNoLeak(refused, [token], api.logger.lines);
+  });
+});
+
 describe('WebSocket gateway over ws without the connection hooks', () => {
   let zone: TestZone;
   let api: WsApp;
@@ -518,7 +588,7 @@ describe('WebSocket gateway over ws without the connection hooks', () => {
 
   beforeAll(async () => {
     zone = await TestZone.start({ audience: R });
-    api = await startWsApp(zone, 'ws', false, false);
+    api = await startWsApp(zone, 'ws', { guarded: false });
   });
   afterAll(async () => {
     conversation?.close();

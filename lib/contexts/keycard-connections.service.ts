@@ -6,6 +6,7 @@ import type { KeycardOptions } from '../keycard-options.js';
 import { AuditTrail } from '../resource-server/audit-trail.js';
 import { extractBearerToken } from '../resource-server/bearer-token.extractor.js';
 import { InvalidTokenException, type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
+import { rememberLocalAddress } from '../resource-server/local-address.js';
 import { TokenVerifier } from '../resource-server/token-verifier.js';
 import { connectionOf, setConnection } from './connection-state.js';
 import { connectionParamsToken, MERCURIUS_CONNECTION } from './graphql.context.js';
@@ -296,6 +297,8 @@ export class KeycardConnections {
       const on = server.on as ((event: string, fn: (client: object, request: IncomingMessage) => void) => void) | undefined;
       if (typeof server.use === 'function') {
         (server.use as (mw: unknown) => void)(middleware);
+        // The engine's first request is what the handshake and every message are judged against (socket.request).
+        engineOf(server)?.on('connection', (connection) => rememberLocalAddress(connection.request));
         on?.call(server, 'connection', (socket) => this.endSocketIoAtExpiry(socket as SocketIoSocket));
       } else if (typeof on === 'function') {
         // Registered before Nest's own listener: the client carries its agent before any handler sees it.
@@ -407,6 +410,17 @@ export class KeycardConnections {
     arm();
     return () => clearTimeout(timer);
   }
+}
+
+/** The parts of an engine.io server used here: its `connection` event carries the connection's first HTTP request. */
+interface EngineIoServer {
+  on(event: 'connection', listener: (connection: { request: IncomingMessage }) => void): unknown;
+}
+
+/** The engine.io server under a socket.io `Server` (`engine`) or `Namespace` (`server.engine`). */
+function engineOf(server: Record<string, unknown>): EngineIoServer | undefined {
+  const engine = (server.engine ?? (server.server as { engine?: unknown } | undefined)?.engine) as EngineIoServer | undefined;
+  return typeof engine?.on === 'function' ? engine : undefined;
 }
 
 /** Ends a connection whose token expired, as graphql-ws ends an unauthorized one. */
