@@ -112,6 +112,8 @@ interface Conversation {
   refused?: { status?: number; challenge?: ReturnType<typeof parseChallenge>; message?: string; data?: unknown };
   /** Sends an event and resolves with the first event received after it. */
   ask(event: string): Promise<{ event: string; data: unknown }>;
+  /** socket.io only: sends an event with an acknowledgement callback (`emitWithAck`) and resolves with what it was called with. */
+  askWithAck?(event: string): Promise<unknown>;
   /** Everything received, in order, ending with `close` (ws: `{ code, reason }`) or `disconnect` (socket.io: its reason). */
   received: { event: string; data: unknown }[];
   /** Resolves when the connection ended, whichever side ended it. */
@@ -196,7 +198,8 @@ function connectIo(port: number, token?: string, second?: string): Promise<Conve
         });
         socket.emit(event, {});
       });
-    socket.on('connect', () => resolve({ ask, received, ended, close: () => socket.disconnect() }));
+    const askWithAck = (event: string) => socket.timeout(3000).emitWithAck(event, {});
+    socket.on('connect', () => resolve({ ask, askWithAck, received, ended, close: () => socket.disconnect() }));
     socket.on('connect_error', (error: Error & { data?: unknown }) =>
       resolve({ refused: { message: error.message, data: error.data }, ask, received, ended, close: () => socket.disconnect() }),
     );
@@ -270,6 +273,18 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s', 
     expectNoLeak(answer, [token], api.logger.lines);
     // The connection stays usable for what the token allows.
     expect((await conversation.ask('whoami')).event).toBe('whoami');
+  });
+
+  // socket.io only: a `ws` message has no acknowledgement.
+  (platform === 'socket.io' ? it : it.skip)('N6 socket.io: a refused message sent with an acknowledgement (emitWithAck) gets the refusal through it too, in the exception event\'s shape', async () => {
+    const token = zone.issueToken({ scope: 'orders:read' });
+    const conversation = await connect(token);
+    const acknowledged = await conversation.askWithAck!('place');
+    expect(acknowledged).toEqual({ status: 'error', error: 'insufficient_scope', error_description: expect.any(String), scope: 'orders:write' });
+    expectFixedDescription((acknowledged as { error_description: string }).error_description);
+    await until('the exception event', () => conversation.received.length > 0);
+    expect(conversation.received).toEqual([{ event: 'exception', data: acknowledged }]);
+    expectNoLeak(acknowledged, [token], api.logger.lines);
   });
 
   it('N6 every message re-checks expiry: after exp + tolerance the next message gets invalid_token', async () => {

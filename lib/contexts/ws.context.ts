@@ -34,7 +34,8 @@ export function handshakeToken(client: object): string | undefined {
  * `@SubscribeMessage` handlers of WebSocket gateways (`@nestjs/platform-ws`, socket.io). The agent
  * was verified when the connection opened (see `KeycardConnections.guard`); each message is judged
  * again for expiry and scopes. Refusals are a `WsException`, which Nest sends as an `exception`
- * event: `{ status: 'error', error, error_description, scope? }`.
+ * event: `{ status: 'error', error, error_description, scope? }`; a message sent with an
+ * acknowledgement callback (socket.io) has it called with the same object.
  */
 export class WsCallKind implements CallKind {
   readonly name = 'ws';
@@ -69,14 +70,23 @@ export class WsCallKind implements CallKind {
     return handshakeToken(carrier);
   }
 
-  async refuse(denial: KeycardException, _context: ExecutionContext, _carrier: Carrier, _headers: unknown, requiredScopes?: string): Promise<Error> {
+  async refuse(denial: KeycardException, context: ExecutionContext, _carrier: Carrier, _headers: unknown, requiredScopes?: string): Promise<Error> {
     const { WsException } = await loadWebSockets();
-    return new WsException({ status: 'error', ...errorFields(denial, requiredScopes) });
+    const refusal = { status: 'error', ...errorFields(denial, requiredScopes) };
+    // A socket.io client waiting on an acknowledgement (`emitWithAck`) gets the refusal there too,
+    // not only as the `exception` event: its handler never runs, so nothing else would call it.
+    acknowledgementOf(context)?.(refusal);
+    return new WsException(refusal);
   }
 
   describe(context: ExecutionContext): string {
     return `ws ${String(context.switchToWs().getPattern())}`;
   }
+}
+
+/** The message's acknowledgement callback, if the client sent one: the argument `@Ack()` gives a handler (a function). */
+function acknowledgementOf(context: ExecutionContext): ((answer: unknown) => void) | undefined {
+  return context.getArgs().find((arg): arg is (answer: unknown) => void => typeof arg === 'function');
 }
 
 /**
