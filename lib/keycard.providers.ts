@@ -20,6 +20,7 @@ import { TrustedZones } from './zone/trusted-zones.js';
 import { TokenVerifier } from './resource-server/token-verifier.js';
 import { KeycardContexts } from './contexts/keycard-contexts.js';
 import { KeycardConnections } from './contexts/keycard-connections.service.js';
+import { GatewayGuards } from './contexts/gateway-guards.js';
 import { ZoneMetadataService } from './zone/zone-metadata.service.js';
 
 /** Everything the module provides once its raw options are available under KEYCARD_RAW_OPTIONS. */
@@ -51,6 +52,8 @@ export function createKeycardProviders(): Provider[] {
     { provide: 'KEYCARD:MCP_TOOL_GUARD', useFactory: (tools: McpTools, guard: KeycardGuard) => tools.guardTools(guard), inject: [McpTools, KeycardGuard] },
     // useExisting keeps one guard instance and lets apps and tests override KeycardGuard.
     { provide: APP_GUARD, useExisting: KeycardGuard },
+    // ...and the same guard on every WebSocket gateway, where NestJS 11 runs no APP_GUARD (N6).
+    GatewayGuards,
     TokenRequestClient,
     TokenExchangeService,
     ClientCredentialsService,

@@ -4,7 +4,7 @@
  * adapters are wrapped by `KeycardConnections.guard()`, so the handshake is verified before any
  * gateway code runs; every message is judged again (scopes, expiry).
  */
-import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
+import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { Module, type INestApplication, type WebSocketAdapter } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { IoAdapter } from '@nestjs/platform-socket.io';
@@ -14,7 +14,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { io, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
 import {
-  Agent, KEYCARD_CLOCK, KeycardConnections, KeycardModule, Public, RequireScopes, type AgentContext, type Clock,
+  Agent, KEYCARD_CLOCK, KeycardConnections, KeycardGuard, KeycardModule, Public, RequireScopes, type AgentContext, type Clock,
 } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectFixedDescription, expectNoLeak, forged } from './support/contexts.js';
@@ -374,6 +374,18 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s', 
     }
   });
 
+  it('N6 each message is judged once by the module\'s guard on either Nest major (NestJS 11 runs no APP_GUARD on gateways, 12 does)', async () => {
+    const conversation = await connect(zone.issueToken({ client_id: 'agent-once', sub: 'fay', scope: 'orders:read' }));
+    const judge = jest.spyOn(api.app.get(KeycardGuard), 'canActivate');
+    try {
+      expect(await conversation.ask('whoami')).toEqual({ event: 'whoami', data: 'agent-once/fay' });
+      expect(await conversation.ask('place')).toMatchObject({ event: 'exception', data: { error: 'insufficient_scope', scope: 'orders:write' } });
+      expect(judge).toHaveBeenCalledTimes(2);
+    } finally {
+      judge.mockRestore();
+    }
+  });
+
   it('N8 @Public() message handler is served on a verified connection, whatever the scopes', async () => {
     const conversation = await connect(zone.issueToken({ scope: 'profile' }));
     expect(await conversation.ask('ping')).toEqual({ event: 'pong', data: 'pong' });
@@ -620,5 +632,51 @@ describe('WebSocket gateway over ws without the connection hooks', () => {
     const hints = api.logger.lines.filter((l) => l.includes('KeycardConnections.guard('));
     expect(hints).toHaveLength(1);
     expect(await conversation.ask('ping')).toEqual({ event: 'pong', data: 'pong' });
+  });
+});
+
+describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s in two apps at once (one gateway class)', (platform) => {
+  let zone: TestZone;
+  const apps: WsApp[] = [];
+  const open: Conversation[] = [];
+  const connect = async (api: WsApp, token?: string) => {
+    const conversation = await (platform === 'ws' ? connectWs : connectIo)(api.port, token);
+    open.push(conversation);
+    return conversation;
+  };
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+  });
+  afterEach(async () => {
+    for (const conversation of open.splice(0)) conversation.close();
+    for (const api of apps.splice(0)) await api.app.close();
+  });
+  afterAll(async () => {
+    await zone?.stop();
+  });
+
+  it('N6 with KeycardConnections.guard(): each message is judged and audited by the app its socket was opened in', async () => {
+    apps.push(await startWsApp(zone, platform), await startWsApp(zone, platform));
+    const [a, b] = apps;
+    const token = zone.issueToken({ client_id: 'agent-two', sub: 'gus', scope: 'orders:read' });
+    const conversation = await connect(b, token);
+    expect(await conversation.ask('whoami')).toEqual({ event: 'whoami', data: 'agent-two/gus' });
+    expect(await conversation.ask('place')).toMatchObject({ event: 'exception', data: { error: 'insufficient_scope', scope: 'orders:write' } });
+    const routes = (api: WsApp) => auditSince(api, 0).map((record) => `${String(record.route)} ${String(record.status)}`);
+    expect({ a: routes(a), b: routes(b) }).toEqual({ a: [], b: [`connection ${platform} 101`, 'whoami 200', 'place 403'] });
+  });
+
+  it('N6 without the connection hooks: a message its token does not allow is never served; it is refused with an exception event (ws: a log line says how to enable them)', async () => {
+    apps.push(await startWsApp(zone, platform, { guarded: false }), await startWsApp(zone, platform, { guarded: false }));
+    const token = zone.issueToken({ scope: 'orders:read' });
+    for (const api of apps) {
+      const answer = await (await connect(api, token)).ask('place');
+      expect(answer).toMatchObject({ event: 'exception', data: { status: 'error' } });
+      expectFixedDescription((answer.data as { error_description: string }).error_description);
+      // socket.io keeps its handshake, so the token is judged per message; a ws client keeps nothing of it.
+      if (platform === 'ws') expect(api.logger.lines.filter((line) => line.includes('KeycardConnections.guard('))).toHaveLength(1);
+      expectNoLeak(answer, [token], api.logger.lines);
+    }
   });
 });

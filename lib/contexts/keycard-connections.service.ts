@@ -9,6 +9,7 @@ import { InvalidTokenException, type KeycardException, MissingCredentialsExcepti
 import { rememberLocalAddress } from '../resource-server/local-address.js';
 import { TokenVerifier } from '../resource-server/token-verifier.js';
 import { connectionOf, setConnection } from './connection-state.js';
+import { GatewayGuards } from './gateway-guards.js';
 import { connectionParamsToken, MERCURIUS_CONNECTION } from './graphql.context.js';
 import { KeycardContexts } from './keycard-contexts.js';
 import { errorFields, handshakeToken } from './ws.context.js';
@@ -92,6 +93,7 @@ export class KeycardConnections {
     private readonly contexts: KeycardContexts,
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
     private readonly audit: AuditTrail,
+    private readonly gateways: GatewayGuards,
   ) {}
 
   /**
@@ -299,10 +301,14 @@ export class KeycardConnections {
         (server.use as (mw: unknown) => void)(middleware);
         // The engine's first request is what the handshake and every message are judged against (socket.request).
         engineOf(server)?.on('connection', (connection) => rememberLocalAddress(connection.request));
-        on?.call(server, 'connection', (socket) => this.endSocketIoAtExpiry(socket as SocketIoSocket));
+        on?.call(server, 'connection', (socket) => {
+          this.gateways.claim(socket);
+          this.endSocketIoAtExpiry(socket as SocketIoSocket);
+        });
       } else if (typeof on === 'function') {
         // Registered before Nest's own listener: the client carries its agent before any handler sees it.
         on.call(server, 'connection', (client, request) => {
+          this.gateways.claim(client);
           const state = connectionOf(request);
           if (state === undefined) return;
           setConnection(client, state);
