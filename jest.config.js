@@ -17,7 +17,8 @@ export default {
   extensionsToTreatAsEsm: ['.ts'],
   moduleNameMapper: {
     '^(\\.{1,2}/.*)\\.js$': '$1',
-    '^(\\.{1,2}/.*)\\.cjs$': '$1.cts',
+    // Our `.cts` sources are imported as `.cjs`; a package's own `./x.cjs` (graphql-ws, zod) is itself.
+    '^(\\.{1,2}/.*)\\.cjs$': ['$1.cts', '$1.cjs'],
     // @rekog/mcp-nest ships CommonJS that require()s NestJS 12 (ESM-only), which Jest on Node < 24.9
     // cannot do; its TypeScript sources (in the package) compile to ESM like ours.
     '^@rekog/mcp-nest$': '<rootDir>/node_modules/@rekog/mcp-nest/src/index.ts',

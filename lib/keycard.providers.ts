@@ -25,6 +25,7 @@ import { DecisionCore } from './decision/decision-core.js';
 import { DecisionEvents } from './decision/decision-events.js';
 import { KeycardConnections } from './contexts/keycard-connections.service.js';
 import { KeycardStreams } from './contexts/keycard-streams.js';
+import { GatewayGuards } from './contexts/gateway-guards.js';
 import { ZoneMetadataService } from './zone/zone-metadata.service.js';
 
 /** Everything the module provides once its raw options are available under KEYCARD_RAW_OPTIONS. */
@@ -61,6 +62,8 @@ export function createKeycardProviders(): Provider[] {
     { provide: 'KEYCARD:MCP_TOOL_GUARD', useFactory: (tools: McpTools, guard: KeycardGuard) => tools.guardTools(guard), inject: [McpTools, KeycardGuard] },
     // useExisting keeps one guard instance and lets apps and tests override KeycardGuard.
     { provide: APP_GUARD, useExisting: KeycardGuard },
+    // ...and the same guard on every WebSocket gateway, where NestJS 11 runs no APP_GUARD (N6).
+    GatewayGuards,
     TokenRequestClient,
     TokenExchangeService,
     ClientCredentialsService,

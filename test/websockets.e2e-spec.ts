@@ -4,7 +4,7 @@
  * adapters are wrapped by `KeycardConnections.guard()`, so the handshake is verified before any
  * gateway code runs; every message is judged again (scopes, expiry).
  */
-import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
+import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { Module, type INestApplication, type WebSocketAdapter } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { IoAdapter } from '@nestjs/platform-socket.io';
@@ -14,7 +14,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { io, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
 import {
-  Agent, KEYCARD_CLOCK, KeycardConnections, KeycardModule, Public, RequireScopes, type AgentContext, type Clock,
+  Agent, KEYCARD_CLOCK, KeycardConnections, KeycardGuard, KeycardModule, Public, RequireScopes, type AgentContext, type Clock,
 } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectFixedDescription, expectNoLeak, forged } from './support/contexts.js';
@@ -79,10 +79,21 @@ interface WsApp {
   clock: { offsetMs: number };
 }
 
-async function startWsApp(zone: TestZone, platform: Platform, allowAnonymous = false, guarded = true): Promise<WsApp> {
+/**
+ * `allowAnonymous` (default false) as for `KeycardConnections.guard()`; `guarded` (default true): the adapter is
+ * wrapped by it; `resource` (default `R`): `null` configures none (development mode, catalogue Q15).
+ */
+interface WsAppOptions {
+  allowAnonymous?: boolean;
+  guarded?: boolean;
+  resource?: string | null;
+}
+
+async function startWsApp(zone: TestZone, platform: Platform, options: WsAppOptions = {}): Promise<WsApp> {
+  const { allowAnonymous = false, guarded = true, resource = R } = options;
   const logger = new CapturingLogger();
   @Module({
-    imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, clockToleranceSeconds: 0, logger, auditLog: true })],
+    imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, ...(resource === null ? {} : { resource }), clockToleranceSeconds: 0, logger, auditLog: true })],
     providers: [OrdersGateway],
   })
   class WsAppModule {}
@@ -101,6 +112,8 @@ interface Conversation {
   refused?: { status?: number; challenge?: ReturnType<typeof parseChallenge>; message?: string; data?: unknown };
   /** Sends an event and resolves with the first event received after it. */
   ask(event: string): Promise<{ event: string; data: unknown }>;
+  /** socket.io only: sends an event with an acknowledgement callback (`emitWithAck`) and resolves with what it was called with. */
+  askWithAck?(event: string): Promise<unknown>;
   /** Everything received, in order, ending with `close` (ws: `{ code, reason }`) or `disconnect` (socket.io: its reason). */
   received: { event: string; data: unknown }[];
   /** Resolves when the connection ended, whichever side ended it. */
@@ -185,7 +198,8 @@ function connectIo(port: number, token?: string, second?: string): Promise<Conve
         });
         socket.emit(event, {});
       });
-    socket.on('connect', () => resolve({ ask, received, ended, close: () => socket.disconnect() }));
+    const askWithAck = (event: string) => socket.timeout(3000).emitWithAck(event, {});
+    socket.on('connect', () => resolve({ ask, askWithAck, received, ended, close: () => socket.disconnect() }));
     socket.on('connect_error', (error: Error & { data?: unknown }) =>
       resolve({ refused: { message: error.message, data: error.data }, ask, received, ended, close: () => socket.disconnect() }),
     );
@@ -259,6 +273,18 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s', 
     expectNoLeak(answer, [token], api.logger.lines);
     // The connection stays usable for what the token allows.
     expect((await conversation.ask('whoami')).event).toBe('whoami');
+  });
+
+  // socket.io only: a `ws` message has no acknowledgement.
+  (platform === 'socket.io' ? it : it.skip)('N6 socket.io: a refused message sent with an acknowledgement (emitWithAck) gets the refusal through it too, in the exception event\'s shape', async () => {
+    const token = zone.issueToken({ scope: 'orders:read' });
+    const conversation = await connect(token);
+    const acknowledged = await conversation.askWithAck!('place');
+    expect(acknowledged).toEqual({ status: 'error', error: 'insufficient_scope', error_description: expect.any(String), scope: 'orders:write' });
+    expectFixedDescription((acknowledged as { error_description: string }).error_description);
+    await until('the exception event', () => conversation.received.length > 0);
+    expect(conversation.received).toEqual([{ event: 'exception', data: acknowledged }]);
+    expectNoLeak(acknowledged, [token], api.logger.lines);
   });
 
   it('N6 every message re-checks expiry: after exp + tolerance the next message gets invalid_token', async () => {
@@ -345,6 +371,18 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s', 
     } finally {
       setTimer.mockRestore();
       clearTimer.mockRestore();
+    }
+  });
+
+  it('N6 each message is judged once by the module\'s guard on either Nest major (NestJS 11 runs no APP_GUARD on gateways, 12 does)', async () => {
+    const conversation = await connect(zone.issueToken({ client_id: 'agent-once', sub: 'fay', scope: 'orders:read' }));
+    const judge = jest.spyOn(api.app.get(KeycardGuard), 'canActivate');
+    try {
+      expect(await conversation.ask('whoami')).toEqual({ event: 'whoami', data: 'agent-once/fay' });
+      expect(await conversation.ask('place')).toMatchObject({ event: 'exception', data: { error: 'insufficient_scope', scope: 'orders:write' } });
+      expect(judge).toHaveBeenCalledTimes(2);
+    } finally {
+      judge.mockRestore();
     }
   });
 
@@ -437,7 +475,7 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s, a
 
   beforeAll(async () => {
     zone = await TestZone.start({ audience: R });
-    api = await startWsApp(zone, platform, true);
+    api = await startWsApp(zone, platform, { allowAnonymous: true });
   });
   afterAll(async () => {
     for (const conversation of open) conversation.close();
@@ -513,6 +551,65 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s, a
   });
 });
 
+describe('WebSocket gateway over socket.io in development mode (no resource configured, catalogue Q15)', () => {
+  let zone: TestZone;
+  let api: WsApp;
+  const sockets: Socket[] = [];
+
+  beforeAll(async () => {
+    zone = await TestZone.start();
+    api = await startWsApp(zone, 'socket.io', { resource: null });
+  });
+  afterAll(async () => {
+    for (const socket of sockets) socket.disconnect();
+    await api?.app.close();
+    await zone?.stop();
+  });
+
+  /** A socket.io client with its default transports (long-polling first, then the upgrade), as the README's clients are. */
+  async function connectDefault(token: string): Promise<{ socket: Socket; opened?: string; refused?: { message: string; data?: unknown } }> {
+    const socket = io(`http://127.0.0.1:${api.port}`, { auth: { token }, reconnection: false, forceNew: true });
+    sockets.push(socket);
+    // The transport the connection opened with (the engine upgrades on its own soon after).
+    let opened: string | undefined;
+    socket.io.once('open', () => (opened = socket.io.engine.transport.name));
+    return new Promise((resolve) => {
+      socket.on('connect', () => resolve({ socket, opened }));
+      socket.on('connect_error', (error: Error & { data?: unknown }) => resolve({ socket, opened, refused: { message: error.message, data: error.data } }));
+    });
+  }
+
+  function answer(socket: Socket, event: string): Promise<{ event: string; data: unknown }> {
+    return new Promise((resolve) => {
+      socket.onAny(function listener(name: string, data: unknown) {
+        socket.offAny(listener);
+        resolve({ event: name, data });
+      });
+      socket.emit(event, {});
+    });
+  }
+
+  it('N6 a default client (long-polling, then WebSocket) is judged against the derived loopback resource: admitted, @Agent() set, scopes checked on each transport', async () => {
+    const token = zone.issueToken({ aud: `http://127.0.0.1:${api.port}`, client_id: 'agent-dev', sub: 'erin', scope: 'orders:read' });
+    const { socket, opened, refused } = await connectDefault(token);
+    expect({ opened, refused }).toEqual({ opened: 'polling', refused: undefined });
+    expect(await answer(socket, 'whoami')).toEqual({ event: 'whoami', data: 'agent-dev/erin' });
+    if (socket.io.engine.transport.name === 'polling') await new Promise((upgraded) => socket.io.engine.once('upgrade', upgraded));
+    expect(socket.io.engine.transport.name).toBe('websocket');
+    expect(await answer(socket, 'whoami')).toEqual({ event: 'whoami', data: 'agent-dev/erin' });
+    expect(await answer(socket, 'place')).toMatchObject({ event: 'exception', data: { status: 'error', error: 'insufficient_scope', scope: 'orders:write' } });
+    expect(api.logger.lines.filter((line) => /resource|loopback|misconfigured/i.test(line))).toEqual([]);
+    expectNoLeak(socket.io.engine.transport.name, [token], api.logger.lines);
+  });
+
+  it('N6 a token for another resource is refused at the handshake with invalid_token, over long-polling too', async () => {
+    const token = zone.issueToken({ aud: R, scope: 'orders:read' });
+    const { opened, refused } = await connectDefault(token);
+    expect({ opened, refused }).toEqual({ opened: 'polling', refused: { message: 'invalid_token', data: expect.objectContaining({ error: 'invalid_token' }) } });
+    expectNoLeak(refused, [token], api.logger.lines);
+  });
+});
+
 describe('WebSocket gateway over ws without the connection hooks', () => {
   let zone: TestZone;
   let api: WsApp;
@@ -520,7 +617,7 @@ describe('WebSocket gateway over ws without the connection hooks', () => {
 
   beforeAll(async () => {
     zone = await TestZone.start({ audience: R });
-    api = await startWsApp(zone, 'ws', false, false);
+    api = await startWsApp(zone, 'ws', { guarded: false });
   });
   afterAll(async () => {
     conversation?.close();
@@ -537,5 +634,51 @@ describe('WebSocket gateway over ws without the connection hooks', () => {
     const hints = api.logger.lines.filter((l) => l.includes('KeycardConnections.guard('));
     expect(hints).toHaveLength(1);
     expect(await conversation.ask('ping')).toEqual({ event: 'pong', data: 'pong' });
+  });
+});
+
+describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s in two apps at once (one gateway class)', (platform) => {
+  let zone: TestZone;
+  const apps: WsApp[] = [];
+  const open: Conversation[] = [];
+  const connect = async (api: WsApp, token?: string) => {
+    const conversation = await (platform === 'ws' ? connectWs : connectIo)(api.port, token);
+    open.push(conversation);
+    return conversation;
+  };
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+  });
+  afterEach(async () => {
+    for (const conversation of open.splice(0)) conversation.close();
+    for (const api of apps.splice(0)) await api.app.close();
+  });
+  afterAll(async () => {
+    await zone?.stop();
+  });
+
+  it('N6 with KeycardConnections.guard(): each message is judged and audited by the app its socket was opened in', async () => {
+    apps.push(await startWsApp(zone, platform), await startWsApp(zone, platform));
+    const [a, b] = apps;
+    const token = zone.issueToken({ client_id: 'agent-two', sub: 'gus', scope: 'orders:read' });
+    const conversation = await connect(b, token);
+    expect(await conversation.ask('whoami')).toEqual({ event: 'whoami', data: 'agent-two/gus' });
+    expect(await conversation.ask('place')).toMatchObject({ event: 'exception', data: { error: 'insufficient_scope', scope: 'orders:write' } });
+    const routes = (api: WsApp) => auditSince(api, 0).map((record) => `${String(record.route)} ${String(record.status)}`);
+    expect({ a: routes(a), b: routes(b) }).toEqual({ a: [], b: [`connection ${platform} 101`, 'whoami 200', 'place 403'] });
+  });
+
+  it('N6 without the connection hooks: a message its token does not allow is never served; it is refused with an exception event (ws: a log line says how to enable them)', async () => {
+    apps.push(await startWsApp(zone, platform, { guarded: false }), await startWsApp(zone, platform, { guarded: false }));
+    const token = zone.issueToken({ scope: 'orders:read' });
+    for (const api of apps) {
+      const answer = await (await connect(api, token)).ask('place');
+      expect(answer).toMatchObject({ event: 'exception', data: { status: 'error' } });
+      expectFixedDescription((answer.data as { error_description: string }).error_description);
+      // socket.io keeps its handshake, so the token is judged per message; a ws client keeps nothing of it.
+      if (platform === 'ws') expect(api.logger.lines.filter((line) => line.includes('KeycardConnections.guard('))).toHaveLength(1);
+      expectNoLeak(answer, [token], api.logger.lines);
+    }
   });
 });

@@ -12,6 +12,8 @@ import { TokenVerifier } from '../resource-server/token-verifier.js';
 import { CarrierLifecycle } from '../decision/carrier-lifecycle.js';
 import type { Principal } from '../decision/principal.js';
 import { type ConnectionState, connectionOf, openedConnection, setConnection } from './connection-state.js';
+import { rememberLocalAddress } from '../resource-server/local-address.js';
+import { GatewayGuards } from './gateway-guards.js';
 import { connectionParamsToken, MERCURIUS_CONNECTION } from './graphql.context.js';
 import { KeycardContexts } from './keycard-contexts.js';
 import {
@@ -114,6 +116,7 @@ export class KeycardConnections {
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
     private readonly audit: AuditTrail,
     private readonly lifecycle: CarrierLifecycle,
+    private readonly gateways: GatewayGuards,
   ) {}
 
   /**
@@ -336,11 +339,17 @@ export class KeycardConnections {
       if (typeof server.use === 'function') {
         bindRecoveredSessions(server);
         (server.use as (mw: unknown) => void)(middleware);
+        // The engine's first request is what the handshake and every message are judged against (socket.request).
+        engineOf(server)?.on('connection', (connection) => rememberLocalAddress(connection.request));
         // Registered before Nest's own listener: a recovered socket is judged before any handler sees it.
-        on?.call(server, 'connection', (socket) => this.openSocketIo(socket as SocketIoSocket, anonymous));
+        on?.call(server, 'connection', (socket) => {
+          this.gateways.claim(socket);
+          this.openSocketIo(socket as SocketIoSocket, anonymous);
+        });
       } else if (typeof on === 'function') {
         // Registered before Nest's own listener: the client carries its agent before any handler sees it.
         on.call(server, 'connection', (client, request) => {
+          this.gateways.claim(client);
           const state = connectionOf(request);
           if (state === undefined) return;
           setConnection(client, state);
@@ -490,6 +499,17 @@ export class KeycardConnections {
 function endSocketIo(socket: SocketIoSocket, denial: KeycardException): void {
   sendToSocket(socket, 'exception', { status: 'error', ...errorFields(denial) });
   socket.disconnect(true);
+}
+
+/** The parts of an engine.io server used here: its `connection` event carries the connection's first HTTP request. */
+interface EngineIoServer {
+  on(event: 'connection', listener: (connection: { request: IncomingMessage }) => void): unknown;
+}
+
+/** The engine.io server under a socket.io `Server` (`engine`) or `Namespace` (`server.engine`). */
+function engineOf(server: Record<string, unknown>): EngineIoServer | undefined {
+  const engine = (server.engine ?? (server.server as { engine?: unknown } | undefined)?.engine) as EngineIoServer | undefined;
+  return typeof engine?.on === 'function' ? engine : undefined;
 }
 
 /** Ends a connection whose token expired, as graphql-ws ends an unauthorized one. */

@@ -13,6 +13,7 @@ import { ResourceResolver } from '../resource-server/resource-resolver.js';
 import type { CallKind, Carrier } from './call-kind.interface.js';
 import { GraphQLCallKind, graphqlCarrier, type UnguardedServer } from './graphql.context.js';
 import { HttpCallKind } from './http.context.js';
+import { noteJudged } from './judged-calls.js';
 import { logSafe } from '../logging/log-safe.js';
 import { McpCallKind, mcpRequestOf } from './mcp.context.js';
 import { RpcCallKind } from './rpc.context.js';
@@ -71,6 +72,7 @@ export class KeycardContexts {
       case 'graphql':
         return this.graphql;
       case 'ws':
+        noteJudged(context);
         return this.ws;
       case 'rpc':
         // An mcp-nest tool call is an rpc context carrying its HTTP request.

@@ -34,7 +34,8 @@ export function handshakeToken(client: object): string | undefined {
  * `@SubscribeMessage` handlers of WebSocket gateways (`@nestjs/platform-ws`, socket.io). The agent
  * was verified when the connection opened (see `KeycardConnections.guard`); each message is judged
  * again for expiry and scopes. Refusals are a `WsException`, which Nest sends as an `exception`
- * event: `{ status: 'error', error, error_description, scope? }`.
+ * event: `{ status: 'error', error, error_description, scope? }`; a message sent with an
+ * acknowledgement callback (socket.io) has it called with the same object.
  */
 export class WsCallKind implements CallKind {
   readonly name = 'ws';
@@ -69,14 +70,63 @@ export class WsCallKind implements CallKind {
     return handshakeToken(carrier);
   }
 
-  async refuse(denial: KeycardException, _context: ExecutionContext, _carrier: Carrier, _headers: unknown, requiredScopes?: string): Promise<Error> {
-    const { WsException } = await loadWebSockets();
-    return new WsException({ status: 'error', ...errorFields(denial, requiredScopes) });
+  refuse(denial: KeycardException, context: ExecutionContext, _carrier: Carrier, _headers: unknown, requiredScopes?: string): Promise<Error> {
+    return refuseMessage(denial, context, requiredScopes);
   }
 
   describe(context: ExecutionContext): string {
     return `ws ${String(context.switchToWs().getPattern())}`;
   }
+}
+
+/**
+ * A gateway message's refusal: the `WsException` Nest sends as the `exception` event
+ * `{ status: 'error', error?, error_description, scope? }` (see {@link errorFields}).
+ */
+export async function refuseMessage(denial: KeycardException, context: ExecutionContext, requiredScopes?: string): Promise<Error> {
+  const { WsException } = await loadWebSockets();
+  const refusal = { status: 'error', ...errorFields(denial, requiredScopes) };
+  // A socket.io client waiting on an acknowledgement (`emitWithAck`) gets the refusal there too,
+  // not only as the `exception` event: its handler never runs, so nothing else would call it.
+  acknowledgementOf(context)?.(refusal);
+  relayToNativeSocket(context.switchToWs().getClient<Carrier>(), refusal);
+  return new WsException(refusal);
+}
+
+/** Refusals on their way to a native WebSocket client, for the relay below; weak, as nothing may consume them. */
+const relayed = new WeakSet<object>();
+const RELAY = Symbol('keycard.exception-relay');
+
+/** The parts of a `ws` WebSocket used by the relay. */
+interface NativeSocket {
+  readyState: number;
+  send(data: string): void;
+  on(event: 'exception', listener: (payload: unknown) => void): unknown;
+  [RELAY]?: true;
+}
+
+/**
+ * Makes sure a `ws` client receives the `exception` event of a refusal. NestJS 12's exception
+ * filter sends it over the socket; NestJS 11's calls `client.emit('exception', …)`, which on a `ws`
+ * WebSocket only dispatches locally, so the client never learnt why its message went unanswered.
+ * One listener per socket sends what Nest emitted there, only for Keycard's own refusals (the app's
+ * exceptions keep Nest's behaviour); under NestJS 12 it never fires.
+ */
+function relayToNativeSocket(carrier: Carrier, refusal: object): void {
+  const socket = carrier as Partial<NativeSocket>;
+  if (typeof socket.readyState !== 'number' || typeof socket.send !== 'function' || typeof socket.on !== 'function') return;
+  relayed.add(refusal);
+  if (socket[RELAY]) return;
+  socket[RELAY] = true;
+  socket.on('exception', (payload) => {
+    if (typeof payload !== 'object' || payload === null || !relayed.delete(payload)) return;
+    socket.send!(JSON.stringify({ event: 'exception', data: payload }));
+  });
+}
+
+/** The message's acknowledgement callback, if the client sent one: the argument `@Ack()` gives a handler (a function). */
+function acknowledgementOf(context: ExecutionContext): ((answer: unknown) => void) | undefined {
+  return context.getArgs().find((arg): arg is (answer: unknown) => void => typeof arg === 'function');
 }
 
 /**

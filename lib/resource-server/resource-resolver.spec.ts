@@ -8,6 +8,7 @@ import { HttpAdapterHost } from '@nestjs/core';
 import type { IncomingMessage } from 'node:http';
 import { normaliseOptions } from '../keycard-options.js';
 import { InvalidRequestException, ResourceNotConfiguredException } from './keycard.exceptions.js';
+import { rememberLocalAddress } from './local-address.js';
 import { ResourceResolver } from './resource-resolver.js';
 
 interface FakeRequest {
@@ -41,9 +42,9 @@ function request(fake: FakeRequest): IncomingMessage {
 }
 
 /** What `forRequest` did: the derived identifier, or the class and status of what it threw. */
-function outcome(resolver: ResourceResolver, fake: FakeRequest): string {
+function outcome(resolver: ResourceResolver, fake: FakeRequest | IncomingMessage): string {
   try {
-    return resolver.forRequest(request(fake)).id;
+    return resolver.forRequest('socket' in fake ? fake : request(fake)).id;
   } catch (error) {
     const status = (error as { getStatus?: () => number }).getStatus?.();
     return `${(error as Error).constructor.name} ${status}`;
@@ -75,6 +76,18 @@ describe('ResourceResolver without a configured resource', () => {
       expect(lines[0]).toContain('not a loopback address');
     },
   );
+
+  it('M16 a request whose connection closed is judged by the address remembered on arrival (socket.io long-polling), never by its absence', () => {
+    const { resolver } = resolverWithLog();
+    for (const [arrived, expected] of [['127.0.0.1', 'http://localhost:3000'], ['10.1.2.3', NOT_CONFIGURED]] as const) {
+      const polled = request({ host: 'localhost:3000', localAddress: arrived });
+      rememberLocalAddress(polled);
+      // Node reports no local address once the connection is gone; a second remember keeps the first.
+      (polled.socket as { localAddress?: string }).localAddress = undefined;
+      rememberLocalAddress(polled);
+      expect({ arrived, answer: outcome(resolver, polled) }).toEqual({ arrived, answer: expected });
+    }
+  });
 
   it('M16 the decision holds after the same Host was accepted on a loopback connection', () => {
     const { resolver } = resolverWithLog();

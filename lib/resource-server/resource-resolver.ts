@@ -8,6 +8,7 @@ import type { KeycardOptions } from '../keycard-options.js';
 import { isLoopbackAddress, isLoopbackHost } from '../loopback.js';
 import { logSafe } from '../logging/log-safe.js';
 import { parseHostHeader } from './host-header.js';
+import { localAddressOf } from './local-address.js';
 import { ProtectedResource } from './protected-resource.js';
 import { chooseForPath, routerFoldsCase } from './resource-choice.js';
 
@@ -70,7 +71,7 @@ export class ResourceResolver {
     const host = singleHost(request);
     const parsed = parseHostHeader(host);
     if (parsed === undefined) throw new InvalidRequestException('request_malformed');
-    const local = request.socket?.localAddress;
+    const local = localAddressOf(request);
     if (!isLoopbackAddress(local)) {
       this.notConfigured(`the connection reached ${local ?? 'an unknown address'}, not a loopback address`);
     }

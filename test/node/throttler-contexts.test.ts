@@ -362,6 +362,16 @@ void describe('KeycardThrottlerGuard in a socket.io gateway', () => {
     assert.equal([...logger.lines, JSON.stringify(answers)].some((l) => l.includes(token) || l.includes(token.split('.')[2])), false);
   });
 
+  void it('N9 a message sent with an acknowledgement (emitWithAck) that the throttler refuses gets the 429 there too, as in the exception event', async () => {
+    const socket = await connect(zone.issueToken({ client_id: 'agent-ws-ack', scope: 'orders:read' }));
+    for (let i = 0; i < LIMIT; i++) assert.deepEqual(await ask(socket), ['whoami', 'agent-ws-ack']);
+    const exceptions: unknown[] = [];
+    socket.on('exception', (refusal: unknown) => exceptions.push(refusal));
+    assert.deepEqual(await socket.timeout(3000).emitWithAck('whoami', {}), RATE_LIMITED);
+    while (exceptions.length === 0) await new Promise((tick) => setTimeout(tick, 10));
+    assert.deepEqual(exceptions, [RATE_LIMITED]);
+  });
+
   void it('audit (M19): a refused message the limiter answers with 429 has one line, 429 rate_limited without an agent', async () => {
     const socket = await connect(undefined); // allowAnonymous: each message is refused, no_credentials
     logger.lines.length = 0;

@@ -1,0 +1,103 @@
+import { type CanActivate, type ExecutionContext, Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
+import { GUARDS_METADATA } from '@nestjs/common/constants.js';
+import { DiscoveryService } from '@nestjs/core';
+import { KEYCARD_OPTIONS } from '../keycard.constants.js';
+import type { KeycardOptions } from '../keycard-options.js';
+import { KeycardGuard } from '../resource-server/keycard.guard.js';
+import { ResourceNotConfiguredException } from '../resource-server/keycard.exceptions.js';
+import { wasJudged } from './judged-calls.js';
+import { refuseMessage } from './ws.context.js';
+
+/** `@WebSocketGateway()`'s metadata key (read by value: `@nestjs/websockets` is an optional peer). */
+const GATEWAY_METADATA = 'websockets:is_gateway';
+
+/** The app a socket was opened in, set by `KeycardConnections.guard()` (several apps may share a gateway class). */
+const APP = Symbol('keycard.gateway-app');
+
+type GatewayClass = abstract new (...args: never[]) => unknown;
+
+/** The apps alive in this process, per gateway class they serve. */
+const appsOf = new WeakMap<GatewayClass, Set<GatewayGuards>>();
+
+/**
+ * Bound at class level to every gateway, once per class and for every app of the process: Nest
+ * reads a gateway's guards from its class, so the guard there must find the app of each call.
+ * A call the module's guard already judged (NestJS 12 runs `APP_GUARD` on gateways) passes; any
+ * other (NestJS 11 runs no global guard there) is judged by its app's guard.
+ */
+const GATEWAY_GUARD: CanActivate = {
+  canActivate(context: ExecutionContext) {
+    if (wasJudged(context)) return true;
+    const app = (context.switchToWs().getClient<{ [APP]?: GatewayGuards } | undefined>())?.[APP] ?? onlyApp(context.getClass());
+    return app === undefined ? refuseUnknownApp(context) : app.judge(context);
+  },
+};
+
+/** The one live app serving `type`, if only one does (a socket opened outside `KeycardConnections.guard()`). */
+function onlyApp(type: GatewayClass): GatewayGuards | undefined {
+  const apps = appsOf.get(type);
+  return apps?.size === 1 ? apps.values().next().value : undefined;
+}
+
+/** Fails closed (500 `server_error`, as any misconfiguration) and says why in every app that serves the class. */
+async function refuseUnknownApp(context: ExecutionContext): Promise<never> {
+  for (const app of appsOf.get(context.getClass()) ?? []) app.reportUnknownApp(context.getClass().name);
+  throw await refuseMessage(new ResourceNotConfiguredException(), context);
+}
+
+/**
+ * Puts the module's guard on every WebSocket gateway of the app (catalogue N6), so each message is
+ * judged whatever the Nest major: NestJS 11 does not apply `APP_GUARD` to gateways, NestJS 12 does.
+ * Which one the app runs is not looked up: the guard bound here lets through a call the module's
+ * `APP_GUARD` judged already, so each message is judged once either way.
+ *
+ * Runs while the app is created: Nest reads a gateway's guards when it binds its handlers, before
+ * any lifecycle hook.
+ */
+@Injectable()
+export class GatewayGuards implements OnModuleDestroy {
+  private readonly gateways: GatewayClass[] = [];
+  private unknownAppReported = false;
+
+  constructor(
+    discovery: DiscoveryService,
+    private readonly guard: KeycardGuard,
+    @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
+  ) {
+    for (const wrapper of discovery.getProviders()) {
+      const type = wrapper.metatype as GatewayClass | null;
+      if (typeof type !== 'function' || !Reflect.hasMetadata(GATEWAY_METADATA, type) || this.gateways.includes(type)) continue;
+      this.gateways.push(type);
+      bindGatewayGuard(type);
+      appsOf.set(type, (appsOf.get(type) ?? new Set()).add(this));
+    }
+  }
+
+  /** Marks a socket opened in this app (`KeycardConnections.guard()`), so its messages are judged here. */
+  claim(socket: object): void {
+    (socket as { [APP]?: GatewayGuards })[APP] = this;
+  }
+
+  judge(context: ExecutionContext): boolean | Promise<boolean> {
+    return this.guard.canActivate(context);
+  }
+
+  reportUnknownApp(gateway: string): void {
+    if (this.unknownAppReported) return;
+    this.unknownAppReported = true;
+    this.options.logger.error(
+      `Keycard refused a message to ${gateway}: several apps in this process serve it and the socket was not opened through KeycardConnections.guard(), so its app is unknown. ` +
+        'Wrap the adapter: app.useWebSocketAdapter(app.get(KeycardConnections).guard(adapter))',
+    );
+  }
+
+  onModuleDestroy(): void {
+    for (const type of this.gateways) appsOf.get(type)?.delete(this);
+  }
+}
+
+/** Puts {@link GATEWAY_GUARD} first among the class's guards (once, also when a base class has it). */
+function bindGatewayGuard(type: GatewayClass): void {
+  const guards = (Reflect.getMetadata(GUARDS_METADATA, type) as unknown[] | undefined) ?? [];
+  if (!guards.includes(GATEWAY_GUARD)) Reflect.defineMetadata(GUARDS_METADATA, [GATEWAY_GUARD, ...guards], type);
+}
