@@ -1,6 +1,7 @@
 import { type CanActivate, type ExecutionContext, Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
-import { GUARDS_METADATA } from '@nestjs/common/constants.js';
+import { GUARDS_METADATA, INTERCEPTORS_METADATA } from '@nestjs/common/constants.js';
 import { DiscoveryService } from '@nestjs/core';
+import { ServingZoneInterceptor } from '../exchange/serving-zone.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { KeycardGuard } from '../resource-server/keycard.guard.js';
@@ -69,6 +70,8 @@ export class GatewayGuards implements OnModuleDestroy {
       if (typeof type !== 'function' || !Reflect.hasMetadata(GATEWAY_METADATA, type) || this.gateways.includes(type)) continue;
       this.gateways.push(type);
       bindGatewayGuard(type);
+      // Global interceptors do not run on NestJS 11 gateways either: the serving zone (Q22) is bound here too.
+      if (options.zones.length > 1) bindServingZone(type);
       appsOf.set(type, (appsOf.get(type) ?? new Set()).add(this));
     }
   }
@@ -100,4 +103,13 @@ export class GatewayGuards implements OnModuleDestroy {
 function bindGatewayGuard(type: GatewayClass): void {
   const guards = (Reflect.getMetadata(GUARDS_METADATA, type) as unknown[] | undefined) ?? [];
   if (!guards.includes(GATEWAY_GUARD)) Reflect.defineMetadata(GUARDS_METADATA, [GATEWAY_GUARD, ...guards], type);
+}
+
+/** One stateless instance for every gateway class (running it twice, globally and here, changes nothing). */
+const SERVING_ZONE = new ServingZoneInterceptor();
+
+/** Puts the serving-zone interceptor first among the class's interceptors (once). */
+function bindServingZone(type: GatewayClass): void {
+  const interceptors = (Reflect.getMetadata(INTERCEPTORS_METADATA, type) as unknown[] | undefined) ?? [];
+  if (!interceptors.includes(SERVING_ZONE)) Reflect.defineMetadata(INTERCEPTORS_METADATA, [SERVING_ZONE, ...interceptors], type);
 }

@@ -30,6 +30,11 @@ export default {
     '<rootDir>/test/websockets.e2e-spec.ts',
     '<rootDir>/test/microservices.e2e-spec.ts',
     '<rootDir>/test/mcp.e2e-spec.ts',
+    // The decision core's carriers and doors (catalogue §O).
+    '<rootDir>/test/socket-carriers.e2e-spec.ts',
+    '<rootDir>/test/stream-expiry.e2e-spec.ts',
+    '<rootDir>/test/mcp-sessions.e2e-spec.ts',
+    '<rootDir>/test/grants-in-every-context.e2e-spec.ts',
   ],
   moduleNameMapper: { ...nest11, ...moduleNameMapper },
 };
