@@ -9,6 +9,21 @@ import type { KeycardException } from '../resource-server/keycard.exceptions.js'
  */
 export type Carrier = object & { user?: unknown };
 
+/** A refusal as a door answers it ({@link CallKind.refuse}). */
+export interface Refusal {
+  readonly denial: KeycardException;
+  readonly context: ExecutionContext;
+  readonly carrier: Carrier;
+  /** The RFC 6750 challenge (`WWW-Authenticate`) and any other header of the answer. */
+  readonly headers: Readonly<Record<string, string>>;
+  /**
+   * This call's required scopes (space-joined), for the `scope` its error names
+   * (`denial.scopeNamed()`, Q12, Q16): one denial may be shared by several calls with different
+   * scopes (the fields of a GraphQL operation).
+   */
+  readonly requiredScopes?: string;
+}
+
 /**
  * How the guard reads one kind of Nest execution context (`context.getType()`): where the token
  * is, which HTTP request (if any) chooses the resource, where the agent goes, and how a refusal
@@ -48,19 +63,11 @@ export interface CallKind {
    */
   token(context: ExecutionContext, carrier: Carrier): string | undefined;
   /**
-   * What the client of this context receives for a refusal: writes `headers` (the RFC 6750
-   * challenge) where there is an HTTP response and returns the error to throw. Never a stack trace,
-   * a library message or the token (catalogue N10). `requiredScopes` (space-joined) are this call's,
-   * for the `scope` its error names (`denial.scopeNamed()`, Q12, Q16): one denial may be shared by
-   * several calls with different scopes (the fields of a GraphQL operation).
+   * What the client of this context receives for a refusal: writes the refusal's headers (the RFC
+   * 6750 challenge) where there is an HTTP response and returns the error to throw. Never a stack
+   * trace, a library message or the token (catalogue N10).
    */
-  refuse(
-    denial: KeycardException,
-    context: ExecutionContext,
-    carrier: Carrier,
-    headers: Readonly<Record<string, string>>,
-    requiredScopes?: string,
-  ): Error | Promise<Error>;
+  refuse(refusal: Refusal): Error | Promise<Error>;
   /** The call for logs and the audit line: `GET /orders`, `graphql query Orders.orders`, `ws orders:watch`. */
   describe(context: ExecutionContext, carrier: Carrier): string;
   /**

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extractBearerToken, parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
 import { InvalidTokenException, type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
 import { rawRequestOf } from '../resource-server/resource-resolver.js';
-import type { CallKind, Carrier } from './call-kind.interface.js';
+import type { CallKind, Carrier, Refusal } from './call-kind.interface.js';
 import { connectionOf } from './connection-state.js';
 import { rawResponseOf, writeChallenge } from './http.context.js';
 
@@ -210,7 +210,7 @@ export class GraphQLCallKind implements CallKind {
     return undefined;
   }
 
-  refuse(denial: KeycardException, context: ExecutionContext, carrier: Carrier, headers: Readonly<Record<string, string>>, requiredScopes?: string): Error {
+  refuse({ denial, context, carrier, headers, requiredScopes }: Refusal): Error {
     const response = this.adapterResponse(context, carrier);
     if (response !== undefined) {
       writeChallenge(this.adapter(), response, rawRequestOf(carrier), headers);

@@ -1,9 +1,8 @@
 import type { ExecutionContext, HttpServer } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extractBearerToken } from '../resource-server/bearer-token.extractor.js';
-import type { KeycardException } from '../resource-server/keycard.exceptions.js';
 import { pathOf, rawRequestOf } from '../resource-server/resource-resolver.js';
-import type { CallKind, Carrier } from './call-kind.interface.js';
+import type { CallKind, Carrier, Refusal } from './call-kind.interface.js';
 
 /** Plain HTTP routes (Express or Fastify): the token in `Authorization`, the challenge on the response. */
 export class HttpCallKind implements CallKind {
@@ -36,7 +35,7 @@ export class HttpCallKind implements CallKind {
     return extractBearerToken(rawRequestOf(carrier));
   }
 
-  refuse(denial: KeycardException, context: ExecutionContext, carrier: Carrier, headers: Readonly<Record<string, string>>): Error {
+  refuse({ denial, context, carrier, headers }: Refusal): Error {
     writeChallenge(this.adapter(), context.switchToHttp().getResponse<object>(), rawRequestOf(carrier), headers);
     return denial;
   }

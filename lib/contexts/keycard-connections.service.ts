@@ -457,10 +457,10 @@ export class KeycardConnections {
       const line = `denied ${call} status=${denial.getStatus()} reason=${denial.code}`;
       if (denial.getStatus() >= 500) this.options.logger.error(line);
       else this.options.logger.warn(line);
-      if (this.options.auditLog) this.audit.recordConnection(call, started, undefined, denial.getStatus(), denial.code);
+      if (this.options.auditLog) this.audit.recordConnection(call, started, { status: denial.getStatus(), reason: denial.code });
       throw denial;
     }
-    if (this.options.auditLog) this.audit.recordConnection(call, started, state.agent);
+    if (this.options.auditLog) this.audit.recordConnection(call, started, { agent: state.agent });
     return state;
   }
 

@@ -1,9 +1,8 @@
 import type { ExecutionContext } from '@nestjs/common';
 import type { IncomingMessage } from 'node:http';
 import { isVerifiedAgent } from '../resource-server/access-token-rules.js';
-import type { KeycardException } from '../resource-server/keycard.exceptions.js';
 import { rawRequestOf } from '../resource-server/resource-resolver.js';
-import type { CallKind, Carrier } from './call-kind.interface.js';
+import type { CallKind, Carrier, Refusal } from './call-kind.interface.js';
 import { loadMicroservices } from './optional-peers.js';
 import { errorFields } from './ws.context.js';
 
@@ -70,7 +69,7 @@ export class McpCallKind implements CallKind {
     return undefined;
   }
 
-  async refuse(denial: KeycardException): Promise<Error> {
+  async refuse({ denial }: Refusal): Promise<Error> {
     const { RpcException } = await loadMicroservices();
     const fields = errorFields(denial);
     const message = fields.scope !== undefined

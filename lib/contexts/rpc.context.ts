@@ -2,7 +2,7 @@ import type { ExecutionContext } from '@nestjs/common';
 import { isIP } from 'node:net';
 import { parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
 import type { KeycardException } from '../resource-server/keycard.exceptions.js';
-import type { CallKind, Carrier } from './call-kind.interface.js';
+import type { CallKind, Carrier, Refusal } from './call-kind.interface.js';
 import { loadMicroservices } from './optional-peers.js';
 import { errorFields } from './ws.context.js';
 
@@ -115,7 +115,7 @@ export class RpcCallKind implements CallKind {
     return this.extractor?.(context);
   }
 
-  refuse(denial: KeycardException, _context: ExecutionContext, _carrier: Carrier, _headers: unknown, requiredScopes?: string): Promise<Error> {
+  refuse({ denial, requiredScopes }: Refusal): Promise<Error> {
     return rpcRefusal(denial, requiredScopes);
   }
 

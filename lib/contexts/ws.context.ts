@@ -2,7 +2,7 @@ import type { ExecutionContext } from '@nestjs/common';
 import type { IncomingMessage } from 'node:http';
 import { parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
 import { InvalidTokenException, type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
-import type { CallKind, Carrier } from './call-kind.interface.js';
+import type { CallKind, Carrier, Refusal } from './call-kind.interface.js';
 import { connectionOf } from './connection-state.js';
 import { loadWebSockets } from './optional-peers.js';
 
@@ -70,7 +70,7 @@ export class WsCallKind implements CallKind {
     return handshakeToken(carrier);
   }
 
-  refuse(denial: KeycardException, context: ExecutionContext, _carrier: Carrier, _headers: unknown, requiredScopes?: string): Promise<Error> {
+  refuse({ denial, context, requiredScopes }: Refusal): Promise<Error> {
     return refuseMessage(denial, context, requiredScopes);
   }
 

@@ -79,7 +79,7 @@ export class Refusals {
     }
     this.parts.events.decided(call, { status: denial.getStatus(), detail: denial.code, agent: who });
     if (call.isConnection) state.agent = undefined; // the next message is judged afresh
-    const refusal = kind.refuse(denial, context, carrier, this.challengeHeaders(call, denial), rules.scopeParam);
+    const refusal = kind.refuse({ denial, context, carrier, headers: this.challengeHeaders(call, denial), requiredScopes: rules.scopeParam });
     if (refusal instanceof Promise) return refusal.then((e) => Promise.reject(e));
     throw refusal;
   }

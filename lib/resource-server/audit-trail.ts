@@ -113,7 +113,7 @@ export class AuditTrail {
     }
     // A public call outside HTTP has no line; one another judge still rules on waits for its final event.
     if (!event.final || (event.public === true && event.status < 400)) return;
-    this.recordCall(call.describe(), event.agent, event.status, event.detail, call.started || undefined);
+    this.recordCall(call.describe(), { agent: event.agent, status: event.status, reason: event.detail, started: call.started || undefined });
   }
 
   /**
@@ -158,7 +158,8 @@ export class AuditTrail {
    * is the HTTP status the answer would have had (200 when admitted, 429 `rate_limited` when a rate
    * limiter answered), `reason` the denial code; `started` when the decision began.
    */
-  recordCall(call: string, agent: AgentContext | undefined, status = 200, reason?: DenialReason, started = performance.now()): void {
+  recordCall(call: string, outcome: CallOutcome = {}): void {
+    const { agent, status = 200, reason, started = performance.now() } = outcome;
     const space = call.indexOf(' ');
     this.write(agent, { method: call.slice(0, space).toUpperCase(), route: call.slice(space + 1), status, started, reason });
   }
@@ -170,7 +171,8 @@ export class AuditTrail {
    * method `WS`, route `connection ws` / `connection socket.io`) or `graphql-ws connection`
    * (method `GRAPHQL-WS`, route `connection`). `started`: when the verification began.
    */
-  recordConnection(call: string, started: number, agent: AgentContext | undefined, status = 101, reason?: DenialReason): void {
+  recordConnection(call: string, started: number, outcome: CallOutcome = {}): void {
+    const { agent, status = 101, reason } = outcome;
     const protocol = call.slice(0, call.indexOf(' '));
     const method = protocol === 'graphql-ws' ? 'GRAPHQL-WS' : 'WS';
     this.write(agent, { method, route: protocol === 'graphql-ws' ? 'connection' : `connection ${protocol}`, status, started, reason });
@@ -196,6 +198,17 @@ export class AuditTrail {
     };
     this.options.logger.log(new AuditLine(record));
   }
+}
+
+/** How a call or connection ended, for its audit line. */
+export interface CallOutcome {
+  /** The verified agent, if any (never an unverified token's claims). */
+  readonly agent?: AgentContext;
+  /** The HTTP status the answer has or would have had. */
+  readonly status?: number;
+  readonly reason?: DenialReason;
+  /** `performance.now()` when the decision began. */
+  readonly started?: number;
 }
 
 /** What one audit line says of the call, besides the agent. */

@@ -29,7 +29,7 @@ export class TokenVerifier {
   private async verifyAndRemember(token: string, resource: ProtectedResource): Promise<AgentContext> {
     const verification: VerificationRequest = { token, resource };
     const agent = await this.strategy.verify(verification);
-    this.verifiedTokens.set(token, resource.id, agent, verification.key, verification.zone?.keys);
+    this.verifiedTokens.set(verification, agent);
     return agent;
   }
 }

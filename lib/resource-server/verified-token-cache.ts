@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Clock } from '../clock.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import type { JwksKeyStore, VerificationKey } from '../zone/jwks-key-store.js';
+import type { VerificationRequest } from './keycard.strategy.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 
@@ -50,10 +51,13 @@ export class VerifiedTokenCache {
     return entry.agent;
   }
 
-  set(token: string, resourceId: string, agent: AgentContext, key: VerificationKey | undefined, keys: JwksKeyStore | undefined): void {
+  /** Remembers `agent`, verified from `verification.token` for its resource with its zone's key. */
+  set(verification: VerificationRequest, agent: AgentContext): void {
     const max = this.options.verifiedTokenCacheSize;
+    const { key } = verification;
+    const keys = verification.zone?.keys;
     if (max <= 0 || key === undefined || keys === undefined) return;
     if (this.entries.size >= max) this.entries.delete(this.entries.keys().next().value as string);
-    this.entries.set(token, { agent, resourceId, key, keys, expiresAtMs: agent.expiresAt.getTime() });
+    this.entries.set(verification.token, { agent, resourceId: verification.resource.id, key, keys, expiresAtMs: agent.expiresAt.getTime() });
   }
 }

@@ -102,7 +102,7 @@ export class KeycardThrottlerGuard extends ThrottlerGuard {
       answer = await super.throwThrottlingException(context, detail).then(() => undefined, (thrown: unknown) => thrown);
     } else {
       const denial = new RateLimitedException(detail.timeToBlockExpire);
-      answer = await kind.refuse(denial, context, kind.carrier(context), denial.headers());
+      answer = await kind.refuse({ denial, context, carrier: kind.carrier(context), headers: denial.headers() });
     }
     if (typeof answer === 'object' && answer !== null) this.limitAnswers.add(answer);
     throw answer;
