@@ -23,20 +23,20 @@ export class Call {
   /** When the core first saw the call (`performance.now()`), for observers that time decisions; 0 when none listens. */
   started = 0;
 
+  /** True when the carrier outlives the call (a WebSocket connection): asked once per call. */
+  readonly isConnection: boolean;
+
   private constructor(
     readonly kind: CallKind,
     readonly context: ExecutionContext,
     readonly carrier: Carrier,
     readonly rules: RouteRules,
-  ) {}
+  ) {
+    this.isConnection = kind.isConnection(carrier);
+  }
 
   static of(kind: CallKind, context: ExecutionContext, rules: RouteRules): Call {
     return new Call(kind, context, kind.carrier(context), rules);
-  }
-
-  /** True when the carrier outlives the call (a WebSocket connection). */
-  get isConnection(): boolean {
-    return this.kind.isConnection(this.carrier);
   }
 
   /** True when the call is answered over an HTTP response (its audit line waits for the response). */
