@@ -8,6 +8,8 @@ export type { DecisionReason } from './decision/decision-reason.js';
 export { KEYCARD_TOKEN_VALIDATORS } from './decision/token-validator.js';
 export type { TokenValidator } from './decision/token-validator.js';
 export { Call } from './decision/call.js';
+export { CarrierLifecycle } from './decision/carrier-lifecycle.js';
+export type { CarrierBinding, LiveCarrier, CarrierEndReason } from './decision/carrier-lifecycle.js';
 export { RouteRulesRegistry } from './resource-server/route-rules.registry.js';
 export type { RouteRules } from './resource-server/route-rules.registry.js';
 export { KeycardConnections } from './contexts/keycard-connections.service.js';

@@ -23,6 +23,7 @@ import { KeycardContexts } from './contexts/keycard-contexts.js';
 import { CarrierLifecycle } from './decision/carrier-lifecycle.js';
 import { DecisionCore } from './decision/decision-core.js';
 import { DecisionEvents } from './decision/decision-events.js';
+import { TokenValidators } from './decision/token-validator.js';
 import { KeycardConnections } from './contexts/keycard-connections.service.js';
 import { KeycardStreams } from './contexts/keycard-streams.js';
 import { GatewayGuards } from './contexts/gateway-guards.js';
@@ -56,6 +57,7 @@ export function createKeycardProviders(): Provider[] {
     // Streamed calls (gRPC streams, @Sse() routes) end at expiry: put on their handlers while the app is created.
     KeycardStreams,
     McpTools,
+    TokenValidators,
     DecisionCore,
     KeycardGuard,
     // Every mcp-nest tool controller gets the guard (N12, N14), with or without inheritAppConfig.

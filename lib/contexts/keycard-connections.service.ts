@@ -10,6 +10,7 @@ import {
 } from '../resource-server/keycard.exceptions.js';
 import { TokenVerifier } from '../resource-server/token-verifier.js';
 import { CarrierLifecycle } from '../decision/carrier-lifecycle.js';
+import { TokenValidators } from '../decision/token-validator.js';
 import type { Principal } from '../decision/principal.js';
 import { type ConnectionState, connectionOf, openedConnection, setConnection } from './connection-state.js';
 import { rememberLocalAddress } from '../resource-server/local-address.js';
@@ -116,6 +117,7 @@ export class KeycardConnections {
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
     private readonly audit: AuditTrail,
     private readonly lifecycle: CarrierLifecycle,
+    private readonly validators: TokenValidators,
     private readonly gateways: GatewayGuards,
   ) {}
 
@@ -449,7 +451,7 @@ export class KeycardConnections {
       const resource = this.contexts.resourceFor(request);
       const found = token();
       if (found === undefined && !anonymous) throw new MissingCredentialsException();
-      if (found !== undefined) state = openedConnection(await this.verifier.verify(found, resource), found, request);
+      if (found !== undefined) state = openedConnection(this.validated(await this.verifier.verify(found, resource)), found, request);
       // Another principal's session is refused, and left to its owner (Q18).
       if (owner !== undefined && !ownsSession(state.agent, owner)) throw new InvalidRequestException('session_principal_mismatch');
     } catch (error) {
@@ -462,6 +464,12 @@ export class KeycardConnections {
     }
     if (this.options.auditLog) this.audit.recordConnection(call, started, { agent: state.agent });
     return state;
+  }
+
+  /** The app's token validators judge a connection's token when it opens, as they judge every call. */
+  private validated(agent: AgentContext): AgentContext {
+    this.validators.run(agent, undefined);
+    return agent;
   }
 
   private resourceOrUndefined(request: IncomingMessage) {

@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
+import { expiryMsOf } from '../resource-server/access-token-rules.js';
 import { samePrincipal } from './principal.js';
 
 /** Why the module ends a carrier: its token expired (later also: revoked). */
@@ -64,7 +65,7 @@ export class CarrierLifecycle {
    * clock; negative once it is. The one expiry rule of carriers: messages, events and timers.
    */
   msUntilExpiry(agent: AgentContext): number {
-    return agent.expiresAt.getTime() + this.toleranceMs - this.clock.now();
+    return expiryMsOf(agent) + this.toleranceMs - this.clock.now();
   }
 
   /** True once the agent's token has expired for carriers ({@link msUntilExpiry} < 0). */

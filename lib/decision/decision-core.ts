@@ -1,4 +1,4 @@
-import { type ExecutionContext, Inject, Injectable, Optional } from '@nestjs/common';
+import { type ExecutionContext, Inject, Injectable } from '@nestjs/common';
 import { KeycardContexts } from '../contexts/keycard-contexts.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
@@ -15,7 +15,7 @@ import { DecisionEvents } from './decision-events.js';
 import { defaultJudge, type Judge } from './judge.js';
 import { type RefusalLimiter, Refusals } from './refusal.js';
 import { ScopePolicy } from './scope-policy.js';
-import { KEYCARD_TOKEN_VALIDATORS, type TokenValidator } from './token-validator.js';
+import { TokenValidators } from './token-validator.js';
 import { ANONYMOUS, Verification } from './verification.js';
 
 export type { RefusalLimiter } from './refusal.js';
@@ -52,9 +52,9 @@ export class DecisionCore {
     private readonly mcp: McpTools,
     private readonly events: DecisionEvents,
     @Inject(KEYCARD_OPTIONS) options: KeycardOptions,
-    @Optional() @Inject(KEYCARD_TOKEN_VALIDATORS) validators: readonly TokenValidator[] | null,
+    validators: TokenValidators,
   ) {
-    this.verification = new Verification({ contexts, verifier, routeRules, mcp, options, validators: validators ?? [] });
+    this.verification = new Verification({ contexts, verifier, routeRules, mcp, options, validators });
     this.policy = new ScopePolicy(mcp);
     this.refusals = new Refusals({ contexts, events, options });
     this.judge = defaultJudge(options.logger);
@@ -188,9 +188,10 @@ export class DecisionCore {
     if (rules.mcp !== undefined && call.token !== undefined && call.resource !== undefined) {
       this.mcp.admitted({ request: carrier, response: kind.httpResponse(context, carrier), rule: rules.mcp, agent, token: call.token, resource: call.resource });
     }
+    // Published before the agent is handed over, so nothing a subscriber writes on the carrier survives.
+    if (this.events.active) this.publishAdmission(call);
     carrier.user = agent;
     if (kind.sharedCarrier) judge.admittedCalls.add(context.getArgs(), call);
-    if (this.events.active) this.publishAdmission(call);
     return true;
   }
 

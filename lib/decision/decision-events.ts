@@ -105,6 +105,8 @@ export class DecisionEvents {
    * defaults to true: a call whose later judge rules on it says so.
    */
   decided(call: Call, outcome: Outcome): void {
+    // The call is decided: what follows (the door's answer, observers) never needs its token (INV7).
+    call.token = undefined;
     if (this.listeners.length > 0) this.publish(eventOf(call, outcome));
   }
 
@@ -142,7 +144,7 @@ function typeOf(outcome: Outcome): DecisionType {
 function eventOf(call: Call, outcome: Outcome): DecisionEvent {
   const { agent, detail, status } = outcome;
   const required = call.required ?? call.rules.scopes;
-  return {
+  const event = {
     type: typeOf(outcome),
     reason: detail === undefined ? undefined : reasonOfCode(detail, status),
     detail,
@@ -157,10 +159,14 @@ function eventOf(call: Call, outcome: Outcome): DecisionEvent {
     missingScopes: detail === 'insufficient_scope' ? missing(agent, required) : undefined,
     public: outcome.public,
     agent,
-    context: call.context,
     final: outcome.final ?? true,
-    source: call,
   };
+  // References, not data: left out of what printing or serialising an event shows (the request
+  // behind the context holds the Authorization header).
+  return Object.defineProperties(event, {
+    context: { value: call.context, enumerable: false },
+    source: { value: call, enumerable: false },
+  }) as DecisionEvent;
 }
 
 function missing(agent: AgentContext | undefined, required: readonly string[] | undefined): readonly string[] | undefined {

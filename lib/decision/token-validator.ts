@@ -1,24 +1,62 @@
+import { Injectable, type OnApplicationBootstrap } from '@nestjs/common';
+import { ModuleRef } from '@nestjs/core';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import type { Call } from './call.js';
 
 /**
- * One rule a verified token must also pass, on every call — cache hits included — after the
- * verification stages (header, zone, key, signature, claims), in the spirit of Spring Security's
- * `DelegatingOAuth2TokenValidator` (STYLE 24): revocation and sender constraints are validators,
- * not branches of the guard. Validators run in the order provided; the first that throws decides.
- * Keep them synchronous and allocation-free on the common path: they run on every request.
+ * One rule a verified token must also pass, on every call — cache hits included — and when a
+ * WebSocket or graphql-ws connection opens, after the verification stages (header, zone, key,
+ * signature, claims), in the spirit of Spring Security's `DelegatingOAuth2TokenValidator`
+ * (STYLE 24): revocation and sender constraints are validators, not branches of the guard.
+ * Validators run in the order provided; the first that throws decides. Keep them synchronous and
+ * allocation-free on the common path: they run on every request.
  * @publicApi
  */
 export interface TokenValidator {
   /**
-   * Accepts `agent` for `call` by returning, or refuses by throwing a `KeycardException`
-   * (e.g. `InvalidTokenException`); anything else thrown becomes 401 `invalid_token`.
+   * Accepts `agent` by returning, or refuses by throwing a `KeycardException` (e.g.
+   * `InvalidTokenException`, 401 `invalid_token`); anything else thrown becomes 401
+   * `invalid_token` too. `call` is the call being decided; `undefined` when a connection opens.
    */
-  validate(agent: AgentContext, call: Call): void;
+  validate(agent: AgentContext, call: Call | undefined): void;
 }
 
 /**
- * Multi-provider token for the validators (`{ provide: KEYCARD_TOKEN_VALIDATORS, useValue: [...] }`).
+ * The injection token of the app's validators: provide **one array** under it in any module of the
+ * app (`{ provide: KEYCARD_TOKEN_VALIDATORS, useValue: [new DenyList()] }`, or `useFactory` with
+ * `inject`); the module finds it wherever it is.
  * @publicApi
  */
 export const KEYCARD_TOKEN_VALIDATORS = 'KEYCARD:TOKEN_VALIDATORS';
+
+/**
+ * The app's {@link TokenValidator}s, found once the app is bootstrapped in whichever module
+ * provides {@link KEYCARD_TOKEN_VALIDATORS} (a global module cannot see its importers' providers
+ * through injection, so they are looked up in the whole app).
+ * @throws TypeError at bootstrap when the provided value is not an array of validators.
+ */
+@Injectable()
+export class TokenValidators implements OnApplicationBootstrap {
+  private list: readonly TokenValidator[] = [];
+
+  constructor(private readonly moduleRef: ModuleRef) {}
+
+  onApplicationBootstrap(): void {
+    let found: unknown;
+    try {
+      found = this.moduleRef.get(KEYCARD_TOKEN_VALIDATORS, { strict: false });
+    } catch {
+      return; // none provided
+    }
+    if (!Array.isArray(found) || !found.every((v) => typeof (v as TokenValidator | null)?.validate === 'function')) {
+      throw new TypeError('KEYCARD_TOKEN_VALIDATORS must be provided as an array of objects with a validate(agent, call) method');
+    }
+    this.list = found as TokenValidator[];
+  }
+
+  /** Runs every validator in order. @throws what the first refusing validator throws. */
+  run(agent: AgentContext, call: Call | undefined): void {
+    const { list } = this;
+    for (let i = 0; i < list.length; i++) list[i]!.validate(agent, call);
+  }
+}

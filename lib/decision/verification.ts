@@ -10,7 +10,7 @@ import { peekRequestState, requestState } from '../resource-server/request-state
 import type { RouteRulesRegistry } from '../resource-server/route-rules.registry.js';
 import type { TokenVerifier } from '../resource-server/token-verifier.js';
 import type { Call } from './call.js';
-import type { TokenValidator } from './token-validator.js';
+import type { TokenValidators } from './token-validator.js';
 
 /** What verification needs from the module. */
 export interface VerificationParts {
@@ -19,7 +19,7 @@ export interface VerificationParts {
   readonly routeRules: RouteRulesRegistry;
   readonly mcp: McpTools;
   readonly options: KeycardOptions;
-  readonly validators: readonly TokenValidator[];
+  readonly validators: TokenValidators;
 }
 
 /** The outcome of verifying a call that carries no token and may be served without one (N12). */
@@ -62,8 +62,7 @@ export class Verification {
   /** Runs the validators in order; the first that throws refuses the call. */
   private validated(call: Call, agent: AgentContext): AgentContext {
     call.agent = agent;
-    const { validators } = this.parts;
-    for (let i = 0; i < validators.length; i++) validators[i]!.validate(agent, call);
+    this.parts.validators.run(agent, call);
     return agent;
   }
 

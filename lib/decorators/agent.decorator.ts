@@ -1,6 +1,7 @@
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
 import { carrierOf } from '../contexts/keycard-contexts.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
+import { isVerifiedAgent } from '../resource-server/access-token-rules.js';
 
 /**
  * Injects the verified {@link AgentContext} of the call (`@Agent()`), or one of its fields
@@ -16,7 +17,9 @@ import type { AgentContext } from '../interfaces/agent-context.interface.js';
  */
 export const Agent = createParamDecorator(
   (field: keyof AgentContext | undefined, context: ExecutionContext) => {
-    const agent = carrierOf(context)?.user as AgentContext | undefined;
+    // Only what the guard verified: an object anything else put on the request is no agent.
+    const found = carrierOf(context)?.user;
+    const agent = isVerifiedAgent(found) ? found : undefined;
     return field === undefined ? agent : agent?.[field];
   },
 );

@@ -74,7 +74,7 @@ export function toAgentContext(
   if (sid !== undefined && typeof sid !== 'string') throw new InvalidTokenException('claim_invalid');
   // Proof-of-possession tokens must not work as plain bearer tokens (Q10, C26, C27).
   if (typeof cnf === 'object' && cnf !== null) throw new InvalidTokenException('token_bound');
-  return Object.freeze(
+  const agent = Object.freeze(
     new VerifiedAgent({
       clientId,
       agentId: stableAgentId(payload.keycard_app_id, clientId),
@@ -90,6 +90,8 @@ export function toAgentContext(
       claims: deepFreeze(payload),
     }),
   );
+  EXPIRY_MS.set(agent, exp * 1000);
+  return agent;
 }
 
 /**
@@ -118,6 +120,17 @@ class VerifiedAgent implements AgentContext {
 /** Keycard's `keycard_app_id` when it is a non-empty string, else the `client_id` (Q18). */
 function stableAgentId(appId: unknown, clientId: string): string {
   return isNonEmptyString(appId) ? appId : clientId;
+}
+
+/**
+ * `exp` in milliseconds as verified, per agent: `expiresAt` is a `Date`, which freezing cannot make
+ * read-only, so the module's expiry rules (carriers, connections) read this instead.
+ */
+const EXPIRY_MS = new WeakMap<AgentContext, number>();
+
+/** When the agent's token expires (`exp`, ms since the epoch), as verified; immune to changes of `expiresAt`. */
+export function expiryMsOf(agent: AgentContext): number {
+  return EXPIRY_MS.get(agent) ?? agent.expiresAt.getTime();
 }
 
 /** True for agent contexts made by {@link toAgentContext} (and so by the guard). */

@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import type { JwksKeyStore, VerificationKey } from '../zone/jwks-key-store.js';
 import type { VerificationRequest } from './keycard.strategy.js';
+import { expiryMsOf } from './access-token-rules.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 
@@ -58,6 +59,6 @@ export class VerifiedTokenCache {
     const keys = verification.zone?.keys;
     if (max <= 0 || key === undefined || keys === undefined) return;
     if (this.entries.size >= max) this.entries.delete(this.entries.keys().next().value as string);
-    this.entries.set(verification.token, { agent, resourceId: verification.resource.id, key, keys, expiresAtMs: agent.expiresAt.getTime() });
+    this.entries.set(verification.token, { agent, resourceId: verification.resource.id, key, keys, expiresAtMs: expiryMsOf(agent) });
   }
 }
