@@ -315,9 +315,10 @@ const refusedFields = new WeakMap<ServerResponse, RefusedFields>();
  */
 function statusWhenNothingRan(response: ServerResponse, info: ResolveInfo | undefined, status: number): void {
   if (info === undefined || info.path?.prev !== undefined || typeof response.writeHead !== 'function') return;
-  const rootFields = rootFieldCount(info);
   let state = refusedFields.get(response);
   if (state === undefined) {
+    // Counted once per response: the operation is the same for every field refused in it.
+    const rootFields = rootFieldCount(info);
     state = { refused: 0, status };
     refusedFields.set(response, state);
     const writeHead = response.writeHead;
