@@ -177,11 +177,22 @@ describe.each([
     expect(res.challenge).toEqual({ scheme: 'Bearer', params: { resource_metadata: PRM }, names: ['resource_metadata'] });
     expectEveryAliasRefused(res.body, n, 'UNAUTHENTICATED');
     expect(res.body.errors![0].extensions?.error).toBeUndefined();
+    // Larger than LOCATED_DOCUMENT_MAX: named by path, never placed by rescanning the document.
+    expect(res.body.errors!.filter((error) => 'locations' in error)).toEqual([]);
     expect(await auditRecords(api, before)).toEqual([
       expect.objectContaining({ method: 'POST', status: 401, reason: 'no_credentials', refused: ['Query.o'] }),
     ]);
     expectLoopBound(maxDelayMs, baseline.ms);
   }, 120_000);
+
+  it(`${row} a refused field of a document up to LOCATED_DOCUMENT_MAX keeps its locations`, async () => {
+    const res = await postGraphQL(api.url, `{\n  a0: o\n  a1: o\n}`);
+    expect(res.status).toBe(401);
+    expect(res.body.errors!.map((error) => [error.path, (error as { locations?: unknown }).locations])).toEqual([
+      [['a0'], [{ line: 2, column: 3 }]],
+      [['a1'], [{ line: 3, column: 3 }]],
+    ]);
+  });
 
   // Apollo only: 50 000 aliases on Mercurius spend much of their time in the garbage collector,
   // which makes the ratio of two sizes depend on the heap more than on the refusals.
