@@ -35,6 +35,8 @@ interface ResolveInfo {
   path?: { prev?: unknown };
   operation?: { operation?: string; name?: { value?: string }; selectionSet?: SelectionSet };
   fragments?: Readonly<Record<string, { selectionSet?: SelectionSet } | undefined>>;
+  /** The field's nodes; their `loc.source.body` is the whole document. */
+  fieldNodes?: readonly { loc?: { source?: { body?: string } } }[];
 }
 
 /** graphql-js AST selections, read by shape: fields, fragment spreads and inline fragments. */
@@ -221,7 +223,7 @@ export class GraphQLCallKind implements CallKind {
         statusWhenNothingRan(rawResponseOf(response), resolveInfoOf(context), denial.getStatus());
       }
     }
-    return asGraphQLError(denial, requiredScopes);
+    return unlocatedInLargeDocument(asGraphQLError(denial, requiredScopes), resolveInfoOf(context));
   }
 
   describe(context: ExecutionContext): string {
@@ -311,6 +313,29 @@ export function asGraphQLError(denial: KeycardException, requiredScopes?: string
   return variant;
 }
 
+/**
+ * The largest document (in UTF-16 code units) whose refused fields get `locations`. graphql-js
+ * finds an error's line and column by scanning the document from its start, once per error: for N
+ * refused aliases of a one-line document that is N scans of all of it (50 000 aliases, 350 KB: hours
+ * of CPU). Up to this size a scan costs a few microseconds.
+ */
+export const LOCATED_DOCUMENT_MAX = 16 * 1024;
+
+/**
+ * Bounds what graphql-js spends placing `error` (thrown for a field of a document larger than
+ * {@link LOCATED_DOCUMENT_MAX}): graphql-js takes the error's own `nodes` over the field's, and
+ * finds no location in an empty list, so the field's error names it by `path` only. The
+ * refusals of one request share their error, and a request's documents are all judged by the
+ * largest: at worst a location is missing, never wrong.
+ */
+function unlocatedInLargeDocument<E extends Error>(error: E, info: ResolveInfo | undefined): E {
+  const body = info?.fieldNodes?.[0]?.loc?.source?.body;
+  if (body !== undefined && body.length > LOCATED_DOCUMENT_MAX && !('nodes' in error)) {
+    Object.defineProperty(error, 'nodes', { value: [], enumerable: false });
+  }
+  return error;
+}
+
 interface RefusedFields {
   refused: number;
   status: number;
@@ -325,9 +350,10 @@ const refusedFields = new WeakMap<ServerResponse, RefusedFields>();
  */
 function statusWhenNothingRan(response: ServerResponse, info: ResolveInfo | undefined, status: number): void {
   if (info === undefined || info.path?.prev !== undefined || typeof response.writeHead !== 'function') return;
-  const rootFields = rootFieldCount(info);
   let state = refusedFields.get(response);
   if (state === undefined) {
+    // Counted once per response: the operation is the same for every field refused in it.
+    const rootFields = rootFieldCount(info);
     state = { refused: 0, status };
     refusedFields.set(response, state);
     const writeHead = response.writeHead;
