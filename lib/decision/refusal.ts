@@ -43,7 +43,7 @@ export class Refusals {
     const denial = this.parts.contexts.toDenial(error);
     const { limiter } = this;
     if (limiter === undefined || denial.getStatus() >= 500) return this.deny(call, judge, denial);
-    return limiter(call.context).then(
+    return this.countOnce(call, limiter).then(
       (limited) => {
         if (limited === undefined) return this.deny(call, judge, denial);
         const state = requestState(call.carrier);
@@ -57,6 +57,17 @@ export class Refusals {
         return this.deny(call, judge, denial);
       },
     );
+  }
+
+  /**
+   * Counts the refusal once per request where several calls share it (the fields of one GraphQL
+   * operation: 10 000 refused aliases are one refused request, not 10 000 increments of the
+   * client's counter); every other call, each message of a connection included, counts on its own.
+   */
+  private countOnce(call: Call, limiter: RefusalLimiter): Promise<unknown> {
+    if (!call.kind.sharedCarrier || call.isConnection) return limiter(call.context);
+    const state = requestState(call.carrier);
+    return (state.limited ??= limiter(call.context));
   }
 
   /**

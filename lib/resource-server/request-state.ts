@@ -23,6 +23,8 @@ interface RequestState {
    * share it (the fields of a GraphQL operation): the challenge names them all.
    */
   challengeScopes?: Set<string>;
+  /** The refusal limiter's answer for the request, counted once where several calls share it (GraphQL fields). */
+  limited?: Promise<unknown>;
   /** The calls refused in the request where several share it (GraphQL fields), for its audit line. */
   refused?: Set<string>;
 }
