@@ -72,13 +72,15 @@ async function watched<T>(request: () => Promise<T>): Promise<{ answer: T; maxDe
 /**
  * The event-loop bound of §0 (200 ms), over what the GraphQL server itself spends on the same
  * request to a `@Public()` field: the longest stall while the refused request ran is at most 200 ms,
- * or twice the whole time the public one took (its own stall is at most that; the time is taken
- * rather than its stall, which the sampling timer does not always catch). A refusal may not
- * multiply the server's work; before the fix, 10 000 refused aliases took 127 times what 1 000 did.
+ * or four times the whole time the public one took (its own stall is at most that; the time is taken
+ * rather than its stall, which the sampling timer does not always catch). A refused field also
+ * builds its GraphQL error, and a busy machine (other suites in parallel) stretches both runs
+ * unevenly, hence four and not two. A refusal may not multiply the server's work; before the fix,
+ * 8 000 refused aliases took 13 s, 60 times the public request.
  */
 function expectLoopBound(refusedMs: number, publicMs: number): void {
   expect({ refusedMs: Math.round(refusedMs), publicMs: Math.round(publicMs) }).toEqual({
-    refusedMs: expect.toBeLessThanOrEqualTo(Math.max(200, 2 * publicMs)),
+    refusedMs: expect.toBeLessThanOrEqualTo(Math.max(200, 4 * publicMs)),
     publicMs: Math.round(publicMs),
   });
 }
