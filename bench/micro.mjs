@@ -1,13 +1,15 @@
 // npm run bench:micro: per-token costs without HTTP, against the built package.
 //  - floor: split + base64url + JSON + crypto.verify with a cached KeyObject + iss/aud/exp checks
 //  - the guard's cold path (every token new to it) and its verified-token cache hit
+//  - the cache hit with the decision core's optional steps on: one DecisionEvents subscriber and one
+//    TokenValidator (what an app that observes decisions, or the audit log, adds per call)
 //  - a cache-hit TokenExchangeService.exchange()
 import 'reflect-metadata';
 import { createPublicKey, verify } from 'node:crypto';
 import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExecutionContextHost } from '@nestjs/core/helpers/execution-context-host.js';
-import { KeycardGuard, KeycardModule, RequireScopes, TokenExchangeService } from '../dist/index.js';
+import { DecisionEvents, KEYCARD_TOKEN_VALIDATORS, KeycardGuard, KeycardModule, RequireScopes, TokenExchangeService } from '../dist/index.js';
 import { TestZone } from '../dist/testing/index.js';
 
 const R = 'https://api.example.com';
@@ -45,19 +47,23 @@ const floor = await time('floor: parse + crypto.verify (cached KeyObject) + iss/
   if (payload.iss !== zone.issuer || payload.aud !== R || payload.exp < Date.now() / 1000) throw new Error('claims');
 });
 
-async function guardFor(cacheSize) {
+async function guardFor(cacheSize, observed = false) {
   class Controller_ { list() {} }
   RequireScopes('read')(Controller_.prototype, 'list', Object.getOwnPropertyDescriptor(Controller_.prototype, 'list'));
   class M {}
-  Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, verifiedTokenCacheSize: cacheSize, logger: { log() {}, warn() {}, error() {} } })] })(M);
+  const validators = observed ? [{ provide: KEYCARD_TOKEN_VALIDATORS, useValue: [{ validate() {} }] }] : [];
+  Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, verifiedTokenCacheSize: cacheSize, logger: { log() {}, warn() {}, error() {} } })], providers: validators })(M);
   const app = await NestFactory.create(M, { logger: false });
   await app.init();
+  let decisions = 0;
+  if (observed) app.get(DecisionEvents).subscribe(() => decisions++);
   const guard = app.get(KeycardGuard);
   const context = (token) => {
     const request = { method: 'GET', url: '/api/data', headers: { host: 'api.example.com', authorization: `Bearer ${token}` }, rawHeaders: ['Host', 'api.example.com', 'Authorization', `Bearer ${token}`], socket: {} };
     return { getType: () => 'http', getHandler: () => Controller_.prototype.list, getClass: () => Controller_, switchToHttp: () => ({ getRequest: () => request, getResponse: () => ({}) }) };
   };
   await guard.canActivate(context(tokens[0]));
+  if (observed && decisions === 0) throw new Error('the subscriber saw no decision');
   return { app, guard, check: (token) => guard.canActivate(context(token)) };
 }
 
@@ -67,6 +73,10 @@ await cold.app.close();
 const cached = await guardFor(N);
 for (const t of tokens) await cached.check(t);
 const hitCost = await time('guard, verified-token cache hit', (i) => cached.check(tokens[i]));
+const observed = await guardFor(N, true);
+for (const t of tokens) await observed.check(t);
+const observedHit = await time('guard, cache hit, one event subscriber + one TokenValidator', (i) => observed.check(tokens[i]));
+await observed.app.close();
 
 // The same cache hit through the ExecutionContext Nest builds for a route and for a resolver (a
 // fresh request per call, as on the wire): what the guard itself costs in each context, without
@@ -105,4 +115,5 @@ await zone.stop();
 
 console.log(`\ncold path ÷ floor: ${(coldCost / floor).toFixed(2)} (target ≤ 1.5); Node ${process.version}`);
 console.log(`guard cache hit, GraphQL − HTTP: ${(graphqlHit - httpHit).toFixed(2)} µs (target ≤ 0)`);
-console.log(JSON.stringify({ floorMicros: floor, coldMicros: coldCost, cacheHitMicros: hitCost, httpContextHitMicros: httpHit, graphqlContextHitMicros: graphqlHit, exchangeCacheHitMicros: exchangeCost }));
+console.log(`guard cache hit, + one event subscriber and one validator: +${(observedHit - hitCost).toFixed(2)} µs`);
+console.log(JSON.stringify({ floorMicros: floor, coldMicros: coldCost, cacheHitMicros: hitCost, observedCacheHitMicros: observedHit, httpContextHitMicros: httpHit, graphqlContextHitMicros: graphqlHit, exchangeCacheHitMicros: exchangeCost }));
