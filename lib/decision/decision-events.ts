@@ -144,29 +144,61 @@ function typeOf(outcome: Outcome): DecisionType {
 function eventOf(call: Call, outcome: Outcome): DecisionEvent {
   const { agent, detail, status } = outcome;
   const required = call.required ?? call.rules.scopes;
-  const event = {
-    type: typeOf(outcome),
-    reason: detail === undefined ? undefined : reasonOfCode(detail, status),
-    detail,
-    status,
-    call: { kind: call.kind.name, name: call.describe() },
-    performedBy: agent === undefined ? undefined : { issuer: agent.issuer, agentId: agent.agentId, clientId: agent.clientId },
-    onBehalfOf: agent?.subject,
-    sessionId: agent?.sessionId,
-    tokenId: agent?.tokenId,
-    resource: call.resource?.id,
-    requiredScopes: required,
-    missingScopes: detail === 'insufficient_scope' ? missing(agent, required) : undefined,
-    public: outcome.public,
-    agent,
-    final: outcome.final ?? true,
-  };
-  // References, not data: left out of what printing or serialising an event shows (the request
-  // behind the context holds the Authorization header).
-  return Object.defineProperties(event, {
-    context: { value: call.context, enumerable: false },
-    source: { value: call, enumerable: false },
-  }) as DecisionEvent;
+  const event = new Event(call);
+  event.type = typeOf(outcome);
+  event.reason = detail === undefined ? undefined : reasonOfCode(detail, status);
+  event.detail = detail;
+  event.status = status;
+  event.call = { kind: call.kind.name, name: call.describe() };
+  event.performedBy = agent === undefined ? undefined : { issuer: agent.issuer, agentId: agent.agentId, clientId: agent.clientId };
+  event.onBehalfOf = agent?.subject;
+  event.sessionId = agent?.sessionId;
+  event.tokenId = agent?.tokenId;
+  event.resource = call.resource?.id;
+  event.requiredScopes = required;
+  event.missingScopes = detail === 'insufficient_scope' ? missing(agent, required) : undefined;
+  event.public = outcome.public;
+  event.agent = agent;
+  event.final = outcome.final ?? true;
+  return event;
+}
+
+type Writable<T> = { -readonly [K in keyof T]: T[K] };
+
+/**
+ * A {@link DecisionEvent}. `context` and `source` are references, not data: getters on the class,
+ * so printing or serialising an event leaves them out (the request behind the context holds the
+ * Authorization header), without the cost of defining non-enumerable properties on each event.
+ */
+class Event implements Writable<Omit<DecisionEvent, 'context' | 'source'>> {
+  type!: DecisionType;
+  reason?: DecisionReason;
+  detail?: DenialReason;
+  status!: number;
+  call!: { readonly kind: string; readonly name: string };
+  performedBy?: { readonly issuer: string; readonly agentId: string; readonly clientId: string };
+  onBehalfOf?: string;
+  sessionId?: string;
+  tokenId?: string;
+  resource?: string;
+  requiredScopes?: readonly string[];
+  missingScopes?: readonly string[];
+  public?: boolean;
+  agent?: AgentContext;
+  final!: boolean;
+  readonly #source: Call;
+
+  constructor(source: Call) {
+    this.#source = source;
+  }
+
+  get context(): ExecutionContext {
+    return this.#source.context;
+  }
+
+  get source(): Call {
+    return this.#source;
+  }
 }
 
 function missing(agent: AgentContext | undefined, required: readonly string[] | undefined): readonly string[] | undefined {
