@@ -2,6 +2,7 @@ import { type ExecutionContext, Inject, Injectable } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import type { IncomingMessage } from 'node:http';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
+import { Call } from '../decision/call.js';
 import { CarrierLifecycle } from '../decision/carrier-lifecycle.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
@@ -10,6 +11,7 @@ import {
 } from '../resource-server/keycard.exceptions.js';
 import type { ProtectedResource } from '../resource-server/protected-resource.js';
 import { ResourceResolver } from '../resource-server/resource-resolver.js';
+import { RouteRulesRegistry } from '../resource-server/route-rules.registry.js';
 import type { CallKind, Carrier } from './call-kind.interface.js';
 import { GraphQLCallKind, graphqlCarrier, type UnguardedServer } from './graphql.context.js';
 import { HttpCallKind } from './http.context.js';
@@ -57,11 +59,25 @@ export class KeycardContexts {
     private readonly resources: ResourceResolver,
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
     private readonly lifecycle: CarrierLifecycle,
+    private readonly routeRules: RouteRulesRegistry,
   ) {
     const adapter = () => adapterHost.httpAdapter;
     this.http = new HttpCallKind(adapter);
     this.graphql = new GraphQLCallKind(adapter, (server) => this.reportOnce(`${server}-unguarded`, UNGUARDED_SUBSCRIPTIONS[server]));
     this.rpc = new RpcCallKind(options.rpcTokenExtractor);
+  }
+
+  /**
+   * The {@link Call} in `context`, built once: its kind, carrier and rules. Decided at once without
+   * one: `true` for a `@Public()` handler when nothing observes decisions (`observed` false) or its
+   * context type is one the module cannot judge; `false`, with one log line, for a protected
+   * handler in such a context (N8).
+   */
+  callOf(context: ExecutionContext, observed: boolean): Call | boolean {
+    const kind = this.kindOf(context);
+    const rules = this.routeRules.rulesFor(context.getHandler(), context.getClass());
+    if (rules.isPublic && (kind === undefined || !observed)) return true;
+    return kind === undefined ? this.refuseUnsupported(context) : Call.of(kind, context, rules);
   }
 
   /** The kind of the call, or `undefined` for a context type the module cannot judge. */

@@ -3,6 +3,7 @@ import type { CallKind, Carrier } from '../contexts/call-kind.interface.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import type { ProtectedResource } from '../resource-server/protected-resource.js';
 import type { RouteRules } from '../resource-server/route-rules.registry.js';
+import type { EndpointOperation } from './endpoint-extension.js';
 
 /**
  * One call as the decision core sees it, whatever door it came through (STYLE 23): built once per
@@ -16,10 +17,17 @@ export class Call {
   token?: string;
   /** The verified agent, once known (also for a call refused after verification, e.g. for its scopes). */
   agent?: AgentContext;
+  /** On an endpoint that serves several operations (MCP), the one this call's body names. */
+  operation?: EndpointOperation;
   /** The scopes the policy required of the call, once judged (the route's, plus an MCP tool's). */
   required?: readonly string[];
   /** True when the call shares a verification already under way in its request (a later GraphQL field). */
   repeated = false;
+  /**
+   * True when another judge of this same call admitted it already (the throttler integration ran
+   * the core first): judged again with this judge's hooks, neither verified nor published again.
+   */
+  admittedBefore = false;
   /** When the core first saw the call (`performance.now()`), for observers that time decisions; 0 when none listens. */
   started = 0;
 

@@ -1,22 +1,19 @@
 import type { KeycardLogger } from '../keycard-options.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { logSafe } from '../logging/log-safe.js';
-import { AdmittedCalls } from '../resource-server/admitted-calls.js';
 import type { KeycardException } from '../resource-server/keycard.exceptions.js';
 
 /**
  * The hooks a call is judged with: the guard that asked (an app's `KeycardGuard` subclass
  * overrides `hasScopes` / `logDenial`), or the defaults when another guard (the throttler
- * integration) asks the core directly. Each judge keeps its own admissions, so a stricter
- * subclass running second never takes another judge's admission for its own.
+ * integration) asks the core directly. A judge running after another in the same call judges the
+ * earlier admission again with its own hooks, so a stricter subclass is never skipped.
  */
 export interface Judge {
   /** True when `agent` holds what `required` asks. */
   hasScopes(agent: AgentContext, required: readonly string[]): boolean;
   /** Logs a refusal (`call` names it); never the token. */
   logDenial(call: string, denial: KeycardException, agent: AgentContext | undefined): void;
-  /** The calls on shared carriers (GraphQL fields, socket messages) this judge admitted. */
-  readonly admittedCalls: AdmittedCalls;
 }
 
 /** All-of, exact and case-sensitive match (catalogue D1–D9). */
@@ -43,6 +40,5 @@ export function defaultJudge(logger: KeycardLogger): Judge {
   return {
     hasScopes: holdsAllScopes,
     logDenial: (call, denial, agent) => logRefusal(logger, { call, denial, agent }),
-    admittedCalls: new AdmittedCalls(),
   };
 }

@@ -1,21 +1,17 @@
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
-import { type McpTools } from '../mcp/mcp-tools.js';
 import type { Call } from './call.js';
 import type { Judge } from './judge.js';
 
 /**
  * The authorization policy evaluated after verification (STYLE 25; INV5: only a fully valid token
  * is judged for scopes): the scopes the route requires — compiled once at bootstrap into its
- * {@link RouteRules} — plus, on an MCP endpoint, the scopes of the tool the body calls. Judged with
+ * {@link RouteRules} — plus, on an endpoint that serves several operations (MCP), those of the operation the body calls. Judged with
  * the call's {@link Judge} (`hasScopes`: all of them, exact match, unless an app's guard says otherwise).
  */
 export class ScopePolicy {
-  constructor(private readonly mcp: McpTools) {}
-
   /** The scopes `call` requires, or `undefined` when none are. */
   required(call: Call): readonly string[] | undefined {
-    const { rules } = call;
-    return rules.mcp === undefined ? rules.scopes : this.mcp.requiredScopes(rules.scopes, (call.carrier as { body?: unknown }).body);
+    return call.operation === undefined ? call.rules.scopes : call.operation.scopes;
   }
 
   /** The required scopes `agent` does not satisfy, or `undefined` when it is admitted. */

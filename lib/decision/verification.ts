@@ -3,13 +3,14 @@ import type { KeycardContexts } from '../contexts/keycard-contexts.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { checkRequestLogger } from '../logging/request-logger-check.js';
-import type { McpTools } from '../mcp/mcp-tools.js';
+import { isVerifiedAgent } from '../resource-server/access-token-rules.js';
 import { MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
 import type { ProtectedResource } from '../resource-server/protected-resource.js';
 import { peekRequestState, requestState } from '../resource-server/request-state.js';
 import type { RouteRulesRegistry } from '../resource-server/route-rules.registry.js';
 import type { TokenVerifier } from '../resource-server/token-verifier.js';
 import type { Call } from './call.js';
+import { admissionOf } from './earlier-admission.js';
 import type { TokenValidators } from './token-validator.js';
 
 /** What verification needs from the module. */
@@ -17,19 +18,19 @@ export interface VerificationParts {
   readonly contexts: KeycardContexts;
   readonly verifier: TokenVerifier;
   readonly routeRules: RouteRulesRegistry;
-  readonly mcp: McpTools;
   readonly options: KeycardOptions;
   readonly validators: TokenValidators;
 }
 
-/** The outcome of verifying a call that carries no token and may be served without one (N12). */
+/** The outcome of verifying a call that is served without a token: a `@Public()` route, or a tool its endpoint serves so (N12). */
 export const ANONYMOUS = Symbol('keycard.anonymous');
 
 /**
  * Verification, the first half of a decision (STYLE 24): the agent of a call, established in
- * order — the connection's agent while its token lasts, else the resource, the token, the
- * verified-token cache or the passport-jwt strategy (header, zone, key, signature, claims), then
- * every {@link TokenValidator} (on cache hits too). Synchronous on a cache hit.
+ * order — none for a `@Public()` route; the agent an earlier judge of the same call admitted; the
+ * connection's agent while its token lasts; else the resource, the token, the verified-token cache
+ * or the passport-jwt strategy (header, zone, key, signature, claims), then every
+ * {@link TokenValidator} (on cache hits too). Synchronous on a cache hit.
  */
 export class Verification {
   /** Whether the request loggers were looked at for tokens (at the first token: INV7). */
@@ -38,12 +39,15 @@ export class Verification {
   constructor(private readonly parts: VerificationParts) {}
 
   /**
-   * The verified agent of `call` (also left on `call.agent`), or {@link ANONYMOUS} for a `@Public()`
-   * mcp-nest tool called without a token.
+   * The verified agent of `call` (also left on `call.agent`), or {@link ANONYMOUS} for a call
+   * served without one.
    * @throws KeycardException (or anything the stages throw, which the core turns into `invalid_token`).
    */
   agentOf(call: Call): AgentContext | typeof ANONYMOUS | Promise<AgentContext> {
+    if (call.rules.isPublic) return ANONYMOUS;
     const { kind, context, carrier } = call;
+    const earlier = this.admittedBefore(call);
+    if (earlier !== undefined) return earlier;
     // The agent the connection opened with: a message refused because its token expired names it (log, audit).
     const opened = call.isConnection ? kind.connectionAgent(carrier) : undefined;
     if (opened !== undefined) {
@@ -68,9 +72,26 @@ export class Verification {
 
   /** A call without a token: N12, a `@Public()` mcp-nest tool, is served; anything else is refused. */
   private anonymous(call: Call): typeof ANONYMOUS {
-    const { rules, carrier } = call;
-    if (rules.mcp !== undefined && this.parts.mcp.toolOf((carrier as { body?: unknown }).body)?.isPublic === true) return ANONYMOUS;
+    if (call.operation?.isPublic === true) return ANONYMOUS;
     throw new MissingCredentialsException();
+  }
+
+  /**
+   * The agent another judge of this same call admitted (the throttler integration runs the core
+   * first; an app may bind a stricter guard too): only the core puts a verified agent on a carrier,
+   * after every check passed. Where several calls share the carrier (GraphQL fields, socket
+   * messages) the call's argument list holds the admission; elsewhere the carrier does.
+   */
+  private admittedBefore(call: Call): AgentContext | undefined {
+    const { kind, context, carrier } = call;
+    const earlier = kind.sharedCarrier ? admissionOf(context.getArgs()) : undefined;
+    const agent = kind.sharedCarrier ? earlier?.agent : isVerifiedAgent(carrier.user) ? carrier.user : undefined;
+    if (agent === undefined) return undefined;
+    call.admittedBefore = true;
+    call.agent = agent;
+    call.token = earlier?.token;
+    call.resource = earlier?.resource ?? this.resourceOf(call, kind.httpRequest(context, carrier));
+    return agent;
   }
 
   /** Fields of one GraphQL operation share the request: one verification of its token, not one per field. */

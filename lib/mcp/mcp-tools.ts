@@ -2,7 +2,9 @@ import { type CanActivate, Inject, Injectable, type OnApplicationBootstrap } fro
 import { GUARDS_METADATA } from '@nestjs/common/constants.js';
 import { ModulesContainer } from '@nestjs/core';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Call } from '../decision/call.js';
 import { CarrierLifecycle } from '../decision/carrier-lifecycle.js';
+import type { EndpointExtension, EndpointOperation } from '../decision/endpoint-extension.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
@@ -51,7 +53,7 @@ export interface McpAdmission {
  * The tool calls themselves are judged by the guard as `rpc` contexts (`lib/contexts/mcp.context.ts`).
  */
 @Injectable()
-export class McpTools implements OnApplicationBootstrap {
+export class McpTools implements OnApplicationBootstrap, EndpointExtension {
   private readonly tools = new Map<string, ToolRule>();
   /** Every tool: its name, method and controller class. */
   private readonly toolMethods: { name: string; method: object; type: object }[] = [];
@@ -107,6 +109,28 @@ export class McpTools implements OnApplicationBootstrap {
     );
   }
 
+  /**
+   * {@link EndpointExtension}: the tool a `tools/call` names, looked up once per call: served
+   * without a token when `@Public()` (N12), else needing the endpoint's scopes and its own
+   * ({@link requiredScopes}, so a 403 names them all).
+   */
+  operationOf(call: Call): EndpointOperation | undefined {
+    const tool = this.toolOf((call.carrier as { body?: unknown }).body);
+    if (tool === undefined) return undefined;
+    return { isPublic: tool.isPublic, scopes: this.scopesWith(call.rules.scopes, tool) };
+  }
+
+  /** {@link EndpointExtension}: what the transport reads after the core admitted `call` ({@link admitted}, {@link admittedAnonymous}). */
+  admittedCall(call: Call): void {
+    const { kind, context, carrier, rules, agent, token, resource } = call;
+    if (agent === undefined) {
+      this.admittedAnonymous(carrier);
+      return;
+    }
+    if (rules.mcp === undefined || token === undefined || resource === undefined) return;
+    this.admitted({ request: carrier, response: kind.httpResponse(context, carrier), rule: rules.mcp, agent, token, resource });
+  }
+
   /** The rule of the tool a single `tools/call` names (batches are judged per tool in the pipeline). */
   toolOf(body: unknown): ToolRule | undefined {
     const call = body as { method?: unknown; params?: { name?: unknown } } | null | undefined;
@@ -121,7 +145,11 @@ export class McpTools implements OnApplicationBootstrap {
    */
   requiredScopes(endpointScopes: readonly string[] | undefined, body: unknown): readonly string[] | undefined {
     const tool = this.toolOf(body);
-    if (tool === undefined || tool.isPublic || tool.scopes === undefined) return endpointScopes;
+    return tool === undefined ? endpointScopes : this.scopesWith(endpointScopes, tool);
+  }
+
+  private scopesWith(endpointScopes: readonly string[] | undefined, tool: ToolRule): readonly string[] | undefined {
+    if (tool.isPublic || tool.scopes === undefined) return endpointScopes;
     return endpointScopes === undefined ? tool.scopes : [...new Set([...endpointScopes, ...tool.scopes])];
   }
 

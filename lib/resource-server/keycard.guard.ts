@@ -5,7 +5,6 @@ import { holdsAllScopes, type Judge, logRefusal } from '../decision/judge.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
-import { AdmittedCalls } from './admitted-calls.js';
 import type { KeycardException } from './keycard.exceptions.js';
 
 /**
@@ -20,7 +19,7 @@ import type { KeycardException } from './keycard.exceptions.js';
  * decisions, subscribe to `DecisionEvents` instead of extending it. Extend it and override the
  * `protected` hooks to change how scopes are judged or what a refusal logs; provide your subclass
  * as `KeycardGuard` (`overrideProvider(KeycardGuard)` in tests), or bind it as another `APP_GUARD`:
- * it then judges with its own hooks, never trusting another guard's admission of a shared carrier.
+ * it then judges again, with its own hooks, what another guard admitted in the same call.
  *
  * @throws MissingCredentialsException 401 without an error code: no bearer token.
  * @throws InvalidTokenException 401 `invalid_token`: malformed, forged, expired or foreign token.
@@ -31,11 +30,10 @@ import type { KeycardException } from './keycard.exceptions.js';
  */
 @Injectable()
 export class KeycardGuard implements CanActivate {
-  /** This guard's hooks, as the core calls them (its own admissions, so a subclass never borrows another's). */
+  /** This guard's hooks, as the core calls them. */
   private readonly judge: Judge = {
     hasScopes: (agent, required) => this.hasScopes(agent, required),
     logDenial: (call, denial, agent) => this.logDenial(call, denial, agent),
-    admittedCalls: new AdmittedCalls(),
   };
 
   constructor(

@@ -1,0 +1,83 @@
+import type { ExecutionContext } from '@nestjs/common';
+import type { AgentContext } from '../interfaces/agent-context.interface.js';
+import { InsufficientScopeException } from '../resource-server/keycard.exceptions.js';
+import { requestState } from '../resource-server/request-state.js';
+import type { Call } from './call.js';
+import type { DecisionEvents } from './decision-events.js';
+import { rememberAdmission } from './earlier-admission.js';
+import type { EndpointExtension } from './endpoint-extension.js';
+import type { Judge } from './judge.js';
+import type { ScopePolicy } from './scope-policy.js';
+import { ANONYMOUS } from './verification.js';
+
+/**
+ * On a call's `ExecutionContext` (one object for every guard of the call): the call whose final
+ * outcome a later judge publishes (the throttler's 429 may still come), `null` until it is admitted.
+ */
+const HELD = Symbol('keycard.held-admission');
+
+type Holder = Record<typeof HELD, Call | null | undefined>;
+
+/** What admitting needs from the module. */
+export interface AdmissionParts {
+  readonly policy: ScopePolicy;
+  readonly events: DecisionEvents;
+  readonly endpoint: EndpointExtension | undefined;
+}
+
+/**
+ * The second half of a decision (STYLE 25): the verified agent judged by the policy (only now:
+ * INV5), then handed to the handler on the call's carrier, with the admission published once.
+ * A call admitted by an earlier judge of the same call is judged again and nothing more.
+ */
+export class Admissions {
+  constructor(private readonly parts: AdmissionParts) {}
+
+  /**
+   * Admits `call` for `agent` ({@link ANONYMOUS}: a `@Public()` route, or a tool its endpoint serves
+   * without a token). On an endpoint with an {@link EndpointExtension}, the transport gets what it reads.
+   * @returns `true`.
+   * @throws InsufficientScopeException when the policy is not met.
+   */
+  admit(call: Call, judge: Judge, agent: AgentContext | typeof ANONYMOUS): true {
+    const verified = agent !== ANONYMOUS;
+    if (verified) {
+      const unmet = this.parts.policy.unmet(call, agent, judge);
+      if (unmet !== undefined) {
+        requestState(call.carrier).agent = agent; // for the denial's audit line over HTTP
+        throw new InsufficientScopeException(unmet);
+      }
+      if (call.admittedBefore) return true;
+    }
+    if (call.rules.mcp !== undefined && !call.rules.isPublic) this.parts.endpoint?.admittedCall(call);
+    // Published before the agent is handed over, so nothing a subscriber writes on the carrier survives.
+    if (this.parts.events.active) this.publish(call, verified);
+    if (!verified) return true;
+    call.carrier.user = agent;
+    if (call.kind.sharedCarrier) rememberAdmission(call.context.getArgs(), call);
+    return true;
+  }
+
+  /** The next admission in `context` is not final: a later judge may still refuse it ({@link concluded}). */
+  hold(context: ExecutionContext): void {
+    (context as unknown as Holder)[HELD] = null;
+  }
+
+  /**
+   * The call held in `context` by {@link hold}: the admitted call, `null` when none was admitted,
+   * `undefined` when nothing was held. Forgets it.
+   */
+  concluded(context: ExecutionContext): Call | null | undefined {
+    const holder = context as unknown as Holder;
+    const held = holder[HELD];
+    holder[HELD] = undefined;
+    return held;
+  }
+
+  private publish(call: Call, verified: boolean): void {
+    const holder = call.context as unknown as Holder;
+    const held = holder[HELD] !== undefined;
+    if (held && verified) holder[HELD] = call; // the later judge publishes the final outcome
+    this.parts.events.decided(call, verified ? { status: 200, agent: call.agent, final: !held } : { status: 200, public: true, final: !held });
+  }
+}
