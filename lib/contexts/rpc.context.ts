@@ -53,13 +53,26 @@ export function grpcCallOf(context: ExecutionContext): GrpcServerCall | undefine
 
 /**
  * The `RpcException` a refusal travels as to a microservice client:
- * `{ code, message, error, error_description, scope? }`, `code` the gRPC status and `message` the
- * fixed description (grpc-js sends it as the status details). `requiredScopes` space-joined.
+ * `{ code, message, error, error_description, scope?, metadata? }`, `code` the gRPC status and
+ * `message` the fixed description (grpc-js sends it as the status details, and `metadata` as the
+ * call's trailing metadata). `requiredScopes` space-joined.
  */
-export async function rpcRefusal(denial: KeycardException, requiredScopes?: string): Promise<Error> {
+export async function rpcRefusal(denial: KeycardException, requiredScopes?: string, metadata?: object): Promise<Error> {
   const { RpcException } = await loadMicroservices();
   const fields = errorFields(denial, requiredScopes);
-  return new RpcException({ code: GRPC_STATUS[denial.getStatus()] ?? 13, message: fields.error_description, ...fields });
+  return new RpcException({ code: GRPC_STATUS[denial.getStatus()] ?? 13, message: fields.error_description, ...fields, ...(metadata && { metadata }) });
+}
+
+/**
+ * The refusal's headers (the RFC 6750 challenge, `Retry-After`) as gRPC trailing metadata, so a
+ * gRPC client reads the OAuth `error` and the `scope` as an HTTP client does (catalogue O23): the
+ * status and details alone say neither. Built with the class of the call's own metadata: grpc-js
+ * sends only an instance of its `Metadata` (it is never imported here).
+ */
+function trailersOf(metadata: GrpcMetadata, headers: Readonly<Record<string, string>>): object {
+  const trailers = new (metadata.constructor as new () => { set(key: string, value: string): void })();
+  for (const [name, value] of Object.entries(headers)) trailers.set(name.toLowerCase(), value);
+  return trailers;
 }
 
 /**
@@ -115,8 +128,8 @@ export class RpcCallKind implements CallKind {
     return this.extractor?.(context);
   }
 
-  refuse({ denial, requiredScopes }: Refusal): Promise<Error> {
-    return rpcRefusal(denial, requiredScopes);
+  refuse({ denial, carrier, headers, requiredScopes }: Refusal): Promise<Error> {
+    return rpcRefusal(denial, requiredScopes, isGrpcMetadata(carrier) ? trailersOf(carrier, headers) : undefined);
   }
 
   describe(context: ExecutionContext): string {
