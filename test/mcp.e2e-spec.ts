@@ -113,12 +113,12 @@ describe.each(ADAPTERS)('MCP servers over %s', (adapter) => {
       }
     });
 
-    it('N12 @Public() tool without a token → served; any other call without a token → 401 with resource_metadata', async () => {
+    it('N12 @Public() tool without a token → served; any other call without a token → 401 with resource_metadata, naming all the call needs (the tool\'s scopes too: Q12, O23)', async () => {
       const res = await callTool(`${api.url}/mcp`, 'ping');
       expect(res.status).toBe(200);
       expect(res.text).toContain('pong');
       expectOutcome(await callTool(`${api.url}/mcp`, 'whoami'), '401∅ scope=mcp:tools', prm);
-      expectOutcome(await callTool(`${api.url}/mcp`, 'purge_orders'), '401∅ scope=mcp:tools', prm);
+      expectOutcome(await callTool(`${api.url}/mcp`, 'purge_orders'), '401∅ scope=mcp:tools admin', prm);
     });
 
     it('N12 a JSON-RPC batch reaching the tool pipeline is judged per tool: the admin tool is refused inside, naming admin', async () => {

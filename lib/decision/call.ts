@@ -47,6 +47,14 @@ export class Call {
     return new Call(kind, context, kind.carrier(context), rules);
   }
 
+  /**
+   * What the call requires: the scopes the policy judged, else what it will judge (the route's,
+   * on an MCP endpoint with the tool's), also for a call refused before the policy ran (Q12).
+   */
+  get requiredScopes(): readonly string[] | undefined {
+    return this.required ?? (this.operation === undefined ? this.rules.scopes : this.operation.scopes);
+  }
+
   /** True when the call is answered over an HTTP response (its audit line waits for the response). */
   get answeredOverHttp(): boolean {
     return this.kind.httpResponse(this.context, this.carrier) !== undefined;

@@ -143,7 +143,7 @@ function typeOf(outcome: Outcome): DecisionType {
 /** The {@link DecisionEvent} of `call`'s outcome. Built only when someone listens. */
 function eventOf(call: Call, outcome: Outcome): DecisionEvent {
   const { agent, detail, status } = outcome;
-  const required = call.required ?? call.rules.scopes;
+  const required = call.requiredScopes;
   const event = new Event(call);
   event.type = typeOf(outcome);
   event.reason = detail === undefined ? undefined : reasonOfCode(detail, status);
