@@ -122,6 +122,20 @@ describe('§W decision events in OpenTelemetry', () => {
       expect(finished(sdk.spans, 'keycard.decision')).toEqual([]); // the active span was used
     });
   });
+  it.each(ADAPTERS)('%s: audit records carry the traceId and spanId of the server span the call was decided in (the issue\'s item 3)', async (adapter) => {
+    await withHttpApp(adapter, async (api) => {
+      const token = issue({ sub: 'user-1', client_id: 'cli-1', scope: 'orders:read' });
+      expect((await send(api.url, 'GET', '/orders', [bearer(token), ['traceparent', TRACEPARENT]])).status).toBe(200);
+      expect((await send(api.url, 'GET', '/orders', [])).status).toBe(401);
+      const spans = finished(sdk.spans).slice(-2);
+      const records = api.logger.lines.filter((l) => l.startsWith('{"event":"keycard.audit"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(records.map((r) => [r.status, r.traceId, r.spanId])).toEqual([
+        [200, TRACE_ID, spans[0]!.spanContext().spanId],
+        [401, spans[1]!.spanContext().traceId, spans[1]!.spanContext().spanId],
+      ]);
+    });
+  });
+
   it('W6 GraphQL over HTTP (Apollo): one operation with an admitted field and a refused one leaves the refusal on the server span', async () => {
     const api = await startGraphQLApp('apollo', { zoneUrl: zone.issuer, resource: R, auditLog: true }, { imports: [KeycardTelemetryModule.forRoot()], configure: serverSpans });
     try {
@@ -223,7 +237,11 @@ describe('§W decision events in OpenTelemetry', () => {
       const valid = issue({ sub: 'user-1', client_id: 'cli-1', scope: 'orders:read' });
       const lacking = issue({ sub: 'user-1', client_id: 'cli-1', scope: 'orders:write' });
       const kinds: [string, string][][] = [[bearer(valid)], [], [bearer(forged(valid))], [bearer(lacking)]].map((h) => h as [string, string][]);
-      for (let i = 0; i < 1_000; i++) await send(api.url, 'GET', '/orders', kinds[i % 4]);
+      const next = { i: 0 };
+      const worker = async () => {
+        for (let i = next.i++; i < 1_000; i = next.i++) await send(api.url, 'GET', '/orders', kinds[i % 4]);
+      };
+      await Promise.all(Array.from({ length: 4 }, worker));
       expect(delta(await series('keycard.decisions'), before)).toEqual({
         'admitted - http': 250, 'refused no_credentials http': 250, 'refused invalid_token http': 250, 'refused insufficient_scope http': 250,
       });
@@ -233,7 +251,7 @@ describe('§W decision events in OpenTelemetry', () => {
       expect(metric?.descriptor.unit).toBe('s');
       for (const p of points(await sdk.collect(), 'keycard.decisions')) expect(p.attributes[A.AGENT_ID]).toBeUndefined();
     });
-  });
+  }, 90_000);
 
   it('W8 with metrics.agentAttribute, distinct agents past the default cap of 1 000 make 1 000 agent series plus one _other (2 000 agents here: the row\'s 10 000 only grow _other)', async () => {
     const api = await startApp('express', { zoneUrl: zone.issuer, resource: R }, { imports: [KeycardTelemetryModule.forRoot({ traces: false, metrics: { agentAttribute: true } })] });

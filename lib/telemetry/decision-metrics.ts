@@ -1,4 +1,4 @@
-import type { Attributes, Counter, Histogram, Meter } from '@opentelemetry/api';
+import type { Attributes, Histogram, Meter } from '@opentelemetry/api';
 import type { DecisionEvent } from '../decision/decision-events.js';
 import { logCapped } from '../logging/log-safe.js';
 import { KEYCARD_ATTRIBUTES as A, OTHER_AGENT } from './attribute-names.js';
@@ -15,63 +15,104 @@ export interface DecisionMetricsOptions {
   readonly agentLimit: number;
 }
 
+/** One series of `keycard.decisions`: its attributes and its total so far. */
+interface Series {
+  readonly attributes: Attributes;
+  value: number;
+}
+
 /**
- * The decision metrics (catalogue W8): counter `keycard.decisions` by `keycard.decision`,
- * `keycard.reason` and `keycard.call.kind` (and the agent, when enabled, at most `agentLimit` of
- * them plus `_other`); histogram `keycard.verification.duration` (s) by decision and door. Only
- * final events count, so a call a later judge rules on (the throttler) counts once.
+ * The totals of one meter's `keycard.decisions`, shared by every {@link DecisionMetrics} of that
+ * meter (several apps in one process, an app created again): an observable counter reports one
+ * value per attribute set, so two apps must add to the same total rather than observe two.
+ */
+interface Totals {
+  /** Series by decision, reason, door (and agent): bounded by the vocabularies and `agentLimit`. */
+  readonly series: Map<string, Series>;
+  /** Agents with series of their own: `[issuer, agentId]` JSON → their capped values. */
+  readonly agents: Map<string, { issuer: string; agentId: string }>;
+  readonly duration: Histogram;
+}
+
+const totalsByMeter = new WeakMap<Meter, Totals>();
+
+function totalsOf(meter: Meter): Totals {
+  let totals = totalsByMeter.get(meter);
+  if (totals !== undefined) return totals;
+  const series = new Map<string, Series>();
+  const decisions = meter.createObservableCounter('keycard.decisions', { description: 'Decisions of the Keycard guard, by outcome, reason and door', unit: '{decision}' });
+  decisions.addCallback((result) => {
+    for (const { attributes, value } of series.values()) result.observe(value, attributes);
+  });
+  const duration = meter.createHistogram('keycard.verification.duration', {
+    description: 'Time from the first look at a call to its decision (token verification, validators, scope policy)',
+    unit: 's',
+    advice: { explicitBucketBoundaries: DURATION_BUCKETS },
+  });
+  totals = { series, agents: new Map(), duration };
+  totalsByMeter.set(meter, totals);
+  return totals;
+}
+
+/**
+ * The decision metrics (catalogue W8): `keycard.decisions` by `keycard.decision`, `keycard.reason`
+ * and `keycard.call.kind` (and the agent, when enabled, at most `agentLimit` of them plus
+ * `_other`); histogram `keycard.verification.duration` (s) by decision, reason and door. Only final
+ * events count, so a call a later judge rules on (the throttler) counts once.
+ *
+ * `keycard.decisions` is an asynchronous (observable) counter over totals kept here: a decision
+ * costs one increment of a number, and the SDK reads the totals when it collects (a synchronous
+ * counter's `add` hashes the attribute set on every call). Readers see a monotonic sum either way.
  */
 export class DecisionMetrics {
-  private readonly decisions: Counter;
-  private readonly duration: Histogram;
-  /** Attribute sets without an agent, by decision, reason and door: built once, not per call. */
-  private readonly shared = new Map<string, Attributes>();
-  /** Agents with a series of their own: `[issuer, agentId]` JSON → capped values. */
-  private readonly agents = new Map<string, { issuer: string; agentId: string }>();
+  private readonly totals: Totals;
 
   constructor(
     meter: Meter,
     private readonly options: DecisionMetricsOptions,
   ) {
-    this.decisions = meter.createCounter('keycard.decisions', { description: 'Decisions of the Keycard guard, by outcome, reason and door', unit: '{decision}' });
-    this.duration = meter.createHistogram('keycard.verification.duration', {
-      description: 'Time from the first look at a call to its decision (token verification, validators, scope policy)',
-      unit: 's',
-      advice: { explicitBucketBoundaries: DURATION_BUCKETS },
-    });
+    this.totals = totalsOf(meter);
   }
 
   /** Records `event`; `kind` is the door as the span names it (`mcp` for an MCP endpoint). */
   record(event: DecisionEvent, kind: string): void {
     if (!event.final) return;
-    const base = this.attributesOf(event, kind);
-    this.decisions.add(1, this.options.agentAttribute ? this.withAgent(base, event) : base);
+    const base = this.seriesOf(`${event.type} ${event.reason ?? ''} ${kind}`, () => baseAttributes(event, kind));
+    const counted = this.options.agentAttribute ? this.withAgent(base, event) : base;
+    counted.value++;
     const { started } = event.source;
-    if (started > 0 && event.public !== true) this.duration.record((performance.now() - started) / 1000, base);
+    if (started > 0 && event.public !== true) this.totals.duration.record((performance.now() - started) / 1000, base.attributes);
   }
 
-  private attributesOf(event: DecisionEvent, kind: string): Attributes {
-    const key = `${event.type} ${event.reason ?? ''} ${kind}`;
-    let attributes = this.shared.get(key);
-    if (attributes === undefined) {
-      attributes = { [A.DECISION]: event.type, [A.CALL_KIND]: kind };
-      if (event.reason !== undefined) attributes[A.REASON] = event.reason;
-      this.shared.set(key, attributes);
+  private seriesOf(key: string, attributes: () => Attributes): Series {
+    let series = this.totals.series.get(key);
+    if (series === undefined) {
+      series = { attributes: attributes(), value: 0 };
+      this.totals.series.set(key, series);
     }
-    return attributes;
+    return series;
   }
 
-  /** `base` with the verified agent, or `_other` once {@link DecisionMetricsOptions.agentLimit} agents have series. */
-  private withAgent(base: Attributes, event: DecisionEvent): Attributes {
+  /** The series of `base` for the verified agent, or for `_other` once {@link DecisionMetricsOptions.agentLimit} agents have theirs. */
+  private withAgent(base: Series, event: DecisionEvent): Series {
     const { performedBy } = event;
     if (performedBy === undefined) return base;
     const key = JSON.stringify([performedBy.issuer, performedBy.agentId]);
-    let agent = this.agents.get(key);
-    if (agent === undefined && this.agents.size < this.options.agentLimit) {
+    const { agents } = this.totals;
+    let agent = agents.get(key);
+    if (agent === undefined && agents.size < this.options.agentLimit) {
       agent = { issuer: logCapped(performedBy.issuer), agentId: logCapped(performedBy.agentId) };
-      this.agents.set(key, agent);
+      agents.set(key, agent);
     }
-    if (agent === undefined) return { ...base, [A.AGENT_ID]: OTHER_AGENT };
-    return { ...base, [A.ISSUER]: agent.issuer, [A.AGENT_ID]: agent.agentId };
+    const seen = agent;
+    const baseKey = `${event.type} ${event.reason ?? ''} ${String(base.attributes[A.CALL_KIND])}`;
+    if (seen === undefined) return this.seriesOf(`${baseKey} ${OTHER_AGENT}`, () => ({ ...base.attributes, [A.AGENT_ID]: OTHER_AGENT }));
+    return this.seriesOf(`${baseKey} ${key}`, () => ({ ...base.attributes, [A.ISSUER]: seen.issuer, [A.AGENT_ID]: seen.agentId }));
   }
+}
+
+function baseAttributes(event: DecisionEvent, kind: string): Attributes {
+  const attributes: Attributes = { [A.DECISION]: event.type, [A.CALL_KIND]: kind };
+  if (event.reason !== undefined) attributes[A.REASON] = event.reason;
+  return attributes;
 }

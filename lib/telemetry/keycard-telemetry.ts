@@ -2,6 +2,7 @@ import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@ne
 import type { Attributes, Span, Tracer } from '@opentelemetry/api';
 import { DecisionEvents, type DecisionEvent } from '../decision/decision-events.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
+import type { TraceContextSource, TraceIds } from '../logging/trace-context.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { McpTools } from '../mcp/mcp-tools.js';
 import { decisionAttributes, type McpRequestName } from './decision-attributes.js';
@@ -27,7 +28,7 @@ export const INSTRUMENTATION_SCOPE = 'nestjs-keycard';
  * an `Authorization` value: only the verified token's claims, capped in length.
  */
 @Injectable()
-export class KeycardTelemetry implements OnModuleInit, OnModuleDestroy {
+export class KeycardTelemetry implements OnModuleInit, OnModuleDestroy, TraceContextSource {
   private unsubscribe?: () => void;
   private tracer?: Tracer;
   private api?: OpenTelemetryApi;
@@ -57,6 +58,14 @@ export class KeycardTelemetry implements OnModuleInit, OnModuleDestroy {
     if (this.options.traces) this.tracer = api.trace.getTracer(INSTRUMENTATION_SCOPE);
     if (this.options.metrics !== false) this.metrics = new DecisionMetrics(api.metrics.getMeter(INSTRUMENTATION_SCOPE), this.options.metrics);
     this.unsubscribe = this.events.subscribe((event) => this.onDecision(event));
+  }
+
+  /** The ids of the active span, for the audit record (`traceId`, `spanId`); `undefined` when none is valid. */
+  current(): TraceIds | undefined {
+    const api = this.api;
+    if (api === undefined) return undefined;
+    const ids = api.trace.getSpan(api.context.active())?.spanContext();
+    return ids !== undefined && api.isSpanContextValid(ids) ? { traceId: ids.traceId, spanId: ids.spanId } : undefined;
   }
 
   onModuleDestroy(): void {
