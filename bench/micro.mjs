@@ -3,9 +3,14 @@
 //  - the guard's cold path (every token new to it) and its verified-token cache hit
 //  - the cache hit with the decision core's optional steps on: one DecisionEvents subscriber and one
 //    TokenValidator (what an app that observes decisions, or the audit log, adds per call)
+//  - the cache hit with nestjs-keycard/telemetry and an OpenTelemetry SDK whose exporters do nothing:
+//    attributes on the active server span (as the HTTP instrumentation makes one), and the module's
+//    own keycard.decision span where none is active; decision metrics on. Before that section
+//    nothing of OpenTelemetry is loaded (counted in require.cache)
 //  - a cache-hit TokenExchangeService.exchange()
 import 'reflect-metadata';
 import { createPublicKey, verify } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExecutionContextHost } from '@nestjs/core/helpers/execution-context-host.js';
@@ -47,12 +52,12 @@ const floor = await time('floor: parse + crypto.verify (cached KeyObject) + iss/
   if (payload.iss !== zone.issuer || payload.aud !== R || payload.exp < Date.now() / 1000) throw new Error('claims');
 });
 
-async function guardFor(cacheSize, observed = false) {
+async function guardFor(cacheSize, observed = false, imports = []) {
   class Controller_ { list() {} }
   RequireScopes('read')(Controller_.prototype, 'list', Object.getOwnPropertyDescriptor(Controller_.prototype, 'list'));
   class M {}
   const validators = observed ? [{ provide: KEYCARD_TOKEN_VALIDATORS, useValue: [{ validate() {} }] }] : [];
-  Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, verifiedTokenCacheSize: cacheSize, logger: { log() {}, warn() {}, error() {} } })], providers: validators })(M);
+  Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, verifiedTokenCacheSize: cacheSize, logger: { log() {}, warn() {}, error() {} } }), ...imports], providers: validators })(M);
   const app = await NestFactory.create(M, { logger: false });
   await app.init();
   let decisions = 0;
@@ -77,6 +82,33 @@ const observed = await guardFor(N, true);
 for (const t of tokens) await observed.check(t);
 const observedHit = await time('guard, cache hit, one event subscriber + one TokenValidator', (i) => observed.check(tokens[i]));
 await observed.app.close();
+
+// nestjs-keycard/telemetry with a real SDK whose exporters drop everything.
+const openTelemetryModules = () => Object.keys(createRequire(import.meta.url).cache).filter((path) => path.includes('@opentelemetry')).length;
+const loadedBefore = openTelemetryModules();
+const otel = await import('@opentelemetry/api');
+const { AsyncLocalStorageContextManager } = await import('@opentelemetry/context-async-hooks');
+const { BasicTracerProvider, SimpleSpanProcessor } = await import('@opentelemetry/sdk-trace-base');
+const { MeterProvider, PeriodicExportingMetricReader } = await import('@opentelemetry/sdk-metrics');
+const { KeycardTelemetryModule } = await import('../dist/telemetry/index.js');
+const dropAll = { export: (_items, done) => done({ code: 0 }), shutdown: async () => {}, forceFlush: async () => {} };
+otel.context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+otel.trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(dropAll)] }));
+otel.metrics.setGlobalMeterProvider(new MeterProvider({ readers: [new PeriodicExportingMetricReader({ exporter: dropAll, exportIntervalMillis: 3_600_000 })] }));
+// Both measured inside an active server span, with the SDK's context manager on (its async hooks
+// cost every promise, with or without this module): the difference is the module's own cost.
+const server = otel.trace.getTracer('bench-http').startSpan('GET', { kind: otel.SpanKind.SERVER });
+const inServerSpan = (fn) => otel.context.with(otel.trace.setSpan(otel.context.active(), server), fn);
+const untraced = await guardFor(N);
+for (const t of tokens) await untraced.check(t);
+const sdkHit = await inServerSpan(() => time('guard, cache hit, SDK registered, no telemetry module', (i) => untraced.check(tokens[i])));
+await untraced.app.close();
+const traced = await guardFor(N, false, [KeycardTelemetryModule.forRoot()]);
+for (const t of tokens) await traced.check(t);
+const tracedHit = await inServerSpan(() => time('guard, cache hit, telemetry on the active server span', (i) => traced.check(tokens[i])));
+server.end();
+const ownSpanHit = await time('guard, cache hit, telemetry with its own keycard.decision span', (i) => traced.check(tokens[i]));
+await traced.app.close();
 
 // The same cache hit through the ExecutionContext Nest builds for a route and for a resolver (a
 // fresh request per call, as on the wire): what the guard itself costs in each context, without
@@ -116,4 +148,5 @@ await zone.stop();
 console.log(`\ncold path ÷ floor: ${(coldCost / floor).toFixed(2)} (target ≤ 1.5); Node ${process.version}`);
 console.log(`guard cache hit, GraphQL − HTTP: ${(graphqlHit - httpHit).toFixed(2)} µs (target ≤ 0)`);
 console.log(`guard cache hit, + one event subscriber and one validator: +${(observedHit - hitCost).toFixed(2)} µs`);
-console.log(JSON.stringify({ floorMicros: floor, coldMicros: coldCost, cacheHitMicros: hitCost, observedCacheHitMicros: observedHit, httpContextHitMicros: httpHit, graphqlContextHitMicros: graphqlHit, exchangeCacheHitMicros: exchangeCost }));
+console.log(`guard cache hit, + nestjs-keycard/telemetry with an SDK (no-op exporters): +${(tracedHit - sdkHit).toFixed(2)} µs on the active span (goal < 3), +${(ownSpanHit - sdkHit).toFixed(2)} µs with its own span; OpenTelemetry modules loaded before: ${loadedBefore}`);
+console.log(JSON.stringify({ floorMicros: floor, coldMicros: coldCost, cacheHitMicros: hitCost, observedCacheHitMicros: observedHit, sdkCacheHitMicros: sdkHit, telemetryActiveSpanHitMicros: tracedHit, telemetryOwnSpanHitMicros: ownSpanHit, openTelemetryModulesLoadedBefore: loadedBefore, httpContextHitMicros: httpHit, graphqlContextHitMicros: graphqlHit, exchangeCacheHitMicros: exchangeCost }));

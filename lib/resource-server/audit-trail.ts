@@ -7,6 +7,7 @@ import { isVerifiedAgent } from './access-token-rules.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import { LOG_VALUE_MAX_LENGTH, logCapped, logSafeJson } from '../logging/log-safe.js';
+import { KEYCARD_TRACE_CONTEXT, type TraceContextSource, type TraceIds } from '../logging/trace-context.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import type { DenialReason } from './keycard.exceptions.js';
 import { requestState } from './request-state.js';
@@ -50,6 +51,12 @@ export interface AuditRecord {
    * nothing was refused. With `status: 200`, the rest of the operation was served.
    */
   refused?: readonly string[];
+  /**
+   * W3C trace id (32 hex) and span id (16 hex) of the span active when the call was decided (the
+   * HTTP server span), when `nestjs-keycard/telemetry` is imported and a span is active.
+   */
+  traceId?: string;
+  spanId?: string;
 }
 
 /** How many refused fields one record names (an operation may alias one field hundreds of times, or name many). */
@@ -98,6 +105,7 @@ export class AuditTrail {
   constructor(
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
     @Optional() events?: DecisionEvents,
+    @Optional() @Inject(KEYCARD_TRACE_CONTEXT) private readonly traces?: TraceContextSource,
   ) {
     if (options.auditLog) events?.subscribe((event) => this.onDecision(event));
   }
@@ -130,11 +138,13 @@ export class AuditTrail {
     state.audited = true;
     const method = rawRequestOf(request).method ?? 'GET';
     const route = kind.name === 'http' ? routeOf(context, request) : (kind.describeRequest?.(context, request) ?? kind.describe(context, request));
+    // The span is active now, while the call is decided; no longer when the response finishes.
+    const trace = this.traces?.current();
     raw.once('finish', () => {
       const agent = isVerifiedAgent(request.user) ? request.user : state.agent;
       // A 429 is the rate limiter's answer, whatever an earlier call of the request was refused for.
       const reason = raw.statusCode === 429 ? 'rate_limited' : state.denial;
-      this.write(agent, { method, route, status: raw.statusCode, started, reason, refused: state.refused === undefined ? undefined : [...state.refused] });
+      this.write(agent, { method, route, status: raw.statusCode, started, reason, refused: state.refused === undefined ? undefined : [...state.refused], trace });
     });
   }
 
@@ -180,6 +190,7 @@ export class AuditTrail {
 
   private write(agent: AgentContext | undefined, line: LineFields): void {
     const { method, route, status, started, reason, refused } = line;
+    const trace = line.trace ?? this.traces?.current();
     // Claims and call names are the client's: capped, so a 100 KB `sub` is not a 100 KB record.
     const record: AuditRecord = {
       event: 'keycard.audit',
@@ -195,6 +206,8 @@ export class AuditTrail {
       durationMs: Math.round((performance.now() - started) * 100) / 100,
       reason,
       refused,
+      traceId: trace?.traceId,
+      spanId: trace?.spanId,
     };
     this.options.logger.log(new AuditLine(record));
   }
@@ -220,6 +233,8 @@ interface LineFields {
   started: number;
   reason: string | undefined;
   refused?: readonly string[];
+  /** The ids of the span active when the call was decided; else those active when the line is written. */
+  trace?: TraceIds;
 }
 
 /**

@@ -109,6 +109,8 @@ export async function startGraphQLApp(
     mercuriusSubscription?: 'unguarded' | [subscription?: MercuriusSubscriptionHooks, options?: { allowAnonymous?: boolean }];
     /** More `GraphQLModule` options for either driver (e.g. `fieldResolverEnhancers`). */
     graphql?: Record<string, unknown>;
+    /** Shapes the app before it listens (middleware). */
+    configure?: (app: INestApplication) => void;
   } = {},
 ): Promise<RunningGraphQLApp> {
   const logger = new CapturingLogger();
@@ -149,6 +151,7 @@ export async function startGraphQLApp(
     logger: false,
     abortOnError: false,
   });
+  extra.configure?.(app);
   const clock = { offsetMs: 0 };
   app.get<Clock>(KEYCARD_CLOCK).now = () => Date.now() + clock.offsetMs;
   // A bootstrap that fails (a rule the module refuses) leaves nothing listening or open.

@@ -4,7 +4,7 @@
  * or self-mounted as its quick start shows), and the MCP SDK's Streamable HTTP transport in a plain
  * controller marked `@McpEndpoint()`.
  */
-import { Controller, Get, Module, Post, Req, Res, type INestApplication, type Type } from '@nestjs/common';
+import { Controller, Get, Module, Post, Req, Res, type INestApplication, type ModuleMetadata, type Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
@@ -39,6 +39,10 @@ export interface McpAppOptions {
   clockToleranceSeconds?: number;
   /** @default false */
   auditLog?: boolean;
+  /** More modules for the app (e.g. `KeycardTelemetryModule`). */
+  imports?: NonNullable<ModuleMetadata['imports']>;
+  /** Shapes the app before it listens (middleware). */
+  configure?: (app: INestApplication) => void;
 }
 
 export interface RunningMcpApp {
@@ -112,6 +116,7 @@ export async function startMcpApp(options: McpAppOptions): Promise<RunningMcpApp
         auditLog: options.auditLog ?? false,
         ...(options.clockToleranceSeconds === undefined ? {} : { clockToleranceSeconds: options.clockToleranceSeconds }),
       }),
+      ...(options.imports ?? []),
     ],
     controllers,
   })
@@ -122,6 +127,7 @@ export async function startMcpApp(options: McpAppOptions): Promise<RunningMcpApp
     abortOnError: false,
   });
   try {
+    options.configure?.(app);
     strategy.setHttpAdapter(app.getHttpAdapter());
     app.connectMicroservice({ strategy }, { inheritAppConfig: options.inheritAppConfig ?? false });
     await app.startAllMicroservices();

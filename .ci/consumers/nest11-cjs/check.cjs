@@ -5,7 +5,7 @@ const { Controller, Get, Module } = require('@nestjs/common');
 const { NestFactory } = require('@nestjs/core');
 const { KeycardModule, RequireScopes } = require('nestjs-keycard');
 const { TestZone } = require('nestjs-keycard/testing');
-for (const subpath of ['pkce', 'throttler', 'swagger', 'health', 'redis']) {
+for (const subpath of ['pkce', 'throttler', 'swagger', 'health', 'redis', 'telemetry']) {
   if (Object.keys(require(`nestjs-keycard/${subpath}`)).length === 0) throw new Error(`nestjs-keycard/${subpath} exports nothing`);
 }
 (async () => {

@@ -11,8 +11,10 @@ import { FailSafeThrottlerStorage, KeycardThrottlerGuard } from 'nestjs-keycard/
 import { RedisExchangedTokenStore } from 'nestjs-keycard/redis';
 import { withKeycardSecurity } from 'nestjs-keycard/swagger';
 import { KeycardHealthIndicator } from 'nestjs-keycard/health';
+// @opentelemetry/api is an optional peer this consumer does not install: the subpath must still load.
+import { KeycardTelemetryModule } from 'nestjs-keycard/telemetry';
 
-const exported = [authenticate, KeycardThrottlerGuard, FailSafeThrottlerStorage, RedisExchangedTokenStore, withKeycardSecurity, KeycardHealthIndicator];
+const exported = [authenticate, KeycardThrottlerGuard, FailSafeThrottlerStorage, RedisExchangedTokenStore, withKeycardSecurity, KeycardHealthIndicator, KeycardTelemetryModule];
 if (exported.some((f) => typeof f !== 'function')) {
   console.error('consumer: a subpath export is missing');
   process.exit(1);

@@ -7,8 +7,9 @@ import { KeycardThrottlerGuard } from 'nestjs-keycard/throttler';
 import { withKeycardSecurity } from 'nestjs-keycard/swagger';
 import { KeycardHealthIndicator } from 'nestjs-keycard/health';
 import { RedisExchangedTokenStore } from 'nestjs-keycard/redis';
+import { KeycardTelemetryModule } from 'nestjs-keycard/telemetry';
 
 export const imported: [
   typeof KeycardModule, typeof RequireScopes, string, typeof TestZone, typeof authenticate,
-  typeof KeycardThrottlerGuard, typeof withKeycardSecurity, typeof KeycardHealthIndicator, typeof RedisExchangedTokenStore,
-] = [KeycardModule, RequireScopes, KEYCARD_OPTIONS_OVERRIDE, TestZone, authenticate, KeycardThrottlerGuard, withKeycardSecurity, KeycardHealthIndicator, RedisExchangedTokenStore];
+  typeof KeycardThrottlerGuard, typeof withKeycardSecurity, typeof KeycardHealthIndicator, typeof RedisExchangedTokenStore, typeof KeycardTelemetryModule,
+] = [KeycardModule, RequireScopes, KEYCARD_OPTIONS_OVERRIDE, TestZone, authenticate, KeycardThrottlerGuard, withKeycardSecurity, KeycardHealthIndicator, RedisExchangedTokenStore, KeycardTelemetryModule];

@@ -1,0 +1,19 @@
+/**
+ * The seam between the audit log and a tracer: the audit log asks {@link TraceContextSource} for the
+ * ids of the span active when a call is decided, and writes them in its record, without knowing
+ * OpenTelemetry. `nestjs-keycard/telemetry` provides it; without it, records carry no ids.
+ */
+
+/** W3C trace-context ids: 32 and 16 lowercase hex characters. */
+export interface TraceIds {
+  readonly traceId: string;
+  readonly spanId: string;
+}
+
+/** Gives the ids of the span active now, or `undefined` when none is. */
+export interface TraceContextSource {
+  current(): TraceIds | undefined;
+}
+
+/** Injection token of the app's {@link TraceContextSource} (optional). */
+export const KEYCARD_TRACE_CONTEXT = Symbol('KEYCARD_TRACE_CONTEXT');

@@ -1,0 +1,116 @@
+import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import type { Attributes, Span, Tracer } from '@opentelemetry/api';
+import { DecisionEvents, type DecisionEvent } from '../decision/decision-events.js';
+import { KEYCARD_OPTIONS } from '../keycard.constants.js';
+import type { TraceContextSource, TraceIds } from '../logging/trace-context.js';
+import type { KeycardOptions } from '../keycard-options.js';
+import { McpTools } from '../mcp/mcp-tools.js';
+import { decisionAttributes, type McpRequestName } from './decision-attributes.js';
+import { DecisionMetrics } from './decision-metrics.js';
+import { loadOpenTelemetry, type OpenTelemetryApi } from './open-telemetry.js';
+import type { ResolvedTelemetryOptions } from './telemetry-options.js';
+
+/** Injection token of the resolved {@link KeycardTelemetryOptions}. */
+export const KEYCARD_TELEMETRY_OPTIONS = Symbol('KEYCARD_TELEMETRY_OPTIONS');
+
+/** The instrumentation scope every span and metric of the module is recorded under. */
+export const INSTRUMENTATION_SCOPE = 'nestjs-keycard';
+
+/**
+ * Decision events in OpenTelemetry (catalogue §W): an observer of {@link DecisionEvents} (STYLE 26)
+ * that neither the guard nor the decision core knows. Once `@opentelemetry/api` is loaded, every
+ * decision puts its attributes on the active span (or, where none is active, on a short
+ * `keycard.decision` span of its own) and is counted in the decision metrics.
+ *
+ * Span status follows the HTTP and RPC server conventions (catalogue W6, W7, Q41): a refusal
+ * (401, 403, 429; gRPC 16 and 7) leaves it unset; only a 5xx decision (the zone unavailable, a
+ * server misconfiguration) marks the span as an error. Nothing it writes holds a token, a secret or
+ * an `Authorization` value: only the verified token's claims, capped in length.
+ */
+@Injectable()
+export class KeycardTelemetry implements OnModuleInit, OnModuleDestroy, TraceContextSource {
+  private unsubscribe?: () => void;
+  private tracer?: Tracer;
+  private api?: OpenTelemetryApi;
+  private metrics?: DecisionMetrics;
+  /** Spans that carry a refusal: a later admission sharing the carrier (another GraphQL field) keeps it. */
+  private readonly refused = new WeakSet<Span>();
+
+  constructor(
+    private readonly events: DecisionEvents,
+    private readonly mcp: McpTools,
+    @Inject(KEYCARD_TELEMETRY_OPTIONS) private readonly options: ResolvedTelemetryOptions,
+    @Inject(KEYCARD_OPTIONS) private readonly keycard: KeycardOptions,
+  ) {}
+
+  /** True once `@opentelemetry/api` is loaded and decisions are recorded. */
+  get enabled(): boolean {
+    return this.unsubscribe !== undefined;
+  }
+
+  async onModuleInit(): Promise<void> {
+    const api = await loadOpenTelemetry();
+    if (api === undefined) {
+      this.keycard.logger.warn('KeycardTelemetryModule: @opentelemetry/api is not installed, so decisions are neither traced nor counted (npm install @opentelemetry/api)');
+      return;
+    }
+    this.api = api;
+    if (this.options.traces) this.tracer = api.trace.getTracer(INSTRUMENTATION_SCOPE);
+    if (this.options.metrics !== false) this.metrics = new DecisionMetrics(api.metrics.getMeter(INSTRUMENTATION_SCOPE), this.options.metrics);
+    this.unsubscribe = this.events.subscribe((event) => this.onDecision(event));
+  }
+
+  /** The ids of the active span, for the audit record (`traceId`, `spanId`); `undefined` when none is valid. */
+  current(): TraceIds | undefined {
+    const api = this.api;
+    if (api === undefined) return undefined;
+    const ids = api.trace.getSpan(api.context.active())?.spanContext();
+    return ids !== undefined && api.isSpanContextValid(ids) ? { traceId: ids.traceId, spanId: ids.spanId } : undefined;
+  }
+
+  onModuleDestroy(): void {
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+  }
+
+  private onDecision(event: DecisionEvent): void {
+    const mcp = this.mcpRequestOf(event);
+    if (this.tracer !== undefined) this.trace(this.tracer, decisionAttributes(event, mcp), event);
+    this.metrics?.record(event, mcp === undefined ? event.call.kind : 'mcp');
+  }
+
+  /**
+   * The active span gets the attributes; with no active span, a `keycard.decision` span of its own.
+   * A span that is not recording (sampled out) gets nothing.
+   */
+  private trace(tracer: Tracer, attributes: Attributes, event: DecisionEvent): void {
+    const api = this.api!;
+    const active = api.trace.getSpan(api.context.active());
+    if (active === undefined) {
+      const own = tracer.startSpan('keycard.decision', { kind: api.SpanKind.INTERNAL, attributes });
+      if (event.status >= 500) own.setStatus({ code: api.SpanStatusCode.ERROR });
+      own.end();
+      return;
+    }
+    if (!active.isRecording()) return;
+    if (event.status < 400 && this.refused.has(active)) return;
+    active.setAttributes(attributes);
+    if (event.status >= 400) this.refused.add(active);
+    if (event.status >= 500) active.setStatus({ code: api.SpanStatusCode.ERROR });
+  }
+
+  /**
+   * The MCP request of a call to an MCP endpoint: its JSON-RPC method and, for a `tools/call` of
+   * a tool the app declares, the tool, both from the parsed body (never from `Mcp-Method` or
+   * `Mcp-Name` headers, catalogue Q31).
+   */
+  private mcpRequestOf(event: DecisionEvent): McpRequestName | undefined {
+    const { source } = event;
+    if (source.rules.mcp === undefined) return undefined;
+    const body = (source.carrier as { body?: unknown }).body as { method?: unknown; params?: { name?: unknown } } | undefined;
+    if (Array.isArray(body)) return { method: 'batch' };
+    if (typeof body !== 'object' || body === null || typeof body.method !== 'string') return {};
+    const tool = this.mcp.toolOf(body) === undefined ? undefined : (body.params!.name as string);
+    return { method: body.method, tool };
+  }
+}
