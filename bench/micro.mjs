@@ -4,6 +4,7 @@
 //  - fast-jwt's verifier (what @fastify/jwt uses), key given up front, no cache
 //  - the guard's cold path (every token new to it), with the verified-token cache off and on (a miss,
 //    an insertion and an eviction per call), and its verified-token cache hit
+//  - the same floor, jsonwebtoken and cold path for ES256 tokens
 //  - the cache hit with the decision core's optional steps on: one DecisionEvents subscriber and one
 //    TokenValidator (what an app that observes decisions, or the audit log, adds per call)
 //  - a cache-hit TokenExchangeService.exchange()
@@ -50,7 +51,7 @@ async function time(label, fn, perRound = N) {
  * tokens walked on from block to block; per variant the median µs per call and the median of its
  * block ÷ the floor's block of the same turn. The first turn warms up and is dropped.
  */
-async function paired(variants) {
+async function paired(variants, walked = tokens) {
   const names = Object.keys(variants);
   const perCall = Object.fromEntries(names.map((n) => [n, []]));
   let cursor = 0;
@@ -60,7 +61,7 @@ async function paired(variants) {
       const from = cursor;
       const start = process.hrtime.bigint();
       for (let i = 0; i < BLOCK; i++) {
-        const result = fn(tokens[(from + i) % N]);
+        const result = fn(walked[(from + i) % N]);
         if (result instanceof Promise) await result;
       }
       if (turn > 0) perCall[name].push(Number(process.hrtime.bigint() - start) / 1000 / BLOCK);
@@ -76,16 +77,19 @@ async function paired(variants) {
   return out;
 }
 
-// The floor: what any correct verifier must at least do.
+// The floor: what any correct verifier must at least do (RS256, and ES256 with raw R‖S signatures).
 const key = createPublicKey(zone.key('rs1').publicKey.export({ format: 'pem', type: 'spki' }));
-function floorVerify(token) {
+const ecKey = createPublicKey(zone.key('ec1').publicKey.export({ format: 'pem', type: 'spki' }));
+const floorFor = (alg, verifyKey) => (token) => {
   const [h, p, s] = token.split('.');
   const header = JSON.parse(Buffer.from(h, 'base64url').toString());
   const payload = JSON.parse(Buffer.from(p, 'base64url').toString());
-  if (header.alg !== 'RS256') throw new Error('alg');
-  if (!verify('sha256', Buffer.from(`${h}.${p}`), key, Buffer.from(s, 'base64url'))) throw new Error('sig');
+  if (header.alg !== alg) throw new Error('alg');
+  if (!verify('sha256', Buffer.from(`${h}.${p}`), verifyKey, Buffer.from(s, 'base64url'))) throw new Error('sig');
   if (payload.iss !== zone.issuer || payload.aud !== R || payload.exp < Date.now() / 1000) throw new Error('claims');
-}
+};
+const floorVerify = floorFor('RS256', key);
+const esTokens = Array.from({ length: N }, (_, i) => zone.issueToken({ aud: R, scope: 'read', sub: `u${i}`, exp }, { kid: 'ec1' }));
 const JWT_OPTIONS = { algorithms: ['RS256'], issuer: zone.issuer, audience: R };
 /** fast-jwt (what @fastify/jwt uses) with the key given up front, so it verifies synchronously; no cache: every token new. */
 const fastJwt = createVerifier({ key: zone.key('rs1').publicKey.export({ format: 'pem', type: 'spki' }), algorithms: ['RS256'], allowedIss: zone.issuer, allowedAud: R, requiredClaims: ['exp'] });
@@ -143,6 +147,12 @@ const coldRows = await paired({
   'guard, new token (cache on: miss + insertion + eviction)': (token) => churned.check(token),
 });
 const [floorRow, jwtRow, fastJwtRow, coldRow, churnRow] = Object.values(coldRows);
+const esRows = await paired({
+  'ES256 floor': floorFor('ES256', { key: ecKey, dsaEncoding: 'ieee-p1363' }),
+  'ES256 jsonwebtoken.verify': (token) => jsonwebtoken.verify(token, ecKey, { ...JWT_OPTIONS, algorithms: ['ES256'] }),
+  'ES256 guard, cold path (verified-token cache off)': (token) => cold.check(token),
+}, esTokens);
+const esCold = Object.values(esRows)[2];
 const floor = floorRow.micros;
 const coldCost = coldRow.micros;
 await cold.app.close();
@@ -182,7 +192,7 @@ const exchangeCost = await time('TokenExchangeService.exchange(), cache hit', ()
 await context.close();
 await zone.stop();
 
-console.log(`\nnew token ÷ floor, paired: ${churnRow.ratio.toFixed(2)} with the cache on, ${coldRow.ratio.toFixed(2)} with it off (target ≤ 1.15); jsonwebtoken.verify alone ${jwtRow.ratio.toFixed(2)}, fast-jwt ${fastJwtRow.ratio.toFixed(2)}; Node ${process.version}`);
+console.log(`\nnew token ÷ floor, paired: ${churnRow.ratio.toFixed(2)} with the cache on, ${coldRow.ratio.toFixed(2)} with it off (target ≤ 1.15); jsonwebtoken.verify alone ${jwtRow.ratio.toFixed(2)}, fast-jwt ${fastJwtRow.ratio.toFixed(2)}; ES256, cache off: ${esCold.ratio.toFixed(2)}; Node ${process.version}`);
 console.log(`guard cache hit, GraphQL − HTTP: ${(graphqlHit - httpHit).toFixed(2)} µs (target ≤ 0)`);
 console.log(`guard cache hit, + one event subscriber and one validator: +${(observedHit - hitCost).toFixed(2)} µs`);
-console.log(JSON.stringify({ floorMicros: floor, coldMicros: coldCost, coldRatio: coldRow.ratio, newTokenMicros: churnRow.micros, newTokenRatio: churnRow.ratio, jsonwebtokenMicros: jwtRow.micros, jsonwebtokenRatio: jwtRow.ratio, fastJwtMicros: fastJwtRow.micros, fastJwtRatio: fastJwtRow.ratio, cacheHitMicros: hitCost, observedCacheHitMicros: observedHit, httpContextHitMicros: httpHit, graphqlContextHitMicros: graphqlHit, exchangeCacheHitMicros: exchangeCost }));
+console.log(JSON.stringify({ floorMicros: floor, coldMicros: coldCost, coldRatio: coldRow.ratio, newTokenMicros: churnRow.micros, newTokenRatio: churnRow.ratio, jsonwebtokenMicros: jwtRow.micros, jsonwebtokenRatio: jwtRow.ratio, fastJwtMicros: fastJwtRow.micros, fastJwtRatio: fastJwtRow.ratio, es256ColdMicros: esCold.micros, es256ColdRatio: esCold.ratio, cacheHitMicros: hitCost, observedCacheHitMicros: observedHit, httpContextHitMicros: httpHit, graphqlContextHitMicros: graphqlHit, exchangeCacheHitMicros: exchangeCost }));
