@@ -29,25 +29,62 @@ const single = zone.issueToken({ scope: 'read', exp });
 process.stdout.write(`issuing ${POOL} tokens for the pool runs… `);
 const pool = Array.from({ length: POOL }, (_, i) => zone.issueToken({ scope: 'read', sub: `user-${i}`, client_id: `agent-${i % 100}`, exp }));
 console.log('done');
+/**
+ * Keycard's token shape (issue 24): a new token per request. The pools are larger than every
+ * verified-token cache in the run (10 000), so each request pays a miss and an insertion.
+ */
+const FRESH = 12_000;
+process.stdout.write(`issuing ${FRESH} RS256 and ${FRESH} ES256 tokens for the fresh-token runs… `);
+const fresh = {
+  'fresh': [...pool, ...Array.from({ length: FRESH - POOL }, (_, i) => zone.issueToken({ scope: 'read', sub: `user-${POOL + i}`, client_id: `agent-${i % 100}`, exp }))],
+  'fresh-es': Array.from({ length: FRESH }, (_, i) => zone.issueToken({ scope: 'read', sub: `user-${i}`, client_id: `agent-${i % 100}`, exp }, { kid: 'ec1' })),
+};
+console.log('done');
 
-/** [name, server variant, token mode]; BENCH_ONLY=a,b limits the runs to those variants (exploration). */
+/**
+ * [name, server variant, token mode]. Modes: none; single (one token: cache hits); pool (10 000
+ * tokens already seen once); fresh / fresh-es (a token the server has not seen on every request,
+ * RS256 / ES256). BENCH_ONLY=a,b limits the runs to those variants, BENCH_MATCH=regex to rows whose
+ * name matches (exploration).
+ */
 const ALL_RUNS = [
   ['baseline', 'baseline', 'none'],
   ['nestjs-keycard', 'keycard', 'single'],
   ['nestjs-keycard (10k pool)', 'keycard', 'pool'],
   ['nestjs-keycard, cache off', 'keycard-nocache', 'single'],
+  ['nestjs-keycard, fresh RS256', 'keycard', 'fresh'],
+  ['nestjs-keycard, fresh ES256', 'keycard', 'fresh-es'],
+  ['ideal guard', 'ideal', 'single'],
+  ['ideal guard, fresh RS256', 'ideal', 'fresh'],
+  ['ideal guard, fresh ES256', 'ideal', 'fresh-es'],
+  ['fast-jwt', 'fast-jwt', 'single'],
+  ['fast-jwt, fresh RS256', 'fast-jwt', 'fresh'],
+  ['fast-jwt, fresh ES256', 'fast-jwt', 'fresh-es'],
   ['hand-rolled passport', 'passport', 'single'],
   ['hand-rolled passport (10k pool)', 'passport', 'pool'],
+  ['hand-rolled passport, fresh RS256', 'passport', 'fresh'],
   ['express-oauth2-jwt-bearer', 'auth0', 'single'],
   ['express-oauth2-jwt-bearer (10k pool)', 'auth0', 'pool'],
+  ['express-oauth2-jwt-bearer, fresh RS256', 'auth0', 'fresh'],
   ['a global guard that allows all', 'noop-guard', 'single'],
   ['GraphQL baseline', 'graphql-baseline', 'none'],
   ['GraphQL, a global guard that allows all', 'graphql-noop-guard', 'single'],
   ['GraphQL nestjs-keycard', 'graphql-keycard', 'single'],
   ['GraphQL nestjs-keycard (10k pool)', 'graphql-keycard', 'pool'],
+  ['GraphQL nestjs-keycard, fresh RS256', 'graphql-keycard', 'fresh'],
+  ['GraphQL ideal guard, fresh RS256', 'graphql-ideal', 'fresh'],
 ];
+if (process.env.BENCH_BEFORE_DIST) {
+  // An A/B of two builds in the same rounds: BENCH_BEFORE_DIST=/abs/path/to/an/older/dist.
+  ALL_RUNS.push(['nestjs-keycard before, fresh RS256', 'keycard-before', 'fresh'], ['nestjs-keycard before', 'keycard-before', 'single']);
+}
 const only = process.env.BENCH_ONLY?.split(',');
-const RUNS = only ? ALL_RUNS.filter(([, variant]) => only.includes(variant)) : ALL_RUNS.filter(([, variant]) => variant !== 'noop-guard' && variant !== 'graphql-noop-guard');
+const match = process.env.BENCH_MATCH ? new RegExp(process.env.BENCH_MATCH) : undefined;
+const RUNS = ALL_RUNS.filter(([name, variant]) => {
+  if (only) return only.includes(variant);
+  if (match) return match.test(name) || name === 'baseline' || name === 'GraphQL baseline';
+  return variant !== 'noop-guard' && variant !== 'graphql-noop-guard';
+});
 
 function startServer(variant) {
   // BENCH_NODE_ARGS (e.g. --cpu-prof) is passed to the server processes, for profiling.
@@ -84,8 +121,9 @@ function load(port, mode, duration, variant, amount) {
   const json = variant.startsWith('graphql') ? { 'content-type': 'application/json' } : {};
   options.headers = json;
   if (mode === 'single') options.headers = { ...json, authorization: `Bearer ${single}` };
-  if (mode === 'pool') {
-    options.requests = [{ setupRequest: (req) => ({ ...req, headers: { ...req.headers, authorization: `Bearer ${pool[poolCursor++ % POOL]}` } }) }];
+  if (mode !== 'none' && mode !== 'single') {
+    const tokens = mode === 'pool' ? pool : fresh[mode];
+    options.requests = [{ setupRequest: (req) => ({ ...req, headers: { ...req.headers, authorization: `Bearer ${tokens[poolCursor++ % tokens.length]}` } }) }];
   }
   if (amount) {
     delete options.duration;
@@ -118,6 +156,7 @@ for (let round = 0; round < ROUNDS; round++) {
   console.log(`round ${round + 1}/${ROUNDS}: ${order.map((r) => r[0]).join(' → ')}`);
   for (const run of order) {
     const sample = await measure(run);
+    sample.round = round;
     samples.get(run[0]).push(sample);
     console.log(`  ${run[0].padEnd(38)} ${sample.rps.toFixed(0).padStart(6)} req/s  p99 ${sample.p99} ms  ${sample.cpuPerReq.toFixed(0)} µs CPU/req`);
   }
@@ -160,7 +199,41 @@ peers['guard CPU over baseline, GraphQL 10k pool'] = overBaseline('GraphQL nestj
 console.log('');
 for (const [label, value] of Object.entries(peers)) console.log(`${label}: ${value}${String(value).endsWith('µs') ? '' : '×'}`);
 
+/**
+ * Paired within rounds: each row's server CPU per request over its own baseline (HTTP or GraphQL)
+ * and its req/s ÷ the baseline's, taken in the same round and then the median over rounds, so a
+ * round the shared machine slowed down moves both sides of each difference together.
+ */
+const baselineOf = (name) => (name.startsWith('GraphQL') ? 'GraphQL baseline' : 'baseline');
+const paired = Object.fromEntries(RUNS.map(([name]) => {
+  const base = samples.get(baselineOf(name)) ?? [];
+  const pairs = samples.get(name).map((s) => [s, base.find((b) => b.round === s.round)]).filter(([, b]) => b !== undefined);
+  return [name, { cpuOver: median(pairs.map(([s, b]) => s.cpuPerReq - b.cpuPerReq)), ratio: median(pairs.map(([s, b]) => s.rps / b.rps)) }];
+}));
+console.log(`\npaired within rounds (median over ${ROUNDS} round(s)):\n\n| variant | server CPU µs/req over its baseline | req/s × its baseline |\n|---|---:|---:|`);
+for (const [name] of RUNS) console.log(`| ${name} | ${paired[name].cpuOver.toFixed(0)} | ${paired[name].ratio.toFixed(2)} |`);
+/** Issue 24's goals: the cold path within 10 µs of the ideal guard's, its throughput ratio within 0.03, the cache hit ≥ 0.92×. */
+const coldGap = (a, b) => {
+  if (!samples.get(a) || !samples.get(b)) return undefined;
+  const gaps = samples.get(a).map((s) => [s, samples.get(b).find((t) => t.round === s.round)]).filter(([, t]) => t !== undefined);
+  return median(gaps.map(([s, t]) => s.cpuPerReq - t.cpuPerReq));
+};
+const goals = {};
+for (const [label, a, b] of [
+  ['cold path, RS256 HTTP: keycard − ideal', 'nestjs-keycard, fresh RS256', 'ideal guard, fresh RS256'],
+  ['cold path, ES256 HTTP: keycard − ideal', 'nestjs-keycard, fresh ES256', 'ideal guard, fresh ES256'],
+  ['cold path, RS256 GraphQL: keycard − ideal', 'GraphQL nestjs-keycard, fresh RS256', 'GraphQL ideal guard, fresh RS256'],
+  ['cold path, RS256 HTTP: keycard − fast-jwt', 'nestjs-keycard, fresh RS256', 'fast-jwt, fresh RS256'],
+  ['cache hit, HTTP: keycard − fast-jwt', 'nestjs-keycard', 'fast-jwt'],
+  ['cold path, RS256 HTTP: keycard − keycard before', 'nestjs-keycard, fresh RS256', 'nestjs-keycard before, fresh RS256'],
+]) {
+  const gap = coldGap(a, b);
+  if (gap === undefined) continue;
+  goals[label] = { cpuMicros: gap, ratioDifference: paired[a].ratio - paired[b].ratio };
+  console.log(`${label}: ${gap >= 0 ? '+' : ''}${gap.toFixed(0)} µs server CPU/req, req/s ratio ${paired[a].ratio.toFixed(2)} vs ${paired[b].ratio.toFixed(2)}`);
+}
+
 const machine = { node: process.version, cpu: os.cpus()[0]?.model, cores: CORES, pinned: CORES > 1, rounds: ROUNDS, durationSeconds: DURATION, connections: CONNECTIONS, date: new Date().toISOString() };
 console.log(`\n${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; ${ROUNDS} round(s) × ${DURATION} s, ${CONNECTIONS} connections; medians`);
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
-writeFileSync(new URL('./results/latest.json', import.meta.url), JSON.stringify({ machine, rows, peers }, null, 2) + '\n');
+writeFileSync(new URL('./results/latest.json', import.meta.url), JSON.stringify({ machine, rows, peers, paired, goals }, null, 2) + '\n');

@@ -16,24 +16,42 @@ class DataController {
 Get('api/data')(DataController.prototype, 'list', Object.getOwnPropertyDescriptor(DataController.prototype, 'list'));
 Controller()(DataController);
 
-async function moduleFor(name) {
+/** A global guard that allows everything: what any guard costs in Nest's pipeline. */
+function allowAll() {
+  class AllowAll {
+    canActivate() {
+      return true;
+    }
+  }
+  Injectable()(AllowAll);
+  return { provide: APP_GUARD, useClass: AllowAll };
+}
+
+/** The build to load: `dist/`, or for `keycard-before` the one in BENCH_BEFORE_DIST (an A/B of two builds in one run). */
+const keycardModule = async (cacheSize, dist = '../dist') => {
+  const { KeycardModule } = await import(`${dist}/index.js`);
+  return KeycardModule.forRoot({ zoneUrl, resource: audience, verifiedTokenCacheSize: cacheSize, logger: { log() {}, warn() {}, error() {} } });
+};
+
+/** How the route (or the resolver) is protected: imports, providers, and middleware for `configure`. */
+async function protection(name) {
   const imports = [];
   const providers = [];
   let configure;
   if (name === 'baseline') {
     // No protection: the ceiling for this app on this machine.
   } else if (name === 'noop-guard') {
-    // A global guard that allows everything: what any guard costs in Nest's pipeline.
-    class AllowAll {
-      canActivate() {
-        return true;
-      }
-    }
-    Injectable()(AllowAll);
-    providers.push({ provide: APP_GUARD, useClass: AllowAll });
+    providers.push(allowAll());
   } else if (name === 'keycard' || name === 'keycard-nocache') {
-    const { KeycardModule } = await import('../dist/index.js');
-    imports.push(KeycardModule.forRoot({ zoneUrl, resource: audience, verifiedTokenCacheSize: name === 'keycard' ? 10_000 : 0, logger: { log() {}, warn() {}, error() {} } }));
+    imports.push(await keycardModule(name === 'keycard' ? 10_000 : 0));
+  } else if (name === 'keycard-before') {
+    imports.push(await keycardModule(10_000, process.env.BENCH_BEFORE_DIST));
+  } else if (name === 'ideal' || name === 'fast-jwt') {
+    // Issue 24's anchors, with the zone's keys fetched once at start (see bench/peer-guards.mjs).
+    const { fastJwtGuard, idealGuard, zoneKeys } = await import('./peer-guards.mjs');
+    const keys = await zoneKeys(zoneUrl);
+    const guard = name === 'ideal' ? idealGuard({ keys, issuer: zoneUrl, audience }) : await fastJwtGuard({ keys, issuer: zoneUrl, audience, cacheSize: 10_000 });
+    providers.push({ provide: APP_GUARD, useClass: guard });
   } else if (name === 'passport') {
     // What the NestJS docs and most posts show: AuthGuard('jwt') + passport-jwt + jwks-rsa with caching.
     const { PassportStrategy, AuthGuard } = await import('@nestjs/passport');
@@ -46,7 +64,7 @@ async function moduleFor(name) {
           secretOrKeyProvider: passportJwtSecret({ cache: true, rateLimit: true, jwksRequestsPerMinute: 5, jwksUri: `${zoneUrl}/jwks` }),
           audience,
           issuer: zoneUrl,
-          algorithms: ['RS256'],
+          algorithms: ['RS256', 'ES256'],
         });
       }
       validate(payload) {
@@ -60,8 +78,17 @@ async function moduleFor(name) {
     const { auth } = await import('express-oauth2-jwt-bearer');
     const middleware = auth({ issuer: zoneUrl, jwksUri: `${zoneUrl}/jwks`, audience, tokenSigningAlg: 'RS256' });
     configure = (consumer) => consumer.apply(middleware).forRoutes('api/data');
-  } else if (name === 'graphql-baseline' || name === 'graphql-keycard' || name === 'graphql-noop-guard') {
-    // The same data as a GraphQL query (Apollo on Express), without and with the Keycard guard.
+  } else {
+    throw new Error(`unknown variant ${name}`);
+  }
+  return { imports, providers, configure };
+}
+
+/** `<protection>` serves GET /api/data; `graphql-<protection>` the same data as a GraphQL query (Apollo on Express). */
+async function moduleFor(variant) {
+  const graphql = variant.startsWith('graphql-');
+  const { imports, providers, configure } = await protection(graphql ? variant.slice('graphql-'.length) : variant);
+  if (graphql) {
     const { GraphQLModule, Query, Resolver } = await import('@nestjs/graphql');
     const { ApolloDriver } = await import('@nestjs/apollo');
     class DataResolver {
@@ -73,22 +100,6 @@ async function moduleFor(name) {
     Resolver()(DataResolver);
     imports.push(GraphQLModule.forRoot({ driver: ApolloDriver, typeDefs: 'type Item { id: Int name: String } type Query { data: [Item] }', graphiql: false }));
     providers.push(DataResolver);
-    if (name === 'graphql-noop-guard') {
-      // A global guard that allows everything: what any guard costs Nest's resolver pipeline.
-      class AllowAll {
-        canActivate() {
-          return true;
-        }
-      }
-      Injectable()(AllowAll);
-      providers.push({ provide: APP_GUARD, useClass: AllowAll });
-    }
-    if (name === 'graphql-keycard') {
-      const { KeycardModule } = await import('../dist/index.js');
-      imports.push(KeycardModule.forRoot({ zoneUrl, resource: audience, logger: { log() {}, warn() {}, error() {} } }));
-    }
-  } else {
-    throw new Error(`unknown variant ${name}`);
   }
   class BenchModule {}
   if (configure) BenchModule.prototype.configure = configure;

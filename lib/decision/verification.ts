@@ -105,8 +105,9 @@ export class Verification {
       call.repeated = true;
       return pending.result;
     }
-    const agent = this.parts.verifier.verify(token, resource);
-    if (agent instanceof Promise && shared) requestState(carrier).verifying = { token, resource, result: agent };
+    if (!shared) return this.parts.verifier.verify(token, resource);
+    const agent = this.parts.verifier.verifyShared(token, resource);
+    if (agent instanceof Promise) requestState(carrier).verifying = { token, resource, result: agent };
     return agent;
   }
 

@@ -88,9 +88,8 @@ export function toAgentContext(
       tokenId: jti,
       actor: readActor(payload.act, 0),
       claims: deepFreeze(payload),
-    }),
+    }, exp * 1000),
   );
-  EXPIRY_MS.set(agent, exp * 1000);
   return agent;
 }
 
@@ -111,9 +110,22 @@ class VerifiedAgent implements AgentContext {
   readonly tokenId!: string;
   readonly actor?: ActorChain;
   readonly claims!: Readonly<Record<string, unknown>>;
+  /**
+   * `exp` in milliseconds as verified: `expiresAt` is a `Date`, which freezing cannot make
+   * read-only, so the module's expiry rules (carriers, connections, the verified-token cache) read
+   * this instead. A private field rather than a `WeakMap` entry: nothing more to allocate or for
+   * the garbage collector to trace per token (issue 24).
+   */
+  readonly #expiresAtMs: number;
 
-  constructor(fields: AgentContext) {
+  constructor(fields: AgentContext, expiresAtMs: number) {
     Object.assign(this, fields);
+    this.#expiresAtMs = expiresAtMs;
+  }
+
+  /** The verified `exp` in ms of an agent this class built (a brand check: a look-alike has none). */
+  static expiryMsOf(agent: object): number | undefined {
+    return #expiresAtMs in agent ? agent.#expiresAtMs : undefined;
   }
 }
 
@@ -122,15 +134,9 @@ function stableAgentId(appId: unknown, clientId: string): string {
   return isNonEmptyString(appId) ? appId : clientId;
 }
 
-/**
- * `exp` in milliseconds as verified, per agent: `expiresAt` is a `Date`, which freezing cannot make
- * read-only, so the module's expiry rules (carriers, connections) read this instead.
- */
-const EXPIRY_MS = new WeakMap<AgentContext, number>();
-
 /** When the agent's token expires (`exp`, ms since the epoch), as verified; immune to changes of `expiresAt`. */
 export function expiryMsOf(agent: AgentContext): number {
-  return EXPIRY_MS.get(agent) ?? agent.expiresAt.getTime();
+  return VerifiedAgent.expiryMsOf(agent) ?? agent.expiresAt.getTime();
 }
 
 /** True for agent contexts made by {@link toAgentContext} (and so by the guard). */

@@ -47,6 +47,15 @@ interface StrategyAttempt {
   authenticate(request: object, options: object): void;
 }
 
+/** passport-jwt's `secretOrKeyProvider` callback: jsonwebtoken 9 takes a `KeyObject` as is (the typings only know PEM strings). */
+type KeyCallback = (error: unknown, key?: string) => void;
+
+/** passport-jwt's verify callback as it calls it with `passReqToCallback` (strategy.js: `self._verify(req, payload, verified)`). */
+type VerifyCallback = (request: unknown, payload: unknown, verified: (error: unknown, agent?: AgentContext) => void) => void;
+
+/** The outcome of one attempt: the agent, or what refused it. */
+type Outcome = { agent: AgentContext } | { error: unknown };
+
 /**
  * The passport-jwt strategy, configured so none of its defaults apply (catalogue J4–J8):
  * - the token comes from the guard's strict extractor, never from passport-jwt's extractors;
@@ -56,6 +65,11 @@ interface StrategyAttempt {
  *   jsonwebtoken accepts tokens without `exp` and checks nothing of `typ`, `crit` or `iat`.
  * Registered in a passport instance of its own, so several Keycard modules (or an app's own
  * passport strategies) in one process never replace each other.
+ *
+ * The cold path (a token never seen before) involves no promise while the zone's keys are fresh:
+ * the key provider answers passport-jwt synchronously from the key store, and `validate` is called
+ * directly rather than through `@nestjs/passport`'s `async` wrapper, so {@link verify} returns the
+ * agent at once (issue 24: per-request tokens).
  */
 @Injectable()
 export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY) {
@@ -70,12 +84,8 @@ export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY
     const self: { strategy?: KeycardStrategy } = {};
     const strategyOptions: StrategyOptionsWithRequest = {
       jwtFromRequest: (request: unknown) => (request as VerificationRequest).token,
-      secretOrKeyProvider: (request: unknown, _rawToken: unknown, done: (error: unknown, key?: string) => void) => {
-        self.strategy!.provideKey(request).then(
-          // jsonwebtoken 9 takes a KeyObject as is; the typings only know PEM strings.
-          (key) => done(null, key as unknown as string),
-          (error: unknown) => done(error),
-        );
+      secretOrKeyProvider: (request: unknown, _rawToken: unknown, done: KeyCallback) => {
+        self.strategy!.provideKey(request as VerificationRequest, done);
       },
       algorithms: [...options.algorithms],
       // Time rules run in validate() with the module's clock (see above).
@@ -85,6 +95,10 @@ export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY
     };
     super(strategyOptions);
     self.strategy = this;
+    // @nestjs/passport hands passport-jwt an `async` wrapper that awaits validate(): a promise and a
+    // microtask per token. validate() is synchronous, so it is called directly; a throw is turned
+    // into `error` by passport-jwt's own try/catch around this call.
+    (this as unknown as { _verify: VerifyCallback })._verify = (request, payload, verified) => verified(null, this.validate(request, payload));
   }
 
   /** The passport instance this strategy lives in. */
@@ -98,15 +112,31 @@ export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY
    * passport does — a per-attempt object whose `success` / `fail` / `error` settle the outcome —
    * without passport's middleware, which would decorate every request object with session helpers
    * this stateless guard never uses. On success `verification.key` holds the key that verified it.
+   * @returns the agent synchronously when every step could answer at once (the zone's keys are
+   *   fresh), else a promise of it.
+   * @throws (or rejects with) KeycardException, or what the stack threw (callers make it `invalid_token`).
    */
-  verify(verification: VerificationRequest): Promise<AgentContext> {
-    return new Promise((resolve, reject) => {
-      const attempt = Object.create(this) as StrategyAttempt;
-      attempt.success = (agent) => resolve(agent);
-      attempt.fail = (info) => reject(info instanceof KeycardException ? info : new InvalidTokenException('signature_invalid'));
-      attempt.error = (error) => reject(error);
-      attempt.pass = attempt.redirect = () => reject(new InvalidTokenException('token_malformed'));
+  verify(verification: VerificationRequest): AgentContext | Promise<AgentContext> {
+    let outcome: Outcome | undefined;
+    let settle: ((outcome: Outcome) => void) | undefined;
+    const finish = (result: Outcome) => {
+      if (outcome !== undefined) return; // the first outcome wins, as with passport
+      outcome = result;
+      settle?.(result);
+    };
+    const attempt = Object.create(this) as StrategyAttempt;
+    attempt.success = (agent) => finish({ agent });
+    attempt.fail = (info) => finish({ error: info instanceof KeycardException ? info : new InvalidTokenException('signature_invalid') });
+    attempt.error = (error) => finish({ error });
+    attempt.pass = attempt.redirect = () => finish({ error: new InvalidTokenException('token_malformed') });
+    try {
       attempt.authenticate(verification, {});
+    } catch (error) {
+      finish({ error });
+    }
+    if (outcome !== undefined) return agentOf(outcome);
+    return new Promise((resolve, reject) => {
+      settle = (result) => ('agent' in result ? resolve(result.agent) : reject(result.error));
     });
   }
 
@@ -114,18 +144,39 @@ export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY
    * Header rules first, then the zone, then key selection: nothing of the token reaches the network
    * (INV6). With several zones the unverified `iss` picks the zone from the exact allow-list, so an
    * unknown issuer is refused before any fetch and only its own zone's keys can verify a token (C23);
-   * with one zone `iss` is checked after the signature, like every claim.
+   * with one zone `iss` is checked after the signature, like every claim. Answers `done` at once
+   * when the key store knows the key, so jsonwebtoken runs in the same tick.
    */
-  private async provideKey(request: unknown) {
-    const verification = request as VerificationRequest;
+  private provideKey(verification: VerificationRequest, done: KeyCallback): void {
+    let key: VerificationKey | Promise<VerificationKey>;
+    try {
+      key = this.selectKey(verification);
+    } catch (error) {
+      done(error);
+      return;
+    }
+    if (!(key instanceof Promise)) {
+      done(null, this.keyUsed(verification, key));
+      return;
+    }
+    // A throw out of passport-jwt after a late answer must still settle the attempt (no hang).
+    key.then((found) => done(null, this.keyUsed(verification, found)), done).catch(done);
+  }
+
+  private selectKey(verification: VerificationRequest): VerificationKey | Promise<VerificationKey> {
     const header = readJwsHeader(verification.token);
     const { alg, kid } = checkHeader(header, this.options);
     const zone = this.zones.only ?? this.zones.forIssuer(readUnverifiedIssuer(verification.token));
     if (zone === undefined) throw new InvalidTokenException('issuer_mismatch');
     if (!zone.serves(verification.resource.id)) throw new InvalidTokenException('audience_mismatch');
     verification.zone = zone;
-    verification.key = await zone.keys.keyFor(kid, alg);
-    return verification.key.key;
+    return zone.keys.keyFor(kid, alg);
+  }
+
+  /** Records the key on the verification (for the verified-token cache) and hands it to jsonwebtoken. */
+  private keyUsed(verification: VerificationRequest, key: VerificationKey): string {
+    verification.key = key;
+    return key.key as unknown as string;
   }
 
   /** Called by passport-jwt with the payload whose signature jsonwebtoken verified. */
@@ -140,4 +191,9 @@ export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY
       this.options,
     );
   }
+}
+
+function agentOf(outcome: Outcome): AgentContext {
+  if ('agent' in outcome) return outcome.agent;
+  throw outcome.error;
 }

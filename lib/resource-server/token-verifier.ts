@@ -17,18 +17,32 @@ export class TokenVerifier {
   ) {}
 
   /**
-   * The agent of a token meant for `resource`: synchronously on a cache hit (no promise on the hot
-   * path), asynchronously otherwise.
-   * @throws KeycardException (or anything the strategy throws, which callers turn into `invalid_token`).
+   * The agent of a token meant for `resource`: synchronously on a cache hit, and on a miss while
+   * the zone's keys are fresh (no promise on either path); a promise when keys must be fetched.
+   * @throws (or rejects with) KeycardException, or anything the strategy throws, which callers turn
+   *   into `invalid_token`.
    */
   verify(token: string, resource: ProtectedResource): AgentContext | Promise<AgentContext> {
-    const known = this.verifiedTokens.get(token, resource.id);
-    return known ?? this.verifyAndRemember(token, resource);
+    return this.verifiedTokens.get(token, resource.id) ?? this.verifyAndRemember(token, resource);
   }
 
-  private async verifyAndRemember(token: string, resource: ProtectedResource): Promise<AgentContext> {
+  /**
+   * {@link verify} for a token that several calls share (the fields of one GraphQL request): a
+   * miss answers with a promise, also when it failed at once, so later calls await that one
+   * verification instead of repeating it (catalogue O3: verified once).
+   */
+  verifyShared(token: string, resource: ProtectedResource): AgentContext | Promise<AgentContext> {
+    return this.verifiedTokens.get(token, resource.id) ?? new Promise((resolve) => resolve(this.verifyAndRemember(token, resource)));
+  }
+
+  private verifyAndRemember(token: string, resource: ProtectedResource): AgentContext | Promise<AgentContext> {
     const verification: VerificationRequest = { token, resource };
-    const agent = await this.strategy.verify(verification);
+    const agent = this.strategy.verify(verification);
+    if (agent instanceof Promise) return agent.then((verified) => this.remembered(verification, verified));
+    return this.remembered(verification, agent);
+  }
+
+  private remembered(verification: VerificationRequest, agent: AgentContext): AgentContext {
     this.verifiedTokens.set(verification, agent);
     return agent;
   }

@@ -41,6 +41,8 @@ export class VerifiedTokenCache {
   }
 
   get(token: string, resourceId: string): AgentContext | undefined {
+    // With the cache off, not even a look-up: it would hash the whole token text for nothing.
+    if (this.entries.size === 0) return undefined;
     const entry = this.entries.get(token);
     if (entry === undefined) return undefined;
     if (entry.resourceId !== resourceId) return undefined;

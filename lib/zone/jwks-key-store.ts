@@ -69,10 +69,20 @@ export class JwksKeyStore {
   }
 
   /**
-   * The key to verify a token with `kid` and `alg`. Throws {@link InvalidTokenException} when the
-   * zone has no usable key for it, {@link ZoneUnavailableException} when the keys cannot be had.
+   * The key to verify a token with `kid` and `alg`: synchronously while the zone's metadata and key
+   * set are fresh and hold the kid (every request between two fetches), else a promise. Throws (or
+   * rejects with) {@link InvalidTokenException} when the zone has no usable key for it,
+   * {@link ZoneUnavailableException} when the keys cannot be had.
    */
-  async keyFor(kid: string | undefined, alg: SupportedAlgorithm): Promise<VerificationKey> {
+  keyFor(kid: string | undefined, alg: SupportedAlgorithm): VerificationKey | Promise<VerificationKey> {
+    const known = this.freshSet();
+    const keys = known === undefined ? undefined : this.lookup(known, kid);
+    // The common case answers synchronously: the metadata and key set are fresh and know the kid.
+    return keys === undefined ? this.fetchKeyFor(kid, alg) : keyOfAlgorithm(keys, alg);
+  }
+
+  /** {@link keyFor} when the key set must be fetched, refreshed or searched again for an unknown kid. */
+  private async fetchKeyFor(kid: string | undefined, alg: SupportedAlgorithm): Promise<VerificationKey> {
     let set = await this.currentSet();
     let keys = this.lookup(set, kid);
     if (keys === undefined && this.clock.now() - this.keySet.attemptedAt >= JWKS_COOLDOWN_MS) {
@@ -81,10 +91,18 @@ export class JwksKeyStore {
       keys = this.lookup(set, kid);
     }
     if (keys === undefined) throw new InvalidTokenException('key_not_found');
-    const found = keys.get(alg);
-    if (found === undefined) throw new InvalidTokenException(keys.size === 0 ? 'key_unusable' : 'algorithm_not_allowed');
-    if (found === 'ambiguous') throw new InvalidTokenException('key_unusable');
-    return found;
+    return keyOfAlgorithm(keys, alg);
+  }
+
+  /**
+   * The key set {@link currentSet} would answer with at once, without a promise: the zone's
+   * metadata and its key set both younger than the cache age, for the same `jwks_uri`.
+   */
+  private freshSet(): KeySet | undefined {
+    const metadata = this.zone.fresh();
+    const last = this.keySet.last;
+    if (metadata === undefined || last === undefined || last.value.jwksUri !== metadata.jwksUri) return undefined;
+    return this.clock.now() - last.loadedAt < CACHE_MAX_AGE_MS ? last.value : undefined;
   }
 
   /** When the keys in use were fetched (ms since the epoch), or undefined before the first fetch. */
@@ -250,6 +268,18 @@ export class JwksKeyStore {
       .filter((alg) => this.options.algorithms.has(alg as SupportedAlgorithm))
       .map((alg) => ({ kid, alg, key }));
   }
+}
+
+/**
+ * The key of `keys` for `alg`.
+ * @throws InvalidTokenException `key_unusable` when the kid names no usable key or several for
+ *   `alg` (E16), `algorithm_not_allowed` when its keys are not for `alg`.
+ */
+function keyOfAlgorithm(keys: KeysByAlgorithm, alg: SupportedAlgorithm): VerificationKey {
+  const found = keys.get(alg);
+  if (found === undefined) throw new InvalidTokenException(keys.size === 0 ? 'key_unusable' : 'algorithm_not_allowed');
+  if (found === 'ambiguous') throw new InvalidTokenException('key_unusable');
+  return found;
 }
 
 /** The label a JWK is imported under by jwks-rsa: its position in the set. */

@@ -80,6 +80,15 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
     return this.discover();
   }
 
+  /**
+   * The metadata {@link get} would answer with at once (loaded less than the cache age ago), or
+   * undefined when `get` has work to do: lets the key store answer without a promise.
+   */
+  fresh(): ZoneMetadata | undefined {
+    const last = this.metadata.last;
+    return last && this.clock.now() - last.loadedAt < CACHE_MAX_AGE_MS ? last.value : undefined;
+  }
+
   /** The last validated metadata, if any, without triggering a load. */
   peek(): ZoneMetadata | undefined {
     return this.metadata.last?.value;

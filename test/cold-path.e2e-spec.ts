@@ -1,0 +1,80 @@
+/**
+ * Issue 24, per-request tokens: a token the guard has never seen is verified without a promise
+ * while the zone's keys are fresh (the key store answers passport-jwt at once, validate() runs in
+ * the same tick), and every refusal on that path is still the catalogue's answer. The first token,
+ * before any key fetch, and a token with an unknown kid take the asynchronous path.
+ */
+import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
+import { TestZone } from '../lib/testing/index.js';
+import { KeycardStrategy } from '../lib/resource-server/keycard.strategy.js';
+import { expectOutcome, onScopedRoute } from './support/denials.js';
+import { bearer, baseClaims, PRM, R, T0_HEADER, zoneSigned } from './support/forge.js';
+import { send } from './support/http.js';
+import { ADAPTERS, scopeOf, startApp, type RunningApp } from './support/keycard-app.js';
+
+/** A refusal on GET /orders names the route's scope (Q12). */
+const REFUSED = onScopedRoute('401 IT', scopeOf('GET', '/orders'));
+
+describe.each(ADAPTERS)('a token new to the guard, over %s', (adapter) => {
+  let zone: TestZone;
+  let api: RunningApp;
+  let verify: { mock: { results: { type: string; value: unknown }[] }; mockRestore(): void };
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    api = await startApp(adapter, { zoneUrl: zone.issuer, resource: R });
+    verify = jest.spyOn(api.app.get(KeycardStrategy), 'verify');
+  });
+  afterAll(async () => {
+    verify.mockRestore();
+    await api?.close();
+    await zone?.stop();
+  });
+
+  const fresh = (overrides: Record<string, unknown> = {}, header: Record<string, unknown> = T0_HEADER) =>
+    zoneSigned(zone, header, baseClaims(zone, overrides));
+  const get = (token: string) => send(api.url, 'GET', '/orders', bearer(token));
+  const lastResult = () => verify.mock.results[verify.mock.results.length - 1];
+
+  it('the first token, before the zone keys are fetched, is verified asynchronously → 200; the next new tokens synchronously → 200', async () => {
+    const first = fresh();
+    expectOutcome(await get(first), '200', PRM, [first], api.logger.lines);
+    expect(lastResult().value).toBeInstanceOf(Promise);
+    for (const subject of ['user-2', 'user-3']) {
+      const token = fresh({ sub: subject });
+      expectOutcome(await get(token), '200', PRM, [token], api.logger.lines);
+      expect(lastResult()).toMatchObject({ type: 'return', value: expect.objectContaining({ subject }) });
+      expect(lastResult().value).not.toBeInstanceOf(Promise);
+    }
+  });
+
+  it.each([
+    ['expired', { exp: Math.floor(Date.now() / 1000) - 3600 }],
+    ['for another audience', { aud: 'https://other.example.com' }],
+    ['from another issuer', { iss: 'https://evil.example.com' }],
+    ['without jti', { jti: undefined }],
+  ])('a new token %s is refused on the synchronous path → 401 IT, nothing leaked', async (_name, overrides) => {
+    const token = fresh(overrides);
+    expectOutcome(await get(token), REFUSED, PRM, [token], api.logger.lines);
+    expect(lastResult().type).toBe('throw');
+  });
+
+  it('a new token whose signature does not verify is refused on the synchronous path → 401 IT', async () => {
+    const token = fresh();
+    const forged = `${token.slice(0, token.lastIndexOf('.') + 1)}${fresh({ sub: 'other' }).split('.')[2]}`;
+    expectOutcome(await get(forged), REFUSED, PRM, [forged], api.logger.lines);
+    expect(lastResult().type).toBe('throw');
+  });
+
+  it('a new token with a kid the zone does not publish takes the asynchronous path (one refetch per cooldown) → 401 IT', async () => {
+    const token = fresh({}, { ...T0_HEADER, kid: 'not-published' });
+    expectOutcome(await get(token), REFUSED, PRM, [token], api.logger.lines);
+    expect(lastResult().value).toBeInstanceOf(Promise);
+  });
+
+  it('an ES256 token new to the guard is verified synchronously → 200', async () => {
+    const token = zoneSigned(zone, { ...T0_HEADER, alg: 'ES256', kid: 'ec1' }, baseClaims(zone, { sub: 'user-ec' }), 'ec1', 'ES256');
+    expectOutcome(await get(token), '200', PRM, [token], api.logger.lines);
+    expect(lastResult()).toMatchObject({ type: 'return', value: expect.objectContaining({ subject: 'user-ec' }) });
+  });
+});
