@@ -5,6 +5,7 @@ import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { CarrierLifecycle } from '../decision/carrier-lifecycle.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
+import { acceptedSchemes } from '../dpop/accepted-schemes.js';
 import {
   InvalidTokenException, KeycardException, ResourceNotConfiguredException,
 } from '../resource-server/keycard.exceptions.js';
@@ -59,8 +60,9 @@ export class KeycardContexts {
     private readonly lifecycle: CarrierLifecycle,
   ) {
     const adapter = () => adapterHost.httpAdapter;
-    this.http = new HttpCallKind(adapter);
-    this.graphql = new GraphQLCallKind(adapter, (server) => this.reportOnce(`${server}-unguarded`, UNGUARDED_SUBSCRIPTIONS[server]));
+    const schemes = acceptedSchemes(options);
+    this.http = new HttpCallKind(adapter, schemes);
+    this.graphql = new GraphQLCallKind(adapter, (server) => this.reportOnce(`${server}-unguarded`, UNGUARDED_SUBSCRIPTIONS[server]), schemes);
     this.rpc = new RpcCallKind(options.rpcTokenExtractor);
   }
 

@@ -73,6 +73,8 @@ export interface TokenForOptions {
   audience?: string | string[];
   /** More claims, or `undefined` to leave one out (e.g. `{ exp: … }`). */
   claims?: Record<string, unknown>;
+  /** Binds the token to this DPoP key: `cnf.jkt` = its thumbprint (RFC 9449 §6.1). */
+  dpopKey?: { readonly thumbprint: string };
 }
 
 export interface IssueTokenOptions {
@@ -281,6 +283,7 @@ export class TestZone {
       scope: who.scopes?.length ? who.scopes.join(' ') : undefined,
       sid: who.session,
       ...(who.audience !== undefined ? { aud: who.audience } : {}),
+      ...(who.dpopKey !== undefined ? { cnf: { jkt: who.dpopKey.thumbprint } } : {}),
       ...who.claims,
     });
   }
