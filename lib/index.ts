@@ -13,6 +13,8 @@ export { InMemoryDpopReplayStore } from './dpop/dpop-replay-store.js';
 export type { DpopReplayStore } from './dpop/dpop-replay-store.js';
 export { InvalidDpopProofException, UseDpopNonceException, DpopReplayStoreUnavailableException } from './dpop/dpop.exceptions.js';
 export { jwkThumbprint } from './dpop/jwk-thumbprint.js';
+export { dpopFetch } from './dpop/dpop-fetch.js';
+export type { DpopFetchLike, DpopFetchOptions } from './dpop/dpop-fetch.js';
 export type { TokenValidator } from './decision/token-validator.js';
 export { Call } from './decision/call.js';
 export { CarrierLifecycle } from './decision/carrier-lifecycle.js';

@@ -119,6 +119,12 @@ export class TestZone {
   impersonation: ImpersonationPolicy;
   /** Resources the zone refuses, with the OAuth error it answers (400), for every grant. */
   readonly refusals = new Map<string, string>();
+  /**
+   * DPoP at the token endpoint (RFC 9449 §5, §8): a request with a valid `DPoP` proof gets a token
+   * bound to its key (`cnf.jkt`, `token_type: "DPoP"`). `nonce`: proofs must carry it, else 400
+   * `use_dpop_nonce` with `DPoP-Nonce`; `bind: false`: the proof is ignored and a Bearer token issued.
+   */
+  dpop: { nonce?: string; bind: boolean } = { bind: true };
 
   private keys: ZoneKey[] = [];
   private readonly tokenEndpoint: TokenEndpoint;
@@ -152,6 +158,7 @@ export class TestZone {
         },
         refusalFor: (resource) => this.refusals.get(resource),
         impersonationPolicy: () => this.impersonation,
+        dpopPolicy: () => this.dpop,
       },
       options.clients ?? [],
     );
