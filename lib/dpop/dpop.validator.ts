@@ -56,8 +56,10 @@ export class DpopValidator implements TokenValidator {
   }
 
   validate(agent: AgentContext, call: Call | undefined): void | Promise<void> {
+    // A message on a connection was judged when the connection opened (its HTTP request, for MCP).
+    if (call?.isConnection === true) return;
     const jkt = boundKey(agent);
-    if (call === undefined || call.isConnection) {
+    if (call === undefined) {
       if (jkt !== undefined) throw new InvalidTokenException('dpop_carrier_unsupported');
       return;
     }
@@ -91,7 +93,7 @@ export class DpopValidator implements TokenValidator {
     // One proof per request (§4.3 (1)); a comma never occurs in a compact JWS, so it means two joined.
     if (values.length !== 1 || values[0].includes(',')) throw new InvalidDpopProofException();
     if (jkt === undefined) throw new InvalidTokenException('dpop_token_unbound');
-    const htu = expectedHtu(originOf(call.resource?.id ?? ''), pathOf(raw));
+    const htu = expectedHtu(originOf(call.resource?.id ?? ''), routedPath(raw));
     if (htu === undefined) throw new InvalidDpopProofException();
     const nowMs = this.parts.clock.now();
     const proof = verifyDpopProof({ proof: values[0], method: raw.method ?? '', htu, accessToken: call.token ?? '', nowMs }, this.parts.options);
@@ -154,6 +156,17 @@ function refuseReplay(fresh: boolean): void {
 export function boundKey(agent: AgentContext): string | undefined {
   const cnf = agent.claims.cnf as { jkt?: unknown } | undefined;
   return typeof cnf?.jkt === 'string' ? cnf.jkt : undefined;
+}
+
+/**
+ * The path the request line named, without its query: Express rewrites `url` inside a mounted
+ * router or middleware (Apollo's at `/graphql` sees `/`) and keeps the request line's in `originalUrl`.
+ */
+function routedPath(raw: IncomingMessage): string {
+  const original = (raw as { originalUrl?: unknown }).originalUrl;
+  if (typeof original !== 'string') return pathOf(raw);
+  const query = original.indexOf('?');
+  return query === -1 ? original : original.slice(0, query);
 }
 
 /** `https://api.example.com` of `https://api.example.com/orders`: the public origin of a resource identifier. */
