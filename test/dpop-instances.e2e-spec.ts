@@ -4,7 +4,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
+import { TerminusModule } from '@nestjs/terminus';
 import { Redis } from 'ioredis';
+import { KeycardHealthIndicator } from '../lib/health/index.js';
 import { DpopKey, type KeycardModuleOptions } from '../lib/index.js';
 import { RedisDpopReplayStore, type TokenCipherKey } from '../lib/redis/index.js';
 import { TestZone } from '../lib/testing/index.js';
@@ -37,11 +39,13 @@ const adapter: AdapterName = 'express';
     await zone?.stop();
   });
 
+  /** One instance on the Redis at `port`, with the health indicator. */
   async function instance(port: number, dpop: Partial<NonNullable<Exclude<KeycardModuleOptions['dpop'], string>>> = {}) {
     const client = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 });
     client.on('error', () => undefined);
     clients.push(client);
-    const app = await startApp(adapter, { zoneUrl: zone.issuer, resource: R, dpop: { mode: 'allowed', replayStore: new RedisDpopReplayStore({ redis: client }), ...dpop } });
+    const app = await startApp(adapter, { zoneUrl: zone.issuer, resource: R, dpop: { mode: 'allowed', replayStore: new RedisDpopReplayStore({ redis: client }), ...dpop } },
+      { imports: [TerminusModule.forRoot({ logger: false })], providers: [KeycardHealthIndicator] });
     apps.push(app);
     return app;
   }
@@ -68,10 +72,13 @@ const adapter: AdapterName = 'express';
     expect(await admin.keys('*')).toHaveLength(1);
   });
 
-  it('H18 Redis down: proofs still verified, replays tracked per instance, one log line; with replayStoreUnavailable refuse → 503', async () => {
+  it('H18 Redis down: proofs still verified, replays tracked per instance, one log line, health degraded; with replayStoreUnavailable refuse → 503', async () => {
     const gone = await startRedis();
     const [a, b] = [await instance(gone.port), await instance(gone.port)];
     const strict = await instance(gone.port, { replayStoreUnavailable: 'refuse' });
+    const replayStoreOf = async (app: RunningApp) => ((await app.app.get(KeycardHealthIndicator).isHealthy()).keycard as Record<string, unknown>).dpopReplayStore;
+    expect((await send(a.url, 'GET', '/orders', dpopHeaders(key, token()))).status).toBe(200);
+    expect(await replayStoreOf(a)).toBe('shared');
     await gone.close();
     const t = token();
     const headers = dpopHeaders(key, t);
@@ -80,6 +87,7 @@ const adapter: AdapterName = 'express';
     expect((await send(b.url, 'GET', '/orders', headers)).status).toBe(200); // B cannot know: the MCP profile makes jti tracking a MAY
     expect((await send(a.url, 'GET', '/orders', dpopHeaders(key, t))).status).toBe(200);
     expect(a.logger.lines.filter((line) => line.startsWith('DPoP replay store unavailable'))).toHaveLength(1);
+    expect(await replayStoreOf(a)).toBe('degraded');
     const refused = await send(strict.url, 'GET', '/orders', dpopHeaders(key, t));
     expect(refused.status).toBe(503);
     expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);

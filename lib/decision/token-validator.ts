@@ -45,6 +45,8 @@ export const KEYCARD_TOKEN_VALIDATORS = 'KEYCARD:TOKEN_VALIDATORS';
 export class TokenValidators implements OnApplicationBootstrap {
   /** The module's own validators (DPoP when it is on), which run before the app's. */
   private readonly builtIn: readonly TokenValidator[];
+  /** The DPoP validator, when DPoP is on (its replay store's state is reported by the health indicator). */
+  readonly dpop?: DpopValidator;
   private list: readonly TokenValidator[];
 
   constructor(
@@ -52,7 +54,8 @@ export class TokenValidators implements OnApplicationBootstrap {
     @Inject(KEYCARD_OPTIONS) options: KeycardOptions,
     @Inject(KEYCARD_CLOCK) clock: Clock,
   ) {
-    this.builtIn = options.dpop === undefined ? [] : [new DpopValidator({ options: options.dpop, clock, logger: options.logger })];
+    if (options.dpop !== undefined) this.dpop = new DpopValidator({ options: options.dpop, clock, logger: options.logger });
+    this.builtIn = this.dpop === undefined ? [] : [this.dpop];
     this.list = this.builtIn;
   }
 

@@ -50,6 +50,15 @@ export class DpopValidator implements TokenValidator {
     if (nonce !== undefined) this.nonces = new DpopNonces(nonce);
   }
 
+  /**
+   * Where replay records go now: `memory` (no shared store configured), `shared`, or `degraded`
+   * (the shared store failed and this instance remembers proofs alone until it answers again).
+   */
+  get replayStore(): 'memory' | 'shared' | 'degraded' {
+    if (this.parts.options.replayStore === undefined) return 'memory';
+    return this.sharedStoreFailing ? 'degraded' : 'shared';
+  }
+
   /** A fresh server nonce, or undefined when nonces are off. */
   issueNonce(): string | undefined {
     return this.nonces?.issue(this.parts.clock.now());
