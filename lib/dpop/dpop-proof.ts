@@ -1,19 +1,15 @@
-import { createHash, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { verifyJws } from '../jws-crypto.js';
+import { createHash } from 'node:crypto';
+import { verifyJwsSignature } from '../jws-crypto.js';
 import { isCanonicalBase64url } from '../resource-server/compact-jws.js';
 import type { DpopOptions } from './dpop-options.js';
 import { InvalidDpopProofException } from './dpop.exceptions.js';
 import { normaliseHtu } from './htu.js';
-import { jwkThumbprint } from './jwk-thumbprint.js';
+import { PROOF_HEADERS } from './proof-headers.js';
 
 /** Longest proof read: a PS256 proof with a 4096-bit key is about 1.9 KB. */
 const MAX_PROOF_LENGTH = 8192;
 /** Longest `jti` accepted (RFC 9449 §11.1: "reject … unnecessarily large `jti` values"). */
 const MAX_JTI_LENGTH = 256;
-/** JWK members of private keys (RFC 7518 §6.2.2, §6.3.2) and symmetric keys (§6.4). */
-const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
-/** The curve each ES algorithm signs with (RFC 7518 §3.4). */
-const CURVE_OF: Readonly<Record<string, string>> = { ES256: 'P-256', ES384: 'P-384', ES512: 'P-521' };
 
 /** The request a proof must have been made for. */
 export interface ProofTarget {
@@ -48,50 +44,36 @@ export interface VerifiedProof {
  */
 export function verifyDpopProof(target: ProofTarget, options: DpopOptions): VerifiedProof {
   const { proof } = target;
-  if (proof.length > MAX_PROOF_LENGTH || !proof.split('.').every(isCanonicalBase64url)) throw new InvalidDpopProofException();
-  let jkt: string | undefined;
-  const verified = verifyJws(proof, (header) => {
-    const key = proofKey(header, options);
-    jkt = key?.jkt;
-    return key?.key;
-  });
-  if (verified === undefined || jkt === undefined) throw new InvalidDpopProofException();
-  const { jti, htm, htu, iat, ath, nonce } = verified.claims;
+  const parts = proof.length > MAX_PROOF_LENGTH ? [] : proof.split('.');
+  if (parts.length !== 3 || !parts.every(isCanonicalBase64url)) throw new InvalidDpopProofException();
+  const [headerSegment, payloadSegment, signature] = parts as [string, string, string];
+  const header = PROOF_HEADERS.read(headerSegment);
+  if (header === undefined || !options.algorithms.has(header.alg)) throw new InvalidDpopProofException();
+  if (!verifyJwsSignature(`${headerSegment}.${payloadSegment}`, signature, header.key, header.alg)) throw new InvalidDpopProofException();
+  const claims = readClaims(payloadSegment);
+  const { jti, htm, htu, iat, ath, nonce } = claims;
   if (typeof jti !== 'string' || jti.length === 0 || jti.length > MAX_JTI_LENGTH) throw new InvalidDpopProofException();
-  if (htm !== target.method || typeof htu !== 'string' || normaliseHtu(htu) !== target.htu) throw new InvalidDpopProofException();
+  // Most agents send the normalised form already: compared first, parsed only when it differs.
+  if (htm !== target.method || typeof htu !== 'string' || (htu !== target.htu && normaliseHtu(htu) !== target.htu)) throw new InvalidDpopProofException();
   if (typeof iat !== 'number' || !Number.isFinite(iat) || Math.abs(iat * 1000 - target.nowMs) > options.proofWindowSeconds * 1000) {
     throw new InvalidDpopProofException();
   }
   if (typeof ath !== 'string' || ath !== accessTokenHash(target.accessToken)) throw new InvalidDpopProofException();
-  return { jkt, jti, iat, nonce };
+  return { jkt: header.jkt, jti, iat, nonce };
+}
+
+/** The proof's claims: a JSON object, else the proof is refused. */
+function readClaims(segment: string): Record<string, unknown> {
+  try {
+    const claims = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8')) as unknown;
+    if (typeof claims === 'object' && claims !== null && !Array.isArray(claims)) return claims as Record<string, unknown>;
+  } catch {
+    // refused below
+  }
+  throw new InvalidDpopProofException();
 }
 
 /** `ath` of an access token (RFC 9449 §4.2): base64url(SHA-256(ASCII token)). */
 export function accessTokenHash(accessToken: string): string {
   return createHash('sha256').update(accessToken, 'ascii').digest('base64url');
-}
-
-/**
- * The proof's key from its header (§4.3 (4)–(7)), or undefined: `typ` exactly `dpop+jwt`, an
- * allowed `alg`, and a `jwk` that is a public key of that algorithm's type, never a private or
- * symmetric one.
- */
-function proofKey(header: Readonly<Record<string, unknown>>, options: DpopOptions): { key: KeyObject; jkt: string } | undefined {
-  const { typ, alg, jwk } = header;
-  if (typ !== 'dpop+jwt' || typeof alg !== 'string' || !options.algorithms.has(alg)) return undefined;
-  if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) return undefined;
-  const members = jwk as Record<string, unknown>;
-  if (PRIVATE_MEMBERS.some((name) => name in members)) return undefined;
-  const expectedKty = alg.startsWith('ES') ? 'EC' : 'RSA';
-  if (members.kty !== expectedKty || (expectedKty === 'EC' && members.crv !== CURVE_OF[alg])) return undefined;
-  const jkt = jwkThumbprint(members);
-  if (jkt === undefined) return undefined;
-  try {
-    const key = createPublicKey({ key: members as JsonWebKey, format: 'jwk' });
-    // RSA keys under 2048 bits are refused, as for access tokens (RFC 7518 §3.3).
-    if (expectedKty === 'RSA' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) return undefined;
-    return { key, jkt };
-  } catch {
-    return undefined;
-  }
 }
