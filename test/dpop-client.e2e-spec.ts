@@ -5,11 +5,14 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
-import { ClientCredentialsService, DpopKey, dpopFetch, TokenExchangeError } from '../lib/index.js';
+import { Controller, Get } from '@nestjs/common';
+import { Access, type AccessContext, ClientCredentialsService, DpopKey, dpopFetch, Grant, TokenExchangeError } from '../lib/index.js';
 import { accessTokenHash } from '../lib/dpop/dpop-proof.js';
 import { TestZone } from '../lib/testing/index.js';
 import { startExchangeContext } from './support/exchange-context.js';
 import { R } from './support/forge.js';
+import { send } from './support/http.js';
+import { dpopHeaders } from './support/dpop.js';
 import { startApp, type RunningApp } from './support/keycard-app.js';
 
 const SECRET = 's3cret-value-1234';
@@ -135,5 +138,38 @@ describe('dpopFetch against a DPoP resource server with nonces (H31)', () => {
     expect(second).toMatchObject({ htm: 'GET', htu: `${R}/orders`, ath: accessTokenHash(accessToken) });
     expect((await call(`${R}/orders`, { accessToken })).status).toBe(200); // the nonce is remembered
     expect(sent).toHaveLength(3);
+  });
+});
+
+describe('@Grant on a request admitted with the DPoP scheme', () => {
+  const UP = 'https://upstream.example.com';
+  let zone: TestZone;
+  let api: RunningApp;
+  const key = DpopKey.generate();
+
+  @Controller()
+  class ProxyController {
+    @Get('orders')
+    @Grant(UP, 'up:read')
+    orders(@Access() access: AccessContext) {
+      return { status: access.status, scope: access.has(UP) ? access.access(UP).scope : access.errors[UP].reason };
+    }
+  }
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R, resources: { [UP]: ['up:read'] }, clients: [{ clientId: 'agent-a', clientSecret: SECRET }] });
+    api = await startApp('express', { zoneUrl: zone.issuer, resource: R, dpop: 'allowed', clientCredentials: { clientId: 'agent-a', clientSecret: SECRET } }, { controllers: [ProxyController] });
+  });
+  afterAll(async () => {
+    await api?.close();
+    await zone?.stop();
+  });
+
+  it('exchanges the inbound DPoP-bound token the guard verified (the DPoP scheme is read back like Bearer)', async () => {
+    const token = zone.tokenFor({ user: 'alice', dpopKey: key });
+    const res = await send(api.url, 'GET', '/orders', dpopHeaders(key, token));
+    expect(res.status).toBe(200);
+    expect(res.json).toEqual({ status: 'success', scope: 'up:read' });
+    expect(zone.tokenRequests.at(-1)?.form.subject_token).toBe(token);
   });
 });

@@ -17,6 +17,8 @@ export interface AcceptedSchemes {
 
 /** The default, and every door that is not an HTTP request. */
 export const BEARER_ONLY: AcceptedSchemes = Object.freeze({ bearer: true, dpop: false });
+/** Both schemes: DPoP `allowed`, and reading back the token of a call the guard already admitted. */
+export const BEARER_OR_DPOP: AcceptedSchemes = Object.freeze({ bearer: true, dpop: true });
 
 /**
  * Reads the bearer token from the `Authorization` header and nowhere else (catalogue Q3, Q4): a
