@@ -4,6 +4,7 @@ import type { ExchangedTokenStore } from './exchange/exchanged-token-store.inter
 import type { FetchLike, KeycardModuleOptions, KeycardZoneOptions } from './interfaces/keycard-module-options.interface.js';
 import { DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS, type SupportedAlgorithm } from './keycard.constants.js';
 import { isLoopbackHost } from './loopback.js';
+import { type DpopOptions, normaliseDpopOptions } from './dpop/dpop-options.js';
 import { ProtectedResource } from './resource-server/protected-resource.js';
 
 /** Logger shape the module writes to. */
@@ -45,6 +46,8 @@ export interface KeycardOptions {
   readonly allowInsecureHttp: boolean;
   readonly fetch: FetchLike;
   readonly rpcTokenExtractor?: KeycardModuleOptions['rpcTokenExtractor'];
+  /** DPoP (RFC 9449); undefined when off (the default). */
+  readonly dpop?: DpopOptions;
   readonly logger: KeycardLogger;
 }
 
@@ -259,6 +262,7 @@ export function normaliseOptions(input: string | KeycardModuleOptions): KeycardO
     allowInsecureHttp,
     fetch: raw.fetch ?? ((input, init) => globalThis.fetch(input, init)),
     rpcTokenExtractor: raw.rpcTokenExtractor,
+    dpop: normaliseDpopOptions(raw.dpop),
     logger: normaliseLogger(raw.logger),
   };
 }

@@ -6,6 +6,7 @@ import { ImpersonationService } from './exchange/impersonation.service.js';
 import { TokenExchangeService } from './exchange/token-exchange.service.js';
 import type { KeycardModuleOptions } from './interfaces/keycard-module-options.interface.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS, KEYCARD_RAW_OPTIONS } from './keycard.constants.js';
+import { TokenValidators } from './decision/token-validator.js';
 import { AuditTrail } from './resource-server/audit-trail.js';
 import { KeycardGuard } from './resource-server/keycard.guard.js';
 import { RouteRulesRegistry } from './resource-server/route-rules.registry.js';
@@ -91,6 +92,8 @@ export class KeycardModule {
         // What KeycardGuard's constructor takes (an app's subclass bound with APP_GUARD), and the events apps subscribe to.
         DecisionCore, DecisionEvents,
         TokenVerifier, AuditTrail, RouteRulesRegistry, McpTools,
+        // The health indicator reports the DPoP replay store's state.
+        TokenValidators,
       ],
     };
   }

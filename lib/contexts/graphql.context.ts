@@ -1,6 +1,6 @@
 import type { ExecutionContext, HttpServer } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { extractBearerToken, parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
+import { type AcceptedSchemes, BEARER_ONLY, extractBearerToken, parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
 import { InvalidTokenException, type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
 import { rawRequestOf } from '../resource-server/resource-resolver.js';
 import type { CallKind, Carrier, Refusal } from './call-kind.interface.js';
@@ -163,6 +163,8 @@ export class GraphQLCallKind implements CallKind {
   constructor(
     private readonly adapter: () => HttpServer,
     private readonly unguarded: (server: UnguardedServer) => void = () => undefined,
+    /** The schemes read from an HTTP request's `Authorization` (`DPoP` when it is on); connections read Bearer only. */
+    private readonly schemes: AcceptedSchemes = BEARER_ONLY,
   ) {}
 
   carrier(context: ExecutionContext): Carrier {
@@ -205,7 +207,7 @@ export class GraphQLCallKind implements CallKind {
    */
   token(_context: ExecutionContext, carrier: Carrier): string | undefined {
     if (carrier === EMPTY) return undefined;
-    if (!isSocketContext(carrier)) return extractBearerToken(rawRequestOf(carrier));
+    if (!isSocketContext(carrier)) return extractBearerToken(rawRequestOf(carrier), this.schemes);
     if (isUnguardedSubscription(carrier)) this.unguarded('mercurius');
     else if (connectionOf(carrier) === undefined) this.unguarded('graphql-ws');
     else return connectionParamsToken((carrier as SocketContext).connectionParams);

@@ -1,6 +1,6 @@
 import type { ExecutionContext, HttpServer } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { extractBearerToken } from '../resource-server/bearer-token.extractor.js';
+import { type AcceptedSchemes, BEARER_ONLY, extractBearerToken } from '../resource-server/bearer-token.extractor.js';
 import { pathOf, rawRequestOf } from '../resource-server/resource-resolver.js';
 import type { CallKind, Carrier, Refusal } from './call-kind.interface.js';
 
@@ -9,7 +9,11 @@ export class HttpCallKind implements CallKind {
   readonly name = 'http';
   readonly sharedCarrier = false;
 
-  constructor(private readonly adapter: () => HttpServer) {}
+  /** @param schemes the schemes of `Authorization` read as credentials (`DPoP` when it is on). */
+  constructor(
+    private readonly adapter: () => HttpServer,
+    private readonly schemes: AcceptedSchemes = BEARER_ONLY,
+  ) {}
 
   carrier(context: ExecutionContext): Carrier {
     return context.switchToHttp().getRequest<Carrier>();
@@ -32,7 +36,7 @@ export class HttpCallKind implements CallKind {
   }
 
   token(_context: ExecutionContext, carrier: Carrier): string | undefined {
-    return extractBearerToken(rawRequestOf(carrier));
+    return extractBearerToken(rawRequestOf(carrier), this.schemes);
   }
 
   refuse({ denial, context, carrier, headers }: Refusal): Error {

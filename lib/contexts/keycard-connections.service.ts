@@ -451,7 +451,7 @@ export class KeycardConnections {
       const resource = this.contexts.resourceFor(request);
       const found = token();
       if (found === undefined && !anonymous) throw new MissingCredentialsException();
-      if (found !== undefined) state = openedConnection(this.validated(await this.verifier.verify(found, resource)), found, request);
+      if (found !== undefined) state = openedConnection(await this.validated(await this.verifier.verify(found, resource)), found, request);
       // Another principal's session is refused, and left to its owner (Q18).
       if (owner !== undefined && !ownsSession(state.agent, owner)) throw new InvalidRequestException('session_principal_mismatch');
     } catch (error) {
@@ -467,8 +467,8 @@ export class KeycardConnections {
   }
 
   /** The app's token validators judge a connection's token when it opens, as they judge every call. */
-  private validated(agent: AgentContext): AgentContext {
-    this.validators.run(agent, undefined);
+  private async validated(agent: AgentContext): Promise<AgentContext> {
+    await this.validators.run(agent, undefined);
     return agent;
   }
 

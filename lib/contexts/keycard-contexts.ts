@@ -6,6 +6,7 @@ import { Call } from '../decision/call.js';
 import { CarrierLifecycle } from '../decision/carrier-lifecycle.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
+import { acceptedSchemes } from '../dpop/accepted-schemes.js';
 import {
   InvalidTokenException, KeycardException, ResourceNotConfiguredException,
 } from '../resource-server/keycard.exceptions.js';
@@ -62,8 +63,9 @@ export class KeycardContexts {
     private readonly routeRules: RouteRulesRegistry,
   ) {
     const adapter = () => adapterHost.httpAdapter;
-    this.http = new HttpCallKind(adapter);
-    this.graphql = new GraphQLCallKind(adapter, (server) => this.reportOnce(`${server}-unguarded`, UNGUARDED_SUBSCRIPTIONS[server]));
+    const schemes = acceptedSchemes(options);
+    this.http = new HttpCallKind(adapter, schemes);
+    this.graphql = new GraphQLCallKind(adapter, (server) => this.reportOnce(`${server}-unguarded`, UNGUARDED_SUBSCRIPTIONS[server]), schemes);
     this.rpc = new RpcCallKind(options.rpcTokenExtractor);
   }
 

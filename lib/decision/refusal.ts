@@ -1,4 +1,6 @@
 import type { KeycardContexts } from '../contexts/keycard-contexts.js';
+import { authorizationScheme } from '../dpop/authorization-scheme.js';
+import { withDpopChallenge } from '../dpop/dpop-challenge.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { logSafe } from '../logging/log-safe.js';
 import { InsufficientScopeException, type KeycardException } from '../resource-server/keycard.exceptions.js';
@@ -96,13 +98,21 @@ export class Refusals {
   }
 
   /**
-   * The refusal's headers (the RFC 6750 challenge). Where several calls share one HTTP response (the
+   * The refusal's headers (the RFC 6750 challenge; with DPoP on, the RFC 9449 §7.1 challenge too). Where several calls share one HTTP response (the
    * fields of a GraphQL operation, MCP tool calls), each refusal writes the challenge again, so it
    * names every scope refused in the request so far, not only the last field's: a client that steps
    * up asks once for all it needs (RFC 6750 §3: the scope necessary to access the resource). The set
    * grows with distinct scopes only, so a refusal costs the same however many fields came before.
    */
-  private challengeHeaders(call: Call, denial: KeycardException): Record<string, string> {
+  private challengeHeaders(call: Call, denial: KeycardException): Readonly<Record<string, string>> {
+    const headers = this.bearerChallengeHeaders(call, denial);
+    const { dpop } = this.parts.options;
+    if (dpop === undefined) return headers;
+    const raw = call.kind.httpRequest(call.context, call.carrier);
+    return withDpopChallenge(headers, { denial, scheme: raw === undefined ? undefined : authorizationScheme(raw), dpop });
+  }
+
+  private bearerChallengeHeaders(call: Call, denial: KeycardException): Record<string, string> {
     const { kind, carrier } = call;
     const prm = call.resource?.metadataUrl;
     const { realm } = this.parts.options;

@@ -1,6 +1,10 @@
-import { Injectable, type OnApplicationBootstrap } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
+import type { Clock } from '../clock.js';
+import { DpopValidator } from '../dpop/dpop.validator.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
+import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
+import type { KeycardOptions } from '../keycard-options.js';
 import type { Call } from './call.js';
 
 /**
@@ -9,7 +13,8 @@ import type { Call } from './call.js';
  * signature, claims), in the spirit of Spring Security's `DelegatingOAuth2TokenValidator`
  * (STYLE 24): revocation and sender constraints are validators, not branches of the guard.
  * Validators run in the order provided; the first that throws decides. Keep them synchronous and
- * allocation-free on the common path: they run on every request.
+ * allocation-free on the common path: they run on every request. One that must ask a shared store
+ * (the DPoP replay check in Redis) returns a promise, and the call waits for it.
  * @publicApi
  */
 export interface TokenValidator {
@@ -17,8 +22,9 @@ export interface TokenValidator {
    * Accepts `agent` by returning, or refuses by throwing a `KeycardException` (e.g.
    * `InvalidTokenException`, 401 `invalid_token`); anything else thrown becomes 401
    * `invalid_token` too. `call` is the call being decided; `undefined` when a connection opens.
+   * May return a promise that rejects to refuse.
    */
-  validate(agent: AgentContext, call: Call | undefined): void;
+  validate(agent: AgentContext, call: Call | undefined): void | Promise<void>;
 }
 
 /**
@@ -37,9 +43,21 @@ export const KEYCARD_TOKEN_VALIDATORS = 'KEYCARD:TOKEN_VALIDATORS';
  */
 @Injectable()
 export class TokenValidators implements OnApplicationBootstrap {
-  private list: readonly TokenValidator[] = [];
+  /** The module's own validators (DPoP when it is on), which run before the app's. */
+  private readonly builtIn: readonly TokenValidator[];
+  /** The DPoP validator, when DPoP is on (its replay store's state is reported by the health indicator). */
+  readonly dpop?: DpopValidator;
+  private list: readonly TokenValidator[];
 
-  constructor(private readonly moduleRef: ModuleRef) {}
+  constructor(
+    private readonly moduleRef: ModuleRef,
+    @Inject(KEYCARD_OPTIONS) options: KeycardOptions,
+    @Inject(KEYCARD_CLOCK) clock: Clock,
+  ) {
+    if (options.dpop !== undefined) this.dpop = new DpopValidator({ options: options.dpop, clock, logger: options.logger });
+    this.builtIn = this.dpop === undefined ? [] : [this.dpop];
+    this.list = this.builtIn;
+  }
 
   onApplicationBootstrap(): void {
     let found: unknown;
@@ -51,12 +69,24 @@ export class TokenValidators implements OnApplicationBootstrap {
     if (!Array.isArray(found) || !found.every((v) => typeof (v as TokenValidator | null)?.validate === 'function')) {
       throw new TypeError('KEYCARD_TOKEN_VALIDATORS must be provided as an array of objects with a validate(agent, call) method');
     }
-    this.list = found as TokenValidator[];
+    this.list = [...this.builtIn, ...(found as TokenValidator[])];
   }
 
-  /** Runs every validator in order. @throws what the first refusing validator throws. */
-  run(agent: AgentContext, call: Call | undefined): void {
+  /**
+   * Runs every validator in order: synchronously while they answer synchronously; from the first
+   * that returns a promise on, each waits for the one before.
+   * @throws (or rejects with) what the first refusing validator throws.
+   */
+  run(agent: AgentContext, call: Call | undefined): void | Promise<void> {
     const { list } = this;
-    for (let i = 0; i < list.length; i++) list[i]!.validate(agent, call);
+    for (let i = 0; i < list.length; i++) {
+      const pending = list[i]!.validate(agent, call);
+      if (pending instanceof Promise) return this.runFrom(i + 1, pending, { agent, call });
+    }
+  }
+
+  private async runFrom(next: number, pending: Promise<void>, of: { agent: AgentContext; call: Call | undefined }): Promise<void> {
+    await pending;
+    for (let i = next; i < this.list.length; i++) await this.list[i]!.validate(of.agent, of.call);
   }
 }

@@ -63,11 +63,11 @@ export class Verification {
     return agent instanceof Promise ? agent.then((verified) => this.validated(call, verified)) : this.validated(call, agent);
   }
 
-  /** Runs the validators in order; the first that throws refuses the call. */
-  private validated(call: Call, agent: AgentContext): AgentContext {
+  /** Runs the validators in order; the first that throws refuses the call. Waits when one must (a shared DPoP replay store). */
+  private validated(call: Call, agent: AgentContext): AgentContext | Promise<AgentContext> {
     call.agent = agent;
-    this.parts.validators.run(agent, call);
-    return agent;
+    const pending = this.parts.validators.run(agent, call);
+    return pending === undefined ? agent : pending.then(() => agent);
   }
 
   /** A call without a token: N12, a `@Public()` mcp-nest tool, is served; anything else is refused. */

@@ -1,3 +1,5 @@
+import type { DpopKey } from '../dpop/dpop-key.js';
+import { dpopBinding } from './dpop-binding.js';
 import { Injectable } from '@nestjs/common';
 import type { ExchangedToken } from './exchanged-token.interface.js';
 import { checkResource, grantCacheKey, normaliseScope } from './token-exchange.service.js';
@@ -20,6 +22,8 @@ export interface ClientCredentialsRequest {
    *   zones, none (a `zone_required` error)
    */
   zone?: string;
+  /** Asks for a DPoP-bound token, as {@link TokenExchangeRequest.dpop} does. */
+  dpop?: DpopKey | { key: DpopKey; required?: boolean };
 }
 
 const CLIENT_CREDENTIALS = 'client_credentials';
@@ -51,6 +55,7 @@ export class ClientCredentialsService {
   token(request: ClientCredentialsRequest): Promise<ExchangedToken> {
     const resource = checkResource('ClientCredentialsService.token', request?.resource);
     const scope = normaliseScope(request.scope);
+    const dpop = dpopBinding('ClientCredentialsService.token', request.dpop);
     const form: Record<string, string> = { grant_type: CLIENT_CREDENTIALS, resource };
     if (scope) form.scope = scope;
     let zone: TrustedZone;
@@ -59,7 +64,7 @@ export class ClientCredentialsService {
     } catch (error) {
       return Promise.reject(error as Error);
     }
-    const key = grantCacheKey([CLIENT_CREDENTIALS, zone.issuer, resource, scope ?? '']);
-    return this.client.request({ key, form, requestedScope: scope, zone: () => zone });
+    const key = grantCacheKey([CLIENT_CREDENTIALS, zone.issuer, resource, scope ?? '', dpop?.key.thumbprint ?? '']);
+    return this.client.request({ key, form, requestedScope: scope, zone: () => zone, dpop });
   }
 }

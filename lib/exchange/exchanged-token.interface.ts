@@ -1,3 +1,4 @@
+import type { DpopKey } from '../dpop/dpop-key.js';
 /**
  * What `TokenExchangeService.exchange()` asks the zone for (RFC 8693 §2.1).
  * @publicApi
@@ -15,6 +16,13 @@ export interface TokenExchangeRequest {
   actorToken?: string;
   /** @default the zone's choice (an access token) */
   requestedTokenType?: string;
+  /**
+   * Asks for a DPoP-bound token (RFC 9449 §5): each request to the token endpoint carries a proof
+   * by this key (one retry with the zone's nonce on `use_dpop_nonce`, §8), and the cache keys on its
+   * thumbprint. With `required: true` a `Bearer` answer is discarded (`invalid_response`); without,
+   * it is accepted and logged once per answer (decision Q40).
+   */
+  dpop?: DpopKey | { key: DpopKey; required?: boolean };
 }
 
 /**

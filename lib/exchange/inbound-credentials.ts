@@ -4,7 +4,7 @@ import { connectionOf, verifiedTokenOf } from '../contexts/connection-state.js';
 import type { KeycardContexts } from '../contexts/keycard-contexts.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { isVerifiedAgent } from '../resource-server/access-token-rules.js';
-import { extractBearerToken } from '../resource-server/bearer-token.extractor.js';
+import { BEARER_OR_DPOP, extractBearerToken } from '../resource-server/bearer-token.extractor.js';
 import { rawRequestOf } from '../resource-server/resource-resolver.js';
 
 /** The verified caller of a call and the bearer token the guard verified for it. */
@@ -41,6 +41,7 @@ function verifiedToken(context: ExecutionContext, kind: CallKind, carrier: Carri
   const connection = connectionOf(carrier);
   // The guard admits a connection's messages with the agent it opened with; any other is not its token's.
   if (connection !== undefined) return connection.agent === agent ? verifiedTokenOf(connection) : undefined;
-  if (typeof (carrier as { headers?: unknown }).headers === 'object') return extractBearerToken(rawRequestOf(carrier));
+  // The guard admitted this request under a scheme it accepts (Bearer, or DPoP when on): either is its token.
+  if (typeof (carrier as { headers?: unknown }).headers === 'object') return extractBearerToken(rawRequestOf(carrier), BEARER_OR_DPOP);
   return kind.token(context, carrier);
 }

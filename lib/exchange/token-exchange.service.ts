@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { createHash } from 'node:crypto';
 import type { ExchangedToken, TokenExchangeRequest } from './exchanged-token.interface.js';
 import { tokenFingerprint } from './token-fingerprint.js';
+import { dpopBinding, type DpopBinding } from './dpop-binding.js';
 import { MAX_DECODED_SUBJECT_LENGTH, TokenRequestClient } from './token-request.client.js';
 
 /** RFC 8693 §2.1 grant type. */
@@ -48,6 +49,7 @@ export class TokenExchangeService {
     if (normalised.requestedTokenType) form.requested_token_type = normalised.requestedTokenType;
     return this.client.request({
       key: cacheKey(normalised),
+      dpop: normalised.dpop,
       form,
       requestedScope: normalised.scope,
       cacheNotAfter: expiryOf(normalised.subjectToken),
@@ -63,6 +65,7 @@ interface NormalisedRequest {
   audience?: string;
   actorToken?: string;
   requestedTokenType?: string;
+  dpop?: DpopBinding;
 }
 
 function normaliseRequest(request: TokenExchangeRequest): NormalisedRequest {
@@ -76,6 +79,7 @@ function normaliseRequest(request: TokenExchangeRequest): NormalisedRequest {
     audience: request.audience || undefined,
     actorToken: request.actorToken || undefined,
     requestedTokenType: request.requestedTokenType || undefined,
+    dpop: dpopBinding('TokenExchangeService.exchange', request.dpop),
   };
 }
 
@@ -114,6 +118,8 @@ function cacheKey(request: NormalisedRequest): string {
     request.audience ?? '',
     request.actorToken ? tokenFingerprint(request.actorToken) : '',
     request.requestedTokenType ?? '',
+    // A token bound to one key is no use to a caller holding another (H29).
+    request.dpop?.key.thumbprint ?? '',
   ]);
 }
 

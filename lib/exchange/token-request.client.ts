@@ -8,7 +8,9 @@ import type { KeycardOptions } from '../keycard-options.js';
 import { BodyTooLargeError, readCappedText } from '../zone/zone-fetch.js';
 import { readUnverifiedIssuer } from '../resource-server/compact-jws.js';
 import { TrustedZones, type TrustedZone } from '../zone/trusted-zones.js';
+import { logSafe } from '../logging/log-safe.js';
 import { BoundedCache } from './bounded-cache.js';
+import type { DpopBinding } from './dpop-binding.js';
 import type { ClientAuthentication } from './client-authentication.js';
 import type { ExchangedToken } from './exchanged-token.interface.js';
 import { servingIssuer } from './serving-zone.js';
@@ -43,9 +45,19 @@ export interface TokenGrantRequest {
    * asked: a `TokenExchangeError` it throws (`untrusted_issuer`) means no request at all.
    */
   readonly zone: () => TrustedZone;
+  /** Ask for a token bound to this key (RFC 9449 §5). */
+  readonly dpop?: DpopBinding;
 }
 
 /** A token from the zone (or the shared store) and until when it may be served from a cache. */
+/** One POST to the token endpoint: the grant, this service's authentication, the overall deadline, the zone's DPoP nonce once known. */
+interface Attempt {
+  readonly request: TokenGrantRequest;
+  readonly auth: ClientAuthentication;
+  readonly deadline: AbortSignal;
+  readonly nonce?: string;
+}
+
 interface Performed {
   token: ExchangedToken;
   cacheUntil?: number;
@@ -56,6 +68,8 @@ class AttemptFailure extends Error {
   constructor(
     readonly error: TokenExchangeError,
     readonly retryAfterMs: number | undefined,
+    /** The `DPoP-Nonce` of a `use_dpop_nonce` answer (RFC 9449 §8). */
+    readonly dpopNonce?: string,
   ) {
     super(error.message);
   }
@@ -155,15 +169,20 @@ export class TokenRequestClient {
     const deadline = AbortSignal.timeout(REQUEST_DEADLINE_MS);
     let retried = false;
     let reauthenticated = false;
+    let nonce: string | undefined;
     for (;;) {
       try {
-        const token = await this.attempt(tokenEndpoint, request, auth, deadline);
+        const token = await this.attempt(tokenEndpoint, { request, auth, deadline, nonce });
         return { token, cacheUntil: this.cacheUntil(token, request.cacheNotAfter) };
       } catch (failure) {
         if (!(failure instanceof AttemptFailure)) throw failure;
         const { error } = failure;
         if (error.code === 'invalid_client' && !reauthenticated && (await auth.credentialsChanged?.())) {
           reauthenticated = true; // a rotated workload token: one retry with the new one (I7)
+          continue;
+        }
+        if (failure.dpopNonce !== undefined && nonce === undefined) {
+          nonce = failure.dpopNonce; // RFC 9449 §8: one retry with the zone's nonce (H30)
           continue;
         }
         const waitMs = failure.retryAfterMs;
@@ -193,13 +212,11 @@ export class TokenRequestClient {
     return endpoint;
   }
 
-  private async attempt(
-    tokenEndpoint: string,
-    request: TokenGrantRequest,
-    auth: ClientAuthentication,
-    deadline: AbortSignal,
-  ): Promise<ExchangedToken> {
+  private async attempt(tokenEndpoint: string, attempt: Attempt): Promise<ExchangedToken> {
+    const { request, auth, deadline, nonce } = attempt;
     const credentials = await auth.authenticate(tokenEndpoint);
+    // RFC 9449 §5: a fresh proof per request, no `ath` (no access token is presented).
+    const proof = request.dpop?.key.proof({ method: 'POST', url: tokenEndpoint, nonce });
     const form = new URLSearchParams(request.form as Record<string, string>);
     for (const [name, value] of Object.entries(credentials.form)) form.set(name, value);
 
@@ -214,6 +231,7 @@ export class TokenRequestClient {
           accept: 'application/json',
           'user-agent': USER_AGENT,
           ...credentials.headers,
+          ...(proof === undefined ? {} : { dpop: proof }),
         },
         body: form.toString(),
       });
@@ -241,7 +259,7 @@ export class TokenRequestClient {
     if (!json) {
       throw new AttemptFailure(new TokenExchangeError('the token endpoint answered 200 without a JSON object', 'invalid_response', undefined, 200), undefined);
     }
-    return this.toToken(json, request.requestedScope);
+    return this.checkBinding(this.toToken(json, request.requestedScope), request.dpop);
   }
 
   private timeout(): AttemptFailure {
@@ -258,6 +276,8 @@ export class TokenRequestClient {
     // The zone's error_description is never copied: it may hold markup or CR/LF (I24).
     const message = `the token endpoint answered HTTP ${status}${code ? ` ${code}` : ''}`;
     const error = new TokenExchangeError(message, kind, code, status, retryAfter);
+    const nonce = code === 'use_dpop_nonce' ? response.headers.get('dpop-nonce') : null;
+    if (nonce !== null && /^[\x21\x23-\x5B\x5D-\x7E]{1,512}$/.test(nonce)) return new AttemptFailure(error, undefined, nonce);
     if (overloaded) {
       const waitMs = retryAfter === undefined ? jitterMs() : retryAfter <= MAX_RETRY_AFTER_SECONDS ? retryAfter * 1000 : undefined;
       return new AttemptFailure(error, waitMs);
@@ -287,6 +307,20 @@ export class TokenRequestClient {
       scopes: Object.freeze(granted.split(' ').filter(Boolean)),
       issuedTokenType,
     });
+  }
+
+  /**
+   * RFC 9449 §5: a DPoP request is answered `token_type: "DPoP"`. A Bearer answer to a request
+   * that required DPoP is discarded (`invalid_response`, not cached); otherwise it is kept, with a
+   * warning (decision Q40).
+   */
+  private checkBinding(token: ExchangedToken, dpop: DpopBinding | undefined): ExchangedToken {
+    if (dpop === undefined || token.tokenType.toLowerCase() === 'dpop') return token;
+    if (dpop.required) {
+      throw new AttemptFailure(new TokenExchangeError('the token response is not DPoP-bound', 'invalid_response', undefined, 200), undefined);
+    }
+    this.options.logger.warn(`The zone answered a DPoP token request with token_type ${logSafe(token.tokenType)}: the token is not bound to the key`);
+    return token;
   }
 
   /** Until `expires_in` minus the margin, never past `notAfter`; not cached without `expires_in` (I11). */

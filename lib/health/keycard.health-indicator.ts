@@ -1,4 +1,5 @@
 import { Inject, Injectable, Optional } from '@nestjs/common';
+import { TokenValidators } from '../decision/token-validator.js';
 import { HealthIndicatorService } from '@nestjs/terminus';
 import type { Clock } from '../clock.js';
 import { FETCH_TIMEOUT_MS, KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
@@ -52,6 +53,7 @@ export class KeycardHealthIndicator {
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
     @Inject(KEYCARD_CLOCK) private readonly clock: Clock,
     @Optional() @Inject(KEYCARD_HEALTH_OPTIONS) healthOptions?: KeycardHealthOptions,
+    @Optional() private readonly validators?: TokenValidators,
   ) {
     this.windows = healthCacheWindows(healthOptions);
   }
@@ -60,7 +62,9 @@ export class KeycardHealthIndicator {
    * @param key the key of this indicator in the health result. @default 'keycard'
    * @returns `{ [key]: { status: 'up', issuer, keys, keysAgeSeconds } }`, or `status: 'down'` with
    * `reason` (never a token or secret). `keys` counts the JWKS entries; `keysAgeSeconds` is the age of
-   * the keys in use (`null` before the first verification fetched them).
+   * the keys in use (`null` before the first verification fetched them). With DPoP on,
+   * `dpopReplayStore` is `memory`, `shared` or `degraded` (the shared store fails; the zone's status
+   * is not changed by it: proofs are still verified).
    */
   async isHealthy<const Key extends string = 'keycard'>(key: Key = 'keycard' as Key) {
     const indicator = this.health.check(key);
@@ -70,6 +74,9 @@ export class KeycardHealthIndicator {
       return rest;
     };
     const body: Record<string, unknown> = results.length === 1 ? data(results[0]) : { zones: results.map((result) => ({ status: result.up ? 'up' : 'down', ...data(result) })) };
+    // DPoP's shared replay store: `degraded` while it fails and each instance remembers proofs alone (catalogue H18).
+    const dpop = this.validators?.dpop;
+    if (dpop !== undefined) body.dpopReplayStore = dpop.replayStore;
     return results.every((result) => result.up) ? indicator.up(body) : indicator.down(body);
   }
 

@@ -2,6 +2,7 @@ import type { ExecutionContext, LoggerService } from '@nestjs/common';
 import type { ClientAuthentication } from '../exchange/client-authentication.js';
 import type { ExchangedTokenStore } from '../exchange/exchanged-token-store.interface.js';
 import type { SupportedAlgorithm } from '../keycard.constants.js';
+import type { DpopModuleOptions } from '../dpop/dpop-options.js';
 
 /** A `fetch`-compatible function, e.g. one that goes through a corporate proxy. */
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
@@ -128,6 +129,13 @@ export interface KeycardModuleOptions {
    * @default undefined
    */
   rpcTokenExtractor?: (context: ExecutionContext) => string | undefined;
+  /**
+   * DPoP (RFC 9449), sender-constrained tokens: `'allowed'` accepts both `Bearer` and `DPoP`
+   * schemes, `'required'` only `DPoP`; an object sets the proof algorithms, the `iat` window, a
+   * shared replay store and server nonces (see `docs/dpop.md`). Off by default: a token bound to a
+   * key (`cnf`) is then refused and the `DPoP` scheme is an unknown one.
+   */
+  dpop?: 'allowed' | 'required' | DpopModuleOptions;
   /** `fetch` used for every call to the zone (metadata, keys, token endpoint). @default globalThis.fetch */
   fetch?: FetchLike;
   /**

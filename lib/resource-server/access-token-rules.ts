@@ -41,6 +41,14 @@ function isNumericDate(value: unknown): value is number {
   return typeof value === 'number' && Number.isFinite(value);
 }
 
+/** `{"jkt": "<43 base64url characters>"}` and nothing else: an RFC 7638 SHA-256 thumbprint (RFC 9449 §6.1). */
+function isDpopBinding(cnf: unknown): boolean {
+  if (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf)) return false;
+  const keys = Object.keys(cnf);
+  const { jkt } = cnf as { jkt?: unknown };
+  return keys.length === 1 && typeof jkt === 'string' && /^[A-Za-z0-9_-]{43}$/.test(jkt);
+}
+
 function isNonEmptyString(value: unknown): value is string {
   return typeof value === 'string' && value.length > 0;
 }
@@ -52,7 +60,7 @@ function isNonEmptyString(value: unknown): value is string {
 export function toAgentContext(
   payload: Readonly<Record<string, unknown>>,
   expected: { issuer: string; audience: string; nowSeconds: number },
-  options: Pick<KeycardOptions, 'clockToleranceSeconds' | 'readScpClaim'>,
+  options: Pick<KeycardOptions, 'clockToleranceSeconds' | 'readScpClaim' | 'dpop'>,
 ): AgentContext {
   const { iss, aud, exp, nbf, iat, sub, client_id: clientId, jti, sid, cnf } = payload;
   const leeway = options.clockToleranceSeconds;
@@ -72,8 +80,9 @@ export function toAgentContext(
     throw new InvalidTokenException('claim_invalid');
   }
   if (sid !== undefined && typeof sid !== 'string') throw new InvalidTokenException('claim_invalid');
-  // Proof-of-possession tokens must not work as plain bearer tokens (Q10, C26, C27).
-  if (typeof cnf === 'object' && cnf !== null) throw new InvalidTokenException('token_bound');
+  // Proof-of-possession tokens must not work as plain bearer tokens (Q10, C26, C27); with DPoP on,
+  // a `cnf.jkt` binding passes here and the DPoP validator asks for the proof (RFC 9449 §6.1, §7.2).
+  if (typeof cnf === 'object' && cnf !== null && !(options.dpop !== undefined && isDpopBinding(cnf))) throw new InvalidTokenException('token_bound');
   const agent = Object.freeze(
     new VerifiedAgent({
       clientId,

@@ -6,6 +6,21 @@ import { InvalidRequestException, InvalidTokenException } from './keycard.except
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 
 /**
+ * The authentication schemes a door accepts: `Bearer` (RFC 6750) unless DPoP is required, `DPoP`
+ * (RFC 9449 §7.1) when DPoP is on and the door is an HTTP request. A scheme not accepted is
+ * answered like any unknown scheme: no credentials (RFC 6750 §3.1, catalogue H0a, H24).
+ */
+export interface AcceptedSchemes {
+  readonly bearer: boolean;
+  readonly dpop: boolean;
+}
+
+/** The default, and every door that is not an HTTP request. */
+export const BEARER_ONLY: AcceptedSchemes = Object.freeze({ bearer: true, dpop: false });
+/** Both schemes: DPoP `allowed`, and reading back the token of a call the guard already admitted. */
+export const BEARER_OR_DPOP: AcceptedSchemes = Object.freeze({ bearer: true, dpop: true });
+
+/**
  * Reads the bearer token from the `Authorization` header and nowhere else (catalogue Q3, Q4): a
  * strict, linear-time parser instead of passport-jwt's unanchored, quadratic regex (J4, A30).
  *
@@ -14,10 +29,10 @@ const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
  * @throws InvalidRequestException for more than one `Authorization` header (A12–A14).
  * @throws InvalidTokenException for a `Bearer` header that is not exactly `Bearer 1*SP b64token`.
  */
-export function extractBearerToken(request: IncomingMessage): string | undefined {
+export function extractBearerToken(request: IncomingMessage, schemes: AcceptedSchemes = BEARER_ONLY): string | undefined {
   // Node keeps only the first Authorization header in `headers`; the others are only visible in the
   // raw headers (scanned directly: the `headersDistinct` getter would build arrays for every header).
-  return parseBearerCredentials(headerValues(request));
+  return parseBearerCredentials(headerValues(request), schemes);
 }
 
 /**
@@ -25,15 +40,15 @@ export function extractBearerToken(request: IncomingMessage): string | undefined
  * metadata, graphql-ws `connectionParams`, a socket.io handshake. Same results and errors as
  * {@link extractBearerToken}, given every value received.
  */
-export function parseBearerCredentials(values: readonly string[]): string | undefined {
+export function parseBearerCredentials(values: readonly string[], schemes: AcceptedSchemes = BEARER_ONLY): string | undefined {
   if (values.length === 0) return undefined;
   if (values.length > 1) throw new InvalidRequestException('multiple_tokens');
   const value = values[0];
   const schemeEnd = value.indexOf(' ');
-  const scheme = schemeEnd === -1 ? value : value.slice(0, schemeEnd);
-  if (scheme.toLowerCase() !== 'bearer') {
+  const scheme = (schemeEnd === -1 ? value : value.slice(0, schemeEnd)).toLowerCase();
+  if (scheme === 'bearer' ? !schemes.bearer : scheme !== 'dpop' || !schemes.dpop) {
     // `Bearer<TAB>token` has no space and is one odd "scheme" word: still a malformed Bearer (A8).
-    if (/^bearer[\t]/i.test(value)) throw new InvalidTokenException('token_malformed');
+    if (schemes.bearer && /^bearer[\t]/i.test(value)) throw new InvalidTokenException('token_malformed');
     return undefined;
   }
   let start = schemeEnd === -1 ? value.length : schemeEnd;

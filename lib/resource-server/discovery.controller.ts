@@ -3,6 +3,7 @@ import { HttpAdapterHost } from '@nestjs/core';
 import { AS_WELL_KNOWN, KEYCARD_OPTIONS, PRM_MAX_AGE_SECONDS, PRM_WELL_KNOWN } from '../keycard.constants.js';
 import { KeycardException } from './keycard.exceptions.js';
 import type { KeycardOptions } from '../keycard-options.js';
+import { dpopMetadata } from '../dpop/dpop-metadata.js';
 import type { ProtectedResource } from './protected-resource.js';
 import { pathOf, rawRequestOf, ResourceResolver } from './resource-resolver.js';
 import { RouteRulesRegistry } from './route-rules.registry.js';
@@ -157,6 +158,7 @@ export class DiscoveryController implements OnModuleInit {
     if (scopes.length > 0) document.scopes_supported = scopes;
     if (this.options.resourceName) document.resource_name = this.options.resourceName;
     if (this.options.resourceDocumentation) document.resource_documentation = this.options.resourceDocumentation;
+    Object.assign(document, dpopMetadata(this.options.dpop));
     return document;
   }
 

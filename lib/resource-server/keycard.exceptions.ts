@@ -24,6 +24,22 @@ export type DenialReason =
   | 'not_yet_valid'
   | 'issued_in_future'
   | 'token_bound'
+  /** DPoP (RFC 9449): the proof is missing, malformed, wrongly signed, stale or for another request. */
+  | 'dpop_proof_invalid'
+  /** DPoP: the proof's `jti` was seen before (RFC 9449 §11.1). */
+  | 'dpop_proof_replayed'
+  /** DPoP: the proof key is not the key the token is bound to (`cnf.jkt`). */
+  | 'dpop_key_mismatch'
+  /** DPoP on: a DPoP-bound token sent with the Bearer scheme (RFC 9449 §7.2, catalogue C26). */
+  | 'dpop_scheme_required'
+  /** DPoP: a token without `cnf.jkt` sent with the DPoP scheme. */
+  | 'dpop_token_unbound'
+  /** DPoP: the proof lacks a current server nonce (RFC 9449 §9). */
+  | 'dpop_nonce_required'
+  /** DPoP: a DPoP-bound token where no proof can be checked (a message payload, gRPC, TCP). */
+  | 'dpop_carrier_unsupported'
+  /** DPoP: the shared replay store cannot answer and the module is configured to refuse then. */
+  | 'dpop_replay_store_unavailable'
   | 'insufficient_scope'
   | 'zone_unavailable'
   | 'resource_unconfigured'
@@ -53,6 +69,12 @@ export const ERROR_DESCRIPTIONS = {
   misconfigured: 'The resource server is misconfigured',
   unsupportedContext: 'This kind of request is not supported',
   rateLimited: 'Too many requests, retry later',
+  dpopProof: 'The DPoP proof is invalid',
+  dpopBinding: 'Invalid DPoP key binding',
+  dpopScheme: 'DPoP-bound token requires the DPoP authentication scheme',
+  dpopUnbound: 'The access token is not bound to a DPoP key',
+  dpopNonce: 'A DPoP nonce issued by this server is required',
+  dpopCarrier: 'DPoP-bound tokens need the DPoP scheme on an HTTP request',
 } as const;
 
 const DESCRIPTION_OF: Record<DenialReason, string> = {
@@ -74,6 +96,14 @@ const DESCRIPTION_OF: Record<DenialReason, string> = {
   not_yet_valid: ERROR_DESCRIPTIONS.notYetValid,
   issued_in_future: ERROR_DESCRIPTIONS.notYetValid,
   token_bound: ERROR_DESCRIPTIONS.bound,
+  dpop_proof_invalid: ERROR_DESCRIPTIONS.dpopProof,
+  dpop_proof_replayed: ERROR_DESCRIPTIONS.dpopProof,
+  dpop_key_mismatch: ERROR_DESCRIPTIONS.dpopBinding,
+  dpop_scheme_required: ERROR_DESCRIPTIONS.dpopScheme,
+  dpop_token_unbound: ERROR_DESCRIPTIONS.dpopUnbound,
+  dpop_nonce_required: ERROR_DESCRIPTIONS.dpopNonce,
+  dpop_carrier_unsupported: ERROR_DESCRIPTIONS.dpopCarrier,
+  dpop_replay_store_unavailable: ERROR_DESCRIPTIONS.unavailable,
   insufficient_scope: ERROR_DESCRIPTIONS.scope,
   zone_unavailable: ERROR_DESCRIPTIONS.unavailable,
   resource_unconfigured: ERROR_DESCRIPTIONS.misconfigured,
@@ -86,7 +116,7 @@ const DESCRIPTION_OF: Record<DenialReason, string> = {
 /** Parameters of a `Bearer` challenge, in the order they are written. */
 export interface ChallengeParams {
   realm?: string;
-  error?: 'invalid_token' | 'invalid_request' | 'insufficient_scope';
+  error?: 'invalid_token' | 'invalid_request' | 'insufficient_scope' | 'invalid_dpop_proof' | 'use_dpop_nonce';
   error_description?: string;
   scope?: string;
   resource_metadata?: string;

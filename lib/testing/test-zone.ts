@@ -73,6 +73,8 @@ export interface TokenForOptions {
   audience?: string | string[];
   /** More claims, or `undefined` to leave one out (e.g. `{ exp: … }`). */
   claims?: Record<string, unknown>;
+  /** Binds the token to this DPoP key: `cnf.jkt` = its thumbprint (RFC 9449 §6.1). */
+  dpopKey?: { readonly thumbprint: string };
 }
 
 export interface IssueTokenOptions {
@@ -117,6 +119,12 @@ export class TestZone {
   impersonation: ImpersonationPolicy;
   /** Resources the zone refuses, with the OAuth error it answers (400), for every grant. */
   readonly refusals = new Map<string, string>();
+  /**
+   * DPoP at the token endpoint (RFC 9449 §5, §8): a request with a valid `DPoP` proof gets a token
+   * bound to its key (`cnf.jkt`, `token_type: "DPoP"`). `nonce`: proofs must carry it, else 400
+   * `use_dpop_nonce` with `DPoP-Nonce`; `bind: false`: the proof is ignored and a Bearer token issued.
+   */
+  dpop: { nonce?: string; bind: boolean } = { bind: true };
 
   private keys: ZoneKey[] = [];
   private readonly tokenEndpoint: TokenEndpoint;
@@ -150,6 +158,7 @@ export class TestZone {
         },
         refusalFor: (resource) => this.refusals.get(resource),
         impersonationPolicy: () => this.impersonation,
+        dpopPolicy: () => this.dpop,
       },
       options.clients ?? [],
     );
@@ -281,6 +290,7 @@ export class TestZone {
       scope: who.scopes?.length ? who.scopes.join(' ') : undefined,
       sid: who.session,
       ...(who.audience !== undefined ? { aud: who.audience } : {}),
+      ...(who.dpopKey !== undefined ? { cnf: { jkt: who.dpopKey.thumbprint } } : {}),
       ...who.claims,
     });
   }

@@ -1,4 +1,5 @@
-import { createHash, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, type JsonWebKey, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { jwkThumbprint } from '../dpop/jwk-thumbprint.js';
 import { verifyJws } from '../jws-crypto.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import { OAuthError } from './oauth-error.js';
@@ -52,6 +53,8 @@ export interface TokenIssuer {
   refusalFor(resource: string): string | undefined;
   /** Whether the zone's policy lets clients exchange a user identifier (substitute-user). */
   impersonationPolicy(): ImpersonationPolicy;
+  /** DPoP at this endpoint: the nonce proofs must carry, and whether proofs bind tokens at all. */
+  dpopPolicy(): { nonce?: string; bind: boolean };
 }
 
 /** The zone's policy for substitute-user exchanges (impersonation). */
@@ -106,10 +109,9 @@ export class TokenEndpoint {
     try {
       if (!form) throw new OAuthError(400, 'invalid_request');
       const client = this.authenticate(headers, form);
-      if (form.grant_type === 'client_credentials') return this.clientCredentials(client, form);
-      if (form.grant_type === TOKEN_EXCHANGE) return this.tokenExchange(client, form);
-      if (form.grant_type === 'authorization_code') return this.authorizationCode(client, form);
-      throw new OAuthError(400, 'unsupported_grant_type');
+      const jkt = this.dpopKeyOf(headers);
+      const answer = this.grant(client, form);
+      return jkt === undefined ? answer : bindToKey(answer, jkt, (claims) => this.zone.issueToken(claims));
     } catch (error) {
       if (!(error instanceof OAuthError)) throw error;
       return { status: error.status, body: { error: error.error }, headers: error.headers };
@@ -141,6 +143,46 @@ export class TokenEndpoint {
     const client = candidates.find((c) => (c.publicKey ? this.validClientJwt(c, assertion) : c.acceptAssertion?.(assertion)));
     if (!client) throw new OAuthError(401, 'invalid_client');
     return client;
+  }
+
+  private grant(client: TestZoneClient, form: Record<string, string>) {
+    if (form.grant_type === 'client_credentials') return this.clientCredentials(client, form);
+    if (form.grant_type === TOKEN_EXCHANGE) return this.tokenExchange(client, form);
+    if (form.grant_type === 'authorization_code') return this.authorizationCode(client, form);
+    throw new OAuthError(400, 'unsupported_grant_type');
+  }
+
+  /**
+   * The thumbprint of the request's DPoP proof key (RFC 9449 §5), or undefined without a proof (or
+   * when the zone ignores proofs). Checks what a token endpoint must (§4.3): one proof, `typ`, the
+   * signature by its `jwk`, `htm` POST, `htu` this endpoint, a fresh `iat`, the zone's nonce if any.
+   * @throws OAuthError 400 `invalid_dpop_proof` / `use_dpop_nonce` (with `DPoP-Nonce`).
+   */
+  private dpopKeyOf(headers: IncomingHttpHeaders): string | undefined {
+    const proof = headers.dpop;
+    const policy = this.zone.dpopPolicy();
+    if (proof === undefined || !policy.bind) return undefined;
+    let jwk: Record<string, unknown> | undefined;
+    const verified = typeof proof === 'string' && !proof.includes(',')
+      ? verifyJws(proof, (raw) => {
+        const header = raw as Record<string, unknown>;
+        if (header.typ !== 'dpop+jwt' || typeof header.jwk !== 'object' || header.jwk === null) return undefined;
+        jwk = header.jwk as Record<string, unknown>;
+        try {
+          return createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
+        } catch {
+          return undefined;
+        }
+      })
+      : undefined;
+    const claims = verified?.claims;
+    const fresh = typeof claims?.iat === 'number' && Math.abs(claims.iat - Date.now() / 1000) <= 60;
+    const thumbprint = jwk === undefined ? undefined : jwkThumbprint(jwk);
+    if (!claims || claims.htm !== 'POST' || claims.htu !== this.zone.tokenEndpoint || !fresh || typeof claims.jti !== 'string' || !thumbprint) {
+      throw new OAuthError(400, 'invalid_dpop_proof');
+    }
+    if (policy.nonce !== undefined && claims.nonce !== policy.nonce) throw new OAuthError(400, 'use_dpop_nonce', { 'DPoP-Nonce': policy.nonce });
+    return thumbprint;
   }
 
   /** RFC 7523 §3: signed by the client's key, iss = sub = client id, aud = this endpoint, not expired. */
@@ -224,4 +266,16 @@ export class TokenEndpoint {
       },
     };
   }
+}
+
+/** A successful answer re-issued bound to `jkt` (RFC 9449 §5, §6.1): the same claims plus `cnf`, `token_type` `DPoP`. */
+function bindToKey(
+  answer: { status: number; body: unknown; headers?: Record<string, string> },
+  jkt: string,
+  issue: (claims: Record<string, unknown>) => string,
+): { status: number; body: unknown; headers?: Record<string, string> } {
+  const body = answer.body as { access_token?: string } & Record<string, unknown>;
+  if (answer.status !== 200 || typeof body.access_token !== 'string') return answer;
+  const claims = JSON.parse(Buffer.from(body.access_token.split('.')[1], 'base64url').toString('utf8')) as Record<string, unknown>;
+  return { ...answer, body: { ...body, access_token: issue({ ...claims, cnf: { jkt } }), token_type: 'DPoP' } };
 }

@@ -1,0 +1,55 @@
+import { describe, expect, it } from '@jest/globals';
+import { normaliseDpopOptions } from './dpop-options.js';
+import { normaliseHtu } from './htu.js';
+import { jwkThumbprint } from './jwk-thumbprint.js';
+
+describe('jwkThumbprint (RFC 7638)', () => {
+  it('gives the thumbprint of the RFC 7638 §3.1 example key', () => {
+    const jwk = {
+      kty: 'RSA',
+      n: '0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw',
+      e: 'AQAB',
+      alg: 'RS256',
+      kid: '2011-04-29',
+    };
+    expect(jwkThumbprint(jwk)).toBe('NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs');
+  });
+  it('is undefined for an unknown key type or a missing member', () => {
+    expect(jwkThumbprint({ kty: 'oct', k: 'abc' })).toBeUndefined();
+    expect(jwkThumbprint({ kty: 'EC', crv: 'P-256', x: 'a' })).toBeUndefined();
+    expect(jwkThumbprint({ kty: 'EC', crv: 'P-256', x: 'a', y: 1 })).toBeUndefined();
+  });
+});
+
+describe('normaliseHtu (RFC 9449 §4.3 (9), RFC 3986 §6.2.2–6.2.3)', () => {
+  it.each([
+    ['https://api.example.com/orders', 'https://api.example.com/orders'],
+    ['HTTPS://API.Example.COM:443/orders', 'https://api.example.com/orders'],
+    ['https://api.example.com/orders?x=1#f', 'https://api.example.com/orders'],
+    ['https://api.example.com', 'https://api.example.com/'],
+    ['https://api.example.com/a/../orders', 'https://api.example.com/orders'],
+    ['https://api.example.com/%6frders', 'https://api.example.com/orders'],
+    ['https://api.example.com/a%2fb', 'https://api.example.com/a%2Fb'],
+    ['http://127.0.0.1:80/x', 'http://127.0.0.1/x'],
+  ])('%s → %s', (input, expected) => expect(normaliseHtu(input)).toBe(expected));
+  it.each(['relative/path', 'ftp://api.example.com/x', 'https://user:pw@api.example.com/x', ''])('refuses %j', (input) => {
+    expect(normaliseHtu(input)).toBeUndefined();
+  });
+});
+
+describe('normaliseDpopOptions', () => {
+  it('is off by default and takes the short forms', () => {
+    expect(normaliseDpopOptions(undefined)).toBeUndefined();
+    expect(normaliseDpopOptions('required')).toMatchObject({ mode: 'required', algs: 'ES256 PS256', proofWindowSeconds: 60, replayStoreUnavailable: 'local' });
+  });
+  it.each([
+    ['maybe'],
+    [{ mode: 'allowed', algorithms: ['HS256'] }],
+    [{ mode: 'allowed', algorithms: ['none'] }],
+    [{ mode: 'allowed', algorithms: [] }],
+    [{ mode: 'allowed', proofWindowSeconds: 301 }],
+    [{ mode: 'allowed', replayStore: {} }],
+    [{ mode: 'allowed', replayStoreUnavailable: 'ignore' }],
+    [{ mode: 'allowed', nonce: { keys: [] } }],
+  ])('refuses %j at bootstrap', (raw) => expect(() => normaliseDpopOptions(raw)).toThrow(TypeError));
+});

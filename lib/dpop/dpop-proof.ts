@@ -1,0 +1,79 @@
+import { createHash } from 'node:crypto';
+import { verifyJwsSignature } from '../jws-crypto.js';
+import { isCanonicalBase64url } from '../resource-server/compact-jws.js';
+import type { DpopOptions } from './dpop-options.js';
+import { InvalidDpopProofException } from './dpop.exceptions.js';
+import { normaliseHtu } from './htu.js';
+import { PROOF_HEADERS } from './proof-headers.js';
+
+/** Longest proof read: a PS256 proof with a 4096-bit key is about 1.9 KB. */
+const MAX_PROOF_LENGTH = 8192;
+/** Longest `jti` accepted (RFC 9449 §11.1: "reject … unnecessarily large `jti` values"). */
+const MAX_JTI_LENGTH = 256;
+
+/** The request a proof must have been made for. */
+export interface ProofTarget {
+  readonly proof: string;
+  /** The request method, as received. */
+  readonly method: string;
+  /** The normalised `htu` this request must carry (see `expectedHtu`). */
+  readonly htu: string;
+  /** The access token sent with it: the proof's `ath` must be its hash. */
+  readonly accessToken: string;
+  readonly nowMs: number;
+}
+
+/** What a verified proof says. */
+export interface VerifiedProof {
+  /** RFC 7638 thumbprint of the proof key. */
+  readonly jkt: string;
+  readonly jti: string;
+  /** `iat`, seconds. */
+  readonly iat: number;
+  readonly nonce?: unknown;
+}
+
+/**
+ * Checks a DPoP proof per RFC 9449 §4.3 (4)–(12), except the nonce (the caller's, §9) and the
+ * replay record (§11.1): a compact JWS of canonical base64url, `typ` `dpop+jwt`, an allowed
+ * asymmetric `alg`, a public `jwk` of the algorithm's key type that verifies the signature, `jti`
+ * a string of at most 256 characters, `htm` = the method, `htu` = the request URI normalised,
+ * `iat` within the window, and `ath` = base64url(SHA-256(access token)).
+ * @throws InvalidDpopProofException whichever check fails (one description for all: the client
+ *   learns nothing about which check an attacker's proof failed).
+ */
+export function verifyDpopProof(target: ProofTarget, options: DpopOptions): VerifiedProof {
+  const { proof } = target;
+  const parts = proof.length > MAX_PROOF_LENGTH ? [] : proof.split('.');
+  if (parts.length !== 3 || !parts.every(isCanonicalBase64url)) throw new InvalidDpopProofException();
+  const [headerSegment, payloadSegment, signature] = parts as [string, string, string];
+  const header = PROOF_HEADERS.read(headerSegment);
+  if (header === undefined || !options.algorithms.has(header.alg)) throw new InvalidDpopProofException();
+  if (!verifyJwsSignature(`${headerSegment}.${payloadSegment}`, signature, header.key, header.alg)) throw new InvalidDpopProofException();
+  const claims = readClaims(payloadSegment);
+  const { jti, htm, htu, iat, ath, nonce } = claims;
+  if (typeof jti !== 'string' || jti.length === 0 || jti.length > MAX_JTI_LENGTH) throw new InvalidDpopProofException();
+  // Most agents send the normalised form already: compared first, parsed only when it differs.
+  if (htm !== target.method || typeof htu !== 'string' || (htu !== target.htu && normaliseHtu(htu) !== target.htu)) throw new InvalidDpopProofException();
+  if (typeof iat !== 'number' || !Number.isFinite(iat) || Math.abs(iat * 1000 - target.nowMs) > options.proofWindowSeconds * 1000) {
+    throw new InvalidDpopProofException();
+  }
+  if (typeof ath !== 'string' || ath !== accessTokenHash(target.accessToken)) throw new InvalidDpopProofException();
+  return { jkt: header.jkt, jti, iat, nonce };
+}
+
+/** The proof's claims: a JSON object, else the proof is refused. */
+function readClaims(segment: string): Record<string, unknown> {
+  try {
+    const claims = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8')) as unknown;
+    if (typeof claims === 'object' && claims !== null && !Array.isArray(claims)) return claims as Record<string, unknown>;
+  } catch {
+    // refused below
+  }
+  throw new InvalidDpopProofException();
+}
+
+/** `ath` of an access token (RFC 9449 §4.2): base64url(SHA-256(ASCII token)). */
+export function accessTokenHash(accessToken: string): string {
+  return createHash('sha256').update(accessToken, 'ascii').digest('base64url');
+}

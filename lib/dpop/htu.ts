@@ -1,0 +1,34 @@
+/**
+ * The `htu` of a DPoP proof as compared (RFC 9449 §4.3 (9)): the URI without query and fragment,
+ * normalised per RFC 3986 §6.2.2 (case of scheme and host, percent-encoding case, unreserved
+ * characters decoded, dot segments removed) and §6.2.3 (default port dropped, empty path as `/`),
+ * which is what WHATWG URL parsing gives an `http(s)` URL.
+ * @returns the normalised URI, or `undefined` when `value` is not an absolute http(s) URI.
+ */
+export function normaliseHtu(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return undefined;
+  }
+  if ((url.protocol !== 'https:' && url.protocol !== 'http:') || url.username !== '' || url.password !== '') return undefined;
+  return `${url.protocol}//${url.host}${decodeUnreserved(url.pathname)}`;
+}
+
+/** RFC 3986 §2.3 unreserved characters, percent-encoded: decoded by §6.2.2.2; other escapes upper-cased (§6.2.2.1). */
+function decodeUnreserved(path: string): string {
+  if (!path.includes('%')) return path;
+  return path.replace(/%([0-9A-Fa-f]{2})/g, (escape, hex: string) => {
+    const char = String.fromCharCode(parseInt(hex, 16));
+    return /[A-Za-z0-9\-._~]/.test(char) ? char : escape.toUpperCase();
+  });
+}
+
+/**
+ * The `htu` a proof for this request must name: the public origin (of the configured resource, never
+ * the `Host` header: catalogue A31, Q39) and the path the request was routed by, without its query.
+ */
+export function expectedHtu(publicOrigin: string, path: string): string | undefined {
+  return normaliseHtu(`${publicOrigin}${path.startsWith('/') ? path : `/${path}`}`);
+}

@@ -1,0 +1,76 @@
+import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { jwkThumbprint } from './jwk-thumbprint.js';
+
+/** Proof headers remembered at once: an agent signs every proof with one key, so one header. */
+const MAX_HEADERS = 1024;
+/** JWK members of private keys (RFC 7518 §6.2.2, §6.3.2) and symmetric keys (§6.4). */
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+/** The curve each ES algorithm signs with (RFC 7518 §3.4). */
+const CURVE_OF: Readonly<Record<string, string>> = { ES256: 'P-256', ES384: 'P-384', ES512: 'P-521' };
+
+/** What a proof header says, once checked: the algorithm, the imported key and its thumbprint. */
+export interface ProofHeader {
+  readonly alg: string;
+  readonly key: KeyObject;
+  /** RFC 7638 thumbprint of the key. */
+  readonly jkt: string;
+}
+
+/**
+ * Checked proof headers by their encoded segment: every proof of one key carries the same header
+ * (`typ`, `alg`, `jwk`), and importing an EC key costs as much as a signature check (the point is
+ * validated). One entry per header, least recently used out first, never one per request.
+ */
+export class ProofHeaders {
+  private readonly headers = new Map<string, ProofHeader>();
+
+  /**
+   * The checked header of `segment` (RFC 9449 §4.3 (4)–(7)): `typ` exactly `dpop+jwt`, a string
+   * `alg` of an asymmetric family, a `jwk` that is a public key of that algorithm's type (RSA ≥
+   * 2048 bits), never a private or symmetric one. The caller checks `alg` against its allow-list.
+   * @returns undefined when the header is not acceptable.
+   */
+  read(segment: string): ProofHeader | undefined {
+    const known = this.headers.get(segment);
+    if (known !== undefined) {
+      this.headers.delete(segment); // most recently used last
+      this.headers.set(segment, known);
+      return known;
+    }
+    const header = checkedHeader(segment);
+    if (header === undefined) return undefined;
+    if (this.headers.size >= MAX_HEADERS) this.headers.delete(this.headers.keys().next().value!);
+    this.headers.set(segment, header);
+    return header;
+  }
+}
+
+function checkedHeader(segment: string): ProofHeader | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  const { typ, alg, jwk } = (parsed ?? {}) as Record<string, unknown>;
+  if (typ !== 'dpop+jwt' || typeof alg !== 'string' || !/^(ES|PS|RS)(256|384|512)$/.test(alg)) return undefined;
+  if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) return undefined;
+  const members = jwk as Record<string, unknown>;
+  if (PRIVATE_MEMBERS.some((name) => name in members)) return undefined;
+  const kty = alg.startsWith('ES') ? 'EC' : 'RSA';
+  if (members.kty !== kty || (kty === 'EC' && members.crv !== CURVE_OF[alg])) return undefined;
+  const jkt = jwkThumbprint(members);
+  if (jkt === undefined) return undefined;
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: members as JsonWebKey, format: 'jwk' });
+  } catch {
+    return undefined;
+  }
+  // RSA keys under 2048 bits are refused, as for access tokens (RFC 7518 §3.3).
+  if (kty === 'RSA' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) return undefined;
+  return { alg, key, jkt };
+}
+
+/** The headers of every module in the process: a header names one key whoever reads it. */
+export const PROOF_HEADERS = new ProofHeaders();
