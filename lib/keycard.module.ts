@@ -16,6 +16,7 @@ import { KeycardConnections } from './contexts/keycard-connections.service.js';
 import { CarrierLifecycle } from './decision/carrier-lifecycle.js';
 import { DecisionCore } from './decision/decision-core.js';
 import { DecisionEvents } from './decision/decision-events.js';
+import { TokenValidators } from './decision/token-validator.js';
 import { normaliseOptions } from './keycard-options.js';
 import { createKeycardProviders } from './keycard.providers.js';
 import { ZoneMetadataService } from './zone/zone-metadata.service.js';
@@ -91,6 +92,8 @@ export class KeycardModule {
         // What KeycardGuard's constructor takes (an app's subclass bound with APP_GUARD), and the events apps subscribe to.
         DecisionCore, DecisionEvents,
         TokenVerifier, AuditTrail, RouteRulesRegistry, McpTools,
+        // The revocation module adds its validator to the app's.
+        TokenValidators,
       ],
     };
   }

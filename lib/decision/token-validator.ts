@@ -38,8 +38,20 @@ export const KEYCARD_TOKEN_VALIDATORS = 'KEYCARD:TOKEN_VALIDATORS';
 @Injectable()
 export class TokenValidators implements OnApplicationBootstrap {
   private list: readonly TokenValidator[] = [];
+  /** The module's own validators (revocation), which run before the app's. */
+  private readonly own: TokenValidator[] = [];
 
   constructor(private readonly moduleRef: ModuleRef) {}
+
+  /**
+   * Adds one of the module's own validators (the revocation list), run before the app's: call it
+   * before the app is bootstrapped (`onModuleInit`).
+   * @internal
+   */
+  useFirst(validator: TokenValidator): void {
+    this.own.push(validator);
+    this.list = [...this.own, ...this.list];
+  }
 
   onApplicationBootstrap(): void {
     let found: unknown;
@@ -51,7 +63,7 @@ export class TokenValidators implements OnApplicationBootstrap {
     if (!Array.isArray(found) || !found.every((v) => typeof (v as TokenValidator | null)?.validate === 'function')) {
       throw new TypeError('KEYCARD_TOKEN_VALIDATORS must be provided as an array of objects with a validate(agent, call) method');
     }
-    this.list = found as TokenValidator[];
+    this.list = [...this.own, ...(found as TokenValidator[])];
   }
 
   /** Runs every validator in order. @throws what the first refusing validator throws. */

@@ -2,3 +2,5 @@ export { RedisExchangedTokenStore } from './redis-exchanged-token-store.js';
 export type { RedisExchangedTokenStoreOptions } from './redis-exchanged-token-store.js';
 export { TokenCipher } from './token-cipher.js';
 export type { TokenCipherKey } from './token-cipher.js';
+export { RedisRevocationFeed } from '../revocation/redis-revocation-feed.js';
+export type { RedisRevocationFeedOptions } from '../revocation/redis-revocation-feed.js';

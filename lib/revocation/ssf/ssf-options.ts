@@ -1,0 +1,23 @@
+/**
+ * The Shared Signals receiver (SSF 1.0, CAEP 1.0): where SETs come from and how they are trusted.
+ * @publicApi
+ */
+export interface SsfReceiverOptions {
+  /** The transmitter's issuer: the only `iss` a SET may carry (exact match). @default the first zone's issuer */
+  issuer?: string;
+  /**
+   * The transmitter's key set. @default the zone's own keys (the zone's metadata `jwks_uri`)
+   */
+  jwksUri?: string;
+  /** This receiver's audience: a SET's `aud` must be or contain it. */
+  audience: string;
+  /** Push delivery (RFC 8935): the path the module mounts, and the `authorization_header` the transmitter sends. */
+  push?: {
+    /** @default '/ssf/events' */
+    path?: string;
+    /** The exact `Authorization` header value the transmitter was given (SSF 1.0 §6.1.1), e.g. `Bearer <secret>`. */
+    authorization: string;
+  };
+  /** The stream's id, for verification events (SSF 1.0 §8.1.4). */
+  streamId?: string;
+}

@@ -1,0 +1,100 @@
+import { Body, Controller, Get, HttpCode, Post, Sse } from '@nestjs/common';
+import { Redis } from 'ioredis';
+import { interval, map } from 'rxjs';
+import { Agent, KeycardRevocationModule, RequireFreshness, RequireScopes, RevocationService, type AgentContext, type KeycardRevocationOptions, type Revocation } from '../../lib/index.js';
+import { RedisRevocationFeed } from '../../lib/redis/index.js';
+import type { TestZone } from '../../lib/testing/index.js';
+import { R } from './forge.js';
+import { startApp, type AdapterName, type RunningApp } from './keycard-app.js';
+import { send, type HttpAnswer } from './http.js';
+
+/** `Lmax` of the catalogue profile (§0): 3 600 s. */
+export const LMAX_SECONDS = 3600;
+
+@Controller()
+class RevocationTestController {
+  constructor(private readonly revocations: RevocationService) {}
+
+  @Get('orders')
+  @RequireScopes('orders:read')
+  orders(@Agent() agent: AgentContext) {
+    return { sub: agent.subject, sid: agent.sessionId };
+  }
+
+  @Get('fresh')
+  @RequireFreshness()
+  @RequireScopes('orders:read')
+  fresh() {
+    return { fresh: true };
+  }
+
+  @Sse('feed')
+  @RequireScopes('orders:read')
+  feed() {
+    return interval(50).pipe(map((n) => ({ data: { n } })));
+  }
+
+  /** The app's own admin route (the module mounts none, Q35). */
+  @Post('admin/revoke')
+  @HttpCode(200)
+  @RequireScopes('admin')
+  async revoke(@Body() body: Revocation) {
+    await this.revocations.revoke(body);
+    return { revoked: true };
+  }
+
+  @Post('admin/restore')
+  @HttpCode(200)
+  @RequireScopes('admin')
+  async restore(@Body() body: Revocation) {
+    await this.revocations.restore(body);
+    return { restored: true };
+  }
+}
+
+export interface RevocationInstance extends RunningApp {
+  revocations: RevocationService;
+  redis?: Redis;
+  get(token: string, path?: string): Promise<HttpAnswer>;
+}
+
+/**
+ * One instance of the catalogue's §X profile: a real Nest app with the Keycard and revocation
+ * modules, sharing revocations through the real Redis at `redisUrl` when given.
+ */
+export async function startInstance(
+  zone: TestZone,
+  options: { redisUrl?: string; adapter?: AdapterName; revocation?: Partial<KeycardRevocationOptions>; keycard?: Record<string, unknown> } = {},
+): Promise<RevocationInstance> {
+  const redis = options.redisUrl === undefined ? undefined : new Redis(options.redisUrl, { lazyConnect: false, maxRetriesPerRequest: 1, retryStrategy: () => 50 });
+  redis?.on('error', () => undefined);
+  const feed = redis === undefined ? undefined : new RedisRevocationFeed({ redis });
+  const running = await startApp(
+    options.adapter ?? 'express',
+    { zoneUrl: zone.issuer, resource: R, auditLog: true, clockToleranceSeconds: 60, ...options.keycard },
+    {
+      imports: [KeycardRevocationModule.forRoot({ maxTokenLifetimeSeconds: LMAX_SECONDS, feed, ...options.revocation })],
+      controllers: [RevocationTestController],
+    },
+  );
+  return {
+    ...running,
+    redis,
+    revocations: running.app.get(RevocationService),
+    get: (token: string, path = '/orders') => send(running.url, 'GET', path, [['Authorization', `Bearer ${token}`]]),
+    close: async () => {
+      await running.close();
+      redis?.disconnect();
+    },
+  };
+}
+
+/** Polls `check` every 20 ms until it holds; fails after `timeoutMs` (generous: the bound itself is measured by bench:revocation). */
+export async function eventually(check: () => Promise<boolean> | boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error('condition not reached in time');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
