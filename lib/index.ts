@@ -64,3 +64,7 @@ export type { RevocationFeed, RevocationFeedSink, RevocationChange, ClaimOutcome
 export type { KeycardRevocationOptions } from './revocation/revocation-options.js';
 export type { SsfReceiverOptions } from './revocation/ssf/ssf-options.js';
 export { RequireFreshness } from './revocation/require-freshness.decorator.js';
+export { SsfReceiver } from './revocation/ssf/ssf-receiver.js';
+export type { SetOutcome } from './revocation/ssf/ssf-receiver.js';
+export { SsfError } from './revocation/ssf/ssf-error.js';
+export type { SsfErrorCode } from './revocation/ssf/ssf-error.js';

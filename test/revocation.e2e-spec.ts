@@ -10,8 +10,8 @@ import { targetKey } from '../lib/revocation/revocation.js';
 import { PRM, R } from './support/forge.js';
 import { expectOutcome } from './support/denials.js';
 import { send, type HttpAnswer } from './support/http.js';
-import { redisUnavailableReason, startRedis, type RunningRedis } from './support/redis-server.js';
-import { eventually, LMAX_SECONDS, startInstance, type RevocationInstance } from './support/revocation-app.js';
+import { redisUnavailableReason, startRedis } from './support/redis-server.js';
+import { eventually, LMAX_SECONDS, redisForSuite, startInstance, type RevocationInstance } from './support/revocation-app.js';
 
 const REVOKED = 'The access token has been revoked';
 const noRedis = redisUnavailableReason();
@@ -136,18 +136,7 @@ describe('§X revocation list, one instance', () => {
 });
 
 describeRedis('§X revocation list across instances (real redis-server)', () => {
-  let redis: RunningRedis;
-  beforeAll(async () => {
-    redis = await startRedis();
-  });
-  afterAll(async () => {
-    await redis?.close();
-  });
-  afterEach(async () => {
-    const client = new Redis(redis.url);
-    await client.flushall();
-    client.disconnect();
-  });
+  const redis = redisForSuite();
 
   it('X23 a revocation taken on A is refused on A at once and on B within D; restore lifts it everywhere', async () => {
     const a = await instance({ redisUrl: redis.url });
@@ -211,7 +200,7 @@ describeRedis('§X revocation list across instances (real redis-server)', () => 
     expect(commands).toEqual([]);
     watching.disconnect();
     monitor.disconnect();
-  });
+  }, 120_000);
 
   it('X26 C, started later, refuses what was revoked before, and what was revoked while it read its snapshot', async () => {
     const a = await instance({ redisUrl: redis.url });
@@ -228,7 +217,7 @@ describeRedis('§X revocation list across instances (real redis-server)', () => 
     expectRevoked(await c.get(app7), app7, c);
     await eventually(() => refused(c, token({ sid: 'sid-during' })));
     expect(await c.get(token({ sid: 'sid-2' }))).toMatchObject({ status: 200 });
-  });
+  }, 120_000);
 
   it('X27 Redis down: C boots degraded (freshness routes 503, others served); A refuses at once; B refuses within D once Redis is back', async () => {
     const a = await instance({ redisUrl: redis.url });
@@ -236,7 +225,7 @@ describeRedis('§X revocation list across instances (real redis-server)', () => 
     const kept = token({ sid: 'sid-kept' });
     await a.revocations.revoke({ issuer: zone.issuer, sessionId: 'sid-kept' });
     await eventually(() => refused(b, kept));
-    await redis.stop();
+    await redis.server.stop();
     // (a) C boots while Redis is down.
     const c = await instance({ redisUrl: redis.url });
     const t0 = token({ sid: 'sid-2' });
@@ -253,7 +242,7 @@ describeRedis('§X revocation list across instances (real redis-server)', () => 
     await a.revocations.revoke({ issuer: zone.issuer, sessionId: 'sid-1' });
     expectRevoked(await a.get(sid1), sid1, a);
     expect(await b.get(sid1)).toMatchObject({ status: 200 });
-    redis = await startRedis({ port: redis.port });
+    redis.server = await startRedis({ port: redis.server.port });
     await eventually(() => refused(b, sid1), 15_000);
     await eventually(() => refused(c, sid1), 15_000);
     await eventually(() => !c.revocations.degraded, 15_000);

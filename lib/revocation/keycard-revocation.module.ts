@@ -1,6 +1,8 @@
 import { type DynamicModule, Global, Module } from '@nestjs/common';
 import { KEYCARD_REVOCATION_OPTIONS, type KeycardRevocationOptions, normaliseRevocationOptions } from './revocation-options.js';
 import { RevocationService } from './revocation.service.js';
+import { SsfPushEndpoint } from './ssf/ssf-push-endpoint.js';
+import { SsfReceiver } from './ssf/ssf-receiver.js';
 
 /**
  * Revocation before `exp` (catalogue §X): a revocation list every call is judged against
@@ -28,8 +30,8 @@ export class KeycardRevocationModule {
     return {
       module: KeycardRevocationModule,
       global: true,
-      providers: [{ provide: KEYCARD_REVOCATION_OPTIONS, useValue: normaliseRevocationOptions(options) }, RevocationService],
-      exports: [RevocationService],
+      providers: [{ provide: KEYCARD_REVOCATION_OPTIONS, useValue: normaliseRevocationOptions(options) }, RevocationService, SsfReceiver, SsfPushEndpoint],
+      exports: [RevocationService, SsfReceiver],
     };
   }
 }

@@ -3,3 +3,5 @@ export type { TestZoneOptions, IssueTokenOptions, TokenForOptions, ZoneFault, Zo
 export { signJws, base64url } from '../jws-crypto.js';
 export type { TestZoneClient, RecordedTokenRequest, ImpersonationPolicy } from './token-endpoint.js';
 export { TestZoneMcpLogin } from './mcp-client-login.js';
+export { SsfTransmitter } from './ssf-transmitter.js';
+export type { SsfTransmitterOptions, PushAnswer } from './ssf-transmitter.js';

@@ -1,3 +1,4 @@
+import { afterAll, afterEach, beforeAll } from '@jest/globals';
 import { Body, Controller, Get, HttpCode, Post, Sse } from '@nestjs/common';
 import { Redis } from 'ioredis';
 import { interval, map } from 'rxjs';
@@ -7,6 +8,7 @@ import type { TestZone } from '../../lib/testing/index.js';
 import { R } from './forge.js';
 import { startApp, type AdapterName, type RunningApp } from './keycard-app.js';
 import { send, type HttpAnswer } from './http.js';
+import { startRedis, type RunningRedis } from './redis-server.js';
 
 /** `Lmax` of the catalogue profile (§0): 3 600 s. */
 export const LMAX_SECONDS = 3600;
@@ -97,4 +99,32 @@ export async function eventually(check: () => Promise<boolean> | boolean, timeou
     if (Date.now() > deadline) throw new Error('condition not reached in time');
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/** The suite's real redis-server: started before its tests, emptied after each, stopped after all. */
+export interface SuiteRedis {
+  /** The running server (a test that restarts it on the same port puts the new one here). */
+  server: RunningRedis;
+  readonly url: string;
+}
+
+export function redisForSuite(): SuiteRedis {
+  const holder = {
+    server: undefined as unknown as RunningRedis,
+    get url() {
+      return holder.server.url;
+    },
+  };
+  beforeAll(async () => {
+    holder.server = await startRedis();
+  });
+  afterAll(async () => {
+    await holder.server?.close();
+  });
+  afterEach(async () => {
+    const client = new Redis(holder.url);
+    await client.flushall();
+    client.disconnect();
+  });
+  return holder;
 }

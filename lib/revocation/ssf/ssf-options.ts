@@ -20,4 +20,6 @@ export interface SsfReceiverOptions {
   };
   /** The stream's id, for verification events (SSF 1.0 §8.1.4). */
   streamId?: string;
+  /** The `iss` of the access tokens the SETs' subjects belong to. @default the first zone's issuer */
+  tokenIssuer?: string;
 }
