@@ -36,6 +36,8 @@ const ALL_RUNS = [
   ['nestjs-keycard', 'keycard', 'single'],
   ['nestjs-keycard (10k pool)', 'keycard', 'pool'],
   ['nestjs-keycard, cache off', 'keycard-nocache', 'single'],
+  ['nestjs-keycard, 100k revocations', 'keycard-revocation', 'single'],
+  ['nestjs-keycard, 100k revocations (10k pool)', 'keycard-revocation', 'pool'],
   ['hand-rolled passport', 'passport', 'single'],
   ['hand-rolled passport (10k pool)', 'passport', 'pool'],
   ['express-oauth2-jwt-bearer', 'auth0', 'single'],
@@ -45,6 +47,7 @@ const ALL_RUNS = [
   ['GraphQL, a global guard that allows all', 'graphql-noop-guard', 'single'],
   ['GraphQL nestjs-keycard', 'graphql-keycard', 'single'],
   ['GraphQL nestjs-keycard (10k pool)', 'graphql-keycard', 'pool'],
+  ['GraphQL nestjs-keycard, 100k revocations', 'graphql-keycard-revocation', 'single'],
 ];
 const only = process.env.BENCH_ONLY?.split(',');
 const RUNS = only ? ALL_RUNS.filter(([, variant]) => only.includes(variant)) : ALL_RUNS.filter(([, variant]) => variant !== 'noop-guard' && variant !== 'graphql-noop-guard');
@@ -150,6 +153,10 @@ const peers = {
   'GraphQL, single token: keycard ÷ GraphQL baseline': ratio('GraphQL nestjs-keycard', 'GraphQL baseline'),
   'GraphQL, 10k pool: keycard ÷ GraphQL baseline': ratio('GraphQL nestjs-keycard (10k pool)', 'GraphQL baseline'),
   'HTTP, single token: keycard ÷ baseline': ratio('nestjs-keycard', 'baseline'),
+  // Catalogue X25: a revocation list of 100 000 entries must not change these ratios.
+  'HTTP, single token: 100k revocations ÷ keycard': ratio('nestjs-keycard, 100k revocations', 'nestjs-keycard'),
+  'HTTP, 10k pool: 100k revocations ÷ keycard': ratio('nestjs-keycard, 100k revocations (10k pool)', 'nestjs-keycard (10k pool)'),
+  'GraphQL, single token: 100k revocations ÷ keycard': ratio('GraphQL nestjs-keycard, 100k revocations', 'GraphQL nestjs-keycard'),
 };
 /** What the guard costs per request over its own baseline, in server CPU µs: GraphQL must not cost more than HTTP. */
 const overBaseline = (a, b) => (by[a] && by[b] ? `${(by[a].cpuPerReq - by[b].cpuPerReq).toFixed(0)} µs` : 'n/a');

@@ -31,9 +31,10 @@ async function moduleFor(name) {
     }
     Injectable()(AllowAll);
     providers.push({ provide: APP_GUARD, useClass: AllowAll });
-  } else if (name === 'keycard' || name === 'keycard-nocache') {
+  } else if (name === 'keycard' || name === 'keycard-nocache' || name === 'keycard-revocation') {
     const { KeycardModule } = await import('../dist/index.js');
-    imports.push(KeycardModule.forRoot({ zoneUrl, resource: audience, verifiedTokenCacheSize: name === 'keycard' ? 10_000 : 0, logger: { log() {}, warn() {}, error() {} } }));
+    imports.push(KeycardModule.forRoot({ zoneUrl, resource: audience, verifiedTokenCacheSize: name === 'keycard-nocache' ? 0 : 10_000, logger: { log() {}, warn() {}, error() {} } }));
+    if (name === 'keycard-revocation') imports.push(await revocationModule());
   } else if (name === 'passport') {
     // What the NestJS docs and most posts show: AuthGuard('jwt') + passport-jwt + jwks-rsa with caching.
     const { PassportStrategy, AuthGuard } = await import('@nestjs/passport');
@@ -83,9 +84,10 @@ async function moduleFor(name) {
       Injectable()(AllowAll);
       providers.push({ provide: APP_GUARD, useClass: AllowAll });
     }
-    if (name === 'graphql-keycard') {
+    if (name === 'graphql-keycard' || name === 'graphql-keycard-revocation') {
       const { KeycardModule } = await import('../dist/index.js');
       imports.push(KeycardModule.forRoot({ zoneUrl, resource: audience, logger: { log() {}, warn() {}, error() {} } }));
+      if (name === 'graphql-keycard-revocation') imports.push(await revocationModule());
     }
   } else {
     throw new Error(`unknown variant ${name}`);
@@ -96,7 +98,22 @@ async function moduleFor(name) {
   return BenchModule;
 }
 
+/** The revocation list of the `*-revocation` variants: on, without Redis (the hot path never touches it). */
+async function revocationModule() {
+  const { KeycardRevocationModule } = await import('../dist/index.js');
+  return KeycardRevocationModule.forRoot({ maxTokenLifetimeSeconds: 7200 });
+}
+
+/** Catalogue X25: 100 000 entries (sessions, users, agents) that match none of the bench tokens. */
+async function loadRevocations(app) {
+  const { RevocationService } = await import('../dist/index.js');
+  const revocations = app.get(RevocationService);
+  const kinds = ['sessionId', 'subject', 'agent'];
+  for (let i = 0; i < 100_000; i++) await revocations.revoke({ issuer: zoneUrl, [kinds[i % 3]]: `revoked-${i}` });
+}
+
 const app = await NestFactory.create(await moduleFor(variant), { logger: ['error'] });
+if (variant.endsWith('-revocation')) await loadRevocations(app);
 await app.listen(0, '127.0.0.1');
 let cpuStart;
 process.on('message', (message) => {

@@ -27,7 +27,7 @@ import { RedisRevocationFeed } from '../lib/redis/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectNoLeak } from './support/contexts.js';
 import { R } from './support/forge.js';
-import { graphqlWsClient, startGraphQLApp, type RunningGraphQLApp } from './support/graphql-app.js';
+import { graphqlWsClient, postGraphQL, startGraphQLApp, type RunningGraphQLApp } from './support/graphql-app.js';
 import { CapturingLogger } from './support/keycard-app.js';
 import { redisUnavailableReason, startRedis, type RunningRedis } from './support/redis-server.js';
 import { eventually, LMAX_SECONDS, startInstance, type RevocationInstance } from './support/revocation-app.js';
@@ -256,6 +256,19 @@ describeRedis('X28 a revocation ends the matching open carriers on every instanc
     const { ended, secrets } = await revokeOneOfTwo(a, zone, (t) => watchGraphQL(graphql[server]!.wsUrl, t), `gql-${server}`);
     expect(ended).toEqual({ code: 4401, reason: 'invalid_token' });
     expectNoLeak(ended, secrets, graphql[server]!.logger.lines);
+  });
+
+  it('X23 GraphQL over HTTP on Apollo and Mercurius: a revoked token → UNAUTHENTICATED invalid_token "The access token has been revoked", HTTP 401', async () => {
+    const revoked = zone.issueToken({ scope: 'orders:read', sid: 'gql-http-1' });
+    await a.revocations.revoke({ issuer: zone.issuer, sessionId: 'gql-http-1' });
+    for (const server of ['apollo', 'mercurius']) {
+      const app = graphql[server]!;
+      await eventually(async () => (await postGraphQL(app.url, '{ orders { id } }', revoked)).status === 401);
+      const res = await postGraphQL(app.url, '{ orders { id } }', revoked);
+      expect({ status: res.status, error: res.challenge?.params.error, description: res.challenge?.params.error_description }).toEqual({ status: 401, error: 'invalid_token', description: REVOKED });
+      expect(res.body.errors?.[0]).toMatchObject({ message: REVOKED, extensions: { code: 'UNAUTHENTICATED', error: 'invalid_token' } });
+      expectNoLeak(res.body, [revoked], app.logger.lines);
+    }
   });
 
   it('X28 carriers on A itself end at once; nothing stays bound once they are closed', async () => {
