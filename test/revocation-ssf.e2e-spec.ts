@@ -193,6 +193,14 @@ describe('§X SSF push receiver, one instance', () => {
     expect(lines(at, 'ssf_subject_unmatched')).toHaveLength(1);
   });
 
+  it('X15 a complex subject naming the application (agent) and the user refuses that agent\'s tokens for that user only', async () => {
+    const agentB = token({ sub: 'user-6', client_id: 'agent-b' });
+    expectAccepted(await tx.push(tx.agentSessionsRevoked('agent-b', 'user-6')));
+    expectOutcome(await at.get(agentB), '401 IT scope=orders:read', PRM, [agentB], at.logger.lines);
+    expect(await status(at, { sub: 'user-6', client_id: 'agent-a' })).toBe(200);
+    expect(await status(at, { sub: 'user-7', client_id: 'agent-b' })).toBe(200);
+  });
+
   it('X16 an iss_sub subject naming another issuer (I2) → SSF(access_denied); I2 tokens unaffected', async () => {
     const foreign = { format: 'iss_sub', iss: zone2.issuer, sub: 'user-1' };
     expectSsfError(await tx.push(tx.set(SESSION_REVOKED, revokedEvent(), foreign)), 'access_denied', at);

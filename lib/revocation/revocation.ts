@@ -4,7 +4,8 @@ import type { AgentContext } from '../interfaces/agent-context.interface.js';
 /**
  * What a revocation names, always with the issuer: a `client_id`, `sub` or `sid` is unique only at
  * its issuer (RFC 6749 §2.2, catalogue Q18). Give exactly one of `sessionId`, `subject`, `agent`,
- * `tokenId`; `sessionId` may come with `subject` (a CAEP complex subject: that user's session only).
+ * `tokenId`; `sessionId` or `agent` may come with `subject` (a CAEP complex subject: that user's
+ * session only, or that agent acting for that user only).
  * @publicApi
  */
 export interface RevocationTarget {
@@ -44,7 +45,7 @@ export interface RevocationEntry {
   readonly issuer: string;
   /** The `sid`, `sub`, agent id or `jti`, per {@link kind}. */
   readonly value: string;
-  /** For a session entry of a complex subject: the `sub` the session must also have. */
+  /** For a session or agent entry of a complex subject: the `sub` the token must also have. */
   readonly subject?: string;
   /** Tokens with `iat` (ms) at or after this are not matched; absent: every matching token. */
   readonly issuedBeforeMs?: number;
@@ -75,10 +76,12 @@ export function keyedOn(target: RevocationTarget): { kind: RevocationKind; value
   if (!isClaimValue(target?.issuer)) throw new TypeError("Revocation: 'issuer' must be a non-empty string");
   const given = TARGET_FIELDS.filter((field) => target[field] !== undefined);
   for (const field of given) if (!isClaimValue(target[field])) throw new TypeError(`Revocation: '${field}' must be a non-empty string`);
-  if (given.length === 2 && target.sessionId !== undefined && target.subject !== undefined) {
-    return { kind: 'session', value: target.sessionId, subject: target.subject };
+  if (given.length === 2 && target.subject !== undefined && (target.sessionId ?? target.agent) !== undefined) {
+    return target.sessionId !== undefined
+      ? { kind: 'session', value: target.sessionId, subject: target.subject }
+      : { kind: 'agent', value: target.agent!, subject: target.subject };
   }
-  if (given.length !== 1) throw new TypeError("Revocation: give exactly one of 'sessionId', 'subject', 'agent', 'tokenId' (or 'sessionId' with 'subject')");
+  if (given.length !== 1) throw new TypeError("Revocation: give exactly one of 'sessionId', 'subject', 'agent', 'tokenId' (or 'sessionId' or 'agent' with 'subject')");
   if (target.sessionId !== undefined) return { kind: 'session', value: target.sessionId };
   if (target.subject !== undefined) return { kind: 'subject', value: target.subject };
   if (target.agent !== undefined) return { kind: 'agent', value: target.agent };

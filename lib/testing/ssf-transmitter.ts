@@ -62,6 +62,15 @@ export class SsfTransmitter {
     return this.set(`${CAEP}session-revoked`, { event_timestamp: Math.floor(Date.now() / 1000), initiating_entity: 'admin' }, sub);
   }
 
+  /**
+   * CAEP `session-revoked` for every session of agent `agentId` (the client) acting for `subject`:
+   * a complex subject with `application` and `user` (SSF 1.0 §3.3).
+   */
+  agentSessionsRevoked(agentId: string, subject: string): string {
+    const sub = { format: 'complex', application: { format: 'opaque', id: agentId }, user: { format: 'iss_sub', iss: this.zone.issuer, sub: subject } };
+    return this.set(`${CAEP}session-revoked`, { event_timestamp: Math.floor(Date.now() / 1000) + 1, initiating_entity: 'user' }, sub);
+  }
+
   /** Pushes `set` to the receiver (RFC 8935 §2): `Content-Type: application/secevent+jwt`, the configured Authorization. */
   push(set: string, headers: Record<string, string | undefined> = {}): Promise<PushAnswer> {
     const url = this.options.pushUrl;

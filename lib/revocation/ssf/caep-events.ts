@@ -95,7 +95,10 @@ function sessionTargets(value: unknown, issuer: string, at: Date): Revocation[] 
     case 'complex': {
       const session = subject.session === undefined ? undefined : idOf(asSubject(subject.session));
       const user = subject.user === undefined ? undefined : userOf(asSubject(subject.user), issuer);
+      // SSF 1.0 §3.3 `application`: the agent (client) whose sessions of that user end.
+      const agent = subject.application === undefined ? undefined : idOf(asSubject(subject.application));
       if (session !== undefined) return [{ issuer, sessionId: session, subject: user }];
+      if (agent !== undefined) return [{ issuer, agent, subject: user, issuedBefore: at }];
       return user === undefined ? [] : [{ issuer, subject: user, issuedBefore: at }];
     }
     default:
