@@ -1,6 +1,7 @@
 import { type DynamicModule, Global, Module } from '@nestjs/common';
 import { KEYCARD_REVOCATION_OPTIONS, type KeycardRevocationOptions, normaliseRevocationOptions } from './revocation-options.js';
 import { RevocationService } from './revocation.service.js';
+import { SsfPoller } from './ssf/ssf-poller.js';
 import { SsfPushEndpoint } from './ssf/ssf-push-endpoint.js';
 import { SsfReceiver } from './ssf/ssf-receiver.js';
 
@@ -30,7 +31,7 @@ export class KeycardRevocationModule {
     return {
       module: KeycardRevocationModule,
       global: true,
-      providers: [{ provide: KEYCARD_REVOCATION_OPTIONS, useValue: normaliseRevocationOptions(options) }, RevocationService, SsfReceiver, SsfPushEndpoint],
+      providers: [{ provide: KEYCARD_REVOCATION_OPTIONS, useValue: normaliseRevocationOptions(options) }, RevocationService, SsfReceiver, SsfPushEndpoint, SsfPoller],
       exports: [RevocationService, SsfReceiver],
     };
   }

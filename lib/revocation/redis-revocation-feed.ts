@@ -78,6 +78,15 @@ export class RedisRevocationFeed implements RevocationFeed {
     return (await this.redis.get(key)) === fingerprint ? 'same' : 'different';
   }
 
+  async lease(name: string, holder: string, ttlMs: number): Promise<boolean> {
+    const key = `${this.prefix}lease:${name}`;
+    const ttl = Math.max(1, Math.floor(ttlMs));
+    if ((await this.redis.set(key, holder, 'PX', ttl, 'NX')) === 'OK') return true;
+    if ((await this.redis.get(key)) !== holder) return false;
+    await this.redis.pexpire(key, ttl);
+    return true;
+  }
+
   async close(): Promise<void> {
     const subscriber = this.subscriber;
     this.subscriber = undefined;

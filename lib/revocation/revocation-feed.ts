@@ -41,6 +41,11 @@ export interface RevocationFeed {
    * with the same id. @throws when the store cannot be reached.
    */
   claimOnce(id: string, fingerprint: string, ttlMs: number): Promise<ClaimOutcome>;
+  /**
+   * Takes or renews the lease `name` for `holder` for `ttlMs` (one SSF poller at a time across
+   * instances). @returns whether `holder` holds it now. @throws when the store cannot be reached.
+   */
+  lease?(name: string, holder: string, ttlMs: number): Promise<boolean>;
   /** Stops delivering and releases what {@link connect} opened (not the application's client). */
   close(): Promise<void>;
 }
