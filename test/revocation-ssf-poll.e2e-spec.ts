@@ -3,14 +3,13 @@
  * of SETs signed by the TestZone, kept until acknowledged or reported in `setErrs`) is polled by
  * instances A and B sharing a real redis-server; one polls at a time (a lease in Redis).
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { createServer, type Server } from 'node:http';
-import { TestZone } from '../lib/testing/index.js';
 import { freePort } from './support/free-port.js';
 import { expectOutcome } from './support/denials.js';
-import { PRM, R } from './support/forge.js';
+import { PRM } from './support/forge.js';
 import { redisUnavailableReason } from './support/redis-server.js';
-import { eventually, redisForSuite, startInstance, type RevocationInstance } from './support/revocation-app.js';
+import { eventually, redisForSuite, revocationSuite, type RevocationInstance } from './support/revocation-app.js';
 
 const SSF_AUD = 'https://api.example.com/ssf';
 const POLL_AUTHORIZATION = 'Bearer poll-secret-0123456789';
@@ -43,26 +42,14 @@ async function startPollEndpoint(port?: number): Promise<{ url: string; port: nu
   return { url: `http://127.0.0.1:${listenOn}/poll`, port: listenOn, queue, polls, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
 
-let zone: TestZone;
-const running: RevocationInstance[] = [];
-beforeAll(async () => {
-  zone = await TestZone.start({ audience: R });
-});
-afterAll(async () => {
-  await zone?.stop();
-});
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((instance) => instance.close()));
-});
+const suite = revocationSuite();
 
-async function poller(url: string, redisUrl?: string): Promise<RevocationInstance> {
-  const at = await startInstance(zone, { redisUrl, revocation: { ssf: { audience: SSF_AUD, poll: { url, authorization: POLL_AUTHORIZATION, intervalMs: 100 } } } });
-  running.push(at);
-  return at;
+function poller(url: string, redisUrl?: string): Promise<RevocationInstance> {
+  return suite.instance({ redisUrl, revocation: { ssf: { audience: SSF_AUD, poll: { url, authorization: POLL_AUTHORIZATION, intervalMs: 100 } } } });
 }
 
 const jtiOf = (set: string) => (JSON.parse(Buffer.from(set.split('.')[1]!, 'base64url').toString()) as { jti: string }).jti;
-const token = (claims: Record<string, unknown>) => zone.issueToken({ scope: 'orders:read', ...claims });
+const token = (claims: Record<string, unknown>) => suite.zone.issueToken({ scope: 'orders:read', ...claims });
 
 describeRedis('§X SSF poll delivery (RFC 8936), two instances, real redis-server', () => {
   const redis = redisForSuite();
@@ -70,7 +57,7 @@ describeRedis('§X SSF poll delivery (RFC 8936), two instances, real redis-serve
   it('X21 S0 acknowledged, a bad-aud SET reported in setErrs, each exactly once though A and B both poll; B refuses sid-1 within D', async () => {
     const endpoint = await startPollEndpoint();
     try {
-      const tx = zone.ssfTransmitter({ audience: SSF_AUD });
+      const tx = suite.zone.ssfTransmitter({ audience: SSF_AUD });
       const s0 = tx.sessionRevoked('sid-1', 'user-1');
       const bad = tx.set('https://schemas.openid.net/secevent/caep/event-type/session-revoked', { event_timestamp: 1 }, { format: 'opaque', id: 'sid-9' }, { aud: 'https://other.example/ssf' });
       endpoint.queue.set(jtiOf(s0), s0);

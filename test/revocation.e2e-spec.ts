@@ -3,41 +3,24 @@
  * RevocationService an app's admin code calls, and its propagation between instances through a
  * real redis-server (X5, X23–X27).
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
-import { TestZone } from '../lib/testing/index.js';
 import { targetKey } from '../lib/revocation/revocation.js';
-import { PRM, R } from './support/forge.js';
+import { PRM } from './support/forge.js';
 import { expectOutcome } from './support/denials.js';
 import { send, type HttpAnswer } from './support/http.js';
 import { redisUnavailableReason, startRedis } from './support/redis-server.js';
-import { eventually, LMAX_SECONDS, redisForSuite, startInstance, type RevocationInstance } from './support/revocation-app.js';
+import { eventually, LMAX_SECONDS, redisForSuite, revocationSuite, type RevocationInstance } from './support/revocation-app.js';
 
 const REVOKED = 'The access token has been revoked';
 const noRedis = redisUnavailableReason();
 const describeRedis = noRedis === undefined ? describe : describe.skip;
 
-let zone: TestZone;
-const running: RevocationInstance[] = [];
-
-beforeAll(async () => {
-  zone = await TestZone.start({ audience: R });
-});
-afterAll(async () => {
-  await zone?.stop();
-});
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((instance) => instance.close()));
-});
-
-async function instance(options: Parameters<typeof startInstance>[1] = {}): Promise<RevocationInstance> {
-  const started = await startInstance(zone, options);
-  running.push(started);
-  return started;
-}
+const suite = revocationSuite();
+const instance = suite.instance;
 
 function token(claims: Record<string, unknown> = {}): string {
-  return zone.issueToken({ scope: 'orders:read', ...claims });
+  return suite.zone.issueToken({ scope: 'orders:read', ...claims });
 }
 
 /** Refused as revoked: 401 invalid_token with the fixed description, no token in the answer or the logs. */
@@ -50,7 +33,7 @@ async function refused(at: RevocationInstance, secret: string): Promise<boolean>
   return (await at.get(secret)).status === 401;
 }
 
-const admin = () => zone.issueToken({ scope: 'admin', sub: 'ops', client_id: 'ops-console' });
+const admin = () => suite.zone.issueToken({ scope: 'admin', sub: 'ops', client_id: 'ops-console' });
 
 function post(at: RevocationInstance, path: string, body: unknown): Promise<HttpAnswer> {
   return send(at.url, 'POST', path, [['Authorization', `Bearer ${admin()}`], ['Content-Type', 'application/json']], JSON.stringify(body));
@@ -59,20 +42,20 @@ function post(at: RevocationInstance, path: string, body: unknown): Promise<Http
 describe('§X revocation list, one instance', () => {
   it('X5 a SET sent as an access token to a protected route → 401 invalid_token (a SET is never an access token)', async () => {
     const a = await instance();
-    const set = zone.issueToken(
+    const set = suite.zone.issueToken(
       { aud: 'https://api.example.com/ssf', txn: 't-1', sub_id: { format: 'opaque', id: 'sid-1' }, events: { 'https://schemas.openid.net/secevent/caep/event-type/session-revoked': { event_timestamp: 1 } } },
       { header: { typ: 'secevent+jwt' } },
     );
     expectOutcome(await a.get(set), '401 IT scope=orders:read', PRM, [set], a.logger.lines);
     // …even with the API's own audience: its typ alone refuses it.
-    const aimed = zone.issueToken({ events: {} }, { header: { typ: 'secevent+jwt' } });
+    const aimed = suite.zone.issueToken({ events: {} }, { header: { typ: 'secevent+jwt' } });
     expectOutcome(await a.get(aimed), '401 IT scope=orders:read', PRM, [aimed], a.logger.lines);
   });
 
   it('X24 an entry lives Lmax + L (fake clock), then is swept; a token claiming a lifetime over Lmax is refused', async () => {
     const a = await instance();
     const sid1 = token({ sid: 'sid-1' });
-    await a.revocations.revoke({ issuer: zone.issuer, sessionId: 'sid-1' });
+    await a.revocations.revoke({ issuer: suite.zone.issuer, sessionId: 'sid-1' });
     expectRevoked(await a.get(sid1), sid1, a);
     const lifetimeMs = (LMAX_SECONDS + 60) * 1000;
     a.clock.offsetMs = lifetimeMs - 1000;
@@ -93,23 +76,23 @@ describe('§X revocation list, one instance', () => {
     const sid1 = token({ sid: 'sid-1' });
     const sid2 = token({ sid: 'sid-2' });
     expect(await a.get(sid1)).toMatchObject({ status: 200 }); // verified and cached before the revocation
-    expect(await post(a, '/admin/revoke', { issuer: zone.issuer, sessionId: 'sid-1' })).toMatchObject({ status: 200 });
+    expect(await post(a, '/admin/revoke', { issuer: suite.zone.issuer, sessionId: 'sid-1' })).toMatchObject({ status: 200 });
     expectRevoked(await a.get(sid1), sid1, a); // a verified-token cache hit is refused too
     expect(await a.get(sid2)).toMatchObject({ status: 200 });
 
     const app7 = token({ sub: 'user-9', client_id: 'rotated-7', keycard_app_id: 'app-7' });
     const cli7 = token({ sub: 'user-9', client_id: 'app-7' });
     const other = token({ sub: 'user-9', client_id: 'cli-8', keycard_app_id: 'app-8' });
-    await a.revocations.revoke({ issuer: zone.issuer, agent: 'app-7' });
+    await a.revocations.revoke({ issuer: suite.zone.issuer, agent: 'app-7' });
     expectRevoked(await a.get(app7), app7, a);
     expectRevoked(await a.get(cli7), cli7, a);
     expect(await a.get(other)).toMatchObject({ status: 200 });
 
     const user2 = token({ sub: 'user-2' });
-    await a.revocations.revoke({ issuer: zone.issuer, subject: 'user-2' });
+    await a.revocations.revoke({ issuer: suite.zone.issuer, subject: 'user-2' });
     expectRevoked(await a.get(user2), user2, a);
     const one = token({ sub: 'user-3' });
-    await a.revocations.revoke({ issuer: zone.issuer, tokenId: JSON.parse(Buffer.from(one.split('.')[1], 'base64url').toString()).jti });
+    await a.revocations.revoke({ issuer: suite.zone.issuer, tokenId: JSON.parse(Buffer.from(one.split('.')[1], 'base64url').toString()).jti });
     expectRevoked(await a.get(one), one, a);
     expect(await a.get(token({ sub: 'user-3' }))).toMatchObject({ status: 200 });
 
@@ -117,7 +100,7 @@ describe('§X revocation list, one instance', () => {
     await a.revocations.revoke({ issuer: 'https://other.example.com', sessionId: 'sid-2' });
     expect(await a.get(sid2)).toMatchObject({ status: 200 });
 
-    expect(await post(a, '/admin/restore', { issuer: zone.issuer, sessionId: 'sid-1' })).toMatchObject({ status: 200 });
+    expect(await post(a, '/admin/restore', { issuer: suite.zone.issuer, sessionId: 'sid-1' })).toMatchObject({ status: 200 });
     expect(await a.get(sid1)).toMatchObject({ status: 200 });
     expectRevoked(await a.get(user2), user2, a);
     // The audit records the revocation and the refusal it caused; neither names a token.
@@ -128,8 +111,8 @@ describe('§X revocation list, one instance', () => {
 
   it('X23 an invalid target is refused with a TypeError naming the field, and changes nothing', async () => {
     const a = await instance();
-    await expect(a.revocations.revoke({ issuer: zone.issuer })).rejects.toThrow(TypeError);
-    await expect(a.revocations.revoke({ issuer: zone.issuer, sessionId: 's', agent: 'a' })).rejects.toThrow(/exactly one/);
+    await expect(a.revocations.revoke({ issuer: suite.zone.issuer })).rejects.toThrow(TypeError);
+    await expect(a.revocations.revoke({ issuer: suite.zone.issuer, sessionId: 's', agent: 'a' })).rejects.toThrow(/exactly one/);
     await expect(a.revocations.revoke({ issuer: '', sessionId: 's' })).rejects.toThrow(/issuer/);
     expect(a.revocations.status().entries).toBe(0);
   });
@@ -145,14 +128,14 @@ describeRedis('§X revocation list across instances (real redis-server)', () => 
     const user1 = token({ sub: 'user-1', sid: 'sid-9' });
     const agent7 = token({ sub: 'user-5', client_id: 'app-7' });
     for (const t of [sid1, user1, agent7]) expect(await b.get(t)).toMatchObject({ status: 200 });
-    expect(await post(a, '/admin/revoke', { issuer: zone.issuer, sessionId: 'sid-1' })).toMatchObject({ status: 200 });
+    expect(await post(a, '/admin/revoke', { issuer: suite.zone.issuer, sessionId: 'sid-1' })).toMatchObject({ status: 200 });
     expectRevoked(await a.get(sid1), sid1, a);
     await eventually(() => refused(b, sid1));
     expectRevoked(await b.get(sid1), sid1, b);
-    await a.revocations.revoke({ issuer: zone.issuer, subject: 'user-1' });
-    await a.revocations.revoke({ issuer: zone.issuer, agent: 'app-7' });
+    await a.revocations.revoke({ issuer: suite.zone.issuer, subject: 'user-1' });
+    await a.revocations.revoke({ issuer: suite.zone.issuer, agent: 'app-7' });
     await eventually(async () => (await refused(b, user1)) && (await refused(b, agent7)));
-    await a.revocations.restore({ issuer: zone.issuer, sessionId: 'sid-1' });
+    await a.revocations.restore({ issuer: suite.zone.issuer, sessionId: 'sid-1' });
     await eventually(async () => !(await refused(b, token({ sub: 'user-4', sid: 'sid-1' }))));
     expectRevoked(await b.get(user1), user1, b);
     expect(b.logger.lines.some((line) => line.includes('revocation_applied kind=session') && line.includes('origin=shared'))).toBe(true);
@@ -161,9 +144,9 @@ describeRedis('§X revocation list across instances (real redis-server)', () => 
   it('X24 the Redis key of an entry expires with it (TTL Lmax + L); no token is written to Redis', async () => {
     const a = await instance({ redisUrl: redis.url });
     const sid1 = token({ sid: 'sid-1' });
-    await a.revocations.revoke({ issuer: zone.issuer, sessionId: 'sid-1' });
+    await a.revocations.revoke({ issuer: suite.zone.issuer, sessionId: 'sid-1' });
     const client = new Redis(redis.url);
-    const key = `keycard:revocation:e:${targetKey({ kind: 'session', issuer: zone.issuer, value: 'sid-1' })}`;
+    const key = `keycard:revocation:e:${targetKey({ kind: 'session', issuer: suite.zone.issuer, value: 'sid-1' })}`;
     const ttl = await client.pttl(key);
     expect(ttl).toBeGreaterThan((LMAX_SECONDS + 60) * 1000 - 5000);
     expect(ttl).toBeLessThanOrEqual((LMAX_SECONDS + 60) * 1000);
@@ -177,7 +160,7 @@ describeRedis('§X revocation list across instances (real redis-server)', () => 
   it('X25 100 000 entries loaded: no Redis command per request, one in-process lookup per token and list version', async () => {
     const a = await instance({ redisUrl: redis.url });
     for (let i = 0; i < 100_000; i++) {
-      a.revocations.list.add({ kind: i % 2 ? 'session' : 'subject', issuer: zone.issuer, value: `gone-${i}`, expiresAtMs: Date.now() + 3_600_000, source: 'test' });
+      a.revocations.list.add({ kind: i % 2 ? 'session' : 'subject', issuer: suite.zone.issuer, value: `gone-${i}`, expiresAtMs: Date.now() + 3_600_000, source: 'test' });
     }
     const t0 = token({ sid: 'sid-live' });
     expect(await a.get(t0)).toMatchObject({ status: 200 });
@@ -193,7 +176,7 @@ describeRedis('§X revocation list across instances (real redis-server)', () => 
     };
     for (let i = 0; i < 1000; i++) expect((await a.get(t0)).status).toBe(200);
     expect(lookups).toBe(0); // the verdict taken at this list version holds
-    a.revocations.list.add({ kind: 'session', issuer: zone.issuer, value: 'another', expiresAtMs: Date.now() + 3_600_000, source: 'test' });
+    a.revocations.list.add({ kind: 'session', issuer: suite.zone.issuer, value: 'another', expiresAtMs: Date.now() + 3_600_000, source: 'test' });
     for (let i = 0; i < 10; i++) expect((await a.get(t0)).status).toBe(200);
     expect(lookups).toBe(1); // a new version: one lookup, then the verdict again
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -204,11 +187,11 @@ describeRedis('§X revocation list across instances (real redis-server)', () => 
 
   it('X26 C, started later, refuses what was revoked before, and what was revoked while it read its snapshot', async () => {
     const a = await instance({ redisUrl: redis.url });
-    await a.revocations.revoke({ issuer: zone.issuer, sessionId: 'sid-1' });
-    await a.revocations.revoke({ issuer: zone.issuer, agent: 'app-7' });
-    for (let i = 0; i < 2000; i++) await a.revocations.revoke({ issuer: zone.issuer, sessionId: `old-${i}` });
+    await a.revocations.revoke({ issuer: suite.zone.issuer, sessionId: 'sid-1' });
+    await a.revocations.revoke({ issuer: suite.zone.issuer, agent: 'app-7' });
+    for (let i = 0; i < 2000; i++) await a.revocations.revoke({ issuer: suite.zone.issuer, sessionId: `old-${i}` });
     const starting = instance({ redisUrl: redis.url });
-    const during = a.revocations.revoke({ issuer: zone.issuer, sessionId: 'sid-during' });
+    const during = a.revocations.revoke({ issuer: suite.zone.issuer, sessionId: 'sid-during' });
     const c = await starting;
     await during;
     const sid1 = token({ sid: 'sid-1' });
@@ -223,7 +206,7 @@ describeRedis('§X revocation list across instances (real redis-server)', () => 
     const a = await instance({ redisUrl: redis.url });
     const b = await instance({ redisUrl: redis.url });
     const kept = token({ sid: 'sid-kept' });
-    await a.revocations.revoke({ issuer: zone.issuer, sessionId: 'sid-kept' });
+    await a.revocations.revoke({ issuer: suite.zone.issuer, sessionId: 'sid-kept' });
     await eventually(() => refused(b, kept));
     await redis.server.stop();
     // (a) C boots while Redis is down.
@@ -239,7 +222,7 @@ describeRedis('§X revocation list across instances (real redis-server)', () => 
     expectRevoked(await b.get(kept), kept, b);
     // (b) A revokes while Redis is down: A refuses at once.
     const sid1 = token({ sid: 'sid-1' });
-    await a.revocations.revoke({ issuer: zone.issuer, sessionId: 'sid-1' });
+    await a.revocations.revoke({ issuer: suite.zone.issuer, sessionId: 'sid-1' });
     expectRevoked(await a.get(sid1), sid1, a);
     expect(await b.get(sid1)).toMatchObject({ status: 200 });
     redis.server = await startRedis({ port: redis.server.port });

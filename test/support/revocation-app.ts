@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { interval, map } from 'rxjs';
 import { Agent, KeycardRevocationModule, RequireFreshness, RequireScopes, RevocationService, type AgentContext, type KeycardRevocationOptions, type Revocation } from '../../lib/index.js';
 import { RedisRevocationFeed } from '../../lib/redis/index.js';
-import type { TestZone } from '../../lib/testing/index.js';
+import { TestZone } from '../../lib/testing/index.js';
 import { R } from './forge.js';
 import { startApp, type AdapterName, type RunningApp } from './keycard-app.js';
 import { send, type HttpAnswer } from './http.js';
@@ -127,4 +127,35 @@ export function redisForSuite(): SuiteRedis {
     client.disconnect();
   });
   return holder;
+}
+
+/** A suite's zone (started before its tests, stopped after) and instances (closed after each test). */
+export interface RevocationSuite {
+  readonly zone: TestZone;
+  /** Starts an instance that is closed after the test. */
+  instance(options?: Parameters<typeof startInstance>[1]): Promise<RevocationInstance>;
+}
+
+export function revocationSuite(): RevocationSuite {
+  let zone: TestZone | undefined;
+  const running: RevocationInstance[] = [];
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+  });
+  afterAll(async () => {
+    await zone?.stop();
+  });
+  afterEach(async () => {
+    await Promise.all(running.splice(0).map((instance) => instance.close()));
+  });
+  return {
+    get zone() {
+      return zone!;
+    },
+    instance: async (options = {}) => {
+      const started = await startInstance(zone!, options);
+      running.push(started);
+      return started;
+    },
+  };
 }
