@@ -60,6 +60,8 @@ const ALL_RUNS = [
   ['fast-jwt', 'fast-jwt', 'single'],
   ['fast-jwt, fresh RS256', 'fast-jwt', 'fresh'],
   ['fast-jwt, fresh ES256', 'fast-jwt', 'fresh-es'],
+  ['nestjs-keycard, 100k revocations', 'keycard-revocation', 'single'],
+  ['nestjs-keycard, 100k revocations (10k pool)', 'keycard-revocation', 'pool'],
   ['hand-rolled passport', 'passport', 'single'],
   ['hand-rolled passport (10k pool)', 'passport', 'pool'],
   ['hand-rolled passport, fresh RS256', 'passport', 'fresh'],
@@ -73,6 +75,7 @@ const ALL_RUNS = [
   ['GraphQL nestjs-keycard (10k pool)', 'graphql-keycard', 'pool'],
   ['GraphQL nestjs-keycard, fresh RS256', 'graphql-keycard', 'fresh'],
   ['GraphQL ideal guard, fresh RS256', 'graphql-ideal', 'fresh'],
+  ['GraphQL nestjs-keycard, 100k revocations', 'graphql-keycard-revocation', 'single'],
 ];
 if (process.env.BENCH_BEFORE_DIST) {
   // An A/B of two builds in the same rounds: BENCH_BEFORE_DIST=/abs/path/to/an/older/dist.
@@ -189,6 +192,10 @@ const peers = {
   'GraphQL, single token: keycard ÷ GraphQL baseline': ratio('GraphQL nestjs-keycard', 'GraphQL baseline'),
   'GraphQL, 10k pool: keycard ÷ GraphQL baseline': ratio('GraphQL nestjs-keycard (10k pool)', 'GraphQL baseline'),
   'HTTP, single token: keycard ÷ baseline': ratio('nestjs-keycard', 'baseline'),
+  // Catalogue X25: a revocation list of 100 000 entries must not change these ratios.
+  'HTTP, single token: 100k revocations ÷ keycard': ratio('nestjs-keycard, 100k revocations', 'nestjs-keycard'),
+  'HTTP, 10k pool: 100k revocations ÷ keycard': ratio('nestjs-keycard, 100k revocations (10k pool)', 'nestjs-keycard (10k pool)'),
+  'GraphQL, single token: 100k revocations ÷ keycard': ratio('GraphQL nestjs-keycard, 100k revocations', 'GraphQL nestjs-keycard'),
 };
 /** What the guard costs per request over its own baseline, in server CPU µs: GraphQL must not cost more than HTTP. */
 const overBaseline = (a, b) => (by[a] && by[b] ? `${(by[a].cpuPerReq - by[b].cpuPerReq).toFixed(0)} µs` : 'n/a');

@@ -32,7 +32,7 @@ export type { McpEndpointOptions } from './mcp/mcp-endpoint.decorator.js';
 export type { McpAuthInfo, McpAuthInfoExtra } from './mcp/mcp-auth-info.js';
 export {
   KeycardException, MissingCredentialsException, InvalidTokenException, InvalidRequestException,
-  InsufficientScopeException, ZoneUnavailableException, ResourceNotConfiguredException,
+  InsufficientScopeException, ZoneUnavailableException, FreshnessUnknownException, ResourceNotConfiguredException,
 } from './resource-server/keycard.exceptions.js';
 export type { DenialReason } from './resource-server/keycard.exceptions.js';
 export { KEYCARD_OPTIONS, KEYCARD_OPTIONS_OVERRIDE, KEYCARD_CLOCK } from './keycard.constants.js';
@@ -65,3 +65,15 @@ export { AccessContext, ResourceAccessError } from './exchange/access-context.js
 export type { AccessStatus, ResourceAccessReason } from './exchange/access-context.js';
 export type { ExchangedToken, TokenExchangeRequest } from './exchange/exchanged-token.interface.js';
 export type { ExchangedTokenStore, StoredExchangedToken } from './exchange/exchanged-token-store.interface.js';
+export { KeycardRevocationModule } from './revocation/keycard-revocation.module.js';
+export { RevocationService } from './revocation/revocation.service.js';
+export type { RevocationStatus, RevocationListener } from './revocation/revocation.service.js';
+export type { Revocation, RevocationTarget, RevocationEntry, RevocationKind } from './revocation/revocation.js';
+export type { RevocationFeed, RevocationFeedSink, RevocationChange, ClaimOutcome } from './revocation/revocation-feed.js';
+export type { KeycardRevocationOptions } from './revocation/revocation-options.js';
+export type { SsfReceiverOptions } from './revocation/ssf/ssf-options.js';
+export { RequireFreshness } from './revocation/require-freshness.decorator.js';
+export { SsfReceiver } from './revocation/ssf/ssf-receiver.js';
+export type { SetOutcome } from './revocation/ssf/ssf-receiver.js';
+export { SsfError } from './revocation/ssf/ssf-error.js';
+export type { SsfErrorCode } from './revocation/ssf/ssf-error.js';

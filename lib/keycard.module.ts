@@ -6,7 +6,6 @@ import { ImpersonationService } from './exchange/impersonation.service.js';
 import { TokenExchangeService } from './exchange/token-exchange.service.js';
 import type { KeycardModuleOptions } from './interfaces/keycard-module-options.interface.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS, KEYCARD_RAW_OPTIONS } from './keycard.constants.js';
-import { TokenValidators } from './decision/token-validator.js';
 import { AuditTrail } from './resource-server/audit-trail.js';
 import { KeycardGuard } from './resource-server/keycard.guard.js';
 import { RouteRulesRegistry } from './resource-server/route-rules.registry.js';
@@ -17,6 +16,7 @@ import { KeycardConnections } from './contexts/keycard-connections.service.js';
 import { CarrierLifecycle } from './decision/carrier-lifecycle.js';
 import { DecisionCore } from './decision/decision-core.js';
 import { DecisionEvents } from './decision/decision-events.js';
+import { TokenValidators } from './decision/token-validator.js';
 import { normaliseOptions } from './keycard-options.js';
 import { createKeycardProviders } from './keycard.providers.js';
 import { ZoneMetadataService } from './zone/zone-metadata.service.js';
@@ -92,7 +92,7 @@ export class KeycardModule {
         // What KeycardGuard's constructor takes (an app's subclass bound with APP_GUARD), and the events apps subscribe to.
         DecisionCore, DecisionEvents,
         TokenVerifier, AuditTrail, RouteRulesRegistry, McpTools,
-        // The health indicator reports the DPoP replay store's state.
+        // The health indicator reports the DPoP replay store's state; the revocation module adds its validator.
         TokenValidators,
       ],
     };

@@ -1,7 +1,7 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { ThrottlerModule } from '@nestjs/throttler';
-import { KeycardModule, type KeycardModuleOptions } from '../lib/index.js';
+import { KeycardModule, KeycardRevocationModule, type KeycardModuleOptions, type SsfReceiverOptions } from '../lib/index.js';
 import { KeycardThrottlerGuard } from '../lib/throttler/index.js';
 import { DataController } from './data.controller.js';
 import { DigestJob, UPSTREAM_NOTES } from './digest.job.js';
@@ -19,6 +19,8 @@ export interface SampleConfig {
   clientCredentials?: KeycardModuleOptions['clientCredentials'];
   /** The upstream notes API; with it, `GET /api/summary` and the digest job are mounted. */
   notes?: UpstreamApi;
+  /** The zone's Shared Signals, pushed to `POST /ssf/events`: revocations apply before `exp` (docs/revocation.md). */
+  ssf?: SsfReceiverOptions;
 }
 
 /**
@@ -43,6 +45,7 @@ export class AppModule {
           clientCredentials: config.clientCredentials,
         }),
         ThrottlerModule.forRoot([{ ttl: config.rateWindowMs, limit: config.rateLimit }]),
+        ...(config.ssf ? [KeycardRevocationModule.forRoot({ maxTokenLifetimeSeconds: 3600, ssf: config.ssf })] : []),
       ],
       controllers: [DataController, SampleTools, SampleMcpController, ...(config.notes ? [summaryController(config.notes)] : [])],
       providers: [

@@ -19,6 +19,8 @@ import { runTour } from './tour.js';
 const demo = process.argv.includes('--demo');
 const port = Number(process.env.PORT ?? 8080);
 const RATE_LIMIT = 5;
+/** The Authorization value the local zone's SSF transmitter sends with each SET (docs/revocation.md). */
+const LOCAL_SSF_AUTHORIZATION = 'Bearer local-ssf-receiver-secret';
 const LOCAL_SECRETS = { 'agent-a': 'agent-a-local-secret', 'agent-b': 'agent-b-local-secret', 'sample-api': 'sample-api-local-secret' };
 
 /**
@@ -71,7 +73,10 @@ async function main(): Promise<void> {
   const notes = { resource: notesResource, url: `http://localhost:${notesPort}` };
 
   const app = await NestFactory.create(
-    AppModule.register({ zoneUrl, resource, rateLimit: RATE_LIMIT, rateWindowMs: 10_000, logger, clientCredentials: service, notes: service ? notes : undefined }),
+    AppModule.register({
+      zoneUrl, resource, rateLimit: RATE_LIMIT, rateWindowMs: 10_000, logger, clientCredentials: service, notes: service ? notes : undefined,
+      ssf: zone ? { audience: `${resource}/ssf`, push: { authorization: LOCAL_SSF_AUTHORIZATION } } : undefined,
+    }),
     { logger: ['error', 'warn'] },
   );
   app.enableShutdownHooks();
@@ -115,6 +120,12 @@ async function main(): Promise<void> {
     auditLines: () => auditLines,
     serviceClientId: service?.clientId,
     mcp: zone ? { url: `${api}/mcp`, clientId: 'demo-cli', redirectUri } : undefined,
+    revokeAgent: zone
+      ? async (agent) => {
+          const transmitter = zone.ssfTransmitter({ audience: `${resource}/ssf`, pushUrl: `${api}/ssf/events`, authorization: LOCAL_SSF_AUTHORIZATION });
+          return (await transmitter.push(transmitter.agentSessionsRevoked(agent, 'alice@example.com'))).status;
+        }
+      : undefined,
     runJob: service ? () => app.get(DigestJob).run() : undefined,
   });
   for (const [i, s] of steps.entries()) {

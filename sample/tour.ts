@@ -27,6 +27,11 @@ export interface TourSetup {
   serviceClientId?: string;
   /** Runs the job that calls the notes API as the service itself. */
   runJob?: () => Promise<{ call: string; status: number; body: unknown }>;
+  /**
+   * The user revokes an agent's sessions in the zone, which signals the API (CAEP session-revoked
+   * pushed over SSF; local zone only). Resolves with the push's HTTP status.
+   */
+  revokeAgent?: (clientId: string) => Promise<number>;
   /** The MCP server and the client an MCP agent signs in with (local zone only). */
   mcp?: McpTourSetup;
 }
@@ -43,6 +48,25 @@ async function call(url: string, token?: string, method = 'GET', body?: unknown)
   if (body !== undefined) headers['content-type'] = 'application/json';
   const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   return { status: res.status, challenge: res.headers.get('www-authenticate'), retryAfter: res.headers.get('retry-after'), text: await res.text() };
+}
+
+/**
+ * The user revokes agent B's sessions in the zone; the zone signals the API (SSF push of a CAEP
+ * session-revoked): agent B's next request is refused, agent A is still served.
+ */
+async function revocationStep(
+  setup: TourSetup,
+  at: { step: (title: string, ok: boolean, detail: string) => boolean; data: string; burstToken: string; readToken: string },
+): Promise<void> {
+  const [a, b] = [setup.agentA.clientId, setup.agentB!.clientId];
+  const pushed = await setup.revokeAgent!(b);
+  const refused = await call(at.data, at.burstToken);
+  const served = await call(at.data, at.readToken);
+  at.step(
+    `The user revokes ${b} in the zone → the zone signals the API (CAEP session-revoked over SSF) → ${b} refused at once; ${a} still served`,
+    pushed === 202 && refused.status === 401 && (refused.challenge ?? '').includes('has been revoked') && served.status === 200,
+    `SET pushed → ${pushed}; ${b}: ${refused.status} (WWW-Authenticate: ${refused.challenge}); ${a}: ${served.status}`,
+  );
 }
 
 /**
@@ -132,6 +156,7 @@ export async function runTour(setup: TourSetup): Promise<TourStep[]> {
       statuses.includes(429) && stillServed.status === 200,
       `${setup.agentB.clientId}: ${statuses.join(' ')} (Retry-After: ${retryAfter} s); ${setup.agentA.clientId} afterwards: ${stillServed.status}`,
     );
+    if (setup.revokeAgent) await revocationStep(setup, { step, data, burstToken, readToken: read.accessToken });
   }
 
   if (setup.mcp) await runMcpTour(setup.mcp, step);

@@ -6,10 +6,11 @@ import type { KeycardOptions } from '../keycard-options.js';
 import { AuditTrail } from '../resource-server/audit-trail.js';
 import { extractBearerToken } from '../resource-server/bearer-token.extractor.js';
 import {
-  InvalidRequestException, InvalidTokenException, type KeycardException, MissingCredentialsException,
+  InvalidRequestException, type KeycardException, MissingCredentialsException,
 } from '../resource-server/keycard.exceptions.js';
 import { TokenVerifier } from '../resource-server/token-verifier.js';
-import { CarrierLifecycle } from '../decision/carrier-lifecycle.js';
+import { CarrierLifecycle, type CarrierEndReason } from '../decision/carrier-lifecycle.js';
+import { denialOf } from './stream-expiry.interceptor.js';
 import { TokenValidators } from '../decision/token-validator.js';
 import type { Principal } from '../decision/principal.js';
 import { type ConnectionState, connectionOf, openedConnection, setConnection } from './connection-state.js';
@@ -489,7 +490,7 @@ export class KeycardConnections {
     const agent = connectionOf(socket)?.agent;
     // Anonymous connections carry no token, so nothing expires.
     if (agent === undefined) return;
-    socket.once('disconnect', this.atExpiry(agent, () => endSocketIo(socket, new InvalidTokenException('expired'))));
+    socket.once('disconnect', this.atExpiry(agent, (reason) => endSocketIo(socket, denialOf(reason))));
   }
 
   /**
@@ -497,7 +498,7 @@ export class KeycardConnections {
    * ({@link CarrierLifecycle}), so a connection ends even when no message or event is due.
    * @returns cancels it: call it when the connection closes first, so nothing stays pending.
    */
-  private atExpiry(agent: AgentContext, end: () => void): () => void {
+  private atExpiry(agent: AgentContext, end: (reason: CarrierEndReason) => void): () => void {
     const binding = this.lifecycle.bind({ agent, end });
     return () => binding.close();
   }

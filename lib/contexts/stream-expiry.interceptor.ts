@@ -36,6 +36,8 @@ export function denialOf(reason: CarrierEndReason): KeycardException {
   switch (reason) {
     case 'expired':
       return new InvalidTokenException('expired');
+    case 'revoked':
+      return new InvalidTokenException('revoked');
   }
 }
 

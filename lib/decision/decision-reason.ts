@@ -14,6 +14,8 @@ export type DecisionReason =
   | 'insufficient_scope'
   | 'rate_limited'
   | 'zone_unavailable'
+  /** The token matched the revocation list. */
+  | 'revoked'
   | 'server_error';
 
 /** The {@link DecisionReason} of a refusal. */
@@ -28,7 +30,10 @@ export function reasonOfCode(code: DenialReason, status: number): DecisionReason
     case 'insufficient_scope':
     case 'rate_limited':
     case 'zone_unavailable':
+    case 'revoked':
       return code;
+    case 'freshness_unknown':
+      return 'zone_unavailable';
     case 'expired':
       return 'token_expired';
     default:

@@ -43,10 +43,12 @@ export const KEYCARD_TOKEN_VALIDATORS = 'KEYCARD:TOKEN_VALIDATORS';
  */
 @Injectable()
 export class TokenValidators implements OnApplicationBootstrap {
-  /** The module's own validators (DPoP when it is on), which run before the app's. */
-  private readonly builtIn: readonly TokenValidator[];
   /** The DPoP validator, when DPoP is on (its replay store's state is reported by the health indicator). */
   readonly dpop?: DpopValidator;
+  /** The module's own validators (the revocation list, then DPoP when it is on), which run before the app's. */
+  private readonly own: TokenValidator[] = [];
+  /** The app's (`KEYCARD_TOKEN_VALIDATORS`), found at bootstrap. */
+  private app: readonly TokenValidator[] = [];
   private list: readonly TokenValidator[];
 
   constructor(
@@ -55,8 +57,18 @@ export class TokenValidators implements OnApplicationBootstrap {
     @Inject(KEYCARD_CLOCK) clock: Clock,
   ) {
     if (options.dpop !== undefined) this.dpop = new DpopValidator({ options: options.dpop, clock, logger: options.logger });
-    this.builtIn = this.dpop === undefined ? [] : [this.dpop];
-    this.list = this.builtIn;
+    if (this.dpop !== undefined) this.own.push(this.dpop);
+    this.list = this.own;
+  }
+
+  /**
+   * Adds one of the module's own validators (the revocation list), run before the app's: call it
+   * before the app is bootstrapped (`onModuleInit`).
+   * @internal
+   */
+  useFirst(validator: TokenValidator): void {
+    this.own.unshift(validator);
+    this.list = [...this.own, ...this.app];
   }
 
   onApplicationBootstrap(): void {
@@ -69,7 +81,8 @@ export class TokenValidators implements OnApplicationBootstrap {
     if (!Array.isArray(found) || !found.every((v) => typeof (v as TokenValidator | null)?.validate === 'function')) {
       throw new TypeError('KEYCARD_TOKEN_VALIDATORS must be provided as an array of objects with a validate(agent, call) method');
     }
-    this.list = [...this.builtIn, ...(found as TokenValidator[])];
+    this.app = found as TokenValidator[];
+    this.list = [...this.own, ...this.app];
   }
 
   /**

@@ -45,6 +45,10 @@ export type DenialReason =
   | 'resource_unconfigured'
   | 'unsupported_context'
   | 'rate_limited'
+  /** The token matched the revocation list (a session, user, agent or token revoked before its `exp`). */
+  | 'revoked'
+  /** A route that demands freshness, while the revocation list cannot vouch for it (Redis or the SSF stream down, Q35): 503. */
+  | 'freshness_unknown'
   /** A session presented by another principal than its owner (Q18, Q19): an MCP session (answered as an unknown one, 404), a socket.io recovery (400). */
   | 'session_principal_mismatch';
 
@@ -75,6 +79,8 @@ export const ERROR_DESCRIPTIONS = {
   dpopUnbound: 'The access token is not bound to a DPoP key',
   dpopNonce: 'A DPoP nonce issued by this server is required',
   dpopCarrier: 'DPoP-bound tokens need the DPoP scheme on an HTTP request',
+  revoked: 'The access token has been revoked',
+  freshnessUnknown: 'The revocation status cannot be checked, retry later',
 } as const;
 
 const DESCRIPTION_OF: Record<DenialReason, string> = {
@@ -109,6 +115,8 @@ const DESCRIPTION_OF: Record<DenialReason, string> = {
   resource_unconfigured: ERROR_DESCRIPTIONS.misconfigured,
   unsupported_context: ERROR_DESCRIPTIONS.unsupportedContext,
   rate_limited: ERROR_DESCRIPTIONS.rateLimited,
+  revoked: ERROR_DESCRIPTIONS.revoked,
+  freshness_unknown: ERROR_DESCRIPTIONS.freshnessUnknown,
   // Never sent: the MCP transport answers it as an unknown session (catalogue Q19).
   session_principal_mismatch: ERROR_DESCRIPTIONS.request,
 };
@@ -237,6 +245,19 @@ export class InsufficientScopeException extends KeycardException {
 export class ZoneUnavailableException extends KeycardException {
   constructor(readonly retryAfterSeconds: number) {
     super('zone_unavailable', HttpStatus.SERVICE_UNAVAILABLE, 'temporarily_unavailable');
+  }
+  headers() {
+    return { 'Retry-After': String(Math.max(1, Math.ceil(this.retryAfterSeconds))) };
+  }
+}
+
+/**
+ * 503 with `Retry-After` on a route that demands freshness, while the revocation list cannot vouch
+ * that it is current (catalogue Q35): not `invalid_token`, the token may well be good.
+ */
+export class FreshnessUnknownException extends KeycardException {
+  constructor(readonly retryAfterSeconds: number) {
+    super('freshness_unknown', HttpStatus.SERVICE_UNAVAILABLE, 'temporarily_unavailable');
   }
   headers() {
     return { 'Retry-After': String(Math.max(1, Math.ceil(this.retryAfterSeconds))) };

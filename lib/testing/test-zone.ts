@@ -6,6 +6,7 @@ import { isLoopbackHost } from '../loopback.js';
 import { signJws, verifyJws } from '../jws-crypto.js';
 import type { KeycardModuleOptions } from '../interfaces/keycard-module-options.interface.js';
 import { parseTokenForm } from './token-form.js';
+import { SsfTransmitter, type SsfTransmitterOptions } from './ssf-transmitter.js';
 import { TokenEndpoint, type ImpersonationPolicy, type PendingCode, type RecordedTokenRequest, type TestZoneClient } from './token-endpoint.js';
 
 /** A fault a test zone endpoint can be switched to (catalogue §E, §F). */
@@ -275,6 +276,11 @@ export class TestZone {
       ...options.header,
     });
     return signJws(header, payload, key.privateKey, options.alg ?? key.alg);
+  }
+
+  /** This zone as a Shared Signals transmitter (SETs signed with its keys, RFC 8935 push). */
+  ssfTransmitter(options: SsfTransmitterOptions): SsfTransmitter {
+    return new SsfTransmitter(this, options);
   }
 
   /**

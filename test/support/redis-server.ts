@@ -30,10 +30,13 @@ export function redisUnavailableReason(): string | undefined {
   return reason;
 }
 
-/** Starts `redis-server` on 127.0.0.1 without persistence and resolves once it accepts connections. */
-export async function startRedis(): Promise<RunningRedis> {
+/**
+ * Starts `redis-server` on 127.0.0.1 without persistence and resolves once it accepts connections;
+ * on `port` when given (to start a stopped server again where its clients reconnect).
+ */
+export async function startRedis(options: { port?: number } = {}): Promise<RunningRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'keycard-redis-'));
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const child = spawn(
     'redis-server',
     ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'],
