@@ -28,6 +28,8 @@ import { KeycardConnections } from './contexts/keycard-connections.service.js';
 import { KeycardStreams } from './contexts/keycard-streams.js';
 import { GatewayGuards } from './contexts/gateway-guards.js';
 import { ZoneMetadataService } from './zone/zone-metadata.service.js';
+import { ZoneBootCheck } from './zone/zone-boot-check.js';
+import { DenialExpectations } from './logging/denial-expectations.js';
 
 /** Everything the module provides once its raw options are available under KEYCARD_RAW_OPTIONS. */
 export function createKeycardProviders(): Provider[] {
@@ -48,6 +50,8 @@ export function createKeycardProviders(): Provider[] {
     ResourceResolver,
     RouteRulesRegistry,
     DecisionEvents,
+    DenialExpectations,
+    ZoneBootCheck,
     AuditTrail,
     VerifiedTokenCache,
     TokenVerifier,
