@@ -27,8 +27,12 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`nestjs-keycard ${command}: ${(error as Error).message}`);
     return 1;
   }
-  console.error(command === undefined || command === '--help' || command === 'help' ? USAGE : `Unknown command ${JSON.stringify(command)}\n${USAGE}`);
-  return command === undefined || command === '--help' || command === 'help' ? 0 : 2;
+  if (command === undefined || command === '--help' || command === 'help') {
+    console.log(USAGE);
+    return 0;
+  }
+  console.error(`Unknown command ${JSON.stringify(command)}\n${USAGE}`);
+  return 2;
 }
 
 function configFrom(args: string[]): LocalZoneConfig {
