@@ -86,8 +86,9 @@ describe('first hour: the local zone', () => {
     await zone.stop();
   });
 
-  it('listens on the fixed port and prints the environment the app needs', () => {
+  it('listens on the fixed port, publishes the config\'s scopes, and prints the environment the app needs', () => {
     expect(zone.issuer).toBe(`http://127.0.0.1:${config.port}`);
+    expect(zone.metadata().scopes_supported).toEqual(['orders:read', 'orders:write']);
     expect(environmentOf(zone, config)).toEqual([`KEYCARD_ZONE_URL=${zone.issuer}`, 'KEYCARD_RESOURCE=http://localhost:3000']);
     const lines: string[] = [];
     printBanner(zone, config, (line) => lines.push(line));

@@ -7,11 +7,12 @@ export type Print = (line: string) => void;
 /**
  * Starts the local zone of `config` on `127.0.0.1:<port>`: keys with fresh ids (a running app picks
  * them up through its unknown-`kid` refetch), the sign-in page (authorization code + PKCE, the
- * first user signed in without a password) and `POST /dev/token` for the `token` command.
+ * first user signed in without a password), `POST /dev/token` for the `token` command, and the
+ * config's scopes as `scopes_supported`.
  * @throws the listen error, e.g. `EADDRINUSE` when a zone already runs on the port.
  */
 export async function startLocalZone(config: LocalZoneConfig): Promise<TestZone> {
-  return TestZone.start({
+  const zone = await TestZone.start({
     port: config.port,
     host: '127.0.0.1',
     resources: config.resources,
@@ -20,6 +21,10 @@ export async function startLocalZone(config: LocalZoneConfig): Promise<TestZone>
     freshKeyIds: true,
     devTokenEndpoint: true,
   });
+  // Published, so an app's boot check warns about a declared scope the config lacks (a typo).
+  const scopes = [...new Set(Object.values(config.resources).flat())];
+  if (scopes.length > 0) zone.metadataOverrides = { scopes_supported: scopes };
+  return zone;
 }
 
 /** The environment an app needs to trust the zone, one `NAME=value` line each. */
