@@ -131,7 +131,7 @@ describe('first hour: the local zone', () => {
     expect((answer.json as { agent: Record<string, unknown> }).agent).toMatchObject({ clientId: 'dev-cli', subject: 'alice@example.com' });
   });
 
-  it('E21 a restarted zone (new keys, fresh kids) under a running app: its new tokens are admitted through the unknown-kid refetch', async () => {
+  it('a restarted zone (new keys, fresh kids) under a running app: its new tokens are admitted through the unknown-kid refetch (once the cooldown of E21 has passed)', async () => {
     const before = await mintToken({ zoneUrl: zone.issuer, scopes: ['orders:read'], resource });
     expectOutcome(await send(api.url, 'GET', '/orders', bearer(before)), '200', undefined);
     const oldKid = zone.signingKeys[0].kid;
