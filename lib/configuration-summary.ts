@@ -7,13 +7,14 @@ import type { KeycardOptions } from './keycard-options.js';
  */
 export function configurationSummary(options: KeycardOptions): string {
   const zones = options.zones.map((zone) => zone.issuer).join(', ');
-  const resources = options.resources.length > 0
+  // The word is "audience": this line must not read as a warning about an unset resource.
+  const audiences = options.resources.length > 0
     ? options.resources.map((resource) => resource.id).join(', ')
-    : 'derived from loopback requests (local development only)';
+    : "each request's origin (local development only)";
   const on = featuresOn(options);
   return [
     `Keycard: ${options.zones.length === 1 ? 'zone' : `${options.zones.length} zones`} ${zones}`,
-    `resource ${resources}`,
+    `audience ${audiences}`,
     `algorithms ${[...options.algorithms].join(', ')}`,
     `on: ${on.length > 0 ? on.join(', ') : 'verification only'}`,
   ].join('; ');

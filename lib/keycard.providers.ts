@@ -29,7 +29,6 @@ import { KeycardStreams } from './contexts/keycard-streams.js';
 import { GatewayGuards } from './contexts/gateway-guards.js';
 import { ZoneMetadataService } from './zone/zone-metadata.service.js';
 import { ZoneBootCheck } from './zone/zone-boot-check.js';
-import { DenialExpectations } from './logging/denial-expectations.js';
 
 /** Everything the module provides once its raw options are available under KEYCARD_RAW_OPTIONS. */
 export function createKeycardProviders(): Provider[] {
@@ -50,7 +49,6 @@ export function createKeycardProviders(): Provider[] {
     ResourceResolver,
     RouteRulesRegistry,
     DecisionEvents,
-    DenialExpectations,
     ZoneBootCheck,
     AuditTrail,
     VerifiedTokenCache,

@@ -1,5 +1,8 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
+import { KEYCARD_OPTIONS } from '../keycard.constants.js';
+import type { KeycardOptions } from '../keycard-options.js';
+import { explainRefusedToken } from '../logging/denial-expectations.js';
 import { KeycardStrategy, type VerificationRequest } from './keycard.strategy.js';
 import type { ProtectedResource } from './protected-resource.js';
 import { VerifiedTokenCache } from './verified-token-cache.js';
@@ -14,6 +17,7 @@ export class TokenVerifier {
   constructor(
     private readonly strategy: KeycardStrategy,
     private readonly verifiedTokens: VerifiedTokenCache,
+    @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
   ) {}
 
   /**
@@ -28,7 +32,13 @@ export class TokenVerifier {
 
   private async verifyAndRemember(token: string, resource: ProtectedResource): Promise<AgentContext> {
     const verification: VerificationRequest = { token, resource };
-    const agent = await this.strategy.verify(verification);
+    let agent: AgentContext;
+    try {
+      agent = await this.strategy.verify(verification);
+    } catch (error) {
+      explainRefusedToken(this.options, error, resource);
+      throw error;
+    }
     this.verifiedTokens.set(verification, agent);
     return agent;
   }
