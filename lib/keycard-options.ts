@@ -5,6 +5,7 @@ import type { FetchLike, KeycardModuleOptions, KeycardZoneOptions } from './inte
 import { DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS, type SupportedAlgorithm } from './keycard.constants.js';
 import { isLoopbackHost } from './loopback.js';
 import { type DpopOptions, normaliseDpopOptions } from './dpop/dpop-options.js';
+import { MODULE_OPTION_NAMES, unknownOptionMessage, ZONE_OPTION_NAMES } from './option-names.js';
 import { ProtectedResource } from './resource-server/protected-resource.js';
 
 /** Logger shape the module writes to. */
@@ -49,6 +50,8 @@ export interface KeycardOptions {
   /** DPoP (RFC 9449); undefined when off (the default). */
   readonly dpop?: DpopOptions;
   readonly logger: KeycardLogger;
+  /** What a failed zone check at boot does: log it (the app serves, 503 until fixed) or fail the bootstrap. */
+  readonly zoneCheck: 'log' | 'fail';
 }
 
 const MAX_CLOCK_TOLERANCE_SECONDS = 300;
@@ -73,6 +76,13 @@ function parseUrl(option: string, value: unknown): URL {
   if (url.username || url.password) fail(option, 'must not contain credentials');
   if (url.hash || value.includes('#')) fail(option, 'must not contain a fragment');
   return url;
+}
+
+/** Fails on the first key of `raw` that is not in `known`, with a did-you-mean (see {@link unknownOptionMessage}). */
+function rejectUnknownKeys(prefix: string, raw: object, known: readonly string[]): void {
+  for (const key of Object.keys(raw)) {
+    if (!known.includes(key)) fail(`${prefix}${key}`, unknownOptionMessage(key, known));
+  }
 }
 
 function requireSecureScheme(option: string, url: URL, allowInsecureHttp: boolean): void {
@@ -121,6 +131,7 @@ function normaliseZones(
     const option = `zones[${index}]`;
     const zone = typeof entry === 'string' ? { zoneUrl: entry } : entry;
     if (typeof zone !== 'object' || zone === null) fail(option, 'must be a zone URL string or { zoneUrl, resource?, clientCredentials? }');
+    rejectUnknownKeys(`${option}.`, zone, ZONE_OPTION_NAMES);
     const issuerUrl = normaliseZoneUrl(`${option}.zoneUrl`, zone.zoneUrl, allowInsecureHttp);
     const own = zone.resource === undefined ? undefined : normaliseResources(`${option}.resource`, zone.resource, allowInsecureHttp);
     for (const resource of own ?? []) if (!resources.has(resource.id)) resources.set(resource.id, resource);
@@ -209,6 +220,12 @@ function normaliseExchangeStore(raw: unknown): ExchangedTokenStore | undefined {
   return store as ExchangedTokenStore;
 }
 
+function normaliseZoneCheck(raw: unknown): 'log' | 'fail' {
+  if (raw === undefined) return 'log';
+  if (raw !== 'log' && raw !== 'fail') fail('zoneCheck', "must be 'log' or 'fail'");
+  return raw;
+}
+
 function normaliseLogger(raw: unknown): KeycardLogger {
   if (raw === undefined) return new Logger('Keycard');
   const logger = raw as Partial<KeycardLogger>;
@@ -231,6 +248,7 @@ export function normaliseOptions(input: string | KeycardModuleOptions): KeycardO
   const raw: KeycardModuleOptions =
     typeof input === 'string' ? { zoneUrl: input } : (input ?? ({} as KeycardModuleOptions));
   if (typeof raw !== 'object') fail('options', 'must be a zone URL string or an options object');
+  rejectUnknownKeys('', raw, MODULE_OPTION_NAMES);
   const allowInsecureHttp = optionalBoolean('allowInsecureHttp', raw.allowInsecureHttp, false);
   const { zones, resources } = normaliseZones(raw, allowInsecureHttp);
   const realm = optionalString('realm', raw.realm);
@@ -264,5 +282,6 @@ export function normaliseOptions(input: string | KeycardModuleOptions): KeycardO
     rpcTokenExtractor: raw.rpcTokenExtractor,
     dpop: normaliseDpopOptions(raw.dpop),
     logger: normaliseLogger(raw.logger),
+    zoneCheck: normaliseZoneCheck(raw.zoneCheck),
   };
 }

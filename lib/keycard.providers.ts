@@ -29,6 +29,7 @@ import { KeycardConnections } from './contexts/keycard-connections.service.js';
 import { KeycardStreams } from './contexts/keycard-streams.js';
 import { GatewayGuards } from './contexts/gateway-guards.js';
 import { ZoneMetadataService } from './zone/zone-metadata.service.js';
+import { ZoneBootCheck } from './zone/zone-boot-check.js';
 
 /** Everything the module provides once its raw options are available under KEYCARD_RAW_OPTIONS. */
 export function createKeycardProviders(): Provider[] {
@@ -49,6 +50,7 @@ export function createKeycardProviders(): Provider[] {
     ResourceResolver,
     RouteRulesRegistry,
     DecisionEvents,
+    ZoneBootCheck,
     AuditTrail,
     VerifiedTokenCache,
     TokenVerifier,

@@ -28,3 +28,11 @@ describe('package manifest', () => {
     expect(missing).toEqual([]);
   });
 });
+
+describe('package manifest: the nestjs-keycard command', () => {
+  it('bin points at the built CLI, whose source starts with a node shebang', () => {
+    const bin = (manifest as { bin?: Record<string, string> }).bin ?? {};
+    expect(bin).toEqual({ 'nestjs-keycard': 'dist/cli/main.js' });
+    expect(readFileSync(join(root, 'lib/cli/main.ts'), 'utf8').split('\n')[0]).toBe('#!/usr/bin/env node');
+  });
+});

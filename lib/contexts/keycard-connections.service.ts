@@ -1,3 +1,4 @@
+import { denialLogLevel } from '../logging/denial-log-level.js';
 import { Inject, Injectable, type WebSocketAdapter } from '@nestjs/common';
 import type { IncomingMessage } from 'node:http';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
@@ -458,8 +459,9 @@ export class KeycardConnections {
     } catch (error) {
       const denial = this.contexts.toDenial(error);
       const line = `denied ${call} status=${denial.getStatus()} reason=${denial.code}`;
-      if (denial.getStatus() >= 500) this.options.logger.error(line);
-      else this.options.logger.warn(line);
+      const level = denialLogLevel(denial);
+      if (level === 'debug') this.options.logger.debug?.(line);
+      else this.options.logger[level](line);
       if (this.options.auditLog) this.audit.recordConnection(call, started, { status: denial.getStatus(), reason: denial.code });
       throw denial;
     }

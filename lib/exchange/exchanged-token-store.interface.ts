@@ -26,4 +26,9 @@ export interface ExchangedTokenStore {
   get(key: string): Promise<StoredExchangedToken | undefined>;
   /** Stores `entry` under `key` for `ttlMs` milliseconds (> 0). */
   set(key: string, entry: StoredExchangedToken, ttlMs: number): Promise<void>;
+  /**
+   * Called once when the app closes (`app.close()`, shutdown hooks): release what the store itself
+   * opened, e.g. a Redis connection it created. Optional; a store must not close what it was given.
+   */
+  close?(): Promise<void> | void;
 }

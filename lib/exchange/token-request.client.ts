@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { createHash, randomInt } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Clock } from '../clock.js';
@@ -88,7 +88,7 @@ class AttemptFailure extends Error {
  * @internal
  */
 @Injectable()
-export class TokenRequestClient {
+export class TokenRequestClient implements OnModuleDestroy {
   private readonly cache: BoundedCache<ExchangedToken>;
   private readonly pending = new Map<string, Promise<ExchangedToken>>();
   private readonly shared: SharedExchangeCache | undefined;
@@ -100,6 +100,11 @@ export class TokenRequestClient {
   ) {
     this.cache = new BoundedCache(options.exchangeCacheSize, () => clock.now());
     this.shared = options.exchangeStore && new SharedExchangeCache(options.exchangeStore, options.logger, () => clock.now());
+  }
+
+  /** Lets the shared store release what it opened itself (a Redis client it created) when the app closes. */
+  async onModuleDestroy(): Promise<void> {
+    await this.options.exchangeStore?.close?.();
   }
 
   /**

@@ -144,4 +144,13 @@ export interface KeycardModuleOptions {
    * @default Nest's `Logger` with context `Keycard`
    */
   logger?: Pick<LoggerService, 'log' | 'warn' | 'error'> & Partial<Pick<LoggerService, 'debug'>>;
+  /**
+   * The zone is checked once at boot: its metadata answers, its `issuer` equals the zone URL, its
+   * keys include one usable with `algorithms`, and it publishes the declared scopes. `'log'` logs
+   * what is wrong (naming what was expected and what was found) and lets the app start; requests
+   * then answer 503 until the zone is right. `'fail'` waits for the check (up to the 5 s fetch
+   * deadline per document) and fails the bootstrap with that message instead.
+   * @default 'log'
+   */
+  zoneCheck?: 'log' | 'fail';
 }

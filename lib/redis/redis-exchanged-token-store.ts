@@ -1,4 +1,5 @@
-import type { Redis, Cluster } from 'ioredis';
+import type { Redis, Cluster, RedisOptions } from 'ioredis';
+import { requireFromHost } from '../zone/host-require.cjs';
 import type { ExchangedToken } from '../exchange/exchanged-token.interface.js';
 import type { ExchangedTokenStore, StoredExchangedToken } from '../exchange/exchanged-token-store.interface.js';
 import { TokenCipher, type TokenCipherKey } from './token-cipher.js';
@@ -8,8 +9,15 @@ import { TokenCipher, type TokenCipherKey } from './token-cipher.js';
  * @publicApi
  */
 export interface RedisExchangedTokenStoreOptions {
-  /** An ioredis client (or cluster) the application owns and closes. */
-  redis: Redis | Cluster;
+  /** An ioredis client (or cluster) the application owns and closes. Give this or {@link url}. */
+  redis?: Redis | Cluster;
+  /**
+   * A Redis URL (`redis://host:6379/0`): the store creates its own client (ioredis, one retry per
+   * command, errors left to the outage log) and closes it when the app closes. Give this or {@link redis}.
+   */
+  url?: string;
+  /** More ioredis options for the client created from {@link url}. */
+  redisOptions?: RedisOptions;
   /** AES-256-GCM keys; the first encrypts, all decrypt (rotation: put the new key first, drop the old one after the longest token lifetime). */
   keys: readonly TokenCipherKey[];
   /** Prefix of every key written. @default 'keycard:exchange:' */
@@ -41,21 +49,32 @@ interface Entry {
  *   exchangeStore: new RedisExchangedTokenStore({ redis: new Redis(process.env.REDIS_URL), keys: [{ id: 'k1', key: process.env.EXCHANGE_CACHE_KEY }] }),
  * })
  * ```
- * @throws TypeError from the constructor when `redis` or `keys` are invalid
+ * With `url` the store owns its client and the module closes it with the app; with `redis` the
+ * app owns (and closes) the client it gave.
+ * @throws TypeError from the constructor when `redis`/`url` or `keys` are invalid
  * @publicApi
  */
 export class RedisExchangedTokenStore implements ExchangedTokenStore {
   private readonly redis: Redis | Cluster;
   private readonly cipher: TokenCipher;
   private readonly prefix: string;
+  /** True when the store created its client (from `url`) and so closes it. */
+  private readonly ownsClient: boolean;
 
   constructor(options: RedisExchangedTokenStoreOptions) {
-    if (typeof options?.redis?.get !== 'function' || typeof options.redis.set !== 'function') {
+    this.cipher = new TokenCipher(options?.keys);
+    this.ownsClient = options.redis === undefined;
+    this.redis = options.redis ?? clientFor(options);
+    if (typeof this.redis.get !== 'function' || typeof this.redis.set !== 'function') {
       throw new TypeError("RedisExchangedTokenStore: 'redis' must be an ioredis client");
     }
-    this.redis = options.redis;
-    this.cipher = new TokenCipher(options.keys);
     this.prefix = options.prefix ?? 'keycard:exchange:';
+  }
+
+  /** Closes the client the store created from `url` (the module calls it when the app closes); never one it was given. */
+  async close(): Promise<void> {
+    if (!this.ownsClient || this.redis.status === 'end') return;
+    await this.redis.quit().catch(() => this.redis.disconnect());
   }
 
   async get(key: string): Promise<StoredExchangedToken | undefined> {
@@ -69,6 +88,17 @@ export class RedisExchangedTokenStore implements ExchangedTokenStore {
     const name = this.prefix + key;
     await this.redis.set(name, this.cipher.seal(encode(entry), name), 'PX', Math.max(1, Math.floor(ttlMs)));
   }
+}
+
+/** A client for `options.url`, from the app's own ioredis (an optional peer, loaded only here). */
+function clientFor(options: RedisExchangedTokenStoreOptions): Redis {
+  if (typeof options?.url !== 'string' || options.url === '') {
+    throw new TypeError("RedisExchangedTokenStore: give 'redis' (an ioredis client) or 'url' (a Redis URL)");
+  }
+  const { Redis: RedisClient } = requireFromHost<typeof import('ioredis')>('ioredis');
+  const client = new RedisClient(options.url, { maxRetriesPerRequest: 1, ...options.redisOptions });
+  client.on('error', () => undefined); // an outage is logged once by the exchange service, not per reconnection
+  return client;
 }
 
 function encode({ token, cacheUntil }: StoredExchangedToken): string {

@@ -42,6 +42,8 @@ export type DenialReason =
   | 'dpop_replay_store_unavailable'
   | 'insufficient_scope'
   | 'zone_unavailable'
+  /** The zone answers, but not as configured (its metadata `issuer` is not `zoneUrl`, it has no metadata): 503 until fixed. */
+  | 'zone_misconfigured'
   | 'resource_unconfigured'
   | 'unsupported_context'
   | 'rate_limited'
@@ -112,6 +114,7 @@ const DESCRIPTION_OF: Record<DenialReason, string> = {
   dpop_replay_store_unavailable: ERROR_DESCRIPTIONS.unavailable,
   insufficient_scope: ERROR_DESCRIPTIONS.scope,
   zone_unavailable: ERROR_DESCRIPTIONS.unavailable,
+  zone_misconfigured: ERROR_DESCRIPTIONS.misconfigured,
   resource_unconfigured: ERROR_DESCRIPTIONS.misconfigured,
   unsupported_context: ERROR_DESCRIPTIONS.unsupportedContext,
   rate_limited: ERROR_DESCRIPTIONS.rateLimited,
@@ -243,8 +246,16 @@ export class InsufficientScopeException extends KeycardException {
  * Deliberately not `invalid_token` (catalogue Q5, INV4): the client did nothing wrong.
  */
 export class ZoneUnavailableException extends KeycardException {
-  constructor(readonly retryAfterSeconds: number) {
-    super('zone_unavailable', HttpStatus.SERVICE_UNAVAILABLE, 'temporarily_unavailable');
+  /**
+   * @param retryAfterSeconds when the zone is asked again (`Retry-After`).
+   * @param code `zone_misconfigured` when the zone answers but not as configured (the body then says
+   *   the resource server is misconfigured rather than "retry later").
+   */
+  constructor(
+    readonly retryAfterSeconds: number,
+    code: 'zone_unavailable' | 'zone_misconfigured' = 'zone_unavailable',
+  ) {
+    super(code, HttpStatus.SERVICE_UNAVAILABLE, 'temporarily_unavailable');
   }
   headers() {
     return { 'Retry-After': String(Math.max(1, Math.ceil(this.retryAfterSeconds))) };

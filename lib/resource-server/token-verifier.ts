@@ -1,5 +1,8 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
+import { KEYCARD_OPTIONS } from '../keycard.constants.js';
+import type { KeycardOptions } from '../keycard-options.js';
+import { explainRefusedToken } from '../logging/denial-expectations.js';
 import { KeycardStrategy, type VerificationRequest } from './keycard.strategy.js';
 import type { ProtectedResource } from './protected-resource.js';
 import { VerifiedTokenCache } from './verified-token-cache.js';
@@ -14,6 +17,7 @@ export class TokenVerifier {
   constructor(
     private readonly strategy: KeycardStrategy,
     private readonly verifiedTokens: VerifiedTokenCache,
+    @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
   ) {}
 
   /**
@@ -37,9 +41,19 @@ export class TokenVerifier {
 
   private verifyAndRemember(token: string, resource: ProtectedResource): AgentContext | Promise<AgentContext> {
     const verification: VerificationRequest = { token, resource };
-    const agent = this.strategy.verify(verification);
-    if (agent instanceof Promise) return agent.then((verified) => this.remembered(verification, verified));
-    return this.remembered(verification, agent);
+    // A refusal's debug line names the expected issuer and audience (never the token).
+    const refused = (error: unknown): never => {
+      explainRefusedToken(this.options, error, resource);
+      throw error;
+    };
+    let agent: AgentContext | Promise<AgentContext>;
+    try {
+      agent = this.strategy.verify(verification);
+    } catch (error) {
+      return refused(error);
+    }
+    if (!(agent instanceof Promise)) return this.remembered(verification, agent);
+    return agent.then((verified) => this.remembered(verification, verified), refused);
   }
 
   private remembered(verification: VerificationRequest, agent: AgentContext): AgentContext {

@@ -2,7 +2,7 @@ import { generateKeyPairSync, randomBytes, randomUUID, type KeyObject } from 'no
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { isLoopbackHost } from '../loopback.js';
+import { isLoopbackAddress, isLoopbackHost } from '../loopback.js';
 import { signJws, verifyJws } from '../jws-crypto.js';
 import type { KeycardModuleOptions } from '../interfaces/keycard-module-options.interface.js';
 import { parseTokenForm } from './token-form.js';
@@ -58,6 +58,19 @@ export interface TestZoneOptions {
   tls?: { key: string; cert: string };
   /** Whether substitute-user exchanges (impersonation) are allowed. @default 'refused' */
   impersonation?: ImpersonationPolicy;
+  /**
+   * Give the keys ids unique to this start (`rs1-<random>`, `ec1-<random>`) instead of `rs1` and
+   * `ec1`: an app still running against a restarted zone then meets an unknown `kid` and refetches
+   * the key set, instead of holding the old `rs1` and refusing every new token. The default kid
+   * of {@link TestZone.issueToken} follows. @default false
+   */
+  freshKeyIds?: boolean;
+  /**
+   * Serve `POST /dev/token` (JSON `{ agent?, user?, scopes?, audience?, expiresIn? }` → `{ access_token,
+   * token_type, expires_in }`): a token for anyone, without credentials, for `curl` in local
+   * development (the `nestjs-keycard token` command). Answers loopback clients only. @default false
+   */
+  devTokenEndpoint?: boolean;
 }
 
 /** Who a {@link TestZone.tokenFor} token speaks for. */
@@ -79,7 +92,7 @@ export interface TokenForOptions {
 }
 
 export interface IssueTokenOptions {
-  /** Which zone key signs. @default 'rs1' */
+  /** Which zone key signs. @default 'rs1' (its fresh name with `freshKeyIds`) */
   kid?: string;
   /** JWS `alg` written in the header. @default the key's algorithm */
   alg?: string;
@@ -128,6 +141,8 @@ export class TestZone {
   dpop: { nonce?: string; bind: boolean } = { bind: true };
 
   private keys: ZoneKey[] = [];
+  /** The kid {@link issueToken} signs with when none is given: `rs1`, or its fresh name. */
+  private defaultKid = 'rs1';
   private readonly tokenEndpoint: TokenEndpoint;
   private readonly codes = new Map<string, PendingCode>();
   private readonly resources: Record<string, string[]>;
@@ -165,7 +180,11 @@ export class TestZone {
     );
   }
 
-  /** Starts a zone on loopback with RSA key `rs1` (RS256) and EC key `ec1` (ES256). */
+  /**
+   * Starts a zone on loopback with RSA key `rs1` (RS256) and EC key `ec1` (ES256), or fresh ids of
+   * them with `freshKeyIds`.
+   * @throws TypeError for an address that is not loopback; the listen error (e.g. `EADDRINUSE`).
+   */
   static async start(options: TestZoneOptions = {}): Promise<TestZone> {
     const host = options.host ?? '127.0.0.1';
     if (!isLoopbackHost(host)) throw new TypeError(`TestZone binds loopback addresses only, not ${host}`);
@@ -178,7 +197,9 @@ export class TestZone {
     const hostInUrl = host.includes(':') ? `[${host}]` : host;
     const scheme = options.tls ? 'https' : 'http';
     const zone = new TestZone(server, `${scheme}://${hostInUrl}:${port}${options.issuerPath ?? ''}`, options);
-    zone.keys = [TestZone.generateKey('rs1', 'RS256'), TestZone.generateKey('ec1', 'ES256')];
+    const suffix = options.freshKeyIds ? `-${randomBytes(4).toString('hex')}` : '';
+    zone.keys = [TestZone.generateKey(`rs1${suffix}`, 'RS256'), TestZone.generateKey(`ec1${suffix}`, 'ES256')];
+    zone.defaultKid = zone.keys[0].kid;
     server.on('connection', (socket: Socket) => {
       zone.sockets.add(socket);
       socket.once('close', () => zone.sockets.delete(socket));
@@ -257,7 +278,7 @@ export class TestZone {
    * `undefined` is left out.
    */
   issueToken(claims: Record<string, unknown> = {}, options: IssueTokenOptions = {}): string {
-    const key = this.key(options.kid ?? 'rs1');
+    const key = this.key(options.kid ?? this.defaultKid);
     const now = Math.floor(Date.now() / 1000);
     const payload = dropUndefined({
       iss: this.issuer,
@@ -397,6 +418,9 @@ export class TestZone {
       this.counts.authorize += 1;
       return this.authorize(new URL(req.url ?? '/', this.origin).searchParams, res);
     }
+    if (path === '/dev/token' && req.method === 'POST' && this.options.devTokenEndpoint) {
+      return this.serveDevToken(req, res);
+    }
     if (path === '/jwks') {
       this.counts.jwks += 1;
       return this.serve('jwks', res, () => ({ status: 200, body: this.jwksOverride ?? this.jwks() }));
@@ -451,6 +475,17 @@ export class TestZone {
     back.searchParams.set('iss', this.issuer); // RFC 9207 §2: in error responses too
     res.writeHead(302, { location: back.href });
     res.end();
+  }
+
+  /** `POST /dev/token`: see {@link TestZoneOptions.devTokenEndpoint}. */
+  private async serveDevToken(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!isLoopbackAddress(req.socket.remoteAddress)) return sendJson(res, 403, { error: 'access_denied' });
+    const asked = parseDevTokenRequest(await readBody(req, TOKEN_BODY_LIMIT));
+    if (asked === undefined) return sendJson(res, 400, { error: 'invalid_request' });
+    const expiresIn = asked.expiresIn ?? 3600;
+    const token = this.tokenFor({ agent: asked.agent, user: asked.user, scopes: asked.scopes, audience: asked.audience, claims: { exp: Math.floor(Date.now() / 1000) + expiresIn } });
+    // No keep-alive: a command-line client that outlives a zone restart must not reuse a dead socket.
+    sendJson(res, 200, { access_token: token, token_type: 'Bearer', expires_in: expiresIn }, { 'cache-control': 'no-store', connection: 'close' });
   }
 
   private async serveToken(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -544,6 +579,32 @@ function readBody(req: IncomingMessage, limit: number): Promise<string | undefin
     req.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.once('error', reject);
   });
+}
+
+/** What `POST /dev/token` may ask for. */
+interface DevTokenRequest {
+  agent?: string;
+  user?: string;
+  scopes?: string[];
+  audience?: string;
+  expiresIn?: number;
+}
+
+/** The JSON body of a `POST /dev/token`, or undefined when it is not one (wrong types, not JSON). */
+function parseDevTokenRequest(body: string | undefined): DevTokenRequest | undefined {
+  let asked: Record<string, unknown>;
+  try {
+    asked = JSON.parse(body ?? '') as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  if (typeof asked !== 'object' || asked === null) return undefined;
+  const optionalString = (value: unknown) => value === undefined || (typeof value === 'string' && value.length > 0);
+  if (!optionalString(asked.agent) || !optionalString(asked.user) || !optionalString(asked.audience)) return undefined;
+  if (asked.scopes !== undefined && !(Array.isArray(asked.scopes) && asked.scopes.every((scope) => typeof scope === 'string'))) return undefined;
+  const expiresIn = asked.expiresIn;
+  if (expiresIn !== undefined && !(Number.isInteger(expiresIn) && (expiresIn as number) > 0 && (expiresIn as number) <= 86_400)) return undefined;
+  return asked as DevTokenRequest;
 }
 
 function sendAnswer(res: ServerResponse, answer: ZoneAnswer): void {

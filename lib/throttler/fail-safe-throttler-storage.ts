@@ -1,6 +1,7 @@
 import { Logger, type LoggerService } from '@nestjs/common';
 import type { ThrottlerStorage } from '@nestjs/throttler';
 import { logSafe } from '../logging/log-safe.js';
+import { StoreOutage } from '../store-outage.js';
 import { withinDeadline } from '../within-deadline.js';
 
 /** What `@nestjs/throttler` expects back from a storage (times in seconds). */
@@ -23,17 +24,27 @@ export interface FailSafeThrottlerStorageOptions {
    * @default 250
    */
   timeoutMs?: number;
+  /**
+   * After a failure, how long the storage is not asked (the limits fail open or closed at once), in
+   * ms; then one request at a time asks it until it answers. So an outage costs at most one
+   * `timeoutMs` wait per back-off window, not one per request.
+   * @default 1000
+   */
+  backOffMs?: number;
   /** Where outages and recoveries are logged (once each). @default Nest's `Logger` with context `KeycardThrottler` */
   logger?: Pick<LoggerService, 'log' | 'warn'>;
 }
 
 const DEFAULT_TIMEOUT_MS = 250;
+const DEFAULT_BACK_OFF_MS = 1_000;
 
 /**
  * A `@nestjs/throttler` storage in front of a shared one (e.g. `ThrottlerStorageRedisService` from
  * `@nest-lab/throttler-storage-redis`) that never lets the storage fail a request: when it errs or
  * does not answer within `timeoutMs`, the limit fails open or closed as configured, instead of the
- * throttler guard throwing (a 500) or waiting. The outage is logged once, and so is the recovery.
+ * throttler guard throwing (a 500) or waiting. After a failure the storage is left alone for
+ * `backOffMs` (1 s), so requests during an outage do not each wait `timeoutMs`. The outage is
+ * logged once, and so is the recovery.
  *
  * @example
  * ```ts
@@ -47,7 +58,7 @@ const DEFAULT_TIMEOUT_MS = 250;
 export class FailSafeThrottlerStorage implements ThrottlerStorage {
   private readonly timeoutMs: number;
   private readonly logger: Pick<LoggerService, 'log' | 'warn'>;
-  private unavailable = false;
+  private readonly outage: StoreOutage;
 
   constructor(
     private readonly storage: ThrottlerStorage,
@@ -59,19 +70,23 @@ export class FailSafeThrottlerStorage implements ThrottlerStorage {
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new TypeError("FailSafeThrottlerStorage: 'timeoutMs' must be a whole number of ms > 0");
     this.timeoutMs = timeoutMs;
+    const backOffMs = options.backOffMs ?? DEFAULT_BACK_OFF_MS;
+    if (!Number.isInteger(backOffMs) || backOffMs < 0) throw new TypeError("FailSafeThrottlerStorage: 'backOffMs' must be a whole number of ms ≥ 0");
+    this.outage = new StoreOutage(backOffMs);
     this.logger = options.logger ?? new Logger('KeycardThrottler');
   }
 
   async increment(key: string, ttl: number, limit: number, blockDuration: number, throttlerName: string): Promise<ThrottlerStorageRecord> {
+    if (!this.outage.mayAsk()) return this.fallback(ttl, limit, blockDuration);
     try {
       const record = await withinDeadline(this.storage.increment(key, ttl, limit, blockDuration, throttlerName), this.timeoutMs);
-      if (this.unavailable) {
-        this.unavailable = false;
-        this.logger.log('Throttler storage answers again: per-agent limits are shared again');
-      }
+      if (this.outage.answered()) this.logger.log('Throttler storage answers again: per-agent limits are shared again');
       return record;
     } catch (error) {
-      return this.fallback(error, ttl, limit, blockDuration);
+      if (this.outage.failed()) {
+        this.logger.warn(`Throttler storage unavailable (${describe(error)}); per-agent limits fail ${this.options.whenUnavailable} until it answers again`);
+      }
+      return this.fallback(ttl, limit, blockDuration);
     }
   }
 
@@ -80,11 +95,7 @@ export class FailSafeThrottlerStorage implements ThrottlerStorage {
     return (this.storage as { onModuleDestroy?: () => unknown }).onModuleDestroy?.();
   }
 
-  private fallback(error: unknown, ttl: number, limit: number, blockDuration: number): ThrottlerStorageRecord {
-    if (!this.unavailable) {
-      this.unavailable = true;
-      this.logger.warn(`Throttler storage unavailable (${describe(error)}); per-agent limits fail ${this.options.whenUnavailable} until it answers again`);
-    }
+  private fallback(ttl: number, limit: number, blockDuration: number): ThrottlerStorageRecord {
     if (this.options.whenUnavailable === 'open') {
       return { totalHits: 0, timeToExpire: Math.ceil(ttl / 1000), isBlocked: false, timeToBlockExpire: 0 };
     }

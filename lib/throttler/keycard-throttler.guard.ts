@@ -94,11 +94,16 @@ export class KeycardThrottlerGuard extends ThrottlerGuard {
     return { req, res: raw === undefined ? NO_HEADERS : { header: (name: string, value: unknown) => raw.setHeader(name, String(value)) } };
   }
 
-  /** Outside HTTP, the 429 reaches the client the way that context's refusals do (GraphQL error, exception event, RpcException). */
+  /**
+   * The 429 reaches the client the way that context's refusals do: over HTTP the body every refusal
+   * has, `{ "error": "rate_limited", "error_description": "Too many requests, retry later" }` with
+   * `Retry-After` (not `@nestjs/throttler`'s `{ statusCode, message }`); a GraphQL error, an
+   * exception event or an RpcException elsewhere.
+   */
   protected override async throwThrottlingException(context: ExecutionContext, detail: ThrottlerLimitDetail): Promise<void> {
     const kind = this.contexts.kindOf(context);
     let answer: unknown;
-    if (kind === undefined || kind.name === 'http') {
+    if (kind === undefined) {
       answer = await super.throwThrottlingException(context, detail).then(() => undefined, (thrown: unknown) => thrown);
     } else {
       const denial = new RateLimitedException(detail.timeToBlockExpire);
@@ -129,8 +134,8 @@ export class KeycardThrottlerGuard extends ThrottlerGuard {
   /**
    * Counts a request the Keycard guard is refusing, with every throttler, skip rule and storage of
    * this guard; no agent is on the request, so the tracker is the client address. Resolves with
-   * `ThrottlerException` (429, `Retry-After` set) when the address is over the limit, outside HTTP
-   * with that context's 429 refusal (see {@link throwThrottlingException}); with `undefined` under
+   * the context's 429 refusal when the address is over the limit (`RateLimitedException` with
+   * `Retry-After` over HTTP; see {@link throwThrottlingException}); with `undefined` under
    * the limit; rejects when the limiter failed (see `RefusalLimiter`).
    */
   private countRefusal(context: ExecutionContext): Promise<unknown> {

@@ -105,6 +105,16 @@ export class JwksKeyStore {
     return this.clock.now() - last.loadedAt < CACHE_MAX_AGE_MS ? last.value : undefined;
   }
 
+  /**
+   * Loads the key set now (or joins the load under way) and counts the keys usable for
+   * verification with the configured algorithms: the boot check's question.
+   * @throws ZoneFetchError when the key set cannot be had.
+   */
+  async usableKeyCount(): Promise<number> {
+    const set = this.keySet.last?.value ?? (await this.keySet.load());
+    return countUsable(set);
+  }
+
   /** When the keys in use were fetched (ms since the epoch), or undefined before the first fetch. */
   get keysFetchedAt(): number | undefined {
     return this.keySet.last?.loadedAt;
@@ -229,7 +239,20 @@ export class JwksKeyStore {
         }
       }
     });
-    return { jwksUri, byKid, sole };
+    const set = { jwksUri, byKid, sole };
+    if (countUsable(set) === 0) this.reportNoUsableKey(jwksUri, raw);
+    return set;
+  }
+
+  /** A key set nothing verifies with is a configuration error: every token would be refused 401. */
+  private reportNoUsableKey(jwksUri: string, raw: unknown[]): void {
+    const found = raw.slice(0, 5).map((entry) => {
+      const jwk = entry as Record<string, unknown>;
+      return `${logSafe(jwk.kid ?? '(no kid)')} ${logSafe(jwk.kty)}${jwk.alg === undefined ? '' : ` ${logSafe(jwk.alg)}`}`;
+    });
+    this.options.logger.error(
+      `Zone ${this.options.issuer} publishes no key usable for verification at ${logSafe(jwksUri)}: expected a key for ${[...this.options.algorithms].join(', ')}, found ${raw.length === 0 ? 'no keys' : `${raw.length} (${found.join('; ')})`}. Every token is refused 401 until the zone publishes one or 'algorithms' allows one`,
+    );
   }
 
   /** The checks jwks-rsa does not make (E12–E15, B19). */
@@ -280,6 +303,15 @@ function keyOfAlgorithm(keys: KeysByAlgorithm, alg: SupportedAlgorithm): Verific
   if (found === undefined) throw new InvalidTokenException(keys.size === 0 ? 'key_unusable' : 'algorithm_not_allowed');
   if (found === 'ambiguous') throw new InvalidTokenException('key_unusable');
   return found;
+}
+
+/** Keys usable for some algorithm, ambiguous ones excluded. */
+function countUsable(set: KeySet): number {
+  const usable = new Set<VerificationKey>();
+  for (const byAlgorithm of [...set.byKid.values(), ...(set.sole ? [set.sole] : [])]) {
+    for (const key of byAlgorithm.values()) if (key !== 'ambiguous') usable.add(key);
+  }
+  return new Set([...usable].map((key) => key.key)).size;
 }
 
 /** The label a JWK is imported under by jwks-rsa: its position in the set. */

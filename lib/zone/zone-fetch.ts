@@ -11,6 +11,11 @@ export class ZoneFetchError extends Error {
     message: string,
     /** HTTP status when the zone answered, for callers that fall back on 404. */
     readonly status?: number,
+    /**
+     * True when the zone answered and the answer shows a configuration error (its issuer is not
+     * `zoneUrl`, it has no metadata at all): waiting will not fix it, someone has to.
+     */
+    readonly configuration = false,
   ) {
     super(message);
     this.name = 'ZoneFetchError';
@@ -119,14 +124,35 @@ export async function fetchZoneMetadataDocument(
     document = await fetchZoneJson(fetchFn, issuerUrl.origin + AS_WELL_KNOWN + path);
   } catch (error) {
     if (!(error instanceof ZoneFetchError && error.status === 404)) throw error;
-    document = await fetchZoneJson(fetchFn, issuer.replace(/\/+$/, '') + OIDC_WELL_KNOWN);
+    document = await fetchOidcFallback(fetchFn, issuer);
   }
   if (typeof document !== 'object' || document === null || Array.isArray(document)) {
     throw new ZoneFetchError('zone metadata is not a JSON object');
   }
   const doc = document as Record<string, unknown>;
-  if (doc.issuer !== issuer) {
-    throw new ZoneFetchError(`zone metadata issuer ${logSafe(JSON.stringify(doc.issuer))} does not equal the configured zoneUrl ${JSON.stringify(issuer)}`);
-  }
+  if (doc.issuer !== issuer) throw issuerMismatch(doc.issuer, issuer);
   return doc as Record<string, unknown> & { issuer: string };
+}
+
+/** The OIDC discovery document after a 404 for RFC 8414's; both 404 is a configuration error. */
+async function fetchOidcFallback(fetchFn: FetchLike, issuer: string): Promise<unknown> {
+  const url = issuer.replace(/\/+$/, '') + OIDC_WELL_KNOWN;
+  try {
+    return await fetchZoneJson(fetchFn, url);
+  } catch (error) {
+    if (!(error instanceof ZoneFetchError && error.status === 404)) throw error;
+    const hint = "is 'zoneUrl' the zone's issuer URL, e.g. https://<zone-id>.keycard.cloud?";
+    throw new ZoneFetchError(`the zone has no metadata: RFC 8414 and OpenID discovery both answered HTTP 404 (${hint})`, 404, true);
+  }
+}
+
+/** RFC 8414 §3.3: the document's issuer must be the configured one, code point for code point. */
+function issuerMismatch(found: unknown, expected: string): ZoneFetchError {
+  const foundText = logSafe(JSON.stringify(found) ?? 'nothing');
+  const slash = typeof found === 'string' && found.replace(/\/$/, '') === expected.replace(/\/$/, '') ? ' (they differ by a trailing slash)' : '';
+  return new ZoneFetchError(
+    `zone metadata issuer ${foundText} does not equal the configured zoneUrl ${JSON.stringify(expected)}${slash}: set 'zoneUrl' to the zone's issuer exactly`,
+    undefined,
+    typeof found === 'string',
+  );
 }

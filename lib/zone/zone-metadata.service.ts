@@ -10,6 +10,9 @@ import { LOG_MESSAGE_MAX_LENGTH, logSafe } from '../logging/log-safe.js';
 import { RefreshingValue } from './refreshing-value.js';
 import { fetchZoneMetadataDocument, ZoneFetchError } from './zone-fetch.js';
 
+/** A configuration error of the zone is logged at most once per this many milliseconds. */
+export const CONFIG_ERROR_LOG_INTERVAL_MS = 60_000;
+
 /** The parts of the zone's RFC 8414 document the module relies on, validated. */
 export interface ZoneMetadata {
   readonly issuer: string;
@@ -32,6 +35,12 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
   private retryDelayMs = RETRY_MIN_MS;
   private nextRetryAt = 0;
   private destroyed = false;
+  /** The discovery started at boot, for the boot check (never a second fetch). */
+  private firstAttempt?: Promise<ZoneMetadata>;
+  /** The last failure, when it was a configuration error: requests are told so (503, not "retry later"). */
+  private misconfigured?: ZoneFetchError;
+  /** When a configuration error was last logged: once per {@link CONFIG_ERROR_LOG_INTERVAL_MS}. */
+  private configErrorLoggedAt = -Infinity;
 
   constructor(
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
@@ -41,7 +50,22 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
   }
 
   onModuleInit(): void {
-    this.refreshInBackground();
+    if (this.firstAttempt || this.clock.now() < this.nextRetryAt) return;
+    this.firstAttempt = this.metadata.load();
+    this.firstAttempt.catch(() => undefined);
+  }
+
+  /**
+   * The outcome of the discovery started at boot (joined, never repeated): the metadata, or what
+   * failed. Starts one when the module was not initialised (a service used on its own).
+   */
+  async firstDiscovery(): Promise<{ metadata: ZoneMetadata } | { error: Error }> {
+    this.onModuleInit();
+    try {
+      return { metadata: await (this.firstAttempt ?? this.metadata.load()) };
+    } catch (error) {
+      return { error: error instanceof Error ? error : new Error(String(error)) };
+    }
   }
 
   onModuleDestroy(): void {
@@ -95,7 +119,8 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
   }
 
   private unavailable(): ZoneUnavailableException {
-    return new ZoneUnavailableException(Math.max(1, (this.nextRetryAt - this.clock.now()) / 1000));
+    const retryAfter = Math.max(1, (this.nextRetryAt - this.clock.now()) / 1000);
+    return new ZoneUnavailableException(retryAfter, this.misconfigured ? 'zone_misconfigured' : 'zone_unavailable');
   }
 
   /** Starts a load unless one is under way or the back-off says wait; never rejects. */
@@ -114,11 +139,11 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
       const metadata = await this.discover();
       this.retryDelayMs = RETRY_MIN_MS;
       this.nextRetryAt = 0;
+      if (this.misconfigured) this.options.logger.log(`Zone ${this.options.issuer}: its metadata is valid again`);
+      this.misconfigured = undefined;
       return metadata;
     } catch (error) {
-      this.options.logger.warn(
-        `Zone ${this.options.issuer} unavailable, retrying in ${this.retryDelayMs} ms: ${logSafe((error as Error).message, LOG_MESSAGE_MAX_LENGTH)}`,
-      );
+      this.reportFailure(error);
       this.nextRetryAt = this.clock.now() + this.retryDelayMs;
       if (this.destroyed) throw error;
       this.retryTimer = setTimeout(() => {
@@ -129,6 +154,25 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
       this.retryDelayMs = Math.min(this.retryDelayMs * 2, RETRY_MAX_MS);
       throw error;
     }
+  }
+
+  /**
+   * An outage is a warning per attempt (the back-off bounds them); a configuration error is an
+   * error, naming what was expected and what was found, once per interval however often it recurs.
+   */
+  private reportFailure(error: unknown): void {
+    const message = logSafe((error as Error).message, LOG_MESSAGE_MAX_LENGTH);
+    if (!(error instanceof ZoneFetchError && error.configuration)) {
+      this.misconfigured = undefined;
+      this.options.logger.warn(`Zone ${this.options.issuer} unavailable, retrying in ${this.retryDelayMs} ms: ${message}`);
+      return;
+    }
+    this.misconfigured = error;
+    if (this.clock.now() - this.configErrorLoggedAt < CONFIG_ERROR_LOG_INTERVAL_MS) return;
+    this.configErrorLoggedAt = this.clock.now();
+    this.options.logger.error(
+      `Zone configuration error for zoneUrl ${this.options.issuer}: ${message}. Protected requests answer 503 until it is fixed (checked again with back-off; this error is logged once per ${CONFIG_ERROR_LOG_INTERVAL_MS / 60_000} min)`,
+    );
   }
 
   private async discover(): Promise<ZoneMetadata> {

@@ -47,12 +47,12 @@ async function withApp(
 const auditLines = (api: RunningApp) =>
   api.logger.lines.filter((l) => l.startsWith('{"event":"keycard.audit"')).map((l) => JSON.parse(l) as Record<string, unknown>);
 
-/** 429 of the rate limiter: Retry-After ≥ 1 s, no challenge, the throttler's body, nothing of `secrets`. */
+/** 429 of the rate limiter: Retry-After ≥ 1 s, no challenge, the body of every refusal (issue 25), nothing of `secrets`. */
 function assertRateLimited(res: HttpAnswer, secrets: readonly string[]): void {
   assert.equal(res.status, 429, res.text);
   assert.ok(Number(res.headers['retry-after']) >= 1, `Retry-After ${String(res.headers['retry-after'])}`);
   assert.equal(res.headers['www-authenticate'], undefined);
-  assert.deepEqual(res.json, { statusCode: 429, message: 'ThrottlerException: Too Many Requests' });
+  assert.deepEqual(res.json, { error: 'rate_limited', error_description: 'Too many requests, retry later' });
   for (const secret of secrets) assert.equal(res.text.includes(secret) || JSON.stringify(res.headers).includes(secret), false);
 }
 

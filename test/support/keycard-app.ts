@@ -66,17 +66,23 @@ export function scopeOf(method: string, path: string): string | undefined {
 /** Log lines the module wrote, to assert that no token or secret leaked (INV7). */
 export class CapturingLogger {
   readonly lines: string[] = [];
+  /** The lines written at each level (`error`, `warn`, `log`, `debug`). */
+  readonly levels: Record<'log' | 'warn' | 'error' | 'debug', string[]> = { log: [], warn: [], error: [], debug: [] };
   log(message: unknown) {
-    this.lines.push(String(message));
+    this.capture('log', message);
   }
   warn(message: unknown) {
-    this.lines.push(String(message));
+    this.capture('warn', message);
   }
   error(message: unknown) {
-    this.lines.push(String(message));
+    this.capture('error', message);
   }
   debug(message: unknown) {
+    this.capture('debug', message);
+  }
+  private capture(level: keyof CapturingLogger['levels'], message: unknown) {
     this.lines.push(String(message));
+    this.levels[level].push(String(message));
   }
 }
 
