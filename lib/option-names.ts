@@ -1,19 +1,30 @@
+import type { KeycardModuleOptions, KeycardZoneOptions } from './interfaces/keycard-module-options.interface.js';
+
 /**
  * The option names `KeycardModule.forRoot()` accepts, and what a misspelt or borrowed name most
  * likely meant. An unknown key fails the bootstrap: an ignored `audience` would leave the API
  * without the audience check its author thinks it has.
  */
 
+/**
+ * Every key of `KeycardModuleOptions` / `KeycardZoneOptions`, as records over the interfaces' keys:
+ * an option added to an interface and not here fails the type check, so a new option can never be
+ * refused as unknown at boot.
+ */
+const MODULE_OPTIONS: Record<keyof KeycardModuleOptions, true> = {
+  zoneUrl: true, zones: true, resource: true, scopesSupported: true, resourceName: true, resourceDocumentation: true,
+  clockToleranceSeconds: true, algorithms: true, requireAtJwtType: true, readScpClaim: true, auditLog: true, realm: true,
+  clientCredentials: true, exchangeCacheSize: true, exchangeStore: true, verifiedTokenCacheSize: true,
+  allowInsecureHttp: true, rpcTokenExtractor: true, fetch: true, logger: true, zoneCheck: true,
+  dpop: true, mcpAllowedOrigins: true,
+};
+const ZONE_OPTIONS: Record<keyof KeycardZoneOptions, true> = { zoneUrl: true, resource: true, clientCredentials: true };
+
 /** Every key of `KeycardModuleOptions`. */
-export const MODULE_OPTION_NAMES: readonly string[] = [
-  'zoneUrl', 'zones', 'resource', 'scopesSupported', 'resourceName', 'resourceDocumentation',
-  'clockToleranceSeconds', 'algorithms', 'requireAtJwtType', 'readScpClaim', 'auditLog', 'realm',
-  'clientCredentials', 'exchangeCacheSize', 'exchangeStore', 'verifiedTokenCacheSize',
-  'allowInsecureHttp', 'rpcTokenExtractor', 'fetch', 'logger', 'zoneCheck',
-];
+export const MODULE_OPTION_NAMES: readonly string[] = Object.keys(MODULE_OPTIONS);
 
 /** Every key of `KeycardZoneOptions` (one entry of `zones`). */
-export const ZONE_OPTION_NAMES: readonly string[] = ['zoneUrl', 'resource', 'clientCredentials'];
+export const ZONE_OPTION_NAMES: readonly string[] = Object.keys(ZONE_OPTIONS);
 
 /**
  * Names users bring from other libraries (express-oauth2-jwt-bearer, passport-jwt, jose,
