@@ -12,6 +12,7 @@ export type DecisionReason =
   | 'invalid_token'
   | 'token_expired'
   | 'insufficient_scope'
+  | 'insufficient_user_authentication'
   | 'rate_limited'
   | 'zone_unavailable'
   | 'server_error';
@@ -26,11 +27,14 @@ export function reasonOfCode(code: DenialReason, status: number): DecisionReason
   switch (code) {
     case 'no_credentials':
     case 'insufficient_scope':
+    case 'insufficient_user_authentication':
     case 'rate_limited':
     case 'zone_unavailable':
       return code;
     case 'expired':
       return 'token_expired';
+    case 'insufficient_permission':
+      return 'insufficient_scope';
     default:
       if (status === 400) return 'invalid_request';
       return status >= 500 ? 'server_error' : 'invalid_token';
