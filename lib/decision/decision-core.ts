@@ -6,7 +6,7 @@ import type { KeycardOptions } from '../keycard-options.js';
 import { McpTools } from '../mcp/mcp-tools.js';
 import { isVerifiedAgent } from '../resource-server/access-token-rules.js';
 import { AdmittedCalls } from '../resource-server/admitted-calls.js';
-import { type DenialReason, InsufficientScopeException } from '../resource-server/keycard.exceptions.js';
+import type { DenialReason } from '../resource-server/keycard.exceptions.js';
 import { requestState } from '../resource-server/request-state.js';
 import { RouteRulesRegistry } from '../resource-server/route-rules.registry.js';
 import { TokenVerifier } from '../resource-server/token-verifier.js';
@@ -150,8 +150,8 @@ export class DecisionCore {
     const { carrier } = call;
     const shared = call.kind.sharedCarrier;
     const agent = shared ? earlier.agent! : (carrier.user as AgentContext);
-    const required = shared ? earlier.required : call.rules.scopes;
-    if (required === undefined || judge.hasScopes(agent, required)) {
+    const refusal = this.policy.unmet(shared ? earlier : call, agent, judge);
+    if (refusal === undefined) {
       if (shared) judge.admittedCalls.add(call.context.getArgs(), earlier);
       return true;
     }
@@ -159,7 +159,7 @@ export class DecisionCore {
       call.agent = agent;
       call.resource = this.verification.resourceOf(call, call.kind.httpRequest(call.context, carrier));
       requestState(carrier).agent = agent;
-      throw new InsufficientScopeException(required);
+      throw refusal;
     } catch (error) {
       return this.refusals.refuse(call, judge, error);
     }
@@ -183,7 +183,7 @@ export class DecisionCore {
     const { kind, context, carrier, rules } = call;
     if (unmet !== undefined) {
       requestState(carrier).agent = agent; // for the denial's audit line over HTTP
-      throw new InsufficientScopeException(unmet);
+      throw unmet;
     }
     if (rules.mcp !== undefined && call.token !== undefined && call.resource !== undefined) {
       this.mcp.admitted({ request: carrier, response: kind.httpResponse(context, carrier), rule: rules.mcp, agent, token: call.token, resource: call.resource });

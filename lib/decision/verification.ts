@@ -66,9 +66,10 @@ export class Verification {
     return agent;
   }
 
-  /** A call without a token: N12, a `@Public()` mcp-nest tool, is served; anything else is refused. */
+  /** A call without a token: an `@OptionalAuth()` handler (Q26) or N12, a `@Public()` mcp-nest tool, is served; anything else is refused. */
   private anonymous(call: Call): typeof ANONYMOUS {
     const { rules, carrier } = call;
+    if (rules.optional) return ANONYMOUS;
     if (rules.mcp !== undefined && this.parts.mcp.toolOf((carrier as { body?: unknown }).body)?.isPublic === true) return ANONYMOUS;
     throw new MissingCredentialsException();
   }
