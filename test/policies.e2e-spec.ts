@@ -193,6 +193,25 @@ describe.each(ADAPTERS)('§T policies over HTTP (%s)', (adapter) => {
     expect({ status: basic.status, json: basic.json }).toEqual({ status: 200, json: { agent: null } });
   });
 
+  it('T15 @OptionalAuth() with a valid token and the JWKS unreachable (cold cache): 200 anonymous, audit reason zone_unavailable, no claim of the token used', async () => {
+    const down = await TestZone.start({ audience: R });
+    down.faults.jwks = { kind: 'status', status: 500 };
+    const app = await startApp(adapter, { zoneUrl: down.issuer, resource: R, auditLog: true }, { controllers: [PolicyController] });
+    try {
+      const t = down.issueToken({ client_id: 'agent-unverified' });
+      const res = await get(app, '/greeting', t);
+      expect({ status: res.status, json: res.json, challenge: res.headers['www-authenticate'] }).toEqual({ status: 200, json: { agent: null }, challenge: undefined });
+      const audit = app.logger.lines.filter((line) => line.startsWith('{"event":"keycard.audit"')).map((line) => JSON.parse(line) as Record<string, unknown>);
+      expect(audit).toEqual([expect.objectContaining({ status: 200, reason: 'zone_unavailable' })]);
+      expect(app.logger.lines.join('\n')).not.toContain('agent-unverified');
+      expect(app.logger.lines.join('\n')).not.toContain(t.split('.')[2]);
+      expectOutcome(await get(app, '/orders', t), '503 RA', PRM); // a required route still answers 503
+    } finally {
+      await app.close();
+      await down.stop();
+    }
+  });
+
   it.each([
     ['@OptionalAuth() and @RequireScopes()', (c: object) => { OptionalAuth()(c as never); RequireScopes('a')(c as never); }],
     ['@OptionalAuth() and @Public()', (c: object) => { OptionalAuth()(c as never); Public()(c as never); }],

@@ -82,7 +82,7 @@ export class DecisionCore {
       if (agent === ANONYMOUS) return this.mcp.admittedAnonymous(call.carrier) && this.admitPublic(call);
       if (!(agent instanceof Promise)) return this.admit(call, judge, agent);
       return agent.then(
-        (verified) => this.admitOrRefuse(call, judge, verified),
+        (verified) => (verified === ANONYMOUS ? this.mcp.admittedAnonymous(call.carrier) && this.admitPublic(call) : this.admitOrRefuse(call, judge, verified)),
         (error: unknown) => this.refusals.refuse(call, judge, error),
       );
     } catch (error) {

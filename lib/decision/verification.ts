@@ -4,7 +4,7 @@ import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { checkRequestLogger } from '../logging/request-logger-check.js';
 import type { McpTools } from '../mcp/mcp-tools.js';
-import { MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
+import { MissingCredentialsException, ZoneUnavailableException } from '../resource-server/keycard.exceptions.js';
 import type { ProtectedResource } from '../resource-server/protected-resource.js';
 import { peekRequestState, requestState } from '../resource-server/request-state.js';
 import type { RouteRulesRegistry } from '../resource-server/route-rules.registry.js';
@@ -39,10 +39,11 @@ export class Verification {
 
   /**
    * The verified agent of `call` (also left on `call.agent`), or {@link ANONYMOUS} for a `@Public()`
-   * mcp-nest tool called without a token.
+   * mcp-nest tool called without a token, and for an `@OptionalAuth()` call without a token or
+   * whose zone cannot be reached.
    * @throws KeycardException (or anything the stages throw, which the core turns into `invalid_token`).
    */
-  agentOf(call: Call): AgentContext | typeof ANONYMOUS | Promise<AgentContext> {
+  agentOf(call: Call): AgentContext | typeof ANONYMOUS | Promise<AgentContext | typeof ANONYMOUS> {
     const { kind, context, carrier } = call;
     // The agent the connection opened with: a message refused because its token expired names it (log, audit).
     const opened = call.isConnection ? kind.connectionAgent(carrier) : undefined;
@@ -55,8 +56,28 @@ export class Verification {
     call.token = kind.token(context, carrier);
     if (call.token === undefined) return this.anonymous(call);
     this.checkRequestLoggerOnce(call, raw);
+    if (call.rules.optional) return this.verifiedOrAnonymous(call);
     const agent = this.verify(call);
     return agent instanceof Promise ? agent.then((verified) => this.validated(call, verified)) : this.validated(call, agent);
+  }
+
+  /**
+   * An `@OptionalAuth()` call with a token (Q26): its verified agent; a token that fails is refused
+   * as anywhere; but when the zone cannot be reached the call is served anonymously (never on the
+   * token's unverified claims), and its audit line names `zone_unavailable` (catalogue T15).
+   */
+  private verifiedOrAnonymous(call: Call): AgentContext | typeof ANONYMOUS | Promise<AgentContext | typeof ANONYMOUS> {
+    const unavailable = (error: unknown): typeof ANONYMOUS => {
+      if (!(error instanceof ZoneUnavailableException)) throw error;
+      requestState(call.carrier).denial = 'zone_unavailable';
+      return ANONYMOUS;
+    };
+    try {
+      const agent = this.verify(call);
+      return agent instanceof Promise ? agent.then((verified) => this.validated(call, verified), unavailable) : this.validated(call, agent);
+    } catch (error) {
+      return unavailable(error);
+    }
   }
 
   /** Runs the validators in order; the first that throws refuses the call. */
