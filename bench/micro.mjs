@@ -3,6 +3,7 @@
 //  - the guard's cold path (every token new to it) and its verified-token cache hit
 //  - the cache hit with the decision core's optional steps on: one DecisionEvents subscriber and one
 //    TokenValidator (what an app that observes decisions, or the audit log, adds per call)
+//  - the cache hit with policies: a requirement that is a function of the arguments, a scope hierarchy
 //  - a cache-hit TokenExchangeService.exchange()
 import 'reflect-metadata';
 import { createPublicKey, verify } from 'node:crypto';
@@ -47,12 +48,13 @@ const floor = await time('floor: parse + crypto.verify (cached KeyObject) + iss/
   if (payload.iss !== zone.issuer || payload.aud !== R || payload.exp < Date.now() / 1000) throw new Error('claims');
 });
 
-async function guardFor(cacheSize, observed = false) {
+/** `policy`: decorators for the route (default `@RequireScopes('read')`); `options`: more module options; `first`: the token of the warm-up call. */
+async function guardFor(cacheSize, observed = false, { policy = [RequireScopes('read')], options = {}, first = tokens[0] } = {}) {
   class Controller_ { list() {} }
-  RequireScopes('read')(Controller_.prototype, 'list', Object.getOwnPropertyDescriptor(Controller_.prototype, 'list'));
+  for (const decorator of policy) decorator(Controller_.prototype, 'list', Object.getOwnPropertyDescriptor(Controller_.prototype, 'list'));
   class M {}
   const validators = observed ? [{ provide: KEYCARD_TOKEN_VALIDATORS, useValue: [{ validate() {} }] }] : [];
-  Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, verifiedTokenCacheSize: cacheSize, logger: { log() {}, warn() {}, error() {} } })], providers: validators })(M);
+  Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, verifiedTokenCacheSize: cacheSize, logger: { log() {}, warn() {}, error() {} }, ...options })], providers: validators })(M);
   const app = await NestFactory.create(M, { logger: false });
   await app.init();
   let decisions = 0;
@@ -62,7 +64,7 @@ async function guardFor(cacheSize, observed = false) {
     const request = { method: 'GET', url: '/api/data', headers: { host: 'api.example.com', authorization: `Bearer ${token}` }, rawHeaders: ['Host', 'api.example.com', 'Authorization', `Bearer ${token}`], socket: {} };
     return { getType: () => 'http', getHandler: () => Controller_.prototype.list, getClass: () => Controller_, switchToHttp: () => ({ getRequest: () => request, getResponse: () => ({}) }) };
   };
-  await guard.canActivate(context(tokens[0]));
+  await guard.canActivate(context(first));
   if (observed && decisions === 0) throw new Error('the subscriber saw no decision');
   return { app, guard, check: (token) => guard.canActivate(context(token)) };
 }
@@ -77,6 +79,23 @@ const observed = await guardFor(N, true);
 for (const t of tokens) await observed.check(t);
 const observedHit = await time('guard, cache hit, one event subscriber + one TokenValidator', (i) => observed.check(tokens[i]));
 await observed.app.close();
+
+// Policies (issue 19): the same cache hit on a route whose requirement is a function of the call's
+// arguments (evaluated per call, after verification), and with a scope hierarchy where a broader
+// scope satisfies the route; against plain @RequireScopes on the same tokens.
+const repoTokens = Array.from({ length: N }, (_, i) => zone.issueToken({ aud: R, scope: 'read repo:read repo:write', sub: `r${i}`, exp }));
+const byVisibility = RequireScopes.fromArguments((args) => (args.body?.visibility === 'private' ? ['repo:private'] : ['repo:read']));
+const policies = {};
+for (const [name, shape] of Object.entries({
+  plain: {},
+  argumentFunction: { policy: [RequireScopes('read'), byVisibility] },
+  hierarchy: { policy: [RequireScopes('read', 'repo:list')], options: { scopeHierarchy: { 'repo:write': ['repo:list'] } } },
+})) {
+  const guarded = await guardFor(N, false, { ...shape, first: repoTokens[0] });
+  for (const t of repoTokens) await guarded.check(t);
+  policies[name] = await time(`guard, cache hit, policy: ${name}`, (i) => guarded.check(repoTokens[i]));
+  await guarded.app.close();
+}
 
 // The same cache hit through the ExecutionContext Nest builds for a route and for a resolver (a
 // fresh request per call, as on the wire): what the guard itself costs in each context, without
@@ -116,4 +135,7 @@ await zone.stop();
 console.log(`\ncold path ÷ floor: ${(coldCost / floor).toFixed(2)} (target ≤ 1.5); Node ${process.version}`);
 console.log(`guard cache hit, GraphQL − HTTP: ${(graphqlHit - httpHit).toFixed(2)} µs (target ≤ 0)`);
 console.log(`guard cache hit, + one event subscriber and one validator: +${(observedHit - hitCost).toFixed(2)} µs`);
+console.log(`guard cache hit, argument-function policy − plain scopes: +${(policies.argumentFunction - policies.plain).toFixed(2)} µs (target < 2)`);
+console.log(`guard cache hit, scope hierarchy − plain scopes: +${(policies.hierarchy - policies.plain).toFixed(2)} µs`);
+console.log(JSON.stringify({ policyPlainMicros: policies.plain, policyArgumentFunctionMicros: policies.argumentFunction, policyHierarchyMicros: policies.hierarchy }));
 console.log(JSON.stringify({ floorMicros: floor, coldMicros: coldCost, cacheHitMicros: hitCost, observedCacheHitMicros: observedHit, httpContextHitMicros: httpHit, graphqlContextHitMicros: graphqlHit, exchangeCacheHitMicros: exchangeCost }));
