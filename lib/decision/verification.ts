@@ -90,7 +90,8 @@ export class Verification {
   /** A call without a token: an `@OptionalAuth()` handler (Q26) or N12, a `@Public()` mcp-nest tool, is served; anything else is refused. */
   private anonymous(call: Call): typeof ANONYMOUS {
     const { rules, carrier } = call;
-    if (rules.optional) return ANONYMOUS;
+    // A connection's messages are judged on its handshake's agent: there is no anonymous message.
+    if (rules.optional && !call.isConnection) return ANONYMOUS;
     if (rules.mcp !== undefined && this.parts.mcp.toolOf((carrier as { body?: unknown }).body)?.isPublic === true) return ANONYMOUS;
     throw new MissingCredentialsException();
   }
