@@ -97,6 +97,32 @@ for (const [name, shape] of Object.entries({
   await guarded.app.close();
 }
 
+// The policy evaluation alone (no guard around it, so the load of a shared machine blurs it less):
+// per call, a plain @RequireScopes against a function of the arguments on top of it.
+const { Requirement } = await import('../dist/decision/policy/requirement.js');
+const { ScopeHierarchy } = await import('../dist/decision/policy/scope-hierarchy.js');
+const { holdsAllScopes } = await import('../dist/decision/judge.js');
+const parts = { hierarchy: ScopeHierarchy.NONE, clock: { now: () => Date.now() }, leewaySeconds: 60, logger: { log() {}, warn() {}, error() {} } };
+const visibility = (args) => (args.body?.visibility === 'private' ? ['repo:private'] : ['repo:read']);
+const assessAgent = { scopes: ['read', 'repo:read'], claims: {} };
+const assessJudge = { hasScopes: holdsAllScopes };
+const assessCall = { rules: {}, context: { getType: () => 'http' }, carrier: { params: {}, query: {}, body: { visibility: 'public' } } };
+function timeSync(label, fn, calls = 1_000_000) {
+  const perCall = [];
+  for (let round = 0; round < ROUNDS + 1; round++) {
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < calls; i++) if (fn() !== undefined) throw new Error(`${label}: refused`);
+    if (round > 0) perCall.push(Number(process.hrtime.bigint() - start) / 1000 / calls);
+  }
+  const { p50 } = stats(perCall);
+  console.log(`${label.padEnd(58)} ${p50.toFixed(3).padStart(8)} µs/call (median of ${ROUNDS} rounds × ${calls})`);
+  return p50;
+}
+const plainRequirement = Requirement.compile({ scopes: ['read'] }, 'Bench.plain', parts);
+const argumentRequirement = Requirement.compile({ scopes: ['read'], fromArguments: visibility }, 'Bench.arguments', parts);
+const assessPlain = timeSync('policy alone: plain @RequireScopes', () => plainRequirement.assess(assessAgent, assessCall, assessJudge));
+const assessArguments = timeSync('policy alone: + a function of the arguments', () => argumentRequirement.assess(assessAgent, assessCall, assessJudge));
+
 // The same cache hit through the ExecutionContext Nest builds for a route and for a resolver (a
 // fresh request per call, as on the wire): what the guard itself costs in each context, without
 // Nest's pipeline around it. Issue 10: GraphQL must cost no more than HTTP.
@@ -137,5 +163,6 @@ console.log(`guard cache hit, GraphQL − HTTP: ${(graphqlHit - httpHit).toFixed
 console.log(`guard cache hit, + one event subscriber and one validator: +${(observedHit - hitCost).toFixed(2)} µs`);
 console.log(`guard cache hit, argument-function policy − plain scopes: +${(policies.argumentFunction - policies.plain).toFixed(2)} µs (target < 2)`);
 console.log(`guard cache hit, scope hierarchy − plain scopes: +${(policies.hierarchy - policies.plain).toFixed(2)} µs`);
-console.log(JSON.stringify({ policyPlainMicros: policies.plain, policyArgumentFunctionMicros: policies.argumentFunction, policyHierarchyMicros: policies.hierarchy }));
+console.log(`policy alone, function of the arguments − plain: +${(assessArguments - assessPlain).toFixed(3)} µs (target < 2)`);
+console.log(JSON.stringify({ policyAlonePlainMicros: assessPlain, policyAloneArgumentsMicros: assessArguments, policyPlainMicros: policies.plain, policyArgumentFunctionMicros: policies.argumentFunction, policyHierarchyMicros: policies.hierarchy }));
 console.log(JSON.stringify({ floorMicros: floor, coldMicros: coldCost, cacheHitMicros: hitCost, observedCacheHitMicros: observedHit, httpContextHitMicros: httpHit, graphqlContextHitMicros: graphqlHit, exchangeCacheHitMicros: exchangeCost }));

@@ -114,10 +114,10 @@ export class Requirement {
     if (this.fromArguments !== undefined) {
       const extra = this.argumentScopes(agent, call);
       if (extra.length > 0) {
-        needed = [...new Set([...needed, ...extra])];
-        const extraSet = new ScopeSet(extra, this.parts.hierarchy);
-        held &&= extraSet.heldBy(granted);
-        if (held) grants = [...grants, ...extraSet.grantsIn(granted)];
+        needed = withExtra(needed, extra);
+        held &&= this.holdsEach(extra, granted);
+        // The app's hasScopes hook is asked about token scopes: the needed ones when held by name.
+        if (held) grants = everyIn(needed, granted) ? needed : new ScopeSet(needed, this.parts.hierarchy).grantsIn(granted);
       }
     }
     if (held && needed.length > 0) held = judge.hasScopes(agent, grants);
@@ -149,6 +149,18 @@ export class Requirement {
     return best;
   }
 
+  /** True when `granted` satisfies every scope of `scopes` (through the hierarchy's cached satisfiers). */
+  private holdsEach(scopes: readonly string[], granted: readonly string[]): boolean {
+    const { hierarchy } = this.parts;
+    for (let i = 0; i < scopes.length; i++) {
+      const options = hierarchy.satisfiersOf(scopes[i]);
+      let found = false;
+      for (let j = 0; j < options.length && !found; j++) found = granted.includes(options[j]);
+      if (!found) return false;
+    }
+    return true;
+  }
+
   /** The argument function's scopes, checked: a policy bug fails closed (T13), logged once naming the handler. */
   private argumentScopes(agent: AgentContext, call: Call): readonly string[] {
     let scopes: unknown;
@@ -169,4 +181,19 @@ export class Requirement {
     this.parts.logger.error(`KeycardModule: the argument-dependent scopes of ${logSafe(this.name)} ${why}; the call is refused (500)`);
     throw new PolicyFailedException();
   }
+}
+
+/** `base` followed by the scopes of `extra` it lacks: `base` itself when it has them all. */
+function withExtra(base: readonly string[], extra: readonly string[]): readonly string[] {
+  let merged: string[] | undefined;
+  for (let i = 0; i < extra.length; i++) {
+    if (base.includes(extra[i]) || merged?.includes(extra[i])) continue;
+    (merged ??= [...base]).push(extra[i]);
+  }
+  return merged ?? base;
+}
+
+function everyIn(scopes: readonly string[], granted: readonly string[]): boolean {
+  for (let i = 0; i < scopes.length; i++) if (!granted.includes(scopes[i])) return false;
+  return true;
 }
