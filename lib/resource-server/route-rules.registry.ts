@@ -64,8 +64,15 @@ interface Declaration {
 
 const NOT_DECLARED: Declaration = { isPublic: false, optional: false, target: undefined };
 
-/** The policy decorators other than `@Public()` / `@OptionalAuth()`: any of them declares a requirement. */
-const REQUIREMENT_KEYS = [KEYCARD_SCOPES, KEYCARD_SCOPE_PATHS, KEYCARD_ARGUMENT_SCOPES, KEYCARD_CLAIMS, KEYCARD_AUTHENTICATION, KEYCARD_ACTORS];
+/** The policy decorators other than `@Public()` / `@OptionalAuth()`, by metadata key: any of them declares a requirement. */
+const REQUIREMENT_DECORATORS: readonly (readonly [key: string, name: string])[] = [
+  [KEYCARD_SCOPES, '@RequireScopes()'],
+  [KEYCARD_SCOPE_PATHS, '@RequireScopes.anyOf()'],
+  [KEYCARD_ARGUMENT_SCOPES, '@RequireScopes.fromArguments()'],
+  [KEYCARD_CLAIMS, '@RequireClaims()'],
+  [KEYCARD_AUTHENTICATION, '@RequireAuthentication()'],
+  [KEYCARD_ACTORS, '@RequireActors()'],
+];
 
 /**
  * The route rules of the whole app, computed once at bootstrap from every controller and provider
@@ -310,15 +317,16 @@ function nearestDeclaration(handler: Target, type: Target, name: string): Declar
 function declarationOn(target: Target, where: string): Declaration | undefined {
   const isPublic = Reflect.getOwnMetadata(KEYCARD_PUBLIC, target) === true;
   const optional = Reflect.getOwnMetadata(KEYCARD_OPTIONAL, target) === true;
-  const requires = REQUIREMENT_KEYS.some((key) => Reflect.getOwnMetadata(key, target) !== undefined);
-  const contradiction = isPublic && optional ? '@Public() and @OptionalAuth() are' : requires && (isPublic || optional) ? `${isPublic ? '@Public()' : '@OptionalAuth()'} and a requirement (@RequireScopes(), @RequireClaims(), …) are` : undefined;
+  const requirement = REQUIREMENT_DECORATORS.find(([key]) => Reflect.getOwnMetadata(key, target) !== undefined)?.[1];
+  const opener = isPublic ? '@Public()' : optional ? '@OptionalAuth()' : undefined;
+  const contradiction = isPublic && optional ? '@Public() and @OptionalAuth() are' : requirement !== undefined && opener !== undefined ? `${opener} and ${requirement} are` : undefined;
   if (contradiction !== undefined) {
     throw new Error(
       `KeycardModule: ${contradiction} both declared on ${where}; keep one ` +
         '(the nearest declaration wins: method over class, subclass over base class)',
     );
   }
-  return isPublic || optional || requires ? { isPublic, optional, target } : undefined;
+  return isPublic || optional || requirement !== undefined ? { isPublic, optional, target } : undefined;
 }
 
 /** Each policy decorator's nearest declaration: the handler's own, else its class's, else each base class's. */
