@@ -13,6 +13,7 @@
 //    nothing of OpenTelemetry is loaded (counted in require.cache)
 //  - a DPoP request (RFC 9449) over a bearer one, on the cache hit, with the in-memory replay store,
 //    next to one ES256 verify (the proof's signature: the floor of any DPoP check)
+//  - the cache hit with policies: a requirement that is a function of the arguments, a scope hierarchy
 //  - a cache-hit TokenExchangeService.exchange()
 // The floor, jsonwebtoken and the cold paths are measured paired (issue 24): short blocks of each,
 // interleaved, and each block's time ÷ the floor's block beside it; the median of those ratios is
@@ -110,12 +111,13 @@ const refusedResponse = { set: refuse, setHeader: refuse, header: refuse };
 const warnings = [];
 const quiet = { log() {}, warn: (message) => warnings.push(message), error: (message) => warnings.push(message) };
 
-async function guardFor(cacheSize, observed = false, imports = []) {
+/** `policy`: decorators for the route (default `@RequireScopes('read')`); `options`: more module options; `first`: the token of the warm-up call; `imports`: more modules. */
+async function guardFor(cacheSize, observed = false, { policy = [RequireScopes('read')], options = {}, first = tokens[0], imports = [] } = {}) {
   class Controller_ { list() {} }
-  RequireScopes('read')(Controller_.prototype, 'list', Object.getOwnPropertyDescriptor(Controller_.prototype, 'list'));
+  for (const decorator of policy) decorator(Controller_.prototype, 'list', Object.getOwnPropertyDescriptor(Controller_.prototype, 'list'));
   class M {}
   const validators = observed ? [{ provide: KEYCARD_TOKEN_VALIDATORS, useValue: [{ validate() {} }] }] : [];
-  Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, verifiedTokenCacheSize: cacheSize, logger: quiet }), ...imports], providers: validators })(M);
+  Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, verifiedTokenCacheSize: cacheSize, logger: quiet, ...options }), ...imports], providers: validators })(M);
   const app = await NestFactory.create(M, { logger: false });
   await app.init();
   let decisions = 0;
@@ -125,7 +127,7 @@ async function guardFor(cacheSize, observed = false, imports = []) {
     const request = { method: 'GET', url: '/api/data', headers: { host: 'api.example.com', authorization: `Bearer ${token}` }, rawHeaders: ['Host', 'api.example.com', 'Authorization', `Bearer ${token}`], socket: {} };
     return { getType: () => 'http', getHandler: () => Controller_.prototype.list, getClass: () => Controller_, switchToHttp: () => ({ getRequest: () => request, getResponse: () => refusedResponse }) };
   };
-  await Promise.resolve(guard.canActivate(context(tokens[0]))).catch((error) => {
+  await Promise.resolve(guard.canActivate(context(first))).catch((error) => {
     throw new Error(`${error.message} (module warnings: ${warnings.join('; ') || 'none'})`);
   });
   if (observed && decisions === 0) throw new Error('the subscriber saw no decision');
@@ -190,12 +192,55 @@ const untraced = await guardFor(N);
 for (const t of tokens) await untraced.check(t);
 const sdkHit = await inServerSpan(() => time('guard, cache hit, SDK registered, no telemetry module', (i) => untraced.check(tokens[i])));
 await untraced.app.close();
-const traced = await guardFor(N, false, [KeycardTelemetryModule.forRoot()]);
+const traced = await guardFor(N, false, { imports: [KeycardTelemetryModule.forRoot()] });
 for (const t of tokens) await traced.check(t);
 const tracedHit = await inServerSpan(() => time('guard, cache hit, telemetry on the active server span', (i) => traced.check(tokens[i])));
 server.end();
 const ownSpanHit = await time('guard, cache hit, telemetry with its own keycard.decision span', (i) => traced.check(tokens[i]));
 await traced.app.close();
+
+// Policies (issue 19): the same cache hit on a route whose requirement is a function of the call's
+// arguments (evaluated per call, after verification), and with a scope hierarchy where a broader
+// scope satisfies the route; against plain @RequireScopes on the same tokens.
+const repoTokens = Array.from({ length: N }, (_, i) => zone.issueToken({ aud: R, scope: 'read repo:read repo:write', sub: `r${i}`, exp }));
+const byVisibility = RequireScopes.fromArguments((args) => (args.body?.visibility === 'private' ? ['repo:private'] : ['repo:read']));
+const policies = {};
+for (const [name, shape] of Object.entries({
+  plain: {},
+  argumentFunction: { policy: [RequireScopes('read'), byVisibility] },
+  hierarchy: { policy: [RequireScopes('read', 'repo:list')], options: { scopeHierarchy: { 'repo:write': ['repo:list'] } } },
+})) {
+  const guarded = await guardFor(N, false, { ...shape, first: repoTokens[0] });
+  for (const t of repoTokens) await guarded.check(t);
+  policies[name] = await time(`guard, cache hit, policy: ${name}`, (i) => guarded.check(repoTokens[i]));
+  await guarded.app.close();
+}
+
+// The policy evaluation alone (no guard around it, so the load of a shared machine blurs it less):
+// per call, a plain @RequireScopes against a function of the arguments on top of it.
+const { Requirement } = await import('../dist/decision/policy/requirement.js');
+const { ScopeHierarchy } = await import('../dist/decision/policy/scope-hierarchy.js');
+const { holdsAllScopes } = await import('../dist/decision/judge.js');
+const parts = { hierarchy: ScopeHierarchy.NONE, clock: { now: () => Date.now() }, leewaySeconds: 60, logger: { log() {}, warn() {}, error() {} } };
+const visibility = (args) => (args.body?.visibility === 'private' ? ['repo:private'] : ['repo:read']);
+const assessAgent = { scopes: ['read', 'repo:read'], claims: {} };
+const assessJudge = { hasScopes: holdsAllScopes };
+const assessCall = { rules: {}, context: { getType: () => 'http' }, carrier: { params: {}, query: {}, body: { visibility: 'public' } } };
+function timeSync(label, fn, calls = 1_000_000) {
+  const perCall = [];
+  for (let round = 0; round < ROUNDS + 1; round++) {
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < calls; i++) if (fn() !== undefined) throw new Error(`${label}: refused`);
+    if (round > 0) perCall.push(Number(process.hrtime.bigint() - start) / 1000 / calls);
+  }
+  const { p50 } = stats(perCall);
+  console.log(`${label.padEnd(58)} ${p50.toFixed(3).padStart(8)} µs/call (median of ${ROUNDS} rounds × ${calls})`);
+  return p50;
+}
+const plainRequirement = Requirement.compile({ scopes: ['read'] }, 'Bench.plain', parts);
+const argumentRequirement = Requirement.compile({ scopes: ['read'], fromArguments: visibility }, 'Bench.arguments', parts);
+const assessPlain = timeSync('policy alone: plain @RequireScopes', () => plainRequirement.assess(assessAgent, assessCall, assessJudge));
+const assessArguments = timeSync('policy alone: + a function of the arguments', () => argumentRequirement.assess(assessAgent, assessCall, assessJudge));
 
 // The same cache hit through the ExecutionContext Nest builds for a route and for a resolver (a
 // fresh request per call, as on the wire): what the guard itself costs in each context, without
@@ -282,3 +327,7 @@ console.log(`guard cache hit, + nestjs-keycard/telemetry with an SDK (no-op expo
 console.log(JSON.stringify({ floorMicros: floor, coldMicros: coldCost, coldRatio: coldRow.ratio, newTokenMicros: churnRow.micros, newTokenRatio: churnRow.ratio, jsonwebtokenMicros: jwtRow.micros, jsonwebtokenRatio: jwtRow.ratio, fastJwtMicros: fastJwtRow.micros, fastJwtRatio: fastJwtRow.ratio, es256ColdMicros: esCold.micros, es256ColdRatio: esCold.ratio, cacheHitMicros: hitCost, observedCacheHitMicros: observedHit, sdkCacheHitMicros: sdkHit, telemetryActiveSpanHitMicros: tracedHit, telemetryOwnSpanHitMicros: ownSpanHit, openTelemetryModulesLoadedBefore: loadedBefore, httpContextHitMicros: httpHit, graphqlContextHitMicros: graphqlHit, exchangeCacheHitMicros: exchangeCost }));
 console.log(`DPoP − Bearer on the cache hit: +${(dpopHit - bearerOnDpopApp).toFixed(2)} µs (goal ≤ one ES256 verify ${es256.toFixed(2)} µs + 10 µs = ${(es256 + 10).toFixed(2)} µs)`);
 console.log(JSON.stringify({ dpopCacheHitMicros: dpopHit, bearerOnDpopAppMicros: bearerOnDpopApp, es256VerifyMicros: es256 }));
+console.log(`guard cache hit, argument-function policy − plain scopes: +${(policies.argumentFunction - policies.plain).toFixed(2)} µs (target < 2)`);
+console.log(`guard cache hit, scope hierarchy − plain scopes: +${(policies.hierarchy - policies.plain).toFixed(2)} µs`);
+console.log(`policy alone, function of the arguments − plain: +${(assessArguments - assessPlain).toFixed(3)} µs (target < 2)`);
+console.log(JSON.stringify({ policyAlonePlainMicros: assessPlain, policyAloneArgumentsMicros: assessArguments, policyPlainMicros: policies.plain, policyArgumentFunctionMicros: policies.argumentFunction, policyHierarchyMicros: policies.hierarchy }));

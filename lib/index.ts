@@ -26,6 +26,13 @@ export type { GraphQLWsHooks, MercuriusSubscriptionHooks } from './contexts/keyc
 export type { RpcTokenExtractor } from './contexts/rpc.context.js';
 export { Public } from './decorators/public.decorator.js';
 export { RequireScopes } from './decorators/require-scopes.decorator.js';
+export { OptionalAuth } from './decorators/optional-auth.decorator.js';
+export { RequireClaims, RequireActors } from './decorators/require-claims.decorator.js';
+export { RequireAuthentication } from './decorators/require-authentication.decorator.js';
+export type {
+  ArgumentScopes, ClaimPredicate, ClaimRequirement, ClaimValue, AuthenticationRequirement, ActorRequirement,
+} from './decision/policy/policy-metadata.js';
+export type { ScopeHierarchyOption, ImpliedScope } from './decision/policy/scope-hierarchy.js';
 export { Agent } from './decorators/agent.decorator.js';
 export { McpEndpoint } from './mcp/mcp-endpoint.decorator.js';
 export type { McpEndpointOptions } from './mcp/mcp-endpoint.decorator.js';
@@ -33,6 +40,7 @@ export type { McpAuthInfo, McpAuthInfoExtra } from './mcp/mcp-auth-info.js';
 export {
   KeycardException, MissingCredentialsException, InvalidTokenException, InvalidRequestException,
   InsufficientScopeException, ZoneUnavailableException, FreshnessUnknownException, ResourceNotConfiguredException,
+  InsufficientPermissionException, InsufficientUserAuthenticationException, PolicyFailedException,
 } from './resource-server/keycard.exceptions.js';
 export type { DenialReason } from './resource-server/keycard.exceptions.js';
 export { KEYCARD_OPTIONS, KEYCARD_OPTIONS_OVERRIDE, KEYCARD_CLOCK } from './keycard.constants.js';

@@ -7,6 +7,7 @@ import { isLoopbackHost } from './loopback.js';
 import { type DpopOptions, normaliseDpopOptions } from './dpop/dpop-options.js';
 import { MODULE_OPTION_NAMES, unknownOptionMessage, ZONE_OPTION_NAMES } from './option-names.js';
 import { ProtectedResource } from './resource-server/protected-resource.js';
+import type { ScopeHierarchyOption } from './decision/policy/scope-hierarchy.js';
 
 /** Logger shape the module writes to. */
 export type KeycardLogger = NonNullable<KeycardModuleOptions['logger']>;
@@ -31,6 +32,10 @@ export interface KeycardOptions {
   /** Configured resources (of every zone); empty means "derive from loopback request origins". */
   readonly resources: readonly ProtectedResource[];
   readonly scopesSupported: readonly string[];
+  /** Published exactly as `scopes_supported` when set (catalogue T28). */
+  readonly baselineScopes?: readonly string[];
+  /** As configured; compiled (and checked) by the route rules at bootstrap. */
+  readonly scopeHierarchy?: ScopeHierarchyOption;
   readonly resourceName?: string;
   readonly resourceDocumentation?: string;
   readonly clockToleranceSeconds: number;
@@ -164,13 +169,15 @@ function normaliseResources(name: string, raw: unknown, allowInsecureHttp: boole
   });
 }
 
-function normaliseScopes(raw: unknown): string[] {
+function normaliseScopes(raw: unknown, option = 'scopesSupported'): string[] {
   if (raw === undefined) return [];
-  if (!Array.isArray(raw)) fail('scopesSupported', 'must be an array of scope strings');
+  if (!Array.isArray(raw)) fail(option, 'must be an array of scope strings');
   for (const scope of raw) {
     if (typeof scope !== 'string' || !SCOPE_TOKEN.test(scope)) {
-      fail('scopesSupported', `contains an invalid scope: ${JSON.stringify(scope)}`);
+      fail(option, `contains an invalid scope: ${JSON.stringify(scope)}`);
     }
+    // Q29: a request for a refresh token, not a permission of this API; never published.
+    if (scope === 'offline_access') fail(option, 'contains offline_access, which must not be published');
   }
   return [...new Set(raw as string[])];
 }
@@ -265,6 +272,8 @@ export function normaliseOptions(input: string | KeycardModuleOptions): KeycardO
     zones,
     resources,
     scopesSupported: normaliseScopes(raw.scopesSupported),
+    baselineScopes: raw.baselineScopes === undefined ? undefined : normaliseScopes(raw.baselineScopes, 'baselineScopes'),
+    scopeHierarchy: raw.scopeHierarchy,
     resourceName: optionalString('resourceName', raw.resourceName),
     resourceDocumentation,
     clockToleranceSeconds: normaliseClockTolerance(raw.clockToleranceSeconds),

@@ -1,5 +1,5 @@
 import { Body, Controller, Get, HttpCode, Post } from '@nestjs/common';
-import { Agent, Public, RequireScopes, type AgentContext } from '../lib/index.js';
+import { Agent, Public, RequireAuthentication, RequireScopes, type AgentContext } from '../lib/index.js';
 
 const FULL_DATA = [
   { id: 1, name: 'Quarterly report', owner: 'finance', confidential: true },
@@ -31,6 +31,18 @@ export class DataController {
   @RequireScopes('write')
   create(@Agent() agent: AgentContext, @Body() body: unknown) {
     return { created: body ?? null, meta: meta(agent) };
+  }
+
+  /**
+   * A high-impact action: besides `write`, it needs a multi-factor sign-in (RFC 9470). A token from a
+   * password sign-in gets 401 `insufficient_user_authentication` with `acr_values="urn:kc:mfa"`.
+   */
+  @Post('api/data/purge')
+  @HttpCode(200)
+  @RequireScopes('write')
+  @RequireAuthentication({ acr: ['urn:kc:mfa'] })
+  purge(@Agent() agent: AgentContext) {
+    return { purged: true, acr: agent.claims.acr, meta: meta(agent) };
   }
 
   @Get('api/admin')

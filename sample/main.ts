@@ -51,7 +51,8 @@ async function main(): Promise<void> {
     ? undefined
     : await TestZone.start({
         resources: { [resource]: ['read', 'write', 'admin'], [notesResource]: ['notes:read'] },
-        devUser: { sub: 'alice@example.com', name: 'Alice (local dev user)' },
+        // Signs in with a password (`acr`); asked for `acr_values`, with the first of them (step-up).
+        devUser: { sub: 'alice@example.com', name: 'Alice (local dev user)', acr: 'urn:kc:pwd' },
         clients: [
           { clientId: 'demo-cli', public: true, redirectUris: [redirectUri] },
           { clientId: 'agent-a', clientSecret: LOCAL_SECRETS['agent-a'] },
@@ -126,6 +127,7 @@ async function main(): Promise<void> {
           return (await transmitter.push(transmitter.agentSessionsRevoked(agent, 'alice@example.com'))).status;
         }
       : undefined,
+    stepUp: zone !== undefined,
     runJob: service ? () => app.get(DigestJob).run() : undefined,
   });
   for (const [i, s] of steps.entries()) {

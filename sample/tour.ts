@@ -34,6 +34,8 @@ export interface TourSetup {
   revokeAgent?: (clientId: string) => Promise<number>;
   /** The MCP server and the client an MCP agent signs in with (local zone only). */
   mcp?: McpTourSetup;
+  /** Whether the zone honours `acr_values` (the local zone does), for the RFC 9470 step-up step. */
+  stepUp?: boolean;
 }
 
 interface NotesAnswer {
@@ -67,6 +69,38 @@ async function revocationStep(
     pushed === 202 && refused.status === 401 && (refused.challenge ?? '').includes('has been revoked') && served.status === 200,
     `SET pushed → ${pushed}; ${b}: ${refused.status} (WWW-Authenticate: ${refused.challenge}); ${a}: ${served.status}`,
   );
+}
+
+/**
+ * RFC 9470: a high-impact call with a token from a password sign-in → 401
+ * insufficient_user_authentication naming the sign-in it needs → the user signs in again with those
+ * `acr_values` → the retry is served.
+ */
+async function stepUp(setup: TourSetup, userToken: string, step: (title: string, ok: boolean, detail: string) => boolean): Promise<void> {
+  const purge = `${setup.api}/api/data/purge`;
+  const weak = await call(purge, userToken, 'POST');
+  const asked = step(
+    'Step-up: POST /api/data/purge with a password sign-in → 401 insufficient_user_authentication (RFC 9470)',
+    weak.status === 401 && (weak.challenge ?? '').includes('error="insufficient_user_authentication"') && (weak.challenge ?? '').includes('acr_values="urn:kc:mfa"'),
+    `WWW-Authenticate: ${weak.challenge}`,
+  );
+  if (!asked) return;
+  try {
+    const strong = await authenticate({
+      clientId: setup.loginClientId,
+      clientSecret: setup.loginClientSecret,
+      resourceUrl: purge,
+      wwwAuthenticate: weak.challenge ?? undefined,
+      scopes: ['read', 'write'],
+      redirectUri: setup.redirectUri,
+      openBrowser: setup.openBrowser,
+      timeoutMs: setup.openBrowser ? 10_000 : 300_000,
+    });
+    const retried = await call(purge, strong.accessToken, 'POST');
+    step('Step-up: the user signs in again with acr_values=urn:kc:mfa, and the retry → 200', retried.status === 200 && retried.text.includes('"acr":"urn:kc:mfa"'), retried.text);
+  } catch (error) {
+    step('Step-up: the user signs in again with acr_values=urn:kc:mfa, and the retry → 200', false, (error as Error).message);
+  }
 }
 
 /**
@@ -120,6 +154,8 @@ export async function runTour(setup: TourSetup): Promise<TourStep[]> {
   const write = await setup.agentA.tokens.exchange({ subjectToken: userToken, resource: setup.resource, scope: 'write' });
   const created = await call(data, write.accessToken, 'POST', { name: 'new report' });
   step(`${setup.agentA.clientId}: exchanges for write, POST /api/data → 201`, created.status === 201, created.text);
+
+  if (setup.stepUp) await stepUp(setup, userToken, step);
 
   if (setup.serviceClientId && setup.runJob) {
     const summary = await call(`${setup.api}/api/summary`, read.accessToken);

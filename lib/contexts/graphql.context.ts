@@ -296,6 +296,7 @@ export function asGraphQLError(denial: KeycardException, requiredScopes?: string
     const extensions: Record<string, unknown> = { code: GRAPHQL_CODE[denial.getStatus()] ?? 'INTERNAL_SERVER_ERROR' };
     if (!(denial instanceof MissingCredentialsException)) extensions.error = body.error;
     extensions.error_description = body.error_description;
+    Object.assign(extensions, denial.challengeParams()); // RFC 9470 acr_values / max_age
     if (scope !== undefined) extensions.scope = scope;
     Object.defineProperty(denial, 'extensions', { value: extensions, enumerable: true });
     denial.message = body.error_description;

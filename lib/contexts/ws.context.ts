@@ -134,12 +134,13 @@ function acknowledgementOf(context: ExecutionContext): ((answer: unknown) => voi
  * the fixed description, the `scope` it names (Q12, Q16: a 401 of a call requiring
  * `requiredScopes` names them, a 403 the scopes lacking). Never a stack, a library message or the token.
  */
-export function errorFields(denial: KeycardException, requiredScopes?: string): { error?: string; error_description: string; scope?: string } {
+export function errorFields(denial: KeycardException, requiredScopes?: string): { error?: string; error_description: string; scope?: string; acr_values?: string; max_age?: string } {
   const body = denial.getResponse() as { error: string; error_description: string };
   const scope = denial.scopeNamed(requiredScopes);
   return {
     ...(denial instanceof MissingCredentialsException ? {} : { error: body.error }),
     error_description: body.error_description,
+    ...denial.challengeParams(), // RFC 9470 acr_values / max_age
     ...(scope === undefined ? {} : { scope }),
   };
 }

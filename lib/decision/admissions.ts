@@ -1,6 +1,5 @@
 import type { ExecutionContext } from '@nestjs/common';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
-import { InsufficientScopeException } from '../resource-server/keycard.exceptions.js';
 import { requestState } from '../resource-server/request-state.js';
 import type { Call } from './call.js';
 import type { DecisionEvents } from './decision-events.js';
@@ -37,15 +36,16 @@ export class Admissions {
    * Admits `call` for `agent` ({@link ANONYMOUS}: a `@Public()` route, or a tool its endpoint serves
    * without a token). On an endpoint with an {@link EndpointExtension}, the transport gets what it reads.
    * @returns `true`.
-   * @throws InsufficientScopeException when the policy is not met.
+   * @throws the policy's refusal (InsufficientScopeException, InsufficientUserAuthenticationException,
+   *   InsufficientPermissionException) when it is not met.
    */
   admit(call: Call, judge: Judge, agent: AgentContext | typeof ANONYMOUS): true {
     const verified = agent !== ANONYMOUS;
     if (verified) {
-      const unmet = this.parts.policy.unmet(call, agent, judge);
-      if (unmet !== undefined) {
+      const refusal = this.parts.policy.unmet(call, agent, judge);
+      if (refusal !== undefined) {
         requestState(call.carrier).agent = agent; // for the denial's audit line over HTTP
-        throw new InsufficientScopeException(unmet);
+        throw refusal;
       }
       if (call.admittedBefore) return true;
     }

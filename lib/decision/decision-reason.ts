@@ -12,6 +12,7 @@ export type DecisionReason =
   | 'invalid_token'
   | 'token_expired'
   | 'insufficient_scope'
+  | 'insufficient_user_authentication'
   | 'rate_limited'
   | 'zone_unavailable'
   /** The token matched the revocation list. */
@@ -28,6 +29,7 @@ export function reasonOfCode(code: DenialReason, status: number): DecisionReason
   switch (code) {
     case 'no_credentials':
     case 'insufficient_scope':
+    case 'insufficient_user_authentication':
     case 'rate_limited':
     case 'zone_unavailable':
     case 'revoked':
@@ -36,6 +38,8 @@ export function reasonOfCode(code: DenialReason, status: number): DecisionReason
       return 'zone_unavailable';
     case 'expired':
       return 'token_expired';
+    case 'insufficient_permission':
+      return 'insufficient_scope';
     default:
       if (status === 400) return 'invalid_request';
       return status >= 500 ? 'server_error' : 'invalid_token';

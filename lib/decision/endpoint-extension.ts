@@ -1,4 +1,5 @@
 import type { Call } from './call.js';
+import type { Requirement } from './policy/requirement.js';
 
 /**
  * What a door that serves many operations through one route adds to the decision of a call on
@@ -27,6 +28,8 @@ export interface EndpointOperation {
   readonly isPublic: boolean;
   /** Every scope the call needs: the route's and the operation's. */
   readonly scopes: readonly string[] | undefined;
+  /** The operation's own compiled requirement (scopes, alternatives, claims, step-up), judged after the route's. */
+  readonly requirement?: Requirement;
 }
 
 /** The injection token the MCP layer provides itself under, as the decision core's {@link EndpointExtension}. */

@@ -4,7 +4,7 @@ import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { checkRequestLogger } from '../logging/request-logger-check.js';
 import { isVerifiedAgent } from '../resource-server/access-token-rules.js';
-import { MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
+import { MissingCredentialsException, ZoneUnavailableException } from '../resource-server/keycard.exceptions.js';
 import type { ProtectedResource } from '../resource-server/protected-resource.js';
 import { peekRequestState, requestState } from '../resource-server/request-state.js';
 import type { RouteRulesRegistry } from '../resource-server/route-rules.registry.js';
@@ -40,10 +40,11 @@ export class Verification {
 
   /**
    * The verified agent of `call` (also left on `call.agent`), or {@link ANONYMOUS} for a call
-   * served without one.
+   * served without one: a `@Public()` route, a `@Public()` mcp-nest tool called without a token,
+   * an `@OptionalAuth()` call without a token or whose zone cannot be reached.
    * @throws KeycardException (or anything the stages throw, which the core turns into `invalid_token`).
    */
-  agentOf(call: Call): AgentContext | typeof ANONYMOUS | Promise<AgentContext> {
+  agentOf(call: Call): AgentContext | typeof ANONYMOUS | Promise<AgentContext | typeof ANONYMOUS> {
     if (call.rules.isPublic) return ANONYMOUS;
     const { kind, context, carrier } = call;
     const earlier = this.admittedBefore(call);
@@ -59,8 +60,28 @@ export class Verification {
     call.token = kind.token(context, carrier);
     if (call.token === undefined) return this.anonymous(call);
     this.checkRequestLoggerOnce(call, raw);
+    if (call.rules.optional) return this.verifiedOrAnonymous(call);
     const agent = this.verify(call);
     return agent instanceof Promise ? agent.then((verified) => this.validated(call, verified)) : this.validated(call, agent);
+  }
+
+  /**
+   * An `@OptionalAuth()` call with a token (Q26): its verified agent; a token that fails is refused
+   * as anywhere; but when the zone cannot be reached the call is served anonymously (never on the
+   * token's unverified claims), and its audit line names `zone_unavailable` (catalogue T15).
+   */
+  private verifiedOrAnonymous(call: Call): AgentContext | typeof ANONYMOUS | Promise<AgentContext | typeof ANONYMOUS> {
+    const unavailable = (error: unknown): typeof ANONYMOUS => {
+      if (!(error instanceof ZoneUnavailableException)) throw error;
+      requestState(call.carrier).denial = 'zone_unavailable';
+      return ANONYMOUS;
+    };
+    try {
+      const agent = this.verify(call);
+      return agent instanceof Promise ? agent.then((verified) => this.validated(call, verified), unavailable) : this.validated(call, agent);
+    } catch (error) {
+      return unavailable(error);
+    }
   }
 
   /** Runs the validators in order; the first that throws refuses the call. Waits when one must (a shared DPoP replay store). */
@@ -70,8 +91,10 @@ export class Verification {
     return pending === undefined ? agent : pending.then(() => agent);
   }
 
-  /** A call without a token: N12, a `@Public()` mcp-nest tool, is served; anything else is refused. */
+  /** A call without a token: an `@OptionalAuth()` handler (Q26) or N12, a `@Public()` mcp-nest tool, is served; anything else is refused. */
   private anonymous(call: Call): typeof ANONYMOUS {
+    // A connection's messages are judged on its handshake's agent: there is no anonymous message.
+    if (call.rules.optional && !call.isConnection) return ANONYMOUS;
     if (call.operation?.isPublic === true) return ANONYMOUS;
     throw new MissingCredentialsException();
   }

@@ -1,3 +1,4 @@
+import type { ScopeHierarchyOption } from '../decision/policy/scope-hierarchy.js';
 import type { ExecutionContext, LoggerService } from '@nestjs/common';
 import type { ClientAuthentication } from '../exchange/client-authentication.js';
 import type { ExchangedTokenStore } from '../exchange/exchanged-token-store.interface.js';
@@ -52,8 +53,27 @@ export interface KeycardModuleOptions {
    * answers 500 until it is configured (400 when `Host` cannot be parsed).
    */
   resource?: string | string[];
-  /** Extra scopes to publish in `scopes_supported`, besides those named in `@RequireScopes()`. */
+  /**
+   * Extra scopes to publish in `scopes_supported`, besides those named in `@RequireScopes()`.
+   * `offline_access` fails the bootstrap (catalogue Q29).
+   */
   scopesSupported?: string[];
+  /**
+   * Publish exactly these scopes as `scopes_supported`, instead of every declared scope: the minimal
+   * set a client needs for basic use (MCP authorization, Scope Selection Strategy; catalogue T28).
+   * Challenges still name whatever a call needs. Recommended for MCP servers.
+   * @default undefined (every declared static scope, plus `scopesSupported`)
+   */
+  baselineScopes?: string[];
+  /**
+   * Scope hierarchy (catalogue Q24): each key is a broader scope, its list the scopes it implies, by
+   * name or by `{ prefix }` (the prefix must end in `:`, `/` or `.`). Closed transitively at
+   * bootstrap; a cycle, a wildcard (`*`), an empty prefix or `offline_access` fails it. A token's
+   * own scope strings never expand, and challenges keep naming the declared scopes.
+   * @example `{ 'orders:write': ['orders:read'], 'orders:admin': ['orders:write', { prefix: 'orders:' }] }`
+   * @default none: a scope is satisfied only by itself
+   */
+  scopeHierarchy?: ScopeHierarchyOption;
   /** Human-readable name of this API, published as `resource_name`. */
   resourceName?: string;
   /** URL of this API's documentation, published as `resource_documentation`. */

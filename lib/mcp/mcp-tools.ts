@@ -24,7 +24,7 @@ const MCP_NEST_TOOL = 'mcp:tool';
 const MCP_NEST_RESOURCE_METADATA_URL = Symbol.for('@rekog/mcp-nest:resource-metadata-url');
 
 /** `@RequireScopes()` / `@Public()` of one mcp-nest tool, from the route rules registry. */
-type ToolRule = Pick<RouteRules, 'isPublic' | 'scopes'>;
+type ToolRule = Pick<RouteRules, 'isPublic' | 'scopes' | 'requirement'>;
 
 /** The request a guard saw, as the MCP layer needs it. */
 type Carrier = Record<PropertyKey, unknown>;
@@ -117,7 +117,7 @@ export class McpTools implements OnApplicationBootstrap, EndpointExtension {
   operationOf(call: Call): EndpointOperation | undefined {
     const tool = this.toolOf((call.carrier as { body?: unknown }).body);
     if (tool === undefined) return undefined;
-    return { isPublic: tool.isPublic, scopes: this.scopesWith(call.rules.scopes, tool) };
+    return { isPublic: tool.isPublic, scopes: this.scopesWith(call.rules.scopes, tool), requirement: tool.requirement };
   }
 
   /** {@link EndpointExtension}: what the transport reads after the core admitted `call` ({@link admitted}, {@link admittedAnonymous}). */

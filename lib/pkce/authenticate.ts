@@ -82,7 +82,9 @@ const base64url = (bytes: Buffer) => bytes.toString('base64url');
  * Signs a user in to the zone that protects `resourceUrl`, for trying things locally: reads the
  * resource metadata named in the API's challenge (RFC 9728), discovers the zone (RFC 8414), runs
  * authorization code + PKCE S256 (RFC 7636) with `state` checked and the RFC 8707 `resource` on
- * both legs, receiving the code on a loopback listener, and returns the tokens.
+ * both legs, receiving the code on a loopback listener, and returns the tokens. After a step-up
+ * challenge (RFC 9470, 401 `insufficient_user_authentication`) the authorization request carries
+ * its `acr_values` and `max_age`.
  * @publicApi
  */
 export async function authenticate(options: AuthenticateOptions): Promise<PkceTokens> {
@@ -124,6 +126,7 @@ export async function authenticate(options: AuthenticateOptions): Promise<PkceTo
     code_challenge: base64url(createHash('sha256').update(verifier).digest()),
     code_challenge_method: 'S256',
     resource,
+    ...stepUpOf(challenge),
   }).toString();
 
   // RFC 9207 §2.4: a zone that promises `iss` in its answers is only believed when it is there (P5).
@@ -156,6 +159,20 @@ function chooseIssuer(prm: Record<string, unknown>, options: AuthenticateOptions
     throw new PkceLoginError('the authorization server is not https: the client secret is not sent there', 'insecure_issuer');
   }
   return issuer;
+}
+
+/**
+ * RFC 9470 §4: after a 401 `insufficient_user_authentication`, the authorization request carries the
+ * challenge's `acr_values` and `max_age`, so the user signs in as strongly and as recently as the API asks.
+ */
+function stepUpOf(challenge: ReturnType<typeof findChallenge>): Record<string, string> {
+  if (challenge?.params.get('error') !== 'insufficient_user_authentication') return {};
+  const asked: Record<string, string> = {};
+  const acrValues = challenge.params.get('acr_values');
+  const maxAge = challenge.params.get('max_age');
+  if (acrValues !== undefined && acrValues !== '') asked.acr_values = acrValues;
+  if (maxAge !== undefined && /^\d{1,10}$/.test(maxAge)) asked.max_age = maxAge;
+  return asked;
 }
 
 /** The challenge's `scope` (RFC 6750 §3: space-delimited) when it names any, else `scopes_supported`. */

@@ -41,6 +41,12 @@ export type DenialReason =
   /** DPoP: the shared replay store cannot answer and the module is configured to refuse then. */
   | 'dpop_replay_store_unavailable'
   | 'insufficient_scope'
+  /** A claim or delegation-chain predicate failed: 403 `insufficient_scope` without `scope` (catalogue Q27). */
+  | 'insufficient_permission'
+  /** RFC 9470: the user's sign-in is too weak (`acr`) or too old (`auth_time`). */
+  | 'insufficient_user_authentication'
+  /** An argument-dependent requirement failed (threw, or returned no valid scopes): 500 (catalogue T13). */
+  | 'policy_failed'
   | 'zone_unavailable'
   /** The zone answers, but not as configured (its metadata `issuer` is not `zoneUrl`, it has no metadata): 503 until fixed. */
   | 'zone_misconfigured'
@@ -71,6 +77,9 @@ export const ERROR_DESCRIPTIONS = {
   multiple: 'More than one access token was sent',
   request: 'The request is malformed',
   scope: 'The access token lacks a required scope',
+  permission: 'The access token lacks a required permission',
+  userAuthentication: 'A stronger or more recent user authentication is required',
+  policy: 'The request could not be authorized',
   unavailable: 'The authorization server is unreachable, retry later',
   misconfigured: 'The resource server is misconfigured',
   unsupportedContext: 'This kind of request is not supported',
@@ -113,6 +122,9 @@ const DESCRIPTION_OF: Record<DenialReason, string> = {
   dpop_carrier_unsupported: ERROR_DESCRIPTIONS.dpopCarrier,
   dpop_replay_store_unavailable: ERROR_DESCRIPTIONS.unavailable,
   insufficient_scope: ERROR_DESCRIPTIONS.scope,
+  insufficient_permission: ERROR_DESCRIPTIONS.permission,
+  insufficient_user_authentication: ERROR_DESCRIPTIONS.userAuthentication,
+  policy_failed: ERROR_DESCRIPTIONS.policy,
   zone_unavailable: ERROR_DESCRIPTIONS.unavailable,
   zone_misconfigured: ERROR_DESCRIPTIONS.misconfigured,
   resource_unconfigured: ERROR_DESCRIPTIONS.misconfigured,
@@ -127,8 +139,12 @@ const DESCRIPTION_OF: Record<DenialReason, string> = {
 /** Parameters of a `Bearer` challenge, in the order they are written. */
 export interface ChallengeParams {
   realm?: string;
-  error?: 'invalid_token' | 'invalid_request' | 'insufficient_scope' | 'invalid_dpop_proof' | 'use_dpop_nonce';
+  error?: 'invalid_token' | 'invalid_request' | 'insufficient_scope' | 'insufficient_user_authentication' | 'invalid_dpop_proof' | 'use_dpop_nonce';
   error_description?: string;
+  /** RFC 9470 §3. */
+  acr_values?: string;
+  /** RFC 9470 §3, seconds. */
+  max_age?: string;
   scope?: string;
   resource_metadata?: string;
 }
@@ -162,7 +178,17 @@ export abstract class KeycardException extends HttpException {
     return undefined;
   }
 
-  /** The challenge of an error answer: `error`, its fixed description, then any `scope`. */
+  /**
+   * Parameters this refusal adds to its challenge and to the error of other contexts (GraphQL
+   * `extensions`, WebSocket and RPC error fields) beyond `error`, `error_description` and `scope`:
+   * RFC 9470's `acr_values` and `max_age`.
+   * @internal
+   */
+  challengeParams(): Readonly<Record<string, string>> | undefined {
+    return undefined;
+  }
+
+  /** The challenge of an error answer: `error`, its fixed description, then any extra parameters and `scope`. */
   protected errorChallenge(
     error: NonNullable<ChallengeParams['error']>,
     prm: string | undefined,
@@ -170,7 +196,7 @@ export abstract class KeycardException extends HttpException {
     scope?: string,
   ): Record<string, string> {
     return {
-      'WWW-Authenticate': challenge({ realm, error, error_description: DESCRIPTION_OF[this.code], scope, resource_metadata: prm }),
+      'WWW-Authenticate': challenge({ realm, error, error_description: DESCRIPTION_OF[this.code], ...this.challengeParams(), scope, resource_metadata: prm }),
     };
   }
 
@@ -238,6 +264,70 @@ export class InsufficientScopeException extends KeycardException {
   }
   headers(prm: string | undefined, realm: string | undefined) {
     return this.errorChallenge('insufficient_scope', prm, realm, this.scopeNamed());
+  }
+}
+
+/**
+ * 403 `insufficient_scope` without `scope` (catalogue Q27, T18): the token is valid, but a claim or
+ * delegation-chain requirement fails, so no scope would help. When a scope is missing too, the
+ * refusal is an {@link InsufficientScopeException} naming it (T19).
+ */
+export class InsufficientPermissionException extends KeycardException {
+  constructor() {
+    super('insufficient_permission', HttpStatus.FORBIDDEN, 'insufficient_scope');
+  }
+  headers(prm: string | undefined, realm: string | undefined) {
+    return this.errorChallenge('insufficient_scope', prm, realm);
+  }
+}
+
+/** What an RFC 9470 step-up challenge asks for: the unmet parts only (§3). */
+export interface StepUpParams {
+  /** Acceptable `acr` values, space-separated, in order of preference. */
+  readonly acrValues?: string;
+  /** Seconds since the last active authentication. */
+  readonly maxAge?: number;
+}
+
+/**
+ * 401 `insufficient_user_authentication` (RFC 9470 §3, catalogue T20–T24, Q28): the user must sign
+ * in again, more strongly (`acr_values`) or more recently (`max_age`). The challenge also names every
+ * scope the call needs (`scope`, MAY), so the client asks once.
+ */
+export class InsufficientUserAuthenticationException extends KeycardException {
+  private readonly params: Readonly<Record<string, string>>;
+
+  constructor(
+    stepUp: StepUpParams,
+    readonly requiredScopes: readonly string[],
+  ) {
+    super('insufficient_user_authentication', HttpStatus.UNAUTHORIZED, 'insufficient_user_authentication');
+    const params: Record<string, string> = {};
+    if (stepUp.acrValues !== undefined) params.acr_values = stepUp.acrValues;
+    if (stepUp.maxAge !== undefined) params.max_age = String(stepUp.maxAge);
+    this.params = Object.freeze(params);
+  }
+  override challengeParams() {
+    return this.params;
+  }
+  override scopeNamed() {
+    return this.requiredScopes.length > 0 ? this.requiredScopes.join(' ') : undefined;
+  }
+  headers(prm: string | undefined, realm: string | undefined) {
+    return this.errorChallenge('insufficient_user_authentication', prm, realm, this.scopeNamed());
+  }
+}
+
+/**
+ * 500 with a fixed body (catalogue T13, Q25): an argument-dependent requirement threw or returned
+ * no valid scopes. A policy bug fails closed; the handler never runs.
+ */
+export class PolicyFailedException extends KeycardException {
+  constructor() {
+    super('policy_failed', HttpStatus.INTERNAL_SERVER_ERROR, 'server_error');
+  }
+  headers() {
+    return {};
   }
 }
 

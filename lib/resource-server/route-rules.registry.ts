@@ -7,7 +7,13 @@ import {
 import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper.js';
 import { RoutePathFactory } from '@nestjs/core/router/route-path-factory.js';
 import type { IncomingMessage } from 'node:http';
-import { KEYCARD_GRANT, KEYCARD_OPTIONS, KEYCARD_PUBLIC, KEYCARD_SCOPES } from '../keycard.constants.js';
+import type { Clock } from '../clock.js';
+import { KEYCARD_CLOCK, KEYCARD_GRANT, KEYCARD_OPTIONS, KEYCARD_PUBLIC, KEYCARD_SCOPES } from '../keycard.constants.js';
+import {
+  KEYCARD_ACTORS, KEYCARD_ARGUMENT_SCOPES, KEYCARD_AUTHENTICATION, KEYCARD_CLAIMS, KEYCARD_OPTIONAL, KEYCARD_SCOPE_PATHS,
+} from '../decision/policy/policy-metadata.js';
+import { type Declared, type PolicyParts, Requirement } from '../decision/policy/requirement.js';
+import { ScopeHierarchy } from '../decision/policy/scope-hierarchy.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { ResourceNotConfiguredException } from './keycard.exceptions.js';
 import { ProtectedResource } from './protected-resource.js';
@@ -23,10 +29,17 @@ type Class = abstract new (...args: never[]) => unknown;
 export interface RouteRules {
   /** `@Public()` is the nearest declaration (catalogue Q13). */
   readonly isPublic: boolean;
-  /** Scopes the nearest `@RequireScopes()` requires, or undefined when none are required. */
+  /** `@OptionalAuth()` is the nearest declaration: served without a token, judged with one (catalogue Q26). */
+  readonly optional: boolean;
+  /**
+   * The scopes of the first declared path (`@RequireScopes()`, then the first `anyOf` path), or
+   * undefined when none are required: the `scope` hint of 401 challenges (catalogue Q12, Q25).
+   */
   readonly scopes: readonly string[] | undefined;
   /** The same scopes space-joined, for the `scope` parameter of 401 challenges (catalogue Q12). */
   readonly scopeParam: string | undefined;
+  /** Everything the handler requires of a verified agent, compiled; undefined when nothing. */
+  readonly requirement: Requirement | undefined;
   /** The resource judging every request of this handler, when one is (the common case). */
   readonly resource: ProtectedResource | undefined;
   /** Otherwise how to choose it per request; undefined: by the request alone (see ResourceResolver). */
@@ -44,10 +57,22 @@ export interface RouteRules {
 /** A declaration found on one target: a method or a class. */
 interface Declaration {
   readonly isPublic: boolean;
-  readonly scopes: readonly string[] | undefined;
+  readonly optional: boolean;
+  /** The target it was found on (the handler or a class); undefined when none declares anything. */
+  readonly target: Target | undefined;
 }
 
-const NOT_DECLARED: Declaration = { isPublic: false, scopes: undefined };
+const NOT_DECLARED: Declaration = { isPublic: false, optional: false, target: undefined };
+
+/** The policy decorators other than `@Public()` / `@OptionalAuth()`, by metadata key: any of them declares a requirement. */
+const REQUIREMENT_DECORATORS: readonly (readonly [key: string, name: string])[] = [
+  [KEYCARD_SCOPES, '@RequireScopes()'],
+  [KEYCARD_SCOPE_PATHS, '@RequireScopes.anyOf()'],
+  [KEYCARD_ARGUMENT_SCOPES, '@RequireScopes.fromArguments()'],
+  [KEYCARD_CLAIMS, '@RequireClaims()'],
+  [KEYCARD_AUTHENTICATION, '@RequireAuthentication()'],
+  [KEYCARD_ACTORS, '@RequireActors()'],
+];
 
 /**
  * The route rules of the whole app, computed once at bootstrap from every controller and provider
@@ -70,15 +95,21 @@ export class RouteRulesRegistry implements OnModuleInit {
   private readonly byHandler = new WeakMap<Target, RouteRules>();
   private readonly byClass = new WeakMap<Target, WeakMap<Target, RouteRules>>();
   private scopes: readonly string[] = [];
+  private readonly policyParts: PolicyParts;
 
+  /** @throws Error naming the entry and the rule it breaks, for a malformed `scopeHierarchy` (catalogue T4). */
   constructor(
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
+    @Inject(KEYCARD_CLOCK) clock: Clock,
     private readonly discovery: DiscoveryService,
     private readonly scanner: MetadataScanner,
     private readonly modules: ModulesContainer,
     private readonly adapterHost: HttpAdapterHost,
     private readonly resolver: ResourceResolver,
-  ) {}
+  ) {
+    const hierarchy = ScopeHierarchy.compile(options.scopeHierarchy);
+    this.policyParts = { hierarchy, clock, leewaySeconds: options.clockToleranceSeconds, logger: options.logger };
+  }
 
   /**
    * Nest registers routes before it calls this hook, so the global prefix and versioning are final.
@@ -104,15 +135,20 @@ export class RouteRulesRegistry implements OnModuleInit {
         if (typeof handler !== 'function') continue;
         const rules = this.compute(handler, type, `${type.name}.${name}`, patterns.get(type)?.get(handler) ?? []);
         this.remember(handler, type, rules);
-        rules.scopes?.forEach((scope) => scopes.add(scope));
+        rules.requirement?.declaredScopes.forEach((scope) => scopes.add(scope));
         if (isFieldResolver(handler)) fieldResolvers.set(rules.name, { ...rules, granted: hasGrant(handler, type) });
       }
     }
     checkFieldResolverGuards([...fieldResolvers.values()], this.discovery, this.options.logger);
-    this.scopes = Object.freeze([...scopes]);
+    // T28, Q29: the baseline option publishes exactly its list; by default every declared static scope.
+    this.scopes = Object.freeze(this.options.baselineScopes ?? [...scopes]);
   }
 
-  /** The scopes named by the effective `@RequireScopes()` of the app, plus the configured ones. */
+  /**
+   * The scopes named by the effective `@RequireScopes()` of the app (every `anyOf` path included,
+   * argument-derived and hierarchy-implied scopes never), plus the configured ones; or exactly
+   * `baselineScopes` when configured.
+   */
   get scopesSupported(): readonly string[] {
     return this.scopes;
   }
@@ -157,7 +193,8 @@ export class RouteRulesRegistry implements OnModuleInit {
 
   private compute(handler: Target, type: Target, name: string, patterns: readonly string[]): RouteRules {
     const declared = nearestDeclaration(handler, type, name);
-    const scopes = declared.scopes !== undefined && declared.scopes.length > 0 ? declared.scopes : undefined;
+    const requirement = declared.isPublic || declared.optional ? undefined : Requirement.compile(requirementOf(handler, type), name, this.policyParts);
+    const scopes = requirement?.scopeParam === undefined ? undefined : requirement.alternatives[0].scopes;
     let resource: ProtectedResource | undefined;
     let choice: RouteRules['choice'];
     let byPattern: Map<string, ResourceChoice> | undefined;
@@ -180,8 +217,10 @@ export class RouteRulesRegistry implements OnModuleInit {
     }
     return Object.freeze({
       isPublic: declared.isPublic,
+      optional: declared.optional,
       scopes,
-      scopeParam: scopes?.join(' '),
+      scopeParam: requirement?.scopeParam,
+      requirement,
       resource,
       choice,
       byPattern,
@@ -270,17 +309,46 @@ function nearestDeclaration(handler: Target, type: Target, name: string): Declar
   return NOT_DECLARED;
 }
 
+/**
+ * What one target (a method or a class) declares: `@Public()`, `@OptionalAuth()`, or a requirement
+ * (any policy decorator).
+ * @throws Error naming `where` when two of them are declared on the same target (catalogue Q13, T16).
+ */
 function declarationOn(target: Target, where: string): Declaration | undefined {
   const isPublic = Reflect.getOwnMetadata(KEYCARD_PUBLIC, target) === true;
-  const scopes = Reflect.getOwnMetadata(KEYCARD_SCOPES, target) as readonly string[] | undefined;
-  if (isPublic && scopes !== undefined) {
+  const optional = Reflect.getOwnMetadata(KEYCARD_OPTIONAL, target) === true;
+  const requirement = REQUIREMENT_DECORATORS.find(([key]) => Reflect.getOwnMetadata(key, target) !== undefined)?.[1];
+  const opener = isPublic ? '@Public()' : optional ? '@OptionalAuth()' : undefined;
+  const contradiction = isPublic && optional ? '@Public() and @OptionalAuth() are' : requirement !== undefined && opener !== undefined ? `${opener} and ${requirement} are` : undefined;
+  if (contradiction !== undefined) {
     throw new Error(
-      `KeycardModule: @Public() and @RequireScopes() are both declared on ${where}; keep one ` +
+      `KeycardModule: ${contradiction} both declared on ${where}; keep one ` +
         '(the nearest declaration wins: method over class, subclass over base class)',
     );
   }
-  if (isPublic) return { isPublic, scopes: undefined };
-  return scopes === undefined ? undefined : { isPublic: false, scopes };
+  return isPublic || optional || requirement !== undefined ? { isPublic, optional, target } : undefined;
+}
+
+/** Each policy decorator's nearest declaration: the handler's own, else its class's, else each base class's. */
+function requirementOf(handler: Target, type: Target): Declared {
+  const nearest = <T>(key: string): T | undefined => {
+    const own = Reflect.getOwnMetadata(key, handler) as T | undefined;
+    if (own !== undefined) return own;
+    for (let base: unknown = type; typeof base === 'function' && base !== Function.prototype; base = Object.getPrototypeOf(base)) {
+      if (Reflect.getOwnMetadata(KEYCARD_PUBLIC, base) === true || Reflect.getOwnMetadata(KEYCARD_OPTIONAL, base) === true) return undefined;
+      const onClass = Reflect.getOwnMetadata(key, base as Target) as T | undefined;
+      if (onClass !== undefined) return onClass;
+    }
+    return undefined;
+  };
+  return {
+    scopes: nearest(KEYCARD_SCOPES),
+    anyOf: nearest(KEYCARD_SCOPE_PATHS),
+    fromArguments: nearest(KEYCARD_ARGUMENT_SCOPES),
+    claims: nearest(KEYCARD_CLAIMS),
+    authentication: nearest(KEYCARD_AUTHENTICATION),
+    actors: nearest(KEYCARD_ACTORS),
+  };
 }
 
 function classOf(wrapper: InstanceWrapper): Class | undefined {

@@ -50,7 +50,9 @@ export interface TestZoneOptions {
   resources?: Record<string, string[]>;
   /**
    * The user the authorization endpoint signs in without asking (auto-approved: a development
-   * zone has no login page). Claims of the tokens it gets; a fresh `sid` is added per sign-in.
+   * zone has no login page). Claims of the tokens it gets; a fresh `sid` and `auth_time` are added
+   * per sign-in, and `acr` becomes the first of the request's `acr_values` when it has any (RFC 9470
+   * §4: the user signs in as strongly as asked), else stays `devUser.acr`.
    * @default { sub: 'dev-user' }
    */
   devUser?: Record<string, unknown>;
@@ -113,6 +115,8 @@ export class TestZone {
   readonly counts = { metadata: 0, oidc: 0, jwks: 0, token: 0, authorize: 0 };
   /** When set, the authorization endpoint answers with this OAuth error instead of a code. */
   authorizeError?: string;
+  /** The query of every authorization request (`/authorize`), oldest first: what a client asked for (`acr_values`, `max_age`, `scope`). */
+  readonly authorizeRequests: URLSearchParams[] = [];
   /** Every request the token endpoint received (headers and decoded form), oldest first. */
   readonly tokenRequests: RecordedTokenRequest[] = [];
   /**
@@ -416,7 +420,9 @@ export class TestZone {
     }
     if (path === '/authorize' && req.method === 'GET') {
       this.counts.authorize += 1;
-      return this.authorize(new URL(req.url ?? '/', this.origin).searchParams, res);
+      const params = new URL(req.url ?? '/', this.origin).searchParams;
+      this.authorizeRequests.push(params);
+      return this.authorize(params, res);
     }
     if (path === '/dev/token' && req.method === 'POST' && this.options.devTokenEndpoint) {
       return this.serveDevToken(req, res);
@@ -467,7 +473,7 @@ export class TestZone {
         codeChallenge: challenge!,
         resource: params.get('resource') ?? undefined,
         scope: params.get('scope') ?? undefined,
-        user: { sub: 'dev-user', ...this.options.devUser, sid: randomUUID() },
+        user: { sub: 'dev-user', ...this.options.devUser, sid: randomUUID(), ...signIn(params) },
         expiresAt: Date.now() + 60_000,
       });
       back.searchParams.set('code', code);
@@ -619,4 +625,13 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 
 function dropUndefined(object: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(object).filter(([, value]) => value !== undefined));
+}
+
+/**
+ * The authentication of one auto-approved sign-in (RFC 9470 §6.1): `auth_time` now, and the
+ * strongest `acr` the client asked for (`acr_values` lists them in order of preference).
+ */
+function signIn(params: URLSearchParams): Record<string, unknown> {
+  const acr = params.get('acr_values')?.split(' ').find((value) => value !== '');
+  return { auth_time: Math.floor(Date.now() / 1000), ...(acr === undefined ? {} : { acr }) };
 }
