@@ -1,4 +1,4 @@
-import { type CanActivate, Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
+import { type CanActivate, type ExecutionContext, Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
 import { GUARDS_METADATA } from '@nestjs/common/constants.js';
 import { ModulesContainer } from '@nestjs/core';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -13,7 +13,9 @@ import { rawRequestOf } from '../resource-server/resource-resolver.js';
 import { RouteRulesRegistry, type RouteRules } from '../resource-server/route-rules.registry.js';
 import { McpAuthInfoCache } from './mcp-auth-info.js';
 import { extendsMcpNestBase, type McpEndpointRule } from './mcp-endpoint.decorator.js';
+import { McpOriginPolicy } from './mcp-origin.js';
 import { McpSessions } from './mcp-sessions.js';
+import { checkMcpTransport } from './mcp-transport-checks.js';
 import { endAtExpiry } from './mcp-stream-expiry.js';
 
 /** Metadata key of @rekog/mcp-nest's `@Tool()` (read by value: mcp-nest is never imported). */
@@ -59,6 +61,7 @@ export class McpTools implements OnApplicationBootstrap {
   private readonly endpointClasses: string[] = [];
   private readonly authInfos = new McpAuthInfoCache();
   private readonly sessions = new McpSessions();
+  private readonly origins: McpOriginPolicy;
 
   constructor(
     modules: ModulesContainer,
@@ -66,6 +69,7 @@ export class McpTools implements OnApplicationBootstrap {
     private readonly lifecycle: CarrierLifecycle,
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
   ) {
+    this.origins = new McpOriginPolicy(options.resources.map((r) => r.id), options.mcpAllowedOrigins);
     for (const module of modules.values()) {
       for (const wrapper of module.controllers.values()) {
         const type = wrapper.metatype as (new (...args: never[]) => object) | null;
@@ -105,6 +109,17 @@ export class McpTools implements OnApplicationBootstrap {
         "Mount it as a controller: `@Controller('mcp') export class McpController extends McpHttpControllerFor(transport) {}` " +
         '(the transport then does not self-mount); for an SDK transport in your own controller, mark it `@McpEndpoint()`.',
     );
+  }
+
+  /**
+   * The transport checks of a request to an MCP endpoint, before any token work (catalogue U1–U8,
+   * Q30, Q31): its `Origin`, then its headers against its body. Only HTTP calls carry them.
+   * @throws McpTransportRefusal (403 forbidden origin, 400 `HeaderMismatch`).
+   */
+  checkTransport(context: ExecutionContext): void {
+    if (context.getType() !== 'http') return;
+    const request = context.switchToHttp().getRequest<{ body?: unknown }>();
+    checkMcpTransport(rawRequestOf(request), request.body, this.origins);
   }
 
   /** The rule of the tool a single `tools/call` names (batches are judged per tool in the pipeline). */
