@@ -70,6 +70,7 @@ export class DecisionCore {
   decide(context: ExecutionContext, judge: Judge = this.judge): boolean | Promise<boolean> {
     const kind = this.contexts.kindOf(context);
     const rules = this.routeRules.rulesFor(context.getHandler(), context.getClass());
+    if (rules.mcp !== undefined) this.mcp.checkTransport(context); // Origin, then header–body: before any token work (Q30, Q31)
     if (rules.isPublic) return kind === undefined || !this.events.active ? true : this.admitPublic(Call.of(kind, context, rules));
     if (kind === undefined) return this.contexts.refuseUnsupported(context);
     const call = Call.of(kind, context, rules);

@@ -39,6 +39,8 @@ export interface McpAppOptions {
   clockToleranceSeconds?: number;
   /** @default false */
   auditLog?: boolean;
+  /** No `resource` configured (development mode, loopback only). @default false */
+  developmentMode?: boolean;
 }
 
 export interface RunningMcpApp {
@@ -107,7 +109,7 @@ export async function startMcpApp(options: McpAppOptions): Promise<RunningMcpApp
     imports: [
       KeycardModule.forRoot({
         ...(options.keycard ?? (options.zones === undefined ? { zoneUrl: options.zoneUrl } : { zones: options.zones })),
-        resource: resourcesOf(options.port),
+        ...(options.developmentMode ? {} : { resource: resourcesOf(options.port) }),
         logger,
         auditLog: options.auditLog ?? false,
         ...(options.clockToleranceSeconds === undefined ? {} : { clockToleranceSeconds: options.clockToleranceSeconds }),
