@@ -5,12 +5,15 @@
  * SDK 1.x transport in an `@McpEndpoint()` controller), tokens from a real TestZone, over loopback.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { randomUUID } from 'node:crypto';
 import { TestZone } from '../lib/testing/index.js';
 import { expectOutcome } from './support/denials.js';
 import { freePort } from './support/free-port.js';
 import { send, type HttpAnswer } from './support/http.js';
 import { ADAPTERS } from './support/keycard-app.js';
-import { startMcpApp, type RunningMcpApp } from './support/mcp-app.js';
+import { startMcpApp, toolJson, type RunningMcpApp } from './support/mcp-app.js';
 
 const V2026 = '2026-07-28';
 const FORBIDDEN_ORIGIN = { jsonrpc: '2.0', error: { code: -32600, message: 'Forbidden origin' } };
@@ -185,6 +188,74 @@ describe.each(ADAPTERS)('MCP 2026-07-28 over %s', (adapter) => {
     const res = await post('/mcp', rpc, headersOf(rpc, token('mcp:tools')));
     expectOutcome(res, '403:mcp:tools admin', prm);
     expect(String(res.headers['content-type'])).not.toContain('text/event-stream');
+  });
+});
+
+describe.each(ADAPTERS)('MCP sessions and stateless servers over %s', (adapter) => {
+  let zone: TestZone;
+  let stateful: RunningMcpApp;
+  let stateless: RunningMcpApp;
+
+  beforeAll(async () => {
+    zone = await TestZone.start();
+    stateful = await startMcpApp({ adapter, zoneUrl: zone.issuer, port: await freePort(), stateful: true });
+    stateless = await startMcpApp({ adapter, zoneUrl: zone.issuer, port: await freePort() });
+  });
+  afterAll(async () => {
+    await stateful?.close();
+    await stateless?.close();
+    await zone?.stop();
+  });
+
+  /** A 2025-11-25 `whoami` call in `session` (no header duty at that revision). */
+  function inSession(url: string, session: string, token?: string): Promise<HttpAnswer> {
+    const headers: [string, string][] = [
+      ['Content-Type', 'application/json'],
+      ['Accept', 'application/json, text/event-stream'],
+      ['MCP-Protocol-Version', '2025-11-25'],
+      ['Mcp-Session-Id', session],
+    ];
+    if (token !== undefined) headers.push(['Authorization', `Bearer ${token}`]);
+    return send(url, 'POST', '/mcp', headers, JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'whoami', arguments: {} } }));
+  }
+
+  it('U12 session S of alice (agent app-a): (a) alice with a refreshed token, more scopes → served in S; (b) alice through app-b → 404 like an unknown session; (c) S and no token → 401∅; (d) alice\'s expired token → 401 IT', async () => {
+    const url = `${stateful.url}/mcp`;
+    const prm = `${stateful.url}/.well-known/oauth-protected-resource/mcp`;
+    const alice = (claims: Record<string, unknown> = {}) => zone.issueToken({ aud: url, scope: 'mcp:tools', client_id: 'app-a', sub: 'alice', ...claims });
+    const client = new Client({ name: 'u12', version: '1.0.0' });
+    const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { Authorization: `Bearer ${alice()}` } } });
+    await client.connect(transport);
+    try {
+      const session = transport.sessionId!;
+      const refreshed = alice({ scope: 'mcp:tools admin', jti: randomUUID() });
+      const served = await inSession(stateful.url, session, refreshed);
+      expect(served.status).toBe(200);
+      expect(served.text).toContain('admin');
+      const otherAgent = await inSession(stateful.url, session, alice({ client_id: 'app-b' }));
+      const unknown = await inSession(stateful.url, randomUUID(), alice({ client_id: 'app-b' }));
+      expect(otherAgent.status).toBe(404);
+      expect({ status: otherAgent.status, text: otherAgent.text }).toEqual({ status: unknown.status, text: unknown.text });
+      expectOutcome(await inSession(stateful.url, session), '401∅ scope=mcp:tools', prm);
+      const expired = alice({ iat: Math.floor(Date.now() / 1000) - 600, exp: Math.floor(Date.now() / 1000) - 300 });
+      expectOutcome(await inSession(stateful.url, session, expired), '401 IT scope=mcp:tools', prm, [expired], stateful.logger.lines);
+      expect(toolJson(await client.callTool({ name: 'whoami', arguments: {} }))).toMatchObject({ agent: 'app-a', user: 'alice' });
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('U13 stateless server, valid token: GET and DELETE /mcp → 405; a POST with a stale Mcp-Session-Id → 200, the header ignored (no session minted or echoed)', async () => {
+    const url = `${stateless.url}/mcp`;
+    const sent = zone.issueToken({ aud: url, scope: 'mcp:tools', client_id: 'app-a', sub: 'alice' });
+    for (const method of ['GET', 'DELETE']) {
+      const res = await send(stateless.url, method, '/mcp', [['Authorization', `Bearer ${sent}`], ['Accept', 'text/event-stream']]);
+      expect({ method, status: res.status }).toEqual({ method, status: 405 });
+    }
+    const stale = randomUUID();
+    const res = await inSession(stateless.url, stale, sent);
+    expect(res.status).toBe(200);
+    expect(res.headers['mcp-session-id']).toBeUndefined();
   });
 });
 
