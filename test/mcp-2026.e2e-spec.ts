@@ -259,6 +259,54 @@ describe.each(ADAPTERS)('MCP sessions and stateless servers over %s', (adapter) 
   });
 });
 
+describe.each(ADAPTERS)('Zone recovery on an MCP server over %s', (adapter) => {
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  const list = { method: 'tools/list' };
+
+  // 4 s rather than the row's 3 s: the back-off's own retries fall at about 1 s and 3 s after boot, so
+  // at 4 s only an on-demand retry can see the zone (the next background one is due at 7 s).
+  it('U16 the API boots while the zone is not up; the zone starts 4 s later; a valid token 0.2 s after that is served (no 30 s back-off)', async () => {
+    const zonePort = await freePort();
+    const port = await freePort();
+    const api = await startMcpApp({ adapter, zoneUrl: `http://127.0.0.1:${zonePort}`, port });
+    try {
+      await sleep(4_000);
+      const zone = await TestZone.start({ port: zonePort });
+      try {
+        await sleep(200);
+        const sent = zone.issueToken({ aud: `${api.url}/mcp`, scope: 'mcp:tools', sub: 'alice' });
+        const res = await postTo(api.url, list, headersOf(list, sent));
+        expect({ status: res.status, text: res.text.slice(0, 200) }).toMatchObject({ status: 200 });
+      } finally {
+        await zone.stop();
+      }
+    } finally {
+      await api.close();
+    }
+  });
+
+  it('U16 1 000 requests while the zone fails: 503 + Retry-After each, and at most one zone attempt per 500 ms floor', async () => {
+    const zone = await TestZone.start();
+    zone.faults.metadata = { kind: 'status', status: 500 };
+    const api = await startMcpApp({ adapter, zoneUrl: zone.issuer, port: await freePort() });
+    try {
+      const sent = zone.issueToken({ aud: `${api.url}/mcp`, scope: 'mcp:tools', sub: 'alice' });
+      const before = zone.counts.metadata;
+      const started = Date.now();
+      for (let batch = 0; batch < 10; batch++) {
+        const answers = await Promise.all(Array.from({ length: 100 }, () => postTo(api.url, list, headersOf(list, sent))));
+        for (const res of answers) expect({ status: res.status, retryAfter: Number(res.headers['retry-after']) >= 1 }).toEqual({ status: 503, retryAfter: true });
+      }
+      const floors = Math.ceil((Date.now() - started) / 500);
+      // One attempt per floor interval, plus the background retry loop's own (at most one per interval too).
+      expect(zone.counts.metadata - before).toBeLessThanOrEqual(2 * floors + 1);
+    } finally {
+      await api.close();
+      await zone.stop();
+    }
+  }, 120_000);
+});
+
 describe.each(ADAPTERS)('MCP Origin check in development mode over %s', (adapter) => {
   let zone: TestZone;
   let api: RunningMcpApp;
