@@ -8,6 +8,10 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/glo
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { randomUUID } from 'node:crypto';
+import { McpController, Tool } from '@rekog/mcp-nest';
+import { z } from 'zod';
+import { Ctx } from '@nestjs/microservices';
+import { Agent, McpStateHandles, type AgentContext } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectOutcome } from './support/denials.js';
 import { freePort } from './support/free-port.js';
@@ -305,6 +309,78 @@ describe.each(ADAPTERS)('Zone recovery on an MCP server over %s', (adapter) => {
       await zone.stop();
     }
   }, 120_000);
+});
+
+/** Carts behind state handles, the way a stateless MCP server keeps state between calls (U14). */
+function cartTools(carts: McpStateHandles<string[]>) {
+  const unknownCart = { isError: true, content: [{ type: 'text', text: 'unknown cart' }] };
+  /** The call's arguments, as the MCP request carries them. */
+  const argsOf = (context: { mcpRequest: { params?: { arguments?: Record<string, unknown> } } }) => context.mcpRequest.params?.arguments ?? {};
+
+  @McpController()
+  class CartTools {
+    @Tool({ name: 'cart_create', description: 'A new cart, as a handle' })
+    create(@Agent() agent: AgentContext) {
+      return { cart: carts.mint(agent, []) };
+    }
+
+    @Tool({ name: 'cart_add', description: 'Adds an item to a cart', parameters: z.object({ cart: z.string(), item: z.string() }) })
+    add(@Agent() agent: AgentContext, @Ctx() context: { mcpRequest: { params?: { arguments?: Record<string, unknown> } } }) {
+      const { cart, item } = argsOf(context) as { cart: string; item: string };
+      const items = carts.get(agent, cart);
+      if (items === undefined) return unknownCart;
+      items.push(item);
+      return { items };
+    }
+  }
+  return CartTools;
+}
+
+describe.each(ADAPTERS)('MCP state handles over %s', (adapter) => {
+  let zone: TestZone;
+  let api: RunningMcpApp;
+  let clock = Date.now();
+  const carts = new McpStateHandles<string[]>({ ttlSeconds: 60, now: () => clock });
+
+  beforeAll(async () => {
+    zone = await TestZone.start();
+    api = await startMcpApp({ adapter, zoneUrl: zone.issuer, port: await freePort(), tools: [cartTools(carts)] });
+  });
+  afterAll(async () => {
+    await api?.close();
+    await zone?.stop();
+  });
+
+  /** A 2026-07-28 `tools/call`; the tool's result (`result`). */
+  async function call(token: string, name: string, args: Record<string, unknown>): Promise<{ isError?: boolean; content: { text: string }[]; text: string }> {
+    const rpc = { method: 'tools/call', params: { name, arguments: args } };
+    const res = await postTo(api.url, rpc, [...headersOf(rpc, token), ['Accept', 'application/json']]);
+    expect({ status: res.status, text: res.text.slice(0, 300) }).toMatchObject({ status: 200 });
+    const result = ((res.json ?? JSON.parse(/data: (.*)/.exec(res.text)![1])) as { result: { isError?: boolean; content: { text: string }[] } }).result;
+    return { ...result, text: JSON.stringify(result) };
+  }
+
+  it('U14 alice\'s cart handle: bob gets "unknown cart", byte-identical to a random handle, and alice\'s cart is unchanged; alice with a new token is served; a changed handle and an expired one are unknown; handles carry ≥ 128 random bits', async () => {
+    const token = (sub: string, clientId = 'app-a') => zone.issueToken({ aud: `${api.url}/mcp`, scope: 'mcp:tools', sub, client_id: clientId, jti: randomUUID() });
+    const created = JSON.parse((await call(token('alice'), 'cart_create', {})).content[0].text) as { cart: string };
+    const handle = created.cart;
+    expect(Buffer.from(handle, 'base64url').length * 8).toBeGreaterThanOrEqual(128);
+
+    const bob = await call(token('bob', 'app-b'), 'cart_add', { cart: handle, item: 'bob-item' });
+    const random = await call(token('bob', 'app-b'), 'cart_add', { cart: randomUUID(), item: 'bob-item' });
+    expect(bob.isError).toBe(true);
+    expect(bob.text).toBe(random.text);
+    expect(bob.text).toContain('unknown cart');
+
+    const alice = await call(token('alice'), 'cart_add', { cart: handle, item: 'apple' }); // a fresh token (new jti)
+    expect(alice.text).toContain('apple');
+    expect(alice.text).not.toContain('bob-item');
+
+    const changed = handle.slice(0, -1) + (handle.endsWith('A') ? 'B' : 'A');
+    expect((await call(token('alice'), 'cart_add', { cart: changed, item: 'pear' })).text).toBe(random.text);
+    clock += 61_000;
+    expect((await call(token('alice'), 'cart_add', { cart: handle, item: 'pear' })).text).toBe(random.text);
+  });
 });
 
 describe.each(ADAPTERS)('MCP Origin check in development mode over %s', (adapter) => {
