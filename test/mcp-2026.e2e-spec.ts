@@ -166,15 +166,14 @@ describe.each(ADAPTERS)('MCP 2026-07-28 over %s', (adapter) => {
     expect(res.text).not.toContain('purged');
   });
 
-  // The row's 401 names `mcp:tools admin` (the tool's scope computed from the body); today the 401
-  // names the endpoint's scope only: the refusal's challenge reads the route's static scopes, not the
-  // scope policy (decision core). Asserted as it is, so the order holds; the gap is in the report.
-  it('U8 order of checks (partial: the 401 names the endpoint scope only): bad Origin → 403; then the mismatch → 400; then no token → 401 with scope; then a token without admin → 403 IS(mcp:tools admin)', async () => {
+  it('U8 order of checks: bad Origin → 403; then the mismatch → 400; then no token → 401 with scope="mcp:tools admin" computed from the body; then a token without admin → 403 IS(mcp:tools admin)', async () => {
     const rpc = callOf('purge_orders');
     const mismatched = withHeader(headersOf(rpc), 'Mcp-Name', 'ping');
     expectForbiddenOrigin(await post('/mcp', rpc, [...mismatched, ['Origin', 'https://evil.example']]));
     expectHeaderMismatch(await post('/mcp', rpc, mismatched));
-    expectOutcome(await post('/mcp', rpc, headersOf(rpc)), '401∅ scope=mcp:tools', prm);
+    expectOutcome(await post('/mcp', rpc, headersOf(rpc)), '401∅ scope=mcp:tools admin', prm);
+    const expired = zone.issueToken({ aud: resource, scope: 'mcp:tools', sub: 'alice', iat: Math.floor(Date.now() / 1000) - 900, exp: Math.floor(Date.now() / 1000) - 600 });
+    expectOutcome(await post('/mcp', rpc, headersOf(rpc, expired)), '401 IT scope=mcp:tools admin', prm, [expired], api.logger.lines);
     expectOutcome(await post('/mcp', rpc, headersOf(rpc, token('mcp:tools'))), '403:mcp:tools admin', prm);
   });
 

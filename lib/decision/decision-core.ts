@@ -74,6 +74,8 @@ export class DecisionCore {
     if (rules.isPublic) return kind === undefined || !this.events.active ? true : this.admitPublic(Call.of(kind, context, rules));
     if (kind === undefined) return this.contexts.refuseUnsupported(context);
     const call = Call.of(kind, context, rules);
+    // An MCP call's scopes come from its body (the tool's too), so a 401 names them all (U8, Q12).
+    if (rules.mcp !== undefined) call.required = this.policy.required(call);
     if (this.events.active) call.started = performance.now();
     const earlier = this.earlierAdmission(call, judge);
     if (earlier === ADMITTED_BY_JUDGE) return true;

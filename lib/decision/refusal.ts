@@ -76,7 +76,7 @@ export class Refusals {
    * class is loaded on first use).
    */
   private deny(call: Call, judge: Judge, denial: KeycardException): never | Promise<never> {
-    const { kind, context, carrier, rules } = call;
+    const { kind, context, carrier } = call;
     const state = requestState(carrier);
     const who = call.agent ?? state.agent;
     // One line per request: the fields of one GraphQL operation share its token, so a second refusal
@@ -90,7 +90,7 @@ export class Refusals {
     }
     this.parts.events.decided(call, { status: denial.getStatus(), detail: denial.code, agent: who });
     if (call.isConnection) state.agent = undefined; // the next message is judged afresh
-    const refusal = kind.refuse({ denial, context, carrier, headers: this.challengeHeaders(call, denial), requiredScopes: rules.scopeParam });
+    const refusal = kind.refuse({ denial, context, carrier, headers: this.challengeHeaders(call, denial), requiredScopes: scopeParamOf(call) });
     if (refusal instanceof Promise) return refusal.then((e) => Promise.reject(e));
     throw refusal;
   }
@@ -103,13 +103,19 @@ export class Refusals {
    * grows with distinct scopes only, so a refusal costs the same however many fields came before.
    */
   private challengeHeaders(call: Call, denial: KeycardException): Record<string, string> {
-    const { kind, carrier, rules } = call;
+    const { kind, carrier } = call;
     const prm = call.resource?.metadataUrl;
     const { realm } = this.parts.options;
-    if (!kind.sharedCarrier || call.isConnection) return denial.headers(prm, realm, rules.scopeParam);
+    const scopeParam = scopeParamOf(call);
+    if (!kind.sharedCarrier || call.isConnection) return denial.headers(prm, realm, scopeParam);
     const named = (requestState(carrier).challengeScopes ??= new Set());
-    for (const scope of denial.scopeNamed(rules.scopeParam)?.split(' ') ?? []) named.add(scope);
+    for (const scope of denial.scopeNamed(scopeParam)?.split(' ') ?? []) named.add(scope);
     if (denial instanceof InsufficientScopeException) return new InsufficientScopeException([...named]).headers(prm, realm);
     return denial.headers(prm, realm, named.size > 0 ? [...named].join(' ') : undefined);
   }
+}
+
+/** The scopes a challenge names for `call`: those its policy required when known before verification (an MCP call's), else the route's. */
+function scopeParamOf(call: Call): string | undefined {
+  return call.required?.join(' ') ?? call.rules.scopeParam;
 }
