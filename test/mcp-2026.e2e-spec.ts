@@ -186,6 +186,23 @@ describe.each(ADAPTERS)('MCP 2026-07-28 over %s', (adapter) => {
     expectOutcome(await post('/mcp', rpc, headersOf(rpc, token('mcp:tools'))), '403:mcp:tools admin', prm);
   });
 
+  it('N12 the MCP SDK transport in an @McpEndpoint() controller, tool sdk_purge declared with admin: without admin → 403 IS(admin) judged from the body, the tool never runs; with admin → served', async () => {
+    const sdkPrm = `${origin}/.well-known/oauth-protected-resource/sdk-mcp`;
+    const rpc = callOf('sdk_purge');
+    const sdkToken = (scope: string) => zone.issueToken({ aud: `${origin}/sdk-mcp`, scope, client_id: 'agent-7', sub: 'alice' });
+    const runs = api.sdkAuthInfos.filter((seen) => seen === null).length;
+    const sent = sdkToken('read');
+    expectOutcome(await post('/sdk-mcp', rpc, headersOf(rpc, sent)), '403:admin', sdkPrm, [sent], api.logger.lines);
+    expectOutcome(await post('/sdk-mcp', rpc, headersOf(rpc)), '401∅ scope=admin', sdkPrm);
+    expect(api.sdkAuthInfos.filter((seen) => seen === null).length).toBe(runs);
+    // A 2025-11-25 request (the SDK 1.x transport speaks no 2026-07-28).
+    const older = { ...rpc, bodyVersion: null };
+    const served = await post('/sdk-mcp', older, withHeader(headersOf(older, sdkToken('read admin')), 'MCP-Protocol-Version', '2025-11-25'));
+    expect({ status: served.status, text: served.text.slice(0, 300) }).toMatchObject({ status: 200 });
+    expect(served.text).toContain('purged');
+    expect(api.sdkAuthInfos.filter((seen) => seen === null).length).toBe(runs + 1);
+  });
+
   it('U15 a scope refusal of a request that accepts SSE: HTTP 403 with the JSON challenge, no event stream opened', async () => {
     const rpc = callOf('purge_orders');
     const res = await post('/mcp', rpc, headersOf(rpc, token('mcp:tools')));

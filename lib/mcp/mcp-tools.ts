@@ -4,7 +4,7 @@ import { ModulesContainer } from '@nestjs/core';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CarrierLifecycle } from '../decision/carrier-lifecycle.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
-import { KEYCARD_OPTIONS } from '../keycard.constants.js';
+import { KEYCARD_MCP_ENDPOINT, KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { logSafe } from '../logging/log-safe.js';
 import type { ProtectedResource } from '../resource-server/protected-resource.js';
@@ -58,6 +58,8 @@ export class McpTools implements OnApplicationBootstrap {
   /** Every tool: its name, method and controller class. */
   private readonly toolMethods: { name: string; method: object; type: object }[] = [];
   private readonly toolClasses = new Set<object>();
+  /** Tools of MCP SDK endpoints, declared with `@McpEndpoint({ tools })`: name → scopes. */
+  private readonly declaredTools = new Map<string, readonly string[]>();
   private readonly endpointClasses: string[] = [];
   private readonly authInfos = new McpAuthInfoCache();
   private readonly sessions = new McpSessions();
@@ -76,6 +78,7 @@ export class McpTools implements OnApplicationBootstrap {
         if (typeof type !== 'function') continue;
         if (extendsMcpNestBase(type)) this.endpointClasses.push(type.name);
         this.collectTools(type);
+        this.collectDeclaredTools(type);
       }
     }
   }
@@ -101,7 +104,12 @@ export class McpTools implements OnApplicationBootstrap {
    */
   onApplicationBootstrap(): void {
     // The same rules the guard applies to the tool's own handler (nearest declaration wins).
-    for (const { name, method, type } of this.toolMethods) this.tools.set(name, this.routeRules.rulesFor(method, type));
+    for (const [name, scopes] of this.declaredTools) this.tools.set(name, { isPublic: false, scopes });
+    for (const { name, method, type } of this.toolMethods) {
+      const rules = this.routeRules.rulesFor(method, type);
+      if (this.declaredTools.has(name) && !sameScopes(this.declaredTools.get(name), rules.scopes)) throw conflictingTool(name);
+      this.tools.set(name, rules);
+    }
     if (this.toolMethods.length === 0 || this.endpointClasses.length > 0) return;
     throw new Error(
       `KeycardModule: the app has MCP tools (${this.toolMethods.map((t) => t.name).join(', ')}) but no MCP endpoint behind the guard. ` +
@@ -179,6 +187,25 @@ export class McpTools implements OnApplicationBootstrap {
     this.options.logger.warn(`denied mcp ${logSafe(raw.method)} session status=404 reason=session_principal_mismatch${who}`);
   }
 
+  /** The `tools` of `@McpEndpoint()` on the class and its route handlers. */
+  private collectDeclaredTools(type: new (...args: never[]) => object): void {
+    const handlers = Object.getOwnPropertyNames(type.prototype as object).map((key) => (Object.getOwnPropertyDescriptor(type.prototype, key)?.value as unknown));
+    for (const target of [type, ...handlers]) {
+      if (typeof target !== 'function') continue;
+      const rule = Reflect.getMetadata(KEYCARD_MCP_ENDPOINT, target) as McpEndpointRule | undefined;
+      for (const [name, scopes] of Object.entries(rule?.tools ?? {})) this.declareTool(name, scopes);
+    }
+  }
+
+  private declareTool(name: string, scopes: readonly string[]): void {
+    if (!Array.isArray(scopes) || scopes.some((s) => typeof s !== 'string' || s === '' || /\s/.test(s))) {
+      throw new Error(`KeycardModule: @McpEndpoint({ tools }) gives tool ${JSON.stringify(name)} scopes that are not a list of scope names`);
+    }
+    const known = this.declaredTools.get(name);
+    if (known !== undefined && !sameScopes(known, scopes)) throw conflictingTool(name);
+    this.declaredTools.set(name, Object.freeze([...new Set(scopes)]));
+  }
+
   private collectTools(type: new (...args: never[]) => object): void {
     for (let proto = type.prototype as object | null; proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto) as object | null) {
       for (const key of Object.getOwnPropertyNames(proto)) {
@@ -191,4 +218,13 @@ export class McpTools implements OnApplicationBootstrap {
       }
     }
   }
+}
+
+function sameScopes(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
+  return [...new Set(a ?? [])].sort().join(' ') === [...new Set(b ?? [])].sort().join(' ');
+}
+
+/** One tool name, two requirements: which applies would depend on the endpoint, and a tool name is all a call carries. */
+function conflictingTool(name: string): Error {
+  return new Error(`KeycardModule: MCP tool ${JSON.stringify(name)} is declared with different scopes on two endpoints; give the tools distinct names`);
 }
