@@ -37,6 +37,8 @@ export { Agent } from './decorators/agent.decorator.js';
 export { McpEndpoint } from './mcp/mcp-endpoint.decorator.js';
 export type { McpEndpointOptions } from './mcp/mcp-endpoint.decorator.js';
 export type { McpAuthInfo, McpAuthInfoExtra } from './mcp/mcp-auth-info.js';
+export { McpStateHandles } from './mcp/mcp-state-handles.js';
+export type { McpStateHandlesOptions } from './mcp/mcp-state-handles.js';
 export {
   KeycardException, MissingCredentialsException, InvalidTokenException, InvalidRequestException,
   InsufficientScopeException, ZoneUnavailableException, FreshnessUnknownException, ResourceNotConfiguredException,

@@ -36,6 +36,8 @@ export interface KeycardOptions {
   readonly baselineScopes?: readonly string[];
   /** As configured; compiled (and checked) by the route rules at bootstrap. */
   readonly scopeHierarchy?: ScopeHierarchyOption;
+  /** Extra origins MCP endpoints accept (serialized, RFC 6454 §6.2). */
+  readonly mcpAllowedOrigins: readonly string[];
   readonly resourceName?: string;
   readonly resourceDocumentation?: string;
   readonly clockToleranceSeconds: number;
@@ -182,6 +184,20 @@ function normaliseScopes(raw: unknown, option = 'scopesSupported'): string[] {
   return [...new Set(raw as string[])];
 }
 
+/** `http(s)` origins, serialized (`https://a.example:443` → `https://a.example`). */
+function normaliseOrigins(option: string, raw: unknown): string[] {
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw)) fail(option, 'must be an array of origins');
+  return raw.map((value: unknown) => {
+    const url = parseUrl(option, value);
+    const originOnly = url.pathname === '/' && url.search === '' && url.hash === '' && url.username === '' && url.password === '';
+    if ((url.protocol !== 'http:' && url.protocol !== 'https:') || !originOnly) {
+      fail(option, `must list origins (scheme, host, port) only: ${JSON.stringify(value)}`);
+    }
+    return url.origin;
+  });
+}
+
 function normaliseAlgorithms(raw: unknown): Set<SupportedAlgorithm> {
   if (raw === undefined) return new Set(DEFAULT_ALGORITHMS);
   if (!Array.isArray(raw) || raw.length === 0) fail('algorithms', 'must be a non-empty array');
@@ -274,6 +290,7 @@ export function normaliseOptions(input: string | KeycardModuleOptions): KeycardO
     scopesSupported: normaliseScopes(raw.scopesSupported),
     baselineScopes: raw.baselineScopes === undefined ? undefined : normaliseScopes(raw.baselineScopes, 'baselineScopes'),
     scopeHierarchy: raw.scopeHierarchy,
+    mcpAllowedOrigins: normaliseOrigins('mcpAllowedOrigins', raw.mcpAllowedOrigins),
     resourceName: optionalString('resourceName', raw.resourceName),
     resourceDocumentation,
     clockToleranceSeconds: normaliseClockTolerance(raw.clockToleranceSeconds),

@@ -37,6 +37,12 @@ export const JWKS_COOLDOWN_MS = 30_000;
 /** Back-off between metadata retries while the zone is down: first and largest delay, in ms (F1). */
 export const RETRY_MIN_MS = 1_000;
 export const RETRY_MAX_MS = 30_000;
+/**
+ * While the zone is down, a request may start a metadata attempt at most this often (single flight),
+ * whatever the back-off: a zone that comes back is used within this bound, and a flood of requests
+ * costs the zone at most one attempt per interval (catalogue U16).
+ */
+export const RETRY_ON_DEMAND_FLOOR_MS = 500;
 /** Smallest RSA modulus accepted, in bits (RFC 7518 §3.3, catalogue E14). */
 export const MIN_RSA_BITS = 2048;
 /** `Cache-Control: max-age` of the protected resource metadata document, in seconds (G6). */

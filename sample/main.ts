@@ -12,6 +12,7 @@ import { TestZone } from '../lib/testing/index.js';
 import { startAgent, type RunningAgent } from './agent.js';
 import { AppModule } from './app.module.js';
 import { DigestJob } from './digest.job.js';
+import { freePort } from './free-port.js';
 import { mcpStrategy } from './mcp.js';
 import { NotesModule } from './notes.module.js';
 import { runTour } from './tour.js';
@@ -175,16 +176,6 @@ async function followRedirect(url: string): Promise<void> {
   const location = authorize.headers.get('location');
   if (!location) throw new Error(`the local zone answered ${authorize.status} without a redirect`);
   await fetch(location);
-}
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port: free } = server.address() as { port: number };
-      server.close(() => resolve(free));
-    });
-  });
 }
 
 main().catch((error: unknown) => {

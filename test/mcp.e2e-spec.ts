@@ -118,6 +118,7 @@ describe.each(ADAPTERS)('MCP servers over %s', (adapter) => {
       expect(res.status).toBe(200);
       expect(res.text).toContain('pong');
       expectOutcome(await callTool(`${api.url}/mcp`, 'whoami'), '401∅ scope=mcp:tools', prm);
+      // Every scope the call needs, the tool's included, computed from the body (U8, Q12).
       expectOutcome(await callTool(`${api.url}/mcp`, 'purge_orders'), '401∅ scope=mcp:tools admin', prm);
     });
 

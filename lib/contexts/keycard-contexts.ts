@@ -78,7 +78,8 @@ export class KeycardContexts {
   callOf(context: ExecutionContext, observed: boolean): Call | boolean {
     const kind = this.kindOf(context);
     const rules = this.routeRules.rulesFor(context.getHandler(), context.getClass());
-    if (rules.isPublic && (kind === undefined || !observed)) return true;
+    // A public MCP endpoint is still a Call: its transport checks (Origin) run before it is served.
+    if (rules.isPublic && (kind === undefined || (!observed && rules.mcp === undefined))) return true;
     return kind === undefined ? this.refuseUnsupported(context) : Call.of(kind, context, rules);
   }
 

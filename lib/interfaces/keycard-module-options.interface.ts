@@ -54,6 +54,14 @@ export interface KeycardModuleOptions {
    */
   resource?: string | string[];
   /**
+   * More origins whose browsers may call this API's MCP endpoints, beside the origins of `resource`
+   * (and loopback origins in development mode). A request to an MCP endpoint whose `Origin` is
+   * present and not one of them is answered 403 with a JSON-RPC error, before its token is read
+   * (MCP 2026-07-28 transports, §Security). Each an absolute `http(s)` origin (`https://app.example.com`).
+   * @default []
+   */
+  mcpAllowedOrigins?: string[];
+  /**
    * Extra scopes to publish in `scopes_supported`, besides those named in `@RequireScopes()`.
    * `offline_access` fails the bootstrap (catalogue Q29).
    */

@@ -9,6 +9,17 @@ export interface McpEndpointOptions {
    * @default true
    */
   authInfo?: boolean;
+  /**
+   * Scopes a tool of this endpoint requires beyond the endpoint's own (`@RequireScopes()`), by tool
+   * name: for tools registered on the MCP SDK's own `McpServer`, which the module cannot see
+   * (mcp-nest tools declare theirs with `@RequireScopes()` on the tool). Judged from the request
+   * body (`tools/call` `params.name`, never a header) before the SDK runs the tool: a call that lacks
+   * them gets 403 `insufficient_scope` naming the endpoint's and the tool's scopes (MCP step-up).
+   * @example `@McpEndpoint({ tools: { purge_orders: ['admin'] } })`
+   * @throws Error at bootstrap when a scope is not a non-empty string without spaces, or when two
+   *   endpoints (or an mcp-nest tool) require different scopes of one tool name.
+   */
+  tools?: Readonly<Record<string, readonly string[]>>;
 }
 
 /**
@@ -27,11 +38,13 @@ export interface McpEndpointOptions {
  * @publicApi
  */
 export const McpEndpoint = (options: McpEndpointOptions = {}) =>
-  SetMetadata(KEYCARD_MCP_ENDPOINT, { authInfo: options.authInfo ?? true });
+  SetMetadata(KEYCARD_MCP_ENDPOINT, { authInfo: options.authInfo ?? true, tools: options.tools ?? {} });
 
 /** What `@McpEndpoint()` (or an mcp-nest controller base) asks of the guard on one route. */
 export interface McpEndpointRule {
   readonly authInfo: boolean;
+  /** Scopes of the endpoint's SDK tools, by name (`@McpEndpoint({ tools })`). */
+  readonly tools?: Readonly<Record<string, readonly string[]>>;
 }
 
 /** mcp-nest's controller bases: `StreamableHttpController`, and the class `McpHttpControllerFor()` returns. */

@@ -1,4 +1,4 @@
-import { type CanActivate, Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
+import { type CanActivate, type ExecutionContext, Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
 import { GUARDS_METADATA } from '@nestjs/common/constants.js';
 import { ModulesContainer } from '@nestjs/core';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -6,7 +6,7 @@ import type { Call } from '../decision/call.js';
 import { CarrierLifecycle } from '../decision/carrier-lifecycle.js';
 import type { EndpointExtension, EndpointOperation } from '../decision/endpoint-extension.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
-import { KEYCARD_OPTIONS } from '../keycard.constants.js';
+import { KEYCARD_MCP_ENDPOINT, KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { logSafe } from '../logging/log-safe.js';
 import type { ProtectedResource } from '../resource-server/protected-resource.js';
@@ -15,7 +15,9 @@ import { rawRequestOf } from '../resource-server/resource-resolver.js';
 import { RouteRulesRegistry, type RouteRules } from '../resource-server/route-rules.registry.js';
 import { McpAuthInfoCache } from './mcp-auth-info.js';
 import { extendsMcpNestBase, type McpEndpointRule } from './mcp-endpoint.decorator.js';
+import { McpOriginPolicy } from './mcp-origin.js';
 import { McpSessions } from './mcp-sessions.js';
+import { checkMcpTransport } from './mcp-transport-checks.js';
 import { endAtExpiry } from './mcp-stream-expiry.js';
 
 /** Metadata key of @rekog/mcp-nest's `@Tool()` (read by value: mcp-nest is never imported). */
@@ -58,9 +60,12 @@ export class McpTools implements OnApplicationBootstrap, EndpointExtension {
   /** Every tool: its name, method and controller class. */
   private readonly toolMethods: { name: string; method: object; type: object }[] = [];
   private readonly toolClasses = new Set<object>();
+  /** Tools of MCP SDK endpoints, declared with `@McpEndpoint({ tools })`: name → scopes. */
+  private readonly declaredTools = new Map<string, readonly string[]>();
   private readonly endpointClasses: string[] = [];
   private readonly authInfos = new McpAuthInfoCache();
   private readonly sessions = new McpSessions();
+  private readonly origins: McpOriginPolicy;
 
   constructor(
     modules: ModulesContainer,
@@ -68,12 +73,14 @@ export class McpTools implements OnApplicationBootstrap, EndpointExtension {
     private readonly lifecycle: CarrierLifecycle,
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
   ) {
+    this.origins = new McpOriginPolicy(options.resources.map((r) => r.id), options.mcpAllowedOrigins);
     for (const module of modules.values()) {
       for (const wrapper of module.controllers.values()) {
         const type = wrapper.metatype as (new (...args: never[]) => object) | null;
         if (typeof type !== 'function') continue;
         if (extendsMcpNestBase(type)) this.endpointClasses.push(type.name);
         this.collectTools(type);
+        this.collectDeclaredTools(type);
       }
     }
   }
@@ -99,7 +106,15 @@ export class McpTools implements OnApplicationBootstrap, EndpointExtension {
    */
   onApplicationBootstrap(): void {
     // The same rules the guard applies to the tool's own handler (nearest declaration wins).
-    for (const { name, method, type } of this.toolMethods) this.tools.set(name, this.routeRules.rulesFor(method, type));
+    for (const [name, scopes] of this.declaredTools) {
+      // Judged by the policy like a decorated tool: its requirement compiled from the declared scopes.
+      this.tools.set(name, { isPublic: false, scopes, requirement: this.routeRules.requirementFor({ scopes }, `MCP tool ${name}`) });
+    }
+    for (const { name, method, type } of this.toolMethods) {
+      const rules = this.routeRules.rulesFor(method, type);
+      if (this.declaredTools.has(name) && !sameScopes(this.declaredTools.get(name), rules.scopes)) throw conflictingTool(name);
+      this.tools.set(name, rules);
+    }
     if (this.toolMethods.length === 0 || this.endpointClasses.length > 0) return;
     throw new Error(
       `KeycardModule: the app has MCP tools (${this.toolMethods.map((t) => t.name).join(', ')}) but no MCP endpoint behind the guard. ` +
@@ -115,6 +130,7 @@ export class McpTools implements OnApplicationBootstrap, EndpointExtension {
    * ({@link requiredScopes}, so a 403 names them all).
    */
   operationOf(call: Call): EndpointOperation | undefined {
+    this.checkTransport(call.context); // Origin, then header–body: before any token work (Q30, Q31)
     const tool = this.toolOf((call.carrier as { body?: unknown }).body);
     if (tool === undefined) return undefined;
     return { isPublic: tool.isPublic, scopes: this.scopesWith(call.rules.scopes, tool), requirement: tool.requirement };
@@ -129,6 +145,17 @@ export class McpTools implements OnApplicationBootstrap, EndpointExtension {
     }
     if (rules.mcp === undefined || token === undefined || resource === undefined) return;
     this.admitted({ request: carrier, response: kind.httpResponse(context, carrier), rule: rules.mcp, agent, token, resource });
+  }
+
+  /**
+   * The transport checks of a request to an MCP endpoint, before any token work (catalogue U1–U8,
+   * Q30, Q31): its `Origin`, then its headers against its body. Only HTTP calls carry them.
+   * @throws McpTransportRefusal (403 forbidden origin, 400 `HeaderMismatch`).
+   */
+  checkTransport(context: ExecutionContext): void {
+    if (context.getType() !== 'http') return;
+    const request = context.switchToHttp().getRequest<{ body?: unknown }>();
+    checkMcpTransport(rawRequestOf(request), request.body, this.origins);
   }
 
   /** The rule of the tool a single `tools/call` names (batches are judged per tool in the pipeline). */
@@ -192,6 +219,25 @@ export class McpTools implements OnApplicationBootstrap, EndpointExtension {
     this.options.logger.warn(`denied mcp ${logSafe(raw.method)} session status=404 reason=session_principal_mismatch${who}`);
   }
 
+  /** The `tools` of `@McpEndpoint()` on the class and its route handlers. */
+  private collectDeclaredTools(type: new (...args: never[]) => object): void {
+    const handlers = Object.getOwnPropertyNames(type.prototype as object).map((key) => (Object.getOwnPropertyDescriptor(type.prototype, key)?.value as unknown));
+    for (const target of [type, ...handlers]) {
+      if (typeof target !== 'function') continue;
+      const rule = Reflect.getMetadata(KEYCARD_MCP_ENDPOINT, target) as McpEndpointRule | undefined;
+      for (const [name, scopes] of Object.entries(rule?.tools ?? {})) this.declareTool(name, scopes);
+    }
+  }
+
+  private declareTool(name: string, scopes: readonly string[]): void {
+    if (!Array.isArray(scopes) || scopes.some((s) => typeof s !== 'string' || s === '' || /\s/.test(s))) {
+      throw new Error(`KeycardModule: @McpEndpoint({ tools }) gives tool ${JSON.stringify(name)} scopes that are not a list of scope names`);
+    }
+    const known = this.declaredTools.get(name);
+    if (known !== undefined && !sameScopes(known, scopes)) throw conflictingTool(name);
+    this.declaredTools.set(name, Object.freeze([...new Set(scopes)]));
+  }
+
   private collectTools(type: new (...args: never[]) => object): void {
     for (let proto = type.prototype as object | null; proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto) as object | null) {
       for (const key of Object.getOwnPropertyNames(proto)) {
@@ -204,4 +250,13 @@ export class McpTools implements OnApplicationBootstrap, EndpointExtension {
       }
     }
   }
+}
+
+function sameScopes(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
+  return [...new Set(a ?? [])].sort().join(' ') === [...new Set(b ?? [])].sort().join(' ');
+}
+
+/** One tool name, two requirements: which applies would depend on the endpoint, and a tool name is all a call carries. */
+function conflictingTool(name: string): Error {
+  return new Error(`KeycardModule: MCP tool ${JSON.stringify(name)} is declared with different scopes on two endpoints; give the tools distinct names`);
 }

@@ -154,6 +154,15 @@ export class RouteRulesRegistry implements OnModuleInit {
   }
 
   /** The rules of a handler: one or two WeakMap lookups, computed on first sight when unknown. */
+  /**
+   * A requirement declared outside a decorator (an MCP tool's scopes in `@McpEndpoint({ tools })`),
+   * compiled like a handler's: through the scope hierarchy, with the module's clock and leeway.
+   * @throws Error for `offline_access` (as a decorator would).
+   */
+  requirementFor(declared: Declared, name: string): Requirement | undefined {
+    return Requirement.compile(declared, name, this.policyParts);
+  }
+
   rulesFor(handler: Target, type: Target): RouteRules {
     const rules = this.byHandler.get(handler);
     if (rules !== undefined && rules.owner === type) return rules;

@@ -1,6 +1,6 @@
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import {
-  CACHE_MAX_AGE_MS, KEYCARD_CLOCK, KEYCARD_OPTIONS, RETRY_MAX_MS, RETRY_MIN_MS, STALE_IF_ERROR_MS,
+  CACHE_MAX_AGE_MS, KEYCARD_CLOCK, KEYCARD_OPTIONS, RETRY_MAX_MS, RETRY_MIN_MS, RETRY_ON_DEMAND_FLOOR_MS, STALE_IF_ERROR_MS,
 } from '../keycard.constants.js';
 import { ZoneUnavailableException } from '../resource-server/keycard.exceptions.js';
 import type { KeycardOptions } from '../keycard-options.js';
@@ -25,7 +25,8 @@ export interface ZoneMetadata {
 /**
  * Discovers the zone (RFC 8414, then OIDC discovery) and keeps its metadata fresh. The app boots
  * while the zone is down: a background loop retries with capped exponential back-off, and requests
- * meanwhile get 503 + Retry-After (catalogue F1). A document whose `issuer` differs from the
+ * meanwhile get 503 + Retry-After (catalogue F1); a request also retries on demand, at most once per
+ * {@link RETRY_ON_DEMAND_FLOOR_MS}, so a zone that is back serves the next request (U16). A document whose `issuer` differs from the
  * configured zone by a single code point is never used (F2).
  */
 @Injectable()
@@ -87,8 +88,8 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
       this.refreshInBackground();
       return last.value;
     }
-    // Requests may trigger a load, but not faster than the back-off allows while the zone fails.
-    if (now < this.nextRetryAt) throw this.unavailable();
+    // Requests may trigger a load while the zone fails, one at a time and at most once per floor interval.
+    if (this.metadata.failing && now < this.metadata.attemptedAt + RETRY_ON_DEMAND_FLOOR_MS) throw this.unavailable();
     try {
       return await this.metadata.load();
     } catch {
@@ -118,8 +119,10 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
     return this.metadata.last?.value;
   }
 
+  /** Retry-After: the next on-demand attempt is at most a floor interval away, so 1 s. */
   private unavailable(): ZoneUnavailableException {
-    const retryAfter = Math.max(1, (this.nextRetryAt - this.clock.now()) / 1000);
+    // A configuration error is retried on the back-off (no retry storm); an outage on demand, so 1 s.
+    const retryAfter = this.misconfigured ? Math.max(1, (this.nextRetryAt - this.clock.now()) / 1000) : Math.max(1, RETRY_ON_DEMAND_FLOOR_MS / 1000);
     return new ZoneUnavailableException(retryAfter, this.misconfigured ? 'zone_misconfigured' : 'zone_unavailable');
   }
 

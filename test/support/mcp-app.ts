@@ -43,14 +43,16 @@ export interface McpAppOptions {
   imports?: NonNullable<ModuleMetadata['imports']>;
   /** Shapes the app before it listens (middleware). */
   configure?: (app: INestApplication) => void;
+  /** No `resource` configured (development mode, loopback only). @default false */
+  developmentMode?: boolean;
 }
 
 export interface RunningMcpApp {
   app: INestApplication;
   url: string;
   logger: CapturingLogger;
-  /** `extra.authInfo` of every call of the SDK-transport tool `sdk_whoami`, in order. */
-  sdkAuthInfos: (McpAuthInfo | undefined)[];
+  /** `extra.authInfo` of every call of the SDK-transport tool `sdk_whoami`, in order (`null`: a run of `sdk_purge`). */
+  sdkAuthInfos: (McpAuthInfo | undefined | null)[];
   /** Tool runs (mcp-nest's `whoami` and the stateful SDK endpoint's tools) and closed responses of `/sdk-session`. */
   sessionLog: McpSessionLog;
   close(): Promise<void>;
@@ -73,7 +75,7 @@ export function toolJson(result: unknown): unknown {
  */
 export async function startMcpApp(options: McpAppOptions): Promise<RunningMcpApp> {
   const logger = new CapturingLogger();
-  const sdkAuthInfos: (McpAuthInfo | undefined)[] = [];
+  const sdkAuthInfos: (McpAuthInfo | undefined | null)[] = [];
   const sessionLog: McpSessionLog = { runs: [], closed: [] };
   const transport = new StreamableHttpTransport({ statefulMode: options.stateful ?? false });
   const strategy = new McpStrategy({ name: 'orders-mcp', version: '1.0.0', transports: [transport], logging: false });
@@ -111,7 +113,7 @@ export async function startMcpApp(options: McpAppOptions): Promise<RunningMcpApp
     imports: [
       KeycardModule.forRoot({
         ...(options.keycard ?? (options.zones === undefined ? { zoneUrl: options.zoneUrl } : { zones: options.zones })),
-        resource: resourcesOf(options.port),
+        ...(options.developmentMode ? {} : { resource: resourcesOf(options.port) }),
         logger,
         auditLog: options.auditLog ?? false,
         ...(options.clockToleranceSeconds === undefined ? {} : { clockToleranceSeconds: options.clockToleranceSeconds }),
@@ -139,9 +141,12 @@ export async function startMcpApp(options: McpAppOptions): Promise<RunningMcpApp
   return { app, url: `http://127.0.0.1:${options.port}`, logger, sdkAuthInfos, sessionLog, close: () => app.close() };
 }
 
-/** The MCP SDK's own transport in a Nest controller (stateless, JSON answers), as its docs show. */
-function sdkMcpController(seen: (McpAuthInfo | undefined)[]): Type {
-  @McpEndpoint()
+/**
+ * The MCP SDK's own transport in a Nest controller (stateless, JSON answers), as its docs show; its
+ * `sdk_purge` tool requires `admin` (`@McpEndpoint({ tools })`) and records its runs in `seen` as `null`.
+ */
+function sdkMcpController(seen: (McpAuthInfo | undefined | null)[]): Type {
+  @McpEndpoint({ tools: { sdk_purge: ['admin'] } })
   @Controller('sdk-mcp')
   class SdkMcpController {
     @Post()
@@ -152,6 +157,10 @@ function sdkMcpController(seen: (McpAuthInfo | undefined)[]): Type {
         seen.push(info);
         const { subject, sessionId } = (info?.extra ?? {}) as { subject?: string; sessionId?: string };
         return { content: [{ type: 'text', text: JSON.stringify({ clientId: info?.clientId, subject, sessionId }) }] };
+      });
+      server.registerTool('sdk_purge', { description: 'Deletes everything (admins only)' }, () => {
+        seen.push(null);
+        return { content: [{ type: 'text', text: '{"purged":true}' }] };
       });
       const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
       const nodeReq = (req.raw ?? req) as IncomingMessage;
