@@ -4,11 +4,11 @@ import { addLeadingSlash } from '@nestjs/common/utils/shared.utils.js';
 import {
   type ApplicationConfig, DiscoveryService, HttpAdapterHost, MetadataScanner, ModulesContainer,
 } from '@nestjs/core';
-import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper.js';
 import { RoutePathFactory } from '@nestjs/core/router/route-path-factory.js';
 import type { IncomingMessage } from 'node:http';
-import { KEYCARD_GRANT, KEYCARD_OPTIONS, KEYCARD_PUBLIC, KEYCARD_SCOPES } from '../keycard.constants.js';
+import { KEYCARD_GRANT, KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
+import { classOf, declarationOn, declaringClasses, nearestDeclaration } from './declarations.js';
 import { ResourceNotConfiguredException } from './keycard.exceptions.js';
 import { ProtectedResource } from './protected-resource.js';
 import { chooseForPattern, type ResourceChoice, routerFoldsCase } from './resource-choice.js';
@@ -40,14 +40,6 @@ export interface RouteRules {
   /** Set on MCP endpoints (`@McpEndpoint()`, mcp-nest controllers): per-tool scopes and `req.auth`. */
   readonly mcp: McpEndpointRule | undefined;
 }
-
-/** A declaration found on one target: a method or a class. */
-interface Declaration {
-  readonly isPublic: boolean;
-  readonly scopes: readonly string[] | undefined;
-}
-
-const NOT_DECLARED: Declaration = { isPublic: false, scopes: undefined };
 
 /**
  * The route rules of the whole app, computed once at bootstrap from every controller and provider
@@ -90,9 +82,7 @@ export class RouteRulesRegistry implements OnModuleInit {
     const scopes = new Set(this.options.scopesSupported);
     const patterns = this.routePatterns();
     const fieldResolvers = new Map<string, FieldResolverRules>();
-    for (const wrapper of [...this.discovery.getControllers(), ...this.discovery.getProviders()]) {
-      const type = classOf(wrapper);
-      if (type === undefined) continue;
+    for (const type of declaringClasses(this.discovery)) {
       const names = this.scanner.getAllMethodNames(type.prototype);
       // Every class of the chain, also those no handler reaches: one target never declares both.
       const firstHandler = names.length > 0 ? ` (handler ${type.name}.${names[0]})` : '';
@@ -254,40 +244,6 @@ export class RouteRulesRegistry implements OnModuleInit {
     }
     return result;
   }
-}
-
-/**
- * The nearest declaration of a handler: its method, then its class and each base class in turn.
- * @throws Error when one target declares both `@Public()` and `@RequireScopes()`.
- */
-function nearestDeclaration(handler: Target, type: Target, name: string): Declaration {
-  const onMethod = declarationOn(handler, name);
-  if (onMethod !== undefined) return onMethod;
-  for (let base: unknown = type; typeof base === 'function' && base !== Function.prototype; base = Object.getPrototypeOf(base)) {
-    const onClass = declarationOn(base, `${base.name} (handler ${name})`);
-    if (onClass !== undefined) return onClass;
-  }
-  return NOT_DECLARED;
-}
-
-function declarationOn(target: Target, where: string): Declaration | undefined {
-  const isPublic = Reflect.getOwnMetadata(KEYCARD_PUBLIC, target) === true;
-  const scopes = Reflect.getOwnMetadata(KEYCARD_SCOPES, target) as readonly string[] | undefined;
-  if (isPublic && scopes !== undefined) {
-    throw new Error(
-      `KeycardModule: @Public() and @RequireScopes() are both declared on ${where}; keep one ` +
-        '(the nearest declaration wins: method over class, subclass over base class)',
-    );
-  }
-  if (isPublic) return { isPublic, scopes: undefined };
-  return scopes === undefined ? undefined : { isPublic: false, scopes };
-}
-
-function classOf(wrapper: InstanceWrapper): Class | undefined {
-  const type = wrapper.metatype as unknown;
-  // Factory providers have a function as metatype that is not their class.
-  if (typeof type !== 'function' || wrapper.inject || !type.prototype) return undefined;
-  return type as Class;
 }
 
 function candidatesOf(choice: ResourceChoice): readonly ProtectedResource[] {
