@@ -5,7 +5,7 @@
  * zone (TestZone) in a popup, and calls the route again (200). A screenshot of the signed-in call
  * is written to `test-artifacts/` (git-ignored).
  */
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import { Controller, Get, Module, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
@@ -18,6 +18,7 @@ import { TestZone } from '../lib/testing/index.js';
 import { findChromium } from './support/chromium.js';
 import { freePort } from './support/free-port.js';
 import { CapturingLogger } from './support/keycard-app.js';
+import { describeUnless } from './support/skip.js';
 
 const chromium = findChromium();
 const ARTIFACTS = join(import.meta.dirname, '..', 'test-artifacts');
@@ -75,7 +76,7 @@ async function signIn(page: Page): Promise<void> {
   await page.locator('.modal-ux button.close-modal').click();
 }
 
-('reason' in chromium ? describe.skip : describe)('Swagger UI signs in against the zone in a real browser (headless Chromium)', () => {
+describeUnless('reason' in chromium ? chromium.reason : undefined, 'Swagger UI signs in against the zone in a real browser (headless Chromium)', () => {
   const logger = new CapturingLogger();
   let zone: TestZone;
   let app: INestApplication;
