@@ -42,7 +42,7 @@ async function startApp(zone: TestZone, port: number, logger: CapturingLogger): 
   const document = SwaggerModule.createDocument(app, await withKeycardSecurity(app, config));
   SwaggerModule.setup('docs', app, document, {
     swaggerOptions: {
-      // Swagger UI opened at /docs would send <origin>/oauth2-redirect.html, which is not served.
+      // Swagger UI opened at /docs (no trailing slash) would send <origin>/oauth2-redirect.html, which is not served.
       oauth2RedirectUrl: `${resource}/docs/oauth2-redirect.html`,
       initOAuth: { clientId: 'docs', usePkceWithAuthorizationCodeGrant: true, additionalQueryStringParams: { resource } },
     },
