@@ -28,7 +28,7 @@ describe('security catalogue traceability', () => {
     expect(Object.keys(NOT_APPLICABLE).filter((id) => tested.has(id))).toEqual([]);
   });
 
-  const withCatalogue = itUnless(catalogueAvailable() ? undefined : 'the catalogue source, ../shared/security-catalogue.md, is not beside this checkout (expected in a plain clone; CI has it)');
+  const withCatalogue = itUnless(catalogueAvailable() ? undefined : '../shared/security-catalogue.md is not beside this checkout: expected in a plain clone, CI has it');
 
   withCatalogue('every row of ../shared/security-catalogue.md is in test/CATALOGUE.md', () => {
     const rows = catalogueRows(readFileSync(CATALOGUE_PATH, 'utf8'));
