@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Module, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { ApolloServerPluginInlineTraceDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloFederationDriver, type ApolloDriverConfig } from '@nestjs/apollo';
 import { Directive, Field, GraphQLModule, ID, ObjectType, Query, ResolveReference, Resolver } from '@nestjs/graphql';
 import { ExpressAdapter } from '@nestjs/platform-express';
@@ -83,6 +84,8 @@ describe('GraphQL federation: @ResolveReference() on an Apollo subgraph', () => 
           driver: ApolloFederationDriver,
           autoSchemaFile: { federation: 2 },
           fieldResolverEnhancers: ['guards'],
+          // A subgraph traces inline by default and says so with console.info on every start.
+          plugins: [ApolloServerPluginInlineTraceDisabled()],
         }),
       ],
       providers: [AccountsResolver, ProductsResolver],

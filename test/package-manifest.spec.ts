@@ -36,3 +36,22 @@ describe('package manifest: the nestjs-keycard command', () => {
     expect(readFileSync(join(root, 'lib/cli/main.ts'), 'utf8').split('\n')[0]).toBe('#!/usr/bin/env node');
   });
 });
+
+/** The compiler options a tsconfig ends up with, following `extends` (relative paths only). */
+function compilerOptionsOf(file: string): Record<string, unknown> {
+  const config = JSON.parse(readFileSync(join(root, file), 'utf8')) as { extends?: string; compilerOptions?: Record<string, unknown> };
+  const base = config.extends === undefined ? {} : compilerOptionsOf(join(file, '..', config.extends));
+  return { ...base, ...config.compilerOptions };
+}
+
+describe('published build', () => {
+  // A map pointing at lib/*.ts that the package does not ship sends stack traces and debuggers to
+  // files that are not there: maps ship with their sources or not at all.
+  it.each(['tsconfig.build.json', 'tsconfig.build.cjs.json'])('%s emits source maps only if the package ships their sources', (file) => {
+    const options = compilerOptionsOf(file);
+    const files = (manifest.files ?? []) as unknown as string[];
+    const shipsSources = files.includes('lib') || options.inlineSources === true;
+    expect({ sourceMap: options.sourceMap === true && !shipsSources, declarationMap: options.declarationMap === true && !shipsSources })
+      .toEqual({ sourceMap: false, declarationMap: false });
+  });
+});

@@ -3,7 +3,7 @@
  * zone sees one exchange, Redis holds no raw token (hashed keys, AES-256-GCM values), entries expire
  * with the token, keys rotate by id.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, afterEach, beforeAll, expect, it } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { ClientCredentialsService, ImpersonationService, TokenExchangeError } from '../lib/index.js';
@@ -12,13 +12,14 @@ import { RedisExchangedTokenStore, type TokenCipherKey } from '../lib/redis/inde
 import { startExchangeContext } from './support/exchange-context.js';
 import { R } from './support/forge.js';
 import { redisUnavailableReason, startRedis, type RunningRedis } from './support/redis-server.js';
+import { describeUnless } from './support/skip.js';
 
 const SECRET = 's3cret-value-1234';
 const K1: TokenCipherKey = { id: 'k1', key: randomBytes(32) };
 const K2: TokenCipherKey = { id: 'k2', key: randomBytes(32).toString('base64') };
 const skipReason = redisUnavailableReason();
 
-(skipReason ? describe.skip : describe)('shared exchanged-token cache in Redis', () => {
+describeUnless(skipReason, 'shared exchanged-token cache in Redis', () => {
   let zone: TestZone;
   let redis: RunningRedis;
   let admin: Redis;

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Controller, Get, type INestApplication, Module, Post } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ApiSecurity, DocumentBuilder, SwaggerModule, type OpenAPIObject } from '@nestjs/swagger';
+import { McpController, McpHttpControllerFor, McpStrategy, StreamableHttpTransport, Tool } from '@rekog/mcp-nest';
 import { KeycardModule, Public, RequireScopes } from '../lib/index.js';
 import { withKeycardSecurity } from '../lib/swagger/index.js';
 import { TestZone } from '../lib/testing/index.js';
@@ -60,14 +61,31 @@ class AdminController {
   }
 }
 
-async function documentOf(zone: TestZone): Promise<{ app: INestApplication; document: OpenAPIObject }> {
+const mcpTransport = new StreamableHttpTransport();
+
+@McpController()
+class OrderTools {
+  @Tool({ name: 'purge_orders', description: 'Deletes every order' })
+  @RequireScopes('orders:purge')
+  purge() {
+    return { purged: true };
+  }
+}
+
+@RequireScopes('mcp:tools')
+@Controller('mcp')
+class OrdersMcpHttp extends McpHttpControllerFor(mcpTransport) {}
+
+/** The app's document, built as the README's `main.ts` does (before `init()`) or after `init()`. */
+async function documentOf(zone: TestZone, order: 'before init' | 'after init' = 'after init'): Promise<{ app: INestApplication; document: OpenAPIObject }> {
   @Module({
     imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, scopesSupported: ['profile'] })],
-    controllers: [OrdersController, AdminController],
+    controllers: [OrdersController, AdminController, OrderTools, OrdersMcpHttp],
   })
   class AppModule {}
   const app = await NestFactory.create(AppModule, { logger: false });
-  await app.init();
+  app.connectMicroservice({ strategy: new McpStrategy({ name: 'orders', version: '1.0.0', transports: [mcpTransport], logging: false }) });
+  if (order === 'after init') await app.init();
   const config = new DocumentBuilder().setTitle('Orders').build();
   return { app, document: SwaggerModule.createDocument(app, await withKeycardSecurity(app, config)) };
 }
@@ -76,12 +94,15 @@ describe('Swagger (nestjs-keycard/swagger)', () => {
   let zone: TestZone;
   let app: INestApplication;
   let document: OpenAPIObject;
+  let early: { app: INestApplication; document: OpenAPIObject };
 
   beforeAll(async () => {
     zone = await TestZone.start({ audience: R });
+    early = await documentOf(zone, 'before init'); // first, so nothing is described yet
     ({ app, document } = await documentOf(zone));
   });
   afterAll(async () => {
+    await early.app.close();
     await app.close();
     await zone.stop();
   });
@@ -100,11 +121,19 @@ describe('Swagger (nestjs-keycard/swagger)', () => {
   });
 
   it('the discovery endpoints are not in the document', () => {
-    expect(Object.keys(document.paths).sort()).toEqual(['/admin', '/admin/reports', '/orders', '/orders/count', '/orders/mine', '/orders/signed']);
+    expect(Object.keys(document.paths).sort()).toEqual(['/admin', '/admin/reports', '/mcp', '/orders', '/orders/count', '/orders/mine', '/orders/signed']);
   });
 
-  it('the scheme is OAuth 2.0 with the zone endpoints from its metadata and every scope in use', () => {
-    const scopes = { admin: '', 'orders:read': '', 'orders:write': '', profile: '', 'reports:read': '' };
+  it('an mcp-nest endpoint (handlers inherited from its base) requires the scheme with its controller scopes', () => {
+    const operations = Object.values(document.paths['/mcp']);
+    expect(operations.length).toBeGreaterThan(0);
+    for (const operation of operations) expect((operation as { security?: unknown }).security).toEqual([{ keycard: ['mcp:tools'] }]);
+  });
+
+  it('the scheme is OAuth 2.0 with the zone endpoints from its metadata and every scope in use (MCP tools included)', () => {
+    const scopes = {
+      admin: '', 'mcp:tools': '', 'orders:purge': '', 'orders:read': '', 'orders:write': '', profile: '', 'reports:read': '',
+    };
     expect(document.components?.securitySchemes?.keycard).toEqual({
       type: 'oauth2',
       description: `Access tokens of the zone ${zone.issuer}`,
@@ -113,6 +142,11 @@ describe('Swagger (nestjs-keycard/swagger)', () => {
         clientCredentials: { tokenUrl: `${zone.origin}/token`, scopes },
       },
     });
+  });
+
+  it('built before app.init() (the README\'s main.ts order), the document is the same: scopes and requirements', () => {
+    expect(early.document.components).toEqual(document.components);
+    expect(early.document.paths).toEqual(document.paths);
   });
 
   it('describing twice adds no duplicate requirement', async () => {

@@ -21,6 +21,7 @@ import { expectFixedDescription, expectNoLeak, forged } from './support/contexts
 import { PRM, R } from './support/forge.js';
 import { parseChallenge } from './support/http.js';
 import { CapturingLogger } from './support/keycard-app.js';
+import { itUnless } from './support/skip.js';
 
 @WebSocketGateway()
 class OrdersGateway implements OnGatewayConnection, OnGatewayDisconnect {
@@ -275,8 +276,7 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s', 
     expect((await conversation.ask('whoami')).event).toBe('whoami');
   });
 
-  // socket.io only: a `ws` message has no acknowledgement.
-  (platform === 'socket.io' ? it : it.skip)('N6 socket.io: a refused message sent with an acknowledgement (emitWithAck) gets the refusal through it too, in the exception event\'s shape', async () => {
+  itUnless(platform === 'socket.io' ? undefined : 'socket.io only: a `ws` message has no acknowledgement')('N6 socket.io: a refused message sent with an acknowledgement (emitWithAck) gets the refusal through it too, in the exception event\'s shape', async () => {
     const token = zone.issueToken({ scope: 'orders:read' });
     const conversation = await connect(token);
     const acknowledged = await conversation.askWithAck!('place');
@@ -519,8 +519,7 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s, a
     expect(answer).toEqual({ event: 'exception', data: { status: 'error', error_description: 'Authentication is required', scope: 'orders:write' } });
   });
 
-  // socket.io only: its `auth` is JSON from the client; a ws handshake's header is always a string.
-  (platform === 'socket.io' ? it : it.skip)('N6 socket.io: a token that is no string (auth.token 12345, [], {}) is refused at the handshake, not taken for no token', async () => {
+  itUnless(platform === 'socket.io' ? undefined : "socket.io only: its `auth` is JSON from the client; a ws handshake's header is always a string")('N6 socket.io: a token that is no string (auth.token 12345, [], {}) is refused at the handshake, not taken for no token', async () => {
     for (const token of [12345, ['x'], { a: 1 }]) {
       const refused = await new Promise<{ message: string; data?: unknown } | undefined>((resolve) => {
         const socket: Socket = io(`http://127.0.0.1:${api.port}`, { auth: { token }, transports: ['websocket'], reconnection: false, forceNew: true });

@@ -154,7 +154,7 @@ export class WorkloadIdentity implements ClientAuthentication {
     this.clientId = options.clientId;
   }
 
-  /** Workload identity on EKS: the token file from the first of {@link EKS_TOKEN_FILE_VARIABLES} that is set. */
+  /** Workload identity on EKS: the token file named by the first of `KEYCARD_EKS_WORKLOAD_IDENTITY_TOKEN_FILE`, `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`, `AWS_WEB_IDENTITY_TOKEN_FILE` that is set. */
   static eks(options: { clientId?: string; env?: NodeJS.ProcessEnv } = {}): WorkloadIdentity {
     const env = options.env ?? process.env;
     const variable = EKS_TOKEN_FILE_VARIABLES.find((name) => env[name]);
@@ -162,7 +162,7 @@ export class WorkloadIdentity implements ClientAuthentication {
     return new WorkloadIdentity({ tokenFile: env[variable]!, clientId: options.clientId });
   }
 
-  /** A Kubernetes projected service account token. @default tokenFile {@link KUBERNETES_TOKEN_FILE} */
+  /** A Kubernetes projected service account token. @default tokenFile `/var/run/secrets/kubernetes.io/serviceaccount/token` */
   static kubernetes(options: { tokenFile?: string; clientId?: string } = {}): WorkloadIdentity {
     return new WorkloadIdentity({ tokenFile: options.tokenFile ?? KUBERNETES_TOKEN_FILE, clientId: options.clientId });
   }

@@ -363,7 +363,7 @@ function jitterMs(): number {
  * The shared store's key: the grant's key bound to the zone and to this service's client id, so two
  * different services sharing one Redis (and one key ring) never serve each other's tokens. A client
  * authentication without a client id (workload identity that names none) shares with every such
- * service of the zone: give those services a store prefix of their own (README).
+ * service of the zone: give those services a store prefix of their own (docs/scale-out.md).
  */
 function sharedKeyOf(zone: TrustedZone, grantKey: string): string {
   const clientId = (zone.clientAuthentication as { clientId?: unknown } | undefined)?.clientId;

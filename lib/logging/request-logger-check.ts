@@ -27,7 +27,7 @@ export function checkRequestLogger(request: IncomingMessage, token: string, logg
   if (leaks) {
     logger.error(
       "The request logger (pino-http / nestjs-pino) writes each request's bearer token into every log line of that request: " +
-        'wrap its options with keycardPinoHttpOptions(), exported by this module (README: Logs without tokens)',
+        'wrap its options with keycardPinoHttpOptions(), exported by this module (docs/audit-and-logs.md: Logs without tokens)',
     );
   }
 }

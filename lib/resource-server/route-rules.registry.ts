@@ -4,17 +4,14 @@ import { addLeadingSlash } from '@nestjs/common/utils/shared.utils.js';
 import {
   type ApplicationConfig, DiscoveryService, HttpAdapterHost, MetadataScanner, ModulesContainer,
 } from '@nestjs/core';
-import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper.js';
 import { RoutePathFactory } from '@nestjs/core/router/route-path-factory.js';
 import type { IncomingMessage } from 'node:http';
 import type { Clock } from '../clock.js';
-import { KEYCARD_CLOCK, KEYCARD_GRANT, KEYCARD_OPTIONS, KEYCARD_PUBLIC, KEYCARD_SCOPES } from '../keycard.constants.js';
-import {
-  KEYCARD_ACTORS, KEYCARD_ARGUMENT_SCOPES, KEYCARD_AUTHENTICATION, KEYCARD_CLAIMS, KEYCARD_OPTIONAL, KEYCARD_SCOPE_PATHS,
-} from '../decision/policy/policy-metadata.js';
-import { type Declared, type PolicyParts, Requirement } from '../decision/policy/requirement.js';
+import { KEYCARD_CLOCK, KEYCARD_GRANT, KEYCARD_OPTIONS } from '../keycard.constants.js';
+import { type PolicyParts, Requirement } from '../decision/policy/requirement.js';
 import { ScopeHierarchy } from '../decision/policy/scope-hierarchy.js';
 import type { KeycardOptions } from '../keycard-options.js';
+import { classOf, declarationOn, declaringClasses, nearestDeclaration, requirementOf } from './declarations.js';
 import { ResourceNotConfiguredException } from './keycard.exceptions.js';
 import { ProtectedResource } from './protected-resource.js';
 import { chooseForPattern, type ResourceChoice, routerFoldsCase } from './resource-choice.js';
@@ -53,26 +50,6 @@ export interface RouteRules {
   /** Set on MCP endpoints (`@McpEndpoint()`, mcp-nest controllers): per-tool scopes and `req.auth`. */
   readonly mcp: McpEndpointRule | undefined;
 }
-
-/** A declaration found on one target: a method or a class. */
-interface Declaration {
-  readonly isPublic: boolean;
-  readonly optional: boolean;
-  /** The target it was found on (the handler or a class); undefined when none declares anything. */
-  readonly target: Target | undefined;
-}
-
-const NOT_DECLARED: Declaration = { isPublic: false, optional: false, target: undefined };
-
-/** The policy decorators other than `@Public()` / `@OptionalAuth()`, by metadata key: any of them declares a requirement. */
-const REQUIREMENT_DECORATORS: readonly (readonly [key: string, name: string])[] = [
-  [KEYCARD_SCOPES, '@RequireScopes()'],
-  [KEYCARD_SCOPE_PATHS, '@RequireScopes.anyOf()'],
-  [KEYCARD_ARGUMENT_SCOPES, '@RequireScopes.fromArguments()'],
-  [KEYCARD_CLAIMS, '@RequireClaims()'],
-  [KEYCARD_AUTHENTICATION, '@RequireAuthentication()'],
-  [KEYCARD_ACTORS, '@RequireActors()'],
-];
 
 /**
  * The route rules of the whole app, computed once at bootstrap from every controller and provider
@@ -121,9 +98,7 @@ export class RouteRulesRegistry implements OnModuleInit {
     const scopes = new Set(this.options.scopesSupported);
     const patterns = this.routePatterns();
     const fieldResolvers = new Map<string, FieldResolverRules>();
-    for (const wrapper of [...this.discovery.getControllers(), ...this.discovery.getProviders()]) {
-      const type = classOf(wrapper);
-      if (type === undefined) continue;
+    for (const type of declaringClasses(this.discovery)) {
       const names = this.scanner.getAllMethodNames(type.prototype);
       // Every class of the chain, also those no handler reaches: one target never declares both.
       const firstHandler = names.length > 0 ? ` (handler ${type.name}.${names[0]})` : '';
@@ -302,69 +277,6 @@ export class RouteRulesRegistry implements OnModuleInit {
     }
     return result;
   }
-}
-
-/**
- * The nearest declaration of a handler: its method, then its class and each base class in turn.
- * @throws Error when one target declares both `@Public()` and `@RequireScopes()`.
- */
-function nearestDeclaration(handler: Target, type: Target, name: string): Declaration {
-  const onMethod = declarationOn(handler, name);
-  if (onMethod !== undefined) return onMethod;
-  for (let base: unknown = type; typeof base === 'function' && base !== Function.prototype; base = Object.getPrototypeOf(base)) {
-    const onClass = declarationOn(base, `${base.name} (handler ${name})`);
-    if (onClass !== undefined) return onClass;
-  }
-  return NOT_DECLARED;
-}
-
-/**
- * What one target (a method or a class) declares: `@Public()`, `@OptionalAuth()`, or a requirement
- * (any policy decorator).
- * @throws Error naming `where` when two of them are declared on the same target (catalogue Q13, T16).
- */
-function declarationOn(target: Target, where: string): Declaration | undefined {
-  const isPublic = Reflect.getOwnMetadata(KEYCARD_PUBLIC, target) === true;
-  const optional = Reflect.getOwnMetadata(KEYCARD_OPTIONAL, target) === true;
-  const requirement = REQUIREMENT_DECORATORS.find(([key]) => Reflect.getOwnMetadata(key, target) !== undefined)?.[1];
-  const opener = isPublic ? '@Public()' : optional ? '@OptionalAuth()' : undefined;
-  const contradiction = isPublic && optional ? '@Public() and @OptionalAuth() are' : requirement !== undefined && opener !== undefined ? `${opener} and ${requirement} are` : undefined;
-  if (contradiction !== undefined) {
-    throw new Error(
-      `KeycardModule: ${contradiction} both declared on ${where}; keep one ` +
-        '(the nearest declaration wins: method over class, subclass over base class)',
-    );
-  }
-  return isPublic || optional || requirement !== undefined ? { isPublic, optional, target } : undefined;
-}
-
-/** Each policy decorator's nearest declaration: the handler's own, else its class's, else each base class's. */
-function requirementOf(handler: Target, type: Target): Declared {
-  const nearest = <T>(key: string): T | undefined => {
-    const own = Reflect.getOwnMetadata(key, handler) as T | undefined;
-    if (own !== undefined) return own;
-    for (let base: unknown = type; typeof base === 'function' && base !== Function.prototype; base = Object.getPrototypeOf(base)) {
-      if (Reflect.getOwnMetadata(KEYCARD_PUBLIC, base) === true || Reflect.getOwnMetadata(KEYCARD_OPTIONAL, base) === true) return undefined;
-      const onClass = Reflect.getOwnMetadata(key, base as Target) as T | undefined;
-      if (onClass !== undefined) return onClass;
-    }
-    return undefined;
-  };
-  return {
-    scopes: nearest(KEYCARD_SCOPES),
-    anyOf: nearest(KEYCARD_SCOPE_PATHS),
-    fromArguments: nearest(KEYCARD_ARGUMENT_SCOPES),
-    claims: nearest(KEYCARD_CLAIMS),
-    authentication: nearest(KEYCARD_AUTHENTICATION),
-    actors: nearest(KEYCARD_ACTORS),
-  };
-}
-
-function classOf(wrapper: InstanceWrapper): Class | undefined {
-  const type = wrapper.metatype as unknown;
-  // Factory providers have a function as metatype that is not their class.
-  if (typeof type !== 'function' || wrapper.inject || !type.prototype) return undefined;
-  return type as Class;
 }
 
 function candidatesOf(choice: ResourceChoice): readonly ProtectedResource[] {

@@ -3,7 +3,7 @@ import { DiscoveryService, MetadataScanner } from '@nestjs/core';
 import { ApiSecurity, type OpenAPIObject, type SecuritySchemeObject } from '@nestjs/swagger';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
-import { RouteRulesRegistry } from '../resource-server/route-rules.registry.js';
+import { declaringClasses, nearestDeclaration, requirementOf } from '../resource-server/declarations.js';
 import { ZoneMetadataService } from '../zone/zone-metadata.service.js';
 
 /** The swagger metadata keys this file reads, as `@nestjs/swagger` (10–12) writes them. */
@@ -27,14 +27,20 @@ export interface KeycardSecurityOptions {
  *   scope the app uses, so Swagger UI can sign in; a plain `bearer` (JWT) scheme while the zone's
  *   metadata cannot be fetched.
  * - every route the guard protects (not `@Public()`) gets the requirement `{ [name]: scopes }`,
- *   with its `@RequireScopes()` scopes, read from the guard's own route rules (so `@Public()` and
- *   scopes resolve exactly as the guard resolves them); requirements an app set itself with
- *   `@ApiSecurity()` are kept.
+ *   with its `@RequireScopes()` scopes, resolved with the guard's own precedence (method, then
+ *   class, then base classes); one requirement per `@RequireScopes.anyOf()` path (OpenAPI
+ *   alternatives), plus the empty requirement `{}` on `@OptionalAuth()` routes; requirements an
+ *   app set itself with `@ApiSecurity()` are kept.
+ *   Routes a controller inherits (mcp-nest's `McpHttpControllerFor()` endpoints) get it on the
+ *   controller class, since their handler is shared with every other subclass.
+ * - the scopes are those of every `@RequireScopes()` in the app (routes, resolvers, gateways, MCP
+ *   tools) and `scopesSupported`, read from the decorators: the same whether it runs before or
+ *   after `app.init()`.
  *
  * The discovery endpoints are never in the document: they are mounted on the HTTP adapter, not
  * declared as Nest routes.
  *
- * @param app the application (after `NestFactory.create`, before or after `listen`).
+ * @param app the application (after `NestFactory.create`; before or after `init()` / `listen()`).
  * @param config the document configuration (`new DocumentBuilder()…build()`); returned, extended.
  * @example
  * ```ts
@@ -50,43 +56,97 @@ export async function withKeycardSecurity<T extends Omit<OpenAPIObject, 'paths'>
 ): Promise<T> {
   const name = options.name ?? 'keycard';
   const moduleOptions = app.get<KeycardOptions>(KEYCARD_OPTIONS);
-  const scopes = new Set(app.get(RouteRulesRegistry).scopesSupported);
-  for (const route of protectedRoutes(app)) {
-    const existing = (Reflect.getMetadata(API_SECURITY, route.handler) ?? []) as Record<string, unknown>[];
-    if (existing.some((requirement) => name in requirement)) continue; // already described
-    ApiSecurity(name, [...route.scopes])(route.prototype, route.methodName, route.descriptor);
-  }
-  const scheme = await securityScheme(app, moduleOptions, Object.fromEntries([...scopes].map((scope) => [scope, ''])));
+  const classes = declaringClasses(app.get(DiscoveryService));
+  const scanner = app.get(MetadataScanner);
+  for (const route of protectedRoutes(classes, scanner)) describeRoute(route, name);
+  const scopes = Object.fromEntries([...scopesInUse(classes, scanner, moduleOptions)].map((scope) => [scope, '']));
+  const scheme = await securityScheme(app, moduleOptions, scopes);
   config.components = { ...config.components, securitySchemes: { ...config.components?.securitySchemes, [name]: scheme } };
   return config;
 }
 
+type Class = abstract new (...args: never[]) => unknown;
+
 interface ProtectedRoute {
-  readonly prototype: object;
+  readonly type: Class;
   readonly methodName: string;
-  readonly descriptor: PropertyDescriptor;
   readonly handler: object;
-  readonly scopes: readonly string[];
+  /** The handler is a base class's method (an mcp-nest controller): shared with its other subclasses. */
+  readonly inherited: boolean;
+  /**
+   * OpenAPI security requirements, alternatives (OpenAPI 3 §4.8.30): one scope list per
+   * `@RequireScopes.anyOf()` path (each with the `@RequireScopes()` scopes), and an empty one
+   * for `@OptionalAuth()` (anonymous callers are served too).
+   */
+  readonly alternatives: readonly (readonly string[] | 'anonymous')[];
 }
 
-/** Every controller route the guard protects, with its required scopes. */
-function protectedRoutes(app: INestApplicationContext): ProtectedRoute[] {
-  const registry = app.get(RouteRulesRegistry);
-  const scanner = app.get(MetadataScanner);
+/**
+ * Every controller route the guard protects, with its required scopes. Read from the declarations
+ * themselves (the guard's own precedence, `nearestDeclaration`), never through the guard's route
+ * registry: before `app.init()` that registry has not seen the routes, and asking it then would
+ * cache rules computed without them.
+ */
+function protectedRoutes(classes: readonly Class[], scanner: MetadataScanner): ProtectedRoute[] {
   const routes: ProtectedRoute[] = [];
-  for (const wrapper of app.get(DiscoveryService).getControllers()) {
-    const type = wrapper.metatype as (new (...args: never[]) => object) | undefined;
-    if (!type?.prototype) continue;
-    for (const methodName of scanner.getAllMethodNames(type.prototype)) {
-      const descriptor = Object.getOwnPropertyDescriptor(type.prototype, methodName);
-      const handler = descriptor?.value as object | undefined;
-      if (!descriptor || typeof handler !== 'function' || Reflect.getMetadata(PATH_METADATA, handler) === undefined) continue;
-      const rules = registry.rulesFor(handler, type);
-      if (rules.isPublic) continue;
-      routes.push({ prototype: type.prototype, methodName, descriptor, handler, scopes: rules.scopes ?? [] });
+  for (const type of classes) {
+    const prototype = type.prototype as Record<string, unknown>;
+    for (const methodName of scanner.getAllMethodNames(prototype)) {
+      const handler = prototype[methodName];
+      if (typeof handler !== 'function' || Reflect.getMetadata(PATH_METADATA, handler) === undefined) continue;
+      if (Reflect.getMetadata(PATH_METADATA, type) === undefined) continue; // a provider's method, not a route
+      const declared = nearestDeclaration(handler, type, `${type.name}.${methodName}`);
+      if (declared.isPublic) continue;
+      const inherited = !Object.prototype.hasOwnProperty.call(prototype, methodName);
+      routes.push({ type, methodName, handler, inherited, alternatives: alternativesOf(handler, type, declared.optional) });
     }
   }
   return routes;
+}
+
+/**
+ * Adds `{ [name]: scopes }` to one route's operation, unless the app described it itself. An
+ * inherited handler is one function shared by every subclass (mcp-nest's controllers), so its
+ * requirement goes on the controller class, which `@nestjs/swagger` merges into each of its
+ * operations.
+ */
+function describeRoute(route: ProtectedRoute, name: string): void {
+  const target = route.inherited ? route.type : route.handler;
+  const existing = (Reflect.getOwnMetadata(API_SECURITY, target) ?? []) as Record<string, unknown>[];
+  if (existing.some((requirement) => name in requirement)) return; // already described
+  for (const alternative of route.alternatives) {
+    const decorator = alternative === 'anonymous' ? ApiSecurity({}) : ApiSecurity(name, [...alternative]);
+    if (route.inherited) decorator(route.type);
+    else decorator(route.type.prototype, route.methodName, { value: route.handler });
+  }
+}
+
+/** The scope lists that satisfy a handler's declared requirement, in declaration order. */
+function alternativesOf(handler: object, type: Class, optional: boolean): (readonly string[] | 'anonymous')[] {
+  if (optional) return ['anonymous', []];
+  const declared = requirementOf(handler, type);
+  const scopes = declared.scopes ?? [];
+  return declared.anyOf === undefined || declared.anyOf.length === 0
+    ? [scopes]
+    : declared.anyOf.map((path) => [...new Set([...scopes, ...path])]);
+}
+
+/**
+ * Every scope the app uses: the configured `scopesSupported` and every `@RequireScopes()` of a
+ * controller or provider (routes, resolvers, gateways, MCP tools), so the sign-in can ask for any.
+ */
+function scopesInUse(classes: readonly Class[], scanner: MetadataScanner, options: KeycardOptions): Set<string> {
+  const scopes = new Set(options.scopesSupported);
+  for (const type of classes) {
+    const prototype = type.prototype as Record<string, unknown>;
+    for (const methodName of scanner.getAllMethodNames(prototype)) {
+      const handler = prototype[methodName];
+      if (typeof handler !== 'function') continue;
+      const declared = requirementOf(handler, type);
+      for (const scope of [...(declared.scopes ?? []), ...(declared.anyOf ?? []).flat()]) scopes.add(scope);
+    }
+  }
+  return scopes;
 }
 
 /** The OAuth 2.0 scheme from the zone's metadata, or a bearer scheme when it cannot be had. */

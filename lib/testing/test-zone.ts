@@ -414,6 +414,12 @@ export class TestZone {
       this.counts.oidc += 1;
       return this.serve('oidc', res, () => ({ status: 200, body: this.metadata() }));
     }
+    if (path === '/token') {
+      // Browser clients (Swagger UI's sign-in, a SPA) call the token endpoint from their own origin.
+      // No cookies are involved, so any origin may read the answer; the code and PKCE protect it.
+      res.setHeader('access-control-allow-origin', '*');
+      if (req.method === 'OPTIONS') return answerPreflight(res);
+    }
     if (path === '/token' && req.method === 'POST') {
       this.counts.token += 1;
       return this.serveToken(req, res);
@@ -634,4 +640,14 @@ function dropUndefined(object: Record<string, unknown>): Record<string, unknown>
 function signIn(params: URLSearchParams): Record<string, unknown> {
   const acr = params.get('acr_values')?.split(' ').find((value) => value !== '');
   return { auth_time: Math.floor(Date.now() / 1000), ...(acr === undefined ? {} : { acr }) };
+}
+
+/** A CORS preflight of the token endpoint (Fetch standard §3.2.2): a form POST with these headers. */
+function answerPreflight(res: ServerResponse): void {
+  res.writeHead(204, {
+    'access-control-allow-methods': 'POST',
+    'access-control-allow-headers': 'authorization, content-type, x-requested-with',
+    'access-control-max-age': '600',
+  });
+  res.end();
 }
