@@ -8,7 +8,7 @@ import { RoutePathFactory } from '@nestjs/core/router/route-path-factory.js';
 import type { IncomingMessage } from 'node:http';
 import type { Clock } from '../clock.js';
 import { KEYCARD_CLOCK, KEYCARD_GRANT, KEYCARD_OPTIONS } from '../keycard.constants.js';
-import { type PolicyParts, Requirement } from '../decision/policy/requirement.js';
+import { type Declared, type PolicyParts, Requirement } from '../decision/policy/requirement.js';
 import { ScopeHierarchy } from '../decision/policy/scope-hierarchy.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { classOf, declarationOn, declaringClasses, nearestDeclaration, requirementOf } from './declarations.js';
@@ -128,7 +128,6 @@ export class RouteRulesRegistry implements OnModuleInit {
     return this.scopes;
   }
 
-  /** The rules of a handler: one or two WeakMap lookups, computed on first sight when unknown. */
   /**
    * A requirement declared outside a decorator (an MCP tool's scopes in `@McpEndpoint({ tools })`),
    * compiled like a handler's: through the scope hierarchy, with the module's clock and leeway.
@@ -138,6 +137,7 @@ export class RouteRulesRegistry implements OnModuleInit {
     return Requirement.compile(declared, name, this.policyParts);
   }
 
+  /** The rules of a handler: one or two WeakMap lookups, computed on first sight when unknown. */
   rulesFor(handler: Target, type: Target): RouteRules {
     const rules = this.byHandler.get(handler);
     if (rules !== undefined && rules.owner === type) return rules;
