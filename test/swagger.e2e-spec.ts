@@ -3,7 +3,7 @@ import { Controller, Get, type INestApplication, Module, Post } from '@nestjs/co
 import { NestFactory } from '@nestjs/core';
 import { ApiSecurity, DocumentBuilder, SwaggerModule, type OpenAPIObject } from '@nestjs/swagger';
 import { McpController, McpHttpControllerFor, McpStrategy, StreamableHttpTransport, Tool } from '@rekog/mcp-nest';
-import { KeycardModule, Public, RequireScopes } from '../lib/index.js';
+import { KeycardModule, OptionalAuth, Public, RequireScopes } from '../lib/index.js';
 import { withKeycardSecurity } from '../lib/swagger/index.js';
 import { TestZone } from '../lib/testing/index.js';
 
@@ -38,6 +38,19 @@ class OrdersController {
   @ApiSecurity('partner-key')
   signed() {
     return {};
+  }
+
+  @Get('export')
+  @RequireScopes('orders:read')
+  @RequireScopes.anyOf(['orders:admin'], ['orders:export', 'audit:read'])
+  export() {
+    return [];
+  }
+
+  @Get('greeting')
+  @OptionalAuth()
+  greeting() {
+    return 'hello';
   }
 
   /** Not a route: must not be described. */
@@ -115,13 +128,25 @@ describe('Swagger (nestjs-keycard/swagger)', () => {
     expect(document.paths['/admin/reports'].get?.security).toEqual([{ keycard: ['reports:read'] }]);
   });
 
+  it('RequireScopes.anyOf: one requirement per path (OpenAPI alternatives), each with the all-of scopes', () => {
+    expect(document.paths['/orders/export'].get?.security).toEqual([
+      { keycard: ['orders:read', 'orders:admin'] },
+      { keycard: ['orders:read', 'orders:export', 'audit:read'] },
+    ]);
+  });
+
+  it('OptionalAuth: anonymous callers are served too, so the empty requirement comes first', () => {
+    expect(document.paths['/orders/greeting'].get?.security).toEqual([{}, { keycard: [] }]);
+    expect(early.document.paths['/orders/greeting'].get?.security).toEqual([{}, { keycard: [] }]);
+  });
+
   it('public routes carry no requirement; requirements the app set itself are kept', () => {
     expect(document.paths['/orders/count'].get?.security).toBeUndefined();
     expect(document.paths['/orders/signed'].get?.security).toEqual([{ 'partner-key': [] }, { keycard: [] }]);
   });
 
   it('the discovery endpoints are not in the document', () => {
-    expect(Object.keys(document.paths).sort()).toEqual(['/admin', '/admin/reports', '/mcp', '/orders', '/orders/count', '/orders/mine', '/orders/signed']);
+    expect(Object.keys(document.paths).sort()).toEqual(['/admin', '/admin/reports', '/mcp', '/orders', '/orders/count', '/orders/export', '/orders/greeting', '/orders/mine', '/orders/signed']);
   });
 
   it('an mcp-nest endpoint (handlers inherited from its base) requires the scheme with its controller scopes', () => {
@@ -132,7 +157,7 @@ describe('Swagger (nestjs-keycard/swagger)', () => {
 
   it('the scheme is OAuth 2.0 with the zone endpoints from its metadata and every scope in use (MCP tools included)', () => {
     const scopes = {
-      admin: '', 'mcp:tools': '', 'orders:purge': '', 'orders:read': '', 'orders:write': '', profile: '', 'reports:read': '',
+      admin: '', 'audit:read': '', 'mcp:tools': '', 'orders:admin': '', 'orders:export': '', 'orders:purge': '', 'orders:read': '', 'orders:write': '', profile: '', 'reports:read': '',
     };
     expect(document.components?.securitySchemes?.keycard).toEqual({
       type: 'oauth2',
