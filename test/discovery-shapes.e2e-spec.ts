@@ -3,14 +3,15 @@
  * media-type versioning with a default version, several resources, and development mode with
  * hostile `Host` headers. Every challenge's `resource_metadata` must name a document that answers.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { VersioningType, type INestApplication } from '@nestjs/common';
 import { ERROR_DESCRIPTIONS } from '../lib/resource-server/keycard.exceptions.js';
-import { TestZone } from '../lib/testing/index.js';
+import { type TestZone } from '../lib/testing/index.js';
 import { expectOutcome } from './support/denials.js';
 import { baseClaims, bearer, PRM, R, T0_HEADER, zoneSigned } from './support/forge.js';
 import { parseChallenge, send, type HttpAnswer } from './support/http.js';
 import { ADAPTERS, startApp, type RunningApp } from './support/keycard-app.js';
+import { zoneSuite } from './support/zone-suite.js';
 
 type Headers = [string, string][];
 
@@ -149,17 +150,7 @@ async function expectDocument(
 }
 
 describe.each(ADAPTERS)('discovery in every app shape over %s', (adapter) => {
-  let zone: TestZone;
-  let api: RunningApp | undefined;
-  beforeAll(async () => {
-    zone = await TestZone.start({ audience: R });
-  });
-  afterEach(async () => {
-    await api?.close();
-    api = undefined;
-    zone.reset();
-  });
-  afterAll(() => zone.stop());
+  const suite = zoneSuite();
 
   describe.each(SHAPES)('$name', (shape) => {
     const title =
@@ -167,60 +158,60 @@ describe.each(ADAPTERS)('discovery in every app shape over %s', (adapter) => {
         ? `M14 ${shape.name}: discovery answers at the origin root (chosen outcome: it just works, no bootstrap failure); every challenge's resource_metadata answers 200`
         : `${shape.row} ${shape.name}: GET /.well-known/oauth-protected-resource → 200, and every challenge's resource_metadata answers 200`;
     it(title, async () => {
-      api = await startApp(
+      suite.api = await startApp(
         adapter,
-        { zoneUrl: zone.issuer, resource: R },
+        { zoneUrl: suite.zone.issuer, resource: R },
         { configure: shape.configure },
       );
-      const absent = await send(api.url, 'GET', shape.absent.path, shape.absent.headers);
+      const absent = await send(suite.api.url, 'GET', shape.absent.path, shape.absent.headers);
       expect(absent.status).toBe(404);
       const junk = 'junk.not-a.token';
       for (const headers of shape.clients) {
-        await expectDocument(api, zone, PRM, R, headers);
+        await expectDocument(suite.api, suite.zone, PRM, R, headers);
         const mirror = await send(
-          api.url,
+          suite.api.url,
           'GET',
           '/.well-known/oauth-authorization-server',
           headers,
         );
         expect(mirror.status).toBe(200);
-        expect(mirror.json).toEqual(zone.metadata());
+        expect(mirror.json).toEqual(suite.zone.metadata());
       }
       const versioned = shape.versioned;
       for (const path of [...shape.orders, ...shape.others]) {
-        const bare = await send(api.url, 'GET', path, versioned);
+        const bare = await send(suite.api.url, 'GET', path, versioned);
         expectBareChallenge(bare, PRM);
         await expectDocument(
-          api,
-          zone,
+          suite.api,
+          suite.zone,
           parseChallenge(bare.headers['www-authenticate'])!.params.resource_metadata,
           R,
         );
       }
       expectOutcome(
-        await send(api.url, 'GET', shape.others[0], [...versioned, ...bearer(junk)]),
+        await send(suite.api.url, 'GET', shape.others[0], [...versioned, ...bearer(junk)]),
         '401 IT',
         PRM,
         [junk],
-        api.logger.lines,
+        suite.api.logger.lines,
       );
-      const token = zoneSigned(zone, T0_HEADER, baseClaims(zone));
+      const token = zoneSigned(suite.zone, T0_HEADER, baseClaims(suite.zone));
       expectOutcome(
-        await send(api.url, 'GET', shape.orders[0], [...versioned, ...bearer(token)]),
+        await send(suite.api.url, 'GET', shape.orders[0], [...versioned, ...bearer(token)]),
         '200',
         PRM,
         [token],
-        api.logger.lines,
+        suite.api.logger.lines,
       );
-      expectCleanLogs(api.logger.lines);
+      expectCleanLogs(suite.api.logger.lines);
     });
 
     it(`M9 ${shape.name}, resources [R, one per path of GET /orders]: each resource's challenge resource_metadata → 200, a document for that resource`, async () => {
       const pathResources = shape.orders.map((path) => `${R}${path}`);
       const resource = [R, ...pathResources];
-      api = await startApp(
+      suite.api = await startApp(
         adapter,
-        { zoneUrl: zone.issuer, resource },
+        { zoneUrl: suite.zone.issuer, resource },
         { configure: shape.configure },
       );
       const headers = shape.versioned;
@@ -231,11 +222,11 @@ describe.each(ADAPTERS)('discovery in every app shape over %s', (adapter) => {
       ];
       for (const [path, expected] of routes) {
         const prm = `${new URL(expected).origin}/.well-known/oauth-protected-resource${new URL(expected).pathname.replace(/\/$/, '')}`;
-        const bare = await send(api.url, 'GET', path, headers);
+        const bare = await send(suite.api.url, 'GET', path, headers);
         expectBareChallenge(bare, prm);
-        await expectDocument(api, zone, prm, expected, headers);
+        await expectDocument(suite.api, suite.zone, prm, expected, headers);
         const junk = 'junk.not-a.token';
-        const refused = await send(api.url, 'GET', path, [...headers, ...bearer(junk)]);
+        const refused = await send(suite.api.url, 'GET', path, [...headers, ...bearer(junk)]);
         expect(refused.status).toBe(401);
         expect(parseChallenge(refused.headers['www-authenticate'])!.params).toMatchObject({
           error: 'invalid_token',
@@ -244,39 +235,39 @@ describe.each(ADAPTERS)('discovery in every app shape over %s', (adapter) => {
         seen.add(expected);
       }
       expect([...seen].sort()).toEqual([...resource].sort()); // every configured resource was challenged for
-      expectCleanLogs(api.logger.lines);
+      expectCleanLogs(suite.api.logger.lines);
     });
   });
 
   it("M14 setGlobalPrefix('api') with the exclude earlier versions asked for still serves discovery at the root", async () => {
-    api = await startApp(
+    suite.api = await startApp(
       adapter,
-      { zoneUrl: zone.issuer, resource: R },
+      { zoneUrl: suite.zone.issuer, resource: R },
       {
         configure: (app) => app.setGlobalPrefix('api', { exclude: ['.well-known/{*path}'] }),
       },
     );
-    await expectDocument(api, zone, PRM, R);
-    expectBareChallenge(await send(api.url, 'GET', '/api/me'), PRM);
-    expect((await send(api.url, 'GET', '/.well-known/oauth-authorization-server')).status).toBe(
+    await expectDocument(suite.api, suite.zone, PRM, R);
+    expectBareChallenge(await send(suite.api.url, 'GET', '/api/me'), PRM);
+    expect((await send(suite.api.url, 'GET', '/.well-known/oauth-authorization-server')).status).toBe(
       200,
     );
   });
 
   it('M9 a resource deeper than four path segments is served too', async () => {
     const deep = `${R}/api/v1/tenants/acme/orders`;
-    api = await startApp(adapter, { zoneUrl: zone.issuer, resource: [R, deep] });
+    suite.api = await startApp(adapter, { zoneUrl: suite.zone.issuer, resource: [R, deep] });
     await expectDocument(
-      api,
-      zone,
+      suite.api,
+      suite.zone,
       `${R}/.well-known/oauth-protected-resource/api/v1/tenants/acme/orders`,
       deep,
     );
-    await expectDocument(api, zone, PRM, R);
+    await expectDocument(suite.api, suite.zone, PRM, R);
     expect(
       (
         await send(
-          api.url,
+          suite.api.url,
           'GET',
           '/.well-known/oauth-protected-resource/api/v1/tenants/acme/other',
         )
@@ -300,24 +291,24 @@ describe.each(ADAPTERS)('discovery in every app shape over %s', (adapter) => {
     it.each(HOSTS)(
       'M15 Host %s → guard 400 IR (chosen over 401∅, no resource_metadata: no resource can be named), discovery 400; never 500, never a TypeError',
       async (host) => {
-        api = await startApp(adapter, { zoneUrl: zone.issuer });
-        const token = zoneSigned(zone, T0_HEADER, baseClaims(zone, { aud: api.url }));
+        suite.api = await startApp(adapter, { zoneUrl: suite.zone.issuer });
+        const token = zoneSigned(suite.zone, T0_HEADER, baseClaims(suite.zone, { aud: suite.api.url }));
         expectOutcome(
-          await send(api.url, 'GET', '/me', [['Host', host]]),
+          await send(suite.api.url, 'GET', '/me', [['Host', host]]),
           '400 IR',
           undefined,
           [],
-          api.logger.lines,
+          suite.api.logger.lines,
         );
         expectOutcome(
-          await send(api.url, 'GET', '/orders', [['Host', host], ...bearer(token)]),
+          await send(suite.api.url, 'GET', '/orders', [['Host', host], ...bearer(token)]),
           '400 IR',
           undefined,
           [token],
-          api.logger.lines,
+          suite.api.logger.lines,
         );
         for (const method of ['GET', 'HEAD']) {
-          const doc = await send(api.url, method, '/.well-known/oauth-protected-resource', [
+          const doc = await send(suite.api.url, method, '/.well-known/oauth-protected-resource', [
             ['Host', host],
           ]);
           expect(doc.status).toBe(400);
@@ -328,43 +319,43 @@ describe.each(ADAPTERS)('discovery in every app shape over %s', (adapter) => {
               error_description: ERROR_DESCRIPTIONS.request,
             });
         }
-        expectCleanLogs(api.logger.lines);
+        expectCleanLogs(suite.api.logger.lines);
       },
     );
 
     it('M15 a loopback Host with a valid port still derives the resource from the origin', async () => {
-      api = await startApp(adapter, { zoneUrl: zone.issuer });
-      const port = new URL(api.url).port;
-      for (const origin of [`http://localhost:${port}`, `http://[::1]:${port}`, api.url]) {
+      suite.api = await startApp(adapter, { zoneUrl: suite.zone.issuer });
+      const port = new URL(suite.api.url).port;
+      for (const origin of [`http://localhost:${port}`, `http://[::1]:${port}`, suite.api.url]) {
         const host = new URL(origin).host;
         const prm = `${origin}/.well-known/oauth-protected-resource`;
-        expectBareChallenge(await send(api.url, 'GET', '/me', [['Host', host]]), prm);
-        await expectDocument(api, zone, prm, origin, [['Host', host]]);
-        const token = zoneSigned(zone, T0_HEADER, baseClaims(zone, { aud: origin }));
+        expectBareChallenge(await send(suite.api.url, 'GET', '/me', [['Host', host]]), prm);
+        await expectDocument(suite.api, suite.zone, prm, origin, [['Host', host]]);
+        const token = zoneSigned(suite.zone, T0_HEADER, baseClaims(suite.zone, { aud: origin }));
         expectOutcome(
-          await send(api.url, 'GET', '/me', [['Host', host], ...bearer(token)]),
+          await send(suite.api.url, 'GET', '/me', [['Host', host], ...bearer(token)]),
           '200',
           prm,
           [token],
-          api.logger.lines,
+          suite.api.logger.lines,
         );
       }
-      expectCleanLogs(api.logger.lines);
+      expectCleanLogs(suite.api.logger.lines);
     });
 
     it('M15 two Host headers (RFC 9112 §3.2) → 400 IR', async () => {
-      api = await startApp(adapter, { zoneUrl: zone.issuer });
-      const host = new URL(api.url).host;
+      suite.api = await startApp(adapter, { zoneUrl: suite.zone.issuer });
+      const host = new URL(suite.api.url).host;
       // Node's parser lets both through (it keeps the first in req.headers): the module must look.
       expectOutcome(
-        await send(api.url, 'GET', '/me', [
+        await send(suite.api.url, 'GET', '/me', [
           ['Host', host],
           ['Host', host],
         ]),
         '400 IR',
         undefined,
       );
-      const doc = await send(api.url, 'GET', '/.well-known/oauth-protected-resource', [
+      const doc = await send(suite.api.url, 'GET', '/.well-known/oauth-protected-resource', [
         ['Host', host],
         ['Host', 'localhost:1'],
       ]);
@@ -372,9 +363,9 @@ describe.each(ADAPTERS)('discovery in every app shape over %s', (adapter) => {
     });
 
     it("M9 development mode under a prefix and URI versioning: the derived resource's challenge answers 200", async () => {
-      api = await startApp(
+      suite.api = await startApp(
         adapter,
-        { zoneUrl: zone.issuer },
+        { zoneUrl: suite.zone.issuer },
         {
           configure: (app) => {
             app.setGlobalPrefix('api');
@@ -382,10 +373,10 @@ describe.each(ADAPTERS)('discovery in every app shape over %s', (adapter) => {
           },
         },
       );
-      const prm = `${api.url}/.well-known/oauth-protected-resource`;
-      const bare = await send(api.url, 'GET', '/api/v1/me');
+      const prm = `${suite.api.url}/.well-known/oauth-protected-resource`;
+      const bare = await send(suite.api.url, 'GET', '/api/v1/me');
       expectBareChallenge(bare, prm);
-      await expectDocument(api, zone, prm, api.url);
+      await expectDocument(suite.api, suite.zone, prm, suite.api.url);
     });
   });
 });

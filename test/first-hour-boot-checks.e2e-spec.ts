@@ -5,13 +5,14 @@
  * `resource` off loopback and for declared scopes the zone does not publish, and debug denial logs
  * that name what was expected. A real Nest app on loopback against the real local zone.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { KeycardModule } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectOutcome } from './support/denials.js';
 import { bearer, PRM, R } from './support/forge.js';
 import { send } from './support/http.js';
 import { startApp, type RunningApp } from './support/keycard-app.js';
+import { zoneSuite } from './support/zone-suite.js';
 
 /** Resolves once `predicate` holds for the logger's lines (background checks log after the bootstrap). */
 async function logged(api: RunningApp, predicate: (line: string) => boolean): Promise<string> {
@@ -43,90 +44,80 @@ describe('first hour: unknown options fail the bootstrap with a did-you-mean', (
 });
 
 describe('first hour: boot checks', () => {
-  let zone: TestZone;
-  let api: RunningApp | undefined;
-  beforeAll(async () => {
-    zone = await TestZone.start({ audience: R });
-  });
-  afterEach(async () => {
-    await api?.close();
-    api = undefined;
-    zone.reset();
-  });
-  afterAll(() => zone.stop());
+  const suite = zoneSuite();
 
-  const token = () => zone.tokenFor({ scopes: ['orders:read'], audience: R });
+  const token = () => suite.zone.tokenFor({ scopes: ['orders:read'], audience: R });
 
   it('one line at boot summarises the configuration (zone, resource, algorithms, what is on), naming no secret', async () => {
-    api = await startApp('express', { zoneUrl: zone.issuer, resource: R, auditLog: true, clientCredentials: { clientId: 'svc', clientSecret: 's3cr3t-value' } });
-    const summaries = api.logger.lines.filter((line) => line.startsWith('Keycard: zone'));
+    suite.api = await startApp('express', { zoneUrl: suite.zone.issuer, resource: R, auditLog: true, clientCredentials: { clientId: 'svc', clientSecret: 's3cr3t-value' } });
+    const summaries = suite.api.logger.lines.filter((line) => line.startsWith('Keycard: zone'));
     expect(summaries).toEqual([
-      `Keycard: zone ${zone.issuer}; audience ${R}; algorithms RS256, PS256, ES256; on: token exchange, audit log, verified-token cache (10000), zone check logs`,
+      `Keycard: zone ${suite.zone.issuer}; audience ${R}; algorithms RS256, PS256, ES256; on: token exchange, audit log, verified-token cache (10000), zone check logs`,
     ]);
-    expect(api.logger.lines.join('\n')).not.toContain('s3cr3t-value');
+    expect(suite.api.logger.lines.join('\n')).not.toContain('s3cr3t-value');
   });
 
   it('F2 an issuer that differs by a trailing slash is a configuration error: 503 RA "misconfigured", one error log naming expected and found, no retry storm', async () => {
-    zone.metadataOverrides = { issuer: `${zone.issuer}/` };
-    api = await startApp('express', { zoneUrl: zone.issuer, resource: R });
-    const line = await logged(api, (l) => l.startsWith('Zone configuration error'));
-    expect(line).toContain(`issuer "${zone.issuer}/" does not equal the configured zoneUrl "${zone.issuer}" (they differ by a trailing slash)`);
+    suite.zone.metadataOverrides = { issuer: `${suite.zone.issuer}/` };
+    suite.api = await startApp('express', { zoneUrl: suite.zone.issuer, resource: R });
+    const line = await logged(suite.api, (l) => l.startsWith('Zone configuration error'));
+    expect(line).toContain(`issuer "${suite.zone.issuer}/" does not equal the configured zoneUrl "${suite.zone.issuer}" (they differ by a trailing slash)`);
     const t = token();
-    const before = zone.counts.metadata;
-    const answers = await Promise.all(Array.from({ length: 20 }, () => send(api!.url, 'GET', '/orders', bearer(t))));
+    const before = suite.zone.counts.metadata;
+    const answers = await Promise.all(Array.from({ length: 20 }, () => send(suite.api!.url, 'GET', '/orders', bearer(t))));
     for (const answer of answers) {
-      expectOutcome(answer, '503 RA', PRM, [t], api.logger.lines);
+      expectOutcome(answer, '503 RA', PRM, [t], suite.api.logger.lines);
       expect(answer.json).toEqual({ error: 'temporarily_unavailable', error_description: 'The resource server is misconfigured' });
     }
     // Requests inside the back-off do not ask the zone (at most the background retry's one request meanwhile);
     // one error line, no per-request error, no "unavailable".
-    expect(zone.counts.metadata - before).toBeLessThanOrEqual(1);
-    expect(api.logger.levels.error).toEqual([line]);
-    expect(api.logger.levels.debug.filter((l) => l === 'denied GET /orders status=503 reason=zone_misconfigured')).toHaveLength(20);
-    expect(api.logger.lines.some((l) => l.includes('unavailable, retrying'))).toBe(false);
+    expect(suite.zone.counts.metadata - before).toBeLessThanOrEqual(1);
+    expect(suite.api.logger.levels.error).toEqual([line]);
+    expect(suite.api.logger.levels.debug.filter((l) => l === 'denied GET /orders status=503 reason=zone_misconfigured')).toHaveLength(20);
+    expect(suite.api.logger.lines.some((l) => l.includes('unavailable, retrying'))).toBe(false);
     // A second failed attempt inside the interval logs nothing more.
-    api.clock.offsetMs = 2_000;
-    await send(api.url, 'GET', '/orders', bearer(t));
-    expect(api.logger.lines.filter((l) => l.includes('configuration error'))).toHaveLength(1);
+    suite.api.clock.offsetMs = 2_000;
+    await send(suite.api.url, 'GET', '/orders', bearer(t));
+    expect(suite.api.logger.lines.filter((l) => l.includes('configuration error'))).toHaveLength(1);
     // Fixed at the zone: served again, and said so.
-    zone.reset();
-    api.clock.offsetMs = 6_000;
-    await send(api.url, 'GET', '/orders', bearer(t));
-    expectOutcome(await send(api.url, 'GET', '/orders', bearer(t)), '200', PRM);
-    expect(api.logger.lines.some((l) => l.includes('metadata is valid again'))).toBe(true);
+    suite.zone.reset();
+    suite.api.clock.offsetMs = 6_000;
+    await send(suite.api.url, 'GET', '/orders', bearer(t));
+    expectOutcome(await send(suite.api.url, 'GET', '/orders', bearer(t)), '200', PRM);
+    expect(suite.api.logger.lines.some((l) => l.includes('metadata is valid again'))).toBe(true);
   });
 
   it('F5 metadata 404 (RFC 8414 and OpenID discovery) is a configuration error that names the likely cause', async () => {
-    zone.faults.metadata = { kind: 'status', status: 404 };
-    zone.faults.oidc = { kind: 'status', status: 404 };
-    api = await startApp('express', { zoneUrl: zone.issuer, resource: R });
-    const line = await logged(api, (l) => l.startsWith('Zone configuration error'));
+    suite.zone.faults.metadata = { kind: 'status', status: 404 };
+    suite.zone.faults.oidc = { kind: 'status', status: 404 };
+    suite.api = await startApp('express', { zoneUrl: suite.zone.issuer, resource: R });
+    const line = await logged(suite.api, (l) => l.startsWith('Zone configuration error'));
     expect(line).toContain("the zone has no metadata: RFC 8414 and OpenID discovery both answered HTTP 404 (is 'zoneUrl' the zone's issuer URL");
-    expectOutcome(await send(api.url, 'GET', '/orders', bearer(token())), '503 RA', PRM);
+    expectOutcome(await send(suite.api.url, 'GET', '/orders', bearer(token())), '503 RA', PRM);
   });
 
   it('an outage stays an outage: "unavailable, retrying" warnings, 503 "retry later"', async () => {
-    zone.faults.metadata = { kind: 'status', status: 500 };
-    api = await startApp('express', { zoneUrl: zone.issuer, resource: R });
-    const answer = await send(api.url, 'GET', '/orders', bearer(token()));
+    suite.zone.faults.metadata = { kind: 'status', status: 500 };
+    suite.api = await startApp('express', { zoneUrl: suite.zone.issuer, resource: R });
+    const answer = await send(suite.api.url, 'GET', '/orders', bearer(token()));
     expectOutcome(answer, '503 RA', PRM);
     expect(answer.json).toEqual({ error: 'temporarily_unavailable', error_description: 'The authorization server is unreachable, retry later' });
-    expect(api.logger.lines.some((l) => l.includes('configuration error'))).toBe(false);
+    expect(suite.api.logger.lines.some((l) => l.includes('configuration error'))).toBe(false);
   });
 
   it('a key set with no usable key is logged as an error naming the expected algorithms and what was found', async () => {
-    zone.jwksOverride = { keys: [{ ...(zone.jwks().keys[0] as object), kid: 'enc-1', use: 'enc' }] };
-    api = await startApp('express', { zoneUrl: zone.issuer, resource: R });
-    expectOutcome(await send(api.url, 'GET', '/orders', bearer(token())), '401 IT scope=orders:read', PRM);
-    const line = await logged(api, (l) => l.includes('publishes no key usable'));
+    suite.zone.jwksOverride = { keys: [{ ...(suite.zone.jwks().keys[0] as object), kid: 'enc-1', use: 'enc' }] };
+    suite.api = await startApp('express', { zoneUrl: suite.zone.issuer, resource: R });
+    expectOutcome(await send(suite.api.url, 'GET', '/orders', bearer(token())), '401 IT scope=orders:read', PRM);
+    const line = await logged(suite.api, (l) => l.includes('publishes no key usable'));
     expect(line).toContain('expected a key for RS256, PS256, ES256, found 1 (enc-1 RSA RS256)');
   });
 
   describe("zoneCheck: 'fail'", () => {
     it('a configuration error fails the bootstrap, naming expected and found', async () => {
-      zone.metadataOverrides = { issuer: 'https://other.example' };
-      await expect(startApp('express', { zoneUrl: zone.issuer, resource: R, zoneCheck: 'fail' })).rejects.toThrow(
-        `KeycardModule: the zone check failed for zoneUrl ${zone.issuer}: zone metadata issuer "https://other.example" does not equal the configured zoneUrl "${zone.issuer}"`,
+      suite.zone.metadataOverrides = { issuer: 'https://other.example' };
+      await expect(startApp('express', { zoneUrl: suite.zone.issuer, resource: R, zoneCheck: 'fail' })).rejects.toThrow(
+        `KeycardModule: the zone check failed for zoneUrl ${suite.zone.issuer}: zone metadata issuer "https://other.example" does not equal the configured zoneUrl "${suite.zone.issuer}"`,
       );
     });
 
@@ -138,17 +129,17 @@ describe('first hour: boot checks', () => {
     });
 
     it('no usable key fails the bootstrap', async () => {
-      zone.jwksOverride = { keys: [] };
-      await expect(startApp('express', { zoneUrl: zone.issuer, resource: R, zoneCheck: 'fail' })).rejects.toThrow(
-        `the zone ${zone.issuer} publishes no key usable with algorithms RS256, PS256, ES256`,
+      suite.zone.jwksOverride = { keys: [] };
+      await expect(startApp('express', { zoneUrl: suite.zone.issuer, resource: R, zoneCheck: 'fail' })).rejects.toThrow(
+        `the zone ${suite.zone.issuer} publishes no key usable with algorithms RS256, PS256, ES256`,
       );
     });
 
     it('a good zone boots with its metadata and keys loaded once: the first request fetches nothing', async () => {
-      api = await startApp('express', { zoneUrl: zone.issuer, resource: R, zoneCheck: 'fail' });
-      expect(zone.counts).toMatchObject({ metadata: 1, jwks: 1 });
-      expectOutcome(await send(api.url, 'GET', '/orders', bearer(token())), '200', PRM);
-      expect(zone.counts).toMatchObject({ metadata: 1, jwks: 1 });
+      suite.api = await startApp('express', { zoneUrl: suite.zone.issuer, resource: R, zoneCheck: 'fail' });
+      expect(suite.zone.counts).toMatchObject({ metadata: 1, jwks: 1 });
+      expectOutcome(await send(suite.api.url, 'GET', '/orders', bearer(token())), '200', PRM);
+      expect(suite.zone.counts).toMatchObject({ metadata: 1, jwks: 1 });
     });
   });
 
@@ -156,30 +147,30 @@ describe('first hour: boot checks', () => {
     const offline = async () => {
       throw new TypeError('fetch failed');
     };
-    api = await startApp('express', { zoneUrl: 'https://zone.keycard.cloud', fetch: offline });
-    expect(api.logger.lines.filter((l) => l.startsWith("'resource' is not set"))).toEqual([
+    suite.api = await startApp('express', { zoneUrl: 'https://zone.keycard.cloud', fetch: offline });
+    expect(suite.api.logger.lines.filter((l) => l.startsWith("'resource' is not set"))).toEqual([
       "'resource' is not set, but the zone https://zone.keycard.cloud is not on this machine: requests that do not reach the API on a loopback address answer 500. Set 'resource' to the URL clients call (e.g. https://api.example.com)",
     ]);
   });
 
   it("does not warn about 'resource' for a local zone (local development)", async () => {
-    api = await startApp('express', { zoneUrl: zone.issuer });
-    expect(api.logger.lines.some((l) => l.startsWith("'resource' is not set"))).toBe(false);
+    suite.api = await startApp('express', { zoneUrl: suite.zone.issuer });
+    expect(suite.api.logger.lines.some((l) => l.startsWith("'resource' is not set"))).toBe(false);
   });
 
   it("warns about a declared scope the zone's scopes_supported lacks (a typo found at boot, not by reading a 403)", async () => {
-    zone.metadataOverrides = { scopes_supported: ['orders:read', 'orders:write', 'admin'] };
-    api = await startApp('express', { zoneUrl: zone.issuer, resource: R, scopesSupported: ['orders:raed'] });
-    const line = await logged(api, (l) => l.startsWith('Declared scope'));
+    suite.zone.metadataOverrides = { scopes_supported: ['orders:read', 'orders:write', 'admin'] };
+    suite.api = await startApp('express', { zoneUrl: suite.zone.issuer, resource: R, scopesSupported: ['orders:raed'] });
+    const line = await logged(suite.api, (l) => l.startsWith('Declared scope'));
     expect(line).toBe(
-      `Declared scopes orders:raed, reports:read (in @RequireScopes() or 'scopesSupported') are not in the scopes_supported of zone ${zone.issuer} (orders:read, orders:write, admin): a typo, or a scope still to be created at the zone? Tokens will not carry them`,
+      `Declared scopes orders:raed, reports:read (in @RequireScopes() or 'scopesSupported') are not in the scopes_supported of zone ${suite.zone.issuer} (orders:read, orders:write, admin): a typo, or a scope still to be created at the zone? Tokens will not carry them`,
     );
   });
 
   it('denial logs at debug level name the expected issuer and audience, and no token', async () => {
-    api = await startApp('express', { zoneUrl: zone.issuer, resource: R });
-    const foreign = zone.tokenFor({ scopes: ['orders:read'], audience: 'https://other-api.example' });
-    expectOutcome(await send(api.url, 'GET', '/orders', bearer(foreign)), '401 IT scope=orders:read', PRM, [foreign], api.logger.lines);
-    expect(api.logger.levels.debug).toContain(`Token refused (audience_mismatch): this API expects tokens from issuer ${zone.issuer} for audience ${R}`);
+    suite.api = await startApp('express', { zoneUrl: suite.zone.issuer, resource: R });
+    const foreign = suite.zone.tokenFor({ scopes: ['orders:read'], audience: 'https://other-api.example' });
+    expectOutcome(await send(suite.api.url, 'GET', '/orders', bearer(foreign)), '401 IT scope=orders:read', PRM, [foreign], suite.api.logger.lines);
+    expect(suite.api.logger.levels.debug).toContain(`Token refused (audience_mismatch): this API expects tokens from issuer ${suite.zone.issuer} for audience ${R}`);
   });
 });

@@ -2,7 +2,7 @@
  * JWKS and zone-metadata faults (catalogue §E and §F): a real Nest app against a TestZone whose
  * endpoints are switched into faults, with the module's clock moved instead of waiting.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { createSecretKey, generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -14,47 +14,39 @@ import { startExchangeContext } from './support/exchange-context.js';
 import { baseClaims, bearer, hmacToken, PRM, R, T0_HEADER, zoneSigned } from './support/forge.js';
 import { startCountingListener } from './support/counting-listener.js';
 import { send } from './support/http.js';
-import { scopeOf, startApp, type RunningApp } from './support/keycard-app.js';
+import { scopeOf, startApp } from './support/keycard-app.js';
+import { zoneSuite } from './support/zone-suite.js';
 
 const MINUTE = 60_000;
 
 
 describe('zone faults', () => {
-  let zone: TestZone;
-  let api: RunningApp | undefined;
-  beforeAll(async () => {
-    zone = await TestZone.start({ audience: R });
-  });
-  afterEach(async () => {
-    await api?.close();
-    api = undefined;
-    zone.reset();
+  const suite = zoneSuite((zone) => {
     zone.signingKeys.filter((k) => !['rs1', 'ec1'].includes(k.kid)).forEach((k) => zone.removeKey(k.kid));
   });
-  afterAll(() => zone.stop());
 
   const start = async () => {
-    api = await startApp('express', { zoneUrl: zone.issuer, resource: R, clockToleranceSeconds: 60 });
-    return api;
+    suite.api = await startApp('express', { zoneUrl: suite.zone.issuer, resource: R, clockToleranceSeconds: 60 });
+    return suite.api;
   };
   /** T0 valid for two hours, so that moving the clock by minutes keeps it valid. */
   const t0 = (claims: Record<string, unknown> = {}, header: Record<string, unknown> = T0_HEADER, kid = 'rs1') =>
-    zoneSigned(zone, header, baseClaims(zone, { exp: Math.floor(Date.now() / 1000) + 7200, ...claims }), kid, header.alg as string);
-  const get = (token?: string) => send(api!.url, 'GET', '/orders', token ? bearer(token) : []);
+    zoneSigned(suite.zone, header, baseClaims(suite.zone, { exp: Math.floor(Date.now() / 1000) + 7200, ...claims }), kid, header.alg as string);
+  const get = (token?: string) => send(suite.api!.url, 'GET', '/orders', token ? bearer(token) : []);
   const expectToken = async (token: string, outcome: Parameters<typeof expectOutcome>[1]) =>
-    expectOutcome(await get(token), onScopedRoute(outcome, scopeOf('GET', '/orders')), PRM, [token], api!.logger.lines);
+    expectOutcome(await get(token), onScopedRoute(outcome, scopeOf('GET', '/orders')), PRM, [token], suite.api!.logger.lines);
 
   describe('E. JWKS', () => {
     it('E1 cold start: 100 concurrent requests → 100 × 200, JWKS#1, MD#1', async () => {
       await start();
       const statuses = await Promise.all(Array.from({ length: 100 }, () => get(t0()).then((r) => r.status)));
       expect(statuses.every((s) => s === 200)).toBe(true);
-      expect(zone.counts.jwks).toBe(1);
-      expect(zone.counts.metadata).toBe(1);
+      expect(suite.zone.counts.jwks).toBe(1);
+      expect(suite.zone.counts.metadata).toBe(1);
     });
 
     it('E4 JWKS accepts and never answers → 503 RA at the 5 s absolute deadline', async () => {
-      zone.faults.jwks = { kind: 'hang' };
+      suite.zone.faults.jwks = { kind: 'hang' };
       await start();
       const started = Date.now();
       await expectToken(t0(), '503 RA');
@@ -62,7 +54,7 @@ describe('zone faults', () => {
     });
 
     it('E5 JWKS drips one byte every 300 ms → 503 RA at the absolute deadline, not an idle timer', async () => {
-      zone.faults.jwks = { kind: 'drip', intervalMs: 300 };
+      suite.zone.faults.jwks = { kind: 'drip', intervalMs: 300 };
       await start();
       const started = Date.now();
       await expectToken(t0(), '503 RA');
@@ -73,33 +65,33 @@ describe('zone faults', () => {
       ['text/html', { kind: 'status', status: 200, contentType: 'text/html', body: '<html></html>' }],
       ['a broken JSON body', { kind: 'status', status: 200, body: '{' }],
     ] as const)('E6 JWKS answering %s → 503 RA', async (_name, fault) => {
-      zone.faults.jwks = { ...fault };
+      suite.zone.faults.jwks = { ...fault };
       await start();
       await expectToken(t0(), '503 RA');
     });
 
     it.each([[null], [{}], [{ keys: null }], [{ keys: [null] }]])('E7 JWKS body %j → 503 RA', async (body) => {
-      zone.faults.jwks = { kind: 'json', body };
+      suite.zone.faults.jwks = { kind: 'json', body };
       await start();
       await expectToken(t0(), '503 RA');
     });
 
     it('E8 an empty key set → 401 IT, and the cooldown still applies (no fetch per request)', async () => {
-      zone.faults.jwks = { kind: 'json', body: { keys: [] } };
+      suite.zone.faults.jwks = { kind: 'json', body: { keys: [] } };
       await start();
       for (let i = 0; i < 5; i++) await expectToken(t0(), '401 IT');
-      expect(zone.counts.jwks).toBe(1);
+      expect(suite.zone.counts.jwks).toBe(1);
     });
 
     it('E9 JWKS 404 → 503 RA', async () => {
-      zone.faults.jwks = { kind: 'status', status: 404 };
+      suite.zone.faults.jwks = { kind: 'status', status: 404 };
       await start();
       await expectToken(t0(), '503 RA');
     });
 
     it('E10 JWKS redirect is not followed → 503 RA, no request to the target', async () => {
       const target = await startCountingListener();
-      zone.faults.jwks = { kind: 'redirect', location: `${target.url}/jwks` };
+      suite.zone.faults.jwks = { kind: 'redirect', location: `${target.url}/jwks` };
       await start();
       await expectToken(t0(), '503 RA');
       expect(target.hits()).toBe(0);
@@ -107,36 +99,36 @@ describe('zone faults', () => {
     });
 
     it('E11 a 10 MB JWKS body is cut at the cap → 503 RA', async () => {
-      zone.faults.jwks = { kind: 'oversized', bytes: 10 * 1024 * 1024 };
+      suite.zone.faults.jwks = { kind: 'oversized', bytes: 10 * 1024 * 1024 };
       await start();
       await expectToken(t0(), '503 RA');
     });
 
     it('E12 a JWK with private members is not used → 401 IT, with an alert', async () => {
-      const priv = zone.key('rs1').privateKey.export({ format: 'jwk' });
-      zone.jwksOverride = { keys: [{ ...priv, kid: 'rs1', alg: 'RS256', use: 'sig' }] };
+      const priv = suite.zone.key('rs1').privateKey.export({ format: 'jwk' });
+      suite.zone.jwksOverride = { keys: [{ ...priv, kid: 'rs1', alg: 'RS256', use: 'sig' }] };
       await start();
       await expectToken(t0(), '401 IT');
-      expect(api!.logger.lines.some((l) => l.includes('rs1') && l.includes('not used'))).toBe(true);
+      expect(suite.api!.logger.lines.some((l) => l.includes('rs1') && l.includes('not used'))).toBe(true);
     });
 
     it('E13 a symmetric JWK is never used → 401 IT', async () => {
       const k = Buffer.from('0123456789abcdef0123456789abcdef');
-      zone.jwksOverride = { keys: [...zone.jwks().keys, { kty: 'oct', kid: 'k9', k: k.toString('base64url') }] };
+      suite.zone.jwksOverride = { keys: [...suite.zone.jwks().keys, { kty: 'oct', kid: 'k9', k: k.toString('base64url') }] };
       await start();
-      await expectToken(hmacToken({ alg: 'HS256', typ: 'at+jwt', kid: 'k9' }, baseClaims(zone), createSecretKey(k).export()), '401 IT');
+      await expectToken(hmacToken({ alg: 'HS256', typ: 'at+jwt', kid: 'k9' }, baseClaims(suite.zone), createSecretKey(k).export()), '401 IT');
     });
 
     it('E14 a 1024-bit RSA key is refused → 401 IT', async () => {
-      zone.addKey(TestZone.generateKey('rs-weak', 'RS256', 1024));
+      suite.zone.addKey(TestZone.generateKey('rs-weak', 'RS256', 1024));
       await start();
       await expectToken(t0({}, { ...T0_HEADER, kid: 'rs-weak' }, 'rs-weak'), '401 IT');
-      expect(api!.logger.lines.some((l) => l.includes('rs-weak'))).toBe(true);
+      expect(suite.api!.logger.lines.some((l) => l.includes('rs-weak'))).toBe(true);
     });
 
     it('E15 use:enc, or key_ops without verify → 401 IT', async () => {
-      zone.addKey({ ...TestZone.generateKey('rs-enc', 'RS256'), jwkOverrides: { use: 'enc' } });
-      zone.addKey({ ...TestZone.generateKey('rs-ops', 'RS256'), jwkOverrides: { use: undefined, key_ops: ['encrypt'] } });
+      suite.zone.addKey({ ...TestZone.generateKey('rs-enc', 'RS256'), jwkOverrides: { use: 'enc' } });
+      suite.zone.addKey({ ...TestZone.generateKey('rs-ops', 'RS256'), jwkOverrides: { use: undefined, key_ops: ['encrypt'] } });
       await start();
       await expectToken(t0({}, { ...T0_HEADER, kid: 'rs-enc' }, 'rs-enc'), '401 IT');
       await expectToken(t0({}, { ...T0_HEADER, kid: 'rs-ops' }, 'rs-ops'), '401 IT');
@@ -144,18 +136,18 @@ describe('zone faults', () => {
 
     it('E16 two JWKs sharing a kid → 401 IT, not 500', async () => {
       const twin = TestZone.generateKey('rs1', 'RS256');
-      zone.jwksOverride = { keys: [...zone.jwks().keys, { ...(twin.publicKey.export({ format: 'jwk' }) as object), kid: 'rs1', alg: 'RS256' }] };
+      suite.zone.jwksOverride = { keys: [...suite.zone.jwks().keys, { ...(twin.publicKey.export({ format: 'jwk' }) as object), kid: 'rs1', alg: 'RS256' }] };
       await start();
       await expectToken(t0(), '401 IT');
     });
 
     it('E17 a token without kid: 200 with a one-key set, 401 IT with several', async () => {
       const noKid = { alg: T0_HEADER.alg, typ: T0_HEADER.typ };
-      zone.jwksOverride = { keys: [zone.jwks().keys[0]] };
+      suite.zone.jwksOverride = { keys: [suite.zone.jwks().keys[0]] };
       await start();
       await expectToken(t0({}, noKid), '200');
-      await api!.close();
-      zone.jwksOverride = undefined;
+      await suite.api!.close();
+      suite.zone.jwksOverride = undefined;
       await start();
       await expectToken(t0({}, noKid), '401 IT');
     });
@@ -163,37 +155,37 @@ describe('zone faults', () => {
     it('E18 rotation: a new kid after the cooldown → one refetch → 200', async () => {
       await start();
       await expectToken(t0(), '200');
-      const kid = zone.rotateKeys();
-      api!.clock.offsetMs = 31_000;
-      const before = zone.counts.jwks;
+      const kid = suite.zone.rotateKeys();
+      suite.api!.clock.offsetMs = 31_000;
+      const before = suite.zone.counts.jwks;
       await expectToken(t0({}, { ...T0_HEADER, kid }, kid), '200');
-      expect(zone.counts.jwks - before).toBe(1);
+      expect(suite.zone.counts.jwks - before).toBe(1);
     });
 
     it('E19 rotation inside the cooldown → 401 IT without a fetch; after the cooldown → 200', async () => {
       await start();
       await expectToken(t0(), '200');
-      const kid = zone.rotateKeys();
-      const before = zone.counts.jwks;
+      const kid = suite.zone.rotateKeys();
+      const before = suite.zone.counts.jwks;
       await expectToken(t0({}, { ...T0_HEADER, kid }, kid), '401 IT');
-      expect(zone.counts.jwks).toBe(before);
-      api!.clock.offsetMs = 31_000;
+      expect(suite.zone.counts.jwks).toBe(before);
+      suite.api!.clock.offsetMs = 31_000;
       await expectToken(t0({}, { ...T0_HEADER, kid }, kid), '200');
     });
 
     it('E20 key withdrawal: tokens of a removed key stay valid until the key set is 10 minutes old', async () => {
       await start();
       await expectToken(t0(), '200');
-      const rs1 = zone.key('rs1');
+      const rs1 = suite.zone.key('rs1');
       const token = t0();
-      zone.removeKey('rs1');
+      suite.zone.removeKey('rs1');
       try {
-        api!.clock.offsetMs = 9 * MINUTE;
+        suite.api!.clock.offsetMs = 9 * MINUTE;
         await expectToken(token, '200');
-        api!.clock.offsetMs = 10 * MINUTE + 1_000;
+        suite.api!.clock.offsetMs = 10 * MINUTE + 1_000;
         await expectToken(token, '401 IT');
       } finally {
-        zone.addKey(rs1);
+        suite.zone.addKey(rs1);
       }
     });
 
@@ -202,12 +194,12 @@ describe('zone faults', () => {
       await expectToken(t0(), '200');
       const attacker = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
       const { signJws } = await import('../lib/testing/index.js');
-      const before = zone.counts.jwks;
+      const before = suite.zone.counts.jwks;
       const flood: Promise<number>[] = [];
       const legit: Promise<number>[] = [];
       for (let i = 0; i < 2_000; i++) {
-        if (i % 500 === 0) api!.clock.offsetMs += 15_000; // the flood spans a minute of module time
-        flood.push(get(signJws({ ...T0_HEADER, kid: `rnd-${i}-${Math.random()}` }, baseClaims(zone), attacker, 'RS256')).then((r) => r.status));
+        if (i % 500 === 0) suite.api!.clock.offsetMs += 15_000; // the flood spans a minute of module time
+        flood.push(get(signJws({ ...T0_HEADER, kid: `rnd-${i}-${Math.random()}` }, baseClaims(suite.zone), attacker, 'RS256')).then((r) => r.status));
         if (i % 20 === 0) legit.push(get(t0()).then((r) => r.status));
         if (i % 100 === 0) await Promise.all(flood.slice(-100));
       }
@@ -215,29 +207,29 @@ describe('zone faults', () => {
       const legitStatuses = await Promise.all(legit);
       expect(floodStatuses.every((s) => s === 401)).toBe(true);
       expect(legitStatuses.every((s) => s === 200)).toBe(true);
-      expect(zone.counts.jwks - before).toBeLessThanOrEqual(2);
+      expect(suite.zone.counts.jwks - before).toBeLessThanOrEqual(2);
     }, 90_000); // 2 000 RSA signatures and requests: seconds on an idle machine, far more on a busy one
 
     it('E22 random-kid flood while JWKS is down: ≤ 1 fetch per cooldown; the request whose refetch failed → 503, the rest 401, known kids 200', async () => {
       await start();
       await expectToken(t0(), '200');
-      zone.faults.jwks = { kind: 'status', status: 500 };
-      api!.clock.offsetMs = 31_000;
-      const before = zone.counts.jwks;
+      suite.zone.faults.jwks = { kind: 'status', status: 500 };
+      suite.api!.clock.offsetMs = 31_000;
+      const before = suite.zone.counts.jwks;
       await expectToken(t0({}, { ...T0_HEADER, kid: 'unknown-1' }), '503 RA');
       for (let i = 0; i < 20; i++) await expectToken(t0({}, { ...T0_HEADER, kid: `unknown-${i + 2}` }), '401 IT');
       await expectToken(t0(), '200');
-      expect(zone.counts.jwks - before).toBe(1);
+      expect(suite.zone.counts.jwks - before).toBe(1);
     });
 
     it('E23 JWKS down with an old cache: known kid 200 inside the stale-if-error window (with an alert), 503 RA after it', async () => {
       await start();
       await expectToken(t0(), '200');
-      zone.faults.jwks = { kind: 'status', status: 500 };
-      api!.clock.offsetMs = 11 * MINUTE;
+      suite.zone.faults.jwks = { kind: 'status', status: 500 };
+      suite.api!.clock.offsetMs = 11 * MINUTE;
       await expectToken(t0({ exp: Math.floor(Date.now() / 1000) + 3 * 3600 }), '200');
-      expect(api!.logger.lines.some((l) => l.includes('could not be refreshed'))).toBe(true);
-      api!.clock.offsetMs = 71 * MINUTE;
+      expect(suite.api!.logger.lines.some((l) => l.includes('could not be refreshed'))).toBe(true);
+      suite.api!.clock.offsetMs = 71 * MINUTE;
       await expectToken(t0({ exp: Math.floor(Date.now() / 1000) + 3 * 3600 }), '503 RA');
     });
 
@@ -246,17 +238,17 @@ describe('zone faults', () => {
       async (kid) => {
         await start();
         await expectToken(t0({}, { ...T0_HEADER, kid }), '401 IT');
-        expect(zone.counts.jwks).toBeLessThanOrEqual(1);
+        expect(suite.zone.counts.jwks).toBeLessThanOrEqual(1);
       },
     );
 
     it('E25 jwks_uri off the zone origin (another host, or plain http elsewhere) → 503 RA, never fetched, with an alert', async () => {
       const other = await startCountingListener();
-      zone.metadataOverrides = { jwks_uri: `${other.url}/jwks` };
+      suite.zone.metadataOverrides = { jwks_uri: `${other.url}/jwks` };
       await start();
       await expectToken(t0(), '503 RA');
       expect(other.hits()).toBe(0);
-      expect(api!.logger.lines.some((l) => l.includes("not on the zone's origin"))).toBe(true);
+      expect(suite.api!.logger.lines.some((l) => l.includes("not on the zone's origin"))).toBe(true);
       await other.close();
     });
 
@@ -286,7 +278,7 @@ describe('zone faults', () => {
         await expectToken(t0(), '200');
         expectOutcome(await send(otherApi.url, 'GET', '/orders', bearer(other.issueToken({ scope: 'orders:read' }))), '200', PRM);
         // Zone B's rs1 signs a token claiming zone A: zone A's rs1 is another key.
-        await expectToken(zoneSigned(other, T0_HEADER, baseClaims(zone)), '401 IT');
+        await expectToken(zoneSigned(other, T0_HEADER, baseClaims(suite.zone)), '401 IT');
         await expectToken(other.issueToken({ scope: 'orders:read' }), '401 IT');
       } finally {
         await otherApi.close();
@@ -301,7 +293,7 @@ describe('zone faults', () => {
       const token = t0({ exp: Math.floor(Date.now() / 1000) + 10 });
       await expectToken(token, '200');
       await expectToken(token, '200');
-      api!.clock.offsetMs = 71_000; // exp + the 60 s tolerance has passed
+      suite.api!.clock.offsetMs = 71_000; // exp + the 60 s tolerance has passed
       await expectToken(token, '401 IT');
     });
 
@@ -309,21 +301,21 @@ describe('zone faults', () => {
       await start();
       const token = t0();
       await expectToken(token, '200');
-      zone.jwksOverride = { keys: zone.jwks().keys.map((k) => (k.kid === 'rs1' ? { ...(TestZone.generateKey('rs1', 'RS256').publicKey.export({ format: 'jwk' }) as object), kid: 'rs1', alg: 'RS256' } : k)) };
-      api!.clock.offsetMs = 10 * MINUTE + 1_000; // the key set is due for a refresh
+      suite.zone.jwksOverride = { keys: suite.zone.jwks().keys.map((k) => (k.kid === 'rs1' ? { ...(TestZone.generateKey('rs1', 'RS256').publicKey.export({ format: 'jwk' }) as object), kid: 'rs1', alg: 'RS256' } : k)) };
+      suite.api!.clock.offsetMs = 10 * MINUTE + 1_000; // the key set is due for a refresh
       await expectToken(token, '401 IT');
     });
   });
 
   describe('F. zone metadata', () => {
     it('F3 metadata without issuer → 503 RA', async () => {
-      zone.metadataOverrides = { issuer: undefined };
+      suite.zone.metadataOverrides = { issuer: undefined };
       await start();
       await expectToken(t0(), '503 RA');
     });
 
     it('F4 metadata without jwks_uri → 503 RA', async () => {
-      zone.metadataOverrides = { jwks_uri: undefined };
+      suite.zone.metadataOverrides = { jwks_uri: undefined };
       await start();
       await expectToken(t0(), '503 RA');
     });
@@ -334,12 +326,12 @@ describe('zone faults', () => {
       ['404', { kind: 'status', status: 404 }],
       ['{}', { kind: 'json', body: {} }],
     ] as const)('F5 metadata %s → 503 RA, not cached: recovers once the zone does', async (_name, fault) => {
-      zone.faults.metadata = { ...fault };
-      if (fault.kind === 'status' && fault.status === 404) zone.faults.oidc = { kind: 'status', status: 404 };
+      suite.zone.faults.metadata = { ...fault };
+      if (fault.kind === 'status' && fault.status === 404) suite.zone.faults.oidc = { kind: 'status', status: 404 };
       await start();
       await expectToken(t0(), '503 RA');
-      zone.reset();
-      api!.clock.offsetMs = 2_000; // past the first back-off step
+      suite.zone.reset();
+      suite.api!.clock.offsetMs = 2_000; // past the first back-off step
       await expectToken(t0(), '200');
     });
 
@@ -366,40 +358,40 @@ describe('zone faults', () => {
     it('F8 50 concurrent first requests → MD#1', async () => {
       await start();
       await Promise.all(Array.from({ length: 50 }, () => get(t0())));
-      expect(zone.counts.metadata).toBe(1);
+      expect(suite.zone.counts.metadata).toBe(1);
     });
 
     it('F9 a failed metadata fetch fails every waiter (503 RA); the next call after the back-off re-fetches', async () => {
-      zone.faults.metadata = { kind: 'status', status: 500 };
+      suite.zone.faults.metadata = { kind: 'status', status: 500 };
       await start();
       const answers = await Promise.all([get(t0()), get(t0()), get(t0())]);
       for (const answer of answers) expectOutcome(answer, '503 RA', PRM);
-      delete zone.faults.metadata;
-      const before = zone.counts.metadata;
-      api!.clock.offsetMs = 2_000;
+      delete suite.zone.faults.metadata;
+      const before = suite.zone.counts.metadata;
+      suite.api!.clock.offsetMs = 2_000;
       await expectToken(t0(), '200');
-      expect(zone.counts.metadata - before).toBe(1);
+      expect(suite.zone.counts.metadata - before).toBe(1);
     });
 
     it('F10 the refresh fails after the TTL: the last validated metadata stays in use (with an alert); a mismatched issuer is discarded', async () => {
       await start();
       await expectToken(t0(), '200');
-      zone.faults.metadata = { kind: 'status', status: 500 };
-      api!.clock.offsetMs = 11 * MINUTE;
+      suite.zone.faults.metadata = { kind: 'status', status: 500 };
+      suite.api!.clock.offsetMs = 11 * MINUTE;
       await expectToken(t0(), '200');
       await new Promise((r) => setTimeout(r, 50));
-      expect(api!.logger.lines.some((l) => l.includes('unavailable, retrying'))).toBe(true);
-      zone.reset();
-      zone.metadataOverrides = { issuer: 'https://evil.example' };
-      api!.clock.offsetMs = 13 * MINUTE;
+      expect(suite.api!.logger.lines.some((l) => l.includes('unavailable, retrying'))).toBe(true);
+      suite.zone.reset();
+      suite.zone.metadataOverrides = { issuer: 'https://evil.example' };
+      suite.api!.clock.offsetMs = 13 * MINUTE;
       await expectToken(t0(), '200');
       await new Promise((r) => setTimeout(r, 50));
-      expect(api!.logger.lines.some((l) => l.includes('does not equal the configured zoneUrl'))).toBe(true);
+      expect(suite.api!.logger.lines.some((l) => l.includes('does not equal the configured zoneUrl'))).toBe(true);
     });
 
     it('F11 a metadata redirect is not followed → 503 RA', async () => {
       const target = await startCountingListener();
-      zone.faults.metadata = { kind: 'redirect', location: target.url };
+      suite.zone.faults.metadata = { kind: 'redirect', location: target.url };
       await start();
       await expectToken(t0(), '503 RA');
       expect(target.hits()).toBe(0);
@@ -407,10 +399,10 @@ describe('zone faults', () => {
     });
 
     it('F12 token_endpoint off the zone origin: verification works, the exchange is disabled (503 for its callers)', async () => {
-      zone.metadataOverrides = { token_endpoint: 'http://evil.example/token' };
+      suite.zone.metadataOverrides = { token_endpoint: 'http://evil.example/token' };
       await start();
       await expectToken(t0(), '200');
-      const agent = await startExchangeContext({ zoneUrl: zone.issuer, clientCredentials: { clientId: 'x', clientSecret: 'y' } });
+      const agent = await startExchangeContext({ zoneUrl: suite.zone.issuer, clientCredentials: { clientId: 'x', clientSecret: 'y' } });
       try {
         await expect(agent.service.exchange({ subjectToken: t0(), resource: R })).rejects.toMatchObject({ kind: 'unavailable' });
         expect(agent.logger.lines.some((l) => l.includes('Token exchange disabled'))).toBe(true);
