@@ -72,6 +72,23 @@ async function revocationStep(
 }
 
 /**
+ * The user signs in (authorization code + PKCE) for `resourceUrl`, answering its challenge: the
+ * browser opens when the tour runs interactively, else the local zone signs the dev user in.
+ */
+function signIn(setup: TourSetup, resourceUrl: string, challenge: string | null) {
+  return authenticate({
+    clientId: setup.loginClientId,
+    clientSecret: setup.loginClientSecret,
+    resourceUrl,
+    wwwAuthenticate: challenge ?? undefined,
+    scopes: ['read', 'write'],
+    redirectUri: setup.redirectUri,
+    openBrowser: setup.openBrowser,
+    timeoutMs: setup.openBrowser ? 10_000 : 300_000,
+  });
+}
+
+/**
  * RFC 9470: a high-impact call with a token from a password sign-in → 401
  * insufficient_user_authentication naming the sign-in it needs → the user signs in again with those
  * `acr_values` → the retry is served.
@@ -86,16 +103,7 @@ async function stepUp(setup: TourSetup, userToken: string, step: (title: string,
   );
   if (!asked) return;
   try {
-    const strong = await authenticate({
-      clientId: setup.loginClientId,
-      clientSecret: setup.loginClientSecret,
-      resourceUrl: purge,
-      wwwAuthenticate: weak.challenge ?? undefined,
-      scopes: ['read', 'write'],
-      redirectUri: setup.redirectUri,
-      openBrowser: setup.openBrowser,
-      timeoutMs: setup.openBrowser ? 10_000 : 300_000,
-    });
+    const strong = await signIn(setup, purge, weak.challenge);
     const retried = await call(purge, strong.accessToken, 'POST');
     step('Step-up: the user signs in again with acr_values=urn:kc:mfa, and the retry → 200', retried.status === 200 && retried.text.includes('"acr":"urn:kc:mfa"'), retried.text);
   } catch (error) {
@@ -125,16 +133,7 @@ export async function runTour(setup: TourSetup): Promise<TourStep[]> {
 
   let userToken: string;
   try {
-    const login = await authenticate({
-      clientId: setup.loginClientId,
-      clientSecret: setup.loginClientSecret,
-      resourceUrl: data,
-      wwwAuthenticate: anonymous.challenge ?? undefined,
-      scopes: ['read', 'write'],
-      redirectUri: setup.redirectUri,
-      openBrowser: setup.openBrowser,
-      timeoutMs: setup.openBrowser ? 10_000 : 300_000,
-    });
+    const login = await signIn(setup, data, anonymous.challenge);
     userToken = login.accessToken;
     step('User login: authorization code + PKCE against the zone', true, `user token for ${login.resource}, scopes "${login.scope}" (expires in ${login.expiresIn ?? '?'} s)`);
   } catch (error) {
