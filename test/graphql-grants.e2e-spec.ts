@@ -70,21 +70,28 @@ class RepoFieldsResolver {
 
 const SERVERS = GRAPHQL_SERVERS;
 
+/** A zone that knows both upstream resources and the API's client, and a GraphQL app that may exchange with it. */
+async function startGrantApp(server: (typeof SERVERS)[number][1], shape: Parameters<typeof startGraphQLApp>[2]) {
+  const zone = await TestZone.start({
+    audience: R,
+    resources: { [REPOS]: ['repo:read'], [CRM]: ['contacts:read'] },
+    clients: [{ clientId: 'agent-a', clientSecret: SECRET }],
+  });
+  try {
+    const api = await startGraphQLApp(server, { zoneUrl: zone.issuer, resource: R, clientCredentials: { clientId: 'agent-a', clientSecret: SECRET } }, shape);
+    return { zone, api };
+  } catch (error) {
+    await zone.stop(); // the suite's afterAll never sees a zone it was not handed
+    throw error;
+  }
+}
+
 describe.each(SERVERS)('@Grant() on GraphQL resolvers: %s', (_name, server) => {
   let zone: TestZone;
   let api: RunningGraphQLApp;
 
   beforeAll(async () => {
-    zone = await TestZone.start({
-      audience: R,
-      resources: { [REPOS]: ['repo:read'], [CRM]: ['contacts:read'] },
-      clients: [{ clientId: 'agent-a', clientSecret: SECRET }],
-    });
-    api = await startGraphQLApp(
-      server,
-      { zoneUrl: zone.issuer, resource: R, clientCredentials: { clientId: 'agent-a', clientSecret: SECRET } },
-      { providers: [UpstreamResolver] },
-    );
+    ({ zone, api } = await startGrantApp(server, { providers: [UpstreamResolver] }));
   });
   afterAll(async () => {
     await api?.close();
@@ -116,16 +123,7 @@ describe.each(SERVERS)('@Grant() on a GraphQL field resolver (fieldResolverEnhan
   let api: RunningGraphQLApp;
 
   beforeAll(async () => {
-    zone = await TestZone.start({
-      audience: R,
-      resources: { [REPOS]: ['repo:read'], [CRM]: ['contacts:read'] },
-      clients: [{ clientId: 'agent-a', clientSecret: SECRET }],
-    });
-    api = await startGraphQLApp(
-      server,
-      { zoneUrl: zone.issuer, resource: R, clientCredentials: { clientId: 'agent-a', clientSecret: SECRET } },
-      { providers: [RepoFieldsResolver], graphql: { fieldResolverEnhancers: ['guards', 'interceptors'] } },
-    );
+    ({ zone, api } = await startGrantApp(server, { providers: [RepoFieldsResolver], graphql: { fieldResolverEnhancers: ['guards', 'interceptors'] } }));
   });
   afterAll(async () => {
     await api?.close();
