@@ -15,7 +15,7 @@ import { authenticate } from '../lib/pkce/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectOutcome } from './support/denials.js';
 import { freePort } from './support/free-port.js';
-import { send } from './support/http.js';
+import { followAuthorization, send } from './support/http.js';
 import { startApp, type RunningApp } from './support/keycard-app.js';
 
 const bearer = (token: string): [string, string][] => [['Authorization', `Bearer ${token}`]];
@@ -120,10 +120,7 @@ describe('first hour: the local zone', () => {
     const redirectUri = config.agents[1].redirectUris![0];
     const tokens = await authenticate({
       clientId: 'dev-cli', resourceUrl: `${api.url}/orders`, scopes: ['orders:read'], redirectUri, timeoutMs: 5_000,
-      openBrowser: async (url) => {
-        const location = (await fetch(url, { redirect: 'manual' })).headers.get('location');
-        if (location) await fetch(location);
-      },
+      openBrowser: followAuthorization,
     });
     // The API's resource is its configured identifier, so the PKCE helper asks for it.
     expect(tokens).toMatchObject({ resource, issuer: zone.issuer, scope: 'orders:read' });

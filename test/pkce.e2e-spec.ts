@@ -6,7 +6,7 @@ import { authenticate, PkceLoginError, type AuthenticateOptions } from '../lib/p
 import { TestZone } from '../lib/testing/index.js';
 import { startCountingListener } from './support/counting-listener.js';
 import { freePort } from './support/free-port.js';
-import { parseChallenge, send } from './support/http.js';
+import { followAuthorization, parseChallenge, send } from './support/http.js';
 import { startApp, type RunningApp } from './support/keycard-app.js';
 
 describe('PKCE login helper', () => {
@@ -35,12 +35,6 @@ describe('PKCE login helper', () => {
     await zone?.stop();
   });
 
-  /** A browser stand-in: follows the authorization redirect to the loopback callback. */
-  const browser = async (url: string) => {
-    const authorize = await fetch(url, { redirect: 'manual' });
-    const location = authorize.headers.get('location');
-    if (location) await fetch(location);
-  };
 
   async function challenge() {
     return (await send(api.url, 'GET', '/orders')).headers['www-authenticate'] as string;
@@ -49,7 +43,7 @@ describe('PKCE login helper', () => {
   it('signs in with PKCE S256 and returns a token the API accepts', async () => {
     const tokens = await authenticate({
       clientId: 'cli', resourceUrl: `${api.url}/orders`, wwwAuthenticate: await challenge(),
-      scopes: ['orders:read'], redirectUri, openBrowser: browser, timeoutMs: 5_000,
+      scopes: ['orders:read'], redirectUri, openBrowser: followAuthorization, timeoutMs: 5_000,
     });
     expect(tokens).toMatchObject({ tokenType: 'Bearer', scope: 'orders:read', resource, issuer: zone.issuer });
     const res = await send(api.url, 'GET', '/orders', [['Authorization', `Bearer ${tokens.accessToken}`]]);
@@ -63,7 +57,7 @@ describe('PKCE login helper', () => {
   it('reads the challenge itself when none is given, and authenticates a confidential client with Basic', async () => {
     const tokens = await authenticate({
       clientId: 'confidential', clientSecret: 'conf-secret-1', resourceUrl: `${api.url}/orders`,
-      redirectUri, openBrowser: browser, timeoutMs: 5_000,
+      redirectUri, openBrowser: followAuthorization, timeoutMs: 5_000,
     });
     expect(tokens.accessToken).toBeTruthy();
     expect(zone.tokenRequests.at(-1)?.headers.authorization).toMatch(/^Basic /);
@@ -75,7 +69,7 @@ describe('PKCE login helper', () => {
       clientId: 'cli', resourceUrl: api.url, wwwAuthenticate: await challenge(), redirectUri, timeoutMs: 5_000,
       openBrowser: async (url) => {
         seen = new URL(url);
-        await browser(url);
+        await followAuthorization(url);
       },
     });
     expect(seen?.searchParams.get('resource')).toBe(resource);
@@ -87,13 +81,13 @@ describe('PKCE login helper', () => {
     const login = authenticate({ clientId: 'cli', resourceUrl: api.url, wwwAuthenticate: await challenge(), redirectUri, timeoutMs: 300, openBrowser: () => undefined });
     await expect(login).rejects.toMatchObject({ code: 'timeout' });
     // The port is free again: another login can listen on it.
-    await authenticate({ clientId: 'cli', resourceUrl: api.url, wwwAuthenticate: await challenge(), redirectUri, openBrowser: browser, timeoutMs: 5_000 });
+    await authenticate({ clientId: 'cli', resourceUrl: api.url, wwwAuthenticate: await challenge(), redirectUri, openBrowser: followAuthorization, timeoutMs: 5_000 });
   });
 
   it('passes on an error from the zone', async () => {
     zone.authorizeError = 'access_denied';
     try {
-      const login = authenticate({ clientId: 'cli', resourceUrl: api.url, wwwAuthenticate: await challenge(), redirectUri, openBrowser: browser, timeoutMs: 5_000 });
+      const login = authenticate({ clientId: 'cli', resourceUrl: api.url, wwwAuthenticate: await challenge(), redirectUri, openBrowser: followAuthorization, timeoutMs: 5_000 });
       await expect(login).rejects.toMatchObject({ code: 'access_denied' });
     } finally {
       zone.authorizeError = undefined;
@@ -133,7 +127,7 @@ describe('PKCE login helper', () => {
       try {
         const tokens = await authenticate({
           clientId: 'cli', resourceUrl: `${api.url}/orders`, wwwAuthenticate: header(await prmUrl(), `${decoy.url}/prm`),
-          scopes: ['orders:read'], redirectUri, openBrowser: browser, timeoutMs: 5_000,
+          scopes: ['orders:read'], redirectUri, openBrowser: followAuthorization, timeoutMs: 5_000,
         });
         expect(tokens).toMatchObject({ resource, issuer: zone.issuer, scope: 'orders:read' });
         expect(decoy.hits()).toBe(0);
@@ -146,7 +140,7 @@ describe('PKCE login helper', () => {
       const prm = await prmUrl();
       for (const header of [`Bearer resource_metadata="${prm}`, `Bearer resource_metadata="${prm}", Resource_Metadata="${prm}"`, `Basic resource_metadata="${prm}"`]) {
         const recorder = recordingFetch();
-        const login = authenticate({ clientId: 'cli', resourceUrl: api.url, wwwAuthenticate: header, redirectUri, fetch: recorder.fetch, openBrowser: browser });
+        const login = authenticate({ clientId: 'cli', resourceUrl: api.url, wwwAuthenticate: header, redirectUri, fetch: recorder.fetch, openBrowser: followAuthorization });
         await expect(login).rejects.toMatchObject({ name: 'PkceLoginError', code: 'invalid_challenge' });
         expect(recorder.sent).toEqual([]);
       }
@@ -174,7 +168,7 @@ describe('PKCE login helper', () => {
         }
         // Request targets the URL parser refuses, sent as written (fetch would normalise them).
         for (const target of ['//x:99999/callback', '/\\x:0/callback']) strays.push(await rawStatus(redirectUri, target));
-        await browser(url);
+        await followAuthorization(url);
       },
     });
     expect(strays).toEqual([400, 400, 404, 400, 400, 405, 400, 400]);
@@ -193,7 +187,7 @@ describe('PKCE login helper', () => {
         clientId: 'cli', resourceUrl: `${api.url}/orders`, wwwAuthenticate, redirectUri, timeoutMs: 5_000,
         openBrowser: async (url) => {
           asked = new URL(url).searchParams.get('scope');
-          await browser(url);
+          await followAuthorization(url);
         },
       });
       return { asked: asked as string | null, tokens };
@@ -234,7 +228,7 @@ describe('PKCE login helper', () => {
         clientId: 'confidential', clientSecret: 'conf-secret-1', redirectUri, timeoutMs: 5_000, fetch: recorder.fetch,
         openBrowser: async (url) => {
           opened = true;
-          await browser(url);
+          await followAuthorization(url);
         },
         ...options,
       });
@@ -281,7 +275,7 @@ describe('PKCE login helper', () => {
       const recorder = recordingFetch();
       const tokens = await authenticate({
         clientId: 'confidential', clientSecret: 'conf-secret-1', expectedIssuer: zone.issuer, resourceUrl: `${api.url}/orders`,
-        wwwAuthenticate: await challenge(), scopes: ['orders:read'], redirectUri, openBrowser: browser, timeoutMs: 5_000, fetch: recorder.fetch,
+        wwwAuthenticate: await challenge(), scopes: ['orders:read'], redirectUri, openBrowser: followAuthorization, timeoutMs: 5_000, fetch: recorder.fetch,
       });
       expect(tokens.issuer).toBe(zone.issuer);
       const withSecret = recorder.sent.filter((request) => request.authorization !== undefined);

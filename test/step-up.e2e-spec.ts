@@ -10,7 +10,7 @@ import { Agent, RequireAuthentication, RequireScopes, type AgentContext } from '
 import { authenticate } from '../lib/pkce/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { freePort } from './support/free-port.js';
-import { parseChallenge, send } from './support/http.js';
+import { followAuthorization, parseChallenge, send } from './support/http.js';
 import { startApp, type RunningApp } from './support/keycard-app.js';
 
 @Controller()
@@ -40,18 +40,12 @@ describe('T25 RFC 9470 step-up with the PKCE helper and TestZone', () => {
     await zone?.stop();
   });
 
-  /** A browser stand-in: follows the authorization redirect to the loopback callback. */
-  const browser = async (url: string) => {
-    const authorize = await fetch(url, { redirect: 'manual' });
-    const location = authorize.headers.get('location');
-    if (location) await fetch(location);
-  };
   const transfer = (token: string) => send(api.url, 'POST', '/transfers', [['Authorization', `Bearer ${token}`]]);
 
   it('T25 a password sign-in → 401 SU → /authorize with acr_values → a token with acr urn:kc:mfa and a fresh auth_time → 200; one re-authorization', async () => {
     const anonymous = await send(api.url, 'POST', '/transfers');
     expect(parseChallenge(anonymous.headers['www-authenticate'])?.params).toEqual({ scope: 'payments:write', resource_metadata: `${api.url}/.well-known/oauth-protected-resource` });
-    const first = await authenticate({ clientId: 'cli', resourceUrl: `${api.url}/transfers`, wwwAuthenticate: anonymous.headers['www-authenticate'] as string, redirectUri, openBrowser: browser, timeoutMs: 5_000 });
+    const first = await authenticate({ clientId: 'cli', resourceUrl: `${api.url}/transfers`, wwwAuthenticate: anonymous.headers['www-authenticate'] as string, redirectUri, openBrowser: followAuthorization, timeoutMs: 5_000 });
     const refused = await transfer(first.accessToken);
     expect(refused.status).toBe(401);
     const header = refused.headers['www-authenticate'] as string;
@@ -64,7 +58,7 @@ describe('T25 RFC 9470 step-up with the PKCE helper and TestZone', () => {
     });
 
     const before = zone.counts.authorize;
-    const stepped = await authenticate({ clientId: 'cli', resourceUrl: `${api.url}/transfers`, wwwAuthenticate: header, redirectUri, openBrowser: browser, timeoutMs: 5_000 });
+    const stepped = await authenticate({ clientId: 'cli', resourceUrl: `${api.url}/transfers`, wwwAuthenticate: header, redirectUri, openBrowser: followAuthorization, timeoutMs: 5_000 });
     expect(zone.counts.authorize - before).toBe(1);
     const asked = zone.authorizeRequests.at(-1)!;
     expect({ acr_values: asked.get('acr_values'), scope: asked.get('scope') }).toEqual({ acr_values: 'urn:kc:mfa urn:kc:phr', scope: 'payments:write' });

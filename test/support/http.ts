@@ -101,3 +101,13 @@ export function parseChallenge(header: string | string[] | undefined): Challenge
   if (consumed !== rest.length) throw new Error(`unparseable challenge: ${header}`);
   return { scheme: match[1], params, names };
 }
+
+/**
+ * A browser stand-in for the PKCE helper's `openBrowser`: the local zone signs its dev user in at
+ * once, so following the authorization redirect to the loopback callback completes the sign-in.
+ */
+export async function followAuthorization(url: string): Promise<void> {
+  const authorize = await fetch(url, { redirect: 'manual' });
+  const location = authorize.headers.get('location');
+  if (location) await fetch(location);
+}
