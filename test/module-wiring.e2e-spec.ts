@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { type CanActivate, Controller, Get, Injectable, Module } from '@nestjs/common';
+import { type CanActivate, Controller, Get, Injectable, type INestApplication, Module } from '@nestjs/common';
 import { APP_GUARD, NestFactory } from '@nestjs/core';
 import { ExternalContextCreator } from '@nestjs/core/helpers/external-context-creator.js';
 import { ExpressAdapter } from '@nestjs/platform-express';
@@ -66,7 +66,11 @@ describe('module wiring', () => {
   async function serve(module: unknown, override?: CanActivate) {
     const builder = Test.createTestingModule({ imports: [module as never], controllers: [PingController] });
     if (override) builder.overrideProvider(KeycardGuard).useValue(override);
-    const app = (await builder.compile()).createNestApplication({ logger: false });
+    return listening((await builder.compile()).createNestApplication({ logger: false }));
+  }
+
+  /** The app listening on a free loopback port, with its base URL. */
+  async function listening(app: INestApplication) {
     await app.listen(0, '127.0.0.1');
     return { app, url: `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}` };
   }
@@ -110,9 +114,7 @@ describe('module wiring', () => {
       providers: [{ provide: APP_GUARD, useClass: StricterGuard }],
     })
     class AppModule {}
-    const app = await NestFactory.create(AppModule, new ExpressAdapter(), { logger: false, abortOnError: false });
-    await app.listen(0, '127.0.0.1');
-    const url = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}`;
+    const { app, url } = await listening(await NestFactory.create(AppModule, new ExpressAdapter(), { logger: false, abortOnError: false }));
     try {
       const token = zone.issueToken({ scope: 'read' });
       const refused = await send(url, 'GET', '/scoped-ping', [['Authorization', `Bearer ${token}`]]);
@@ -134,9 +136,7 @@ describe('module wiring', () => {
       controllers: [ScopedPingController],
     })
     class AppModule {}
-    const app = await NestFactory.create(AppModule, new ExpressAdapter(), { logger: false, abortOnError: false });
-    await app.listen(0, '127.0.0.1');
-    const url = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}`;
+    const { app, url } = await listening(await NestFactory.create(AppModule, new ExpressAdapter(), { logger: false, abortOnError: false }));
     try {
       const token = zone.issueToken({ scope: 'read' });
       const refused = await send(url, 'GET', '/scoped-ping', [['Authorization', `Bearer ${token}`]]);
