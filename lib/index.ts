@@ -53,6 +53,7 @@ export type { AgentContext, ActorChain } from './interfaces/agent-context.interf
 export type { Principal } from './decision/principal.js';
 export { samePrincipal } from './decision/principal.js';
 export type { KeycardModuleOptions, KeycardZoneOptions, FetchLike } from './interfaces/keycard-module-options.interface.js';
+export type { ClaimMappingOption } from './resource-server/claim-mapping.js';
 export type { KeycardOptions } from './keycard-options.js';
 export { keycardPinoHttpOptions, redactRequest, REDACTED } from './logging/pino-http-options.js';
 export type { PinoHttpOptionsLike } from './logging/pino-http-options.js';
