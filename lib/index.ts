@@ -70,7 +70,7 @@ export type { ClientCredentialsRequest } from './exchange/client-credentials.ser
 export { ImpersonationService, ImpersonationRefusedError, SUBSTITUTE_USER_TOKEN_TYPE } from './exchange/impersonation.service.js';
 export type { ImpersonationRequest } from './exchange/impersonation.service.js';
 export { Grant } from './exchange/grant.decorator.js';
-export type { GrantResources, GrantScopes } from './exchange/grant.decorator.js';
+export type { GrantOptions, GrantResources, GrantScopes } from './exchange/grant.decorator.js';
 export { Access } from './exchange/access.decorator.js';
 export { AccessContext, ResourceAccessError } from './exchange/access-context.js';
 export type { AccessStatus, ResourceAccessReason } from './exchange/access-context.js';

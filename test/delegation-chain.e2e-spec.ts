@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Controller, Get, Headers, Module, Param, Query } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { Agent, KeycardModule, RequireActors, RequireScopes, TokenExchangeService, type AgentContext, type TokenExchangeError } from '../lib/index.js';
+import { Access, Agent, Grant, KeycardModule, RequireActors, RequireScopes, TokenExchangeService, type AccessContext, type AgentContext, type TokenExchangeError } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { parseChallenge, send } from './support/http.js';
 import { CapturingLogger, startApp, type RunningApp } from './support/keycard-app.js';
@@ -56,6 +56,36 @@ class RelayController {
   }
 }
 
+/** `@Grant()` passing its caller on as actor, and one that does not (the default). */
+@Controller('granted')
+class GrantRelayController {
+  @Get('as-caller')
+  @RequireScopes('orders:read')
+  @Grant(FINAL, 'orders:read', { actor: 'caller' })
+  asCaller(@Access() access: AccessContext) {
+    return forward(access);
+  }
+
+  @Get('map-as-caller')
+  @RequireScopes('orders:read')
+  @Grant({ [FINAL]: 'orders:read' }, { actor: 'caller' })
+  mapAsCaller(@Access() access: AccessContext) {
+    return forward(access);
+  }
+
+  @Get('plain')
+  @RequireScopes('orders:read')
+  @Grant(FINAL, 'orders:read')
+  plain(@Access() access: AccessContext) {
+    return forward(access);
+  }
+}
+
+async function forward(access: AccessContext) {
+  const res = await send(ROUTES[FINAL], 'GET', '/chain', [['Authorization', `Bearer ${access.access(FINAL).accessToken}`]]);
+  return res.json;
+}
+
 describe('delegation chains: actor_token, act, @RequireActors', () => {
   let zone: TestZone;
   let final: RunningApp;
@@ -63,7 +93,7 @@ describe('delegation chains: actor_token, act, @RequireActors', () => {
 
   async function startRelay(clientId: string, resource: string) {
     const logger = new CapturingLogger();
-    @Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource, clientCredentials: { clientId, clientSecret: SECRET }, logger })], controllers: [RelayController] })
+    @Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource, clientCredentials: { clientId, clientSecret: SECRET }, logger })], controllers: [RelayController, GrantRelayController] })
     class RelayModule {}
     const app = await NestFactory.create(RelayModule, { logger: false });
     await app.listen(0, '127.0.0.1');
@@ -125,5 +155,20 @@ describe('delegation chains: actor_token, act, @RequireActors', () => {
     const res = await viaRelay1('chain', `to=${encodeURIComponent(FINAL)}&actor=forged`);
     expect(res.json).toEqual({ exchangeError: 'invalid_request' });
     for (const relay of relays) for (const line of relay.logger.lines) expect(line.includes(SECRET) || /eyJ[\w-]+\.eyJ/.test(line)).toBe(false);
+  });
+
+  it('T29 @Grant(…, { actor: "caller" }) sends the caller\'s token as actor_token: the final API sees agent-a as actor; a plain @Grant sends none', async () => {
+    for (const path of ['as-caller', 'map-as-caller']) {
+      const res = await send(relays[0].url, 'GET', `/granted/${path}`, [['Authorization', `Bearer ${userToken()}`]]);
+      expect(res.json).toEqual({ clientId: 'relay-1', subject: 'alice', actor: { subject: 'agent-a', clientId: 'agent-a' } });
+      expect(zone.tokenRequests.at(-1)!.form.actor_token_type).toBe('urn:ietf:params:oauth:token-type:access_token');
+    }
+    const plain = await send(relays[0].url, 'GET', '/granted/plain', [['Authorization', `Bearer ${userToken()}`]]);
+    expect(plain.json).toEqual({ clientId: 'relay-1', subject: 'alice', actor: null });
+    expect(zone.tokenRequests.at(-1)!.form.actor_token).toBeUndefined();
+  });
+
+  it('T29 @Grant rejects an unknown actor mode at startup', () => {
+    expect(() => Grant(FINAL, 'orders:read', { actor: 'someone' as never })).toThrow(/@Grant: 'actor' must be 'caller'/);
   });
 });
