@@ -28,6 +28,8 @@ function featuresOn(options: KeycardOptions): string[] {
   if (options.auditLog) on.push('audit log');
   if (options.requireAtJwtType) on.push('at+jwt required');
   if (options.readScpClaim) on.push('scp claim');
+  if (options.claimMapping.agentClaim !== 'client_id') on.push(`agent claim ${options.claimMapping.agentClaim}`);
+  if (!options.claimMapping.requireJti) on.push('jti optional');
   if (options.allowInsecureHttp) on.push('INSECURE http zones allowed');
   if (options.verifiedTokenCacheSize > 0) on.push(`verified-token cache (${options.verifiedTokenCacheSize})`);
   if (options.scopesSupported.length > 0) on.push(`${options.scopesSupported.length} declared scopes`);

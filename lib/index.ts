@@ -53,6 +53,7 @@ export type { AgentContext, ActorChain } from './interfaces/agent-context.interf
 export type { Principal } from './decision/principal.js';
 export { samePrincipal } from './decision/principal.js';
 export type { KeycardModuleOptions, KeycardZoneOptions, FetchLike } from './interfaces/keycard-module-options.interface.js';
+export type { ClaimMappingOption } from './resource-server/claim-mapping.js';
 export type { KeycardOptions } from './keycard-options.js';
 export { keycardPinoHttpOptions, redactRequest, REDACTED } from './logging/pino-http-options.js';
 export type { PinoHttpOptionsLike } from './logging/pino-http-options.js';
@@ -69,7 +70,7 @@ export type { ClientCredentialsRequest } from './exchange/client-credentials.ser
 export { ImpersonationService, ImpersonationRefusedError, SUBSTITUTE_USER_TOKEN_TYPE } from './exchange/impersonation.service.js';
 export type { ImpersonationRequest } from './exchange/impersonation.service.js';
 export { Grant } from './exchange/grant.decorator.js';
-export type { GrantResources, GrantScopes } from './exchange/grant.decorator.js';
+export type { GrantOptions, GrantResources, GrantScopes } from './exchange/grant.decorator.js';
 export { Access } from './exchange/access.decorator.js';
 export { AccessContext, ResourceAccessError } from './exchange/access-context.js';
 export type { AccessStatus, ResourceAccessReason } from './exchange/access-context.js';

@@ -8,6 +8,7 @@ import { type DpopOptions, normaliseDpopOptions } from './dpop/dpop-options.js';
 import { MODULE_OPTION_NAMES, unknownOptionMessage, ZONE_OPTION_NAMES } from './option-names.js';
 import { ProtectedResource } from './resource-server/protected-resource.js';
 import type { ScopeHierarchyOption } from './decision/policy/scope-hierarchy.js';
+import { compileClaimMapping, type ClaimMapping } from './resource-server/claim-mapping.js';
 
 /** Logger shape the module writes to. */
 export type KeycardLogger = NonNullable<KeycardModuleOptions['logger']>;
@@ -44,6 +45,8 @@ export interface KeycardOptions {
   readonly algorithms: ReadonlySet<SupportedAlgorithm>;
   readonly requireAtJwtType: boolean;
   readonly readScpClaim: boolean;
+  /** Which claim names the agent and whether `jti` is required, compiled once (catalogue T31). */
+  readonly claimMapping: ClaimMapping;
   readonly auditLog: boolean;
   readonly realm?: string;
   /** The first (or only) zone's credentials. */
@@ -297,6 +300,7 @@ export function normaliseOptions(input: string | KeycardModuleOptions): KeycardO
     algorithms: normaliseAlgorithms(raw.algorithms),
     requireAtJwtType: optionalBoolean('requireAtJwtType', raw.requireAtJwtType, false),
     readScpClaim: optionalBoolean('readScpClaim', raw.readScpClaim, false),
+    claimMapping: compileClaimMapping(raw.claimMapping),
     auditLog: optionalBoolean('auditLog', raw.auditLog, false),
     realm,
     clientAuthentication: zones[0].clientAuthentication,

@@ -13,7 +13,7 @@ import type { KeycardModuleOptions, KeycardZoneOptions } from './interfaces/keyc
  */
 const MODULE_OPTIONS: Record<keyof KeycardModuleOptions, true> = {
   zoneUrl: true, zones: true, resource: true, scopesSupported: true, resourceName: true, resourceDocumentation: true,
-  clockToleranceSeconds: true, algorithms: true, requireAtJwtType: true, readScpClaim: true, auditLog: true, realm: true,
+  clockToleranceSeconds: true, algorithms: true, requireAtJwtType: true, readScpClaim: true, claimMapping: true, auditLog: true, realm: true,
   clientCredentials: true, exchangeCacheSize: true, exchangeStore: true, verifiedTokenCacheSize: true,
   allowInsecureHttp: true, rpcTokenExtractor: true, fetch: true, logger: true, zoneCheck: true,
   dpop: true, scopeHierarchy: true, baselineScopes: true, mcpAllowedOrigins: true,

@@ -22,7 +22,7 @@ class DenyList implements TokenValidator {
   validate(agent: AgentContext, _call: Call): void {
     this.calls++;
     if (this.throwPlain && agent.subject === 'plain') throw new Error('boom with secret detail');
-    if (this.denied.has(agent.tokenId)) throw new InvalidTokenException('claim_invalid');
+    if (agent.tokenId !== undefined && this.denied.has(agent.tokenId)) throw new InvalidTokenException('claim_invalid');
   }
 }
 const denyList = new DenyList();

@@ -89,8 +89,9 @@ describe('TokenExchangeService', () => {
 
   it('I1 actor_token_type is sent only with actor_token; audience and requested_token_type when given', async () => {
     const { service: exchange } = await service();
-    await exchange.exchange(request(userToken(), { audience: 'orders', requestedTokenType: 'urn:ietf:params:oauth:token-type:access_token', actorToken: 'actor-jwt' }));
-    expect(zone.tokenRequests[0].form).toMatchObject({ audience: 'orders', actor_token: 'actor-jwt', actor_token_type: 'urn:ietf:params:oauth:token-type:access_token' });
+    const actorToken = userToken(); // the zone verifies an actor token as one it issued (RFC 8693 §2.2.2)
+    await exchange.exchange(request(userToken(), { audience: 'orders', requestedTokenType: 'urn:ietf:params:oauth:token-type:access_token', actorToken }));
+    expect(zone.tokenRequests[0].form).toMatchObject({ audience: 'orders', actor_token: actorToken, actor_token_type: 'urn:ietf:params:oauth:token-type:access_token' });
     await exchange.exchange(request());
     expect(zone.tokenRequests[1].form.actor_token_type).toBeUndefined();
   });

@@ -2,8 +2,12 @@ import type { KeycardException } from '../resource-server/keycard.exceptions.js'
 import { parseWwwAuthenticate } from '../www-authenticate.js';
 import type { DpopOptions } from './dpop-options.js';
 
-/** Challenge parameters that belong to the error, written only on the scheme the client used. */
-const ERROR_PARAMS = ['error', 'error_description', 'scope'] as const;
+/**
+ * Challenge parameters that belong to the error, written only on the scheme the client used, in the
+ * order of the Bearer challenge: RFC 9470's `acr_values` and `max_age` go with their
+ * `insufficient_user_authentication` (RFC 9470 §3: "other OAuth authentication schemes, such as DPoP").
+ */
+const ERROR_PARAMS = ['error', 'error_description', 'acr_values', 'max_age', 'scope'] as const;
 
 /**
  * The `WWW-Authenticate` of a refusal when DPoP is on (RFC 9449 §7.1, §7.2): a `DPoP` challenge

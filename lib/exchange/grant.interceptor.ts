@@ -16,6 +16,8 @@ import { TokenExchangeService } from './token-exchange.service.js';
 interface PlannedResource {
   readonly resource: string;
   readonly scope?: string;
+  /** Send the caller's token as `actor_token` (GrantOptions). */
+  readonly actor: boolean;
 }
 
 /**
@@ -48,10 +50,11 @@ export class GrantInterceptor implements NestInterceptor {
     const plan = this.planFor(context);
     const inbound = inboundCredentials(context, this.contexts);
     const outcomes = await Promise.all(
-      plan.map(async ({ resource, scope }): Promise<[string, ExchangedToken | ResourceAccessError]> => {
+      plan.map(async ({ resource, scope, actor }): Promise<[string, ExchangedToken | ResourceAccessError]> => {
         if (!inbound) return [resource, new ResourceAccessError(resource, 'no_inbound_token')];
         try {
-          return [resource, await this.exchange.exchange({ subjectToken: inbound.token, resource, scope })];
+          const actorToken = actor ? inbound.token : undefined; // RFC 8693 §2.1: the caller acts (GrantOptions)
+          return [resource, await this.exchange.exchange({ subjectToken: inbound.token, resource, scope, actorToken })];
         } catch (error) {
           const cause = error instanceof TokenExchangeError ? error : new TokenExchangeError('the exchange failed unexpectedly', 'config');
           // The message is built from fixed text, the zone's status and its error code only (I24, I30).
@@ -77,13 +80,15 @@ export class GrantInterceptor implements NestInterceptor {
       ...((Reflect.getMetadata(KEYCARD_GRANT, handler) as readonly GrantEntry[] | undefined) ?? []),
       ...((Reflect.getMetadata(KEYCARD_GRANT, type) as readonly GrantEntry[] | undefined) ?? []),
     ];
-    const merged = new Map<string, Set<string>>();
-    for (const { resource, scopes } of entries) {
-      const set = merged.get(resource) ?? new Set<string>();
-      for (const scope of scopes) set.add(scope);
-      merged.set(resource, set);
+    const merged = new Map<string, { scopes: Set<string>; actor: boolean }>();
+    for (const { resource, scopes, actor } of entries) {
+      const planned = merged.get(resource) ?? { scopes: new Set<string>(), actor: false };
+      for (const scope of scopes) planned.scopes.add(scope);
+      // A resource named twice passes the caller on when either grant asks to.
+      planned.actor ||= actor;
+      merged.set(resource, planned);
     }
-    plan = Object.freeze([...merged].map(([resource, scopes]) => ({ resource, scope: [...scopes].join(' ') || undefined })));
+    plan = Object.freeze([...merged].map(([resource, { scopes, actor }]) => ({ resource, scope: [...scopes].join(' ') || undefined, actor })));
     ofClass.set(handler, plan);
     return plan;
   }

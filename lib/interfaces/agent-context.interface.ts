@@ -18,7 +18,10 @@ export interface ActorChain {
  * @publicApi
  */
 export interface AgentContext {
-  /** `client_id`: the agent (application) that holds the token. */
+  /**
+   * `client_id`: the agent (application) that holds the token; the claim the `claimMapping` option
+   * names instead (`azp`, `appid`, `cid`) for zones that are not RFC 9068 profiles.
+   */
   readonly clientId: string;
   /**
    * The agent's stable identity at its issuer: Keycard's `keycard_app_id` claim when the token has
@@ -41,8 +44,11 @@ export interface AgentContext {
   readonly expiresAt: Date;
   /** `iat` as a date. */
   readonly issuedAt: Date;
-  /** `jti`: the token's unique id (safe to log). */
-  readonly tokenId: string;
+  /**
+   * `jti`: the token's unique id (safe to log). Always present unless the `claimMapping` option
+   * sets `requireJti: false` and the zone issues none.
+   */
+  readonly tokenId?: string;
   /** The RFC 8693 `act` delegation chain, when present. */
   readonly actor?: ActorChain;
   /** Every claim of the token, frozen. */

@@ -4,6 +4,7 @@ import type { ClientAuthentication } from '../exchange/client-authentication.js'
 import type { ExchangedTokenStore } from '../exchange/exchanged-token-store.interface.js';
 import type { SupportedAlgorithm } from '../keycard.constants.js';
 import type { DpopModuleOptions } from '../dpop/dpop-options.js';
+import type { ClaimMappingOption } from '../resource-server/claim-mapping.js';
 
 /** A `fetch`-compatible function, e.g. one that goes through a corporate proxy. */
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
@@ -108,6 +109,15 @@ export interface KeycardModuleOptions {
    * @default false
    */
   readScpClaim?: boolean;
+  /**
+   * For zones whose access tokens are JWTs but not RFC 9068 profiles: which claim names the agent
+   * (`agent`: `azp` for Keycloak, Auth0's default profile and Entra ID v2, `appid` for Entra ID v1,
+   * `cid` for Okta) and whether `jti` is required (`requireJti: false` for Auth0's default profile
+   * and Entra ID). Checked at bootstrap; see `docs/resource-server.md` for each server's setting.
+   * @example `claimMapping: { agent: 'azp' }`
+   * @default RFC 9068: `{ agent: 'client_id', requireJti: true }` (a token without them is `invalid_token`)
+   */
+  claimMapping?: ClaimMappingOption;
   /**
    * Log one structured line per HTTP request (agent, user, session, scopes, method, route pattern,
    * status, duration, and the reason of a denial, 401/403/429 included) through {@link logger}.

@@ -165,7 +165,7 @@ function chooseIssuer(prm: Record<string, unknown>, options: AuthenticateOptions
  * RFC 9470 §4: after a 401 `insufficient_user_authentication`, the authorization request carries the
  * challenge's `acr_values` and `max_age`, so the user signs in as strongly and as recently as the API asks.
  */
-function stepUpOf(challenge: ReturnType<typeof findChallenge>): Record<string, string> {
+export function stepUpOf(challenge: ReturnType<typeof findChallenge>): Record<string, string> {
   if (challenge?.params.get('error') !== 'insufficient_user_authentication') return {};
   const asked: Record<string, string> = {};
   const acrValues = challenge.params.get('acr_values');

@@ -53,6 +53,11 @@ function isNonEmptyString(value: unknown): value is string {
   return typeof value === 'string' && value.length > 0;
 }
 
+/** A non-empty string `jti`; absent only where the claim mapping allows it (T31, C21). */
+function isTokenId(jti: unknown, required: boolean): jti is string | undefined {
+  return jti === undefined ? !required : isNonEmptyString(jti);
+}
+
 /**
  * Claim rules of RFC 9068 §4 and catalogue §C on a payload whose signature has been verified, with
  * the clock and tolerance of the module. Builds the {@link AgentContext} handed to handlers.
@@ -60,9 +65,10 @@ function isNonEmptyString(value: unknown): value is string {
 export function toAgentContext(
   payload: Readonly<Record<string, unknown>>,
   expected: { issuer: string; audience: string; nowSeconds: number },
-  options: Pick<KeycardOptions, 'clockToleranceSeconds' | 'readScpClaim' | 'dpop'>,
+  options: Pick<KeycardOptions, 'clockToleranceSeconds' | 'readScpClaim' | 'dpop' | 'claimMapping'>,
 ): AgentContext {
-  const { iss, aud, exp, nbf, iat, sub, client_id: clientId, jti, sid, cnf } = payload;
+  const { iss, aud, exp, nbf, iat, sub, jti, sid, cnf } = payload;
+  const clientId = options.claimMapping.agentOf(payload);
   const leeway = options.clockToleranceSeconds;
   const now = expected.nowSeconds;
   if (!isNumericDate(exp) || !isNumericDate(iat) || (nbf !== undefined && !isNumericDate(nbf))) {
@@ -76,7 +82,7 @@ export function toAgentContext(
   if (!Array.isArray(audience) || !audience.every(isNonEmptyString) || !audience.includes(expected.audience)) {
     throw new InvalidTokenException('audience_mismatch');
   }
-  if (!isNonEmptyString(sub) || !isNonEmptyString(clientId) || !isNonEmptyString(jti)) {
+  if (!isNonEmptyString(sub) || !isNonEmptyString(clientId) || !isTokenId(jti, options.claimMapping.requireJti)) {
     throw new InvalidTokenException('claim_invalid');
   }
   if (sid !== undefined && typeof sid !== 'string') throw new InvalidTokenException('claim_invalid');
@@ -116,7 +122,7 @@ class VerifiedAgent implements AgentContext {
   readonly audience!: readonly string[];
   readonly expiresAt!: Date;
   readonly issuedAt!: Date;
-  readonly tokenId!: string;
+  readonly tokenId?: string;
   readonly actor?: ActorChain;
   readonly claims!: Readonly<Record<string, unknown>>;
   /**

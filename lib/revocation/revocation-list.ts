@@ -64,7 +64,7 @@ export class RevocationList {
     const { issuer } = agent;
     return (
       (agent.sessionId === undefined ? undefined : this.match('session', issuer, agent.sessionId, agent, nowMs)) ??
-      this.match('token', issuer, agent.tokenId, agent, nowMs) ??
+      (agent.tokenId === undefined ? undefined : this.match('token', issuer, agent.tokenId, agent, nowMs)) ??
       this.match('agent', issuer, agent.agentId, agent, nowMs) ??
       this.match('subject', issuer, agent.subject, agent, nowMs)
     );

@@ -217,11 +217,27 @@ export class TokenEndpoint {
     const subject = this.zone.verifyOwnToken(form.subject_token);
     // RFC 8693 §2.2.2: an unacceptable subject token is an invalid_request.
     if (!subject) throw new OAuthError(400, 'invalid_request');
+    const act = this.actorOf(form, subject);
     const scopes = this.grantableScopes(client, form.resource, form.scope);
     return this.tokenResponse(
-      { sub: subject.sub, client_id: client.clientId, aud: form.resource, scope: scopes.join(' '), sid: subject.sid },
+      { sub: subject.sub, client_id: client.clientId, aud: form.resource, scope: scopes.join(' '), sid: subject.sid, ...(act ? { act } : {}) },
       scopes,
     );
+  }
+
+  /**
+   * The `act` claim of a delegation (RFC 8693 §4.1) when the request sends an `actor_token` (§2.1):
+   * the actor is the agent holding that token (its `client_id`, as `sub` and `client_id`), and the
+   * chain so far (the subject token's own `act`) nests inside it, outermost the current actor.
+   * Without an actor token, no `act`.
+   * @throws OAuthError 400 `invalid_request` for an actor token of another type, or one this zone did not issue (§2.2.2).
+   */
+  private actorOf(form: Record<string, string>, subject: Record<string, unknown>): Record<string, unknown> | undefined {
+    if (form.actor_token === undefined) return undefined;
+    const actor = form.actor_token_type === ACCESS_TOKEN_TYPE ? this.zone.verifyOwnToken(form.actor_token) : undefined;
+    if (!actor || typeof actor.client_id !== 'string') throw new OAuthError(400, 'invalid_request');
+    const prior = typeof subject.act === 'object' && subject.act !== null ? { act: subject.act } : {};
+    return { sub: actor.client_id, client_id: actor.client_id, ...prior };
   }
 
   /**
