@@ -15,6 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   Agent, KeycardModule, McpEndpoint, Public, RequireScopes, type AgentContext, type KeycardModuleOptions, type McpAuthInfo,
 } from '../../lib/index.js';
+import { SampleSdk2McpController } from '../../sample/mcp-sdk2.js';
 import { CapturingLogger, type AdapterName } from './keycard-app.js';
 import { sdkSessionController, type McpSessionLog } from './mcp-sdk-session.js';
 
@@ -60,7 +61,7 @@ export interface RunningMcpApp {
 
 /** One resource per endpoint (catalogue Q17: a route is judged by the resource that covers it). */
 export function resourcesOf(port: number): string[] {
-  return ['mcp', 'sdk-mcp', 'sdk-session', 'plain'].map((path) => `http://127.0.0.1:${port}/${path}`);
+  return ['mcp', 'sdk-mcp', 'sdk-session', 'sdk2-mcp', 'plain'].map((path) => `http://127.0.0.1:${port}/${path}`);
 }
 
 /** Text content of a tool result as JSON. */
@@ -71,7 +72,7 @@ export function toolJson(result: unknown): unknown {
 
 /**
  * A Nest app over loopback serving the mcp-nest server at /mcp, the stateless SDK-transport server
- * at /sdk-mcp and the stateful one at /sdk-session.
+ * at /sdk-mcp and the stateful one at /sdk-session, and the sample's MCP SDK 2.x server at /sdk2-mcp.
  */
 export async function startMcpApp(options: McpAppOptions): Promise<RunningMcpApp> {
   const logger = new CapturingLogger();
@@ -101,7 +102,7 @@ export async function startMcpApp(options: McpAppOptions): Promise<RunningMcpApp
     }
   }
 
-  const controllers: Type[] = [OrderTools, ...(options.tools ?? []), sdkMcpController(sdkAuthInfos), sdkSessionController('sdk-session', sessionLog), PlainController];
+  const controllers: Type[] = [OrderTools, ...(options.tools ?? []), sdkMcpController(sdkAuthInfos), sdkSessionController('sdk-session', sessionLog), SampleSdk2McpController, PlainController];
   if (options.mount !== 'self') {
     @RequireScopes('mcp:tools')
     @Controller('mcp')
