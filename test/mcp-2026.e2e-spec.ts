@@ -252,6 +252,59 @@ describe.each(ADAPTERS)('MCP 2026-07-28 over %s', (adapter) => {
   });
 });
 
+describe.each(ADAPTERS)('MCP caller-filtered tools/list (mcpToolListing: permitted) over %s', (adapter) => {
+  let zone: TestZone;
+  let filtered: RunningMcpApp;
+  let publicHint: RunningMcpApp;
+  const list = { method: 'tools/list' };
+
+  beforeAll(async () => {
+    zone = await TestZone.start();
+    const keycard = { zoneUrl: zone.issuer, mcpToolListing: 'permitted' as const };
+    filtered = await startMcpApp({ adapter, zoneUrl: zone.issuer, port: await freePort(), keycard });
+    publicHint = await startMcpApp({ adapter, zoneUrl: zone.issuer, port: await freePort(), keycard, cacheHints: { 'tools/list': { cacheScope: 'public', ttlMs: 60_000 } } });
+  });
+  afterAll(async () => {
+    await filtered?.close();
+    await publicHint?.close();
+    await zone?.stop();
+  });
+
+  /** The `tools/list` result `app` answers at `path` to a token with `scope` (a JSON or an SSE answer). */
+  async function listed(app: RunningMcpApp, path: string, scope: string): Promise<{ names: string[]; cacheScope?: unknown; ttlMs?: unknown }> {
+    const sent = zone.issueToken({ aud: `${app.url}${path}`, scope, client_id: 'agent-7', sub: 'alice' });
+    const res = await send(app.url, 'POST', path, headersOf(list, sent), bodyOf(list));
+    expect({ status: res.status, text: res.text.slice(0, 300) }).toMatchObject({ status: 200 });
+    expect(res.text).not.toContain(sent);
+    const message = (res.json ?? JSON.parse(/^data: (.*)$/m.exec(res.text)![1])) as { result: { tools: { name: string }[]; cacheScope?: unknown; ttlMs?: unknown } };
+    return { names: message.result.tools.map((t) => t.name), cacheScope: message.result.cacheScope, ttlMs: message.result.ttlMs };
+  }
+
+  it('U10 tools/list by a token with mcp:tools and by one with mcp:tools admin: the lists differ (purge_orders only in the second), each cacheScope "private" with ttlMs ≥ 0; the same on the MCP SDK 2.x server (purge_repo)', async () => {
+    for (const [path, base, extra, privileged] of [['/mcp', 'mcp:tools', 'admin', 'purge_orders'], ['/sdk2-mcp', 'read', 'admin', 'purge_repo']]) {
+      const plain = await listed(filtered, path, base);
+      const admin = await listed(filtered, path, `${base} ${extra}`);
+      expect(plain.names).not.toContain(privileged);
+      expect(admin.names).toContain(privileged);
+      expect(admin.names.filter((n) => n !== privileged).sort()).toEqual([...plain.names].sort());
+      for (const result of [plain, admin]) {
+        expect(result.cacheScope).toBe('private');
+        expect(result.ttlMs).toEqual(expect.any(Number));
+        expect(result.ttlMs as number).toBeGreaterThanOrEqual(0);
+      }
+    }
+  });
+
+  it('U10 the app marks tools/list cacheScope "public": the filtered list is answered "private", with one warning log line', async () => {
+    const warnings = () => publicHint.logger.lines.filter((line) => line.includes('cacheScope "public"')).length;
+    const before = warnings();
+    const result = await listed(publicHint, '/mcp', 'mcp:tools');
+    expect(result.names).not.toContain('purge_orders');
+    expect(result).toMatchObject({ cacheScope: 'private', ttlMs: 60_000 });
+    expect(warnings()).toBe(before + 1);
+  });
+});
+
 describe.each(ADAPTERS)('MCP sessions and stateless servers over %s', (adapter) => {
   let zone: TestZone;
   let stateful: RunningMcpApp;

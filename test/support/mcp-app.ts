@@ -46,6 +46,8 @@ export interface McpAppOptions {
   configure?: (app: INestApplication) => void;
   /** No `resource` configured (development mode, loopback only). @default false */
   developmentMode?: boolean;
+  /** mcp-nest's cache hints for 2026-07-28 results (e.g. `{ 'tools/list': { cacheScope: 'public' } }`). */
+  cacheHints?: ConstructorParameters<typeof McpStrategy>[0]['cacheHints'];
 }
 
 export interface RunningMcpApp {
@@ -79,7 +81,7 @@ export async function startMcpApp(options: McpAppOptions): Promise<RunningMcpApp
   const sdkAuthInfos: (McpAuthInfo | undefined | null)[] = [];
   const sessionLog: McpSessionLog = { runs: [], closed: [] };
   const transport = new StreamableHttpTransport({ statefulMode: options.stateful ?? false });
-  const strategy = new McpStrategy({ name: 'orders-mcp', version: '1.0.0', transports: [transport], logging: false });
+  const strategy = new McpStrategy({ name: 'orders-mcp', version: '1.0.0', transports: [transport], logging: false, cacheHints: options.cacheHints });
 
   @McpController()
   class OrderTools {
