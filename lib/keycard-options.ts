@@ -39,6 +39,8 @@ export interface KeycardOptions {
   readonly scopeHierarchy?: ScopeHierarchyOption;
   /** Extra origins MCP endpoints accept (serialized, RFC 6454 §6.2). */
   readonly mcpAllowedOrigins: readonly string[];
+  /** Whether MCP `tools/list` answers are filtered per caller (and marked private). */
+  readonly mcpToolListing: 'all' | 'permitted';
   readonly resourceName?: string;
   readonly resourceDocumentation?: string;
   readonly clockToleranceSeconds: number;
@@ -105,6 +107,13 @@ function optionalBoolean(option: string, value: unknown, fallback: boolean): boo
   if (value === undefined) return fallback;
   if (typeof value !== 'boolean') fail(option, 'must be a boolean');
   return value;
+}
+
+/** One of `choices`, or `undefined` when not given. */
+function oneOf<T extends string>(option: string, value: unknown, choices: readonly T[]): T | undefined {
+  if (value === undefined) return undefined;
+  if (!choices.includes(value as T)) fail(option, `must be one of ${choices.map((c) => `'${c}'`).join(', ')}`);
+  return value as T;
 }
 
 function optionalString(option: string, value: unknown): string | undefined {
@@ -294,6 +303,7 @@ export function normaliseOptions(input: string | KeycardModuleOptions): KeycardO
     baselineScopes: raw.baselineScopes === undefined ? undefined : normaliseScopes(raw.baselineScopes, 'baselineScopes'),
     scopeHierarchy: raw.scopeHierarchy,
     mcpAllowedOrigins: normaliseOrigins('mcpAllowedOrigins', raw.mcpAllowedOrigins),
+    mcpToolListing: oneOf('mcpToolListing', raw.mcpToolListing, ['all', 'permitted'] as const) ?? 'all',
     resourceName: optionalString('resourceName', raw.resourceName),
     resourceDocumentation,
     clockToleranceSeconds: normaliseClockTolerance(raw.clockToleranceSeconds),

@@ -16,7 +16,7 @@ const MODULE_OPTIONS: Record<keyof KeycardModuleOptions, true> = {
   clockToleranceSeconds: true, algorithms: true, requireAtJwtType: true, readScpClaim: true, claimMapping: true, auditLog: true, realm: true,
   clientCredentials: true, exchangeCacheSize: true, exchangeStore: true, verifiedTokenCacheSize: true,
   allowInsecureHttp: true, rpcTokenExtractor: true, fetch: true, logger: true, zoneCheck: true,
-  dpop: true, scopeHierarchy: true, baselineScopes: true, mcpAllowedOrigins: true,
+  dpop: true, scopeHierarchy: true, baselineScopes: true, mcpAllowedOrigins: true, mcpToolListing: true,
 };
 const ZONE_OPTIONS: Record<keyof KeycardZoneOptions, true> = { zoneUrl: true, resource: true, clientCredentials: true };
 

@@ -15,7 +15,7 @@ import { Agent, McpStateHandles, type AgentContext } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectOutcome } from './support/denials.js';
 import { freePort } from './support/free-port.js';
-import { send, type HttpAnswer } from './support/http.js';
+import { send, sendRaw, type HttpAnswer } from './support/http.js';
 import { ADAPTERS } from './support/keycard-app.js';
 import { startMcpApp, toolJson, type RunningMcpApp } from './support/mcp-app.js';
 
@@ -177,6 +177,47 @@ describe.each(ADAPTERS)('MCP 2026-07-28 over %s', (adapter) => {
     expectOutcome(await post('/mcp', rpc, headersOf(rpc, token('mcp:tools'))), '403:mcp:tools admin', prm);
   });
 
+  it('U9 Mcp-Param-Repo: foo with arguments.repo bar, for repo_info declaring x-mcp-header Repo (the MCP SDK 2.x server in an @McpEndpoint() controller) → 400 HeaderMismatch (-32020); the header missing → 400; matching (also as Base64) → served', async () => {
+    const rpc = { method: 'tools/call', params: { name: 'repo_info', arguments: { repo: 'bar' } } };
+    const sent = zone.issueToken({ aud: `${origin}/sdk2-mcp`, scope: 'read', client_id: 'agent-7', sub: 'alice' });
+    const base = headersOf(rpc, sent);
+    const post2 = (headers: [string, string][]) => send(api.url, 'POST', '/sdk2-mcp', headers, bodyOf(rpc));
+    for (const headers of [[...base, ['Mcp-Param-Repo', 'foo']], base] as [string, string][][]) {
+      const res = await post2(headers);
+      expectHeaderMismatch(res);
+      expect(res.text).not.toContain('stars');
+      expect(res.text).not.toContain(sent);
+    }
+    for (const value of ['bar', `=?base64?${Buffer.from('bar').toString('base64')}?=`]) {
+      const served = await post2([...base, ['Mcp-Param-Repo', value]]);
+      expect({ status: served.status, text: served.text.slice(0, 300) }).toMatchObject({ status: 200 });
+      expect(served.text).toContain('stars');
+    }
+    expect(api.logger.lines.join('\n')).not.toContain(sent);
+  });
+
+  it('U9 an Mcp-Param-* value with a non-ASCII byte or a malformed Base64 sentinel → 400 HeaderMismatch before any token work, on both shapes; a CR in it → 400 from the HTTP parser; nothing runs', async () => {
+    const runs = api.sessionLog.runs.length;
+    const shapes = [
+      { path: '/mcp', rpc: { method: 'tools/call', params: { name: 'whoami', arguments: {} } } },
+      { path: '/sdk2-mcp', rpc: { method: 'tools/call', params: { name: 'repo_info', arguments: { repo: 'bar' } } } },
+    ];
+    for (const { path, rpc } of shapes) {
+      for (const value of ['b\u00e4r', '=?base64?SGVsbG8?=', '=?base64?Ym!!Fy?=']) {
+        // No token at all: the refusal comes before the token is looked at (a 401 would mean it did not).
+        const res = await send(api.url, 'POST', path, [...headersOf(rpc), ['Mcp-Param-Repo', value]], bodyOf(rpc));
+        expectHeaderMismatch(res);
+        expect(res.text).not.toContain('stars');
+      }
+      const body = bodyOf(rpc);
+      const head = headersOf(rpc, token('mcp:tools')).map(([n, v]) => `${n}: ${v}`).join('\r\n');
+      const raw = await sendRaw(api.url, `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${head}\r\nMcp-Param-Repo: b\rar\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      expect(raw.status).toBe(400);
+      expect(raw.text).not.toContain('stars');
+    }
+    expect(api.sessionLog.runs.length).toBe(runs);
+  });
+
   it('U11 a tools/list that names purge_orders (as an admin\'s would) grants nothing: the call without admin → 403 IS(mcp:tools admin)', async () => {
     const list = { method: 'tools/list' };
     const listed = await post('/mcp', list, headersOf(list, token('mcp:tools admin')));
@@ -208,6 +249,59 @@ describe.each(ADAPTERS)('MCP 2026-07-28 over %s', (adapter) => {
     const res = await post('/mcp', rpc, headersOf(rpc, token('mcp:tools')));
     expectOutcome(res, '403:mcp:tools admin', prm);
     expect(String(res.headers['content-type'])).not.toContain('text/event-stream');
+  });
+});
+
+describe.each(ADAPTERS)('MCP caller-filtered tools/list (mcpToolListing: permitted) over %s', (adapter) => {
+  let zone: TestZone;
+  let filtered: RunningMcpApp;
+  let publicHint: RunningMcpApp;
+  const list = { method: 'tools/list' };
+
+  beforeAll(async () => {
+    zone = await TestZone.start();
+    const keycard = { zoneUrl: zone.issuer, mcpToolListing: 'permitted' as const };
+    filtered = await startMcpApp({ adapter, zoneUrl: zone.issuer, port: await freePort(), keycard });
+    publicHint = await startMcpApp({ adapter, zoneUrl: zone.issuer, port: await freePort(), keycard, cacheHints: { 'tools/list': { cacheScope: 'public', ttlMs: 60_000 } } });
+  });
+  afterAll(async () => {
+    await filtered?.close();
+    await publicHint?.close();
+    await zone?.stop();
+  });
+
+  /** The `tools/list` result `app` answers at `path` to a token with `scope` (a JSON or an SSE answer). */
+  async function listed(app: RunningMcpApp, path: string, scope: string): Promise<{ names: string[]; cacheScope?: unknown; ttlMs?: unknown }> {
+    const sent = zone.issueToken({ aud: `${app.url}${path}`, scope, client_id: 'agent-7', sub: 'alice' });
+    const res = await send(app.url, 'POST', path, headersOf(list, sent), bodyOf(list));
+    expect({ status: res.status, text: res.text.slice(0, 300) }).toMatchObject({ status: 200 });
+    expect(res.text).not.toContain(sent);
+    const message = (res.json ?? JSON.parse(/^data: (.*)$/m.exec(res.text)![1])) as { result: { tools: { name: string }[]; cacheScope?: unknown; ttlMs?: unknown } };
+    return { names: message.result.tools.map((t) => t.name), cacheScope: message.result.cacheScope, ttlMs: message.result.ttlMs };
+  }
+
+  it('U10 tools/list by a token with mcp:tools and by one with mcp:tools admin: the lists differ (purge_orders only in the second), each cacheScope "private" with ttlMs ≥ 0; the same on the MCP SDK 2.x server (purge_repo)', async () => {
+    for (const [path, base, extra, privileged] of [['/mcp', 'mcp:tools', 'admin', 'purge_orders'], ['/sdk2-mcp', 'read', 'admin', 'purge_repo']]) {
+      const plain = await listed(filtered, path, base);
+      const admin = await listed(filtered, path, `${base} ${extra}`);
+      expect(plain.names).not.toContain(privileged);
+      expect(admin.names).toContain(privileged);
+      expect(admin.names.filter((n) => n !== privileged).sort()).toEqual([...plain.names].sort());
+      for (const result of [plain, admin]) {
+        expect(result.cacheScope).toBe('private');
+        expect(result.ttlMs).toEqual(expect.any(Number));
+        expect(result.ttlMs as number).toBeGreaterThanOrEqual(0);
+      }
+    }
+  });
+
+  it('U10 the app marks tools/list cacheScope "public": the filtered list is answered "private", with one warning log line', async () => {
+    const warnings = () => publicHint.logger.lines.filter((line) => line.includes('cacheScope "public"')).length;
+    const before = warnings();
+    const result = await listed(publicHint, '/mcp', 'mcp:tools');
+    expect(result.names).not.toContain('purge_orders');
+    expect(result).toMatchObject({ cacheScope: 'private', ttlMs: 60_000 });
+    expect(warnings()).toBe(before + 1);
   });
 });
 

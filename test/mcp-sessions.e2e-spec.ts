@@ -10,6 +10,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { randomUUID } from 'node:crypto';
+import { KeycardRevocationModule, RevocationService } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectOutcome } from './support/denials.js';
 import { freePort } from './support/free-port.js';
@@ -276,5 +277,53 @@ describe.each(ADAPTERS)('MCP sessions over %s', (adapter) => {
       }
       expect(api.logger.lines.some((line) => line.includes(token))).toBe(false);
     });
+  });
+});
+
+describe.each(ADAPTERS)('MCP streams end when their session is revoked (%s)', (adapter) => {
+  let zone: TestZone;
+  let api: RunningMcpApp;
+  let mcpUrl: string;
+  const initialize = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } };
+
+  beforeAll(async () => {
+    zone = await TestZone.start();
+    api = await startMcpApp({ adapter, zoneUrl: zone.issuer, port: await freePort(), stateful: true, imports: [KeycardRevocationModule.forRoot({ maxTokenLifetimeSeconds: 3600 })] });
+    mcpUrl = `${api.url}/mcp`;
+  });
+  afterAll(async () => {
+    await api?.close();
+    await zone?.stop();
+  });
+
+  /** A mcp-nest session opened with `token`, initialized; its id. */
+  async function openSession(token: string): Promise<string> {
+    const opened = await send(mcpUrl, 'POST', '/mcp', [['Content-Type', 'application/json'], ['Accept', 'application/json, text/event-stream'], ['Authorization', `Bearer ${token}`]], JSON.stringify(initialize));
+    const session = opened.headers['mcp-session-id'] as string;
+    expect(session).toEqual(expect.any(String));
+    await inSession(mcpUrl, { token, session, body: { jsonrpc: '2.0', method: 'notifications/initialized' } });
+    return session;
+  }
+
+  it('X28 mcp-nest stateful: the standalone GET SSE stream of a revoked session (RevocationService.revoke) ends, another session\'s stream stays open; the next POST with the token → 401 invalid_token "revoked"', async () => {
+    const token = (sub: string, sid: string) => zone.issueToken({ aud: mcpUrl, scope: 'mcp:tools', client_id: 'agent-a', sub, sid });
+    const alice = token('alice', 'sid-alice');
+    const bob = token('bob', 'sid-bob');
+    const [aliceSession, bobSession] = [await openSession(alice), await openSession(bob)];
+    // Each resolves when the server ends its stream.
+    const aliceStream = inSession(mcpUrl, { method: 'GET', token: alice, session: aliceSession });
+    const bobStream = inSession(mcpUrl, { method: 'GET', token: bob, session: bobSession }).catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 300)); // both streams open
+
+    await api.app.get(RevocationService).revoke({ issuer: zone.issuer, sessionId: 'sid-alice' });
+    const ended = await aliceStream; // a stream that stayed open would hang here until Jest's timeout
+    expect(ended.status).toBe(200);
+    expect(ended.headers['content-type']).toContain('text/event-stream');
+    expect(await Promise.race([bobStream.then(() => 'ended'), new Promise((resolve) => setTimeout(() => resolve('open'), 500))])).toBe('open');
+
+    const next = await inSession(mcpUrl, { token: alice, session: aliceSession, body: WHOAMI });
+    expectOutcome(next, '401 IT scope=mcp:tools', `${api.url}/.well-known/oauth-protected-resource/mcp`, [alice], api.logger.lines);
+    expect((next.json as { error_description?: string }).error_description).toBe('The access token has been revoked');
+    expect((await inSession(mcpUrl, { token: bob, session: bobSession, body: WHOAMI })).status).toBe(200);
   });
 });

@@ -63,6 +63,17 @@ export interface KeycardModuleOptions {
    */
   mcpAllowedOrigins?: string[];
   /**
+   * `permitted`: a `tools/list` answer of an MCP endpoint names only the tools the caller's token
+   * may call (their `@RequireScopes()` or `@McpEndpoint({ tools })` scopes, through the scope
+   * hierarchy; a tool the module knows no requirement of stays listed), and is marked
+   * `cacheScope: "private"` with a `ttlMs` ≥ 0 (MCP 2026-07-28 caching, §Cache Scope Field): an
+   * app's `public` on such a list is replaced, with one warning log line. The listing is a courtesy,
+   * never access control: every call is still judged in full. `all`: lists are left as the MCP
+   * server builds them.
+   * @default 'all'
+   */
+  mcpToolListing?: 'all' | 'permitted';
+  /**
    * Extra scopes to publish in `scopes_supported`, besides those named in `@RequireScopes()`.
    * `offline_access` fails the bootstrap (catalogue Q29).
    */

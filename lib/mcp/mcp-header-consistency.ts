@@ -9,6 +9,14 @@ const REVISION = /^\d{4}-\d{2}-\d{2}$/;
 const NAMED_BY: Readonly<Record<string, 'name' | 'uri'>> = { 'tools/call': 'name', 'prompts/get': 'name', 'resources/read': 'uri' };
 /** SEP-2243 §Value Encoding: a value that is not plain ASCII travels as `=?base64?…?=`. */
 const BASE64_SENTINEL = /^=\?base64\?([A-Za-z0-9+/]*={0,2})\?=$/;
+/** Wrapped like a sentinel; without both ends a value is a literal (SEP-2243 §Value Encoding). */
+const SENTINEL_SHAPED = /^=\?base64\?.*\?=$/;
+
+/** Custom headers mirroring tool arguments (`x-mcp-header`), as Node lower-cases them. */
+const PARAM_HEADER = 'mcp-param-';
+const PARAM_HEADER_LABEL = 'An Mcp-Param-*';
+/** RFC 9110 §5.5 field content limited to ASCII (a value of spaces only is empty after trimming). */
+const VISIBLE_ASCII = /^(?:[\x21-\x7E](?:[\x20-\x7E]*[\x21-\x7E])?)?$/;
 
 type JsonRpcBody = { method?: unknown; params?: { name?: unknown; uri?: unknown; _meta?: Record<string, unknown> } };
 
@@ -31,6 +39,23 @@ export function headerMismatch(headers: IncomingHttpHeaders, body: unknown): str
   if (decoded(single(headers['mcp-method'])) !== rpc.method) return 'Mcp-Method does not match the request body';
   const named = typeof rpc.method === 'string' ? NAMED_BY[rpc.method] : undefined;
   if (named !== undefined && decoded(single(headers['mcp-name'])) !== rpc.params?.[named]) return 'Mcp-Name does not match the request body';
+  return malformedParamHeader(headers);
+}
+
+/**
+ * SEP-2243 §Value Encoding, §Server Behavior for Custom Headers: an `Mcp-Param-*` value is visible
+ * ASCII (anything else travels in the Base64 sentinel form), and a sentinel must hold valid Base64.
+ * Checked on every tool, without its schema, so a value no server could compare is refused before
+ * any token work on every MCP shape; whether a well-formed value matches its argument is the MCP
+ * server's check (it knows which argument each `x-mcp-header` mirrors).
+ */
+function malformedParamHeader(headers: IncomingHttpHeaders): string | undefined {
+  for (const [name, value] of Object.entries(headers)) {
+    if (!name.startsWith(PARAM_HEADER)) continue;
+    const text = single(value);
+    if (text === undefined || !VISIBLE_ASCII.test(text)) return `${PARAM_HEADER_LABEL} header is not visible ASCII`;
+    if (SENTINEL_SHAPED.test(text) && (!BASE64_SENTINEL.test(text) || decoded(text) === undefined)) return `${PARAM_HEADER_LABEL} header is not valid Base64`;
+  }
   return undefined;
 }
 

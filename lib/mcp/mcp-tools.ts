@@ -19,6 +19,7 @@ import { McpOriginPolicy } from './mcp-origin.js';
 import { McpSessions } from './mcp-sessions.js';
 import { checkMcpTransport } from './mcp-transport-checks.js';
 import { endAtExpiry } from './mcp-stream-expiry.js';
+import { filterToolListing } from './mcp-tool-listing.js';
 
 /** Metadata key of @rekog/mcp-nest's `@Tool()` (read by value: mcp-nest is never imported). */
 const MCP_NEST_TOOL = 'mcp:tool';
@@ -193,6 +194,9 @@ export class McpTools implements OnApplicationBootstrap, EndpointExtension {
     const raw = rawRequestOf(request);
     if (this.sessions.admit(raw, response, agent) === 'mismatch') this.refusedSession(request, raw, agent);
     if (response !== undefined) endAtExpiry(this.lifecycle, response, agent);
+    if (response !== undefined && this.options.mcpToolListing === 'permitted' && isToolList((request as { body?: unknown }).body)) {
+      filterToolListing(response, { permits: (name) => this.permits(agent, name), warnPublic: () => this.warnPublicListing() });
+    }
     const node = raw as unknown as Carrier;
     node.user = agent;
     node[MCP_NEST_RESOURCE_METADATA_URL] = call.resource.metadataUrl;
@@ -210,6 +214,22 @@ export class McpTools implements OnApplicationBootstrap, EndpointExtension {
     const raw = rawRequestOf(request);
     if (this.sessions.admit(raw, undefined, undefined) === 'mismatch') this.refusedSession(request, raw, undefined);
     return true;
+  }
+
+  /**
+   * Whether `agent` may call the tool named so, judged on its static scopes (any declared path,
+   * through the scope hierarchy): what a per-caller listing shows (U10). A tool the module knows no
+   * requirement of is listed (it needs the endpoint's scopes only, which the caller holds). The
+   * call itself is judged in full (claims, arguments) by the guard (U11).
+   */
+  private permits(agent: AgentContext, name: string): boolean {
+    const tool = this.tools.get(name);
+    if (tool === undefined || tool.isPublic || tool.requirement === undefined) return true;
+    return tool.requirement.alternatives.some((path) => path.heldBy(agent.scopes));
+  }
+
+  private warnPublicListing(): void {
+    this.options.logger.warn('mcp tools/list marked cacheScope "public" by the app is filtered per caller (mcpToolListing: permitted): answered "private"');
   }
 
   /** The session refusal, for the request's audit line (its status is the transport's 404) and the log. */
@@ -250,6 +270,11 @@ export class McpTools implements OnApplicationBootstrap, EndpointExtension {
       }
     }
   }
+}
+
+/** A single `tools/list` request (a batch is not a 2026-07-28 shape and is left alone). */
+function isToolList(body: unknown): boolean {
+  return typeof body === 'object' && body !== null && !Array.isArray(body) && (body as { method?: unknown }).method === 'tools/list';
 }
 
 function sameScopes(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {

@@ -12,6 +12,8 @@ export interface Verdict {
   name: string;
   status: 'SUCCESS' | 'FAILURE' | 'WARNING' | 'SKIPPED' | 'INFO';
   message?: string;
+  /** The suite found nothing to exercise the check on (its "Not testable" failures). */
+  untestable?: boolean;
 }
 
 /** What the suite writes to `checks.json` for each check (the fields read here). */
@@ -20,7 +22,7 @@ interface SuiteCheck {
   name: string;
   status: Verdict['status'];
   errorMessage?: string;
-  details?: { message?: string };
+  details?: { message?: string; untestable?: boolean };
 }
 
 const require = createRequire(import.meta.url);
@@ -49,16 +51,16 @@ function node22(): string {
   return (node = bin.trim().split('\n').pop()!);
 }
 
-/** Runs one scenario of the suite against `url` and returns its checks, each printed as it comes. */
-export async function runScenario(run: { shape: string; url: string; scenario: string; specVersion?: string }): Promise<Verdict[]> {
+/** Runs one scenario of the suite against `url` and returns its checks (each printed as it comes with `print`). */
+export async function runScenario(run: { shape: string; url: string; scenario: string; specVersion?: string; print?: boolean }): Promise<Verdict[]> {
   const out = mkdtempSync(join(tmpdir(), 'mcp-conformance-'));
   const version = run.specVersion === undefined ? [] : ['--spec-version', run.specVersion];
   try {
     const code = await spawnCli(['server', '--url', run.url, '--scenario', run.scenario, ...version, '-o', out]);
     const checks = readChecks(out);
-    if (checks === undefined) return [{ ...run, id: run.scenario, name: 'scenario', status: 'FAILURE', message: `the suite exited ${code} without results` }];
+    if (checks === undefined) return [{ shape: run.shape, scenario: run.scenario, id: run.scenario, name: 'scenario', status: 'FAILURE', message: `the suite exited ${code} without results` }];
     const verdicts = checks.filter((c) => c.status !== 'INFO').map((c) => verdictOf(run, c));
-    for (const v of verdicts) console.log(`${v.status.padEnd(7)} ${run.shape} · ${run.scenario}${run.specVersion ? ` @${run.specVersion}` : ''} · ${v.id} (${v.name})${v.message ? `: ${v.message}` : ''}`);
+    if (run.print) for (const v of verdicts) console.log(`${v.status.padEnd(7)} ${run.shape} · ${run.scenario}${run.specVersion ? ` @${run.specVersion}` : ''} · ${v.id} (${v.name})${v.message ? `: ${v.message}` : ''}`);
     return verdicts;
   } finally {
     rmSync(out, { recursive: true, force: true });
@@ -67,7 +69,8 @@ export async function runScenario(run: { shape: string; url: string; scenario: s
 
 function verdictOf(run: { shape: string; scenario: string }, check: SuiteCheck): Verdict {
   const message = check.status === 'SUCCESS' ? undefined : (check.errorMessage ?? check.details?.message);
-  return { shape: run.shape, scenario: run.scenario, id: check.id, name: check.name, status: check.status, message };
+  const untestable = check.details?.untestable === true ? { untestable: true } : {};
+  return { shape: run.shape, scenario: run.scenario, id: check.id, name: check.name, status: check.status, message, ...untestable };
 }
 
 /** The checks the suite saved under `dir` (one result directory per scenario run). */

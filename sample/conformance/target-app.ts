@@ -1,12 +1,34 @@
 import { Controller, Module, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { McpHttpControllerFor, McpStrategy, StreamableHttpTransport } from '@rekog/mcp-nest';
+import { McpController, McpHttpControllerFor, McpStrategy, Prompt, Resource, ResourceTemplate, StreamableHttpTransport } from '@rekog/mcp-nest';
 import { KeycardModule, RequireScopes } from '../../lib/index.js';
 import { SampleTools } from '../mcp.js';
 import { SampleSdkMcpController } from '../mcp-sdk.js';
+import { SampleSdk2McpController } from '../mcp-sdk2.js';
+import { CONFORMANCE_PATHS } from './targets.js';
 
-/** The MCP endpoints under test, each its own resource: mcp-nest stateless and stateful, and the MCP SDK's transport. */
-export const CONFORMANCE_PATHS = { mcpNest: '/mcp', mcpNestStateful: '/mcp-session', sdk: '/sdk-mcp' } as const;
+
+/**
+ * A prompt, a resource and a resource template beside the sample's tools, so the suite's `caching`
+ * scenario finds every list it checks (an app without them answers those lists -32601).
+ */
+@McpController()
+class ConformanceCatalog {
+  @Prompt({ name: 'greeting', description: 'A greeting' })
+  greeting() {
+    return { messages: [{ role: 'user' as const, content: { type: 'text' as const, text: 'Hello' } }] };
+  }
+
+  @Resource({ uri: 'sample://readme', name: 'readme', mimeType: 'text/plain' })
+  readme({ uri }: { uri: string }) {
+    return { contents: [{ uri, mimeType: 'text/plain', text: 'The sample.' }] };
+  }
+
+  @ResourceTemplate({ uriTemplate: 'sample://notes/{id}', name: 'note', mimeType: 'text/plain' })
+  note({ uri, id }: { uri: string; id: string }) {
+    return { contents: [{ uri, mimeType: 'text/plain', text: `note ${id}` }] };
+  }
+}
 
 /** Where the target listens, and the public origin (the token proxy's) its resources live at. */
 export interface TargetOptions {
@@ -41,7 +63,7 @@ export async function startConformanceTarget(options: TargetOptions): Promise<IN
         logger: { log: () => undefined, warn: (m: unknown) => console.warn(`[keycard] ${String(m)}`), error: (m: unknown) => console.error(`[keycard] ${String(m)}`) },
       }),
     ],
-    controllers: [SampleTools, StatelessMcp, StatefulMcp, SampleSdkMcpController],
+    controllers: [SampleTools, ConformanceCatalog, StatelessMcp, StatefulMcp, SampleSdkMcpController, SampleSdk2McpController],
   })
   class ConformanceTargetModule {}
 

@@ -7,7 +7,7 @@ export const CATALOGUE_PATH = join(ROOT, '..', 'shared', 'security-catalogue.md'
 export const NOT_APPLICABLE = JSON.parse(readFileSync(join(ROOT, 'test', 'catalogue-not-applicable.json'), 'utf8')) as Record<string, string>;
 
 /** Sections with rows: §A–§I (tokens, exchange) and §M, §N, §O, §P, §S, §V (app shapes, contexts, one decision for every door, helpers, scale, delegation). */
-const SECTIONS = 'A-IMNOPSV';
+const SECTIONS = 'A-IMNOPSUV';
 const ROW = new RegExp(`^\\| ([${SECTIONS}]\\d+[a-z]?) \\|`, 'gm');
 /**
  * A test title that starts with a row ID (`it('B6 …')`, `it.each(…)('E7 …')`, `void it('I3 …')`), or

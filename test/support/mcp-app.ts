@@ -15,6 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   Agent, KeycardModule, McpEndpoint, Public, RequireScopes, type AgentContext, type KeycardModuleOptions, type McpAuthInfo,
 } from '../../lib/index.js';
+import { SampleSdk2McpController } from '../../sample/mcp-sdk2.js';
 import { CapturingLogger, type AdapterName } from './keycard-app.js';
 import { sdkSessionController, type McpSessionLog } from './mcp-sdk-session.js';
 
@@ -45,6 +46,8 @@ export interface McpAppOptions {
   configure?: (app: INestApplication) => void;
   /** No `resource` configured (development mode, loopback only). @default false */
   developmentMode?: boolean;
+  /** mcp-nest's cache hints for 2026-07-28 results (e.g. `{ 'tools/list': { cacheScope: 'public' } }`). */
+  cacheHints?: ConstructorParameters<typeof McpStrategy>[0]['cacheHints'];
 }
 
 export interface RunningMcpApp {
@@ -60,7 +63,7 @@ export interface RunningMcpApp {
 
 /** One resource per endpoint (catalogue Q17: a route is judged by the resource that covers it). */
 export function resourcesOf(port: number): string[] {
-  return ['mcp', 'sdk-mcp', 'sdk-session', 'plain'].map((path) => `http://127.0.0.1:${port}/${path}`);
+  return ['mcp', 'sdk-mcp', 'sdk-session', 'sdk2-mcp', 'plain'].map((path) => `http://127.0.0.1:${port}/${path}`);
 }
 
 /** Text content of a tool result as JSON. */
@@ -71,14 +74,14 @@ export function toolJson(result: unknown): unknown {
 
 /**
  * A Nest app over loopback serving the mcp-nest server at /mcp, the stateless SDK-transport server
- * at /sdk-mcp and the stateful one at /sdk-session.
+ * at /sdk-mcp and the stateful one at /sdk-session, and the sample's MCP SDK 2.x server at /sdk2-mcp.
  */
 export async function startMcpApp(options: McpAppOptions): Promise<RunningMcpApp> {
   const logger = new CapturingLogger();
   const sdkAuthInfos: (McpAuthInfo | undefined | null)[] = [];
   const sessionLog: McpSessionLog = { runs: [], closed: [] };
   const transport = new StreamableHttpTransport({ statefulMode: options.stateful ?? false });
-  const strategy = new McpStrategy({ name: 'orders-mcp', version: '1.0.0', transports: [transport], logging: false });
+  const strategy = new McpStrategy({ name: 'orders-mcp', version: '1.0.0', transports: [transport], logging: false, cacheHints: options.cacheHints });
 
   @McpController()
   class OrderTools {
@@ -101,7 +104,7 @@ export async function startMcpApp(options: McpAppOptions): Promise<RunningMcpApp
     }
   }
 
-  const controllers: Type[] = [OrderTools, ...(options.tools ?? []), sdkMcpController(sdkAuthInfos), sdkSessionController('sdk-session', sessionLog), PlainController];
+  const controllers: Type[] = [OrderTools, ...(options.tools ?? []), sdkMcpController(sdkAuthInfos), sdkSessionController('sdk-session', sessionLog), SampleSdk2McpController, PlainController];
   if (options.mount !== 'self') {
     @RequireScopes('mcp:tools')
     @Controller('mcp')
