@@ -11,7 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { Controller, Module, type INestApplication, type WebSocketAdapter } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { GrpcMethod, MessagePattern, Payload, type ClientProxy } from '@nestjs/microservices';
+import { GrpcMethod, GrpcStreamCall, MessagePattern, Payload, type ClientProxy } from '@nestjs/microservices';
 import { IoAdapter } from '@nestjs/platform-socket.io';
 import { WsAdapter } from '@nestjs/platform-ws';
 import { SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
@@ -27,7 +27,7 @@ import { expectNoLeak } from './support/contexts.js';
 import { CountingReplayStore } from './support/dpop.js';
 import { PRM, R } from './support/forge.js';
 import { CapturingLogger } from './support/keycard-app.js';
-import { listenHybrid } from './support/rpc-app.js';
+import { listenHybrid, watchOnce } from './support/rpc-app.js';
 
 const PROTO = fileURLToPath(new URL('./support/orders.proto', import.meta.url));
 const ALGS = 'ES256 PS256';
@@ -48,6 +48,14 @@ class OrdersRpcController {
   @GrpcMethod('Orders', 'Find')
   find(@Payload() request: { id: string }, @Agent('clientId') clientId: string) {
     return { id: request.id, by: clientId };
+  }
+
+  /** A duplex stream handled on the raw call: its metadata and `:path` are the call's. */
+  @RequireScopes('orders:read')
+  @GrpcStreamCall('Orders', 'Watch')
+  watch(call: grpc.ServerDuplexStream<{ id: string }, { id: string; by: string }>) {
+    call.on('data', (request: { id: string }) => call.write({ id: request.id, by: 'stream' }));
+    call.on('end', () => call.end());
   }
 
   @MessagePattern('orders.find')
@@ -312,6 +320,14 @@ describe('H26 (d) gRPC and (e) TCP', () => {
     expectRefused(mismatch.error, { dpopError: 'invalid_token', description: ERROR_DESCRIPTIONS.dpopBinding }, [token]);
     const asBearer = await find([['authorization', `Bearer ${token}`]]);
     expectRefused(asBearer.error, { bearerError: 'invalid_token', description: ERROR_DESCRIPTIONS.dpopScheme }, [token]);
+  });
+
+  it('H26 (d) a duplex stream (@GrpcStreamCall), whose guards Nest runs twice: a proof for POST <public origin>/orders.Orders/Watch → served, one replay record', async () => {
+    const token = zone.tokenFor({ scopes: ['orders:read'], dpopKey: key });
+    const before = api.replay.keys.length;
+    const served = await watchOnce(client, [['authorization', `DPoP ${token}`], ['dpop', proofFor(token, '/orders.Orders/Watch')]]);
+    expect({ code: served.error?.code, replies: served.replies }).toEqual({ code: undefined, replies: [{ id: 'w-1', by: 'stream' }] });
+    expect(api.replay.keys.length - before).toBe(1);
   });
 
   it('H26 (e) TCP with rpcTokenExtractor: a DPoP-bound token → refused invalid_token "DPoP-bound tokens need the DPoP scheme on an HTTP request"; a plain token → served', async () => {

@@ -46,8 +46,8 @@ export interface DpopValidatorParts {
 export class DpopValidator implements TokenValidator {
   private readonly local = new InMemoryDpopReplayStore();
   private readonly nonces?: DpopNonces;
-  /** The outcome of the proof of a request whose calls share it (GraphQL fields), so one proof serves them all. */
-  private readonly judged = new WeakMap<IncomingMessage, Promise<void> | Error | true>();
+  /** The outcome of the proof of a request whose calls or judges share it (GraphQL fields, a gRPC stream), so one proof serves them all. */
+  private readonly judged = new WeakMap<object, Promise<void> | Error | true>();
   private sharedStoreFailing = false;
 
   constructor(private readonly parts: DpopValidatorParts) {
@@ -79,9 +79,10 @@ export class DpopValidator implements TokenValidator {
     const scheme = raw === undefined ? line?.scheme : authorizationScheme(raw);
     if (scheme !== 'dpop') return refuseBoundToken(jkt, raw ?? line);
     const presented: Presented = { resource: call.resource?.id ?? '', token: call.token ?? '', jkt, call };
-    if (raw === undefined) return this.checkProof(line!, presented);
+    // A gRPC call's metadata is its request: Nest runs the guards of a `@GrpcStreamCall` twice, concurrently.
+    if (raw === undefined) return this.checkOnce(call.carrier, line!, presented);
     if (!call.kind.sharedCarrier) return this.checkProof(requestLineOf(raw), presented);
-    return this.checkOnce(raw, presented);
+    return this.checkOnce(raw, raw, presented);
   }
 
   /**
@@ -94,18 +95,21 @@ export class DpopValidator implements TokenValidator {
     return this.checkProof(requestLineOf(request), { resource: opening!.resource.id, token: opening!.token, jkt });
   }
 
-  /** One proof check per HTTP request, whichever of its calls comes first (H27). */
-  private checkOnce(raw: IncomingMessage, presented: Presented): void | Promise<void> {
-    const earlier = this.judged.get(raw);
+  /**
+   * One proof check per HTTP request, whichever of its calls or judges comes first (H27): `request`
+   * is the request (a Node request, a gRPC call's metadata), `source` where its proof is read.
+   */
+  private checkOnce(request: object, source: IncomingMessage | RequestLine, presented: Presented): void | Promise<void> {
+    const earlier = this.judged.get(request);
     if (earlier === true) return;
     if (earlier instanceof Error) throw earlier;
     if (earlier !== undefined) return earlier;
     try {
-      const outcome = this.checkProof(requestLineOf(raw), presented);
-      this.judged.set(raw, outcome ?? true);
+      const outcome = this.checkProof('proofs' in source ? source : requestLineOf(source), presented);
+      this.judged.set(request, outcome ?? true);
       return outcome;
     } catch (error) {
-      this.judged.set(raw, error as Error);
+      this.judged.set(request, error as Error);
       throw error;
     }
   }
