@@ -27,6 +27,8 @@ export async function startRedis() {
   const port = await freePort();
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
   const exited = new Promise((resolve) => child.once('exit', resolve));
+  // A bench that throws must not leave the server running.
+  process.once('exit', () => child.kill('SIGTERM'));
   for (let i = 0; !(await accepts(port)); i++) {
     if (i > 400 || child.exitCode !== null) throw new Error('redis-server did not start (is it on the PATH?)');
     await new Promise((r) => setTimeout(r, 25));
