@@ -12,7 +12,9 @@
 //    own keycard.decision span where none is active; decision metrics on. Before that section
 //    nothing of OpenTelemetry is loaded (counted in require.cache)
 //  - a DPoP request (RFC 9449) over a bearer one, on the cache hit, with the in-memory replay store,
-//    next to one ES256 verify (the proof's signature: the floor of any DPoP check)
+//    next to one ES256 verify (the proof's signature: the floor of any DPoP check); and with the
+//    Redis replay store (a redis-server started here on a free loopback port) next to one Redis
+//    SET NX PX round trip
 //  - the cache hit with policies: a requirement that is a function of the arguments, a scope hierarchy
 //  - a cache-hit TokenExchangeService.exchange()
 // The floor, jsonwebtoken and the cold paths are measured paired (issue 24): short blocks of each,
@@ -25,9 +27,12 @@ import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExecutionContextHost } from '@nestjs/core/helpers/execution-context-host.js';
 import { createVerifier } from 'fast-jwt';
+import { Redis } from 'ioredis';
 import jsonwebtoken from 'jsonwebtoken';
 import { DecisionEvents, DpopKey, KEYCARD_TOKEN_VALIDATORS, KeycardGuard, KeycardModule, RequireScopes, TokenExchangeService } from '../dist/index.js';
+import { RedisDpopReplayStore } from '../dist/redis/index.js';
 import { TestZone } from '../dist/testing/index.js';
+import { startRedis } from './redis-server.mjs';
 
 const R = 'https://api.example.com';
 const N = Number(process.env.MICRO_TOKENS ?? 2000);
@@ -272,13 +277,21 @@ await cached.app.close();
 // request costs at most one ES256 verify + 10 µs more than the bearer one.
 const dpopKey = DpopKey.generate('ES256');
 const boundTokens = Array.from({ length: N }, (_, i) => zone.issueToken({ aud: R, scope: 'read', sub: `d${i}`, exp, cnf: { jkt: dpopKey.thumbprint } }));
-class D {}
 class DpopController_ { list() {} }
 RequireScopes('read')(DpopController_.prototype, 'list', Object.getOwnPropertyDescriptor(DpopController_.prototype, 'list'));
-Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, verifiedTokenCacheSize: 2 * N, dpop: 'allowed', logger: { log() {}, warn() {}, error() {} } })] })(D);
-const dpopApp = await NestFactory.create(D, { logger: false });
-await dpopApp.init();
-const dpopGuard = dpopApp.get(KeycardGuard);
+/** A Nest app with dpop 'allowed' and `replayStore` (the in-memory one by default), initialised; its guard. */
+async function dpopGuardWith(replayStore) {
+  class D {}
+  Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, verifiedTokenCacheSize: 2 * N, dpop: { mode: 'allowed', replayStore }, logger: { log() {}, warn() {}, error() {} } })] })(D);
+  const app = await NestFactory.create(D, { logger: false });
+  await app.init();
+  return { app, guard: app.get(KeycardGuard) };
+}
+const redisServer = await startRedis();
+const redis = new Redis(redisServer.port, '127.0.0.1');
+const inMemory = await dpopGuardWith(undefined);
+const shared = await dpopGuardWith(new RedisDpopReplayStore({ redis }));
+const dpopGuard = inMemory.guard;
 const dpopContext = (scheme, token, proof) => {
   const rawHeaders = ['Host', 'api.example.com', 'Authorization', `${scheme} ${token}`, ...(proof ? ['DPoP', proof] : [])];
   const request = { method: 'GET', url: '/api/data', headers: { host: 'api.example.com', authorization: `${scheme} ${token}` }, rawHeaders, socket: {} };
@@ -286,18 +299,26 @@ const dpopContext = (scheme, token, proof) => {
 };
 const proofFor = (token) => dpopKey.proof({ method: 'GET', url: `${R}/api/data`, accessToken: token });
 for (let i = 0; i < N; i++) {
-  await dpopGuard.canActivate(dpopContext('Bearer', tokens[i]));
-  await dpopGuard.canActivate(dpopContext('DPoP', boundTokens[i], proofFor(boundTokens[i])));
+  for (const { guard } of [inMemory, shared]) {
+    await guard.canActivate(dpopContext('Bearer', tokens[i]));
+    await guard.canActivate(dpopContext('DPoP', boundTokens[i], proofFor(boundTokens[i])));
+  }
 }
 // Interleaved, one call of each per step, per-call medians: on a busy machine the load drifts
-// between sequential runs by more than the difference measured here.
+// between sequential runs by more than the difference measured here. Each guard gets its own fresh
+// proofs (a proof seen by one store would be a replay for the other only if they shared it).
 const proofs = Array.from({ length: (ROUNDS + 1) * N }, (_, i) => proofFor(boundTokens[i % N]));
+const sharedProofs = Array.from({ length: (ROUNDS + 1) * N }, (_, i) => proofFor(boundTokens[i % N]));
 const proofKey = createPublicKey({ key: dpopKey.publicJwk, format: 'jwk' });
 const sampleProof = proofs[0].split('.');
 const es256Verify = () => {
   if (!verify('sha256', Buffer.from(`${sampleProof[0]}.${sampleProof[1]}`), { key: proofKey, dsaEncoding: 'ieee-p1363' }, Buffer.from(sampleProof[2], 'base64url'))) throw new Error('sig');
 };
-const samples = { bearer: [], dpop: [], es256: [] };
+let roundTrips = 0;
+const redisRoundTrip = async () => {
+  if ((await redis.set(`bench:dpop:rt:${roundTrips++}`, '1', 'PX', 60_000, 'NX')) !== 'OK') throw new Error('SET NX');
+};
+const samples = { bearer: [], dpop: [], es256: [], dpopRedis: [], redisRoundTrip: [] };
 const timed = async (list, fn) => {
   const start = process.hrtime.bigint();
   await fn();
@@ -308,11 +329,23 @@ for (let step = 0; step < proofs.length; step++) {
   await timed(samples.bearer, () => dpopGuard.canActivate(dpopContext('Bearer', tokens[i])));
   await timed(samples.dpop, () => dpopGuard.canActivate(dpopContext('DPoP', boundTokens[i], proofs[step])));
   await timed(samples.es256, es256Verify);
+  await timed(samples.dpopRedis, () => shared.guard.canActivate(dpopContext('DPoP', boundTokens[i], sharedProofs[step])));
+  await timed(samples.redisRoundTrip, redisRoundTrip);
 }
-await dpopApp.close();
+await inMemory.app.close();
+await shared.app.close();
+redis.disconnect();
+await redisServer.stop();
 const median = (list) => stats(list.slice(N)).p50; // the first N steps warm up
 const [bearerOnDpopApp, dpopHit, es256] = [median(samples.bearer), median(samples.dpop), median(samples.es256)];
-for (const [label, value] of [['guard, cache hit, Bearer (dpop: allowed)', bearerOnDpopApp], ['guard, cache hit, DPoP + fresh proof (in-memory replay)', dpopHit], ['one ES256 verify (cached KeyObject)', es256]]) {
+const [dpopRedisHit, redisRtt] = [median(samples.dpopRedis), median(samples.redisRoundTrip)];
+for (const [label, value] of [
+  ['guard, cache hit, Bearer (dpop: allowed)', bearerOnDpopApp],
+  ['guard, cache hit, DPoP + fresh proof (in-memory replay)', dpopHit],
+  ['one ES256 verify (cached KeyObject)', es256],
+  ['guard, cache hit, DPoP + fresh proof (Redis replay)', dpopRedisHit],
+  ['one Redis SET NX PX round trip (loopback)', redisRtt],
+]) {
   console.log(`${label.padEnd(58)} ${value.toFixed(2).padStart(8)} µs/call (median of ${ROUNDS * N} interleaved calls)`);
 }
 
@@ -326,7 +359,8 @@ console.log(`guard cache hit, + one event subscriber and one validator: +${(obse
 console.log(`guard cache hit, + nestjs-keycard/telemetry with an SDK (no-op exporters): +${(tracedHit - sdkHit).toFixed(2)} µs on the active span (goal < 3), +${(ownSpanHit - sdkHit).toFixed(2)} µs with its own span; OpenTelemetry modules loaded before: ${loadedBefore}`);
 console.log(JSON.stringify({ floorMicros: floor, coldMicros: coldCost, coldRatio: coldRow.ratio, newTokenMicros: churnRow.micros, newTokenRatio: churnRow.ratio, jsonwebtokenMicros: jwtRow.micros, jsonwebtokenRatio: jwtRow.ratio, fastJwtMicros: fastJwtRow.micros, fastJwtRatio: fastJwtRow.ratio, es256ColdMicros: esCold.micros, es256ColdRatio: esCold.ratio, cacheHitMicros: hitCost, observedCacheHitMicros: observedHit, sdkCacheHitMicros: sdkHit, telemetryActiveSpanHitMicros: tracedHit, telemetryOwnSpanHitMicros: ownSpanHit, openTelemetryModulesLoadedBefore: loadedBefore, httpContextHitMicros: httpHit, graphqlContextHitMicros: graphqlHit, exchangeCacheHitMicros: exchangeCost }));
 console.log(`DPoP − Bearer on the cache hit: +${(dpopHit - bearerOnDpopApp).toFixed(2)} µs (goal ≤ one ES256 verify ${es256.toFixed(2)} µs + 10 µs = ${(es256 + 10).toFixed(2)} µs)`);
-console.log(JSON.stringify({ dpopCacheHitMicros: dpopHit, bearerOnDpopAppMicros: bearerOnDpopApp, es256VerifyMicros: es256 }));
+console.log(`DPoP with the Redis replay store − in-memory: +${(dpopRedisHit - dpopHit).toFixed(2)} µs (goal ≈ one Redis round trip, ${redisRtt.toFixed(2)} µs here)`);
+console.log(JSON.stringify({ dpopCacheHitMicros: dpopHit, bearerOnDpopAppMicros: bearerOnDpopApp, es256VerifyMicros: es256, dpopRedisCacheHitMicros: dpopRedisHit, redisRoundTripMicros: redisRtt }));
 console.log(`guard cache hit, argument-function policy − plain scopes: +${(policies.argumentFunction - policies.plain).toFixed(2)} µs (target < 2)`);
 console.log(`guard cache hit, scope hierarchy − plain scopes: +${(policies.hierarchy - policies.plain).toFixed(2)} µs`);
 console.log(`policy alone, function of the arguments − plain: +${(assessArguments - assessPlain).toFixed(3)} µs (target < 2)`);

@@ -16,6 +16,7 @@ export { jwkThumbprint } from './dpop/jwk-thumbprint.js';
 export { dpopFetch } from './dpop/dpop-fetch.js';
 export type { DpopFetchLike, DpopFetchOptions } from './dpop/dpop-fetch.js';
 export type { TokenValidator } from './decision/token-validator.js';
+export type { ConnectionOpening } from './decision/connection-opening.js';
 export { Call } from './decision/call.js';
 export { CarrierLifecycle } from './decision/carrier-lifecycle.js';
 export type { CarrierBinding, LiveCarrier, CarrierEndReason } from './decision/carrier-lifecycle.js';

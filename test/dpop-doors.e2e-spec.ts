@@ -2,7 +2,8 @@
  * DPoP on the doors other than a plain route (catalogue H26, H27): GraphQL over HTTP (Apollo on
  * Express, Mercurius on Fastify) and MCP Streamable HTTP take one proof per HTTP request, however
  * many operations or fields it carries; a DPoP-bound token in a graphql-ws `connectionParams`
- * payload is refused at open, since no proof can be checked there (decision Q39).
+ * payload is refused at open, since no proof can be checked there (decision Q39). The other parts
+ * of H26 (`ws`, socket.io, gRPC, TCP) are in test/dpop-carriers.e2e-spec.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { DpopKey } from '../lib/index.js';
@@ -54,7 +55,7 @@ describe.each(GRAPHQL_SERVERS)('DPoP over GraphQL (%s)', (_name, server) => {
     expect(api.logger.lines.join('\n')).not.toContain(token);
   });
 
-  it('graphql-ws (part c of H26): a DPoP-bound token in connectionParams → refused at open (4401 invalid_token), reason logged, nothing leaked', async () => {
+  it('H26 (c) graphql-ws: a DPoP-bound token in connectionParams → refused at open (4401 invalid_token; reason dpop_carrier_unsupported logged), nothing leaked', async () => {
     const token = zone.tokenFor({ scopes: ['orders:read'], dpopKey: key });
     let client: ReturnType<typeof graphqlWsClient> | undefined;
     const closed = await new Promise<{ code: number; reason: string }>((resolve) => {

@@ -73,6 +73,20 @@ describe.each(ADAPTERS)('DPoP over %s', (adapter) => {
     expect(replay.keys.length).toBe(before);
   });
 
+  it('H5 (conformance sep-1932-server-validate-proof probes) htm, htu or iat absent; a tampered signature; not a JWT → 401 invalid_dpop_proof, nothing stored', async () => {
+    const token = bound();
+    const auth: [string, string] = ['Authorization', `DPoP ${token}`];
+    const before = replay.keys.length;
+    for (const claim of ['htm', 'htu', 'iat']) {
+      await refusedOnDpop([auth, ['DPoP', key.proof({ method: 'GET', url: `${R}/orders`, accessToken: token, claims: { [claim]: undefined } })]], 'invalid_dpop_proof');
+    }
+    const [header, payload, signature] = key.proof({ method: 'GET', url: `${R}/orders`, accessToken: token }).split('.');
+    const tampered = `${signature[0] === 'A' ? 'B' : 'A'}${signature.slice(1)}`;
+    await refusedOnDpop([auth, ['DPoP', `${header}.${payload}.${tampered}`]], 'invalid_dpop_proof');
+    await refusedOnDpop([auth, ['DPoP', 'this-is-not-a-jwt']], 'invalid_dpop_proof');
+    expect(replay.keys.length).toBe(before);
+  });
+
   it('H6 htm ≠ the request method → 401 invalid_dpop_proof', () => refusedOnDpop(dpopHeaders(key, bound(), { method: 'POST' }), 'invalid_dpop_proof'));
 
   it('H7 htu of another host or path → 401; equal but for query, fragment or spelling → 200', async () => {

@@ -18,7 +18,7 @@ import { TestZone } from '../lib/testing/index.js';
 import { expectFixedDescription, expectNoLeak, forged } from './support/contexts.js';
 import { R } from './support/forge.js';
 import { CapturingLogger } from './support/keycard-app.js';
-import { listenHybrid } from './support/rpc-app.js';
+import { listenHybrid, watchOnce } from './support/rpc-app.js';
 
 const PROTO = fileURLToPath(new URL('./support/orders.proto', import.meta.url));
 
@@ -161,18 +161,7 @@ describe('microservices: gRPC and TCP with inheritAppConfig: true', () => {
   });
 
   it('N7 gRPC duplex stream (@GrpcStreamCall): a valid token in the metadata is read from the call → served (was: refused as if no token)', async () => {
-    const watch = (token?: string) => new Promise<{ error?: grpc.ServiceError; replies: unknown[] }>((done) => {
-      const metadata = new grpc.Metadata();
-      if (token !== undefined) metadata.add('authorization', `Bearer ${token}`);
-      const stream = (client as unknown as { Watch(metadata: grpc.Metadata): grpc.ClientDuplexStream<object, unknown> }).Watch(metadata);
-      const replies: unknown[] = [];
-      stream.on('data', (reply) => replies.push(reply));
-      stream.on('error', (error: grpc.ServiceError) => done({ error, replies }));
-      stream.on('end', () => done({ replies }));
-      stream.write({ id: 'w-1' });
-      stream.end();
-    });
-    const served = await watch(zone.issueToken({ scope: 'orders:read' }));
+    const served = await watchOnce(client, [['authorization', `Bearer ${zone.issueToken({ scope: 'orders:read' })}`]]);
     expect({ code: served.error?.code, details: served.error?.details }).toEqual({ code: undefined, details: undefined });
     expect(served.replies).toEqual([{ id: 'w-1', by: 'stream' }]);
   });

@@ -25,6 +25,22 @@ export interface Refusal {
 }
 
 /**
+ * The HTTP request line of a call that has one but no Node `IncomingMessage` (a gRPC call: HTTP/2
+ * `:method` POST, `:path` `/package.Service/Method`, its metadata), for the checks made per HTTP
+ * request: a DPoP proof names the method and URI it was made for (RFC 9449 §4.3).
+ */
+export interface RequestLine {
+  /** The request method, as received (`POST`). */
+  readonly method: string;
+  /** The path the request named, without its query. */
+  readonly path: string;
+  /** The auth-scheme of the call's credentials, lower-cased (`bearer`, `dpop`); `undefined` without any. */
+  readonly scheme: string | undefined;
+  /** Every DPoP proof the call carried (`DPoP` header lines, `dpop` metadata values), as received. */
+  readonly proofs: readonly string[];
+}
+
+/**
  * How the guard reads one kind of Nest execution context (`context.getType()`): where the token
  * is, which HTTP request (if any) chooses the resource, where the agent goes, and how a refusal
  * reaches the client. Implementations are stateless singletons, so judging a call allocates
@@ -43,6 +59,11 @@ export interface CallKind {
   carrier(context: ExecutionContext): Carrier;
   /** The HTTP request behind the call (the resource choice and the challenge read it), if any. */
   httpRequest(context: ExecutionContext, carrier: Carrier): IncomingMessage | undefined;
+  /**
+   * The request line of a call with no Node `IncomingMessage` behind it but an HTTP request all the
+   * same (gRPC); `undefined` when the call has none (TCP and other transports without metadata).
+   */
+  requestLine?(context: ExecutionContext, carrier: Carrier): RequestLine | undefined;
   /**
    * The client's address when the call has no HTTP request (a gRPC peer, a TCP socket), for
    * per-address counting; `undefined` when the transport does not tell.

@@ -5,7 +5,11 @@ import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { AuditTrail } from '../resource-server/audit-trail.js';
-import { extractBearerToken } from '../resource-server/bearer-token.extractor.js';
+import { type AcceptedSchemes, extractBearerToken } from '../resource-server/bearer-token.extractor.js';
+import { acceptedSchemes } from '../dpop/accepted-schemes.js';
+import { authorizationScheme } from '../dpop/authorization-scheme.js';
+import { withDpopChallenge } from '../dpop/dpop-challenge.js';
+import type { ConnectionOpening } from '../decision/connection-opening.js';
 import {
   InvalidRequestException, type KeycardException, MissingCredentialsException,
 } from '../resource-server/keycard.exceptions.js';
@@ -59,6 +63,8 @@ interface Opening {
   anonymous: boolean;
   /** For a resumed session: the principal that holds it (`null`: anonymous); the connection must be that principal. */
   owner?: Principal | null;
+  /** True when the token is `request`'s `Authorization` header (a `ws` upgrade), not a payload's: a DPoP proof can go with it (Q39). */
+  tokenInRequest?: boolean;
 }
 
 /** A graphql-ws server hook, typed loosely so the result fits `graphql-ws`'s `ServerOptions` without importing it. */
@@ -113,6 +119,9 @@ const initialised = new WeakSet<object>();
  */
 @Injectable()
 export class KeycardConnections {
+  /** The `Authorization` schemes of a `ws` upgrade: those of HTTP routes (`DPoP` when DPoP is on). */
+  private readonly schemes: AcceptedSchemes;
+
   constructor(
     private readonly verifier: TokenVerifier,
     private readonly contexts: KeycardContexts,
@@ -121,7 +130,9 @@ export class KeycardConnections {
     private readonly lifecycle: CarrierLifecycle,
     private readonly validators: TokenValidators,
     private readonly gateways: GatewayGuards,
-  ) {}
+  ) {
+    this.schemes = acceptedSchemes(options);
+  }
 
   /**
    * graphql-ws server options for `GraphQLModule` (`subscriptions: { 'graphql-ws': … }`): the token
@@ -367,14 +378,14 @@ export class KeycardConnections {
 
   /** `ws` `verifyClient` (async form): refuses the upgrade with the HTTP status and challenge. */
   private readonly verifyClient = (info: { req: IncomingMessage }, done: VerifyDone, anonymous = false): void => {
-    this.open({ token: () => extractBearerToken(info.req), request: info.req, call: 'ws connection', anonymous }).then(
+    const token = () => extractBearerToken(info.req, this.schemes);
+    this.open({ token, request: info.req, call: 'ws connection', anonymous, tokenInRequest: true }).then(
       (state) => {
         setConnection(info.req, state);
         done(true);
       },
       (denial: KeycardException) => {
-        const resource = this.resourceOrUndefined(info.req);
-        done(false, denial.getStatus(), closeReason(denial), denial.headers(resource?.metadataUrl, this.options.realm));
+        done(false, denial.getStatus(), closeReason(denial), this.upgradeRefusalHeaders(info.req, denial));
       },
     );
   };
@@ -446,14 +457,17 @@ export class KeycardConnections {
    * with the reason, never the token). With `auditLog`, both are audited
    * ({@link AuditTrail.recordConnection}): a flood of forged handshakes shows there.
    */
-  private async open({ token, request, call, anonymous, owner }: Opening): Promise<ConnectionState> {
+  private async open({ token, request, call, anonymous, owner, tokenInRequest }: Opening): Promise<ConnectionState> {
     const started = performance.now();
     let state: ConnectionState = { request };
     try {
       const resource = this.contexts.resourceFor(request);
       const found = token();
       if (found === undefined && !anonymous) throw new MissingCredentialsException();
-      if (found !== undefined) state = openedConnection(await this.validated(await this.verifier.verify(found, resource)), found, request);
+      if (found !== undefined) {
+        const opening: ConnectionOpening = { name: call, resource, token: found, request: tokenInRequest === true ? request : undefined };
+        state = openedConnection(await this.validated(await this.verifier.verify(found, resource), opening), found, request);
+      }
       // Another principal's session is refused, and left to its owner (Q18).
       if (owner !== undefined && !ownsSession(state.agent, owner)) throw new InvalidRequestException('session_principal_mismatch');
     } catch (error) {
@@ -470,9 +484,16 @@ export class KeycardConnections {
   }
 
   /** The app's token validators judge a connection's token when it opens, as they judge every call. */
-  private async validated(agent: AgentContext): Promise<AgentContext> {
-    await this.validators.run(agent, undefined);
+  private async validated(agent: AgentContext, opening: ConnectionOpening): Promise<AgentContext> {
+    await this.validators.run(agent, undefined, opening);
     return agent;
+  }
+
+  /** The challenge of a refused `ws` upgrade: as on an HTTP route, with the DPoP challenge when DPoP is on (RFC 9449 §7.1). */
+  private upgradeRefusalHeaders(request: IncomingMessage, denial: KeycardException): Record<string, string> {
+    const headers = denial.headers(this.resourceOrUndefined(request)?.metadataUrl, this.options.realm);
+    const { dpop } = this.options;
+    return dpop === undefined ? headers : { ...withDpopChallenge(headers, { denial, scheme: authorizationScheme(request), dpop }) };
   }
 
   private resourceOrUndefined(request: IncomingMessage) {

@@ -66,7 +66,7 @@ export class KeycardContexts {
     const schemes = acceptedSchemes(options);
     this.http = new HttpCallKind(adapter, schemes);
     this.graphql = new GraphQLCallKind(adapter, (server) => this.reportOnce(`${server}-unguarded`, UNGUARDED_SUBSCRIPTIONS[server]), schemes);
-    this.rpc = new RpcCallKind(options.rpcTokenExtractor);
+    this.rpc = new RpcCallKind(options.rpcTokenExtractor, schemes);
   }
 
   /**

@@ -1,8 +1,9 @@
 import type { ExecutionContext } from '@nestjs/common';
 import { isIP } from 'node:net';
-import { parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
+import { credentialsScheme } from '../dpop/authorization-scheme.js';
+import { type AcceptedSchemes, BEARER_ONLY, parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
 import type { KeycardException } from '../resource-server/keycard.exceptions.js';
-import type { CallKind, Carrier, Refusal } from './call-kind.interface.js';
+import type { CallKind, Carrier, Refusal, RequestLine } from './call-kind.interface.js';
 import { loadMicroservices } from './optional-peers.js';
 import { errorFields } from './ws.context.js';
 
@@ -32,12 +33,19 @@ function peerAddress(peer: string): string | undefined {
   return isIP(bare) !== 0 ? bare : undefined;
 }
 
+/** The text values of a metadata key (binary `-bin` values are Buffers). */
+function stringValues(metadata: GrpcMetadata, key: string): string[] {
+  return metadata.get(key).filter((v): v is string => typeof v === 'string');
+}
+
 /** gRPC status codes (grpc/doc/statuscodes.md) for the refusals' HTTP statuses. */
 const GRPC_STATUS: Record<number, number> = { 400: 3, 401: 16, 403: 7, 429: 8, 503: 14 };
 
 /** A gRPC server call as grpc-js hands it to a handler, read by shape. */
 export interface GrpcServerCall {
   getPeer(): unknown;
+  /** The HTTP/2 `:path`, `/package.Service/Method` (grpc-js ≥ 1.10). */
+  getPath?(): unknown;
 }
 
 /**
@@ -77,7 +85,8 @@ function trailersOf(metadata: GrpcMetadata, headers: Readonly<Record<string, str
 
 /**
  * Microservice handlers (`@MessagePattern`, `@GrpcMethod`), reached directly or with
- * `inheritAppConfig: true`. gRPC: the token is the `authorization` metadata (`Bearer <token>`).
+ * `inheritAppConfig: true`. gRPC: the token is the `authorization` metadata (`Bearer <token>`, or
+ * `DPoP <token>` with a `dpop` proof when DPoP is on: a gRPC call is an HTTP/2 POST to its `:path`).
  * Other transports carry no metadata: refused unless the app supplies `rpcTokenExtractor`.
  * Refusals are an `RpcException` `{ code, message, error, error_description, scope? }` (`code` the
  * gRPC status: UNAUTHENTICATED 16, PERMISSION_DENIED 7, INVALID_ARGUMENT 3, UNAVAILABLE 14).
@@ -86,7 +95,11 @@ export class RpcCallKind implements CallKind {
   readonly name = 'rpc';
   readonly sharedCarrier = false;
 
-  constructor(private readonly extractor: RpcTokenExtractor | undefined) {}
+  /** @param schemes the schemes of gRPC `authorization` metadata read as credentials (`DPoP` when it is on). */
+  constructor(
+    private readonly extractor: RpcTokenExtractor | undefined,
+    private readonly schemes: AcceptedSchemes = BEARER_ONLY,
+  ) {}
 
   carrier(context: ExecutionContext): Carrier {
     // `@GrpcStreamCall` handlers get `(call, callback?)`: no metadata argument, it is on the call.
@@ -102,6 +115,13 @@ export class RpcCallKind implements CallKind {
 
   httpResponse(): undefined {
     return undefined;
+  }
+
+  /** gRPC: `POST` to the call's `:path`, its credentials' scheme and `dpop` metadata; none for other transports. */
+  requestLine(context: ExecutionContext, carrier: Carrier): RequestLine | undefined {
+    const path = grpcCallOf(context)?.getPath?.();
+    if (!isGrpcMetadata(carrier) || typeof path !== 'string') return undefined;
+    return { method: 'POST', path, scheme: credentialsScheme(stringValues(carrier, 'authorization')[0]), proofs: stringValues(carrier, 'dpop') };
   }
 
   /** gRPC: the call's peer address (grpc-js: `127.0.0.1:5000`, `::1:5000`, older `ipv4:…`); TCP: the socket's remote address. */
@@ -122,8 +142,8 @@ export class RpcCallKind implements CallKind {
 
   token(context: ExecutionContext, carrier: Carrier): string | undefined {
     if (isGrpcMetadata(carrier)) {
-      const values = carrier.get('authorization').filter((v): v is string => typeof v === 'string');
-      if (values.length > 0 || this.extractor === undefined) return parseBearerCredentials(values);
+      const values = stringValues(carrier, 'authorization');
+      if (values.length > 0 || this.extractor === undefined) return parseBearerCredentials(values, this.schemes);
     }
     return this.extractor?.(context);
   }

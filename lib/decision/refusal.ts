@@ -108,8 +108,7 @@ export class Refusals {
     const headers = this.bearerChallengeHeaders(call, denial);
     const { dpop } = this.parts.options;
     if (dpop === undefined) return headers;
-    const raw = call.kind.httpRequest(call.context, call.carrier);
-    return withDpopChallenge(headers, { denial, scheme: raw === undefined ? undefined : authorizationScheme(raw), dpop });
+    return withDpopChallenge(headers, { denial, scheme: schemeOf(call), dpop });
   }
 
   private bearerChallengeHeaders(call: Call, denial: KeycardException): Record<string, string> {
@@ -123,6 +122,12 @@ export class Refusals {
     if (denial instanceof InsufficientScopeException) return new InsufficientScopeException([...named]).headers(prm, realm);
     return denial.headers(prm, realm, named.size > 0 ? [...named].join(' ') : undefined);
   }
+}
+
+/** The auth-scheme `call`'s credentials used (its HTTP request's, or a gRPC call's metadata), for the error's challenge. */
+function schemeOf(call: Call): string | undefined {
+  const raw = call.kind.httpRequest(call.context, call.carrier);
+  return raw === undefined ? call.kind.requestLine?.(call.context, call.carrier)?.scheme : authorizationScheme(raw);
 }
 
 /**

@@ -6,6 +6,7 @@ import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import type { Call } from './call.js';
+import type { ConnectionOpening } from './connection-opening.js';
 
 /**
  * One rule a verified token must also pass, on every call — cache hits included — and when a
@@ -21,10 +22,10 @@ export interface TokenValidator {
   /**
    * Accepts `agent` by returning, or refuses by throwing a `KeycardException` (e.g.
    * `InvalidTokenException`, 401 `invalid_token`); anything else thrown becomes 401
-   * `invalid_token` too. `call` is the call being decided; `undefined` when a connection opens.
-   * May return a promise that rejects to refuse.
+   * `invalid_token` too. `call` is the call being decided; `undefined` when a connection opens,
+   * and `opening` then says which connection. May return a promise that rejects to refuse.
    */
-  validate(agent: AgentContext, call: Call | undefined): void | Promise<void>;
+  validate(agent: AgentContext, call: Call | undefined, opening?: ConnectionOpening): void | Promise<void>;
 }
 
 /**
@@ -90,16 +91,20 @@ export class TokenValidators implements OnApplicationBootstrap {
    * that returns a promise on, each waits for the one before.
    * @throws (or rejects with) what the first refusing validator throws.
    */
-  run(agent: AgentContext, call: Call | undefined): void | Promise<void> {
+  run(agent: AgentContext, call: Call | undefined, opening?: ConnectionOpening): void | Promise<void> {
     const { list } = this;
     for (let i = 0; i < list.length; i++) {
-      const pending = list[i]!.validate(agent, call);
-      if (pending instanceof Promise) return this.runFrom(i + 1, pending, { agent, call });
+      const pending = list[i]!.validate(agent, call, opening);
+      if (pending instanceof Promise) return this.runFrom(i + 1, pending, { agent, call, opening });
     }
   }
 
-  private async runFrom(next: number, pending: Promise<void>, of: { agent: AgentContext; call: Call | undefined }): Promise<void> {
+  private async runFrom(
+    next: number,
+    pending: Promise<void>,
+    of: { agent: AgentContext; call: Call | undefined; opening?: ConnectionOpening },
+  ): Promise<void> {
     await pending;
-    for (let i = next; i < this.list.length; i++) await this.list[i]!.validate(of.agent, of.call);
+    for (let i = next; i < this.list.length; i++) await this.list[i]!.validate(of.agent, of.call, of.opening);
   }
 }

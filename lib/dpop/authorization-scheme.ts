@@ -5,7 +5,11 @@ import type { IncomingMessage } from 'node:http';
  * `undefined` without one. Reads the raw headers, which is where the extractor found the token.
  */
 export function authorizationScheme(request: IncomingMessage): string | undefined {
-  const value = request.headers.authorization;
+  return credentialsScheme(request.headers.authorization);
+}
+
+/** The auth-scheme of one credentials value (`Authorization` header, gRPC `authorization` metadata), lower-cased. */
+export function credentialsScheme(value: string | undefined): string | undefined {
   if (typeof value !== 'string' || value.length === 0) return undefined;
   const end = value.indexOf(' ');
   return (end === -1 ? value : value.slice(0, end)).toLowerCase();

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { normaliseDpopOptions } from './dpop-options.js';
-import { normaliseHtu } from './htu.js';
+import { expectedHtu, normaliseHtu } from './htu.js';
 import { jwkThumbprint } from './jwk-thumbprint.js';
 
 describe('jwkThumbprint (RFC 7638)', () => {
@@ -34,6 +34,18 @@ describe('normaliseHtu (RFC 9449 §4.3 (9), RFC 3986 §6.2.2–6.2.3)', () => {
   ])('%s → %s', (input, expected) => expect(normaliseHtu(input)).toBe(expected));
   it.each(['relative/path', 'ftp://api.example.com/x', 'https://user:pw@api.example.com/x', ''])('refuses %j', (input) => {
     expect(normaliseHtu(input)).toBeUndefined();
+  });
+});
+
+describe('expectedHtu: the public origin + the routed path, normalised', () => {
+  const paths = ['/orders', '/', '', 'orders', '/a/b/c.json', '/a//b', '/orders.Orders/Find', "/x-_~!$&'()*+,;=:@y", '/a/./b', '/a/../b', '/a/..',
+    '/.', '/%6frders', '/a%2fb', '/a b', '/a"b', '/a<b>', '/a`b', '/a{b}', '/\u00e9', '/a\\b', '/a|b', '/a^b', '/.well-known/x', '/a/.b', '/a/..b'];
+  it.each(['https://api.example.com', 'HTTPS://API.Example.COM:443', 'http://127.0.0.1:3000', 'https://[::1]:8443'])('is what normaliseHtu gives for every path under %s', (origin) => {
+    for (const path of paths) expect([path, expectedHtu(origin, path)]).toEqual([path, normaliseHtu(`${origin}${path.startsWith('/') ? path : `/${path}`}`)]);
+  });
+  it('is undefined for an origin that is not an http(s) one', () => {
+    expect(expectedHtu('ftp://api.example.com', '/x')).toBeUndefined();
+    expect(expectedHtu('', '/x')).toBeUndefined();
   });
 });
 

@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Clock } from '../clock.js';
+import type { RequestLine } from '../contexts/call-kind.interface.js';
 import type { Call } from '../decision/call.js';
+import type { ConnectionOpening } from '../decision/connection-opening.js';
 import type { TokenValidator } from '../decision/token-validator.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import type { KeycardLogger } from '../keycard-options.js';
@@ -34,15 +36,18 @@ export interface DpopValidatorParts {
  *   (`htu` = the resource's public origin + the routed path, Q39), carries a current server nonce
  *   when nonces are on (§9), is signed by the token's key (`cnf.jkt`, §7.1), and was never seen
  *   before (its `jti` remembered until `iat` + window: §11.1, Q37);
- * - where no proof can be checked (a connection's payload, gRPC, TCP), a bound token is refused (Q39).
+ * - a `ws` upgrade (a connection opening with its HTTP request) and a gRPC call (its `:path` and
+ *   `dpop` metadata, {@link RequestLine}) are checked the same way, with `htm` their method;
+ * - where no proof can be checked (socket.io `auth`, graphql-ws `connectionParams`, TCP), a bound
+ *   token is refused (Q39).
  * Synchronous with the in-memory replay store; one round trip with a shared one. The fields of one
  * GraphQL request share one proof check.
  */
 export class DpopValidator implements TokenValidator {
   private readonly local = new InMemoryDpopReplayStore();
   private readonly nonces?: DpopNonces;
-  /** The outcome of the proof of a request whose calls share it (GraphQL fields), so one proof serves them all. */
-  private readonly judged = new WeakMap<IncomingMessage, Promise<void> | Error | true>();
+  /** The outcome of the proof of a request whose calls or judges share it (GraphQL fields, a gRPC stream), so one proof serves them all. */
+  private readonly judged = new WeakMap<object, Promise<void> | Error | true>();
   private sharedStoreFailing = false;
 
   constructor(private readonly parts: DpopValidatorParts) {
@@ -64,61 +69,75 @@ export class DpopValidator implements TokenValidator {
     return this.nonces?.issue(this.parts.clock.now());
   }
 
-  validate(agent: AgentContext, call: Call | undefined): void | Promise<void> {
+  validate(agent: AgentContext, call: Call | undefined, opening?: ConnectionOpening): void | Promise<void> {
     // A message on a connection was judged when the connection opened (its HTTP request, for MCP).
     if (call?.isConnection === true) return;
     const jkt = boundKey(agent);
-    if (call === undefined) {
-      if (jkt !== undefined) throw new InvalidTokenException('dpop_carrier_unsupported');
-      return;
-    }
+    if (call === undefined) return this.atOpening(jkt, opening);
     const raw = call.kind.httpRequest(call.context, call.carrier);
-    if (raw === undefined || authorizationScheme(raw) !== 'dpop') {
-      if (jkt !== undefined) throw new InvalidTokenException(raw === undefined ? 'dpop_carrier_unsupported' : 'dpop_scheme_required');
-      return;
-    }
-    if (!call.kind.sharedCarrier) return this.checkProof(call, raw, jkt);
-    return this.checkOnce(call, raw, jkt);
+    const line = raw === undefined ? call.kind.requestLine?.(call.context, call.carrier) : undefined;
+    const scheme = raw === undefined ? line?.scheme : authorizationScheme(raw);
+    if (scheme !== 'dpop') return refuseBoundToken(jkt, raw ?? line);
+    const presented: Presented = { resource: call.resource?.id ?? '', token: call.token ?? '', jkt, call };
+    // A gRPC call's metadata is its request: Nest runs the guards of a `@GrpcStreamCall` twice, concurrently.
+    if (raw === undefined) return this.checkOnce(call.carrier, line!, presented);
+    if (!call.kind.sharedCarrier) return this.checkProof(requestLineOf(raw), presented);
+    return this.checkOnce(raw, raw, presented);
   }
 
-  /** One proof check per HTTP request, whichever of its calls comes first (H27). */
-  private checkOnce(call: Call, raw: IncomingMessage, jkt: string | undefined): void | Promise<void> {
-    const earlier = this.judged.get(raw);
+  /**
+   * A connection opening (Q39): a `ws` upgrade with the DPoP scheme has its proof checked here, once
+   * (`htm` GET, `htu` the upgrade's public URL); a bound token in a payload cannot be, so it is refused.
+   */
+  private atOpening(jkt: string | undefined, opening: ConnectionOpening | undefined): void | Promise<void> {
+    const request = opening?.request;
+    if (request === undefined || authorizationScheme(request) !== 'dpop') return refuseBoundToken(jkt, request);
+    return this.checkProof(requestLineOf(request), { resource: opening!.resource.id, token: opening!.token, jkt });
+  }
+
+  /**
+   * One proof check per HTTP request, whichever of its calls or judges comes first (H27): `request`
+   * is the request (a Node request, a gRPC call's metadata), `source` where its proof is read.
+   */
+  private checkOnce(request: object, source: IncomingMessage | RequestLine, presented: Presented): void | Promise<void> {
+    const earlier = this.judged.get(request);
     if (earlier === true) return;
     if (earlier instanceof Error) throw earlier;
     if (earlier !== undefined) return earlier;
     try {
-      const outcome = this.checkProof(call, raw, jkt);
-      this.judged.set(raw, outcome ?? true);
+      const outcome = this.checkProof('proofs' in source ? source : requestLineOf(source), presented);
+      this.judged.set(request, outcome ?? true);
       return outcome;
     } catch (error) {
-      this.judged.set(raw, error as Error);
+      this.judged.set(request, error as Error);
       throw error;
     }
   }
 
-  private checkProof(call: Call, raw: IncomingMessage, jkt: string | undefined): void | Promise<void> {
-    const values = dpopHeaderValues(raw);
+  private checkProof(line: RequestLine, presented: Presented): void | Promise<void> {
+    const { proofs } = line;
     // One proof per request (§4.3 (1)); a comma never occurs in a compact JWS, so it means two joined.
-    if (values.length !== 1 || values[0].includes(',')) throw new InvalidDpopProofException();
+    if (proofs.length !== 1 || proofs[0].includes(',')) throw new InvalidDpopProofException();
+    const { jkt } = presented;
     if (jkt === undefined) throw new InvalidTokenException('dpop_token_unbound');
-    const htu = expectedHtu(originOf(call.resource?.id ?? ''), routedPath(raw));
+    const htu = expectedHtu(originOf(presented.resource), line.path);
     if (htu === undefined) throw new InvalidDpopProofException();
     const nowMs = this.parts.clock.now();
-    const proof = verifyDpopProof({ proof: values[0], method: raw.method ?? '', htu, accessToken: call.token ?? '', nowMs }, this.parts.options);
-    this.checkNonce(call, proof, nowMs);
+    const proof = verifyDpopProof({ proof: proofs[0], method: line.method, htu, accessToken: presented.token, nowMs }, this.parts.options);
+    this.checkNonce(presented.call, proof, nowMs);
     if (proof.jkt !== jkt) throw new InvalidTokenException('dpop_key_mismatch');
     return this.remember(proof, nowMs);
   }
 
   /** §9: a nonce this API issued, still alive; one past half its life earns a new one on the answer (§8.2). */
-  private checkNonce(call: Call, proof: VerifiedProof, nowMs: number): void {
+  private checkNonce(call: Call | undefined, proof: VerifiedProof, nowMs: number): void {
     const { nonces } = this;
     if (nonces === undefined) return;
     const state = nonces.judge(proof.nonce, nowMs);
     if (state === 'invalid') throw new UseDpopNonceException(nonces.issue(nowMs));
     if (state === 'aging') {
-      const response = call.kind.httpResponse(call.context, call.carrier);
+      // Only an answer over an HTTP response can carry the new nonce (not a ws upgrade's 101, nor gRPC).
+      const response = call?.kind.httpResponse(call.context, call.carrier);
       response?.setHeader('DPoP-Nonce', nonces.issue(nowMs));
       response?.setHeader('Cache-Control', 'no-store');
     }
@@ -157,6 +176,24 @@ export class DpopValidator implements TokenValidator {
   }
 }
 
+/** The token and resource a proof is checked against, and the call when there is one (its answer may carry a new nonce). */
+interface Presented {
+  /** The resource identifier: its origin is the public origin of `htu` (Q39). */
+  readonly resource: string;
+  readonly token: string;
+  /** `cnf.jkt` of the token. */
+  readonly jkt: string | undefined;
+  readonly call?: Call;
+}
+
+/**
+ * A token sent without the DPoP scheme: fine unless bound to a key (§7.2). Where the call has a
+ * request that could carry a proof, the scheme was wrong; elsewhere no proof can be checked (Q39).
+ */
+function refuseBoundToken(jkt: string | undefined, request: object | undefined): void {
+  if (jkt !== undefined) throw new InvalidTokenException(request === undefined ? 'dpop_carrier_unsupported' : 'dpop_scheme_required');
+}
+
 function refuseReplay(fresh: boolean): void {
   if (!fresh) throw new InvalidDpopProofException('dpop_proof_replayed');
 }
@@ -165,6 +202,11 @@ function refuseReplay(fresh: boolean): void {
 export function boundKey(agent: AgentContext): string | undefined {
   const cnf = agent.claims.cnf as { jkt?: unknown } | undefined;
   return typeof cnf?.jkt === 'string' ? cnf.jkt : undefined;
+}
+
+/** The request line of a Node request whose credentials use the DPoP scheme. */
+function requestLineOf(raw: IncomingMessage): RequestLine {
+  return { method: raw.method ?? '', path: routedPath(raw), scheme: 'dpop', proofs: dpopHeaderValues(raw) };
 }
 
 /**

@@ -26,9 +26,33 @@ function decodeUnreserved(path: string): string {
 }
 
 /**
+ * A path that RFC 3986 §6.2.2 normalisation (and WHATWG URL parsing) leaves as it is: only
+ * unreserved characters, sub-delims, `:`, `@` and `/`, no percent-escape and no dot segment. The
+ * common case, so most requests need no URL parse.
+ */
+const PLAIN_PATH = /^\/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*$/;
+const DOT_SEGMENT = /\/\.\.?(?:\/|$)/;
+
+/** Normalised public origins (`https://api.example.com`), by configured origin; bounded, as an origin may come from a loopback request. */
+const ORIGINS = new Map<string, string | undefined>();
+const MAX_ORIGINS = 64;
+
+function normalisedOrigin(origin: string): string | undefined {
+  if (ORIGINS.has(origin)) return ORIGINS.get(origin);
+  // `https://api.example.com/` (an origin's path is `/`) without its slash.
+  const normalised = normaliseHtu(origin)?.slice(0, -1);
+  if (ORIGINS.size < MAX_ORIGINS) ORIGINS.set(origin, normalised);
+  return normalised;
+}
+
+/**
  * The `htu` a proof for this request must name: the public origin (of the configured resource, never
- * the `Host` header: catalogue A31, Q39) and the path the request was routed by, without its query.
+ * the `Host` header: catalogue A31, Q39) and the path the request was routed by, without its query;
+ * what {@link normaliseHtu} gives for them.
  */
 export function expectedHtu(publicOrigin: string, path: string): string | undefined {
-  return normaliseHtu(`${publicOrigin}${path.startsWith('/') ? path : `/${path}`}`);
+  const origin = normalisedOrigin(publicOrigin);
+  if (origin === undefined) return undefined;
+  const rooted = path.startsWith('/') ? path : `/${path}`;
+  return PLAIN_PATH.test(rooted) && !DOT_SEGMENT.test(rooted) ? `${origin}${rooted}` : normaliseHtu(`${origin}${rooted}`);
 }

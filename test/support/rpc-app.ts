@@ -1,3 +1,4 @@
+import { Metadata, type Client, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import type { INestApplication } from '@nestjs/common';
 import { ClientProxyFactory, Transport, type ClientProxy } from '@nestjs/microservices';
 import { freePort } from './free-port.js';
@@ -15,4 +16,22 @@ export async function listenHybrid(app: INestApplication, protoPath: string): Pr
   await app.startAllMicroservices();
   await app.listen(0, '127.0.0.1');
   return { grpcUrl, tcp: ClientProxyFactory.create({ transport: Transport.TCP, options: { host: '127.0.0.1', port: tcpPort } }) };
+}
+
+/**
+ * Calls the duplex `Watch` of the Orders service with `entries` as metadata, writes one request
+ * (`w-1`) and ends; resolves with the replies and the error status, if any.
+ */
+export function watchOnce(client: Client, entries: readonly [string, string][]): Promise<{ error?: ServiceError; replies: unknown[] }> {
+  return new Promise((done) => {
+    const metadata = new Metadata();
+    for (const [name, value] of entries) metadata.add(name, value);
+    const stream = (client as unknown as { Watch(metadata: Metadata): ClientDuplexStream<object, unknown> }).Watch(metadata);
+    const replies: unknown[] = [];
+    stream.on('data', (reply) => replies.push(reply));
+    stream.on('error', (error: ServiceError) => done({ error, replies }));
+    stream.on('end', () => done({ replies }));
+    stream.write({ id: 'w-1' });
+    stream.end();
+  });
 }
