@@ -82,7 +82,7 @@ export type { Revocation, RevocationTarget, RevocationEntry, RevocationKind } fr
 export type { RevocationFeed, RevocationFeedSink, RevocationChange, ClaimOutcome } from './revocation/revocation-feed.js';
 export type { KeycardRevocationOptions } from './revocation/revocation-options.js';
 export type { SsfReceiverOptions } from './revocation/ssf/ssf-options.js';
-export { RequireFreshness } from './revocation/require-freshness.decorator.js';
+export { RequireFreshness } from './decorators/require-freshness.decorator.js';
 export { SsfReceiver } from './revocation/ssf/ssf-receiver.js';
 export type { SetOutcome } from './revocation/ssf/ssf-receiver.js';
 export { SsfError } from './revocation/ssf/ssf-error.js';
