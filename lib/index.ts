@@ -52,7 +52,7 @@ export type { ZoneMetadata } from './zone/zone-metadata.service.js';
 export type { AgentContext, ActorChain } from './interfaces/agent-context.interface.js';
 export type { Principal } from './decision/principal.js';
 export { samePrincipal } from './decision/principal.js';
-export type { KeycardModuleOptions, KeycardZoneOptions, FetchLike } from './interfaces/keycard-module-options.interface.js';
+export type { KeycardModuleOptions, KeycardZoneOptions, FetchLike, IntrospectionModuleOptions } from './interfaces/keycard-module-options.interface.js';
 export type { KeycardOptions } from './keycard-options.js';
 export { keycardPinoHttpOptions, redactRequest, REDACTED } from './logging/pino-http-options.js';
 export type { PinoHttpOptionsLike } from './logging/pino-http-options.js';
