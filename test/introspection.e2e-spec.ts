@@ -7,12 +7,14 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { Controller, Get } from '@nestjs/common';
+import { Query, Resolver } from '@nestjs/graphql';
 import { Agent, DpopKey, KeycardRevocationModule, RequireFreshness, RequireScopes, RevocationService, type AgentContext, type KeycardModuleOptions } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectOutcome } from './support/denials.js';
 import { dpopHeaders, expectDpopRefusal } from './support/dpop.js';
 import { bearer, PRM, R } from './support/forge.js';
 import { send, type HttpAnswer } from './support/http.js';
+import { GRAPHQL_SERVERS, postGraphQL, startGraphQLApp } from './support/graphql-app.js';
 import { ADAPTERS, startApp, type AdapterName, type RunningApp } from './support/keycard-app.js';
 
 const R2 = `${R}/orders`;
@@ -57,6 +59,17 @@ class FreshnessController {
   @RequireScopes('read')
   tenant2() {
     return { fresh: true };
+  }
+}
+
+/** A resolver that demands freshness (GraphQL over HTTP carries its token on every operation). */
+@Resolver()
+class FreshResolver {
+  @Query(() => String)
+  @RequireFreshness()
+  @RequireScopes('read')
+  freshOrders(): string {
+    return 'fresh';
   }
 }
 
@@ -198,6 +211,28 @@ describe('§X introspection (RFC 7662) on routes that demand freshness', () => {
     }
     expect(zone.counts.introspection).toBe(faults.length * 2);
   }, 30_000);
+
+  it.each(GRAPHQL_SERVERS)('X29 (GraphQL, %s) a resolver that demands freshness: active → data; inactive → UNAUTHENTICATED with the 401 challenge, one POST each', async (_name, server) => {
+    const app = await startGraphQLApp(server, { zoneUrl: zone.issuer, resource: R, clientCredentials: CLIENT }, { providers: [FreshResolver] });
+    try {
+      const token = zone.issueToken({ scope: 'read' });
+      const served = await postGraphQL(app.url, '{ freshOrders }', token);
+      expect(served.body.data).toEqual({ freshOrders: 'fresh' });
+      expect(zone.introspection.requests.map((request) => request.form.token)).toEqual([token]);
+      zone.introspection.answerFor(token, { active: false });
+      const refused = await postGraphQL(app.url, '{ freshOrders }', token);
+      expect(refused.status).toBe(401);
+      expect(refused.challenge?.params).toMatchObject({ error: 'invalid_token', error_description: INACTIVE, scope: 'read', resource_metadata: PRM });
+      expect(refused.body.errors?.[0]?.extensions).toMatchObject({ code: 'UNAUTHENTICATED', error: 'invalid_token' });
+      expect(zone.introspection.requests).toHaveLength(2);
+      for (const secret of [token, CLIENT.clientSecret]) {
+        expect(refused.text.includes(secret)).toBe(false);
+        expect(app.logger.lines.some((line) => line.includes(secret))).toBe(false);
+      }
+    } finally {
+      await app.close();
+    }
+  });
 
   it('X29 a route that demands freshness without clientCredentials fails the bootstrap, naming the zone', async () => {
     await expect(api({ clientCredentials: undefined })).rejects.toThrow(/@RequireFreshness\(\) introspects tokens .* 'clientCredentials'/);
