@@ -6,16 +6,21 @@
  * that neither the token nor the client secret leaked into the answer or the logs.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import { Controller, Get } from '@nestjs/common';
+import { Controller, Get, Module, type INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { IoAdapter } from '@nestjs/platform-socket.io';
+import { WsAdapter } from '@nestjs/platform-ws';
+import { SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
 import { Query, Resolver } from '@nestjs/graphql';
-import { Agent, DpopKey, KeycardRevocationModule, RequireFreshness, RequireScopes, RevocationService, type AgentContext, type KeycardModuleOptions } from '../lib/index.js';
+import { Agent, DpopKey, KeycardConnections, KeycardModule, KeycardRevocationModule, RequireFreshness, RequireScopes, RevocationService, type AgentContext, type KeycardModuleOptions } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectOutcome } from './support/denials.js';
 import { dpopHeaders, expectDpopRefusal } from './support/dpop.js';
 import { bearer, PRM, R } from './support/forge.js';
 import { send, type HttpAnswer } from './support/http.js';
+import { askOverSocketIo, askOverWs } from './support/gateway-clients.js';
 import { GRAPHQL_SERVERS, postGraphQL, startGraphQLApp } from './support/graphql-app.js';
-import { ADAPTERS, startApp, type AdapterName, type RunningApp } from './support/keycard-app.js';
+import { ADAPTERS, CapturingLogger, startApp, type AdapterName, type RunningApp } from './support/keycard-app.js';
 
 const R2 = `${R}/orders`;
 const PRM2 = `${R}/.well-known/oauth-protected-resource/orders`;
@@ -70,6 +75,17 @@ class FreshResolver {
   @RequireScopes('read')
   freshOrders(): string {
     return 'fresh';
+  }
+}
+
+/** A gateway message that demands freshness: judged with the token its connection opened with. */
+@WebSocketGateway()
+class FreshGateway {
+  @RequireFreshness()
+  @RequireScopes('read')
+  @SubscribeMessage('fresh')
+  fresh(@Agent('clientId') clientId: string) {
+    return { event: 'fresh', data: clientId };
   }
 }
 
@@ -229,6 +245,28 @@ describe('§X introspection (RFC 7662) on routes that demand freshness', () => {
         expect(refused.text.includes(secret)).toBe(false);
         expect(app.logger.lines.some((line) => line.includes(secret))).toBe(false);
       }
+    } finally {
+      await app.close();
+    }
+  });
+
+  it.each(['ws', 'socket.io'] as const)('X29 (%s) a gateway message that demands freshness introspects the token its connection opened with: active → served; inactive → exception invalid_token', async (platform) => {
+    const logger = new CapturingLogger();
+    @Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, clientCredentials: CLIENT, logger })], providers: [FreshGateway] })
+    class GatewayModule {}
+    const app: INestApplication = await NestFactory.create(GatewayModule, { logger: false, abortOnError: false });
+    try {
+      app.useWebSocketAdapter(app.get(KeycardConnections).guard(platform === 'ws' ? new WsAdapter(app) : new IoAdapter(app)));
+      await app.listen(0, '127.0.0.1');
+      const { port } = app.getHttpServer().address() as { port: number };
+      const ask = platform === 'ws' ? askOverWs : askOverSocketIo;
+      const token = zone.issueToken({ scope: 'read' });
+      expect(await ask(port, token, 'fresh')).toEqual({ event: 'fresh', data: 'cli-1' });
+      expect(zone.introspection.requests.map((request) => request.form.token)).toEqual([token]);
+      zone.introspection.answerFor(token, { active: false });
+      expect(await ask(port, token, 'fresh')).toEqual({ event: 'exception', data: expect.objectContaining({ error: 'invalid_token', error_description: INACTIVE }) });
+      expect(zone.introspection.requests).toHaveLength(2);
+      expect(logger.lines.some((line) => line.includes(token) || line.includes(CLIENT.clientSecret))).toBe(false);
     } finally {
       await app.close();
     }

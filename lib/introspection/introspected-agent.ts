@@ -51,16 +51,21 @@ export function introspectedAgent(
 /**
  * A JWT's introspection answer judged for the call (X29, X30): `active`; then what the answer
  * states must agree with the call — `exp` not passed (with `leewaySeconds`), `aud` (when given)
- * naming the call's resource, `iss` (when given) the zone. The JWT itself was verified already;
+ * naming the call's resource (`audiences`: that one; on a connection's message, the token's own),
+ * `iss` (when given) the zone. The JWT itself was verified already;
  * the route's scopes are judged after this on every call, cached answer or not.
  * @throws InvalidTokenException (401 `invalid_token`).
  */
-export function checkJwtAnswer(answer: IntrospectionAnswer, expected: AnswerExpectations, leewaySeconds: number): void {
+export function checkJwtAnswer(
+  answer: IntrospectionAnswer,
+  expected: Omit<AnswerExpectations, 'audience'> & { readonly audiences: readonly string[] },
+  leewaySeconds: number,
+): void {
   if (!answer.active) throw new InvalidTokenException('token_inactive');
   const { exp, aud, iss } = answer.members;
   if (exp !== undefined && (typeof exp !== 'number' || exp + leewaySeconds < expected.nowSeconds)) throw new InvalidTokenException('expired');
   if (iss !== undefined && iss !== expected.issuer) throw new InvalidTokenException('issuer_mismatch');
   if (aud === undefined) return;
   const audience = typeof aud === 'string' ? [aud] : aud;
-  if (!Array.isArray(audience) || !audience.includes(expected.audience)) throw new InvalidTokenException('audience_mismatch');
+  if (!Array.isArray(audience) || !expected.audiences.some((id) => audience.includes(id))) throw new InvalidTokenException('audience_mismatch');
 }

@@ -11,6 +11,7 @@ import type { ProtectedResource } from '../resource-server/protected-resource.js
 import { RouteRulesRegistry } from '../resource-server/route-rules.registry.js';
 import { TokenVerifier } from '../resource-server/token-verifier.js';
 import { TrustedZones, type TrustedZone } from '../zone/trusted-zones.js';
+import { connectionOf, verifiedTokenOf } from '../contexts/connection-state.js';
 import { checkJwtAnswer, introspectedAgent, isIntrospected } from './introspected-agent.js';
 import { IntrospectionClient } from './introspection.client.js';
 
@@ -68,13 +69,15 @@ export class TokenIntrospection implements OnModuleInit, TokenValidator {
    */
   validate(agent: AgentContext, call: Call | undefined): void | Promise<void> {
     if (call === undefined || !call.rules.freshness || isIntrospected(agent)) return;
-    const token = call.token;
+    // A message of an open connection carries no token: the one its connection was verified from.
+    const token = call.token ?? this.connectionToken(call);
     if (token === undefined) throw this.tokenless(call);
     const zone = this.zones.forIssuer(agent.issuer);
     if (zone === undefined) throw new InvalidTokenException('issuer_mismatch');
-    const resource = call.resource!;
+    // A connection's messages are judged for the resource it opened for, which its agent's `aud` names.
+    const audiences = call.resource === undefined ? agent.audience : [call.resource.id];
     const judge = (answer: Parameters<typeof checkJwtAnswer>[0]) =>
-      checkJwtAnswer(answer, { issuer: zone.issuer, audience: resource.id, nowSeconds: this.clock.now() / 1000 }, this.options.clockToleranceSeconds);
+      checkJwtAnswer(answer, { issuer: zone.issuer, audiences, nowSeconds: this.clock.now() / 1000 }, this.options.clockToleranceSeconds);
     const answer = this.client.answer(token, zone);
     return answer instanceof Promise ? answer.then(judge) : judge(answer);
   }
@@ -95,6 +98,11 @@ export class TokenIntrospection implements OnModuleInit, TokenValidator {
     return answer instanceof Promise ? answer.then(build) : build(answer);
   }
 
+  private connectionToken(call: Call): string | undefined {
+    const connection = call.isConnection ? connectionOf(call.carrier) : undefined;
+    return connection === undefined ? undefined : verifiedTokenOf(connection);
+  }
+
   /** The one zone that issues tokens for `resource` (the options allow no other shape with opaque tokens on). */
   private zoneServing(resource: ProtectedResource): TrustedZone {
     const zone = this.zones.only ?? this.zones.all.find((candidate) => candidate.serves(resource.id));
@@ -103,15 +111,15 @@ export class TokenIntrospection implements OnModuleInit, TokenValidator {
   }
 
   /**
-   * A freshness route reached by a call that carries no token of its own (a message of an open
-   * WebSocket connection): it cannot be introspected, so it is refused (500), logged once per handler.
+   * A freshness route reached by a call that carries no token the module knows (a connection the
+   * module's hooks did not open): it cannot be introspected, so it is refused (500), logged once per handler.
    */
   private tokenless(call: Call): ResourceNotConfiguredException {
     const handler = call.context.getHandler();
     if (!this.loggedTokenless.has(handler)) {
       this.loggedTokenless.add(handler);
       this.options.logger.error(
-        `KeycardModule: ${logSafe(call.describe())} demands freshness (@RequireFreshness()), but its calls carry no token to introspect; put @RequireFreshness() on an HTTP route, resolver or RPC handler instead`,
+        `KeycardModule: ${logSafe(call.describe())} demands freshness (@RequireFreshness()), but its calls carry no token to introspect; open the connection through KeycardConnections, or put @RequireFreshness() on an HTTP route, resolver or RPC handler`,
       );
     }
     return new ResourceNotConfiguredException('unsupported_context');
