@@ -1,6 +1,6 @@
 import type { FetchLike } from '../interfaces/keycard-module-options.interface.js';
 import { USER_AGENT } from '../keycard.constants.js';
-import type { ClientAuthentication } from './client-authentication.js';
+import type { ClientAuthenticationParts } from './client-authentication.js';
 
 /** One form POST to an endpoint of the zone, authenticated as this service. */
 export interface AuthenticatedPost {
@@ -9,7 +9,8 @@ export interface AuthenticatedPost {
   readonly endpoint: string;
   /** The request's own members, without client authentication. */
   readonly form: Readonly<Record<string, string>>;
-  readonly auth: ClientAuthentication;
+  /** This service's authentication for this one request (`ClientAuthentication.authenticate(endpoint)`, fresh per request). */
+  readonly credentials: ClientAuthenticationParts;
   /** Aborts the request (the caller's absolute deadline). */
   readonly signal: AbortSignal;
   /** More request headers (a DPoP proof). */
@@ -18,13 +19,13 @@ export interface AuthenticatedPost {
 
 /**
  * Sends `post.form` with this service's client authentication (RFC 6749 §2.3, RFC 7523 §2.2: the
- * parts {@link ClientAuthentication.authenticate} gives, fresh per request), the way every request
- * of the module to its zone is sent: the secrets travel in the body or `Authorization` only, no
- * redirect is followed (it would re-send them elsewhere: catalogue I22, X32).
- * @returns the response, unread. @throws what `fetch` or the authentication throws.
+ * parts `ClientAuthentication.authenticate()` gave for this request), the way every request of the
+ * module to its zone is sent: the secrets travel in the body or `Authorization` only, no redirect
+ * is followed (it would re-send them elsewhere: catalogue I22, X32).
+ * @returns the response, unread. @throws what `fetch` throws.
  */
-export async function postAuthenticated(post: AuthenticatedPost): Promise<Response> {
-  const credentials = await post.auth.authenticate(post.endpoint);
+export function postAuthenticated(post: AuthenticatedPost): Promise<Response> {
+  const { credentials } = post;
   const form = new URLSearchParams(post.form as Record<string, string>);
   for (const [name, value] of Object.entries(credentials.form)) form.set(name, value);
   return post.fetch(post.endpoint, {

@@ -216,6 +216,7 @@ export class TokenRequestClient implements OnModuleDestroy {
 
   private async attempt(tokenEndpoint: string, attempt: Attempt): Promise<ExchangedToken> {
     const { request, auth, deadline, nonce } = attempt;
+    const credentials = await auth.authenticate(tokenEndpoint);
     // RFC 9449 §5: a fresh proof per request, no `ath` (no access token is presented).
     const proof = request.dpop?.key.proof({ method: 'POST', url: tokenEndpoint, nonce });
     let response: Response;
@@ -224,7 +225,7 @@ export class TokenRequestClient implements OnModuleDestroy {
         fetch: this.options.fetch,
         endpoint: tokenEndpoint,
         form: request.form,
-        auth,
+        credentials,
         signal: deadline,
         headers: proof === undefined ? undefined : { dpop: proof },
       });

@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Clock } from '../clock.js';
-import type { ClientAuthentication } from '../exchange/client-authentication.js';
+import type { ClientAuthentication, ClientAuthenticationParts } from '../exchange/client-authentication.js';
 import { BoundedCache } from '../exchange/bounded-cache.js';
 import { tokenFingerprint } from '../exchange/token-fingerprint.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS, MAX_BODY_BYTES } from '../keycard.constants.js';
@@ -27,6 +27,14 @@ export const INTROSPECTION_DEADLINE_MS = 5_000;
 const RETRY_AFTER_SECONDS = 5;
 /** The same failure of a zone is logged at most once per this many ms. */
 const LOG_INTERVAL_MS = 60_000;
+
+/** One introspection: the token, the zone's endpoint, this service's authentication, the absolute deadline. */
+interface IntrospectionRequest {
+  readonly token: string;
+  readonly endpoint: string;
+  readonly auth: ClientAuthentication;
+  readonly deadline: AbortSignal;
+}
 
 /** Why an introspection could not be had: logged (never the token), answered 503. */
 class Unanswered extends Error {}
@@ -102,9 +110,9 @@ export class IntrospectionClient {
   }
 
   /** One POST, and one more after `invalid_client` when the credentials rotated (catalogue I7). */
-  private async post(request: { token: string; endpoint: string; auth: ClientAuthentication; deadline: AbortSignal }, zone: TrustedZone): Promise<IntrospectionAnswer> {
+  private async post(request: IntrospectionRequest, zone: TrustedZone): Promise<IntrospectionAnswer> {
     for (let retried = false; ; retried = true) {
-      const response = await this.send(request);
+      const response = await this.send(request, zone);
       if (isRefusedClient(response)) {
         await response.response.body?.cancel().catch(() => undefined);
         if (!retried && (await request.auth.credentialsChanged?.())) continue;
@@ -114,11 +122,18 @@ export class IntrospectionClient {
     }
   }
 
-  private async send(request: { token: string; endpoint: string; auth: ClientAuthentication; deadline: AbortSignal }): Promise<{ response: Response; json?: Record<string, unknown> }> {
+  private async send(request: IntrospectionRequest, zone: TrustedZone): Promise<{ response: Response; json?: Record<string, unknown> }> {
     const { token, endpoint, auth, deadline } = request;
+    let credentials: ClientAuthenticationParts;
+    try {
+      credentials = await auth.authenticate(endpoint);
+    } catch {
+      // A workload identity source that cannot give its token: no request can be authenticated.
+      throw this.misconfigured(zone, 'the client credentials could not be read (clientCredentials)');
+    }
     let response: Response;
     try {
-      response = await postAuthenticated({ fetch: this.options.fetch, endpoint, form: { token, token_type_hint: 'access_token' }, auth, signal: deadline });
+      response = await postAuthenticated({ fetch: this.options.fetch, endpoint, form: { token, token_type_hint: 'access_token' }, credentials, signal: deadline });
     } catch {
       throw new Unanswered(deadline.aborted ? `no answer within ${INTROSPECTION_DEADLINE_MS} ms` : 'the endpoint could not be reached');
     }
