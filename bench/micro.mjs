@@ -17,6 +17,7 @@
 //    SET NX PX round trip
 //  - the cache hit with policies: a requirement that is a function of the arguments, a scope hierarchy
 //  - a cache-hit TokenExchangeService.exchange()
+//  - the cache hit on a route without @RequireFreshness, in an app where another handler declares it
 // The floor, jsonwebtoken and the cold paths are measured paired (issue 24): short blocks of each,
 // interleaved, and each block's time ÷ the floor's block beside it; the median of those ratios is
 // what a busy machine cannot move much, the µs figures are what it can.
@@ -29,7 +30,7 @@ import { ExecutionContextHost } from '@nestjs/core/helpers/execution-context-hos
 import { createVerifier } from 'fast-jwt';
 import { Redis } from 'ioredis';
 import jsonwebtoken from 'jsonwebtoken';
-import { DecisionEvents, DpopKey, KEYCARD_TOKEN_VALIDATORS, KeycardGuard, KeycardModule, RequireScopes, TokenExchangeService } from '../dist/index.js';
+import { DecisionEvents, DpopKey, KEYCARD_TOKEN_VALIDATORS, KeycardGuard, KeycardModule, RequireFreshness, RequireScopes, TokenExchangeService } from '../dist/index.js';
 import { RedisDpopReplayStore } from '../dist/redis/index.js';
 import { TestZone } from '../dist/testing/index.js';
 import { startRedis } from './redis-server.mjs';
@@ -221,6 +222,24 @@ for (const [name, shape] of Object.entries({
   await guarded.app.close();
 }
 
+// Introspection (issue 21, X29): the same cache hit on a route that does not demand freshness, in an
+// app where another handler does (the introspection validator is then registered, and skips this
+// route on a boolean of its rules), against an app where none does (no validator at all).
+class FreshElsewhere { pay() {} }
+RequireFreshness()(FreshElsewhere.prototype, 'pay', Object.getOwnPropertyDescriptor(FreshElsewhere.prototype, 'pay'));
+class FreshElsewhereModule {}
+Module({ providers: [FreshElsewhere] })(FreshElsewhereModule);
+const freshness = {};
+for (const [name, shape] of Object.entries({
+  none: {},
+  declaredElsewhere: { imports: [FreshElsewhereModule], options: { clientCredentials: { clientId: 'api', clientSecret: 'micro-secret' } } },
+})) {
+  const guarded = await guardFor(N, false, shape);
+  for (const t of tokens) await guarded.check(t);
+  freshness[name] = await time(`guard, cache hit, freshness: ${name}`, (i) => guarded.check(tokens[i]));
+  await guarded.app.close();
+}
+
 // The policy evaluation alone (no guard around it, so the load of a shared machine blurs it less):
 // per call, a plain @RequireScopes against a function of the arguments on top of it.
 const { Requirement } = await import('../dist/decision/policy/requirement.js');
@@ -364,4 +383,6 @@ console.log(JSON.stringify({ dpopCacheHitMicros: dpopHit, bearerOnDpopAppMicros:
 console.log(`guard cache hit, argument-function policy − plain scopes: +${(policies.argumentFunction - policies.plain).toFixed(2)} µs (target < 2)`);
 console.log(`guard cache hit, scope hierarchy − plain scopes: +${(policies.hierarchy - policies.plain).toFixed(2)} µs`);
 console.log(`policy alone, function of the arguments − plain: +${(assessArguments - assessPlain).toFixed(3)} µs (target < 2)`);
+console.log(`guard cache hit, a route without @RequireFreshness in an app where another has it − in an app without: ${(freshness.declaredElsewhere - freshness.none).toFixed(2)} µs (target ≈ 0)`);
+console.log(JSON.stringify({ freshnessNoneMicros: freshness.none, freshnessDeclaredElsewhereMicros: freshness.declaredElsewhere }));
 console.log(JSON.stringify({ policyAlonePlainMicros: assessPlain, policyAloneArgumentsMicros: assessArguments, policyPlainMicros: policies.plain, policyArgumentFunctionMicros: policies.argumentFunction, policyHierarchyMicros: policies.hierarchy }));

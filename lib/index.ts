@@ -53,7 +53,7 @@ export type { ZoneMetadata } from './zone/zone-metadata.service.js';
 export type { AgentContext, ActorChain } from './interfaces/agent-context.interface.js';
 export type { Principal } from './decision/principal.js';
 export { samePrincipal } from './decision/principal.js';
-export type { KeycardModuleOptions, KeycardZoneOptions, FetchLike } from './interfaces/keycard-module-options.interface.js';
+export type { KeycardModuleOptions, KeycardZoneOptions, FetchLike, IntrospectionModuleOptions } from './interfaces/keycard-module-options.interface.js';
 export type { ClaimMappingOption } from './resource-server/claim-mapping.js';
 export type { KeycardOptions } from './keycard-options.js';
 export { keycardPinoHttpOptions, redactRequest, REDACTED } from './logging/pino-http-options.js';
@@ -84,7 +84,7 @@ export type { Revocation, RevocationTarget, RevocationEntry, RevocationKind } fr
 export type { RevocationFeed, RevocationFeedSink, RevocationChange, ClaimOutcome } from './revocation/revocation-feed.js';
 export type { KeycardRevocationOptions } from './revocation/revocation-options.js';
 export type { SsfReceiverOptions } from './revocation/ssf/ssf-options.js';
-export { RequireFreshness } from './revocation/require-freshness.decorator.js';
+export { RequireFreshness } from './decorators/require-freshness.decorator.js';
 export { SsfReceiver } from './revocation/ssf/ssf-receiver.js';
 export type { SetOutcome } from './revocation/ssf/ssf-receiver.js';
 export { SsfError } from './revocation/ssf/ssf-error.js';

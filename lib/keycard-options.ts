@@ -9,6 +9,7 @@ import { MODULE_OPTION_NAMES, unknownOptionMessage, ZONE_OPTION_NAMES } from './
 import { ProtectedResource } from './resource-server/protected-resource.js';
 import type { ScopeHierarchyOption } from './decision/policy/scope-hierarchy.js';
 import { compileClaimMapping, type ClaimMapping } from './resource-server/claim-mapping.js';
+import { type IntrospectionOptions, normaliseIntrospectionOptions } from './introspection/introspection-options.js';
 
 /** Logger shape the module writes to. */
 export type KeycardLogger = NonNullable<KeycardModuleOptions['logger']>;
@@ -61,6 +62,8 @@ export interface KeycardOptions {
   readonly rpcTokenExtractor?: KeycardModuleOptions['rpcTokenExtractor'];
   /** DPoP (RFC 9449); undefined when off (the default). */
   readonly dpop?: DpopOptions;
+  /** RFC 7662 introspection: the answer cache, and whether opaque tokens are introspected. */
+  readonly introspection: IntrospectionOptions;
   readonly logger: KeycardLogger;
   /** What a failed zone check at boot does: log it (the app serves, 503 until fixed) or fail the bootstrap. */
   readonly zoneCheck: 'log' | 'fail';
@@ -276,6 +279,22 @@ function normaliseLogger(raw: unknown): KeycardLogger {
 }
 
 /**
+ * `opaqueTokens: 'introspect'`: an opaque token names no issuer, so the route's resource must name
+ * the one zone to ask (asking several would hand the token to another tenant's server), and that
+ * zone needs credentials (RFC 7662 §2.1: the endpoint requires client authentication).
+ */
+function checkOpaqueTokenZones(zones: readonly ZoneOptions[], resources: readonly ProtectedResource[]): void {
+  for (const zone of zones) {
+    if (zone.clientAuthentication === undefined) fail('opaqueTokens', `needs 'clientCredentials' for the zone ${zone.issuer} (RFC 7662 §2.1)`);
+  }
+  if (zones.length === 1) return;
+  for (const resource of resources) {
+    const serving = zones.filter((zone) => zone.resourceIds === undefined || zone.resourceIds.has(resource.id));
+    if (serving.length > 1) fail('opaqueTokens', `needs exactly one zone per resource: ${resource.id} is served by ${serving.length}`);
+  }
+}
+
+/**
  * Validates `forRoot` input and applies defaults. Throws a `TypeError` naming the option, which
  * fails the application bootstrap: a misconfigured guard must never start serving.
  */
@@ -294,6 +313,8 @@ export function normaliseOptions(input: string | KeycardModuleOptions): KeycardO
   if (raw.rpcTokenExtractor !== undefined && typeof raw.rpcTokenExtractor !== 'function') {
     fail('rpcTokenExtractor', 'must be a function');
   }
+  const introspection = normaliseIntrospectionOptions(raw.introspection, raw.opaqueTokens);
+  if (introspection.opaqueTokens) checkOpaqueTokenZones(zones, resources);
   return {
     issuer: zones[0].issuer,
     issuerUrl: zones[0].issuerUrl,
@@ -321,6 +342,7 @@ export function normaliseOptions(input: string | KeycardModuleOptions): KeycardO
     fetch: raw.fetch ?? ((input, init) => globalThis.fetch(input, init)),
     rpcTokenExtractor: raw.rpcTokenExtractor,
     dpop: normaliseDpopOptions(raw.dpop),
+    introspection,
     logger: normaliseLogger(raw.logger),
     zoneCheck: normaliseZoneCheck(raw.zoneCheck),
   };

@@ -30,6 +30,8 @@ import { KeycardStreams } from './contexts/keycard-streams.js';
 import { GatewayGuards } from './contexts/gateway-guards.js';
 import { ZoneMetadataService } from './zone/zone-metadata.service.js';
 import { ZoneBootCheck } from './zone/zone-boot-check.js';
+import { IntrospectionClient } from './introspection/introspection.client.js';
+import { TokenIntrospection } from './introspection/token-introspection.js';
 
 /** Everything the module provides once its raw options are available under KEYCARD_RAW_OPTIONS. */
 export function createKeycardProviders(): Provider[] {
@@ -63,6 +65,9 @@ export function createKeycardProviders(): Provider[] {
     // The MCP endpoint's part of the decision: the core asks it by interface and never imports the MCP layer.
     { provide: KEYCARD_ENDPOINT_EXTENSION, useExisting: McpTools },
     TokenValidators,
+    // RFC 7662: wired at bootstrap only where routes demand freshness or opaque tokens are on.
+    IntrospectionClient,
+    TokenIntrospection,
     DecisionCore,
     KeycardGuard,
     // Every mcp-nest tool controller gets the guard (N12, N14), with or without inheritAppConfig.

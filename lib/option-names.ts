@@ -17,6 +17,7 @@ const MODULE_OPTIONS: Record<keyof KeycardModuleOptions, true> = {
   clientCredentials: true, exchangeCacheSize: true, exchangeStore: true, verifiedTokenCacheSize: true,
   allowInsecureHttp: true, rpcTokenExtractor: true, fetch: true, logger: true, zoneCheck: true,
   dpop: true, scopeHierarchy: true, baselineScopes: true, mcpAllowedOrigins: true, mcpToolListing: true,
+  introspection: true, opaqueTokens: true,
 };
 const ZONE_OPTIONS: Record<keyof KeycardZoneOptions, true> = { zoneUrl: true, resource: true, clientCredentials: true };
 

@@ -72,6 +72,17 @@ export class TokenValidators implements OnApplicationBootstrap {
     this.list = [...this.own, ...this.app];
   }
 
+  /**
+   * Adds one of the module's own validators after the others of the module (the revocation list and
+   * DPoP run first: local checks before one that asks the zone), still before the app's. May be
+   * called at any time: calls decided from then on run it.
+   * @internal
+   */
+  useLast(validator: TokenValidator): void {
+    this.own.push(validator);
+    this.list = [...this.own, ...this.app];
+  }
+
   onApplicationBootstrap(): void {
     let found: unknown;
     try {

@@ -2,13 +2,15 @@ import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { createHash, randomInt } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Clock } from '../clock.js';
-import { KEYCARD_CLOCK, KEYCARD_OPTIONS, MAX_BODY_BYTES, USER_AGENT } from '../keycard.constants.js';
+import { KEYCARD_CLOCK, KEYCARD_OPTIONS, MAX_BODY_BYTES } from '../keycard.constants.js';
 import { ZoneUnavailableException } from '../resource-server/keycard.exceptions.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { BodyTooLargeError, readCappedText } from '../zone/zone-fetch.js';
 import { readUnverifiedIssuer } from '../resource-server/compact-jws.js';
 import { TrustedZones, type TrustedZone } from '../zone/trusted-zones.js';
 import { logSafe } from '../logging/log-safe.js';
+import { SingleFlight } from '../single-flight.js';
+import { jsonObjectOf, postAuthenticated } from './authenticated-post.js';
 import { BoundedCache } from './bounded-cache.js';
 import type { DpopBinding } from './dpop-binding.js';
 import type { ClientAuthentication } from './client-authentication.js';
@@ -90,7 +92,7 @@ class AttemptFailure extends Error {
 @Injectable()
 export class TokenRequestClient implements OnModuleDestroy {
   private readonly cache: BoundedCache<ExchangedToken>;
-  private readonly pending = new Map<string, Promise<ExchangedToken>>();
+  private readonly flights = new SingleFlight<ExchangedToken>();
   private readonly shared: SharedExchangeCache | undefined;
 
   constructor(
@@ -115,17 +117,12 @@ export class TokenRequestClient implements OnModuleDestroy {
     const { key } = request;
     const cached = this.cache.get(key);
     if (cached) return Promise.resolve(cached);
-    const pending = this.pending.get(key);
-    if (pending) return pending;
-    // The shared promise belongs to no caller: one caller going away does not cancel it (I28).
-    const flight = this.fromSharedOrZone(request)
-      .then(({ token, cacheUntil }) => {
+    return this.flights.run(key, () =>
+      this.fromSharedOrZone(request).then(({ token, cacheUntil }) => {
         if (cacheUntil !== undefined) this.cache.set(key, token, cacheUntil);
         return token;
-      })
-      .finally(() => this.pending.delete(key));
-    this.pending.set(key, flight);
-    return flight;
+      }),
+    );
   }
 
   /**
@@ -222,23 +219,15 @@ export class TokenRequestClient implements OnModuleDestroy {
     const credentials = await auth.authenticate(tokenEndpoint);
     // RFC 9449 §5: a fresh proof per request, no `ath` (no access token is presented).
     const proof = request.dpop?.key.proof({ method: 'POST', url: tokenEndpoint, nonce });
-    const form = new URLSearchParams(request.form as Record<string, string>);
-    for (const [name, value] of Object.entries(credentials.form)) form.set(name, value);
-
     let response: Response;
     try {
-      response = await this.options.fetch(tokenEndpoint, {
-        method: 'POST',
-        redirect: 'manual',
+      response = await postAuthenticated({
+        fetch: this.options.fetch,
+        endpoint: tokenEndpoint,
+        form: request.form,
+        credentials,
         signal: deadline,
-        headers: {
-          'content-type': 'application/x-www-form-urlencoded',
-          accept: 'application/json',
-          'user-agent': USER_AGENT,
-          ...credentials.headers,
-          ...(proof === undefined ? {} : { dpop: proof }),
-        },
-        body: form.toString(),
+        headers: proof === undefined ? undefined : { dpop: proof },
       });
     } catch {
       if (deadline.aborted) throw this.timeout();
@@ -259,7 +248,7 @@ export class TokenRequestClient implements OnModuleDestroy {
       if (deadline.aborted) throw this.timeout();
       throw new AttemptFailure(new TokenExchangeError('the token endpoint answer was cut off', 'network', undefined, response.status), jitterMs());
     }
-    const json = /[/+]json\b/i.test(response.headers.get('content-type') ?? '') ? parseObject(text) : undefined;
+    const json = jsonObjectOf(response, text);
     if (response.status !== 200) throw this.errorAnswer(response, json);
     if (!json) {
       throw new AttemptFailure(new TokenExchangeError('the token endpoint answered 200 without a JSON object', 'invalid_response', undefined, 200), undefined);
@@ -338,15 +327,6 @@ export class TokenRequestClient implements OnModuleDestroy {
 
 function untrusted(message: string): never {
   throw new TokenExchangeError(message, 'untrusted_issuer');
-}
-
-function parseObject(text: string): Record<string, unknown> | undefined {
-  try {
-    const value = JSON.parse(text) as unknown;
-    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 function parseRetryAfter(value: string | null): number | undefined {

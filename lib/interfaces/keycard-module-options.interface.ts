@@ -185,6 +185,21 @@ export interface KeycardModuleOptions {
    * key (`cnf`) is then refused and the `DPoP` scheme is an unknown one.
    */
   dpop?: 'allowed' | 'required' | DpopModuleOptions;
+  /**
+   * RFC 7662 token introspection at each zone's `introspection_endpoint` (from its RFC 8414
+   * metadata), with the zone's `clientCredentials`: for routes that declare `@RequireFreshness()`
+   * and, with {@link opaqueTokens}, for tokens that are not JWTs. See `docs/introspection.md`.
+   * @default { maxAgeSeconds: 0 } (every such call asks the zone)
+   */
+  introspection?: IntrospectionModuleOptions;
+  /**
+   * What a bearer token that is not a JWT (no two dots) gets: `'reject'` answers 401 `invalid_token`
+   * without any network call; `'introspect'` asks the zone that serves the route's resource
+   * (RFC 7662) and builds the agent from its answer, which must name this resource (`aud`) and the
+   * zone (`iss`). Needs `clientCredentials`, and exactly one zone per resource.
+   * @default 'reject'
+   */
+  opaqueTokens?: 'reject' | 'introspect';
   /** `fetch` used for every call to the zone (metadata, keys, token endpoint). @default globalThis.fetch */
   fetch?: FetchLike;
   /**
@@ -202,4 +217,21 @@ export interface KeycardModuleOptions {
    * @default 'log'
    */
   zoneCheck?: 'log' | 'fail';
+}
+
+/**
+ * The `introspection` option of `KeycardModule.forRoot()` (RFC 7662, catalogue X29–X35, Q36).
+ * @publicApi
+ */
+export interface IntrospectionModuleOptions {
+  /**
+   * How long an `active` answer may be reused for the same token at the same zone, in seconds;
+   * never past the answer's `exp` (an answer without `exp` is never reused). Each reuse is judged
+   * again against the call (audience, issuer, expiry; the route's scopes run as on every call).
+   * `0` asks the zone on every call (RFC 7662 §4: caching trades load against freshness). 0–3600.
+   * @default 0
+   */
+  maxAgeSeconds?: number;
+  /** Most answers kept (least recently used dropped first). @default 10000 */
+  cacheSize?: number;
 }

@@ -55,6 +55,8 @@ export type DenialReason =
   | 'rate_limited'
   /** The token matched the revocation list (a session, user, agent or token revoked before its `exp`). */
   | 'revoked'
+  /** RFC 7662: the zone's introspection endpoint answered `active: false` (revoked, expired or unknown there). */
+  | 'token_inactive'
   /** A route that demands freshness, while the revocation list cannot vouch for it (Redis or the SSF stream down, Q35): 503. */
   | 'freshness_unknown'
   /** A session presented by another principal than its owner (Q18, Q19): an MCP session (answered as an unknown one, 404), a socket.io recovery (400). */
@@ -91,6 +93,7 @@ export const ERROR_DESCRIPTIONS = {
   dpopNonce: 'A DPoP nonce issued by this server is required',
   dpopCarrier: 'DPoP-bound tokens need the DPoP scheme on an HTTP request',
   revoked: 'The access token has been revoked',
+  inactive: 'The access token is not active',
   freshnessUnknown: 'The revocation status cannot be checked, retry later',
 } as const;
 
@@ -131,6 +134,7 @@ const DESCRIPTION_OF: Record<DenialReason, string> = {
   unsupported_context: ERROR_DESCRIPTIONS.unsupportedContext,
   rate_limited: ERROR_DESCRIPTIONS.rateLimited,
   revoked: ERROR_DESCRIPTIONS.revoked,
+  token_inactive: ERROR_DESCRIPTIONS.inactive,
   freshness_unknown: ERROR_DESCRIPTIONS.freshnessUnknown,
   // Never sent: the MCP transport answers it as an unknown session (catalogue Q19).
   session_principal_mismatch: ERROR_DESCRIPTIONS.request,

@@ -17,6 +17,7 @@ import { ProtectedResource } from './protected-resource.js';
 import { chooseForPattern, type ResourceChoice, routerFoldsCase } from './resource-choice.js';
 import { ResourceResolver } from './resource-resolver.js';
 import { mcpEndpointRuleOf, type McpEndpointRule } from '../mcp/mcp-endpoint.decorator.js';
+import { declaresFreshness } from '../decorators/require-freshness.decorator.js';
 import { checkFieldResolverGuards, type FieldResolverRules, isFieldResolver } from '../contexts/graphql-field-resolvers.js';
 
 type Target = object;
@@ -49,6 +50,8 @@ export interface RouteRules {
   readonly owner: Target;
   /** Set on MCP endpoints (`@McpEndpoint()`, mcp-nest controllers): per-tool scopes and `req.auth`. */
   readonly mcp: McpEndpointRule | undefined;
+  /** `@RequireFreshness()` on the handler or its class: its tokens are introspected, its revocation status must be known (X29, Q35). */
+  readonly freshness: boolean;
 }
 
 /**
@@ -73,6 +76,8 @@ export class RouteRulesRegistry implements OnModuleInit {
   private readonly byClass = new WeakMap<Target, WeakMap<Target, RouteRules>>();
   private scopes: readonly string[] = [];
   private readonly policyParts: PolicyParts;
+  /** Told once, when the first handler that demands freshness is known (at bootstrap, or at its first call). */
+  private freshnessListeners: (() => void)[] | undefined = [];
 
   /** @throws Error naming the entry and the rule it breaks, for a malformed `scopeHierarchy` (catalogue T4). */
   constructor(
@@ -137,6 +142,16 @@ export class RouteRulesRegistry implements OnModuleInit {
     return Requirement.compile(declared, name, this.policyParts);
   }
 
+  /**
+   * Calls `listener` once some handler of the app demands freshness (`@RequireFreshness()`): now
+   * when one does already, else when the first such handler is found. Lets the module add its
+   * freshness check only to apps that use it, so no other call pays for it.
+   */
+  whenFreshnessDeclared(listener: () => void): void {
+    if (this.freshnessListeners === undefined) listener();
+    else this.freshnessListeners.push(listener);
+  }
+
   /** The rules of a handler: one or two WeakMap lookups, computed on first sight when unknown. */
   rulesFor(handler: Target, type: Target): RouteRules {
     const rules = this.byHandler.get(handler);
@@ -199,7 +214,10 @@ export class RouteRulesRegistry implements OnModuleInit {
         );
       }
     }
+    const freshness = !declared.isPublic && declaresFreshness(handler, type);
+    if (freshness) this.freshnessDeclared();
     return Object.freeze({
+      freshness,
       isPublic: declared.isPublic,
       optional: declared.optional,
       scopes,
@@ -212,6 +230,12 @@ export class RouteRulesRegistry implements OnModuleInit {
       owner: type,
       mcp: mcpEndpointRuleOf(handler, type),
     });
+  }
+
+  private freshnessDeclared(): void {
+    const listeners = this.freshnessListeners;
+    this.freshnessListeners = undefined;
+    for (const listener of listeners ?? []) listener();
   }
 
   /** The resource choice of each pattern, keyed as the router reports the matched pattern. */

@@ -14,6 +14,9 @@ import { VerifiedTokenCache } from './verified-token-cache.js';
  */
 @Injectable()
 export class TokenVerifier {
+  /** With `opaqueTokens: 'introspect'`: where tokens that are not JWS compact serialisations go (set at bootstrap). */
+  private opaque?: (token: string, resource: ProtectedResource) => AgentContext | Promise<AgentContext>;
+
   constructor(
     private readonly strategy: KeycardStrategy,
     private readonly verifiedTokens: VerifiedTokenCache,
@@ -39,7 +42,17 @@ export class TokenVerifier {
     return this.verifiedTokens.get(token, resource.id) ?? new Promise((resolve) => resolve(this.verifyAndRemember(token, resource)));
   }
 
+  /**
+   * Sends tokens that are not JWS compact serialisations (not three dot-separated parts) to
+   * `verify` (RFC 7662 introspection) instead of the JWT rules. Their agents are never cached here.
+   * @internal
+   */
+  introspectOpaqueTokensWith(verify: (token: string, resource: ProtectedResource) => AgentContext | Promise<AgentContext>): void {
+    this.opaque = verify;
+  }
+
   private verifyAndRemember(token: string, resource: ProtectedResource): AgentContext | Promise<AgentContext> {
+    if (this.opaque !== undefined && !isCompactJws(token)) return this.opaque(token, resource);
     const verification: VerificationRequest = { token, resource };
     // A refusal's debug line names the expected issuer and audience (never the token).
     const refused = (error: unknown): never => {
@@ -60,4 +73,11 @@ export class TokenVerifier {
     this.verifiedTokens.set(verification, agent);
     return agent;
   }
+}
+
+/** Three dot-separated parts (RFC 7515 §7.1): what the JWT rules judge; anything else is opaque. */
+function isCompactJws(token: string): boolean {
+  const first = token.indexOf('.');
+  const second = first < 0 ? -1 : token.indexOf('.', first + 1);
+  return second > 0 && token.indexOf('.', second + 1) < 0;
 }

@@ -2,7 +2,6 @@ import type { Call } from '../decision/call.js';
 import type { TokenValidator } from '../decision/token-validator.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { FreshnessUnknownException } from '../resource-server/keycard.exceptions.js';
-import { demandsFreshness } from './require-freshness.decorator.js';
 import type { RevocationService } from './revocation.service.js';
 
 /** How long a client is asked to wait when freshness cannot be vouched for. */
@@ -21,7 +20,7 @@ export class RevocationValidator implements TokenValidator {
 
   validate(agent: AgentContext, call: Call | undefined): void {
     const { revocations } = this;
-    if (revocations.degraded && call !== undefined && demandsFreshness(call)) throw new FreshnessUnknownException(RETRY_AFTER_SECONDS);
+    if (revocations.degraded && call?.rules.freshness === true) throw new FreshnessUnknownException(RETRY_AFTER_SECONDS);
     const version = revocations.list.version;
     if (this.clearAt.get(agent) === version) return;
     revocations.check(agent);

@@ -5,4 +5,6 @@ export type { TestZoneClient, RecordedTokenRequest, ImpersonationPolicy } from '
 export { TestZoneMcpLogin } from './mcp-client-login.js';
 export { DpopKey } from '../dpop/dpop-key.js';
 export { SsfTransmitter } from './ssf-transmitter.js';
+export { IntrospectionEndpoint } from './introspection-endpoint.js';
+export type { RecordedIntrospection } from './introspection-endpoint.js';
 export type { SsfTransmitterOptions, PushAnswer } from './ssf-transmitter.js';

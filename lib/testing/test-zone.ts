@@ -7,6 +7,7 @@ import { signJws, verifyJws } from '../jws-crypto.js';
 import type { KeycardModuleOptions } from '../interfaces/keycard-module-options.interface.js';
 import { parseTokenForm } from './token-form.js';
 import { SsfTransmitter, type SsfTransmitterOptions } from './ssf-transmitter.js';
+import { IntrospectionEndpoint } from './introspection-endpoint.js';
 import { TokenEndpoint, type ImpersonationPolicy, type PendingCode, type RecordedTokenRequest, type TestZoneClient } from './token-endpoint.js';
 
 /** A fault a test zone endpoint can be switched to (catalogue §E, §F). */
@@ -23,7 +24,7 @@ export type ZoneFault =
   | { kind: 'reject' }; // the endpoint's handler rejects asynchronously (the zone answers 500)
 
 /** The zone endpoints a fault can be set on. */
-export type ZoneEndpoint = 'metadata' | 'oidc' | 'jwks' | 'token';
+export type ZoneEndpoint = 'metadata' | 'oidc' | 'jwks' | 'token' | 'introspection';
 
 /** A signing key of the zone: the private half signs, the public half is published. */
 export interface ZoneKey {
@@ -112,7 +113,12 @@ export interface IssueTokenOptions {
  */
 export class TestZone {
   /** Requests served per endpoint. */
-  readonly counts = { metadata: 0, oidc: 0, jwks: 0, token: 0, authorize: 0 };
+  readonly counts = { metadata: 0, oidc: 0, jwks: 0, token: 0, authorize: 0, introspection: 0 };
+  /**
+   * The RFC 7662 endpoint (`POST /introspect`, advertised as `introspection_endpoint`): its
+   * recorded `requests` (headers and form) and `answerFor(token, answer)` to steer it.
+   */
+  readonly introspection: IntrospectionEndpoint;
   /** When set, the authorization endpoint answers with this OAuth error instead of a code. */
   authorizeError?: string;
   /** The query of every authorization request (`/authorize`), oldest first: what a client asked for (`acr_values`, `max_age`, `scope`). */
@@ -145,6 +151,8 @@ export class TestZone {
   dpop: { nonce?: string; bind: boolean } = { bind: true };
 
   private keys: ZoneKey[] = [];
+  /** The clients the token and introspection endpoints know. */
+  private readonly clients: TestZoneClient[];
   /** The kid {@link issueToken} signs with when none is given: `rs1`, or its fresh name. */
   private defaultKid = 'rs1';
   private readonly tokenEndpoint: TokenEndpoint;
@@ -160,6 +168,12 @@ export class TestZone {
     private readonly options: TestZoneOptions,
   ) {
     this.resources = { ...options.resources };
+    this.clients = [...(options.clients ?? [])];
+    this.introspection = new IntrospectionEndpoint({
+      issuer,
+      authenticateClient: (headers, form) => this.tokenEndpoint.authenticate(headers, form),
+      verifyOwnToken: (token) => this.verifyOwnToken(token),
+    });
     this.impersonation = options.impersonation ?? 'refused';
     const endpointUrl = () => `${this.origin}/token`;
     this.tokenEndpoint = new TokenEndpoint(
@@ -180,7 +194,7 @@ export class TestZone {
         impersonationPolicy: () => this.impersonation,
         dpopPolicy: () => this.dpop,
       },
-      options.clients ?? [],
+      this.clients,
     );
   }
 
@@ -250,6 +264,13 @@ export class TestZone {
     this.keys.push(key);
   }
 
+  /** Lets one more client authenticate at the token and introspection endpoints (replacing one with the same id). */
+  addClient(client: TestZoneClient): void {
+    const at = this.clients.findIndex((known) => known.clientId === client.clientId);
+    if (at >= 0) this.clients.splice(at, 1);
+    this.clients.push(client);
+  }
+
   /** Lets the token endpoint issue tokens for `resource` with these scopes. */
   registerResource(resource: string, scopes: string[]): void {
     this.resources[resource] = [...scopes];
@@ -303,6 +324,21 @@ export class TestZone {
     return signJws(header, payload, key.privateKey, options.alg ?? key.alg);
   }
 
+  /**
+   * An opaque (non-JWT) access token and the answer the introspection endpoint gives for it:
+   * `active: true`, this zone's `iss`, `aud` the zone's `audience` option, `sub` `user-1`,
+   * `client_id` `cli-1`, `exp` in 5 minutes, then `answer` (a member given as `undefined` is left out).
+   */
+  issueOpaqueToken(answer: Record<string, unknown> = {}): string {
+    const token = randomBytes(16).toString('base64url');
+    const now = Math.floor(Date.now() / 1000);
+    this.introspection.answerFor(
+      token,
+      dropUndefined({ active: true, iss: this.issuer, aud: this.options.audience, sub: 'user-1', client_id: 'cli-1', token_type: 'Bearer', iat: now, exp: now + 300, ...answer }),
+    );
+    return token;
+  }
+
   /** This zone as a Shared Signals transmitter (SETs signed with its keys, RFC 8935 push). */
   ssfTransmitter(options: SsfTransmitterOptions): SsfTransmitter {
     return new SsfTransmitter(this, options);
@@ -346,6 +382,8 @@ export class TestZone {
       issuer: this.issuer,
       jwks_uri: this.jwksUri,
       token_endpoint: `${this.origin}/token`,
+      introspection_endpoint: `${this.origin}/introspect`,
+      introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
       authorization_endpoint: `${this.origin}/authorize`,
       response_types_supported: ['code'],
       grant_types_supported: ['authorization_code', 'client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'],
@@ -376,7 +414,8 @@ export class TestZone {
     for (const endpoint of Object.keys(this.faults) as ZoneEndpoint[]) delete this.faults[endpoint];
     this.jwksOverride = undefined;
     this.metadataOverrides = {};
-    this.counts.metadata = this.counts.oidc = this.counts.jwks = this.counts.token = this.counts.authorize = 0;
+    this.counts.metadata = this.counts.oidc = this.counts.jwks = this.counts.token = this.counts.authorize = this.counts.introspection = 0;
+    this.introspection.reset();
     this.authorizeError = undefined;
     this.tokenRequests.length = 0;
     this.handlerErrors.length = 0;
@@ -423,6 +462,10 @@ export class TestZone {
     if (path === '/token' && req.method === 'POST') {
       this.counts.token += 1;
       return this.serveToken(req, res);
+    }
+    if (path === '/introspect' && req.method === 'POST') {
+      this.counts.introspection += 1;
+      return this.serveIntrospection(req, res);
     }
     if (path === '/authorize' && req.method === 'GET') {
       this.counts.authorize += 1;
@@ -506,6 +549,14 @@ export class TestZone {
     const form = parseTokenForm(req.headers['content-type'], body);
     if (form) this.tokenRequests.push({ headers: req.headers, form });
     return this.serve('token', res, () => this.tokenEndpoint.handle(req.headers, form));
+  }
+
+  private async serveIntrospection(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readBody(req, TOKEN_BODY_LIMIT);
+    if (body === undefined) return sendJson(res, 413, { error: 'invalid_request' });
+    const form = parseTokenForm(req.headers['content-type'], body);
+    this.introspection.requests.push({ url: req.url ?? '', headers: req.headers, form: form ?? {} });
+    return this.serve('introspection', res, () => this.introspection.handle(req.headers, form));
   }
 
   private async serve(endpoint: ZoneEndpoint, res: ServerResponse, answer: () => ZoneAnswer): Promise<void> {

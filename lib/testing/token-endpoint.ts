@@ -118,7 +118,12 @@ export class TokenEndpoint {
     }
   }
 
-  private authenticate(headers: IncomingHttpHeaders, form: Record<string, string>): TestZoneClient {
+  /**
+   * Client authentication of a request to the token or introspection endpoint (RFC 6749 §2.3,
+   * RFC 7523, RFC 7662 §2.1): the one client it proves to be.
+   * @throws OAuthError 401 `invalid_client` (400 `invalid_request` for two methods at once).
+   */
+  authenticate(headers: IncomingHttpHeaders, form: Record<string, string>): TestZoneClient {
     const basic = basicCredentials(headers.authorization);
     const methods = [basic, form.client_secret, form.client_assertion].filter((m) => m !== undefined);
     if (methods.length === 0) {

@@ -18,6 +18,8 @@ export interface ZoneMetadata {
   readonly issuer: string;
   readonly jwksUri: string;
   readonly tokenEndpoint?: string;
+  /** RFC 8414 §2 / RFC 7662 §4 `introspection_endpoint`, when the zone publishes a usable one (same origin). */
+  readonly introspectionEndpoint?: string;
   /** The document as the zone served it, mirrored by the discovery controller. */
   readonly document: Readonly<Record<string, unknown>>;
 }
@@ -192,7 +194,17 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
       // Verification does not need the token endpoint: only the exchange is disabled (F12).
       this.options.logger.error(`Token exchange disabled: ${logSafe((error as Error).message, LOG_MESSAGE_MAX_LENGTH)}`);
     }
-    return { issuer: doc.issuer, jwksUri, tokenEndpoint, document: Object.freeze({ ...doc }) };
+    return { issuer: doc.issuer, jwksUri, tokenEndpoint, introspectionEndpoint: this.optionalEndpoint('introspection_endpoint', doc.introspection_endpoint), document: Object.freeze({ ...doc }) };
+  }
+
+  /** An endpoint only some features need: unusable, it is left out (those features answer 503) and logged. */
+  private optionalEndpoint(name: string, value: unknown): string | undefined {
+    try {
+      return this.sameOriginUrl(name, value, false);
+    } catch (error) {
+      this.options.logger.error(`Zone ${this.options.issuer}: ${name} not used: ${logSafe((error as Error).message, LOG_MESSAGE_MAX_LENGTH)}`);
+      return undefined;
+    }
   }
 
   /** Endpoints must be on the zone's own origin: token content or a rogue document never steer us elsewhere (E25, F12). */

@@ -74,6 +74,18 @@ void describe('TestZone: malformed input and failing handlers', () => {
     });
   }
 
+  void it('O21 introspection: a form that is not a form, no token, bad credentials → 4xx, and the zone still serves', async () => {
+    const introspect = (headers: [string, string][], body: string, contentType = FORM) =>
+      send(zone.origin, 'POST', '/introspect', [['Content-Type', contentType], ...headers], body);
+    assert.equal((await introspect([GOOD_BASIC], 'token=%zz')).status, 400);
+    assert.equal((await introspect([GOOD_BASIC], 'token=a', 'application/json')).status, 400);
+    assert.equal((await introspect([GOOD_BASIC], 'token_type_hint=access_token')).status, 400);
+    assert.equal((await introspect([basic('cli-1:wrong')], 'token=a')).status, 401);
+    assert.equal((await introspect([GOOD_BASIC], `token=${'x'.repeat(2 * 1024 * 1024)}`)).status, 413);
+    assert.deepEqual((await introspect([GOOD_BASIC], 'token=unknown')).json, { active: false });
+    await expectServing();
+  });
+
   void it('O21 a 2 MiB form body → 413, and the zone still serves', async () => {
     const res = await token([GOOD_BASIC], `${GRANT}&pad=${'x'.repeat(2 * 1024 * 1024)}`);
     assert.equal(res.status, 413);
@@ -89,6 +101,7 @@ void describe('TestZone: malformed input and failing handlers', () => {
     ['oidc', () => send(zone.origin, 'GET', '/.well-known/openid-configuration')],
     ['jwks', () => send(zone.origin, 'GET', '/jwks')],
     ['token', () => token([GOOD_BASIC], GRANT)],
+    ['introspection', () => send(zone.origin, 'POST', '/introspect', [['Content-Type', FORM], GOOD_BASIC], 'token=opaque-1')],
   ];
   for (const [failure, fault] of failures) {
     for (const [endpoint, call] of endpoints) {

@@ -10,6 +10,9 @@ import { startApp, type AdapterName, type RunningApp } from './keycard-app.js';
 import { send, type HttpAnswer } from './http.js';
 import { startRedis, type RunningRedis } from './redis-server.js';
 
+/** The API's credentials at the zone (the introspection of freshness routes authenticates with them). */
+const REVOCATION_CLIENT = { clientId: 'revocation-api', clientSecret: 'revocation-api-secret' };
+
 /** `Lmax` of the catalogue profile (§0): 3 600 s. */
 export const LMAX_SECONDS = 3600;
 
@@ -71,9 +74,11 @@ export async function startInstance(
   const redis = options.redisUrl === undefined ? undefined : new Redis(options.redisUrl, { lazyConnect: false, maxRetriesPerRequest: 1, retryStrategy: () => 50 });
   redis?.on('error', () => undefined);
   const feed = redis === undefined ? undefined : new RedisRevocationFeed({ redis });
+  // Freshness routes also introspect their token at the zone (X29), as this client.
+  zone.addClient(REVOCATION_CLIENT);
   const running = await startApp(
     options.adapter ?? 'express',
-    { zoneUrl: zone.issuer, resource: R, auditLog: true, clockToleranceSeconds: 60, ...options.keycard },
+    { zoneUrl: zone.issuer, resource: R, auditLog: true, clockToleranceSeconds: 60, clientCredentials: REVOCATION_CLIENT, ...options.keycard },
     {
       imports: [KeycardRevocationModule.forRoot({ maxTokenLifetimeSeconds: LMAX_SECONDS, feed, ...options.revocation })],
       controllers: [RevocationTestController],
