@@ -32,7 +32,7 @@ export function isIntrospected(agent: AgentContext): boolean {
 export function introspectedAgent(
   answer: IntrospectionAnswer,
   token: string,
-  judged: { expected: AnswerExpectations; options: Pick<KeycardOptions, 'clockToleranceSeconds' | 'readScpClaim' | 'dpop'> },
+  judged: { expected: AnswerExpectations; options: Pick<KeycardOptions, 'clockToleranceSeconds' | 'readScpClaim' | 'claimMapping' | 'dpop'> },
 ): AgentContext {
   if (!answer.active) throw new InvalidTokenException('token_inactive');
   const { members } = answer;
