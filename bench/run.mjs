@@ -79,7 +79,12 @@ const ALL_RUNS = [
 ];
 if (process.env.BENCH_BEFORE_DIST) {
   // An A/B of two builds in the same rounds: BENCH_BEFORE_DIST=/abs/path/to/an/older/dist.
-  ALL_RUNS.push(['nestjs-keycard before, fresh RS256', 'keycard-before', 'fresh'], ['nestjs-keycard before', 'keycard-before', 'single']);
+  ALL_RUNS.push(
+    ['nestjs-keycard before, fresh RS256', 'keycard-before', 'fresh'],
+    ['nestjs-keycard before', 'keycard-before', 'single'],
+    ['nestjs-keycard before, 100k revocations', 'keycard-revocation-before', 'single'],
+    ['nestjs-keycard before, 100k revocations (10k pool)', 'keycard-revocation-before', 'pool'],
+  );
 }
 const only = process.env.BENCH_ONLY?.split(',');
 const match = process.env.BENCH_MATCH ? new RegExp(process.env.BENCH_MATCH) : undefined;
@@ -233,6 +238,8 @@ for (const [label, a, b] of [
   ['cold path, RS256 HTTP: keycard − fast-jwt', 'nestjs-keycard, fresh RS256', 'fast-jwt, fresh RS256'],
   ['cache hit, HTTP: keycard − fast-jwt', 'nestjs-keycard', 'fast-jwt'],
   ['cold path, RS256 HTTP: keycard − keycard before', 'nestjs-keycard, fresh RS256', 'nestjs-keycard before, fresh RS256'],
+  ['100k revocations, HTTP single token: keycard − keycard before', 'nestjs-keycard, 100k revocations', 'nestjs-keycard before, 100k revocations'],
+  ['100k revocations, HTTP 10k pool: keycard − keycard before', 'nestjs-keycard, 100k revocations (10k pool)', 'nestjs-keycard before, 100k revocations (10k pool)'],
 ]) {
   const gap = coldGap(a, b);
   if (gap === undefined) continue;

@@ -45,8 +45,9 @@ async function protection(name) {
   } else if (name === 'keycard' || name === 'keycard-nocache' || name === 'keycard-revocation') {
     imports.push(await keycardModule(name === 'keycard-nocache' ? 0 : 10_000));
     if (name === 'keycard-revocation') imports.push(await revocationModule());
-  } else if (name === 'keycard-before') {
+  } else if (name === 'keycard-before' || name === 'keycard-revocation-before') {
     imports.push(await keycardModule(10_000, process.env.BENCH_BEFORE_DIST));
+    if (name === 'keycard-revocation-before') imports.push(await revocationModule(process.env.BENCH_BEFORE_DIST));
   } else if (name === 'ideal' || name === 'fast-jwt') {
     // Issue 24's anchors, with the zone's keys fetched once at start (see bench/peer-guards.mjs).
     const { fastJwtGuard, idealGuard, zoneKeys } = await import('./peer-guards.mjs');
@@ -109,21 +110,21 @@ async function moduleFor(variant) {
 }
 
 /** The revocation list of the `*-revocation` variants: on, without Redis (the hot path never touches it). */
-async function revocationModule() {
-  const { KeycardRevocationModule } = await import('../dist/index.js');
+async function revocationModule(dist = '../dist') {
+  const { KeycardRevocationModule } = await import(`${dist}/index.js`);
   return KeycardRevocationModule.forRoot({ maxTokenLifetimeSeconds: 7200 });
 }
 
 /** Catalogue X25: 100 000 entries (sessions, users, agents) that match none of the bench tokens. */
 async function loadRevocations(app) {
-  const { RevocationService } = await import('../dist/index.js');
+  const { RevocationService } = await import(`${variant.endsWith('-before') ? process.env.BENCH_BEFORE_DIST : '../dist'}/index.js`);
   const revocations = app.get(RevocationService);
   const kinds = ['sessionId', 'subject', 'agent'];
   for (let i = 0; i < 100_000; i++) await revocations.revoke({ issuer: zoneUrl, [kinds[i % 3]]: `revoked-${i}` });
 }
 
 const app = await NestFactory.create(await moduleFor(variant), { logger: ['error'] });
-if (variant.endsWith('-revocation')) await loadRevocations(app);
+if (variant.includes('-revocation')) await loadRevocations(app);
 await app.listen(0, '127.0.0.1');
 let cpuStart;
 process.on('message', (message) => {

@@ -1,4 +1,4 @@
-import { constants, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { constants, sign as cryptoSign, verify as cryptoVerify, type KeyObject, type VerifyKeyObjectInput } from 'node:crypto';
 
 /** Hash of each asymmetric JWS algorithm. */
 export const JWS_HASH: Record<string, string> = {
@@ -18,6 +18,15 @@ function keyFor(key: KeyObject, alg: string) {
     ...(alg.startsWith('PS') ? { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: Number(alg.slice(2)) / 8 } : {}),
     ...(alg.startsWith('ES') ? { dsaEncoding: 'ieee-p1363' as const } : {}),
   };
+}
+
+/**
+ * What `crypto.verify` takes to check a JWS signature of `alg` with `key` (RFC 7518 §3.3–3.5): the
+ * `KeyObject` itself for RS*, with its padding or signature encoding otherwise. Made once per key,
+ * when it is imported, rather than per token.
+ */
+export function verifyOptionsFor(key: KeyObject, alg: string): KeyObject | VerifyKeyObjectInput {
+  return alg.startsWith('RS') ? key : keyFor(key, alg);
 }
 
 /**

@@ -5,6 +5,8 @@
  * before any key fetch, and a token with an unknown kid take the asynchronous path.
  */
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
+import jsonwebtoken from 'jsonwebtoken';
+import { Strategy } from 'passport-jwt';
 import { TestZone } from '../lib/testing/index.js';
 import { KeycardStrategy } from '../lib/resource-server/keycard.strategy.js';
 import { expectOutcome, onScopedRoute } from './support/denials.js';
@@ -76,5 +78,59 @@ describe.each(ADAPTERS)('a token new to the guard, over %s', (adapter) => {
     const token = zoneSigned(zone, { ...T0_HEADER, alg: 'ES256', kid: 'ec1' }, baseClaims(zone, { sub: 'user-ec' }), 'ec1', 'ES256');
     expectOutcome(await get(token), '200', PRM, [token], api.logger.lines);
     expect(lastResult()).toMatchObject({ type: 'return', value: expect.objectContaining({ subject: 'user-ec' }) });
+  });
+});
+
+/**
+ * Issue 24: passport-jwt's verifier seam. The module's strategy hands passport-jwt's
+ * `JwtStrategy.JwtVerifier` its own decoded token; every other key still goes to jsonwebtoken, so
+ * an app's own passport-jwt strategy in the same process is unchanged, and a verifier replaced
+ * later makes the module refuse (fail closed), never accept unchecked.
+ */
+describe('passport-jwt verifier seam', () => {
+  let zone: TestZone;
+  let api: RunningApp;
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    api = await startApp('express', { zoneUrl: zone.issuer, resource: R });
+  });
+  afterAll(async () => {
+    await api?.close();
+    await zone?.stop();
+  });
+
+  const fresh = (overrides: Record<string, unknown> = {}) => zoneSigned(zone, T0_HEADER, baseClaims(zone, overrides));
+  const get = (token: string) => send(api.url, 'GET', '/orders', bearer(token));
+
+  it("an app's own passport-jwt strategy in the same process still verifies with jsonwebtoken (its key is not the module's)", async () => {
+    expectOutcome(await get(fresh()), '200', PRM, [], api.logger.lines);
+    const verifier = (Strategy as unknown as { JwtVerifier: (...args: unknown[]) => void }).JwtVerifier;
+    const secret = 'an-app-secret-of-32-bytes-or-more!!';
+    const token = jsonwebtoken.sign({ sub: 'app-user' }, secret, { algorithm: 'HS256' });
+    const outcome = await new Promise<{ error: unknown; payload: unknown }>((resolve) => {
+      verifier(token, secret, { algorithms: ['HS256'] }, (error: unknown, payload: unknown) => resolve({ error, payload }));
+    });
+    expect(outcome.error).toBeNull();
+    expect(outcome.payload).toMatchObject({ sub: 'app-user' });
+    const wrong = await new Promise<unknown>((resolve) => {
+      verifier(token, 'another-secret-of-32-bytes-or-more!!', { algorithms: ['HS256'] }, (error: unknown) => resolve(error));
+    });
+    expect(wrong).toBeInstanceOf(jsonwebtoken.JsonWebTokenError);
+  });
+
+  it("a verifier replaced after the module's (jsonwebtoken itself) refuses the module's tokens → 401 IT, nothing leaked", async () => {
+    const holder = Strategy as unknown as { JwtVerifier: (...args: unknown[]) => unknown };
+    const installed = holder.JwtVerifier;
+    holder.JwtVerifier = (token: unknown, key: unknown, options: unknown, callback: unknown) =>
+      (jsonwebtoken.verify as (...args: unknown[]) => unknown)(token, key, options, callback);
+    try {
+      const token = fresh({ sub: 'user-replaced' });
+      expectOutcome(await get(token), REFUSED, PRM, [token], api.logger.lines);
+    } finally {
+      holder.JwtVerifier = installed;
+    }
+    const token = fresh({ sub: 'user-restored' });
+    expectOutcome(await get(token), '200', PRM, [token], api.logger.lines);
   });
 });

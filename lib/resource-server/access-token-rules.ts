@@ -89,7 +89,7 @@ export function toAgentContext(
   // Proof-of-possession tokens must not work as plain bearer tokens (Q10, C26, C27); with DPoP on,
   // a `cnf.jkt` binding passes here and the DPoP validator asks for the proof (RFC 9449 §6.1, §7.2).
   if (typeof cnf === 'object' && cnf !== null && !(options.dpop !== undefined && isDpopBinding(cnf))) throw new InvalidTokenException('token_bound');
-  const agent = Object.freeze(
+  return Object.freeze(
     new VerifiedAgent({
       clientId,
       agentId: stableAgentId(payload.keycard_app_id, clientId),
@@ -97,7 +97,7 @@ export function toAgentContext(
       sessionId: sid,
       scopes: Object.freeze(readScopes(payload, options.readScpClaim)),
       issuer: iss,
-      audience: Object.freeze([...audience]),
+      audience: Object.freeze(typeof aud === 'string' ? audience : [...audience]),
       expiresAt: new Date(exp * 1000),
       issuedAt: new Date(iat * 1000),
       tokenId: jti,
@@ -105,7 +105,6 @@ export function toAgentContext(
       claims: deepFreeze(payload),
     }, exp * 1000),
   );
-  return agent;
 }
 
 /**
@@ -134,7 +133,19 @@ class VerifiedAgent implements AgentContext {
   readonly #expiresAtMs: number;
 
   constructor(fields: AgentContext, expiresAtMs: number) {
-    Object.assign(this, fields);
+    // Field by field rather than Object.assign: one shape for every agent, and no generic copy per token.
+    this.clientId = fields.clientId;
+    this.agentId = fields.agentId;
+    this.subject = fields.subject;
+    this.sessionId = fields.sessionId;
+    this.scopes = fields.scopes;
+    this.issuer = fields.issuer;
+    this.audience = fields.audience;
+    this.expiresAt = fields.expiresAt;
+    this.issuedAt = fields.issuedAt;
+    this.tokenId = fields.tokenId;
+    this.actor = fields.actor;
+    this.claims = fields.claims;
     this.#expiresAtMs = expiresAtMs;
   }
 
@@ -179,10 +190,11 @@ function readActor(act: unknown, depth: number): ActorChain | undefined {
   });
 }
 
+/** Freezes a parsed JSON value and everything in it (JSON has no prototypes to walk: own keys only). */
 function deepFreeze<T>(value: T): T {
   if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
     Object.freeze(value);
-    for (const member of Object.values(value)) deepFreeze(member);
+    for (const key in value) deepFreeze(value[key]);
   }
   return value;
 }

@@ -61,24 +61,37 @@ function startsAnObject(bytes: Buffer): boolean {
 }
 
 /**
- * Checks the shape of a compact JWS and returns its decoded header, refusing everything that is
- * not exactly three canonical base64url segments with valid UTF-8, a JSON object header and a payload
- * that can only be a JSON object (catalogue B23–B27). The payload is parsed once, by jsonwebtoken
- * under passport-jwt, after this check made it safe to hand over (J2: it parses before verifying;
- * a `null` payload would make it throw outside its callback). The extractor's length cap bounds all
- * of this (B30). The signature is not checked here. Runs before every signature check, so only a
- * canonical token is ever verified, and so only its one spelling enters the verified-token cache
- * (M18); a respelling misses the cache and is refused here.
+ * A compact JWS decoded once, for every step that reads it (issue 24): the key choice reads the
+ * header, the signature check the signing input and signature, the claim checks the payload.
  */
-export function readJwsHeader(token: string): Readonly<Record<string, unknown>> {
-  const segments = splitCompact(token);
-  if (segments === undefined) throw new InvalidTokenException('token_malformed');
-  const [encodedHeader, payload, signature] = segments;
-  if (!isCanonicalBase64url(signature)) throw new InvalidTokenException('signature_invalid'); // B11, M18
-  if (!startsAnObject(decodeSegment(payload))) throw new InvalidTokenException('token_malformed'); // B26
+export interface DecodedJws {
+  readonly header: Readonly<Record<string, unknown>>;
+  /** The payload's bytes: canonical base64url decoded, valid UTF-8, the start of a JSON object. Not yet parsed. */
+  readonly payload: Buffer;
+  /** Length of the JWS Signing Input `<header>.<payload>` (RFC 7515 §5.2): the index of the second `.`. */
+  readonly signedLength: number;
+}
+
+/**
+ * Checks the shape of a compact JWS and decodes it, refusing everything that is not exactly three
+ * canonical base64url segments with valid UTF-8, a JSON object header and a payload that can only
+ * be a JSON object (catalogue B23–B27). The payload is decoded here and parsed only after the
+ * signature is checked (J2: never the attacker's JSON before the signature, with one zone). The
+ * extractor's length cap bounds all of this (B30). The signature is not checked here. Runs before
+ * every signature check, so only a canonical token is ever verified, and so only its one spelling
+ * enters the verified-token cache (M18); a respelling misses the cache and is refused here.
+ * @throws InvalidTokenException `token_malformed`, or `signature_invalid` for a non-canonical signature.
+ */
+export function decodeJws(token: string): DecodedJws {
+  const first = token.indexOf('.');
+  const second = first === -1 ? -1 : token.indexOf('.', first + 1);
+  if (first <= 0 || second === -1 || token.indexOf('.', second + 1) !== -1) throw new InvalidTokenException('token_malformed');
+  if (!isCanonicalBase64url(token.slice(second + 1))) throw new InvalidTokenException('signature_invalid'); // B11, M18
+  const payload = decodeSegment(token.slice(first + 1, second));
+  if (!startsAnObject(payload)) throw new InvalidTokenException('token_malformed'); // B26
   let header: unknown;
   try {
-    header = JSON.parse(decodeSegment(encodedHeader).toString('utf8'));
+    header = JSON.parse(decodeSegment(token.slice(0, first)).toString('utf8'));
   } catch (error) {
     if (error instanceof InvalidTokenException) throw error;
     throw new InvalidTokenException('token_malformed');
@@ -86,7 +99,30 @@ export function readJwsHeader(token: string): Readonly<Record<string, unknown>> 
   if (typeof header !== 'object' || header === null || Array.isArray(header)) {
     throw new InvalidTokenException('token_malformed'); // B24
   }
-  return header as Record<string, unknown>;
+  return { header: header as Record<string, unknown>, payload, signedLength: second };
+}
+
+/**
+ * The decoded header of a compact JWS, after every shape check of {@link decodeJws}.
+ * @throws InvalidTokenException as {@link decodeJws}.
+ */
+export function readJwsHeader(token: string): Readonly<Record<string, unknown>> {
+  return decodeJws(token).header;
+}
+
+/**
+ * The claims of a payload {@link decodeJws} returned: a JSON object, else `token_malformed` (B26).
+ * @throws InvalidTokenException `token_malformed`.
+ */
+export function parsePayload(payload: Buffer): Record<string, unknown> {
+  let claims: unknown;
+  try {
+    claims = JSON.parse(payload.toString('utf8'));
+  } catch {
+    throw new InvalidTokenException('token_malformed');
+  }
+  if (typeof claims !== 'object' || claims === null || Array.isArray(claims)) throw new InvalidTokenException('token_malformed');
+  return claims as Record<string, unknown>;
 }
 
 /**

@@ -3,15 +3,16 @@ import type * as NestPassport from '@nestjs/passport';
 import passport from 'passport';
 import { Strategy, type StrategyOptionsWithRequest } from 'passport-jwt';
 import { checkHeader, toAgentContext } from './access-token-rules.js';
-import { readJwsHeader, readUnverifiedIssuer } from './compact-jws.js';
+import { decodeJws, parsePayload } from './compact-jws.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
 import { KeycardException, InvalidTokenException } from './keycard.exceptions.js';
 import type { Clock } from '../clock.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import type { VerificationKey } from '../zone/jwks-key-store.js';
-import { TrustedZones, type TrustedZone } from '../zone/trusted-zones.js';
-import type { ProtectedResource } from './protected-resource.js';
+import { TrustedZones } from '../zone/trusted-zones.js';
+import { installTokenVerifier } from './passport-jwt-verifier.js';
+import { TokenVerification } from './token-verification.js';
 import { requireFromHost } from '../zone/host-require.cjs';
 
 /**
@@ -25,29 +26,19 @@ const { PassportStrategy } = requireFromHost<typeof NestPassport>('@nestjs/passp
 export const KEYCARD_STRATEGY = 'keycard';
 
 /**
- * What the strategy verifies: passport-jwt is handed this object in place of the HTTP request, so
- * nothing is ever attached to (or read from) the request object itself.
+ * One authentication as passport runs it: an object whose prototype is the strategy, with the
+ * callbacks passport attaches (passport-strategy API). Here the callbacks live on a prototype made
+ * once per strategy and record into the attempt's own fields: one object per token, no closures.
  */
-export interface VerificationRequest {
-  readonly token: string;
-  readonly resource: ProtectedResource;
-  /** The zone the token's `iss` selected, once known. */
-  zone?: TrustedZone;
-  /** The zone key the token's signature was checked with, once known. */
-  key?: VerificationKey;
-}
-
-/** The callbacks passport attaches to a strategy for one authentication (passport-strategy API). */
-interface StrategyAttempt {
-  success(agent: AgentContext): void;
-  fail(info?: unknown): void;
-  error(error: unknown): void;
-  pass(): void;
-  redirect(url: string): void;
+interface Attempt {
+  /** What settled the attempt first (passport: the first outcome wins). */
+  outcome?: Outcome;
+  /** Set when the attempt could not settle synchronously (the zone's keys had to be fetched). */
+  settle?: (outcome: Outcome) => void;
   authenticate(request: object, options: object): void;
 }
 
-/** passport-jwt's `secretOrKeyProvider` callback: jsonwebtoken 9 takes a `KeyObject` as is (the typings only know PEM strings). */
+/** passport-jwt's `secretOrKeyProvider` callback; the key is handed to passport-jwt's verifier as is (typed as a PEM string). */
 type KeyCallback = (error: unknown, key?: string) => void;
 
 /** passport-jwt's verify callback as it calls it with `passReqToCallback` (strategy.js: `self._verify(req, payload, verified)`). */
@@ -56,13 +47,42 @@ type VerifyCallback = (request: unknown, payload: unknown, verified: (error: unk
 /** The outcome of one attempt: the agent, or what refused it. */
 type Outcome = { agent: AgentContext } | { error: unknown };
 
+/** Settles `attempt` with `outcome` unless it is settled already. */
+function finish(attempt: Attempt, outcome: Outcome): void {
+  if (attempt.outcome !== undefined) return;
+  attempt.outcome = outcome;
+  attempt.settle?.(outcome);
+}
+
+/** The passport-strategy callbacks of every attempt, on the attempts' shared prototype. */
+const ATTEMPT_CALLBACKS = {
+  success(this: Attempt, agent: AgentContext): void {
+    finish(this, { agent });
+  },
+  fail(this: Attempt, info?: unknown): void {
+    finish(this, { error: info instanceof KeycardException ? info : new InvalidTokenException('signature_invalid') });
+  },
+  error(this: Attempt, error: unknown): void {
+    finish(this, { error });
+  },
+  pass(this: Attempt): void {
+    finish(this, { error: new InvalidTokenException('token_malformed') });
+  },
+  redirect(this: Attempt): void {
+    finish(this, { error: new InvalidTokenException('token_malformed') });
+  },
+};
+
 /**
  * The passport-jwt strategy, configured so none of its defaults apply (catalogue J4–J8):
  * - the token comes from the guard's strict extractor, never from passport-jwt's extractors;
- * - the key comes only from the zone's JWKS, selected after our header rules, as a cached
- *   `KeyObject` (no PEM parsing per request); jsonwebtoken then checks the signature;
- * - time, issuer and audience rules run in `validate` with the module's clock, because
- *   jsonwebtoken accepts tokens without `exp` and checks nothing of `typ`, `crit` or `iat`.
+ * - the header rules run and the key is selected in the key provider, from the zone's JWKS only,
+ *   as a `KeyObject` imported when the key set was fetched (no PEM parsing per request);
+ * - passport-jwt's verifier checks the signature: for this strategy's tokens that is the module's
+ *   own, one `crypto.verify` over the token decoded once (see {@link installTokenVerifier}; issue
+ *   24), not `jsonwebtoken.verify`, which decodes the token a second time;
+ * - time, issuer and audience rules run in `validate` with the module's clock (jsonwebtoken would
+ *   accept tokens without `exp` and check nothing of `typ`, `crit` or `iat`, J1).
  * Registered in a passport instance of its own, so several Keycard modules (or an app's own
  * passport strategies) in one process never replace each other.
  *
@@ -75,17 +95,20 @@ type Outcome = { agent: AgentContext } | { error: unknown };
 export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY) {
   /** Set during the base constructor, before field initialisers run: hence `declare`. */
   declare private ownPassport?: passport.PassportStatic;
+  /** The prototype of every attempt: this strategy, with passport's callbacks. */
+  declare private attempts: object;
 
   constructor(
     private readonly zones: TrustedZones,
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
     @Inject(KEYCARD_CLOCK) private readonly clock: Clock,
   ) {
+    installTokenVerifier();
     const self: { strategy?: KeycardStrategy } = {};
     const strategyOptions: StrategyOptionsWithRequest = {
-      jwtFromRequest: (request: unknown) => (request as VerificationRequest).token,
+      jwtFromRequest: (request: unknown) => (request as TokenVerification).token,
       secretOrKeyProvider: (request: unknown, _rawToken: unknown, done: KeyCallback) => {
-        self.strategy!.provideKey(request as VerificationRequest, done);
+        self.strategy!.provideKey(request as TokenVerification, done);
       },
       algorithms: [...options.algorithms],
       // Time rules run in validate() with the module's clock (see above).
@@ -95,6 +118,7 @@ export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY
     };
     super(strategyOptions);
     self.strategy = this;
+    this.attempts = Object.assign(Object.create(this) as object, ATTEMPT_CALLBACKS);
     // @nestjs/passport hands passport-jwt an `async` wrapper that awaits validate(): a promise and a
     // microtask per token. validate() is synchronous, so it is called directly; a throw is turned
     // into `error` by passport-jwt's own try/catch around this call.
@@ -116,27 +140,17 @@ export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY
    *   fresh), else a promise of it.
    * @throws (or rejects with) KeycardException, or what the stack threw (callers make it `invalid_token`).
    */
-  verify(verification: VerificationRequest): AgentContext | Promise<AgentContext> {
-    let outcome: Outcome | undefined;
-    let settle: ((outcome: Outcome) => void) | undefined;
-    const finish = (result: Outcome) => {
-      if (outcome !== undefined) return; // the first outcome wins, as with passport
-      outcome = result;
-      settle?.(result);
-    };
-    const attempt = Object.create(this) as StrategyAttempt;
-    attempt.success = (agent) => finish({ agent });
-    attempt.fail = (info) => finish({ error: info instanceof KeycardException ? info : new InvalidTokenException('signature_invalid') });
-    attempt.error = (error) => finish({ error });
-    attempt.pass = attempt.redirect = () => finish({ error: new InvalidTokenException('token_malformed') });
+  verify(verification: TokenVerification): AgentContext | Promise<AgentContext> {
+    const attempt = Object.create(this.attempts) as Attempt;
     try {
       attempt.authenticate(verification, {});
     } catch (error) {
-      finish({ error });
+      finish(attempt, { error });
     }
+    const { outcome } = attempt;
     if (outcome !== undefined) return agentOf(outcome);
     return new Promise((resolve, reject) => {
-      settle = (result) => ('agent' in result ? resolve(result.agent) : reject(result.error));
+      attempt.settle = (result) => ('agent' in result ? resolve(result.agent) : reject(result.error));
     });
   }
 
@@ -145,9 +159,11 @@ export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY
    * (INV6). With several zones the unverified `iss` picks the zone from the exact allow-list, so an
    * unknown issuer is refused before any fetch and only its own zone's keys can verify a token (C23);
    * with one zone `iss` is checked after the signature, like every claim. Answers `done` at once
-   * when the key store knows the key, so jsonwebtoken runs in the same tick.
+   * when the key store knows the key, so the signature is checked in the same tick. The "key" it
+   * answers with is `verification` itself, holding the key: passport-jwt's verifier for this
+   * module's tokens reads the decoded token and the key from it.
    */
-  private provideKey(verification: VerificationRequest, done: KeyCallback): void {
+  private provideKey(verification: TokenVerification, done: KeyCallback): void {
     let key: VerificationKey | Promise<VerificationKey>;
     try {
       key = this.selectKey(verification);
@@ -163,25 +179,42 @@ export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY
     key.then((found) => done(null, this.keyUsed(verification, found)), done).catch(done);
   }
 
-  private selectKey(verification: VerificationRequest): VerificationKey | Promise<VerificationKey> {
-    const header = readJwsHeader(verification.token);
-    const { alg, kid } = checkHeader(header, this.options);
-    const zone = this.zones.only ?? this.zones.forIssuer(readUnverifiedIssuer(verification.token));
+  private selectKey(verification: TokenVerification): VerificationKey | Promise<VerificationKey> {
+    const jws = decodeJws(verification.token);
+    verification.jws = jws;
+    const { alg, kid } = checkHeader(jws.header, this.options);
+    const zone = this.zones.only ?? this.zones.forIssuer(this.unverifiedIssuer(verification));
     if (zone === undefined) throw new InvalidTokenException('issuer_mismatch');
     if (!zone.serves(verification.resource.id)) throw new InvalidTokenException('audience_mismatch');
     verification.zone = zone;
     return zone.keys.keyFor(kid, alg);
   }
 
-  /** Records the key on the verification (for the verified-token cache) and hands it to jsonwebtoken. */
-  private keyUsed(verification: VerificationRequest, key: VerificationKey): string {
-    verification.key = key;
-    return key.key as unknown as string;
+  /**
+   * The payload's `iss`, read before the signature only to pick the trusted zone whose keys must
+   * then verify it (RFC 8725 §3.8); the parsed payload is kept so it is parsed once. Undefined
+   * (refused `issuer_mismatch`) when the payload is not a JSON object or has no string `iss`.
+   */
+  private unverifiedIssuer(verification: TokenVerification): string | undefined {
+    let claims: Record<string, unknown>;
+    try {
+      claims = parsePayload(verification.jws!.payload);
+    } catch {
+      return undefined;
+    }
+    verification.claimsBeforeSignature = claims;
+    return typeof claims.iss === 'string' ? claims.iss : undefined;
   }
 
-  /** Called by passport-jwt with the payload whose signature jsonwebtoken verified. */
+  /** Records the key on the verification (for the signature check and the verified-token cache) and hands the verification to passport-jwt's verifier. */
+  private keyUsed(verification: TokenVerification, key: VerificationKey): string {
+    verification.key = key;
+    return verification as unknown as string;
+  }
+
+  /** Called by passport-jwt with the claims whose signature its verifier checked. */
   validate(request: unknown, payload: unknown): AgentContext {
-    const verification = request as VerificationRequest;
+    const verification = request as TokenVerification;
     if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
       throw new InvalidTokenException('token_malformed');
     }

@@ -3,8 +3,9 @@ import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { explainRefusedToken } from '../logging/denial-expectations.js';
-import { KeycardStrategy, type VerificationRequest } from './keycard.strategy.js';
+import { KeycardStrategy } from './keycard.strategy.js';
 import type { ProtectedResource } from './protected-resource.js';
+import { TokenVerification } from './token-verification.js';
 import { VerifiedTokenCache } from './verified-token-cache.js';
 
 /**
@@ -53,23 +54,27 @@ export class TokenVerifier {
 
   private verifyAndRemember(token: string, resource: ProtectedResource): AgentContext | Promise<AgentContext> {
     if (this.opaque !== undefined && !isCompactJws(token)) return this.opaque(token, resource);
-    const verification: VerificationRequest = { token, resource };
-    // A refusal's debug line names the expected issuer and audience (never the token).
-    const refused = (error: unknown): never => {
-      explainRefusedToken(this.options, error, resource);
-      throw error;
-    };
+    const verification = new TokenVerification(token, resource);
     let agent: AgentContext | Promise<AgentContext>;
     try {
       agent = this.strategy.verify(verification);
     } catch (error) {
-      return refused(error);
+      return this.refused(error, resource);
     }
     if (!(agent instanceof Promise)) return this.remembered(verification, agent);
-    return agent.then((verified) => this.remembered(verification, verified), refused);
+    return agent.then(
+      (verified) => this.remembered(verification, verified),
+      (error: unknown) => this.refused(error, resource),
+    );
   }
 
-  private remembered(verification: VerificationRequest, agent: AgentContext): AgentContext {
+  /** A refusal's debug line names the expected issuer and audience (never the token). */
+  private refused(error: unknown, resource: ProtectedResource): never {
+    explainRefusedToken(this.options, error, resource);
+    throw error;
+  }
+
+  private remembered(verification: TokenVerification, agent: AgentContext): AgentContext {
     this.verifiedTokens.set(verification, agent);
     return agent;
   }

@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Clock } from '../clock.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import type { JwksKeyStore, VerificationKey } from '../zone/jwks-key-store.js';
-import type { VerificationRequest } from './keycard.strategy.js';
+import type { TokenVerification } from './token-verification.js';
 import { expiryMsOf } from './access-token-rules.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
@@ -55,7 +55,7 @@ export class VerifiedTokenCache {
   }
 
   /** Remembers `agent`, verified from `verification.token` for its resource with its zone's key. */
-  set(verification: VerificationRequest, agent: AgentContext): void {
+  set(verification: TokenVerification, agent: AgentContext): void {
     const max = this.options.verifiedTokenCacheSize;
     const { key } = verification;
     const keys = verification.zone?.keys;

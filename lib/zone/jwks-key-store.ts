@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject, type VerifyKeyObjectInput } from 'node:crypto';
+import { JWS_HASH, verifyOptionsFor } from '../jws-crypto.js';
 import type JwksRsa from 'jwks-rsa';
 import {
   CACHE_MAX_AGE_MS, JWKS_COOLDOWN_MS, KEYCARD_CLOCK, KEYCARD_OPTIONS, MIN_RSA_BITS,
@@ -24,6 +25,10 @@ export interface VerificationKey {
   /** The JWS algorithm this key was selected for (allowed by the options and by the JWK). */
   readonly alg: string;
   readonly key: KeyObject;
+  /** The hash of {@link alg} (`sha256` for RS256), for `crypto.verify`. */
+  readonly hash: string;
+  /** {@link key} as `crypto.verify` takes it for {@link alg} (its padding or signature encoding), made at import. */
+  readonly verifyWith: KeyObject | VerifyKeyObjectInput;
 }
 
 /**
@@ -289,7 +294,7 @@ export class JwksKeyStore {
     const family = typeof jwk.alg === 'string' ? [jwk.alg] : this.familyOf(jwk);
     return family
       .filter((alg) => this.options.algorithms.has(alg as SupportedAlgorithm))
-      .map((alg) => ({ kid, alg, key }));
+      .map((alg) => ({ kid, alg, key, hash: JWS_HASH[alg]!, verifyWith: verifyOptionsFor(key, alg) }));
   }
 }
 
