@@ -116,6 +116,32 @@ describe('first hour: the local zone', () => {
     await expect(mintToken({ zoneUrl: `http://127.0.0.1:${await freePort()}` })).rejects.toThrow('no local zone answers at');
   });
 
+  it('token --expires-in outside 1…86400 s is refused by the command itself, naming the range (issue 25, F5)', async () => {
+    for (const expiresIn of [0, 999_999, 1.5, Number.NaN]) {
+      await expect(mintToken({ zoneUrl: zone.issuer, expiresIn })).rejects.toThrow('--expires-in must be a whole number of seconds from 1 to 86400 (a day)');
+    }
+    const token = await mintToken({ zoneUrl: zone.issuer, resource: 'http://localhost:3000', expiresIn: 86_400 });
+    const { exp, iat } = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()) as { exp: number; iat: number };
+    expect(exp - iat).toBeGreaterThanOrEqual(86_399);
+  });
+
+  it('/dev/token refuses unknown fields and unknown resources with a 400 that names them, and the command shows it (issue 25, F6)', async () => {
+    const ask = (body: unknown) => fetch(`${zone.issuer}/dev/token`, { method: 'POST', body: JSON.stringify(body) });
+    const bogus = await ask({ user: 'alice@example.com', bogus: 1, resource: 'http://localhost:3000' });
+    expect(bogus.status).toBe(400);
+    expect(await bogus.json()).toEqual({
+      error: 'invalid_request',
+      error_description: "unknown field(s) 'bogus', 'resource' (known: agent, user, scopes, audience, expiresIn)",
+    });
+    const elsewhere = await ask({ audience: 'https://elsewhere.example' });
+    expect(elsewhere.status).toBe(400);
+    const refused = (await elsewhere.json()) as { error: string; error_description: string };
+    expect(refused.error).toBe('invalid_target');
+    expect(refused.error_description).toContain("'https://elsewhere.example' is not a resource of this zone (known: http://localhost:3000");
+    await expect(mintToken({ zoneUrl: zone.issuer, resource: 'https://elsewhere.example' }))
+      .rejects.toThrow("the local zone refused the request: HTTP 400 invalid_target: 'https://elsewhere.example' is not a resource of this zone");
+  });
+
   it('serves the sign-in the PKCE helper uses (authorization code + PKCE, the first user signed in)', async () => {
     const redirectUri = config.agents[1].redirectUris![0];
     const tokens = await authenticate({
@@ -134,6 +160,7 @@ describe('first hour: the local zone', () => {
     const oldKid = zone.signingKeys[0].kid;
     await zone.stop();
     zone = await startLocalZone(config);
+    zone.registerResource(resource, ['orders:read', 'orders:write']);
     expect(zone.signingKeys[0].kid).not.toBe(oldKid);
     expect(zone.signingKeys[0].kid).toMatch(/^rs1-[0-9a-f]{8}$/);
     const after = await mintToken({ zoneUrl: zone.issuer, scopes: ['orders:read'], resource });

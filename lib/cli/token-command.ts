@@ -1,3 +1,5 @@
+import { DEV_TOKEN_MAX_EXPIRES_IN } from '../testing/test-zone.js';
+
 /** What the `token` command asks the local zone for. */
 export interface TokenRequest {
   /** The local zone's URL (`KEYCARD_ZONE_URL`). */
@@ -16,9 +18,14 @@ export interface TokenRequest {
 /**
  * Asks the local zone (`nestjs-keycard zone`) for an access token through its `POST /dev/token`.
  * @returns the token.
- * @throws Error saying whether the zone is not running or refused the request.
+ * @throws Error for an `expiresIn` outside 1…86400, or saying whether the zone is not running or
+ *   refused the request (with the zone's `error_description` when it gives one).
  */
 export async function mintToken(request: TokenRequest): Promise<string> {
+  const { expiresIn } = request;
+  if (expiresIn !== undefined && !(Number.isInteger(expiresIn) && expiresIn >= 1 && expiresIn <= DEV_TOKEN_MAX_EXPIRES_IN)) {
+    throw new Error(`--expires-in must be a whole number of seconds from 1 to ${DEV_TOKEN_MAX_EXPIRES_IN} (a day)`);
+  }
   const url = new URL('/dev/token', request.zoneUrl);
   let response: Response;
   try {
@@ -31,10 +38,11 @@ export async function mintToken(request: TokenRequest): Promise<string> {
   } catch {
     throw new Error(`no local zone answers at ${request.zoneUrl}: start one with \`npx nestjs-keycard zone\``);
   }
-  const body = (await response.json().catch(() => undefined)) as { access_token?: unknown; error?: unknown } | undefined;
+  const body = (await response.json().catch(() => undefined)) as { access_token?: unknown; error?: unknown; error_description?: unknown } | undefined;
   if (response.status === 404) throw new Error(`${request.zoneUrl} is not a local zone started by \`nestjs-keycard zone\` (no /dev/token)`);
   if (response.status !== 200 || typeof body?.access_token !== 'string') {
-    throw new Error(`the local zone refused the request: HTTP ${response.status} ${typeof body?.error === 'string' ? body.error : ''}`.trim());
+    const why = [body?.error, body?.error_description].filter((part) => typeof part === 'string').join(': ');
+    throw new Error(`the local zone refused the request: HTTP ${response.status} ${why}`.trim());
   }
   return body.access_token;
 }

@@ -6,6 +6,8 @@
 import { describe, expect, it } from '@jest/globals';
 import { HttpAdapterHost } from '@nestjs/core';
 import type { IncomingMessage } from 'node:http';
+import type { Clock } from '../clock.js';
+import { denialLogLevel } from '../logging/denial-log-level.js';
 import { normaliseOptions } from '../keycard-options.js';
 import { InvalidRequestException, ResourceNotConfiguredException } from './keycard.exceptions.js';
 import { rememberLocalAddress } from './local-address.js';
@@ -17,14 +19,14 @@ interface FakeRequest {
   encrypted?: boolean;
 }
 
-function resolverWithLog(): { resolver: ResourceResolver; lines: string[] } {
+function resolverWithLog(clock: Clock = { now: () => 0 }): { resolver: ResourceResolver; lines: string[] } {
   const lines: string[] = [];
   const record = (message: unknown) => lines.push(String(message));
   const options = normaliseOptions({
     zoneUrl: 'https://zone.example.com',
     logger: { log: record, warn: record, error: record },
   });
-  return { resolver: new ResourceResolver(options, new HttpAdapterHost()), lines };
+  return { resolver: new ResourceResolver(options, new HttpAdapterHost(), clock), lines };
 }
 
 /** A request on a fake socket; the local address is 127.0.0.1 unless given (even as `undefined`). */
@@ -71,7 +73,8 @@ describe('ResourceResolver without a configured resource', () => {
       expect(outcome(resolver, { host: 'localhost', localAddress })).toBe(NOT_CONFIGURED);
       expect(outcome(resolver, { host: 'localhost:3000', localAddress })).toBe(NOT_CONFIGURED);
       expect(outcome(resolver, { host: '127.0.0.1:3000', localAddress })).toBe(NOT_CONFIGURED);
-      expect(lines).toHaveLength(3);
+      // Logged once per interval, not once per request (anyone on the network could flood the log).
+      expect(lines).toHaveLength(1);
       expect(lines[0]).toContain("configure KeycardModule 'resource'");
       expect(lines[0]).toContain('not a loopback address');
     },
@@ -137,6 +140,22 @@ describe('ResourceResolver without a configured resource', () => {
     const { resolver, lines } = resolverWithLog();
     expect(outcome(resolver, { host })).toBe(NOT_CONFIGURED);
     expect(lines[0]).toContain('non-loopback host');
+  });
+
+  it('M16 many requests to a non-loopback Host: each answers 500, the error is logged once per minute, and the refusal itself only at debug', () => {
+    let now = 0;
+    const { resolver, lines } = resolverWithLog({ now: () => now });
+    for (let i = 0; i < 100; i += 1) expect(outcome(resolver, { host: 'evil.example' })).toBe(NOT_CONFIGURED);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain('logged once per 1 min');
+    now += 59_999;
+    expect(outcome(resolver, { host: 'evil.example' })).toBe(NOT_CONFIGURED);
+    expect(lines).toHaveLength(1);
+    now += 1;
+    for (let i = 0; i < 100; i += 1) expect(outcome(resolver, { host: 'evil.example' })).toBe(NOT_CONFIGURED);
+    expect(lines).toHaveLength(2);
+    // The per-request denial line ("denied … status=500") would double the flood: debug, like a misconfigured zone's 503.
+    expect(denialLogLevel(new ResourceNotConfiguredException())).toBe('debug');
   });
 
   it.each([

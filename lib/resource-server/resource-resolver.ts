@@ -2,11 +2,13 @@ import { Inject, Injectable } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { KEYCARD_OPTIONS } from '../keycard.constants.js';
+import type { Clock } from '../clock.js';
+import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
 import { InvalidRequestException, ResourceNotConfiguredException } from './keycard.exceptions.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { isLoopbackAddress, isLoopbackHost } from '../loopback.js';
 import { logSafe } from '../logging/log-safe.js';
+import { ONCE_PER_INTERVAL_NOTE, OncePerInterval } from '../logging/once-per-interval.js';
 import { parseHostHeader } from './host-header.js';
 import { localAddressOf } from './local-address.js';
 import { ProtectedResource } from './protected-resource.js';
@@ -23,11 +25,19 @@ const MAX_DERIVED = 64;
 @Injectable()
 export class ResourceResolver {
   private readonly derived = new Map<string, ProtectedResource>();
+  /**
+   * A 500 for a missing `resource` is logged once per interval: any client can repeat the request
+   * (any `Host`, any path), and a log line per request would let it flood the log (issue 25, F9).
+   */
+  private readonly unconfiguredLog: OncePerInterval;
 
   constructor(
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
     private readonly adapterHost: HttpAdapterHost,
-  ) {}
+    @Inject(KEYCARD_CLOCK) clock: Clock,
+  ) {
+    this.unconfiguredLog = new OncePerInterval(clock);
+  }
 
   /**
    * The resource of a request whose route the module could not judge at bootstrap (catalogue Q17):
@@ -48,8 +58,7 @@ export class ResourceResolver {
   forPath(candidates: readonly ProtectedResource[], request: IncomingMessage): ProtectedResource {
     const resource = chooseForPath(candidates, request.url ?? '/', routerFoldsCase(this.adapterHost.httpAdapter));
     if (resource !== undefined) return resource;
-    this.options.logger.error(`No configured 'resource' covers ${logSafe(`${request.method} ${pathOf(request)}`)}; add one to KeycardModule 'resource'`);
-    throw new ResourceNotConfiguredException();
+    this.unconfigured(`No configured 'resource' covers ${logSafe(`${request.method} ${pathOf(request)}`)}; add one to KeycardModule 'resource'`);
   }
 
   /** The resource whose metadata document is served at `path`, if any. @throws as {@link forRequest}. */
@@ -96,7 +105,15 @@ export class ResourceResolver {
   }
 
   private notConfigured(why: string): never {
-    this.options.logger.error(`No 'resource' is configured and ${why}; configure KeycardModule 'resource'`);
+    this.unconfigured(`No 'resource' is configured and ${why}; configure KeycardModule 'resource'`);
+  }
+
+  /**
+   * Refuses a request no resource covers: logs `message` (already log-safe) once per interval.
+   * @throws ResourceNotConfiguredException (500), always.
+   */
+  unconfigured(message: string): never {
+    if (this.unconfiguredLog.due()) this.options.logger.error(`${message} (${ONCE_PER_INTERVAL_NOTE})`);
     throw new ResourceNotConfiguredException();
   }
 }

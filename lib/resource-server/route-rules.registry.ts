@@ -12,7 +12,6 @@ import { type Declared, type PolicyParts, Requirement } from '../decision/policy
 import { ScopeHierarchy } from '../decision/policy/scope-hierarchy.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { classOf, declarationOn, declaringClasses, nearestDeclaration, requirementOf } from './declarations.js';
-import { ResourceNotConfiguredException } from './keycard.exceptions.js';
 import { ProtectedResource } from './protected-resource.js';
 import { chooseForPattern, type ResourceChoice, routerFoldsCase } from './resource-choice.js';
 import { ResourceResolver } from './resource-resolver.js';
@@ -176,8 +175,7 @@ export class RouteRulesRegistry implements OnModuleInit {
     }
     if (choice instanceof ProtectedResource) return choice;
     if (choice === null) {
-      this.options.logger.error(`No configured 'resource' covers ${rules.name}; add one to KeycardModule 'resource'`);
-      throw new ResourceNotConfiguredException();
+      this.resolver.unconfigured(`No configured 'resource' covers ${rules.name}; add one to KeycardModule 'resource'`);
     }
     return choice === undefined ? this.resolver.forRequest(raw) : this.resolver.forPath(choice, raw);
   }

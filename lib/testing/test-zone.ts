@@ -536,11 +536,17 @@ export class TestZone {
   private async serveDevToken(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (!isLoopbackAddress(req.socket.remoteAddress)) return sendJson(res, 403, { error: 'access_denied' });
     const asked = parseDevTokenRequest(await readBody(req, TOKEN_BODY_LIMIT));
-    if (asked === undefined) return sendJson(res, 400, { error: 'invalid_request' });
+    // No keep-alive, refusals included: a command-line client that outlives a zone restart must not reuse a dead socket.
+    const close = { 'cache-control': 'no-store', connection: 'close' };
+    if ('problem' in asked) return sendJson(res, 400, { error: 'invalid_request', error_description: asked.problem }, close);
+    // A token for a resource the zone does not serve would be refused by every app (RFC 8707 §2).
+    const known = Object.keys(this.resources);
+    if (asked.audience !== undefined && known.length > 0 && !known.includes(asked.audience)) {
+      return sendJson(res, 400, { error: 'invalid_target', error_description: `'${asked.audience}' is not a resource of this zone (known: ${known.join(', ')}; list it under 'resources' in keycard-zone.json)` }, close);
+    }
     const expiresIn = asked.expiresIn ?? 3600;
     const token = this.tokenFor({ agent: asked.agent, user: asked.user, scopes: asked.scopes, audience: asked.audience, claims: { exp: Math.floor(Date.now() / 1000) + expiresIn } });
-    // No keep-alive: a command-line client that outlives a zone restart must not reuse a dead socket.
-    sendJson(res, 200, { access_token: token, token_type: 'Bearer', expires_in: expiresIn }, { 'cache-control': 'no-store', connection: 'close' });
+    sendJson(res, 200, { access_token: token, token_type: 'Bearer', expires_in: expiresIn }, close);
   }
 
   private async serveToken(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -653,20 +659,33 @@ interface DevTokenRequest {
   expiresIn?: number;
 }
 
-/** The JSON body of a `POST /dev/token`, or undefined when it is not one (wrong types, not JSON). */
-function parseDevTokenRequest(body: string | undefined): DevTokenRequest | undefined {
+const DEV_TOKEN_FIELDS = ['agent', 'user', 'scopes', 'audience', 'expiresIn'];
+
+/** The longest lifetime `POST /dev/token` grants, in seconds (a day). */
+export const DEV_TOKEN_MAX_EXPIRES_IN = 86_400;
+
+/**
+ * The JSON body of a `POST /dev/token`, or what is wrong with it (not JSON, an unknown field, a
+ * wrong type): a field the zone does not know is refused, not ignored, as the config file's are.
+ */
+function parseDevTokenRequest(body: string | undefined): DevTokenRequest | { problem: string } {
   let asked: Record<string, unknown>;
   try {
     asked = JSON.parse(body ?? '') as Record<string, unknown>;
   } catch {
-    return undefined;
+    return { problem: 'the body is not JSON' };
   }
-  if (typeof asked !== 'object' || asked === null) return undefined;
+  if (typeof asked !== 'object' || asked === null || Array.isArray(asked)) return { problem: 'the body is not a JSON object' };
+  const unknown = Object.keys(asked).filter((field) => !DEV_TOKEN_FIELDS.includes(field));
+  if (unknown.length > 0) return { problem: `unknown field(s) ${unknown.map((field) => `'${field}'`).join(', ')} (known: ${DEV_TOKEN_FIELDS.join(', ')})` };
   const optionalString = (value: unknown) => value === undefined || (typeof value === 'string' && value.length > 0);
-  if (!optionalString(asked.agent) || !optionalString(asked.user) || !optionalString(asked.audience)) return undefined;
-  if (asked.scopes !== undefined && !(Array.isArray(asked.scopes) && asked.scopes.every((scope) => typeof scope === 'string'))) return undefined;
+  const wrong = ['agent', 'user', 'audience'].find((field) => !optionalString(asked[field]));
+  if (wrong !== undefined) return { problem: `'${wrong}' must be a non-empty string` };
+  if (asked.scopes !== undefined && !(Array.isArray(asked.scopes) && asked.scopes.every((scope) => typeof scope === 'string'))) return { problem: "'scopes' must be a list of strings" };
   const expiresIn = asked.expiresIn;
-  if (expiresIn !== undefined && !(Number.isInteger(expiresIn) && (expiresIn as number) > 0 && (expiresIn as number) <= 86_400)) return undefined;
+  if (expiresIn !== undefined && !(Number.isInteger(expiresIn) && (expiresIn as number) > 0 && (expiresIn as number) <= DEV_TOKEN_MAX_EXPIRES_IN)) {
+    return { problem: `'expiresIn' must be a whole number of seconds from 1 to ${DEV_TOKEN_MAX_EXPIRES_IN}` };
+  }
   return asked as DevTokenRequest;
 }
 

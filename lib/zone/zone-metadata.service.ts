@@ -7,11 +7,9 @@ import type { KeycardOptions } from '../keycard-options.js';
 import { isLoopbackHost } from '../loopback.js';
 import type { Clock } from '../clock.js';
 import { LOG_MESSAGE_MAX_LENGTH, logSafe } from '../logging/log-safe.js';
+import { ONCE_PER_INTERVAL_NOTE, OncePerInterval } from '../logging/once-per-interval.js';
 import { RefreshingValue } from './refreshing-value.js';
 import { fetchZoneMetadataDocument, ZoneFetchError } from './zone-fetch.js';
-
-/** A configuration error of the zone is logged at most once per this many milliseconds. */
-export const CONFIG_ERROR_LOG_INTERVAL_MS = 60_000;
 
 /** The parts of the zone's RFC 8414 document the module relies on, validated. */
 export interface ZoneMetadata {
@@ -42,14 +40,15 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
   private firstAttempt?: Promise<ZoneMetadata>;
   /** The last failure, when it was a configuration error: requests are told so (503, not "retry later"). */
   private misconfigured?: ZoneFetchError;
-  /** When a configuration error was last logged: once per {@link CONFIG_ERROR_LOG_INTERVAL_MS}. */
-  private configErrorLoggedAt = -Infinity;
+  /** A configuration error is logged once per interval, however often it recurs. */
+  private readonly configErrorLog: OncePerInterval;
 
   constructor(
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
     @Inject(KEYCARD_CLOCK) private readonly clock: Clock,
   ) {
     this.metadata = new RefreshingValue(() => this.attempt(), () => clock.now());
+    this.configErrorLog = new OncePerInterval(clock);
   }
 
   onModuleInit(): void {
@@ -173,10 +172,9 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
       return;
     }
     this.misconfigured = error;
-    if (this.clock.now() - this.configErrorLoggedAt < CONFIG_ERROR_LOG_INTERVAL_MS) return;
-    this.configErrorLoggedAt = this.clock.now();
+    if (!this.configErrorLog.due()) return;
     this.options.logger.error(
-      `Zone configuration error for zoneUrl ${this.options.issuer}: ${message}. Protected requests answer 503 until it is fixed (checked again with back-off; this error is logged once per ${CONFIG_ERROR_LOG_INTERVAL_MS / 60_000} min)`,
+      `Zone configuration error for zoneUrl ${this.options.issuer}: ${message}. Protected requests answer 503 until it is fixed (checked again with back-off; ${ONCE_PER_INTERVAL_NOTE})`,
     );
   }
 
