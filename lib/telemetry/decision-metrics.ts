@@ -80,7 +80,7 @@ export class DecisionMetrics {
     const base = this.seriesOf(`${event.type} ${event.reason ?? ''} ${kind}`, () => baseAttributes(event, kind));
     const counted = this.options.agentAttribute ? this.withAgent(base, event) : base;
     counted.value++;
-    const { started } = event.source;
+    const { started } = event;
     if (started > 0 && event.public !== true) this.totals.duration.record((performance.now() - started) / 1000, base.attributes);
   }
 

@@ -58,6 +58,7 @@ export class KeycardTelemetry implements OnModuleInit, OnModuleDestroy, TraceCon
     if (this.options.traces) this.tracer = api.trace.getTracer(INSTRUMENTATION_SCOPE);
     if (this.options.metrics !== false) this.metrics = new DecisionMetrics(api.metrics.getMeter(INSTRUMENTATION_SCOPE), this.options.metrics);
     this.unsubscribe = this.events.subscribe((event) => this.onDecision(event));
+    this.events.traceWith(this);
   }
 
   /** The ids of the active span, for the audit record (`traceId`, `spanId`); `undefined` when none is valid. */
@@ -71,6 +72,7 @@ export class KeycardTelemetry implements OnModuleInit, OnModuleDestroy, TraceCon
   onModuleDestroy(): void {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
+    this.events.traceWith(undefined);
   }
 
   private onDecision(event: DecisionEvent): void {
@@ -106,7 +108,7 @@ export class KeycardTelemetry implements OnModuleInit, OnModuleDestroy, TraceCon
    */
   private mcpRequestOf(event: DecisionEvent): McpRequestName | undefined {
     const { source } = event;
-    if (source.rules.mcp === undefined) return undefined;
+    if (source?.rules.mcp === undefined) return undefined;
     const body = (source.carrier as { body?: unknown }).body as { method?: unknown; params?: { name?: unknown } } | undefined;
     if (Array.isArray(body)) return { method: 'batch' };
     if (typeof body !== 'object' || body === null || typeof body.method !== 'string') return {};
