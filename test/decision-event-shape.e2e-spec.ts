@@ -124,9 +124,11 @@ describe('§W decision events: shape, refusal types, step-up (W1–W3)', () => {
     expect(events).toHaveLength(1);
     expect(events[0]).toMatchObject(expected);
     const [line] = auditOf(api);
-    expect(line).toMatchObject({ ...expected, version: 2, status: 200 });
+    // The same fields: performedBy is issuer, agentId and agent (the client_id); onBehalfOf and sessionId are user and session.
+    const { performedBy, onBehalfOf, sessionId, ...rest } = expected;
+    expect(line).toMatchObject({ ...rest, version: 2, status: 200, issuer: performedBy.issuer, agentId: performedBy.agentId, agent: performedBy.clientId, user: onBehalfOf, session: sessionId });
     // Version 1 fields keep their meaning.
-    expect(line).toMatchObject({ issuer: zone.issuer, agent: 'cli-1', user: 'user-1', session: 'sid-1', method: 'GET', route: '/api/v1/orders/:id' });
+    expect(line).toMatchObject({ method: 'GET', route: '/api/v1/orders/:id' });
     expectNoToken([...events, ...api.logger.lines], [token]);
   });
 

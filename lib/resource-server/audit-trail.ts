@@ -2,7 +2,7 @@ import { type ExecutionContext, Inject, Injectable, Optional } from '@nestjs/com
 import { inspect } from 'node:util';
 import type { CallKind, Carrier } from '../contexts/call-kind.interface.js';
 import { routeOf } from '../decision/decision-event-call.js';
-import type { PerformedBy, RevocationMatch } from '../decision/decision-event-kinds.js';
+import type { RevocationMatch } from '../decision/decision-event-kinds.js';
 import { DecisionEvents, type DecisionEvent, type DecisionType, type StepUpEvidence } from '../decision/decision-events.js';
 import { isVerifiedAgent } from './access-token-rules.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
@@ -18,8 +18,9 @@ export const AUDIT_RECORD_VERSION = 2;
 
 /**
  * One audit line: who did what, with which outcome. Never the token. Version 2 carries the
- * decision event's fields (`type`, `performedBy`, `onBehalfOf`, `sessionId`, `call`, `resource`,
- * `requiredScopes`, …) beside every field of version 1, which keep their meaning.
+ * decision event's fields (`type`, `agentId`, `call`, `resource`, `requiredScopes`, …) beside
+ * every field of version 1, which keep their meaning; the event's `performedBy` is `issuer`,
+ * `agentId` and `agent`, its `onBehalfOf` and `sessionId` are `user` and `session`.
  */
 export interface AuditRecord {
   event: 'keycard.audit';
@@ -68,12 +69,12 @@ export interface AuditRecord {
    */
   traceId?: string;
   spanId?: string;
-  /** The agent: issuer, stable agent id (`keycard_app_id`, else `client_id`) and `client_id` (catalogue T30, W1). */
-  performedBy?: PerformedBy;
-  /** The user (`sub`), as `user`. */
-  onBehalfOf?: string;
-  /** `sid`, as `session`. */
-  sessionId?: string;
+  /**
+   * The agent's stable id: `keycard_app_id`, else `client_id` (catalogue T30, Q18). With `issuer`
+   * and `agent` (its `client_id`) it is the event's `performedBy`; `user` and `session` are its
+   * `onBehalfOf` and `sessionId` (not repeated, so a long claim costs the line once).
+   */
+  agentId?: string;
   /** The door (`http`, `graphql`, `ws`, `rpc`, `mcp`) with `method` and `route` as above. */
   call: { kind: string; method: string; route: string };
   /** The resource identifier that judged the call. */
@@ -221,9 +222,7 @@ export class AuditTrail {
       refused,
       traceId: trace?.traceId,
       spanId: trace?.spanId || undefined,
-      performedBy: agent === undefined ? undefined : { issuer: logCapped(agent.issuer), agentId: logCapped(agent.agentId), clientId: logCapped(agent.clientId) },
-      onBehalfOf: logCapped(agent?.subject),
-      sessionId: logCapped(agent?.sessionId),
+      agentId: logCapped(agent?.agentId),
       call: { kind: line.kind ?? decision?.call.kind ?? 'http', method: logCapped(method), route: logCapped(route) },
       resource: decision?.resource,
       requiredScopes: decision?.requiredScopes,

@@ -80,7 +80,7 @@ void describe('stable agent identity and rate-limited decisions', () => {
     // Another Keycard app of the same user, with a credential of the same name pattern: its own bucket.
     assert.equal((await send(api.url, 'GET', '/orders/1', [bearer(token('cred-9', 'app-8'))])).status, 200);
     const who = (p: unknown) => [(p as { agentId?: string } | undefined)?.agentId, (p as { clientId?: string } | undefined)?.clientId];
-    assert.deepEqual(auditLines(api).map((l) => [l.status, ...who(l.performedBy)]), [
+    assert.deepEqual(auditLines(api).map((l) => [l.status, l.agentId, l.agent]), [
       [200, 'app-7', 'cred-1'], [200, 'app-7', 'cred-1'], [200, 'app-7', 'cred-2'], [429, 'app-7', 'cred-2'], [200, 'app-8', 'cred-9'],
     ]);
     assert.deepEqual(recorder.events.filter((e) => e.final).map((e) => [e.type, ...who(e.performedBy)]), [

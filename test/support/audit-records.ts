@@ -3,7 +3,7 @@
  * fields beside the version 1 ones, which keep their meaning: suites written against version 1
  * compare exactly these, and `test/decision-event-shape.e2e-spec.ts` checks version 2.
  */
-const V2_FIELDS = ['version', 'type', 'performedBy', 'onBehalfOf', 'sessionId', 'call', 'resource', 'requiredScopes', 'missingScopes', 'stepUp', 'matchedBy'];
+const V2_FIELDS = ['version', 'type', 'agentId', 'call', 'resource', 'requiredScopes', 'missingScopes', 'stepUp', 'matchedBy'];
 
 /** The version 1 fields of a parsed audit record. */
 export function auditV1(record: unknown): Record<string, unknown> {
