@@ -51,7 +51,7 @@ export class GrantInterceptor implements NestInterceptor {
       plan.map(async ({ resource, scope }): Promise<[string, ExchangedToken | ResourceAccessError]> => {
         if (!inbound) return [resource, new ResourceAccessError(resource, 'no_inbound_token')];
         try {
-          return [resource, await this.exchange.exchange({ subjectToken: inbound.token, resource, scope })];
+          return [resource, await this.exchange.exchange({ subjectToken: inbound.token, resource, scope }, inbound.agent)];
         } catch (error) {
           const cause = error instanceof TokenExchangeError ? error : new TokenExchangeError('the exchange failed unexpectedly', 'config');
           // The message is built from fixed text, the zone's status and its error code only (I24, I30).
