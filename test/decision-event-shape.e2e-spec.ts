@@ -15,7 +15,7 @@ import { io } from 'socket.io-client';
 import WebSocket from 'ws';
 import {
   Agent, DecisionEvents, KeycardConnections, KeycardModule, KeycardRevocationModule, RequireAuthentication, RequireScopes, RevocationService,
-  type AgentContext, type DecisionEvent, type KeycardEvent,
+  type DecisionEvent, type KeycardEvent,
 } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { forged } from './support/contexts.js';
