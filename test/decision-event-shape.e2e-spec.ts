@@ -186,7 +186,7 @@ describe('§W decision events: shape, refusal types, step-up (W1–W3)', () => {
     });
     expect(admitted).toMatchObject({ type: 'admitted', sessionId: 'sid-3', traceId: TRACE, performedBy: up!.performedBy, onBehalfOf: 'user-1' });
     const lines = auditOf(api);
-    expect(lines.map((l) => [l.type, l.sessionId, l.traceId])).toEqual([['step_up_required', 'sid-3', TRACE], ['admitted', 'sid-3', TRACE]]);
+    expect(lines.map((l) => [l.type, l.session, l.traceId])).toEqual([['step_up_required', 'sid-3', TRACE], ['admitted', 'sid-3', TRACE]]);
     expect(lines[0]!.stepUp).toEqual(up!.stepUp);
     expectNoToken([up, admitted, ...api.logger.lines], [weak, stepped]);
   });
