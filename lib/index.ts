@@ -3,7 +3,10 @@ export type { KeycardModuleAsyncOptions, KeycardOptionsFactory } from './keycard
 export { KeycardGuard } from './resource-server/keycard.guard.js';
 export { DecisionCore } from './decision/decision-core.js';
 export { DecisionEvents } from './decision/decision-events.js';
-export type { DecisionEvent, DecisionListener, DecisionType } from './decision/decision-events.js';
+export type {
+  DecidedCall, DecisionEvent, DecisionListener, DecisionType, ExchangedEvent, KeycardEvent, KeycardEventListener, PerformedBy,
+  RevocationAppliedEvent, RevocationMatch, StepUpEvidence,
+} from './decision/decision-events.js';
 export type { DecisionReason } from './decision/decision-reason.js';
 export { KEYCARD_TOKEN_VALIDATORS } from './decision/token-validator.js';
 export { DpopKey } from './dpop/dpop-key.js';

@@ -42,7 +42,7 @@ class Recorder implements OnModuleInit {
         (event.requiredScopes as string[] | undefined)?.splice(0);
       }
       if (this.mode === 'swap-user' && event.type === 'admitted') {
-        const req = event.context.switchToHttp().getRequest<{ user?: unknown }>();
+        const req = event.context!.switchToHttp().getRequest<{ user?: unknown }>();
         req.user = { clientId: 'forged-by-subscriber', subject: 'root', scopes: ['admin'] };
       }
     });

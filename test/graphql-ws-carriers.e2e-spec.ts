@@ -15,6 +15,7 @@ import { TestZone } from '../lib/testing/index.js';
 import { expectFixedDescription, expectNoLeak } from './support/contexts.js';
 import { R } from './support/forge.js';
 import { GRAPHQL_SERVERS, graphqlWsClient, startGraphQLApp, type GraphQLServer, type RunningGraphQLApp } from './support/graphql-app.js';
+import { auditRecordsV1 } from './support/audit-records.js';
 
 const PUSH_EVERY_MS = 200;
 const LATE_AFTER_MS = 500;
@@ -45,7 +46,7 @@ class PushResolver {
 const withHooks = (server: GraphQLServer) => (server === 'apollo' ? { graphqlWs: [] as [] } : { mercuriusSubscription: [] as [] });
 
 const auditSince = (app: RunningGraphQLApp, from: number) =>
-  app.logger.lines.slice(from).filter((l) => l.startsWith('{"event":"keycard.audit"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  auditRecordsV1(app.logger.lines.slice(from));
 
 /** Waits until `done()` holds, at most 3 s. @throws naming `what` when it still does not hold then. */
 async function until(what: string, done: () => boolean): Promise<void> {

@@ -14,6 +14,7 @@ import { expectFixedDescription, expectNoLeak, forged } from './support/contexts
 import { GRAPHQL_SERVERS, graphqlWsClient, postGraphQL, startGraphQLApp, type GraphQLAnswer, type GraphQLServer, type RunningGraphQLApp } from './support/graphql-app.js';
 import { PRM, R } from './support/forge.js';
 import { parseChallenge } from './support/http.js';
+import { auditRecordsV1 } from './support/audit-records.js';
 
 const SERVERS = GRAPHQL_SERVERS;
 
@@ -239,7 +240,7 @@ describe.each(SERVERS)('GraphQL: %s', (_name, server) => {
     expect(batch.status).toBe(200);
     expect((await gql('query Mine { whoami }', token)).body).toEqual({ data: { whoami: 'agent-op/frank' } });
     await new Promise((resolve) => setTimeout(resolve, 50));
-    const audit = api.logger.lines.slice(before).filter((l) => l.startsWith('{"event":"keycard.audit"')).map((l) => JSON.parse(l) as unknown);
+    const audit = auditRecordsV1(api.logger.lines.slice(before));
     const record = (route: string, status: number, refused?: string[]) => ({
       event: 'keycard.audit', method: 'POST', route, status, durationMs: expect.any(Number),
       ...(refused === undefined ? {} : { reason: 'no_credentials', refused }),
@@ -360,7 +361,7 @@ function firstError(outcome: Outcome): { message?: string; extensions?: Record<s
 }
 
 const auditSince = (app: RunningGraphQLApp, from: number) =>
-  app.logger.lines.slice(from).filter((l) => l.startsWith('{"event":"keycard.audit"')).map((l) => JSON.parse(l) as unknown);
+  auditRecordsV1(app.logger.lines.slice(from));
 
 /** The app's `onConnect` of the `allowAnonymous` suites: graphql-ws hands it the context, Mercurius the message. */
 type AppOnConnect = (arg: { connectionParams?: unknown; payload?: unknown }) => boolean;

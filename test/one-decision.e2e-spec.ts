@@ -125,8 +125,10 @@ describe('O23 one decision for every door', () => {
       const admitted = await ask(port, all.valid, 'whoami');
       expect(lacking).toEqual({ event: 'exception', data: expect.objectContaining({ error: 'insufficient_scope', scope: 'orders:read' }) });
       expect(admitted).toEqual({ event: 'whoami', data: 'agent-o23' });
-      expect(decisions.take().map(outcomeOf)).toEqual(['insufficient_scope', 'admitted']);
+      // Messages; the connections' own decisions (as they open, no ExecutionContext) name their carrier.
+      expect(decisions.take().filter((e) => e.call.carrier === undefined).map(outcomeOf)).toEqual(['insufficient_scope', 'admitted']);
       for (const token of [all.forged, all.expired]) await expect(ask(port, token, 'whoami')).rejects.toBeDefined();
+      expect(decisions.take().map((e) => [e.call.carrier, outcomeOf(e)])).toEqual([[platform, 'invalid_token'], [platform, 'token_expired']]);
       const records = audits(logger.lines);
       expect(records.filter((a) => !String(a.route).startsWith('connection')).map((a) => a.reason ?? 'admitted')).toEqual(['insufficient_scope', 'admitted']);
       expect(records.filter((a) => String(a.route).startsWith('connection')).slice(-2).map((a) => [a.status, a.reason])).toEqual([[401, 'signature_invalid'], [401, 'expired']]);

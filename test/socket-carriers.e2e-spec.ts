@@ -20,6 +20,7 @@ import { TestZone } from '../lib/testing/index.js';
 import { expectFixedDescription, expectNoLeak } from './support/contexts.js';
 import { R } from './support/forge.js';
 import { CapturingLogger } from './support/keycard-app.js';
+import { auditRecordsV1 } from './support/audit-records.js';
 
 const PUSH_EVERY_MS = 200;
 const LATE_AFTER_MS = 500;
@@ -134,7 +135,7 @@ function shortToken(zone: TestZone, claims: Record<string, unknown> = {}) {
 const orders = (received: readonly Arrival[]) => received.filter((a) => a.event === 'order');
 const late = (received: readonly Arrival[], expMs: number) => orders(received).filter((a) => a.at > expMs + LATE_AFTER_MS);
 const auditSince = (logger: CapturingLogger, from: number) =>
-  logger.lines.slice(from).filter((l) => l.startsWith('{"event":"keycard.audit"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  auditRecordsV1(logger.lines.slice(from));
 
 /**
  * O6–O8 through each of Q21's two mechanisms: (a) socket.io runs Keycard's middleware for a

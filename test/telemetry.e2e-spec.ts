@@ -8,14 +8,14 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { Controller, Injectable, Module, type OnModuleInit } from '@nestjs/common';
+import { Controller, Get, Injectable, Module, type OnModuleInit } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { GrpcMethod, Payload } from '@nestjs/microservices';
-import { SpanStatusCode } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { fileURLToPath } from 'node:url';
-import { Agent, DecisionEvents, KeycardModule, RequireScopes, type DecisionEvent } from '../lib/index.js';
-import { KEYCARD_ATTRIBUTES as A, KeycardTelemetry, KeycardTelemetryModule, OTHER_AGENT } from '../lib/telemetry/index.js';
+import { Access, Agent, DecisionEvents, Grant, KeycardModule, RequireScopes, type AccessContext, type DecisionEvent, type KeycardEvent } from '../lib/index.js';
+import { KEYCARD_ATTRIBUTES as A, KeycardTelemetry, KeycardTelemetryModule, OTHER_AGENT, type KeycardTelemetryOptions } from '../lib/telemetry/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { forged } from './support/contexts.js';
 import { R } from './support/forge.js';
@@ -72,8 +72,8 @@ describe('§W decision events in OpenTelemetry', () => {
     await zone?.stop();
   });
 
-  async function withHttpApp(adapter: 'express' | 'fastify', run: (api: RunningApp) => Promise<void>): Promise<void> {
-    const api = await startApp(adapter, { zoneUrl: zone.issuer, resource: R, auditLog: true }, { imports: [KeycardTelemetryModule.forRoot()], configure: serverSpans });
+  async function withHttpApp(adapter: 'express' | 'fastify', run: (api: RunningApp) => Promise<void>, options?: KeycardTelemetryOptions): Promise<void> {
+    const api = await startApp(adapter, { zoneUrl: zone.issuer, resource: R, auditLog: true }, { imports: [KeycardTelemetryModule.forRoot(options)], configure: serverSpans });
     try {
       expect(api.app.get(KeycardTelemetry).enabled).toBe(true);
       await run(api);
@@ -230,7 +230,7 @@ describe('§W decision events in OpenTelemetry', () => {
   const delta = (after: Map<string, number>, before: Map<string, number>) =>
     Object.fromEntries([...after].map(([k, v]) => [k, v - (before.get(k) ?? 0)]).filter(([, v]) => v !== 0));
 
-  it('W8 after 1 000 mixed decisions: keycard.decisions by decision, reason and door, keycard.verification.duration in seconds, no agent attribute', async () => {
+  it('W8 after 1 000 mixed decisions: keycard.decisions by decision, reason and door, keycard.verification.duration in seconds (metrics.verificationDuration on), no agent attribute', async () => {
     await withHttpApp('express', async (api) => {
       const before = await series('keycard.decisions');
       const durationsBefore = await series('keycard.verification.duration');
@@ -250,7 +250,7 @@ describe('§W decision events in OpenTelemetry', () => {
       const metric = (await sdk.collect()).scopeMetrics.flatMap((m) => m.metrics).find((m) => m.descriptor.name === 'keycard.verification.duration');
       expect(metric?.descriptor.unit).toBe('s');
       for (const p of points(await sdk.collect(), 'keycard.decisions')) expect(p.attributes[A.AGENT_ID]).toBeUndefined();
-    });
+    }, { metrics: { verificationDuration: true } });
   }, 90_000);
 
   it('W8 with metrics.agentAttribute, distinct agents past the default cap of 1 000 make 1 000 agent series plus one _other (2 000 agents here: the row\'s 10 000 only grow _other)', async () => {
@@ -316,6 +316,52 @@ describe('§W decision events in OpenTelemetry', () => {
       ]);
     } finally {
       await api.close();
+      logs.push(...api.logger.lines);
+    }
+  });
+
+  @Controller()
+  class GrantedOrders {
+    @Get('granted')
+    @RequireScopes('orders:read')
+    @Grant('https://upstream.example.com', 'up:read')
+    granted(@Access() access: AccessContext) {
+      return { has: access.has('https://upstream.example.com') };
+    }
+  }
+
+  it('W5 @Grant exchange, a cache miss then a hit: two exchanged events (miss, hit) with the target, scopes, zone and the inbound agent; one keycard.exchange CLIENT span on the miss, its traceparent received by the zone', async () => {
+    const UP = 'https://upstream.example.com';
+    const SECRET = 'exchange-secret-0123456789';
+    secrets.push(SECRET);
+    const upZone = await TestZone.start({ audience: R, clients: [{ clientId: 'svc-1', clientSecret: SECRET }], resources: { [UP]: ['up:read'] } });
+    const events: KeycardEvent[] = [];
+    const api = await startApp('express', { zoneUrl: upZone.issuer, resource: R, clientCredentials: { clientId: 'svc-1', clientSecret: SECRET } }, {
+      controllers: [GrantedOrders],
+      imports: [KeycardTelemetryModule.forRoot()],
+      configure: serverSpans,
+    });
+    api.app.get(DecisionEvents).observe((event) => events.push(event));
+    try {
+      const token = remember(upZone.issueToken({ sub: 'user-1', client_id: 'cli-1', keycard_app_id: 'app-7', scope: 'orders:read' }));
+      for (let i = 0; i < 2; i++) {
+        const res = await send(api.url, 'GET', '/granted', [bearer(token), ['traceparent', TRACEPARENT]]);
+        expect({ status: res.status, json: res.json }).toEqual({ status: 200, json: { has: true } });
+      }
+      const exchanged = events.filter((e) => e.type === 'exchanged');
+      const expected = { type: 'exchanged', grant: 'token_exchange', resource: UP, scopes: ['up:read'], zone: upZone.issuer, performedBy: { issuer: upZone.issuer, agentId: 'app-7', clientId: 'cli-1' }, onBehalfOf: 'user-1' };
+      expect(exchanged).toEqual([{ ...expected, cache: 'miss' }, { ...expected, cache: 'hit' }]);
+      const spans = finished(sdk.spans, 'keycard.exchange');
+      expect(spans).toHaveLength(1);
+      const [span] = spans;
+      expect(span!.kind).toBe(SpanKind.CLIENT);
+      expect(span!.spanContext().traceId).toBe(TRACE_ID);
+      expect(span!.attributes).toEqual(expect.objectContaining({ 'keycard.exchange.grant': 'token_exchange', 'keycard.resource': UP, 'keycard.scopes.requested': ['up:read'], 'keycard.issuer': upZone.issuer }));
+      const received = upZone.tokenRequests.map((r) => r.headers.traceparent);
+      expect(received).toEqual([`00-${TRACE_ID}-${span!.spanContext().spanId}-01`]);
+    } finally {
+      await api.close();
+      await upZone.stop();
       logs.push(...api.logger.lines);
     }
   });

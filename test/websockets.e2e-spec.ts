@@ -22,6 +22,7 @@ import { PRM, R } from './support/forge.js';
 import { parseChallenge } from './support/http.js';
 import { CapturingLogger } from './support/keycard-app.js';
 import { itUnless } from './support/skip.js';
+import { auditRecordsV1, auditV1 } from './support/audit-records.js';
 
 @WebSocketGateway()
 class OrdersGateway implements OnGatewayConnection, OnGatewayDisconnect {
@@ -396,7 +397,7 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s', 
     const conversation = await connect(token);
     await conversation.ask('place');
     expect(api.logger.lines.some((l) => l.startsWith('denied ws place status=403 reason=insufficient_scope agent=agent-audit'))).toBe(true);
-    const audit = api.logger.lines.filter((l) => l.includes('"agent":"agent-audit"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const audit = api.logger.lines.filter((l) => l.includes('"agent":"agent-audit"')).map((l) => auditV1(JSON.parse(l)));
     expect(audit).toEqual([
       expect.objectContaining({ method: 'WS', route: `connection ${platform}`, status: 101 }),
       expect.objectContaining({ method: 'WS', route: 'place', status: 403, reason: 'insufficient_scope' }),
@@ -465,7 +466,7 @@ describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s', 
 
 /** The audit records written since line `from`, parsed. */
 function auditSince(api: WsApp, from: number): Record<string, unknown>[] {
-  return api.logger.lines.slice(from).filter((l) => l.startsWith('{"event":"keycard.audit"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  return auditRecordsV1(api.logger.lines.slice(from));
 }
 
 describe.each<[Platform]>([['ws'], ['socket.io']])('WebSocket gateway over %s, anonymous connections allowed', (platform) => {

@@ -4,7 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
-import { AuditTrail } from '../resource-server/audit-trail.js';
+import { DecisionEvents, refusalOutcome } from '../decision/decision-events.js';
 import { type AcceptedSchemes, extractBearerToken } from '../resource-server/bearer-token.extractor.js';
 import { acceptedSchemes } from '../dpop/accepted-schemes.js';
 import { authorizationScheme } from '../dpop/authorization-scheme.js';
@@ -126,7 +126,7 @@ export class KeycardConnections {
     private readonly verifier: TokenVerifier,
     private readonly contexts: KeycardContexts,
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
-    private readonly audit: AuditTrail,
+    private readonly events: DecisionEvents,
     private readonly lifecycle: CarrierLifecycle,
     private readonly validators: TokenValidators,
     private readonly gateways: GatewayGuards,
@@ -454,8 +454,9 @@ export class KeycardConnections {
   /**
    * The state of a connection: the agent of its token and the token (for `@Grant()` on its
    * messages), none for a connection without any token when `anonymous`; or the refusal (logged
-   * with the reason, never the token). With `auditLog`, both are audited
-   * ({@link AuditTrail.recordConnection}): a flood of forged handshakes shows there.
+   * with the reason, never the token). Both are published as decision events (`call.carrier` names
+   * the connection; there is no `ExecutionContext` yet), so the audit log records them: a flood of
+   * forged handshakes shows there.
    */
   private async open({ token, request, call, anonymous, owner, tokenInRequest }: Opening): Promise<ConnectionState> {
     const started = performance.now();
@@ -476,10 +477,10 @@ export class KeycardConnections {
       const level = denialLogLevel(denial);
       if (level === 'debug') this.options.logger.debug?.(line);
       else this.options.logger[level](line);
-      if (this.options.auditLog) this.audit.recordConnection(call, started, { status: denial.getStatus(), reason: denial.code });
+      this.events.opened(call, { ...refusalOutcome(denial, undefined), started, traceparent: request?.headers.traceparent });
       throw denial;
     }
-    if (this.options.auditLog) this.audit.recordConnection(call, started, { agent: state.agent });
+    this.events.opened(call, { status: 101, agent: state.agent, started, traceparent: request?.headers.traceparent });
     return state;
   }
 

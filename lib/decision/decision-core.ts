@@ -7,8 +7,9 @@ import type { DenialReason } from '../resource-server/keycard.exceptions.js';
 import { RouteRulesRegistry } from '../resource-server/route-rules.registry.js';
 import { TokenVerifier } from '../resource-server/token-verifier.js';
 import { Admissions } from './admissions.js';
-import { DecisionEvents } from './decision-events.js';
-import { type EndpointExtension, KEYCARD_ENDPOINT_EXTENSION } from './endpoint-extension.js';
+import type { Call } from './call.js';
+import { DecisionEvents, type Outcome } from './decision-events.js';
+import { type EndpointExtension, type EndpointOperation, KEYCARD_ENDPOINT_EXTENSION } from './endpoint-extension.js';
 import { defaultJudge, type Judge } from './judge.js';
 import { type RefusalLimiter, Refusals } from './refusal.js';
 import { ScopePolicy } from './scope-policy.js';
@@ -16,6 +17,16 @@ import { TokenValidators } from './token-validator.js';
 import { Verification } from './verification.js';
 
 export type { RefusalLimiter } from './refusal.js';
+
+/**
+ * The outcome of a transport refusal: its HTTP status and the code it names (`forbidden_origin`,
+ * `header_mismatch`); anything else an endpoint throws there is a 500.
+ */
+function transportOutcome(refusal: unknown): Outcome {
+  const { code, getStatus } = refusal as { code?: unknown; getStatus?: () => number };
+  const status = typeof getStatus === 'function' ? (refusal as { getStatus(): number }).getStatus() : 500;
+  return code === 'forbidden_origin' || code === 'header_mismatch' ? { status, detail: code } : { status };
+}
 
 /**
  * The one place a call is decided, whatever door it came through (SPEC §12, STYLE 23–26):
@@ -68,7 +79,7 @@ export class DecisionCore {
     const call = this.contexts.callOf(context, this.events.active);
     if (typeof call === 'boolean') return call;
     if (this.events.active) call.started = performance.now();
-    if (call.rules.mcp !== undefined) call.operation = this.endpoint?.operationOf(call);
+    if (call.rules.mcp !== undefined) call.operation = this.operationOf(call);
     try {
       const agent = this.verification.agentOf(call);
       if (!(agent instanceof Promise)) return this.admissions.admit(call, judge, agent);
@@ -77,6 +88,20 @@ export class DecisionCore {
         .catch((error: unknown) => this.refusals.refuse(call, judge, error));
     } catch (error) {
       return this.refusals.refuse(call, judge, error);
+    }
+  }
+
+  /**
+   * The operation an endpoint call's body names. The endpoint's transport checks run there, before
+   * any token work (MCP `Origin`, header–body consistency: catalogue Q30, Q31); their refusal is
+   * answered as the endpoint throws it, and published like every refusal (the decision-core issue item 2).
+   */
+  private operationOf(call: Call): EndpointOperation | undefined {
+    try {
+      return this.endpoint?.operationOf(call);
+    } catch (refusal) {
+      if (this.events.active) this.events.decided(call, transportOutcome(refusal));
+      throw refusal;
     }
   }
 

@@ -6,7 +6,7 @@ import { logSafe } from '../logging/log-safe.js';
 import { InsufficientScopeException, type KeycardException } from '../resource-server/keycard.exceptions.js';
 import { requestState } from '../resource-server/request-state.js';
 import type { Call } from './call.js';
-import type { DecisionEvents } from './decision-events.js';
+import { type DecisionEvents, refusalOutcome } from './decision-events.js';
 import type { Judge } from './judge.js';
 
 /**
@@ -90,7 +90,8 @@ export class Refusals {
       state.denialLogged = true;
       judge.logDenial(call.describe(), denial, who);
     }
-    this.parts.events.decided(call, { status: denial.getStatus(), detail: denial.code, agent: who });
+    if (this.parts.events.active) this.parts.events.decided(call, refusalOutcome(denial, who));
+    else call.token = undefined;
     if (call.isConnection) state.agent = undefined; // the next message is judged afresh
     const refusal = kind.refuse({ denial, context, carrier, headers: this.challengeHeaders(call, denial), requiredScopes: scopeParamOf(call) });
     if (refusal instanceof Promise) return refusal.then((e) => Promise.reject(e));

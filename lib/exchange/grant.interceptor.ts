@@ -54,7 +54,7 @@ export class GrantInterceptor implements NestInterceptor {
         if (!inbound) return [resource, new ResourceAccessError(resource, 'no_inbound_token')];
         try {
           const actorToken = actor ? inbound.token : undefined; // RFC 8693 §2.1: the caller acts (GrantOptions)
-          return [resource, await this.exchange.exchange({ subjectToken: inbound.token, resource, scope, actorToken })];
+          return [resource, await this.exchange.exchange({ subjectToken: inbound.token, resource, scope, actorToken }, inbound.agent)];
         } catch (error) {
           const cause = error instanceof TokenExchangeError ? error : new TokenExchangeError('the exchange failed unexpectedly', 'config');
           // The message is built from fixed text, the zone's status and its error code only (I24, I30).

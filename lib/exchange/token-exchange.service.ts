@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { createHash } from 'node:crypto';
+import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import type { ExchangedToken, TokenExchangeRequest } from './exchanged-token.interface.js';
 import { tokenFingerprint } from './token-fingerprint.js';
 import { dpopBinding, type DpopBinding } from './dpop-binding.js';
@@ -31,8 +32,12 @@ export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token'
 export class TokenExchangeService {
   constructor(private readonly client: TokenRequestClient) {}
 
-  /** Exchanges `request.subjectToken` for a token for `request.resource`. */
-  exchange(request: TokenExchangeRequest): Promise<ExchangedToken> {
+  /**
+   * Exchanges `request.subjectToken` for a token for `request.resource`.
+   * @param agent the verified agent of the subject token, when the caller has it (`@Grant`): its
+   *   `exchanged` decision event names it (catalogue W5). Never sent to the zone.
+   */
+  exchange(request: TokenExchangeRequest, agent?: AgentContext): Promise<ExchangedToken> {
     const normalised = normaliseRequest(request);
     const form: Record<string, string> = {
       grant_type: TOKEN_EXCHANGE_GRANT,
@@ -54,6 +59,7 @@ export class TokenExchangeService {
       requestedScope: normalised.scope,
       cacheNotAfter: expiryOf(normalised.subjectToken),
       zone: () => this.client.zoneOfSubjectToken(normalised.subjectToken),
+      agent,
     });
   }
 }

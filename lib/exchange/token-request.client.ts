@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, type OnModuleDestroy, Optional } from '@nestjs/common';
 import { createHash, randomInt } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Clock } from '../clock.js';
@@ -11,6 +11,10 @@ import { TrustedZones, type TrustedZone } from '../zone/trusted-zones.js';
 import { logSafe } from '../logging/log-safe.js';
 import { SingleFlight } from '../single-flight.js';
 import { jsonObjectOf, postAuthenticated } from './authenticated-post.js';
+import { KEYCARD_TRACE_CONTEXT, type TraceContextSource } from '../logging/trace-context.js';
+import type { ExchangedEvent } from '../decision/decision-event-kinds.js';
+import { DecisionEvents } from '../decision/decision-events.js';
+import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { BoundedCache } from './bounded-cache.js';
 import type { DpopBinding } from './dpop-binding.js';
 import type { ClientAuthentication } from './client-authentication.js';
@@ -44,11 +48,14 @@ export interface TokenGrantRequest {
   /**
    * The trusted zone to ask (its token endpoint, this service's credentials there). Called only when
    * neither the in-process cache nor a pending request answers, and before the shared store is
-   * asked: a `TokenExchangeError` it throws (`untrusted_issuer`) means no request at all.
+   * asked: a `TokenExchangeError` it throws (`untrusted_issuer`) means no request at all. Also
+   * called, without effect, to name the zone in the `exchanged` event when events are observed.
    */
   readonly zone: () => TrustedZone;
   /** Ask for a token bound to this key (RFC 9449 §5). */
   readonly dpop?: DpopBinding;
+  /** The verified inbound agent the grant acts for (`@Grant`), named by its `exchanged` event; never sent. */
+  readonly agent?: AgentContext;
 }
 
 /** A token from the zone (or the shared store) and until when it may be served from a cache. */
@@ -58,11 +65,15 @@ interface Attempt {
   readonly auth: ClientAuthentication;
   readonly deadline: AbortSignal;
   readonly nonce?: string;
+  /** The client span's context for the zone (`traceparent`), when a tracer is registered. */
+  readonly traceHeaders?: Readonly<Record<string, string>>;
 }
 
 interface Performed {
   token: ExchangedToken;
   cacheUntil?: number;
+  /** `shared`: from the shared store, no request to the zone. */
+  shared?: boolean;
 }
 
 /** An answer the zone gave, or a failure on the way, with whether one retry is worth it. */
@@ -92,13 +103,15 @@ class AttemptFailure extends Error {
 @Injectable()
 export class TokenRequestClient implements OnModuleDestroy {
   private readonly cache: BoundedCache<ExchangedToken>;
-  private readonly flights = new SingleFlight<ExchangedToken>();
+  private readonly flights = new SingleFlight<Performed>();
   private readonly shared: SharedExchangeCache | undefined;
 
   constructor(
     private readonly zones: TrustedZones,
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
     @Inject(KEYCARD_CLOCK) private readonly clock: Clock,
+    @Optional() private readonly events?: DecisionEvents,
+    @Optional() @Inject(KEYCARD_TRACE_CONTEXT) private readonly traces?: TraceContextSource,
   ) {
     this.cache = new BoundedCache(options.exchangeCacheSize, () => clock.now());
     this.shared = options.exchangeStore && new SharedExchangeCache(options.exchangeStore, options.logger, () => clock.now());
@@ -116,13 +129,26 @@ export class TokenRequestClient implements OnModuleDestroy {
   request(request: TokenGrantRequest): Promise<ExchangedToken> {
     const { key } = request;
     const cached = this.cache.get(key);
-    if (cached) return Promise.resolve(cached);
-    return this.flights.run(key, () =>
-      this.fromSharedOrZone(request).then(({ token, cacheUntil }) => {
-        if (cacheUntil !== undefined) this.cache.set(key, token, cacheUntil);
-        return token;
-      }),
-    );
+    if (cached) {
+      this.served(request, 'hit');
+      return Promise.resolve(cached);
+    }
+    let started = false; // this caller started the flight (the others joined it: a miss for them too)
+    return this.flights
+      .run(key, () => {
+        started = true;
+        return this.fromSharedOrZone(request).then((performed) => {
+          if (performed.cacheUntil !== undefined) this.cache.set(key, performed.token, performed.cacheUntil);
+          return performed;
+        });
+      })
+      .then(({ token, shared }) => this.served(request, started && shared === true ? 'shared' : 'miss', token));
+  }
+
+  /** Publishes the `exchanged` event of a grant served (catalogue W5), when anyone observes; hands `token` on. */
+  private served<T>(request: TokenGrantRequest, cache: ExchangedEvent['cache'], token?: T): T {
+    if (this.events?.active) this.events.publish(exchangedEvent(request, cache));
+    return token as T;
   }
 
   /**
@@ -154,16 +180,31 @@ export class TokenRequestClient implements OnModuleDestroy {
 
   private async fromSharedOrZone(request: TokenGrantRequest): Promise<Performed> {
     const zone = request.zone();
-    if (!this.shared) return this.perform(request, zone);
+    if (!this.shared) return this.traced(request, zone);
     const key = sharedKeyOf(zone, request.key);
     const shared = await this.shared.get(key);
-    if (shared) return shared;
-    const result = await this.perform(request, zone);
+    if (shared) return { ...shared, shared: true };
+    const result = await this.traced(request, zone);
     if (result.cacheUntil !== undefined) await this.shared.set(key, result.token, result.cacheUntil);
     return result;
   }
 
-  private async perform(request: TokenGrantRequest, zone: TrustedZone): Promise<Performed> {
+  /**
+   * {@link perform} inside a CLIENT span `keycard.exchange` when a tracer is registered
+   * (`nestjs-keycard/telemetry`), its context sent to the zone as `traceparent` (catalogue W5).
+   * The span names the grant, the zone and the target, never a token or a credential.
+   */
+  private traced(request: TokenGrantRequest, zone: TrustedZone): Promise<Performed> {
+    const { traces } = this;
+    if (traces?.clientSpan === undefined) return this.perform(request, zone);
+    const { form } = request;
+    const attributes: Record<string, string | readonly string[]> = { 'keycard.exchange.grant': grantName(form.grant_type), 'keycard.issuer': zone.issuer };
+    if (form.resource !== undefined) attributes['keycard.resource'] = form.resource;
+    if (form.scope !== undefined) attributes['keycard.scopes.requested'] = form.scope.split(' ');
+    return traces.clientSpan('keycard.exchange', attributes, (headers) => this.perform(request, zone, headers));
+  }
+
+  private async perform(request: TokenGrantRequest, zone: TrustedZone, traceHeaders?: Readonly<Record<string, string>>): Promise<Performed> {
     const auth = zone.clientAuthentication;
     if (!auth) throw new TokenExchangeError("no 'clientCredentials' are configured for KeycardModule", 'config');
     const tokenEndpoint = await this.tokenEndpoint(zone);
@@ -174,7 +215,7 @@ export class TokenRequestClient implements OnModuleDestroy {
     let nonce: string | undefined;
     for (;;) {
       try {
-        const token = await this.attempt(tokenEndpoint, { request, auth, deadline, nonce });
+        const token = await this.attempt(tokenEndpoint, { request, auth, deadline, nonce, traceHeaders });
         return { token, cacheUntil: this.cacheUntil(token, request.cacheNotAfter) };
       } catch (failure) {
         if (!(failure instanceof AttemptFailure)) throw failure;
@@ -215,7 +256,7 @@ export class TokenRequestClient implements OnModuleDestroy {
   }
 
   private async attempt(tokenEndpoint: string, attempt: Attempt): Promise<ExchangedToken> {
-    const { request, auth, deadline, nonce } = attempt;
+    const { request, auth, deadline, nonce, traceHeaders } = attempt;
     const credentials = await auth.authenticate(tokenEndpoint);
     // RFC 9449 §5: a fresh proof per request, no `ath` (no access token is presented).
     const proof = request.dpop?.key.proof({ method: 'POST', url: tokenEndpoint, nonce });
@@ -227,7 +268,7 @@ export class TokenRequestClient implements OnModuleDestroy {
         form: request.form,
         credentials,
         signal: deadline,
-        headers: proof === undefined ? undefined : { dpop: proof },
+        headers: { ...traceHeaders, ...(proof === undefined ? {} : { dpop: proof }) },
       });
     } catch {
       if (deadline.aborted) throw this.timeout();
@@ -348,4 +389,31 @@ function jitterMs(): number {
 function sharedKeyOf(zone: TrustedZone, grantKey: string): string {
   const clientId = (zone.clientAuthentication as { clientId?: unknown } | undefined)?.clientId;
   return createHash('sha256').update(`${zone.issuer}\n${typeof clientId === 'string' ? clientId : ''}\n${grantKey}`).digest('base64url');
+}
+
+/** The grant as events and spans name it. */
+function grantName(grantType: string | undefined): string {
+  if (grantType === 'client_credentials') return 'client_credentials';
+  return grantType === 'urn:ietf:params:oauth:grant-type:token-exchange' ? 'token_exchange' : (grantType ?? 'unknown');
+}
+
+/** The `exchanged` event of `request`: what was asked, of which zone, for whom; never a token. */
+function exchangedEvent(request: TokenGrantRequest, cache: ExchangedEvent['cache']): ExchangedEvent {
+  const { form, agent } = request;
+  let zone: string | undefined;
+  try {
+    zone = request.zone().issuer;
+  } catch {
+    zone = undefined; // no zone to name (several zones, none chosen): the request fails on its own
+  }
+  return {
+    type: 'exchanged',
+    grant: grantName(form.grant_type),
+    cache,
+    resource: form.resource,
+    scopes: form.scope?.split(' '),
+    zone,
+    performedBy: agent === undefined ? undefined : { issuer: agent.issuer, agentId: agent.agentId, clientId: agent.clientId },
+    onBehalfOf: agent?.subject,
+  };
 }

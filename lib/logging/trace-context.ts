@@ -13,6 +13,12 @@ export interface TraceIds {
 /** Gives the ids of the span active now, or `undefined` when none is. */
 export interface TraceContextSource {
   current(): TraceIds | undefined;
+  /**
+   * Runs `work` inside a new CLIENT span `name` with `attributes`, handing it the headers that carry
+   * the span's context to the server (W3C `traceparent`, `tracestate`); the span ends when `work`
+   * settles, with status `ERROR` when it rejects. Absent: `work` runs with no headers.
+   */
+  clientSpan?<T>(name: string, attributes: Readonly<Record<string, string | readonly string[]>>, work: (headers: Record<string, string>) => Promise<T>): Promise<T>;
 }
 
 /** Injection token of the app's {@link TraceContextSource} (optional). */

@@ -14,8 +14,12 @@ const HEADER_MISMATCH = -32020;
  * exemption from INV1). Thrown from the guard, so Nest answers it as it answers any HttpException.
  */
 export class McpTransportRefusal extends HttpException {
+  /** What the decision event of the refusal names as its `detail` (the JSON-RPC body is the client's answer). */
+  readonly code: 'forbidden_origin' | 'header_mismatch';
+
   constructor(status: HttpStatus.FORBIDDEN | HttpStatus.BAD_REQUEST, error: { code: number; message: string }, id?: unknown) {
     super(id === undefined ? { jsonrpc: '2.0', error } : { jsonrpc: '2.0', id, error }, status);
+    this.code = status === HttpStatus.FORBIDDEN ? 'forbidden_origin' : 'header_mismatch';
   }
 }
 

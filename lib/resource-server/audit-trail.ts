@@ -1,24 +1,36 @@
 import { type ExecutionContext, Inject, Injectable, Optional } from '@nestjs/common';
-import { PATH_METADATA } from '@nestjs/common/constants.js';
 import { inspect } from 'node:util';
 import type { CallKind, Carrier } from '../contexts/call-kind.interface.js';
-import { DecisionEvents, type DecisionEvent } from '../decision/decision-events.js';
+import { routeOf } from '../decision/decision-event-call.js';
+import type { RevocationMatch } from '../decision/decision-event-kinds.js';
+import { DecisionEvents, type DecisionEvent, type DecisionType, type StepUpEvidence } from '../decision/decision-events.js';
 import { isVerifiedAgent } from './access-token-rules.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import { LOG_VALUE_MAX_LENGTH, logCapped, logSafeJson } from '../logging/log-safe.js';
 import { KEYCARD_TRACE_CONTEXT, type TraceContextSource, type TraceIds } from '../logging/trace-context.js';
 import type { KeycardOptions } from '../keycard-options.js';
-import type { DenialReason } from './keycard.exceptions.js';
 import { requestState } from './request-state.js';
 import { rawRequestOf } from './resource-resolver.js';
 
-/** One audit line: who did what, with which outcome. Never the token. */
+/** The version of the {@link AuditRecord} shape: 2 added the decision event's fields (catalogue W1). */
+export const AUDIT_RECORD_VERSION = 2;
+
+/**
+ * One audit line: who did what, with which outcome. Never the token. Version 2 carries the
+ * decision event's fields (`type`, `agentId`, `call`, `resource`, `requiredScopes`, …) beside
+ * every field of version 1, which keep their meaning; the event's `performedBy` is `issuer`,
+ * `agentId` and `agent`, its `onBehalfOf` and `sessionId` are `user` and `session`.
+ */
 export interface AuditRecord {
   event: 'keycard.audit';
+  /** {@link AUDIT_RECORD_VERSION}. Absent in version 1 records. */
+  version: number;
+  /** The decision: `admitted`, `refused`, `step_up_required`, `revoked`, `rate_limited`. */
+  type: DecisionType;
   /** `iss` of the verified token: `agent` and `user` are unique only at their issuer (catalogue O15). */
   issuer?: string;
-  /** `client_id` of the verified token. */
+  /** `client_id` of the verified token (version 1; also `performedBy.clientId`). */
   agent?: string;
   user?: string;
   session?: string;
@@ -57,6 +69,23 @@ export interface AuditRecord {
    */
   traceId?: string;
   spanId?: string;
+  /**
+   * The agent's stable id: `keycard_app_id`, else `client_id` (catalogue T30, Q18). With `issuer`
+   * and `agent` (its `client_id`) it is the event's `performedBy`; `user` and `session` are its
+   * `onBehalfOf` and `sessionId` (not repeated, so a long claim costs the line once).
+   */
+  agentId?: string;
+  /** The door (`http`, `graphql`, `ws`, `rpc`, `mcp`) with `method` and `route` as above. */
+  call: { kind: string; method: string; route: string };
+  /** The resource identifier that judged the call. */
+  resource?: string;
+  requiredScopes?: readonly string[];
+  /** For `insufficient_scope`: the required scopes the token lacks. */
+  missingScopes?: readonly string[];
+  /** For `step_up_required`: the `acr_values` / `max_age` asked for, and the token's `acr` / `auth_time`. */
+  stepUp?: StepUpEvidence;
+  /** For `revoked`: the revocation-list entry that matched. */
+  matchedBy?: RevocationMatch;
 }
 
 /** How many refused fields one record names (an operation may alias one field hundreds of times, or name many). */
@@ -102,6 +131,9 @@ class AuditLine {
  */
 @Injectable()
 export class AuditTrail {
+  /** The decision a request's line reports (its first refusal, else its admission), by carrier. */
+  private readonly decisions = new WeakMap<object, DecisionEvent>();
+
   constructor(
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
     @Optional() events?: DecisionEvents,
@@ -112,7 +144,11 @@ export class AuditTrail {
 
   private onDecision(event: DecisionEvent): void {
     const { source: call } = event;
+    // A connection judged as it opens: no call, its own line (a flood of forged handshakes shows).
+    if (call === undefined) return this.write(event, { method: event.call.method, route: event.call.route, status: event.status, started: event.started || performance.now(), reason: event.detail });
     if (call.answeredOverHttp) {
+      const held = this.decisions.get(call.carrier);
+      if (held === undefined || (held.status < 400 && event.status >= 400)) this.decisions.set(call.carrier, event);
       this.track(call.context, call.kind, call.started || undefined);
       if (event.status < 400) return;
       this.noteRefused(call.context, call.kind, call.carrier);
@@ -121,7 +157,7 @@ export class AuditTrail {
     }
     // A public call outside HTTP has no line; one another judge still rules on waits for its final event.
     if (!event.final || (event.public === true && event.status < 400)) return;
-    this.recordCall(call.describe(), { agent: event.agent, status: event.status, reason: event.detail, started: call.started || undefined });
+    this.write(event, { method: event.call.method, route: event.call.route, status: event.status, started: call.started || performance.now(), reason: event.detail });
   }
 
   /**
@@ -143,8 +179,9 @@ export class AuditTrail {
     raw.once('finish', () => {
       const agent = isVerifiedAgent(request.user) ? request.user : state.agent;
       // A 429 is the rate limiter's answer, whatever an earlier call of the request was refused for.
-      const reason = raw.statusCode === 429 ? 'rate_limited' : state.denial;
-      this.write(agent, { method, route, status: raw.statusCode, started, reason, refused: state.refused === undefined ? undefined : [...state.refused], trace });
+      const reason = raw.statusCode === 429 ? 'rate_limited' : (state.denial ?? this.decisions.get(request)?.detail);
+      const decision = this.decisions.get(request);
+      this.write(decision, { agent, kind: kind.name, method, route, status: raw.statusCode, started, reason, refused: state.refused === undefined ? undefined : [...state.refused], trace });
     });
   }
 
@@ -162,38 +199,15 @@ export class AuditTrail {
     else if (!refused.has(name)) refused.add('…');
   }
 
-  /**
-   * Writes the audit line of a call answered outside HTTP, once its outcome is known: `call` names
-   * it (`ws orders:watch`, `graphql subscription OnOrder.orderAdded`, `rpc Orders.find`); `status`
-   * is the HTTP status the answer would have had (200 when admitted, 429 `rate_limited` when a rate
-   * limiter answered), `reason` the denial code; `started` when the decision began.
-   */
-  recordCall(call: string, outcome: CallOutcome = {}): void {
-    const { agent, status = 200, reason, started = performance.now() } = outcome;
-    const space = call.indexOf(' ');
-    this.write(agent, { method: call.slice(0, space).toUpperCase(), route: call.slice(space + 1), status, started, reason });
-  }
-
-  /**
-   * Writes the audit line of a WebSocket connection opened (`status` 101, with its agent; none for
-   * an anonymous one) or refused (the refusal's HTTP status and code, no agent), for `call` as the
-   * connection hooks name it: `ws connection` and `socket.io connection` (gateway handshakes:
-   * method `WS`, route `connection ws` / `connection socket.io`) or `graphql-ws connection`
-   * (method `GRAPHQL-WS`, route `connection`). `started`: when the verification began.
-   */
-  recordConnection(call: string, started: number, outcome: CallOutcome = {}): void {
-    const { agent, status = 101, reason } = outcome;
-    const protocol = call.slice(0, call.indexOf(' '));
-    const method = protocol === 'graphql-ws' ? 'GRAPHQL-WS' : 'WS';
-    this.write(agent, { method, route: protocol === 'graphql-ws' ? 'connection' : `connection ${protocol}`, status, started, reason });
-  }
-
-  private write(agent: AgentContext | undefined, line: LineFields): void {
+  private write(decision: DecisionEvent | undefined, line: LineFields): void {
     const { method, route, status, started, reason, refused } = line;
-    const trace = line.trace ?? this.traces?.current();
+    const agent = line.agent ?? decision?.agent;
+    const trace = line.trace ?? this.traces?.current() ?? traceOf(decision);
     // Claims and call names are the client's: capped, so a 100 KB `sub` is not a 100 KB record.
     const record: AuditRecord = {
       event: 'keycard.audit',
+      version: AUDIT_RECORD_VERSION,
+      type: typeOfLine(decision, status),
       issuer: logCapped(agent?.issuer),
       agent: logCapped(agent?.clientId),
       user: logCapped(agent?.subject),
@@ -207,25 +221,36 @@ export class AuditTrail {
       reason,
       refused,
       traceId: trace?.traceId,
-      spanId: trace?.spanId,
+      spanId: trace?.spanId || undefined,
+      agentId: logCapped(agent?.agentId),
+      call: { kind: line.kind ?? decision?.call.kind ?? 'http', method: logCapped(method), route: logCapped(route) },
+      resource: decision?.resource,
+      requiredScopes: decision?.requiredScopes,
+      missingScopes: decision?.missingScopes,
+      stepUp: decision?.stepUp,
+      matchedBy: decision?.matchedBy,
     };
     this.options.logger.log(new AuditLine(record));
   }
 }
 
-/** How a call or connection ended, for its audit line. */
-export interface CallOutcome {
-  /** The verified agent, if any (never an unverified token's claims). */
-  readonly agent?: AgentContext;
-  /** The HTTP status the answer has or would have had. */
-  readonly status?: number;
-  readonly reason?: DenialReason;
-  /** `performance.now()` when the decision began. */
-  readonly started?: number;
+/** The record's `type`: a 429 is the rate limiter's, whatever was decided before; otherwise the decision's. */
+function typeOfLine(decision: DecisionEvent | undefined, status: number): DecisionType {
+  if (status === 429) return 'rate_limited';
+  if (decision !== undefined) return decision.type;
+  return status < 400 ? 'admitted' : 'refused';
 }
 
-/** What one audit line says of the call, besides the agent. */
+function traceOf(decision: DecisionEvent | undefined): TraceIds | undefined {
+  return decision?.traceId === undefined ? undefined : { traceId: decision.traceId, spanId: decision.spanId ?? '' };
+}
+
+/** What one audit line says of the call, besides the decision. */
 interface LineFields {
+  /** The verified agent; else the decision's. */
+  agent?: AgentContext;
+  /** The door; else the decision's. */
+  kind?: string;
   method: string;
   route: string;
   status: number;
@@ -235,23 +260,4 @@ interface LineFields {
   refused?: readonly string[];
   /** The ids of the span active when the call was decided; else those active when the line is written. */
   trace?: TraceIds;
-}
-
-/**
- * The route pattern the router matched (`/api/v1/orders/:id`), global prefix and version included,
- * not the request path: no ids or query strings in the logs (catalogue M22). Express and Fastify
- * both record it on the request; the controller's own paths are the fallback for other adapters.
- */
-function routeOf(context: ExecutionContext, request: object): string {
-  const matched = request as { baseUrl?: unknown; route?: { path?: unknown }; routeOptions?: { url?: unknown } };
-  const fastify = matched.routeOptions?.url;
-  if (typeof fastify === 'string') return fastify;
-  const express = matched.route?.path;
-  if (typeof express === 'string') return (typeof matched.baseUrl === 'string' ? matched.baseUrl : '') + express;
-  const join = (...parts: (string | string[] | undefined)[]) =>
-    '/' + parts.map((p) => (Array.isArray(p) ? p[0] : p) ?? '').map((p) => p.replace(/^\/+|\/+$/g, '')).filter(Boolean).join('/');
-  return join(
-    Reflect.getMetadata(PATH_METADATA, context.getClass()) as string | string[] | undefined,
-    Reflect.getMetadata(PATH_METADATA, context.getHandler()) as string | string[] | undefined,
-  );
 }

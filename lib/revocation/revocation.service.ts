@@ -1,6 +1,8 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import type { Clock } from '../clock.js';
 import { CarrierLifecycle } from '../decision/carrier-lifecycle.js';
+import { revocationMatchOf, revokedBy } from '../decision/decision-event-kinds.js';
+import { DecisionEvents } from '../decision/decision-events.js';
 import { TokenValidators } from '../decision/token-validator.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
@@ -71,6 +73,7 @@ export class RevocationService implements OnModuleInit, OnApplicationBootstrap, 
     @Inject(KEYCARD_CLOCK) private readonly clock: Clock,
     private readonly lifecycle: CarrierLifecycle,
     private readonly validators: TokenValidators,
+    private readonly events: DecisionEvents,
   ) {}
 
   onModuleInit(): void {
@@ -125,7 +128,8 @@ export class RevocationService implements OnModuleInit, OnApplicationBootstrap, 
    */
   check(agent: AgentContext): void {
     if (agent.expiresAt.getTime() - agent.issuedAt.getTime() > this.options.maxTokenLifetimeMs) throw new InvalidTokenException('claim_invalid');
-    if (this.list.find(agent, this.clock.now()) !== undefined) throw new InvalidTokenException('revoked');
+    const entry = this.list.find(agent, this.clock.now());
+    if (entry !== undefined) throw revokedBy(entry);
   }
 
   /** Calls `listener` with every entry applied from now on. @returns unsubscribes it. */
@@ -193,6 +197,7 @@ export class RevocationService implements OnModuleInit, OnApplicationBootstrap, 
       `revocation_applied kind=${entry.kind} issuer=${logSafe(entry.issuer)} value=${logSafe(entry.value)} source=${logSafe(entry.source)} origin=${origin} carriers_ended=${ended}`,
     );
     for (const listener of this.listeners) listener(entry, origin);
+    this.events.publish({ type: 'revocation_applied', entry: revocationMatchOf(entry), origin, carriersEnded: ended });
     return entry;
   }
 

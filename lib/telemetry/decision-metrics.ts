@@ -13,6 +13,8 @@ const DURATION_BUCKETS = [0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.00
 export interface DecisionMetricsOptions {
   readonly agentAttribute: boolean;
   readonly agentLimit: number;
+  /** Records `keycard.verification.duration` (opt-in: see `KeycardMetricsOptions.verificationDuration`). */
+  readonly verificationDuration: boolean;
 }
 
 /** One series of `keycard.decisions`: its attributes and its total so far. */
@@ -80,7 +82,8 @@ export class DecisionMetrics {
     const base = this.seriesOf(`${event.type} ${event.reason ?? ''} ${kind}`, () => baseAttributes(event, kind));
     const counted = this.options.agentAttribute ? this.withAgent(base, event) : base;
     counted.value++;
-    const { started } = event.source;
+    if (!this.options.verificationDuration) return;
+    const { started } = event;
     if (started > 0 && event.public !== true) this.totals.duration.record((performance.now() - started) / 1000, base.attributes);
   }
 

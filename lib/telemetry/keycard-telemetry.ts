@@ -58,6 +58,7 @@ export class KeycardTelemetry implements OnModuleInit, OnModuleDestroy, TraceCon
     if (this.options.traces) this.tracer = api.trace.getTracer(INSTRUMENTATION_SCOPE);
     if (this.options.metrics !== false) this.metrics = new DecisionMetrics(api.metrics.getMeter(INSTRUMENTATION_SCOPE), this.options.metrics);
     this.unsubscribe = this.events.subscribe((event) => this.onDecision(event));
+    this.events.traceWith(this);
   }
 
   /** The ids of the active span, for the audit record (`traceId`, `spanId`); `undefined` when none is valid. */
@@ -68,9 +69,37 @@ export class KeycardTelemetry implements OnModuleInit, OnModuleDestroy, TraceCon
     return ids !== undefined && api.isSpanContextValid(ids) ? { traceId: ids.traceId, spanId: ids.spanId } : undefined;
   }
 
+  /**
+   * A CLIENT span around a request the module makes (`keycard.exchange`: a token request to the
+   * zone, catalogue W5), child of the active span; `work` gets the W3C trace-context headers of
+   * the new span to send. Without a tracer (`traces: false`, or before start) `work` runs alone.
+   */
+  clientSpan<T>(name: string, attributes: Readonly<Record<string, string | readonly string[]>>, work: (headers: Record<string, string>) => Promise<T>): Promise<T> {
+    const { api, tracer } = this;
+    if (api === undefined || tracer === undefined) return work({});
+    const span = tracer.startSpan(name, { kind: api.SpanKind.CLIENT, attributes: attributes as Attributes });
+    const context = api.trace.setSpan(api.context.active(), span);
+    const headers: Record<string, string> = {};
+    api.propagation.inject(context, headers);
+    return api.context.with(context, () => work(headers)).then(
+      (result) => {
+        span.end();
+        return result;
+      },
+      (error: unknown) => {
+        // The error's name only: a message could hold what the zone answered.
+        span.setStatus({ code: api.SpanStatusCode.ERROR });
+        span.setAttribute('error.type', (error as { kind?: unknown })?.kind === undefined ? 'Error' : String((error as { kind: unknown }).kind));
+        span.end();
+        throw error;
+      },
+    );
+  }
+
   onModuleDestroy(): void {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
+    this.events.traceWith(undefined);
   }
 
   private onDecision(event: DecisionEvent): void {
@@ -106,7 +135,7 @@ export class KeycardTelemetry implements OnModuleInit, OnModuleDestroy, TraceCon
    */
   private mcpRequestOf(event: DecisionEvent): McpRequestName | undefined {
     const { source } = event;
-    if (source.rules.mcp === undefined) return undefined;
+    if (source?.rules.mcp === undefined) return undefined;
     const body = (source.carrier as { body?: unknown }).body as { method?: unknown; params?: { name?: unknown } } | undefined;
     if (Array.isArray(body)) return { method: 'batch' };
     if (typeof body !== 'object' || body === null || typeof body.method !== 'string') return {};
