@@ -6,8 +6,8 @@ export const ROOT = new URL('../..', import.meta.url).pathname;
 export const CATALOGUE_PATH = join(ROOT, '..', 'shared', 'security-catalogue.md');
 export const NOT_APPLICABLE = JSON.parse(readFileSync(join(ROOT, 'test', 'catalogue-not-applicable.json'), 'utf8')) as Record<string, string>;
 
-/** Sections with rows: §A–§I (tokens, exchange) and §M, §N, §O, §P, §S, §U, §V, §W, §X (app shapes, contexts, one decision for every door, helpers, scale, MCP 2026-07-28, delegation, decision events, revocation). */
-const SECTIONS = 'A-IMNOPSUVWX';
+/** Sections with rows: §A–§I (tokens, exchange) and §M, §N, §O, §P, §S, §T, §U, §V, §W, §X (app shapes, contexts, one decision for every door, helpers, scale, policies, MCP 2026-07-28, delegation, decision events, revocation). */
+const SECTIONS = 'A-IMNOPSTUVWX';
 const ROW = new RegExp(`^\\| ([${SECTIONS}]\\d+[a-z]?) \\|`, 'gm');
 /**
  * A test title that starts with a row ID (`it('B6 …')`, `it.each(…)('E7 …')`, `void it('I3 …')`), or
