@@ -75,6 +75,16 @@ type Outcome = { agent: AgentContext } | { error: unknown };
 export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY) {
   /** Set during the base constructor, before field initialisers run: hence `declare`. */
   declare private ownPassport?: passport.PassportStatic;
+  /**
+   * This strategy as constructed, the prototype of every attempt (see {@link verify}). Not `this`
+   * at call time: under an APM `instrument` (`@nestjs/observe`'s `ObserveInstrument`, which
+   * `nest new` generates with CLI 12) the container hands out a Proxy whose method wrappers are
+   * cached per method and bound to the receiver of their first lookup, so an attempt inheriting
+   * from the Proxy runs passport-jwt's `authenticate` as another attempt (its outcome lost: the
+   * call hangs) or as the Proxy itself (no `fail`: a TypeError out of a callback). No method of an
+   * attempt built on the raw instance passes through the Proxy.
+   */
+  private readonly unwrapped: this = this;
 
   constructor(
     private readonly zones: TrustedZones,
@@ -124,7 +134,7 @@ export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY
       outcome = result;
       settle?.(result);
     };
-    const attempt = Object.create(this) as StrategyAttempt;
+    const attempt = Object.create(this.unwrapped) as StrategyAttempt;
     attempt.success = (agent) => finish({ agent });
     attempt.fail = (info) => finish({ error: info instanceof KeycardException ? info : new InvalidTokenException('signature_invalid') });
     attempt.error = (error) => finish({ error });

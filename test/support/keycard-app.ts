@@ -1,4 +1,4 @@
-import { Controller, Get, HttpCode, Module, Post, type INestApplication, type ModuleMetadata } from '@nestjs/common';
+import { Controller, Get, HttpCode, Module, Post, type INestApplication, type ModuleMetadata, type NestApplicationOptions } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
@@ -101,6 +101,8 @@ export interface AppShape extends Pick<ModuleMetadata, 'imports' | 'providers'> 
   controllers?: NonNullable<ModuleMetadata['controllers']>;
   /** Shapes the app before it listens: `enableCors()`, `setGlobalPrefix()`, `enableVersioning()`, … */
   configure?: (app: INestApplication) => void;
+  /** `NestFactory.create`'s `instrument` (an APM agent's instance decorator). */
+  instrument?: NestApplicationOptions['instrument'];
 }
 
 /**
@@ -122,6 +124,7 @@ export async function startApp(
   const app = await NestFactory.create(AppModule, adapter === 'express' ? new ExpressAdapter() : new FastifyAdapter(), {
     logger: false,
     abortOnError: false,
+    instrument: extra.instrument,
   });
   extra.configure?.(app);
   // Time the tests can move: the module reads only this clock.
