@@ -3,6 +3,7 @@ import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Agent, KEYCARD_CLOCK, KeycardModule, Public, RequireScopes, type AgentContext, type Clock, type KeycardModuleOptions } from '../../lib/index.js';
+import { tracingInstrument } from './tracing-instrument.js';
 
 export type AdapterName = 'express' | 'fastify';
 export const ADAPTERS: AdapterName[] = ['express', 'fastify'];
@@ -124,7 +125,8 @@ export async function startApp(
   const app = await NestFactory.create(AppModule, adapter === 'express' ? new ExpressAdapter() : new FastifyAdapter(), {
     logger: false,
     abortOnError: false,
-    instrument: extra.instrument,
+    // KEYCARD_TEST_INSTRUMENT=1 runs any suite built on startApp under an APM-style instrument.
+    instrument: extra.instrument ?? (process.env.KEYCARD_TEST_INSTRUMENT === '1' ? tracingInstrument() : undefined),
   });
   extra.configure?.(app);
   // Time the tests can move: the module reads only this clock.

@@ -12,7 +12,7 @@ import type { NestApplicationOptions } from '@nestjs/common';
  *   (`Object.create(provider).method()`) therefore runs on the first such object ever, every time;
  * - classes with native private members (`#x`) and built-ins with internal slots (Map, Set, …) get
  *   the raw instance as receiver, as in observe;
- * - the wrapper carries the method's reflect-metadata (Nest registers routes with it);
+ * - the wrapper keeps the method's `name`, `length` and reflect-metadata (Nest registers routes with it);
  * - a plain function is wrapped with its `this` kept.
  */
 export interface TracingInstrument extends NonNullable<NestApplicationOptions['instrument']> {
@@ -44,7 +44,9 @@ export function tracingInstrument(): TracingInstrument {
           const name = `${target.constructor.name}.${String(prop)}`;
           wrapper = (...args: unknown[]) => inSpan(name, () => method.apply(self, args));
           // As observe does: Nest registers routes with `instance[method]` (this wrapper), and reads
-          // the handler's decorators from it.
+          // the handler's decorators from it; `name` and `length` are kept.
+          Object.defineProperty(wrapper, 'name', { value: method.name, configurable: true });
+          Object.defineProperty(wrapper, 'length', { value: method.length, configurable: true });
           for (const key of Reflect.getMetadataKeys(method) as unknown[]) Reflect.defineMetadata(key, Reflect.getMetadata(key, method), wrapper);
           wrappers.set(method, wrapper);
         }
