@@ -59,6 +59,12 @@ async function refuseUnknownApp(context: ExecutionContext): Promise<never> {
 export class GatewayGuards implements OnModuleDestroy {
   private readonly gateways: GatewayClass[] = [];
   private unknownAppReported = false;
+  /**
+   * The instance the constructor registered. Under an APM `instrument` (`@nestjs/observe`) the
+   * hooks may run with a Proxy of it as `this`, which a Set does not know: it is unregistered by
+   * this reference, so a closed app never stays among the apps serving a gateway.
+   */
+  private readonly registered: GatewayGuards = this;
 
   constructor(
     discovery: DiscoveryService,
@@ -72,7 +78,7 @@ export class GatewayGuards implements OnModuleDestroy {
       bindGatewayGuard(type);
       // Global interceptors do not run on NestJS 11 gateways either: the serving zone (Q22) is bound here too.
       if (options.zones.length > 1) bindServingZone(type);
-      appsOf.set(type, (appsOf.get(type) ?? new Set()).add(this));
+      appsOf.set(type, (appsOf.get(type) ?? new Set()).add(this.registered));
     }
   }
 
@@ -95,7 +101,7 @@ export class GatewayGuards implements OnModuleDestroy {
   }
 
   onModuleDestroy(): void {
-    for (const type of this.gateways) appsOf.get(type)?.delete(this);
+    for (const type of this.gateways) appsOf.get(type)?.delete(this.registered);
   }
 }
 

@@ -343,7 +343,9 @@ export class KeycardConnections {
     adapter.create = (port: number, serverOptions?: Record<string, unknown>) => {
       const theirs = serverOptions?.verifyClient as ((info: { req: IncomingMessage }, done: VerifyDone) => unknown) | undefined;
       // The gateway's own `verifyClient` (sync or async form, if any) runs once Keycard admitted the handshake.
-      const both = theirs === undefined ? verifyClient : (info: { req: IncomingMessage }, done: VerifyDone) =>
+      // Always a function of two declared parameters: `ws` picks the async form by `verifyClient.length`,
+      // which a field read through an APM instrument's Proxy need not keep.
+      const both = theirs === undefined ? (info: { req: IncomingMessage }, done: VerifyDone) => verifyClient(info, done) : (info: { req: IncomingMessage }, done: VerifyDone) =>
         verifyClient(info, (ok, ...refusal) => {
           if (!ok) done(ok, ...refusal);
           else if (theirs.length >= 2) theirs(info, done);

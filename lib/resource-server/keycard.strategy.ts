@@ -95,7 +95,16 @@ const ATTEMPT_CALLBACKS = {
 export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY) {
   /** Set during the base constructor, before field initialisers run: hence `declare`. */
   declare private ownPassport?: passport.PassportStatic;
-  /** The prototype of every attempt: this strategy, with passport's callbacks. */
+  /**
+   * The prototype of every attempt: this strategy as constructed (the constructor's `this`, never
+   * the `this` of a later call), with passport's callbacks. Under an APM `instrument`
+   * (`@nestjs/observe`'s `ObserveInstrument`, which `nest new` generates with CLI 12) the container
+   * hands out a Proxy whose method wrappers are cached per method and bound to the receiver of
+   * their first lookup: an attempt inheriting from the Proxy would run passport-jwt's
+   * `authenticate` as another attempt (its outcome lost: the call hangs) or as the Proxy itself (no
+   * `fail`: a TypeError out of a callback). No method of an attempt built on the raw instance
+   * passes through the Proxy.
+   */
   declare private attempts: object;
 
   constructor(

@@ -118,6 +118,7 @@ export class RouteRulesRegistry implements OnModuleInit {
         if (isFieldResolver(handler)) fieldResolvers.set(rules.name, { ...rules, granted: hasGrant(handler, type) });
       }
     }
+    this.rememberRegisteredHandlers();
     checkFieldResolverGuards([...fieldResolvers.values()], this.discovery, this.options.logger);
     // T28, Q29: the baseline option publishes exactly its list; by default every declared static scope.
     this.scopes = Object.freeze(this.options.baselineScopes ?? [...scopes]);
@@ -178,6 +179,26 @@ export class RouteRulesRegistry implements OnModuleInit {
       this.resolver.unconfigured(`No configured 'resource' covers ${rules.name}; add one to KeycardModule 'resource'`);
     }
     return choice === undefined ? this.resolver.forRequest(raw) : this.resolver.forPath(choice, raw);
+  }
+
+  /**
+   * Nest registers a route with `instance[method]`: the prototype's method, unless an APM
+   * `instrument` (`@nestjs/observe`'s `ObserveInstrument`) hands the controller out as a Proxy whose
+   * methods are tracing wrappers. Such a wrapper gets the rules of the method it stands for, route
+   * pattern and resource included, rather than rules computed on first sight without the pattern.
+   */
+  private rememberRegisteredHandlers(): void {
+    for (const wrapper of this.discovery.getControllers()) {
+      const type = classOf(wrapper);
+      const instance = wrapper.instance as Record<string, unknown> | null | undefined;
+      if (type === undefined || instance == null) continue;
+      for (const name of this.scanner.getAllMethodNames(type.prototype)) {
+        const own = (type.prototype as Record<string, unknown>)[name];
+        const rules = typeof own === 'function' ? this.byClass.get(type)?.get(own) : undefined;
+        const registered = rules === undefined ? undefined : instance[name];
+        if (typeof registered === 'function' && registered !== own) this.remember(registered, type, rules!);
+      }
+    }
   }
 
   private remember(handler: Target, type: Target, rules: RouteRules): RouteRules {

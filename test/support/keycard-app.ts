@@ -1,8 +1,9 @@
-import { Controller, Get, HttpCode, Module, Post, type INestApplication, type ModuleMetadata } from '@nestjs/common';
+import { Controller, Get, HttpCode, Module, Post, type INestApplication, type ModuleMetadata, type NestApplicationOptions } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Agent, KEYCARD_CLOCK, KeycardModule, Public, RequireScopes, type AgentContext, type Clock, type KeycardModuleOptions } from '../../lib/index.js';
+import { tracingInstrument } from './tracing-instrument.js';
 
 export type AdapterName = 'express' | 'fastify';
 export const ADAPTERS: AdapterName[] = ['express', 'fastify'];
@@ -101,6 +102,8 @@ export interface AppShape extends Pick<ModuleMetadata, 'imports' | 'providers'> 
   controllers?: NonNullable<ModuleMetadata['controllers']>;
   /** Shapes the app before it listens: `enableCors()`, `setGlobalPrefix()`, `enableVersioning()`, … */
   configure?: (app: INestApplication) => void;
+  /** `NestFactory.create`'s `instrument` (an APM agent's instance decorator). */
+  instrument?: NestApplicationOptions['instrument'];
 }
 
 /**
@@ -122,6 +125,8 @@ export async function startApp(
   const app = await NestFactory.create(AppModule, adapter === 'express' ? new ExpressAdapter() : new FastifyAdapter(), {
     logger: false,
     abortOnError: false,
+    // KEYCARD_TEST_INSTRUMENT=1 runs any suite built on startApp under an APM-style instrument.
+    instrument: extra.instrument ?? (process.env.KEYCARD_TEST_INSTRUMENT === '1' ? tracingInstrument() : undefined),
   });
   extra.configure?.(app);
   // Time the tests can move: the module reads only this clock.

@@ -1,0 +1,74 @@
+/**
+ * An app made by `nest new` with CLI 12 passes `instrument: ObserveInstrument` (`@nestjs/observe`)
+ * to `NestFactory.create`: every provider is then a Proxy whose method wrappers are cached per
+ * method with the receiver of their first lookup (see test/support/tracing-instrument.ts). Under
+ * it, every token new to the guard must still be answered — 200, 403 or 401 with its challenge —
+ * never a hang (the client gives up after 15 s and the test fails).
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { DiscoveryService } from '@nestjs/core';
+import { RouteRulesRegistry } from '../lib/resource-server/route-rules.registry.js';
+import { TestZone } from '../lib/testing/index.js';
+import { expectOutcome, onScopedRoute } from './support/denials.js';
+import { bearer, baseClaims, PRM, R, T0_HEADER, zoneSigned } from './support/forge.js';
+import { send } from './support/http.js';
+import { ADAPTERS, scopeOf, startApp, type RunningApp } from './support/keycard-app.js';
+import { tracingInstrument, type TracingInstrument } from './support/tracing-instrument.js';
+
+const REFUSED = onScopedRoute('401 IT', scopeOf('GET', '/orders'));
+
+describe.each(ADAPTERS)('under an APM instrument (instanceDecorator), over %s', (adapter) => {
+  let zone: TestZone;
+  let api: RunningApp;
+  let instrument: TracingInstrument;
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    instrument = tracingInstrument();
+    api = await startApp(adapter, { zoneUrl: zone.issuer, resource: R }, { instrument });
+  });
+  afterAll(async () => {
+    await api?.close();
+    await zone?.stop();
+  });
+
+  const fresh = (overrides: Record<string, unknown> = {}) => zoneSigned(zone, T0_HEADER, baseClaims(zone, overrides));
+  const get = (token?: string) => send(api.url, 'GET', '/orders', token === undefined ? [] : bearer(token));
+
+  it('several distinct tokens in a row are each answered with their own outcome and challenge, nothing leaked', async () => {
+    const first = fresh({ sub: 'alice' });
+    const steps: [string | undefined, Parameters<typeof expectOutcome>[1]][] = [
+      [first, '200'],
+      [fresh({ scope: 'profile' }), '403:orders:read'],
+      [fresh({ aud: 'https://other.example.com' }), REFUSED],
+      ['x.y.z', REFUSED],
+      [undefined, onScopedRoute('401∅', scopeOf('GET', '/orders'))],
+      [fresh({ sub: 'bob' }), '200'],
+      [fresh({ exp: Math.floor(Date.now() / 1000) - 3600 }), REFUSED],
+      [first, '200'],
+    ];
+    for (const [token, outcome] of steps) {
+      const answer = await get(token);
+      expectOutcome(answer, outcome, PRM, token === undefined ? [] : [token], api.logger.lines);
+    }
+    // The instrument really wrapped the module's providers (else this test would prove nothing).
+    expect(instrument.spans).toEqual(expect.arrayContaining(['TokenVerifier.verify']));
+    expect(instrument.spans.join(' ')).not.toContain(first);
+  });
+
+  it('each 200 is the agent of its own token (no answer crosses to another call)', async () => {
+    for (const subject of ['carol', 'dave', 'erin']) {
+      const answer = await get(fresh({ sub: subject }));
+      expect({ status: answer.status, subject: (answer.json as { agent?: { subject?: string } }).agent?.subject }).toEqual({ status: 200, subject });
+    }
+  });
+
+  it('the handler Nest registered (the instrument\'s wrapper) has the rules of the method it stands for', () => {
+    const orders = api.app.get(DiscoveryService).getControllers().find((wrapper) => wrapper.name === 'OrdersController')!;
+    const type = orders.metatype as unknown as { prototype: Record<string, object> };
+    const registered = (orders.instance as Record<string, object>).list;
+    expect(registered).not.toBe(type.prototype.list);
+    const registry = api.app.get(RouteRulesRegistry);
+    expect(registry.rulesFor(registered, type)).toBe(registry.rulesFor(type.prototype.list, type));
+  });
+});
