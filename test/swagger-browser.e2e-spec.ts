@@ -72,7 +72,8 @@ async function signIn(page: Page): Promise<void> {
   await flow.locator('button.authorize').click();
   await popup; // the zone's sign-in: it redirects back to oauth2-redirect.html, which hands the code over and closes
   expect((await token).status()).toBe(200);
-  await expect(flow.locator('button', { hasText: 'Logout' }).isVisible()).resolves.toBe(true);
+  // Swagger UI reads the token answer and re-renders after the response event: wait for that render.
+  await flow.locator('button', { hasText: 'Logout' }).waitFor({ state: 'visible', timeout: 15_000 });
   await page.locator('.modal-ux button.close-modal').click();
 }
 
