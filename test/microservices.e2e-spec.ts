@@ -50,6 +50,15 @@ class OrdersRpcController {
     call.on('end', () => call.end());
   }
 
+  /** A client stream on the raw call, answered once through the reply callback (`@GrpcStreamCall`). */
+  @RequireScopes('orders:read')
+  @GrpcStreamCall('Orders', 'Collect')
+  collect(call: grpc.ServerReadableStream<{ id: string }, { id: string; by: string }>, callback: grpc.sendUnaryData<{ id: string; by: string }>) {
+    const ids: string[] = [];
+    call.on('data', (request: { id: string }) => ids.push(request.id));
+    call.on('end', () => callback(null, { id: ids.join(','), by: 'collect' }));
+  }
+
   /** The same duplex stream as an Observable (`@GrpcStreamMethod`). */
   @RequireScopes('orders:read')
   @GrpcStreamMethod('Orders', 'Follow')
@@ -120,6 +129,18 @@ function call(client: ReturnType<typeof grpcClient>, method: 'Find' | 'Place' | 
   );
 }
 
+/** Calls the client-streaming `Collect` (deadline 5 s: a call never ended fails rather than hangs), writes `c-1` and ends. */
+function collectOnce(client: ReturnType<typeof grpcClient>, token?: string) {
+  const metadata = new grpc.Metadata();
+  if (token !== undefined) metadata.add('authorization', `Bearer ${token}`);
+  type Collect = (metadata: grpc.Metadata, options: object, callback: (error: grpc.ServiceError | null, reply?: unknown) => void) => grpc.ClientWritableStream<object>;
+  return new Promise<{ error: grpc.ServiceError | null; reply?: unknown }>((resolve) => {
+    const stream = (client as unknown as { Collect: Collect }).Collect(metadata, { deadline: Date.now() + 5000 }, (error, reply) => resolve({ error, reply }));
+    stream.write({ id: 'c-1' });
+    stream.end();
+  });
+}
+
 describe('microservices: gRPC and TCP with inheritAppConfig: true', () => {
   let zone: TestZone;
   let api: RpcApp;
@@ -175,7 +196,7 @@ describe('microservices: gRPC and TCP with inheritAppConfig: true', () => {
     expect({ code: followed.error?.code, replies: followed.replies }).toEqual({ code: undefined, replies: [{ id: 'w-1', by: 'follow' }] });
   });
 
-  it('N7 gRPC duplex streams (@GrpcStreamCall, @GrpcStreamMethod) refused (no token, forged, lacking the scope) → status 16/7 with the challenge trailer, no unhandled rejection (was: the client waited for its deadline)', async () => {
+  it('N7 gRPC streams (duplex @GrpcStreamCall and @GrpcStreamMethod, client-streaming @GrpcStreamCall) refused (no token, forged, lacking the scope) → status 16/7 with the challenge trailer, no unhandled rejection (was: the client waited for its deadline)', async () => {
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown) => unhandled.push(reason);
     process.on('unhandledRejection', onUnhandled);
@@ -195,6 +216,13 @@ describe('microservices: gRPC and TCP with inheritAppConfig: true', () => {
           expect(outcome.error!.metadata.get('www-authenticate')).toEqual([expect.stringMatching(challenge)]);
         }
       }
+      for (const { token, code, challenge } of cases) {
+        const outcome = await collectOnce(client, token);
+        expect({ code: outcome.error?.code, reply: outcome.reply }).toEqual({ code, reply: undefined });
+        expectGrpcRefusal(outcome.error, code, [forgedToken, lacking]);
+        expect(outcome.error!.metadata.get('www-authenticate')).toEqual([expect.stringMatching(challenge)]);
+      }
+      expect(await collectOnce(client, zone.issueToken({ scope: 'orders:read' }))).toEqual({ error: null, reply: { id: 'c-1', by: 'collect' } });
       await new Promise((resolve) => setImmediate(resolve));
       expect(unhandled).toEqual([]);
     } finally {

@@ -39,13 +39,14 @@ const ended = new WeakSet<object>();
 
 /**
  * Ends a raw stream call with `status` (`{ code, message, metadata? }`: grpc-js sends `code`, the
- * message as details and `metadata` as trailers). Response streams: an `error` event, on which
- * grpc-js sets the status and ends the call (what Nest does for an Observable's error). Client
- * streams: the unary reply callback. A second end of the same call does nothing.
+ * message as details and `metadata` as trailers). Client streams: the unary reply callback.
+ * Response streams: an `error` event, on which grpc-js sets the status and ends the call (what Nest
+ * does for an Observable's error). A second end of the same call does nothing.
  */
 export function endRawGrpcStreamCall({ call, callback }: RawGrpcStreamCall, status: object): void {
   if (ended.has(call)) return;
   ended.add(call);
-  if (typeof call.write === 'function') call.emit('error', status);
-  else callback?.(status);
+  // Nest passes a callback to client streams only; grpc-js ≥ 1.10 serves them on a duplex call too.
+  if (callback !== undefined) callback(status);
+  else if (typeof call.write === 'function') call.emit('error', status);
 }
