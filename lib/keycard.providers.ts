@@ -1,5 +1,6 @@
 import type { Provider } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
+import { GrpcStreamCallRefusedFilter } from './contexts/grpc-stream-refused.filter.js';
 import { TokenExchangeExceptionFilter } from './exchange/token-exchange.filter.js';
 import { ClientCredentialsService } from './exchange/client-credentials.service.js';
 import { ImpersonationService } from './exchange/impersonation.service.js';
@@ -89,5 +90,7 @@ export function createKeycardProviders(): Provider[] {
     },
     TokenExchangeExceptionFilter,
     { provide: APP_FILTER, useExisting: TokenExchangeExceptionFilter },
+    // A refused @GrpcStreamCall is ended on its call; this settles Nest's handler instead of an unhandled rejection.
+    { provide: APP_FILTER, useClass: GrpcStreamCallRefusedFilter },
   ];
 }

@@ -330,6 +330,13 @@ describe('H26 (d) gRPC and (e) TCP', () => {
     expect(api.replay.keys.length - before).toBe(1);
   });
 
+  it('H26 (d) a duplex stream (@GrpcStreamCall) with a proof by another key → status 16 DPoP invalid_token at once, the challenge in the trailers (was: the client waited for its deadline)', async () => {
+    const token = zone.tokenFor({ scopes: ['orders:read'], dpopKey: key });
+    const refused = await watchOnce(client, [['authorization', `DPoP ${token}`], ['dpop', proofFor(token, '/orders.Orders/Watch', DpopKey.generate())]]);
+    expect(refused.replies).toEqual([]);
+    expectRefused(refused.error ?? null, { dpopError: 'invalid_token', description: ERROR_DESCRIPTIONS.dpopBinding }, [token]);
+  });
+
   it('H26 (e) TCP with rpcTokenExtractor: a DPoP-bound token → refused invalid_token "DPoP-bound tokens need the DPoP scheme on an HTTP request"; a plain token → served', async () => {
     const token = zone.tokenFor({ scopes: ['orders:read'], dpopKey: key });
     const error = await lastValueFrom(tcp.send('orders.find', { id: 'o-2', accessToken: token })).then(() => undefined, (e: unknown) => e);

@@ -9,9 +9,9 @@ import * as protoLoader from '@grpc/proto-loader';
 import { Controller, Module, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import {
-  GrpcMethod, GrpcStreamCall, MessagePattern, Payload, type ClientProxy,
+  GrpcMethod, GrpcStreamCall, GrpcStreamMethod, MessagePattern, Payload, type ClientProxy,
 } from '@nestjs/microservices';
-import { lastValueFrom } from 'rxjs';
+import { lastValueFrom, map, type Observable } from 'rxjs';
 import { fileURLToPath } from 'node:url';
 import { Agent, KeycardModule, Public, RequireScopes, type KeycardModuleOptions } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
@@ -48,6 +48,22 @@ class OrdersRpcController {
   watch(call: grpc.ServerDuplexStream<{ id: string }, { id: string; by: string }>) {
     call.on('data', (request: { id: string }) => call.write({ id: request.id, by: 'stream' }));
     call.on('end', () => call.end());
+  }
+
+  /** A client stream on the raw call, answered once through the reply callback (`@GrpcStreamCall`). */
+  @RequireScopes('orders:read')
+  @GrpcStreamCall('Orders', 'Collect')
+  collect(call: grpc.ServerReadableStream<{ id: string }, { id: string; by: string }>, callback: grpc.sendUnaryData<{ id: string; by: string }>) {
+    const ids: string[] = [];
+    call.on('data', (request: { id: string }) => ids.push(request.id));
+    call.on('end', () => callback(null, { id: ids.join(','), by: 'collect' }));
+  }
+
+  /** The same duplex stream as an Observable (`@GrpcStreamMethod`). */
+  @RequireScopes('orders:read')
+  @GrpcStreamMethod('Orders', 'Follow')
+  follow(requests: Observable<{ id: string }>) {
+    return requests.pipe(map((request) => ({ id: request.id, by: 'follow' })));
   }
 
   @MessagePattern('orders.find')
@@ -113,6 +129,18 @@ function call(client: ReturnType<typeof grpcClient>, method: 'Find' | 'Place' | 
   );
 }
 
+/** Calls the client-streaming `Collect` (deadline 5 s: a call never ended fails rather than hangs), writes `c-1` and ends. */
+function collectOnce(client: ReturnType<typeof grpcClient>, token?: string) {
+  const metadata = new grpc.Metadata();
+  if (token !== undefined) metadata.add('authorization', `Bearer ${token}`);
+  type Collect = (metadata: grpc.Metadata, options: object, callback: (error: grpc.ServiceError | null, reply?: unknown) => void) => grpc.ClientWritableStream<object>;
+  return new Promise<{ error: grpc.ServiceError | null; reply?: unknown }>((resolve) => {
+    const stream = (client as unknown as { Collect: Collect }).Collect(metadata, { deadline: Date.now() + 5000 }, (error, reply) => resolve({ error, reply }));
+    stream.write({ id: 'c-1' });
+    stream.end();
+  });
+}
+
 describe('microservices: gRPC and TCP with inheritAppConfig: true', () => {
   let zone: TestZone;
   let api: RpcApp;
@@ -164,6 +192,42 @@ describe('microservices: gRPC and TCP with inheritAppConfig: true', () => {
     const served = await watchOnce(client, [['authorization', `Bearer ${zone.issueToken({ scope: 'orders:read' })}`]]);
     expect({ code: served.error?.code, details: served.error?.details }).toEqual({ code: undefined, details: undefined });
     expect(served.replies).toEqual([{ id: 'w-1', by: 'stream' }]);
+    const followed = await watchOnce(client, [['authorization', `Bearer ${zone.issueToken({ scope: 'orders:read' })}`]], 'Follow');
+    expect({ code: followed.error?.code, replies: followed.replies }).toEqual({ code: undefined, replies: [{ id: 'w-1', by: 'follow' }] });
+  });
+
+  it('N7 gRPC streams (duplex @GrpcStreamCall and @GrpcStreamMethod, client-streaming @GrpcStreamCall) refused (no token, forged, lacking the scope) → status 16/7 with the challenge trailer, no unhandled rejection (was: the client waited for its deadline)', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const forgedToken = forged(zone.issueToken({ scope: 'orders:read' }));
+      const lacking = zone.issueToken({ client_id: 'agent-stream-low', scope: 'orders:write' });
+      const cases = [
+        { token: undefined, code: grpc.status.UNAUTHENTICATED, challenge: /^Bearer .*scope="orders:read"/ },
+        { token: forgedToken, code: grpc.status.UNAUTHENTICATED, challenge: /^Bearer .*error="invalid_token"/ },
+        { token: lacking, code: grpc.status.PERMISSION_DENIED, challenge: /^Bearer .*error="insufficient_scope".*scope="orders:read"/ },
+      ];
+      for (const method of ['Watch', 'Follow'] as const) {
+        for (const { token, code, challenge } of cases) {
+          const outcome = await watchOnce(client, token === undefined ? [] : [['authorization', `Bearer ${token}`]], method);
+          expect({ method, code: outcome.error?.code, replies: outcome.replies }).toEqual({ method, code, replies: [] });
+          expectGrpcRefusal(outcome.error!, code, [forgedToken, lacking]);
+          expect(outcome.error!.metadata.get('www-authenticate')).toEqual([expect.stringMatching(challenge)]);
+        }
+      }
+      for (const { token, code, challenge } of cases) {
+        const outcome = await collectOnce(client, token);
+        expect({ code: outcome.error?.code, reply: outcome.reply }).toEqual({ code, reply: undefined });
+        expectGrpcRefusal(outcome.error, code, [forgedToken, lacking]);
+        expect(outcome.error!.metadata.get('www-authenticate')).toEqual([expect.stringMatching(challenge)]);
+      }
+      expect(await collectOnce(client, zone.issueToken({ scope: 'orders:read' }))).toEqual({ error: null, reply: { id: 'c-1', by: 'collect' } });
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
   });
 
   it('N8 @Public() gRPC method without a token → served', async () => {

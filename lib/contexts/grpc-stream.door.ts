@@ -1,25 +1,9 @@
 import type { ExecutionContext } from '@nestjs/common';
 import type { RpcException } from '@nestjs/microservices';
 import type { KeycardException } from '../resource-server/keycard.exceptions.js';
+import { endRawGrpcStreamCall, isStreamCall, rawGrpcStreamCallOf } from './grpc-stream-call.js';
 import { grpcCallOf, rpcRefusal } from './rpc.context.js';
 import type { RawStream, StreamDoor } from './stream-expiry.interceptor.js';
-
-/** A grpc-js server call, read by shape (`@grpc/grpc-js` is never imported). */
-interface GrpcCall {
-  getPeer(): unknown;
-  emit(event: 'error', error: unknown): boolean;
-  once(event: string, listener: () => void): unknown;
-  /** Server streaming and duplex calls (`ServerWritableStream`, `ServerDuplexStream`). */
-  write?: unknown;
-  /** Client streaming and duplex calls (`ServerReadableStream`, `ServerDuplexStream`). */
-  read?: unknown;
-}
-
-/** Unary calls (`ServerUnaryCall`) are plain event emitters: only stream calls read or write. */
-function isStreamCall(call: object | undefined): call is GrpcCall {
-  const candidate = call as Partial<GrpcCall> | undefined;
-  return typeof candidate?.write === 'function' || typeof candidate?.read === 'function';
-}
 
 /**
  * The status a gRPC call ends with: the module's refusal (`{ code: 16, message: <fixed
@@ -30,25 +14,17 @@ async function grpcStatus(denial: KeycardException): Promise<object> {
   return ((await rpcRefusal(denial)) as RpcException).getError() as object;
 }
 
-/**
- * A `@GrpcStreamCall` call (the handler gets `(call)` or `(call, callback)`): ended on the call
- * itself. Response streams: an `error` event, on which grpc-js sets the status and ends the call
- * (what Nest does for an Observable's error). Client streams: the unary reply callback.
- */
+/** A `@GrpcStreamCall` call (the handler gets `(call)` or `(call, callback)`): ended on the call itself. */
 function rawGrpcStream(context: ExecutionContext): RawStream | undefined {
-  const call = context.getArgByIndex<object | undefined>(0);
-  if (!isStreamCall(call) || typeof call.getPeer !== 'function') return undefined;
-  const callback = context.getArgByIndex<unknown>(1);
+  const raw = rawGrpcStreamCallOf(context);
+  if (raw === undefined) return undefined;
   return {
     end: (denial) => {
-      void grpcStatus(denial).then((status) => {
-        if (typeof call.write === 'function') call.emit('error', status);
-        else if (typeof callback === 'function') (callback as (error: unknown) => void)(status);
-      });
+      void grpcStatus(denial).then((status) => endRawGrpcStreamCall(raw, status));
     },
     onClosed: (closed) => {
       // `finish`: the status was sent; `cancelled`: the client left; `close`: the stream was torn down.
-      for (const event of ['finish', 'cancelled', 'close']) call.once(event, closed);
+      for (const event of ['finish', 'cancelled', 'close']) raw.call.once(event, closed);
     },
   };
 }

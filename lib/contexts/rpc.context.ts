@@ -1,9 +1,12 @@
 import type { ExecutionContext } from '@nestjs/common';
+import type { RpcException } from '@nestjs/microservices';
 import { isIP } from 'node:net';
 import { credentialsScheme } from '../dpop/authorization-scheme.js';
 import { type AcceptedSchemes, BEARER_ONLY, parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
 import type { KeycardException } from '../resource-server/keycard.exceptions.js';
 import type { CallKind, Carrier, Refusal, RequestLine } from './call-kind.interface.js';
+import { endRawGrpcStreamCall, rawGrpcStreamCallOf } from './grpc-stream-call.js';
+import { GrpcStreamCallRefused } from './grpc-stream-refused.filter.js';
 import { loadMicroservices } from './optional-peers.js';
 import { errorFields } from './ws.context.js';
 
@@ -148,8 +151,17 @@ export class RpcCallKind implements CallKind {
     return this.extractor?.(context);
   }
 
-  refuse({ denial, carrier, headers, requiredScopes }: Refusal): Promise<Error> {
-    return rpcRefusal(denial, requiredScopes, isGrpcMetadata(carrier) ? trailersOf(carrier, headers) : undefined);
+  /**
+   * A `@GrpcStreamCall` is ended here with the refusal's status and trailers (Nest would leave its
+   * raw call open), and the guard throws a {@link GrpcStreamCallRefused} that the module's filter
+   * settles; every other call's `RpcException` becomes its status in Nest.
+   */
+  async refuse({ denial, context, carrier, headers, requiredScopes }: Refusal): Promise<Error> {
+    const refusal = await rpcRefusal(denial, requiredScopes, isGrpcMetadata(carrier) ? trailersOf(carrier, headers) : undefined);
+    const raw = rawGrpcStreamCallOf(context);
+    if (raw === undefined) return refusal;
+    endRawGrpcStreamCall(raw, (refusal as RpcException).getError() as object);
+    return new GrpcStreamCallRefused();
   }
 
   describe(context: ExecutionContext): string {

@@ -18,15 +18,24 @@ export async function listenHybrid(app: INestApplication, protoPath: string): Pr
   return { grpcUrl, tcp: ClientProxyFactory.create({ transport: Transport.TCP, options: { host: '127.0.0.1', port: tcpPort } }) };
 }
 
+/** A client's call deadline, so a call the server never ends fails (DEADLINE_EXCEEDED) instead of hanging the suite. */
+const CLIENT_DEADLINE_MS = 5000;
+
 /**
- * Calls the duplex `Watch` of the Orders service with `entries` as metadata, writes one request
- * (`w-1`) and ends; resolves with the replies and the error status, if any.
+ * Calls a duplex method of the Orders service (`Watch` unless told: a `@GrpcStreamCall`; `Follow`
+ * is a `@GrpcStreamMethod`) with `entries` as metadata, writes one request (`w-1`) and ends;
+ * resolves with the replies, the error status, if any, and the trailing metadata.
  */
-export function watchOnce(client: Client, entries: readonly [string, string][]): Promise<{ error?: ServiceError; replies: unknown[] }> {
+export function watchOnce(
+  client: Client,
+  entries: readonly [string, string][],
+  method: 'Watch' | 'Follow' = 'Watch',
+): Promise<{ error?: ServiceError; replies: unknown[] }> {
   return new Promise((done) => {
     const metadata = new Metadata();
     for (const [name, value] of entries) metadata.add(name, value);
-    const stream = (client as unknown as { Watch(metadata: Metadata): ClientDuplexStream<object, unknown> }).Watch(metadata);
+    const open = (client as unknown as Record<string, (metadata: Metadata, options: object) => ClientDuplexStream<object, unknown>>)[method]!;
+    const stream = open.call(client, metadata, { deadline: Date.now() + CLIENT_DEADLINE_MS });
     const replies: unknown[] = [];
     stream.on('data', (reply) => replies.push(reply));
     stream.on('error', (error: ServiceError) => done({ error, replies }));
