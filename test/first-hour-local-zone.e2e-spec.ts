@@ -142,6 +142,14 @@ describe('first hour: the local zone', () => {
       .rejects.toThrow("the local zone refused the request: HTTP 400 invalid_target: 'https://elsewhere.example' is not a resource of this zone");
   });
 
+  it('/dev/token without an audience issues a token for the first resource of the config, as the command does (the newcomer re-trial)', async () => {
+    const answer = await fetch(`${zone.issuer}/dev/token`, { method: 'POST', body: JSON.stringify({ agent: 'agent-a', user: 'alice@example.com', scopes: ['orders:read'] }) });
+    expect(answer.status).toBe(200);
+    const { access_token: token } = (await answer.json()) as { access_token: string };
+    const claims = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()) as { aud?: unknown };
+    expect(claims.aud).toBe('http://localhost:3000'); // the config's first resource (KEYCARD_RESOURCE of `env`)
+  });
+
   it('serves the sign-in the PKCE helper uses (authorization code + PKCE, the first user signed in)', async () => {
     const redirectUri = config.agents[1].redirectUris![0];
     const tokens = await authenticate({

@@ -71,7 +71,8 @@ export interface TestZoneOptions {
   /**
    * Serve `POST /dev/token` (JSON `{ agent?, user?, scopes?, audience?, expiresIn? }` → `{ access_token,
    * token_type, expires_in }`): a token for anyone, without credentials, for `curl` in local
-   * development (the `nestjs-keycard token` command). Answers loopback clients only. @default false
+   * development (the `nestjs-keycard token` command). Without `audience`, the token is for the zone's
+   * first resource (as the command's default). Answers loopback clients only. @default false
    */
   devTokenEndpoint?: boolean;
 }
@@ -545,7 +546,9 @@ export class TestZone {
       return sendJson(res, 400, { error: 'invalid_target', error_description: `'${asked.audience}' is not a resource of this zone (known: ${known.join(', ')}; list it under 'resources' in keycard-zone.json)` }, close);
     }
     const expiresIn = asked.expiresIn ?? 3600;
-    const token = this.tokenFor({ agent: asked.agent, user: asked.user, scopes: asked.scopes, audience: asked.audience, claims: { exp: Math.floor(Date.now() / 1000) + expiresIn } });
+    // No audience asked: the first resource, as the command's default (a token without `aud` is refused by every app).
+    const audience = asked.audience ?? known[0];
+    const token = this.tokenFor({ agent: asked.agent, user: asked.user, scopes: asked.scopes, audience, claims: { exp: Math.floor(Date.now() / 1000) + expiresIn } });
     sendJson(res, 200, { access_token: token, token_type: 'Bearer', expires_in: expiresIn }, close);
   }
 
