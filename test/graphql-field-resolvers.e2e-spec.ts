@@ -6,7 +6,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Field, ObjectType, Parent, Query, ResolveField, Resolver } from '@nestjs/graphql';
-import { Access, type AccessContext, Grant, Public, RequireScopes } from '../lib/index.js';
+import {
+  Access, type AccessContext, Grant, Public, RequireActors, RequireAuthentication, RequireClaims, RequireFreshness, RequireScopes,
+} from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectFixedDescription, expectNoLeak, forged } from './support/contexts.js';
 import { PRM, R } from './support/forge.js';
@@ -96,6 +98,39 @@ class GrantedFieldResolver {
     return access.status;
   }
 }
+
+/**
+ * One field resolver per policy decorator other than plain @RequireScopes: each declares a rule that
+ * no guard would judge on a field resolver when guards do not run there.
+ */
+function policyFieldResolver(name: string, decorator: MethodDecorator) {
+  @Resolver(() => Stats)
+  class PolicyFieldResolver {
+    @Public()
+    @Query(() => Stats)
+    stats(): Stats {
+      return { name: 'shop' };
+    }
+
+    @ResolveField(() => String)
+    secret(): string {
+      return `LEAK-${name}`;
+    }
+  }
+  const descriptor = Object.getOwnPropertyDescriptor(PolicyFieldResolver.prototype, 'secret')!;
+  decorator(PolicyFieldResolver.prototype, 'secret', descriptor);
+  Object.defineProperty(PolicyFieldResolver, 'name', { value: `${name}FieldResolver` });
+  return PolicyFieldResolver;
+}
+
+const POLICY_FIELD_RESOLVERS: [string, MethodDecorator][] = [
+  ['FromArguments', RequireScopes.fromArguments(() => ['stats:admin'])],
+  ['AnyOf', RequireScopes.anyOf(['stats:admin'], ['stats:owner'])],
+  ['Claims', RequireClaims({ tenant: { equals: 'acme' } })],
+  ['StepUp', RequireAuthentication({ acr: ['urn:kc:mfa'] })],
+  ['Actors', RequireActors({ maxDepth: 0 })],
+  ['Freshness', RequireFreshness()],
+];
 
 const SERVERS = GRAPHQL_SERVERS;
 
@@ -197,6 +232,21 @@ describe.each(SERVERS)('GraphQL field resolvers without fieldResolverEnhancers: 
     expect(failure!.message).toContain('StatsResolver.revenue (stats:admin)');
     expect(failure!.message).toContain('AccountsResolver.balance (accounts:read)');
     expect(failure!.message).not.toContain('motto');
+  });
+
+  it.each(POLICY_FIELD_RESOLVERS)('every requirement decorator on a field resolver fails the bootstrap too (%s), never served to anonymous callers', async (name, decorator) => {
+    const options = { zoneUrl: zone.issuer, resource: R, clientCredentials: { clientId: 'api', clientSecret: 'api-secret' } }; // @RequireFreshness needs them
+    const failure = await startGraphQLApp(server, options, { providers: [policyFieldResolver(name, decorator)] }).then(
+      async (api) => {
+        const leaked = await postGraphQL(api.url, '{ stats { name secret } }');
+        await api.close();
+        return new Error(`booted and answered ${JSON.stringify(leaked.body)}`);
+      },
+      (error: unknown) => error as Error,
+    );
+    expect(failure.message).toContain("fieldResolverEnhancers: ['guards']");
+    expect(failure.message).toContain(`${name}FieldResolver.secret`);
+    expect(failure.message).not.toContain('LEAK');
   });
 
   it('V1 a @Grant() on a field resolver fails the bootstrap unless interceptors run there too, naming it and the option', async () => {

@@ -19,6 +19,10 @@ export interface FieldResolverRules {
   readonly name: string;
   readonly isPublic: boolean;
   readonly scopes: readonly string[] | undefined;
+  /** Whatever it requires of a verified agent (scopes, claims, step-up, actors, …), compiled; undefined when nothing. */
+  readonly requirement: object | undefined;
+  /** `@RequireFreshness()`: its tokens must be introspected. */
+  readonly freshness: boolean;
   /** It (or its class) has a `@Grant()`, whose interceptor Nest runs on field resolvers only on request. */
   readonly granted: boolean;
 }
@@ -37,9 +41,10 @@ export function isFieldResolver(handler: object): boolean {
  * ['guards'] })` (Nest's default leaves them out): a scope declared on one would never be checked,
  * and any query returning its parent type, `@Public()` ones included, would reach it. So, when that
  * option is off:
- * - a field resolver whose nearest declaration requires scopes (`@RequireScopes()` on it, its class
- *   or a base class) fails the bootstrap, naming it and the option: a declared rule never silently
- *   goes unenforced;
+ * - a field resolver whose nearest declaration requires anything (`@RequireScopes()` and its
+ *   `anyOf` / `fromArguments`, `@RequireClaims()`, `@RequireAuthentication()`, `@RequireActors()`,
+ *   `@RequireFreshness()`, on it, its class or a base class) fails the bootstrap, naming it and the
+ *   option: a declared rule never silently goes unenforced;
  * - undecorated ones (protected by default everywhere else) get one warning naming them: each is
  *   only as protected as the query that returns its parent. `@Public()` on a field resolver says it
  *   needs no token, and silences it.
@@ -63,12 +68,13 @@ export function checkFieldResolverGuards(fields: readonly FieldResolverRules[], 
     );
   }
   if (options.fieldResolverEnhancers?.includes('guards') === true) return;
-  const scoped = fields.filter((field) => !field.isPublic && field.scopes !== undefined);
-  if (scoped.length > 0) {
+  const required = fields.filter((field) => !field.isPublic && (field.requirement !== undefined || field.freshness));
+  if (required.length > 0) {
     throw new Error(
-      `Keycard: @RequireScopes() on GraphQL field resolvers would not be enforced: Nest runs guards on @ResolveField() / @ResolveReference() ` +
+      `Keycard: requirements on GraphQL field resolvers (@RequireScopes(), @RequireClaims(), @RequireAuthentication(), @RequireActors(), ` +
+        `@RequireFreshness()) would not be enforced: Nest runs guards on @ResolveField() / @ResolveReference() ` +
         `methods only with GraphQLModule.forRoot({ fieldResolverEnhancers: ['guards'] }). ` +
-        `Add that option, or require the scopes on the queries instead: ${named(scoped.map((field) => `${field.name} (${field.scopes!.join(' ')})`))}`,
+        `Add that option, or require them on the queries instead: ${named(required.map(describeField))}`,
     );
   }
   const unguarded = fields.filter((field) => !field.isPublic);
@@ -79,6 +85,11 @@ export function checkFieldResolverGuards(fields: readonly FieldResolverRules[], 
         `Add fieldResolverEnhancers: ['guards'], or mark them @Public(): ${named(unguarded.map((field) => field.name))}`,
     );
   }
+}
+
+/** `Class.method`, with its scopes when it requires some (`Stats.revenue (stats:admin)`). */
+function describeField(field: FieldResolverRules): string {
+  return field.scopes === undefined ? field.name : `${field.name} (${field.scopes.join(' ')})`;
 }
 
 function named(names: readonly string[]): string {
