@@ -72,8 +72,9 @@ void describe('Redis outage behind a storage that owns its client', { skip: redi
       await next(client, 'reconnecting');
       assert.equal((await get(t)).status, 200, 'fail open: served while Redis is gone');
     }
+    const ready = next(client, 'ready'); // before the restart: the client may be ready before startRedis resolves
     redis = await startRedis({ port: redis.port });
-    await next(client, 'ready');
+    await ready;
     assert.equal((await get(t)).status, 200);
     assert.equal(printed.filter((p) => p.includes('Unhandled error event')).length, 0, printed.join('\n'));
     assert.equal(lines.length, 2, lines.join('\n'));
