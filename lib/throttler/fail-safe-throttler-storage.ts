@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events';
 import { Logger, type LoggerService } from '@nestjs/common';
 import type { ThrottlerStorage } from '@nestjs/throttler';
 import { logSafe } from '../logging/log-safe.js';
@@ -74,6 +75,7 @@ export class FailSafeThrottlerStorage implements ThrottlerStorage {
     if (!Number.isInteger(backOffMs) || backOffMs < 0) throw new TypeError("FailSafeThrottlerStorage: 'backOffMs' must be a whole number of ms ≥ 0");
     this.outage = new StoreOutage(backOffMs);
     this.logger = options.logger ?? new Logger('KeycardThrottler');
+    quietReconnectionErrors(storage);
   }
 
   async increment(key: string, ttl: number, limit: number, blockDuration: number, throttlerName: string): Promise<ThrottlerStorageRecord> {
@@ -101,6 +103,19 @@ export class FailSafeThrottlerStorage implements ThrottlerStorage {
     }
     return { totalHits: limit + 1, timeToExpire: Math.ceil(ttl / 1000), isBlocked: true, timeToBlockExpire: Math.max(1, Math.ceil(blockDuration / 1000)) };
   }
+}
+
+/**
+ * Gives the wrapped storage's ioredis client (`ThrottlerStorageRedisService#redis`) an 'error'
+ * listener when it has none (it created the client from a URL, or the app added none): without one,
+ * ioredis prints "Unhandled error event" on every failed reconnection while Redis is down. The
+ * outage and the recovery are logged once each by {@link FailSafeThrottlerStorage.increment}
+ * instead. A listener of the app's own is left alone and stays the only one.
+ */
+function quietReconnectionErrors(storage: ThrottlerStorage): void {
+  const client = (storage as { redis?: unknown }).redis as Partial<Pick<EventEmitter, 'on' | 'listenerCount'>> | undefined;
+  if (typeof client?.on !== 'function' || typeof client.listenerCount !== 'function') return;
+  if (client.listenerCount('error') === 0) client.on('error', () => undefined);
 }
 
 /** The error's class, code and the start of its message, without credentials a connection URL may carry. */
