@@ -218,6 +218,24 @@ describe('§W decision events in OpenTelemetry', () => {
     }
   });
 
+  it('W7 an MCP method the spec does not define is recorded as _OTHER: a caller never chooses the attribute value (no unbounded series, no control characters)', async () => {
+    const port = await freePort();
+    const api = await startMcpApp({ adapter: 'express', zoneUrl: zone.issuer, port, imports: [KeycardTelemetryModule.forRoot()], configure: serverSpans });
+    try {
+      for (const method of ['evil\n\u001b[31mmethod', 'x'.repeat(5000), 'rand/8f3a']) {
+        const res = await send(api.url, 'POST', '/mcp', [
+          ['Content-Type', 'application/json'], ['Accept', 'application/json, text/event-stream'],
+        ], JSON.stringify({ jsonrpc: '2.0', id: 1, method, params: {} }));
+        expect(res.status).toBe(401);
+        expect(parseChallenge(res.headers['www-authenticate'])?.scheme).toBe('Bearer');
+        expect(lastServerSpan().attributes[A.MCP_METHOD]).toBe('_OTHER');
+      }
+    } finally {
+      await api.close();
+      logs.push(...api.logger.lines);
+    }
+  });
+
   /** Data points of `name` as `decision reason kind [agent]` → value. */
   async function series(name: string): Promise<Map<string, number>> {
     const out = new Map<string, number>();

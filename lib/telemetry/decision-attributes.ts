@@ -2,6 +2,7 @@ import type { Attributes } from '@opentelemetry/api';
 import type { DecisionEvent } from '../decision/decision-events.js';
 import { logCapped } from '../logging/log-safe.js';
 import { KEYCARD_ATTRIBUTES as A } from './attribute-names.js';
+import { mcpMethodName } from './mcp-method-names.js';
 
 /** The MCP request a call carries, when it is one: read from the body only (catalogue Q31). */
 export interface McpRequestName {
@@ -32,7 +33,7 @@ export function decisionAttributes(event: DecisionEvent, mcp: McpRequestName | u
 }
 
 function addMcp(attributes: Attributes, mcp: McpRequestName): void {
-  if (mcp.method !== undefined) attributes[A.MCP_METHOD] = logCapped(mcp.method, 64);
+  if (mcp.method !== undefined) attributes[A.MCP_METHOD] = mcpMethodName(mcp.method);
   if (mcp.tool !== undefined) attributes[A.MCP_TOOL] = logCapped(mcp.tool);
 }
 
