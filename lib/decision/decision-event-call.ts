@@ -71,17 +71,20 @@ export function routeOf(context: ExecutionContext, request: object): string {
 }
 
 /** A W3C `traceparent` (version 00): version, 32-hex trace id, 16-hex parent id, flags. */
-const TRACEPARENT = /^[\da-f]{2}-([\da-f]{32})-([\da-f]{16})-[\da-f]{2}$/;
+const TRACEPARENT = /^([\da-f]{2})-([\da-f]{32})-([\da-f]{16})-[\da-f]{2}$/;
 const ZERO_TRACE = '0'.repeat(32);
+const ZERO_PARENT = '0'.repeat(16);
 
 /**
  * The trace id of a request's W3C `traceparent` header (W3C Trace Context §3.2), for events of an
  * app without an OpenTelemetry SDK; `undefined` when absent, repeated or malformed (an all-zero id
- * is invalid). The client's header: a correlation id, nothing is trusted because of it.
+ * and version ff are invalid). The client's header: a correlation id, nothing is trusted because of it.
  */
 export function traceIdOfHeaders(headers: IncomingHttpHeaders | undefined): string | undefined {
   const value = headers?.traceparent;
   if (typeof value !== 'string' || value.length !== 55) return undefined;
   const match = TRACEPARENT.exec(value);
-  return match === null || match[1] === ZERO_TRACE ? undefined : match[1];
+  // Version ff and all-zero ids are invalid (§3.2.2.1, §3.2.2.3), as an OpenTelemetry SDK judges them.
+  if (match === null || match[1] === 'ff' || match[2] === ZERO_TRACE || match[3] === ZERO_PARENT) return undefined;
+  return match[2];
 }
