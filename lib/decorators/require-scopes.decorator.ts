@@ -24,11 +24,15 @@ function checked(where: string, scopes: readonly unknown[]): string[] {
  * @Post('orders')
  * create() { … }
  * ```
- * @throws TypeError at startup for a scope that is not a valid RFC 6749 scope-token; the bootstrap
- *   fails for `offline_access` (catalogue Q29).
+ * @throws TypeError at startup for no scope at all, or a scope that is not a valid RFC 6749
+ *   scope-token; the bootstrap fails for `offline_access` (catalogue Q29).
  * @publicApi
  */
-const requireScopes = (...scopes: string[]) => SetMetadata(KEYCARD_SCOPES, Object.freeze(checked('@RequireScopes', scopes)));
+const requireScopes = (...scopes: string[]) => {
+  // On a method an empty list would replace the controller's scopes with none: any valid token.
+  if (scopes.length === 0) throw new TypeError('@RequireScopes: give at least one scope (a method needing only a valid token needs no decorator inside an unscoped controller)');
+  return SetMetadata(KEYCARD_SCOPES, Object.freeze(checked('@RequireScopes', scopes)));
+};
 
 /**
  * Alternative scope paths (catalogue T8, Q25): the call needs every scope of at least one path, on
