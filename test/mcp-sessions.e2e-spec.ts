@@ -325,5 +325,8 @@ describe.each(ADAPTERS)('MCP streams end when their session is revoked (%s)', (a
     expectOutcome(next, '401 IT scope=mcp:tools', `${api.url}/.well-known/oauth-protected-resource/mcp`, [alice], api.logger.lines);
     expect((next.json as { error_description?: string }).error_description).toBe('The access token has been revoked');
     expect((await inSession(mcpUrl, { token: bob, session: bobSession, body: WHOAMI })).status).toBe(200);
+    // Bob's stream is still open: end it the same way, so closing the app does not wait on it.
+    await api.app.get(RevocationService).revoke({ issuer: zone.issuer, sessionId: 'sid-bob' });
+    await bobStream;
   });
 });

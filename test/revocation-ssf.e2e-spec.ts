@@ -153,7 +153,9 @@ describe('§X SSF push receiver, one instance', () => {
   });
 
   it('X11 iat 61 s ahead → SSF(invalid_request); older than Lmax → 202 with no effect and one log line; iat missing → SSF(invalid_request)', async () => {
-    expectSsfError(await tx.push(s0(tx, { iat: now() + 61 })), 'invalid_request', at);
+    // 61 s ahead of the receiver's clock when it checks: rounded up, so the second `now()` truncates
+    // (up to 1 s) never brings it back within the 60 s tolerance.
+    expectSsfError(await tx.push(s0(tx, { iat: Math.ceil(Date.now() / 1000) + 61 })), 'invalid_request', at);
     expectAccepted(await tx.push(s0(tx, { iat: now() - (LMAX_SECONDS + 120) })));
     expect(at.revocations.status().entries).toBe(0);
     expect(lines(at, 'ssf_set_stale')).toHaveLength(1);
