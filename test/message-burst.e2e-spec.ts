@@ -234,10 +234,11 @@ describe.each(['socket.io', 'ws', 'graphql-ws'] as const)('O5 a burst of refused
     const shapes = new Set(big.answers.map((a) => JSON.stringify(platform === 'socket.io' ? { event: 'exception', data: a } : a)));
     expect([...shapes].map((s) => JSON.parse(s) as unknown)).toEqual([REFUSED[platform]]);
     expect(delay.max / 1e6).toBeLessThanOrEqual(platform === 'graphql-ws' ? Math.max(200, 3 * (await servedStall())) : 200);
-    // Best of three alternations of the two sizes: a busy machine slows single runs, not the ratio of the best.
+    // Best of five alternations of the two sizes: a busy machine (or a major GC landing in one run)
+    // slows single runs, not the ratio of the best.
     let small = Infinity;
     let large = big.ms;
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 5; i++) {
       small = Math.min(small, (await timed(1_000)).ms);
       large = Math.min(large, (await timed(10_000)).ms);
     }
