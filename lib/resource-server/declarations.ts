@@ -6,8 +6,10 @@ import {
 } from '../decision/policy/policy-metadata.js';
 import type { Declared } from '../decision/policy/requirement.js';
 
-type Target = object;
-type Class = abstract new (...args: never[]) => unknown;
+/** Where a declaration is read: a handler method or a class. */
+export type Target = object;
+/** A controller or provider class whose methods may be handlers. */
+export type Class = abstract new (...args: never[]) => unknown;
 
 /** A declaration found on one target: a method or a class. */
 export interface Declaration {

@@ -11,16 +11,15 @@ import { KEYCARD_CLOCK, KEYCARD_GRANT, KEYCARD_OPTIONS } from '../keycard.consta
 import { type Declared, type PolicyParts, Requirement } from '../decision/policy/requirement.js';
 import { ScopeHierarchy } from '../decision/policy/scope-hierarchy.js';
 import type { KeycardOptions } from '../keycard-options.js';
-import { classOf, declarationOn, declaringClasses, nearestDeclaration, requirementOf } from './declarations.js';
+import {
+  type Class, classOf, declarationOn, declaringClasses, nearestDeclaration, requirementOf, type Target,
+} from './declarations.js';
 import { ProtectedResource } from './protected-resource.js';
 import { chooseForPattern, type ResourceChoice, routerFoldsCase } from './resource-choice.js';
 import { ResourceResolver } from './resource-resolver.js';
 import { mcpEndpointRuleOf, type McpEndpointRule } from '../mcp/mcp-endpoint.decorator.js';
 import { declaresFreshness } from '../decorators/require-freshness.decorator.js';
 import { checkFieldResolverGuards, type FieldResolverRules, isFieldResolver } from '../contexts/graphql-field-resolvers.js';
-
-type Target = object;
-type Class = abstract new (...args: never[]) => unknown;
 
 /** What the guard needs to judge one handler, computed once. */
 export interface RouteRules {

@@ -3,7 +3,7 @@ import { DiscoveryService, MetadataScanner } from '@nestjs/core';
 import { ApiSecurity, type OpenAPIObject, type SecuritySchemeObject } from '@nestjs/swagger';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
-import { declaringClasses, nearestDeclaration, requirementOf } from '../resource-server/declarations.js';
+import { type Class, declaringClasses, nearestDeclaration, requirementOf } from '../resource-server/declarations.js';
 import { ZoneMetadataService } from '../zone/zone-metadata.service.js';
 
 /** The swagger metadata keys this file reads, as `@nestjs/swagger` (10–12) writes them. */
@@ -64,8 +64,6 @@ export async function withKeycardSecurity<T extends Omit<OpenAPIObject, 'paths'>
   config.components = { ...config.components, securitySchemes: { ...config.components?.securitySchemes, [name]: scheme } };
   return config;
 }
-
-type Class = abstract new (...args: never[]) => unknown;
 
 interface ProtectedRoute {
   readonly type: Class;
