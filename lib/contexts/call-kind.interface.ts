@@ -55,6 +55,11 @@ export interface CallKind {
    * this call, so a second pass of the guard over the same call is recognised by its argument list.
    */
   readonly sharedCarrier: boolean;
+  /**
+   * True when this kind judges calls of `context`, whose `context.getType()` is `type`: the
+   * kinds are asked in turn, the first that accepts judges the call.
+   */
+  accepts(type: string, context: ExecutionContext): boolean;
   /** The call's {@link Carrier}. */
   carrier(context: ExecutionContext): Carrier;
   /** The HTTP request behind the call (the resource choice and the challenge read it), if any. */

@@ -155,6 +155,10 @@ export class GraphQLCallKind implements CallKind {
   readonly name = 'graphql';
   readonly sharedCarrier = true;
 
+  accepts(type: string): boolean {
+    return type === 'graphql';
+  }
+
   /**
    * @param unguarded called when a subscription reaches a protected field over a connection the
    *   module's hooks did not open (says how to enable them): `mercurius` without

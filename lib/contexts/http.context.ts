@@ -9,6 +9,10 @@ export class HttpCallKind implements CallKind {
   readonly name = 'http';
   readonly sharedCarrier = false;
 
+  accepts(type: string): boolean {
+    return type === 'http';
+  }
+
   /** @param schemes the schemes of `Authorization` read as credentials (`DPoP` when it is on). */
   constructor(
     private readonly adapter: () => HttpServer,

@@ -16,7 +16,6 @@ import { RouteRulesRegistry } from '../resource-server/route-rules.registry.js';
 import type { CallKind, Carrier } from './call-kind.interface.js';
 import { GraphQLCallKind, graphqlCarrier, type UnguardedServer } from './graphql.context.js';
 import { HttpCallKind } from './http.context.js';
-import { noteJudged } from './judged-calls.js';
 import { logSafe } from '../logging/log-safe.js';
 import { McpCallKind, mcpRequestOf } from './mcp.context.js';
 import { RpcCallKind } from './rpc.context.js';
@@ -52,6 +51,8 @@ export class KeycardContexts {
       'Mount the MCP endpoint as a controller (`McpHttpControllerFor(transport)`), not on the HTTP adapter',
     'error',
   ));
+  /** Every kind, in the order they are asked whether they judge a call. */
+  private readonly kinds: readonly CallKind[];
   /** What was already reported as unsupported (context types, unguarded sockets): one log line each (N8). */
   private readonly reported = new Set<string>();
 
@@ -67,50 +68,55 @@ export class KeycardContexts {
     this.http = new HttpCallKind(adapter, schemes);
     this.graphql = new GraphQLCallKind(adapter, (server) => this.reportOnce(`${server}-unguarded`, UNGUARDED_SUBSCRIPTIONS[server]), schemes);
     this.rpc = new RpcCallKind(options.rpcTokenExtractor, schemes);
+    // The MCP kind before the rpc kind: an mcp-nest tool call is an rpc context too.
+    this.kinds = [this.http, this.graphql, this.ws, this.mcp, this.rpc];
   }
 
   /**
    * The {@link Call} in `context`, built once: its kind, carrier and rules. Decided at once without
    * one: `true` for a `@Public()` handler when nothing observes decisions (`observed` false) or its
    * context type is one the module cannot judge; `false`, with one log line, for a protected
-   * handler in such a context (N8).
+   * handler in such a context (N8), and for a handler the app did not have at bootstrap (whose
+   * decorators the module never read).
    */
   callOf(context: ExecutionContext, observed: boolean): Call | boolean {
     const kind = this.kindOf(context);
-    const rules = this.routeRules.rulesFor(context.getHandler(), context.getClass());
+    const rules = this.routeRules.knownRules(context.getHandler(), context.getClass());
+    if (rules === undefined) return this.refuseUnsupported(context, kind === undefined ? 'type' : 'handler');
     // A public MCP endpoint is still a Call: its transport checks (Origin) run before it is served.
     if (rules.isPublic && (kind === undefined || (!observed && rules.mcp === undefined))) return true;
-    return kind === undefined ? this.refuseUnsupported(context) : Call.of(kind, context, rules);
+    return kind === undefined ? this.refuseUnsupported(context, 'type') : Call.of(kind, context, rules);
   }
 
   /** The kind of the call, or `undefined` for a context type the module cannot judge. */
   kindOf(context: ExecutionContext): CallKind | undefined {
-    switch (context.getType<string>()) {
-      case 'http':
-        return this.http;
-      case 'graphql':
-        return this.graphql;
-      case 'ws':
-        noteJudged(context);
-        return this.ws;
-      case 'rpc':
-        // An mcp-nest tool call is an rpc context carrying its HTTP request.
-        return mcpRequestOf(context) === undefined ? this.rpc : this.mcp;
-      default:
-        return undefined;
-    }
+    const type = context.getType<string>();
+    for (const kind of this.kinds) if (kind.accepts(type, context)) return kind;
+    return undefined;
   }
 
   /**
-   * Refuses a call in a context the module cannot judge, with one log line per context type that
-   * names it and says how to serve it (catalogue N8). Nest then answers its own "Forbidden resource".
+   * Refuses a call the module cannot judge, with one log line that names it and says how to serve
+   * it: a context type it does not read (catalogue N8), or a handler it has no rules for — one that
+   * was not a method of the app's controllers and providers when the module started (an
+   * instrumentation that swapped it afterwards, an `ExecutionContext` made by hand), judged
+   * without its decorators otherwise. Nest then answers its own "Forbidden resource".
    */
-  refuseUnsupported(context: ExecutionContext): false {
+  refuseUnsupported(context: ExecutionContext, what: 'type' | 'handler'): false {
     const type = context.getType<string>();
-    this.reportOnce(
-      type,
-      `Keycard refused a '${type}' call (${context.getClass().name}.${context.getHandler().name}): it judges only http, graphql, ws and rpc contexts. Mark the handler @Public() to serve it without a token, or reach it through one of those contexts`,
-    );
+    const name = `${context.getClass()?.name}.${context.getHandler()?.name}`;
+    if (what === 'type') {
+      this.reportOnce(
+        type,
+        `Keycard refused a '${type}' call (${name}): it judges only http, graphql, ws and rpc contexts. Mark the handler @Public() to serve it without a token, or reach it through one of those contexts`,
+      );
+    } else {
+      this.reportOnce(
+        `handler ${name}`,
+        `Keycard refused a call to ${name}: that handler was not a method of the app's controllers and providers when KeycardModule started, so its decorators were never read. ` +
+          'Declare the class as a controller or provider of a module, or let an instrumentation wrap handlers before the app is initialised',
+      );
+    }
     return false;
   }
 

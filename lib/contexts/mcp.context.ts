@@ -37,6 +37,11 @@ export class McpCallKind implements CallKind {
   /** The calls of one batch share the request; the agent on it was admitted for the endpoint, not for a tool. */
   readonly sharedCarrier = true;
 
+  /** An mcp-nest tool call: an rpc context carrying its HTTP request. */
+  accepts(type: string, context: ExecutionContext): boolean {
+    return type === 'rpc' && mcpRequestOf(context) !== undefined;
+  }
+
   /** @param unguarded called when a tool call's request did not pass the guard (says how to mount the endpoint). */
   constructor(private readonly unguarded: (context: ExecutionContext) => void) {}
 

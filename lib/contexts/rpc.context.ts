@@ -98,6 +98,11 @@ export class RpcCallKind implements CallKind {
   readonly name = 'rpc';
   readonly sharedCarrier = false;
 
+  /** Every rpc call the MCP kind, asked before it, did not take. */
+  accepts(type: string): boolean {
+    return type === 'rpc';
+  }
+
   /** @param schemes the schemes of gRPC `authorization` metadata read as credentials (`DPoP` when it is on). */
   constructor(
     private readonly extractor: RpcTokenExtractor | undefined,

@@ -1,3 +1,4 @@
+import { noteJudged } from './judged-calls.js';
 import type { ExecutionContext } from '@nestjs/common';
 import type { IncomingMessage } from 'node:http';
 import { parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
@@ -40,6 +41,13 @@ export function handshakeToken(client: object): string | undefined {
 export class WsCallKind implements CallKind {
   readonly name = 'ws';
   readonly sharedCarrier = true;
+
+  /** Also notes the call as judged: the guard Nest 11 binds to each gateway then lets it through (see `gateway-guards.ts`). */
+  accepts(type: string, context: ExecutionContext): boolean {
+    if (type !== 'ws') return false;
+    noteJudged(context);
+    return true;
+  }
 
   /** @param unguarded called when a `ws` client reaches a handler without a verified handshake (says how to enable it). */
   constructor(private readonly unguarded: () => void) {}

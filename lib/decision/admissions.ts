@@ -1,12 +1,11 @@
 import type { ExecutionContext } from '@nestjs/common';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
-import { requestState } from '../resource-server/request-state.js';
 import type { Call } from './call.js';
-import type { DecisionEvents } from './decision-events.js';
+import type { DecisionEvents, Outcome } from './decision-events.js';
 import { rememberAdmission } from './earlier-admission.js';
 import type { EndpointExtension } from './endpoint-extension.js';
 import type { Judge } from './judge.js';
-import type { ScopePolicy } from './scope-policy.js';
+import type { AuthorizationPolicy } from './authorization-policy.js';
 import { ANONYMOUS } from './verification.js';
 
 /**
@@ -19,7 +18,7 @@ type Holder = Record<typeof HELD, Call | null | undefined>;
 
 /** What admitting needs from the module. */
 export interface AdmissionParts {
-  readonly policy: ScopePolicy;
+  readonly policy: AuthorizationPolicy;
   readonly events: DecisionEvents;
   readonly endpoint: EndpointExtension | undefined;
 }
@@ -42,16 +41,15 @@ export class Admissions {
   admit(call: Call, judge: Judge, agent: AgentContext | typeof ANONYMOUS): true {
     const verified = agent !== ANONYMOUS;
     if (verified) {
+      // The refusal's event and log line name the agent: `call.agent` holds it.
       const refusal = this.parts.policy.unmet(call, agent, judge);
-      if (refusal !== undefined) {
-        requestState(call.carrier).agent = agent; // for the denial's audit line over HTTP
-        throw refusal;
-      }
+      if (refusal !== undefined) throw refusal;
       if (call.admittedBefore) return true;
     }
+    const outcome = this.parts.events.active ? this.outcomeOf(call, verified) : undefined;
     if (call.rules.mcp !== undefined && !call.rules.isPublic) this.parts.endpoint?.admittedCall(call);
     // Published before the agent is handed over, so nothing a subscriber writes on the carrier survives.
-    if (this.parts.events.active) this.publish(call, verified);
+    if (outcome !== undefined) this.parts.events.decided(call, outcome);
     if (!verified) return true;
     call.carrier.user = agent;
     if (call.kind.sharedCarrier) rememberAdmission(call.context.getArgs(), call);
@@ -74,10 +72,11 @@ export class Admissions {
     return held;
   }
 
-  private publish(call: Call, verified: boolean): void {
+  /** The admission's outcome; not final when a later judge of the call publishes it ({@link hold}). */
+  private outcomeOf(call: Call, verified: boolean): Outcome {
     const holder = call.context as unknown as Holder;
     const held = holder[HELD] !== undefined;
     if (held && verified) holder[HELD] = call; // the later judge publishes the final outcome
-    this.parts.events.decided(call, verified ? { status: 200, agent: call.agent, final: !held } : { status: 200, public: true, final: !held });
+    return verified ? { status: 200, agent: call.agent, final: !held } : { status: 200, public: true, final: !held };
   }
 }

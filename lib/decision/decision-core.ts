@@ -12,7 +12,7 @@ import { DecisionEvents, type Outcome } from './decision-events.js';
 import { type EndpointExtension, type EndpointOperation, KEYCARD_ENDPOINT_EXTENSION } from './endpoint-extension.js';
 import { defaultJudge, type Judge } from './judge.js';
 import { type RefusalLimiter, Refusals } from './refusal.js';
-import { ScopePolicy } from './scope-policy.js';
+import { AuthorizationPolicy } from './authorization-policy.js';
 import { TokenValidators } from './token-validator.js';
 import { Verification } from './verification.js';
 
@@ -35,7 +35,7 @@ function transportOutcome(refusal: unknown): Outcome {
  * 2. {@link Verification} establishes the agent: none for a `@Public()` route, an earlier judge's
  *    admission of the same call, the verified-token cache, else the passport-jwt strategy's header,
  *    zone, key, signature and claim stages; then every {@link TokenValidator};
- * 3. {@link Admissions}: the {@link ScopePolicy} judges the verified agent (INV5), the admission is
+ * 3. {@link Admissions}: the {@link AuthorizationPolicy} judges the verified agent (INV5), the admission is
  *    published once to the {@link DecisionEvents} subscribers (audit log, throttler, the app's own)
  *    and the agent handed to the handler;
  * 4. or {@link Refusals}: a refusal is published and answered in the call's own shape.
@@ -63,7 +63,7 @@ export class DecisionCore {
     @Optional() @Inject(KEYCARD_ENDPOINT_EXTENSION) private readonly endpoint?: EndpointExtension,
   ) {
     this.verification = new Verification({ contexts, verifier, routeRules, options, validators });
-    this.admissions = new Admissions({ policy: new ScopePolicy(), events, endpoint });
+    this.admissions = new Admissions({ policy: new AuthorizationPolicy(), events, endpoint });
     this.refusals = new Refusals({ contexts, events, options });
     this.judge = defaultJudge(options.logger);
   }

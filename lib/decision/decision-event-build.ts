@@ -3,7 +3,7 @@ import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import type { TraceIds } from '../logging/trace-context.js';
 import type { KeycardException } from '../resource-server/keycard.exceptions.js';
 import type { Call } from './call.js';
-import { type DecidedCall, decidedCallOf } from './decision-event-call.js';
+import { type DecidedCall, decidedCallOf, traceOfRequest } from './decision-event-call.js';
 import { matchedByOf, type PerformedBy, type RevocationMatch } from './decision-event-kinds.js';
 import type { DecisionEvent, DecisionType, Outcome, StepUpEvidence } from './decision-events.js';
 import { type DecisionReason, reasonOfCode } from './decision-reason.js';
@@ -39,7 +39,11 @@ function typeOf(outcome: Outcome): DecisionType {
   }
 }
 
-/** The {@link DecisionEvent} of `call`'s outcome (or of a connection opening, `call` absent). Built only when someone listens. */
+/**
+ * The {@link DecisionEvent} of `call`'s outcome (or of a connection opening, `call` absent). Built
+ * only when someone listens. `trace`: the span active now, when a tracer is registered; without
+ * one, a call's event names the `traceparent` of its HTTP request.
+ */
 export function eventOf(call: Call | undefined, outcome: Outcome & { call?: DecidedCall }, trace: TraceIds | undefined): DecisionEvent {
   const { agent, detail, status } = outcome;
   const required = call?.requiredScopes;
@@ -50,7 +54,6 @@ export function eventOf(call: Call | undefined, outcome: Outcome & { call?: Deci
     event.detail = detail;
   }
   event.status = status;
-  event.call = outcome.call ?? decidedCallOf(call!);
   if (agent !== undefined) {
     event.performedBy = { issuer: agent.issuer, agentId: agent.agentId, clientId: agent.clientId };
     event.onBehalfOf = agent.subject;
@@ -63,12 +66,15 @@ export function eventOf(call: Call | undefined, outcome: Outcome & { call?: Deci
   if (detail === 'insufficient_scope') event.missingScopes = missing(agent, required);
   if (outcome.stepUp !== undefined) event.stepUp = stepUpOf(outcome.stepUp, agent);
   if (outcome.matchedBy !== undefined) event.matchedBy = outcome.matchedBy;
-  if (trace !== undefined) {
-    event.traceId = trace.traceId;
-    if (trace.spanId !== '') event.spanId = trace.spanId;
-  }
   if (outcome.public !== undefined) event.public = outcome.public;
   event.final = outcome.final ?? true;
+  // What the call is and which trace it belongs to, both read from the call's own door.
+  event.call = outcome.call ?? decidedCallOf(call!);
+  const ids = trace ?? (call === undefined ? undefined : traceOfRequest(call));
+  if (ids !== undefined) {
+    event.traceId = ids.traceId;
+    if (ids.spanId !== '') event.spanId = ids.spanId;
+  }
   return event;
 }
 

@@ -2,6 +2,7 @@ import type { ExecutionContext } from '@nestjs/common';
 import { PATH_METADATA } from '@nestjs/common/constants.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import { rawRequestOf } from '../resource-server/resource-resolver.js';
+import type { TraceIds } from '../logging/trace-context.js';
 import type { Call } from './call.js';
 
 /**
@@ -35,7 +36,7 @@ export interface DecidedCall {
 /** The {@link DecidedCall} of a call the core decided. */
 export function decidedCallOf(call: Call): DecidedCall {
   const { kind, context, carrier } = call;
-  const name = call.describe();
+  const name = kind.describe(context, carrier);
   if (kind.name === 'http') {
     const raw = rawRequestOf(carrier);
     return { kind: kind.name, name, method: raw.method ?? 'GET', route: routeOf(context, carrier) };
@@ -68,6 +69,12 @@ export function routeOf(context: ExecutionContext, request: object): string {
     Reflect.getMetadata(PATH_METADATA, context.getClass()) as string | string[] | undefined,
     Reflect.getMetadata(PATH_METADATA, context.getHandler()) as string | string[] | undefined,
   );
+}
+
+/** The trace of `call`'s HTTP request (its `traceparent` header), for an app without a tracer: no span id of ours. */
+export function traceOfRequest(call: Call): TraceIds | undefined {
+  const traceId = traceIdOfHeaders(call.kind.httpRequest(call.context, call.carrier)?.headers);
+  return traceId === undefined ? undefined : { traceId, spanId: '' };
 }
 
 /** A W3C `traceparent` (version 00): version, 32-hex trace id, 16-hex parent id, flags. */

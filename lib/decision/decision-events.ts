@@ -4,7 +4,7 @@ import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { logSafe } from '../logging/log-safe.js';
-import type { TraceContextSource, TraceIds } from '../logging/trace-context.js';
+import type { TraceContextSource } from '../logging/trace-context.js';
 import type { DenialReason } from '../resource-server/keycard.exceptions.js';
 import type { Call } from './call.js';
 import { type DecidedCall, openingCallOf, traceIdOfHeaders } from './decision-event-call.js';
@@ -187,7 +187,7 @@ export class DecisionEvents {
   decided(call: Call, outcome: Outcome): void {
     // The call is decided: what follows (the door's answer, observers) never needs its token (INV7).
     call.token = undefined;
-    if (this.registrations.length > 0) this.publish(eventOf(call, outcome, this.traceOf(call)));
+    if (this.registrations.length > 0) this.publish(eventOf(call, outcome, this.traces?.current()));
   }
 
   /**
@@ -220,14 +220,6 @@ export class DecisionEvents {
     return () => {
       this.registrations = this.registrations.filter((r) => r !== registration);
     };
-  }
-
-  /** The span active now (with a tracer), else the `traceparent` of the call's HTTP request. */
-  private traceOf(call: Call): TraceIds | undefined {
-    const trace = this.traces?.current();
-    if (trace !== undefined) return trace;
-    const traceId = traceIdOfHeaders(call.kind.httpRequest(call.context, call.carrier)?.headers);
-    return traceId === undefined ? undefined : { traceId, spanId: '' };
   }
 }
 

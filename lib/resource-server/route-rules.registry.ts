@@ -151,14 +151,23 @@ export class RouteRulesRegistry implements OnModuleInit {
     else this.freshnessListeners.push(listener);
   }
 
-  /** The rules of a handler: one or two WeakMap lookups, computed on first sight when unknown. */
+  /**
+   * The rules of a handler at bootstrap (an MCP tool's, found by the MCP layer): computed now when
+   * the handler was not among the classes this registry compiled.
+   */
   rulesFor(handler: Target, type: Target): RouteRules {
+    return this.knownRules(handler, type) ?? this.remember(handler, type, this.compute(handler, type, `${(type as Class).name}.${(handler as Class).name}`, []));
+  }
+
+  /**
+   * The rules of a handler as a call reaches it: one or two WeakMap lookups of what was compiled at
+   * bootstrap; `undefined` for a handler that was not among the app's classes then (see
+   * `KeycardContexts.callOf`, which refuses such a call rather than judge it without its decorators).
+   */
+  knownRules(handler: Target, type: Target): RouteRules | undefined {
     const rules = this.byHandler.get(handler);
     if (rules !== undefined && rules.owner === type) return rules;
-    return (
-      this.byClass.get(type)?.get(handler) ??
-      this.remember(handler, type, this.compute(handler, type, `${(type as Class).name}.${(handler as Class).name}`, []))
-    );
+    return this.byClass.get(type)?.get(handler);
   }
 
   /**
@@ -181,13 +190,13 @@ export class RouteRulesRegistry implements OnModuleInit {
   }
 
   /**
-   * Nest registers a route with `instance[method]`: the prototype's method, unless an APM
-   * `instrument` (`@nestjs/observe`'s `ObserveInstrument`) hands the controller out as a Proxy whose
-   * methods are tracing wrappers. Such a wrapper gets the rules of the method it stands for, route
-   * pattern and resource included, rather than rules computed on first sight without the pattern.
+   * Nest registers a handler with `instance[method]`: the prototype's method, unless an APM
+   * `instrument` (`@nestjs/observe`'s `ObserveInstrument`) hands the controller or provider out as
+   * a Proxy whose methods are tracing wrappers. Such a wrapper gets the rules of the method it
+   * stands for, route pattern and resource included: a wrapper carries none of its decorators.
    */
   private rememberRegisteredHandlers(): void {
-    for (const wrapper of this.discovery.getControllers()) {
+    for (const wrapper of [...this.discovery.getControllers(), ...this.discovery.getProviders()]) {
       const type = classOf(wrapper);
       const instance = wrapper.instance as Record<string, unknown> | null | undefined;
       if (type === undefined || instance == null) continue;
