@@ -1,11 +1,12 @@
 import type { ExecutionContext, HttpServer } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type AcceptedSchemes, BEARER_ONLY, extractBearerToken, parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
+import { parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
 import { InvalidTokenException, type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
 import { rawRequestOf } from '../resource-server/resource-resolver.js';
 import type { CallKind, Carrier, Refusal } from './call-kind.interface.js';
 import { connectionOf } from './connection-state.js';
 import { rawResponseOf, writeChallenge } from './http.context.js';
+import { HttpTokenReader } from './http-token-reader.js';
 
 /**
  * The context value a resolver receives (third resolver argument), as Nest's drivers build it:
@@ -167,8 +168,8 @@ export class GraphQLCallKind implements CallKind {
   constructor(
     private readonly adapter: () => HttpServer,
     private readonly unguarded: (server: UnguardedServer) => void = () => undefined,
-    /** The schemes read from an HTTP request's `Authorization` (`DPoP` when it is on); connections read Bearer only. */
-    private readonly schemes: AcceptedSchemes = BEARER_ONLY,
+    /** Reads an HTTP request's `Authorization` with the accepted schemes (`DPoP` when it is on); connections read Bearer only. */
+    private readonly tokens = new HttpTokenReader(),
   ) {}
 
   carrier(context: ExecutionContext): Carrier {
@@ -211,7 +212,7 @@ export class GraphQLCallKind implements CallKind {
    */
   token(_context: ExecutionContext, carrier: Carrier): string | undefined {
     if (carrier === EMPTY) return undefined;
-    if (!isSocketContext(carrier)) return extractBearerToken(rawRequestOf(carrier), this.schemes);
+    if (!isSocketContext(carrier)) return this.tokens.read(rawRequestOf(carrier));
     if (isUnguardedSubscription(carrier)) this.unguarded('mercurius');
     else if (connectionOf(carrier) === undefined) this.unguarded('graphql-ws');
     else return connectionParamsToken((carrier as SocketContext).connectionParams);

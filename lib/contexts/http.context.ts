@@ -1,8 +1,8 @@
 import type { ExecutionContext, HttpServer } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type AcceptedSchemes, BEARER_ONLY, extractBearerToken } from '../resource-server/bearer-token.extractor.js';
 import { pathOf, rawRequestOf } from '../resource-server/resource-resolver.js';
 import type { CallKind, Carrier, Refusal } from './call-kind.interface.js';
+import { HttpTokenReader } from './http-token-reader.js';
 
 /** Plain HTTP routes (Express or Fastify): the token in `Authorization`, the challenge on the response. */
 export class HttpCallKind implements CallKind {
@@ -13,10 +13,10 @@ export class HttpCallKind implements CallKind {
     return type === 'http';
   }
 
-  /** @param schemes the schemes of `Authorization` read as credentials (`DPoP` when it is on). */
+  /** @param tokens reads `Authorization` with the accepted schemes (`DPoP` when it is on). */
   constructor(
     private readonly adapter: () => HttpServer,
-    private readonly schemes: AcceptedSchemes = BEARER_ONLY,
+    private readonly tokens = new HttpTokenReader(),
   ) {}
 
   carrier(context: ExecutionContext): Carrier {
@@ -40,7 +40,7 @@ export class HttpCallKind implements CallKind {
   }
 
   token(_context: ExecutionContext, carrier: Carrier): string | undefined {
-    return extractBearerToken(rawRequestOf(carrier), this.schemes);
+    return this.tokens.read(rawRequestOf(carrier));
   }
 
   refuse({ denial, context, carrier, headers }: Refusal): Error {

@@ -16,6 +16,7 @@ import { RouteRulesRegistry } from '../resource-server/route-rules.registry.js';
 import type { CallKind, Carrier } from './call-kind.interface.js';
 import { GraphQLCallKind, graphqlCarrier, type UnguardedServer } from './graphql.context.js';
 import { HttpCallKind } from './http.context.js';
+import { HttpTokenReader } from './http-token-reader.js';
 import { logSafe } from '../logging/log-safe.js';
 import { McpCallKind, mcpRequestOf } from './mcp.context.js';
 import { RpcCallKind } from './rpc.context.js';
@@ -65,8 +66,10 @@ export class KeycardContexts {
   ) {
     const adapter = () => adapterHost.httpAdapter;
     const schemes = acceptedSchemes(options);
-    this.http = new HttpCallKind(adapter, schemes);
-    this.graphql = new GraphQLCallKind(adapter, (server) => this.reportOnce(`${server}-unguarded`, UNGUARDED_SUBSCRIPTIONS[server]), schemes);
+    // One reader for both HTTP doors: the request-logger check happens once per app, not per door.
+    const tokens = new HttpTokenReader(schemes, options.logger);
+    this.http = new HttpCallKind(adapter, tokens);
+    this.graphql = new GraphQLCallKind(adapter, (server) => this.reportOnce(`${server}-unguarded`, UNGUARDED_SUBSCRIPTIONS[server]), tokens);
     this.rpc = new RpcCallKind(options.rpcTokenExtractor, schemes);
     // The MCP kind before the rpc kind: an mcp-nest tool call is an rpc context too.
     this.kinds = [this.http, this.graphql, this.ws, this.mcp, this.rpc];

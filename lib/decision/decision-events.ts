@@ -7,14 +7,13 @@ import { logSafe } from '../logging/log-safe.js';
 import type { TraceContextSource } from '../logging/trace-context.js';
 import type { DenialReason } from '../resource-server/keycard.exceptions.js';
 import type { Call } from './call.js';
-import { type DecidedCall, openingCallOf, traceIdOfHeaders } from './decision-event-call.js';
-import { eventOf } from './decision-event-build.js';
+import { type DecidedCall, eventOf, openingCallOf, traceIdOfHeaders } from './decision-event-build.js';
 import type { ExchangedEvent, PerformedBy, RevocationAppliedEvent, RevocationMatch } from './decision-event-kinds.js';
 import type { DecisionReason } from './decision-reason.js';
 
 export { refusalOutcome } from './decision-event-build.js';
 
-export type { DecidedCall } from './decision-event-call.js';
+export type { DecidedCall } from './decision-event-build.js';
 export type { ExchangedEvent, PerformedBy, RevocationAppliedEvent, RevocationMatch } from './decision-event-kinds.js';
 
 /**

@@ -2,7 +2,6 @@ import type { IncomingMessage } from 'node:http';
 import type { KeycardContexts } from '../contexts/keycard-contexts.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import type { KeycardOptions } from '../keycard-options.js';
-import { checkRequestLogger } from '../logging/request-logger-check.js';
 import { isVerifiedAgent } from '../resource-server/access-token-rules.js';
 import { MissingCredentialsException, ZoneUnavailableException } from '../resource-server/keycard.exceptions.js';
 import type { ProtectedResource } from '../resource-server/protected-resource.js';
@@ -33,9 +32,6 @@ export const ANONYMOUS = Symbol('keycard.anonymous');
  * {@link TokenValidator} (on cache hits too). Synchronous on a cache hit.
  */
 export class Verification {
-  /** Whether the request loggers were looked at for tokens (at the first token: INV7). */
-  private requestLoggerChecked = false;
-
   constructor(private readonly parts: VerificationParts) {}
 
   /**
@@ -59,7 +55,6 @@ export class Verification {
     call.resource = this.resourceOf(call, raw);
     call.token = kind.token(context, carrier);
     if (call.token === undefined) return this.anonymous(call);
-    this.checkRequestLoggerOnce(call, raw);
     if (call.rules.optional) return this.verifiedOrAnonymous(call);
     const agent = this.verify(call);
     return agent instanceof Promise ? agent.then((verified) => this.validated(call, verified)) : this.validated(call, agent);
@@ -143,12 +138,5 @@ export class Verification {
     const { rules } = call;
     if (rules.resource !== undefined) return rules.resource;
     return raw === undefined ? this.parts.contexts.resourceFor(undefined) : this.parts.routeRules.resourceFor(rules, call.carrier, raw);
-  }
-
-  /** Once, at the first token answered over HTTP (pino-http binds its loggers to those requests only). */
-  private checkRequestLoggerOnce(call: Call, raw: IncomingMessage | undefined): void {
-    if (this.requestLoggerChecked || raw === undefined || !call.answeredOverHttp) return;
-    this.requestLoggerChecked = true;
-    checkRequestLogger(raw, call.token!, this.parts.options.logger);
   }
 }
