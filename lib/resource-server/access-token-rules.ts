@@ -190,8 +190,11 @@ function readActor(act: unknown, depth: number): ActorChain | undefined {
   });
 }
 
-/** Freezes a parsed JSON value and everything in it (JSON has no prototypes to walk: own keys only). */
-function deepFreeze<T>(value: T): T {
+/**
+ * Freezes a parsed JSON value and everything in it (JSON has no prototypes to walk: own keys only).
+ * @internal
+ */
+export function deepFreeze<T>(value: T): T {
   if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
     Object.freeze(value);
     for (const key in value) deepFreeze(value[key]);
