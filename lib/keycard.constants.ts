@@ -55,8 +55,8 @@ export const OIDC_WELL_KNOWN = '/.well-known/openid-configuration';
 /** Algorithms accepted when none are configured. */
 export const DEFAULT_ALGORITHMS = ['RS256', 'PS256', 'ES256'] as const;
 /**
- * Every asymmetric JWS algorithm the verifier can check (the ones jsonwebtoken, under passport-jwt,
- * implements); anything else is refused at bootstrap.
+ * Every asymmetric JWS algorithm the verifier can check with `crypto.verify` (RFC 7518 §3.3–3.5:
+ * RSASSA-PKCS1-v1_5, RSASSA-PSS, ECDSA); anything else is refused at bootstrap.
  */
 export const SUPPORTED_ALGORITHMS = [
   'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512',

@@ -134,3 +134,79 @@ describe('passport-jwt verifier seam', () => {
     expectOutcome(await get(token), '200', PRM, [token], api.logger.lines);
   });
 });
+
+/**
+ * Issue 24: a zone's header, decoded once. Every token a zone signs with one key carries the same
+ * header text; the strategy keeps the decoded header of texts whose signature verified and decodes
+ * only the payload of later tokens. The header rules still run on every token, a text that differs
+ * by one character is decoded and checked in full, and only a zone can add a text.
+ */
+describe('header texts of verified tokens', () => {
+  let zone: TestZone;
+  let api: RunningApp;
+  let headers: { size: number };
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    api = await startApp('express', { zoneUrl: zone.issuer, resource: R });
+    headers = (api.app.get(KeycardStrategy) as unknown as { signedHeaders: { size: number } }).signedHeaders;
+  });
+  afterAll(async () => {
+    await api?.close();
+    await zone?.stop();
+  });
+
+  const signed = (header: Record<string, unknown>, overrides: Record<string, unknown> = {}) => zoneSigned(zone, header, baseClaims(zone, overrides));
+  const get = (token: string) => send(api.url, 'GET', '/orders', bearer(token));
+  const headerText = (token: string) => token.slice(0, token.indexOf('.'));
+  const withHeaderText = (token: string, text: string) => `${text}${token.slice(token.indexOf('.'))}`;
+
+  it('a header text is kept only once a zone signature over it verified; a forged signature over a new text adds nothing', async () => {
+    const header = { ...T0_HEADER, 'x-issue': 24 };
+    const valid = signed(header);
+    const forged = `${valid.slice(0, valid.lastIndexOf('.') + 1)}${signed(header, { sub: 'other' }).split('.')[2]}`;
+    const before = headers.size;
+    expectOutcome(await get(forged), REFUSED, PRM, [forged], api.logger.lines);
+    expect(headers.size).toBe(before);
+    expectOutcome(await get(valid), '200', PRM, [valid], api.logger.lines);
+    expect(headers.size).toBe(before + 1);
+    const again = signed(header, { sub: 'user-again' });
+    expectOutcome(await get(again), '200', PRM, [again], api.logger.lines);
+    expect(headers.size).toBe(before + 1);
+  });
+
+  it('B25 a kept header text respelled (padding, +, /, appended junk) is checked in full → 401 IT', async () => {
+    const token = signed(T0_HEADER);
+    expectOutcome(await get(token), '200', PRM, [token], api.logger.lines);
+    const text = headerText(token);
+    for (const respelled of [`${text}=`, `${text}==`, `${text.slice(0, -1)}+`, `${text.slice(0, -1)}/`, `${text}!`, `${text}$`]) {
+      const sent = withHeaderText(signed(T0_HEADER, { sub: 'user-respelled' }), respelled);
+      expectOutcome(await get(sent), REFUSED, PRM, [sent], api.logger.lines);
+    }
+  });
+
+  it('B24 a header text that differs from a kept one by one character is decoded and judged in full → 401 IT', async () => {
+    const token = signed(T0_HEADER);
+    expectOutcome(await get(token), '200', PRM, [token], api.logger.lines);
+    const text = headerText(token);
+    const last = text[text.length - 1];
+    const other = `${text.slice(0, -1)}${last === 'A' ? 'B' : 'A'}`;
+    const sent = withHeaderText(signed(T0_HEADER, { sub: 'user-other' }), other);
+    expectOutcome(await get(sent), REFUSED, PRM, [sent], api.logger.lines);
+  });
+
+  it('B1 alg none, empty signature, under the kid of a kept header → 401 IT (the header rules run on every token)', async () => {
+    const token = signed(T0_HEADER);
+    expectOutcome(await get(token), '200', PRM, [token], api.logger.lines);
+    const none = `${Buffer.from(JSON.stringify({ ...T0_HEADER, alg: 'none' })).toString('base64url')}.${token.split('.')[1]}.`;
+    expectOutcome(await get(none), REFUSED, PRM, [none], api.logger.lines);
+  });
+
+  it('C29 eighty zone-signed tokens, each with a header text of its own → 200 each, and at most 64 texts kept', async () => {
+    for (let n = 0; n < 80; n++) {
+      const token = signed({ ...T0_HEADER, 'x-n': n }, { sub: `user-${n}` });
+      expectOutcome(await get(token), '200', PRM, [token], api.logger.lines);
+    }
+    expect(headers.size).toBe(64);
+  });
+});

@@ -112,18 +112,20 @@ export function toAgentContext(
  * the package: `request.user instanceof VerifiedAgent` proves the guard itself put it there.
  */
 class VerifiedAgent implements AgentContext {
-  readonly clientId!: string;
-  readonly agentId!: string;
-  readonly subject!: string;
-  readonly sessionId?: string;
-  readonly scopes!: readonly string[];
-  readonly issuer!: string;
-  readonly audience!: readonly string[];
-  readonly expiresAt!: Date;
-  readonly issuedAt!: Date;
-  readonly tokenId?: string;
-  readonly actor?: ActorChain;
-  readonly claims!: Readonly<Record<string, unknown>>;
+  // Declared, not initialised: the constructor sets each once (a field initialiser would define
+  // every property as undefined first, twelve more writes per token).
+  declare readonly clientId: string;
+  declare readonly agentId: string;
+  declare readonly subject: string;
+  declare readonly sessionId?: string;
+  declare readonly scopes: readonly string[];
+  declare readonly issuer: string;
+  declare readonly audience: readonly string[];
+  declare readonly expiresAt: Date;
+  declare readonly issuedAt: Date;
+  declare readonly tokenId?: string;
+  declare readonly actor?: ActorChain;
+  declare readonly claims: Readonly<Record<string, unknown>>;
   /**
    * `exp` in milliseconds as verified: `expiresAt` is a `Date`, which freezing cannot make
    * read-only, so the module's expiry rules (carriers, connections, the verified-token cache) read
@@ -190,11 +192,18 @@ function readActor(act: unknown, depth: number): ActorChain | undefined {
   });
 }
 
-/** Freezes a parsed JSON value and everything in it (JSON has no prototypes to walk: own keys only). */
-function deepFreeze<T>(value: T): T {
+/**
+ * Freezes a parsed JSON value and everything in it (JSON has no prototypes to walk: own keys only).
+ * @internal
+ */
+export function deepFreeze<T>(value: T): T {
   if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
     Object.freeze(value);
-    for (const key in value) deepFreeze(value[key]);
+    for (const key in value) {
+      // Most members are strings and numbers: no call for them.
+      const member = value[key];
+      if (typeof member === 'object' && member !== null) deepFreeze(member);
+    }
   }
   return value;
 }

@@ -66,6 +66,10 @@ function startsAnObject(bytes: Buffer): boolean {
  */
 export interface DecodedJws {
   readonly header: Readonly<Record<string, unknown>>;
+  /** True when {@link header} came from the caller's known headers rather than from decoding. */
+  readonly headerKnown: boolean;
+  /** Length of the header segment: the index of the first `.`. */
+  readonly headerLength: number;
   /** The payload's bytes: canonical base64url decoded, valid UTF-8, the start of a JSON object. Not yet parsed. */
   readonly payload: Buffer;
   /** Length of the JWS Signing Input `<header>.<payload>` (RFC 7515 §5.2): the index of the second `.`. */
@@ -80,18 +84,29 @@ export interface DecodedJws {
  * extractor's length cap bounds all of this (B30). The signature is not checked here. Runs before
  * every signature check, so only a canonical token is ever verified, and so only its one spelling
  * enters the verified-token cache (M18); a respelling misses the cache and is refused here.
+ * @param knownHeader the header already decoded from this exact header text, if the caller has it
+ *   (the guard's `SignedHeaders`): that text passed every check here before, so it is not
+ *   decoded again. The other two segments are checked and decoded on every call.
  * @throws InvalidTokenException `token_malformed`, or `signature_invalid` for a non-canonical signature.
  */
-export function decodeJws(token: string): DecodedJws {
+export function decodeJws(token: string, knownHeader?: (segment: string) => Readonly<Record<string, unknown>> | undefined): DecodedJws {
   const first = token.indexOf('.');
   const second = first === -1 ? -1 : token.indexOf('.', first + 1);
   if (first <= 0 || second === -1 || token.indexOf('.', second + 1) !== -1) throw new InvalidTokenException('token_malformed');
   if (!isCanonicalBase64url(token.slice(second + 1))) throw new InvalidTokenException('signature_invalid'); // B11, M18
   const payload = decodeSegment(token.slice(first + 1, second));
   if (!startsAnObject(payload)) throw new InvalidTokenException('token_malformed'); // B26
+  const segment = token.slice(0, first);
+  const known = knownHeader?.(segment);
+  const header = known ?? decodeHeader(segment);
+  return { header, headerKnown: known !== undefined, headerLength: first, payload, signedLength: second };
+}
+
+/** A header segment decoded: canonical base64url, UTF-8, a JSON object (B24, B25, B27). */
+function decodeHeader(segment: string): Record<string, unknown> {
   let header: unknown;
   try {
-    header = JSON.parse(decodeSegment(token.slice(0, first)).toString('utf8'));
+    header = JSON.parse(decodeSegment(segment).toString('utf8'));
   } catch (error) {
     if (error instanceof InvalidTokenException) throw error;
     throw new InvalidTokenException('token_malformed');
@@ -99,7 +114,7 @@ export function decodeJws(token: string): DecodedJws {
   if (typeof header !== 'object' || header === null || Array.isArray(header)) {
     throw new InvalidTokenException('token_malformed'); // B24
   }
-  return { header: header as Record<string, unknown>, payload, signedLength: second };
+  return header as Record<string, unknown>;
 }
 
 /**

@@ -12,6 +12,7 @@ import type { KeycardOptions } from '../keycard-options.js';
 import type { VerificationKey } from '../zone/jwks-key-store.js';
 import { TrustedZones } from '../zone/trusted-zones.js';
 import { installTokenVerifier } from './passport-jwt-verifier.js';
+import { SignedHeaders } from './signed-headers.js';
 import { TokenVerification } from './token-verification.js';
 import { requireFromHost } from '../zone/host-require.cjs';
 
@@ -106,6 +107,8 @@ export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY
    * passes through the Proxy.
    */
   declare private attempts: object;
+  /** Headers of verified tokens by their text, so a zone's repeated header is decoded once (issue 24). */
+  private readonly signedHeaders = new SignedHeaders();
 
   constructor(
     private readonly zones: TrustedZones,
@@ -189,7 +192,7 @@ export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY
   }
 
   private selectKey(verification: TokenVerification): VerificationKey | Promise<VerificationKey> {
-    const jws = decodeJws(verification.token);
+    const jws = decodeJws(verification.token, this.signedHeaders.lookup);
     verification.jws = jws;
     const { alg, kid } = checkHeader(jws.header, this.options);
     const zone = this.zones.only ?? this.zones.forIssuer(this.unverifiedIssuer(verification));
@@ -221,9 +224,14 @@ export class KeycardStrategy extends PassportStrategy(Strategy, KEYCARD_STRATEGY
     return verification as unknown as string;
   }
 
-  /** Called by passport-jwt with the claims whose signature its verifier checked. */
+  /**
+   * Called by passport-jwt with the claims whose signature its verifier checked. The header text of
+   * that signature is kept (see {@link SignedHeaders}) whatever the claims then say: a zone signed it.
+   */
   validate(request: unknown, payload: unknown): AgentContext {
     const verification = request as TokenVerification;
+    const { jws } = verification;
+    if (jws !== undefined && !jws.headerKnown) this.signedHeaders.remember(verification.token.slice(0, jws.headerLength), jws.header);
     if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
       throw new InvalidTokenException('token_malformed');
     }

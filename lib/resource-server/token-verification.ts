@@ -1,9 +1,18 @@
 import { verify as cryptoVerify } from 'node:crypto';
+import { MAX_TOKEN_LENGTH } from '../keycard.constants.js';
 import type { VerificationKey } from '../zone/jwks-key-store.js';
 import type { TrustedZone } from '../zone/trusted-zones.js';
 import { parsePayload, type DecodedJws } from './compact-jws.js';
 import { InvalidTokenException } from './keycard.exceptions.js';
 import type { ProtectedResource } from './protected-resource.js';
+
+/**
+ * Where the signing input and the signature are written for `crypto.verify`, which reads them
+ * synchronously and keeps neither: one buffer for every token, instead of two allocations from
+ * Node's buffer pool per token (a new 8 KiB pool every few tokens; issue 24). Sized for the
+ * longest token the extractor lets through (A29); a longer one gets buffers of its own.
+ */
+const SCRATCH = Buffer.allocUnsafeSlow(2 * MAX_TOKEN_LENGTH);
 
 /**
  * One token on its way through the passport-jwt strategy: passport-jwt is handed this object in
@@ -43,9 +52,7 @@ export class TokenVerification {
     if (token !== this.token || jws === undefined || key === undefined || key.alg !== jws.header.alg) {
       throw new InvalidTokenException('signature_invalid');
     }
-    // Only canonical base64url reaches here (decodeJws), so latin1 is the signing input's exact bytes.
-    const signed = Buffer.from(token.slice(0, jws.signedLength), 'latin1');
-    const signature = Buffer.from(token.slice(jws.signedLength + 1), 'base64url');
+    const { signed, signature } = signatureInputs(token, jws.signedLength);
     let valid: boolean;
     try {
       valid = cryptoVerify(key.hash, signed, key.verifyWith, signature);
@@ -55,4 +62,19 @@ export class TokenVerification {
     if (!valid) throw new InvalidTokenException('signature_invalid');
     return this.claimsBeforeSignature ?? parsePayload(jws.payload);
   }
+}
+
+/**
+ * The JWS Signing Input `<header>.<payload>` as sent (RFC 7515 §5.2) and the decoded signature of
+ * `token`, whose signing input ends at `signedLength`, in {@link SCRATCH} (valid until the next call).
+ * Only canonical base64url reaches here (decodeJws), so latin1 writes the signing input's exact bytes.
+ */
+function signatureInputs(token: string, signedLength: number): { signed: Buffer; signature: Buffer } {
+  const encoded = token.slice(signedLength + 1);
+  if (signedLength + encoded.length > SCRATCH.length) {
+    return { signed: Buffer.from(token.slice(0, signedLength), 'latin1'), signature: Buffer.from(encoded, 'base64url') };
+  }
+  SCRATCH.write(token, 0, signedLength, 'latin1');
+  const length = SCRATCH.write(encoded, signedLength, 'base64url');
+  return { signed: SCRATCH.subarray(0, signedLength), signature: SCRATCH.subarray(signedLength, signedLength + length) };
 }
