@@ -6,7 +6,7 @@
  * challenge and that no token reached a log line.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { Body, Controller, Get, HttpCode, Post, type Type } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Post, Query, type Type } from '@nestjs/common';
 import {
   Agent, OptionalAuth, Public, RequireActors, RequireAuthentication, RequireClaims, RequireScopes, type AgentContext,
   type KeycardModuleOptions,
@@ -40,6 +40,10 @@ class PolicyController {
     return mode === 'private' ? ['repo:private'] : ['repo:read'];
   })
   args(@Body() body: unknown) { return { ran: true, body }; }
+  // The docs' example (docs/policies.md, "Arguments the client controls"), over HTTP.
+  @Get('repos')
+  @RequireScopes.fromArguments(({ query }: { query: { visibility?: unknown } }) => (query.visibility === 'public' ? ['repo:read'] : ['repo:private']))
+  repos(@Query('visibility') visibility: unknown) { return { visibility }; }
   @Get('greeting') @OptionalAuth() greeting(@Agent() agent?: AgentContext) { return { agent: agent === undefined ? null : { clientId: agent.clientId } }; }
   @Get('public') @Public() open(@Agent() agent?: AgentContext) { return { agent: agent ?? null }; }
   @Get('admin-role') @RequireClaims({ roles: { includes: 'admin' } }) adminRole() { return { ok: true }; }
@@ -178,6 +182,15 @@ describe.each(ADAPTERS)('§T policies over HTTP (%s)', (adapter) => {
     }
     const missing = await send(plain.url, 'POST', '/args', [...bearer(token({ scope: 'repo:read' })), json], '{"mode":"private"}');
     expectOutcome(missing, '403:repo:private', PRM);
+  });
+
+  it('T10 over HTTP, the documented allow-list: only the exact string public gets repo:read; a repeated or nested query parameter needs repo:private', async () => {
+    const t = token({ scope: 'repo:read' });
+    expectOutcome(await get(plain, '/repos?visibility=public', t), '200', PRM);
+    for (const query of ['visibility=public&visibility=private', 'visibility=private&visibility=public', 'visibility[a]=private', 'visibility=PRIVATE', 'visibility=private%00', '']) {
+      expectOutcome(await get(plain, `/repos?${query}`, t), '403:repo:private', PRM);
+    }
+    expectOutcome(await get(plain, '/repos?visibility=public&visibility=private', token({ scope: 'repo:private' })), '200', PRM);
   });
 
   it('T14 @OptionalAuth(): anonymous without a token or with another scheme; a verified agent; forged, expired, foreign-audience tokens 401 IT; two tokens 400 IR', async () => {
