@@ -11,8 +11,10 @@ import {
   Agent, OptionalAuth, Public, RequireActors, RequireAuthentication, RequireClaims, RequireScopes, type AgentContext,
   type KeycardModuleOptions,
 } from '../lib/index.js';
+import { DpopKey } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { forged } from './support/contexts.js';
+import { dpopHeaders, expectDpopRefusal } from './support/dpop.js';
 import { expectOutcome } from './support/denials.js';
 import { PRM, R, bearer } from './support/forge.js';
 import { parseChallenge, send, type HttpAnswer } from './support/http.js';
@@ -204,6 +206,36 @@ describe.each(ADAPTERS)('§T policies over HTTP (%s)', (adapter) => {
     expectOutcome(two, '400 IR', PRM);
     const basic = await send(api.url, 'GET', '/greeting', [['Authorization', 'Basic dXNlcjpwYXNz']]);
     expect({ status: basic.status, json: basic.json }).toEqual({ status: 200, json: { agent: null } });
+  });
+
+  it('T14 every credential the module reads on HTTP is judged on an @OptionalAuth() route (the DPoP scheme when DPoP is on); what it never reads (a query parameter, a scheme it does not accept) is no token', async () => {
+    const bad = forged(token({}));
+    const anonymous = async (res: Promise<HttpAnswer>) => {
+      const answer = await res;
+      expect({ status: answer.status, json: answer.json, challenge: answer.headers['www-authenticate'] }).toEqual({ status: 200, json: { agent: null }, challenge: undefined });
+    };
+    // DPoP off: the DPoP scheme is an unsupported scheme (Q11), like Basic (Q26); the query method is never read (§0).
+    await anonymous(send(api.url, 'GET', '/greeting', [['Authorization', `DPoP ${bad}`]]));
+    await anonymous(send(api.url, 'GET', `/greeting?access_token=${bad}`, []));
+    const key = DpopKey.generate('ES256');
+    const dpop = await start({ dpop: 'allowed' });
+    const required = await start({ dpop: 'required' });
+    try {
+      const bound = zone.tokenFor({ dpopKey: key });
+      issued.push(bound);
+      const served = await send(dpop.url, 'GET', '/greeting', dpopHeaders(key, bound, { path: '/greeting' }));
+      expect({ status: served.status, json: served.json }).toEqual({ status: 200, json: { agent: { clientId: 'cli-1' } } });
+      expectDpopRefusal(await send(dpop.url, 'GET', '/greeting', dpopHeaders(key, bad, { path: '/greeting' })), { dpopError: 'invalid_token', prm: PRM, secrets: [bad], logs: dpop.logger.lines });
+      expectDpopRefusal(await send(dpop.url, 'GET', '/greeting', dpopHeaders(key, bound, { path: '/other' })), { dpopError: 'invalid_dpop_proof', prm: PRM, secrets: [bound], logs: dpop.logger.lines });
+      // A DPoP-bound token under the Bearer scheme is a token the module reads: refused (Q10).
+      expectDpopRefusal(await get(dpop, '/greeting', bound), { bearerError: 'invalid_token', prm: PRM, secrets: [bound], logs: dpop.logger.lines });
+      // dpop: 'required' accepts only the DPoP scheme (Q40): a Bearer header there is no token, as Basic is.
+      await anonymous(get(required, '/greeting', bad));
+      expectDpopRefusal(await send(required.url, 'GET', '/greeting', dpopHeaders(key, bad, { path: '/greeting' })), { dpopError: 'invalid_token', bearer: false, prm: PRM, secrets: [bad], logs: required.logger.lines });
+    } finally {
+      await dpop.close();
+      await required.close();
+    }
   });
 
   it('T15 @OptionalAuth() with a valid token and the JWKS unreachable (cold cache): 200 anonymous, audit reason zone_unavailable, no claim of the token used', async () => {
