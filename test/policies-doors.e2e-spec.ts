@@ -20,7 +20,7 @@ import {
   Agent, KeycardConnections, KeycardModule, OptionalAuth, RequireActors, RequireAuthentication, RequireClaims, RequireScopes, type AgentContext,
 } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
-import { expectNoLeak, forged } from './support/contexts.js';
+import { expectNoLeak, forged, issuedTokens } from './support/contexts.js';
 import { R } from './support/forge.js';
 import { CapturingLogger } from './support/keycard-app.js';
 import { listenHybrid } from './support/rpc-app.js';
@@ -86,13 +86,7 @@ function askIo(port: number, auth: Record<string, unknown>, event: string, ...da
 
 describe('policies on the message and RPC doors (an attack trial)', () => {
   let zone: TestZone;
-  const issued: string[] = [];
-  const token = (claims: Record<string, unknown>) => {
-    const t = zone.issueToken({ client_id: 'agent-t', ...claims });
-    issued.push(t);
-    return t;
-  };
-  const signatures = () => issued.map((t) => t.split('.')[2]!);
+  const { token, signatures } = issuedTokens(() => zone);
 
   beforeAll(async () => {
     zone = await TestZone.start({ audience: R });
