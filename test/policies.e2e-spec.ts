@@ -54,6 +54,8 @@ class PolicyController {
   @Get('recent') @RequireAuthentication({ maxAge: 300 }) recent() { return { ok: true }; }
   @Get('strong-recent-write') @RequireAuthentication({ acr: ['urn:kc:mfa', 'urn:kc:phr'], maxAge: 300 }) @RequireScopes('orders:write') strongRecentWrite() { return { ok: true }; }
   @Get('delegated') @RequireActors({ maxDepth: 1, allowed: ['agent-b'] }) delegated() { return { ok: true }; }
+  @Get('delegated-deep') @RequireActors({ maxDepth: 9 }) delegatedDeep() { return { ok: true }; }
+  @Get('undelegated') @RequireActors({ maxDepth: 0 }) undelegated() { return { ok: true }; }
 }
 
 @RequireScopes('mcp:tools')
@@ -349,5 +351,19 @@ describe.each(ADAPTERS)('§T policies over HTTP (%s)', (adapter) => {
     expectOutcome(await get(api, '/delegated', token({ act: { sub: 'agent-b' } })), '200', PRM);
     expectPermissionRefusal(await get(api, '/delegated', token({ act: { sub: 'agent-z' } })));
     expectPermissionRefusal(await get(api, '/delegated', token({ act: { sub: 'agent-b', act: { sub: 'agent-c' } } })));
+  });
+
+  it('T29 the chain is judged as the token carries it (an attack trial): a link that is no object is a malformed token, never a shorter chain; a chain deeper than any bound is counted whole', async () => {
+    for (const inner of ['agent-c', null, [{ sub: 'agent-c' }], 42]) {
+      expectOutcome(await get(api, '/delegated', token({ act: { sub: 'agent-b', act: inner } })), '401 IT', PRM);
+    }
+    for (const act of ['agent-b', null, [{ sub: 'agent-b' }]]) {
+      expectOutcome(await get(api, '/undelegated', token({ act })), '401 IT', PRM);
+    }
+    const chain = (links: number): Record<string, unknown> | undefined => (links === 0 ? undefined : { sub: `agent-${links}`, act: chain(links - 1) });
+    expectOutcome(await get(api, '/delegated-deep', token({ act: chain(9) })), '200', PRM);
+    expectPermissionRefusal(await get(api, '/delegated-deep', token({ act: chain(10) })));
+    expectPermissionRefusal(await get(api, '/delegated-deep', token({ act: chain(40) })));
+    expectOutcome(await get(api, '/undelegated', token({})), '200', PRM);
   });
 });
