@@ -13,7 +13,7 @@ import { IoAdapter } from '@nestjs/platform-socket.io';
 import { WsAdapter } from '@nestjs/platform-ws';
 import { MessageBody, SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
 import { fileURLToPath } from 'node:url';
-import { map, type Observable } from 'rxjs';
+import { map, of, type Observable } from 'rxjs';
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
 import {
@@ -177,6 +177,10 @@ describe('policies on the message and RPC doors (an attack trial)', () => {
     @GrpcMethod('Orders', 'Find')
     find(@Payload() request: { id: string }) { return { id: request.id, by: 'find' }; }
 
+    @RequireScopes.fromArguments((request: { id?: unknown }) => (request.id === 'public-1' ? ['repo:read'] : ['repo:private']))
+    @GrpcMethod('Orders', 'Tail')
+    tail(@Payload() request: { id: string }): Observable<{ id: string; by: string }> { return of({ id: request.id, by: 'tail' }); }
+
     @OptionalAuth()
     @GrpcMethod('Orders', 'Health')
     health(@Payload() request: { id: string }, @Agent('clientId') by?: string) { return { id: request.id, by: by ?? 'anonymous' }; }
@@ -227,6 +231,21 @@ describe('policies on the message and RPC doors (an attack trial)', () => {
       expect(await unary('Find', read, { id: 'public-1' })).toEqual({ id: 'public-1', by: 'find' });
       expect(await unary('Find', read, { id: 'secret-1' })).toEqual({ code: grpc.status.PERMISSION_DENIED, details: 'The access token lacks a required scope' });
       expect(await unary('Find', read, {})).toEqual({ code: grpc.status.PERMISSION_DENIED, details: 'The access token lacks a required scope' });
+    });
+
+    it('T10 argument-dependent scopes on a server-streaming call: judged on its one request before any reply', async () => {
+      const read = token({ scope: 'repo:read' });
+      const tail = (id: string) => new Promise<{ replies: unknown[]; code?: number; details?: string }>((resolve) => {
+        const metadata = new grpc.Metadata();
+        metadata.add('authorization', `Bearer ${read}`);
+        const stream = (client as unknown as { Tail: (r: object, m: grpc.Metadata) => grpc.ClientReadableStream<unknown> }).Tail({ id }, metadata);
+        const replies: unknown[] = [];
+        stream.on('data', (reply) => replies.push(reply));
+        stream.on('error', (error: grpc.ServiceError) => resolve({ replies, code: error.code, details: error.details }));
+        stream.on('end', () => resolve({ replies }));
+      });
+      expect(await tail('public-1')).toEqual({ replies: [{ id: 'public-1', by: 'tail' }] });
+      expect(await tail('secret-1')).toEqual({ replies: [], code: grpc.status.PERMISSION_DENIED, details: 'The access token lacks a required scope' });
     });
 
     it('T14 @OptionalAuth() on a unary call: anonymous without a token or under a scheme the module does not read (DPoP off); a verified agent; a forged Bearer token 16', async () => {
