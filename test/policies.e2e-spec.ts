@@ -6,13 +6,15 @@
  * challenge and that no token reached a log line.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { Body, Controller, Get, HttpCode, Post, type Type } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Post, Query, type Type } from '@nestjs/common';
 import {
   Agent, OptionalAuth, Public, RequireActors, RequireAuthentication, RequireClaims, RequireScopes, type AgentContext,
   type KeycardModuleOptions,
 } from '../lib/index.js';
+import { DpopKey } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { forged } from './support/contexts.js';
+import { dpopHeaders, expectDpopRefusal } from './support/dpop.js';
 import { expectOutcome } from './support/denials.js';
 import { PRM, R, bearer } from './support/forge.js';
 import { parseChallenge, send, type HttpAnswer } from './support/http.js';
@@ -40,6 +42,10 @@ class PolicyController {
     return mode === 'private' ? ['repo:private'] : ['repo:read'];
   })
   args(@Body() body: unknown) { return { ran: true, body }; }
+  // The docs' example (docs/policies.md, "Arguments the client controls"), over HTTP.
+  @Get('repos')
+  @RequireScopes.fromArguments(({ query }: { query: { visibility?: unknown } }) => (query.visibility === 'public' ? ['repo:read'] : ['repo:private']))
+  repos(@Query('visibility') visibility: unknown) { return { visibility }; }
   @Get('greeting') @OptionalAuth() greeting(@Agent() agent?: AgentContext) { return { agent: agent === undefined ? null : { clientId: agent.clientId } }; }
   @Get('public') @Public() open(@Agent() agent?: AgentContext) { return { agent: agent ?? null }; }
   @Get('admin-role') @RequireClaims({ roles: { includes: 'admin' } }) adminRole() { return { ok: true }; }
@@ -48,6 +54,8 @@ class PolicyController {
   @Get('recent') @RequireAuthentication({ maxAge: 300 }) recent() { return { ok: true }; }
   @Get('strong-recent-write') @RequireAuthentication({ acr: ['urn:kc:mfa', 'urn:kc:phr'], maxAge: 300 }) @RequireScopes('orders:write') strongRecentWrite() { return { ok: true }; }
   @Get('delegated') @RequireActors({ maxDepth: 1, allowed: ['agent-b'] }) delegated() { return { ok: true }; }
+  @Get('delegated-deep') @RequireActors({ maxDepth: 9 }) delegatedDeep() { return { ok: true }; }
+  @Get('undelegated') @RequireActors({ maxDepth: 0 }) undelegated() { return { ok: true }; }
 }
 
 @RequireScopes('mcp:tools')
@@ -180,6 +188,15 @@ describe.each(ADAPTERS)('§T policies over HTTP (%s)', (adapter) => {
     expectOutcome(missing, '403:repo:private', PRM);
   });
 
+  it('T10 over HTTP, the documented allow-list: only the exact string public gets repo:read; a repeated or nested query parameter needs repo:private', async () => {
+    const t = token({ scope: 'repo:read' });
+    expectOutcome(await get(plain, '/repos?visibility=public', t), '200', PRM);
+    for (const query of ['visibility=public&visibility=private', 'visibility=private&visibility=public', 'visibility[a]=private', 'visibility=PRIVATE', 'visibility=private%00', '']) {
+      expectOutcome(await get(plain, `/repos?${query}`, t), '403:repo:private', PRM);
+    }
+    expectOutcome(await get(plain, '/repos?visibility=public&visibility=private', token({ scope: 'repo:private' })), '200', PRM);
+  });
+
   it('T14 @OptionalAuth(): anonymous without a token or with another scheme; a verified agent; forged, expired, foreign-audience tokens 401 IT; two tokens 400 IR', async () => {
     const now = Math.floor(Date.now() / 1000);
     expect((await get(api, '/greeting')).json).toEqual({ agent: null });
@@ -191,6 +208,36 @@ describe.each(ADAPTERS)('§T policies over HTTP (%s)', (adapter) => {
     expectOutcome(two, '400 IR', PRM);
     const basic = await send(api.url, 'GET', '/greeting', [['Authorization', 'Basic dXNlcjpwYXNz']]);
     expect({ status: basic.status, json: basic.json }).toEqual({ status: 200, json: { agent: null } });
+  });
+
+  it('T14 every credential the module reads on HTTP is judged on an @OptionalAuth() route (the DPoP scheme when DPoP is on); what it never reads (a query parameter, a scheme it does not accept) is no token', async () => {
+    const bad = forged(token({}));
+    const anonymous = async (res: Promise<HttpAnswer>) => {
+      const answer = await res;
+      expect({ status: answer.status, json: answer.json, challenge: answer.headers['www-authenticate'] }).toEqual({ status: 200, json: { agent: null }, challenge: undefined });
+    };
+    // DPoP off: the DPoP scheme is an unsupported scheme (Q11), like Basic (Q26); the query method is never read (§0).
+    await anonymous(send(api.url, 'GET', '/greeting', [['Authorization', `DPoP ${bad}`]]));
+    await anonymous(send(api.url, 'GET', `/greeting?access_token=${bad}`, []));
+    const key = DpopKey.generate('ES256');
+    const dpop = await start({ dpop: 'allowed' });
+    const required = await start({ dpop: 'required' });
+    try {
+      const bound = zone.tokenFor({ dpopKey: key });
+      issued.push(bound);
+      const served = await send(dpop.url, 'GET', '/greeting', dpopHeaders(key, bound, { path: '/greeting' }));
+      expect({ status: served.status, json: served.json }).toEqual({ status: 200, json: { agent: { clientId: 'cli-1' } } });
+      expectDpopRefusal(await send(dpop.url, 'GET', '/greeting', dpopHeaders(key, bad, { path: '/greeting' })), { dpopError: 'invalid_token', prm: PRM, secrets: [bad], logs: dpop.logger.lines });
+      expectDpopRefusal(await send(dpop.url, 'GET', '/greeting', dpopHeaders(key, bound, { path: '/other' })), { dpopError: 'invalid_dpop_proof', prm: PRM, secrets: [bound], logs: dpop.logger.lines });
+      // A DPoP-bound token under the Bearer scheme is a token the module reads: refused (Q10).
+      expectDpopRefusal(await get(dpop, '/greeting', bound), { bearerError: 'invalid_token', prm: PRM, secrets: [bound], logs: dpop.logger.lines });
+      // dpop: 'required' accepts only the DPoP scheme (Q40): a Bearer header there is no token, as Basic is.
+      await anonymous(get(required, '/greeting', bad));
+      expectDpopRefusal(await send(required.url, 'GET', '/greeting', dpopHeaders(key, bad, { path: '/greeting' })), { dpopError: 'invalid_token', bearer: false, prm: PRM, secrets: [bad], logs: required.logger.lines });
+    } finally {
+      await dpop.close();
+      await required.close();
+    }
   });
 
   it('T15 @OptionalAuth() with a valid token and the JWKS unreachable (cold cache): 200 anonymous, audit reason zone_unavailable, no claim of the token used', async () => {
@@ -304,5 +351,19 @@ describe.each(ADAPTERS)('§T policies over HTTP (%s)', (adapter) => {
     expectOutcome(await get(api, '/delegated', token({ act: { sub: 'agent-b' } })), '200', PRM);
     expectPermissionRefusal(await get(api, '/delegated', token({ act: { sub: 'agent-z' } })));
     expectPermissionRefusal(await get(api, '/delegated', token({ act: { sub: 'agent-b', act: { sub: 'agent-c' } } })));
+  });
+
+  it('T29 the chain is judged as the token carries it (an attack trial): a link that is no object is a malformed token, never a shorter chain; a chain deeper than any bound is counted whole', async () => {
+    for (const inner of ['agent-c', null, [{ sub: 'agent-c' }], 42]) {
+      expectOutcome(await get(api, '/delegated', token({ act: { sub: 'agent-b', act: inner } })), '401 IT', PRM);
+    }
+    for (const act of ['agent-b', null, [{ sub: 'agent-b' }]]) {
+      expectOutcome(await get(api, '/undelegated', token({ act })), '401 IT', PRM);
+    }
+    const chain = (links: number): Record<string, unknown> | undefined => (links === 0 ? undefined : { sub: `agent-${links}`, act: chain(links - 1) });
+    expectOutcome(await get(api, '/delegated-deep', token({ act: chain(9) })), '200', PRM);
+    expectPermissionRefusal(await get(api, '/delegated-deep', token({ act: chain(10) })));
+    expectPermissionRefusal(await get(api, '/delegated-deep', token({ act: chain(40) })));
+    expectOutcome(await get(api, '/undelegated', token({})), '200', PRM);
   });
 });

@@ -2,6 +2,7 @@ import { Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { INTERCEPTORS_METADATA, SSE_METADATA } from '@nestjs/common/constants.js';
 import { MetadataScanner, ModulesContainer } from '@nestjs/core';
 import { CarrierLifecycle } from '../decision/carrier-lifecycle.js';
+import { checkArgumentsKnownWhenJudged } from '../decision/policy/call-arguments.js';
 import { GRPC_STREAMS } from './grpc-stream.door.js';
 import { KeycardContexts } from './keycard-contexts.js';
 import { SSE_STREAMS } from './sse-stream.door.js';
@@ -41,7 +42,10 @@ export class KeycardStreams implements OnModuleDestroy {
           const handler = prototype[name];
           if (typeof handler !== 'function') continue;
           if (Reflect.getMetadata(SSE_METADATA, handler) === true) this.putFirst(handler, sse);
-          else if (isGrpcHandler(handler)) this.putFirst(handler, grpc);
+          else if (isGrpcHandler(handler)) {
+            checkArgumentsKnownWhenJudged(handler, wrapper.metatype as object, `${(wrapper.metatype as { name: string }).name}.${name}`);
+            this.putFirst(handler, grpc);
+          }
         }
       }
     }

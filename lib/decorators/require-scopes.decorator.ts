@@ -54,7 +54,10 @@ function anyOf(...paths: string[][]) {
  * static ones and named with them in one challenge. `fn` runs after the token is verified, once per
  * call, with the arguments as the door delivers them (see {@link ArgumentScopes}); a function that
  * throws or returns no valid scope list refuses the call with 500 and one error line (T13).
- * @example `@RequireScopes.fromArguments((args: { visibility: string }) => args.visibility === 'private' ? ['repo:private'] : ['repo:read'])`
+ * The arguments are the caller's, unvalidated: write `fn` as an allow-list, so that only the exact
+ * values that need less get less (a repeated query parameter arrives as an array, a JSON body may
+ * hold any type; the module passes them on as they are).
+ * @example `@RequireScopes.fromArguments((args: { visibility?: unknown }) => args.visibility === 'public' ? ['repo:read'] : ['repo:private'])`
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 function fromArguments<A = any>(fn: ArgumentScopes<A>) {

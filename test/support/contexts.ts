@@ -26,3 +26,19 @@ export function expectNoLeak(received: unknown, secrets: readonly string[], logs
 export function expectFixedDescription(description: unknown): void {
   expect(VOCABULARY.has(description as string)).toBe(true);
 }
+
+/**
+ * Tokens a suite issues from its zone (client `agent-t` unless the claims say otherwise),
+ * remembered so a suite can check that no answer or log line carries their signatures (INV7).
+ */
+export function issuedTokens(zone: () => { issueToken(claims: Record<string, unknown>): string }) {
+  const issued: string[] = [];
+  return {
+    token(claims: Record<string, unknown>): string {
+      const t = zone().issueToken({ client_id: 'agent-t', ...claims });
+      issued.push(t);
+      return t;
+    },
+    signatures: (): string[] => issued.map((t) => t.split('.')[2]!),
+  };
+}

@@ -1,5 +1,6 @@
 import type { Clock } from '../../clock.js';
 import type { AgentContext } from '../../interfaces/agent-context.interface.js';
+import { unknownOptionMessage } from '../../option-names.js';
 import { InvalidTokenException } from '../../resource-server/keycard.exceptions.js';
 import type { AuthenticationRequirement } from './policy-metadata.js';
 
@@ -12,6 +13,25 @@ export interface StepUp {
 /** RFC 6749 §3.3-like printable ASCII without space, `"` and `\`: an `acr` value fit for a challenge. */
 const ACR_VALUE = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
 
+const KNOWN = ['acr', 'maxAge'];
+
+/**
+ * What is wrong with an `@RequireAuthentication()` argument, or `undefined` when it requires
+ * something well formed. Checked at decoration and again at bootstrap (metadata may be set by hand):
+ * `{}`, or a misspelt key such as `maxage`, would otherwise require nothing at all.
+ */
+export function authenticationProblem(required: unknown): string | undefined {
+  if (typeof required !== 'object' || required === null || Array.isArray(required)) return 'give an object { acr?, maxAge? }';
+  for (const key of Object.keys(required)) if (!KNOWN.includes(key)) return `'${key}' ${unknownOptionMessage(key, KNOWN)}`;
+  const { acr, maxAge } = required as AuthenticationRequirement;
+  if (acr !== undefined && (!Array.isArray(acr) || acr.length === 0 || !acr.every((v) => typeof v === 'string' && ACR_VALUE.test(v)))) {
+    return 'acr must list at least one value without spaces or quotes';
+  }
+  if (maxAge !== undefined && (!Number.isInteger(maxAge) || maxAge < 0)) return 'maxAge must be a whole number of seconds ≥ 0';
+  if (acr === undefined && maxAge === undefined) return 'give acr, maxAge or both (an empty requirement would require nothing)';
+  return undefined;
+}
+
 /**
  * `@RequireAuthentication()` compiled at bootstrap (catalogue T20–T23, Q28): judged after full
  * verification only; `acr` matched exactly (RFC 9470 §2); `auth_time` within `maxAge` plus the
@@ -23,19 +43,15 @@ export class AuthenticationCheck {
   private readonly acrValues: string | undefined;
   private readonly maxAge: number | undefined;
 
-  /** @throws Error at bootstrap for an empty or unquotable `acr` list or a `maxAge` that is no whole number ≥ 0. */
+  /** @throws Error at bootstrap for a requirement {@link authenticationProblem} finds wrong (naming the handler). */
   constructor(
     required: AuthenticationRequirement,
     private readonly time: { readonly clock: Clock; readonly leewaySeconds: number },
     where: string,
   ) {
+    const problem = authenticationProblem(required);
+    if (problem !== undefined) throw new Error(`KeycardModule: @RequireAuthentication() on ${where}: ${problem}`);
     const { acr, maxAge } = required;
-    if (acr !== undefined && (!Array.isArray(acr) || acr.length === 0 || !acr.every((v) => typeof v === 'string' && ACR_VALUE.test(v)))) {
-      throw new Error(`KeycardModule: @RequireAuthentication() on ${where}: acr must list at least one value without spaces or quotes`);
-    }
-    if (maxAge !== undefined && (!Number.isInteger(maxAge) || maxAge < 0)) {
-      throw new Error(`KeycardModule: @RequireAuthentication() on ${where}: maxAge must be a whole number of seconds ≥ 0`);
-    }
     this.acr = acr;
     this.acrValues = acr?.join(' ');
     this.maxAge = maxAge;

@@ -1,65 +1,122 @@
 import type { AgentContext } from '../../interfaces/agent-context.interface.js';
+import { unknownOptionMessage } from '../../option-names.js';
+import { InvalidTokenException } from '../../resource-server/keycard.exceptions.js';
 import type { ActorRequirement, ClaimPredicate, ClaimRequirement, ClaimValue } from './policy-metadata.js';
 
 /** One claim predicate, compiled: true when the verified claims satisfy it. */
 type Check = (claims: Readonly<Record<string, unknown>>) => boolean;
 
+const PREDICATES = ['includes', 'equals', 'oneOf'];
+
+/**
+ * What is wrong with a `@RequireClaims()` argument, or `undefined` when every claim has one
+ * well-formed predicate. Checked at decoration and again at bootstrap: `{}` (or a literal
+ * `__proto__:` key, which sets the prototype) would require nothing, and a predicate with a second
+ * or misspelt key would silently require less than it reads.
+ */
+export function claimsProblem(required: unknown): string | undefined {
+  if (typeof required !== 'object' || required === null || Array.isArray(required)) return 'give an object of claim predicates';
+  const names = Object.keys(required);
+  if (names.length === 0) return 'give at least one claim (an empty requirement would require nothing)';
+  for (const name of names) {
+    if (!isPredicate((required as Record<string, unknown>)[name])) {
+      return `claim '${name}' needs { includes }, { equals } or { oneOf: [...] } (exactly one) with string, number or boolean values`;
+    }
+  }
+  return undefined;
+}
+
+function isPredicate(predicate: unknown): boolean {
+  if (typeof predicate !== 'object' || predicate === null) return false;
+  const keys = Object.keys(predicate);
+  if (keys.length !== 1 || !PREDICATES.includes(keys[0])) return false;
+  const value = (predicate as Record<string, unknown>)[keys[0]];
+  if (keys[0] !== 'oneOf') return isScalar(value);
+  return Array.isArray(value) && value.length > 0 && value.every(isScalar);
+}
+
 /**
  * `@RequireClaims()` compiled at bootstrap (catalogue T18). Claims are read as own properties
  * only, so a `__proto__` key in a token never satisfies anything; `includes` needs an array claim
  * (a string claim does not "include" its own value).
- * @throws Error at bootstrap for a predicate of no known shape (`where` names the handler).
+ * @throws Error at bootstrap for a requirement {@link claimsProblem} finds wrong (`where` names the handler).
  */
 export function compileClaims(required: ClaimRequirement, where: string): Check {
-  const checks = Object.entries(required).map(([name, predicate]) => checkOf(name, predicate, where));
+  const problem = claimsProblem(required);
+  if (problem !== undefined) throw new Error(`KeycardModule: @RequireClaims() on ${where}: ${problem}`);
+  const checks = Object.entries(required).map(([name, predicate]) => checkOf(name, predicate));
   return (claims) => {
     for (let i = 0; i < checks.length; i++) if (!checks[i](claims)) return false;
     return true;
   };
 }
 
-function checkOf(name: string, predicate: ClaimPredicate, where: string): Check {
+/** One predicate, already checked by {@link claimsProblem}. */
+function checkOf(name: string, predicate: ClaimPredicate): Check {
   const own = (claims: Readonly<Record<string, unknown>>): unknown => (Object.hasOwn(claims, name) ? claims[name] : undefined);
-  if (isScalar((predicate as { includes?: unknown }).includes)) {
-    const value = (predicate as { includes: ClaimValue }).includes;
+  if ('includes' in predicate) {
+    const value = predicate.includes;
     return (claims) => {
       const claim = own(claims);
       return Array.isArray(claim) && claim.includes(value);
     };
   }
-  if (isScalar((predicate as { equals?: unknown }).equals)) {
-    const value = (predicate as { equals: ClaimValue }).equals;
+  if ('equals' in predicate) {
+    const value = predicate.equals;
     return (claims) => own(claims) === value;
   }
-  const oneOf = (predicate as { oneOf?: unknown }).oneOf;
-  if (Array.isArray(oneOf) && oneOf.length > 0 && oneOf.every(isScalar)) {
-    return (claims) => (oneOf as unknown[]).includes(own(claims));
-  }
-  throw new Error(`KeycardModule: @RequireClaims() on ${where}: claim '${name}' needs { includes }, { equals } or { oneOf: [...] } with string, number or boolean values`);
+  const { oneOf } = predicate;
+  return (claims) => oneOf.includes(own(claims) as ClaimValue);
 }
 
 function isScalar(value: unknown): value is ClaimValue {
   return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean';
 }
 
+const ACTOR_KEYS = ['maxDepth', 'allowed'];
+
+/**
+ * What is wrong with a `@RequireActors()` argument, or `undefined` when it bounds the chain.
+ * Checked at decoration and again at bootstrap: `{}` or a misspelt key would bound nothing.
+ */
+export function actorsProblem(required: unknown): string | undefined {
+  if (typeof required !== 'object' || required === null || Array.isArray(required)) return 'give an object { maxDepth?, allowed? }';
+  for (const key of Object.keys(required)) if (!ACTOR_KEYS.includes(key)) return `'${key}' ${unknownOptionMessage(key, ACTOR_KEYS)}`;
+  const { maxDepth, allowed } = required as ActorRequirement;
+  if (maxDepth !== undefined && (!Number.isInteger(maxDepth) || maxDepth < 0)) return 'maxDepth must be a whole number ≥ 0';
+  if (allowed !== undefined && (!Array.isArray(allowed) || allowed.length === 0 || !allowed.every((a) => typeof a === 'string' && a.length > 0))) {
+    return 'allowed must list at least one actor sub';
+  }
+  if (maxDepth === undefined && allowed === undefined) return 'give maxDepth, allowed or both (an empty requirement would require nothing)';
+  return undefined;
+}
+
 /**
  * `@RequireActors()` compiled (catalogue T29, RFC 8693 §4.1): the chain's depth, and the outermost
- * actor (the current one) among the allowed ones.
- * @throws Error at bootstrap for a negative or fractional depth or an empty allow-list.
+ * actor (the current one) among the allowed ones. The chain is read from the token's own `act`
+ * claim, not from `AgentContext.actor` (which stops after a few links and skips a link of the wrong
+ * shape): every link counts, and a link that is not a JSON object (a string, `null`, an array) makes
+ * the token invalid, so a malformed chain never passes for a shorter one.
+ * @throws Error at bootstrap for a requirement {@link actorsProblem} finds wrong (`where` names the handler).
  */
 export function compileActors(required: ActorRequirement, where: string): (agent: AgentContext) => boolean {
+  const problem = actorsProblem(required);
+  if (problem !== undefined) throw new Error(`KeycardModule: @RequireActors() on ${where}: ${problem}`);
   const { maxDepth, allowed } = required;
-  if (maxDepth !== undefined && (!Number.isInteger(maxDepth) || maxDepth < 0)) {
-    throw new Error(`KeycardModule: @RequireActors() on ${where}: maxDepth must be a whole number ≥ 0`);
-  }
-  if (allowed !== undefined && (!Array.isArray(allowed) || allowed.length === 0 || !allowed.every((a) => typeof a === 'string'))) {
-    throw new Error(`KeycardModule: @RequireActors() on ${where}: allowed must list at least one actor sub`);
-  }
   return (agent) => {
-    if (allowed !== undefined && (agent.actor?.subject === undefined || !allowed.includes(agent.actor.subject))) return false;
-    if (maxDepth === undefined) return true;
     let depth = 0;
-    for (let link = agent.actor; link !== undefined; link = link.actor) if (++depth > maxDepth) return false;
-    return true;
+    let outermost: unknown;
+    for (let link = ownClaim(agent.claims, 'act'); link !== undefined; link = ownClaim(link, 'act')) {
+      // RFC 8693 §4.1: `act` is a JSON object. Anything else is a malformed token (401), as a malformed `acr` is.
+      if (typeof link !== 'object' || link === null || Array.isArray(link)) throw new InvalidTokenException('claim_invalid');
+      if (++depth === 1) outermost = ownClaim(link, 'sub');
+      if (maxDepth !== undefined && depth > maxDepth) return false;
+    }
+    return allowed === undefined || (typeof outermost === 'string' && allowed.includes(outermost));
   };
+}
+
+/** An own property of a parsed JSON object (a `__proto__` key never reads the prototype). */
+function ownClaim(object: object, name: string): unknown {
+  return Object.hasOwn(object, name) ? (object as Record<string, unknown>)[name] : undefined;
 }

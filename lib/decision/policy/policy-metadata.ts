@@ -13,7 +13,9 @@ export const KEYCARD_ACTORS = 'KEYCARD:ACTORS';
  * coercion (variables included), a WebSocket message's payload, an RPC request, an MCP tool's
  * `arguments` (from the JSON-RPC body, never a header), or `{ params, query, body }` over HTTP.
  * Called after the token is verified, once per call. Must return an array of scope strings
- * (possibly empty); throwing or returning anything else refuses the call with 500 (T13).
+ * (possibly empty); throwing or returning anything else refuses the call with 500 (T13). `args`
+ * is the caller's input as delivered (a repeated query parameter is an array): compare against an
+ * allow-list, and give every other value the strongest scope.
  * @publicApi
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
