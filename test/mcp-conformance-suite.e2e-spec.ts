@@ -5,9 +5,12 @@
  * module protects, over loopback, through the token proxy (the suite's runner cannot send a token),
  * so every transport check runs behind the guard. The suite runs once, while this file loads, and
  * each check it reports becomes one test named by row, shape, scenario and check id: SUCCESS or
- * SKIPPED passes; a check the suite could not exercise on an ordinary app ("Not testable": it
- * needs the suite's own diagnostic fixture tools) passes only when listed in
- * `sample/conformance/expected-failures.ts` with its reason; any other FAILURE or WARNING fails.
+ * SKIPPED passes; a check the suite could not exercise on one shape ("Not testable": mcp-nest
+ * refuses the `x-mcp-header` tool the custom-header checks need) passes only when listed for that
+ * shape in `sample/conformance/expected-failures.ts` with its reason; any other FAILURE or WARNING
+ * fails, and so does a listed entry that no longer fails. The suite's own fixture tools
+ * (`test_missing_capability`, `test_logging_tool`, …) are served by the target on both 2026-07-28
+ * shapes, behind the guard (`sample/conformance/*-fixtures.ts`).
  *
  * Run by `npm run conformance:mcp` (CI: `.ci/run`), not by `npm test`: about a minute on an idle machine.
  */
@@ -16,7 +19,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EXPECTED_FAILURES, isExpectedFailure } from '../sample/conformance/expected-failures.js';
+import { expectedFailureOf, isExpectedFailure, staleExpectedFailures } from '../sample/conformance/expected-failures.js';
 import type { ConformanceRun } from '../sample/conformance/run.js';
 import type { Verdict } from '../sample/conformance/suite.js';
 import { TARGETS } from '../sample/conformance/targets.js';
@@ -53,7 +56,7 @@ function expectPassed(verdict: Verdict): void {
 
 /** Check id and name, and the verdict (with the listed reason when the suite could not exercise it). */
 function titleOf(v: Verdict): string {
-  const reason = isExpectedFailure(v) ? ` (expected: ${EXPECTED_FAILURES[`${v.scenario}/${v.id}`]})` : '';
+  const reason = isExpectedFailure(v) ? ` (expected: ${expectedFailureOf(v)?.reason})` : '';
   return `${v.id} (${v.name}): ${v.status}${reason}${v.status === 'SKIPPED' && v.message ? ` (${v.message})` : ''}`;
 }
 
@@ -61,7 +64,18 @@ describe(`MCP conformance suite ${run.version}, published server scenarios throu
   it('U17 every scenario of every shape reported checks', () => {
     for (const target of TARGETS) {
       for (const scenario of target.scenarios) expect({ shape: target.shape, scenario, checks: verdictsOf(target.shape, scenario).length > 0 }).toMatchObject({ checks: true });
+      if (target.fixtures) expect({ shape: target.shape, probes: run.fixtureProbes.filter((p) => p.shape === target.shape).length }).toEqual({ shape: target.shape, probes: 4 });
     }
+  });
+
+  it('U17 every check listed as expected to fail on a shape still fails there as listed (a stale entry must go)', () => {
+    expect(staleExpectedFailures(run.verdicts)).toEqual([]);
+  });
+
+  describe.each(TARGETS.filter((t) => t.fixtures).map((t) => [t.shape] as const))('%s: the fixture tools do what they stand for (our probes, not the suite\'s checks)', (shape) => {
+    it.each(run.fixtureProbes.filter((p) => p.shape === shape).map((p) => [p.id, p] as const))('U17 fixtures %s', (_id, probe) => {
+      expect({ id: probe.id, status: probe.status, message: probe.message }).toMatchObject({ status: 'SUCCESS' });
+    });
   });
 
   describe.each(TARGETS.map((t) => [t.shape, t] as const))('%s', (_shape, target) => {

@@ -4,7 +4,8 @@ import { McpController, McpHttpControllerFor, McpStrategy, Prompt, Resource, Res
 import { KeycardModule, RequireScopes } from '../../lib/index.js';
 import { SampleTools } from '../mcp.js';
 import { SampleSdkMcpController } from '../mcp-sdk.js';
-import { SampleSdk2McpController } from '../mcp-sdk2.js';
+import { CONFORMANCE_MCP_STRATEGY, ConformanceFixtureTools } from './mcp-nest-fixtures.js';
+import { ConformanceSdk2McpController } from './sdk2-fixtures.js';
 import { CONFORMANCE_PATHS } from './targets.js';
 
 
@@ -63,7 +64,8 @@ export async function startConformanceTarget(options: TargetOptions): Promise<IN
         logger: { log: () => undefined, warn: (m: unknown) => console.warn(`[keycard] ${String(m)}`), error: (m: unknown) => console.error(`[keycard] ${String(m)}`) },
       }),
     ],
-    controllers: [SampleTools, ConformanceCatalog, StatelessMcp, StatefulMcp, SampleSdkMcpController, SampleSdk2McpController],
+    providers: [{ provide: CONFORMANCE_MCP_STRATEGY, useValue: strategy }],
+    controllers: [SampleTools, ConformanceCatalog, ConformanceFixtureTools, StatelessMcp, StatefulMcp, SampleSdkMcpController, ConformanceSdk2McpController],
   })
   class ConformanceTargetModule {}
 
