@@ -2,7 +2,7 @@
  * Catalogue U17: the published server scenarios of the official MCP conformance suite
  * (`@modelcontextprotocol/conformance`, pinned in package.json; it runs on Node ≥ 22, fetched with
  * `npx -y -p node@22` when this Node is older) against the sample's MCP servers on every MCP shape the
- * module protects, over loopback, through the token proxy (the suite's runner cannot send a token),
+ * module protects, over Express and over Fastify, on loopback, through the token proxy (the suite's runner cannot send a token),
  * so every transport check runs behind the guard. The suite runs once, while this file loads, and
  * each check it reports becomes one test named by row, shape, scenario and check id: SUCCESS or
  * SKIPPED passes; a check the suite could not exercise on one shape ("Not testable": mcp-nest
@@ -12,7 +12,7 @@
  * (`test_missing_capability`, `test_logging_tool`, …) are served by the target on both 2026-07-28
  * shapes, behind the guard (`sample/conformance/*-fixtures.ts`).
  *
- * Run by `npm run conformance:mcp` (CI: `.ci/run`), not by `npm test`: about a minute on an idle machine.
+ * Run by `npm run conformance:mcp` (CI: `.ci/run`), not by `npm test`: about three minutes on a loaded machine.
  */
 import { describe, expect, it } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
@@ -45,8 +45,10 @@ function runSuite(): ConformanceRun {
 
 const run = runSuite();
 
-/** The checks of one shape and scenario, as the suite reported them. */
-const verdictsOf = (shape: string, scenario: string) => run.verdicts.filter((v) => v.shape === shape && v.scenario === scenario);
+/** The checks of one shape and scenario on one adapter, as the suite reported them. */
+const verdictsOf = (adapter: string, shape: string, scenario: string) => run.verdicts.filter((v) => v.adapter === adapter && v.shape === shape && v.scenario === scenario);
+/** Every shape on every adapter, as `describe.each` rows. */
+const TARGETS_ON_ADAPTERS = run.adapters.flatMap((adapter) => TARGETS.map((target) => [`${target.shape} over ${adapter}`, adapter, target] as const));
 
 /** The test's expectation for one check (the whole verdict is compared, so a failure shows the suite's message). */
 function expectPassed(verdict: Verdict): void {
@@ -62,9 +64,11 @@ function titleOf(v: Verdict): string {
 
 describe(`MCP conformance suite ${run.version}, published server scenarios through the token proxy`, () => {
   it('U17 every scenario of every shape reported checks', () => {
-    for (const target of TARGETS) {
-      for (const scenario of target.scenarios) expect({ shape: target.shape, scenario, checks: verdictsOf(target.shape, scenario).length > 0 }).toMatchObject({ checks: true });
-      if (target.fixtures) expect({ shape: target.shape, probes: run.fixtureProbes.filter((p) => p.shape === target.shape).length }).toEqual({ shape: target.shape, probes: 4 });
+    expect(run.adapters).toEqual(['express', 'fastify']);
+    for (const [, adapter, target] of TARGETS_ON_ADAPTERS) {
+      for (const scenario of target.scenarios) expect({ adapter, shape: target.shape, scenario, checks: verdictsOf(adapter, target.shape, scenario).length > 0 }).toMatchObject({ checks: true });
+      const probes = run.fixtureProbes.filter((p) => p.adapter === adapter && p.shape === target.shape).length;
+      if (target.fixtures) expect({ adapter, shape: target.shape, probes }).toEqual({ adapter, shape: target.shape, probes: 4 });
     }
   });
 
@@ -72,15 +76,15 @@ describe(`MCP conformance suite ${run.version}, published server scenarios throu
     expect(staleExpectedFailures(run.verdicts)).toEqual([]);
   });
 
-  describe.each(TARGETS.filter((t) => t.fixtures).map((t) => [t.shape] as const))('%s: the fixture tools do what they stand for (our probes, not the suite\'s checks)', (shape) => {
-    it.each(run.fixtureProbes.filter((p) => p.shape === shape).map((p) => [p.id, p] as const))('U17 fixtures %s', (_id, probe) => {
+  describe.each(TARGETS_ON_ADAPTERS.filter(([, , t]) => t.fixtures))('%s: the fixture tools do what they stand for (our probes, not the suite\'s checks)', (_title, adapter, target) => {
+    it.each(run.fixtureProbes.filter((p) => p.adapter === adapter && p.shape === target.shape).map((p) => [p.id, p] as const))('U17 fixtures %s', (_id, probe) => {
       expect({ id: probe.id, status: probe.status, message: probe.message }).toMatchObject({ status: 'SUCCESS' });
     });
   });
 
-  describe.each(TARGETS.map((t) => [t.shape, t] as const))('%s', (_shape, target) => {
+  describe.each(TARGETS_ON_ADAPTERS)('%s', (_title, adapter, target) => {
     describe.each(target.scenarios)('%s', (scenario) => {
-      const verdicts = verdictsOf(target.shape, scenario);
+      const verdicts = verdictsOf(adapter, target.shape, scenario);
       // Two checks of one scenario may share an id (one requirement, several cases): the name tells them apart.
       it.each(verdicts.map((v) => [titleOf(v), v] as const))(`U17 ${scenario} %s`, (_title, verdict) => {
         expectPassed(verdict);

@@ -19,7 +19,7 @@ export interface ExpectedFailure {
  * checks and passes them, and it refuses malformed `Mcp-Param-*` values on every shape (U9).
  */
 const MCP_NEST_REFUSES_X_MCP_HEADER =
-  "mcp-nest 2.0.5 throws at bootstrap for any tool whose schema declares x-mcp-header (assertNoMcpParamHeaderMirroring: its raw handlers skip the SDK's Mcp-Param check), so the suite finds no such tool and reports the check Not testable; the SDK 2.x shape serves one and passes it";
+  'mcp-nest 2.0.5 refuses x-mcp-header tools at bootstrap (assertNoMcpParamHeaderMirroring), so the suite finds none to test; the SDK 2.x shape has one and passes';
 
 /** The checks SEP-2243 declares for `http-custom-header-server-validation`, all "Not testable" without an `x-mcp-header` tool. */
 const CUSTOM_HEADER_CHECKS = [
@@ -34,7 +34,7 @@ const CUSTOM_HEADER_CHECKS = [
  * Checks of the published suite that cannot pass on a given shape for a reason outside the module,
  * each with that reason. The suite reports them "Not testable" (a FAILURE with
  * `details.untestable`) or, for a SHOULD, WARNING; only then, and only on the listed shape, does
- * the U17 test accept them. An entry whose check passes is stale and fails the U17 test, so the
+ * the U17 test accept them, on every adapter. An entry whose check passes is stale and fails the U17 test, so the
  * list shrinks as soon as a shape can run a check.
  */
 export const EXPECTED_FAILURES: readonly ExpectedFailure[] = CUSTOM_HEADER_CHECKS.map((id) => ({

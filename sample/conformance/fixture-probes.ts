@@ -1,5 +1,5 @@
 import { CONFORMANCE_FIXTURE } from './fixture-lists.js';
-import type { Verdict } from './suite.js';
+import type { ConformanceAdapter, Verdict } from './suite.js';
 
 /** The revision the fixtures speak (the suite's default). */
 const REVISION = '2026-07-28';
@@ -15,7 +15,8 @@ type Message = { method?: string; result?: Record<string, unknown> & { tools?: {
  * `test_streaming_elicitation` asks for an elicitation (both as input-required results); with a
  * `logLevel`, `test_logging_tool` logs; `test_trigger_tool_change` really adds and then removes a tool.
  */
-export async function probeFixtures(shape: string, url: string): Promise<Verdict[]> {
+export async function probeFixtures(target: { adapter: ConformanceAdapter; shape: string; url: string }): Promise<Verdict[]> {
+  const { url } = target;
   const probes: [string, () => Promise<string | undefined>][] = [
     ['fixture-missing-capability-asks-for-sampling', () => asksFor(url, CONFORMANCE_FIXTURE.missingCapability, { sampling: {} }, 'sampling/createMessage')],
     ['fixture-streaming-elicitation-asks-for-elicitation', () => asksFor(url, CONFORMANCE_FIXTURE.streamingElicitation, { elicitation: {} }, 'elicitation/create')],
@@ -25,7 +26,7 @@ export async function probeFixtures(shape: string, url: string): Promise<Verdict
   const verdicts: Verdict[] = [];
   for (const [id, probe] of probes) {
     const problem = await probe().catch((error: unknown) => `probe failed: ${error instanceof Error ? error.message : String(error)}`);
-    verdicts.push({ shape, scenario: 'fixtures', id, name: id, status: problem === undefined ? 'SUCCESS' : 'FAILURE', ...(problem === undefined ? {} : { message: problem }) });
+    verdicts.push({ adapter: target.adapter, shape: target.shape, scenario: 'fixtures', id, name: id, status: problem === undefined ? 'SUCCESS' : 'FAILURE', ...(problem === undefined ? {} : { message: problem }) });
   }
   return verdicts;
 }

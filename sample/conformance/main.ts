@@ -1,7 +1,7 @@
 /**
  * `npm run conformance:mcp:report`: the official MCP conformance suite (`@modelcontextprotocol/conformance`,
  * pinned in package.json) against the sample's MCP servers on every MCP shape the module protects,
- * over loopback, through a token proxy (the suite's runner cannot send a token). Prints every
+ * over Express and Fastify, on loopback, through a token proxy (the suite's runner cannot send a token). Prints every
  * check's verdict and a summary, and exits non-zero when a check fails that is not listed as
  * expected to fail. `npm run conformance:mcp` runs it from test/mcp-conformance-suite.e2e-spec.ts
  * (`--json`), where each check is a test (catalogue U17).
@@ -18,7 +18,7 @@ async function main(): Promise<number> {
   console.log(`@modelcontextprotocol/conformance ${suiteVersion()} against the sample's MCP servers through a token proxy`);
   const run: ConformanceRun = await runConformance({ print: json === -1 });
   if (json !== -1) writeFileSync(process.argv[json + 1], JSON.stringify(run));
-  for (const p of run.fixtureProbes) console.log(`${p.status.padEnd(7)} ${p.shape} · fixtures · ${p.id}${p.message ? `: ${p.message}` : ''}`);
+  for (const p of run.fixtureProbes) console.log(`${p.status.padEnd(7)} ${p.adapter} · ${p.shape} · fixtures · ${p.id}${p.message ? `: ${p.message}` : ''}`);
   const probesFailed = run.fixtureProbes.filter((p) => p.status !== 'SUCCESS').length;
   console.log(`fixture probes (ours): ${run.fixtureProbes.length - probesFailed} of ${run.fixtureProbes.length} SUCCESS`);
   return Math.max(summarise(run.verdicts), probesFailed === 0 ? 0 : 1);
@@ -35,7 +35,7 @@ function summarise(verdicts: Verdict[]): number {
   );
   const stale = staleExpectedFailures(verdicts);
   for (const e of stale) console.log(`  listed as expected but not failing as listed, remove it: ${e.shape} ${e.scenario} ${e.id}`);
-  for (const f of failed) console.log(`  ${f.status} ${f.shape} ${f.scenario} ${f.id} (${f.name}): ${f.message ?? ''}`);
+  for (const f of failed) console.log(`  ${f.status} ${f.adapter} ${f.shape} ${f.scenario} ${f.id} (${f.name}): ${f.message ?? ''}`);
   return failed.length === 0 && stale.length === 0 ? 0 : 1;
 }
 

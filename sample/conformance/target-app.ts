@@ -1,11 +1,14 @@
 import { Controller, Module, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { ExpressAdapter } from '@nestjs/platform-express';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { McpController, McpHttpControllerFor, McpStrategy, Prompt, Resource, ResourceTemplate, StreamableHttpTransport } from '@rekog/mcp-nest';
 import { KeycardModule, RequireScopes } from '../../lib/index.js';
 import { SampleTools } from '../mcp.js';
 import { SampleSdkMcpController } from '../mcp-sdk.js';
 import { CONFORMANCE_MCP_STRATEGY, ConformanceFixtureTools } from './mcp-nest-fixtures.js';
 import { ConformanceSdk2McpController } from './sdk2-fixtures.js';
+import type { ConformanceAdapter } from './suite.js';
 import { CONFORMANCE_PATHS } from './targets.js';
 
 
@@ -36,6 +39,8 @@ export interface TargetOptions {
   zoneUrl: string;
   publicOrigin: string;
   port: number;
+  /** The Nest HTTP adapter (default Express). */
+  adapter?: ConformanceAdapter;
 }
 
 /**
@@ -69,7 +74,7 @@ export async function startConformanceTarget(options: TargetOptions): Promise<IN
   })
   class ConformanceTargetModule {}
 
-  const app = await NestFactory.create(ConformanceTargetModule, { logger: ['error'] });
+  const app = await NestFactory.create(ConformanceTargetModule, options.adapter === 'fastify' ? new FastifyAdapter() : new ExpressAdapter(), { logger: ['error'] });
   strategy.setHttpAdapter(app.getHttpAdapter());
   app.connectMicroservice({ strategy });
   await app.startAllMicroservices();
