@@ -1,6 +1,6 @@
 import { All, Controller, Req, Res } from '@nestjs/common';
 import { toNodeHandler, type NodeIncomingMessageLike, type NodeServerResponseLike } from '@modelcontextprotocol/node';
-import { createMcpHandler, McpServer, ResourceTemplate } from '@modelcontextprotocol/server';
+import { createMcpHandler, McpServer, ResourceTemplate, type McpHttpHandler } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 import { McpEndpoint, RequireScopes, type McpAuthInfo } from '../lib/index.js';
 
@@ -20,7 +20,12 @@ type NestResponse = { raw?: NodeServerResponseLike };
 @RequireScopes('read')
 @Controller('sdk2-mcp')
 export class SampleSdk2McpController {
-  private readonly handle = toNodeHandler(createMcpHandler(() => sdk2Server()));
+  private readonly handle = toNodeHandler(this.mcpHandler());
+
+  /** The SDK's handler, a fresh {@link sdk2Server} per request; a subclass may serve more (the conformance target adds the suite's fixture tools). */
+  protected mcpHandler(): McpHttpHandler {
+    return createMcpHandler(() => sdk2Server());
+  }
 
   @All()
   async serve(@Req() req: NestRequest, @Res() res: NestResponse): Promise<void> {

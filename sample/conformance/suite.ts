@@ -4,8 +4,13 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
+/** The Nest HTTP adapters the target runs on, each in its own app. */
+export type ConformanceAdapter = 'express' | 'fastify';
+
 /** One check of one scenario, as the suite reported it. */
 export interface Verdict {
+  /** The Nest HTTP adapter the target ran on. */
+  adapter: ConformanceAdapter;
   shape: string;
   scenario: string;
   id: string;
@@ -52,25 +57,25 @@ function node22(): string {
 }
 
 /** Runs one scenario of the suite against `url` and returns its checks (each printed as it comes with `print`). */
-export async function runScenario(run: { shape: string; url: string; scenario: string; specVersion?: string; print?: boolean }): Promise<Verdict[]> {
+export async function runScenario(run: { adapter: ConformanceAdapter; shape: string; url: string; scenario: string; specVersion?: string; print?: boolean }): Promise<Verdict[]> {
   const out = mkdtempSync(join(tmpdir(), 'mcp-conformance-'));
   const version = run.specVersion === undefined ? [] : ['--spec-version', run.specVersion];
   try {
     const code = await spawnCli(['server', '--url', run.url, '--scenario', run.scenario, ...version, '-o', out]);
     const checks = readChecks(out);
-    if (checks === undefined) return [{ shape: run.shape, scenario: run.scenario, id: run.scenario, name: 'scenario', status: 'FAILURE', message: `the suite exited ${code} without results` }];
+    if (checks === undefined) return [{ adapter: run.adapter, shape: run.shape, scenario: run.scenario, id: run.scenario, name: 'scenario', status: 'FAILURE', message: `the suite exited ${code} without results` }];
     const verdicts = checks.filter((c) => c.status !== 'INFO').map((c) => verdictOf(run, c));
-    if (run.print) for (const v of verdicts) console.log(`${v.status.padEnd(7)} ${run.shape} · ${run.scenario}${run.specVersion ? ` @${run.specVersion}` : ''} · ${v.id} (${v.name})${v.message ? `: ${v.message}` : ''}`);
+    if (run.print) for (const v of verdicts) console.log(`${v.status.padEnd(7)} ${run.adapter} · ${run.shape} · ${run.scenario}${run.specVersion ? ` @${run.specVersion}` : ''} · ${v.id} (${v.name})${v.message ? `: ${v.message}` : ''}`);
     return verdicts;
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
 }
 
-function verdictOf(run: { shape: string; scenario: string }, check: SuiteCheck): Verdict {
+function verdictOf(run: { adapter: ConformanceAdapter; shape: string; scenario: string }, check: SuiteCheck): Verdict {
   const message = check.status === 'SUCCESS' ? undefined : (check.errorMessage ?? check.details?.message);
   const untestable = check.details?.untestable === true ? { untestable: true } : {};
-  return { shape: run.shape, scenario: run.scenario, id: check.id, name: check.name, status: check.status, message, ...untestable };
+  return { adapter: run.adapter, shape: run.shape, scenario: run.scenario, id: check.id, name: check.name, status: check.status, message, ...untestable };
 }
 
 /** The checks the suite saved under `dir` (one result directory per scenario run). */

@@ -1,10 +1,14 @@
 import { Controller, Module, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { ExpressAdapter } from '@nestjs/platform-express';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { McpController, McpHttpControllerFor, McpStrategy, Prompt, Resource, ResourceTemplate, StreamableHttpTransport } from '@rekog/mcp-nest';
 import { KeycardModule, RequireScopes } from '../../lib/index.js';
 import { SampleTools } from '../mcp.js';
 import { SampleSdkMcpController } from '../mcp-sdk.js';
-import { SampleSdk2McpController } from '../mcp-sdk2.js';
+import { CONFORMANCE_MCP_STRATEGY, ConformanceFixtureTools } from './mcp-nest-fixtures.js';
+import { ConformanceSdk2McpController } from './sdk2-fixtures.js';
+import type { ConformanceAdapter } from './suite.js';
 import { CONFORMANCE_PATHS } from './targets.js';
 
 
@@ -35,6 +39,8 @@ export interface TargetOptions {
   zoneUrl: string;
   publicOrigin: string;
   port: number;
+  /** The Nest HTTP adapter (default Express). */
+  adapter?: ConformanceAdapter;
 }
 
 /**
@@ -63,11 +69,12 @@ export async function startConformanceTarget(options: TargetOptions): Promise<IN
         logger: { log: () => undefined, warn: (m: unknown) => console.warn(`[keycard] ${String(m)}`), error: (m: unknown) => console.error(`[keycard] ${String(m)}`) },
       }),
     ],
-    controllers: [SampleTools, ConformanceCatalog, StatelessMcp, StatefulMcp, SampleSdkMcpController, SampleSdk2McpController],
+    providers: [{ provide: CONFORMANCE_MCP_STRATEGY, useValue: strategy }],
+    controllers: [SampleTools, ConformanceCatalog, ConformanceFixtureTools, StatelessMcp, StatefulMcp, SampleSdkMcpController, ConformanceSdk2McpController],
   })
   class ConformanceTargetModule {}
 
-  const app = await NestFactory.create(ConformanceTargetModule, { logger: ['error'] });
+  const app = await NestFactory.create(ConformanceTargetModule, options.adapter === 'fastify' ? new FastifyAdapter() : new ExpressAdapter(), { logger: ['error'] });
   strategy.setHttpAdapter(app.getHttpAdapter());
   app.connectMicroservice({ strategy });
   await app.startAllMicroservices();
