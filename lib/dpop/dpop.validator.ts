@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Clock } from '../clock.js';
+import { CoarseDeadlines } from '../coarse-deadlines.js';
 import type { RequestLine } from '../contexts/call-kind.interface.js';
 import type { Call } from '../decision/call.js';
 import type { ConnectionOpening } from '../decision/connection-opening.js';
@@ -10,7 +11,6 @@ import type { KeycardLogger } from '../keycard-options.js';
 import { logSafe } from '../logging/log-safe.js';
 import { InvalidTokenException } from '../resource-server/keycard.exceptions.js';
 import { pathOf } from '../resource-server/resource-resolver.js';
-import { withinDeadline } from '../within-deadline.js';
 import { authorizationScheme, dpopHeaderValues } from './authorization-scheme.js';
 import { DpopNonces } from './dpop-nonces.js';
 import type { DpopOptions } from './dpop-options.js';
@@ -49,6 +49,8 @@ export class DpopValidator implements TokenValidator {
   /** The outcome of the proof of a request whose calls or judges share it (GraphQL fields, a gRPC stream), so one proof serves them all. */
   private readonly judged = new WeakMap<object, Promise<void> | Error | true>();
   private sharedStoreFailing = false;
+  /** One ticker for every pending shared-store answer, not a timer per request (issue 22: the timers cost more than the round trip). */
+  private readonly deadlines = new CoarseDeadlines(SHARED_STORE_DEADLINE_MS);
 
   constructor(private readonly parts: DpopValidatorParts) {
     const { nonce } = parts.options;
@@ -156,7 +158,7 @@ export class DpopValidator implements TokenValidator {
       pending = Promise.reject(error);
     }
     if (!(pending instanceof Promise)) return refuseReplay(pending);
-    return withinDeadline(pending, SHARED_STORE_DEADLINE_MS).then(
+    return this.deadlines.within(pending).then(
       (fresh) => {
         this.sharedStoreFailing = false;
         refuseReplay(fresh);
