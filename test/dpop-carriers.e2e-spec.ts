@@ -500,3 +500,55 @@ describe('DPoP nonces and socket.io extraHeaders where a connection opens (H19, 
   });
 });
 
+/**
+ * `dpop: 'required'` (H24) on carriers whose token travels in a payload (an attack trial of DPoP:
+ * an unbound Bearer token in socket.io `auth` or over TCP was admitted while HTTP, `ws` and gRPC
+ * refused it): refused with the fixed description, as a bound token is there (Q39).
+ */
+describe('H24 dpop required: carriers where no proof can be checked', () => {
+  let zone: TestZone;
+  const closers: (() => unknown)[] = [];
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+  });
+  afterAll(async () => {
+    for (const close of closers) await close();
+    await zone?.stop();
+  });
+  const required: Partial<KeycardModuleOptions> = { dpop: 'required' };
+
+  it('H24 (socket.io) auth.token = an unbound token → connect_error invalid_token "DPoP-bound tokens need the DPoP scheme on an HTTP request"; extraHeaders Authorization: Bearer → connect_error, no error code', async () => {
+    const { app, logger } = await startApp({ providers: [OrdersGateway], extra: required }, zone);
+    app.useWebSocketAdapter(app.get(KeycardConnections).guard(new IoAdapter(app)));
+    await app.listen(0, '127.0.0.1');
+    closers.push(() => app.close());
+    const port = (app.getHttpServer().address() as { port: number }).port;
+    const token = zone.tokenFor({ scopes: ['orders:read'] });
+    const refusal = (options: { auth?: object; extraHeaders?: Record<string, string> }) => {
+      const socket = io(`http://127.0.0.1:${port}`, { ...options, transports: ['websocket'], reconnection: false, forceNew: true });
+      return new Promise<Error & { data?: unknown }>((resolve, reject) => {
+        socket.once('connect_error', resolve);
+        socket.once('connect', () => reject(new Error('connected')));
+      }).finally(() => socket.disconnect());
+    };
+    const inAuth = await refusal({ auth: { token } });
+    expect(inAuth.data).toEqual({ error: 'invalid_token', error_description: ERROR_DESCRIPTIONS.dpopCarrier });
+    const asBearer = await refusal({ extraHeaders: { authorization: `Bearer ${token}` } });
+    expect(asBearer.data).toEqual({ error_description: 'Authentication is required' });
+    expectNoLeak([inAuth.data, asBearer.data], [token], logger.lines);
+  });
+
+  it('H24 (TCP) rpcTokenExtractor with an unbound token → refused invalid_token "DPoP-bound tokens need the DPoP scheme on an HTTP request"', async () => {
+    const { app, logger } = await startApp({
+      controllers: [OrdersRpcController],
+      extra: { ...required, rpcTokenExtractor: (context) => context.switchToRpc().getData<{ accessToken?: string }>()?.accessToken },
+    }, zone);
+    const hybrid = await listenHybrid(app, PROTO);
+    closers.push(() => app.close(), () => hybrid.tcp.close());
+    const token = zone.tokenFor({ scopes: ['orders:read'] });
+    const error = await lastValueFrom(hybrid.tcp.send('orders.find', { id: 'o-9', accessToken: token })).then(() => undefined, (e: unknown) => e);
+    expect(error).toMatchObject({ code: 16, error: 'invalid_token', error_description: ERROR_DESCRIPTIONS.dpopCarrier });
+    expectNoLeak(error, [token], logger.lines);
+  });
+});

@@ -101,8 +101,13 @@ export class DpopValidator implements TokenValidator {
     return this.checkOnce(request, request, { resource: opening!.resource.id, token: opening!.token, jkt, opening: request });
   }
 
-  /** A token sent without the DPoP scheme: fine unless bound to a key (§7.2). */
+  /**
+   * A token sent without the DPoP scheme: fine unless bound to a key (§7.2), or unless DPoP is
+   * `required` (H24): where no request could carry a proof (socket.io `auth`, graphql-ws
+   * `connectionParams`, TCP), the extractors cannot tell, so the token is refused here (Q39).
+   */
   private refuseWithoutProof(jkt: string | undefined, request: object | undefined): void {
+    if (jkt === undefined && this.parts.options.mode === 'required') throw new InvalidTokenException(request === undefined ? 'dpop_carrier_unsupported' : 'dpop_scheme_required');
     refuseBoundToken(jkt, request);
   }
 
