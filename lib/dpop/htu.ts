@@ -49,10 +49,16 @@ function normalisedOrigin(origin: string): string | undefined {
  * The `htu` a proof for this request must name: the public origin (of the configured resource, never
  * the `Host` header: catalogue A31, Q39) and the path the request was routed by, without its query;
  * what {@link normaliseHtu} gives for them.
+ * @returns `undefined` (no proof matches) for a path with dot segments or a backslash (catalogue H7).
  */
 export function expectedHtu(publicOrigin: string, path: string): string | undefined {
   const origin = normalisedOrigin(publicOrigin);
   if (origin === undefined) return undefined;
   const rooted = path.startsWith('/') ? path : `/${path}`;
-  return PLAIN_PATH.test(rooted) && !DOT_SEGMENT.test(rooted) ? `${origin}${rooted}` : normaliseHtu(`${origin}${rooted}`);
+  if (PLAIN_PATH.test(rooted) && !DOT_SEGMENT.test(rooted)) return `${origin}${rooted}`;
+  // The app routed the path as sent: `/files/../orders` reached `files/*`, so normalising it to
+  // `/orders` let a proof made for `/orders` serve another handler. No client sends dot segments
+  // (plain or percent-encoded) or a backslash (URL parsing reads it as `/`): nothing can name them.
+  if (rooted.includes('\\') || DOT_SEGMENT.test(decodeUnreserved(rooted))) return undefined;
+  return normaliseHtu(`${origin}${rooted}`);
 }

@@ -1,0 +1,69 @@
+/**
+ * Findings of an attack trial of DPoP (issue 22), each a failing test before its fix, over Express
+ * and Fastify with real requests on loopback (catalogue H7, H10). Every other attempt of the trial
+ * (replays, htm/htu spellings, Host and X-Forwarded-* spoofing, absolute-form targets, iat skew,
+ * ath, private jwk members, alg none/HS256/unknown, oversized and repeated proofs, Bearer
+ * downgrades) already met its row: see the H rows in test/dpop.e2e-spec.ts and the report.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Controller, Get } from '@nestjs/common';
+import { DpopKey, DpopProofRequest, RequireScopes } from '../lib/index.js';
+import { ERROR_DESCRIPTIONS } from '../lib/resource-server/keycard.exceptions.js';
+import { TestZone } from '../lib/testing/index.js';
+import { CountingReplayStore, dpopHeaders, expectDpopRefusal } from './support/dpop.js';
+import { PRM, R } from './support/forge.js';
+import { sendVerbatim } from './support/http.js';
+import { ADAPTERS, startApp, type RunningApp } from './support/keycard-app.js';
+
+/** `/orders` and a wildcard `files/…` route (Express 5 names its wildcard; Fastify's is a bare `*`). */
+function filesController(adapter: string) {
+  @Controller()
+  class FilesController {
+    @RequireScopes('orders:read')
+    @Get('orders')
+    orders() {
+      return { served: 'orders' };
+    }
+
+    @RequireScopes('orders:read')
+    @Get(adapter === 'express' ? 'files/*path' : 'files/*')
+    files() {
+      return { served: 'files' };
+    }
+  }
+  return FilesController;
+}
+
+describe.each(ADAPTERS)('DPoP attack trial over %s', (adapter) => {
+  let zone: TestZone;
+  let api: RunningApp;
+  let replay: CountingReplayStore;
+  const key = DpopKey.generate();
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    replay = new CountingReplayStore();
+    api = await startApp(adapter, { zoneUrl: zone.issuer, resource: R, dpop: { mode: 'allowed', replayStore: replay } }, { controllers: [filesController(adapter)] });
+  });
+  afterAll(async () => {
+    await api?.close();
+    await zone?.stop();
+  });
+
+  const bound = () => zone.tokenFor({ scopes: ['orders:read'], dpopKey: key });
+  const sent = (target: string, token: string, proof: Partial<DpopProofRequest> & { path?: string }) => sendVerbatim(api.url, 'GET', target, dpopHeaders(key, token, proof));
+
+  it('H7 a request target with dot segments (/files/../orders, /files/%2E%2E/orders, /files\\..\\orders) is refused: a proof made for /orders was accepted there and served by the files/* handler', async () => {
+    for (const target of ['/files/../orders', '/files/%2E%2E/orders', '/files/.%2e/orders', '/files/x/..', '/files\\..\\orders']) {
+      const token = bound();
+      const before = replay.keys.length;
+      const res = await sent(target, token, { path: target === '/files/x/..' ? '/files/' : '/orders' });
+      expect({ target, served: res.json?.served }).toEqual({ target, served: undefined });
+      if (res.status === 404) continue; // not routed at all: nothing was served
+      expectDpopRefusal(res, { dpopError: 'invalid_dpop_proof', description: ERROR_DESCRIPTIONS.dpopProof, prm: PRM, secrets: [token], logs: api.logger.lines });
+      expect(replay.keys.length - before).toBe(0);
+    }
+    const token = bound();
+    expect((await sent('/files/a/b', token, { path: '/files/a/b' })).json).toEqual({ served: 'files' });
+  });
+});
