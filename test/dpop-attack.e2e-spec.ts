@@ -10,7 +10,7 @@ import { Controller, Get } from '@nestjs/common';
 import { DpopKey, DpopProofRequest, RequireScopes } from '../lib/index.js';
 import { ERROR_DESCRIPTIONS } from '../lib/resource-server/keycard.exceptions.js';
 import { TestZone } from '../lib/testing/index.js';
-import { CountingReplayStore, dpopHeaders, expectDpopRefusal } from './support/dpop.js';
+import { CountingReplayStore, dpopHeaders, expectDpopRefusal, hugeExponentRsaKey } from './support/dpop.js';
 import { PRM, R } from './support/forge.js';
 import { sendVerbatim } from './support/http.js';
 import { ADAPTERS, startApp, type RunningApp } from './support/keycard-app.js';
@@ -58,12 +58,30 @@ describe.each(ADAPTERS)('DPoP attack trial over %s', (adapter) => {
       const token = bound();
       const before = replay.keys.length;
       const res = await sent(target, token, { path: target === '/files/x/..' ? '/files/' : '/orders' });
-      expect({ target, served: res.json?.served }).toEqual({ target, served: undefined });
+      expect({ target, served: (res.json as { served?: string } | undefined)?.served }).toEqual({ target, served: undefined });
       if (res.status === 404) continue; // not routed at all: nothing was served
       expectDpopRefusal(res, { dpopError: 'invalid_dpop_proof', description: ERROR_DESCRIPTIONS.dpopProof, prm: PRM, secrets: [token], logs: api.logger.lines });
       expect(replay.keys.length - before).toBe(0);
     }
     const token = bound();
     expect((await sent('/files/a/b', token, { path: '/files/a/b' })).json).toEqual({ served: 'files' });
+  });
+
+  it('H10 a stolen token with a proof under the thief\'s key is refused on the binding before any signature check (a tampered signature still gets "Invalid DPoP key binding": the thief cannot make the API verify under keys it picks)', async () => {
+    const token = bound();
+    const thief = DpopKey.generate('PS256');
+    const proof = thief.proof({ method: 'GET', url: `${R}/orders`, accessToken: token });
+    const tampered = `${proof.slice(0, proof.lastIndexOf('.'))}.${'A'.repeat(342)}`;
+    for (const sentProof of [proof, tampered]) {
+      const res = await sendVerbatim(api.url, 'GET', '/orders', [['Authorization', `DPoP ${token}`], ['DPoP', sentProof]]);
+      expectDpopRefusal(res, { dpopError: 'invalid_token', description: ERROR_DESCRIPTIONS.dpopBinding, prm: PRM, secrets: [token, sentProof], logs: api.logger.lines });
+    }
+  });
+
+  it('H5 a proof key that is RSA with a public exponent over 32 bits (each verify ~200 times an ordinary one) → 401 invalid_dpop_proof, even for the token bound to it', async () => {
+    const holder = DpopKey.from(hugeExponentRsaKey(), 'PS256');
+    const token = zone.tokenFor({ scopes: ['orders:read'], dpopKey: holder });
+    const res = await sendVerbatim(api.url, 'GET', '/orders', [['Authorization', `DPoP ${token}`], ['DPoP', holder.proof({ method: 'GET', url: `${R}/orders`, accessToken: token })]]);
+    expectDpopRefusal(res, { dpopError: 'invalid_dpop_proof', description: ERROR_DESCRIPTIONS.dpopProof, prm: PRM, secrets: [token], logs: api.logger.lines });
   });
 });

@@ -139,9 +139,8 @@ export class DpopValidator implements TokenValidator {
     const htu = expectedHtu(originOf(presented.resource), line.path);
     if (htu === undefined) throw new InvalidDpopProofException();
     const nowMs = this.parts.clock.now();
-    const proof = verifyDpopProof({ proof: proofs[0], method: line.method, htu, accessToken: presented.token, nowMs }, this.parts.options);
+    const proof = verifyDpopProof({ proof: proofs[0], method: line.method, htu, accessToken: presented.token, boundKey: jkt, nowMs }, this.parts.options);
     this.checkNonce(presented, proof, nowMs);
-    if (proof.jkt !== jkt) throw new InvalidTokenException('dpop_key_mismatch');
     return this.remember(proof, nowMs);
   }
 
