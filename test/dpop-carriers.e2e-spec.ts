@@ -462,6 +462,14 @@ describe('DPoP nonces and socket.io extraHeaders where a connection opens (H19, 
     }
   });
 
+  it('C26 (socket.io) a DPoP-bound token as Bearer in extraHeaders → connect_error invalid_token "DPoP-bound token requires the DPoP authentication scheme" (the header could carry a proof)', async () => {
+    const api = await gatewayApp((app) => new IoAdapter(app), false);
+    const t = token();
+    const refused = await ioConnect(api.port, { authorization: `Bearer ${t}` }, 'websocket');
+    expect(refused.error?.data).toEqual({ error: 'invalid_token', error_description: ERROR_DESCRIPTIONS.dpopScheme });
+    expectNoLeak(refused.error?.data, [t], api.logger.lines);
+  });
+
   it('H19 (socket.io) extraHeaders with a proof without nonce → connect_error use_dpop_nonce whose data names a fresh nonce; the retry with it connects', async () => {
     const api = await gatewayApp((app) => new IoAdapter(app));
     const t = token();
