@@ -84,4 +84,16 @@ describe.each(ADAPTERS)('DPoP attack trial over %s', (adapter) => {
     const res = await sendVerbatim(api.url, 'GET', '/orders', [['Authorization', `DPoP ${token}`], ['DPoP', holder.proof({ method: 'GET', url: `${R}/orders`, accessToken: token })]]);
     expectDpopRefusal(res, { dpopError: 'invalid_dpop_proof', description: ERROR_DESCRIPTIONS.dpopProof, prm: PRM, secrets: [token], logs: api.logger.lines });
   });
+
+  it('H25 an absolute-form request target (RFC 9112 §3.2.2, which servers must accept): of the public origin → served with a proof for it (was 401: the whole target was taken for the path); of another origin → 401 invalid_dpop_proof whatever the proof names', async () => {
+    const token = bound();
+    expect((await sent('https://api.example.com/orders', token, {})).json).toEqual({ served: 'orders' });
+    expect((await sent('HTTPS://API.EXAMPLE.COM:443/orders?page=2', bound(), {})).json).toEqual({ served: 'orders' });
+    for (const [target, htu] of [['http://evil.example/orders', `${R}/orders`], ['http://evil.example/orders', 'http://evil.example/orders'], ['https://api.example.com/files/../orders', `${R}/orders`]]) {
+      const other = bound();
+      const res = await sent(target, other, { claims: { htu } });
+      expect({ target, served: (res.json as { served?: string } | undefined)?.served }).toEqual({ target, served: undefined });
+      if (res.status !== 404) expectDpopRefusal(res, { dpopError: 'invalid_dpop_proof', description: ERROR_DESCRIPTIONS.dpopProof, prm: PRM, secrets: [other], logs: api.logger.lines });
+    }
+  });
 });
