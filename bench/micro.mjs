@@ -421,6 +421,22 @@ for (let step = 0; step < proofs.length; step++) {
   await timed(samples.dpopRedis, () => shared.guard.canActivate(dpopContext('DPoP', boundTokens[i], sharedProofs[step])));
   await timed(samples.redisRoundTrip, redisRoundTrip);
 }
+// DPoP with the Redis replay store, paired (issue 22): blocks of the Redis-store request against
+// the in-memory-store request followed by one raw SET NX PX on the same connection. That baseline,
+// not the two measured apart, is the floor: on a loaded machine a process that waits on a socket
+// between two stretches of work pays for the wake-up (cold caches, a second scheduler turn) in
+// both, while a tight loop of SETs alone does not. The module's own cost is what is left.
+const indexes = Array.from({ length: N }, (_, i) => i);
+const pairedProofs = () => Array.from({ length: (BLOCKS + 1) * BLOCK }, (_, i) => proofFor(boundTokens[i % N]));
+const [memoryProofs, redisProofs] = [pairedProofs(), pairedProofs()];
+let [memoryUsed, redisUsed, rawSets] = [0, 0, 0];
+const rawSet = () => redis.set(`bench:dpop:paired:${rawSets++}`, '1', 'PX', 60_000, 'NX');
+const redisPaired = await paired({
+  'DPoP, in-memory replay, then one raw SET NX PX': async (i) => (await dpopGuard.canActivate(dpopContext('DPoP', boundTokens[i], memoryProofs[memoryUsed++])), rawSet()),
+  'DPoP, Redis replay store': (i) => shared.guard.canActivate(dpopContext('DPoP', boundTokens[i], redisProofs[redisUsed++])),
+}, indexes);
+const [redisBaseline, redisStore] = Object.values(redisPaired);
+const redisStoreBeyond = (redisStore.ratio - 1) * redisBaseline.micros;
 await inMemory.app.close();
 await shared.app.close();
 redis.disconnect();
@@ -449,6 +465,8 @@ console.log(`guard cache hit, + nestjs-keycard/telemetry with an SDK (no-op expo
 console.log(JSON.stringify({ floorMicros: floor, coldMicros: coldCost, coldRatio: coldRow.ratio, newTokenMicros: churnRow.micros, newTokenRatio: churnRow.ratio, jsonwebtokenMicros: jwtRow.micros, jsonwebtokenRatio: jwtRow.ratio, fastJwtMicros: fastJwtRow.micros, fastJwtRatio: fastJwtRow.ratio, es256ColdMicros: esCold.micros, es256ColdRatio: esCold.ratio, cacheHitMicros: hitCost, observedCacheHitMicros: observedHit, sdkCacheHitMicros: sdkHit, telemetryActiveSpanHitMicros: tracedHit, telemetryOwnSpanHitMicros: ownSpanHit, openTelemetryModulesLoadedBefore: loadedBefore, httpContextHitMicros: httpHit, graphqlContextHitMicros: graphqlHit, exchangeCacheHitMicros: exchangeCost }));
 console.log(`DPoP − Bearer on the cache hit: +${(dpopHit - bearerOnDpopApp).toFixed(2)} µs (goal ≤ one ES256 verify ${es256.toFixed(2)} µs + 10 µs = ${(es256 + 10).toFixed(2)} µs)`);
 console.log(`DPoP with the Redis replay store − in-memory: +${(dpopRedisHit - dpopHit).toFixed(2)} µs (goal ≈ one Redis round trip, ${redisRtt.toFixed(2)} µs here)`);
+console.log(`DPoP with the Redis replay store − (in-memory + one raw SET NX PX), paired: ${redisStoreBeyond >= 0 ? '+' : ''}${redisStoreBeyond.toFixed(2)} µs, ${redisStore.ratio.toFixed(3)} × (goal: one round trip and little more)`);
+console.log(JSON.stringify({ dpopRedisPairedBaselineMicros: redisBaseline.micros, dpopRedisPairedMicros: redisStore.micros, dpopRedisPairedRatio: redisStore.ratio, dpopRedisBeyondRoundTripMicros: redisStoreBeyond }));
 console.log(JSON.stringify({ dpopCacheHitMicros: dpopHit, bearerOnDpopAppMicros: bearerOnDpopApp, es256VerifyMicros: es256, dpopRedisCacheHitMicros: dpopRedisHit, redisRoundTripMicros: redisRtt }));
 console.log(`guard cache hit, argument-function policy − plain scopes: +${(policies.argumentFunction - policies.plain).toFixed(2)} µs (target < 2)`);
 console.log(`guard cache hit, scope hierarchy − plain scopes: +${(policies.hierarchy - policies.plain).toFixed(2)} µs`);

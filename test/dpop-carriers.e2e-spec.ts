@@ -19,7 +19,10 @@ import { fileURLToPath } from 'node:url';
 import { lastValueFrom } from 'rxjs';
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
-import { Agent, DpopKey, KeycardConnections, KeycardModule, RequireScopes, type KeycardModuleOptions } from '../lib/index.js';
+import { Agent, DpopKey, KEYCARD_CLOCK, KeycardConnections, KeycardModule, RequireScopes, type KeycardModuleOptions } from '../lib/index.js';
+import type { Clock } from '../lib/clock.js';
+import type { TokenCipherKey } from '../lib/redis/index.js';
+import { randomBytes } from 'node:crypto';
 import { ERROR_DESCRIPTIONS } from '../lib/resource-server/keycard.exceptions.js';
 import { parseWwwAuthenticate } from '../lib/www-authenticate.js';
 import { TestZone } from '../lib/testing/index.js';
@@ -344,5 +347,216 @@ describe('H26 (d) gRPC and (e) TCP', () => {
     expectNoLeak(error, [token], api.logger.lines);
     const plain = zone.tokenFor({ agent: 'agent-tcp', scopes: ['orders:read'] });
     expect(await lastValueFrom(tcp.send('orders.find', { id: 'o-3', accessToken: plain }))).toEqual({ id: 'o-3', by: 'agent-tcp' });
+  });
+});
+
+/**
+ * Server nonces (RFC 9449 §8, §9) where a long-lived carrier opens: the refusal names a fresh nonce
+ * (the 401 of a `ws` upgrade, gRPC trailers, a socket.io `connect_error`), and a nonce past half its
+ * lifetime is renewed on the opening answer itself (the `ws` 101, gRPC initial metadata), as a 200
+ * renews it on an HTTP route (H22). socket.io clients that send `Authorization: DPoP` in
+ * `extraHeaders` have the proof of their handshake request checked (Q39: it is an HTTP request).
+ */
+describe('DPoP nonces and socket.io extraHeaders where a connection opens (H19, H22, H26)', () => {
+  let zone: TestZone;
+  const ring: TokenCipherKey[] = [{ id: 'n1', key: randomBytes(32) }];
+  const clock = { offsetMs: 0 };
+  const apps: INestApplication[] = [];
+  const closers: (() => unknown)[] = [];
+  const nonceOptions = (): Partial<KeycardModuleOptions> => ({ dpop: { mode: 'allowed', nonce: { keys: ring } } });
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+  });
+  afterAll(async () => {
+    for (const close of closers) close();
+    for (const app of apps) await app.close();
+    await zone?.stop();
+  });
+
+  async function gatewayApp(adapter: (app: INestApplication) => WebSocketAdapter, dpop = true): Promise<Running> {
+    const { app, logger, replay } = await startApp({ providers: [OrdersGateway], extra: dpop ? nonceOptions() : {} }, zone);
+    app.get<Clock>(KEYCARD_CLOCK).now = () => Date.now() + clock.offsetMs;
+    app.useWebSocketAdapter(app.get(KeycardConnections).guard(adapter(app)));
+    await app.listen(0, '127.0.0.1');
+    apps.push(app);
+    return { app, logger, replay, port: (app.getHttpServer().address() as { port: number }).port };
+  }
+  const token = () => zone.tokenFor({ agent: 'agent-n', scopes: ['orders:read'], dpopKey: key });
+  /** A nonce minted `ageMs` ago under the ring (as another instance would have issued it). */
+  const nonceAged = async (ageMs: number) => new (await import('../lib/dpop/dpop-nonces.js')).DpopNonces({ keys: ring, lifetimeSeconds: 60 }).issue(Date.now() - ageMs);
+
+  /** A `ws` upgrade; the answer's headers (the 101's or the refusal's). */
+  function upgrade(port: number, headers: Record<string, string>): Promise<{ status: number; headers: Record<string, unknown>; socket: WebSocket }> {
+    const socket = new WebSocket(`ws://127.0.0.1:${port}/`, { headers });
+    closers.push(() => socket.terminate());
+    return new Promise((resolve, reject) => {
+      socket.on('upgrade', (res) => resolve({ status: res.statusCode ?? 0, headers: res.headers, socket }));
+      socket.on('unexpected-response', (_req, res) => {
+        res.resume();
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, socket });
+      });
+      socket.on('error', (error) => {
+        if (!String(error.message).includes('Unexpected server response')) reject(error);
+      });
+    });
+  }
+  const wsProof = (t: string, nonce?: string) => ({ authorization: `DPoP ${t}`, dpop: key.proof({ method: 'GET', url: `${R}/`, accessToken: t, ...(nonce && { nonce }) }) });
+
+  it('H19 (ws) a proof without nonce at the upgrade → 401 DPoP use_dpop_nonce with DPoP-Nonce and no-store; the retry with it opens', async () => {
+    const api = await gatewayApp((app) => new WsAdapter(app));
+    const t = token();
+    const refused = await upgrade(api.port, wsProof(t));
+    expect(refused.status).toBe(401);
+    const challenges = new Map((parseWwwAuthenticate(String(refused.headers['www-authenticate'])) ?? []).map((c) => [c.scheme.toLowerCase(), c.params]));
+    expect(challenges.get('dpop')?.get('error')).toBe('use_dpop_nonce');
+    expect(refused.headers['dpop-nonce']).toMatch(/^[\x21\x23-\x5B\x5D-\x7E]+$/);
+    expect(refused.headers['cache-control']).toBe('no-store');
+    expect((await upgrade(api.port, wsProof(t, String(refused.headers['dpop-nonce'])))).status).toBe(101);
+    expectNoLeak(refused.headers, [t], api.logger.lines);
+  });
+
+  it('H22 (ws) a nonce past half its lifetime → the 101 carries a new DPoP-Nonce and no-store; a current nonce → no DPoP-Nonce on the 101', async () => {
+    const api = await gatewayApp((app) => new WsAdapter(app));
+    const aging = await upgrade(api.port, wsProof(token(), await nonceAged(31_000)));
+    expect(aging.status).toBe(101);
+    expect(aging.headers['dpop-nonce']).toEqual(expect.any(String));
+    expect(aging.headers['cache-control']).toBe('no-store');
+    const current = await upgrade(api.port, wsProof(token(), String(aging.headers['dpop-nonce'])));
+    expect(current.status).toBe(101);
+    expect(current.headers['dpop-nonce']).toBeUndefined();
+  });
+
+  /** A socket.io connection over `transport`; its `connect` or its `connect_error`. */
+  function ioConnect(port: number, extraHeaders: Record<string, string>, transport: 'websocket' | 'polling') {
+    const socket = io(`http://127.0.0.1:${port}`, { extraHeaders, transports: [transport], reconnection: false, forceNew: true });
+    closers.push(() => socket.disconnect());
+    const ask = () => new Promise<unknown>((answer) => {
+      socket.once('orders', answer);
+      socket.once('exception', answer);
+      socket.emit('orders', {});
+    });
+    return new Promise<{ connected: boolean; error?: Error & { data?: Record<string, unknown> }; ask?: () => Promise<unknown> }>((resolve) => {
+      socket.once('connect_error', (error) => resolve({ connected: false, error }));
+      socket.once('connect', () => resolve({ connected: true, ask }));
+    });
+  }
+  const ioProof = (t: string, extra: { nonce?: string; path?: string } = {}) => ({
+    authorization: `DPoP ${t}`,
+    dpop: key.proof({ method: 'GET', url: `${R}${extra.path ?? '/socket.io/'}`, accessToken: t, ...(extra.nonce && { nonce: extra.nonce }) }),
+  });
+
+  it('H26 (b) socket.io extraHeaders Authorization: DPoP + a proof for GET <public origin>/socket.io/ → connects (websocket and polling); the same proof again → connect_error invalid_dpop_proof; no proof → invalid_dpop_proof', async () => {
+    const api = await gatewayApp((app) => new IoAdapter(app), false);
+    for (const transport of ['websocket', 'polling'] as const) {
+      const t = token();
+      const headers = ioProof(t);
+      const opened = await ioConnect(api.port, headers, transport);
+      expect(opened.connected).toBe(true);
+      expect(await opened.ask!()).toEqual({ by: 'agent-n' }); // messages are judged with the agent of the handshake
+      const replayed = await ioConnect(api.port, headers, transport);
+      expect({ message: replayed.error?.message, data: replayed.error?.data }).toEqual({ message: 'invalid_dpop_proof', data: { error: 'invalid_dpop_proof', error_description: ERROR_DESCRIPTIONS.dpopProof } });
+      const bare = await ioConnect(api.port, { authorization: `DPoP ${t}` }, transport);
+      expect(bare.error?.data).toEqual({ error: 'invalid_dpop_proof', error_description: ERROR_DESCRIPTIONS.dpopProof });
+      expectNoLeak([replayed.error?.data, bare.error?.data], [t, headers.dpop], api.logger.lines);
+    }
+  });
+
+  it('C26 (socket.io) a DPoP-bound token as Bearer in extraHeaders → connect_error invalid_token "DPoP-bound token requires the DPoP authentication scheme" (the header could carry a proof)', async () => {
+    const api = await gatewayApp((app) => new IoAdapter(app), false);
+    const t = token();
+    const refused = await ioConnect(api.port, { authorization: `Bearer ${t}` }, 'websocket');
+    expect(refused.error?.data).toEqual({ error: 'invalid_token', error_description: ERROR_DESCRIPTIONS.dpopScheme });
+    expectNoLeak(refused.error?.data, [t], api.logger.lines);
+  });
+
+  it('H19 (socket.io) extraHeaders with a proof without nonce → connect_error use_dpop_nonce whose data names a fresh nonce; the retry with it connects', async () => {
+    const api = await gatewayApp((app) => new IoAdapter(app));
+    const t = token();
+    const refused = await ioConnect(api.port, ioProof(t), 'websocket');
+    expect(refused.error?.data).toEqual({ error: 'use_dpop_nonce', error_description: ERROR_DESCRIPTIONS.dpopNonce, dpop_nonce: expect.any(String) });
+    expect((await ioConnect(api.port, ioProof(t, { nonce: String(refused.error!.data!.dpop_nonce) }), 'websocket')).connected).toBe(true);
+  });
+
+  it('H19 (gRPC) a proof without nonce → UNAUTHENTICATED use_dpop_nonce, dpop-nonce in the trailers; H22 (gRPC) a nonce past half its lifetime → served, a new dpop-nonce in the initial metadata', async () => {
+    const { app, logger } = await startApp({ controllers: [OrdersRpcController], extra: nonceOptions() }, zone);
+    const hybrid = await listenHybrid(app, PROTO);
+    apps.push(app);
+    closers.push(() => hybrid.tcp.close());
+    const orders = (grpc.loadPackageDefinition(protoLoader.loadSync(PROTO)).orders as { Orders: grpc.ServiceClientConstructor }).Orders;
+    const client = new orders(hybrid.grpcUrl, grpc.credentials.createInsecure()) as unknown as grpc.Client & { Find: Unary };
+    closers.unshift(() => client.close());
+    const find = (t: string, nonce?: string) => new Promise<{ error: grpc.ServiceError | null; initial?: grpc.Metadata }>((resolve) => {
+      const metadata = new grpc.Metadata();
+      metadata.add('authorization', `DPoP ${t}`);
+      metadata.add('dpop', key.proof({ method: 'POST', url: `${R}/orders.Orders/Find`, accessToken: t, ...(nonce && { nonce }) }));
+      let initial: grpc.Metadata | undefined;
+      const call = (client.Find as unknown as (r: object, m: grpc.Metadata, cb: (e: grpc.ServiceError | null) => void) => grpc.ClientUnaryCall)({ id: 'o-1' }, metadata, (error) => resolve({ error, initial }));
+      call.on('metadata', (m: grpc.Metadata) => (initial = m));
+    });
+    const t = token();
+    const refused = await find(t);
+    expect({ code: refused.error?.code, details: refused.error?.details }).toEqual({ code: grpc.status.UNAUTHENTICATED, details: ERROR_DESCRIPTIONS.dpopNonce });
+    const nonce = refused.error!.metadata.get('dpop-nonce')[0];
+    expect(nonce).toEqual(expect.any(String));
+    expect(String(refused.error!.metadata.get('www-authenticate')[0])).toContain('DPoP error="use_dpop_nonce"');
+    expect((await find(t, String(nonce))).error).toBeNull();
+    const aging = await find(t, await nonceAged(31_000));
+    expect(aging.error).toBeNull();
+    expect(aging.initial?.get('dpop-nonce')[0]).toEqual(expect.any(String));
+    expectNoLeak({ trailers: refused.error!.metadata.getMap(), initial: aging.initial?.getMap() }, [t], logger.lines);
+  });
+});
+
+/**
+ * `dpop: 'required'` (H24) on carriers whose token travels in a payload (an attack trial of DPoP:
+ * an unbound Bearer token in socket.io `auth` or over TCP was admitted while HTTP, `ws` and gRPC
+ * refused it): refused with the fixed description, as a bound token is there (Q39).
+ */
+describe('H24 dpop required: carriers where no proof can be checked', () => {
+  let zone: TestZone;
+  const closers: (() => unknown)[] = [];
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+  });
+  afterAll(async () => {
+    for (const close of closers) await close();
+    await zone?.stop();
+  });
+  const required: Partial<KeycardModuleOptions> = { dpop: 'required' };
+
+  it('H24 (socket.io) auth.token = an unbound token → connect_error invalid_token "DPoP-bound tokens need the DPoP scheme on an HTTP request"; extraHeaders Authorization: Bearer → connect_error, no error code', async () => {
+    const { app, logger } = await startApp({ providers: [OrdersGateway], extra: required }, zone);
+    app.useWebSocketAdapter(app.get(KeycardConnections).guard(new IoAdapter(app)));
+    await app.listen(0, '127.0.0.1');
+    closers.push(() => app.close());
+    const port = (app.getHttpServer().address() as { port: number }).port;
+    const token = zone.tokenFor({ scopes: ['orders:read'] });
+    const refusal = (options: { auth?: object; extraHeaders?: Record<string, string> }) => {
+      const socket = io(`http://127.0.0.1:${port}`, { ...options, transports: ['websocket'], reconnection: false, forceNew: true });
+      return new Promise<Error & { data?: unknown }>((resolve, reject) => {
+        socket.once('connect_error', resolve);
+        socket.once('connect', () => reject(new Error('connected')));
+      }).finally(() => socket.disconnect());
+    };
+    const inAuth = await refusal({ auth: { token } });
+    expect(inAuth.data).toEqual({ error: 'invalid_token', error_description: ERROR_DESCRIPTIONS.dpopCarrier });
+    const asBearer = await refusal({ extraHeaders: { authorization: `Bearer ${token}` } });
+    expect(asBearer.data).toEqual({ error_description: 'Authentication is required' });
+    expectNoLeak([inAuth.data, asBearer.data], [token], logger.lines);
+  });
+
+  it('H24 (TCP) rpcTokenExtractor with an unbound token → refused invalid_token "DPoP-bound tokens need the DPoP scheme on an HTTP request"', async () => {
+    const { app, logger } = await startApp({
+      controllers: [OrdersRpcController],
+      extra: { ...required, rpcTokenExtractor: (context) => context.switchToRpc().getData<{ accessToken?: string }>()?.accessToken },
+    }, zone);
+    const hybrid = await listenHybrid(app, PROTO);
+    closers.push(() => app.close(), () => hybrid.tcp.close());
+    const token = zone.tokenFor({ scopes: ['orders:read'] });
+    const error = await lastValueFrom(hybrid.tcp.send('orders.find', { id: 'o-9', accessToken: token })).then(() => undefined, (e: unknown) => e);
+    expect(error).toMatchObject({ code: 16, error: 'invalid_token', error_description: ERROR_DESCRIPTIONS.dpopCarrier });
+    expectNoLeak(error, [token], logger.lines);
   });
 });

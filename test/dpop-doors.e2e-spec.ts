@@ -69,6 +69,33 @@ describe.each(GRAPHQL_SERVERS)('DPoP over GraphQL (%s)', (_name, server) => {
   });
 });
 
+describe('H24 dpop required over graphql-ws (apollo)', () => {
+  let zone: TestZone;
+  let api: RunningGraphQLApp;
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    api = await startGraphQLApp('apollo', { zoneUrl: zone.issuer, resource: R, dpop: 'required' }, {});
+  });
+  afterAll(async () => {
+    await api?.close();
+    await zone?.stop();
+  });
+
+  it('H24 graphql-ws in required mode: an unbound token in connectionParams → 4401 invalid_token (reason dpop_carrier_unsupported), as HTTP refuses Bearer', async () => {
+    const token = zone.tokenFor({ scopes: ['orders:read'] });
+    let client: ReturnType<typeof graphqlWsClient> | undefined;
+    const closed = await new Promise<{ code: number; reason: string }>((resolve) => {
+      client = graphqlWsClient(api.wsUrl, { authorization: `Bearer ${token}` }, resolve);
+      client.subscribe({ query: 'subscription { ticks }' }, { next: () => undefined, error: () => undefined, complete: () => undefined });
+    });
+    await client?.dispose();
+    expect(closed).toEqual({ code: 4401, reason: 'invalid_token' });
+    expect(api.logger.lines.some((line) => line.includes('reason=dpop_carrier_unsupported'))).toBe(true);
+    expect(api.logger.lines.join('\n')).not.toContain(token);
+  });
+});
+
 describe('DPoP over MCP Streamable HTTP', () => {
   let zone: TestZone;
   let api: RunningMcpApp;

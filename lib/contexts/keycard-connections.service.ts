@@ -7,6 +7,7 @@ import type { KeycardOptions } from '../keycard-options.js';
 import { DecisionEvents, refusalOutcome } from '../decision/decision-events.js';
 import { type AcceptedSchemes, extractBearerToken } from '../resource-server/bearer-token.extractor.js';
 import { acceptedSchemes } from '../dpop/accepted-schemes.js';
+import { takeOpeningNonceHeaders } from '../dpop/nonce-announcements.js';
 import { authorizationScheme } from '../dpop/authorization-scheme.js';
 import { withDpopChallenge } from '../dpop/dpop-challenge.js';
 import type { ConnectionOpening } from '../decision/connection-opening.js';
@@ -26,7 +27,7 @@ import { KeycardContexts } from './keycard-contexts.js';
 import {
   bindRecoveredSessions, deliverMissed, type IoSocket, ownsSession, recoveryOf, sendToSocket, withdraw,
 } from './socket-io-recovery.js';
-import { errorFields, handshakeToken } from './ws.context.js';
+import { errorFields, handshakeToken, handshakeTokenInRequest } from './ws.context.js';
 
 /** The graphql-ws `Context` parts used here (`graphql-ws` is never imported). */
 interface GraphQLWsContext {
@@ -365,6 +366,8 @@ export class KeycardConnections {
         });
       } else if (typeof on === 'function') {
         // Registered before Nest's own listener: the client carries its agent before any handler sees it.
+        // A DPoP nonce renewed while the upgrade was judged goes on its 101 (RFC 9449 §8.2).
+        on.call(server, 'headers', (headers, request) => (headers as string[]).push(...takeOpeningNonceHeaders(request)));
         on.call(server, 'connection', (client, request) => {
           this.gateways.claim(client);
           const state = connectionOf(request);
@@ -418,7 +421,7 @@ export class KeycardConnections {
    * token). A recovered socket whose session Keycard did not see restored is refused.
    */
   private socketIoOpening(socket: SocketIoSocket, anonymous: boolean): Opening {
-    const opening: Opening = { token: () => handshakeToken(socket), request: socket.request, call: 'socket.io connection', anonymous };
+    const opening: Opening = { token: () => handshakeToken(socket, this.schemes), request: socket.request, call: 'socket.io connection', anonymous, tokenInRequest: handshakeTokenInRequest(socket) };
     if (socket.recovered !== true) return opening;
     const recovery = recoveryOf(socket);
     if (recovery === undefined) {

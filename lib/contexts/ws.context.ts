@@ -1,7 +1,8 @@
 import { noteJudged } from './judged-calls.js';
 import type { ExecutionContext } from '@nestjs/common';
 import type { IncomingMessage } from 'node:http';
-import { parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
+import { UseDpopNonceException } from '../dpop/dpop.exceptions.js';
+import { type AcceptedSchemes, BEARER_ONLY, parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
 import { InvalidTokenException, type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
 import type { CallKind, Carrier, Refusal } from './call-kind.interface.js';
 import { connectionOf } from './connection-state.js';
@@ -18,7 +19,7 @@ interface SocketIoClient {
  * or the `Authorization` header (Node clients' `extraHeaders`). Both at once is two tokens.
  * @throws InvalidRequestException / InvalidTokenException as for the HTTP header.
  */
-export function handshakeToken(client: object): string | undefined {
+export function handshakeToken(client: object, schemes: AcceptedSchemes = BEARER_ONLY): string | undefined {
   const handshake = (client as SocketIoClient).handshake;
   if (handshake === undefined) return undefined;
   const values: string[] = [];
@@ -28,7 +29,15 @@ export function handshakeToken(client: object): string | undefined {
   else if (token !== undefined && token !== null) throw new InvalidTokenException('token_malformed');
   const header = handshake.headers?.authorization;
   if (typeof header === 'string') values.push(header);
-  return parseBearerCredentials(values);
+  // `auth.token` is a payload: always read as Bearer (a DPoP-bound one is refused, Q39); the header
+  // is the handshake request's, read with the schemes of HTTP routes (`DPoP` when DPoP is on).
+  return parseBearerCredentials(values, values.length === 1 && typeof header === 'string' ? schemes : BEARER_ONLY);
+}
+
+/** True when a socket.io handshake's credentials are its request's `Authorization` header (no `auth.token`): a DPoP proof can go with them. */
+export function handshakeTokenInRequest(client: object): boolean {
+  const handshake = (client as SocketIoClient).handshake;
+  return handshake?.auth?.token == null && typeof handshake?.headers?.authorization === 'string';
 }
 
 /**
@@ -142,7 +151,7 @@ function acknowledgementOf(context: ExecutionContext): ((answer: unknown) => voi
  * the fixed description, the `scope` it names (Q12, Q16: a 401 of a call requiring
  * `requiredScopes` names them, a 403 the scopes lacking). Never a stack, a library message or the token.
  */
-export function errorFields(denial: KeycardException, requiredScopes?: string): { error?: string; error_description: string; scope?: string; acr_values?: string; max_age?: string } {
+export function errorFields(denial: KeycardException, requiredScopes?: string): { error?: string; error_description: string; scope?: string; acr_values?: string; max_age?: string; dpop_nonce?: string } {
   const body = denial.getResponse() as { error: string; error_description: string };
   const scope = denial.scopeNamed(requiredScopes);
   return {
@@ -150,5 +159,7 @@ export function errorFields(denial: KeycardException, requiredScopes?: string): 
     error_description: body.error_description,
     ...denial.challengeParams(), // RFC 9470 acr_values / max_age
     ...(scope === undefined ? {} : { scope }),
+    // RFC 9449 §9: where no header can carry `DPoP-Nonce` (a socket.io `connect_error`), the nonce to retry with.
+    ...(denial instanceof UseDpopNonceException ? { dpop_nonce: denial.nonce } : {}),
   };
 }

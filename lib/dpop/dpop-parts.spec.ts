@@ -41,7 +41,11 @@ describe('expectedHtu: the public origin + the routed path, normalised', () => {
   const paths = ['/orders', '/', '', 'orders', '/a/b/c.json', '/a//b', '/orders.Orders/Find', "/x-_~!$&'()*+,;=:@y", '/a/./b', '/a/../b', '/a/..',
     '/.', '/%6frders', '/a%2fb', '/a b', '/a"b', '/a<b>', '/a`b', '/a{b}', '/\u00e9', '/a\\b', '/a|b', '/a^b', '/.well-known/x', '/a/.b', '/a/..b'];
   it.each(['https://api.example.com', 'HTTPS://API.Example.COM:443', 'http://127.0.0.1:3000', 'https://[::1]:8443'])('is what normaliseHtu gives for every path under %s', (origin) => {
-    for (const path of paths) expect([path, expectedHtu(origin, path)]).toEqual([path, normaliseHtu(`${origin}${path.startsWith('/') ? path : `/${path}`}`)]);
+    for (const path of paths) {
+      // A path whose normalisation would change its structure names nothing a proof can (H7): the app routed it as sent.
+      const unroutable = path.includes('\\') || /\/(\.|%2e){1,2}(\/|$)/i.test(path);
+      expect([path, expectedHtu(origin, path)]).toEqual([path, unroutable ? undefined : normaliseHtu(`${origin}${path.startsWith('/') ? path : `/${path}`}`)]);
+    }
   });
   it('is undefined for an origin that is not an http(s) one', () => {
     expect(expectedHtu('ftp://api.example.com', '/x')).toBeUndefined();

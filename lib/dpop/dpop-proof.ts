@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { verifyJwsSignature } from '../jws-crypto.js';
 import { isCanonicalBase64url } from '../resource-server/compact-jws.js';
+import { InvalidTokenException } from '../resource-server/keycard.exceptions.js';
 import type { DpopOptions } from './dpop-options.js';
 import { InvalidDpopProofException } from './dpop.exceptions.js';
 import { normaliseHtu } from './htu.js';
@@ -20,6 +21,8 @@ export interface ProofTarget {
   readonly htu: string;
   /** The access token sent with it: the proof's `ath` must be its hash. */
   readonly accessToken: string;
+  /** `cnf.jkt` of that token: the proof key's thumbprint must be it (RFC 9449 §7.1). */
+  readonly boundKey: string;
   readonly nowMs: number;
 }
 
@@ -36,11 +39,13 @@ export interface VerifiedProof {
 /**
  * Checks a DPoP proof per RFC 9449 §4.3 (4)–(12), except the nonce (the caller's, §9) and the
  * replay record (§11.1): a compact JWS of canonical base64url, `typ` `dpop+jwt`, an allowed
- * asymmetric `alg`, a public `jwk` of the algorithm's key type that verifies the signature, `jti`
+ * asymmetric `alg`, a public `jwk` of the algorithm's key type whose thumbprint is the token's
+ * `cnf.jkt` (checked before the signature) and that verifies the signature, `jti`
  * a string of at most 256 characters, `htm` = the method, `htu` = the request URI normalised,
  * `iat` within the window, and `ath` = base64url(SHA-256(access token)).
- * @throws InvalidDpopProofException whichever check fails (one description for all: the client
- *   learns nothing about which check an attacker's proof failed).
+ * @throws InvalidTokenException `dpop_key_mismatch` when the proof key is not the token's (§7.1).
+ * @throws InvalidDpopProofException whichever other check fails (one description for all: the
+ *   client learns nothing about which check an attacker's proof failed).
  */
 export function verifyDpopProof(target: ProofTarget, options: DpopOptions): VerifiedProof {
   const { proof } = target;
@@ -49,6 +54,9 @@ export function verifyDpopProof(target: ProofTarget, options: DpopOptions): Veri
   const [headerSegment, payloadSegment, signature] = parts as [string, string, string];
   const header = PROOF_HEADERS.read(headerSegment);
   if (header === undefined || !options.algorithms.has(header.alg)) throw new InvalidDpopProofException();
+  // The binding before the signature: whoever holds a stolen token must not make the API verify
+  // signatures under keys of their choosing (an RSA key with a huge exponent costs ~13 ms a verify).
+  if (header.jkt !== target.boundKey) throw new InvalidTokenException('dpop_key_mismatch');
   if (!verifyJwsSignature(`${headerSegment}.${payloadSegment}`, signature, header.key, header.alg)) throw new InvalidDpopProofException();
   const claims = readClaims(payloadSegment);
   const { jti, htm, htu, iat, ath, nonce } = claims;

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Clock } from '../clock.js';
+import { CoarseDeadlines } from '../coarse-deadlines.js';
 import type { RequestLine } from '../contexts/call-kind.interface.js';
 import type { Call } from '../decision/call.js';
 import type { ConnectionOpening } from '../decision/connection-opening.js';
@@ -10,7 +11,7 @@ import type { KeycardLogger } from '../keycard-options.js';
 import { logSafe } from '../logging/log-safe.js';
 import { InvalidTokenException } from '../resource-server/keycard.exceptions.js';
 import { pathOf } from '../resource-server/resource-resolver.js';
-import { withinDeadline } from '../within-deadline.js';
+import { grpcCallOf } from '../contexts/rpc.context.js';
 import { authorizationScheme, dpopHeaderValues } from './authorization-scheme.js';
 import { DpopNonces } from './dpop-nonces.js';
 import type { DpopOptions } from './dpop-options.js';
@@ -18,6 +19,7 @@ import { verifyDpopProof, type VerifiedProof } from './dpop-proof.js';
 import { InMemoryDpopReplayStore } from './dpop-replay-store.js';
 import { DpopReplayStoreUnavailableException, InvalidDpopProofException, UseDpopNonceException } from './dpop.exceptions.js';
 import { expectedHtu } from './htu.js';
+import { announceAtOpening } from './nonce-announcements.js';
 
 /** How long a shared replay store may take before the fallback applies (its client may be queueing while it reconnects). */
 const SHARED_STORE_DEADLINE_MS = 250;
@@ -49,6 +51,8 @@ export class DpopValidator implements TokenValidator {
   /** The outcome of the proof of a request whose calls or judges share it (GraphQL fields, a gRPC stream), so one proof serves them all. */
   private readonly judged = new WeakMap<object, Promise<void> | Error | true>();
   private sharedStoreFailing = false;
+  /** One ticker for every pending shared-store answer, not a timer per request (issue 22: the timers cost more than the round trip). */
+  private readonly deadlines = new CoarseDeadlines(SHARED_STORE_DEADLINE_MS);
 
   constructor(private readonly parts: DpopValidatorParts) {
     const { nonce } = parts.options;
@@ -77,7 +81,7 @@ export class DpopValidator implements TokenValidator {
     const raw = call.kind.httpRequest(call.context, call.carrier);
     const line = raw === undefined ? call.kind.requestLine?.(call.context, call.carrier) : undefined;
     const scheme = raw === undefined ? line?.scheme : authorizationScheme(raw);
-    if (scheme !== 'dpop') return refuseBoundToken(jkt, raw ?? line);
+    if (scheme !== 'dpop') return this.refuseWithoutProof(jkt, raw ?? line);
     const presented: Presented = { resource: call.resource?.id ?? '', token: call.token ?? '', jkt, call };
     // A gRPC call's metadata is its request: Nest runs the guards of a `@GrpcStreamCall` twice, concurrently.
     if (raw === undefined) return this.checkOnce(call.carrier, line!, presented);
@@ -86,13 +90,25 @@ export class DpopValidator implements TokenValidator {
   }
 
   /**
-   * A connection opening (Q39): a `ws` upgrade with the DPoP scheme has its proof checked here, once
-   * (`htm` GET, `htu` the upgrade's public URL); a bound token in a payload cannot be, so it is refused.
+   * A connection opening (Q39): a `ws` upgrade or a socket.io handshake (its first HTTP request)
+   * with the DPoP scheme has its proof checked here, once per request (`htm` GET, `htu` the public
+   * URL of the request's path; the socket.io namespaces of one engine.io connection share it); a
+   * token in a payload cannot be, so a bound one is refused.
    */
   private atOpening(jkt: string | undefined, opening: ConnectionOpening | undefined): void | Promise<void> {
     const request = opening?.request;
-    if (request === undefined || authorizationScheme(request) !== 'dpop') return refuseBoundToken(jkt, request);
-    return this.checkProof(requestLineOf(request), { resource: opening!.resource.id, token: opening!.token, jkt });
+    if (request === undefined || authorizationScheme(request) !== 'dpop') return this.refuseWithoutProof(jkt, request);
+    return this.checkOnce(request, request, { resource: opening!.resource.id, token: opening!.token, jkt, opening: request });
+  }
+
+  /**
+   * A token sent without the DPoP scheme: fine unless bound to a key (§7.2), or unless DPoP is
+   * `required` (H24): where no request could carry a proof (socket.io `auth`, graphql-ws
+   * `connectionParams`, TCP), the extractors cannot tell, so the token is refused here (Q39).
+   */
+  private refuseWithoutProof(jkt: string | undefined, request: object | undefined): void {
+    if (jkt === undefined && this.parts.options.mode === 'required') throw new InvalidTokenException(request === undefined ? 'dpop_carrier_unsupported' : 'dpop_scheme_required');
+    refuseBoundToken(jkt, request);
   }
 
   /**
@@ -123,24 +139,18 @@ export class DpopValidator implements TokenValidator {
     const htu = expectedHtu(originOf(presented.resource), line.path);
     if (htu === undefined) throw new InvalidDpopProofException();
     const nowMs = this.parts.clock.now();
-    const proof = verifyDpopProof({ proof: proofs[0], method: line.method, htu, accessToken: presented.token, nowMs }, this.parts.options);
-    this.checkNonce(presented.call, proof, nowMs);
-    if (proof.jkt !== jkt) throw new InvalidTokenException('dpop_key_mismatch');
+    const proof = verifyDpopProof({ proof: proofs[0], method: line.method, htu, accessToken: presented.token, boundKey: jkt, nowMs }, this.parts.options);
+    this.checkNonce(presented, proof, nowMs);
     return this.remember(proof, nowMs);
   }
 
   /** §9: a nonce this API issued, still alive; one past half its life earns a new one on the answer (§8.2). */
-  private checkNonce(call: Call | undefined, proof: VerifiedProof, nowMs: number): void {
+  private checkNonce(presented: Presented, proof: VerifiedProof, nowMs: number): void {
     const { nonces } = this;
     if (nonces === undefined) return;
     const state = nonces.judge(proof.nonce, nowMs);
     if (state === 'invalid') throw new UseDpopNonceException(nonces.issue(nowMs));
-    if (state === 'aging') {
-      // Only an answer over an HTTP response can carry the new nonce (not a ws upgrade's 101, nor gRPC).
-      const response = call?.kind.httpResponse(call.context, call.carrier);
-      response?.setHeader('DPoP-Nonce', nonces.issue(nowMs));
-      response?.setHeader('Cache-Control', 'no-store');
-    }
+    if (state === 'aging') announceNonce(presented, nonces.issue(nowMs));
   }
 
   /** The replay record (§11.1), until the proof's window closes: `iat` + window, not first use + window (H15). */
@@ -156,7 +166,7 @@ export class DpopValidator implements TokenValidator {
       pending = Promise.reject(error);
     }
     if (!(pending instanceof Promise)) return refuseReplay(pending);
-    return withinDeadline(pending, SHARED_STORE_DEADLINE_MS).then(
+    return this.deadlines.within(pending).then(
       (fresh) => {
         this.sharedStoreFailing = false;
         refuseReplay(fresh);
@@ -184,6 +194,31 @@ interface Presented {
   /** `cnf.jkt` of the token. */
   readonly jkt: string | undefined;
   readonly call?: Call;
+  /** The HTTP request that opens a connection (a `ws` upgrade, a socket.io handshake). */
+  readonly opening?: IncomingMessage;
+}
+
+/**
+ * A new nonce on the answer (§8.2): an HTTP response's headers; a gRPC call's initial metadata
+ * (`dpop-nonce`); the 101 of a `ws` upgrade (through its server's `headers` event). A socket.io
+ * handshake was answered before its middleware runs: its next opening learns a nonce from the
+ * `use_dpop_nonce` refusal instead.
+ */
+function announceNonce({ call, opening }: Presented, nonce: string): void {
+  if (opening !== undefined) return announceAtOpening(opening, nonce);
+  if (call === undefined) return;
+  const response = call.kind.httpResponse(call.context, call.carrier);
+  if (response !== undefined) {
+    response.setHeader('DPoP-Nonce', nonce);
+    response.setHeader('Cache-Control', 'no-store');
+    return;
+  }
+  const grpc = grpcCallOf(call.context) as { sendMetadata?: (metadata: object) => void } | undefined;
+  if (typeof grpc?.sendMetadata !== 'function') return;
+  // Built with the class of the call's own metadata: grpc-js sends only its `Metadata` (never imported here).
+  const metadata = new (call.carrier.constructor as new () => { set(key: string, value: string): void })();
+  metadata.set('dpop-nonce', nonce);
+  grpc.sendMetadata(metadata);
 }
 
 /**

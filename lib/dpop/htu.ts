@@ -49,10 +49,31 @@ function normalisedOrigin(origin: string): string | undefined {
  * The `htu` a proof for this request must name: the public origin (of the configured resource, never
  * the `Host` header: catalogue A31, Q39) and the path the request was routed by, without its query;
  * what {@link normaliseHtu} gives for them.
+ * An absolute-form request target (`GET https://api.example.com/orders`, RFC 9112 §3.2.2) names
+ * its origin: it must be the public origin, and its path is the path.
+ * @returns `undefined` (no proof matches) for a path with dot segments or a backslash (catalogue H7),
+ *   or an absolute-form target of another origin (H25).
  */
 export function expectedHtu(publicOrigin: string, path: string): string | undefined {
   const origin = normalisedOrigin(publicOrigin);
   if (origin === undefined) return undefined;
+  if (ABSOLUTE_FORM.test(path)) return absoluteFormHtu(origin, path);
   const rooted = path.startsWith('/') ? path : `/${path}`;
-  return PLAIN_PATH.test(rooted) && !DOT_SEGMENT.test(rooted) ? `${origin}${rooted}` : normaliseHtu(`${origin}${rooted}`);
+  if (PLAIN_PATH.test(rooted) && !DOT_SEGMENT.test(rooted)) return `${origin}${rooted}`;
+  // The app routed the path as sent: `/files/../orders` reached `files/*`, so normalising it to
+  // `/orders` let a proof made for `/orders` serve another handler. No client sends dot segments
+  // (plain or percent-encoded) or a backslash (URL parsing reads it as `/`): nothing can name them.
+  if (rooted.includes('\\') || DOT_SEGMENT.test(decodeUnreserved(rooted))) return undefined;
+  return normaliseHtu(`${origin}${rooted}`);
+}
+
+const ABSOLUTE_FORM = /^https?:\/\//i;
+
+/** The `htu` of an absolute-form target: its own path under the public origin, when it names that origin. */
+function absoluteFormHtu(origin: string, target: string): string | undefined {
+  const pathStart = target.indexOf('/', target.indexOf('//') + 2);
+  const path = pathStart === -1 ? '/' : target.slice(pathStart);
+  // The caller's origin, so normalised here and not remembered (the origin cache holds configured ones).
+  if (normaliseHtu(pathStart === -1 ? target : target.slice(0, pathStart))?.slice(0, -1) !== origin) return undefined;
+  return expectedHtu(origin, path);
 }

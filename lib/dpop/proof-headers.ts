@@ -26,8 +26,8 @@ export class ProofHeaders {
 
   /**
    * The checked header of `segment` (RFC 9449 §4.3 (4)–(7)): `typ` exactly `dpop+jwt`, a string
-   * `alg` of an asymmetric family, a `jwk` that is a public key of that algorithm's type (RSA ≥
-   * 2048 bits), never a private or symmetric one. The caller checks `alg` against its allow-list.
+   * `alg` of an asymmetric family, a `jwk` that is a public key of that algorithm's type (RSA of
+   * 2048 to 4096 bits with an exponent of at most 32 bits), never a private or symmetric one. The caller checks `alg` against its allow-list.
    * @returns undefined when the header is not acceptable.
    */
   read(segment: string): ProofHeader | undefined {
@@ -67,9 +67,19 @@ function checkedHeader(segment: string): ProofHeader | undefined {
   } catch {
     return undefined;
   }
-  // RSA keys under 2048 bits are refused, as for access tokens (RFC 7518 §3.3).
-  if (kty === 'RSA' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) return undefined;
+  // RSA keys under 2048 bits are refused, as for access tokens (RFC 7518 §3.3); over 4096 bits, or
+  // with a public exponent over 32 bits, each verify costs up to 200 ordinary ones (OpenSSL takes
+  // any exponent up to a 3072-bit modulus): no client needs them.
+  if (kty === 'RSA' && !reasonableRsaKey(key)) return undefined;
   return { alg, key, jkt };
+}
+
+const MAX_RSA_EXPONENT = 0xffff_ffffn;
+
+function reasonableRsaKey(key: KeyObject): boolean {
+  const details = key.asymmetricKeyDetails;
+  const bits = details?.modulusLength ?? 0;
+  return bits >= 2048 && bits <= 4096 && (details?.publicExponent ?? 0n) <= MAX_RSA_EXPONENT;
 }
 
 /** The headers of every module in the process: a header names one key whoever reads it. */

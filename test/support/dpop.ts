@@ -1,5 +1,5 @@
 import { expect } from '@jest/globals';
-import { createHmac } from 'node:crypto';
+import { createHmac, createPrivateKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { base64url } from '../../lib/jws-crypto.js';
 import type { DpopKey, DpopProofRequest } from '../../lib/dpop/dpop-key.js';
 import { InMemoryDpopReplayStore, type DpopReplayStore } from '../../lib/index.js';
@@ -89,4 +89,37 @@ export class CountingReplayStore implements DpopReplayStore {
     if (fresh) this.keys.push(key);
     return fresh;
   }
+}
+
+const bigOf = (b64: string) => BigInt(`0x${Buffer.from(b64, 'base64url').toString('hex') || '0'}`);
+const b64Of = (n: bigint) => {
+  const hex = n.toString(16);
+  return Buffer.from(hex.length % 2 === 0 ? hex : `0${hex}`, 'hex').toString('base64url');
+};
+const modulo = (a: bigint, m: bigint) => ((a % m) + m) % m;
+/** `[gcd, x]` with `a·x ≡ gcd (mod b)`. */
+function extendedGcd(a: bigint, b: bigint): [bigint, bigint] {
+  let [x0, x1] = [1n, 0n];
+  while (b !== 0n) {
+    const q = a / b;
+    [a, b] = [b, a % b];
+    [x0, x1] = [x1, x0 - q * x1];
+  }
+  return [a, x0];
+}
+
+/**
+ * A valid RSA-3072 private key whose public exponent is as long as its modulus (OpenSSL accepts
+ * any exponent up to 3072-bit moduli): each signature check under it costs a private-key
+ * operation, ~200 times an ordinary RSA verify. A hostile proof key.
+ */
+export function hugeExponentRsaKey(): KeyObject {
+  const jwk = generateKeyPairSync('rsa', { modulusLength: 3072 }).privateKey.export({ format: 'jwk' }) as Record<string, string>;
+  const [p, q] = [bigOf(jwk.p), bigOf(jwk.q)];
+  const phi = (p - 1n) * (q - 1n);
+  let e = 0n;
+  while (e === 0n || extendedGcd(e, phi)[0] !== 1n) e = bigOf(randomBytes(383).toString('base64url')) | 1n;
+  const d = modulo(extendedGcd(e, phi)[1], phi);
+  const members = { n: p * q, e, d, p, q, dp: d % (p - 1n), dq: d % (q - 1n), qi: modulo(extendedGcd(q, p)[1], p) };
+  return createPrivateKey({ key: { kty: 'RSA', ...Object.fromEntries(Object.entries(members).map(([k, v]) => [k, b64Of(v)])) }, format: 'jwk' });
 }
