@@ -64,8 +64,11 @@ export interface AuditRecord {
    */
   refused?: readonly string[];
   /**
-   * W3C trace id (32 hex) and span id (16 hex) of the span active when the call was decided (the
-   * HTTP server span), when `nestjs-keycard/telemetry` is imported and a span is active.
+   * W3C trace id (32 hex) and span id (16 hex) of the span that records the decision, when
+   * `nestjs-keycard/telemetry` is imported: the span active when the call was decided (the HTTP
+   * server span), else the module's own `keycard.decision` span (a gateway message, a connection
+   * as it opens), which continues the carrier's `traceparent`. Without it, `traceId` alone, from
+   * the request's `traceparent`.
    */
   traceId?: string;
   spanId?: string;
@@ -145,11 +148,11 @@ export class AuditTrail {
   private onDecision(event: DecisionEvent): void {
     const { source: call } = event;
     // A connection judged as it opens: no call, its own line (a flood of forged handshakes shows).
-    if (call === undefined) return this.write(event, { method: event.call.method, route: event.call.route, status: event.status, started: event.started || performance.now(), reason: event.detail });
+    if (call === undefined) return this.write(event, { method: event.call.method, route: event.call.route, status: event.status, started: event.started || performance.now(), reason: event.detail, trace: this.traceOf(event) });
     if (call.answeredOverHttp) {
       const held = this.decisions.get(call.carrier);
       if (held === undefined || (held.status < 400 && event.status >= 400)) this.decisions.set(call.carrier, event);
-      this.track(call.context, call.kind, call.started || undefined);
+      this.track(call.context, call.kind, call.started || undefined, event);
       if (event.status < 400) return;
       this.noteRefused(call.context, call.kind, call.carrier);
       if (event.type === 'rate_limited') requestState(call.carrier).denial ??= 'rate_limited';
@@ -157,15 +160,16 @@ export class AuditTrail {
     }
     // A public call outside HTTP has no line; one another judge still rules on waits for its final event.
     if (!event.final || (event.public === true && event.status < 400)) return;
-    this.write(event, { method: event.call.method, route: event.call.route, status: event.status, started: call.started || performance.now(), reason: event.detail });
+    this.write(event, { method: event.call.method, route: event.call.route, status: event.status, started: call.started || performance.now(), reason: event.detail, trace: this.traceOf(event) });
   }
 
   /**
    * Arranges the audit line of the call in `context` (once per request) when it is answered over
    * HTTP: plain routes (the route pattern) and GraphQL operations (the operation and field).
-   * `started`: when the decision began (`performance.now()`), for the line's `durationMs`.
+   * `started`: when the decision began (`performance.now()`), for the line's `durationMs`;
+   * `decision`: the event that asked for the line, whose span the line names.
    */
-  track(context: ExecutionContext, kind: CallKind, started = performance.now()): void {
+  track(context: ExecutionContext, kind: CallKind, started = performance.now(), decision?: DecisionEvent): void {
     const request = kind.carrier(context) as Carrier & { user?: AgentContext };
     const raw = kind.httpResponse(context, request);
     if (raw === undefined) return;
@@ -175,7 +179,7 @@ export class AuditTrail {
     const method = rawRequestOf(request).method ?? 'GET';
     const route = kind.name === 'http' ? routeOf(context, request) : (kind.describeRequest?.(context, request) ?? kind.describe(context, request));
     // The span is active now, while the call is decided; no longer when the response finishes.
-    const trace = this.traces?.current();
+    const trace = this.traceOf(decision);
     raw.once('finish', () => {
       const agent = isVerifiedAgent(request.user) ? request.user : state.agent;
       // A 429 is the rate limiter's answer, whatever an earlier call of the request was refused for.
@@ -199,10 +203,21 @@ export class AuditTrail {
     else if (!refused.has(name)) refused.add('…');
   }
 
+  /**
+   * The ids of the span that records `decision`, asked while it is decided (with
+   * `nestjs-keycard/telemetry`: the active span, else its own `keycard.decision` span, so the record
+   * and the span name each other); without a tracer, the trace id of the call's `traceparent`.
+   */
+  private traceOf(decision: DecisionEvent | undefined): TraceIds | undefined {
+    const traces = this.traces;
+    const span = decision === undefined || traces?.spanOf === undefined ? traces?.current() : traces.spanOf(decision);
+    return span ?? headerTraceOf(decision);
+  }
+
   private write(decision: DecisionEvent | undefined, line: LineFields): void {
     const { method, route, status, started, reason, refused } = line;
     const agent = line.agent ?? decision?.agent;
-    const trace = line.trace ?? this.traces?.current() ?? traceOf(decision);
+    const { trace } = line;
     // Claims and call names are the client's: capped, so a 100 KB `sub` is not a 100 KB record.
     const record: AuditRecord = {
       event: 'keycard.audit',
@@ -241,7 +256,8 @@ function typeOfLine(decision: DecisionEvent | undefined, status: number): Decisi
   return status < 400 ? 'admitted' : 'refused';
 }
 
-function traceOf(decision: DecisionEvent | undefined): TraceIds | undefined {
+/** The event's trace id (from the call's `traceparent` when no tracer names a span), without a span id. */
+function headerTraceOf(decision: DecisionEvent | undefined): TraceIds | undefined {
   return decision?.traceId === undefined ? undefined : { traceId: decision.traceId, spanId: decision.spanId ?? '' };
 }
 
@@ -258,6 +274,6 @@ interface LineFields {
   started: number;
   reason: string | undefined;
   refused?: readonly string[];
-  /** The ids of the span active when the call was decided; else those active when the line is written. */
-  trace?: TraceIds;
+  /** The ids of the span that recorded the decision, taken while it was decided. */
+  trace: TraceIds | undefined;
 }
