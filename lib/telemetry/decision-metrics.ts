@@ -1,6 +1,6 @@
 import type { Attributes, Histogram, Meter } from '@opentelemetry/api';
-import type { DecisionEvent } from '../decision/decision-events.js';
-import { logCapped } from '../logging/log-safe.js';
+import type { DecisionEvent, PerformedBy } from '../decision/decision-events.js';
+import { logSafe } from '../logging/log-safe.js';
 import { KEYCARD_ATTRIBUTES as A, OTHER_AGENT } from './attribute-names.js';
 
 /**
@@ -29,8 +29,10 @@ interface Series {
  * value per attribute set, so two apps must add to the same total rather than observe two.
  */
 interface Totals {
-  /** Series by decision, reason, door (and agent): bounded by the vocabularies and `agentLimit`. */
+  /** Series by decision, reason, door (and agent): bounded by the vocabularies and `agentLimit`. Only these are observed. */
   readonly series: Map<string, Series>;
+  /** Attribute sets by decision, reason and door, for the histogram and the series without agent. */
+  readonly bases: Map<string, Attributes>;
   /** Agents with series of their own: `[issuer, agentId]` JSON → their capped values. */
   readonly agents: Map<string, { issuer: string; agentId: string }>;
   readonly duration: Histogram;
@@ -51,7 +53,7 @@ function totalsOf(meter: Meter): Totals {
     unit: 's',
     advice: { explicitBucketBoundaries: DURATION_BUCKETS },
   });
-  totals = { series, agents: new Map(), duration };
+  totals = { series, bases: new Map(), agents: new Map(), duration };
   totalsByMeter.set(meter, totals);
   return totals;
 }
@@ -62,12 +64,22 @@ function totalsOf(meter: Meter): Totals {
  * `_other`); histogram `keycard.verification.duration` (s) by decision, reason and door. Only final
  * events count, so a call a later judge rules on (the throttler) counts once.
  *
+ * `keycard.decisions` counts what the audit log writes a record for: one decision per call, and
+ * one per HTTP request for the calls that share it (the fields of a GraphQL operation over HTTP,
+ * the operations of a batch): the request's first refusal, else its admission, counted when the
+ * response is finished. So 40 refused aliases count one refusal (the decision-core issue, item 4),
+ * not 40. The histogram times every decision (each field's).
+ *
  * `keycard.decisions` is an asynchronous (observable) counter over totals kept here: a decision
  * costs one increment of a number, and the SDK reads the totals when it collects (a synchronous
  * counter's `add` hashes the attribute set on every call). Readers see a monotonic sum either way.
+ * With `agentAttribute`, a verified agent's decision counts only in its agent's series (or
+ * `_other`): every exported series has counted something.
  */
 export class DecisionMetrics {
   private readonly totals: Totals;
+  /** The decision each HTTP request shared by several calls will count when it is answered. */
+  private readonly requests = new WeakMap<object, Held>();
 
   constructor(
     meter: Meter,
@@ -79,15 +91,56 @@ export class DecisionMetrics {
   /** Records `event`; `kind` is the door as the span names it (`mcp` for an MCP endpoint). */
   record(event: DecisionEvent, kind: string): void {
     if (!event.final) return;
-    const base = this.seriesOf(`${event.type} ${event.reason ?? ''} ${kind}`, () => baseAttributes(event, kind));
-    const counted = this.options.agentAttribute ? this.withAgent(base, event) : base;
-    counted.value++;
+    if (!this.heldForItsRequest(event, kind)) this.count(event, kind);
     if (!this.options.verificationDuration) return;
     const { started } = event;
-    if (started > 0 && event.public !== true) this.totals.duration.record((performance.now() - started) / 1000, base.attributes);
+    if (started > 0 && event.public !== true) this.totals.duration.record((performance.now() - started) / 1000, this.attributesOf(event, kind));
   }
 
-  private seriesOf(key: string, attributes: () => Attributes): Series {
+  private count(event: DecisionEvent, kind: string): void {
+    const series = this.options.agentAttribute && event.performedBy !== undefined ? this.agentSeriesOf(event, kind, event.performedBy) : this.seriesOf(event, kind);
+    series.value++;
+  }
+
+  /**
+   * True when `event` is one of several calls sharing an HTTP request (GraphQL fields): the
+   * request counts once, as its audit record, when its response is finished.
+   */
+  private heldForItsRequest(event: DecisionEvent, kind: string): boolean {
+    const call = event.source;
+    if (call === undefined || !call.kind.sharedCarrier) return false;
+    const response = call.kind.httpResponse(call.context, call.carrier);
+    if (response === undefined) return false;
+    const held = this.requests.get(call.carrier);
+    if (held === undefined) {
+      const first: Held = { event, kind };
+      this.requests.set(call.carrier, first);
+      response.once('finish', () => this.count(first.event, first.kind));
+    } else if (held.event.status < 400 && event.status >= 400) {
+      held.event = event;
+      held.kind = kind;
+    }
+    return true;
+  }
+
+  /** The series of `event` without an agent (created on first use). */
+  private seriesOf(event: DecisionEvent, kind: string): Series {
+    return this.series(`${event.type} ${event.reason ?? ''} ${kind}`, () => this.attributesOf(event, kind));
+  }
+
+  /** The attributes of `event` without an agent, made once per decision, reason and door (the histogram's, the series'). */
+  private attributesOf(event: DecisionEvent, kind: string): Attributes {
+    const key = `${event.type} ${event.reason ?? ''} ${kind}`;
+    const { bases } = this.totals;
+    let attributes = bases.get(key);
+    if (attributes === undefined) {
+      attributes = baseAttributes(event, kind);
+      bases.set(key, attributes);
+    }
+    return attributes;
+  }
+
+  private series(key: string, attributes: () => Attributes): Series {
     let series = this.totals.series.get(key);
     if (series === undefined) {
       series = { attributes: attributes(), value: 0 };
@@ -96,22 +149,26 @@ export class DecisionMetrics {
     return series;
   }
 
-  /** The series of `base` for the verified agent, or for `_other` once {@link DecisionMetricsOptions.agentLimit} agents have theirs. */
-  private withAgent(base: Series, event: DecisionEvent): Series {
-    const { performedBy } = event;
-    if (performedBy === undefined) return base;
+  /** The series of `event` for its verified agent, or for `_other` once {@link DecisionMetricsOptions.agentLimit} agents have theirs. */
+  private agentSeriesOf(event: DecisionEvent, kind: string, performedBy: PerformedBy): Series {
     const key = JSON.stringify([performedBy.issuer, performedBy.agentId]);
     const { agents } = this.totals;
     let agent = agents.get(key);
     if (agent === undefined && agents.size < this.options.agentLimit) {
-      agent = { issuer: logCapped(performedBy.issuer), agentId: logCapped(performedBy.agentId) };
+      agent = { issuer: logSafe(performedBy.issuer), agentId: logSafe(performedBy.agentId) };
       agents.set(key, agent);
     }
     const seen = agent;
-    const baseKey = `${event.type} ${event.reason ?? ''} ${String(base.attributes[A.CALL_KIND])}`;
-    if (seen === undefined) return this.seriesOf(`${baseKey} ${OTHER_AGENT}`, () => ({ ...base.attributes, [A.AGENT_ID]: OTHER_AGENT }));
-    return this.seriesOf(`${baseKey} ${key}`, () => ({ ...base.attributes, [A.ISSUER]: seen.issuer, [A.AGENT_ID]: seen.agentId }));
+    const baseKey = `${event.type} ${event.reason ?? ''} ${kind}`;
+    if (seen === undefined) return this.series(`${baseKey} ${OTHER_AGENT}`, () => ({ ...this.attributesOf(event, kind), [A.AGENT_ID]: OTHER_AGENT }));
+    return this.series(`${baseKey} ${key}`, () => ({ ...this.attributesOf(event, kind), [A.ISSUER]: seen.issuer, [A.AGENT_ID]: seen.agentId }));
   }
+}
+
+/** The decision a shared HTTP request counts: its first refusal, else its first admission. */
+interface Held {
+  event: DecisionEvent;
+  kind: string;
 }
 
 function baseAttributes(event: DecisionEvent, kind: string): Attributes {
