@@ -107,9 +107,63 @@ export const REFUSED_FIELDS_MAX = 16;
  * `JSON.stringify` would leave DEL, C1 controls, U+2028/2029 and bidi overrides raw for the terminal:
  * {@link logSafeJson} writes them as `\uXXXX`, which is still JSON for the same values (CWE-117).
  */
-class AuditLine {
-  constructor(record: AuditRecord) {
-    Object.assign(this, record);
+class AuditLine implements AuditRecord {
+  readonly event = 'keycard.audit';
+  readonly version = AUDIT_RECORD_VERSION;
+  readonly type: DecisionType;
+  readonly issuer?: string;
+  readonly agent?: string;
+  readonly user?: string;
+  readonly session?: string;
+  readonly scopes?: readonly string[];
+  readonly tokenId?: string;
+  readonly method: string;
+  readonly route: string;
+  readonly status: number;
+  readonly durationMs: number;
+  readonly reason?: string;
+  readonly refused?: readonly string[];
+  readonly traceId?: string;
+  readonly spanId?: string;
+  readonly agentId?: string;
+  readonly call: { kind: string; method: string; route: string };
+  readonly resource?: string;
+  readonly requiredScopes?: readonly string[];
+  readonly missingScopes?: readonly string[];
+  readonly stepUp?: StepUpEvidence;
+  readonly matchedBy?: RevocationMatch;
+
+  /**
+   * The record of `decision` with what `line` says of the call; its own fields, written once (no
+   * record copied into the line: a refused message burst writes one per message). Claims and call
+   * names are the client's: capped, so a 100 KB `sub` is not a 100 KB record.
+   */
+  constructor(decision: DecisionEvent | undefined, line: LineFields) {
+    const agent = line.agent ?? decision?.agent;
+    const method = logCapped(line.method);
+    const route = logCapped(line.route);
+    this.type = typeOfLine(decision, line.status);
+    this.issuer = logCapped(agent?.issuer);
+    this.agent = logCapped(agent?.clientId);
+    this.user = logCapped(agent?.subject);
+    this.session = logCapped(agent?.sessionId);
+    this.scopes = agent === undefined ? undefined : cappedScopes(agent.scopes);
+    this.tokenId = logCapped(agent?.tokenId);
+    this.method = method;
+    this.route = route;
+    this.status = line.status;
+    this.durationMs = Math.round((performance.now() - line.started) * 100) / 100;
+    this.reason = line.reason;
+    this.refused = line.refused;
+    this.traceId = line.trace?.traceId;
+    this.spanId = line.trace?.spanId || undefined;
+    this.agentId = logCapped(agent?.agentId);
+    this.call = { kind: line.kind ?? decision?.call.kind ?? 'http', method, route };
+    this.resource = decision?.resource;
+    this.requiredScopes = decision?.requiredScopes;
+    this.missingScopes = decision?.missingScopes;
+    this.stepUp = decision?.stepUp;
+    this.matchedBy = decision?.matchedBy;
   }
 
   toString(): string {
@@ -119,6 +173,12 @@ class AuditLine {
   [inspect.custom](): string {
     return this.toString();
   }
+}
+
+/** `scopes` as they are, or each capped when one is longer than {@link LOG_VALUE_MAX_LENGTH} (a loop: no closure per record). */
+function cappedScopes(scopes: readonly string[]): readonly string[] {
+  for (const scope of scopes) if (scope.length > LOG_VALUE_MAX_LENGTH) return scopes.map((s) => logCapped(s));
+  return scopes;
 }
 
 /**
@@ -215,37 +275,7 @@ export class AuditTrail {
   }
 
   private write(decision: DecisionEvent | undefined, line: LineFields): void {
-    const { method, route, status, started, reason, refused } = line;
-    const agent = line.agent ?? decision?.agent;
-    const { trace } = line;
-    // Claims and call names are the client's: capped, so a 100 KB `sub` is not a 100 KB record.
-    const record: AuditRecord = {
-      event: 'keycard.audit',
-      version: AUDIT_RECORD_VERSION,
-      type: typeOfLine(decision, status),
-      issuer: logCapped(agent?.issuer),
-      agent: logCapped(agent?.clientId),
-      user: logCapped(agent?.subject),
-      session: logCapped(agent?.sessionId),
-      scopes: agent?.scopes.some((scope) => scope.length > LOG_VALUE_MAX_LENGTH) ? agent.scopes.map((scope) => logCapped(scope)) : agent?.scopes,
-      tokenId: logCapped(agent?.tokenId),
-      method: logCapped(method),
-      route: logCapped(route),
-      status,
-      durationMs: Math.round((performance.now() - started) * 100) / 100,
-      reason,
-      refused,
-      traceId: trace?.traceId,
-      spanId: trace?.spanId || undefined,
-      agentId: logCapped(agent?.agentId),
-      call: { kind: line.kind ?? decision?.call.kind ?? 'http', method: logCapped(method), route: logCapped(route) },
-      resource: decision?.resource,
-      requiredScopes: decision?.requiredScopes,
-      missingScopes: decision?.missingScopes,
-      stepUp: decision?.stepUp,
-      matchedBy: decision?.matchedBy,
-    };
-    this.options.logger.log(new AuditLine(record));
+    this.options.logger.log(new AuditLine(decision, line));
   }
 }
 

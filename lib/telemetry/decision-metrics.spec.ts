@@ -15,9 +15,11 @@ class Reader extends MetricReader {
 
 /** A final decision of the `http` door; `agent` makes it a verified agent's. */
 function decision(type: 'admitted' | 'refused', agent?: { issuer: string; agentId: string }, reason?: 'insufficient_scope' | 'no_credentials'): DecisionEvent {
-  const performedBy = agent === undefined ? undefined : { ...agent, clientId: agent.agentId };
+  // The verified agent (as the core hands it over, cached with its token) and the event's view of it.
+  const verified = agent === undefined ? undefined : Object.freeze({ ...agent, clientId: agent.agentId, subject: 'user-1', scopes: [], claims: {} });
+  const performedBy = verified === undefined ? undefined : { issuer: verified.issuer, agentId: verified.agentId, clientId: verified.clientId };
   // `started` set: the histogram (when on) records it too, by decision, reason and door.
-  return { type, reason, status: type === 'admitted' ? 200 : 403, call: { kind: 'http', name: 'GET /', method: 'GET', route: '/' }, performedBy, final: true, started: performance.now() } as DecisionEvent;
+  return { type, reason, status: type === 'admitted' ? 200 : 403, call: { kind: 'http', name: 'GET /', method: 'GET', route: '/' }, performedBy, agent: verified, final: true, started: performance.now() } as DecisionEvent;
 }
 
 async function seriesOf(record: (metrics: DecisionMetrics) => void, agentLimit = 10, verificationDuration = false): Promise<{ attributes: Record<string, unknown>; value: number }[]> {

@@ -1,5 +1,6 @@
 import type { Attributes, Histogram, Meter } from '@opentelemetry/api';
-import type { DecisionEvent, PerformedBy } from '../decision/decision-events.js';
+import type { DecisionEvent } from '../decision/decision-events.js';
+import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { logSafe } from '../logging/log-safe.js';
 import { KEYCARD_ATTRIBUTES as A, OTHER_AGENT } from './attribute-names.js';
 
@@ -23,18 +24,35 @@ interface Series {
   value: number;
 }
 
+/** One decision, reason and door: its attribute set (the histogram's) and its series. */
+interface Outcome {
+  readonly attributes: Attributes;
+  /** Without an agent (every decision without `agentAttribute`; anonymous ones with it). */
+  plain?: Series;
+  /** Agent `_other`. */
+  other?: Series;
+}
+
+/** An agent with series of its own: its escaped `iss` and agent id, and its series by outcome. */
+interface AgentSeries {
+  readonly issuer: string;
+  readonly agentId: string;
+  readonly series: Map<Outcome, Series>;
+}
+
 /**
  * The totals of one meter's `keycard.decisions`, shared by every {@link DecisionMetrics} of that
  * meter (several apps in one process, an app created again): an observable counter reports one
  * value per attribute set, so two apps must add to the same total rather than observe two.
+ * Looked up by nested maps, not by a key built per decision (a refused message burst builds none).
  */
 interface Totals {
-  /** Series by decision, reason, door (and agent): bounded by the vocabularies and `agentLimit`. Only these are observed. */
-  readonly series: Map<string, Series>;
-  /** Attribute sets by decision, reason and door, for the histogram and the series without agent. */
-  readonly bases: Map<string, Attributes>;
-  /** Agents with series of their own: `[issuer, agentId]` JSON → their capped values. */
-  readonly agents: Map<string, { issuer: string; agentId: string }>;
+  /** Every series, bounded by the vocabularies and `agentLimit`; the counter reports these. */
+  readonly series: Series[];
+  /** Outcomes by decision, reason (`''` for none) and door. */
+  readonly outcomes: Map<string, Map<string, Map<string, Outcome>>>;
+  /** Agents with series of their own, by `[issuer, agentId]` JSON. */
+  readonly agents: Map<string, AgentSeries>;
   readonly duration: Histogram;
 }
 
@@ -43,17 +61,17 @@ const totalsByMeter = new WeakMap<Meter, Totals>();
 function totalsOf(meter: Meter): Totals {
   let totals = totalsByMeter.get(meter);
   if (totals !== undefined) return totals;
-  const series = new Map<string, Series>();
+  const series: Series[] = [];
   const decisions = meter.createObservableCounter('keycard.decisions', { description: 'Decisions of the Keycard guard, by outcome, reason and door', unit: '{decision}' });
   decisions.addCallback((result) => {
-    for (const { attributes, value } of series.values()) result.observe(value, attributes);
+    for (const { attributes, value } of series) result.observe(value, attributes);
   });
   const duration = meter.createHistogram('keycard.verification.duration', {
     description: 'Time from the first look at a call to its decision (token verification, validators, scope policy)',
     unit: 's',
     advice: { explicitBucketBoundaries: DURATION_BUCKETS },
   });
-  totals = { series, bases: new Map(), agents: new Map(), duration };
+  totals = { series, outcomes: new Map(), agents: new Map(), duration };
   totalsByMeter.set(meter, totals);
   return totals;
 }
@@ -80,6 +98,8 @@ export class DecisionMetrics {
   private readonly totals: Totals;
   /** The decision each HTTP request shared by several calls will count when it is answered. */
   private readonly requests = new WeakMap<object, Held>();
+  /** Agents already looked up: their series, or {@link OTHER}. */
+  private readonly seen = new WeakMap<AgentContext, AgentSeries | typeof OTHER>();
 
   constructor(
     meter: Meter,
@@ -94,11 +114,26 @@ export class DecisionMetrics {
     if (!this.heldForItsRequest(event, kind)) this.count(event, kind);
     if (!this.options.verificationDuration) return;
     const { started } = event;
-    if (started > 0 && event.public !== true) this.totals.duration.record((performance.now() - started) / 1000, this.attributesOf(event, kind));
+    if (started > 0 && event.public !== true) this.totals.duration.record((performance.now() - started) / 1000, this.outcomeOf(event, kind).attributes);
   }
 
   private count(event: DecisionEvent, kind: string): void {
-    const series = this.options.agentAttribute && event.performedBy !== undefined ? this.agentSeriesOf(event, kind, event.performedBy) : this.seriesOf(event, kind);
+    const outcome = this.outcomeOf(event, kind);
+    const agent = this.options.agentAttribute ? event.agent : undefined;
+    if (agent === undefined) {
+      (outcome.plain ??= this.newSeries(outcome.attributes)).value++;
+      return;
+    }
+    const own = this.agentOf(agent);
+    if (own === undefined) {
+      (outcome.other ??= this.newSeries({ ...outcome.attributes, [A.AGENT_ID]: OTHER_AGENT })).value++;
+      return;
+    }
+    let series = own.series.get(outcome);
+    if (series === undefined) {
+      series = this.newSeries({ ...outcome.attributes, [A.ISSUER]: own.issuer, [A.AGENT_ID]: own.agentId });
+      own.series.set(outcome, series);
+    }
     series.value++;
   }
 
@@ -123,47 +158,47 @@ export class DecisionMetrics {
     return true;
   }
 
-  /** The series of `event` without an agent (created on first use). */
-  private seriesOf(event: DecisionEvent, kind: string): Series {
-    return this.series(`${event.type} ${event.reason ?? ''} ${kind}`, () => this.attributesOf(event, kind));
+  /** The outcome of `event` at door `kind` (created on first use). */
+  private outcomeOf(event: DecisionEvent, kind: string): Outcome {
+    const { outcomes } = this.totals;
+    const reason = event.reason ?? '';
+    let byReason = outcomes.get(event.type);
+    if (byReason === undefined) outcomes.set(event.type, (byReason = new Map()));
+    let byKind = byReason.get(reason);
+    if (byKind === undefined) byReason.set(reason, (byKind = new Map()));
+    let outcome = byKind.get(kind);
+    if (outcome === undefined) byKind.set(kind, (outcome = { attributes: baseAttributes(event, kind) }));
+    return outcome;
   }
 
-  /** The attributes of `event` without an agent, made once per decision, reason and door (the histogram's, the series'). */
-  private attributesOf(event: DecisionEvent, kind: string): Attributes {
-    const key = `${event.type} ${event.reason ?? ''} ${kind}`;
-    const { bases } = this.totals;
-    let attributes = bases.get(key);
-    if (attributes === undefined) {
-      attributes = baseAttributes(event, kind);
-      bases.set(key, attributes);
-    }
-    return attributes;
-  }
-
-  private series(key: string, attributes: () => Attributes): Series {
-    let series = this.totals.series.get(key);
-    if (series === undefined) {
-      series = { attributes: attributes(), value: 0 };
-      this.totals.series.set(key, series);
-    }
+  private newSeries(attributes: Attributes): Series {
+    const series = { attributes, value: 0 };
+    this.totals.series.push(series);
     return series;
   }
 
-  /** The series of `event` for its verified agent, or for `_other` once {@link DecisionMetricsOptions.agentLimit} agents have theirs. */
-  private agentSeriesOf(event: DecisionEvent, kind: string, performedBy: PerformedBy): Series {
-    const key = JSON.stringify([performedBy.issuer, performedBy.agentId]);
+  /**
+   * The verified agent's own series, or `undefined` for `_other` once {@link DecisionMetricsOptions.agentLimit}
+   * agents have theirs; by agent context (a token's agent is cached with the token), then by
+   * issuer and agent id.
+   */
+  private agentOf(agent: AgentContext): AgentSeries | undefined {
+    const seen = this.seen.get(agent);
+    if (seen !== undefined) return seen === OTHER ? undefined : seen;
+    const key = JSON.stringify([agent.issuer, agent.agentId]);
     const { agents } = this.totals;
-    let agent = agents.get(key);
-    if (agent === undefined && agents.size < this.options.agentLimit) {
-      agent = { issuer: logSafe(performedBy.issuer), agentId: logSafe(performedBy.agentId) };
-      agents.set(key, agent);
+    let own = agents.get(key);
+    if (own === undefined && agents.size < this.options.agentLimit) {
+      own = { issuer: logSafe(agent.issuer), agentId: logSafe(agent.agentId), series: new Map() };
+      agents.set(key, own);
     }
-    const seen = agent;
-    const baseKey = `${event.type} ${event.reason ?? ''} ${kind}`;
-    if (seen === undefined) return this.series(`${baseKey} ${OTHER_AGENT}`, () => ({ ...this.attributesOf(event, kind), [A.AGENT_ID]: OTHER_AGENT }));
-    return this.series(`${baseKey} ${key}`, () => ({ ...this.attributesOf(event, kind), [A.ISSUER]: seen.issuer, [A.AGENT_ID]: seen.agentId }));
+    this.seen.set(agent, own ?? OTHER);
+    return own;
   }
 }
+
+/** The mark of an agent counted as `_other`. */
+const OTHER = Symbol('other');
 
 /** The decision a shared HTTP request counts: its first refusal, else its first admission. */
 interface Held {

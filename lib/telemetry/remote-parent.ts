@@ -21,8 +21,20 @@ export function idsOf(api: OpenTelemetryApi, span: Span | undefined): TraceIds |
 export function remoteParentOf(api: OpenTelemetryApi, event: DecisionEvent): Context {
   const active = api.context.active();
   const headers = headersOf(event);
-  return headers?.traceparent === undefined ? active : api.propagation.extract(active, headers);
+  if (headers?.traceparent === undefined) return active;
+  // Read once per carrier: every message of a connection has the same handshake (a burst of
+  // refused messages then costs no parse and no new context each).
+  if (active !== api.ROOT_CONTEXT) return api.propagation.extract(active, headers);
+  let parent = parents.get(headers);
+  if (parent === undefined) {
+    parent = api.propagation.extract(active, headers);
+    parents.set(headers, parent);
+  }
+  return parent;
 }
+
+/** The remote parent read from a handshake's headers (with nothing else active), by those headers. */
+const parents = new WeakMap<IncomingHttpHeaders, Context>();
 
 /** The headers of the HTTP request behind the decided call, when there is one. */
 function headersOf(event: DecisionEvent): IncomingHttpHeaders | undefined {
