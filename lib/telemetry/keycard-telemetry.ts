@@ -83,7 +83,9 @@ export class KeycardTelemetry implements OnModuleInit, OnModuleDestroy, TraceCon
    */
   spanOf(event: DecisionEvent): TraceIds | undefined {
     const api = this.api;
-    return api === undefined ? undefined : idsOf(api, this.recorderOf(event));
+    if (api === undefined) return undefined;
+    // Once unsubscribed (the app closing), nothing would end a span started here.
+    return this.enabled ? idsOf(api, this.recorderOf(event)) : this.current();
   }
 
   /**
