@@ -275,6 +275,58 @@ server.end();
 const ownSpanHit = await time('guard, cache hit, telemetry with its own keycard.decision span', (i) => traced.check(tokens[i]));
 await traced.app.close();
 
+// A burst of refused ws messages (catalogue O5; issue 23): what one refusal of a gateway message
+// costs, in time and in bytes allocated, with nobody observing decisions, with the audit log, and
+// with the audit log and nestjs-keycard/telemetry (its own keycard.decision span, child of the
+// handshake's traceparent). A socket.io client whose handshake token lacks the handler's scope;
+// the SDK above stays registered for all three (its async hooks cost each alike). Bytes: V8's
+// sampling heap profiler with collected objects included (every 256 bytes sampled), per refusal.
+otel.propagation.setGlobalPropagator(new (await import('@opentelemetry/core')).W3CTraceContextPropagator());
+class Burst_ { write() {} }
+RequireScopes('write')(Burst_.prototype, 'write', Object.getOwnPropertyDescriptor(Burst_.prototype, 'write'));
+async function refusedMessages(auditLog, imports = []) {
+  class M {}
+  // Silent: every refusal logs a line (and the audit log one more), which `quiet` would keep.
+  Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger: { log() {}, warn() {}, error() {} }, auditLog }), ...imports] })(M);
+  const app = await NestFactory.create(M, { logger: false });
+  await app.init();
+  const guard = app.get(KeycardGuard);
+  const headers = { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' };
+  const client = { id: 'burst', handshake: { auth: { token: tokens[0] }, headers }, request: { headers } };
+  const refuseOne = async () => {
+    const context = new ExecutionContextHost([client, {}], Burst_, Burst_.prototype.write);
+    context.setType('ws');
+    if (await guard.canActivate(context).then(() => true, () => false)) throw new Error('a message lacking the scope was admitted');
+  };
+  for (let i = 0; i < 2_000; i++) await refuseOne();
+  return { app, refuseOne };
+}
+async function bytesPerCall(fn, calls = 5_000) {
+  const { Session } = await import('node:inspector/promises');
+  const session = new Session();
+  session.connect();
+  await session.post('HeapProfiler.enable');
+  await session.post('HeapProfiler.startSampling', { samplingInterval: 256, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  for (let i = 0; i < calls; i++) await fn();
+  const { profile } = await session.post('HeapProfiler.stopSampling');
+  session.disconnect();
+  const total = (node) => node.selfSize + node.children.reduce((sum, child) => sum + total(child), 0);
+  return total(profile.head) / calls;
+}
+const bursts = {
+  'refused ws message, no subscriber': await refusedMessages(false),
+  'refused ws message, audit log': await refusedMessages(true),
+  'refused ws message, audit log + telemetry (own span)': await refusedMessages(true, [KeycardTelemetryModule.forRoot()]),
+};
+const burstRows = await paired(Object.fromEntries(Object.entries(bursts).map(([name, { refuseOne }]) => [name, refuseOne])));
+const burstBytes = {};
+for (const [name, { refuseOne }] of Object.entries(bursts)) burstBytes[name] = await bytesPerCall(refuseOne);
+for (const [name, { app }] of Object.entries(bursts)) {
+  console.log(`${name.padEnd(58)} ${Math.round(burstBytes[name]).toString().padStart(8)} B/refusal allocated (sampled)`);
+  await app.close();
+}
+const [burstNone, burstAudit, burstTraced] = Object.values(burstRows).map((row) => row.micros);
+
 // Policies (issue 19): the same cache hit on a route whose requirement is a function of the call's
 // arguments (evaluated per call, after verification), and with a scope hierarchy where a broader
 // scope satisfies the route; against plain @RequireScopes on the same tokens.
@@ -461,6 +513,8 @@ await zone.stop();
 console.log(`\nnew token ÷ floor, paired: ${churnRow.ratio.toFixed(2)} with the cache on, ${coldRow.ratio.toFixed(2)} with it off (target ≤ 1.15); jsonwebtoken.verify alone ${jwtRow.ratio.toFixed(2)}, fast-jwt ${fastJwtRow.ratio.toFixed(2)}; ES256, cache off: ${esCold.ratio.toFixed(2)}; Node ${process.version}`);
 console.log(`guard cache hit, GraphQL − HTTP: ${(graphqlHit - httpHit).toFixed(2)} µs (target ≤ 0)`);
 console.log(`guard cache hit, + one event subscriber and one validator: +${(observedHit - hitCost).toFixed(2)} µs`);
+console.log(`refused ws message: ${burstNone.toFixed(2)} µs with no subscriber, +${(burstAudit - burstNone).toFixed(2)} µs with the audit log, +${(burstTraced - burstNone).toFixed(2)} µs with the audit log and telemetry; bytes allocated per refusal ${Object.values(burstBytes).map((b) => Math.round(b)).join(' / ')}`);
+console.log(JSON.stringify({ refusedWsMessageMicros: burstNone, refusedWsMessageAuditMicros: burstAudit, refusedWsMessageTracedMicros: burstTraced, refusedWsMessageBytes: Object.values(burstBytes).map(Math.round) }));
 console.log(`guard cache hit, + nestjs-keycard/telemetry with an SDK (no-op exporters): +${(tracedHit - sdkHit).toFixed(2)} µs on the active span (goal < 3), +${(ownSpanHit - sdkHit).toFixed(2)} µs with its own span; OpenTelemetry modules loaded before: ${loadedBefore}`);
 console.log(JSON.stringify({ floorMicros: floor, coldMicros: coldCost, coldRatio: coldRow.ratio, newTokenMicros: churnRow.micros, newTokenRatio: churnRow.ratio, jsonwebtokenMicros: jwtRow.micros, jsonwebtokenRatio: jwtRow.ratio, fastJwtMicros: fastJwtRow.micros, fastJwtRatio: fastJwtRow.ratio, es256ColdMicros: esCold.micros, es256ColdRatio: esCold.ratio, cacheHitMicros: hitCost, observedCacheHitMicros: observedHit, sdkCacheHitMicros: sdkHit, telemetryActiveSpanHitMicros: tracedHit, telemetryOwnSpanHitMicros: ownSpanHit, openTelemetryModulesLoadedBefore: loadedBefore, httpContextHitMicros: httpHit, graphqlContextHitMicros: graphqlHit, exchangeCacheHitMicros: exchangeCost }));
 console.log(`DPoP − Bearer on the cache hit: +${(dpopHit - bearerOnDpopApp).toFixed(2)} µs (goal ≤ one ES256 verify ${es256.toFixed(2)} µs + 10 µs = ${(es256 + 10).toFixed(2)} µs)`);

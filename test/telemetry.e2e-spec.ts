@@ -293,6 +293,44 @@ describe('§W decision events in OpenTelemetry', () => {
     }
   }, 120_000);
 
+  it('W8 GraphQL over HTTP counts one decision per request, the one its audit record reports: 40 refused aliases count 1 refusal; admitted and refused fields count the refusal', async () => {
+    const api = await startGraphQLApp('apollo', { zoneUrl: zone.issuer, resource: R, auditLog: true }, { imports: [KeycardTelemetryModule.forRoot()], configure: serverSpans });
+    try {
+      const token = issue({ sub: 'user-1', client_id: 'cli-1', scope: 'orders:read' });
+      let before = await series('keycard.decisions');
+      const aliases = await postGraphQL(api.url, `{ ${Array.from({ length: 40 }, (_, i) => `l${i}: ledger`).join(' ')} }`, token);
+      expect(aliases.body.errors).toHaveLength(40);
+      expect(aliases.body.errors?.[0]?.extensions).toMatchObject({ code: 'FORBIDDEN', error: 'insufficient_scope', scope: 'orders:read ledger:read' });
+      expect(delta(await series('keycard.decisions'), before)).toEqual({ 'refused insufficient_scope graphql': 1 });
+
+      before = await series('keycard.decisions');
+      const mixed = await postGraphQL(api.url, '{ whoami ledger again: whoami }', token);
+      expect(mixed.body.data).toEqual({ whoami: 'cli-1/user-1', ledger: null, again: 'cli-1/user-1' });
+      expect(delta(await series('keycard.decisions'), before)).toEqual({ 'refused insufficient_scope graphql': 1 });
+
+      before = await series('keycard.decisions');
+      expect((await postGraphQL(api.url, '{ whoami again: whoami }', token)).body.data).toEqual({ whoami: 'cli-1/user-1', again: 'cli-1/user-1' });
+      expect(delta(await series('keycard.decisions'), before)).toEqual({ 'admitted - graphql': 1 });
+      const records = api.logger.lines.filter((l) => l.startsWith('{"event":"keycard.audit"')).map((l) => JSON.parse(l) as { type: string });
+      expect(records.map((r) => r.type)).toEqual(['refused', 'refused', 'admitted']);
+    } finally {
+      await api.close();
+      logs.push(...api.logger.lines);
+    }
+  });
+
+  it('W6 control characters and bidi overrides of verified claims are escaped in span attributes, as the audit line escapes them (CWE-117), and capped', async () => {
+    await withHttpApp('express', async (api) => {
+      const token = issue({ sub: 'user\n\u001b[31m-1', client_id: 'cli-\u202egnp.exe', sid: 'x'.repeat(5_000), jti: 'j\u2028ti', scope: 'orders:read' });
+      expect((await send(api.url, 'GET', '/orders', [bearer(token)])).status).toBe(200);
+      const { attributes } = lastServerSpan();
+      expect([attributes[A.USER], attributes[A.CLIENT_ID], attributes[A.TOKEN_ID]]).toEqual(['user\\n\\u001b[31m-1', 'cli-\\u202egnp.exe', 'j\\u2028ti']);
+      expect(String(attributes[A.SESSION_ID])).toHaveLength(257);
+      const record = api.logger.lines.filter((l) => l.startsWith('{"event":"keycard.audit"')).at(-1)!;
+      expect(record).toContain('"user":"user\\n\\u001b[31m-1"');
+    });
+  });
+
   it('W11 two zones with the same client_id differ by keycard.issuer; two credentials of one Keycard app share keycard.agent.id', async () => {
     const z2 = await TestZone.start({ audience: R });
     const api = await startApp('express', { zones: [zone.issuer, z2.issuer], resource: R }, { imports: [KeycardTelemetryModule.forRoot()], providers: [Recorder], configure: serverSpans });

@@ -64,8 +64,11 @@ export interface AuditRecord {
    */
   refused?: readonly string[];
   /**
-   * W3C trace id (32 hex) and span id (16 hex) of the span active when the call was decided (the
-   * HTTP server span), when `nestjs-keycard/telemetry` is imported and a span is active.
+   * W3C trace id (32 hex) and span id (16 hex) of the span that records the decision, when
+   * `nestjs-keycard/telemetry` is imported: the span active when the call was decided (the HTTP
+   * server span), else the module's own `keycard.decision` span (a gateway message, a connection
+   * as it opens), which continues the carrier's `traceparent`. Without it, `traceId` alone, from
+   * the request's `traceparent`.
    */
   traceId?: string;
   spanId?: string;
@@ -104,9 +107,63 @@ export const REFUSED_FIELDS_MAX = 16;
  * `JSON.stringify` would leave DEL, C1 controls, U+2028/2029 and bidi overrides raw for the terminal:
  * {@link logSafeJson} writes them as `\uXXXX`, which is still JSON for the same values (CWE-117).
  */
-class AuditLine {
-  constructor(record: AuditRecord) {
-    Object.assign(this, record);
+class AuditLine implements AuditRecord {
+  readonly event = 'keycard.audit';
+  readonly version = AUDIT_RECORD_VERSION;
+  readonly type: DecisionType;
+  readonly issuer?: string;
+  readonly agent?: string;
+  readonly user?: string;
+  readonly session?: string;
+  readonly scopes?: readonly string[];
+  readonly tokenId?: string;
+  readonly method: string;
+  readonly route: string;
+  readonly status: number;
+  readonly durationMs: number;
+  readonly reason?: string;
+  readonly refused?: readonly string[];
+  readonly traceId?: string;
+  readonly spanId?: string;
+  readonly agentId?: string;
+  readonly call: { kind: string; method: string; route: string };
+  readonly resource?: string;
+  readonly requiredScopes?: readonly string[];
+  readonly missingScopes?: readonly string[];
+  readonly stepUp?: StepUpEvidence;
+  readonly matchedBy?: RevocationMatch;
+
+  /**
+   * The record of `decision` with what `line` says of the call; its own fields, written once (no
+   * record copied into the line: a refused message burst writes one per message). Claims and call
+   * names are the client's: capped, so a 100 KB `sub` is not a 100 KB record.
+   */
+  constructor(decision: DecisionEvent | undefined, line: LineFields) {
+    const agent = line.agent ?? decision?.agent;
+    const method = logCapped(line.method);
+    const route = logCapped(line.route);
+    this.type = typeOfLine(decision, line.status);
+    this.issuer = logCapped(agent?.issuer);
+    this.agent = logCapped(agent?.clientId);
+    this.user = logCapped(agent?.subject);
+    this.session = logCapped(agent?.sessionId);
+    this.scopes = agent === undefined ? undefined : cappedScopes(agent.scopes);
+    this.tokenId = logCapped(agent?.tokenId);
+    this.method = method;
+    this.route = route;
+    this.status = line.status;
+    this.durationMs = Math.round((performance.now() - line.started) * 100) / 100;
+    this.reason = line.reason;
+    this.refused = line.refused;
+    this.traceId = line.trace?.traceId;
+    this.spanId = line.trace?.spanId || undefined;
+    this.agentId = logCapped(agent?.agentId);
+    this.call = { kind: line.kind ?? decision?.call.kind ?? 'http', method, route };
+    this.resource = decision?.resource;
+    this.requiredScopes = decision?.requiredScopes;
+    this.missingScopes = decision?.missingScopes;
+    this.stepUp = decision?.stepUp;
+    this.matchedBy = decision?.matchedBy;
   }
 
   toString(): string {
@@ -116,6 +173,12 @@ class AuditLine {
   [inspect.custom](): string {
     return this.toString();
   }
+}
+
+/** `scopes` as they are, or each capped when one is longer than {@link LOG_VALUE_MAX_LENGTH} (a loop: no closure per record). */
+function cappedScopes(scopes: readonly string[]): readonly string[] {
+  for (const scope of scopes) if (scope.length > LOG_VALUE_MAX_LENGTH) return scopes.map((s) => logCapped(s));
+  return scopes;
 }
 
 /**
@@ -145,11 +208,11 @@ export class AuditTrail {
   private onDecision(event: DecisionEvent): void {
     const { source: call } = event;
     // A connection judged as it opens: no call, its own line (a flood of forged handshakes shows).
-    if (call === undefined) return this.write(event, { method: event.call.method, route: event.call.route, status: event.status, started: event.started || performance.now(), reason: event.detail });
+    if (call === undefined) return this.write(event, { method: event.call.method, route: event.call.route, status: event.status, started: event.started || performance.now(), reason: event.detail, trace: this.traceOf(event) });
     if (call.answeredOverHttp) {
       const held = this.decisions.get(call.carrier);
       if (held === undefined || (held.status < 400 && event.status >= 400)) this.decisions.set(call.carrier, event);
-      this.track(call.context, call.kind, call.started || undefined);
+      this.track(call.context, call.kind, call.started || undefined, event);
       if (event.status < 400) return;
       this.noteRefused(call.context, call.kind, call.carrier);
       if (event.type === 'rate_limited') requestState(call.carrier).denial ??= 'rate_limited';
@@ -157,15 +220,16 @@ export class AuditTrail {
     }
     // A public call outside HTTP has no line; one another judge still rules on waits for its final event.
     if (!event.final || (event.public === true && event.status < 400)) return;
-    this.write(event, { method: event.call.method, route: event.call.route, status: event.status, started: call.started || performance.now(), reason: event.detail });
+    this.write(event, { method: event.call.method, route: event.call.route, status: event.status, started: call.started || performance.now(), reason: event.detail, trace: this.traceOf(event) });
   }
 
   /**
    * Arranges the audit line of the call in `context` (once per request) when it is answered over
    * HTTP: plain routes (the route pattern) and GraphQL operations (the operation and field).
-   * `started`: when the decision began (`performance.now()`), for the line's `durationMs`.
+   * `started`: when the decision began (`performance.now()`), for the line's `durationMs`;
+   * `decision`: the event that asked for the line, whose span the line names.
    */
-  track(context: ExecutionContext, kind: CallKind, started = performance.now()): void {
+  track(context: ExecutionContext, kind: CallKind, started = performance.now(), decision?: DecisionEvent): void {
     const request = kind.carrier(context) as Carrier & { user?: AgentContext };
     const raw = kind.httpResponse(context, request);
     if (raw === undefined) return;
@@ -175,7 +239,7 @@ export class AuditTrail {
     const method = rawRequestOf(request).method ?? 'GET';
     const route = kind.name === 'http' ? routeOf(context, request) : (kind.describeRequest?.(context, request) ?? kind.describe(context, request));
     // The span is active now, while the call is decided; no longer when the response finishes.
-    const trace = this.traces?.current();
+    const trace = this.traceOf(decision);
     raw.once('finish', () => {
       const agent = isVerifiedAgent(request.user) ? request.user : state.agent;
       // A 429 is the rate limiter's answer, whatever an earlier call of the request was refused for.
@@ -199,38 +263,19 @@ export class AuditTrail {
     else if (!refused.has(name)) refused.add('…');
   }
 
+  /**
+   * The ids of the span that records `decision`, asked while it is decided (with
+   * `nestjs-keycard/telemetry`: the active span, else its own `keycard.decision` span, so the record
+   * and the span name each other); without a tracer, the trace id of the call's `traceparent`.
+   */
+  private traceOf(decision: DecisionEvent | undefined): TraceIds | undefined {
+    const traces = this.traces;
+    const span = decision === undefined || traces?.spanOf === undefined ? traces?.current() : traces.spanOf(decision);
+    return span ?? headerTraceOf(decision);
+  }
+
   private write(decision: DecisionEvent | undefined, line: LineFields): void {
-    const { method, route, status, started, reason, refused } = line;
-    const agent = line.agent ?? decision?.agent;
-    const trace = line.trace ?? this.traces?.current() ?? traceOf(decision);
-    // Claims and call names are the client's: capped, so a 100 KB `sub` is not a 100 KB record.
-    const record: AuditRecord = {
-      event: 'keycard.audit',
-      version: AUDIT_RECORD_VERSION,
-      type: typeOfLine(decision, status),
-      issuer: logCapped(agent?.issuer),
-      agent: logCapped(agent?.clientId),
-      user: logCapped(agent?.subject),
-      session: logCapped(agent?.sessionId),
-      scopes: agent?.scopes.some((scope) => scope.length > LOG_VALUE_MAX_LENGTH) ? agent.scopes.map((scope) => logCapped(scope)) : agent?.scopes,
-      tokenId: logCapped(agent?.tokenId),
-      method: logCapped(method),
-      route: logCapped(route),
-      status,
-      durationMs: Math.round((performance.now() - started) * 100) / 100,
-      reason,
-      refused,
-      traceId: trace?.traceId,
-      spanId: trace?.spanId || undefined,
-      agentId: logCapped(agent?.agentId),
-      call: { kind: line.kind ?? decision?.call.kind ?? 'http', method: logCapped(method), route: logCapped(route) },
-      resource: decision?.resource,
-      requiredScopes: decision?.requiredScopes,
-      missingScopes: decision?.missingScopes,
-      stepUp: decision?.stepUp,
-      matchedBy: decision?.matchedBy,
-    };
-    this.options.logger.log(new AuditLine(record));
+    this.options.logger.log(new AuditLine(decision, line));
   }
 }
 
@@ -241,7 +286,8 @@ function typeOfLine(decision: DecisionEvent | undefined, status: number): Decisi
   return status < 400 ? 'admitted' : 'refused';
 }
 
-function traceOf(decision: DecisionEvent | undefined): TraceIds | undefined {
+/** The event's trace id (from the call's `traceparent` when no tracer names a span), without a span id. */
+function headerTraceOf(decision: DecisionEvent | undefined): TraceIds | undefined {
   return decision?.traceId === undefined ? undefined : { traceId: decision.traceId, spanId: decision.spanId ?? '' };
 }
 
@@ -258,6 +304,6 @@ interface LineFields {
   started: number;
   reason: string | undefined;
   refused?: readonly string[];
-  /** The ids of the span active when the call was decided; else those active when the line is written. */
-  trace?: TraceIds;
+  /** The ids of the span that recorded the decision, taken while it was decided. */
+  trace: TraceIds | undefined;
 }

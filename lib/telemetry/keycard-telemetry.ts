@@ -8,6 +8,7 @@ import { McpTools } from '../mcp/mcp-tools.js';
 import { decisionAttributes, type McpRequestName } from './decision-attributes.js';
 import { DecisionMetrics } from './decision-metrics.js';
 import { loadOpenTelemetry, type OpenTelemetryApi } from './open-telemetry.js';
+import { idsOf, remoteParentOf } from './remote-parent.js';
 import type { ResolvedTelemetryOptions } from './telemetry-options.js';
 
 /** Injection token of the resolved {@link KeycardTelemetryOptions}. */
@@ -35,6 +36,13 @@ export class KeycardTelemetry implements OnModuleInit, OnModuleDestroy, TraceCon
   private metrics?: DecisionMetrics;
   /** Spans that carry a refusal: a later admission sharing the carrier (another GraphQL field) keeps it. */
   private readonly refused = new WeakSet<Span>();
+  /**
+   * The decision that has a `keycard.decision` span of its own, and that span. An event reaches
+   * every subscriber in one synchronous turn, so one slot is enough: whichever of this recorder and
+   * the audit log ({@link spanOf}) asks first starts the span, the other finds it here.
+   */
+  private ownEvent?: DecisionEvent;
+  private ownSpan?: Span;
 
   constructor(
     private readonly events: DecisionEvents,
@@ -65,8 +73,19 @@ export class KeycardTelemetry implements OnModuleInit, OnModuleDestroy, TraceCon
   current(): TraceIds | undefined {
     const api = this.api;
     if (api === undefined) return undefined;
-    const ids = api.trace.getSpan(api.context.active())?.spanContext();
-    return ids !== undefined && api.isSpanContextValid(ids) ? { traceId: ids.traceId, spanId: ids.spanId } : undefined;
+    return idsOf(api, api.trace.getSpan(api.context.active()));
+  }
+
+  /**
+   * The ids of the span that records `event` (catalogue W1): the active span, else the module's own
+   * `keycard.decision` span for it (started here when the audit log asks before this recorder
+   * records it, see {@link ownEvent}); `undefined` when neither exists or its ids are invalid.
+   */
+  spanOf(event: DecisionEvent): TraceIds | undefined {
+    const api = this.api;
+    if (api === undefined) return undefined;
+    // Once unsubscribed (the app closing), nothing would end a span started here.
+    return this.enabled ? idsOf(api, this.recorderOf(event)) : this.current();
   }
 
   /**
@@ -100,11 +119,12 @@ export class KeycardTelemetry implements OnModuleInit, OnModuleDestroy, TraceCon
     this.unsubscribe?.();
     this.unsubscribe = undefined;
     this.events.traceWith(undefined);
+    this.ownEvent = this.ownSpan = undefined;
   }
 
   private onDecision(event: DecisionEvent): void {
     const mcp = this.mcpRequestOf(event);
-    if (this.tracer !== undefined) this.trace(this.tracer, decisionAttributes(event, mcp), event);
+    if (this.tracer !== undefined) this.trace(decisionAttributes(event, mcp), event);
     this.metrics?.record(event, mcp === undefined ? event.call.kind : 'mcp');
   }
 
@@ -112,20 +132,35 @@ export class KeycardTelemetry implements OnModuleInit, OnModuleDestroy, TraceCon
    * The active span gets the attributes; with no active span, a `keycard.decision` span of its own.
    * A span that is not recording (sampled out) gets nothing.
    */
-  private trace(tracer: Tracer, attributes: Attributes, event: DecisionEvent): void {
+  private trace(attributes: Attributes, event: DecisionEvent): void {
     const api = this.api!;
-    const active = api.trace.getSpan(api.context.active());
-    if (active === undefined) {
-      const own = tracer.startSpan('keycard.decision', { kind: api.SpanKind.INTERNAL, attributes });
-      if (event.status >= 500) own.setStatus({ code: api.SpanStatusCode.ERROR });
-      own.end();
+    const span = this.recorderOf(event)!;
+    if (this.ownEvent === event) {
+      span.setAttributes(attributes);
+      if (event.status >= 500) span.setStatus({ code: api.SpanStatusCode.ERROR });
+      span.end();
       return;
     }
-    if (!active.isRecording()) return;
-    if (event.status < 400 && this.refused.has(active)) return;
-    active.setAttributes(attributes);
-    if (event.status >= 400) this.refused.add(active);
-    if (event.status >= 500) active.setStatus({ code: api.SpanStatusCode.ERROR });
+    if (!span.isRecording()) return;
+    if (event.status < 400 && this.refused.has(span)) return;
+    span.setAttributes(attributes);
+    if (event.status >= 400) this.refused.add(span);
+    if (event.status >= 500) span.setStatus({ code: api.SpanStatusCode.ERROR });
+  }
+
+  /**
+   * The span that records `event`: the active one (the HTTP or RPC server span), else its own
+   * `keycard.decision` span, started once per event; `undefined` without a tracer and an active span.
+   */
+  private recorderOf(event: DecisionEvent): Span | undefined {
+    const api = this.api!;
+    const active = api.trace.getSpan(api.context.active());
+    if (active !== undefined || this.tracer === undefined) return active;
+    if (this.ownEvent !== event) {
+      this.ownSpan = this.tracer.startSpan('keycard.decision', { kind: api.SpanKind.INTERNAL }, remoteParentOf(api, event));
+      this.ownEvent = event;
+    }
+    return this.ownSpan;
   }
 
   /**
