@@ -137,6 +137,15 @@ describe('§W decision spans on the gateway doors', () => {
     });
   });
 
+  it('W1 ws: a connection opened with traceparent: its keycard.decision span is a child of the caller\'s span, and its audit record names it', async () => {
+    await gateway('ws', async (port, logger) => {
+      expect(await ask('ws', port, issue({ client_id: 'cli-1', scope: 'orders:read' }), TRACEPARENT)).toEqual({ event: 'whoami', data: 'cli-1' });
+      const opening = finished(sdk.spans, 'keycard.decision').slice(seen).filter((s) => s.attributes[A.CALL_NAME] === 'ws connection').at(-1)!;
+      expect([opening.spanContext().traceId, opening.parentSpanContext?.spanId]).toEqual([TRACE_ID, PARENT_ID]);
+      expect(auditRecords(logger.lines).filter((r) => r.route === 'connection ws').map((r) => [r.status, r.traceId, r.spanId])).toEqual([[101, TRACE_ID, opening.spanContext().spanId]]);
+    });
+  });
+
   it('W9 no span attribute, span event or log line of this suite holds a token or its signature', async () => {
     expect(secrets.length).toBeGreaterThan(5);
     const texts = [await sdk.everything(), ...logs];

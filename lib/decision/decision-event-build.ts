@@ -46,10 +46,10 @@ function typeOf(outcome: Outcome): DecisionType {
  * only when someone listens. `trace`: the span active now, when a tracer is registered; without
  * one, a call's event names the `traceparent` of its HTTP request.
  */
-export function eventOf(call: Call | undefined, outcome: Outcome & { call?: DecidedCall }, trace: TraceIds | undefined): DecisionEvent {
+export function eventOf(call: Call | undefined, outcome: Outcome & { call?: DecidedCall; traceparent?: string | string[] }, trace: TraceIds | undefined): DecisionEvent {
   const { agent, detail, status } = outcome;
   const required = call?.requiredScopes;
-  const event = new Event(call, outcome.started);
+  const event = new Event(call, outcome.started, typeof outcome.traceparent === 'string' ? outcome.traceparent : undefined);
   event.type = typeOf(outcome);
   if (detail !== undefined) {
     event.reason = detail === 'forbidden_origin' || detail === 'header_mismatch' ? 'invalid_request' : reasonOfCode(detail, status);
@@ -97,7 +97,7 @@ type Writable<T> = { -readonly [K in keyof T]: T[K] };
  * so printing or serialising an event leaves them out (the request behind the context holds the
  * Authorization header), without the cost of defining non-enumerable properties on each event.
  */
-class Event implements Writable<Omit<DecisionEvent, 'context' | 'source' | 'started'>> {
+class Event implements Writable<Omit<DecisionEvent, 'context' | 'source' | 'started' | 'traceparent'>> {
   type!: DecisionType;
   reason?: DecisionReason;
   detail?: string;
@@ -119,10 +119,17 @@ class Event implements Writable<Omit<DecisionEvent, 'context' | 'source' | 'star
   final!: boolean;
   readonly #source: Call | undefined;
   readonly #started: number;
+  readonly #traceparent: string | undefined;
 
-  constructor(source: Call | undefined, started = 0) {
+  constructor(source: Call | undefined, started = 0, traceparent?: string) {
     this.#source = source;
     this.#started = source?.started ?? started;
+    this.#traceparent = traceparent;
+  }
+
+  /** The `traceparent` header a connection opened with (a call's is on its request). */
+  get traceparent(): string | undefined {
+    return this.#traceparent;
   }
 
   /** `performance.now()` when the decision began; 0 when unknown. */

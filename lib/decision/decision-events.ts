@@ -102,6 +102,8 @@ export interface DecisionEvent {
   readonly source?: Call;
   /** @internal `performance.now()` when the decision began (0 when unknown), for durations. */
   readonly started: number;
+  /** @internal The `traceparent` header a connection opened with, for a tracer to continue (a call's is on its request). */
+  readonly traceparent?: string;
 }
 
 /**

@@ -39,5 +39,6 @@ const parents = new WeakMap<IncomingHttpHeaders, Context>();
 /** The headers of the HTTP request behind the decided call, when there is one. */
 function headersOf(event: DecisionEvent): IncomingHttpHeaders | undefined {
   const { source } = event;
-  return source?.kind.httpRequest(source.context, source.carrier)?.headers;
+  if (source === undefined) return event.traceparent === undefined ? undefined : { traceparent: event.traceparent };
+  return source.kind.httpRequest(source.context, source.carrier)?.headers;
 }
