@@ -15,8 +15,10 @@ export interface ConnectionOpening {
   /** The token it opens with (never log it). */
   readonly token: string;
   /**
-   * The HTTP request whose `Authorization` header carried the token (a `ws` upgrade); `undefined`
-   * when the token travelled in a message payload (socket.io `auth`, graphql-ws `connectionParams`).
+   * The HTTP request whose `Authorization` header carried the token: a `ws` upgrade, or the
+   * socket.io handshake request when the client sent the token in its headers (`extraHeaders`);
+   * `undefined` when the token travelled in a message payload (socket.io `auth`, graphql-ws
+   * `connectionParams`).
    */
   readonly request?: IncomingMessage;
 }
