@@ -2,7 +2,8 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
-import { explainRefusedToken } from '../logging/denial-expectations.js';
+import { logSafe } from '../logging/log-safe.js';
+import { KeycardException } from './keycard.exceptions.js';
 import { KeycardStrategy } from './keycard.strategy.js';
 import type { ProtectedResource } from './protected-resource.js';
 import { TokenVerification } from './token-verification.js';
@@ -68,9 +69,24 @@ export class TokenVerifier {
     );
   }
 
-  /** A refusal's debug line names the expected issuer and audience (never the token). */
+  /**
+   * At debug level, a token that failed verification is followed by what the module expected of
+   * it: the issuer(s) (`zoneUrl`) and the audience (`resource`). A token minted for another
+   * audience or by another zone is the most common first-hour mistake, and the denial line alone
+   * (`reason=audience_mismatch`) does not say what the right value would have been. Here, where a
+   * token is verified, so once per token however many calls share the refusal (a GraphQL operation
+   * of 200 fields costs one line), and never on the success path. Configuration only: no claim of
+   * the token, never the token.
+   */
   private refused(error: unknown, resource: ProtectedResource): never {
-    explainRefusedToken(this.options, error, resource);
+    const { logger, zones } = this.options;
+    const status = error instanceof KeycardException ? error.getStatus() : 401;
+    // A zone outage or a misconfiguration is logged as such.
+    if (typeof logger.debug === 'function' && status === 401) {
+      const code = error instanceof KeycardException ? error.code : 'invalid_token';
+      const issuers = zones.filter((zone) => zone.resourceIds === undefined || zone.resourceIds.has(resource.id)).map((zone) => zone.issuer);
+      logger.debug(`Token refused (${code}): this API expects tokens from issuer ${issuers.join(' or ')} for audience ${logSafe(resource.id, 512)}`);
+    }
     throw error;
   }
 
