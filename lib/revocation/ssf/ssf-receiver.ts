@@ -95,7 +95,7 @@ export class SsfReceiver {
   private async apply(set: VerifiedSet, effect: SetEffect): Promise<SetOutcome> {
     switch (effect.kind) {
       case 'revoke':
-        for (const revocation of effect.revocations) await this.revocations.revoke(revocation, `ssf jti=${set.jti}${set.txn === undefined ? '' : ` txn=${set.txn}`}`);
+        for (const revocation of effect.revocations) await this.revocations.revokeFromSet(revocation, set);
         return 'applied';
       case 'verification':
         this.requestedState = undefined;
