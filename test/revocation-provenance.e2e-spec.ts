@@ -9,12 +9,9 @@
 import { describe, expect, it } from '@jest/globals';
 import { DecisionEvents, type DecisionEvent, type KeycardEvent, type RevocationAppliedEvent } from '../lib/index.js';
 import { redisUnavailableReason } from './support/redis-server.js';
-import { eventually, redisForSuite, revocationSuite, type RevocationInstance } from './support/revocation-app.js';
+import { eventually, redisForSuite, revocationSuite, SSF_PROFILE, type RevocationInstance } from './support/revocation-app.js';
 
-const SSF_AUD = 'https://api.example.com/ssf';
-const SECRET = 'Bearer receiver-secret-0123456789';
-const SESSION_REVOKED = 'https://schemas.openid.net/secevent/caep/event-type/session-revoked';
-const SSF = { ssf: { audience: SSF_AUD, push: { authorization: SECRET }, streamId: 'stream-1' } };
+const { audience: SSF_AUD, authorization: SECRET, sessionRevoked: SESSION_REVOKED, revocation: SSF } = SSF_PROFILE;
 const now = () => Math.floor(Date.now() / 1000);
 const describeRedis = redisUnavailableReason() === undefined ? describe : describe.skip;
 

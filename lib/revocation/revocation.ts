@@ -69,7 +69,7 @@ export interface RevocationProvenance {
 const TARGET_FIELDS = ['sessionId', 'subject', 'agent', 'tokenId'] as const;
 
 /** The longest a claim value of a target may be: longer ones cannot be a real token's claim. */
-const MAX_VALUE_LENGTH = 1024;
+export const MAX_VALUE_LENGTH = 1024;
 
 /**
  * The entry `revocation` makes, validated.

@@ -172,3 +172,13 @@ export function revocationSuite(): RevocationSuite {
     },
   };
 }
+
+/** The catalogue's SSF receiver profile (§0): its audience, the transmitter's Authorization value, the receiver options. */
+export const SSF_PROFILE = {
+  audience: 'https://api.example.com/ssf',
+  authorization: 'Bearer receiver-secret-0123456789',
+  sessionRevoked: 'https://schemas.openid.net/secevent/caep/event-type/session-revoked',
+  get revocation(): Partial<KeycardRevocationOptions> {
+    return { ssf: { audience: this.audience, push: { authorization: this.authorization }, streamId: 'stream-1' } };
+  },
+} as const;
