@@ -8,6 +8,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { expectOutcome } from './support/denials.js';
 import { PRM, R } from './support/forge.js';
+import { request } from 'node:http';
 import { send } from './support/http.js';
 import { startApp } from './support/keycard-app.js';
 import { redisUnavailableReason } from './support/redis-server.js';
@@ -61,6 +62,42 @@ describe('attack trial: the SSF receiver', () => {
     expect(at.logger.levels.error).toEqual([]);
     const token = suite.zone.issueToken({ scope: 'orders:read', sub: 'user-ts' });
     expect((await at.get(token)).status).toBe(200);
+  });
+});
+
+/** A raw POST: the answer's status and parsed body. */
+function post(url: string, headers: Record<string, string>, body: string): Promise<{ status: number; body: unknown }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', headers, agent: false }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => parts.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(parts).toString() || 'null') as unknown }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+describe('attack trial: the SSF push endpoint on Fastify answers as on Express', () => {
+  it.each(['fastify', 'express'] as const)('X2/X3 (%s) unauthenticated → SSF(authentication_failed) whatever the body; authenticated malformed JSON, another or no media type → SSF(invalid_request); 100 KB → 413 in the SSF shape', async (adapter) => {
+    const at = await suite.instance({ adapter, revocation: SSF });
+    const url = `${at.url}/ssf/events`;
+    const ssfError = (err: string) => ({ err, description: expect.any(String) });
+    const authFailed = { status: 400, body: ssfError('authentication_failed') };
+    expect(await post(url, { 'Content-Type': 'application/json' }, '{"a":')).toEqual(authFailed);
+    expect(await post(url, { 'Content-Type': 'application/secevent+jwt' }, 'a'.repeat(100_000))).toEqual(authFailed);
+    expect(await post(url, { 'Content-Type': 'application/octet-stream' }, 'a.b.c')).toEqual(authFailed);
+    const auth = { Authorization: SECRET };
+    const invalid = { status: 400, body: ssfError('invalid_request') };
+    expect(await post(url, { ...auth, 'Content-Type': 'application/json' }, '{"a":')).toEqual(invalid);
+    expect(await post(url, { ...auth, 'Content-Type': 'application/octet-stream' }, 'a.b.c')).toEqual(invalid);
+    expect(await post(url, auth, 'a.b.c')).toEqual(invalid);
+    expect(await post(url, { ...auth, 'Content-Type': 'application/secevent+jwt' }, 'a'.repeat(100_000))).toEqual({ status: 413, body: ssfError('invalid_request') });
+    const tx = transmitter(at);
+    expect(await tx.push(tx.sessionRevoked('sid-fastify'))).toEqual({ status: 202, body: '' });
+    expect(at.revocations.status().entries).toBe(1);
+    // The app's own routes keep their parsers.
+    expect((await at.get(suite.zone.issueToken({ scope: 'orders:read' }))).status).toBe(200);
   });
 });
 
