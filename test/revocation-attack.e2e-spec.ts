@@ -79,7 +79,7 @@ function post(url: string, headers: Record<string, string>, body: string): Promi
 }
 
 describe('attack trial: the SSF push endpoint on Fastify answers as on Express', () => {
-  it.each(['fastify', 'express'] as const)('X2/X3 (%s) unauthenticated → SSF(authentication_failed) whatever the body; authenticated malformed JSON, another or no media type → SSF(invalid_request); 100 KB → 413 in the SSF shape', async (adapter) => {
+  it.each(['fastify', 'express'] as const)('X3 (%s, with X2) unauthenticated → SSF(authentication_failed) whatever the body; authenticated malformed JSON, another or no media type → SSF(invalid_request); 100 KB → 413 in the SSF shape', async (adapter) => {
     const at = await suite.instance({ adapter, revocation: SSF });
     const url = `${at.url}/ssf/events`;
     const ssfError = (err: string) => ({ err, description: expect.any(String) });
