@@ -1,29 +1,18 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { Controller, Get, type Provider } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
-import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
-import { KeycardModule, Public, RequireScopes, ZoneMetadataService } from '../lib/index.js';
+import { TerminusModule } from '@nestjs/terminus';
+import { KeycardModule, RequireScopes, ZoneMetadataService } from '../lib/index.js';
 import { KEYCARD_HEALTH_OPTIONS, KeycardHealthIndicator, type KeycardHealthOptions } from '../lib/health/index.js';
 import { TestZone } from '../lib/testing/index.js';
+import { HealthController } from './support/health-controller.js';
 import { send } from './support/http.js';
 import { startApp, type RunningApp } from './support/keycard-app.js';
 
 const R = 'http://127.0.0.1';
 
 @Controller()
-class HealthController {
-  constructor(
-    private readonly health: HealthCheckService,
-    private readonly keycard: KeycardHealthIndicator,
-  ) {}
-
-  @Public()
-  @Get('health')
-  @HealthCheck()
-  check() {
-    return this.health.check([() => this.keycard.isHealthy()]);
-  }
-
+class DataController {
   @Get('data')
   @RequireScopes('read')
   data() {
@@ -40,7 +29,7 @@ async function startHealthApp(zone: TestZone, options?: KeycardHealthOptions): P
   const api = await startApp('express', { zoneUrl: zone.issuer, resource: R }, {
     imports: [TerminusModule.forRoot({ logger: false })],
     providers,
-    controllers: [HealthController],
+    controllers: [HealthController, DataController],
   });
   const metadata = api.app.get(ZoneMetadataService);
   while (!metadata.peek()) await new Promise((resolve) => setTimeout(resolve, 10));

@@ -1,6 +1,10 @@
 import { Inject, Injectable, Optional } from '@nestjs/common';
+import { ModuleRef } from '@nestjs/core';
 import { TokenValidators } from '../decision/token-validator.js';
 import { HealthIndicatorService } from '@nestjs/terminus';
+import { IntrospectionClient } from '../introspection/introspection.client.js';
+import type { IntrospectionHealth } from '../introspection/introspection-health.js';
+import { RevocationService } from '../revocation/revocation.service.js';
 import type { Clock } from '../clock.js';
 import { FETCH_TIMEOUT_MS, KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
@@ -13,7 +17,14 @@ import { healthCacheWindows, KEYCARD_HEALTH_OPTIONS, type HealthCacheWindows, ty
 type ZoneAnswer = { readonly up: true; readonly keys: number } | { readonly up: false; readonly reason: string };
 
 /** What one zone's check found. */
-type ZoneHealth = ZoneAnswer & { readonly issuer: string; readonly keysAgeSeconds: number | null };
+type ZoneHealth = ZoneAnswer & { readonly issuer: string; readonly keysAgeSeconds: number | null; readonly introspection?: IntrospectionHealth };
+
+/** The module's parts the indicator reports on when the app has them (looked up once, outside the module's exports). */
+interface Reported {
+  readonly validators?: TokenValidators;
+  readonly introspection?: IntrospectionClient;
+  readonly revocations?: RevocationService;
+}
 
 /**
  * `@nestjs/terminus` health indicator of the Keycard zone. A check asks the zone, with the module's
@@ -46,14 +57,17 @@ type ZoneHealth = ZoneAnswer & { readonly issuer: string; readonly keysAgeSecond
 export class KeycardHealthIndicator {
   private readonly windows: HealthCacheWindows;
   private readonly answers = new Map<TrustedZone, KeptAnswer<ZoneAnswer>>();
+  /** The probe of each zone's degraded introspection endpoint, kept for the failure window. */
+  private readonly probes = new Map<TrustedZone, KeptAnswer<IntrospectionHealth | undefined>>();
+  private reported?: Reported;
 
   constructor(
     private readonly health: HealthIndicatorService,
     private readonly zones: TrustedZones,
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
     @Inject(KEYCARD_CLOCK) private readonly clock: Clock,
+    private readonly moduleRef: ModuleRef,
     @Optional() @Inject(KEYCARD_HEALTH_OPTIONS) healthOptions?: KeycardHealthOptions,
-    @Optional() private readonly validators?: TokenValidators,
   ) {
     this.windows = healthCacheWindows(healthOptions);
   }
@@ -64,7 +78,13 @@ export class KeycardHealthIndicator {
    * `reason` (never a token or secret). `keys` counts the JWKS entries; `keysAgeSeconds` is the age of
    * the keys in use (`null` before the first verification fetched them). With DPoP on,
    * `dpopReplayStore` is `memory`, `shared` or `degraded` (the shared store fails; the zone's status
-   * is not changed by it: proofs are still verified).
+   * is not changed by it: proofs are still verified). Once a call introspected a token at a zone,
+   * that zone has `introspection`: `{ status: 'up' }`, or `{ status: 'degraded', reason, since }`
+   * from a failure of its introspection endpoint until it answers again (routes that demand
+   * freshness answer 503 meanwhile; the endpoint is asked again at most once per `down` window, with
+   * a random string that is no token). With `KeycardRevocationModule`, `revocation` is
+   * `{ status: 'up' | 'degraded', reasons, entries, lastVerifiedAt? }` (see `RevocationStatus`).
+   * Neither changes the indicator's status: the zone's keys still verify and other routes are served.
    */
   async isHealthy<const Key extends string = 'keycard'>(key: Key = 'keycard' as Key) {
     const indicator = this.health.check(key);
@@ -74,17 +94,57 @@ export class KeycardHealthIndicator {
       return rest;
     };
     const body: Record<string, unknown> = results.length === 1 ? data(results[0]) : { zones: results.map((result) => ({ status: result.up ? 'up' : 'down', ...data(result) })) };
+    const { validators, revocations } = this.parts();
     // DPoP's shared replay store: `degraded` while it fails and each instance remembers proofs alone (catalogue H18).
-    const dpop = this.validators?.dpop;
+    const dpop = validators?.dpop;
     if (dpop !== undefined) body.dpopReplayStore = dpop.replayStore;
+    // The revocation list: `degraded` while a source cannot vouch for it (Q35); freshness routes answer 503 meanwhile.
+    if (revocations !== undefined) body.revocation = revocationHealth(revocations);
     return results.every((result) => result.up) ? indicator.up(body) : indicator.down(body);
   }
 
   private async check(zone: TrustedZone): Promise<ZoneHealth> {
-    const answer = await this.answerOf(zone).get();
+    const [answer, introspection] = await Promise.all([this.answerOf(zone).get(), this.introspectionOf(zone)]);
     const fetchedAt = zone.keys.keysFetchedAt;
     const keysAgeSeconds = fetchedAt === undefined ? null : Math.round((this.clock.now() - fetchedAt) / 1000);
-    return { ...answer, issuer: zone.issuer, keysAgeSeconds };
+    return introspection === undefined ? { ...answer, issuer: zone.issuer, keysAgeSeconds } : { ...answer, issuer: zone.issuer, keysAgeSeconds, introspection };
+  }
+
+  /**
+   * The zone's introspection endpoint as the last call found it (absent before any call asked it);
+   * while degraded, asked again at most once per failure window, so it is seen to recover without
+   * waiting for a freshness call (which clients may have stopped making after their 503s).
+   */
+  private async introspectionOf(zone: TrustedZone): Promise<IntrospectionHealth | undefined> {
+    const client = this.parts().introspection;
+    const last = client?.health(zone);
+    if (client === undefined || last?.status !== 'degraded') return last;
+    let probe = this.probes.get(zone);
+    if (probe === undefined) {
+      probe = new KeptAnswer({ ask: () => client.probe(zone), keepMs: (found) => (found?.status === 'degraded' ? this.windows.downMs : 0), now: () => this.clock.now() });
+      this.probes.set(zone, probe);
+    }
+    await probe.get();
+    // The latest outcome, not the probe's: a call may have found the endpoint since (or failed otherwise).
+    return client.health(zone);
+  }
+
+  /** The optional parts, looked up once: a part the app does not have is left out of the answer. */
+  private parts(): Reported {
+    this.reported ??= {
+      validators: this.optional(TokenValidators),
+      introspection: this.optional(IntrospectionClient),
+      revocations: this.optional(RevocationService),
+    };
+    return this.reported;
+  }
+
+  private optional<T>(type: new (...args: never[]) => T): T | undefined {
+    try {
+      return this.moduleRef.get(type, { strict: false });
+    } catch {
+      return undefined;
+    }
   }
 
   private answerOf(zone: TrustedZone): KeptAnswer<ZoneAnswer> {
@@ -124,4 +184,10 @@ export class KeycardHealthIndicator {
       return { up: false, reason };
     }
   }
+}
+
+/** The revocation list's state, JSON-ready: `lastVerifiedAt` (an SSF verification event) only once there was one. */
+function revocationHealth(revocations: RevocationService): Record<string, unknown> {
+  const { status, reasons, entries, lastVerifiedAt } = revocations.status();
+  return lastVerifiedAt === undefined ? { status, reasons, entries } : { status, reasons, entries, lastVerifiedAt: lastVerifiedAt.toISOString() };
 }

@@ -36,6 +36,7 @@ export function introspectedAgent(
 ): AgentContext {
   if (!answer.active) throw new InvalidTokenException('token_inactive');
   const { members } = answer;
+  checkTokenType(members.token_type);
   const now = judged.expected.nowSeconds;
   const payload = {
     ...members,
@@ -62,10 +63,25 @@ export function checkJwtAnswer(
   leewaySeconds: number,
 ): void {
   if (!answer.active) throw new InvalidTokenException('token_inactive');
-  const { exp, aud, iss } = answer.members;
+  const { exp, aud, iss, token_type: tokenType } = answer.members;
+  checkTokenType(tokenType);
   if (exp !== undefined && (typeof exp !== 'number' || exp + leewaySeconds < expected.nowSeconds)) throw new InvalidTokenException('expired');
   if (iss !== undefined && iss !== expected.issuer) throw new InvalidTokenException('issuer_mismatch');
   if (aud === undefined) return;
   const audience = typeof aud === 'string' ? [aud] : aud;
   if (!Array.isArray(audience) || !expected.audiences.some((id) => audience.includes(id))) throw new InvalidTokenException('audience_mismatch');
+}
+
+/**
+ * `token_type` values of an access token (RFC 7662 §2.2 names RFC 6749 §7.1's types; some zones
+ * answer with the RFC 8693 token type URI). An introspection endpoint also answers about refresh
+ * and ID tokens, `active` included: one of those is never an access token here, whatever else the
+ * answer says. Compared case-insensitively (`Bearer`, `bearer`).
+ */
+const ACCESS_TOKEN_TYPES = new Set(['bearer', 'dpop', 'access_token', 'urn:ietf:params:oauth:token-type:access_token']);
+
+/** @throws InvalidTokenException `claim_invalid` when the answer names a `token_type` that is not an access token's. */
+function checkTokenType(tokenType: unknown): void {
+  if (tokenType === undefined) return;
+  if (typeof tokenType !== 'string' || !ACCESS_TOKEN_TYPES.has(tokenType.toLowerCase())) throw new InvalidTokenException('claim_invalid');
 }

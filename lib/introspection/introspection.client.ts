@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import type { ClientAuthentication, ClientAuthenticationParts } from '../exchange/client-authentication.js';
 import { BoundedCache } from '../exchange/bounded-cache.js';
@@ -11,6 +12,7 @@ import { ResourceNotConfiguredException, ZoneUnavailableException } from '../res
 import { SingleFlight } from '../single-flight.js';
 import { readCappedText } from '../zone/zone-fetch.js';
 import type { TrustedZone } from '../zone/trusted-zones.js';
+import { IntrospectionOutcomes, type IntrospectionHealth } from './introspection-health.js';
 
 /**
  * One RFC 7662 §2.2 answer, as the zone gave it: `active`, and every member (frozen) — `exp`,
@@ -63,6 +65,8 @@ export class IntrospectionClient {
   private readonly flights = new SingleFlight<IntrospectionAnswer>();
   /** When each zone's failure was last logged, by zone issuer and kind. */
   private readonly loggedAt = new Map<string, number>();
+  /** Whether each zone's endpoint answered last time, for the health indicator. */
+  private readonly outcomes = new IntrospectionOutcomes();
 
   constructor(
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
@@ -87,6 +91,25 @@ export class IntrospectionClient {
     });
   }
 
+  /**
+   * Whether `zone`'s introspection endpoint answered the last time it was asked: `degraded` with
+   * the failure's fixed description from a failure until the next answer; `undefined` before the
+   * zone was ever asked (no route introspected yet).
+   */
+  health(zone: TrustedZone): IntrospectionHealth | undefined {
+    return this.outcomes.of(zone.issuer);
+  }
+
+  /**
+   * Asks `zone`'s endpoint about a random string that is no token (RFC 7662 §2.2: the answer is
+   * `{"active": false}`), so a degraded endpoint is seen to recover without waiting for a call
+   * that demands freshness. Updates {@link health}; never rejects, never cached.
+   */
+  async probe(zone: TrustedZone): Promise<IntrospectionHealth | undefined> {
+    await this.ask(`keycard-health-probe-${randomBytes(12).toString('base64url')}`, zone).catch(() => undefined);
+    return this.health(zone);
+  }
+
   /** Until `maxAgeSeconds` from now, never past the answer's `exp`; not at all without one (X31). */
   private keep(key: string, answer: IntrospectionAnswer): void {
     const exp = answer.members.exp;
@@ -97,13 +120,16 @@ export class IntrospectionClient {
   private async ask(token: string, zone: TrustedZone): Promise<IntrospectionAnswer> {
     const auth = zone.clientAuthentication;
     if (auth === undefined) throw this.misconfigured(zone, "no 'clientCredentials' are configured for it (RFC 7662 §2.1 requires client authentication)");
-    const endpoint = (await zone.metadata.get()).introspectionEndpoint;
+    const endpoint = (await this.metadataOf(zone)).introspectionEndpoint;
     if (endpoint === undefined) throw this.misconfigured(zone, 'its metadata publishes no usable introspection_endpoint');
     const deadline = AbortSignal.timeout(INTROSPECTION_DEADLINE_MS);
     try {
-      return await this.post({ token, endpoint, auth, deadline }, zone);
+      const answer = await this.post({ token, endpoint, auth, deadline }, zone);
+      this.outcomes.answered(zone.issuer);
+      return answer;
     } catch (error) {
       if (!(error instanceof Unanswered)) throw error;
+      this.outcomes.failed(zone.issuer, error.message, this.clock.now());
       this.logOnce(zone, 'unavailable', () => this.options.logger.warn(`Zone ${logSafe(zone.issuer)}: token introspection failed (${error.message}); freshness routes answer 503`));
       throw new ZoneUnavailableException(RETRY_AFTER_SECONDS);
     }
@@ -158,8 +184,18 @@ export class IntrospectionClient {
     return Object.freeze({ active: json.active, members: deepFreeze(json) });
   }
 
+  private async metadataOf(zone: TrustedZone): ReturnType<TrustedZone['metadata']['get']> {
+    try {
+      return await zone.metadata.get();
+    } catch (error) {
+      this.outcomes.failed(zone.issuer, 'the zone metadata cannot be read', this.clock.now());
+      throw error;
+    }
+  }
+
   /** 500, and an error line once per minute and zone: an operator must fix the configuration. */
   private misconfigured(zone: TrustedZone, why: string): ResourceNotConfiguredException {
+    this.outcomes.failed(zone.issuer, why, this.clock.now());
     this.logOnce(zone, 'misconfigured', () =>
       this.options.logger.error(`Keycard token introspection at zone ${logSafe(zone.issuer)} is misconfigured: ${why}. Routes that introspect answer 500 until it is fixed`),
     );

@@ -32,9 +32,11 @@ export class RevocationList {
   private issuedBefore = new Float64Array(INITIAL_SLOTS);
   /** The next slot of the same claim value, or of the free list; {@link NONE} at the end. */
   private next = new Int32Array(INITIAL_SLOTS).fill(NONE);
-  /** `subject` of each slot (undefined for most), and `source`. */
+  /** `subject` of each slot (undefined for most), `source`, and an SSF entry's `setId` and `txn` (undefined for others). */
   private readonly subjects: (string | undefined)[] = [];
   private readonly sources: string[] = [];
+  private readonly setIds: (string | undefined)[] = [];
+  private readonly txns: (string | undefined)[] = [];
   /** Slots ever used; slots freed by {@link remove} are reused first. */
   private used = 0;
   private freeSlot = NONE;
@@ -155,7 +157,7 @@ export class RevocationList {
 
   private entryAt(target: Pick<RevocationEntry, 'kind' | 'issuer' | 'value'>, slot: number): RevocationEntry {
     const bound = this.issuedBefore[slot]!;
-    return {
+    const entry: RevocationEntry = {
       kind: target.kind,
       issuer: target.issuer,
       value: target.value,
@@ -164,6 +166,8 @@ export class RevocationList {
       expiresAtMs: this.expires[slot]!,
       source: this.sources[slot]!,
     };
+    const setId = this.setIds[slot];
+    return setId === undefined ? entry : { ...entry, setId, txn: this.txns[slot] };
   }
 
   private write(slot: number, entry: RevocationEntry): void {
@@ -171,6 +175,11 @@ export class RevocationList {
     this.issuedBefore[slot] = entry.issuedBeforeMs ?? Number.NaN;
     this.subjects[slot] = entry.subject;
     this.sources[slot] = entry.source;
+    // Written only for entries from a SET (and a slot that held one): the others cost these columns nothing.
+    if (entry.setId !== undefined || this.setIds[slot] !== undefined) {
+      this.setIds[slot] = entry.setId;
+      this.txns[slot] = entry.txn;
+    }
   }
 
   private allocate(): number {
@@ -186,6 +195,7 @@ export class RevocationList {
   private release(slot: number): void {
     this.subjects[slot] = undefined;
     this.sources[slot] = '';
+    if (this.setIds[slot] !== undefined) this.setIds[slot] = this.txns[slot] = undefined;
     this.next[slot] = this.freeSlot;
     this.freeSlot = slot;
   }

@@ -1,7 +1,6 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import type { Clock } from '../clock.js';
 import { CarrierLifecycle } from '../decision/carrier-lifecycle.js';
-import { revocationMatchOf, revokedBy } from '../decision/decision-event-kinds.js';
 import { DecisionEvents } from '../decision/decision-events.js';
 import { TokenValidators } from '../decision/token-validator.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
@@ -9,7 +8,8 @@ import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { logSafe } from '../logging/log-safe.js';
 import { InvalidTokenException } from '../resource-server/keycard.exceptions.js';
-import { entryOf, keyedOn, refuses, type Revocation, type RevocationEntry, type RevocationTarget } from './revocation.js';
+import { entryOf, keyedOn, refuses, type Revocation, type RevocationEntry, type RevocationProvenance, type RevocationTarget } from './revocation.js';
+import { refusalBy, revocationMatch } from './revocation-match.js';
 import type { ClaimOutcome, RevocationChange, RevocationFeedSink } from './revocation-feed.js';
 import { RevocationList } from './revocation-list.js';
 import { KEYCARD_REVOCATION_OPTIONS, type RevocationOptions } from './revocation-options.js';
@@ -102,7 +102,20 @@ export class RevocationService implements OnModuleInit, OnApplicationBootstrap, 
    * @throws TypeError for an invalid target.
    */
   async revoke(revocation: Revocation, source = 'service'): Promise<RevocationEntry> {
-    const entry = entryOf(revocation, { nowMs: this.clock.now(), lifetimeMs: this.entryLifetimeMs, source });
+    return this.revokeFrom(revocation, { source });
+  }
+
+  /**
+   * {@link revoke} for a Shared Signals event: the entry records the SET's `jti` and `txn` as its
+   * own fields, for the `revocation_applied` event and the audit of each refusal (catalogue W4).
+   * @internal The SSF receiver's.
+   */
+  revokeFromSet(revocation: Revocation, set: { readonly jti: string; readonly txn?: string }): Promise<RevocationEntry> {
+    return this.revokeFrom(revocation, { source: 'ssf', setId: set.jti, txn: set.txn });
+  }
+
+  private async revokeFrom(revocation: Revocation, from: RevocationProvenance): Promise<RevocationEntry> {
+    const entry = entryOf(revocation, { nowMs: this.clock.now(), lifetimeMs: this.entryLifetimeMs, from });
     const change: RevocationChange = { op: 'revoke', entry: this.take({ op: 'revoke', entry }, 'local')! };
     await this.share(change);
     return change.entry as RevocationEntry;
@@ -129,7 +142,7 @@ export class RevocationService implements OnModuleInit, OnApplicationBootstrap, 
   check(agent: AgentContext): void {
     if (agent.expiresAt.getTime() - agent.issuedAt.getTime() > this.options.maxTokenLifetimeMs) throw new InvalidTokenException('claim_invalid');
     const entry = this.list.find(agent, this.clock.now());
-    if (entry !== undefined) throw revokedBy(entry);
+    if (entry !== undefined) throw refusalBy(entry);
   }
 
   /** Calls `listener` with every entry applied from now on. @returns unsubscribes it. */
@@ -194,10 +207,10 @@ export class RevocationService implements OnModuleInit, OnApplicationBootstrap, 
     const entry = this.list.add(change.entry);
     const ended = this.lifecycle.endWhere((agent) => refuses(entry, agent), 'revoked');
     this.keycard.logger.log(
-      `revocation_applied kind=${entry.kind} issuer=${logSafe(entry.issuer)} value=${logSafe(entry.value)} source=${logSafe(entry.source)} origin=${origin} carriers_ended=${ended}`,
+      `revocation_applied kind=${entry.kind} issuer=${logSafe(entry.issuer)} value=${logSafe(entry.value)} source=${logSafe(entry.source)}${setOf(entry)} origin=${origin} carriers_ended=${ended}`,
     );
     for (const listener of this.listeners) listener(entry, origin);
-    this.events.publish({ type: 'revocation_applied', entry: revocationMatchOf(entry), origin, carriersEnded: ended });
+    this.events.publish({ type: 'revocation_applied', entry: revocationMatch(entry), origin, carriersEnded: ended });
     return entry;
   }
 
@@ -233,6 +246,12 @@ export class RevocationService implements OnModuleInit, OnApplicationBootstrap, 
   sweepNow(): void {
     this.sweep();
   }
+}
+
+/** ` jti=<SET jti>[ txn=<txn>]` for an entry from a SET, else nothing (log-safe). */
+function setOf(entry: RevocationEntry): string {
+  if (entry.setId === undefined) return '';
+  return ` jti=${logSafe(entry.setId)}${entry.txn === undefined ? '' : ` txn=${logSafe(entry.txn)}`}`;
 }
 
 function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {

@@ -51,24 +51,38 @@ export interface RevocationEntry {
   readonly issuedBeforeMs?: number;
   /** When the entry is dropped: taken + the longest token lifetime + clock tolerance (Q35). */
   readonly expiresAtMs: number;
-  /** Where it came from (`service`, `ssf`), for the audit line. */
+  /** Where it came from: `ssf` (a Shared Signals event), `service` (`RevocationService.revoke`), or the app's own label. */
   readonly source: string;
+  /** For `ssf`: the SET's `jti` (RFC 8417 §2.2), as sent. */
+  readonly setId?: string;
+  /** For `ssf`: the SET's `txn` (SSF 1.0 §4.1.9), when it has one. */
+  readonly txn?: string;
+}
+
+/** Where an entry came from, as {@link entryOf} records it. */
+export interface RevocationProvenance {
+  readonly source: string;
+  readonly setId?: string;
+  readonly txn?: string;
 }
 
 const TARGET_FIELDS = ['sessionId', 'subject', 'agent', 'tokenId'] as const;
 
 /** The longest a claim value of a target may be: longer ones cannot be a real token's claim. */
-const MAX_VALUE_LENGTH = 1024;
+export const MAX_VALUE_LENGTH = 1024;
 
 /**
  * The entry `revocation` makes, validated.
  * @throws TypeError naming the field when the target is not exactly one of the allowed shapes.
  */
-export function entryOf(revocation: Revocation, at: { nowMs: number; lifetimeMs: number; source: string }): RevocationEntry {
+export function entryOf(revocation: Revocation, at: { nowMs: number; lifetimeMs: number; from: RevocationProvenance }): RevocationEntry {
   const { kind, value, subject } = keyedOn(revocation);
   const issuedBefore = revocation.issuedBefore?.getTime();
   if (issuedBefore !== undefined && !Number.isFinite(issuedBefore)) throw new TypeError("Revocation: 'issuedBefore' must be a valid Date");
-  return { kind, issuer: revocation.issuer, value, subject, issuedBeforeMs: issuedBefore, expiresAtMs: at.nowMs + at.lifetimeMs, source: at.source };
+  if (typeof at.from.source !== 'string' || at.from.source.length > MAX_VALUE_LENGTH) throw new TypeError(`Revocation: 'source' must be a string of at most ${MAX_VALUE_LENGTH} characters`);
+  const { source, setId, txn } = at.from;
+  const entry = { kind, issuer: revocation.issuer, value, subject, issuedBeforeMs: issuedBefore, expiresAtMs: at.nowMs + at.lifetimeMs, source };
+  return setId === undefined ? entry : { ...entry, setId, txn };
 }
 
 /** Which claim a target is keyed on. @throws TypeError for an invalid target. */
@@ -100,7 +114,8 @@ export function matches(entry: RevocationEntry, agent: AgentContext): boolean {
 
 /**
  * One entry per target: the union of two revocations of it. Without a bound on either, every token
- * is matched; otherwise the later bound. It lives as long as the longer of the two.
+ * is matched; otherwise the later bound. It lives as long as the longer of the two, and names the
+ * later revocation as its provenance (`source`, `setId`, `txn`).
  */
 export function merged(a: RevocationEntry, b: RevocationEntry): RevocationEntry {
   const issuedBeforeMs = a.issuedBeforeMs === undefined || b.issuedBeforeMs === undefined ? undefined : Math.max(a.issuedBeforeMs, b.issuedBeforeMs);
@@ -124,7 +139,9 @@ export function isEntry(value: unknown): value is RevocationEntry {
     isClaimValue(entry.issuer) && isClaimValue(entry.value) &&
     (entry.subject === undefined || isClaimValue(entry.subject)) &&
     (entry.issuedBeforeMs === undefined || Number.isFinite(entry.issuedBeforeMs)) &&
-    Number.isFinite(entry.expiresAtMs) && typeof entry.source === 'string'
+    Number.isFinite(entry.expiresAtMs) && typeof entry.source === 'string' &&
+    (entry.setId === undefined || isClaimValue(entry.setId)) &&
+    (entry.txn === undefined || isClaimValue(entry.txn))
   );
 }
 

@@ -6,7 +6,7 @@ import { Agent, KeycardRevocationModule, RequireFreshness, RequireScopes, Revoca
 import { RedisRevocationFeed } from '../../lib/redis/index.js';
 import { TestZone } from '../../lib/testing/index.js';
 import { R } from './forge.js';
-import { startApp, type AdapterName, type RunningApp } from './keycard-app.js';
+import { startApp, type AdapterName, type AppShape, type RunningApp } from './keycard-app.js';
 import { send, type HttpAnswer } from './http.js';
 import { startRedis, type RunningRedis } from './redis-server.js';
 
@@ -69,7 +69,14 @@ export interface RevocationInstance extends RunningApp {
  */
 export async function startInstance(
   zone: TestZone,
-  options: { redisUrl?: string; adapter?: AdapterName; revocation?: Partial<KeycardRevocationOptions>; keycard?: Record<string, unknown> } = {},
+  options: {
+    redisUrl?: string;
+    adapter?: AdapterName;
+    revocation?: Partial<KeycardRevocationOptions>;
+    keycard?: Record<string, unknown>;
+    /** More of the app: modules, providers and controllers beside the suite's own. */
+    extra?: Pick<AppShape, 'imports' | 'providers' | 'controllers'>;
+  } = {},
 ): Promise<RevocationInstance> {
   const redis = options.redisUrl === undefined ? undefined : new Redis(options.redisUrl, { lazyConnect: false, maxRetriesPerRequest: 1, retryStrategy: () => 50 });
   redis?.on('error', () => undefined);
@@ -80,8 +87,9 @@ export async function startInstance(
     options.adapter ?? 'express',
     { zoneUrl: zone.issuer, resource: R, auditLog: true, clockToleranceSeconds: 60, clientCredentials: REVOCATION_CLIENT, ...options.keycard },
     {
-      imports: [KeycardRevocationModule.forRoot({ maxTokenLifetimeSeconds: LMAX_SECONDS, feed, ...options.revocation })],
-      controllers: [RevocationTestController],
+      imports: [KeycardRevocationModule.forRoot({ maxTokenLifetimeSeconds: LMAX_SECONDS, feed, ...options.revocation }), ...(options.extra?.imports ?? [])],
+      providers: options.extra?.providers,
+      controllers: [RevocationTestController, ...(options.extra?.controllers ?? [])],
     },
   );
   return {
@@ -164,3 +172,13 @@ export function revocationSuite(): RevocationSuite {
     },
   };
 }
+
+/** The catalogue's SSF receiver profile (§0): its audience, the transmitter's Authorization value, the receiver options. */
+export const SSF_PROFILE = {
+  audience: 'https://api.example.com/ssf',
+  authorization: 'Bearer receiver-secret-0123456789',
+  sessionRevoked: 'https://schemas.openid.net/secevent/caep/event-type/session-revoked',
+  get revocation(): Partial<KeycardRevocationOptions> {
+    return { ssf: { audience: this.audience, push: { authorization: this.authorization }, streamId: 'stream-1' } };
+  },
+} as const;

@@ -1,4 +1,4 @@
-import type { Revocation } from '../revocation.js';
+import { MAX_VALUE_LENGTH, type Revocation } from '../revocation.js';
 import { SSF_DESCRIPTIONS as D, SsfError } from './ssf-error.js';
 import type { VerifiedSet } from './set-verifier.js';
 
@@ -30,8 +30,9 @@ const CHANGE_TYPES = new Set(['create', 'revoke', 'update', 'delete']);
  * `iss` of the tokens the subjects belong to; a subject naming another issuer is `access_denied`.
  * @throws SsfError `invalid_request` for an event that does not conform to its definition.
  */
-export function effectOf(set: VerifiedSet, tokenIssuer: string): SetEffect {
-  const at = eventTime(set);
+export function effectOf(set: VerifiedSet, judged: { readonly tokenIssuer: string; readonly latestMs: number }): SetEffect {
+  const { tokenIssuer } = judged;
+  const at = eventTime(set, judged.latestMs);
   switch (set.eventType) {
     case EVENT_TYPES.sessionRevoked:
       return revokeOrNone(sessionTargets(set.subject, tokenIssuer, at));
@@ -60,11 +61,20 @@ function revokeOrNone(revocations: readonly Revocation[]): SetEffect {
   return revocations.length === 0 ? { kind: 'none', log: 'ssf_subject_unmatched' } : { kind: 'revoke', revocations };
 }
 
-/** `event_timestamp` (CAEP 1.0 §2), else the SET's `iat`: tokens issued before it are refused. */
-function eventTime(set: VerifiedSet): Date {
+/**
+ * `event_timestamp` (CAEP 1.0 §2), else the SET's `iat`: tokens issued before it are refused. Like
+ * `iat` (Q33), an event after `latestMs` (now + the leeway) has not happened: refused, as is a
+ * number that is no time at all.
+ */
+function eventTime(set: VerifiedSet, latestMs: number): Date {
   const stamp = set.event.event_timestamp;
-  if (stamp !== undefined && (typeof stamp !== 'number' || !Number.isFinite(stamp))) throw new SsfError('invalid_request', D.events);
+  if (stamp !== undefined && (typeof stamp !== 'number' || !Number.isFinite(stamp) || stamp * 1000 > latestMs)) throw new SsfError('invalid_request', D.events);
   return new Date(stamp === undefined ? set.issuedAtMs : stamp * 1000);
+}
+
+/** A subject's identifier: a non-empty string no longer than a token's claim can be. */
+function isId(value: unknown): value is string {
+  return typeof value === 'string' && value.length > 0 && value.length <= MAX_VALUE_LENGTH;
 }
 
 type Subject = Record<string, unknown>;
@@ -79,7 +89,7 @@ function asSubject(value: unknown): Subject {
 /** The `sub` of an `iss_sub` subject of `tokenIssuer`. @throws access_denied for another issuer's subject. */
 function userOf(subject: Subject, tokenIssuer: string): string {
   const { iss, sub } = subject;
-  if (typeof iss !== 'string' || typeof sub !== 'string' || sub.length === 0) throw new SsfError('invalid_request', D.events);
+  if (typeof iss !== 'string' || !isId(sub)) throw new SsfError('invalid_request', D.events);
   if (iss !== tokenIssuer) throw new SsfError('access_denied', D.subject);
   return sub;
 }
@@ -119,13 +129,13 @@ function tokenTargets(value: unknown, issuer: string, at: Date): Revocation[] {
   const subject = asSubject(value);
   if (subject.format !== 'jwt_id') return userTargets(subject, issuer, at);
   const { iss, jti } = subject;
-  if (typeof iss !== 'string' || typeof jti !== 'string' || jti.length === 0) throw new SsfError('invalid_request', D.events);
+  if (typeof iss !== 'string' || !isId(jti)) throw new SsfError('invalid_request', D.events);
   if (iss !== issuer) throw new SsfError('access_denied', D.subject);
   return [{ issuer, tokenId: jti }];
 }
 
 function idOf(subject: Subject): string {
-  if (subject.format !== 'opaque' || typeof subject.id !== 'string' || subject.id.length === 0) throw new SsfError('invalid_request', D.events);
+  if (subject.format !== 'opaque' || !isId(subject.id)) throw new SsfError('invalid_request', D.events);
   return subject.id;
 }
 

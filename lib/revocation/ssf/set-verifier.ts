@@ -9,6 +9,7 @@ import { SSF_DESCRIPTIONS as D, SsfError } from './ssf-error.js';
 /** A SET whose signature and envelope were verified (RFC 8417 §2.2, SSF 1.0 §4.1). */
 export interface VerifiedSet {
   readonly jti: string;
+  /** The transmitter's `txn` (SSF 1.0 §4.1.9); absent when the SET has none, or one over 256 characters. */
   readonly txn?: string;
   /** `iat`, in ms since the epoch. */
   readonly issuedAtMs: number;
@@ -54,6 +55,8 @@ export class SetVerifier {
     if (readUnverifiedIssuer(text) !== this.parts.issuer) throw new SsfError('invalid_issuer', D.issuer);
     const typ = header.typ;
     if (typeof typ !== 'string' || !SET_TYPES.has(typ.toLowerCase())) throw new SsfError('invalid_request', D.type);
+    // RFC 7515 §4.1.11: a `crit` extension not understood MUST be refused; this receiver understands none (nor `b64`, RFC 7797).
+    if ('crit' in header || 'b64' in header) throw new SsfError('invalid_request', D.critical);
     const alg = header.alg;
     if (typeof alg !== 'string' || !this.parts.algorithms.has(alg)) throw new SsfError('invalid_key', D.key);
     const key = await this.keyOf(typeof header.kid === 'string' ? header.kid : undefined, alg as SupportedAlgorithm);
@@ -95,7 +98,9 @@ export class SetVerifier {
     if (typeof jti !== 'string' || jti.length === 0 || jti.length > MAX_JTI_LENGTH) throw new SsfError('invalid_request', D.claims);
     if (txn !== undefined && typeof txn !== 'string') throw new SsfError('invalid_request', D.claims);
     const [eventType, event] = theOneEvent(claims.events);
-    return { jti, txn, issuedAtMs: iat * 1000, eventType, event, subject: claims.sub_id, stale: iat * 1000 < now - maxAgeMs };
+    // A `txn` is only recorded (with the entry, shared through the feed, in the audit): one too long to be an id is not.
+    const recordedTxn = txn !== undefined && txn.length <= MAX_JTI_LENGTH ? txn : undefined;
+    return { jti, txn: recordedTxn, issuedAtMs: iat * 1000, eventType, event, subject: claims.sub_id, stale: iat * 1000 < now - maxAgeMs };
   }
 }
 

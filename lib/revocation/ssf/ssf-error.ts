@@ -31,6 +31,7 @@ export const SSF_DESCRIPTIONS = {
   mediaType: 'The request must be a SET of type application/secevent+jwt',
   malformed: 'The body cannot be parsed as a SET',
   type: 'The SET must be explicitly typed secevent+jwt',
+  critical: 'The SET header names an extension this receiver does not understand',
   key: 'The SET key or algorithm is not acceptable',
   signature: 'The SET signature could not be verified',
   issuer: 'The SET issuer is not the configured transmitter',

@@ -42,8 +42,9 @@ export class SsfPushEndpoint implements OnModuleInit {
       throw new TypeError("KeycardRevocationModule: 'ssf.push.authorization' must be the transmitter's Authorization value, at least 16 characters");
     }
     const path = push.path ?? DEFAULT_PATH;
-    acceptSetBodies(adapter.getInstance());
-    adapter.post(path, (request: object, response: object) => void this.answer(request, response, push.authorization));
+    const handler = (request: object, response: object) => void this.answer(request, response, push.authorization);
+    if (mountedOnFastify(adapter.getInstance(), path, handler)) return;
+    adapter.post(path, handler);
     aheadOfBodyParsers(adapter.getInstance(), path);
   }
 
@@ -86,11 +87,31 @@ export class SsfPushEndpoint implements OnModuleInit {
   }
 }
 
-/** Fastify answers a media type it has no parser for with 415: give SETs one, with the 64 KiB cap. */
-function acceptSetBodies(instance: unknown): void {
-  const fastify = instance as { addContentTypeParser?: (...args: unknown[]) => void; hasContentTypeParser?: (type: string) => boolean } | undefined;
-  if (typeof fastify?.addContentTypeParser !== 'function' || fastify.hasContentTypeParser?.(SET_MEDIA_TYPE)) return;
-  fastify.addContentTypeParser(SET_MEDIA_TYPE, { parseAs: 'string', bodyLimit: MAX_SET_BYTES }, (_request: unknown, body: string, done: (error: null, value: string) => void) => done(null, body));
+/** The parts of a Fastify instance the endpoint mounts itself with. */
+interface FastifyScope {
+  register(plugin: (scope: FastifyScope) => Promise<void>): unknown;
+  removeAllContentTypeParsers(): void;
+  addContentTypeParser(type: string, parser: (request: unknown, payload: unknown, done: (error: null, body: unknown) => void) => void): void;
+  post(path: string, handler: (request: object, reply: object) => void): unknown;
+}
+
+/**
+ * Fastify parses a body before any handler runs, answering in its own shapes: 415 for a media type
+ * it has no parser for, 400 for malformed JSON, 413 over its limit, all before the transmitter is
+ * authenticated. The endpoint is mounted in its own encapsulated context instead, whose only parser
+ * hands the unread stream over, so it authenticates first and reads the body itself with the 64 KiB
+ * cap, answering as RFC 8935 §2.3 says on every adapter. The app's routes keep their parsers.
+ * @returns false when `instance` is not Fastify.
+ */
+function mountedOnFastify(instance: unknown, path: string, handler: (request: object, reply: object) => void): boolean {
+  const fastify = instance as Partial<FastifyScope> | undefined;
+  if (typeof fastify?.register !== 'function' || typeof fastify.removeAllContentTypeParsers !== 'function') return false;
+  fastify.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+    scope.post(path, handler);
+  });
+  return true;
 }
 
 /**

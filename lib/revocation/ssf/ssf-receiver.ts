@@ -8,6 +8,7 @@ import { JwksKeyStore } from '../../zone/jwks-key-store.js';
 import type { ZoneMetadataService } from '../../zone/zone-metadata.service.js';
 import { TrustedZones } from '../../zone/trusted-zones.js';
 import { KEYCARD_REVOCATION_OPTIONS, type RevocationOptions } from '../revocation-options.js';
+import type { Revocation } from '../revocation.js';
 import { RevocationService } from '../revocation.service.js';
 import { effectOf, type SetEffect } from './caep-events.js';
 import type { SsfReceiverOptions } from './ssf-options.js';
@@ -77,7 +78,7 @@ export class SsfReceiver {
       this.keycard.logger.log(`ssf_set_stale jti=${logSafe(set.jti)}: every token it could match has expired`);
       return 'no_effect';
     }
-    const effect = effectOf(set, this.settings!.tokenIssuer ?? this.keycard.issuer);
+    const effect = effectOf(set, { tokenIssuer: this.settings!.tokenIssuer ?? this.keycard.issuer, latestMs: this.clock.now() + this.keycard.clockToleranceSeconds * 1000 });
     this.checkStream(effect);
     const claim = await this.revocations.claimOnce(set.jti, createHash('sha256').update(text).digest('base64url'));
     if (claim === 'different') throw new SsfError('invalid_request', D.replay);
@@ -95,7 +96,7 @@ export class SsfReceiver {
   private async apply(set: VerifiedSet, effect: SetEffect): Promise<SetOutcome> {
     switch (effect.kind) {
       case 'revoke':
-        for (const revocation of effect.revocations) await this.revocations.revoke(revocation, `ssf jti=${set.jti}${set.txn === undefined ? '' : ` txn=${set.txn}`}`);
+        for (const revocation of effect.revocations) await this.revokeFrom(revocation, set);
         return 'applied';
       case 'verification':
         this.requestedState = undefined;
@@ -107,6 +108,19 @@ export class SsfReceiver {
       case 'none':
         this.keycard.logger.log(`${effect.log} type=${logSafe(set.eventType)} jti=${logSafe(set.jti)}`);
         return 'no_effect';
+    }
+  }
+
+  /**
+   * A SET's revocation: one whose target the list cannot hold (a TypeError of the service) is the
+   * SET's fault, answered `invalid_request`, never 503, which a transmitter retries for ever.
+   */
+  private async revokeFrom(revocation: Revocation, set: VerifiedSet): Promise<void> {
+    try {
+      await this.revocations.revokeFromSet(revocation, set);
+    } catch (error) {
+      if (error instanceof TypeError) throw new SsfError('invalid_request', D.events);
+      throw error;
     }
   }
 }
