@@ -40,24 +40,22 @@ export interface RevocationEntryLike {
   readonly subject?: string;
   readonly issuedBeforeMs?: number;
   readonly source: string;
+  /** For an entry from a Shared Signals event: the SET's `jti` and `txn`, as fields (never parsed from `source`). */
+  readonly setId?: string;
+  readonly txn?: string;
 }
 
 /**
- * The SSF receiver records where an entry came from as `ssf jti=<jti>` with ` txn=<txn>` when the
- * SET has one; a SET's `jti` that itself holds ` txn=` would be split there (the match still names the entry).
+ * The {@link RevocationMatch} of a revocation-list entry (catalogue W4): built from the entry's own
+ * fields, the SET's `jti` and `txn` included, never parsed back from a text (a `jti` may hold
+ * anything, an app's `source` label too). Claim values only; never a token.
  */
-const SSF_SOURCE = /^ssf jti=(.*?)(?: txn=(.*))?$/s;
-
-/** The {@link RevocationMatch} of a revocation-list entry. */
 export function revocationMatchOf(entry: RevocationEntryLike): RevocationMatch {
-  const ssf = SSF_SOURCE.exec(entry.source);
-  const match: { -readonly [K in keyof RevocationMatch]: RevocationMatch[K] } = { kind: entry.kind, issuer: entry.issuer, value: entry.value, source: ssf === null ? entry.source : 'ssf' };
+  const match: { -readonly [K in keyof RevocationMatch]: RevocationMatch[K] } = { kind: entry.kind, issuer: entry.issuer, value: entry.value, source: entry.source };
   if (entry.subject !== undefined) match.subject = entry.subject;
   if (entry.issuedBeforeMs !== undefined) match.issuedBefore = entry.issuedBeforeMs;
-  if (ssf !== null) {
-    match.setId = ssf[1];
-    if (ssf[2] !== undefined) match.txn = ssf[2];
-  }
+  if (entry.setId !== undefined) match.setId = entry.setId;
+  if (entry.txn !== undefined) match.txn = entry.txn;
   return match;
 }
 

@@ -9,7 +9,7 @@ import type { KeycardOptions } from '../keycard-options.js';
 import { logSafe } from '../logging/log-safe.js';
 import { InvalidTokenException } from '../resource-server/keycard.exceptions.js';
 import { entryOf, keyedOn, refuses, type Revocation, type RevocationEntry, type RevocationProvenance, type RevocationTarget } from './revocation.js';
-import { refusalBy, revocationMatch } from './revocation-match.js';
+import { revocationMatchOf, revokedBy } from '../decision/decision-event-kinds.js';
 import type { ClaimOutcome, RevocationChange, RevocationFeedSink } from './revocation-feed.js';
 import { RevocationList } from './revocation-list.js';
 import { KEYCARD_REVOCATION_OPTIONS, type RevocationOptions } from './revocation-options.js';
@@ -142,7 +142,7 @@ export class RevocationService implements OnModuleInit, OnApplicationBootstrap, 
   check(agent: AgentContext): void {
     if (agent.expiresAt.getTime() - agent.issuedAt.getTime() > this.options.maxTokenLifetimeMs) throw new InvalidTokenException('claim_invalid');
     const entry = this.list.find(agent, this.clock.now());
-    if (entry !== undefined) throw refusalBy(entry);
+    if (entry !== undefined) throw revokedBy(entry);
   }
 
   /** Calls `listener` with every entry applied from now on. @returns unsubscribes it. */
@@ -210,7 +210,7 @@ export class RevocationService implements OnModuleInit, OnApplicationBootstrap, 
       `revocation_applied kind=${entry.kind} issuer=${logSafe(entry.issuer)} value=${logSafe(entry.value)} source=${logSafe(entry.source)}${setOf(entry)} origin=${origin} carriers_ended=${ended}`,
     );
     for (const listener of this.listeners) listener(entry, origin);
-    this.events.publish({ type: 'revocation_applied', entry: revocationMatch(entry), origin, carriersEnded: ended });
+    this.events.publish({ type: 'revocation_applied', entry: revocationMatchOf(entry), origin, carriersEnded: ended });
     return entry;
   }
 
