@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { DiscoveryService } from '@nestjs/core';
+import { KeycardGuard } from '../lib/index.js';
 import { RouteRulesRegistry } from '../lib/resource-server/route-rules.registry.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectOutcome, onScopedRoute } from './support/denials.js';
@@ -70,5 +71,49 @@ describe.each(ADAPTERS)('under an APM instrument (instanceDecorator), over %s', 
     expect(registered).not.toBe(type.prototype.list);
     const registry = api.app.get(RouteRulesRegistry);
     expect(registry.rulesFor(registered, type)).toBe(registry.rulesFor(type.prototype.list, type));
+  });
+});
+
+describe('handlers the module did not compile at bootstrap', () => {
+  let zone: TestZone;
+  let api: RunningApp;
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    api = await startApp('express', { zoneUrl: zone.issuer, resource: R });
+  });
+  afterAll(async () => {
+    await api?.close();
+    await zone?.stop();
+  });
+
+  const orders = () => {
+    const wrapper = api.app.get(DiscoveryService).getControllers().find((candidate) => candidate.name === 'OrdersController')!;
+    return wrapper.metatype as unknown as { prototype: Record<string, (...args: unknown[]) => unknown> };
+  };
+
+  it('a function standing in for a compiled method (named like it, as OpenTelemetry\'s router wrapper is) gets that method\'s rules; other unknown functions get none', () => {
+    const type = orders();
+    const registry = api.app.get(RouteRulesRegistry);
+    const standIn = function list() { return undefined; };
+    expect(registry.knownRules(standIn, type)).toBe(registry.knownRules(type.prototype.list, type));
+    expect(registry.knownRules(function somethingElse() { return undefined; }, type)).toBeUndefined();
+    expect(registry.knownRules(() => undefined, type)).toBeUndefined();
+    // A compiled method of one class reached with another class is not renamed into that class's rules.
+    const admin = api.app.get(DiscoveryService).getControllers().find((candidate) => candidate.name === 'AdminController')!.metatype as object;
+    expect(registry.knownRules(type.prototype.list, admin)).toBeUndefined();
+  });
+
+  it('a call to an unknown handler is refused with one log line naming it (Nest answers 403)', async () => {
+    const { ExecutionContextHost } = await import('@nestjs/core/helpers/execution-context-host.js');
+    const guard = api.app.get(KeycardGuard);
+    const context = new ExecutionContextHost([{ headers: {} }, {}], orders() as never, function unknownHandler() { return undefined; });
+    context.setType('http');
+    const before = api.logger.lines.length;
+    await expect(Promise.resolve(guard.canActivate(context))).resolves.toBe(false);
+    await expect(Promise.resolve(guard.canActivate(context))).resolves.toBe(false);
+    const logged = api.logger.lines.slice(before);
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toContain('OrdersController.unknownHandler');
   });
 });

@@ -167,7 +167,24 @@ export class RouteRulesRegistry implements OnModuleInit {
   knownRules(handler: Target, type: Target): RouteRules | undefined {
     const rules = this.byHandler.get(handler);
     if (rules !== undefined && rules.owner === type) return rules;
-    return this.byClass.get(type)?.get(handler);
+    return this.byClass.get(type)?.get(handler) ?? (rules === undefined ? this.standInRules(handler, type) : undefined);
+  }
+
+  /**
+   * The rules of a function standing in for a method of `type` that was compiled: one named like
+   * it, which this registry never saw. OpenTelemetry's `instrumentation-nestjs-core` (NestJS < 12,
+   * part of `auto-instrumentations-node`) hands Nest's router, for every route as it is registered, a
+   * tracing function in place of the controller's method, with the method's name and a copy of its
+   * metadata; guards see that function as the handler. It is judged by the rules compiled for the
+   * method it is named after (never by anything it carries), and remembered; any other unknown
+   * function stays unknown (and its call refused).
+   */
+  private standInRules(handler: Target, type: Target): RouteRules | undefined {
+    const compiled = this.byClass.get(type);
+    if (compiled === undefined || typeof handler !== 'function' || handler.name === '') return undefined;
+    const method = ((type as { prototype?: Record<string, unknown> }).prototype)?.[handler.name];
+    const rules = typeof method === 'function' ? compiled.get(method) : undefined;
+    return rules === undefined ? undefined : this.remember(handler, type, rules);
   }
 
   /**
