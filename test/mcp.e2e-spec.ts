@@ -182,6 +182,26 @@ describe.each(ADAPTERS)('MCP servers over %s', (adapter) => {
       expect(res.json).toEqual({ hasAuth: false });
     });
 
+    it('N12 T26 a JSON-RPC batch naming sdk_purge (admin, declared with @McpEndpoint({ tools })) on an SDK endpoint, which has no tool pipeline: one HTTP 403 naming admin, the tool never runs, nothing leaked', async () => {
+      const sent = token('mcp:tools', { aud: `${api.url}/sdk-mcp` });
+      const message = (id: number, name: string) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: {} } });
+      for (const [version, batch] of [
+        ['2025-03-26', [message(1, 'sdk_purge')]],
+        ['2025-03-26', [message(1, 'sdk_whoami'), message(2, 'sdk_purge')]],
+        ['2025-06-18', [message(1, 'sdk_purge')]],
+      ] as const) {
+        const before = api.sdkAuthInfos.length;
+        const res = await send(api.url, 'POST', '/sdk-mcp', [
+          ['Content-Type', 'application/json'],
+          ['Accept', 'application/json, text/event-stream'],
+          ['MCP-Protocol-Version', version],
+          ['Authorization', `Bearer ${sent}`],
+        ], JSON.stringify(batch));
+        expectOutcome(res, '403:admin', `${api.url}/.well-known/oauth-protected-resource/sdk-mcp`, [sent], api.logger.lines);
+        expect(api.sdkAuthInfos.length).toBe(before);
+      }
+    });
+
     it('N11 without a token the SDK transport is never reached: 401 with the challenge', async () => {
       const before = api.sdkAuthInfos.length;
       expectOutcome(await callTool(`${api.url}/sdk-mcp`, 'sdk_whoami'), '401∅', `${api.url}/.well-known/oauth-protected-resource/sdk-mcp`);
