@@ -6,7 +6,9 @@
  * never a hang (the client gives up after 15 s and the test fails).
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { DiscoveryService } from '@nestjs/core';
+import { Controller, Get, Inject, Scope } from '@nestjs/common';
+import { DiscoveryService, REQUEST } from '@nestjs/core';
+import { KeycardGuard, RequireScopes } from '../lib/index.js';
 import { RouteRulesRegistry } from '../lib/resource-server/route-rules.registry.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectOutcome, onScopedRoute } from './support/denials.js';
@@ -70,5 +72,97 @@ describe.each(ADAPTERS)('under an APM instrument (instanceDecorator), over %s', 
     expect(registered).not.toBe(type.prototype.list);
     const registry = api.app.get(RouteRulesRegistry);
     expect(registry.rulesFor(registered, type)).toBe(registry.rulesFor(type.prototype.list, type));
+  });
+});
+
+describe('handlers the module did not compile at bootstrap', () => {
+  let zone: TestZone;
+  let api: RunningApp;
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    api = await startApp('express', { zoneUrl: zone.issuer, resource: R });
+  });
+  afterAll(async () => {
+    await api?.close();
+    await zone?.stop();
+  });
+
+  const orders = () => {
+    const wrapper = api.app.get(DiscoveryService).getControllers().find((candidate) => candidate.name === 'OrdersController')!;
+    return wrapper.metatype as unknown as { prototype: Record<string, (...args: unknown[]) => unknown> };
+  };
+
+  it('a function standing in for a compiled method (named like it, as OpenTelemetry\'s router wrapper is) gets that method\'s rules; other unknown functions get none', () => {
+    const type = orders();
+    const registry = api.app.get(RouteRulesRegistry);
+    const standIn = function list() { return undefined; };
+    expect(registry.knownRules(standIn, type)).toBe(registry.knownRules(type.prototype.list, type));
+    expect(registry.knownRules(function somethingElse() { return undefined; }, type)).toBeUndefined();
+    expect(registry.knownRules(() => undefined, type)).toBeUndefined();
+    // A compiled method of one class reached with another class is not renamed into that class's rules.
+    const admin = api.app.get(DiscoveryService).getControllers().find((candidate) => candidate.name === 'AdminController')!.metatype as object;
+    expect(registry.knownRules(type.prototype.list, admin)).toBeUndefined();
+  });
+
+  it('a call to an unknown handler is refused with one log line naming it (Nest answers 403)', async () => {
+    const { ExecutionContextHost } = await import('@nestjs/core/helpers/execution-context-host.js');
+    const guard = api.app.get(KeycardGuard);
+    const context = new ExecutionContextHost([{ headers: {} }, {}], orders() as never, function unknownHandler() { return undefined; });
+    context.setType('http');
+    const before = api.logger.lines.length;
+    await expect(Promise.resolve(guard.canActivate(context))).resolves.toBe(false);
+    await expect(Promise.resolve(guard.canActivate(context))).resolves.toBe(false);
+    const logged = api.logger.lines.slice(before);
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toContain('OrdersController.unknownHandler');
+  });
+});
+
+/**
+ * A controller that binds its handlers in its constructor (`this.list = this.list.bind(this)`, or an
+ * autobind helper): Nest registers `instance[method]`, a bound function. For a request-scoped (or
+ * durable) controller each request's instance has its own, made after the module started.
+ */
+@Controller({ path: 'scoped', scope: Scope.REQUEST })
+class RequestScopedBoundController {
+  constructor(@Inject(REQUEST) readonly request: unknown) {
+    this.list = this.list.bind(this);
+  }
+
+  @Get()
+  @RequireScopes('orders:read')
+  list() {
+    return { listed: true };
+  }
+}
+
+describe.each(ADAPTERS)('a request-scoped controller binding its handlers, over %s', (adapter) => {
+  let zone: TestZone;
+  let api: RunningApp;
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    api = await startApp(adapter, { zoneUrl: zone.issuer, resource: R }, { controllers: [RequestScopedBoundController] });
+  });
+  afterAll(async () => {
+    await api?.close();
+    await zone?.stop();
+  });
+
+  it('each request\'s bound handler is judged by the method\'s rules: 200 with its scope, 403 IS without, 401∅ naming it; never refused as unknown, nothing leaked', async () => {
+    const reader = zoneSigned(zone, T0_HEADER, baseClaims(zone, { scope: 'orders:read' }));
+    const profile = zoneSigned(zone, T0_HEADER, baseClaims(zone, { scope: 'profile' }));
+    const steps: [string | undefined, Parameters<typeof expectOutcome>[1]][] = [
+      [reader, '200'],
+      [reader, '200'],
+      [profile, '403:orders:read'],
+      [undefined, '401∅ scope=orders:read'],
+    ];
+    for (const [token, outcome] of steps) {
+      const answer = await send(api.url, 'GET', '/scoped', token === undefined ? [] : bearer(token));
+      expectOutcome(answer, outcome, PRM, token === undefined ? [] : [token], api.logger.lines);
+    }
+    expect(api.logger.lines.join('\n')).not.toContain('was not a method of the app');
   });
 });

@@ -122,6 +122,24 @@ describe.each(ADAPTERS)('MCP servers over %s', (adapter) => {
       expectOutcome(await callTool(`${api.url}/mcp`, 'purge_orders'), '401∅ scope=mcp:tools admin', prm);
     });
 
+    it('N12 a tool added at run time through mcp-nest\'s registerTool({ requiredScopes: [admin] }) (no Nest handler, unseen by the guard) never runs for a token without admin; with admin it does; nothing leaked', async () => {
+      const runs: string[] = [];
+      const name = `dyn_purge_${inheritAppConfig}`;
+      api.strategy.registerTool({
+        name, description: 'Added at run time (admins only)', requiredScopes: ['admin'],
+        handler: () => { runs.push(name); return { content: [{ type: 'text', text: '{"purged":true}' }] }; },
+      });
+      const lacking = token('mcp:tools');
+      const refused = await callTool(`${api.url}/mcp`, name, lacking);
+      expect(refused.json).toMatchObject({ jsonrpc: '2.0', id: 7, error: { message: `Tool '${name}' requires scopes: admin` } });
+      expect(runs).toEqual([]);
+      expect(refused.text).not.toContain(lacking);
+      const served = await callTool(`${api.url}/mcp`, name, token('mcp:tools admin'));
+      expect(served.status).toBe(200);
+      expect(runs).toEqual([name]);
+      expect(api.logger.lines.some((line) => line.includes(lacking))).toBe(false);
+    });
+
     it('N12 a JSON-RPC batch reaching the tool pipeline is judged per tool: the admin tool is refused inside, naming admin', async () => {
       const sent = token('mcp:tools');
       const body = JSON.stringify([{ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'purge_orders', arguments: {} } }]);
@@ -180,6 +198,26 @@ describe.each(ADAPTERS)('MCP servers over %s', (adapter) => {
       const res = await send(api.url, 'GET', '/plain', [['Authorization', `Bearer ${token('mcp:tools', { aud: `${api.url}/plain` })}`]]);
       expect(res.status).toBe(200);
       expect(res.json).toEqual({ hasAuth: false });
+    });
+
+    it('N12 T26 a JSON-RPC batch naming sdk_purge (admin, declared with @McpEndpoint({ tools })) on an SDK endpoint, which has no tool pipeline: one HTTP 403 naming admin, the tool never runs, nothing leaked', async () => {
+      const sent = token('mcp:tools', { aud: `${api.url}/sdk-mcp` });
+      const message = (id: number, name: string) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: {} } });
+      for (const [version, batch] of [
+        ['2025-03-26', [message(1, 'sdk_purge')]],
+        ['2025-03-26', [message(1, 'sdk_whoami'), message(2, 'sdk_purge')]],
+        ['2025-06-18', [message(1, 'sdk_purge')]],
+      ] as const) {
+        const before = api.sdkAuthInfos.length;
+        const res = await send(api.url, 'POST', '/sdk-mcp', [
+          ['Content-Type', 'application/json'],
+          ['Accept', 'application/json, text/event-stream'],
+          ['MCP-Protocol-Version', version],
+          ['Authorization', `Bearer ${sent}`],
+        ], JSON.stringify(batch));
+        expectOutcome(res, '403:admin', `${api.url}/.well-known/oauth-protected-resource/sdk-mcp`, [sent], api.logger.lines);
+        expect(api.sdkAuthInfos.length).toBe(before);
+      }
     });
 
     it('N11 without a token the SDK transport is never reached: 401 with the challenge', async () => {

@@ -128,6 +128,32 @@ describe('module wiring', () => {
     }
   });
 
+  it('M4 a KeycardGuard subclass whose hasScopes answers anything but true (an async hook: a Promise of false) refuses: 403 insufficient_scope naming the scope, nothing leaked', async () => {
+    /** A hook looking its answer up somewhere, written async (JavaScript, or a cast past the type). */
+    @Injectable()
+    class AsyncHookGuard extends KeycardGuard {
+      protected override hasScopes(): boolean {
+        return Promise.resolve(false) as unknown as boolean;
+      }
+    }
+    @Module({
+      imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger: { log() {}, warn() {}, error() {} } })],
+      controllers: [ScopedPingController],
+      providers: [{ provide: APP_GUARD, useClass: AsyncHookGuard }],
+    })
+    class AppModule {}
+    const { app, url } = await listening(await NestFactory.create(AppModule, new ExpressAdapter(), { logger: false, abortOnError: false }));
+    try {
+      const token = zone.issueToken({ scope: 'read' });
+      const refused = await send(url, 'GET', '/scoped-ping', [['Authorization', `Bearer ${token}`]]);
+      expect(refused.status).toBe(403);
+      expect(parseChallenge(refused.headers['www-authenticate'])).toMatchObject({ scheme: 'Bearer', params: { error: 'insufficient_scope', scope: 'read' } });
+      expect(refused.text.includes(token)).toBe(false);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('M4 a KeycardGuard subclass bound in a module imported after KeycardModule (its guard runs second) still judges with its own hook', async () => {
     @Module({ providers: [{ provide: APP_GUARD, useClass: StricterGuard }] })
     class GuardModule {}

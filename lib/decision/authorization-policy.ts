@@ -34,7 +34,8 @@ export class AuthorizationPolicy {
     const verdict = this.verdict.reset();
     requirement?.assess(agent, call, verdict);
     toolRequirement?.assess(agent, call, verdict);
-    if (verdict.held && verdict.needed.length > 0) verdict.held = judge.hasScopes(agent, verdict.grants);
+    // Only `true` admits: a hook written async answers a Promise, truthy even when it resolves false.
+    if (verdict.held && verdict.needed.length > 0) verdict.held = judge.hasScopes(agent, verdict.grants) === true;
     call.required = verdict.needed.length > 0 ? verdict.needed : undefined;
     return verdict.met ? undefined : refusalOf(verdict);
   }

@@ -132,7 +132,9 @@ export class McpTools implements OnApplicationBootstrap, EndpointExtension {
    */
   operationOf(call: Call): EndpointOperation | undefined {
     this.checkTransport(call.context); // Origin, then header–body: before any token work (Q30, Q31)
-    const tool = this.toolOf((call.carrier as { body?: unknown }).body);
+    const body = (call.carrier as { body?: unknown }).body;
+    if (Array.isArray(body)) return this.batchOperation(call, body);
+    const tool = this.toolOf(body);
     if (tool === undefined) return undefined;
     return { isPublic: tool.isPublic, scopes: this.scopesWith(call.rules.scopes, tool), requirement: tool.requirement };
   }
@@ -174,6 +176,26 @@ export class McpTools implements OnApplicationBootstrap, EndpointExtension {
   requiredScopes(endpointScopes: readonly string[] | undefined, body: unknown): readonly string[] | undefined {
     const tool = this.toolOf(body);
     return tool === undefined ? endpointScopes : this.scopesWith(endpointScopes, tool);
+  }
+
+  /**
+   * A JSON-RPC batch (MCP 2025-03-26; the MCP SDK's transport accepts one under later versions
+   * too). mcp-nest judges each of its calls in its tool pipeline (the guard is on every tool
+   * controller), but the SDK's transport in an app's controller has no pipeline: there every scope
+   * that the batch's tools declare is required here, together, so one refusal names them all (T26)
+   * and no tool of the batch runs without its scopes.
+   */
+  private batchOperation(call: Call, batch: readonly unknown[]): EndpointOperation | undefined {
+    if (extendsMcpNestBase(call.rules.owner)) return undefined;
+    const scopes = new Set<string>();
+    for (const message of batch) {
+      const tool = this.toolOf(message);
+      if (tool !== undefined && !tool.isPublic) tool.scopes?.forEach((scope) => scopes.add(scope));
+    }
+    if (scopes.size === 0) return undefined;
+    const toolScopes = [...scopes];
+    const requirement = this.routeRules.requirementFor({ scopes: toolScopes }, `MCP tools of a batch to ${call.rules.name}`);
+    return { isPublic: false, scopes: this.scopesWith(call.rules.scopes, { isPublic: false, scopes: toolScopes, requirement }), requirement };
   }
 
   private scopesWith(endpointScopes: readonly string[] | undefined, tool: ToolRule): readonly string[] | undefined {

@@ -51,7 +51,10 @@ export class KeycardGuard implements CanActivate {
     return this.core.decide(context, this.judge);
   }
 
-  /** All-of, exact and case-sensitive match (catalogue D1–D9). */
+  /**
+   * All-of, exact and case-sensitive match (catalogue D1–D9). An override answers synchronously:
+   * only `true` admits (a Promise, even of `true`, refuses).
+   */
   protected hasScopes(agent: AgentContext, required: readonly string[]): boolean {
     return holdsAllScopes(agent, required);
   }

@@ -167,7 +167,29 @@ export class RouteRulesRegistry implements OnModuleInit {
   knownRules(handler: Target, type: Target): RouteRules | undefined {
     const rules = this.byHandler.get(handler);
     if (rules !== undefined && rules.owner === type) return rules;
-    return this.byClass.get(type)?.get(handler);
+    return this.byClass.get(type)?.get(handler) ?? (rules === undefined ? this.standInRules(handler, type) : undefined);
+  }
+
+  /**
+   * The rules of a function standing in for a method of `type` that was compiled: one named like
+   * it (or `bound <name>`), which this registry never saw. Two real cases: OpenTelemetry's
+   * `instrumentation-nestjs-core` (NestJS < 12, part of `auto-instrumentations-node`) hands Nest's
+   * router, for every route as it is registered, a tracing function in place of the controller's
+   * method, with the method's name and a copy of its metadata; and a request-scoped (or durable)
+   * class that binds its methods in its constructor (`this.list = this.list.bind(this)`) gives
+   * each request's instance its own bound function, which Nest registers (`instance[method]`).
+   * Guards see that function as the handler. It is judged by the rules compiled for the method of
+   * `type` it is named after (never by anything it carries), and remembered (a WeakMap entry per
+   * function); any other unknown function stays unknown (and its call refused).
+   */
+  private standInRules(handler: Target, type: Target): RouteRules | undefined {
+    const compiled = this.byClass.get(type);
+    if (compiled === undefined || typeof handler !== 'function') return undefined;
+    const name = handler.name.startsWith(BOUND) ? handler.name.slice(BOUND.length) : handler.name;
+    if (name === '') return undefined;
+    const method = ((type as { prototype?: Record<string, unknown> }).prototype)?.[name];
+    const rules = typeof method === 'function' ? compiled.get(method) : undefined;
+    return rules === undefined ? undefined : this.remember(handler, type, rules);
   }
 
   /**
@@ -329,6 +351,9 @@ export class RouteRulesRegistry implements OnModuleInit {
     return result;
   }
 }
+
+/** The name prefix `Function.prototype.bind` gives a bound function. */
+const BOUND = 'bound ';
 
 function candidatesOf(choice: ResourceChoice): readonly ProtectedResource[] {
   if (choice === null) return [];

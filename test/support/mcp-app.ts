@@ -58,6 +58,8 @@ export interface RunningMcpApp {
   sdkAuthInfos: (McpAuthInfo | undefined | null)[];
   /** Tool runs (mcp-nest's `whoami` and the stateful SDK endpoint's tools) and closed responses of `/sdk-session`. */
   sessionLog: McpSessionLog;
+  /** mcp-nest's strategy (its `registerTool()` adds tools at run time). */
+  strategy: McpStrategy;
   close(): Promise<void>;
 }
 
@@ -141,7 +143,7 @@ export async function startMcpApp(options: McpAppOptions): Promise<RunningMcpApp
     await app.close().catch(() => undefined);
     throw error;
   }
-  return { app, url: `http://127.0.0.1:${options.port}`, logger, sdkAuthInfos, sessionLog, close: () => app.close() };
+  return { app, url: `http://127.0.0.1:${options.port}`, logger, sdkAuthInfos, sessionLog, strategy, close: () => app.close() };
 }
 
 /**
