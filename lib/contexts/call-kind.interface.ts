@@ -84,6 +84,12 @@ export interface CallKind {
   /** The agent verified when the connection opened, if the connection hooks ran. */
   connectionAgent(carrier: Carrier): AgentContext | undefined;
   /**
+   * True when the connection hooks opened this connection without any token (`allowAnonymous`):
+   * its messages carry none either, so an `@OptionalAuth()` one is served anonymously (Q26).
+   * Absent (false) for kinds without connections.
+   */
+  openedAnonymously?(carrier: Carrier): boolean;
+  /**
    * The bearer token of the call, or `undefined` when it carries none.
    * @throws KeycardException for malformed or repeated credentials.
    */

@@ -4,7 +4,7 @@ import { parseBearerCredentials } from '../resource-server/bearer-token.extracto
 import { InvalidTokenException, type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
 import { rawRequestOf } from '../resource-server/resource-resolver.js';
 import type { CallKind, Carrier, Refusal } from './call-kind.interface.js';
-import { connectionOf } from './connection-state.js';
+import { connectionOf, openedAnonymously } from './connection-state.js';
 import { rawResponseOf, writeChallenge } from './http.context.js';
 import { HttpTokenReader } from './http-token-reader.js';
 
@@ -203,6 +203,10 @@ export class GraphQLCallKind implements CallKind {
 
   connectionAgent(carrier: Carrier) {
     return connectionOf(carrier)?.agent;
+  }
+
+  openedAnonymously(carrier: Carrier): boolean {
+    return openedAnonymously(carrier);
   }
 
   /**

@@ -5,7 +5,7 @@ import { UseDpopNonceException } from '../dpop/dpop.exceptions.js';
 import { type AcceptedSchemes, BEARER_ONLY, parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
 import { InvalidTokenException, type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
 import type { CallKind, Carrier, Refusal } from './call-kind.interface.js';
-import { connectionOf } from './connection-state.js';
+import { connectionOf, openedAnonymously } from './connection-state.js';
 import { loadWebSockets } from './optional-peers.js';
 
 /** The parts of a socket.io `Socket` read here (a `ws` WebSocket has none of them). */
@@ -79,6 +79,10 @@ export class WsCallKind implements CallKind {
 
   connectionAgent(carrier: Carrier) {
     return connectionOf(carrier)?.agent;
+  }
+
+  openedAnonymously(carrier: Carrier): boolean {
+    return openedAnonymously(carrier);
   }
 
   token(_context: ExecutionContext, carrier: Carrier): string | undefined {
