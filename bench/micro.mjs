@@ -287,7 +287,8 @@ RequireScopes('write')(Burst_.prototype, 'write', Object.getOwnPropertyDescripto
 async function refusedMessages(auditLog, imports = []) {
   class M {}
   // Silent: every refusal logs a line (and the audit log one more), which `quiet` would keep.
-  Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger: { log() {}, warn() {}, error() {} }, auditLog }), ...imports] })(M);
+  // Burst_ a provider: the module judges only handlers it saw at bootstrap (any other is refused unseen, a cheaper path).
+  Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger: { log() {}, warn() {}, error() {} }, auditLog }), ...imports], providers: [Burst_] })(M);
   const app = await NestFactory.create(M, { logger: false });
   await app.init();
   const guard = app.get(KeycardGuard);
