@@ -14,7 +14,7 @@ export interface Refusal {
   readonly denial: KeycardException;
   readonly context: ExecutionContext;
   readonly carrier: Carrier;
-  /** The RFC 6750 challenge (`WWW-Authenticate`) and any other header of the answer. */
+  /** The RFC 6750 challenge (`WWW-Authenticate`) and any other header of the answer; built when first read, so read it only where it is written. */
   readonly headers: Readonly<Record<string, string>>;
   /**
    * This call's required scopes (space-joined), for the `scope` its error names

@@ -223,10 +223,12 @@ export class GraphQLCallKind implements CallKind {
     return undefined;
   }
 
-  refuse({ denial, context, carrier, headers, requiredScopes }: Refusal): Error {
+  refuse(refusal: Refusal): Error {
+    const { denial, context, carrier, requiredScopes } = refusal;
     const response = this.adapterResponse(context, carrier);
     if (response !== undefined) {
-      writeChallenge(this.adapter(), response, rawRequestOf(carrier), headers);
+      // Read here only: a graphql-ws refusal has no response, and its challenge is never built.
+      writeChallenge(this.adapter(), response, rawRequestOf(carrier), refusal.headers);
       // A batch (array body) answers several operations in one response: one operation's refusals
       // never decide its status.
       // Nor does an entity lookup's: the other entities of its `_entities` field may have been served.
