@@ -106,6 +106,12 @@ describe('policies on graphql-ws and MCP (an attack trial)', () => {
       expect(await subscribe({ token: token({}) }, 'subscription { greetPushes }')).toEqual({ data: { greetPushes: 'agent-t' } });
       await expect(firstGraphQLWsResult(api.wsUrl, { token: forged(token({})) }, 'subscription { greetPushes }')).rejects.toThrow('graphql-ws');
     });
+
+    it('T14 @OptionalAuth() on a subscription of a connection opened without a token (allowAnonymous): served anonymously (Q26); a required-scope one still refused', async () => {
+      expect(await subscribe({}, 'subscription { greetPushes }')).toEqual({ data: { greetPushes: 'anonymous' } });
+      const refused = await subscribe({}, 'subscription { adminPushes }');
+      expect(refused.errors?.[0]?.extensions).toMatchObject({ code: 'UNAUTHENTICATED', error_description: 'Authentication is required' });
+    });
   });
 
   describe('MCP tools/call (mcp-nest, stateless)', () => {

@@ -169,6 +169,11 @@ describe('policies on the message and RPC doors (an attack trial)', () => {
       expect(await ask(token({}), 'greet')).toEqual({ event: 'greet', data: 'agent-t' });
       await expect(ask(forged(token({})), 'greet')).rejects.toThrow(platform === 'ws' ? 'upgrade refused 401' : 'connect_error invalid_token');
     });
+
+    it('T14 @OptionalAuth() on a message of a connection opened without a token (allowAnonymous): served anonymously, as no token is anywhere (Q26); a required-scope message still refused', async () => {
+      expect(await ask(undefined, 'greet')).toEqual({ event: 'greet', data: null });
+      expect(await ask(undefined, 'any')).toEqual(refusal({ error_description: 'Authentication is required', scope: 'orders:read orders:write' }));
+    });
   });
 
   @Controller()

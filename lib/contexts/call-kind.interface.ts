@@ -14,7 +14,7 @@ export interface Refusal {
   readonly denial: KeycardException;
   readonly context: ExecutionContext;
   readonly carrier: Carrier;
-  /** The RFC 6750 challenge (`WWW-Authenticate`) and any other header of the answer. */
+  /** The RFC 6750 challenge (`WWW-Authenticate`) and any other header of the answer; built when first read, so read it only where it is written. */
   readonly headers: Readonly<Record<string, string>>;
   /**
    * This call's required scopes (space-joined), for the `scope` its error names
@@ -83,6 +83,12 @@ export interface CallKind {
   isConnection(carrier: Carrier): boolean;
   /** The agent verified when the connection opened, if the connection hooks ran. */
   connectionAgent(carrier: Carrier): AgentContext | undefined;
+  /**
+   * True when the connection hooks opened this connection without any token (`allowAnonymous`):
+   * its messages carry none either, so an `@OptionalAuth()` one is served anonymously (Q26).
+   * Absent (false) for kinds without connections.
+   */
+  openedAnonymously?(carrier: Carrier): boolean;
   /**
    * The bearer token of the call, or `undefined` when it carries none.
    * @throws KeycardException for malformed or repeated credentials.

@@ -39,3 +39,9 @@ export function connectionOf(holder: object | undefined): ConnectionState | unde
 export function setConnection(holder: object, state: ConnectionState): void {
   (holder as { [CONNECTION]?: ConnectionState })[CONNECTION] = state;
 }
+
+/** True when the connection hooks opened the connection `holder` belongs to without any token (`allowAnonymous`). */
+export function openedAnonymously(holder: object | undefined): boolean {
+  const state = connectionOf(holder);
+  return state !== undefined && state.agent === undefined;
+}

@@ -4,7 +4,7 @@ import { parseBearerCredentials } from '../resource-server/bearer-token.extracto
 import { InvalidTokenException, type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
 import { rawRequestOf } from '../resource-server/resource-resolver.js';
 import type { CallKind, Carrier, Refusal } from './call-kind.interface.js';
-import { connectionOf } from './connection-state.js';
+import { connectionOf, openedAnonymously } from './connection-state.js';
 import { rawResponseOf, writeChallenge } from './http.context.js';
 import { HttpTokenReader } from './http-token-reader.js';
 
@@ -205,6 +205,10 @@ export class GraphQLCallKind implements CallKind {
     return connectionOf(carrier)?.agent;
   }
 
+  openedAnonymously(carrier: Carrier): boolean {
+    return openedAnonymously(carrier);
+  }
+
   /**
    * A graphql-ws connection Keycard did not open (no `graphqlWs()` / `mercuriusSubscription()`)
    * has no token the guard may use: it was never verified at `connection_init` and nothing would
@@ -219,10 +223,12 @@ export class GraphQLCallKind implements CallKind {
     return undefined;
   }
 
-  refuse({ denial, context, carrier, headers, requiredScopes }: Refusal): Error {
+  refuse(refusal: Refusal): Error {
+    const { denial, context, carrier, requiredScopes } = refusal;
     const response = this.adapterResponse(context, carrier);
     if (response !== undefined) {
-      writeChallenge(this.adapter(), response, rawRequestOf(carrier), headers);
+      // Read here only: a graphql-ws refusal has no response, and its challenge is never built.
+      writeChallenge(this.adapter(), response, rawRequestOf(carrier), refusal.headers);
       // A batch (array body) answers several operations in one response: one operation's refusals
       // never decide its status.
       // Nor does an entity lookup's: the other entities of its `_entities` field may have been served.

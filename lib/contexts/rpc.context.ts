@@ -161,8 +161,10 @@ export class RpcCallKind implements CallKind {
    * raw call open), and the guard throws a {@link GrpcStreamCallRefused} that the module's filter
    * settles; every other call's `RpcException` becomes its status in Nest.
    */
-  async refuse({ denial, context, carrier, headers, requiredScopes }: Refusal): Promise<Error> {
-    const refusal = await rpcRefusal(denial, requiredScopes, isGrpcMetadata(carrier) ? trailersOf(carrier, headers) : undefined);
+  async refuse(pending: Refusal): Promise<Error> {
+    const { denial, context, carrier, requiredScopes } = pending;
+    // The challenge is built for gRPC's trailers only: a TCP refusal has nowhere to put it.
+    const refusal = await rpcRefusal(denial, requiredScopes, isGrpcMetadata(carrier) ? trailersOf(carrier, pending.headers) : undefined);
     const raw = rawGrpcStreamCallOf(context);
     if (raw === undefined) return refusal;
     endRawGrpcStreamCall(raw, (refusal as RpcException).getError() as object);

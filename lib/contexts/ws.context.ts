@@ -5,8 +5,9 @@ import { UseDpopNonceException } from '../dpop/dpop.exceptions.js';
 import { type AcceptedSchemes, BEARER_ONLY, parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
 import { InvalidTokenException, type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
 import type { CallKind, Carrier, Refusal } from './call-kind.interface.js';
-import { connectionOf } from './connection-state.js';
-import { loadWebSockets } from './optional-peers.js';
+import { connectionOf, openedAnonymously } from './connection-state.js';
+import { loadWebSockets, webSocketsLoaded } from './optional-peers.js';
+import { withoutStack } from '../resource-server/without-stack.js';
 
 /** The parts of a socket.io `Socket` read here (a `ws` WebSocket has none of them). */
 interface SocketIoClient {
@@ -22,12 +23,31 @@ interface SocketIoClient {
 export function handshakeToken(client: object, schemes: AcceptedSchemes = BEARER_ONLY): string | undefined {
   const handshake = (client as SocketIoClient).handshake;
   if (handshake === undefined) return undefined;
+  const read: HandshakeRead = { token: handshake.auth?.token, header: handshake.headers?.authorization, schemes, found: undefined };
+  const before = READ.get(handshake);
+  // Every message of a connection reads the same handshake: parsed once, as long as nothing in it changed.
+  if (before !== undefined && before.token === read.token && before.header === read.header && before.schemes === schemes) return before.found;
+  read.found = parseHandshake(read);
+  READ.set(handshake, read);
+  return read.found;
+}
+
+/** What a handshake's credentials were read from, and the token found there (only kept when reading it threw nothing). */
+interface HandshakeRead {
+  readonly token: unknown;
+  readonly header: unknown;
+  readonly schemes: AcceptedSchemes;
+  found: string | undefined;
+}
+
+/** The last read of each socket.io handshake (weak: it goes with its socket). */
+const READ = new WeakMap<object, HandshakeRead>();
+
+function parseHandshake({ token, header, schemes }: HandshakeRead): string | undefined {
   const values: string[] = [];
-  const token = handshake.auth?.token;
   if (typeof token === 'string') values.push(/^bearer /i.test(token) ? token : `Bearer ${token}`);
   // JSON from the client: a number, array or object is a malformed token, not an absent one (allowAnonymous).
   else if (token !== undefined && token !== null) throw new InvalidTokenException('token_malformed');
-  const header = handshake.headers?.authorization;
   if (typeof header === 'string') values.push(header);
   // `auth.token` is a payload: always read as Bearer (a DPoP-bound one is refused, Q39); the header
   // is the handshake request's, read with the schemes of HTTP routes (`DPoP` when DPoP is on).
@@ -62,7 +82,7 @@ export class WsCallKind implements CallKind {
   constructor(private readonly unguarded: () => void) {}
 
   carrier(context: ExecutionContext): Carrier {
-    return context.switchToWs().getClient<Carrier>();
+    return clientOf(context);
   }
 
   httpRequest(_context: ExecutionContext, carrier: Carrier): IncomingMessage | undefined {
@@ -81,19 +101,32 @@ export class WsCallKind implements CallKind {
     return connectionOf(carrier)?.agent;
   }
 
+  openedAnonymously(carrier: Carrier): boolean {
+    return openedAnonymously(carrier);
+  }
+
   token(_context: ExecutionContext, carrier: Carrier): string | undefined {
     // A `ws` client keeps nothing of its handshake: without the connection hooks it has no token.
     if ((carrier as SocketIoClient).handshake === undefined && connectionOf(carrier) === undefined) this.unguarded();
     return handshakeToken(carrier);
   }
 
-  refuse({ denial, context, requiredScopes }: Refusal): Promise<Error> {
-    return refuseMessage(denial, context, requiredScopes);
+  refuse({ denial, context, requiredScopes }: Refusal): Error | Promise<Error> {
+    return messageRefusal(denial, context, requiredScopes);
   }
 
   describe(context: ExecutionContext): string {
-    return `ws ${String(context.switchToWs().getPattern())}`;
+    const args = context.getArgs();
+    return `ws ${String(args[args.length - 1])}`; // the pattern, as `switchToWs().getPattern()` reads it
   }
+}
+
+/**
+ * The client of a gateway message (`switchToWs().getClient()`, read without it: that assigns three
+ * new closures to the context on every call, per refused message of a burst).
+ */
+function clientOf(context: ExecutionContext): Carrier {
+  return context.getArgByIndex<Carrier>(0);
 }
 
 /**
@@ -101,13 +134,44 @@ export class WsCallKind implements CallKind {
  * `{ status: 'error', error?, error_description, scope? }` (see {@link errorFields}).
  */
 export async function refuseMessage(denial: KeycardException, context: ExecutionContext, requiredScopes?: string): Promise<Error> {
-  const { WsException } = await loadWebSockets();
-  const refusal = { status: 'error', ...errorFields(denial, requiredScopes) };
+  await loadWebSockets();
+  return messageRefusal(denial, context, requiredScopes);
+}
+
+/**
+ * {@link refuseMessage}, synchronous once `@nestjs/websockets` is loaded (after the first
+ * refusal): a burst of refused messages then costs no promise per message (catalogue O5).
+ */
+function messageRefusal(denial: KeycardException, context: ExecutionContext, requiredScopes?: string): Error | Promise<Error> {
+  const websockets = webSocketsLoaded();
+  if (websockets === undefined) return refuseMessage(denial, context, requiredScopes);
+  const refusal = fieldsInto({ status: 'error' }, denial, requiredScopes);
   // A socket.io client waiting on an acknowledgement (`emitWithAck`) gets the refusal there too,
   // not only as the `exception` event: its handler never runs, so nothing else would call it.
   acknowledgementOf(context)?.(refusal);
-  relayToNativeSocket(context.switchToWs().getClient<Carrier>(), refusal);
-  return new WsException(refusal);
+  relayToNativeSocket(clientOf(context), refusal);
+  // No stack: Nest sends a WsException's error and never logs it, so capturing one is pure cost.
+  return withoutStack(quickWsException(websockets.WsException), refusal);
+}
+
+type WsExceptionClass = typeof import('@nestjs/websockets').WsException;
+let quick: WsExceptionClass | undefined;
+
+/**
+ * Nest's `WsException`, its message (`Ws Exception`, from the class name) worked out once rather
+ * than by a regex match and join per refused message. The same name and message as Nest's own, and
+ * an instance of it, which is what Nest's filter sends as the `exception` event.
+ */
+function quickWsException(WsException: WsExceptionClass): WsExceptionClass {
+  if (quick !== undefined) return quick;
+  const message = new WsException({}).message;
+  const Quick = class extends WsException {
+    override initMessage(): void {
+      this.message = message;
+    }
+  };
+  Object.defineProperty(Quick, 'name', { value: WsException.name });
+  return (quick = Quick);
 }
 
 /** Refusals on their way to a native WebSocket client, for the relay below; weak, as nothing may consume them. */
@@ -143,7 +207,8 @@ function relayToNativeSocket(carrier: Carrier, refusal: object): void {
 
 /** The message's acknowledgement callback, if the client sent one: the argument `@Ack()` gives a handler (a function). */
 function acknowledgementOf(context: ExecutionContext): ((answer: unknown) => void) | undefined {
-  return context.getArgs().find((arg): arg is (answer: unknown) => void => typeof arg === 'function');
+  for (const arg of context.getArgs()) if (typeof arg === 'function') return arg as (answer: unknown) => void;
+  return undefined;
 }
 
 /**
@@ -151,15 +216,31 @@ function acknowledgementOf(context: ExecutionContext): ((answer: unknown) => voi
  * the fixed description, the `scope` it names (Q12, Q16: a 401 of a call requiring
  * `requiredScopes` names them, a 403 the scopes lacking). Never a stack, a library message or the token.
  */
-export function errorFields(denial: KeycardException, requiredScopes?: string): { error?: string; error_description: string; scope?: string; acr_values?: string; max_age?: string; dpop_nonce?: string } {
+export function errorFields(denial: KeycardException, requiredScopes?: string): ErrorFields {
+  return fieldsInto({}, denial, requiredScopes);
+}
+
+/** The fields of {@link errorFields}. */
+export interface ErrorFields {
+  error?: string;
+  error_description: string;
+  scope?: string;
+  acr_values?: string;
+  max_age?: string;
+  dpop_nonce?: string;
+}
+
+/** Adds {@link errorFields} to `target`, in that order, built in place (one object per refused message, not five). */
+function fieldsInto<T extends object>(target: T, denial: KeycardException, requiredScopes?: string): T & ErrorFields {
+  const fields = target as T & { -readonly [K in keyof ErrorFields]: ErrorFields[K] };
   const body = denial.getResponse() as { error: string; error_description: string };
+  if (!(denial instanceof MissingCredentialsException)) fields.error = body.error;
+  fields.error_description = body.error_description;
+  const params = denial.challengeParams(); // RFC 9470 acr_values / max_age
+  if (params !== undefined) Object.assign(fields, params);
   const scope = denial.scopeNamed(requiredScopes);
-  return {
-    ...(denial instanceof MissingCredentialsException ? {} : { error: body.error }),
-    error_description: body.error_description,
-    ...denial.challengeParams(), // RFC 9470 acr_values / max_age
-    ...(scope === undefined ? {} : { scope }),
-    // RFC 9449 §9: where no header can carry `DPoP-Nonce` (a socket.io `connect_error`), the nonce to retry with.
-    ...(denial instanceof UseDpopNonceException ? { dpop_nonce: denial.nonce } : {}),
-  };
+  if (scope !== undefined) fields.scope = scope;
+  // RFC 9449 §9: where no header can carry `DPoP-Nonce` (a socket.io `connect_error`), the nonce to retry with.
+  if (denial instanceof UseDpopNonceException) fields.dpop_nonce = denial.nonce;
+  return fields;
 }

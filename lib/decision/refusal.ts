@@ -1,3 +1,4 @@
+import type { Refusal } from '../contexts/call-kind.interface.js';
 import type { KeycardContexts } from '../contexts/keycard-contexts.js';
 import { authorizationScheme } from '../dpop/authorization-scheme.js';
 import { withDpopChallenge } from '../dpop/dpop-challenge.js';
@@ -78,7 +79,7 @@ export class Refusals {
    * class is loaded on first use).
    */
   private deny(call: Call, judge: Judge, denial: KeycardException): never | Promise<never> {
-    const { kind, context, carrier } = call;
+    const { kind, carrier } = call;
     const state = requestState(carrier);
     const who = call.agent ?? state.agent;
     // One line per request: the fields of one GraphQL operation share its token, so a second refusal
@@ -93,7 +94,7 @@ export class Refusals {
     if (this.parts.events.active) this.parts.events.decided(call, refusalOutcome(denial, who));
     else call.token = undefined;
     if (call.isConnection) state.agent = undefined; // the next message is judged afresh
-    const refusal = kind.refuse({ denial, context, carrier, headers: this.challengeHeaders(call, denial), requiredScopes: scopeParamOf(call) });
+    const refusal = kind.refuse(new PendingRefusal(this, call, denial));
     if (refusal instanceof Promise) return refusal.then((e) => Promise.reject(e));
     throw refusal;
   }
@@ -104,8 +105,10 @@ export class Refusals {
    * names every scope refused in the request so far, not only the last field's: a client that steps
    * up asks once for all it needs (RFC 6750 §3: the scope necessary to access the resource). The set
    * grows with distinct scopes only, so a refusal costs the same however many fields came before.
+   * Built when the door reads them ({@link PendingRefusal}): a gateway message has no header to write.
+   * @internal
    */
-  private challengeHeaders(call: Call, denial: KeycardException): Readonly<Record<string, string>> {
+  challengeHeaders(call: Call, denial: KeycardException): Readonly<Record<string, string>> {
     const headers = this.bearerChallengeHeaders(call, denial);
     const { dpop } = this.parts.options;
     if (dpop === undefined) return headers;
@@ -122,6 +125,32 @@ export class Refusals {
     for (const scope of denial.scopeNamed(scopeParam)?.split(' ') ?? []) named.add(scope);
     if (denial instanceof InsufficientScopeException) return new InsufficientScopeException([...named]).headers(prm, realm);
     return denial.headers(prm, realm, named.size > 0 ? [...named].join(' ') : undefined);
+  }
+}
+
+/**
+ * A refusal as its door answers it ({@link Refusal}), its challenge headers built on first read:
+ * doors without an HTTP response to write them on (a gateway message, graphql-ws, TCP) never pay
+ * for them, which is most of what a refused message would allocate otherwise (catalogue O5).
+ */
+class PendingRefusal implements Refusal {
+  readonly context: Call['context'];
+  readonly carrier: Call['carrier'];
+  readonly requiredScopes: string | undefined;
+  private built?: Readonly<Record<string, string>>;
+
+  constructor(
+    private readonly refusals: Refusals,
+    private readonly call: Call,
+    readonly denial: KeycardException,
+  ) {
+    this.context = call.context;
+    this.carrier = call.carrier;
+    this.requiredScopes = scopeParamOf(call);
+  }
+
+  get headers(): Readonly<Record<string, string>> {
+    return (this.built ??= this.refusals.challengeHeaders(this.call, this.denial));
   }
 }
 

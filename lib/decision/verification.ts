@@ -86,10 +86,15 @@ export class Verification {
     return pending === undefined ? agent : pending.then(() => agent);
   }
 
-  /** A call without a token: an `@OptionalAuth()` handler (Q26) or N12, a `@Public()` mcp-nest tool, is served; anything else is refused. */
+  /**
+   * A call without a token: an `@OptionalAuth()` handler (Q26; on a connection, only one opened
+   * without a token) or N12, a `@Public()` mcp-nest tool, is served; anything else is refused.
+   */
   private anonymous(call: Call): typeof ANONYMOUS {
-    // A connection's messages are judged on its handshake's agent: there is no anonymous message.
-    if (call.rules.optional && !call.isConnection) return ANONYMOUS;
+    // A connection's messages are judged on its handshake's agent: a message of a connection opened
+    // with a token never goes anonymous; one opened without any (`allowAnonymous`) has no token
+    // anywhere, which is what `@OptionalAuth()` serves anonymously (Q26).
+    if (call.rules.optional && (!call.isConnection || call.kind.openedAnonymously?.(call.carrier) === true)) return ANONYMOUS;
     if (call.operation?.isPublic === true) return ANONYMOUS;
     throw new MissingCredentialsException();
   }
