@@ -372,15 +372,18 @@ for (const [name, shape] of Object.entries({
 }
 
 // The policy evaluation alone (no guard around it, so the load of a shared machine blurs it less):
-// per call, a plain @RequireScopes against a function of the arguments on top of it.
+// per call, what the AuthorizationPolicy costs for a plain @RequireScopes and with a function of
+// the arguments on top of it (its checks filling one Verdict, the judge's hasScopes asked once).
 const { Requirement } = await import('../dist/decision/policy/requirement.js');
+const { AuthorizationPolicy } = await import('../dist/decision/authorization-policy.js');
 const { ScopeHierarchy } = await import('../dist/decision/policy/scope-hierarchy.js');
 const { holdsAllScopes } = await import('../dist/decision/judge.js');
 const parts = { hierarchy: ScopeHierarchy.NONE, clock: { now: () => Date.now() }, leewaySeconds: 60, logger: { log() {}, warn() {}, error() {} } };
 const visibility = (args) => (args.body?.visibility === 'private' ? ['repo:private'] : ['repo:read']);
 const assessAgent = { scopes: ['read', 'repo:read'], claims: {} };
 const assessJudge = { hasScopes: holdsAllScopes };
-const assessCall = { rules: {}, context: { getType: () => 'http' }, carrier: { params: {}, query: {}, body: { visibility: 'public' } } };
+const policy = new AuthorizationPolicy();
+const callWith = (requirement) => ({ rules: { requirement }, context: { getType: () => 'http' }, carrier: { params: {}, query: {}, body: { visibility: 'public' } } });
 function timeSync(label, fn, calls = 1_000_000) {
   const perCall = [];
   for (let round = 0; round < ROUNDS + 1; round++) {
@@ -392,10 +395,10 @@ function timeSync(label, fn, calls = 1_000_000) {
   console.log(`${label.padEnd(58)} ${p50.toFixed(3).padStart(8)} µs/call (median of ${ROUNDS} rounds × ${calls})`);
   return p50;
 }
-const plainRequirement = Requirement.compile({ scopes: ['read'] }, 'Bench.plain', parts);
-const argumentRequirement = Requirement.compile({ scopes: ['read'], fromArguments: visibility }, 'Bench.arguments', parts);
-const assessPlain = timeSync('policy alone: plain @RequireScopes', () => plainRequirement.assess(assessAgent, assessCall, assessJudge));
-const assessArguments = timeSync('policy alone: + a function of the arguments', () => argumentRequirement.assess(assessAgent, assessCall, assessJudge));
+const plainCall = callWith(Requirement.compile({ scopes: ['read'] }, 'Bench.plain', parts));
+const argumentCall = callWith(Requirement.compile({ scopes: ['read'], fromArguments: visibility }, 'Bench.arguments', parts));
+const assessPlain = timeSync('policy alone: plain @RequireScopes', () => policy.unmet(plainCall, assessAgent, assessJudge));
+const assessArguments = timeSync('policy alone: + a function of the arguments', () => policy.unmet(argumentCall, assessAgent, assessJudge));
 
 // The same cache hit through the ExecutionContext Nest builds for a route and for a resolver (a
 // fresh request per call, as on the wire): what the guard itself costs in each context, without
