@@ -131,13 +131,13 @@ const warnings = [];
 const quiet = { log() {}, warn: (message) => warnings.push(message), error: (message) => warnings.push(message) };
 
 /** `policy`: decorators for the route (default `@RequireScopes('read')`); `options`: more module options; `first`: the token of the warm-up call; `imports`: more modules. */
-async function guardFor(cacheSize, observed = false, { policy = [RequireScopes('read')], options = {}, first = tokens[0], imports = [] } = {}) {
+async function guardFor(cacheSize, observed = false, { policy = [RequireScopes('read')], options = {}, first = tokens[0], imports = [], providers = [] } = {}) {
   class Controller_ { list() {} }
   for (const decorator of policy) decorator(Controller_.prototype, 'list', Object.getOwnPropertyDescriptor(Controller_.prototype, 'list'));
   class M {}
   const validators = observed ? [{ provide: KEYCARD_TOKEN_VALIDATORS, useValue: [{ validate() {} }] }] : [];
   // Controller_ a provider: the module judges only handlers it saw at bootstrap (any other is refused unseen, answering false).
-  Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, verifiedTokenCacheSize: cacheSize, logger: quiet, ...options }), ...imports], providers: [...validators, Controller_] })(M);
+  Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, verifiedTokenCacheSize: cacheSize, logger: quiet, ...options }), ...imports], providers: [...validators, Controller_, ...providers] })(M);
   const app = await NestFactory.create(M, { logger: false });
   await app.init();
   let decisions = 0;
@@ -161,7 +161,10 @@ async function guardFor(cacheSize, observed = false, { policy = [RequireScopes('
 const cold = await guardFor(0);
 // A cache of half the tokens, walked in order: every call is a miss, an insertion and an eviction.
 const churned = await guardFor(N / 2);
-const cached = await guardFor(N);
+// A resolver whose ExecutionContext rows come below: a provider of the cached app, so its rules are compiled at bootstrap.
+class Resolver_ { data() {} }
+RequireScopes('read')(Resolver_.prototype, 'data', Object.getOwnPropertyDescriptor(Resolver_.prototype, 'data'));
+const cached = await guardFor(N, false, { providers: [Resolver_] });
 const observed = await guardFor(N, true);
 class E {}
 Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, clientCredentials: { clientId: 'agent', clientSecret: 'micro-secret' } })] })(E);
@@ -403,8 +406,6 @@ const assessArguments = timeSync('policy alone: + a function of the arguments', 
 // The same cache hit through the ExecutionContext Nest builds for a route and for a resolver (a
 // fresh request per call, as on the wire): what the guard itself costs in each context, without
 // Nest's pipeline around it. Issue 10: GraphQL must cost no more than HTTP.
-class Resolver_ { data() {} }
-RequireScopes('read')(Resolver_.prototype, 'data', Object.getOwnPropertyDescriptor(Resolver_.prototype, 'data'));
 const requestWith = (token) => ({ method: 'POST', url: '/graphql', headers: { host: 'api.example.com', authorization: `Bearer ${token}` }, rawHeaders: ['Host', 'api.example.com', 'Authorization', `Bearer ${token}`], socket: {} });
 const info = { fieldName: 'data', path: { key: 'data' }, operation: { operation: 'query', selectionSet: { selections: [{ kind: 'Field', name: { value: 'data' } }] } } };
 const httpContext = (token) => {
@@ -435,7 +436,7 @@ RequireScopes('read')(DpopController_.prototype, 'list', Object.getOwnPropertyDe
 /** A Nest app with dpop 'allowed' and `replayStore` (the in-memory one by default), initialised; its guard. */
 async function dpopGuardWith(replayStore) {
   class D {}
-  Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, verifiedTokenCacheSize: 2 * N, dpop: { mode: 'allowed', replayStore }, logger: { log() {}, warn() {}, error() {} } })] })(D);
+  Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, verifiedTokenCacheSize: 2 * N, dpop: { mode: 'allowed', replayStore }, logger: { log() {}, warn() {}, error() {} } })], providers: [DpopController_] })(D);
   const app = await NestFactory.create(D, { logger: false });
   await app.init();
   return { app, guard: app.get(KeycardGuard) };
