@@ -29,14 +29,12 @@ export class ZoneFetchError extends Error {
  */
 export async function fetchZoneJson(fetchFn: FetchLike, url: string): Promise<unknown> {
   const signal = AbortSignal.timeout(FETCH_TIMEOUT_MS);
+  const get = () => fetchFn(url, { method: 'GET', redirect: 'manual', signal, headers: { accept: 'application/json', 'user-agent': USER_AGENT } });
   let response: Response;
   try {
-    response = await fetchFn(url, {
-      method: 'GET',
-      redirect: 'manual',
-      signal,
-      headers: { accept: 'application/json', 'user-agent': USER_AGENT },
-    });
+    // A pooled connection the zone closed while idle fails before any answer: a GET is idempotent
+    // (RFC 9110 §9.2.2), so it goes once more on a new connection, within the same deadline.
+    response = await get().catch((error: unknown) => (!signal.aborted && isResetConnection(error) ? get() : Promise.reject(error)));
   } catch (error) {
     throw new ZoneFetchError(`GET ${logSafe(url)} failed: ${logSafe(describeNetworkError(error, signal))}`);
   }
@@ -99,6 +97,13 @@ async function readCapped(response: Response, url: string, signal: AbortSignal):
     if (error instanceof BodyTooLargeError) throw new ZoneFetchError(`GET ${logSafe(url)} answered more than ${MAX_BODY_BYTES} bytes`);
     throw new ZoneFetchError(`GET ${logSafe(url)} failed while reading: ${logSafe(describeNetworkError(error, signal))}`);
   }
+}
+
+/** A connection the peer reset or closed before answering (Node's fetch reports it in `cause.code`). */
+const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
+
+function isResetConnection(error: unknown): boolean {
+  return RESET_CODES.has((error as { cause?: { code?: unknown } })?.cause?.code as string);
 }
 
 export function describeNetworkError(error: unknown, signal: AbortSignal): string {
