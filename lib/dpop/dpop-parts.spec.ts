@@ -1,4 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
+import { DpopKey } from './dpop-key.js';
+import { accessTokenHash } from './dpop-proof.js';
+import { ProofHeaders } from './proof-headers.js';
 import { normaliseDpopOptions } from './dpop-options.js';
 import { expectedHtu, normaliseHtu } from './htu.js';
 import { jwkThumbprint } from './jwk-thumbprint.js';
@@ -68,4 +71,28 @@ describe('normaliseDpopOptions', () => {
     [{ mode: 'allowed', replayStoreUnavailable: 'ignore' }],
     [{ mode: 'allowed', nonce: { keys: [] } }],
   ])('refuses %j at bootstrap', (raw) => expect(() => normaliseDpopOptions(raw)).toThrow(TypeError));
+});
+
+describe('accessTokenHash (RFC 9449 §4.2)', () => {
+  it('gives the `ath` of the RFC 9449 §7.1 example token', () => {
+    expect(accessTokenHash('Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU')).toBe('fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo');
+  });
+});
+
+describe('ProofHeaders: checked headers by segment, bounded', () => {
+  const headerOf = (key: DpopKey, header?: Record<string, unknown>) => key.proof({ method: 'GET', url: 'https://api.example.com/x', header }).split('.')[0]!;
+  it('gives each header its own key, however reads of several keys alternate', () => {
+    const [a, b] = [DpopKey.generate('ES256'), DpopKey.generate('PS256')];
+    const headers = new ProofHeaders();
+    for (const key of [a, a, b, a, b, b, a]) expect(headers.read(headerOf(key))).toMatchObject({ jkt: key.thumbprint, alg: key.alg });
+  });
+  it('refuses a bad header read after a good one, and reads the good one again after 1024 others pushed it out', () => {
+    const key = DpopKey.generate('ES256');
+    const headers = new ProofHeaders();
+    expect(headers.read(headerOf(key))?.jkt).toBe(key.thumbprint);
+    expect(headers.read(Buffer.from(JSON.stringify({ typ: 'dpop+jwt', alg: 'ES256' })).toString('base64url'))).toBeUndefined();
+    const other = DpopKey.generate('ES256');
+    for (let i = 0; i < 1024; i++) expect(headers.read(headerOf(other, { kid: String(i) }))?.jkt).toBe(other.thumbprint);
+    expect(headers.read(headerOf(key))?.jkt).toBe(key.thumbprint);
+  });
 });
