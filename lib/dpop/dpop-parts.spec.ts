@@ -1,6 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { DpopKey } from './dpop-key.js';
 import { accessTokenHash } from './dpop-proof.js';
+import { InMemoryDpopReplayStore } from './dpop-replay-store.js';
 import { ProofHeaders } from './proof-headers.js';
 import { normaliseDpopOptions } from './dpop-options.js';
 import { expectedHtu, normaliseHtu } from './htu.js';
@@ -94,5 +95,36 @@ describe('ProofHeaders: checked headers by segment, bounded', () => {
     const other = DpopKey.generate('ES256');
     for (let i = 0; i < 1024; i++) expect(headers.read(headerOf(other, { kid: String(i) }))?.jkt).toBe(other.thumbprint);
     expect(headers.read(headerOf(key))?.jkt).toBe(key.thumbprint);
+  });
+});
+
+describe('InMemoryDpopReplayStore (RFC 9449 §11.1)', () => {
+  const T = 1_800_000_000_000;
+  it('refuses a key held until it expires, then takes it again; a sweep drops expired records, never live ones', () => {
+    const store = new InMemoryDpopReplayStore();
+    expect(store.remember('a', T + 60_000, T)).toBe(true);
+    expect(store.remember('b', T + 120_500, T)).toBe(true);
+    expect(store.remember('a', T + 60_000, T + 59_000)).toBe(false);
+    // Sweeps at most once a second: this one (a second after the last) drops `a`, expired at T + 60 s.
+    expect(store.remember('c', T + 200_000, T + 60_000)).toBe(true);
+    expect([store.size, store.remember('a', T + 120_000, T + 60_000)]).toEqual([2, true]);
+    expect(store.remember('b', T + 120_500, T + 120_499)).toBe(false);
+    expect(store.remember('d', T + 300_000, T + 121_500)).toBe(true); // drops `a` (again) and `b`
+    expect(store.size).toBe(2);
+    expect(store.remember('c', T + 200_000, T + 121_500)).toBe(false);
+  });
+  it('keeps a key remembered again after it expired, when the second of its first record is swept', () => {
+    const store = new InMemoryDpopReplayStore();
+    expect(store.remember('k', T + 1_000, T)).toBe(true);
+    expect(store.remember('k', T + 61_000, T + 1_000)).toBe(true);
+    expect(store.remember('x', T + 61_000, T + 2_000)).toBe(true); // sweeps the second `k` first expired in
+    expect(store.remember('k', T + 61_000, T + 2_000)).toBe(false);
+  });
+  it('when full refuses new keys (fail closed) until records expire', () => {
+    const store = new InMemoryDpopReplayStore(2);
+    expect([store.remember('a', T + 5_000, T), store.remember('b', T + 9_000, T), store.remember('c', T + 9_000, T)]).toEqual([true, true, false]);
+    expect(store.remember('c', T + 9_000, T + 4_000)).toBe(false);
+    expect(store.remember('c', T + 15_000, T + 5_000)).toBe(true);
+    expect(store.size).toBe(2);
   });
 });
