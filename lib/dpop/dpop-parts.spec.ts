@@ -1,6 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { DpopKey } from './dpop-key.js';
-import { accessTokenHash } from './dpop-proof.js';
+import { accessTokenHash, verifyDpopProof } from './dpop-proof.js';
+import { InvalidDpopProofException } from './dpop.exceptions.js';
 import { InMemoryDpopReplayStore } from './dpop-replay-store.js';
 import { ProofHeaders } from './proof-headers.js';
 import { normaliseDpopOptions } from './dpop-options.js';
@@ -126,5 +127,35 @@ describe('InMemoryDpopReplayStore (RFC 9449 §11.1)', () => {
     expect(store.remember('c', T + 9_000, T + 4_000)).toBe(false);
     expect(store.remember('c', T + 15_000, T + 5_000)).toBe(true);
     expect(store.size).toBe(2);
+  });
+});
+
+/** `segment` with its last character swapped for one that decodes to the same bytes (non-zero unused bits): not canonical base64url. */
+function uncanonical(segment: string): string {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  if (segment.length % 4 < 2) throw new Error('a segment with unused bits is needed');
+  return segment.slice(0, -1) + alphabet[alphabet.indexOf(segment.at(-1)!) + 1];
+}
+
+describe('proof segments are canonical base64url (one text per proof)', () => {
+  const key = DpopKey.generate('ES256');
+  const R = 'https://api.example.com';
+  const options = { algorithms: new Set(['ES256']), proofWindowSeconds: 60 } as Parameters<typeof verifyDpopProof>[1];
+  const check = (proof: string) => () => verifyDpopProof({ proof, method: 'GET', htu: `${R}/x`, accessToken: 'token', boundKey: key.thumbprint, nowMs: Date.now() }, options);
+  it('accepts the proof as signed, refuses it with a signature or claims segment that decodes the same but is not canonical', () => {
+    // A `jti` whose length leaves the claims segment with unused bits.
+    let proof = '';
+    for (let n = 0; proof === '' || proof.split('.')[1]!.length % 4 < 2; n++) proof = key.proof({ method: 'GET', url: `${R}/x`, accessToken: 'token', jti: `j${'x'.repeat(n)}` });
+    const [header, claims, signature] = proof.split('.') as [string, string, string];
+    expect(check(proof)).not.toThrow();
+    expect(check(`${header}.${claims}.${uncanonical(signature)}`)).toThrow(InvalidDpopProofException);
+    expect(check(`${header}.${uncanonical(claims)}.${signature}`)).toThrow(InvalidDpopProofException);
+  });
+  it('refuses a header segment that is not canonical, also after its canonical form was read', () => {
+    let header = '';
+    for (let n = 0; header === '' || header.length % 4 < 2; n++) header = key.proof({ method: 'GET', url: `${R}/x`, header: { kid: 'k'.repeat(n) } }).split('.')[0]!;
+    const headers = new ProofHeaders();
+    expect(headers.read(header)?.jkt).toBe(key.thumbprint);
+    expect(headers.read(uncanonical(header))).toBeUndefined();
   });
 });

@@ -49,7 +49,8 @@ export interface VerifiedProof {
 export function verifyDpopProof(target: ProofTarget, options: DpopOptions): VerifiedProof {
   const { proof } = target;
   const parts = proof.length > MAX_PROOF_LENGTH ? [] : proof.split('.');
-  if (parts.length !== 3 || !parts.every(isCanonicalBase64url)) throw new InvalidDpopProofException();
+  // The header's segment is checked when first read: a cached one was canonical (proof-headers.ts).
+  if (parts.length !== 3 || !isCanonicalBase64url(parts[1]!) || !isCanonicalBase64url(parts[2]!)) throw new InvalidDpopProofException();
   const [headerSegment, payloadSegment, signature] = parts as [string, string, string];
   const header = PROOF_HEADERS.read(headerSegment);
   if (header === undefined || !options.algorithms.has(header.alg)) throw new InvalidDpopProofException();

@@ -1,5 +1,6 @@
 import { createPublicKey, type JsonWebKey, type KeyObject, type VerifyKeyObjectInput } from 'node:crypto';
 import { JWS_HASH, verifyOptionsFor } from '../jws-crypto.js';
+import { isCanonicalBase64url } from '../resource-server/compact-jws.js';
 import { jwkThumbprint } from './jwk-thumbprint.js';
 
 /** Proof headers remembered at once: an agent signs every proof with one key, so one header. */
@@ -31,7 +32,7 @@ export class ProofHeaders {
   private last?: { readonly segment: string; readonly header: ProofHeader };
 
   /**
-   * The checked header of `segment` (RFC 9449 §4.3 (4)–(7)): `typ` exactly `dpop+jwt`, a string
+   * The checked header of `segment` (RFC 9449 §4.3 (4)–(7)): canonical base64url, `typ` exactly `dpop+jwt`, a string
    * `alg` of an asymmetric family, a `jwk` that is a public key of that algorithm's type (RSA of
    * 2048 to 4096 bits with an exponent of at most 32 bits), never a private or symmetric one. The caller checks `alg` against its allow-list.
    * @returns undefined when the header is not acceptable.
@@ -57,6 +58,7 @@ export class ProofHeaders {
 }
 
 function checkedHeader(segment: string): ProofHeader | undefined {
+  if (!isCanonicalBase64url(segment)) return undefined;
   let parsed: unknown;
   try {
     parsed = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'));
