@@ -525,9 +525,12 @@ async function dpopRows() {
     'guard, cache hit, Bearer (dpop: allowed)': (i) => dpopGuard.canActivate(dpopContext('Bearer', tokens[i])),
     'guard, cache hit, DPoP + fresh proof (in-memory replay)': (i) => dpopGuard.canActivate(dpopContext('DPoP', boundTokens[i], blockProofs[blockUsed++])),
     'one ES256 verify (cached KeyObject)': es256Verify,
+    // The verify where a DPoP request does it, after a guard call: a verify in a tight loop runs on
+    // warm caches, one between two stretches of other work does not (the same reason as the Redis rows' baseline).
+    'guard, cache hit, Bearer (dpop: allowed), then one ES256 verify': async (i) => (await dpopGuard.canActivate(dpopContext('Bearer', tokens[i])), es256Verify()),
   }, indexes);
-  const [plain, bearer, dpop, es256Block] = Object.values(dpopBlocks).map((row) => row.micros);
-  const dpopPaired = { plain, bearer, dpop, es256: es256Block };
+  const [plain, bearer, dpop, es256Block, bearerThenVerify] = Object.values(dpopBlocks).map((row) => row.micros);
+  const dpopPaired = { plain, bearer, dpop, es256: es256Block, bearerThenVerify };
   await plainApp.app.close();
   await inMemory.app.close();
   await shared.app.close();
@@ -555,10 +558,11 @@ function printDpop({ bearerOnDpopApp, dpopHit, es256, dpopRedisHit, redisRtt, re
   console.log(`DPoP with the Redis replay store − (in-memory + one raw SET NX PX), paired: ${redisStoreBeyond >= 0 ? '+' : ''}${redisStoreBeyond.toFixed(2)} µs, ${redisStore.ratio.toFixed(3)} × (goal: one round trip and little more)`);
   console.log(JSON.stringify({ dpopRedisPairedBaselineMicros: redisBaseline.micros, dpopRedisPairedMicros: redisStore.micros, dpopRedisPairedRatio: redisStore.ratio, dpopRedisBeyondRoundTripMicros: redisStoreBeyond }));
   console.log(JSON.stringify({ dpopCacheHitMicros: dpopHit, bearerOnDpopAppMicros: bearerOnDpopApp, es256VerifyMicros: es256, dpopRedisCacheHitMicros: dpopRedisHit, redisRoundTripMicros: redisRtt }));
-  const { plain, bearer, dpop, es256: oneVerify } = dpopPaired;
+  const { plain, bearer, dpop, es256: oneVerify, bearerThenVerify } = dpopPaired;
   console.log(`DPoP − Bearer on the cache hit, paired: +${(dpop - bearer).toFixed(2)} µs (goal ≤ one ES256 verify ${oneVerify.toFixed(2)} µs + 10 µs = ${(oneVerify + 10).toFixed(2)} µs): ${(dpop - bearer - oneVerify).toFixed(2)} µs beyond the verify`);
+  console.log(`DPoP − (Bearer, then one ES256 verify), paired: ${dpop - bearerThenVerify >= 0 ? '+' : ''}${(dpop - bearerThenVerify).toFixed(2)} µs: the proof check's own work (goal ≤ 10 µs); the verify after a guard call costs ${(bearerThenVerify - bearer - oneVerify).toFixed(2)} µs more than in a tight loop`);
   console.log(`guard cache hit, Bearer on a dpop: 'allowed' app − on a plain app, paired: ${bearer - plain >= 0 ? '+' : ''}${(bearer - plain).toFixed(2)} µs`);
-  console.log(JSON.stringify({ dpopPairedPlainBearerMicros: plain, dpopPairedBearerMicros: bearer, dpopPairedDpopMicros: dpop, dpopPairedEs256Micros: oneVerify, dpopPairedBeyondVerifyMicros: dpop - bearer - oneVerify }));
+  console.log(JSON.stringify({ dpopPairedPlainBearerMicros: plain, dpopPairedBearerMicros: bearer, dpopPairedDpopMicros: dpop, dpopPairedEs256Micros: oneVerify, dpopPairedBeyondVerifyMicros: dpop - bearer - oneVerify, dpopPairedBearerThenVerifyMicros: bearerThenVerify, dpopPairedOwnWorkMicros: dpop - bearerThenVerify }));
 }
 
 const dpop = await dpopRows();
