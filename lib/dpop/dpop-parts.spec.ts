@@ -140,7 +140,7 @@ function uncanonical(segment: string): string {
 describe('proof segments are canonical base64url (one text per proof)', () => {
   const key = DpopKey.generate('ES256');
   const R = 'https://api.example.com';
-  const options = { algorithms: new Set(['ES256']), proofWindowSeconds: 60 } as Parameters<typeof verifyDpopProof>[1];
+  const options = normaliseDpopOptions({ mode: 'allowed', algorithms: ['ES256'] })!;
   const check = (proof: string) => () => verifyDpopProof({ proof, method: 'GET', htu: `${R}/x`, accessToken: 'token', boundKey: key.thumbprint, nowMs: Date.now() }, options);
   it('accepts the proof as signed, refuses it with a signature or claims segment that decodes the same but is not canonical', () => {
     // A `jti` whose length leaves the claims segment with unused bits.
