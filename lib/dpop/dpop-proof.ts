@@ -1,11 +1,10 @@
-import { createHash } from 'node:crypto';
-import { verifyJwsSignature } from '../jws-crypto.js';
+import { hash, verify } from 'node:crypto';
 import { isCanonicalBase64url } from '../resource-server/compact-jws.js';
 import { InvalidTokenException } from '../resource-server/keycard.exceptions.js';
 import type { DpopOptions } from './dpop-options.js';
 import { InvalidDpopProofException } from './dpop.exceptions.js';
 import { normaliseHtu } from './htu.js';
-import { PROOF_HEADERS } from './proof-headers.js';
+import { PROOF_HEADERS, type ProofHeader } from './proof-headers.js';
 
 /** Longest proof read: a PS256 proof with a 4096-bit key is about 1.9 KB. */
 const MAX_PROOF_LENGTH = 8192;
@@ -50,14 +49,15 @@ export interface VerifiedProof {
 export function verifyDpopProof(target: ProofTarget, options: DpopOptions): VerifiedProof {
   const { proof } = target;
   const parts = proof.length > MAX_PROOF_LENGTH ? [] : proof.split('.');
-  if (parts.length !== 3 || !parts.every(isCanonicalBase64url)) throw new InvalidDpopProofException();
+  // The header's segment is checked when first read: a cached one was canonical (proof-headers.ts).
+  if (parts.length !== 3 || !isCanonicalBase64url(parts[1]!) || !isCanonicalBase64url(parts[2]!)) throw new InvalidDpopProofException();
   const [headerSegment, payloadSegment, signature] = parts as [string, string, string];
   const header = PROOF_HEADERS.read(headerSegment);
   if (header === undefined || !options.algorithms.has(header.alg)) throw new InvalidDpopProofException();
   // The binding before the signature: whoever holds a stolen token must not make the API verify
   // signatures under keys of their choosing (an RSA key with a huge exponent costs ~13 ms a verify).
   if (header.jkt !== target.boundKey) throw new InvalidTokenException('dpop_key_mismatch');
-  if (!verifyJwsSignature(`${headerSegment}.${payloadSegment}`, signature, header.key, header.alg)) throw new InvalidDpopProofException();
+  if (!signedBy(header, proof.slice(0, headerSegment.length + 1 + payloadSegment.length), signature)) throw new InvalidDpopProofException();
   const claims = readClaims(payloadSegment);
   const { jti, htm, htu, iat, ath, nonce } = claims;
   if (typeof jti !== 'string' || jti.length === 0 || jti.length > MAX_JTI_LENGTH) throw new InvalidDpopProofException();
@@ -68,6 +68,15 @@ export function verifyDpopProof(target: ProofTarget, options: DpopOptions): Veri
   }
   if (typeof ath !== 'string' || ath !== accessTokenHash(target.accessToken)) throw new InvalidDpopProofException();
   return { jkt: header.jkt, jti, iat, nonce };
+}
+
+/** True when `signature` (base64url) is the header's key's signature over `signingInput`; never throws. */
+function signedBy(header: ProofHeader, signingInput: string, signature: string): boolean {
+  try {
+    return verify(header.hash, Buffer.from(signingInput), header.verifyWith, Buffer.from(signature, 'base64url'));
+  } catch {
+    return false;
+  }
 }
 
 /** The proof's claims: a JSON object, else the proof is refused. */
@@ -81,7 +90,11 @@ function readClaims(segment: string): Record<string, unknown> {
   throw new InvalidDpopProofException();
 }
 
-/** `ath` of an access token (RFC 9449 §4.2): base64url(SHA-256(ASCII token)). */
+/**
+ * `ath` of an access token (RFC 9449 §4.2): base64url(SHA-256(ASCII token)). An access token is
+ * ASCII (a token68, RFC 6750 §2.1; the guard's are verified compact JWSs), so its UTF-8 bytes,
+ * which the one-shot `crypto.hash` reads, are its ASCII ones; no Hash object per request.
+ */
 export function accessTokenHash(accessToken: string): string {
-  return createHash('sha256').update(accessToken, 'ascii').digest('base64url');
+  return hash('sha256', accessToken, 'base64url');
 }

@@ -14,13 +14,18 @@ export interface DpopReplayStore {
 }
 
 /**
- * The default store, one per instance: a map from key to expiry, swept of expired entries at most
- * once a second, and capped so a flood of proofs cannot grow it without bound (when full, new proofs
- * are refused: fail closed rather than forget).
+ * The default store, one per instance: a map from key to expiry, and the keys again by the second
+ * their record expires in, so a sweep (at most once a second) visits only the records that expired,
+ * never the live ones. Capped so a flood of proofs cannot grow it without bound: when full, new
+ * proofs are refused (fail closed rather than forget) until the next sweep frees room.
  * @publicApi
  */
 export class InMemoryDpopReplayStore implements DpopReplayStore {
   private readonly entries = new Map<string, number>();
+  /** Keys by the second (epoch s, rounded up) their record expires in; a key remembered again sits in two. */
+  private readonly expiring = new Map<number, string[]>();
+  /** The second last written to, and its keys: proofs of one moment share a second. */
+  private latest?: { readonly second: number; readonly keys: string[] };
   private nextSweepMs = 0;
 
   /** @param maxEntries the most keys held at once. @default 1 000 000 */
@@ -32,16 +37,32 @@ export class InMemoryDpopReplayStore implements DpopReplayStore {
   }
 
   remember(key: string, expiresAtMs: number, nowMs: number): boolean {
+    if (nowMs >= this.nextSweepMs) this.sweep(nowMs);
     const held = this.entries.get(key);
     if (held !== undefined && held > nowMs) return false;
-    if (nowMs >= this.nextSweepMs || this.entries.size >= this.maxEntries) this.sweep(nowMs);
     if (this.entries.size >= this.maxEntries) return false;
     this.entries.set(key, expiresAtMs);
+    this.keysExpiringIn(Math.ceil(expiresAtMs / 1000)).push(key);
     return true;
   }
 
+  private keysExpiringIn(second: number): string[] {
+    const { latest } = this;
+    if (latest?.second === second) return latest.keys;
+    let keys = this.expiring.get(second);
+    if (keys === undefined) this.expiring.set(second, (keys = []));
+    this.latest = { second, keys };
+    return keys;
+  }
+
+  /** Drops every record expired by `nowMs`: the seconds that ended, each key unless remembered again since. */
   private sweep(nowMs: number): void {
     this.nextSweepMs = nowMs + 1000;
-    for (const [key, expiresAtMs] of this.entries) if (expiresAtMs <= nowMs) this.entries.delete(key);
+    for (const [second, keys] of this.expiring) {
+      if (second * 1000 > nowMs) continue;
+      for (const key of keys) if (this.entries.get(key)! <= nowMs) this.entries.delete(key);
+      this.expiring.delete(second);
+      if (this.latest?.keys === keys) this.latest = undefined;
+    }
   }
 }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Clock } from '../clock.js';
 import { CoarseDeadlines } from '../coarse-deadlines.js';
@@ -155,7 +155,9 @@ export class DpopValidator implements TokenValidator {
 
   /** The replay record (§11.1), until the proof's window closes: `iat` + window, not first use + window (H15). */
   private remember(proof: VerifiedProof, nowMs: number): void | Promise<void> {
-    const key = createHash('sha256').update(proof.jkt).update(proof.jti).digest('base64url');
+    // SHA-256 of the thumbprint and the `jti` as one string: the digest of the two hashed in turn, so
+    // records in a shared store keep their keys across versions; one-shot, no Hash object.
+    const key = hash('sha256', proof.jkt + proof.jti, 'base64url');
     const expiresAtMs = (proof.iat + this.parts.options.proofWindowSeconds) * 1000;
     const store = this.parts.options.replayStore;
     if (store === undefined) return refuseReplay(this.local.remember(key, expiresAtMs, nowMs));

@@ -1,4 +1,6 @@
-import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { createPublicKey, type JsonWebKey, type KeyObject, type VerifyKeyObjectInput } from 'node:crypto';
+import { JWS_HASH, verifyOptionsFor } from '../jws-crypto.js';
+import { isCanonicalBase64url } from '../resource-server/compact-jws.js';
 import { jwkThumbprint } from './jwk-thumbprint.js';
 
 /** Proof headers remembered at once: an agent signs every proof with one key, so one header. */
@@ -14,6 +16,9 @@ export interface ProofHeader {
   readonly key: KeyObject;
   /** RFC 7638 thumbprint of the key. */
   readonly jkt: string;
+  /** The hash of `alg` and what `crypto.verify` takes for it: made once per header, not per proof. */
+  readonly hash: string;
+  readonly verifyWith: KeyObject | VerifyKeyObjectInput;
 }
 
 /**
@@ -23,29 +28,37 @@ export interface ProofHeader {
  */
 export class ProofHeaders {
   private readonly headers = new Map<string, ProofHeader>();
+  /** The header read last, and its segment: an agent sends one header proof after proof, so most reads end here without hashing the segment for the map. */
+  private last?: { readonly segment: string; readonly header: ProofHeader };
 
   /**
-   * The checked header of `segment` (RFC 9449 §4.3 (4)–(7)): `typ` exactly `dpop+jwt`, a string
+   * The checked header of `segment` (RFC 9449 §4.3 (4)–(7)): canonical base64url, `typ` exactly `dpop+jwt`, a string
    * `alg` of an asymmetric family, a `jwk` that is a public key of that algorithm's type (RSA of
    * 2048 to 4096 bits with an exponent of at most 32 bits), never a private or symmetric one. The caller checks `alg` against its allow-list.
    * @returns undefined when the header is not acceptable.
    */
   read(segment: string): ProofHeader | undefined {
-    const known = this.headers.get(segment);
-    if (known !== undefined) {
-      this.headers.delete(segment); // most recently used last
-      this.headers.set(segment, known);
-      return known;
-    }
-    const header = checkedHeader(segment);
+    const { last } = this;
+    // Still in the map: an eviction since (a flood of new headers) clears `last` too.
+    if (last !== undefined && last.segment === segment) return last.header;
+    const header = this.headers.get(segment) ?? checkedHeader(segment);
     if (header === undefined) return undefined;
-    if (this.headers.size >= MAX_HEADERS) this.headers.delete(this.headers.keys().next().value!);
+    this.headers.delete(segment); // most recently used last
+    if (this.headers.size >= MAX_HEADERS) this.evictOldest();
     this.headers.set(segment, header);
+    this.last = { segment, header };
     return header;
+  }
+
+  private evictOldest(): void {
+    const oldest = this.headers.keys().next().value!;
+    this.headers.delete(oldest);
+    if (this.last?.segment === oldest) this.last = undefined;
   }
 }
 
 function checkedHeader(segment: string): ProofHeader | undefined {
+  if (!isCanonicalBase64url(segment)) return undefined;
   let parsed: unknown;
   try {
     parsed = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'));
@@ -71,7 +84,7 @@ function checkedHeader(segment: string): ProofHeader | undefined {
   // with a public exponent over 32 bits, each verify costs up to 200 ordinary ones (OpenSSL takes
   // any exponent up to a 3072-bit modulus): no client needs them.
   if (kty === 'RSA' && !reasonableRsaKey(key)) return undefined;
-  return { alg, key, jkt };
+  return { alg, key, jkt, hash: JWS_HASH[alg]!, verifyWith: verifyOptionsFor(key, alg) };
 }
 
 const MAX_RSA_EXPONENT = 0xffff_ffffn;
