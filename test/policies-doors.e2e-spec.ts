@@ -21,7 +21,7 @@ import {
 } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectNoLeak, forged, issuedTokens } from './support/contexts.js';
-import { R } from './support/forge.js';
+import { R, actChain } from './support/forge.js';
 import { CapturingLogger } from './support/keycard-app.js';
 import { listenHybrid } from './support/rpc-app.js';
 
@@ -68,7 +68,7 @@ function askWs(port: number, headers: Record<string, string>, event: string, dat
   return new Promise<Answer>((resolve, reject) => {
     socket.once('message', (raw) => resolve(JSON.parse(String(raw)) as Answer));
     socket.once('open', () => socket.send(JSON.stringify(data === undefined ? { event } : { event, data })));
-    socket.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused ${res.statusCode}`)));
+    socket.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused ${res.statusCode} ${res.headers['www-authenticate']}`)));
     socket.once('error', reject);
     socket.once('close', (code) => reject(new Error(`ws closed (${code}) before an answer`)));
   }).finally(() => socket.terminate());
@@ -79,7 +79,7 @@ function askIo(port: number, auth: Record<string, unknown>, event: string, ...da
   return new Promise<Answer>((resolve, reject) => {
     socket.onAny((name: string, payload: unknown) => resolve({ event: name, data: payload }));
     socket.once('connect', () => socket.emit(event, ...data));
-    socket.once('connect_error', (error) => reject(new Error(`connect_error ${error.message}`)));
+    socket.once('connect_error', (error) => reject(new Error(`connect_error ${error.message} ${JSON.stringify((error as { data?: unknown }).data)}`)));
     socket.once('disconnect', (reason) => reject(new Error(`socket.io disconnected (${reason}) before an answer`)));
   }).finally(() => socket.disconnect());
 }
@@ -150,6 +150,16 @@ describe('policies on the message and RPC doors (an attack trial)', () => {
       expect(await ask(token(JSON.parse('{"__proto__":{"roles":["admin"]}}') as Record<string, unknown>), 'role')).toEqual(lacksPermission);
       expect(await ask(token({ act: { sub: 'agent-z' } }), 'chain')).toEqual(lacksPermission);
       expect(await ask(token({ act: { sub: 'agent-b', act: { sub: 'agent-c' } } }), 'chain')).toEqual(lacksPermission);
+      expect(await ask(token({ act: { sub: 'agent-b' } }), 'chain')).toEqual({ event: 'chain', data: 'ok' });
+    });
+
+    it('T29 an act chain the agent could not show whole (a link that is no JSON object, a sub that is no string, deeper than 32) is refused at the handshake as invalid_token, never opened with a shorter chain', async () => {
+      const refused = platform === 'ws'
+        ? /^upgrade refused 401 Bearer error="invalid_token", error_description="The access token claims are invalid", resource_metadata="[^"]+"$/
+        : /^connect_error invalid_token \{"error":"invalid_token","error_description":"The access token claims are invalid"/;
+      for (const act of ['agent-b', { sub: 'agent-b', act: null }, { sub: 42 }, actChain(33)]) {
+        await expect(ask(token({ act }), 'chain')).rejects.toThrow(refused);
+      }
       expect(await ask(token({ act: { sub: 'agent-b' } }), 'chain')).toEqual({ event: 'chain', data: 'ok' });
     });
 
@@ -258,6 +268,16 @@ describe('policies on the message and RPC doors (an attack trial)', () => {
       expect(await unary('Health', token({}), { id: 'h' })).toEqual({ id: 'h', by: 'agent-t' });
       expect(await unary('Health', forged(token({})), { id: 'h' })).toEqual({ code: grpc.status.UNAUTHENTICATED, details: 'The access token signature could not be verified' });
       expect(await unary('Health', forged(token({})), { id: 'h' }, 'DPoP')).toEqual({ id: 'h', by: 'anonymous' });
+    });
+
+    it('T29 a malformed or too deep act chain on a unary call: 16 UNAUTHENTICATED with the invalid_token challenge in the trailer, on a required and an optional route alike', async () => {
+      const invalid = { code: grpc.status.UNAUTHENTICATED, details: 'The access token claims are invalid' };
+      for (const act of [[{ sub: 'agent-b' }], { sub: 'agent-b', act: 'agent-c' }, { client_id: 7 }, actChain(33)]) {
+        expect(await unary('Find', token({ act, scope: 'repo:private' }), { id: 'secret-1' })).toEqual(invalid);
+        expect(lastTrailer).toMatch(/^Bearer error="invalid_token", error_description="The access token claims are invalid", resource_metadata="[^"]+"$/);
+        expect(await unary('Health', token({ act }), { id: 'h' })).toEqual(invalid);
+      }
+      expect(await unary('Find', token({ act: actChain(32), scope: 'repo:private' }), { id: 'secret-1' })).toEqual({ id: 'secret-1', by: 'find' });
     });
 
     it('T8 T21 anyOf with maxAge on a unary call: a missing path 7, an old sign-in 16 with the RFC 9470 challenge in the trailer', async () => {

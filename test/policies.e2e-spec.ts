@@ -16,7 +16,7 @@ import { TestZone } from '../lib/testing/index.js';
 import { forged } from './support/contexts.js';
 import { dpopHeaders, expectDpopRefusal } from './support/dpop.js';
 import { expectOutcome } from './support/denials.js';
-import { PRM, R, bearer } from './support/forge.js';
+import { PRM, R, actChain, bearer } from './support/forge.js';
 import { parseChallenge, send, type HttpAnswer } from './support/http.js';
 import { ADAPTERS, startApp, type RunningApp } from './support/keycard-app.js';
 
@@ -56,6 +56,8 @@ class PolicyController {
   @Get('delegated') @RequireActors({ maxDepth: 1, allowed: ['agent-b'] }) delegated() { return { ok: true }; }
   @Get('delegated-deep') @RequireActors({ maxDepth: 9 }) delegatedDeep() { return { ok: true }; }
   @Get('undelegated') @RequireActors({ maxDepth: 0 }) undelegated() { return { ok: true }; }
+  // No policy at all: what an app reads for its audit or its own checks.
+  @Get('actor') actor(@Agent('actor') actor?: unknown) { return { actor: actor ?? null }; }
 }
 
 @RequireScopes('mcp:tools')
@@ -84,6 +86,13 @@ function expectStepUp(res: HttpAnswer, step: { acr?: string; maxAge?: string; sc
   expected.resource_metadata = PRM;
   expect(challenge.params).toEqual(expected);
   expect(challenge.names).toEqual(Object.keys(expected)); // RFC 9470 §3 order, each once (INV1)
+}
+
+/** How many links an `AgentContext.actor` (as JSON) has. */
+function depthOf(actor: unknown): number {
+  let depth = 0;
+  for (let link = actor as { actor?: unknown } | undefined; link !== undefined; link = link.actor as typeof link) depth++;
+  return depth;
 }
 
 describe.each(ADAPTERS)('§T policies over HTTP (%s)', (adapter) => {
@@ -360,10 +369,35 @@ describe.each(ADAPTERS)('§T policies over HTTP (%s)', (adapter) => {
     for (const act of ['agent-b', null, [{ sub: 'agent-b' }]]) {
       expectOutcome(await get(api, '/undelegated', token({ act })), '401 IT', PRM);
     }
-    const chain = (links: number): Record<string, unknown> | undefined => (links === 0 ? undefined : { sub: `agent-${links}`, act: chain(links - 1) });
-    expectOutcome(await get(api, '/delegated-deep', token({ act: chain(9) })), '200', PRM);
-    expectPermissionRefusal(await get(api, '/delegated-deep', token({ act: chain(10) })));
-    expectPermissionRefusal(await get(api, '/delegated-deep', token({ act: chain(40) })));
+    expectOutcome(await get(api, '/delegated-deep', token({ act: actChain(9) })), '200', PRM);
+    expectPermissionRefusal(await get(api, '/delegated-deep', token({ act: actChain(10) })));
+    expectPermissionRefusal(await get(api, '/delegated-deep', token({ act: actChain(32) })));
+    expectOutcome(await get(api, '/delegated-deep', token({ act: actChain(40) })), '401 IT', PRM); // past the bound: no chain to count
     expectOutcome(await get(api, '/undelegated', token({})), '200', PRM);
   });
+
+  it('T29 AgentContext.actor is the chain the token carries, link for link up to 32; a malformed link (C19/C20 typing) or a deeper chain is 401 IT on every route, never a shorter chain', async () => {
+    const seen = async (act: unknown) => {
+      const res = await get(api, '/actor', token({ act }));
+      expectOutcome(res, '200', PRM);
+      return (res.json as { actor: unknown }).actor;
+    };
+    expect(await seen({ sub: 'agent-b', client_id: 'relay-1', act: { sub: 'agent-a', act: {} } })).toEqual({
+      subject: 'agent-b', clientId: 'relay-1', actor: { subject: 'agent-a', actor: {} },
+    });
+    expect(depthOf(await seen(actChain(32)))).toBe(32);
+    expect((await get(api, '/actor', token({}))).json).toEqual({ actor: null });
+    const malformed: unknown[] = [
+      'agent-b', null, 42, true, [{ sub: 'agent-b' }], // `act` itself is not a JSON object (RFC 8693 §4.1)
+      { sub: 42 }, { sub: '' }, { sub: ['agent-b'] }, { client_id: 7 }, { sub: 'agent-b', client_id: { id: 'x' } }, // C19/C20
+      { sub: 'agent-b', act: 'agent-c' }, { sub: 'agent-b', act: null }, { sub: 'agent-b', act: [{ sub: 'agent-c' }] },
+      { sub: 'agent-b', act: { sub: 'agent-c', act: { sub: false } } },
+      actChain(33), actChain(200),
+    ];
+    for (const act of malformed) {
+      expectOutcome(await get(api, '/actor', token({ act })), '401 IT', PRM);
+      expectOutcome(await get(api, '/public', token({ act })), '200', PRM); // @Public() ignores the token (T17)
+    }
+  });
 });
+

@@ -22,6 +22,7 @@ import type { Principal } from '../decision/principal.js';
 import { type ConnectionState, connectionOf, openedConnection, setConnection } from './connection-state.js';
 import { rememberLocalAddress } from '../resource-server/local-address.js';
 import { GatewayGuards } from './gateway-guards.js';
+import { paceMessages } from './message-pacing.js';
 import { connectionParamsToken, MERCURIUS_CONNECTION } from './graphql.context.js';
 import { KeycardContexts } from './keycard-contexts.js';
 import {
@@ -358,7 +359,10 @@ export class KeycardConnections {
         bindRecoveredSessions(server);
         (server.use as (mw: unknown) => void)(middleware);
         // The engine's first request is what the handshake and every message are judged against (socket.request).
-        engineOf(server)?.on('connection', (connection) => rememberLocalAddress(connection.request));
+        engineOf(server)?.on('connection', (connection) => {
+          rememberLocalAddress(connection.request);
+          paceTransport(connection);
+        });
         // Registered before Nest's own listener: a recovered socket is judged before any handler sees it.
         on?.call(server, 'connection', (socket) => {
           this.gateways.claim(socket);
@@ -370,6 +374,7 @@ export class KeycardConnections {
         on.call(server, 'headers', (headers, request) => (headers as string[]).push(...takeOpeningNonceHeaders(request)));
         on.call(server, 'connection', (client, request) => {
           this.gateways.claim(client);
+          paceMessages(client); // a burst is handled a bounded batch per turn of the event loop (O5)
           const state = connectionOf(request);
           if (state === undefined) return;
           setConnection(client, state);
@@ -541,7 +546,20 @@ function endSocketIo(socket: SocketIoSocket, denial: KeycardException): void {
 
 /** The parts of an engine.io server used here: its `connection` event carries the connection's first HTTP request. */
 interface EngineIoServer {
-  on(event: 'connection', listener: (connection: { request: IncomingMessage }) => void): unknown;
+  on(event: 'connection', listener: (connection: EngineIoConnection) => void): unknown;
+}
+
+/** An engine.io connection: its first request, and its transport (`socket`: the `ws` WebSocket of the WebSocket transport). */
+interface EngineIoConnection {
+  readonly request: IncomingMessage;
+  readonly transport?: { readonly socket?: unknown };
+  on?(event: 'upgrade', listener: (transport: { readonly socket?: unknown }) => void): unknown;
+}
+
+/** Paces the messages of a socket.io connection's WebSocket, from the start or once it upgrades from long-polling (O5). */
+function paceTransport(connection: EngineIoConnection): void {
+  paceMessages(connection.transport?.socket);
+  connection.on?.('upgrade', (transport) => paceMessages(transport.socket));
 }
 
 /** The engine.io server under a socket.io `Server` (`engine`) or `Namespace` (`server.engine`). */

@@ -1,14 +1,14 @@
 /**
  * One link of an RFC 8693 delegation chain (`act` claim): who acted, and on whose behalf they in
- * turn acted (`actor`), outermost first.
+ * turn acted (`actor`), outermost first. Frozen.
  * @publicApi
  */
 export interface ActorChain {
-  /** `sub` of the acting party. */
+  /** `sub` of the acting party (a non-empty string), when the link has one. */
   subject?: string;
-  /** `client_id` of the acting party, when the zone records it. */
+  /** `client_id` of the acting party (a non-empty string), when the zone records it. */
   clientId?: string;
-  /** The next, earlier actor. */
+  /** The next, earlier actor (the link's own `act`), when there is one. */
   actor?: ActorChain;
 }
 
@@ -49,7 +49,14 @@ export interface AgentContext {
    * sets `requireJti: false` and the zone issues none.
    */
   readonly tokenId?: string;
-  /** The RFC 8693 `act` delegation chain, when present. */
+  /**
+   * The RFC 8693 §4.1 `act` delegation chain, outermost (current) actor first; `undefined` when the
+   * token has no `act`. Always the whole chain as the token carries it, link for link: a token
+   * whose `act` (or a nested `act`) is not a JSON object, whose link has a `sub` or `client_id`
+   * that is not a non-empty string, or whose chain has more than 32 links is refused with 401
+   * `invalid_token` before any handler runs (catalogue T29, C19/C20 typing). The raw claim stays
+   * in {@link claims}`.act`.
+   */
   readonly actor?: ActorChain;
   /** Every claim of the token, frozen. */
   readonly claims: Readonly<Record<string, unknown>>;

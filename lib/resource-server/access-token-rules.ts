@@ -3,7 +3,13 @@ import { InvalidTokenException } from './keycard.exceptions.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import type { SupportedAlgorithm } from '../keycard.constants.js';
 
-const MAX_ACTOR_DEPTH = 8;
+/**
+ * Most links an RFC 8693 `act` chain may have (§4.1 nests without limit). Real chains are a few
+ * hops long (each hop is one token exchange); the bound exists because every link is nested JSON
+ * the module walks, copies and freezes for each token it verifies, and an 8 KiB token could nest
+ * more than a thousand. A deeper chain is refused as an invalid token, never cut short (issue 19).
+ */
+export const MAX_ACTOR_DEPTH = 32;
 
 /**
  * Header rules checked before any key is looked up (catalogue B1–B5, B20–B22, B31, C1–C3): an
@@ -43,7 +49,7 @@ function isNumericDate(value: unknown): value is number {
 
 /** `{"jkt": "<43 base64url characters>"}` and nothing else: an RFC 7638 SHA-256 thumbprint (RFC 9449 §6.1). */
 function isDpopBinding(cnf: unknown): boolean {
-  if (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf)) return false;
+  if (!isJsonObject(cnf)) return false;
   const keys = Object.keys(cnf);
   const { jkt } = cnf as { jkt?: unknown };
   return keys.length === 1 && typeof jkt === 'string' && /^[A-Za-z0-9_-]{43}$/.test(jkt);
@@ -101,7 +107,7 @@ export function toAgentContext(
       expiresAt: new Date(exp * 1000),
       issuedAt: new Date(iat * 1000),
       tokenId: jti,
-      actor: readActor(payload.act, 0),
+      actor: readActor(ownMember(payload, 'act'), 1),
       claims: deepFreeze(payload),
     }, exp * 1000),
   );
@@ -182,14 +188,34 @@ function readScopes(payload: Readonly<Record<string, unknown>>, readScp: boolean
   return [];
 }
 
+/**
+ * The `act` chain link for link as the token carries it (RFC 8693 §4.1; catalogue T29), so that
+ * `AgentContext.actor` never shows a shorter chain than the token's: each link (the link at
+ * `depth`, 1 for the outermost) is a JSON object whose `sub` and `client_id`, when present, are
+ * non-empty strings (typed as the token's own `sub` and `client_id` are, rows C19 and C20), and
+ * whose `act`, when present, is the next link. Own members only: a `__proto__` key names nothing.
+ * @throws InvalidTokenException `claim_invalid` (401 `invalid_token`) for a link of another shape,
+ *   and for a chain of more than {@link MAX_ACTOR_DEPTH} links (before any deeper link is read).
+ */
 function readActor(act: unknown, depth: number): ActorChain | undefined {
-  if (typeof act !== 'object' || act === null || Array.isArray(act) || depth >= MAX_ACTOR_DEPTH) return undefined;
-  const { sub, client_id: clientId, act: inner } = act as Record<string, unknown>;
-  return Object.freeze({
-    subject: typeof sub === 'string' ? sub : undefined,
-    clientId: typeof clientId === 'string' ? clientId : undefined,
-    actor: readActor(inner, depth + 1),
-  });
+  if (act === undefined) return undefined;
+  if (!isJsonObject(act) || depth > MAX_ACTOR_DEPTH) throw new InvalidTokenException('claim_invalid');
+  const subject = ownMember(act, 'sub');
+  const clientId = ownMember(act, 'client_id');
+  if ((subject !== undefined && !isNonEmptyString(subject)) || (clientId !== undefined && !isNonEmptyString(clientId))) {
+    throw new InvalidTokenException('claim_invalid');
+  }
+  return Object.freeze({ subject, clientId, actor: readActor(ownMember(act, 'act'), depth + 1) });
+}
+
+/** A JSON object: not `null`, not an array. */
+function isJsonObject(value: unknown): value is object {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** An own member of a parsed JSON object (a `__proto__` key never reads the prototype). */
+function ownMember(object: object, name: string): unknown {
+  return Object.hasOwn(object, name) ? (object as Record<string, unknown>)[name] : undefined;
 }
 
 /**

@@ -34,3 +34,8 @@ export function zoneSigned(zone: TestZone, header: Record<string, unknown> | str
 }
 
 export const bearer = (token: string): [string, string][] => [['Authorization', `Bearer ${token}`]];
+
+/** An RFC 8693 `act` claim of `links` nested actors, outermost `agent-<links>` (`undefined` for 0). */
+export function actChain(links: number): Record<string, unknown> | undefined {
+  return links === 0 ? undefined : { sub: `agent-${links}`, act: actChain(links - 1) };
+}

@@ -1,6 +1,5 @@
 import type { AgentContext } from '../../interfaces/agent-context.interface.js';
 import { unknownOptionMessage } from '../../option-names.js';
-import { InvalidTokenException } from '../../resource-server/keycard.exceptions.js';
 import type { ActorRequirement, ClaimPredicate, ClaimRequirement, ClaimValue } from './policy-metadata.js';
 
 /** One claim predicate, compiled: true when the verified claims satisfy it. */
@@ -93,30 +92,21 @@ export function actorsProblem(required: unknown): string | undefined {
 
 /**
  * `@RequireActors()` compiled (catalogue T29, RFC 8693 §4.1): the chain's depth, and the outermost
- * actor (the current one) among the allowed ones. The chain is read from the token's own `act`
- * claim, not from `AgentContext.actor` (which stops after a few links and skips a link of the wrong
- * shape): every link counts, and a link that is not a JSON object (a string, `null`, an array) makes
- * the token invalid, so a malformed chain never passes for a shorter one.
+ * actor (the current one) among the allowed ones. Walks `AgentContext.actor`, which is the token's
+ * `act` chain link for link: verification refuses a malformed link or a chain deeper than its bound
+ * with 401 `invalid_token` on every route, so there is no shorter chain here to be fooled by.
  * @throws Error at bootstrap for a requirement {@link actorsProblem} finds wrong (`where` names the handler).
  */
 export function compileActors(required: ActorRequirement, where: string): (agent: AgentContext) => boolean {
   const problem = actorsProblem(required);
   if (problem !== undefined) throw new Error(`KeycardModule: @RequireActors() on ${where}: ${problem}`);
   const { maxDepth, allowed } = required;
-  return (agent) => {
-    let depth = 0;
-    let outermost: unknown;
-    for (let link = ownClaim(agent.claims, 'act'); link !== undefined; link = ownClaim(link, 'act')) {
-      // RFC 8693 §4.1: `act` is a JSON object. Anything else is a malformed token (401), as a malformed `acr` is.
-      if (typeof link !== 'object' || link === null || Array.isArray(link)) throw new InvalidTokenException('claim_invalid');
-      if (++depth === 1) outermost = ownClaim(link, 'sub');
-      if (maxDepth !== undefined && depth > maxDepth) return false;
+  return ({ actor }) => {
+    if (maxDepth !== undefined) {
+      let depth = 0;
+      for (let link = actor; link !== undefined; link = link.actor) if (++depth > maxDepth) return false;
     }
-    return allowed === undefined || (typeof outermost === 'string' && allowed.includes(outermost));
+    const outermost = actor?.subject;
+    return allowed === undefined || (outermost !== undefined && allowed.includes(outermost));
   };
-}
-
-/** An own property of a parsed JSON object (a `__proto__` key never reads the prototype). */
-function ownClaim(object: object, name: string): unknown {
-  return Object.hasOwn(object, name) ? (object as Record<string, unknown>)[name] : undefined;
 }
