@@ -1,5 +1,6 @@
 import type { AgentContext } from '../../interfaces/agent-context.interface.js';
 import { unknownOptionMessage } from '../../option-names.js';
+import { MAX_ACTOR_DEPTH } from '../../resource-server/access-token-rules.js';
 import type { ActorRequirement, ClaimPredicate, ClaimRequirement, ClaimValue } from './policy-metadata.js';
 
 /** One claim predicate, compiled: true when the verified claims satisfy it. */
@@ -83,6 +84,9 @@ export function actorsProblem(required: unknown): string | undefined {
   for (const key of Object.keys(required)) if (!ACTOR_KEYS.includes(key)) return `'${key}' ${unknownOptionMessage(key, ACTOR_KEYS)}`;
   const { maxDepth, allowed } = required as ActorRequirement;
   if (maxDepth !== undefined && (!Number.isInteger(maxDepth) || maxDepth < 0)) return 'maxDepth must be a whole number ≥ 0';
+  if (maxDepth !== undefined && maxDepth > MAX_ACTOR_DEPTH) {
+    return `maxDepth ${maxDepth} can never apply: a token whose act chain has more than ${MAX_ACTOR_DEPTH} links is refused as invalid before any policy`;
+  }
   if (allowed !== undefined && (!Array.isArray(allowed) || allowed.length === 0 || !allowed.every((a) => typeof a === 'string' && a.length > 0))) {
     return 'allowed must list at least one actor sub';
   }
