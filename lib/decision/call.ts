@@ -19,6 +19,11 @@ export class Call {
   agent?: AgentContext;
   /** On an endpoint that serves several operations (MCP), the one this call's body names. */
   operation?: EndpointOperation;
+  /**
+   * What the endpoint's transport checks threw as the call was built (MCP `Origin`, header–body
+   * consistency: Q30, Q31): the call is answered with it, before any token work.
+   */
+  transportRefusal?: unknown;
   /** The scopes the policy required of the call, once judged (the route's, plus an MCP tool's). */
   required?: readonly string[];
   /** True when the call shares a verification already under way in its request (a later GraphQL field). */

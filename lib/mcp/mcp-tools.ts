@@ -75,6 +75,8 @@ export class McpTools implements OnApplicationBootstrap, EndpointExtension {
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
   ) {
     this.origins = new McpOriginPolicy(options.resources.map((r) => r.id), options.mcpAllowedOrigins);
+    // Every MCP route's rules name this as their endpoint: compiled after every constructor ran.
+    routeRules.serveEndpointsWith(this);
     for (const module of modules.values()) {
       for (const wrapper of module.controllers.values()) {
         const type = wrapper.metatype as (new (...args: never[]) => object) | null;

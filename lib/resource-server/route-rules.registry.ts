@@ -8,6 +8,7 @@ import { RoutePathFactory } from '@nestjs/core/router/route-path-factory.js';
 import type { IncomingMessage } from 'node:http';
 import type { Clock } from '../clock.js';
 import { KEYCARD_CLOCK, KEYCARD_GRANT, KEYCARD_OPTIONS } from '../keycard.constants.js';
+import type { EndpointExtension } from '../decision/endpoint-extension.js';
 import { type Declared, type PolicyParts, Requirement } from '../decision/policy/requirement.js';
 import { ScopeHierarchy } from '../decision/policy/scope-hierarchy.js';
 import type { KeycardOptions } from '../keycard-options.js';
@@ -48,6 +49,11 @@ export interface RouteRules {
   readonly owner: Target;
   /** Set on MCP endpoints (`@McpEndpoint()`, mcp-nest controllers): per-tool scopes and `req.auth`. */
   readonly mcp: McpEndpointRule | undefined;
+  /**
+   * On an MCP endpoint, what serves it beyond the route (fixed at bootstrap): the operation each
+   * call's body names, and what its transport reads after admission.
+   */
+  readonly endpoint: EndpointExtension | undefined;
   /** `@RequireFreshness()` on the handler or its class: its tokens are introspected, its revocation status must be known (X29, Q35). */
   readonly freshness: boolean;
 }
@@ -74,6 +80,8 @@ export class RouteRulesRegistry implements OnModuleInit {
   private readonly byClass = new WeakMap<Target, WeakMap<Target, RouteRules>>();
   private scopes: readonly string[] = [];
   private readonly policyParts: PolicyParts;
+  /** The endpoint serving MCP routes, given by the MCP layer ({@link serveEndpointsWith}). */
+  private endpoint?: EndpointExtension;
   /** Told once, when the first handler that demands freshness is known (at bootstrap, or at its first call). */
   private freshnessListeners: (() => void)[] | undefined = [];
 
@@ -149,6 +157,15 @@ export class RouteRulesRegistry implements OnModuleInit {
   whenFreshnessDeclared(listener: () => void): void {
     if (this.freshnessListeners === undefined) listener();
     else this.freshnessListeners.push(listener);
+  }
+
+  /**
+   * The endpoint that serves every MCP route (`RouteRules.endpoint`), given by the MCP layer while
+   * the app is created, before {@link onModuleInit} compiles the rules: the registry and the
+   * decision never import the MCP layer, and a call finds its endpoint in its rules.
+   */
+  serveEndpointsWith(endpoint: EndpointExtension): void {
+    this.endpoint = endpoint;
   }
 
   /**
@@ -267,6 +284,7 @@ export class RouteRulesRegistry implements OnModuleInit {
     }
     const freshness = !declared.isPublic && declaresFreshness(handler, type);
     if (freshness) this.freshnessDeclared();
+    const mcp = mcpEndpointRuleOf(handler, type);
     return Object.freeze({
       freshness,
       isPublic: declared.isPublic,
@@ -279,7 +297,8 @@ export class RouteRulesRegistry implements OnModuleInit {
       byPattern,
       name,
       owner: type,
-      mcp: mcpEndpointRuleOf(handler, type),
+      mcp,
+      endpoint: mcp === undefined ? undefined : this.endpoint,
     });
   }
 
