@@ -196,19 +196,18 @@ export class RouteRulesRegistry implements OnModuleInit {
    * class that binds its methods in its constructor (`this.list = this.list.bind(this)`) gives
    * each request's instance its own bound function, which Nest registers (`instance[method]`).
    * Guards see that function as the handler. It is judged by the rules compiled for the method of
-   * `type` it is named after (never by anything it carries). A tracing function lives as long as
-   * its route and is remembered; a bound one is made afresh for each request and is not (an entry
-   * nothing would ever read again). Any other unknown function stays unknown (and its call refused).
+   * `type` it is named after (never by anything it carries). Any other unknown function stays
+   * unknown (and its call refused). Found again at each call (a name and three lookups), never
+   * remembered: a call only reads this registry, which is written while the app starts; a bound
+   * stand-in is made afresh for each request and would leave an entry nothing reads again.
    */
   private standInRules(handler: Target, type: Target): RouteRules | undefined {
     const compiled = this.byClass.get(type);
     if (compiled === undefined || typeof handler !== 'function') return undefined;
-    const bound = handler.name.startsWith(BOUND);
-    const name = bound ? handler.name.slice(BOUND.length) : handler.name;
+    const name = handler.name.startsWith(BOUND) ? handler.name.slice(BOUND.length) : handler.name;
     if (name === '') return undefined;
     const method = ((type as { prototype?: Record<string, unknown> }).prototype)?.[name];
-    const rules = typeof method === 'function' ? compiled.get(method) : undefined;
-    return rules === undefined || bound ? rules : this.remember(handler, type, rules);
+    return typeof method === 'function' ? compiled.get(method) : undefined;
   }
 
   /**
