@@ -24,7 +24,6 @@ import { KeycardContexts } from './contexts/keycard-contexts.js';
 import { CarrierLifecycle } from './decision/carrier-lifecycle.js';
 import { DecisionCore } from './decision/decision-core.js';
 import { DecisionEvents } from './decision/decision-events.js';
-import { KEYCARD_ENDPOINT_EXTENSION } from './decision/endpoint-extension.js';
 import { TokenValidators } from './decision/token-validator.js';
 import { KeycardConnections } from './contexts/keycard-connections.service.js';
 import { KeycardStreams } from './contexts/keycard-streams.js';
@@ -63,8 +62,6 @@ export function createKeycardProviders(): Provider[] {
     // Streamed calls (gRPC streams, @Sse() routes) end at expiry: put on their handlers while the app is created.
     KeycardStreams,
     McpTools,
-    // The MCP endpoint's part of the decision: the core asks it by interface and never imports the MCP layer.
-    { provide: KEYCARD_ENDPOINT_EXTENSION, useExisting: McpTools },
     TokenValidators,
     // RFC 7662: wired at bootstrap only where routes demand freshness or opaque tokens are on.
     IntrospectionClient,

@@ -3,6 +3,7 @@ import { HttpAdapterHost } from '@nestjs/core';
 import type { IncomingMessage } from 'node:http';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { Call } from '../decision/call.js';
+import type { EndpointExtension } from '../decision/endpoint-extension.js';
 import { CarrierLifecycle } from '../decision/carrier-lifecycle.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
@@ -76,7 +77,9 @@ export class KeycardContexts {
   }
 
   /**
-   * The {@link Call} in `context`, built once: its kind, carrier and rules. Decided at once without
+   * The {@link Call} in `context`, built once and whole: its kind, carrier and rules, and on an
+   * endpoint that serves several operations through one route (MCP) the operation its body names
+   * (`rules.endpoint`), so what decides the call never asks the endpoint. Decided at once without
    * one: `true` for a `@Public()` handler when nothing observes decisions (`observed` false) or its
    * context type is one the module cannot judge; `false`, with one log line, for a protected
    * handler in such a context (N8), and for a handler the app did not have at bootstrap (whose
@@ -88,7 +91,22 @@ export class KeycardContexts {
     if (rules === undefined) return this.refuseUnsupported(context, kind === undefined ? 'type' : 'handler');
     // A public MCP endpoint is still a Call: its transport checks (Origin) run before it is served.
     if (rules.isPublic && (kind === undefined || (!observed && rules.mcp === undefined))) return true;
-    return kind === undefined ? this.refuseUnsupported(context, 'type') : Call.of(kind, context, rules);
+    if (kind === undefined) return this.refuseUnsupported(context, 'type');
+    return rules.endpoint === undefined ? Call.of(kind, context, rules) : this.endpointCall(Call.of(kind, context, rules), rules.endpoint);
+  }
+
+  /**
+   * A call to an endpoint route with the operation its body names, looked up once. The endpoint's
+   * transport checks run there, before any token work (MCP `Origin`, header–body consistency:
+   * catalogue Q30, Q31); what they throw is kept on the call, which is answered with it.
+   */
+  private endpointCall(call: Call, endpoint: EndpointExtension): Call {
+    try {
+      call.operation = endpoint.operationOf(call);
+    } catch (refusal) {
+      call.transportRefusal = refusal;
+    }
+    return call;
   }
 
   /** The kind of the call, or `undefined` for a context type the module cannot judge. */

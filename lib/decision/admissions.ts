@@ -3,7 +3,6 @@ import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import type { Call } from './call.js';
 import type { DecisionEvents, Outcome } from './decision-events.js';
 import { rememberAdmission } from './earlier-admission.js';
-import type { EndpointExtension } from './endpoint-extension.js';
 import type { Judge } from './judge.js';
 import type { AuthorizationPolicy } from './authorization-policy.js';
 import { ANONYMOUS } from './verification.js';
@@ -20,7 +19,6 @@ type Holder = Record<typeof HELD, Call | null | undefined>;
 export interface AdmissionParts {
   readonly policy: AuthorizationPolicy;
   readonly events: DecisionEvents;
-  readonly endpoint: EndpointExtension | undefined;
 }
 
 /**
@@ -33,7 +31,7 @@ export class Admissions {
 
   /**
    * Admits `call` for `agent` ({@link ANONYMOUS}: a `@Public()` route, or a tool its endpoint serves
-   * without a token). On an endpoint with an {@link EndpointExtension}, the transport gets what it reads.
+   * without a token). On an endpoint route (`rules.endpoint`, MCP), the transport gets what it reads.
    * @returns `true`.
    * @throws the policy's refusal (InsufficientScopeException, InsufficientUserAuthenticationException,
    *   InsufficientPermissionException) when it is not met.
@@ -47,7 +45,7 @@ export class Admissions {
       if (call.admittedBefore) return true;
     }
     const outcome = this.parts.events.active ? this.outcomeOf(call, verified) : undefined;
-    if (call.rules.mcp !== undefined && !call.rules.isPublic) this.parts.endpoint?.admittedCall(call);
+    if (!call.rules.isPublic) call.rules.endpoint?.admittedCall(call);
     // Published before the agent is handed over, so nothing a subscriber writes on the carrier survives.
     if (outcome !== undefined) this.parts.events.decided(call, outcome);
     if (!verified) return true;

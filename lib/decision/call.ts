@@ -1,6 +1,7 @@
 import type { ExecutionContext } from '@nestjs/common';
 import type { CallKind, Carrier } from '../contexts/call-kind.interface.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
+import type { DenialReason } from '../resource-server/keycard.exceptions.js';
 import type { ProtectedResource } from '../resource-server/protected-resource.js';
 import type { RouteRules } from '../resource-server/route-rules.registry.js';
 import type { EndpointOperation } from './endpoint-extension.js';
@@ -19,8 +20,18 @@ export class Call {
   agent?: AgentContext;
   /** On an endpoint that serves several operations (MCP), the one this call's body names. */
   operation?: EndpointOperation;
+  /**
+   * What the endpoint's transport checks threw as the call was built (MCP `Origin`, header–body
+   * consistency: Q30, Q31): the call is answered with it, before any token work.
+   */
+  transportRefusal?: unknown;
   /** The scopes the policy required of the call, once judged (the route's, plus an MCP tool's). */
   required?: readonly string[];
+  /**
+   * Why a call that presented a token is served without an agent: an `@OptionalAuth()` call whose
+   * zone cannot be reached (Q26, catalogue T15). Its audit line names it.
+   */
+  anonymousReason?: DenialReason;
   /** True when the call shares a verification already under way in its request (a later GraphQL field). */
   repeated = false;
   /**

@@ -1,4 +1,4 @@
-import { type ExecutionContext, Inject, Injectable, Optional } from '@nestjs/common';
+import { type ExecutionContext, Inject, Injectable } from '@nestjs/common';
 import { KeycardContexts } from '../contexts/keycard-contexts.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
@@ -7,9 +7,7 @@ import type { DenialReason } from '../resource-server/keycard.exceptions.js';
 import { RouteRulesRegistry } from '../resource-server/route-rules.registry.js';
 import { TokenVerifier } from '../resource-server/token-verifier.js';
 import { Admissions } from './admissions.js';
-import type { Call } from './call.js';
-import { DecisionEvents, type Outcome } from './decision-events.js';
-import { type EndpointExtension, type EndpointOperation, KEYCARD_ENDPOINT_EXTENSION } from './endpoint-extension.js';
+import { DecisionEvents } from './decision-events.js';
 import { defaultJudge, type Judge } from './judge.js';
 import { type RefusalLimiter, Refusals } from './refusal.js';
 import { AuthorizationPolicy } from './authorization-policy.js';
@@ -19,19 +17,11 @@ import { Verification } from './verification.js';
 export type { RefusalLimiter } from './refusal.js';
 
 /**
- * The outcome of a transport refusal: its HTTP status and the code it names (`forbidden_origin`,
- * `header_mismatch`); anything else an endpoint throws there is a 500.
- */
-function transportOutcome(refusal: unknown): Outcome {
-  const { code, getStatus } = refusal as { code?: unknown; getStatus?: () => number };
-  const status = typeof getStatus === 'function' ? (refusal as { getStatus(): number }).getStatus() : 500;
-  return code === 'forbidden_origin' || code === 'header_mismatch' ? { status, detail: code } : { status };
-}
-
-/**
  * The one place a call is decided, whatever door it came through (SPEC §12, STYLE 23–26):
  *
- * 1. the door builds a {@link Call} once (its kind, context, carrier, rules: `KeycardContexts.callOf`);
+ * 1. the door builds a {@link Call} once (its kind, context, carrier, rules and, on an MCP endpoint,
+ *    the operation its body names: `KeycardContexts.callOf`); a call its endpoint's transport
+ *    checks refused is answered at once (Q30, Q31);
  * 2. {@link Verification} establishes the agent: none for a `@Public()` route, an earlier judge's
  *    admission of the same call, the verified-token cache, else the passport-jwt strategy's header,
  *    zone, key, signature and claim stages; then every {@link TokenValidator};
@@ -41,7 +31,7 @@ function transportOutcome(refusal: unknown): Outcome {
  * 4. or {@link Refusals}: a refusal is published and answered in the call's own shape.
  *
  * Each step is one call from {@link DecisionCore.decide}, in that order; the core knows no door
- * (an MCP endpoint adds to it as an {@link EndpointExtension}).
+ * (an MCP endpoint adds to the call as it is built: `rules.endpoint`, an `EndpointExtension`).
  *
  * `KeycardGuard` and the throttler integration both ask it; neither knows the other. Answers
  * synchronously when the token was verified before, so the common case costs no promise.
@@ -60,10 +50,9 @@ export class DecisionCore {
     private readonly events: DecisionEvents,
     @Inject(KEYCARD_OPTIONS) options: KeycardOptions,
     validators: TokenValidators,
-    @Optional() @Inject(KEYCARD_ENDPOINT_EXTENSION) private readonly endpoint?: EndpointExtension,
   ) {
     this.verification = new Verification({ contexts, verifier, routeRules, options, validators });
-    this.admissions = new Admissions({ policy: new AuthorizationPolicy(), events, endpoint });
+    this.admissions = new Admissions({ policy: new AuthorizationPolicy(), events });
     this.refusals = new Refusals({ contexts, events, options });
     this.judge = defaultJudge(options.logger);
   }
@@ -79,7 +68,7 @@ export class DecisionCore {
     const call = this.contexts.callOf(context, this.events.active);
     if (typeof call === 'boolean') return call;
     if (this.events.active) call.started = performance.now();
-    if (call.rules.mcp !== undefined) call.operation = this.operationOf(call);
+    if (call.transportRefusal !== undefined) return this.refusals.refuse(call, judge, call.transportRefusal);
     try {
       const agent = this.verification.agentOf(call);
       if (!(agent instanceof Promise)) return this.admissions.admit(call, judge, agent);
@@ -88,20 +77,6 @@ export class DecisionCore {
         .catch((error: unknown) => this.refusals.refuse(call, judge, error));
     } catch (error) {
       return this.refusals.refuse(call, judge, error);
-    }
-  }
-
-  /**
-   * The operation an endpoint call's body names. The endpoint's transport checks run there, before
-   * any token work (MCP `Origin`, header–body consistency: catalogue Q30, Q31); their refusal is
-   * answered as the endpoint throws it, and published like every refusal (the decision-core issue item 2).
-   */
-  private operationOf(call: Call): EndpointOperation | undefined {
-    try {
-      return this.endpoint?.operationOf(call);
-    } catch (refusal) {
-      if (this.events.active) this.events.decided(call, transportOutcome(refusal));
-      throw refusal;
     }
   }
 

@@ -5,9 +5,10 @@ import type { Requirement } from './policy/requirement.js';
  * What a door that serves many operations through one route adds to the decision of a call on
  * that route: an MCP endpoint is one `POST /mcp` whose body names the tool, so the scopes, whether
  * a call without a token is served, and what the transport reads after admission depend on the
- * body. The core asks it only for calls whose rules mark such an endpoint (`rules.mcp`), and never
- * imports the door: the door provides itself under {@link KEYCARD_ENDPOINT_EXTENSION} (STYLE 23,
- * imports point down).
+ * body. The endpoint gives itself to the route rules at bootstrap (`RouteRules.endpoint` of every
+ * route it serves); the door layer asks it as it builds a call on such a route
+ * (`KeycardContexts.callOf`) and the admission hands it the admitted call. The decision core never
+ * asks it, and nothing of the decision imports the door (STYLE 23, imports point down).
  */
 export interface EndpointExtension {
   /**
@@ -31,6 +32,3 @@ export interface EndpointOperation {
   /** The operation's own compiled requirement (scopes, alternatives, claims, step-up), judged after the route's. */
   readonly requirement?: Requirement;
 }
-
-/** The injection token the MCP layer provides itself under, as the decision core's {@link EndpointExtension}. */
-export const KEYCARD_ENDPOINT_EXTENSION = Symbol('KEYCARD_ENDPOINT_EXTENSION');

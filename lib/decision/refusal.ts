@@ -7,7 +7,7 @@ import { logSafe } from '../logging/log-safe.js';
 import { InsufficientScopeException, type KeycardException } from '../resource-server/keycard.exceptions.js';
 import { requestState } from '../resource-server/request-state.js';
 import type { Call } from './call.js';
-import { type DecisionEvents, refusalOutcome } from './decision-events.js';
+import { type DecisionEvents, type Outcome, refusalOutcome } from './decision-events.js';
 import type { Judge } from './judge.js';
 
 /**
@@ -40,9 +40,11 @@ export class Refusals {
    * Refuses `call` for `error`; when a limiter is registered the refusal is counted first (no await
    * otherwise), and a client over its limit gets the limiter's answer (429 in the context's own
    * kind) instead, without a challenge. Zone outages (5xx) are not the client's doing and never
-   * count; a limiter that fails (its storage is down) leaves the refusal as it was.
+   * count; a limiter that fails (its storage is down) leaves the refusal as it was. A call its
+   * endpoint's transport refused (`call.transportRefusal`) is answered with that refusal as it is.
    */
   refuse(call: Call, judge: Judge, error: unknown): never | Promise<never> {
+    if (call.transportRefusal !== undefined && error === call.transportRefusal) this.refuseTransport(call);
     const denial = this.parts.contexts.toDenial(error);
     const { limiter } = this;
     if (limiter === undefined || denial.getStatus() >= 500) return this.deny(call, judge, denial);
@@ -60,6 +62,19 @@ export class Refusals {
         return this.deny(call, judge, denial);
       },
     );
+  }
+
+  /**
+   * Answers a call its endpoint's transport checks refused as it was built (`call.transportRefusal`:
+   * MCP `Origin`, header–body consistency, catalogue Q30, Q31) with what they threw, synchronously,
+   * published like every refusal (the decision-core issue item 2). No token was read: nothing to
+   * count, log or challenge.
+   * @throws the endpoint's refusal.
+   */
+  private refuseTransport(call: Call): never {
+    const refusal = call.transportRefusal;
+    if (this.parts.events.active) this.parts.events.decided(call, transportOutcome(refusal));
+    throw refusal;
   }
 
   /**
@@ -152,6 +167,16 @@ class PendingRefusal implements Refusal {
   get headers(): Readonly<Record<string, string>> {
     return (this.built ??= this.refusals.challengeHeaders(this.call, this.denial));
   }
+}
+
+/**
+ * The outcome of a transport refusal: its HTTP status and the code it names (`forbidden_origin`,
+ * `header_mismatch`); anything else an endpoint throws there is a 500.
+ */
+function transportOutcome(refusal: unknown): Outcome {
+  const { code, getStatus } = refusal as { code?: unknown; getStatus?: () => number };
+  const status = typeof getStatus === 'function' ? (refusal as { getStatus(): number }).getStatus() : 500;
+  return code === 'forbidden_origin' || code === 'header_mismatch' ? { status, detail: code } : { status };
 }
 
 /** The auth-scheme `call`'s credentials used (its HTTP request's, or a gRPC call's metadata), for the error's challenge. */

@@ -5,7 +5,6 @@ import type { KeycardOptions } from '../keycard-options.js';
 import { isVerifiedAgent } from '../resource-server/access-token-rules.js';
 import { MissingCredentialsException, ZoneUnavailableException } from '../resource-server/keycard.exceptions.js';
 import type { ProtectedResource } from '../resource-server/protected-resource.js';
-import { peekRequestState, requestState } from '../resource-server/request-state.js';
 import type { RouteRulesRegistry } from '../resource-server/route-rules.registry.js';
 import type { TokenVerifier } from '../resource-server/token-verifier.js';
 import type { Call } from './call.js';
@@ -20,6 +19,15 @@ export interface VerificationParts {
   readonly options: KeycardOptions;
   readonly validators: TokenValidators;
 }
+
+/**
+ * On a request whose calls share it (the fields of one GraphQL operation), the verification under
+ * way for its token: later fields wait for it instead of verifying again, and its refusal is
+ * logged once. Verification's own memory of the request, under a symbol no client input can set.
+ */
+const VERIFYING = Symbol('keycard.verifying');
+
+type VerifyingHolder = { [VERIFYING]?: { token: string; resource: object; result: Promise<AgentContext> } };
 
 /** The outcome of verifying a call that is served without a token: a `@Public()` route, or a tool its endpoint serves so (N12). */
 export const ANONYMOUS = Symbol('keycard.anonymous');
@@ -68,7 +76,7 @@ export class Verification {
   private verifiedOrAnonymous(call: Call): AgentContext | typeof ANONYMOUS | Promise<AgentContext | typeof ANONYMOUS> {
     const unavailable = (error: unknown): typeof ANONYMOUS => {
       if (!(error instanceof ZoneUnavailableException)) throw error;
-      requestState(call.carrier).denial = 'zone_unavailable';
+      call.anonymousReason = 'zone_unavailable';
       return ANONYMOUS;
     };
     try {
@@ -123,14 +131,15 @@ export class Verification {
     const token = call.token!;
     const resource = call.resource!;
     const shared = call.kind.sharedCarrier && !call.isConnection;
-    const pending = shared ? peekRequestState(carrier)?.verifying : undefined;
+    const holder = carrier as VerifyingHolder;
+    const pending = shared ? holder[VERIFYING] : undefined;
     if (pending !== undefined && pending.token === token && pending.resource === resource) {
       call.repeated = true;
       return pending.result;
     }
     if (!shared) return this.parts.verifier.verify(token, resource);
     const agent = this.parts.verifier.verifyShared(token, resource);
-    if (agent instanceof Promise) requestState(carrier).verifying = { token, resource, result: agent };
+    if (agent instanceof Promise) holder[VERIFYING] = { token, resource, result: agent };
     return agent;
   }
 

@@ -64,6 +64,8 @@ export class McpTools implements OnApplicationBootstrap, EndpointExtension {
   /** Tools of MCP SDK endpoints, declared with `@McpEndpoint({ tools })`: name → scopes. */
   private readonly declaredTools = new Map<string, readonly string[]>();
   private readonly endpointClasses: string[] = [];
+  /** The controllers built on mcp-nest's bases, found once here: a batch to one is judged per tool in mcp-nest's pipeline. */
+  private readonly mcpNestEndpoints = new Set<object>();
   private readonly authInfos = new McpAuthInfoCache();
   private readonly sessions = new McpSessions();
   private readonly origins: McpOriginPolicy;
@@ -75,11 +77,16 @@ export class McpTools implements OnApplicationBootstrap, EndpointExtension {
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
   ) {
     this.origins = new McpOriginPolicy(options.resources.map((r) => r.id), options.mcpAllowedOrigins);
+    // Every MCP route's rules name this as their endpoint: compiled after every constructor ran.
+    routeRules.serveEndpointsWith(this);
     for (const module of modules.values()) {
       for (const wrapper of module.controllers.values()) {
         const type = wrapper.metatype as (new (...args: never[]) => object) | null;
         if (typeof type !== 'function') continue;
-        if (extendsMcpNestBase(type)) this.endpointClasses.push(type.name);
+        if (extendsMcpNestBase(type)) {
+          this.endpointClasses.push(type.name);
+          this.mcpNestEndpoints.add(type);
+        }
         this.collectTools(type);
         this.collectDeclaredTools(type);
       }
@@ -186,7 +193,7 @@ export class McpTools implements OnApplicationBootstrap, EndpointExtension {
    * and no tool of the batch runs without its scopes.
    */
   private batchOperation(call: Call, batch: readonly unknown[]): EndpointOperation | undefined {
-    if (extendsMcpNestBase(call.rules.owner)) return undefined;
+    if (this.mcpNestEndpoints.has(call.rules.owner)) return undefined;
     const scopes = new Set<string>();
     for (const message of batch) {
       const tool = this.toolOf(message);

@@ -14,11 +14,6 @@ interface RequestState {
   /** A denial line was written for this request (one per request where calls share it). */
   denialLogged?: boolean;
   /**
-   * The verification under way for the request's token (fields of one GraphQL operation share it):
-   * later fields wait for it instead of verifying again, and a refusal is logged once.
-   */
-  verifying?: { token: string; resource: object; result: Promise<AgentContext> };
-  /**
    * Every scope the challenge of the request's one response names so far, where several calls
    * share it (the fields of a GraphQL operation): the challenge names them all.
    */

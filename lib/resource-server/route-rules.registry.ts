@@ -8,6 +8,7 @@ import { RoutePathFactory } from '@nestjs/core/router/route-path-factory.js';
 import type { IncomingMessage } from 'node:http';
 import type { Clock } from '../clock.js';
 import { KEYCARD_CLOCK, KEYCARD_GRANT, KEYCARD_OPTIONS } from '../keycard.constants.js';
+import type { EndpointExtension } from '../decision/endpoint-extension.js';
 import { type Declared, type PolicyParts, Requirement } from '../decision/policy/requirement.js';
 import { ScopeHierarchy } from '../decision/policy/scope-hierarchy.js';
 import type { KeycardOptions } from '../keycard-options.js';
@@ -48,6 +49,11 @@ export interface RouteRules {
   readonly owner: Target;
   /** Set on MCP endpoints (`@McpEndpoint()`, mcp-nest controllers): per-tool scopes and `req.auth`. */
   readonly mcp: McpEndpointRule | undefined;
+  /**
+   * On an MCP endpoint, what serves it beyond the route (fixed at bootstrap): the operation each
+   * call's body names, and what its transport reads after admission.
+   */
+  readonly endpoint: EndpointExtension | undefined;
   /** `@RequireFreshness()` on the handler or its class: its tokens are introspected, its revocation status must be known (X29, Q35). */
   readonly freshness: boolean;
 }
@@ -74,6 +80,8 @@ export class RouteRulesRegistry implements OnModuleInit {
   private readonly byClass = new WeakMap<Target, WeakMap<Target, RouteRules>>();
   private scopes: readonly string[] = [];
   private readonly policyParts: PolicyParts;
+  /** The endpoint serving MCP routes, given by the MCP layer ({@link serveEndpointsWith}). */
+  private endpoint?: EndpointExtension;
   /** Told once, when the first handler that demands freshness is known (at bootstrap, or at its first call). */
   private freshnessListeners: (() => void)[] | undefined = [];
 
@@ -152,6 +160,15 @@ export class RouteRulesRegistry implements OnModuleInit {
   }
 
   /**
+   * The endpoint that serves every MCP route (`RouteRules.endpoint`), given by the MCP layer while
+   * the app is created, before {@link onModuleInit} compiles the rules: the registry and the
+   * decision never import the MCP layer, and a call finds its endpoint in its rules.
+   */
+  serveEndpointsWith(endpoint: EndpointExtension): void {
+    this.endpoint = endpoint;
+  }
+
+  /**
    * The rules of a handler at bootstrap (an MCP tool's, found by the MCP layer): computed now when
    * the handler was not among the classes this registry compiled.
    */
@@ -179,19 +196,18 @@ export class RouteRulesRegistry implements OnModuleInit {
    * class that binds its methods in its constructor (`this.list = this.list.bind(this)`) gives
    * each request's instance its own bound function, which Nest registers (`instance[method]`).
    * Guards see that function as the handler. It is judged by the rules compiled for the method of
-   * `type` it is named after (never by anything it carries). A tracing function lives as long as
-   * its route and is remembered; a bound one is made afresh for each request and is not (an entry
-   * nothing would ever read again). Any other unknown function stays unknown (and its call refused).
+   * `type` it is named after (never by anything it carries). Any other unknown function stays
+   * unknown (and its call refused). Found again at each call (a name and three lookups), never
+   * remembered: a call only reads this registry, which is written while the app starts; a bound
+   * stand-in is made afresh for each request and would leave an entry nothing reads again.
    */
   private standInRules(handler: Target, type: Target): RouteRules | undefined {
     const compiled = this.byClass.get(type);
     if (compiled === undefined || typeof handler !== 'function') return undefined;
-    const bound = handler.name.startsWith(BOUND);
-    const name = bound ? handler.name.slice(BOUND.length) : handler.name;
+    const name = handler.name.startsWith(BOUND) ? handler.name.slice(BOUND.length) : handler.name;
     if (name === '') return undefined;
     const method = ((type as { prototype?: Record<string, unknown> }).prototype)?.[name];
-    const rules = typeof method === 'function' ? compiled.get(method) : undefined;
-    return rules === undefined || bound ? rules : this.remember(handler, type, rules);
+    return typeof method === 'function' ? compiled.get(method) : undefined;
   }
 
   /**
@@ -267,6 +283,7 @@ export class RouteRulesRegistry implements OnModuleInit {
     }
     const freshness = !declared.isPublic && declaresFreshness(handler, type);
     if (freshness) this.freshnessDeclared();
+    const mcp = mcpEndpointRuleOf(handler, type);
     return Object.freeze({
       freshness,
       isPublic: declared.isPublic,
@@ -279,7 +296,8 @@ export class RouteRulesRegistry implements OnModuleInit {
       byPattern,
       name,
       owner: type,
-      mcp: mcpEndpointRuleOf(handler, type),
+      mcp,
+      endpoint: mcp === undefined ? undefined : this.endpoint,
     });
   }
 
