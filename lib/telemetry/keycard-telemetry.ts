@@ -91,7 +91,8 @@ export class KeycardTelemetry implements OnModuleInit, OnModuleDestroy, TraceCon
   /**
    * A CLIENT span around a request the module makes (`keycard.exchange`: a token request to the
    * zone, catalogue W5), child of the active span; `work` gets the W3C trace-context headers of
-   * the new span to send. Without a tracer (`traces: false`, or before start) `work` runs alone.
+   * the new span to send (`traceparent`, `tracestate`; never `baggage`, which the caller chose).
+   * Without a tracer (`traces: false`, or before start) `work` runs alone.
    */
   clientSpan<T>(name: string, attributes: Readonly<Record<string, string | readonly string[]>>, work: (headers: Record<string, string>) => Promise<T>): Promise<T> {
     const { api, tracer } = this;
@@ -99,7 +100,10 @@ export class KeycardTelemetry implements OnModuleInit, OnModuleDestroy, TraceCon
     const span = tracer.startSpan(name, { kind: api.SpanKind.CLIENT, attributes: attributes as Attributes });
     const context = api.trace.setSpan(api.context.active(), span);
     const headers: Record<string, string> = {};
-    api.propagation.inject(context, headers);
+    // Trace context only: the active context's baggage came from the caller's `baggage` header
+    // (client-chosen, up to 8 KB), and the zone is another trust domain (OpenTelemetry Baggage API,
+    // security considerations); the zone needs only to join the trace.
+    api.propagation.inject(api.propagation.deleteBaggage(context), headers);
     return api.context.with(context, () => work(headers)).then(
       (result) => {
         span.end();
