@@ -8,16 +8,22 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Controller, Get } from '@nestjs/common';
+import { Query, Resolver } from '@nestjs/graphql';
+import { request } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { propagation, SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
-import { Access, Grant, RequireScopes, TokenExchangeError, TokenExchangeService, type AccessContext } from '../lib/index.js';
+import { Access, Grant, Public, RequireScopes, TokenExchangeError, TokenExchangeService, type AccessContext } from '../lib/index.js';
 import { KEYCARD_ATTRIBUTES as A, KeycardTelemetryModule } from '../lib/telemetry/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { forged } from './support/contexts.js';
 import { R } from './support/forge.js';
 import { parseChallenge, send, type HttpAnswer } from './support/http.js';
 import { ADAPTERS, startApp, type RunningApp } from './support/keycard-app.js';
-import { finished, secretsToScan, serverSpans, startTestSdk, type TestSdk } from './support/telemetry.js';
+import { freePort } from './support/free-port.js';
+import { startMcpApp } from './support/mcp-app.js';
+import { startGraphQLApp } from './support/graphql-app.js';
+import { finished, points, secretsToScan, serverSpans, startTestSdk, type TestSdk } from './support/telemetry.js';
 
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 const ZERO_TRACE = '0'.repeat(32);
@@ -37,6 +43,28 @@ class GrantedOrders {
 /** The audit records an app wrote, parsed. */
 function auditRecords(api: RunningApp): Record<string, unknown>[] {
   return api.logger.lines.filter((l) => l.startsWith('{"event":"keycard.audit"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/** A public field that takes 300 ms, so a client can hang up while the operation runs. */
+@Resolver()
+class SlowResolver {
+  static completed = 0;
+  @Public()
+  @Query(() => String)
+  async slow(): Promise<string> {
+    await sleep(300);
+    SlowResolver.completed += 1;
+    return 'done';
+  }
+}
+
+/** POSTs `query` as JSON and destroys the socket after `afterMs`, before the answer. */
+function postAndHangUp(url: string, query: string, afterMs: number): Promise<void> {
+  const target = new URL(url);
+  const req = request({ host: target.hostname, port: target.port, path: target.pathname, method: 'POST', headers: { 'Content-Type': 'application/json' }, agent: false });
+  req.on('error', () => undefined);
+  req.end(JSON.stringify({ query }));
+  return sleep(afterMs).then(() => void req.destroy());
 }
 
 describe('§W under attack: trace context and token leaks', () => {
@@ -188,12 +216,60 @@ describe('§W under attack: trace context and token leaks', () => {
     }
   });
 
+  it('W9 MCP: the token as a tool name, as Mcp-Name and in the arguments, a non-string tool name and a batch: no gen_ai.tool.name but a declared tool\'s, no token in any span or log', async () => {
+    const port = await freePort();
+    const api = await startMcpApp({ adapter: 'express', zoneUrl: zone.issuer, port, imports: [KeycardTelemetryModule.forRoot({ metrics: { agentAttribute: true } })], configure: serverSpans });
+    try {
+      const token = remember(zone.issueToken({ aud: `${api.url}/mcp`, sub: 'alice', client_id: 'agent-7', scope: 'mcp:tools' }));
+      const post = (body: unknown, name = token) => send(api.url, 'POST', '/mcp', [
+        ['Content-Type', 'application/json'], ['Accept', 'application/json, text/event-stream'], ['MCP-Protocol-Version', '2025-06-18'],
+        ['Mcp-Method', 'tools/call'], ['Mcp-Name', name], ['Authorization', `Bearer ${token}`],
+      ], JSON.stringify(body));
+      const bodies = [
+        { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: token, arguments: { token } } },
+        { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: ['purge_orders'], arguments: {} } },
+        { jsonrpc: '2.0', id: 3, method: 'tools/call', params: null },
+        [{ jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: token, arguments: { token } } }],
+      ];
+      for (const body of bodies) {
+        const res = await post(body);
+        expect(res.status).toBeLessThan(500);
+        // The answer may quote the tool name back ("Unknown tool: …", the MCP SDK's): the caller's own input, to the caller.
+        const span = finished(sdk.spans).at(-1)!;
+        expect(span.attributes[A.MCP_TOOL]).toBeUndefined();
+        expect(span.attributes[A.CALL_KIND]).toBe('mcp');
+      }
+      await expectNothingLeaked(api);
+    } finally {
+      await api.close();
+      logs.push(...api.logger.lines);
+    }
+  });
+
+  it('W8 a GraphQL operation over HTTP whose client hangs up before the answer is counted once, with its refusal, and has its audit record (aborted: true)', async () => {
+    const api = await startGraphQLApp('apollo', { zoneUrl: zone.issuer, resource: R, auditLog: true }, { imports: [KeycardTelemetryModule.forRoot()], providers: [SlowResolver] });
+    try {
+      const refusals = async () => points(await sdk.collect(), 'keycard.decisions').find((p) => p.attributes[A.CALL_KIND] === 'graphql' && p.attributes[A.REASON] === 'no_credentials')?.value ?? 0;
+      const before = await refusals();
+      const done = SlowResolver.completed;
+      await postAndHangUp(api.url, '{ whoami slow }', 100);
+      for (let i = 0; i < 100 && SlowResolver.completed === done; i++) await sleep(20);
+      await sleep(50);
+      expect(await refusals()).toBe(before + 1);
+      const records = api.logger.lines.filter((l) => l.startsWith('{"event":"keycard.audit"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(records).toEqual([expect.objectContaining({ route: 'graphql query anonymous', reason: 'no_credentials', refused: ['Query.whoami'], aborted: true })]);
+    } finally {
+      await api.close();
+      logs.push(...api.logger.lines);
+    }
+  });
+
   function expectInvalidToken(res: HttpAnswer): void {
     expect(res.status).toBe(401);
     expect(parseChallenge(res.headers['www-authenticate'])?.params.error).toBe('invalid_token');
   }
 
-  async function expectNothingLeaked(api: RunningApp): Promise<void> {
+  async function expectNothingLeaked(api: Pick<RunningApp, 'logger'>): Promise<void> {
     const everything = await sdk.everything();
     for (const secret of secrets) {
       expect(everything.includes(secret)).toBe(false);
