@@ -7,7 +7,8 @@
  * nothing the SDK or the logs hold carries a token (W9).
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { Controller, Get } from '@nestjs/common';
+import { Controller, Get, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
 import { Query, Resolver } from '@nestjs/graphql';
 import { request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -262,6 +263,19 @@ describe('§W under attack: trace context and token leaks', () => {
       await api.close();
       logs.push(...api.logger.lines);
     }
+  });
+
+  it('KeycardTelemetryModule imported without KeycardModule fails the bootstrap with a message that says how to wire it', async () => {
+    @Module({ imports: [KeycardTelemetryModule.forRoot()] })
+    class OnlyTelemetry {}
+    const failure = await NestFactory.create(OnlyTelemetry, { logger: false, abortOnError: false }).then(
+      async (app) => {
+        await app.close();
+        return undefined;
+      },
+      (error: unknown) => error,
+    );
+    expect(String((failure as Error | undefined)?.message)).toMatch(/KeycardTelemetryModule needs KeycardModule\.forRoot\(\)/);
   });
 
   function expectInvalidToken(res: HttpAnswer): void {

@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit, Optional } from '@nestjs/common';
 import type { Attributes, Span, Tracer } from '@opentelemetry/api';
 import { DecisionEvents, type DecisionEvent } from '../decision/decision-events.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
@@ -44,12 +44,29 @@ export class KeycardTelemetry implements OnModuleInit, OnModuleDestroy, TraceCon
   private ownEvent?: DecisionEvent;
   private ownSpan?: Span;
 
+  private readonly events: DecisionEvents;
+  private readonly mcp: McpTools;
+  private readonly keycard: KeycardOptions;
+
+  /**
+   * @throws Error when the app does not import `KeycardModule.forRoot()` (or `forRootAsync`): the
+   * decisions it observes are that module's. Said plainly instead of Nest's "can't resolve
+   * dependencies of KeycardTelemetry".
+   */
   constructor(
-    private readonly events: DecisionEvents,
-    private readonly mcp: McpTools,
     @Inject(KEYCARD_TELEMETRY_OPTIONS) private readonly options: ResolvedTelemetryOptions,
-    @Inject(KEYCARD_OPTIONS) private readonly keycard: KeycardOptions,
-  ) {}
+    // Optional parameters, not `T | undefined`: decorator metadata names the class only then.
+    @Optional() events?: DecisionEvents,
+    @Optional() mcp?: McpTools,
+    @Optional() @Inject(KEYCARD_OPTIONS) keycard?: KeycardOptions,
+  ) {
+    if (events === undefined || mcp === undefined || keycard === undefined) {
+      throw new Error('KeycardTelemetryModule needs KeycardModule.forRoot() (or forRootAsync()) imported in the same app: it records the decisions of that module');
+    }
+    this.events = events;
+    this.mcp = mcp;
+    this.keycard = keycard;
+  }
 
   /** True once `@opentelemetry/api` is loaded and decisions are recorded. */
   get enabled(): boolean {
