@@ -40,9 +40,8 @@ type Platform = 'ws' | 'socket.io';
 const auditRecords = (lines: readonly string[]): Record<string, unknown>[] =>
   lines.filter((l) => l.startsWith('{"event":"keycard.audit"')).map((l) => JSON.parse(l) as Record<string, unknown>);
 
-/** Sends `whoami` once over a new connection (with `traceparent` on its handshake when given); resolves with the first answer. */
-async function ask(platform: Platform, port: number, token: string, traceparent?: string): Promise<{ event: string; data: unknown }> {
-  const headers: Record<string, string> = traceparent === undefined ? {} : { traceparent };
+/** Sends `whoami` once over a new connection (with `headers`, e.g. `traceparent`, on its handshake); resolves with the first answer. */
+async function ask(platform: Platform, port: number, token: string, headers: Record<string, string> = {}): Promise<{ event: string; data: unknown }> {
   if (platform === 'ws') {
     const socket = new WebSocket(`ws://127.0.0.1:${port}/`, { headers: { ...headers, authorization: `Bearer ${token}` } });
     return new Promise<{ event: string; data: unknown }>((resolve, reject) => {
@@ -103,9 +102,9 @@ describe('§W decision spans on the gateway doors', () => {
 
   it.each(['ws', 'socket.io'] as const)('W1 %s: a message decided on a connection opened with traceparent is a keycard.decision span in that trace, child of the caller\'s span; the audit record names that span', async (platform) => {
     await gateway(platform, async (port, logger) => {
-      const admitted = await ask(platform, port, issue({ client_id: 'cli-1', scope: 'orders:read' }), TRACEPARENT);
+      const admitted = await ask(platform, port, issue({ client_id: 'cli-1', scope: 'orders:read' }), { traceparent: TRACEPARENT });
       expect(admitted).toEqual({ event: 'whoami', data: 'cli-1' });
-      const refused = await ask(platform, port, issue({ client_id: 'cli-2', scope: 'orders:write' }), TRACEPARENT);
+      const refused = await ask(platform, port, issue({ client_id: 'cli-2', scope: 'orders:write' }), { traceparent: TRACEPARENT });
       expect(refused.event).toBe('exception');
       expect(refused.data).toMatchObject({ error: 'insufficient_scope', scope: 'orders:read' });
       const spans = messageSpans();
@@ -139,10 +138,32 @@ describe('§W decision spans on the gateway doors', () => {
 
   it('W1 ws: a connection opened with traceparent: its keycard.decision span is a child of the caller\'s span, and its audit record names it', async () => {
     await gateway('ws', async (port, logger) => {
-      expect(await ask('ws', port, issue({ client_id: 'cli-1', scope: 'orders:read' }), TRACEPARENT)).toEqual({ event: 'whoami', data: 'cli-1' });
+      expect(await ask('ws', port, issue({ client_id: 'cli-1', scope: 'orders:read' }), { traceparent: TRACEPARENT })).toEqual({ event: 'whoami', data: 'cli-1' });
       const opening = finished(sdk.spans, 'keycard.decision').slice(seen).filter((s) => s.attributes[A.CALL_NAME] === 'ws connection').at(-1)!;
       expect([opening.spanContext().traceId, opening.parentSpanContext?.spanId]).toEqual([TRACE_ID, PARENT_ID]);
       expect(auditRecords(logger.lines).filter((r) => r.route === 'connection ws').map((r) => [r.status, r.traceId, r.spanId])).toEqual([[101, TRACE_ID, opening.spanContext().spanId]]);
+    });
+  });
+
+  it.each(['ws', 'socket.io'] as const)('W9 %s: hostile trace headers on the handshake (all-zero ids, version ff, the token as traceparent, 12 KB tracestate and baggage holding the token) change no answer; a message span only joins a valid trace; the audit ids are well formed', async (platform) => {
+    await gateway(platform, async (port, logger) => {
+      const token = issue({ client_id: 'cli-1', scope: 'orders:read' });
+      const hostile: Record<string, string>[] = [
+        { traceparent: `00-${'0'.repeat(32)}-${PARENT_ID}-01` },
+        { traceparent: `00-${TRACE_ID}-${'0'.repeat(16)}-01` },
+        { traceparent: `ff-${TRACE_ID}-${PARENT_ID}-01` },
+        { traceparent: token },
+        { traceparent: `00-${TRACE_ID}-${PARENT_ID}-01`, tracestate: `k=${token},${'x=y,'.repeat(3000)}`, baggage: `stolen=${token}` },
+      ];
+      for (const headers of hostile) expect(await ask(platform, port, token, headers)).toEqual({ event: 'whoami', data: 'cli-1' });
+      const spans = messageSpans();
+      expect(spans.map((s) => s.parentSpanContext?.spanId)).toEqual([undefined, undefined, undefined, undefined, PARENT_ID]);
+      for (const span of spans) expect(span.spanContext().traceId).not.toBe('0'.repeat(32));
+      for (const record of messageRecords(logger)) {
+        expect(record.traceId).toMatch(/^(?!0{32})[\da-f]{32}$/);
+        expect(record.spanId).toMatch(/^(?!0{16})[\da-f]{16}$/);
+      }
+      expect(JSON.stringify(spans.map((s) => [s.attributes, s.events, s.status])).includes(token.split('.')[2]!)).toBe(false);
     });
   });
 

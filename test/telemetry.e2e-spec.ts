@@ -25,7 +25,7 @@ import { ADAPTERS, CapturingLogger, startApp, type RunningApp } from './support/
 import { freePort } from './support/free-port.js';
 import { startMcpApp } from './support/mcp-app.js';
 import { listenHybrid } from './support/rpc-app.js';
-import { finished, points, serverSpans, startTestSdk, type TestSdk } from './support/telemetry.js';
+import { finished, points, secretsToScan, serverSpans, startTestSdk, type TestSdk } from './support/telemetry.js';
 
 const PROTO = fileURLToPath(new URL('./support/orders.proto', import.meta.url));
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -56,12 +56,7 @@ describe('§W decision events in OpenTelemetry', () => {
   let sdk: TestSdk;
   let zone: TestZone;
   /** Every token and secret a test used: none may appear in any span, metric or log (W9). */
-  const secrets: string[] = [];
-  const logs: string[] = [];
-  const remember = (token: string) => {
-    secrets.push(token, token.split('.')[2]!);
-    return token;
-  };
+  const { secrets, logs, remember } = secretsToScan();
   const issue = (claims: Record<string, unknown>) => remember(zone.issueToken({ keycard_app_id: 'app-7', ...claims }));
 
   beforeAll(async () => {

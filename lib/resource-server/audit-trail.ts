@@ -9,6 +9,7 @@ import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import { LOG_VALUE_MAX_LENGTH, logCapped, logSafeJson } from '../logging/log-safe.js';
 import { KEYCARD_TRACE_CONTEXT, type TraceContextSource, type TraceIds } from '../logging/trace-context.js';
+import { onceResponseEnds } from '../logging/response-ended.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { requestState } from './request-state.js';
 import { rawRequestOf } from './resource-resolver.js';
@@ -89,6 +90,12 @@ export interface AuditRecord {
   stepUp?: StepUpEvidence;
   /** For `revoked`: the revocation-list entry that matched. */
   matchedBy?: RevocationMatch;
+  /**
+   * `true` when the client closed the connection before the answer was finished (the record is
+   * written then; the handler of an admitted call may still be running). `status` is the one the
+   * response had at that moment (200 when nothing set it yet). Absent otherwise.
+   */
+  aborted?: true;
 }
 
 /** How many refused fields one record names (an operation may alias one field hundreds of times, or name many). */
@@ -132,6 +139,7 @@ class AuditLine implements AuditRecord {
   readonly missingScopes?: readonly string[];
   readonly stepUp?: StepUpEvidence;
   readonly matchedBy?: RevocationMatch;
+  readonly aborted?: true;
 
   /**
    * The record of `decision` with what `line` says of the call; its own fields, written once (no
@@ -164,6 +172,7 @@ class AuditLine implements AuditRecord {
     this.missingScopes = decision?.missingScopes;
     this.stepUp = decision?.stepUp;
     this.matchedBy = decision?.matchedBy;
+    if (line.aborted === true) this.aborted = true;
   }
 
   toString(): string {
@@ -242,12 +251,12 @@ export class AuditTrail {
     const route = kind.name === 'http' ? routeOf(context, request) : (kind.describeRequest?.(context, request) ?? kind.describe(context, request));
     // The span is active now, while the call is decided; no longer when the response finishes.
     const trace = this.traceOf(decision);
-    raw.once('finish', () => {
+    onceResponseEnds(raw, (aborted) => {
       const agent = isVerifiedAgent(request.user) ? request.user : state.agent;
       // A 429 is the rate limiter's answer, whatever an earlier call of the request was refused for.
       const reason = raw.statusCode === 429 ? 'rate_limited' : (state.denial ?? this.decisions.get(request)?.detail);
       const decision = this.decisions.get(request);
-      this.write(decision, { agent, kind: kind.name, method, route, status: raw.statusCode, started, reason, refused: state.refused === undefined ? undefined : [...state.refused], trace });
+      this.write(decision, { agent, kind: kind.name, method, route, status: raw.statusCode, started, reason, refused: state.refused === undefined ? undefined : [...state.refused], trace, aborted });
     });
   }
 
@@ -308,4 +317,6 @@ interface LineFields {
   refused?: readonly string[];
   /** The ids of the span that recorded the decision, taken while it was decided. */
   trace: TraceIds | undefined;
+  /** The client left before the answer was finished. */
+  aborted?: boolean;
 }

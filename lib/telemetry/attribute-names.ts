@@ -17,7 +17,7 @@ export const KEYCARD_ATTRIBUTES = {
   SESSION_ID: 'keycard.session.id',
   /** `jti` of the verified token (never the token). */
   TOKEN_ID: 'keycard.token.id',
-  /** `admitted`, `refused` or `rate_limited`. */
+  /** `admitted`, `refused`, `step_up_required`, `revoked` or `rate_limited`. */
   DECISION: 'keycard.decision',
   /** Why it was refused, in the fixed vocabulary (`no_credentials`, `invalid_token`, …). */
   REASON: 'keycard.reason',

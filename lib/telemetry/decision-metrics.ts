@@ -2,6 +2,7 @@ import type { Attributes, Histogram, Meter } from '@opentelemetry/api';
 import type { DecisionEvent } from '../decision/decision-events.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { logSafe } from '../logging/log-safe.js';
+import { onceResponseEnds } from '../logging/response-ended.js';
 import { KEYCARD_ATTRIBUTES as A, OTHER_AGENT } from './attribute-names.js';
 
 /**
@@ -150,7 +151,7 @@ export class DecisionMetrics {
     if (held === undefined) {
       const first: Held = { event, kind };
       this.requests.set(call.carrier, first);
-      response.once('finish', () => this.count(first.event, first.kind));
+      onceResponseEnds(response, () => this.count(first.event, first.kind));
     } else if (held.event.status < 400 && event.status >= 400) {
       held.event = event;
       held.kind = kind;

@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit, Optional } from '@nestjs/common';
 import type { Attributes, Span, Tracer } from '@opentelemetry/api';
 import { DecisionEvents, type DecisionEvent } from '../decision/decision-events.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
@@ -44,12 +44,29 @@ export class KeycardTelemetry implements OnModuleInit, OnModuleDestroy, TraceCon
   private ownEvent?: DecisionEvent;
   private ownSpan?: Span;
 
+  private readonly events: DecisionEvents;
+  private readonly mcp: McpTools;
+  private readonly keycard: KeycardOptions;
+
+  /**
+   * @throws Error when the app does not import `KeycardModule.forRoot()` (or `forRootAsync`): the
+   * decisions it observes are that module's. Said plainly instead of Nest's "can't resolve
+   * dependencies of KeycardTelemetry".
+   */
   constructor(
-    private readonly events: DecisionEvents,
-    private readonly mcp: McpTools,
     @Inject(KEYCARD_TELEMETRY_OPTIONS) private readonly options: ResolvedTelemetryOptions,
-    @Inject(KEYCARD_OPTIONS) private readonly keycard: KeycardOptions,
-  ) {}
+    // Optional parameters, not `T | undefined`: decorator metadata names the class only then.
+    @Optional() events?: DecisionEvents,
+    @Optional() mcp?: McpTools,
+    @Optional() @Inject(KEYCARD_OPTIONS) keycard?: KeycardOptions,
+  ) {
+    if (events === undefined || mcp === undefined || keycard === undefined) {
+      throw new Error('KeycardTelemetryModule needs KeycardModule.forRoot() (or forRootAsync()) imported in the same app: it records the decisions of that module');
+    }
+    this.events = events;
+    this.mcp = mcp;
+    this.keycard = keycard;
+  }
 
   /** True once `@opentelemetry/api` is loaded and decisions are recorded. */
   get enabled(): boolean {
@@ -91,7 +108,8 @@ export class KeycardTelemetry implements OnModuleInit, OnModuleDestroy, TraceCon
   /**
    * A CLIENT span around a request the module makes (`keycard.exchange`: a token request to the
    * zone, catalogue W5), child of the active span; `work` gets the W3C trace-context headers of
-   * the new span to send. Without a tracer (`traces: false`, or before start) `work` runs alone.
+   * the new span to send (`traceparent`, `tracestate`; never `baggage`, which the caller chose).
+   * Without a tracer (`traces: false`, or before start) `work` runs alone.
    */
   clientSpan<T>(name: string, attributes: Readonly<Record<string, string | readonly string[]>>, work: (headers: Record<string, string>) => Promise<T>): Promise<T> {
     const { api, tracer } = this;
@@ -99,7 +117,10 @@ export class KeycardTelemetry implements OnModuleInit, OnModuleDestroy, TraceCon
     const span = tracer.startSpan(name, { kind: api.SpanKind.CLIENT, attributes: attributes as Attributes });
     const context = api.trace.setSpan(api.context.active(), span);
     const headers: Record<string, string> = {};
-    api.propagation.inject(context, headers);
+    // Trace context only: the active context's baggage came from the caller's `baggage` header
+    // (client-chosen, up to 8 KB), and the zone is another trust domain (OpenTelemetry Baggage API,
+    // security considerations); the zone needs only to join the trace.
+    api.propagation.inject(api.propagation.deleteBaggage(context), headers);
     return api.context.with(context, () => work(headers)).then(
       (result) => {
         span.end();

@@ -81,3 +81,19 @@ export function serverSpans(app: INestApplication): void {
 export function finished(sdkSpans: InMemorySpanExporter, name?: string): ReadableSpan[] {
   return sdkSpans.getFinishedSpans().filter((s) => (name === undefined ? s.kind === SpanKind.SERVER : s.name === name));
 }
+
+/**
+ * What a telemetry suite must find nowhere (W9): every token it used (with its signature segment
+ * on its own) and every secret, and the log lines of its apps to scan for them.
+ */
+export function secretsToScan(): { secrets: string[]; logs: string[]; remember(token: string): string } {
+  const secrets: string[] = [];
+  return {
+    secrets,
+    logs: [],
+    remember(token: string) {
+      secrets.push(token, token.split('.')[2]!);
+      return token;
+    },
+  };
+}
