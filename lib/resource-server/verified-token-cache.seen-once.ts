@@ -11,8 +11,12 @@
  */
 export class SeenOnce {
   private readonly fingerprints = new Set<number>();
-  /** The fingerprints in the order they were seen (allocated at the first token: none with the cache off). */
-  private ring?: Int32Array;
+  /**
+   * The fingerprints in the order they were seen, -1 for none: allocated at the first token (none
+   * with the cache off) and grown by doubling up to `capacity`, so a large cache size costs memory
+   * only as tokens come.
+   */
+  private ring = new Int32Array(0);
   private next = 0;
 
   constructor(private readonly capacity: number) {}
@@ -25,7 +29,7 @@ export class SeenOnce {
     const fingerprint = fingerprintOf(token);
     if (this.fingerprints.delete(fingerprint)) return false;
     if (this.capacity <= 0) return true;
-    this.ring ??= new Int32Array(this.capacity).fill(-1);
+    if (this.next === this.ring.length && this.ring.length < this.capacity) this.grow();
     // The slot's fingerprint may have been seen twice since (then deleted already), or again after
     // that: forgetting it then only makes that token wait for one more verification.
     const oldest = this.ring[this.next];
@@ -34,6 +38,12 @@ export class SeenOnce {
     this.next = (this.next + 1) % this.capacity;
     this.fingerprints.add(fingerprint);
     return true;
+  }
+
+  private grow(): void {
+    const ring = new Int32Array(Math.min(this.capacity, Math.max(1024, 2 * this.ring.length))).fill(-1);
+    ring.set(this.ring);
+    this.ring = ring;
   }
 }
 
