@@ -5,6 +5,7 @@
 import 'reflect-metadata';
 import { Controller, Get, Injectable, Module } from '@nestjs/common';
 import { APP_GUARD, NestFactory } from '@nestjs/core';
+import { PerformanceObserver, performance } from 'node:perf_hooks';
 
 const [variant, zoneUrl, audience] = process.argv.slice(2);
 
@@ -127,14 +128,30 @@ const app = await NestFactory.create(await moduleFor(variant), { logger: ['error
 if (variant.includes('-revocation')) await loadRevocations(app);
 await app.listen(0, '127.0.0.1');
 let cpuStart;
+let eluStart;
+/** Garbage-collection pauses during the timed run (ms, and how many of each kind: minor = scavenge, major = mark-compact). */
+let gc;
+const gcObserver = new PerformanceObserver((list) => {
+  if (gc === undefined) return;
+  for (const entry of list.getEntries()) {
+    gc.ms += entry.duration;
+    if (entry.detail?.kind === 1) gc.minor++;
+    else gc.major++;
+  }
+});
+gcObserver.observe({ entryTypes: ['gc'] });
 process.on('message', (message) => {
   if (message === 'cpu-start') {
+    gc = { ms: 0, minor: 0, major: 0 };
+    eluStart = performance.eventLoopUtilization();
     cpuStart = process.cpuUsage();
     process.send({ started: true });
   }
   if (message === 'cpu-stop') {
     const used = process.cpuUsage(cpuStart);
-    process.send({ cpuMicros: used.user + used.system, heapMB: process.memoryUsage().heapUsed / 1048576 });
+    const elu = performance.eventLoopUtilization(eluStart).utilization;
+    // A tick later, so the observer has seen the last pauses of the run.
+    setImmediate(() => process.send({ cpuMicros: used.user + used.system, heapMB: process.memoryUsage().heapUsed / 1048576, gc, elu }));
   }
   if (message === 'exit') void app.close().then(() => process.exit(0));
 });

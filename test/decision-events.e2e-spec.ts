@@ -153,7 +153,8 @@ describe('decision events and token validators (README "How a call is decided")'
 
   it('README: a validator runs on cache hits too, and its refusal is 401 invalid_token with a proper challenge', async () => {
     const token = zone.issueToken({ client_id: 'agent-c', sub: 'dave', scope: 'orders:read' });
-    expect((await get('/orders', token)).status).toBe(200); // now in the verified-token cache
+    expect((await get('/orders', token)).status).toBe(200);
+    expect((await get('/orders', token)).status).toBe(200); // now in the verified-token cache (its second verification)
     const jti = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).jti as string;
     denyList.denied.add(jti);
     recorder.events.length = 0;

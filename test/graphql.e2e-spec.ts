@@ -104,7 +104,8 @@ describe.each(SERVERS)('GraphQL: %s', (_name, server) => {
 
   it(`${row('N3')} every field is judged: a scoped field after an admitted unscoped one in the same operation → FORBIDDEN`, async () => {
     const token = zone.issueToken({ client_id: 'agent-mix', scope: 'profile' });
-    await gql('{ orders { by } }', token); // the token is now in the verified-token cache: judged synchronously
+    await gql('{ orders { by } }', token);
+    await gql('{ orders { by } }', token); // the token is now in the verified-token cache (its second verification): judged synchronously
     const res = await gql('{ orders { by } whoami }', token);
     expect(res.status).toBe(200);
     expect(res.body.data).toEqual({ orders: [{ by: 'agent-mix' }], whoami: null });

@@ -75,7 +75,8 @@ describe('§X revocation list, one instance', () => {
     const a = await instance();
     const sid1 = token({ sid: 'sid-1' });
     const sid2 = token({ sid: 'sid-2' });
-    expect(await a.get(sid1)).toMatchObject({ status: 200 }); // verified and cached before the revocation
+    expect(await a.get(sid1)).toMatchObject({ status: 200 });
+    expect(await a.get(sid1)).toMatchObject({ status: 200 }); // verified again, and cached, before the revocation
     expect(await post(a, '/admin/revoke', { issuer: suite.zone.issuer, sessionId: 'sid-1' })).toMatchObject({ status: 200 });
     expectRevoked(await a.get(sid1), sid1, a); // a verified-token cache hit is refused too
     expect(await a.get(sid2)).toMatchObject({ status: 200 });
@@ -164,6 +165,7 @@ describeRedis('§X revocation list across instances (real redis-server)', () => 
     }
     const t0 = token({ sid: 'sid-live' });
     expect(await a.get(t0)).toMatchObject({ status: 200 });
+    expect(await a.get(t0)).toMatchObject({ status: 200 }); // verified again: now in the verified-token cache, with its verdict
     const monitor = new Redis(redis.url);
     const commands: string[] = [];
     const watching = await monitor.monitor();

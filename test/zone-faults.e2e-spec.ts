@@ -301,6 +301,7 @@ describe('zone faults', () => {
       await start();
       const token = t0();
       await expectToken(token, '200');
+      await expectToken(token, '200'); // now cached (its second verification)
       suite.zone.jwksOverride = { keys: suite.zone.jwks().keys.map((k) => (k.kid === 'rs1' ? { ...(TestZone.generateKey('rs1', 'RS256').publicKey.export({ format: 'jwk' }) as object), kid: 'rs1', alg: 'RS256' } : k)) };
       suite.api!.clock.offsetMs = 10 * MINUTE + 1_000; // the key set is due for a refresh
       await expectToken(token, '401 IT');

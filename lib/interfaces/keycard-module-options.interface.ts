@@ -159,8 +159,9 @@ export interface KeycardModuleOptions {
   exchangeStore?: ExchangedTokenStore;
   /**
    * How many verified tokens the guard remembers, so a repeated token skips the signature check
-   * (about 1–2 KB each). An entry is dropped when the token expires or the zone's keys change.
-   * `0` turns the cache off.
+   * (about 1–2 KB each). A token is remembered from its second verification on: one sent once (a
+   * per-action token) is never kept, and only a 30-bit fingerprint of it is (as many as this size).
+   * An entry is dropped when the token expires or the zone's keys change. `0` turns the cache off.
    * @default 10000
    */
   verifiedTokenCacheSize?: number;

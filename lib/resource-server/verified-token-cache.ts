@@ -6,6 +6,7 @@ import type { TokenVerification } from './token-verification.js';
 import { expiryMsOf } from './access-token-rules.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
+import { SeenOnce } from './verified-token-cache.seen-once.js';
 
 interface Entry {
   readonly agent: AgentContext;
@@ -23,17 +24,28 @@ interface Entry {
  * clock tolerance) has not passed, and only while the key that verified it is still the zone's
  * current key for its `kid` in a key set younger than the cache age — a rotation, a withdrawal or a
  * due refresh sends the token through full verification again. Bounded: the oldest entries go first.
+ *
+ * A token enters the cache the second time it is verified, not the first (see {@link SeenOnce}):
+ * Keycard issues a token per agent action, and a token that is never sent again would cost an
+ * insertion, an eviction and, in a server, a few KB kept for thousands of requests (the token text
+ * and its agent outlive the young generation, so every one of them is copied and promoted by the
+ * garbage collector: issue 24 measured that at several times the cost of the insertion itself,
+ * which an in-process benchmark walking the same token strings does not see). A token sent twice is
+ * likely to be sent again; from its third call on it is a cache hit.
  */
 @Injectable()
 export class VerifiedTokenCache {
   private readonly entries = new Map<string, Entry>();
   private readonly toleranceMs: number;
+  /** Verified tokens not cached yet, as fingerprints; as many as the cache holds. */
+  private readonly seenOnce: SeenOnce;
 
   constructor(
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
     @Inject(KEYCARD_CLOCK) private readonly clock: Clock,
   ) {
     this.toleranceMs = options.clockToleranceSeconds * 1000;
+    this.seenOnce = new SeenOnce(options.verifiedTokenCacheSize);
   }
 
   get size(): number {
@@ -54,12 +66,16 @@ export class VerifiedTokenCache {
     return entry.agent;
   }
 
-  /** Remembers `agent`, verified from `verification.token` for its resource with its zone's key. */
+  /**
+   * Remembers `agent`, verified from `verification.token` for its resource with its zone's key, if
+   * that token was verified once before (recently: among the last verifications the cache could hold).
+   */
   set(verification: TokenVerification, agent: AgentContext): void {
     const max = this.options.verifiedTokenCacheSize;
     const { key } = verification;
     const keys = verification.zone?.keys;
     if (max <= 0 || key === undefined || keys === undefined) return;
+    if (this.seenOnce.firstSight(verification.token)) return;
     if (this.entries.size >= max) this.entries.delete(this.entries.keys().next().value as string);
     this.entries.set(verification.token, { agent, resourceId: verification.resource.id, key, keys, expiresAtMs: expiryMsOf(agent) });
   }
