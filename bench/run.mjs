@@ -85,6 +85,10 @@ if (process.env.BENCH_BEFORE_DIST) {
     ['nestjs-keycard before', 'keycard-before', 'single'],
     ['nestjs-keycard before, 100k revocations', 'keycard-revocation-before', 'single'],
     ['nestjs-keycard before, 100k revocations (10k pool)', 'keycard-revocation-before', 'pool'],
+    ['nestjs-keycard before (10k pool)', 'keycard-before', 'pool'],
+    ['nestjs-keycard before, cache off', 'keycard-nocache-before', 'single'],
+    ['GraphQL nestjs-keycard before', 'graphql-keycard-before', 'single'],
+    ['GraphQL nestjs-keycard before (10k pool)', 'graphql-keycard-before', 'pool'],
   );
 }
 const only = process.env.BENCH_ONLY?.split(',');

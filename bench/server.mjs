@@ -46,8 +46,8 @@ async function protection(name) {
   } else if (name === 'keycard' || name === 'keycard-nocache' || name === 'keycard-revocation') {
     imports.push(await keycardModule(name === 'keycard-nocache' ? 0 : 10_000));
     if (name === 'keycard-revocation') imports.push(await revocationModule());
-  } else if (name === 'keycard-before' || name === 'keycard-revocation-before') {
-    imports.push(await keycardModule(10_000, process.env.BENCH_BEFORE_DIST));
+  } else if (name === 'keycard-before' || name === 'keycard-nocache-before' || name === 'keycard-revocation-before') {
+    imports.push(await keycardModule(name === 'keycard-nocache-before' ? 0 : 10_000, process.env.BENCH_BEFORE_DIST));
     if (name === 'keycard-revocation-before') imports.push(await revocationModule(process.env.BENCH_BEFORE_DIST));
   } else if (name === 'ideal' || name === 'fast-jwt') {
     // Issue 24's anchors, with the zone's keys fetched once at start (see bench/peer-guards.mjs).
