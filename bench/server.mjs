@@ -28,9 +28,14 @@ function allowAll() {
   return { provide: APP_GUARD, useClass: AllowAll };
 }
 
+/** `@RequireScopes('read')` of the keycard build loaded, put on the route and the resolver (bench tokens carry `read`). */
+let requiredScopes;
+
 /** The build to load: `dist/`, or for `keycard-before` the one in BENCH_BEFORE_DIST (an A/B of two builds in one run). */
 const keycardModule = async (cacheSize, dist = '../dist') => {
-  const { KeycardModule } = await import(`${dist}/index.js`);
+  const { KeycardModule, RequireScopes } = await import(`${dist}/index.js`);
+  // The route (and the resolver) as apps write them: plain @RequireScopes, from the build under test.
+  requiredScopes = RequireScopes('read');
   return KeycardModule.forRoot({ zoneUrl, resource: audience, verifiedTokenCacheSize: cacheSize, logger: { log() {}, warn() {}, error() {} } });
 };
 
@@ -100,10 +105,12 @@ async function moduleFor(variant) {
       }
     }
     Query('data')(DataResolver.prototype, 'data', Object.getOwnPropertyDescriptor(DataResolver.prototype, 'data'));
+    requiredScopes?.(DataResolver.prototype, 'data', Object.getOwnPropertyDescriptor(DataResolver.prototype, 'data'));
     Resolver()(DataResolver);
     imports.push(GraphQLModule.forRoot({ driver: ApolloDriver, typeDefs: 'type Item { id: Int name: String } type Query { data: [Item] }', graphiql: false }));
     providers.push(DataResolver);
   }
+  requiredScopes?.(DataController.prototype, 'list', Object.getOwnPropertyDescriptor(DataController.prototype, 'list'));
   class BenchModule {}
   if (configure) BenchModule.prototype.configure = configure;
   Module({ imports, providers, controllers: [DataController] })(BenchModule);
