@@ -6,15 +6,27 @@
  * refusal is checked for its answer and that no token reached the answer or the logs.
  */
 import { afterEach, describe, expect, it } from '@jest/globals';
+import { Controller, Get } from '@nestjs/common';
+import { Agent, RequireScopes } from '../lib/index.js';
+import type { AgentContext } from '../lib/interfaces/agent-context.interface.js';
 import { TestZone } from '../lib/testing/index.js';
 import { VerifiedTokenCache } from '../lib/resource-server/verified-token-cache.js';
 import { expectOutcome, onScopedRoute } from './support/denials.js';
-import { baseClaims, bearer, PRM, R, zoneSigned } from './support/forge.js';
+import { actChain, baseClaims, bearer, PRM, R, zoneSigned } from './support/forge.js';
 import { send } from './support/http.js';
 import { ADAPTERS, scopeOf, startApp, type RunningApp } from './support/keycard-app.js';
 import { revocationSuite, type RevocationInstance } from './support/revocation-app.js';
 
 const suite = revocationSuite();
+
+@Controller()
+class SubjectController {
+  @Get('orders')
+  @RequireScopes('orders:read')
+  list(@Agent() agent: AgentContext) {
+    return { subject: agent.subject, actor: agent.actor?.subject ?? null };
+  }
+}
 const jtiOf = (token: string) => (JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()) as { jti: string }).jti;
 const expOf = (token: string) => (JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()) as { exp: number }).exp;
 
@@ -124,6 +136,20 @@ describe.each(ADAPTERS)('attack trial: forged and re-signed tokens next to cache
       api = undefined;
       await b.stop();
     }
+  });
+
+  it('T29 a zone-signed token near the 8 KB cap with 2 500 nested arrays in another claim, or a 33-link act chain beside them: 200 / 401 IT, no 500, the act bound read first', async () => {
+    const zone = suite.zone;
+    // The route answers the subject only: echoing the claims is the app's JSON.stringify, not the guard (see the report).
+    api = await startApp(adapter, { zoneUrl: zone.issuer, resource: R }, { controllers: [SubjectController] });
+    const nested = JSON.parse(`${'['.repeat(2500)}${']'.repeat(2500)}`) as unknown;
+    const deep = zoneSigned(zone, { alg: 'RS256', typ: 'at+jwt', kid: 'rs1' }, baseClaims(zone, { ext: nested }));
+    expect(deep.length).toBeLessThanOrEqual(8192);
+    for (let i = 0; i < 3; i++) await expectToken(deep, '200');
+    const both = zoneSigned(zone, { alg: 'RS256', typ: 'at+jwt', kid: 'rs1' }, baseClaims(zone, { ext: nested, act: actChain(33) }));
+    await expectToken(both, '401 IT');
+    const links32 = zoneSigned(zone, { alg: 'RS256', typ: 'at+jwt', kid: 'rs1' }, baseClaims(zone, { act: actChain(32) }));
+    await expectToken(links32, '200');
   });
 });
 
