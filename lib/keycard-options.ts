@@ -243,9 +243,17 @@ function clientAuthenticationOf(option: string, raw: unknown): ClientAuthenticat
   }
 }
 
+/**
+ * The most entries a cache may be sized for: a JavaScript `Map` or `Set` holds at most 2^24, and
+ * past that every insertion throws, so a larger cache would refuse every new token once it filled.
+ */
+const MAX_CACHE_SIZE = 2 ** 24;
+
 function normaliseCacheSize(option: string, raw: unknown, fallback: number): number {
   if (raw === undefined) return fallback;
-  if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 0) fail(option, 'must be a whole number ≥ 0');
+  if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 0 || raw > MAX_CACHE_SIZE) {
+    fail(option, `must be a whole number from 0 to ${MAX_CACHE_SIZE}`);
+  }
   return raw;
 }
 

@@ -146,7 +146,7 @@ export interface KeycardModuleOptions {
   clientCredentials?: { clientId: string; clientSecret: string } | ClientAuthentication;
   /**
    * How many exchanged tokens `TokenExchangeService` keeps (least recently used evicted first).
-   * `0` turns the cache off.
+   * `0` turns the cache off; at most 16 777 216 (2^24, what a JavaScript `Map` holds).
    * @default 1000
    */
   exchangeCacheSize?: number;
@@ -161,7 +161,8 @@ export interface KeycardModuleOptions {
    * How many verified tokens the guard remembers, so a repeated token skips the signature check
    * (about 1–2 KB each). A token is remembered from its second verification on: one sent once (a
    * per-action token) is never kept, and only a 30-bit fingerprint of it is (as many as this size).
-   * An entry is dropped when the token expires or the zone's keys change. `0` turns the cache off.
+   * An entry is dropped when the token expires or the zone's keys change. `0` turns the cache off;
+   * at most 16 777 216 (2^24, what a JavaScript `Map` or `Set` holds).
    * @default 10000
    */
   verifiedTokenCacheSize?: number;

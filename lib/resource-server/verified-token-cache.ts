@@ -76,7 +76,9 @@ export class VerifiedTokenCache {
     const keys = verification.zone?.keys;
     if (max <= 0 || key === undefined || keys === undefined) return;
     if (this.seenOnce.firstSight(verification.token)) return;
-    if (this.entries.size >= max) this.entries.delete(this.entries.keys().next().value as string);
+    // A token already held (verified by two calls at once, or for another resource) takes its own
+    // slot again: evicting the oldest for it would push a reused token out for nothing.
+    if (this.entries.size >= max && !this.entries.has(verification.token)) this.entries.delete(this.entries.keys().next().value as string);
     this.entries.set(verification.token, { agent, resourceId: verification.resource.id, key, keys, expiresAtMs: expiryMsOf(agent) });
   }
 }
