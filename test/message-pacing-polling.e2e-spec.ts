@@ -1,0 +1,89 @@
+/**
+ * O5 over socket.io's long-polling transport: one HTTP POST carries a payload of many packets,
+ * which engine.io decodes and emits back to back. Pacing covers the WebSocket transport; this
+ * checks that a polling client cannot have more than a bounded batch handled per turn either.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Module, type INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { IoAdapter } from '@nestjs/platform-socket.io';
+import { SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
+import { KeycardConnections, KeycardModule, Public } from '../lib/index.js';
+import { MESSAGES_PER_TURN } from '../lib/contexts/message-pacing.js';
+import { TestZone } from '../lib/testing/index.js';
+import { R } from './support/forge.js';
+import { CapturingLogger } from './support/keycard-app.js';
+
+/** Turns of the event loop, counted by a `setImmediate` chain; handled messages per turn. */
+const perTurn = new Map<number, number>();
+let turn = 0;
+let ticking = true;
+const tick = () => {
+  turn++;
+  if (ticking) setImmediate(tick);
+};
+
+@WebSocketGateway()
+class Reads {
+  @Public()
+  @SubscribeMessage('read')
+  read() {
+    perTurn.set(turn, (perTurn.get(turn) ?? 0) + 1);
+    return true;
+  }
+}
+
+describe('O5 socket.io long-polling', () => {
+  let zone: TestZone;
+  let app: INestApplication;
+  let base: string;
+  let token: string;
+  const logger = new CapturingLogger();
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    token = zone.issueToken({ client_id: 'agent-poll', scope: 'orders:read' });
+    @Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger })], providers: [Reads] })
+    class AppModule {}
+    app = await NestFactory.create(AppModule, { logger: false, abortOnError: false });
+    app.useWebSocketAdapter(app.get(KeycardConnections).guard(new IoAdapter(app)));
+    await app.listen(0, '127.0.0.1');
+    base = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}/socket.io/?EIO=4&transport=polling`;
+    setImmediate(tick);
+  });
+  afterAll(async () => {
+    ticking = false;
+    await app?.close();
+    await zone?.stop();
+  });
+
+  it('O5 socket.io polling: two POSTs of 5 000 packets each are handled at most a bounded batch per turn of the event loop, every message answered in order', async () => {
+    const open = await (await fetch(base)).text();
+    const sid = (JSON.parse(open.slice(1)) as { sid: string }).sid;
+    const url = `${base}&sid=${sid}`;
+    const post = (body: string) => fetch(url, { method: 'POST', body, headers: { 'content-type': 'text/plain;charset=UTF-8' } });
+    expect((await post(`40${JSON.stringify({ token })}`)).status).toBe(200);
+    await (await fetch(url)).text(); // the CONNECT answer
+    const count = 10_000;
+    const payload = (from: number) => Array.from({ length: count / 2 }, (_, i) => `42${from + i}["read",{}]`).join('\x1e');
+    // Two payloads back to back: the second POST waits, unread, while the first's messages are handed on.
+    expect((await post(payload(0))).status).toBe(200);
+    expect((await post(payload(count / 2))).status).toBe(200);
+    let acks = 0;
+    let last = -1;
+    let ordered = true;
+    while (acks < count) {
+      const body = await (await fetch(url)).text();
+      for (const packet of body.split('\x1e')) {
+        const ack = /^43(\d+)/.exec(packet);
+        if (ack === null) continue;
+        if (Number(ack[1]) !== last + 1) ordered = false;
+        last = Number(ack[1]);
+        acks++;
+      }
+    }
+    expect(ordered).toBe(true);
+    expect(Math.max(...perTurn.values())).toBeLessThanOrEqual(2 * MESSAGES_PER_TURN);
+    for (const line of logger.lines) expect(line.includes(token.split('.')[2]!)).toBe(false);
+  }, 60_000);
+});
