@@ -8,6 +8,7 @@ import { Module, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { IoAdapter } from '@nestjs/platform-socket.io';
 import { SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
+import { io } from 'socket.io-client';
 import { KeycardConnections, KeycardModule, Public } from '../lib/index.js';
 import { MESSAGES_PER_TURN } from '../lib/contexts/message-pacing.js';
 import { TestZone } from '../lib/testing/index.js';
@@ -86,4 +87,27 @@ describe('O5 socket.io long-polling', () => {
     expect(Math.max(...perTurn.values())).toBeLessThanOrEqual(2 * MESSAGES_PER_TURN);
     for (const line of logger.lines) expect(line.includes(token.split('.')[2]!)).toBe(false);
   }, 60_000);
+  it.each(['polling', 'polling then websocket'])('O5 socket.io client over %s: a burst of 10 000 acknowledged events sent at once is answered whole and in order (held POSTs and the upgrade never lose or reorder one)', async (over) => {
+    const transports = over === 'polling' ? ['polling'] : ['polling', 'websocket'];
+    const socket = io(base.slice(0, base.indexOf('/socket.io')), { auth: { token }, transports, reconnection: false, forceNew: true });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once('connect', resolve);
+        socket.once('connect_error', reject);
+      });
+      const count = 10_000;
+      const answered: number[] = [];
+      await new Promise<void>((resolve) => {
+        for (let i = 0; i < count; i++) {
+          socket.emit('read', {}, () => {
+            answered.push(i);
+            if (answered.length === count) resolve();
+          });
+        }
+      });
+      expect(answered).toEqual([...Array(count).keys()]);
+    } finally {
+      socket.disconnect();
+    }
+  }, 120_000);
 });
