@@ -177,6 +177,8 @@ export class KeycardConnections {
     return {
       ...hooks,
       onConnect: async (ctx: GraphQLWsContext) => {
+        // graphql-ws reads the same `ws` socket: a burst of `subscribe` frames is paced as a gateway's (O5).
+        paceMessages(ctx.extra?.socket);
         const agent = await this.openGraphQLWs(ctx, anonymous);
         if (agent === false) return false;
         if (agent !== undefined) {
