@@ -13,23 +13,17 @@ import { KeycardConnections, KeycardModule, Public } from '../lib/index.js';
 import { MESSAGES_PER_TURN } from '../lib/contexts/message-pacing.js';
 import { TestZone } from '../lib/testing/index.js';
 import { R } from './support/forge.js';
+import { TurnCounter } from './support/turn-counter.js';
 import { CapturingLogger } from './support/keycard-app.js';
 
-/** Turns of the event loop, counted by a `setImmediate` chain; handled messages per turn. */
-const perTurn = new Map<number, number>();
-let turn = 0;
-let ticking = true;
-const tick = () => {
-  turn++;
-  if (ticking) setImmediate(tick);
-};
+const turns = new TurnCounter();
 
 @WebSocketGateway()
 class Reads {
   @Public()
   @SubscribeMessage('read')
   read() {
-    perTurn.set(turn, (perTurn.get(turn) ?? 0) + 1);
+    turns.note();
     return true;
   }
 }
@@ -50,10 +44,10 @@ describe('O5 socket.io long-polling', () => {
     app.useWebSocketAdapter(app.get(KeycardConnections).guard(new IoAdapter(app)));
     await app.listen(0, '127.0.0.1');
     base = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}/socket.io/?EIO=4&transport=polling`;
-    setImmediate(tick);
+    turns.start();
   });
   afterAll(async () => {
-    ticking = false;
+    turns.stop();
     await app?.close();
     await zone?.stop();
   });
@@ -84,7 +78,7 @@ describe('O5 socket.io long-polling', () => {
       }
     }
     expect(ordered).toBe(true);
-    expect(Math.max(...perTurn.values())).toBeLessThanOrEqual(2 * MESSAGES_PER_TURN);
+    expect(turns.most()).toBeLessThanOrEqual(2 * MESSAGES_PER_TURN);
     for (const line of logger.lines) expect(line.includes(token.split('.')[2]!)).toBe(false);
   }, 60_000);
   it.each(['polling', 'polling then websocket'])('O5 socket.io client over %s: a burst of 10 000 acknowledged events sent at once is answered whole and in order (held POSTs and the upgrade never lose or reorder one)', async (over) => {
