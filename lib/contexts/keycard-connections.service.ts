@@ -23,6 +23,7 @@ import { type ConnectionState, connectionOf, openedConnection, setConnection } f
 import { rememberLocalAddress } from '../resource-server/local-address.js';
 import { GatewayGuards } from './gateway-guards.js';
 import { paceMessages } from './message-pacing.js';
+import { type EngineIoConnection, paceEngineIoConnection } from './engine-io-pacing.js';
 import { connectionParamsToken, MERCURIUS_CONNECTION } from './graphql.context.js';
 import { KeycardContexts } from './keycard-contexts.js';
 import {
@@ -176,6 +177,8 @@ export class KeycardConnections {
     return {
       ...hooks,
       onConnect: async (ctx: GraphQLWsContext) => {
+        // graphql-ws reads the same `ws` socket: a burst of `subscribe` frames is paced as a gateway's (O5).
+        paceMessages(ctx.extra?.socket);
         const agent = await this.openGraphQLWs(ctx, anonymous);
         if (agent === false) return false;
         if (agent !== undefined) {
@@ -361,7 +364,7 @@ export class KeycardConnections {
         // The engine's first request is what the handshake and every message are judged against (socket.request).
         engineOf(server)?.on('connection', (connection) => {
           rememberLocalAddress(connection.request);
-          paceTransport(connection);
+          paceEngineIoConnection(connection); // polling payloads and WebSocket reads alike (O5)
         });
         // Registered before Nest's own listener: a recovered socket is judged before any handler sees it.
         on?.call(server, 'connection', (socket) => {
@@ -550,17 +553,6 @@ interface EngineIoServer {
 }
 
 /** An engine.io connection: its first request, and its transport (`socket`: the `ws` WebSocket of the WebSocket transport). */
-interface EngineIoConnection {
-  readonly request: IncomingMessage;
-  readonly transport?: { readonly socket?: unknown };
-  on?(event: 'upgrade', listener: (transport: { readonly socket?: unknown }) => void): unknown;
-}
-
-/** Paces the messages of a socket.io connection's WebSocket, from the start or once it upgrades from long-polling (O5). */
-function paceTransport(connection: EngineIoConnection): void {
-  paceMessages(connection.transport?.socket);
-  connection.on?.('upgrade', (transport) => paceMessages(transport.socket));
-}
 
 /** The engine.io server under a socket.io `Server` (`engine`) or `Namespace` (`server.engine`). */
 function engineOf(server: Record<string, unknown>): EngineIoServer | undefined {

@@ -17,14 +17,20 @@
 /** Messages handled per turn of the event loop, across every paced socket, before the next wait for a later turn. */
 export const MESSAGES_PER_TURN = 64;
 
-/** The parts of a `ws` WebSocket used here. */
-interface PacedSocket {
-  readyState: number;
-  emit(event: string | symbol, ...args: unknown[]): boolean;
-  once(event: 'close', listener: () => void): unknown;
+/** How to stop and restart a carrier's reading. */
+export interface ReadControl {
   pause(): void;
   resume(): void;
 }
+
+/** What pacing needs of a carrier: an emitter that ends with `close` (and, by default, its own read control). */
+export interface PacedSocket extends ReadControl {
+  emit(event: string | symbol, ...args: unknown[]): boolean;
+  once(event: 'close', listener: () => void): unknown;
+}
+
+/** An emitter whose paced event's waits are read-controlled by something else (`control`). */
+type PacedEmitter = Pick<PacedSocket, 'emit' | 'once'>;
 
 const PACED = Symbol('keycard.paced');
 
@@ -32,10 +38,11 @@ const PACED = Symbol('keycard.paced');
 interface Waiting {
   readonly queue: unknown[][];
   readonly deliver: (args: unknown[]) => void;
+  readonly control: ReadControl;
 }
 
 /** Sockets with messages waiting (a Map keeps their order for the round robin). */
-const waiting = new Map<PacedSocket, Waiting>();
+const waiting = new Map<PacedEmitter, Waiting>();
 let handledThisTurn = 0;
 let turnEnding = false;
 let draining = false;
@@ -45,27 +52,36 @@ let draining = false;
  * under socket.io's WebSocket transport); anything else is left as it is. Idempotent.
  */
 export function paceMessages(socket: unknown): void {
-  if (!isWebSocket(socket) || (socket as { [PACED]?: true })[PACED]) return;
+  if (isWebSocket(socket)) paceEvents(socket, 'message');
+}
+
+/**
+ * Paces one event of any carrier (`message` of a `ws` socket, `data` of an engine.io connection):
+ * while it has events waiting, `control` (by default the carrier itself) is paused, and resumed once
+ * they are all handed on. Idempotent.
+ */
+export function paceEvents<T extends PacedEmitter>(socket: T, paced: string, control: ReadControl = socket as unknown as ReadControl): void {
+  if ((socket as { [PACED]?: true })[PACED]) return;
   (socket as { [PACED]?: true })[PACED] = true;
   const emit = socket.emit;
-  const deliver = (args: unknown[]): void => void emit.call(socket, 'message', ...args);
-  socket.emit = function pacedEmit(this: PacedSocket, event: string | symbol, ...args: unknown[]): boolean {
-    if (event !== 'message') return emit.call(this, event, ...args);
+  const deliver = (args: unknown[]): void => void emit.call(socket, paced, ...args);
+  socket.emit = function pacedEmit(this: T, event: string | symbol, ...args: unknown[]): boolean {
+    if (event !== paced) return emit.call(this, event, ...args);
     const waits = waiting.get(socket);
     if (waits === undefined && handledThisTurn < MESSAGES_PER_TURN) {
       countHandled();
       return emit.call(this, event, ...args);
     }
     if (waits !== undefined) waits.queue.push(args);
-    else startWaiting(socket, { queue: [args], deliver });
+    else startWaiting(socket, { queue: [args], deliver, control });
     return true;
   };
   socket.once('close', () => waiting.delete(socket));
 }
 
-function startWaiting(socket: PacedSocket, waits: Waiting): void {
+function startWaiting(socket: PacedEmitter, waits: Waiting): void {
   waiting.set(socket, waits);
-  socket.pause();
+  waits.control.pause();
   if (draining) return;
   draining = true;
   setImmediate(drain);
@@ -92,10 +108,10 @@ function drain(): void {
     let budget = MESSAGES_PER_TURN;
     while (budget > 0 && waiting.size > 0) {
       const share = Math.max(1, Math.floor(budget / waiting.size));
-      for (const [socket, { queue, deliver }] of waiting) {
+      for (const [socket, { queue, deliver, control }] of waiting) {
         const batch = queue.splice(0, Math.min(share, budget));
         budget -= batch.length;
-        if (queue.length === 0 && waiting.delete(socket)) socket.resume();
+        if (queue.length === 0 && waiting.delete(socket)) control.resume();
         for (const args of batch) deliver(args);
         if (budget <= 0) break;
       }
@@ -108,7 +124,7 @@ function drain(): void {
 }
 
 function isWebSocket(value: unknown): value is PacedSocket {
-  const socket = value as Partial<PacedSocket> | null;
+  const socket = value as (Partial<PacedSocket> & { readyState?: unknown }) | null;
   return typeof socket === 'object' && socket !== null && typeof socket.readyState === 'number' && typeof socket.emit === 'function'
     && typeof socket.pause === 'function' && typeof socket.resume === 'function' && typeof socket.once === 'function';
 }
