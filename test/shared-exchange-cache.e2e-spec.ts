@@ -51,6 +51,9 @@ describeUnless(skipReason, 'shared exchanged-token cache in Redis', () => {
   async function instance(keys: TokenCipherKey[] = [K1], clientId = 'agent-a') {
     const client = new Redis(redis.port, '127.0.0.1');
     clients.push(client);
+    // Connected first: the service waits 250 ms for the store, then exchanges without it (by
+    // design); a connection still being set up on a busy CI machine used that budget (S3 saw 2).
+    if (client.status !== 'ready') await new Promise((resolve) => client.once('ready', resolve));
     const started = await startExchangeContext({
       zoneUrl: zone.issuer,
       clientCredentials: { clientId, clientSecret: SECRET },
