@@ -3,7 +3,7 @@
  * burst (a refusal is O(1)), and never stalls the event loop past the row's bound. A socket.io
  * `@SubscribeMessage('write')` and a `ws` one that require `orders:write`, and a graphql-ws
  * `subscribe` of a field that requires it, from a connection whose token lacks it: every message is
- * refused in its context's shape.
+ * refused in its context's shape. Mercurius subscriptions (Fastify) the same way as graphql-ws.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Module, type INestApplication } from '@nestjs/common';
@@ -53,7 +53,7 @@ class WriteSubscriptions {
   }
 }
 
-type Platform = 'ws' | 'socket.io' | 'graphql-ws';
+type Platform = 'ws' | 'socket.io' | 'graphql-ws' | 'mercurius';
 
 async function start(zone: TestZone, platform: Platform) {
   const logger = new CapturingLogger();
@@ -171,6 +171,18 @@ async function graphqlWsBurst(url: string, token: string): Promise<Burst> {
 const REFUSED: Record<Platform, unknown> = {
   ws: { event: 'exception', data: { status: 'error', error: 'insufficient_scope', error_description: 'The access token lacks a required scope', scope: 'orders:write' } },
   'socket.io': { event: 'exception', data: { status: 'error', error: 'insufficient_scope', error_description: 'The access token lacks a required scope', scope: 'orders:write' } },
+  // Mercurius answers a subscription that fails at once with an `error` message: the errors themselves.
+  mercurius: {
+    type: 'error',
+    payload: [
+      {
+        message: 'The access token lacks a required scope',
+        locations: [{ line: 1, column: 16 }],
+        path: ['orderWrites'],
+        extensions: { code: 'FORBIDDEN', error: 'insufficient_scope', error_description: 'The access token lacks a required scope', scope: 'orders:write' },
+      },
+    ],
+  },
   'graphql-ws': {
     type: 'next',
     payload: {
@@ -191,9 +203,10 @@ const SERVED: Record<Platform, { name: string; answer: unknown }> = {
   ws: { name: 'read', answer: { event: 'served', data: true } },
   'socket.io': { name: 'read', answer: true },
   'graphql-ws': { name: 'publicWrites', answer: { type: 'next', payload: { data: { publicWrites: 1 } } } },
+  mercurius: { name: 'publicWrites', answer: { type: 'next', payload: { data: { publicWrites: 1 } } } },
 };
 
-describe.each(['socket.io', 'ws', 'graphql-ws'] as const)('O5 a burst of refused messages over %s', (platform) => {
+describe.each(['socket.io', 'ws', 'graphql-ws', 'mercurius'] as const)('O5 a burst of refused messages over %s', (platform) => {
   let zone: TestZone;
   let api: Awaited<ReturnType<typeof start>>;
   let burst: Burst;
@@ -202,8 +215,10 @@ describe.each(['socket.io', 'ws', 'graphql-ws'] as const)('O5 a burst of refused
   beforeAll(async () => {
     zone = await TestZone.start({ audience: R });
     token = zone.issueToken({ client_id: 'agent-burst', scope: 'orders:read' });
-    if (platform === 'graphql-ws') {
-      const gql = await startGraphQLApp('apollo', { zoneUrl: zone.issuer, resource: R }, { providers: [WriteSubscriptions], graphqlWs: [] });
+    if (platform === 'graphql-ws' || platform === 'mercurius') {
+      const gql = await (platform === 'graphql-ws'
+        ? startGraphQLApp('apollo', { zoneUrl: zone.issuer, resource: R }, { providers: [WriteSubscriptions], graphqlWs: [] })
+        : startGraphQLApp('mercurius', { zoneUrl: zone.issuer, resource: R }, { providers: [WriteSubscriptions], mercuriusSubscription: [] }));
       api = { app: gql.app, logger: gql.logger, port: 0 };
       burst = await graphqlWsBurst(gql.wsUrl, token);
     } else {

@@ -1,5 +1,6 @@
 import { denialLogLevel } from '../logging/denial-log-level.js';
-import { Inject, Injectable, type WebSocketAdapter } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationBootstrap, Optional, type WebSocketAdapter } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
 import type { IncomingMessage } from 'node:http';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
@@ -22,7 +23,7 @@ import type { Principal } from '../decision/principal.js';
 import { type ConnectionState, connectionOf, openedConnection, setConnection } from './connection-state.js';
 import { rememberLocalAddress } from '../resource-server/local-address.js';
 import { GatewayGuards } from './gateway-guards.js';
-import { paceMessages } from './message-pacing.js';
+import { holdMessages, paceMessages, paceServerSockets } from './message-pacing.js';
 import { type EngineIoConnection, paceEngineIoConnection } from './engine-io-pacing.js';
 import { connectionParamsToken, MERCURIUS_CONNECTION } from './graphql.context.js';
 import { KeycardContexts } from './keycard-contexts.js';
@@ -95,6 +96,22 @@ export interface MercuriusSubscriptionHooks {
 interface MercuriusConnection {
   socket?: MercuriusSocket;
   context?: { request?: { raw?: IncomingMessage } };
+  /** The Fastify plugin context Mercurius's subscription route lives in. */
+  fastify?: FastifyWithWebSockets;
+}
+
+/** A Fastify instance (a plugin context), read by shape: `fastify` is never imported. */
+interface FastifyWithWebSockets {
+  /** The `ws` server `@fastify/websocket` decorates its context with. */
+  websocketServer?: unknown;
+}
+
+/** A Mercurius `connection_init` as {@link KeycardConnections.mercuriusSubscription}'s `onConnect` got it. */
+interface MercuriusInit {
+  data: { payload?: unknown } | undefined;
+  anonymous: boolean;
+  /** The app's own `onConnect`. */
+  theirs: Hook | undefined;
 }
 
 interface MercuriusSocket extends WsClient {
@@ -121,9 +138,11 @@ const initialised = new WeakSet<object>();
  * @publicApi
  */
 @Injectable()
-export class KeycardConnections {
+export class KeycardConnections implements OnApplicationBootstrap {
   /** The `Authorization` schemes of a `ws` upgrade: those of HTTP routes (`DPoP` when DPoP is on). */
   private readonly schemes: AcceptedSchemes;
+  /** True once {@link mercuriusSubscription} was asked for: Fastify's WebSocket server is then paced (O5). */
+  private mercurius = false;
 
   constructor(
     private readonly verifier: TokenVerifier,
@@ -133,8 +152,21 @@ export class KeycardConnections {
     private readonly lifecycle: CarrierLifecycle,
     private readonly validators: TokenValidators,
     private readonly gateways: GatewayGuards,
+    @Optional() private readonly adapterHost?: HttpAdapterHost,
   ) {
     this.schemes = acceptedSchemes(options);
+  }
+
+  /**
+   * With Mercurius subscriptions, every socket of Fastify's WebSocket servers (`@fastify/websocket`,
+   * which Mercurius registers in its own plugin context) is paced from its opening (O5): a burst
+   * written together with `connection_init` waits in Mercurius's own queue before `onConnect` runs.
+   * A server not found here is found by the first `onConnect` (the connection object's `fastify`),
+   * and that connection is paced from then on.
+   */
+  onApplicationBootstrap(): void {
+    if (!this.mercurius) return;
+    for (const server of fastifyWebSocketServers(this.adapterHost?.httpAdapter?.getInstance?.())) paceServerSockets(server);
   }
 
   /**
@@ -242,6 +274,7 @@ export class KeycardConnections {
   ): T & { onConnect: Hook } {
     const anonymous = options.allowAnonymous === true;
     const theirs = subscription.onConnect;
+    this.mercurius = true;
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const keycard = this;
     return {
@@ -249,6 +282,9 @@ export class KeycardConnections {
       // A function, not an arrow: Mercurius calls it as a method of the connection (`this`).
       async onConnect(this: MercuriusConnection | undefined, data: { payload?: unknown } | undefined) {
         const socket = this?.socket;
+        // Paced from its opening already (`onApplicationBootstrap`), or from now on, and the server's next sockets from theirs (O5).
+        paceServerSockets(this?.fastify?.websocketServer);
+        paceMessages(socket);
         if (typeof socket?.close !== 'function' || typeof socket.send !== 'function' || typeof socket.once !== 'function') {
           keycard.options.logger.error('Keycard refused a Mercurius subscription connection: Mercurius did not call onConnect on its connection, so the socket (needed to end it at token expiry) is unknown');
           return false;
@@ -260,16 +296,34 @@ export class KeycardConnections {
           return false;
         }
         initialised.add(this!);
-        const carrier = { connectionParams: data?.payload as GraphQLWsContext['connectionParams'], extra: { socket, request: this!.context?.request?.raw } };
-        const agent = await keycard.openGraphQLWs(carrier, anonymous);
-        if (agent === false) return false;
-        if (agent !== undefined) keycard.endMercuriusAtExpiry(agent, socket);
-        // The app's refusal is Mercurius's own (`connection_error`, then closed); the expiry timer ends with the socket.
-        const admitted: unknown = theirs === undefined ? true : await theirs.call(this, data);
-        if (!admitted) return admitted;
-        return { ...(typeof admitted === 'object' ? admitted : {}), [MERCURIUS_CONNECTION]: carrier };
+        // Frames that come while the connection is judged wait here, not in Mercurius's queue, which
+        // it would handle back to back once onConnect is done (O5).
+        const release = holdMessages(socket);
+        try {
+          return await keycard.openMercurius(this!, { data, anonymous, theirs });
+        } finally {
+          release();
+        }
       },
     };
+  }
+
+  /**
+   * Judges a Mercurius `connection_init` (see {@link mercuriusSubscription}), then runs the app's
+   * own `onConnect` for an admitted connection.
+   * @returns what Mercurius's `onConnect` returns: `false` when refused, else the subscription context's additions.
+   */
+  private async openMercurius(connection: MercuriusConnection, init: MercuriusInit): Promise<unknown> {
+    const { data, anonymous, theirs } = init;
+    const socket = connection.socket!;
+    const carrier = { connectionParams: data?.payload as GraphQLWsContext['connectionParams'], extra: { socket, request: connection.context?.request?.raw } };
+    const agent = await this.openGraphQLWs(carrier, anonymous);
+    if (agent === false) return false;
+    if (agent !== undefined) this.endMercuriusAtExpiry(agent, socket);
+    // The app's refusal is Mercurius's own (`connection_error`, then closed); the expiry timer ends with the socket.
+    const admitted: unknown = theirs === undefined ? true : await theirs.call(connection, data);
+    if (!admitted) return admitted;
+    return { ...(typeof admitted === 'object' ? admitted : {}), [MERCURIUS_CONNECTION]: carrier };
   }
 
   /**
@@ -558,6 +612,26 @@ interface EngineIoServer {
 function engineOf(server: Record<string, unknown>): EngineIoServer | undefined {
   const engine = (server.engine ?? (server.server as { engine?: unknown } | undefined)?.engine) as EngineIoServer | undefined;
   return typeof engine?.on === 'function' ? engine : undefined;
+}
+
+/**
+ * The `ws` servers of a Fastify instance and its plugin contexts: `@fastify/websocket` decorates the
+ * context that registers it (Mercurius's subscription plugin, encapsulated). Fastify keeps a
+ * context's children under a symbol it does not export (`fastify.children`), found by its
+ * description; none found (another Fastify, another adapter) is no error: `onConnect` finds it.
+ */
+function fastifyWebSocketServers(instance: unknown): Set<unknown> {
+  const servers = new Set<unknown>();
+  const visit = (context: unknown, depth: number): void => {
+    if (typeof context !== 'object' || context === null || depth > 8) return;
+    const server = (context as FastifyWithWebSockets).websocketServer;
+    if (server !== undefined) servers.add(server);
+    const children = Object.getOwnPropertySymbols(context).find((key) => key.description === 'fastify.children');
+    const list = children === undefined ? undefined : (context as Record<symbol, unknown>)[children];
+    if (Array.isArray(list)) for (const child of list) visit(child, depth + 1);
+  };
+  visit(instance, 0);
+  return servers;
 }
 
 /** Ends a connection whose token expired, as graphql-ws ends an unauthorized one. */

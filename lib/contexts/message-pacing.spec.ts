@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { EventEmitter } from 'node:events';
-import { MESSAGES_PER_TURN, paceMessages } from './message-pacing.js';
+import { holdMessages, MESSAGES_PER_TURN, paceMessages, paceServerSockets } from './message-pacing.js';
 
 /** A stand-in for a `ws` WebSocket: an emitter that can pause and resume reading. */
 class FakeSocket extends EventEmitter {
@@ -68,5 +68,46 @@ describe('message pacing (O5)', () => {
     paceMessages(plain);
     paceMessages(undefined);
     expect(plain.emit).toBe(emit);
+  });
+
+  it('O5 a held socket (its connection_init being judged) gets nothing, paused, while others go on; released, its messages follow in order, a bounded batch per turn', async () => {
+    await nextTurn();
+    const [held, other] = [new FakeSocket(), new FakeSocket()];
+    paceMessages(held);
+    paceMessages(other);
+    const seen: string[] = [];
+    held.on('message', (data: number) => seen.push(`h${data}`));
+    other.on('message', (data: number) => seen.push(`o${data}`));
+    const release = holdMessages(held);
+    for (let i = 0; i < 3 * MESSAGES_PER_TURN; i++) held.emit('message', i);
+    other.emit('message', 0);
+    for (let turn = 0; turn < 3; turn++) await nextTurn();
+    expect(seen).toEqual(['o0']);
+    expect(held.calls).toEqual(['pause']);
+    release();
+    release(); // once
+    await nextTurn();
+    expect(seen.length - 1).toBeLessThanOrEqual(MESSAGES_PER_TURN);
+    for (let turn = 0; turn < 5 && seen.length < 3 * MESSAGES_PER_TURN + 1; turn++) await nextTurn();
+    expect(seen.slice(1)).toEqual(upTo(3 * MESSAGES_PER_TURN, 'h'));
+    expect(held.calls).toEqual(['pause', 'resume']);
+    expect(holdMessages(new EventEmitter())()).toBeUndefined(); // not paced: nothing to hold
+  });
+
+  it('O5 a ws server paced once: every socket it opens is paced from its connection event, before any handler reads', async () => {
+    await nextTurn();
+    const server = new EventEmitter();
+    paceServerSockets(server);
+    paceServerSockets(server); // once
+    paceServerSockets(undefined);
+    expect(server.listenerCount('connection')).toBe(1);
+    const socket = new FakeSocket();
+    server.emit('connection', socket);
+    const seen: number[] = [];
+    socket.on('message', (data: number) => seen.push(data));
+    for (let i = 0; i < 2 * MESSAGES_PER_TURN; i++) socket.emit('message', i);
+    expect(seen).toEqual(upTo(MESSAGES_PER_TURN));
+    while (seen.length < 2 * MESSAGES_PER_TURN) await nextTurn();
+    expect(seen).toEqual(upTo(2 * MESSAGES_PER_TURN));
   });
 });

@@ -43,6 +43,8 @@ interface Waiting {
 
 /** Sockets with messages waiting (a Map keeps their order for the round robin). */
 const waiting = new Map<PacedEmitter, Waiting>();
+/** Paced sockets whose messages all wait, whatever the turn's budget, until released ({@link holdMessages}). */
+const held = new Set<PacedEmitter>();
 let handledThisTurn = 0;
 let turnEnding = false;
 let draining = false;
@@ -53,6 +55,23 @@ let draining = false;
  */
 export function paceMessages(socket: unknown): void {
   if (isWebSocket(socket)) paceEvents(socket, 'message');
+}
+
+/** `ws` servers whose every new socket is paced ({@link paceServerSockets}). */
+const pacedServers = new WeakSet<object>();
+
+/**
+ * Paces the `message` events of every socket a `ws` server opens from now on, from its `connection`
+ * event: before the socket's own handler reads a frame. Mercurius queues a whole read's frames in
+ * an async iterator and handles them back to back in microtasks (`connection_init` and a burst
+ * written with it alike), so pacing from `onConnect` would come too late for them. Anything else,
+ * or a server already paced, is left as it is.
+ */
+export function paceServerSockets(server: unknown): void {
+  const wss = server as { on?: (event: 'connection', listener: (socket: unknown) => void) => unknown } | null | undefined;
+  if (typeof wss?.on !== 'function' || pacedServers.has(wss)) return;
+  pacedServers.add(wss);
+  wss.on('connection', (socket) => paceMessages(socket));
 }
 
 /**
@@ -68,7 +87,7 @@ export function paceEvents<T extends PacedEmitter>(socket: T, paced: string, con
   socket.emit = function pacedEmit(this: T, event: string | symbol, ...args: unknown[]): boolean {
     if (event !== paced) return emit.call(this, event, ...args);
     const waits = waiting.get(socket);
-    if (waits === undefined && handledThisTurn < MESSAGES_PER_TURN) {
+    if (waits === undefined && handledThisTurn < MESSAGES_PER_TURN && (held.size === 0 || !held.has(socket))) {
       countHandled();
       return emit.call(this, event, ...args);
     }
@@ -76,12 +95,35 @@ export function paceEvents<T extends PacedEmitter>(socket: T, paced: string, con
     else startWaiting(socket, { queue: [args], deliver, control });
     return true;
   };
-  socket.once('close', () => waiting.delete(socket));
+  socket.once('close', () => {
+    waiting.delete(socket);
+    held.delete(socket);
+  });
+}
+
+/**
+ * Holds a paced socket's messages (and its reading) until the returned function is called, e.g.
+ * while its `connection_init` is judged: a server that queues the frames it receives meanwhile (as
+ * Mercurius does) would otherwise handle all it queued back to back once the judgement is done.
+ * A socket that is not paced is left as it is.
+ * @returns releases them: they are handed on, a bounded batch per turn, in order.
+ */
+export function holdMessages(socket: unknown): () => void {
+  const paced = socket as PacedEmitter & { [PACED]?: true };
+  if (typeof paced !== 'object' || paced === null || paced[PACED] !== true) return () => undefined;
+  held.add(paced);
+  return () => {
+    if (held.delete(paced) && waiting.has(paced)) scheduleDrain();
+  };
 }
 
 function startWaiting(socket: PacedEmitter, waits: Waiting): void {
   waiting.set(socket, waits);
   waits.control.pause();
+  scheduleDrain();
+}
+
+function scheduleDrain(): void {
   if (draining) return;
   draining = true;
   setImmediate(drain);
@@ -106,21 +148,33 @@ function endTurn(): void {
 function drain(): void {
   try {
     let budget = MESSAGES_PER_TURN;
-    while (budget > 0 && waiting.size > 0) {
-      const share = Math.max(1, Math.floor(budget / waiting.size));
+    let ready = readyCount();
+    while (budget > 0 && ready > 0) {
+      const share = Math.max(1, Math.floor(budget / ready));
       for (const [socket, { queue, deliver, control }] of waiting) {
+        if (held.size > 0 && held.has(socket)) continue;
         const batch = queue.splice(0, Math.min(share, budget));
         budget -= batch.length;
         if (queue.length === 0 && waiting.delete(socket)) control.resume();
         for (const args of batch) deliver(args);
         if (budget <= 0) break;
       }
+      ready = readyCount();
     }
   } finally {
     // A listener that throws fails as it would have without pacing; the other messages still go on.
-    draining = waiting.size > 0;
+    // Held sockets wait for their release, which drains again.
+    draining = readyCount() > 0;
     if (draining) setImmediate(drain);
   }
+}
+
+/** The waiting sockets that are not held. */
+function readyCount(): number {
+  if (held.size === 0) return waiting.size;
+  let ready = 0;
+  for (const socket of waiting.keys()) if (!held.has(socket)) ready++;
+  return ready;
 }
 
 function isWebSocket(value: unknown): value is PacedSocket {

@@ -1,0 +1,117 @@
+/**
+ * O5 over Mercurius subscriptions (Fastify, `KeycardConnections.mercuriusSubscription()`): Mercurius
+ * reads the `ws` socket through an async iterator that queues every frame of a read, and handles the
+ * queue back to back in microtasks, so a burst written in one go was handled in one turn of the event
+ * loop. Frames written with `connection_init`, before it is acknowledged, wait in that queue and are
+ * handled once it is: pacing must start when the socket opens, not in `onConnect`.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Int, Resolver, Subscription } from '@nestjs/graphql';
+import WebSocket from 'ws';
+import { Public, RequireScopes } from '../lib/index.js';
+import { MESSAGES_PER_TURN } from '../lib/contexts/message-pacing.js';
+import { TestZone } from '../lib/testing/index.js';
+import { R } from './support/forge.js';
+import { TurnCounter } from './support/turn-counter.js';
+import { startGraphQLApp } from './support/graphql-app.js';
+
+const turns = new TurnCounter();
+
+@Resolver()
+class Ticks {
+  @Public()
+  @Subscription(() => Int)
+  async *ticks(): AsyncGenerator<{ ticks: number }> {
+    turns.note();
+    yield { ticks: 1 };
+  }
+
+  @RequireScopes('orders:write')
+  @Subscription(() => Int)
+  async *writes(): AsyncGenerator<{ writes: number }> {
+    yield { writes: 1 };
+  }
+}
+
+interface GraphQLError {
+  extensions?: { code?: string; error?: string; scope?: string };
+}
+
+interface Frame {
+  id?: string;
+  type: string;
+  /** `next`: an execution result; `error`: the errors themselves (graphql-transport-ws). */
+  payload?: { data?: unknown; errors?: GraphQLError[] } | GraphQLError[];
+}
+
+/** The errors of an answer, whether a `next` carrying them or an `error` frame. */
+function errorsOf(frame: Frame): GraphQLError[] | undefined {
+  return Array.isArray(frame.payload) ? frame.payload : frame.payload?.errors;
+}
+
+/**
+ * Opens a `graphql-transport-ws` connection and writes `connection_init` and `count` `subscribe`
+ * frames of `field` in one go (one `ws` write each, before any answer): resolves with the first
+ * answer of each id (`next` or `error`), in the order they came.
+ */
+async function burst(url: string, token: string, field: string, count: number): Promise<Frame[]> {
+  const socket = new WebSocket(url, 'graphql-transport-ws');
+  await new Promise<void>((resolve, reject) => {
+    socket.once('open', resolve);
+    socket.once('error', reject);
+  });
+  const answers: Frame[] = [];
+  const answered = new Set<string>();
+  const done = new Promise<void>((resolve, reject) => {
+    socket.on('close', (code) => reject(new Error(`closed ${code} after ${answers.length} answers`)));
+    socket.on('message', (raw) => {
+      const frame = JSON.parse(String(raw)) as Frame;
+      if ((frame.type !== 'next' && frame.type !== 'error') || answered.has(frame.id!)) return;
+      answered.add(frame.id!);
+      answers.push(frame);
+      if (answers.length === count) resolve();
+    });
+  });
+  socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${token}` } }));
+  for (let i = 0; i < count; i++) socket.send(JSON.stringify({ id: String(i), type: 'subscribe', payload: { query: `subscription { ${field} }` } }));
+  try {
+    await done;
+  } finally {
+    socket.terminate();
+  }
+  return answers;
+}
+
+describe('O5 Mercurius subscriptions', () => {
+  let zone: TestZone;
+  let gql: Awaited<ReturnType<typeof startGraphQLApp>>;
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    gql = await startGraphQLApp('mercurius', { zoneUrl: zone.issuer, resource: R }, { providers: [Ticks], mercuriusSubscription: [] });
+    turns.start();
+  });
+  afterAll(async () => {
+    turns.stop();
+    await gql?.app.close();
+    await zone?.stop();
+  });
+
+  it('O5 mercurius: connection_init and 3 000 subscribe frames written in one go are handled at most a bounded batch per turn of the event loop, each answered, in order', async () => {
+    const token = zone.issueToken({ client_id: 'agent-mercurius-burst', scope: 'orders:read' });
+    const answers = await burst(gql.wsUrl, token, 'ticks', 3_000);
+    expect(answers.map((a) => a.id)).toEqual(Array.from({ length: 3_000 }, (_, i) => String(i)));
+    expect(new Set(answers.map((a) => JSON.stringify(a.payload)))).toEqual(new Set([JSON.stringify({ data: { ticks: 1 } })]));
+    expect(turns.most()).toBeLessThanOrEqual(2 * MESSAGES_PER_TURN);
+    for (const line of gql.logger.lines) expect(line.includes(token.split('.')[2]!)).toBe(false);
+  }, 60_000);
+
+  it('O5 mercurius: 3 000 refused subscribe frames written with connection_init are each refused FORBIDDEN insufficient_scope naming orders:write, in order, the connection left open', async () => {
+    const token = zone.issueToken({ client_id: 'agent-mercurius-refused', scope: 'orders:read' });
+    const answers = await burst(gql.wsUrl, token, 'writes', 3_000);
+    expect(answers.map((a) => a.id)).toEqual(Array.from({ length: 3_000 }, (_, i) => String(i)));
+    const codes = new Set(answers.map((a) => JSON.stringify(errorsOf(a)?.map((e) => [e.extensions?.code, e.extensions?.error, e.extensions?.scope]))));
+    expect([...codes]).toEqual([JSON.stringify([['FORBIDDEN', 'insufficient_scope', 'orders:write']])]);
+    for (const line of gql.logger.lines) expect(line.includes(token.split('.')[2]!)).toBe(false);
+  }, 60_000);
+});
