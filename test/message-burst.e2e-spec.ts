@@ -6,64 +6,17 @@
  * refused in its context's shape. Mercurius subscriptions (Fastify) the same way as graphql-ws.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { Module, type INestApplication } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
-import { IoAdapter } from '@nestjs/platform-socket.io';
-import { WsAdapter } from '@nestjs/platform-ws';
-import { Int, Resolver, Subscription } from '@nestjs/graphql';
-import { SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
+import type { INestApplication } from '@nestjs/common';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { io, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
-import { KeycardConnections, KeycardModule, Public, RequireScopes } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { R } from './support/forge.js';
-import { startGraphQLApp } from './support/graphql-app.js';
-import { CapturingLogger } from './support/keycard-app.js';
-
-@WebSocketGateway()
-class Writes {
-  @RequireScopes('orders:write')
-  @SubscribeMessage('write')
-  write() {
-    return { event: 'written', data: true };
-  }
-
-  /** The reference: a message served to anyone (what the transport and Nest cost per message). */
-  @Public()
-  @SubscribeMessage('read')
-  read() {
-    return { event: 'served', data: true };
-  }
-}
-
-@Resolver()
-class WriteSubscriptions {
-  @RequireScopes('orders:write')
-  @Subscription(() => Int)
-  async *orderWrites(): AsyncGenerator<{ orderWrites: number }> {
-    yield { orderWrites: 1 };
-  }
-
-  /** The reference: the same subscription served to anyone (what graphql-ws itself costs per message). */
-  @Public()
-  @Subscription(() => Int)
-  async *publicWrites(): AsyncGenerator<{ publicWrites: number }> {
-    yield { publicWrites: 1 };
-  }
-}
+import { acknowledgedGraphQLWs, startGraphQLApp } from './support/graphql-app.js';
+import type { CapturingLogger } from './support/keycard-app.js';
+import { startWritesGateway, WriteSubscriptions } from './support/write-handlers.js';
 
 type Platform = 'ws' | 'socket.io' | 'graphql-ws' | 'mercurius';
-
-async function start(zone: TestZone, platform: Platform) {
-  const logger = new CapturingLogger();
-  @Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger })], providers: [Writes] })
-  class AppModule {}
-  const app: INestApplication = await NestFactory.create(AppModule, { logger: false, abortOnError: false });
-  app.useWebSocketAdapter(app.get(KeycardConnections).guard(platform === 'ws' ? new WsAdapter(app) : new IoAdapter(app)));
-  await app.listen(0, '127.0.0.1');
-  return { app, logger, port: (app.getHttpServer().address() as { port: number }).port };
-}
 
 /** A connection that sends `count` messages at once and resolves with every answer. */
 interface Burst {
@@ -140,12 +93,7 @@ async function wsBurst(port: number, token: string): Promise<Burst> {
  * subscription is one `next` with the GraphQL error, then `complete`).
  */
 async function graphqlWsBurst(url: string, token: string): Promise<Burst> {
-  const socket = new WebSocket(url, 'graphql-transport-ws');
-  await new Promise<void>((resolve, reject) => {
-    socket.once('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${token}` } })));
-    socket.once('message', (raw) => ((JSON.parse(String(raw)) as { type: string }).type === 'connection_ack' ? resolve() : reject(new Error(String(raw)))));
-    socket.once('error', reject);
-  });
+  const socket = await acknowledgedGraphQLWs(url, token);
   let next = 0;
   return {
     send: (count, field = 'orderWrites') =>
@@ -208,7 +156,7 @@ const SERVED: Record<Platform, { name: string; answer: unknown }> = {
 
 describe.each(['socket.io', 'ws', 'graphql-ws', 'mercurius'] as const)('O5 a burst of refused messages over %s', (platform) => {
   let zone: TestZone;
-  let api: Awaited<ReturnType<typeof start>>;
+  let api: { app: INestApplication; logger: CapturingLogger; port: number };
   let burst: Burst;
   let token: string;
 
@@ -222,7 +170,7 @@ describe.each(['socket.io', 'ws', 'graphql-ws', 'mercurius'] as const)('O5 a bur
       api = { app: gql.app, logger: gql.logger, port: 0 };
       burst = await graphqlWsBurst(gql.wsUrl, token);
     } else {
-      api = await start(zone, platform);
+      api = await startWritesGateway(zone, platform);
       burst = await (platform === 'ws' ? wsBurst : socketIoBurst)(api.port, token);
     }
     await burst.send(200); // warm up: the first refusals load the context's error classes

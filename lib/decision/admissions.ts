@@ -1,5 +1,6 @@
 import type { ExecutionContext } from '@nestjs/common';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
+import { endRuns } from '../contexts/connection-refusal-runs.js';
 import type { Call } from './call.js';
 import type { DecisionEvents, Outcome } from './decision-events.js';
 import { rememberAdmission } from './earlier-admission.js';
@@ -48,6 +49,7 @@ export class Admissions {
     if (!call.rules.isPublic) call.rules.endpoint?.admittedCall(call);
     // Published before the agent is handed over, so nothing a subscriber writes on the carrier survives.
     if (outcome !== undefined) this.parts.events.decided(call, outcome);
+    if (call.isConnection) endRuns(call.carrier); // a served message ends the connection's refusal runs (their summary lines; O5)
     if (!verified) return true;
     call.carrier.user = agent;
     if (call.kind.sharedCarrier) rememberAdmission(call.context.getArgs(), call);

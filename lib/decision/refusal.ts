@@ -1,4 +1,6 @@
 import type { Refusal } from '../contexts/call-kind.interface.js';
+import { startsRun } from '../contexts/connection-refusal-runs.js';
+import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import type { KeycardContexts } from '../contexts/keycard-contexts.js';
 import { authorizationScheme } from '../dpop/authorization-scheme.js';
 import { withDpopChallenge } from '../dpop/dpop-challenge.js';
@@ -99,10 +101,10 @@ export class Refusals {
     const who = call.agent ?? state.agent;
     // One line per request: the fields of one GraphQL operation share its token, so a second refusal
     // (another field, 200 aliases lacking a scope) says nothing new. Connections are no request:
-    // each message refused there is logged.
+    // a run of the same refusal there writes its first line, then one summary (O5).
     const logged = call.repeated || (kind.sharedCarrier && state.denialLogged === true && !call.isConnection);
     state.denial = denial.code;
-    if (!logged) {
+    if (!logged && (!call.isConnection || this.startsRun(call, denial, who))) {
       state.denialLogged = true;
       judge.logDenial(call.describe(), denial, who);
     }
@@ -112,6 +114,13 @@ export class Refusals {
     const refusal = kind.refuse(new PendingRefusal(this, call, denial));
     if (refusal instanceof Promise) return refusal.then((e) => Promise.reject(e));
     throw refusal;
+  }
+
+  /** Whether a message refused on a connection starts a run of its refusal (its line is written), see {@link startsRun}. */
+  private startsRun(call: Call, denial: KeycardException, agent: AgentContext | undefined): boolean {
+    const { kind, context } = call;
+    const handler = kind.part?.(context) ?? call.describe();
+    return startsRun({ carrier: call.carrier, handler, denial, agent, describe: () => call.describe(), logger: this.parts.options.logger });
   }
 
   /**

@@ -241,3 +241,17 @@ export function graphqlWsClient(
     },
   });
 }
+
+/**
+ * A raw `ws` client speaking `graphql-transport-ws` (so a test sends exactly the frames it means),
+ * once its `connection_init` carrying `token` is acknowledged; rejects on any other first answer.
+ */
+export async function acknowledgedGraphQLWs(url: string, token: string): Promise<WebSocket> {
+  const socket = new WebSocket(url, 'graphql-transport-ws');
+  await new Promise<void>((resolve, reject) => {
+    socket.once('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${token}` } })));
+    socket.once('message', (raw) => ((JSON.parse(String(raw)) as { type: string }).type === 'connection_ack' ? resolve() : reject(new Error(String(raw)))));
+    socket.once('error', reject);
+  });
+  return socket;
+}

@@ -1,0 +1,79 @@
+import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { EventEmitter } from 'node:events';
+import type { KeycardLogger } from '../keycard-options.js';
+import { InsufficientScopeException, MissingCredentialsException, type KeycardException } from '../resource-server/keycard.exceptions.js';
+import { endRuns, MAX_RUNS, REFUSAL_RUN_SUMMARY_MS, startsRun } from './connection-refusal-runs.js';
+
+/** A logger that keeps each line with its level. */
+function recordingLogger(): KeycardLogger & { lines: string[] } {
+  const lines: string[] = [];
+  const at = (level: string) => (line: string) => void lines.push(`${level} ${line}`);
+  return { lines, log: at('log'), warn: at('warn'), error: at('error'), debug: at('debug') } as KeycardLogger & { lines: string[] };
+}
+
+const agent = { clientId: 'agent-a', subject: 'alice', tokenId: 'jti-1', scopes: ['orders:read'] } as never;
+const lacking = new InsufficientScopeException(['orders:write']);
+
+describe('connection refusal runs (O5)', () => {
+  let logger: ReturnType<typeof recordingLogger>;
+  const refuse = (carrier: object, handler = 'ws write', denial: KeycardException = lacking) =>
+    startsRun({ carrier, handler, denial, agent, describe: () => handler, logger });
+
+  beforeEach(() => {
+    jest.useFakeTimers();
+    logger = recordingLogger();
+  });
+  afterEach(() => {
+    jest.useRealTimers();
+  });
+
+  it('O5 a run that never ends is summarised once per interval, counting afresh after each summary, and at close', () => {
+    const socket = new EventEmitter();
+    expect(refuse(socket)).toBe(true);
+    for (let i = 0; i < 99; i++) expect(refuse(socket)).toBe(false);
+    jest.advanceTimersByTime(REFUSAL_RUN_SUMMARY_MS - 1);
+    expect(logger.lines).toEqual([]);
+    jest.advanceTimersByTime(1);
+    expect(logger.lines).toEqual(['warn denied ws write status=403 reason=insufficient_scope agent=agent-a user=alice jti=jti-1 repeated=99']);
+    jest.advanceTimersByTime(10 * REFUSAL_RUN_SUMMARY_MS); // nothing repeated since: no line, no timer
+    expect(logger.lines).toHaveLength(1);
+    for (let i = 0; i < 5; i++) expect(refuse(socket)).toBe(false); // the run goes on
+    socket.emit('close');
+    expect(logger.lines.slice(1)).toEqual(['warn denied ws write status=403 reason=insufficient_scope agent=agent-a user=alice jti=jti-1 repeated=5']);
+    expect(jest.getTimerCount()).toBe(0);
+  });
+
+  it('O5 a socket.io socket ends its runs at disconnect; a graphql-ws context at its socket\'s close (contexts of one connection share runs); routine refusals are summarised at debug', () => {
+    const io = Object.assign(new EventEmitter(), { handshake: {} });
+    refuse(io);
+    refuse(io);
+    io.emit('disconnect');
+    expect(logger.lines).toEqual(['warn denied ws write status=403 reason=insufficient_scope agent=agent-a user=alice jti=jti-1 repeated=1']);
+    const socket = new EventEmitter();
+    const none = new MissingCredentialsException();
+    expect(refuse({ extra: { socket } }, 'Subscription.ticks', none)).toBe(true);
+    expect(refuse({ extra: { socket } }, 'Subscription.ticks', none)).toBe(false);
+    socket.emit('close');
+    expect(logger.lines[1]).toMatch(/^debug denied Subscription\.ticks status=401 reason=no_credentials .* repeated=1$/);
+  });
+
+  it('O5 a served message ends the runs; beyond the runs a connection keeps, refusals are logged one by one; a carrier that cannot close is summarised by the timer', () => {
+    const socket = new EventEmitter();
+    refuse(socket);
+    refuse(socket);
+    endRuns(socket);
+    expect(logger.lines).toHaveLength(1);
+    expect(refuse(socket)).toBe(true);
+    endRuns(socket); // no repeat: no line
+    expect(logger.lines).toHaveLength(1);
+    for (let i = 0; i < MAX_RUNS; i++) expect(refuse(socket, `ws h${i}`)).toBe(true);
+    expect(refuse(socket, 'ws one-too-many')).toBe(true);
+    expect(refuse(socket, 'ws one-too-many')).toBe(true);
+    const plain = {};
+    refuse(plain);
+    refuse(plain);
+    jest.advanceTimersByTime(REFUSAL_RUN_SUMMARY_MS);
+    expect(logger.lines.at(-1)).toMatch(/repeated=1$/);
+    socket.emit('close');
+  });
+});
