@@ -369,6 +369,35 @@ for (const [name, { app }] of Object.entries(bursts)) {
 }
 const [burstNone, burstAudit, burstTraced] = Object.values(burstRows).map((row) => row.micros);
 
+// An admitted ws message (catalogue O5, refusal runs): a message a connection serves ends that
+// connection's runs of refused messages (their summary lines), so every admitted connection message
+// now looks its connection up in the runs' WeakMap. Paired: the whole admitted message through the
+// guard, and that lookup alone (on a connection with no run, the common case), to read the added cost.
+const { endRuns } = await import('../dist/contexts/connection-refusal-runs.js');
+class Served_ { read() {} }
+RequireScopes('read')(Served_.prototype, 'read', Object.getOwnPropertyDescriptor(Served_.prototype, 'read'));
+const served = await (async () => {
+  class M {}
+  Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, logger: quiet })], providers: [Served_] })(M);
+  const app = await NestFactory.create(M, { logger: false });
+  await app.init();
+  const guard = app.get(KeycardGuard);
+  const client = { id: 'served', handshake: { auth: { token: tokens[0] }, headers: {} }, request: { headers: {} } };
+  const admitOne = () => {
+    const context = new ExecutionContextHost([client, {}], Served_, Served_.prototype.read);
+    context.setType('ws');
+    return guard.canActivate(context);
+  };
+  for (let i = 0; i < 2_000; i++) if ((await admitOne()) !== true) throw new Error('a ws message with its scope was not admitted');
+  return { app, admitOne, client };
+})();
+const servedRows = await paired({
+  'admitted ws message (guard, cache hit)': () => served.admitOne(),
+  'of which: its refusal runs looked up (none)': () => endRuns(served.client),
+});
+await served.app.close();
+const [servedMessage, runsLookup] = Object.values(servedRows).map((row) => row.micros);
+
 // Policies (issue 19): the same cache hit on a route whose requirement is a function of the call's
 // arguments (evaluated per call, after verification), and with a scope hierarchy where a broader
 // scope satisfies the route; against plain @RequireScopes on the same tokens.
@@ -597,6 +626,7 @@ console.log(`\nnew token ÷ floor, paired: ${churnRow.ratio.toFixed(2)} with the
 console.log(`guard cache hit, GraphQL − HTTP: ${(graphqlHit - httpHit).toFixed(2)} µs (target ≤ 0)`);
 console.log(`guard cache hit, + one event subscriber and one validator: +${(observedHit - hitCost).toFixed(2)} µs`);
 console.log(`refused ws message: ${burstNone.toFixed(2)} µs with no subscriber, +${(burstAudit - burstNone).toFixed(2)} µs with the audit log, +${(burstTraced - burstNone).toFixed(2)} µs with the audit log and telemetry; bytes allocated per refusal ${Object.values(burstBytes).map((b) => Math.round(b)).join(' / ')}`);
+console.log(`admitted ws message: ${servedMessage.toFixed(2)} µs, of which ${runsLookup.toFixed(3)} µs for its connection's refusal runs (O5)`);
 console.log(JSON.stringify({ refusedWsMessageMicros: burstNone, refusedWsMessageAuditMicros: burstAudit, refusedWsMessageTracedMicros: burstTraced, refusedWsMessageBytes: Object.values(burstBytes).map(Math.round) }));
 console.log(`guard cache hit, + nestjs-keycard/telemetry with an SDK (no-op exporters): +${(tracedHit - sdkHit).toFixed(2)} µs on the active span (goal < 3), +${(ownSpanHit - sdkHit).toFixed(2)} µs with its own span; OpenTelemetry modules loaded before: ${loadedBefore}`);
 console.log(JSON.stringify({ floorMicros: floor, coldMicros: coldCost, coldRatio: coldRow.ratio, newTokenMicros: churnRow.micros, newTokenRatio: churnRow.ratio, jsonwebtokenMicros: jwtRow.micros, jsonwebtokenRatio: jwtRow.ratio, fastJwtMicros: fastJwtRow.micros, fastJwtRatio: fastJwtRow.ratio, es256ColdMicros: esCold.micros, es256ColdRatio: esCold.ratio, cacheHitMicros: hitCost, observedCacheHitMicros: observedHit, sdkCacheHitMicros: sdkHit, telemetryActiveSpanHitMicros: tracedHit, telemetryOwnSpanHitMicros: ownSpanHit, openTelemetryModulesLoadedBefore: loadedBefore, httpContextHitMicros: httpHit, graphqlContextHitMicros: graphqlHit, exchangeCacheHitMicros: exchangeCost }));
