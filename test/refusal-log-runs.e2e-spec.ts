@@ -195,3 +195,40 @@ describe.each(['ws', 'socket.io', 'graphql-ws', 'mercurius'] as const)('O5 refus
     }, 60_000);
   }
 });
+
+describe('O5 refusal log runs of socket.io handshakes', () => {
+  let zone: TestZone;
+  let api: Awaited<ReturnType<typeof startWritesGateway>>;
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    api = await startWritesGateway(zone, 'socket.io', { auditLog: true });
+  });
+  afterAll(async () => {
+    await api?.app.close();
+    await zone?.stop();
+  });
+
+  it('O5 socket.io: 50 CONNECT packets with a forged token on one engine.io connection are each refused (connect_error invalid_token) and audited, but write 1 line, then 1 line with "repeated=49" when it closes', async () => {
+    const token = zone.issueToken({ client_id: 'agent-handshakes', scope: 'orders:read' });
+    const forged = `${token.slice(0, -4)}AAAA`;
+    const socket = new WebSocket(`ws://127.0.0.1:${api.port}/socket.io/?EIO=4&transport=websocket`);
+    const refusals: string[] = [];
+    const answered = new Promise<void>((resolve) =>
+      socket.on('message', (raw) => {
+        if (String(raw).startsWith('44') && refusals.push(String(raw)) === 50) resolve();
+      }),
+    );
+    await new Promise((resolve) => socket.once('message', resolve)); // engine.io's open packet
+    for (let i = 0; i < 50; i++) socket.send(`40{"token":"${forged}"}`);
+    await answered;
+    expect(new Set(refusals.map((frame) => (JSON.parse(frame.slice(2)) as { data: { error: string } }).data.error))).toEqual(new Set(['invalid_token']));
+    const denied = () => api.logger.lines.filter((line) => line.startsWith('denied socket.io connection'));
+    expect(denied()).toEqual(['denied socket.io connection status=401 reason=signature_invalid']);
+    expect(api.logger.lines.filter((line) => line.includes('"keycard.audit"') && line.includes('"status":401'))).toHaveLength(50);
+    socket.close();
+    await until(() => denied().length === 2);
+    expect(denied()[1]).toBe('denied socket.io connection status=401 reason=signature_invalid repeated=49');
+    for (const line of api.logger.lines) expect(line.includes(forged.split('.')[2]!)).toBe(false);
+  }, 60_000);
+});

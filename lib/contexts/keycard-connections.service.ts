@@ -24,6 +24,7 @@ import { type ConnectionState, connectionOf, openedConnection, setConnection } f
 import { rememberLocalAddress } from '../resource-server/local-address.js';
 import { GatewayGuards } from './gateway-guards.js';
 import { holdMessages, paceMessages, paceServerSockets } from './message-pacing.js';
+import { endRuns, startsRun } from './connection-refusal-runs.js';
 import { type EngineIoConnection, paceEngineIoConnection } from './engine-io-pacing.js';
 import { connectionParamsToken, MERCURIUS_CONNECTION } from './graphql.context.js';
 import { KeycardContexts } from './keycard-contexts.js';
@@ -51,6 +52,8 @@ interface WsClient extends ClosableSocket {
 interface SocketIoSocket extends IoSocket {
   readonly request: IncomingMessage;
   readonly connected: boolean;
+  /** The engine.io connection it shares with the client's other namespaces (and its other CONNECT packets). */
+  readonly conn?: object;
   emit(event: string, data: unknown): unknown;
   disconnect(close: boolean): unknown;
   once(event: 'disconnect', listener: () => void): unknown;
@@ -69,6 +72,12 @@ interface Opening {
   owner?: Principal | null;
   /** True when the token is `request`'s `Authorization` header (a `ws` upgrade), not a payload's: a DPoP proof can go with it (Q39). */
   tokenInRequest?: boolean;
+  /**
+   * The transport connection several openings can share (socket.io: the engine.io connection, which
+   * carries a CONNECT packet per namespace, and again after a refusal): its refusals are logged
+   * once per run (O5), as refused messages are.
+   */
+  transport?: object;
 }
 
 /** A graphql-ws server hook, typed loosely so the result fits `graphql-ws`'s `ServerOptions` without importing it. */
@@ -483,7 +492,10 @@ export class KeycardConnections implements OnApplicationBootstrap {
    * token). A recovered socket whose session Keycard did not see restored is refused.
    */
   private socketIoOpening(socket: SocketIoSocket, anonymous: boolean): Opening {
-    const opening: Opening = { token: () => handshakeToken(socket, this.schemes), request: socket.request, call: 'socket.io connection', anonymous, tokenInRequest: handshakeTokenInRequest(socket) };
+    const opening: Opening = {
+      token: () => handshakeToken(socket, this.schemes), request: socket.request, call: 'socket.io connection', anonymous,
+      tokenInRequest: handshakeTokenInRequest(socket), transport: socket.conn,
+    };
     if (socket.recovered !== true) return opening;
     const recovery = recoveryOf(socket);
     if (recovery === undefined) {
@@ -525,7 +537,8 @@ export class KeycardConnections implements OnApplicationBootstrap {
    * the connection; there is no `ExecutionContext` yet), so the audit log records them: a flood of
    * forged handshakes shows there.
    */
-  private async open({ token, request, call, anonymous, owner, tokenInRequest }: Opening): Promise<ConnectionState> {
+  private async open(opening: Opening): Promise<ConnectionState> {
+    const { token, request, call, anonymous, owner, tokenInRequest } = opening;
     const started = performance.now();
     let state: ConnectionState = { request };
     try {
@@ -540,15 +553,26 @@ export class KeycardConnections implements OnApplicationBootstrap {
       if (owner !== undefined && !ownsSession(state.agent, owner)) throw new InvalidRequestException('session_principal_mismatch');
     } catch (error) {
       const denial = this.contexts.toDenial(error);
-      const line = `denied ${call} status=${denial.getStatus()} reason=${denial.code}`;
-      const level = denialLogLevel(denial);
-      if (level === 'debug') this.options.logger.debug?.(line);
-      else this.options.logger[level](line);
+      this.logRefusedOpening(opening, denial);
       this.events.opened(call, { ...refusalOutcome(denial, undefined), started, traceparent: request?.headers.traceparent });
       throw denial;
     }
+    if (opening.transport !== undefined) endRuns(opening.transport); // an opening admitted: the transport's refusal runs end
     this.events.opened(call, { status: 101, agent: state.agent, started, traceparent: request?.headers.traceparent });
     return state;
+  }
+
+  /**
+   * Logs a refused opening with its reason (never the token); on a shared transport (socket.io's
+   * engine.io connection) the first of a run of the same refusal, then one `repeated=<n>` line (O5).
+   */
+  private logRefusedOpening({ call, transport }: Opening, denial: KeycardException): void {
+    const { logger } = this.options;
+    if (transport !== undefined && !startsRun({ carrier: transport, handler: call, denial, agent: undefined, describe: () => call, logger })) return;
+    const line = `denied ${call} status=${denial.getStatus()} reason=${denial.code}`;
+    const level = denialLogLevel(denial);
+    if (level === 'debug') logger.debug?.(line);
+    else logger[level](line);
   }
 
   /** The app's token validators judge a connection's token when it opens, as they judge every call. */
