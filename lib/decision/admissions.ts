@@ -75,6 +75,8 @@ export class Admissions {
     const holder = call.context as unknown as Holder;
     const held = holder[HELD] !== undefined;
     if (held && verified) holder[HELD] = call; // the later judge publishes the final outcome
-    return verified ? { status: 200, agent: call.agent, final: !held } : { status: 200, public: true, final: !held };
+    if (verified) return { status: 200, agent: call.agent, final: !held };
+    // Served without the token's agent (an `@OptionalAuth()` call in a zone outage): the event says why (T15).
+    return call.anonymousReason === undefined ? { status: 200, public: true, final: !held } : { status: 200, public: true, detail: call.anonymousReason, final: !held };
   }
 }

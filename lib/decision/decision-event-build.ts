@@ -52,7 +52,8 @@ export function eventOf(call: Call | undefined, outcome: Outcome & { call?: Deci
   const event = new Event(call, outcome.started, typeof outcome.traceparent === 'string' ? outcome.traceparent : undefined);
   event.type = typeOf(outcome);
   if (detail !== undefined) {
-    event.reason = detail === 'forbidden_origin' || detail === 'header_mismatch' ? 'invalid_request' : reasonOfCode(detail, status);
+    // An admission's detail (why it was served without an agent) is no refusal's reason.
+    if (event.type !== 'admitted') event.reason = detail === 'forbidden_origin' || detail === 'header_mismatch' ? 'invalid_request' : reasonOfCode(detail, status);
     event.detail = detail;
   }
   event.status = status;

@@ -52,7 +52,10 @@ export interface DecisionEvent {
   readonly type: DecisionType;
   /** Why it was refused, in the shared vocabulary (absent when admitted). */
   readonly reason?: DecisionReason;
-  /** The precise code (`signature_invalid`, `expired`, `forbidden_origin`, …), as audit records carry it as `reason`. */
+  /**
+   * The precise code (`signature_invalid`, `expired`, `forbidden_origin`, …), as audit records carry it as `reason`;
+   * on an admission, why it was served without an agent (`zone_unavailable`: an `@OptionalAuth()` call in a zone outage).
+   */
   readonly detail?: string;
   /** The HTTP status the answer has or would have had over HTTP: 200 (101 for a connection opened), 401, 403, 429, 503, … */
   readonly status: number;
@@ -233,7 +236,10 @@ export function isDecision(event: KeycardEvent): event is DecisionEvent {
 export interface Outcome {
   /** The HTTP status the answer has or would have had (200 when admitted). */
   readonly status: number;
-  /** The denial code of a refusal (a {@link DenialReason}, or a transport refusal's: `forbidden_origin`, `header_mismatch`). */
+  /**
+   * The denial code of a refusal (a {@link DenialReason}, or a transport refusal's: `forbidden_origin`, `header_mismatch`);
+   * of an admission without an agent, why (`zone_unavailable`).
+   */
   readonly detail?: DenialReason | 'forbidden_origin' | 'header_mismatch';
   /** The verified agent, when there is one (never an unverified token's claims). */
   readonly agent?: AgentContext;
