@@ -1,7 +1,8 @@
 import type { ExecutionContext } from '@nestjs/common';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import type { Call } from './call.js';
-import type { DecisionEvents, Outcome } from './decision-events.js';
+import type { Outcome } from './decision-event.js';
+import type { DecisionEvents } from './decision-events.js';
 import { rememberAdmission } from './earlier-admission.js';
 import type { Judge } from './judge.js';
 import type { AuthorizationPolicy } from './authorization-policy.js';

@@ -1,7 +1,7 @@
 import { type ExecutionContext, Inject, Injectable, Optional } from '@nestjs/common';
 import { inspect } from 'node:util';
 import type { CallKind, Carrier } from '../contexts/call-kind.interface.js';
-import { routeOf } from '../decision/decision-event-build.js';
+import { routeOf } from '../decision/decision-event.js';
 import type { RevocationMatch } from '../decision/decision-event-kinds.js';
 import { DecisionEvents, type DecisionEvent, type DecisionType, type StepUpEvidence } from '../decision/decision-events.js';
 import { isVerifiedAgent } from './access-token-rules.js';
