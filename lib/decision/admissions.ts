@@ -47,6 +47,8 @@ export class Admissions {
     }
     const outcome = this.parts.events.active ? this.outcomeOf(call, verified) : undefined;
     if (!call.rules.isPublic) call.rules.endpoint?.admittedCall(call);
+    // Decided: nothing after this (observers, a later judge of the call, the handler) needs the token (INV7).
+    call.token = undefined;
     // Published before the agent is handed over, so nothing a subscriber writes on the carrier survives.
     if (outcome !== undefined) this.parts.events.decided(call, outcome);
     if (!verified) return true;

@@ -14,7 +14,7 @@ import type { EndpointOperation } from './endpoint-extension.js';
 export class Call {
   /** The resource that judges the call, once chosen. */
   resource?: ProtectedResource;
-  /** The bearer token, once read (never logged). */
+  /** The bearer token, from when it is read until the call is decided (never logged; INV7). */
   token?: string;
   /** The verified agent, once known (also for a call refused after verification, e.g. for its scopes). */
   agent?: AgentContext;

@@ -92,8 +92,6 @@ export class DecisionEvents {
    * defaults to true: a call whose later judge rules on it says so.
    */
   decided(call: Call, outcome: Outcome): void {
-    // The call is decided: what follows (the door's answer, observers) never needs its token (INV7).
-    call.token = undefined;
     if (this.registrations.length > 0) this.publish(eventOf(call, outcome, this.traces?.current()));
   }
 
