@@ -11,7 +11,7 @@ import {
   Agent, OptionalAuth, Public, RequireActors, RequireAuthentication, RequireClaims, RequireScopes, type AgentContext,
   type KeycardModuleOptions,
 } from '../lib/index.js';
-import { DpopKey } from '../lib/index.js';
+import { DecisionEvents, DpopKey, type DecisionEvent } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { forged } from './support/contexts.js';
 import { dpopHeaders, expectDpopRefusal } from './support/dpop.js';
@@ -254,11 +254,16 @@ describe.each(ADAPTERS)('§T policies over HTTP (%s)', (adapter) => {
     down.faults.jwks = { kind: 'status', status: 500 };
     const app = await startApp(adapter, { zoneUrl: down.issuer, resource: R, auditLog: true }, { controllers: [PolicyController] });
     try {
+      const events: DecisionEvent[] = [];
+      app.app.get(DecisionEvents).subscribe((event) => events.push(event));
       const t = down.issueToken({ client_id: 'agent-unverified' });
       const res = await get(app, '/greeting', t);
       expect({ status: res.status, json: res.json, challenge: res.headers['www-authenticate'] }).toEqual({ status: 200, json: { agent: null }, challenge: undefined });
       const audit = app.logger.lines.filter((line) => line.startsWith('{"event":"keycard.audit"')).map((line) => JSON.parse(line) as Record<string, unknown>);
       expect(audit).toEqual([expect.objectContaining({ status: 200, reason: 'zone_unavailable' })]);
+      // Every observer learns why, from the event itself (the audit line reads it there): admitted, no agent, no reason of a refusal.
+      expect(events).toEqual([expect.objectContaining({ type: 'admitted', status: 200, detail: 'zone_unavailable', public: true })]);
+      expect({ reason: events[0]?.reason, performedBy: events[0]?.performedBy, agent: events[0]?.agent }).toEqual({ reason: undefined, performedBy: undefined, agent: undefined });
       expect(app.logger.lines.join('\n')).not.toContain('agent-unverified');
       expect(app.logger.lines.join('\n')).not.toContain(t.split('.')[2]);
       expectOutcome(await get(app, '/orders', t), '503 RA', PRM); // a required route still answers 503

@@ -2,7 +2,8 @@ import type { ExecutionContext } from '@nestjs/common';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { endRuns } from '../contexts/connection-refusal-runs.js';
 import type { Call } from './call.js';
-import type { DecisionEvents, Outcome } from './decision-events.js';
+import type { Outcome } from './decision-event.js';
+import type { DecisionEvents } from './decision-events.js';
 import { rememberAdmission } from './earlier-admission.js';
 import type { Judge } from './judge.js';
 import type { AuthorizationPolicy } from './authorization-policy.js';
@@ -47,6 +48,8 @@ export class Admissions {
     }
     const outcome = this.parts.events.active ? this.outcomeOf(call, verified) : undefined;
     if (!call.rules.isPublic) call.rules.endpoint?.admittedCall(call);
+    // Decided: nothing after this (observers, a later judge of the call, the handler) needs the token (INV7).
+    call.token = undefined;
     // Published before the agent is handed over, so nothing a subscriber writes on the carrier survives.
     if (outcome !== undefined) this.parts.events.decided(call, outcome);
     if (call.isConnection) endRuns(call.carrier); // a served message ends the connection's refusal runs (their summary lines; O5)
@@ -77,6 +80,8 @@ export class Admissions {
     const holder = call.context as unknown as Holder;
     const held = holder[HELD] !== undefined;
     if (held && verified) holder[HELD] = call; // the later judge publishes the final outcome
-    return verified ? { status: 200, agent: call.agent, final: !held } : { status: 200, public: true, final: !held };
+    if (verified) return { status: 200, agent: call.agent, final: !held };
+    // Served without the token's agent (an `@OptionalAuth()` call in a zone outage): the event says why (T15).
+    return call.anonymousReason === undefined ? { status: 200, public: true, final: !held } : { status: 200, public: true, detail: call.anonymousReason, final: !held };
   }
 }

@@ -14,7 +14,7 @@ import type { EndpointOperation } from './endpoint-extension.js';
 export class Call {
   /** The resource that judges the call, once chosen. */
   resource?: ProtectedResource;
-  /** The bearer token, once read (never logged). */
+  /** The bearer token, from when it is read until the call is decided (never logged; INV7). */
   token?: string;
   /** The verified agent, once known (also for a call refused after verification, e.g. for its scopes). */
   agent?: AgentContext;
@@ -29,7 +29,7 @@ export class Call {
   required?: readonly string[];
   /**
    * Why a call that presented a token is served without an agent: an `@OptionalAuth()` call whose
-   * zone cannot be reached (Q26, catalogue T15). Its audit line names it.
+   * zone cannot be reached (Q26, catalogue T15). Its admission's event names it (`detail`), and so its audit line.
    */
   anonymousReason?: DenialReason;
   /** True when the call shares a verification already under way in its request (a later GraphQL field). */

@@ -1,110 +1,16 @@
 import { Inject, Injectable } from '@nestjs/common';
-import type { ExecutionContext } from '@nestjs/common';
-import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { logSafe } from '../logging/log-safe.js';
 import type { TraceContextSource } from '../logging/trace-context.js';
-import type { DenialReason } from '../resource-server/keycard.exceptions.js';
 import type { Call } from './call.js';
-import { type DecidedCall, eventOf, openingCallOf, traceIdOfHeaders } from './decision-event-build.js';
-import type { ExchangedEvent, PerformedBy, RevocationAppliedEvent, RevocationMatch } from './decision-event-kinds.js';
-import type { DecisionReason } from './decision-reason.js';
+import { type DecisionEvent, eventOf, openingCallOf, type Outcome, traceIdOfHeaders } from './decision-event.js';
+import type { ExchangedEvent, RevocationAppliedEvent } from './decision-event-kinds.js';
 
-export { refusalOutcome } from './decision-event-build.js';
-
-export type { DecidedCall } from './decision-event-build.js';
+// The publisher's API names the events it carries: importers of `DecisionEvents` find them here too.
+export { refusalOutcome } from './decision-event.js';
+export type { DecidedCall, DecisionEvent, DecisionType, Outcome, StepUpEvidence } from './decision-event.js';
 export type { ExchangedEvent, PerformedBy, RevocationAppliedEvent, RevocationMatch } from './decision-event-kinds.js';
-
-/**
- * What was decided about a call (catalogue W2): `admitted` (a verified agent, or a `@Public()` call
- * with none); `refused` (a challenge, a transport refusal, or the context's own error);
- * `step_up_required` (RFC 9470: the user must sign in again, more strongly or more recently);
- * `revoked` (the token matched the revocation list); `rate_limited` (the throttler integration's 429).
- * @publicApi
- */
-export type DecisionType = 'admitted' | 'refused' | 'step_up_required' | 'revoked' | 'rate_limited';
-
-/** What the user must do again, and what the token showed (RFC 9470 §3, §6.1), on a `step_up_required` decision. @publicApi */
-export interface StepUpEvidence {
-  /** The acceptable `acr` values, space-separated, in order of preference (the challenge's `acr_values`). */
-  readonly acrValues?: string;
-  /** The largest accepted age of the authentication, in seconds (the challenge's `max_age`). */
-  readonly maxAge?: number;
-  /** The token's `acr`, when a string. */
-  readonly acr?: string;
-  /** The token's `auth_time` (seconds since the epoch), when a number. */
-  readonly authTime?: number;
-}
-
-/**
- * One decision of the module, published once to every subscriber ({@link DecisionEvents}). Built
- * only from verified claims: `performedBy`, `onBehalfOf`, `sessionId` and `tokenId` are absent
- * when the token was not verified (catalogue W2). Never holds the token.
- *
- * Shape (catalogue W1; the audit record, version 2, carries the same fields):
- * `{ type, reason?, detail?, status, call: { kind, name, method, route, carrier? }, performedBy?:
- * { issuer, agentId, clientId }, onBehalfOf?, sessionId?, tokenId?, resource?, requiredScopes?,
- * missingScopes?, stepUp?, matchedBy?, traceId?, spanId?, public?, final }`.
- * @publicApi
- */
-export interface DecisionEvent {
-  readonly type: DecisionType;
-  /** Why it was refused, in the shared vocabulary (absent when admitted). */
-  readonly reason?: DecisionReason;
-  /** The precise code (`signature_invalid`, `expired`, `forbidden_origin`, …), as audit records carry it as `reason`. */
-  readonly detail?: string;
-  /** The HTTP status the answer has or would have had over HTTP: 200 (101 for a connection opened), 401, 403, 429, 503, … */
-  readonly status: number;
-  /** The door and the call (`http`, `GET`, `/orders/:id`). */
-  readonly call: DecidedCall;
-  /** The agent: its issuer, stable id and `client_id`. Only from a verified token. */
-  readonly performedBy?: PerformedBy;
-  /** The user (`sub`) the agent acts for. */
-  readonly onBehalfOf?: string;
-  /** `sid`: the user's session at the zone; a step-up and the call it unlocks share it (catalogue W3). */
-  readonly sessionId?: string;
-  /** `jti`. */
-  readonly tokenId?: string;
-  /** The resource identifier that judged the call, when chosen. */
-  readonly resource?: string;
-  /** The scopes the call requires, when any. */
-  readonly requiredScopes?: readonly string[];
-  /** Of those, the ones the verified token lacks (for `insufficient_scope`). */
-  readonly missingScopes?: readonly string[];
-  /** For `step_up_required`: what the challenge asks for and what the token showed. */
-  readonly stepUp?: StepUpEvidence;
-  /** For `revoked`: the revocation-list entry that matched (the `entry` of its `revocation_applied` event). */
-  readonly matchedBy?: RevocationMatch;
-  /**
-   * W3C trace id (32 hex) of the span active when the call was decided (with
-   * `nestjs-keycard/telemetry`), else of the request's `traceparent` header: the correlation id.
-   */
-  readonly traceId?: string;
-  /** The span id of that active span, when there is one. */
-  readonly spanId?: string;
-  /** True for a `@Public()` call (admitted without authentication). */
-  readonly public?: boolean;
-  /** The verified agent, when there is one (the whole {@link AgentContext}). */
-  readonly agent?: AgentContext;
-  /**
-   * The Nest execution context of the call; absent for a decision taken before there is one (a
-   * WebSocket, socket.io or graphql-ws connection judged as it opens: see `call.carrier`).
-   */
-  readonly context?: ExecutionContext;
-  /**
-   * False when another judge of the same call will publish its final outcome (the throttler
-   * integration, which may still answer 429 after this admission). Observers that record one
-   * line per call wait for the final event.
-   */
-  readonly final: boolean;
-  /** @internal The core's call object, for the module's own observers; absent where {@link context} is. */
-  readonly source?: Call;
-  /** @internal `performance.now()` when the decision began (0 when unknown), for durations. */
-  readonly started: number;
-  /** @internal The `traceparent` header a connection opened with, for a tracer to continue (a call's is on its request). */
-  readonly traceparent?: string;
-}
 
 /**
  * Every event of the module ({@link DecisionEvents.observe}): the decisions about calls, and what
@@ -186,8 +92,6 @@ export class DecisionEvents {
    * defaults to true: a call whose later judge rules on it says so.
    */
   decided(call: Call, outcome: Outcome): void {
-    // The call is decided: what follows (the door's answer, observers) never needs its token (INV7).
-    call.token = undefined;
     if (this.registrations.length > 0) this.publish(eventOf(call, outcome, this.traces?.current()));
   }
 
@@ -228,23 +132,3 @@ export class DecisionEvents {
 export function isDecision(event: KeycardEvent): event is DecisionEvent {
   return event.type !== 'revocation_applied' && event.type !== 'exchanged';
 }
-
-/** What the core knows of an outcome when it publishes it. */
-export interface Outcome {
-  /** The HTTP status the answer has or would have had (200 when admitted). */
-  readonly status: number;
-  /** The denial code of a refusal (a {@link DenialReason}, or a transport refusal's: `forbidden_origin`, `header_mismatch`). */
-  readonly detail?: DenialReason | 'forbidden_origin' | 'header_mismatch';
-  /** The verified agent, when there is one (never an unverified token's claims). */
-  readonly agent?: AgentContext;
-  readonly public?: boolean;
-  /** False when a later judge (the throttler) publishes the call's final outcome; default true. */
-  readonly final?: boolean;
-  /** For a step-up refusal: the challenge's `acr_values` and `max_age`. */
-  readonly stepUp?: { readonly acrValues?: string; readonly maxAge?: number };
-  /** For a revoked token: the entry that matched. */
-  readonly matchedBy?: RevocationMatch;
-  /** For a connection judged as it opens: `performance.now()` when its verification began. */
-  readonly started?: number;
-}
-

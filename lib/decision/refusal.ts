@@ -46,6 +46,7 @@ export class Refusals {
    * endpoint's transport refused (`call.transportRefusal`) is answered with that refusal as it is.
    */
   refuse(call: Call, judge: Judge, error: unknown): never | Promise<never> {
+    call.token = undefined; // refused: nothing after this needs the token (INV7)
     if (call.transportRefusal !== undefined && error === call.transportRefusal) this.refuseTransport(call);
     const denial = this.parts.contexts.toDenial(error);
     const { limiter } = this;
@@ -109,7 +110,6 @@ export class Refusals {
       judge.logDenial(call.describe(), denial, who);
     }
     if (this.parts.events.active) this.parts.events.decided(call, refusalOutcome(denial, who));
-    else call.token = undefined;
     if (call.isConnection) state.agent = undefined; // the next message is judged afresh
     const refusal = kind.refuse(new PendingRefusal(this, call, denial));
     if (refusal instanceof Promise) return refusal.then((e) => Promise.reject(e));

@@ -120,7 +120,6 @@ export class Verification {
     if (agent === undefined) return undefined;
     call.admittedBefore = true;
     call.agent = agent;
-    call.token = earlier?.token;
     call.resource = earlier?.resource ?? this.resourceOf(call, kind.httpRequest(context, carrier));
     return agent;
   }

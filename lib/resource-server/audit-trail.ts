@@ -1,7 +1,7 @@
 import { type ExecutionContext, Inject, Injectable, Optional } from '@nestjs/common';
 import { inspect } from 'node:util';
 import type { CallKind, Carrier } from '../contexts/call-kind.interface.js';
-import { routeOf } from '../decision/decision-event-build.js';
+import { routeOf } from '../decision/decision-event.js';
 import type { RevocationMatch } from '../decision/decision-event-kinds.js';
 import { DecisionEvents, type DecisionEvent, type DecisionType, type StepUpEvidence } from '../decision/decision-events.js';
 import { isVerifiedAgent } from './access-token-rules.js';
@@ -222,8 +222,6 @@ export class AuditTrail {
       const held = this.decisions.get(call.carrier);
       if (held === undefined || (held.status < 400 && event.status >= 400)) this.decisions.set(call.carrier, event);
       this.track(call.context, call.kind, call.started || undefined, event);
-      // Served without its token's agent (@OptionalAuth() during a zone outage): the line says why (T15).
-      if (call.anonymousReason !== undefined) requestState(call.carrier).denial = call.anonymousReason;
       if (event.status < 400) return;
       this.noteRefused(call.context, call.kind, call.carrier);
       if (event.type === 'rate_limited') requestState(call.carrier).denial ??= 'rate_limited';
