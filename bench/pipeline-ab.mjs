@@ -117,8 +117,17 @@ async function client(port) {
   return { run, close: () => sockets.forEach((s) => s.destroy()) };
 }
 
-let freshCursor = 0;
-const nextOf = (mode) => (mode === 'none' ? () => noneBytes : mode === 'single' ? () => singleBytes : () => freshBytes[freshCursor++ % FRESH]);
+/** Each app walks the pool on its own cursor: every token it is sent is one it has not seen for 12 000 requests. */
+const cursors = new Map();
+const nextOf = (mode, app) => {
+  if (mode === 'none') return () => noneBytes;
+  if (mode === 'single') return () => singleBytes;
+  return () => {
+    const cursor = cursors.get(app) ?? 0;
+    cursors.set(app, cursor + 1);
+    return freshBytes[cursor % FRESH];
+  };
+};
 
 /** One server per variant and pair, warmed with two blocks (and, for fresh tokens, a walk of the whole pool). */
 const servers = [];
@@ -134,8 +143,8 @@ for (let pair = 0; pair < PAIRS; pair++) {
   }
 }
 for (const s of servers.slice(-VARIANTS.length * PAIRS)) {
-  if (s.mode === 'fresh') await s.http.run(FRESH, nextOf('fresh'));
-  await s.http.run(2 * BLOCK, nextOf(s.mode));
+  if (s.mode === 'fresh') await s.http.run(FRESH, nextOf('fresh', s));
+  await s.http.run(2 * BLOCK, nextOf(s.mode, s));
 }
 
 const samples = new Map(VARIANTS.map((v) => [v.name, []]));
@@ -145,7 +154,7 @@ for (let round = 0; round < ROUNDS; round++) {
   if (round % 2) order.reverse();
   for (const s of order) {
     await ask(s.child, 'cpu-start');
-    const statuses = await s.http.run(BLOCK, nextOf(s.mode));
+    const statuses = await s.http.run(BLOCK, nextOf(s.mode, s));
     const { cpuMicros, gc } = await ask(s.child, 'cpu-stop');
     if (Object.keys(statuses).some((status) => status !== '200')) console.warn(`  ${s.name}: answers ${JSON.stringify(statuses)}`);
     samples.get(s.name).push({ round, pair: s.pair, cpu: cpuMicros / BLOCK, gc: (gc.ms * 1000) / BLOCK });
