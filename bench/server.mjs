@@ -18,9 +18,11 @@ Get('api/data')(DataController.prototype, 'list', Object.getOwnPropertyDescripto
 Controller()(DataController);
 
 /** A global guard that allows everything: what any guard costs in Nest's pipeline. */
-function allowAll() {
+function allowAll(withUser = false) {
+  const user = { sub: 'user' };
   class AllowAll {
-    canActivate() {
+    canActivate(context) {
+      if (withUser) context.switchToHttp().getRequest().user = user;
       return true;
     }
   }
@@ -48,6 +50,12 @@ async function protection(name) {
     // No protection: the ceiling for this app on this machine.
   } else if (name === 'noop-guard') {
     providers.push(allowAll());
+  } else if (name === 'noop-user') {
+    providers.push(allowAll(true));
+  } else if (name === 'keycard-allow') {
+    // The module imported and bound, its guard answering `true` at once: what the module costs beside its guard.
+    // Its guard instance answers `true` (below, once the app is made): other apps of the process keep theirs.
+    imports.push(await keycardModule(10_000));
   } else if (name === 'keycard' || name === 'keycard-nocache' || name === 'keycard-revocation') {
     imports.push(await keycardModule(name === 'keycard-nocache' ? 0 : 10_000));
     if (name === 'keycard-revocation') imports.push(await revocationModule());
@@ -124,16 +132,29 @@ async function revocationModule(dist = '../dist') {
 }
 
 /** Catalogue X25: 100 000 entries (sessions, users, agents) that match none of the bench tokens. */
-async function loadRevocations(app) {
-  const { RevocationService } = await import(`${variant.endsWith('-before') ? process.env.BENCH_BEFORE_DIST : '../dist'}/index.js`);
+async function loadRevocations(app, name) {
+  const { RevocationService } = await import(`${name.endsWith('-before') ? process.env.BENCH_BEFORE_DIST : '../dist'}/index.js`);
   const revocations = app.get(RevocationService);
   const kinds = ['sessionId', 'subject', 'agent'];
   for (let i = 0; i < 100_000; i++) await revocations.revoke({ issuer: zoneUrl, [kinds[i % 3]]: `revoked-${i}` });
 }
 
-const app = await NestFactory.create(await moduleFor(variant), { logger: ['error'] });
-if (variant.includes('-revocation')) await loadRevocations(app);
-await app.listen(0, '127.0.0.1');
+/**
+ * `a+b+…` (bench/pipeline-ab.mjs with PIPELINE_SHARED=1): one app per variant in this one process,
+ * each on its own port, so the variants share the JIT's work on Nest, Express and Node and a pair
+ * of them differs only in what the apps do.
+ */
+const apps = [];
+for (const name of variant.split('+')) {
+  const app = await NestFactory.create(await moduleFor(name), { logger: ['error'] });
+  if (name === 'keycard-allow') app.get((await import('../dist/index.js')).KeycardGuard).canActivate = () => true;
+  if (name.includes('-revocation')) await loadRevocations(app, name);
+  await app.listen(0, '127.0.0.1');
+  // bench/pipeline-ab.mjs keeps its sockets open while it drives the other variants: longer than Node's 5 s.
+  if (process.env.BENCH_KEEP_ALIVE_MS) app.getHttpServer().keepAliveTimeout = Number(process.env.BENCH_KEEP_ALIVE_MS);
+  apps.push(app);
+}
+const [app] = apps;
 let cpuStart;
 let eluStart;
 /** Garbage-collection pauses during the timed run (ms, and how many of each kind: minor = scavenge, major = mark-compact). */
@@ -147,8 +168,35 @@ const gcObserver = new PerformanceObserver((list) => {
   }
 });
 gcObserver.observe({ entryTypes: ['gc'] });
+/**
+ * Profiles of the timed runs only, from the first 'cpu-start' to 'exit' (start-up, warm-up and
+ * loading left out): BENCH_CPU_PROFILE=dir writes `<dir>/<variant>-<pid>.cpuprofile`;
+ * BENCH_ALLOC_PROFILE=dir a sampling allocation profile with the objects collected since included
+ * (what is allocated per request and by whom, not only what survives) as `.heapprofile`. Both open
+ * in DevTools; the time between runs is `(idle)`.
+ */
+const profiles = [['Profiler', process.env.BENCH_CPU_PROFILE, 'cpuprofile'], ['HeapProfiler', process.env.BENCH_ALLOC_PROFILE, 'heapprofile']].filter(([, dir]) => dir);
+const inspector = profiles.length > 0 ? new (await import('node:inspector')).Session() : undefined;
+inspector?.connect();
+const post = (method, params) => new Promise((resolve, reject) => inspector.post(method, params, (error, result) => (error ? reject(error) : resolve(result))));
+let profiling;
+async function startProfiles() {
+  for (const [domain] of profiles) {
+    if (domain === 'Profiler') await post('Profiler.enable').then(() => post('Profiler.start'));
+    else await post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  }
+}
+async function writeProfiles() {
+  const { writeFileSync } = await import('node:fs');
+  for (const [domain, dir, ext] of profiles) {
+    const { profile } = await post(domain === 'Profiler' ? 'Profiler.stop' : 'HeapProfiler.stopSampling');
+    writeFileSync(`${dir}/${variant}-${process.pid}.${ext}`, JSON.stringify(profile));
+  }
+}
+
 process.on('message', (message) => {
   if (message === 'cpu-start') {
+    if (inspector && profiling === undefined) profiling = startProfiles();
     gc = { ms: 0, minor: 0, major: 0 };
     eluStart = performance.eventLoopUtilization();
     cpuStart = process.cpuUsage();
@@ -160,6 +208,6 @@ process.on('message', (message) => {
     // A tick later, so the observer has seen the last pauses of the run.
     setImmediate(() => process.send({ cpuMicros: used.user + used.system, heapMB: process.memoryUsage().heapUsed / 1048576, gc, elu }));
   }
-  if (message === 'exit') void app.close().then(() => process.exit(0));
+  if (message === 'exit') void Promise.resolve(profiling && profiling.then(writeProfiles)).then(() => Promise.all(apps.map((a) => a.close()))).then(() => process.exit(0));
 });
-process.send({ ready: true, port: app.getHttpServer().address().port });
+process.send({ ready: true, port: app.getHttpServer().address().port, ports: apps.map((a) => a.getHttpServer().address().port) });

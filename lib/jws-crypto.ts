@@ -49,21 +49,6 @@ export function signJws(
 }
 
 /**
- * True when `signature` (base64url) is `key`'s signature with `alg` over `signingInput`
- * (`<header>.<payload>` as sent), for a caller that has read the header itself (DPoP proofs, whose
- * header repeats for every proof of one key). False for an unknown `alg`; never throws.
- */
-export function verifyJwsSignature(signingInput: string, signature: string, key: KeyObject, alg: string): boolean {
-  const hash = JWS_HASH[alg];
-  if (!hash) return false;
-  try {
-    return cryptoVerify(hash, Buffer.from(signingInput), keyFor(key, alg), Buffer.from(signature, 'base64url'));
-  } catch {
-    return false;
-  }
-}
-
-/**
  * The decoded header and claims of a compact JWS whose signature `keyOf(header)` verifies, else
  * undefined. For the test zone's own checks (its tokens, client assertions), not for the guard,
  * which verifies through passport-jwt with every rule of the catalogue.

@@ -1,6 +1,7 @@
 import type { Provider } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
 import { GrpcStreamCallRefusedFilter } from './contexts/grpc-stream-refused.filter.js';
+import { HttpRequestShape } from './contexts/http-request-shape.js';
 import { TokenExchangeExceptionFilter } from './exchange/token-exchange.filter.js';
 import { ClientCredentialsService } from './exchange/client-credentials.service.js';
 import { ImpersonationService } from './exchange/impersonation.service.js';
@@ -68,6 +69,8 @@ export function createKeycardProviders(): Provider[] {
     TokenIntrospection,
     DecisionCore,
     KeycardGuard,
+    // Over Express, requests get their `user` field as Node makes them: the guard's write then costs no new shape per request.
+    HttpRequestShape,
     // Every mcp-nest tool controller gets the guard (N12, N14), with or without inheritAppConfig.
     { provide: 'KEYCARD:MCP_TOOL_GUARD', useFactory: (tools: McpTools, guard: KeycardGuard) => tools.guardTools(guard), inject: [McpTools, KeycardGuard] },
     // useExisting keeps one guard instance and lets apps and tests override KeycardGuard.
