@@ -76,4 +76,14 @@ describe('connection refusal runs (O5)', () => {
     expect(logger.lines.at(-1)).toMatch(/repeated=1$/);
     socket.emit('close');
   });
+
+  it('O5 refusals decided after their connection closed (ws CLOSED, engine.io closed, socket.io disconnected) are logged one by one: nothing is left to write a summary at', () => {
+    for (const gone of [Object.assign(new EventEmitter(), { readyState: 3 }), Object.assign(new EventEmitter(), { readyState: 'closed' }), Object.assign(new EventEmitter(), { handshake: {}, connected: false })]) {
+      for (let i = 0; i < 3; i++) expect(refuse(gone)).toBe(true);
+      expect(jest.getTimerCount()).toBe(0);
+    }
+    const open = Object.assign(new EventEmitter(), { readyState: 1 });
+    expect([refuse(open), refuse(open)]).toEqual([true, false]); // an open one folds as before
+    open.emit('close');
+  });
 });

@@ -72,7 +72,11 @@ let tracked = 0;
  */
 export function startsRun(refusal: ConnectionRefusal): boolean {
   const connection = connectionOf(refusal.carrier);
-  const runs = byConnection.get(connection) ?? track(connection, refusal.logger);
+  const known = byConnection.get(connection);
+  // Decided after the connection closed (the decision waited on an app's validator, the limiter's
+  // store): no close is left to write a summary at, so each is logged on its own line.
+  if (known === undefined && closed(connection)) return true;
+  const runs = known ?? track(connection, refusal.logger);
   const key = `${refusal.handler}\n${refusal.denial.getStatus()}\n${refusal.denial.code}`;
   const run = runs.runs.get(key);
   if (run !== undefined) {
@@ -131,6 +135,16 @@ function summarise(runs: Runs, end: boolean): void {
 function connectionOf(carrier: object): object {
   const socket = (carrier as { extra?: { socket?: unknown } }).extra?.socket;
   return typeof socket === 'object' && socket !== null ? socket : carrier;
+}
+
+/**
+ * True once the connection has closed (its close event is past): a `ws` socket `CLOSED` (3), an
+ * engine.io connection `closed`, a socket.io socket no longer `connected`.
+ */
+function closed(connection: object): boolean {
+  const { readyState, handshake, connected } = connection as { readyState?: unknown; handshake?: unknown; connected?: unknown };
+  if (handshake !== undefined) return connected === false;
+  return readyState === 3 || readyState === 'closed';
 }
 
 /** Calls `end` once when the connection closes: `close` of a `ws` socket, `disconnect` of a socket.io one. */

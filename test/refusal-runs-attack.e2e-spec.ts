@@ -1,0 +1,99 @@
+/**
+ * O5 attack trial (trial 18c) on refusal-run log folding: what a hostile client tries to keep a
+ * refusal out of the log. A message can be refused after its connection closed: the decision waits
+ * on something (an app's asynchronous token validator, such as a revocation lookup; the throttler's
+ * Redis storage), and the client sends its burst and closes meanwhile. Such refusals are logged,
+ * one line each (a closed connection has no close left to write a summary at), never counted into
+ * a run whose summary nothing would write (before: 1 line for 20 refusals, the other 19 nowhere in
+ * the log, not even at shutdown).
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { type OnGatewayDisconnect, WebSocketGateway } from '@nestjs/websockets';
+import { io } from 'socket.io-client';
+import WebSocket from 'ws';
+import { KEYCARD_TOKEN_VALIDATORS, type AgentContext, type TokenValidator } from '../lib/index.js';
+import { TestZone } from '../lib/testing/index.js';
+import { R } from './support/forge.js';
+import { startWritesGateway } from './support/write-handlers.js';
+
+/**
+ * An app validator that answers when the test lets it (as a revocation lookup in a shared store
+ * answers some time later): the messages are all under judgement when their connection closes.
+ */
+class GatedValidator implements TokenValidator {
+  calls = 0;
+  private open!: () => void;
+  private gate = new Promise<void>((resolve) => (this.open = resolve));
+  /** Judges a message (`call`) when released; a connection opening (no call) at once. */
+  validate(_agent: AgentContext, call: unknown): Promise<void> | void {
+    if (call === undefined) return;
+    this.calls++;
+    return this.gate;
+  }
+  release(): void {
+    this.open();
+  }
+}
+
+/** A second gateway on the same server: it counts the connections the server saw close. */
+@WebSocketGateway()
+class Closed implements OnGatewayDisconnect {
+  count = 0;
+  handleDisconnect(): void {
+    this.count++;
+  }
+}
+
+/** Waits (polling, 5 s at most) until `done()` holds; never a timed assertion. */
+async function until(done: () => boolean): Promise<void> {
+  for (let waited = 0; !done() && waited < 5_000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
+/** A connection of `door` with `token`: sends refused `write` messages, and drops its transport. */
+async function connect(door: 'ws' | 'socket.io', port: number, token: string): Promise<{ burst(n: number): void; drop(): void }> {
+  if (door === 'ws') {
+    const socket = new WebSocket(`ws://127.0.0.1:${port}/`, { headers: { authorization: `Bearer ${token}` } });
+    await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+    return { burst: (n) => { for (let i = 0; i < n; i++) socket.send(JSON.stringify({ event: 'write', data: {} })); }, drop: () => socket.terminate() };
+  }
+  const socket = io(`http://127.0.0.1:${port}`, { auth: { token }, reconnection: false, forceNew: true });
+  await new Promise((resolve, reject) => socket.once('connect', () => resolve(undefined)).once('connect_error', reject));
+  return { burst: (n) => { for (let i = 0; i < n; i++) socket.emit('write', {}); }, drop: () => socket.disconnect() };
+}
+
+describe.each(['ws', 'socket.io'] as const)('O5 refusal runs attack trial over %s', (door) => {
+  let zone: TestZone;
+  let api: Awaited<ReturnType<typeof startWritesGateway>>;
+  const validator = new GatedValidator();
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    api = await startWritesGateway(zone, door, { auditLog: true, providers: [Closed, { provide: KEYCARD_TOKEN_VALIDATORS, useValue: [validator] }] });
+  });
+  afterAll(async () => {
+    await api?.app.close();
+    await zone?.stop();
+  });
+
+  it(`O5 ${door}: messages refused insufficient_scope after their connection closed (an asynchronous validator decides them) are each logged, never counted into a summary nothing writes; each audited; no token in the log`, async () => {
+    const jti = `jti-after-close-${door}`;
+    const token = zone.issueToken({ client_id: 'agent-close', scope: 'orders:read', jti });
+    const client = await connect(door, api.port, token);
+    client.burst(20);
+    await until(() => validator.calls === 20);
+    expect(validator.calls).toBe(20); // all 20 are being judged
+    client.drop();
+    await until(() => api.app.get(Closed).count > 0);
+    expect(api.app.get(Closed).count).toBe(1); // the server saw it close before any of them was decided
+    validator.release();
+    const audited = () => api.logger.lines.filter((line) => line.includes('"keycard.audit"') && line.includes(`"tokenId":"${jti}"`) && line.includes('"status":403'));
+    await until(() => audited().length === 20);
+    expect(audited()).toHaveLength(20);
+    const denied = api.logger.lines.filter((line) => line.startsWith('denied ws write ') && line.includes(`jti=${jti}`));
+    // Every refusal shows: one line each, or a first line and a summary adding up to 20.
+    const shown = denied.reduce((sum, line) => sum + 1 + Number(/ repeated=(\d+)$/.exec(line)?.[1] ?? 0) - (/ repeated=/.test(line) ? 1 : 0), 0);
+    expect(shown).toBe(20);
+    for (const line of denied) expect(line).toContain('status=403 reason=insufficient_scope agent=agent-close user=user-1');
+    for (const line of api.logger.lines) expect(line.includes(token.split('.')[2]!)).toBe(false);
+  }, 60_000);
+});
