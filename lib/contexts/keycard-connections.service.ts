@@ -345,6 +345,9 @@ export class KeycardConnections implements OnApplicationBootstrap {
     const request = ctx.extra?.request;
     try {
       const state = await this.open({ token: () => connectionParamsToken(ctx.connectionParams), request, call: 'graphql-ws connection', anonymous });
+      // Closed while judged (an app's validator took its time): nothing is left to serve, to end at
+      // expiry (a binding would stay until `exp`) or to hand to the app's own `onConnect`.
+      if (closing(ctx.extra?.socket)) return false;
       setConnection(ctx, state);
       return state.agent;
     } catch (denial) {
@@ -656,6 +659,12 @@ function fastifyWebSocketServers(instance: unknown): Set<unknown> {
   };
   visit(instance, 0);
   return servers;
+}
+
+/** True when a `ws` socket is closing or closed (`readyState` 2 or 3); a socket of unknown shape is not. */
+function closing(socket: unknown): boolean {
+  const state = (socket as { readyState?: unknown } | undefined)?.readyState;
+  return typeof state === 'number' && state >= 2;
 }
 
 /** Ends a connection whose token expired, as graphql-ws ends an unauthorized one. */
