@@ -14,7 +14,8 @@ import WebSocket from 'ws';
 import { KEYCARD_TOKEN_VALIDATORS, type AgentContext, type TokenValidator } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { R } from './support/forge.js';
-import { startWritesGateway } from './support/write-handlers.js';
+import { acknowledgedGraphQLWs, startGraphQLApp } from './support/graphql-app.js';
+import { startWritesGateway, WriteSubscriptions } from './support/write-handlers.js';
 
 /**
  * An app validator that answers when the test lets it (as a revocation lookup in a shared store
@@ -95,5 +96,49 @@ describe.each(['ws', 'socket.io'] as const)('O5 refusal runs attack trial over %
     expect(shown).toBe(20);
     for (const line of denied) expect(line).toContain('status=403 reason=insufficient_scope agent=agent-close user=user-1');
     for (const line of api.logger.lines) expect(line.includes(token.split('.')[2]!)).toBe(false);
+  }, 60_000);
+});
+
+describe.each(['ws', 'graphql-ws', 'mercurius'] as const)('O5 refusal runs at shutdown over %s', (door) => {
+  it(`O5 ${door}: a client that stops reading (its socket never completes the close handshake) does not keep its run's summary out of the log: once app.close() resolves, 1 line and 1 line with "repeated=9" are written; no token in the log`, async () => {
+    const zone = await TestZone.start({ audience: R });
+    const jti = `jti-shutdown-${door}`;
+    const token = zone.issueToken({ client_id: 'agent-shutdown', scope: 'orders:read', jti });
+    const api = door === 'ws'
+      ? await startWritesGateway(zone, 'ws')
+      : await (door === 'graphql-ws'
+        ? startGraphQLApp('apollo', { zoneUrl: zone.issuer, resource: R }, { providers: [WriteSubscriptions], graphqlWs: [] })
+        : startGraphQLApp('mercurius', { zoneUrl: zone.issuer, resource: R }, { providers: [WriteSubscriptions], mercuriusSubscription: [] }));
+    let socket: WebSocket | undefined;
+    try {
+      const denied = () => api.logger.lines.filter((line) => line.startsWith('denied ') && line.includes(`jti=${jti}`));
+      let answers = 0;
+      if (door === 'ws') {
+        socket = new WebSocket(`ws://127.0.0.1:${(api as { port: number }).port}/`, { headers: { authorization: `Bearer ${token}` } });
+        await new Promise((resolve, reject) => socket!.once('open', resolve).once('error', reject));
+        socket.on('message', () => answers++);
+        for (let i = 0; i < 10; i++) socket.send(JSON.stringify({ event: 'write', data: {} }));
+      } else {
+        socket = await acknowledgedGraphQLWs((api as { wsUrl: string }).wsUrl, token);
+        const answered = new Set<string>();
+        socket.on('message', (raw) => {
+          const frame = JSON.parse(String(raw)) as { id?: string; type: string };
+          if ((frame.type === 'next' || frame.type === 'error') && !answered.has(frame.id!)) answers = answered.add(frame.id!).size;
+        });
+        for (let i = 0; i < 10; i++) socket.send(JSON.stringify({ id: String(i), type: 'subscribe', payload: { query: 'subscription { orderWrites }' } }));
+      }
+      await until(() => answers === 10);
+      expect(answers).toBe(10);
+      expect(denied()).toHaveLength(1);
+      socket.pause(); // reads nothing more: the server's close frame stays unanswered
+      await api.app.close();
+      expect(denied()).toHaveLength(2);
+      expect(denied()[1]).toMatch(/status=403 reason=insufficient_scope agent=agent-shutdown user=user-1 jti=\S+ repeated=9$/);
+      for (const line of api.logger.lines) expect(line.includes(token.split('.')[2]!)).toBe(false);
+    } finally {
+      socket?.terminate();
+      await api.app.close().catch(() => undefined);
+      await zone.stop();
+    }
   }, 60_000);
 });

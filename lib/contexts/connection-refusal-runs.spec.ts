@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals
 import { EventEmitter } from 'node:events';
 import type { KeycardLogger } from '../keycard-options.js';
 import { InsufficientScopeException, MissingCredentialsException, type KeycardException } from '../resource-server/keycard.exceptions.js';
-import { endRuns, MAX_RUNS, REFUSAL_RUN_SUMMARY_MS, startsRun } from './connection-refusal-runs.js';
+import { endRuns, flushRuns, MAX_RUNS, REFUSAL_RUN_SUMMARY_MS, startsRun } from './connection-refusal-runs.js';
 
 /** A logger that keeps each line with its level. */
 function recordingLogger(): KeycardLogger & { lines: string[] } {
@@ -85,5 +85,20 @@ describe('connection refusal runs (O5)', () => {
     const open = Object.assign(new EventEmitter(), { readyState: 1 });
     expect([refuse(open), refuse(open)]).toEqual([true, false]); // an open one folds as before
     open.emit('close');
+  });
+
+  it('O5 at shutdown the runs counted on the app\'s logger are summarised at once (another app\'s are not); they go on counting afresh, and the close writes only what came after', () => {
+    const socket = new EventEmitter();
+    const elsewhere = new EventEmitter();
+    const other = recordingLogger();
+    for (let i = 0; i < 4; i++) refuse(socket);
+    for (let i = 0; i < 3; i++) startsRun({ carrier: elsewhere, handler: 'ws write', denial: lacking, agent, describe: () => 'ws write', logger: other });
+    flushRuns(logger);
+    expect(logger.lines).toEqual(['warn denied ws write status=403 reason=insufficient_scope agent=agent-a user=alice jti=jti-1 repeated=3']);
+    expect(other.lines).toEqual([]);
+    socket.emit('close');
+    expect(logger.lines).toHaveLength(1);
+    elsewhere.emit('close');
+    expect(other.lines).toEqual(['warn denied ws write status=403 reason=insufficient_scope agent=agent-a user=alice jti=jti-1 repeated=2']);
   });
 });

@@ -65,6 +65,12 @@ interface Runs {
 const byConnection = new WeakMap<object, Runs>();
 /** Connections with runs: a served message on a connection without any costs one comparison. */
 let tracked = 0;
+/**
+ * The runs of connections with refusals counted and not yet summarised (their timer is set): the
+ * app writes them as it shuts down ({@link flushRuns}), since a connection can close after it (a
+ * client that no longer reads keeps its socket closing for `ws`' close timeout, 30 s).
+ */
+const pending = new Set<Runs>();
 
 /**
  * Notes a refused message: `true` when its line is to be written (the first of its run), `false`
@@ -81,7 +87,10 @@ export function startsRun(refusal: ConnectionRefusal): boolean {
   const run = runs.runs.get(key);
   if (run !== undefined) {
     run.more++;
-    runs.timer ??= setTimeout(() => summarise(runs, false), REFUSAL_RUN_SUMMARY_MS).unref();
+    if (runs.timer === undefined) {
+      runs.timer = setTimeout(() => summarise(runs, false), REFUSAL_RUN_SUMMARY_MS).unref();
+      pending.add(runs);
+    }
     return false;
   }
   if (runs.runs.size >= MAX_RUNS) return true;
@@ -101,6 +110,15 @@ export function endRuns(carrier: object): void {
   if (runs !== undefined && runs.runs.size > 0) summarise(runs, true);
 }
 
+/**
+ * Writes now the summary of every run counted on `logger` (the module's, one per app): the app is
+ * shutting down, and its connections may close after it has, or never while it runs. The runs go
+ * on counting afresh.
+ */
+export function flushRuns(logger: KeycardLogger): void {
+  for (const runs of [...pending]) if (runs.logger === logger) summarise(runs, false);
+}
+
 /** Starts tracking a connection: its runs end (with their summaries) when it closes. */
 function track(connection: object, logger: KeycardLogger): Runs {
   const runs: Runs = { runs: new Map(), logger };
@@ -118,6 +136,7 @@ function track(connection: object, logger: KeycardLogger): Runs {
 function summarise(runs: Runs, end: boolean): void {
   if (runs.timer !== undefined) clearTimeout(runs.timer);
   runs.timer = undefined;
+  pending.delete(runs);
   for (const run of runs.runs.values()) {
     if (run.more === 0) continue;
     const line = `${run.line} repeated=${run.more}`;

@@ -1,5 +1,5 @@
 import { denialLogLevel } from '../logging/denial-log-level.js';
-import { Inject, Injectable, type OnApplicationBootstrap, Optional, type WebSocketAdapter } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown, Optional, type WebSocketAdapter } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import type { IncomingMessage } from 'node:http';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
@@ -24,7 +24,7 @@ import { type ConnectionState, connectionOf, openedConnection, setConnection } f
 import { rememberLocalAddress } from '../resource-server/local-address.js';
 import { GatewayGuards } from './gateway-guards.js';
 import { holdMessages, paceMessages, paceServerSockets } from './message-pacing.js';
-import { endRuns, startsRun } from './connection-refusal-runs.js';
+import { endRuns, flushRuns, startsRun } from './connection-refusal-runs.js';
 import { type EngineIoConnection, paceEngineIoConnection } from './engine-io-pacing.js';
 import { connectionParamsToken, MERCURIUS_CONNECTION } from './graphql.context.js';
 import { KeycardContexts } from './keycard-contexts.js';
@@ -147,7 +147,7 @@ const initialised = new WeakSet<object>();
  * @publicApi
  */
 @Injectable()
-export class KeycardConnections implements OnApplicationBootstrap {
+export class KeycardConnections implements OnApplicationBootstrap, OnApplicationShutdown {
   /** The `Authorization` schemes of a `ws` upgrade: those of HTTP routes (`DPoP` when DPoP is on). */
   private readonly schemes: AcceptedSchemes;
   /** True once {@link mercuriusSubscription} was asked for: Fastify's WebSocket server is then paced (O5). */
@@ -176,6 +176,15 @@ export class KeycardConnections implements OnApplicationBootstrap {
   onApplicationBootstrap(): void {
     if (!this.mercurius) return;
     for (const server of fastifyWebSocketServers(this.adapterHost?.httpAdapter?.getInstance?.())) paceServerSockets(server);
+  }
+
+  /**
+   * The app is shutting down: the refusal runs still counting on its connections are summarised now
+   * (O5), not when those close, which can be after the process has gone (a client that stops
+   * reading leaves its socket closing for 30 s).
+   */
+  onApplicationShutdown(): void {
+    flushRuns(this.options.logger);
   }
 
   /**
