@@ -11,7 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { type OnGatewayDisconnect, WebSocketGateway } from '@nestjs/websockets';
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
-import { KEYCARD_TOKEN_VALIDATORS, type AgentContext, type TokenValidator } from '../lib/index.js';
+import { Int, Query, Resolver } from '@nestjs/graphql';
+import { DecisionEvents, KEYCARD_TOKEN_VALIDATORS, RequireScopes, type AgentContext, type TokenValidator } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { R } from './support/forge.js';
 import { acknowledgedGraphQLWs, startGraphQLApp } from './support/graphql-app.js';
@@ -138,6 +139,57 @@ describe.each(['ws', 'graphql-ws', 'mercurius'] as const)('O5 refusal runs at sh
     } finally {
       socket?.terminate();
       await api.app.close().catch(() => undefined);
+      await zone.stop();
+    }
+  }, 60_000);
+});
+
+/** A schema with more protected fields (40) than a connection keeps refusal runs of. */
+@Resolver()
+class ManyFields {}
+const FIELDS = Array.from({ length: 40 }, (_, i) => `f${i}`);
+for (const name of FIELDS) {
+  Object.defineProperty(ManyFields.prototype, name, { value: () => 1, writable: true, configurable: true });
+  const descriptor = Object.getOwnPropertyDescriptor(ManyFields.prototype, name)!;
+  Query(() => Int, { name, nullable: true })(ManyFields.prototype, name, descriptor);
+  RequireScopes('orders:write')(ManyFields.prototype, name, descriptor);
+}
+
+describe('O5 refusal runs beyond the runs a connection keeps (graphql-ws)', () => {
+  it('O5 graphql-ws: a query refusing all 40 protected fields, then one of 2 000 aliases of the 40th, on one connection: each field refused FORBIDDEN insufficient_scope, yet the log holds at most 33 lines until the close, then 1 "other calls" line with repeated=2007 (before: a line per refusal beyond the 32 runs); each refusal published; no token in the log', async () => {
+    const zone = await TestZone.start({ audience: R });
+    const gql = await startGraphQLApp('apollo', { zoneUrl: zone.issuer, resource: R }, { providers: [ManyFields], graphqlWs: [] });
+    const jti = 'jti-many-fields';
+    const token = zone.issueToken({ client_id: 'agent-many', scope: 'orders:read', jti });
+    let socket: WebSocket | undefined;
+    try {
+      const events = { refused: 0 };
+      gql.app.get(DecisionEvents).subscribe((event) => void (event.type === 'refused' && events.refused++));
+      socket = await acknowledgedGraphQLWs(gql.wsUrl, token);
+      const answers: { id: string; payload: { errors?: { extensions?: { code?: string; error?: string } }[] } }[] = [];
+      socket.on('message', (raw) => {
+        const frame = JSON.parse(String(raw)) as (typeof answers)[number] & { type: string };
+        if (frame.type === 'next') answers.push(frame);
+      });
+      socket.send(JSON.stringify({ id: 'all', type: 'subscribe', payload: { query: `{ ${FIELDS.join(' ')} }` } }));
+      const aliases = Array.from({ length: 2_000 }, (_, i) => `a${i}: f39`).join(' ');
+      socket.send(JSON.stringify({ id: 'aliases', type: 'subscribe', payload: { query: `{ ${aliases} }` } }));
+      await until(() => answers.length === 2);
+      expect(answers.map((a) => [a.id, a.payload.errors?.length])).toEqual([['all', 40], ['aliases', 2_000]]);
+      const codes = new Set(answers.flatMap((a) => a.payload.errors!.map((e) => `${e.extensions?.code} ${e.extensions?.error}`)));
+      expect([...codes]).toEqual(['FORBIDDEN insufficient_scope']);
+      expect(events.refused).toBe(2_040);
+      const denied = () => gql.logger.lines.filter((line) => line.startsWith('denied ') && line.includes(`jti=${jti}`));
+      expect(denied().length).toBeLessThanOrEqual(33);
+      socket.close();
+      await until(() => denied().some((line) => line.includes('repeated=')));
+      expect(denied().filter((line) => line.includes('repeated='))).toEqual([
+        `denied other calls (beyond 32 runs) status=403 reason=insufficient_scope agent=agent-many user=user-1 jti=${jti} repeated=2007`,
+      ]);
+      for (const line of gql.logger.lines) expect(line.includes(token.split('.')[2]!)).toBe(false);
+    } finally {
+      socket?.terminate();
+      await gql.app.close();
       await zone.stop();
     }
   }, 60_000);

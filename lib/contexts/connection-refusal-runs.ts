@@ -19,7 +19,7 @@ import type { KeycardException } from '../resource-server/keycard.exceptions.js'
  * Runs are kept per handler and reason, not only the latest: a client alternating two refused
  * handlers would otherwise start a new run, and write a line, with every message. Their number is
  * bounded by the app's handlers and the reasons (at most {@link MAX_RUNS} per connection; refusals
- * beyond are logged one by one, as before). Only the log line is folded: every refusal is still
+ * of further handlers fold into one run per reason, "other calls"). Only the log line is folded: every refusal is still
  * answered and published as a decision event (subscribers and the audit log see each one).
  *
  * A summary line is the refusal's line (same level, call, status, reason, agent, never the token)
@@ -30,8 +30,14 @@ import type { KeycardException } from '../resource-server/keycard.exceptions.js'
 /** At most one summary per run per minute while it goes on, in milliseconds. */
 export const REFUSAL_RUN_SUMMARY_MS = 60_000;
 
-/** Runs tracked per connection; more distinct refusals are logged one by one. */
+/**
+ * Runs of distinct handlers tracked per connection; refusals of further handlers fold into one run
+ * per reason, named {@link OTHER_CALLS} (their count is bounded by the reasons' vocabulary).
+ */
 export const MAX_RUNS = 32;
+
+/** How the summary of the refusals beyond {@link MAX_RUNS} names their calls (the first of them is logged on its own line). */
+const OTHER_CALLS = `other calls (beyond ${MAX_RUNS} runs)`;
 
 /** One refusal of a message on a connection, as {@link startsRun} judges it. */
 export interface ConnectionRefusal {
@@ -83,7 +89,12 @@ export function startsRun(refusal: ConnectionRefusal): boolean {
   // store): no close is left to write a summary at, so each is logged on its own line.
   if (known === undefined && closed(connection)) return true;
   const runs = known ?? track(connection, refusal.logger);
-  const key = `${refusal.handler}\n${refusal.denial.getStatus()}\n${refusal.denial.code}`;
+  const reason = `${refusal.denial.getStatus()}\n${refusal.denial.code}`;
+  let key = `${refusal.handler}\n${reason}`;
+  // Beyond the runs a connection keeps, one run per reason folds the other handlers: a schema
+  // with more protected fields than that would otherwise give back a line per refusal (per alias).
+  const overflow = !runs.runs.has(key) && runs.runs.size >= MAX_RUNS;
+  if (overflow) key = `${OTHER_CALLS}\n${reason}`;
   const run = runs.runs.get(key);
   if (run !== undefined) {
     run.more++;
@@ -93,10 +104,10 @@ export function startsRun(refusal: ConnectionRefusal): boolean {
     }
     return false;
   }
-  if (runs.runs.size >= MAX_RUNS) return true;
   const { denial, agent } = refusal;
   const who = agent ? ` agent=${logSafe(agent.clientId)} user=${logSafe(agent.subject)} jti=${logSafe(agent.tokenId)}` : '';
-  runs.runs.set(key, { line: `denied ${logSafe(refusal.describe())} status=${denial.getStatus()} reason=${denial.code}${who}`, level: denialLogLevel(denial), more: 0 });
+  const call = overflow ? OTHER_CALLS : logSafe(refusal.describe());
+  runs.runs.set(key, { line: `denied ${call} status=${denial.getStatus()} reason=${denial.code}${who}`, level: denialLogLevel(denial), more: 0 });
   return true;
 }
 
