@@ -93,9 +93,12 @@ export function startsRun(refusal: ConnectionRefusal): boolean {
   let key = `${refusal.handler}\n${reason}`;
   // Beyond the runs a connection keeps, one run per reason folds the other handlers: a schema
   // with more protected fields than that would otherwise give back a line per refusal (per alias).
-  const overflow = !runs.runs.has(key) && runs.runs.size >= MAX_RUNS;
-  if (overflow) key = `${OTHER_CALLS}\n${reason}`;
-  const run = runs.runs.get(key);
+  let run = runs.runs.get(key);
+  const overflow = run === undefined && runs.runs.size >= MAX_RUNS;
+  if (overflow) {
+    key = `${OTHER_CALLS}\n${reason}`;
+    run = runs.runs.get(key);
+  }
   if (run !== undefined) {
     run.more++;
     if (runs.timer === undefined) {
