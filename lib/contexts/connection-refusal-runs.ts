@@ -19,7 +19,7 @@ import type { KeycardException } from '../resource-server/keycard.exceptions.js'
  * Runs are kept per handler and reason, not only the latest: a client alternating two refused
  * handlers would otherwise start a new run, and write a line, with every message. Their number is
  * bounded by the app's handlers and the reasons (at most {@link MAX_RUNS} per connection; refusals
- * beyond are logged one by one, as before). Only the log line is folded: every refusal is still
+ * of further handlers fold into one run per reason, "other calls"). Only the log line is folded: every refusal is still
  * answered and published as a decision event (subscribers and the audit log see each one).
  *
  * A summary line is the refusal's line (same level, call, status, reason, agent, never the token)
@@ -30,8 +30,14 @@ import type { KeycardException } from '../resource-server/keycard.exceptions.js'
 /** At most one summary per run per minute while it goes on, in milliseconds. */
 export const REFUSAL_RUN_SUMMARY_MS = 60_000;
 
-/** Runs tracked per connection; more distinct refusals are logged one by one. */
+/**
+ * Runs of distinct handlers tracked per connection; refusals of further handlers fold into one run
+ * per reason, named {@link OTHER_CALLS} (their count is bounded by the reasons' vocabulary).
+ */
 export const MAX_RUNS = 32;
+
+/** How the summary of the refusals beyond {@link MAX_RUNS} names their calls (the first of them is logged on its own line). */
+const OTHER_CALLS = `other calls (beyond ${MAX_RUNS} runs)`;
 
 /** One refusal of a message on a connection, as {@link startsRun} judges it. */
 export interface ConnectionRefusal {
@@ -65,6 +71,12 @@ interface Runs {
 const byConnection = new WeakMap<object, Runs>();
 /** Connections with runs: a served message on a connection without any costs one comparison. */
 let tracked = 0;
+/**
+ * The runs of connections with refusals counted and not yet summarised (their timer is set): the
+ * app writes them as it shuts down ({@link flushRuns}), since a connection can close after it (a
+ * client that no longer reads keeps its socket closing for `ws`' close timeout, 30 s).
+ */
+const pending = new Set<Runs>();
 
 /**
  * Notes a refused message: `true` when its line is to be written (the first of its run), `false`
@@ -72,18 +84,33 @@ let tracked = 0;
  */
 export function startsRun(refusal: ConnectionRefusal): boolean {
   const connection = connectionOf(refusal.carrier);
-  const runs = byConnection.get(connection) ?? track(connection, refusal.logger);
-  const key = `${refusal.handler}\n${refusal.denial.getStatus()}\n${refusal.denial.code}`;
-  const run = runs.runs.get(key);
+  const known = byConnection.get(connection);
+  // Decided after the connection closed (the decision waited on an app's validator, the limiter's
+  // store): no close is left to write a summary at, so each is logged on its own line.
+  if (known === undefined && closed(connection)) return true;
+  const runs = known ?? track(connection, refusal.logger);
+  const reason = `${refusal.denial.getStatus()}\n${refusal.denial.code}`;
+  let key = `${refusal.handler}\n${reason}`;
+  // Beyond the runs a connection keeps, one run per reason folds the other handlers: a schema
+  // with more protected fields than that would otherwise give back a line per refusal (per alias).
+  let run = runs.runs.get(key);
+  const overflow = run === undefined && runs.runs.size >= MAX_RUNS;
+  if (overflow) {
+    key = `${OTHER_CALLS}\n${reason}`;
+    run = runs.runs.get(key);
+  }
   if (run !== undefined) {
     run.more++;
-    runs.timer ??= setTimeout(() => summarise(runs, false), REFUSAL_RUN_SUMMARY_MS).unref();
+    if (runs.timer === undefined) {
+      runs.timer = setTimeout(() => summarise(runs, false), REFUSAL_RUN_SUMMARY_MS).unref();
+      pending.add(runs);
+    }
     return false;
   }
-  if (runs.runs.size >= MAX_RUNS) return true;
   const { denial, agent } = refusal;
   const who = agent ? ` agent=${logSafe(agent.clientId)} user=${logSafe(agent.subject)} jti=${logSafe(agent.tokenId)}` : '';
-  runs.runs.set(key, { line: `denied ${logSafe(refusal.describe())} status=${denial.getStatus()} reason=${denial.code}${who}`, level: denialLogLevel(denial), more: 0 });
+  const call = overflow ? OTHER_CALLS : logSafe(refusal.describe());
+  runs.runs.set(key, { line: `denied ${call} status=${denial.getStatus()} reason=${denial.code}${who}`, level: denialLogLevel(denial), more: 0 });
   return true;
 }
 
@@ -95,6 +122,15 @@ export function endRuns(carrier: object): void {
   if (tracked === 0) return;
   const runs = byConnection.get(connectionOf(carrier));
   if (runs !== undefined && runs.runs.size > 0) summarise(runs, true);
+}
+
+/**
+ * Writes now the summary of every run counted on `logger` (the module's, one per app): the app is
+ * shutting down, and its connections may close after it has, or never while it runs. The runs go
+ * on counting afresh.
+ */
+export function flushRuns(logger: KeycardLogger): void {
+  for (const runs of [...pending]) if (runs.logger === logger) summarise(runs, false);
 }
 
 /** Starts tracking a connection: its runs end (with their summaries) when it closes. */
@@ -114,6 +150,7 @@ function track(connection: object, logger: KeycardLogger): Runs {
 function summarise(runs: Runs, end: boolean): void {
   if (runs.timer !== undefined) clearTimeout(runs.timer);
   runs.timer = undefined;
+  pending.delete(runs);
   for (const run of runs.runs.values()) {
     if (run.more === 0) continue;
     const line = `${run.line} repeated=${run.more}`;
@@ -131,6 +168,16 @@ function summarise(runs: Runs, end: boolean): void {
 function connectionOf(carrier: object): object {
   const socket = (carrier as { extra?: { socket?: unknown } }).extra?.socket;
   return typeof socket === 'object' && socket !== null ? socket : carrier;
+}
+
+/**
+ * True once the connection has closed (its close event is past): a `ws` socket `CLOSED` (3), an
+ * engine.io connection `closed`, a socket.io socket no longer `connected`.
+ */
+function closed(connection: object): boolean {
+  const { readyState, handshake, connected } = connection as { readyState?: unknown; handshake?: unknown; connected?: unknown };
+  if (handshake !== undefined) return connected === false;
+  return readyState === 3 || readyState === 'closed';
 }
 
 /** Calls `end` once when the connection closes: `close` of a `ws` socket, `disconnect` of a socket.io one. */

@@ -1,5 +1,5 @@
 import { denialLogLevel } from '../logging/denial-log-level.js';
-import { Inject, Injectable, type OnApplicationBootstrap, Optional, type WebSocketAdapter } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown, Optional, type WebSocketAdapter } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import type { IncomingMessage } from 'node:http';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
@@ -24,7 +24,7 @@ import { type ConnectionState, connectionOf, openedConnection, setConnection } f
 import { rememberLocalAddress } from '../resource-server/local-address.js';
 import { GatewayGuards } from './gateway-guards.js';
 import { holdMessages, paceMessages, paceServerSockets } from './message-pacing.js';
-import { endRuns, startsRun } from './connection-refusal-runs.js';
+import { endRuns, flushRuns, startsRun } from './connection-refusal-runs.js';
 import { type EngineIoConnection, paceEngineIoConnection } from './engine-io-pacing.js';
 import { connectionParamsToken, MERCURIUS_CONNECTION } from './graphql.context.js';
 import { KeycardContexts } from './keycard-contexts.js';
@@ -147,7 +147,7 @@ const initialised = new WeakSet<object>();
  * @publicApi
  */
 @Injectable()
-export class KeycardConnections implements OnApplicationBootstrap {
+export class KeycardConnections implements OnApplicationBootstrap, OnApplicationShutdown {
   /** The `Authorization` schemes of a `ws` upgrade: those of HTTP routes (`DPoP` when DPoP is on). */
   private readonly schemes: AcceptedSchemes;
   /** True once {@link mercuriusSubscription} was asked for: Fastify's WebSocket server is then paced (O5). */
@@ -176,6 +176,15 @@ export class KeycardConnections implements OnApplicationBootstrap {
   onApplicationBootstrap(): void {
     if (!this.mercurius) return;
     for (const server of fastifyWebSocketServers(this.adapterHost?.httpAdapter?.getInstance?.())) paceServerSockets(server);
+  }
+
+  /**
+   * The app is shutting down: the refusal runs still counting on its connections are summarised now
+   * (O5), not when those close, which can be after the process has gone (a client that stops
+   * reading leaves its socket closing for 30 s).
+   */
+  onApplicationShutdown(): void {
+    flushRuns(this.options.logger);
   }
 
   /**
@@ -345,6 +354,9 @@ export class KeycardConnections implements OnApplicationBootstrap {
     const request = ctx.extra?.request;
     try {
       const state = await this.open({ token: () => connectionParamsToken(ctx.connectionParams), request, call: 'graphql-ws connection', anonymous });
+      // Closed while judged (an app's validator took its time): nothing is left to serve, to end at
+      // expiry (a binding would stay until `exp`) or to hand to the app's own `onConnect`.
+      if (closing(ctx.extra?.socket)) return false;
       setConnection(ctx, state);
       return state.agent;
     } catch (denial) {
@@ -656,6 +668,12 @@ function fastifyWebSocketServers(instance: unknown): Set<unknown> {
   };
   visit(instance, 0);
   return servers;
+}
+
+/** True when a `ws` socket is closing or closed (`readyState` 2 or 3); a socket of unknown shape is not. */
+function closing(socket: unknown): boolean {
+  const state = (socket as { readyState?: unknown } | undefined)?.readyState;
+  return typeof state === 'number' && state >= 2;
 }
 
 /** Ends a connection whose token expired, as graphql-ws ends an unauthorized one. */

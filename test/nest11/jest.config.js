@@ -37,6 +37,8 @@ export default {
     '<rootDir>/test/grants-in-every-context.e2e-spec.ts',
     '<rootDir>/test/refusal-log-runs.e2e-spec.ts',
     '<rootDir>/test/message-pacing-mercurius.e2e-spec.ts',
+    '<rootDir>/test/refusal-runs-attack.e2e-spec.ts',
+    '<rootDir>/test/connection-closed-while-judged.e2e-spec.ts',
   ],
   moduleNameMapper: { ...nest11, ...moduleNameMapper },
 };
