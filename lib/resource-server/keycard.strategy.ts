@@ -1,4 +1,3 @@
-import './defer-jsonwebtoken.cjs'; // first: before passport-jwt loads (issue 24)
 import { Inject, Injectable } from '@nestjs/common';
 import type * as NestPassport from '@nestjs/passport';
 import passport from 'passport';

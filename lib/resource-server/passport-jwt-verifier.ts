@@ -1,4 +1,3 @@
-import './defer-jsonwebtoken.cjs'; // first: before passport-jwt loads (issue 24)
 import { Strategy } from 'passport-jwt';
 import { TokenVerification } from './token-verification.js';
 
