@@ -55,14 +55,27 @@ const singleBytes = requestBytes(single);
 const noneBytes = requestBytes(undefined);
 const freshBytes = fresh.map(requestBytes);
 
+/** Every server started, ended with this process whatever the way it ends (a failed start included). */
+const started = [];
+process.on('exit', () => {
+  for (const child of started) child.kill();
+});
+
 function startServer(variant) {
   const args = [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), 'bench/server.mjs', variant, zone.issuer, AUDIENCE];
   const [cmd, cmdArgs] = CORES > 1 ? ['taskset', ['-c', '0', process.execPath, ...args]] : [process.execPath, args];
   const env = { ...process.env, BENCH_KEEP_ALIVE_MS: String(3_600_000) };
   const child = spawn(cmd, cmdArgs, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env });
+  started.push(child);
   return new Promise((resolve, reject) => {
     child.once('error', reject);
-    child.once('message', (m) => resolve({ child, port: m.port, ports: m.ports }));
+    // A server that dies before it is ready (a bad BENCH_BEFORE_DIST, a build error) ends the run instead of a wait forever.
+    const died = (code, signal) => reject(new Error(`bench/server.mjs ${variant} exited before it was ready (${signal ?? `code ${code}`})`));
+    child.once('exit', died);
+    child.once('message', (m) => {
+      child.off('exit', died);
+      resolve({ child, port: m.port, ports: m.ports });
+    });
   });
 }
 
