@@ -5,9 +5,13 @@
 import 'reflect-metadata';
 import { Controller, Get, Injectable, Module } from '@nestjs/common';
 import { APP_GUARD, NestFactory } from '@nestjs/core';
+import { resolve } from 'node:path';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
 
 const [variant, zoneUrl, audience] = process.argv.slice(2);
+// BENCH_BEFORE_DIST may be relative to the working directory (`.bench-before`): imported as a file URL.
+if (process.env.BENCH_BEFORE_DIST) process.env.BENCH_BEFORE_DIST = pathToFileURL(resolve(process.env.BENCH_BEFORE_DIST)).href;
 
 class DataController {
   list() {
