@@ -1,7 +1,6 @@
 import type { KeycardLogger } from '../keycard-options.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
-import { denialLogLevel } from '../logging/denial-log-level.js';
-import { logSafe } from '../logging/log-safe.js';
+import { denialLine, denialLogLevel, logAtLevel } from '../logging/denial-log-level.js';
 import type { KeycardException } from '../resource-server/keycard.exceptions.js';
 
 /**
@@ -108,9 +107,8 @@ export function startsRun(refusal: ConnectionRefusal): boolean {
     return false;
   }
   const { denial, agent } = refusal;
-  const who = agent ? ` agent=${logSafe(agent.clientId)} user=${logSafe(agent.subject)} jti=${logSafe(agent.tokenId)}` : '';
-  const call = overflow ? OTHER_CALLS : logSafe(refusal.describe());
-  runs.runs.set(key, { line: `denied ${call} status=${denial.getStatus()} reason=${denial.code}${who}`, level: denialLogLevel(denial), more: 0 });
+  const line = denialLine(overflow ? OTHER_CALLS : refusal.describe(), denial, agent);
+  runs.runs.set(key, { line, level: denialLogLevel(denial), more: 0 });
   return true;
 }
 
@@ -155,8 +153,7 @@ function summarise(runs: Runs, end: boolean): void {
     if (run.more === 0) continue;
     const line = `${run.line} repeated=${run.more}`;
     run.more = 0;
-    if (run.level === 'debug') runs.logger.debug?.(line);
-    else runs.logger[run.level](line);
+    logAtLevel(runs.logger, run.level, line);
   }
   if (end) runs.runs.clear();
 }

@@ -1,4 +1,4 @@
-import { denialLogLevel } from '../logging/denial-log-level.js';
+import { denialLine, denialLogLevel, logAtLevel } from '../logging/denial-log-level.js';
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown, Optional, type WebSocketAdapter } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import type { IncomingMessage } from 'node:http';
@@ -581,10 +581,7 @@ export class KeycardConnections implements OnApplicationBootstrap, OnApplication
   private logRefusedOpening({ call, transport }: Opening, denial: KeycardException): void {
     const { logger } = this.options;
     if (transport !== undefined && !startsRun({ carrier: transport, handler: call, denial, agent: undefined, describe: () => call, logger })) return;
-    const line = `denied ${call} status=${denial.getStatus()} reason=${denial.code}`;
-    const level = denialLogLevel(denial);
-    if (level === 'debug') logger.debug?.(line);
-    else logger[level](line);
+    logAtLevel(logger, denialLogLevel(denial), denialLine(call, denial));
   }
 
   /** The app's token validators judge a connection's token when it opens, as they judge every call. */

@@ -1,7 +1,6 @@
 import type { KeycardLogger } from '../keycard-options.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
-import { denialLogLevel } from '../logging/denial-log-level.js';
-import { logSafe } from '../logging/log-safe.js';
+import { denialLine, denialLogLevel, logAtLevel } from '../logging/denial-log-level.js';
 import type { KeycardException } from '../resource-server/keycard.exceptions.js';
 
 /**
@@ -24,16 +23,12 @@ export function holdsAllScopes(agent: AgentContext, required: readonly string[])
 
 /**
  * Logs a refusal with its reason, the call and the agent when known; never the token. The call
- * and the claims are the client's words: escaped and capped ({@link logSafe}), so they cannot add a
+ * and the claims are the client's words: escaped and capped (`logSafe`), so they cannot add a
  * line or drive the terminal (CWE-117). Routine ones at debug level (see {@link denialLogLevel}).
  */
 export function logRefusal(logger: KeycardLogger, refusal: { call: string; denial: KeycardException; agent: AgentContext | undefined }): void {
   const { call, denial, agent } = refusal;
-  const who = agent ? ` agent=${logSafe(agent.clientId)} user=${logSafe(agent.subject)} jti=${logSafe(agent.tokenId)}` : '';
-  const line = `denied ${logSafe(call)} status=${denial.getStatus()} reason=${denial.code}${who}`;
-  const level = denialLogLevel(denial);
-  if (level === 'debug') logger.debug?.(line);
-  else logger[level](line);
+  logAtLevel(logger, denialLogLevel(denial), denialLine(call, denial, agent));
 }
 
 /** The judge with the default hooks (the core's own, for guards other than `KeycardGuard`). */
