@@ -31,6 +31,7 @@ const PAIRS = Number(process.env.PIPELINE_PAIRS ?? 1);
 /** PIPELINE_SHARED=1: every variant an app of one process (per pair), so they share the JIT's work on Nest, Express and Node. */
 const SHARED = process.env.PIPELINE_SHARED === '1';
 const FRESH = 12_000;
+const STALL_MS = 30_000;
 const VARIANTS = (process.env.PIPELINE_VARIANTS ?? 'baseline:none,noop-guard:single,keycard:single').split(',').map((v) => {
   const [variant, mode = 'single'] = v.split(':');
   return { variant, mode, name: `${variant}:${mode}` };
@@ -111,11 +112,19 @@ async function client(port) {
     socket.once('error', reject);
     socket.setNoDelay(true);
   })));
+  let closed = 0;
+  for (const socket of sockets) socket.once('close', () => closed++);
   let statusCounts = {};
-  const run = (n, next) => new Promise((resolve) => {
+  const run = (n, next) => new Promise((resolve, reject) => {
     let sent = 0;
     let done = 0;
     statusCounts = {};
+    // A block that stops being answered ends the run with what came back, instead of a wait forever.
+    let lastDone = -1;
+    const watchdog = setInterval(() => {
+      if (done === lastDone) reject(new Error(`port ${port}: ${done} of ${n} answers, none for ${STALL_MS / 1000} s (${JSON.stringify(statusCounts)}, ${closed} sockets closed by the server)`));
+      lastDone = done;
+    }, STALL_MS);
     for (const socket of sockets) {
       let buffered = Buffer.alloc(0);
       const send = () => {
@@ -136,7 +145,10 @@ async function client(port) {
           statusCounts[status] = (statusCounts[status] ?? 0) + 1;
           buffered = buffered.subarray(end + 4 + length);
           done++;
-          if (done === n) resolve({ ...statusCounts });
+          if (done === n) {
+            clearInterval(watchdog);
+            resolve({ ...statusCounts });
+          }
           else send();
         }
       });
