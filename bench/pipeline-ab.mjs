@@ -1,5 +1,6 @@
 // npm run bench:pipeline-ab: server CPU per request through the WHOLE Nest HTTP pipeline (Express,
-// router, guard, handler, JSON answer), several variants side by side, in alternating blocks.
+// router, guard, handler, JSON answer; for `graphql-*` variants Apollo's POST /graphql with the
+// query `{ data { id name } }`), several variants side by side, in alternating blocks.
 //
 // `npm run bench` measures each variant in its own 6 s run and is noisy (±0.05 of baseline on a
 // shared machine). Here every variant is one long-lived `bench/server.mjs` process (pinned to core
@@ -16,6 +17,7 @@
 // PIPELINE_ROUNDS (default 30), PIPELINE_BLOCK requests per block (default 1 500), PIPELINE_PAIRS
 // (default 1): how many processes of each variant, alternated, so one process's luck (JIT, heap
 // layout) is not the variant's figure. BENCH_NODE_ARGS goes to the servers (--cpu-prof, --heap-prof).
+// PIPELINE_COMPARE=a/b,… prints a − b paired within rounds (e.g. `graphql-keycard:fresh/graphql-ideal:fresh`).
 import { execFileSync, spawn } from 'node:child_process';
 import net from 'node:net';
 import os from 'node:os';
@@ -29,6 +31,7 @@ const PAIRS = Number(process.env.PIPELINE_PAIRS ?? 1);
 /** PIPELINE_SHARED=1: every variant an app of one process (per pair), so they share the JIT's work on Nest, Express and Node. */
 const SHARED = process.env.PIPELINE_SHARED === '1';
 const FRESH = 12_000;
+const STALL_MS = 30_000;
 const VARIANTS = (process.env.PIPELINE_VARIANTS ?? 'baseline:none,noop-guard:single,keycard:single').split(',').map((v) => {
   const [variant, mode = 'single'] = v.split(':');
   return { variant, mode, name: `${variant}:${mode}` };
@@ -48,12 +51,26 @@ const single = zone.issueToken({ scope: 'read', exp });
 const needsFresh = VARIANTS.some((v) => v.mode === 'fresh');
 const fresh = needsFresh ? Array.from({ length: FRESH }, (_, i) => zone.issueToken({ scope: 'read', sub: `user-${i}`, client_id: `agent-${i % 100}`, exp })) : [];
 
-/** The bytes of one GET /api/data with `token` (none for `undefined`). */
-const requestBytes = (token) =>
-  Buffer.from(`GET /api/data HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n${token === undefined ? '' : `Authorization: Bearer ${token}\r\n`}\r\n`);
-const singleBytes = requestBytes(single);
-const noneBytes = requestBytes(undefined);
-const freshBytes = fresh.map(requestBytes);
+/** The bench query of bench/server.mjs's `graphql-*` variants, as a JSON body. */
+const GRAPHQL_BODY = JSON.stringify({ query: '{ data { id name } }' });
+
+/**
+ * The bytes of one request with `token` (none for `undefined`): GET /api/data, or for a `graphql-*`
+ * variant POST /graphql with the bench query (a JSON body, as Apollo's CSRF rule wants it).
+ */
+const requestBytes = (token, graphql) => {
+  const authorization = token === undefined ? '' : `Authorization: Bearer ${token}\r\n`;
+  const head = graphql
+    ? `POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(GRAPHQL_BODY)}\r\n`
+    : 'GET /api/data HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n';
+  return Buffer.from(`${head}${authorization}\r\n${graphql ? GRAPHQL_BODY : ''}`);
+};
+/** The request bytes of each mode, for HTTP (`false`) and GraphQL (`true`) variants; built only for the kinds the run has. */
+const bytesOf = new Map(
+  [false, true]
+    .filter((graphql) => VARIANTS.some((v) => v.variant.startsWith('graphql-') === graphql))
+    .map((graphql) => [graphql, { none: requestBytes(undefined, graphql), single: requestBytes(single, graphql), fresh: fresh.map((t) => requestBytes(t, graphql)) }]),
+);
 
 /** Every server started, ended with this process whatever the way it ends (a failed start included). */
 const started = [];
@@ -95,11 +112,19 @@ async function client(port) {
     socket.once('error', reject);
     socket.setNoDelay(true);
   })));
+  let closed = 0;
+  for (const socket of sockets) socket.once('close', () => closed++);
   let statusCounts = {};
-  const run = (n, next) => new Promise((resolve) => {
+  const run = (n, next) => new Promise((resolve, reject) => {
     let sent = 0;
     let done = 0;
     statusCounts = {};
+    // A block that stops being answered ends the run with what came back, instead of a wait forever.
+    let lastDone = -1;
+    const watchdog = setInterval(() => {
+      if (done === lastDone) reject(new Error(`port ${port}: ${done} of ${n} answers, none for ${STALL_MS / 1000} s (${JSON.stringify(statusCounts)}, ${closed} sockets closed by the server)`));
+      lastDone = done;
+    }, STALL_MS);
     for (const socket of sockets) {
       let buffered = Buffer.alloc(0);
       const send = () => {
@@ -120,7 +145,10 @@ async function client(port) {
           statusCounts[status] = (statusCounts[status] ?? 0) + 1;
           buffered = buffered.subarray(end + 4 + length);
           done++;
-          if (done === n) resolve({ ...statusCounts });
+          if (done === n) {
+            clearInterval(watchdog);
+            resolve({ ...statusCounts });
+          }
           else send();
         }
       });
@@ -133,12 +161,13 @@ async function client(port) {
 /** Each app walks the pool on its own cursor: every token it is sent is one it has not seen for 12 000 requests. */
 const cursors = new Map();
 const nextOf = (mode, app) => {
-  if (mode === 'none') return () => noneBytes;
-  if (mode === 'single') return () => singleBytes;
+  const bytes = bytesOf.get(app.variant.startsWith('graphql-'));
+  if (mode === 'none') return () => bytes.none;
+  if (mode === 'single') return () => bytes.single;
   return () => {
     const cursor = cursors.get(app) ?? 0;
     cursors.set(app, cursor + 1);
-    return freshBytes[cursor % FRESH];
+    return bytes.fresh[cursor % FRESH];
   };
 };
 
@@ -195,6 +224,13 @@ console.log(`| variant | CPU µs/req | − ${first}, paired | of which GC µs/re
 for (const { name } of VARIANTS) {
   const s = samples.get(name);
   console.log(`| ${name} | ${median(s.map((x) => x.cpu)).toFixed(1)} | ${pairedOver(name, 'cpu').toFixed(1)} | ${median(s.map((x) => x.gc)).toFixed(1)} | ${pairedOver(name, 'gc').toFixed(1)} |`);
+}
+// PIPELINE_COMPARE=a/b,…: the median over rounds of a − b, paired within each round and process (e.g. keycard over the ideal guard).
+for (const compared of process.env.PIPELINE_COMPARE?.split(',').filter(Boolean) ?? []) {
+  const [a, b] = compared.split('/');
+  if (!samples.has(a) || !samples.has(b)) throw new Error(`PIPELINE_COMPARE ${compared}: both must be in PIPELINE_VARIANTS`);
+  const diff = (field) => median(samples.get(a).map((s) => s[field] - samples.get(b).find((o) => o.round === s.round && o.pair === s.pair)[field]));
+  console.log(`${a} − ${b}, paired: CPU ${diff('cpu').toFixed(1)} µs/req, GC ${diff('gc').toFixed(1)} µs/req`);
 }
 if (PAIRS > 1) {
   // Each process's own figure (its median over rounds, paired with the first variant's process of the same pair): the spread between processes.

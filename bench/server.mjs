@@ -155,7 +155,14 @@ for (const name of variant.split('+')) {
   if (name.includes('-revocation')) await loadRevocations(app, name);
   await app.listen(0, '127.0.0.1');
   // bench/pipeline-ab.mjs keeps its sockets open while it drives the other variants: longer than Node's 5 s.
-  if (process.env.BENCH_KEEP_ALIVE_MS) app.getHttpServer().keepAliveTimeout = Number(process.env.BENCH_KEEP_ALIVE_MS);
+  if (process.env.BENCH_KEEP_ALIVE_MS) {
+    const server = app.getHttpServer();
+    server.keepAliveTimeout = Number(process.env.BENCH_KEEP_ALIVE_MS);
+    // And longer than Node's headers and request timeouts (60 s, 300 s), which also answer 408 and
+    // close a keep-alive socket left idle that long (while the other apps of a run warm up).
+    server.headersTimeout = 0;
+    server.requestTimeout = 0;
+  }
   apps.push(app);
 }
 const [app] = apps;

@@ -3,12 +3,13 @@
  * Mercurius on Fastify, queried with `fetch` over loopback; subscriptions over graphql-ws with the
  * real `graphql-ws` client.
  */
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { Injectable, Module } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { KeycardGuard, type AgentContext } from '../lib/index.js';
+import { KeycardStrategy } from '../lib/resource-server/keycard.strategy.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectFixedDescription, expectNoLeak, forged } from './support/contexts.js';
 import { GRAPHQL_SERVERS, graphqlWsClient, postGraphQL, startGraphQLApp, type GraphQLAnswer, type GraphQLServer, type RunningGraphQLApp } from './support/graphql-app.js';
@@ -206,6 +207,22 @@ describe.each(SERVERS)('GraphQL: %s', (_name, server) => {
     expect(res.body.errors!.every((e) => e.extensions?.error === 'invalid_token' && e.extensions?.scope === 'orders:read')).toBe(true);
     expect(api.logger.lines.slice(before).filter((l) => l.startsWith('denied '))).toHaveLength(1);
     expectNoLeak(res.body, [token], api.logger.lines);
+  });
+
+  it(`${row('N10')} a valid token new to the module on 200 aliased fields of one operation: verified once, every field served with its agent`, async () => {
+    // A token's first verification does not enter the verified-token cache: the later fields take the first one's outcome.
+    const token = zone.issueToken({ scope: 'orders:read', sub: 'fields-user', client_id: 'fields-agent' });
+    const verify = jest.spyOn(api.app.get(KeycardStrategy), 'verify');
+    try {
+      const res = await gql(`{ ${Array.from({ length: 200 }, (_, i) => `a${i}: whoami`).join(' ')} }`, token);
+      expect(res.status).toBe(200);
+      expect(res.body.errors).toBeUndefined();
+      expect(Object.values(res.body.data as Record<string, unknown>)).toEqual(Array.from({ length: 200 }, () => 'fields-agent/fields-user'));
+      expect(verify).toHaveBeenCalledTimes(1);
+      expectNoLeak(res.body, [token], api.logger.lines);
+    } finally {
+      verify.mockRestore();
+    }
   });
 
   it(`${row('N8')} @Public() is honoured in GraphQL and audited with the operation instead of a route`, async () => {

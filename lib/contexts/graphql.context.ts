@@ -1,5 +1,5 @@
 import type { ExecutionContext, HttpServer } from '@nestjs/common';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { IncomingMessage, type ServerResponse } from 'node:http';
 import { parseBearerCredentials } from '../resource-server/bearer-token.extractor.js';
 import { InvalidTokenException, type KeycardException, MissingCredentialsException } from '../resource-server/keycard.exceptions.js';
 import { rawRequestOf } from '../resource-server/resource-resolver.js';
@@ -129,7 +129,14 @@ export function graphqlCarrier(context: ExecutionContext): Carrier {
   return value.req ?? value.reply?.request ?? value;
 }
 
+/**
+ * True when the carrier is a graphql-ws connection context or an unguarded Mercurius subscription.
+ * A Node HTTP request (Apollo over Express: the common case) is told apart first, by its class:
+ * Express gives each request a hidden class of its own, so every property it lacks is looked up
+ * along its whole prototype chain, each time (about 3 µs a call on the cold path; issue 24).
+ */
 function isSocketContext(carrier: Carrier): boolean {
+  if (carrier instanceof IncomingMessage) return false;
   return 'connectionParams' in carrier || typeof (carrier as SocketContext).extra === 'object' || isUnguardedSubscription(carrier);
 }
 
@@ -178,6 +185,7 @@ export class GraphQLCallKind implements CallKind {
 
   // Here and in `token`: an HTTP request (the common case) is told apart with one look at its shape.
   httpRequest(_context: ExecutionContext, carrier: Carrier): IncomingMessage | undefined {
+    if (carrier instanceof IncomingMessage) return carrier; // no `raw` to look for (see isSocketContext)
     if (carrier === EMPTY) return undefined;
     if (!isSocketContext(carrier)) return rawRequestOf(carrier);
     if (!isUnguardedSubscription(carrier)) return (carrier as SocketContext).extra?.request;
@@ -215,6 +223,7 @@ export class GraphQLCallKind implements CallKind {
    * end it at expiry, so only `@Public()` fields serve it (fail closed, one log line naming the fix).
    */
   token(_context: ExecutionContext, carrier: Carrier): string | undefined {
+    if (carrier instanceof IncomingMessage) return this.tokens.read(carrier);
     if (carrier === EMPTY) return undefined;
     if (!isSocketContext(carrier)) return this.tokens.read(rawRequestOf(carrier));
     if (isUnguardedSubscription(carrier)) this.unguarded('mercurius');

@@ -1,19 +1,24 @@
 import { Injectable, type OnApplicationBootstrap } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import type { IncomingMessage } from 'node:http';
+import { VERIFYING, type VerifyingHolder } from '../decision/shared-verification.js';
 
 /** The servers whose requests are already given a `user` field (one listener per server, whatever the number of modules). */
 const seeded = new WeakSet<object>();
 
-/** Gives a request its `user` field (undefined) as Node makes it, before any framework code sees it. */
+/**
+ * Gives a request its `user` field and the field where the calls of one GraphQL operation share
+ * their token's verification (both undefined) as Node makes it, before any framework code sees it.
+ */
 function seedUser(request: IncomingMessage): void {
   (request as IncomingMessage & { user?: unknown }).user = undefined;
+  (request as IncomingMessage & VerifyingHolder)[VERIFYING] = undefined;
 }
 
 /**
  * Over Express, gives every request its `user` field as the HTTP server emits it (a `request`
  * listener put first), so the guard's `request.user = agent` writes a field the request already
- * has. Why: Express gives each request its own prototype (`Object.setPrototypeOf` in `app.handle`)
+ * has; likewise the shared verification of a GraphQL operation's fields (`VERIFYING`). Why: Express gives each request its own prototype (`Object.setPrototypeOf` in `app.handle`)
  * and then adds fields to it, and V8 then builds a new hidden class for every request; a field
  * added after that point (`user`, by any guard) copies the request's whole shape, about 1.5 KB
  * and several µs per request (issue 24, `npm run bench:pipeline-ab`). Added by Node's own code, before

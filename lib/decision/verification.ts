@@ -9,6 +9,7 @@ import type { RouteRulesRegistry } from '../resource-server/route-rules.registry
 import type { TokenVerifier } from '../resource-server/token-verifier.js';
 import type { Call } from './call.js';
 import { admissionOf } from './earlier-admission.js';
+import { outcomeOf, VERIFYING, type VerifyingHolder } from './shared-verification.js';
 import type { TokenValidators } from './token-validator.js';
 
 /** What verification needs from the module. */
@@ -19,15 +20,6 @@ export interface VerificationParts {
   readonly options: KeycardOptions;
   readonly validators: TokenValidators;
 }
-
-/**
- * On a request whose calls share it (the fields of one GraphQL operation), the verification under
- * way for its token: later fields wait for it instead of verifying again, and its refusal is
- * logged once. Verification's own memory of the request, under a symbol no client input can set.
- */
-const VERIFYING = Symbol('keycard.verifying');
-
-type VerifyingHolder = { [VERIFYING]?: { token: string; resource: object; result: Promise<AgentContext> } };
 
 /** The outcome of verifying a call that is served without a token: a `@Public()` route, or a tool its endpoint serves so (N12). */
 export const ANONYMOUS = Symbol('keycard.anonymous');
@@ -126,20 +118,34 @@ export class Verification {
 
   /** Fields of one GraphQL operation share the request: one verification of its token, not one per field. */
   private verify(call: Call): AgentContext | Promise<AgentContext> {
-    const { carrier } = call;
     const token = call.token!;
     const resource = call.resource!;
-    const shared = call.kind.sharedCarrier && !call.isConnection;
-    const holder = carrier as VerifyingHolder;
-    const pending = shared ? holder[VERIFYING] : undefined;
-    if (pending !== undefined && pending.token === token && pending.resource === resource) {
+    const { verifier } = this.parts;
+    if (!call.kind.sharedCarrier || call.isConnection) return verifier.verify(token, resource);
+    const holder = call.carrier as VerifyingHolder;
+    const shared = holder[VERIFYING];
+    if (shared !== undefined && shared.token === token && shared.resource === resource) {
       call.repeated = true;
-      return pending.result;
+      return outcomeOf(shared);
     }
-    if (!shared) return this.parts.verifier.verify(token, resource);
-    const agent = this.parts.verifier.verifyShared(token, resource);
-    if (agent instanceof Promise) holder[VERIFYING] = { token, resource, result: agent };
-    return agent;
+    return verifier.cached(token, resource) ?? this.verifiedOnce(holder, token, resource);
+  }
+
+  /**
+   * A token the cache does not hold, verified for the request's first call and its outcome left on
+   * the request for the later ones: synchronously while the zone's keys are fresh (no promise, as
+   * over HTTP), its promise while they are fetched.
+   * @throws what the verification threw, also kept for the later calls.
+   */
+  private verifiedOnce(holder: VerifyingHolder, token: string, resource: ProtectedResource): AgentContext | Promise<AgentContext> {
+    try {
+      const agent = this.parts.verifier.verifyUncached(token, resource);
+      holder[VERIFYING] = { token, resource, agent, failed: false, error: undefined };
+      return agent;
+    } catch (error) {
+      holder[VERIFYING] = { token, resource, agent: undefined, failed: true, error };
+      throw error;
+    }
   }
 
   /**

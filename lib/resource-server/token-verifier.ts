@@ -35,13 +35,19 @@ export class TokenVerifier {
     return this.verifiedTokens.get(token, resource.id) ?? this.verifyAndRemember(token, resource);
   }
 
+  /** The agent the verified-token cache holds for `token` meant for `resource`, or undefined. */
+  cached(token: string, resource: ProtectedResource): AgentContext | undefined {
+    return this.verifiedTokens.get(token, resource.id);
+  }
+
   /**
-   * {@link verify} for a token that several calls share (the fields of one GraphQL request): a
-   * miss answers with a promise, also when it failed at once, so later calls await that one
-   * verification instead of repeating it (catalogue O3: verified once).
+   * {@link verify} past the cache, for a caller that looked in it already ({@link cached}) and
+   * shares the outcome between several calls (the fields of one GraphQL request; catalogue O3:
+   * verified once). The outcome is remembered as by {@link verify}.
+   * @throws (or rejects with) what {@link verify} throws.
    */
-  verifyShared(token: string, resource: ProtectedResource): AgentContext | Promise<AgentContext> {
-    return this.verifiedTokens.get(token, resource.id) ?? new Promise((resolve) => resolve(this.verifyAndRemember(token, resource)));
+  verifyUncached(token: string, resource: ProtectedResource): AgentContext | Promise<AgentContext> {
+    return this.verifyAndRemember(token, resource);
   }
 
   /**
