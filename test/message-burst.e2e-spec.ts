@@ -1,6 +1,7 @@
 /**
- * O5: a burst of refused messages on a per-message door costs the same per message however long the
- * burst (a refusal is O(1)), and never stalls the event loop past the row's bound. A socket.io
+ * O5: a burst of refused messages on a per-message door costs, per message, a bounded multiple of the
+ * same burst served, however many messages the connection refused before (a refusal is O(1)), and
+ * never stalls the event loop past the row's bound. A socket.io
  * `@SubscribeMessage('write')` and a `ws` one that require `orders:write`, and a graphql-ws
  * `subscribe` of a field that requires it, from a connection whose token lacks it: every message is
  * refused in its context's shape. Mercurius subscriptions (Fastify) the same way as graphql-ws.
@@ -202,30 +203,60 @@ describe.each(['socket.io', 'ws', 'graphql-ws', 'mercurius'] as const)('O5 a bur
   const served = async () => {
     const reference = await burstOf(10_000, SERVED[platform].name);
     expect(new Set(reference.answers.map((a) => JSON.stringify(a)))).toEqual(new Set([JSON.stringify(SERVED[platform].answer)]));
-    return reference.stall;
+    return reference;
   };
 
-  it(`O5 ${platform}: 10 000 messages lacking orders:write are each refused insufficient_scope (graphql-ws: FORBIDDEN) naming it, the event loop never blocked past the bound, and the cost is linear (time(10 000) / time(1 000) ≤ 12)`, async () => {
-    const big = await burstOf(10_000);
-    expect(big.answers).toHaveLength(10_000);
-    const shapes = new Set(big.answers.map((a) => JSON.stringify(platform === 'socket.io' ? { event: 'exception', data: a } : a)));
+  /**
+   * time(1 000) as the row means it: what a burst of 1 000 refused messages takes, averaged over ten
+   * bursts in a row, so it carries its share of the collections and preemptions a burst of 10 000
+   * always meets (the best single burst of 1 000 can miss them all: 10.4–11.4 × on a quiet machine
+   * with no per-message growth, 12.6 once).
+   */
+  const thousandsTime = async () => {
+    let ms = 0;
+    for (let j = 0; j < 10; j++) {
+      const run = await burstOf(1_000);
+      expect(run.answers).toHaveLength(1_000);
+      ms += run.ms;
+    }
+    return ms / 10;
+  };
+
+  /**
+   * The cost bound compares bursts of the same size, refused and served, taken in turn on the same
+   * connection: both carry the same collections, the same share of a busy machine's preemptions and
+   * the same fixed costs, so their ratio holds still where time(10 000) / time(1 000) did not (a
+   * best-of-5 burst of 1 000 can miss every major collection and preemption, one of 10 000 never
+   * does: 10.4–11.4 for every door on a quiet machine with no per-message growth, 12.6 once).
+   * Refused / served measured 1.0–1.9 on a quiet and on a busy machine (Mercurius the highest: it
+   * logs and formats each failed subscription). The refused bursts come after the connection refused
+   * 10 000 messages, so a refusal whose cost grows with the connection's refusals, or with the burst,
+   * shows: a loop over the connection's earlier refusals in the refusal path (a few ns an element)
+   * made it 2.8–5.3, and graphql-ws ran out of time.
+   */
+  it(`O5 ${platform}: 10 000 messages lacking orders:write are each refused insufficient_scope (graphql-ws: FORBIDDEN) naming it, the event loop never blocked past the bound, and the cost is linear: after 10 000 refusals on the connection, a refused message costs at most 2.5 served ones (best of 5 alternated: time(10 000 refused) ≤ 2.5 × time(10 000 served)), and time(10 000) / time(1 000) ≤ 12 (time(1 000): the mean of ten bursts of 1 000)`, async () => {
+    const first = await burstOf(10_000);
+    expect(first.answers).toHaveLength(10_000);
+    const shapes = new Set(first.answers.map((a) => JSON.stringify(platform === 'socket.io' ? { event: 'exception', data: a } : a)));
     expect([...shapes].map((s) => JSON.parse(s) as unknown)).toEqual([REFUSED[platform]]);
     // Best of alternated runs, for times and stalls alike: a busy machine (the process not scheduled
     // for a while, which the delay monitor counts as a stall) or a major GC landing in one run slows
-    // single runs; a refusal that holds the loop does so in every run.
-    let small = Infinity;
-    let large = big.ms;
-    let refusedStall = big.stall;
-    let servedStall = Infinity;
+    // single runs; a refusal that holds the loop, or costs more, does so in every run.
+    const best = { refused: Infinity, served: Infinity, small: Infinity, refusedStall: first.stall, servedStall: Infinity };
     for (let i = 0; i < 5; i++) {
-      if (i < 3) servedStall = Math.min(servedStall, await served());
-      small = Math.min(small, (await burstOf(1_000)).ms);
+      const reference = await served();
       const run = await burstOf(10_000);
-      large = Math.min(large, run.ms);
-      refusedStall = Math.min(refusedStall, run.stall);
+      best.served = Math.min(best.served, reference.ms);
+      best.servedStall = Math.min(best.servedStall, reference.stall);
+      best.refused = Math.min(best.refused, run.ms);
+      best.refusedStall = Math.min(best.refusedStall, run.stall);
+      if (i < 3) best.small = Math.min(best.small, await thousandsTime());
     }
-    expect(refusedStall).toBeLessThanOrEqual(Math.max(200, 3 * servedStall));
-    expect(large / small).toBeLessThanOrEqual(12);
+    // The figures, for a run that measures them (`O5_FIGURES=1`): a timing suite's passing runs say nothing otherwise.
+    if (process.env.O5_FIGURES) process.stdout.write(`O5 ${platform} figures (ms): ${JSON.stringify(best)}, refused/served ${(best.refused / best.served).toFixed(2)}\n`);
+    expect(best.refusedStall).toBeLessThanOrEqual(Math.max(200, 3 * best.servedStall));
+    expect(best.refused / best.served).toBeLessThanOrEqual(2.5);
+    expect(best.refused / best.small).toBeLessThanOrEqual(12); // the row's own bound: time(10 000) / time(1 000) ≤ 12
     for (const line of api.logger.lines) expect(line.includes(token.split('.')[2]!)).toBe(false);
-  }, 240_000); // graphql-ws parses, validates and subscribes each message before the guard: ~95 000 of them
+  }, 240_000); // graphql-ws parses, validates and subscribes each message before the guard: 110 000 of them
 });

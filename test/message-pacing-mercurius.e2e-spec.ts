@@ -13,7 +13,7 @@ import { MESSAGES_PER_TURN } from '../lib/contexts/message-pacing.js';
 import { TestZone } from '../lib/testing/index.js';
 import { R } from './support/forge.js';
 import { TurnCounter } from './support/turn-counter.js';
-import { startGraphQLApp } from './support/graphql-app.js';
+import { acknowledgedGraphQLWs, startGraphQLApp } from './support/graphql-app.js';
 
 const turns = new TurnCounter();
 
@@ -82,13 +82,45 @@ async function burst(url: string, token: string, field: string, count: number): 
   return answers;
 }
 
+/** What a test reads of Mercurius's connection object (`this` of the app's `onConnect`): its subscriptions by id. */
+interface MercuriusSubscriptions {
+  subscriptionContexts: Map<string, unknown>;
+  subscriptionIters: Map<string, unknown>;
+}
+
+/** Sends `count` `subscribe` frames of `field` on an acknowledged connection and resolves once each id has its first answer. */
+async function subscribeMany(socket: WebSocket, field: string, count: number): Promise<Frame[]> {
+  const answers = new Map<string, Frame>();
+  const done = new Promise<void>((resolve) => {
+    const listener = (raw: WebSocket.RawData) => {
+      const frame = JSON.parse(String(raw)) as Frame;
+      if ((frame.type !== 'next' && frame.type !== 'error') || answers.has(frame.id!)) return;
+      answers.set(frame.id!, frame);
+      if (answers.size === count) {
+        socket.off('message', listener);
+        resolve();
+      }
+    };
+    socket.on('message', listener);
+  });
+  for (let i = 0; i < count; i++) socket.send(JSON.stringify({ id: `${field}-${i}`, type: 'subscribe', payload: { query: `subscription { ${field} }` } }));
+  await done;
+  return [...answers.values()];
+}
+
 describe('O5 Mercurius subscriptions', () => {
   let zone: TestZone;
   let gql: Awaited<ReturnType<typeof startGraphQLApp>>;
+  /** Mercurius's connection objects, in the order they opened (the app's own `onConnect` is called on them). */
+  const connections: MercuriusSubscriptions[] = [];
 
   beforeAll(async () => {
     zone = await TestZone.start({ audience: R });
-    gql = await startGraphQLApp('mercurius', { zoneUrl: zone.issuer, resource: R }, { providers: [Ticks], mercuriusSubscription: [] });
+    const onConnect = function (this: MercuriusSubscriptions) {
+      connections.push(this);
+      return true;
+    };
+    gql = await startGraphQLApp('mercurius', { zoneUrl: zone.issuer, resource: R }, { providers: [Ticks], mercuriusSubscription: [{ onConnect }] });
     turns.start();
   });
   afterAll(async () => {
@@ -112,6 +144,22 @@ describe('O5 Mercurius subscriptions', () => {
     expect(answers.map((a) => a.id)).toEqual(Array.from({ length: 3_000 }, (_, i) => String(i)));
     const codes = new Set(answers.map((a) => JSON.stringify(errorsOf(a)?.map((e) => [e.extensions?.code, e.extensions?.error, e.extensions?.scope]))));
     expect([...codes]).toEqual([JSON.stringify([['FORBIDDEN', 'insufficient_scope', 'orders:write']])]);
+    for (const line of gql.logger.lines) expect(line.includes(token.split('.')[2]!)).toBe(false);
+  }, 60_000);
+
+  it('O5 mercurius: 2 000 refused subscriptions on one open connection leave nothing behind on it (Mercurius kept the stream and result of every subscription whose subscribe failed until the connection closed), and the connection still serves', async () => {
+    const token = zone.issueToken({ client_id: 'agent-mercurius-kept', scope: 'orders:read' });
+    const socket = await acknowledgedGraphQLWs(gql.wsUrl, token);
+    try {
+      const connection = connections.at(-1)!;
+      const refused = await subscribeMany(socket, 'writes', 2_000);
+      expect(new Set(refused.map((a) => JSON.stringify(errorsOf(a)?.map((e) => [e.extensions?.code, e.extensions?.error]))))).toEqual(new Set([JSON.stringify([['FORBIDDEN', 'insufficient_scope']])]));
+      expect([connection.subscriptionContexts.size, connection.subscriptionIters.size]).toEqual([0, 0]);
+      const served = await subscribeMany(socket, 'ticks', 10);
+      expect(new Set(served.map((a) => JSON.stringify(a.payload)))).toEqual(new Set([JSON.stringify({ data: { ticks: 1 } })]));
+    } finally {
+      socket.terminate();
+    }
     for (const line of gql.logger.lines) expect(line.includes(token.split('.')[2]!)).toBe(false);
   }, 60_000);
 });

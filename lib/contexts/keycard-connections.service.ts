@@ -107,6 +107,12 @@ interface MercuriusConnection {
   context?: { request?: { raw?: IncomingMessage } };
   /** The Fastify plugin context Mercurius's subscription route lives in. */
   fastify?: FastifyWithWebSockets;
+  /** Mercurius's subscriptions of the connection: the `subscribe()` result by subscription id. */
+  subscriptionIters?: Map<unknown, unknown>;
+  /** Sends a subscription's error (`error` message). */
+  sendError?(error: unknown, id: unknown): unknown;
+  /** Ends a subscription as the client's `complete` does: its context and result leave the connection's maps. */
+  handleGQLComplete?(id: unknown): unknown;
 }
 
 /** A Fastify instance (a plugin context), read by shape: `fastify` is never imported. */
@@ -138,6 +144,30 @@ const CANCEL_EXPIRY = Symbol('keycard.cancel-expiry');
 
 /** Mercurius connections whose `connection_init` Keycard already judged (the principal is bound once). */
 const initialised = new WeakSet<object>();
+
+/**
+ * Mercurius (16.x) keeps each subscription's context (a stream) and `subscribe()` result in maps of
+ * its connection until the client completes it or the connection closes, but a subscription whose
+ * `subscribe()` answered errors (every refused one) is answered `error` and never completed: each
+ * refused message left ~2.7 KB on its connection until it closed (the O5 burst suite's 65 000
+ * refusals on one connection: ~175 MB, marked by every major collection). Once Mercurius sends such a
+ * subscription's error, it is ended as a `complete` would end it. Read by shape; a Mercurius
+ * without these members is left as it is.
+ */
+function forgetFailedSubscriptions(connection: MercuriusConnection): void {
+  const { sendError, handleGQLComplete } = connection;
+  if (typeof sendError !== 'function' || typeof handleGQLComplete !== 'function') return;
+  connection.sendError = function (this: MercuriusConnection, error: unknown, id: unknown) {
+    if (failedSubscribe(this.subscriptionIters?.get(id))) handleGQLComplete.call(this, id);
+    return sendError.call(this, error, id);
+  };
+}
+
+/** A `subscribe()` result that is an execution result with errors, not an event stream. */
+function failedSubscribe(result: unknown): boolean {
+  return typeof result === 'object' && result !== null && Array.isArray((result as { errors?: unknown }).errors)
+    && typeof (result as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] !== 'function';
+}
 
 /**
  * Verifies WebSocket connections when they open, through the guard's own verification path (one
@@ -314,6 +344,7 @@ export class KeycardConnections implements OnApplicationBootstrap, OnApplication
           return false;
         }
         initialised.add(this!);
+        forgetFailedSubscriptions(this!);
         // Frames that come while the connection is judged wait here, not in Mercurius's queue, which
         // it would handle back to back once onConnect is done (O5).
         const release = holdMessages(socket);
