@@ -9,7 +9,7 @@ import type { RouteRulesRegistry } from '../resource-server/route-rules.registry
 import type { TokenVerifier } from '../resource-server/token-verifier.js';
 import type { Call } from './call.js';
 import { admissionOf } from './earlier-admission.js';
-import { outcomeOf, VERIFYING, type VerifyingHolder } from './shared-verification.js';
+import { type SharedVerification, VERIFYING, type VerifyingHolder } from './shared-verification.js';
 import type { TokenValidators } from './token-validator.js';
 
 /** What verification needs from the module. */
@@ -124,11 +124,35 @@ export class Verification {
     if (!call.kind.sharedCarrier || call.isConnection) return verifier.verify(token, resource);
     const holder = call.carrier as VerifyingHolder;
     const shared = holder[VERIFYING];
-    if (shared !== undefined && shared.token === token && shared.resource === resource) {
-      call.repeated = true;
-      return outcomeOf(shared);
-    }
+    if (shared !== undefined && shared.token === token && shared.resource === resource) return this.sharedOutcome(call, shared);
     return verifier.cached(token, resource) ?? this.verifiedOnce(holder, token, resource);
+  }
+
+  /**
+   * A later call's share of its request's verification. Only a failed verification is a repeated
+   * refusal, logged by the call that first met it (`call.repeated`); an agent is judged afresh
+   * against this call's own requirements, and a refusal of them (another scope) is this call's own,
+   * logged once for the request like any other. The agent must still be valid: a request can
+   * outlive its token (an app whose GraphQL context hands graphql-ws operations the connection's
+   * upgrade request as `req` shares it between every operation of the connection).
+   * @throws (or rejects with) what the shared verification threw, or InvalidTokenException
+   *   (`expired`) once the agent's token expired.
+   */
+  private sharedOutcome(call: Call, shared: SharedVerification): AgentContext | Promise<AgentContext> {
+    if (shared.failed) {
+      call.repeated = true;
+      throw shared.error;
+    }
+    const { contexts } = this.parts;
+    const agent = shared.agent!;
+    if (!(agent instanceof Promise)) return contexts.stillValid(agent);
+    return agent.then(
+      (verified) => contexts.stillValid(verified),
+      (error: unknown) => {
+        call.repeated = true;
+        throw error;
+      },
+    );
   }
 
   /**
