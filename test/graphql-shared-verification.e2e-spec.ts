@@ -4,13 +4,26 @@
  * the operation's later fields. Real apps on loopback (Apollo on Express, Mercurius on Fastify),
  * the real local zone, `fetch`.
  */
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
+import { Query, Resolver } from '@nestjs/graphql';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
+import { Agent, OptionalAuth, type AgentContext } from '../lib/index.js';
+import { KeycardStrategy } from '../lib/resource-server/keycard.strategy.js';
 import { TestZone } from '../lib/testing/index.js';
-import { expectNoLeak } from './support/contexts.js';
+import { expectNoLeak, forged } from './support/contexts.js';
 import { GRAPHQL_SERVERS, postGraphQL, startGraphQLApp, type RunningGraphQLApp } from './support/graphql-app.js';
 import { R } from './support/forge.js';
+
+/** An `@OptionalAuth()` field beside the suite app's fields: the agent's id, or `anonymous`. */
+@Resolver()
+class OptionalResolver {
+  @OptionalAuth()
+  @Query(() => String, { nullable: true })
+  maybe(@Agent() agent?: AgentContext): string {
+    return agent === undefined ? 'anonymous' : `agent:${agent.clientId}`;
+  }
+}
 
 describe.each(GRAPHQL_SERVERS)('GraphQL shared verification of a token new to the module: %s', (_name, server) => {
   const row = (id: string) => (server === 'apollo' ? id : `N4 (${id})`);
@@ -19,7 +32,7 @@ describe.each(GRAPHQL_SERVERS)('GraphQL shared verification of a token new to th
 
   beforeAll(async () => {
     zone = await TestZone.start({ audience: R });
-    api = await startGraphQLApp(server, { zoneUrl: zone.issuer, resource: R, auditLog: true });
+    api = await startGraphQLApp(server, { zoneUrl: zone.issuer, resource: R, auditLog: true }, { providers: [OptionalResolver] });
   });
   afterAll(async () => {
     await api?.close();
@@ -41,6 +54,43 @@ describe.each(GRAPHQL_SERVERS)('GraphQL shared verification of a token new to th
     expect(denials(before)).toHaveLength(1);
     expect(denials(before)[0]).toMatch(/status=403 reason=insufficient_scope/);
     expectNoLeak(res.body, [token], api.logger.lines);
+  });
+
+  it(`${row('O3')} a forged token new to the module on 50 aliases beside a public and an @OptionalAuth() field: verified once, every protected field and the optional one refused, the public one served, one denial line`, async () => {
+    const token = forged(zone.issueToken({ scope: 'orders:read' }));
+    const verify = jest.spyOn(api.app.get(KeycardStrategy), 'verify');
+    const before = api.logger.lines.length;
+    try {
+      const res = await gql(`{ health maybe ${Array.from({ length: 50 }, (_, i) => `a${i}: whoami`).join(' ')} }`, token);
+      expect(res.status).toBe(200);
+      expect(res.body.data).toMatchObject({ health: 'ok', a0: null, a49: null });
+      expect(res.body.errors).toHaveLength(51);
+      for (const error of res.body.errors!) expect(error.extensions).toMatchObject({ code: 'UNAUTHENTICATED', error: 'invalid_token' });
+      expect(verify).toHaveBeenCalledTimes(1);
+      expect(denials(before)).toHaveLength(1);
+      expectNoLeak(res.body, [token], api.logger.lines);
+    } finally {
+      verify.mockRestore();
+    }
+  });
+
+  it(`${row('T15')} the zone's keys not fresh (an unseen kid, JWKS down): the @OptionalAuth() field is served anonymously and the protected field answers 503 in either order, nothing leaked, no 500`, async () => {
+    zone.faults.jwks = { kind: 'status', status: 500 };
+    const token = zone.issueToken({ client_id: 'agent-outage', scope: 'orders:read' }, { kid: zone.rotateKeys() });
+    try {
+      for (const [i, query] of ['{ maybe whoami }', '{ whoami maybe }'].entries()) {
+        api.clock.offsetMs = 31_000 * (i + 1); // past the refetch cooldown each time
+        const res = await gql(query, token);
+        expect({ query, status: res.status }).toEqual({ query, status: 200 });
+        expect(res.body.data).toEqual({ maybe: 'anonymous', whoami: null });
+        expect(res.body.errors).toHaveLength(1);
+        expect(res.body.errors![0].extensions).toMatchObject({ code: 'SERVICE_UNAVAILABLE' });
+        expectNoLeak(res.body, [token], api.logger.lines);
+      }
+    } finally {
+      api.clock.offsetMs = 0;
+      zone.reset();
+    }
   });
 });
 
@@ -95,5 +145,72 @@ describe('GraphQL shared verification on a request that outlives its first verif
     } finally {
       api.clock.offsetMs = 0;
     }
+  });
+});
+
+/**
+ * An Express app whose own middleware sets `req.user` before the module (passport's session, another
+ * auth middleware): not a Keycard agent. Apollo over Express only: the request `HttpRequestShape` seeds.
+ * (A request the app freezes or seals breaks Express's router and Node's own writes before any guard runs.)
+ */
+describe('GraphQL over Express with the app\'s own req.user', () => {
+  let zone: TestZone;
+  let api: RunningGraphQLApp;
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    api = await startGraphQLApp(
+      'apollo',
+      { zoneUrl: zone.issuer, resource: R },
+      {
+        configure: (app) =>
+          app.use((req: { user?: unknown; headers: Record<string, unknown> }, _res: unknown, next: () => void) => {
+            // passport's deserializeUser, or another auth middleware: an identity of the app's own
+            req.user = { clientId: 'session-agent', userId: 'mallory', scopes: ['orders:read'], issuer: zone.issuer };
+            next();
+          }),
+      },
+    );
+  });
+  afterAll(async () => {
+    await api?.close();
+    await zone?.stop();
+  });
+
+  const post = (body: unknown, headers: Record<string, string> = {}) =>
+    fetch(api.url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+
+  it('N1 an app\'s own req.user (a session identity) admits nothing: no token → UNAUTHENTICATED 401, with a valid token the agent is the token\'s', async () => {
+    const refused = await postGraphQL(api.url, '{ whoami }');
+    expect(refused.status).toBe(401);
+    expect(refused.body.errors?.[0].extensions).toMatchObject({ code: 'UNAUTHENTICATED' });
+    const token = zone.issueToken({ client_id: 'agent-real', sub: 'alice', scope: 'orders:read' });
+    const admitted = await postGraphQL(api.url, '{ a: whoami b: whoami }', token);
+    expect(admitted.body).toEqual({ data: { a: 'agent-real/alice', b: 'agent-real/alice' } });
+    expectNoLeak(admitted.body, [token], api.logger.lines);
+  });
+
+  it('O4 a batch (array body), token new to the module lacking orders:read: the second operation\'s refused field is logged once, the first operation served', async () => {
+    const token = zone.issueToken({ client_id: 'agent-batch', scope: 'profile' });
+    const before = api.logger.lines.length;
+    const res = await post([{ query: '{ orders { by } }' }, { query: '{ whoami }' }], { authorization: `Bearer ${token}` });
+    const text = await res.text();
+    expect(res.status).toBe(200);
+    const [first, second] = JSON.parse(text) as { data?: unknown; errors?: { extensions?: Record<string, unknown> }[] }[];
+    expect(first).toEqual({ data: { orders: [{ by: 'agent-batch' }] } });
+    expect(second.data).toEqual({ whoami: null });
+    expect(second.errors?.[0].extensions).toMatchObject({ code: 'FORBIDDEN', error: 'insufficient_scope', scope: 'orders:read' });
+    expect(api.logger.lines.slice(before).filter((l) => l.startsWith('denied '))).toHaveLength(1);
+    expectNoLeak(text, [token], api.logger.lines);
+  });
+
+  it('N1 JSON bodies cannot reach the kept verification: __proto__ and symbol-named keys in the body change nothing', async () => {
+    const res = await fetch(api.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"query":"{ whoami }","__proto__":{"user":{"clientId":"x"}},"Symbol(keycard.verifying)":{"failed":false,"agent":{"clientId":"x"}}}',
+    });
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { errors: { extensions: { code: string } }[] }).errors[0].extensions.code).toBe('UNAUTHENTICATED');
   });
 });
