@@ -14,6 +14,7 @@ import { TestZone } from '../lib/testing/index.js';
 import { expectNoLeak, forged } from './support/contexts.js';
 import { GRAPHQL_SERVERS, postGraphQL, startGraphQLApp, type RunningGraphQLApp } from './support/graphql-app.js';
 import { R } from './support/forge.js';
+import { auditRecordsV1 } from './support/audit-records.js';
 
 /** An `@OptionalAuth()` field beside the suite app's fields: the agent's id, or `anonymous`. */
 @Resolver()
@@ -41,6 +42,12 @@ describe.each(GRAPHQL_SERVERS)('GraphQL shared verification of a token new to th
 
   const gql = (query: string, token?: string) => postGraphQL(api.url, query, token);
   const denials = (from: number) => api.logger.lines.slice(from).filter((l) => l.startsWith('denied '));
+  /** The request's audit records (written as its response finishes). */
+  const auditRecords = async (from: number) => {
+    const records = () => auditRecordsV1(api.logger.lines.slice(from));
+    for (let waited = 0; records().length === 0 && waited < 2000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+    return records();
+  };
 
   it(`${row('N3')} a scoped field refused after an admitted field of the same operation, token new to the module: the refusal is logged once (not 0 times)`, async () => {
     const token = zone.issueToken({ client_id: 'agent-first', scope: 'profile' });
@@ -53,6 +60,8 @@ describe.each(GRAPHQL_SERVERS)('GraphQL shared verification of a token new to th
     expect(res.challenge?.params.error).toBe('insufficient_scope');
     expect(denials(before)).toHaveLength(1);
     expect(denials(before)[0]).toMatch(/status=403 reason=insufficient_scope/);
+    const records = await auditRecords(before);
+    expect(records).toEqual([expect.objectContaining({ reason: 'insufficient_scope', refused: ['Query.whoami'] })]);
     expectNoLeak(res.body, [token], api.logger.lines);
   });
 
