@@ -11,7 +11,7 @@ import WebSocket from 'ws';
 import { Agent, OptionalAuth, type AgentContext } from '../lib/index.js';
 import { KeycardStrategy } from '../lib/resource-server/keycard.strategy.js';
 import { TestZone } from '../lib/testing/index.js';
-import { expectNoLeak, forged } from './support/contexts.js';
+import { expectFixedDescription, expectNoLeak, forged } from './support/contexts.js';
 import { GRAPHQL_SERVERS, postGraphQL, startGraphQLApp, type RunningGraphQLApp } from './support/graphql-app.js';
 import { R } from './support/forge.js';
 import { auditRecordsV1 } from './support/audit-records.js';
@@ -221,5 +221,44 @@ describe('GraphQL over Express with the app\'s own req.user', () => {
     });
     expect(res.status).toBe(401);
     expect(((await res.json()) as { errors: { extensions: { code: string } }[] }).errors[0].extensions.code).toBe('UNAUTHENTICATED');
+  });
+});
+
+/**
+ * An app whose GraphQL context hands resolvers a read-only request of its own making (a frozen copy
+ * of the headers): not an IncomingMessage, nowhere to keep the shared verification.
+ */
+describe.each(GRAPHQL_SERVERS)('GraphQL with an app\'s frozen context request: %s', (_name, server) => {
+  const row = (id: string) => (server === 'apollo' ? id : `N4 (${id})`);
+  let zone: TestZone;
+  let api: RunningGraphQLApp;
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R });
+    type NodeLike = { headers: unknown; rawHeaders: unknown };
+    const frozen = ({ headers, rawHeaders }: NodeLike) => ({ req: Object.freeze({ headers, rawHeaders, method: 'POST', url: '/graphql' }) });
+    const context = server === 'apollo' ? (ctx: { req: NodeLike }) => frozen(ctx.req) : (request: { raw: NodeLike }) => frozen(request.raw);
+    api = await startGraphQLApp(server, { zoneUrl: zone.issuer, resource: R }, { graphql: { context } });
+  });
+  afterAll(async () => {
+    await api?.close();
+    await zone?.stop();
+  });
+
+  it(`${row('N10')} every field refused as a GraphQL refusal, with or without a token: never INTERNAL_SERVER_ERROR, a TypeError's message or a stack`, async () => {
+    // Pre-existing: the admission writes \`user\` on the carrier, so even a valid token is refused here (fail closed).
+    const token = zone.issueToken({ client_id: 'agent-frozen', sub: 'alice', scope: 'orders:read' });
+    for (const bearer of [undefined, token, forged(token)]) {
+      const res = await postGraphQL(api.url, '{ a: whoami b: whoami }', bearer);
+      expect(res.status).not.toBe(500);
+      expect(res.body.data).toEqual({ a: null, b: null });
+      expect(res.body.errors).toHaveLength(2);
+      for (const error of res.body.errors!) {
+        expect(error.extensions).toMatchObject({ code: 'UNAUTHENTICATED' });
+        expectFixedDescription(error.message);
+      }
+      expect(res.text).not.toMatch(/TypeError|not extensible|\.ts:\d+/);
+      expectNoLeak(res.body, [token], api.logger.lines);
+    }
   });
 });

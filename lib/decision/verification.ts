@@ -164,10 +164,10 @@ export class Verification {
   private verifiedOnce(holder: VerifyingHolder, token: string, resource: ProtectedResource): AgentContext | Promise<AgentContext> {
     try {
       const agent = this.parts.verifier.verifyUncached(token, resource);
-      holder[VERIFYING] = { token, resource, agent, failed: false, error: undefined };
+      keep(holder, { token, resource, agent, failed: false, error: undefined });
       return agent;
     } catch (error) {
-      holder[VERIFYING] = { token, resource, agent: undefined, failed: true, error };
+      keep(holder, { token, resource, agent: undefined, failed: true, error });
       throw error;
     }
   }
@@ -182,4 +182,13 @@ export class Verification {
     if (rules.resource !== undefined) return rules.resource;
     return raw === undefined ? this.parts.contexts.resourceFor(undefined) : this.parts.routeRules.resourceFor(rules, call.carrier, raw);
   }
+}
+
+/**
+ * Leaves a verification's outcome on its request for the later calls. A request that cannot take a
+ * field (an app's own frozen object as its GraphQL context's `req`) keeps nothing: each of its calls
+ * verifies for itself, as a refusal never turns into an internal error.
+ */
+function keep(holder: VerifyingHolder, shared: SharedVerification): void {
+  if (Object.isExtensible(holder)) holder[VERIFYING] = shared;
 }
