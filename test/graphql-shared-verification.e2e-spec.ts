@@ -83,17 +83,20 @@ describe.each(GRAPHQL_SERVERS)('GraphQL shared verification of a token new to th
     }
   });
 
-  it(`${row('T15')} the zone's keys not fresh (an unseen kid, JWKS down): the @OptionalAuth() field is served anonymously and the protected field answers 503 in either order, nothing leaked, no 500`, async () => {
+  it(`${row('T15')} the zone's keys not fresh (an unseen kid, JWKS down): the @OptionalAuth() field is served anonymously and the protected field answers 503 in either order, logged once, nothing leaked, no 500`, async () => {
     zone.faults.jwks = { kind: 'status', status: 500 };
     const token = zone.issueToken({ client_id: 'agent-outage', scope: 'orders:read' }, { kid: zone.rotateKeys() });
     try {
       for (const [i, query] of ['{ maybe whoami }', '{ whoami maybe }'].entries()) {
         api.clock.offsetMs = 31_000 * (i + 1); // past the refetch cooldown each time
+        const before = api.logger.lines.length;
         const res = await gql(query, token);
         expect({ query, status: res.status }).toEqual({ query, status: 200 });
         expect(res.body.data).toEqual({ maybe: 'anonymous', whoami: null });
         expect(res.body.errors).toHaveLength(1);
         expect(res.body.errors![0].extensions).toMatchObject({ code: 'SERVICE_UNAVAILABLE' });
+        // The 503 is logged once, also when the @OptionalAuth() field met the outage first (and was served).
+        expect({ query, denials: denials(before) }).toEqual({ query, denials: ['denied graphql query anonymous.whoami status=503 reason=zone_unavailable'] });
         expectNoLeak(res.body, [token], api.logger.lines);
       }
     } finally {

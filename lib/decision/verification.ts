@@ -124,35 +124,25 @@ export class Verification {
     if (!call.kind.sharedCarrier || call.isConnection) return verifier.verify(token, resource);
     const holder = call.carrier as VerifyingHolder;
     const shared = holder[VERIFYING];
-    if (shared !== undefined && shared.token === token && shared.resource === resource) return this.sharedOutcome(call, shared);
+    if (shared !== undefined && shared.token === token && shared.resource === resource) return this.sharedOutcome(shared);
     return verifier.cached(token, resource) ?? this.verifiedOnce(holder, token, resource);
   }
 
   /**
-   * A later call's share of its request's verification. Only a failed verification is a repeated
-   * refusal, logged by the call that first met it (`call.repeated`); an agent is judged afresh
-   * against this call's own requirements, and a refusal of them (another scope) is this call's own,
-   * logged once for the request like any other. The agent must still be valid: a request can
-   * outlive its token (an app whose GraphQL context hands graphql-ws operations the connection's
-   * upgrade request as `req` shares it between every operation of the connection).
+   * A later call's share of its request's verification: what it threw, or its agent, judged afresh
+   * against this call's own requirements. A refusal is logged once per request (`Refusals`), by
+   * whichever call is refused first: an `@OptionalAuth()` field that met the outage first is
+   * served, not refused. The agent must still be valid: a request can outlive its token (an app
+   * whose GraphQL context hands graphql-ws operations the connection's upgrade request as `req`
+   * shares it between every operation of the connection).
    * @throws (or rejects with) what the shared verification threw, or InvalidTokenException
    *   (`expired`) once the agent's token expired.
    */
-  private sharedOutcome(call: Call, shared: SharedVerification): AgentContext | Promise<AgentContext> {
-    if (shared.failed) {
-      call.repeated = true;
-      throw shared.error;
-    }
+  private sharedOutcome(shared: SharedVerification): AgentContext | Promise<AgentContext> {
+    if (shared.failed) throw shared.error;
     const { contexts } = this.parts;
     const agent = shared.agent!;
-    if (!(agent instanceof Promise)) return contexts.stillValid(agent);
-    return agent.then(
-      (verified) => contexts.stillValid(verified),
-      (error: unknown) => {
-        call.repeated = true;
-        throw error;
-      },
-    );
+    return agent instanceof Promise ? agent.then((verified) => contexts.stillValid(verified)) : contexts.stillValid(agent);
   }
 
   /**
