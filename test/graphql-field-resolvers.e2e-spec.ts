@@ -194,6 +194,16 @@ describe.each(SERVERS)('GraphQL field resolvers with fieldResolverEnhancers: [gu
     expect(res.body).toEqual({ data: { stats: { name: 'shop', revenue: 'REVENUE-OF-shop' } } });
   });
 
+  it(`${row('N3')} a token new to the module: the undecorated field resolver admitted, the scoped one after it refused (a non-null field: data null) and logged once (not 0 times)`, async () => {
+    const token = zone.issueToken({ scope: 'profile' });
+    const before = api.logger.lines.length;
+    const res = await gql('{ stats { visitors revenue } }', token);
+    expect(res.status).toBe(200);
+    expectFieldRefused(res, 'revenue', 'FORBIDDEN', 'insufficient_scope', 'stats:admin', 'REVENUE-OF');
+    expect(api.logger.lines.slice(before).filter((l) => l.startsWith('denied '))).toHaveLength(1);
+    expectNoLeak(res.body, [token], api.logger.lines);
+  });
+
   it(`${row('N3')} an undecorated field resolver is protected by default: anonymous → UNAUTHENTICATED; any valid token → served`, async () => {
     const anonymous = await gql('{ stats { visitors } }');
     expectFieldRefused(anonymous, 'visitors', 'UNAUTHENTICATED', undefined, undefined, 'VISITORS-42');

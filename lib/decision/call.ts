@@ -32,8 +32,6 @@ export class Call {
    * zone cannot be reached (Q26, catalogue T15). Its admission's event names it (`detail`), and so its audit line.
    */
   anonymousReason?: DenialReason;
-  /** True when the call shares a verification already under way in its request (a later GraphQL field). */
-  repeated = false;
   /**
    * True when another judge of this same call admitted it already (the throttler integration ran
    * the core first): judged again with this judge's hooks, neither verified nor published again.

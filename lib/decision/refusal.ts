@@ -103,7 +103,7 @@ export class Refusals {
     // One line per request: the fields of one GraphQL operation share its token, so a second refusal
     // (another field, 200 aliases lacking a scope) says nothing new. Connections are no request:
     // a run of the same refusal there writes its first line, then one summary (O5).
-    const logged = call.repeated || (kind.sharedCarrier && state.denialLogged === true && !call.isConnection);
+    const logged = kind.sharedCarrier && state.denialLogged === true && !call.isConnection;
     state.denial = denial.code;
     if (!logged && (!call.isConnection || this.startsRun(call, denial, who))) {
       state.denialLogged = true;

@@ -23,11 +23,3 @@ export interface SharedVerification {
 
 export type VerifyingHolder = { [VERIFYING]?: SharedVerification };
 
-/**
- * The outcome of a shared verification for a later call: its agent (or promise), or what it threw.
- * @throws what the verification threw.
- */
-export function outcomeOf(shared: SharedVerification): AgentContext | Promise<AgentContext> {
-  if (shared.failed) throw shared.error;
-  return shared.agent!;
-}

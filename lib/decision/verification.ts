@@ -9,7 +9,7 @@ import type { RouteRulesRegistry } from '../resource-server/route-rules.registry
 import type { TokenVerifier } from '../resource-server/token-verifier.js';
 import type { Call } from './call.js';
 import { admissionOf } from './earlier-admission.js';
-import { outcomeOf, VERIFYING, type VerifyingHolder } from './shared-verification.js';
+import { type SharedVerification, VERIFYING, type VerifyingHolder } from './shared-verification.js';
 import type { TokenValidators } from './token-validator.js';
 
 /** What verification needs from the module. */
@@ -124,11 +124,25 @@ export class Verification {
     if (!call.kind.sharedCarrier || call.isConnection) return verifier.verify(token, resource);
     const holder = call.carrier as VerifyingHolder;
     const shared = holder[VERIFYING];
-    if (shared !== undefined && shared.token === token && shared.resource === resource) {
-      call.repeated = true;
-      return outcomeOf(shared);
-    }
+    if (shared !== undefined && shared.token === token && shared.resource === resource) return this.sharedOutcome(shared);
     return verifier.cached(token, resource) ?? this.verifiedOnce(holder, token, resource);
+  }
+
+  /**
+   * A later call's share of its request's verification: what it threw, or its agent, judged afresh
+   * against this call's own requirements. A refusal is logged once per request (`Refusals`), by
+   * whichever call is refused first: an `@OptionalAuth()` field that met the outage first is
+   * served, not refused. The agent must still be valid: a request can outlive its token (an app
+   * whose GraphQL context hands graphql-ws operations the connection's upgrade request as `req`
+   * shares it between every operation of the connection).
+   * @throws (or rejects with) what the shared verification threw, or InvalidTokenException
+   *   (`expired`) once the agent's token expired.
+   */
+  private sharedOutcome(shared: SharedVerification): AgentContext | Promise<AgentContext> {
+    if (shared.failed) throw shared.error;
+    const { contexts } = this.parts;
+    const agent = shared.agent!;
+    return agent instanceof Promise ? agent.then((verified) => contexts.stillValid(verified)) : contexts.stillValid(agent);
   }
 
   /**
@@ -140,10 +154,10 @@ export class Verification {
   private verifiedOnce(holder: VerifyingHolder, token: string, resource: ProtectedResource): AgentContext | Promise<AgentContext> {
     try {
       const agent = this.parts.verifier.verifyUncached(token, resource);
-      holder[VERIFYING] = { token, resource, agent, failed: false, error: undefined };
+      keep(holder, { token, resource, agent, failed: false, error: undefined });
       return agent;
     } catch (error) {
-      holder[VERIFYING] = { token, resource, agent: undefined, failed: true, error };
+      keep(holder, { token, resource, agent: undefined, failed: true, error });
       throw error;
     }
   }
@@ -158,4 +172,13 @@ export class Verification {
     if (rules.resource !== undefined) return rules.resource;
     return raw === undefined ? this.parts.contexts.resourceFor(undefined) : this.parts.routeRules.resourceFor(rules, call.carrier, raw);
   }
+}
+
+/**
+ * Leaves a verification's outcome on its request for the later calls. A request that cannot take a
+ * field (an app's own frozen object as its GraphQL context's `req`) keeps nothing: each of its calls
+ * verifies for itself, as a refusal never turns into an internal error.
+ */
+function keep(holder: VerifyingHolder, shared: SharedVerification): void {
+  if (Object.isExtensible(holder)) holder[VERIFYING] = shared;
 }

@@ -26,13 +26,26 @@ interface RequestState {
 
 const STATE = Symbol('keycard.request-state');
 
+/**
+ * The state of carriers that cannot take a field: an app's own non-extensible object (a frozen
+ * request copy its GraphQL context hands resolvers). Kept beside them, so their refusals are still
+ * logged once and audited, never a `TypeError` answered as an internal error.
+ */
+const beside = new WeakMap<object, RequestState>();
+
+type StateHolder = { [STATE]?: RequestState };
+
 /** The request's state if it has any, without creating it (for the paths that must not allocate). */
 export function peekRequestState(request: object): RequestState | undefined {
-  return (request as { [STATE]?: RequestState })[STATE];
+  return (request as StateHolder)[STATE] ?? (Object.isExtensible(request) ? undefined : beside.get(request));
 }
 
 export function requestState(request: object): RequestState {
-  const holder = request as { [STATE]?: RequestState };
-  holder[STATE] ??= {};
-  return holder[STATE];
+  const holder = request as StateHolder;
+  const own = holder[STATE];
+  if (own !== undefined) return own;
+  if (Object.isExtensible(request)) return (holder[STATE] = {});
+  let state = beside.get(request);
+  if (state === undefined) beside.set(request, (state = {}));
+  return state;
 }
