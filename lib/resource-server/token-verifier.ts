@@ -32,7 +32,7 @@ export class TokenVerifier {
    *   into `invalid_token`.
    */
   verify(token: string, resource: ProtectedResource): AgentContext | Promise<AgentContext> {
-    return this.verifiedTokens.get(token, resource.id) ?? this.verifyAndRemember(token, resource);
+    return this.verifiedTokens.get(token, resource.id) ?? this.verifyUncached(token, resource);
   }
 
   /** The agent the verified-token cache holds for `token` meant for `resource`, or undefined. */
@@ -47,19 +47,6 @@ export class TokenVerifier {
    * @throws (or rejects with) what {@link verify} throws.
    */
   verifyUncached(token: string, resource: ProtectedResource): AgentContext | Promise<AgentContext> {
-    return this.verifyAndRemember(token, resource);
-  }
-
-  /**
-   * Sends tokens that are not JWS compact serialisations (not three dot-separated parts) to
-   * `verify` (RFC 7662 introspection) instead of the JWT rules. Their agents are never cached here.
-   * @internal
-   */
-  introspectOpaqueTokensWith(verify: (token: string, resource: ProtectedResource) => AgentContext | Promise<AgentContext>): void {
-    this.opaque = verify;
-  }
-
-  private verifyAndRemember(token: string, resource: ProtectedResource): AgentContext | Promise<AgentContext> {
     if (this.opaque !== undefined && !isCompactJws(token)) return this.opaque(token, resource);
     const verification = new TokenVerification(token, resource);
     let agent: AgentContext | Promise<AgentContext>;
@@ -73,6 +60,15 @@ export class TokenVerifier {
       (verified) => this.remembered(verification, verified),
       (error: unknown) => this.refused(error, resource),
     );
+  }
+
+  /**
+   * Sends tokens that are not JWS compact serialisations (not three dot-separated parts) to
+   * `verify` (RFC 7662 introspection) instead of the JWT rules. Their agents are never cached here.
+   * @internal
+   */
+  introspectOpaqueTokensWith(verify: (token: string, resource: ProtectedResource) => AgentContext | Promise<AgentContext>): void {
+    this.opaque = verify;
   }
 
   /**
