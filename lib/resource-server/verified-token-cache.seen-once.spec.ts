@@ -1,8 +1,9 @@
 import { describe, expect, it } from '@jest/globals';
 import { SeenOnce } from './verified-token-cache.seen-once.js';
+import { fingerprintOf } from './token-fingerprint.js';
 
-/** A token-shaped text whose signature's last characters (what the fingerprint reads) carry `n`. */
-const token = (n: number) => `header.payload.signature${String(n).padStart(9, '0')}Q`;
+/** The fingerprint of a token-shaped text whose signature's last characters (what the fingerprint reads) carry `n`. */
+const token = (n: number) => fingerprintOf(`header.payload.signature${String(n).padStart(9, '0')}Q`);
 
 describe('SeenOnce (the verified-token cache keeps a token from its second verification on)', () => {
   it('a first sight is remembered, a second one is not a first sight, a third is one again', () => {

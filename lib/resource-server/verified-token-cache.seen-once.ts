@@ -1,3 +1,5 @@
+import type { fingerprintOf } from './token-fingerprint.js';
+
 /**
  * The verified tokens seen once recently, so the verified-token cache keeps only tokens sent a
  * second time (issue 24: a per-action token is never stored). Bounded to `capacity` tokens, the
@@ -6,7 +8,7 @@
  *
  * A fingerprint only decides whether a verified token is worth caching: two tokens with the same
  * fingerprint make the second one cached on its first verification, never admitted without one
- * (the cache is keyed by the whole token text). Only tokens whose signature verified reach here, so
+ * (the cache compares the whole token text). Only tokens whose signature verified reach here, so
  * a flood of forged ones cannot push out the tokens that were seen.
  */
 export class SeenOnce {
@@ -22,11 +24,10 @@ export class SeenOnce {
   constructor(private readonly capacity: number) {}
 
   /**
-   * True when `token` was not seen (then it is remembered); false when it was (then it is
-   * forgotten here: its next stop is the cache).
+   * True when the token of `fingerprint` ({@link fingerprintOf}) was not seen (then it is
+   * remembered); false when it was (then it is forgotten here: its next stop is the cache).
    */
-  firstSight(token: string): boolean {
-    const fingerprint = fingerprintOf(token);
+  firstSight(fingerprint: number): boolean {
     if (this.fingerprints.delete(fingerprint)) return false;
     if (this.capacity <= 0) return true;
     if (this.next === this.ring.length && this.ring.length < this.capacity) this.grow();
@@ -45,19 +46,4 @@ export class SeenOnce {
     ring.set(this.ring);
     this.ring = ring;
   }
-}
-
-/** How many characters of the signature the fingerprint reads. */
-const SPAN = 8;
-
-/**
- * 30 bits (a small integer: no heap number, no string kept) from characters of the token's
- * signature, the segment that differs between any two tokens a zone signs. The last character is
- * left out: it may carry unused bits (RFC 4648 §3.5), so it says less than the others.
- */
-function fingerprintOf(token: string): number {
-  const end = token.length - 1;
-  let hash = 0x811c9dc5;
-  for (let i = Math.max(0, end - SPAN); i < end; i++) hash = Math.imul(hash ^ token.charCodeAt(i), 0x01000193);
-  return hash & 0x3fffffff;
 }

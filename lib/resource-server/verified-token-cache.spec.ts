@@ -20,4 +20,18 @@ describe('VerifiedTokenCache (trial 24)', () => {
     expect(cache.get('a.b.first00000000', 'https://api.example.com')).toBe(agent);
     expect(cache.get('a.b.second0000000', 'https://api.example.com')).toBe(agent);
   });
+
+  it('a token whose fingerprint matches a cached one is not that token: no hit, and once verified twice it takes the slot', () => {
+    const cache = new VerifiedTokenCache({ verifiedTokenCacheSize: 10, clockToleranceSeconds: 0 } as KeycardOptions, { now: () => Date.now() });
+    const cached = 'h.cached.sameEnd12345678Q';
+    const other = 'h.forged.sameEnd12345678Q'; // the same last characters: the same fingerprint
+    [0, 1].forEach(() => cache.set(verified(cached), agent));
+    expect(cache.get(cached, 'https://api.example.com')).toBe(agent);
+    expect(cache.get(other, 'https://api.example.com')).toBeUndefined();
+    const otherAgent = { ...agent } as AgentContext;
+    [0, 1].forEach(() => cache.set(verified(other), otherAgent));
+    expect(cache.get(other, 'https://api.example.com')).toBe(otherAgent);
+    expect(cache.get(cached, 'https://api.example.com')).toBeUndefined();
+    expect(cache.size).toBe(1);
+  });
 });

@@ -7,8 +7,11 @@ import { expiryMsOf } from './access-token-rules.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { SeenOnce } from './verified-token-cache.seen-once.js';
+import { fingerprintOf } from './token-fingerprint.js';
 
 interface Entry {
+  /** The token's whole text: a fingerprint only finds the entry, this proves it is the token's. */
+  readonly token: string;
   readonly agent: AgentContext;
   readonly resourceId: string;
   readonly key: VerificationKey;
@@ -32,10 +35,16 @@ interface Entry {
  * garbage collector: issue 24 measured that at several times the cost of the insertion itself,
  * which an in-process benchmark walking the same token strings does not see). A token sent twice is
  * likely to be sent again; from its third call on it is a cache hit.
+ *
+ * Entries are found by the token's {@link fingerprintOf fingerprint} and then compared by their
+ * whole text: a map keyed by the text would hash all of it on every look-up, hit or miss, since
+ * each request's token is a new string (~1.4 µs for a 900-character token, most of what a cache
+ * hit cost). Two verified tokens with the same fingerprint share a slot: the later one replaces
+ * the earlier, which then costs a verification again, never an admission without one.
  */
 @Injectable()
 export class VerifiedTokenCache {
-  private readonly entries = new Map<string, Entry>();
+  private readonly entries = new Map<number, Entry>();
   private readonly toleranceMs: number;
   /** Verified tokens not cached yet, as fingerprints; as many as the cache holds. */
   private readonly seenOnce: SeenOnce;
@@ -55,12 +64,12 @@ export class VerifiedTokenCache {
   get(token: string, resourceId: string): AgentContext | undefined {
     // With the cache off, not even a look-up: it would hash the whole token text for nothing.
     if (this.entries.size === 0) return undefined;
-    const entry = this.entries.get(token);
-    if (entry === undefined) return undefined;
-    if (entry.resourceId !== resourceId) return undefined;
+    const fingerprint = fingerprintOf(token);
+    const entry = this.entries.get(fingerprint);
+    if (entry === undefined || entry.token !== token || entry.resourceId !== resourceId) return undefined;
     const now = this.clock.now();
     if (entry.expiresAtMs + this.toleranceMs < now || !entry.keys.isCurrent(entry.key, now)) {
-      this.entries.delete(token);
+      this.entries.delete(fingerprint);
       return undefined;
     }
     return entry.agent;
@@ -75,10 +84,12 @@ export class VerifiedTokenCache {
     const { key } = verification;
     const keys = verification.zone?.keys;
     if (max <= 0 || key === undefined || keys === undefined) return;
-    if (this.seenOnce.firstSight(verification.token)) return;
+    const { token } = verification;
+    const fingerprint = fingerprintOf(token);
+    if (this.seenOnce.firstSight(fingerprint)) return;
     // A token already held (verified by two calls at once, or for another resource) takes its own
     // slot again: evicting the oldest for it would push a reused token out for nothing.
-    if (this.entries.size >= max && !this.entries.has(verification.token)) this.entries.delete(this.entries.keys().next().value as string);
-    this.entries.set(verification.token, { agent, resourceId: verification.resource.id, key, keys, expiresAtMs: expiryMsOf(agent) });
+    if (this.entries.size >= max && !this.entries.has(fingerprint)) this.entries.delete(this.entries.keys().next().value as number);
+    this.entries.set(fingerprint, { token, agent, resourceId: verification.resource.id, key, keys, expiresAtMs: expiryMsOf(agent) });
   }
 }
