@@ -1,5 +1,3 @@
-import type { fingerprintOf } from './token-fingerprint.js';
-
 /**
  * The verified tokens seen once recently, so the verified-token cache keeps only tokens sent a
  * second time (issue 24: a per-action token is never stored). Bounded to `capacity` tokens, the
@@ -24,7 +22,7 @@ export class SeenOnce {
   constructor(private readonly capacity: number) {}
 
   /**
-   * True when the token of `fingerprint` ({@link fingerprintOf}) was not seen (then it is
+   * True when the token of `fingerprint` (`fingerprintOf` in token-fingerprint.ts) was not seen (then it is
    * remembered); false when it was (then it is forgotten here: its next stop is the cache).
    */
   firstSight(fingerprint: number): boolean {
