@@ -55,6 +55,12 @@ function isDpopBinding(cnf: unknown): boolean {
   return keys.length === 1 && typeof jkt === 'string' && /^[A-Za-z0-9_-]{43}$/.test(jkt);
 }
 
+/** `aud` names `audience`: the string itself, or an array of non-empty strings that holds it (RFC 7519 §4.1.3). */
+function isAudience(aud: unknown, audience: string): boolean {
+  if (typeof aud === 'string') return aud === audience;
+  return Array.isArray(aud) && aud.every(isNonEmptyString) && aud.includes(audience);
+}
+
 function isNonEmptyString(value: unknown): value is string {
   return typeof value === 'string' && value.length > 0;
 }
@@ -84,10 +90,7 @@ export function toAgentContext(
   if (nbf !== undefined && (nbf as number) - leeway > now) throw new InvalidTokenException('not_yet_valid');
   if (iat - leeway > now) throw new InvalidTokenException('issued_in_future');
   if (iss !== expected.issuer) throw new InvalidTokenException('issuer_mismatch');
-  const audience = typeof aud === 'string' ? [aud] : aud;
-  if (!Array.isArray(audience) || !audience.every(isNonEmptyString) || !audience.includes(expected.audience)) {
-    throw new InvalidTokenException('audience_mismatch');
-  }
+  if (!isAudience(aud, expected.audience)) throw new InvalidTokenException('audience_mismatch');
   if (!isNonEmptyString(sub) || !isNonEmptyString(clientId) || !isTokenId(jti, options.claimMapping.requireJti)) {
     throw new InvalidTokenException('claim_invalid');
   }
@@ -95,22 +98,19 @@ export function toAgentContext(
   // Proof-of-possession tokens must not work as plain bearer tokens (Q10, C26, C27); with DPoP on,
   // a `cnf.jkt` binding passes here and the DPoP validator asks for the proof (RFC 9449 §6.1, §7.2).
   if (typeof cnf === 'object' && cnf !== null && !(options.dpop !== undefined && isDpopBinding(cnf))) throw new InvalidTokenException('token_bound');
-  return Object.freeze(
-    new VerifiedAgent({
-      clientId,
-      agentId: stableAgentId(payload.keycard_app_id, clientId),
-      subject: sub,
-      sessionId: sid,
-      scopes: Object.freeze(readScopes(payload, options.readScpClaim)),
-      issuer: iss,
-      audience: Object.freeze(typeof aud === 'string' ? audience : [...audience]),
-      expiresAt: new Date(exp * 1000),
-      issuedAt: new Date(iat * 1000),
-      tokenId: jti,
-      actor: readActor(ownMember(payload, 'act'), 1),
-      claims: deepFreeze(payload),
-    }, exp * 1000),
-  );
+  const checked = payload as CheckedClaims;
+  return Object.freeze(new VerifiedAgent(checked, clientId, readScopes(payload, options.readScpClaim), readActor(ownMember(payload, 'act'), 1)));
+}
+
+/** A payload {@link toAgentContext} checked: the claims an agent is made of, with their types established. */
+interface CheckedClaims extends Readonly<Record<string, unknown>> {
+  readonly iss: string;
+  readonly aud: string | readonly string[];
+  readonly exp: number;
+  readonly iat: number;
+  readonly sub: string;
+  readonly sid?: string;
+  readonly jti?: string;
 }
 
 /**
@@ -140,21 +140,27 @@ class VerifiedAgent implements AgentContext {
    */
   readonly #expiresAtMs: number;
 
-  constructor(fields: AgentContext, expiresAtMs: number) {
-    // Field by field rather than Object.assign: one shape for every agent, and no generic copy per token.
-    this.clientId = fields.clientId;
-    this.agentId = fields.agentId;
-    this.subject = fields.subject;
-    this.sessionId = fields.sessionId;
-    this.scopes = fields.scopes;
-    this.issuer = fields.issuer;
-    this.audience = fields.audience;
-    this.expiresAt = fields.expiresAt;
-    this.issuedAt = fields.issuedAt;
-    this.tokenId = fields.tokenId;
-    this.actor = fields.actor;
-    this.claims = fields.claims;
-    this.#expiresAtMs = expiresAtMs;
+  /**
+   * An agent from claims already checked (a constructor of four arguments rather than one object of
+   * twelve fields: nothing more to allocate per token; issue 24). Freezes `scopes`, `audience` and
+   * the claims, deeply; the caller freezes the agent.
+   */
+  constructor(claims: CheckedClaims, clientId: string, scopes: string[], actor: ActorChain | undefined) {
+    // Field by field, in one order: one shape for every agent.
+    const { aud, exp, iat } = claims;
+    this.clientId = clientId;
+    this.agentId = stableAgentId(claims.keycard_app_id, clientId);
+    this.subject = claims.sub;
+    this.sessionId = claims.sid;
+    this.scopes = Object.freeze(scopes);
+    this.issuer = claims.iss;
+    this.audience = Object.freeze(typeof aud === 'string' ? [aud] : [...aud]);
+    this.expiresAt = new Date(exp * 1000);
+    this.issuedAt = new Date(iat * 1000);
+    this.tokenId = claims.jti;
+    this.actor = actor;
+    this.claims = deepFreeze(claims);
+    this.#expiresAtMs = exp * 1000;
   }
 
   /** The verified `exp` in ms of an agent this class built (a brand check: a look-alike has none). */
@@ -181,11 +187,17 @@ export function isVerifiedAgent(value: unknown): value is AgentContext {
 /** `scope` as a space-delimited string only (Q6); `scp` only when configured and `scope` is absent. */
 function readScopes(payload: Readonly<Record<string, unknown>>, readScp: boolean): string[] {
   const { scope, scp } = payload;
-  if (typeof scope === 'string') return scope.split(' ').filter((s) => s.length > 0);
+  if (typeof scope === 'string') return spaceDelimited(scope);
   if (scope !== undefined || !readScp) return [];
-  if (typeof scp === 'string') return scp.split(' ').filter((s) => s.length > 0);
+  if (typeof scp === 'string') return spaceDelimited(scp);
   if (Array.isArray(scp)) return scp.filter((s): s is string => typeof s === 'string' && s.length > 0);
   return [];
+}
+
+/** The words of a space-delimited list (RFC 6749 §3.3); a second array only when there are empty ones to drop. */
+function spaceDelimited(list: string): string[] {
+  const words = list.split(' ');
+  return words.includes('') ? words.filter((word) => word.length > 0) : words;
 }
 
 /**

@@ -32,7 +32,15 @@ export const BEARER_OR_DPOP: AcceptedSchemes = Object.freeze({ bearer: true, dpo
 export function extractBearerToken(request: IncomingMessage, schemes: AcceptedSchemes = BEARER_ONLY): string | undefined {
   // Node keeps only the first Authorization header in `headers`; the others are only visible in the
   // raw headers (scanned directly: the `headersDistinct` getter would build arrays for every header).
-  return parseBearerCredentials(headerValues(request), schemes);
+  // One pass, no array: this runs on every request (issue 24).
+  const raw = request.rawHeaders ?? [];
+  let value: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (!isAuthorization(raw[i])) continue;
+    if (value !== undefined) throw new InvalidRequestException('multiple_tokens');
+    value = raw[i + 1];
+  }
+  return value === undefined ? undefined : parseCredentials(value, schemes);
 }
 
 /**
@@ -43,10 +51,14 @@ export function extractBearerToken(request: IncomingMessage, schemes: AcceptedSc
 export function parseBearerCredentials(values: readonly string[], schemes: AcceptedSchemes = BEARER_ONLY): string | undefined {
   if (values.length === 0) return undefined;
   if (values.length > 1) throw new InvalidRequestException('multiple_tokens');
-  const value = values[0];
+  return parseCredentials(values[0], schemes);
+}
+
+/** The token of one credentials value (see {@link parseBearerCredentials}). */
+function parseCredentials(value: string, schemes: AcceptedSchemes): string | undefined {
   const schemeEnd = value.indexOf(' ');
-  const scheme = (schemeEnd === -1 ? value : value.slice(0, schemeEnd)).toLowerCase();
-  if (scheme === 'bearer' ? !schemes.bearer : scheme !== 'dpop' || !schemes.dpop) {
+  const schemeLength = schemeEnd === -1 ? value.length : schemeEnd;
+  if (isScheme(value, schemeLength, 'bearer') ? !schemes.bearer : !isScheme(value, schemeLength, 'dpop') || !schemes.dpop) {
     // `Bearer<TAB>token` has no space and is one odd "scheme" word: still a malformed Bearer (A8).
     if (schemes.bearer && /^bearer[\t]/i.test(value)) throw new InvalidTokenException('token_malformed');
     return undefined;
@@ -60,13 +72,20 @@ export function parseBearerCredentials(values: readonly string[], schemes: Accep
   return token;
 }
 
-/** Every `Authorization` line as received. */
-function headerValues(request: IncomingMessage): string[] {
-  const values: string[] = [];
-  const raw = request.rawHeaders ?? [];
-  for (let i = 0; i < raw.length; i += 2) {
-    // Length first: most header names are not 13 characters long, so most need no lower-casing.
-    if (raw[i].length === 13 && raw[i].toLowerCase() === 'authorization') values.push(raw[i + 1]);
-  }
-  return values;
+/**
+ * True when the first `length` characters of `value` are `name` (lower-case letters) in any case
+ * (RFC 9110 §11.1: schemes are case-insensitive), without the two strings a slice and a
+ * `toLowerCase` would make per request. `| 0x20` lower-cases an ASCII letter and maps no other
+ * character onto one.
+ */
+function isScheme(value: string, length: number, name: string): boolean {
+  if (length !== name.length) return false;
+  for (let i = 0; i < length; i++) if ((value.charCodeAt(i) | 0x20) !== name.charCodeAt(i)) return false;
+  return true;
+}
+
+/** A raw header name that is `Authorization` in any case. */
+function isAuthorization(name: string): boolean {
+  // Length first: most header names are not 13 characters long, so most need no lower-casing.
+  return name.length === 13 && name.toLowerCase() === 'authorization';
 }
