@@ -1,13 +1,16 @@
 import type { IncomingMessage } from 'node:http';
 import type { KeycardLogger } from '../keycard-options.js';
 import { checkRequestLogger } from '../logging/request-logger-check.js';
-import { type AcceptedSchemes, BEARER_ONLY, extractBearerToken } from '../resource-server/bearer-token.extractor.js';
+import { type AcceptedSchemes, BEARER_ONLY, extractCredentials } from '../resource-server/bearer-token.extractor.js';
 
 /**
  * Reads the token of an HTTP request (plain routes, GraphQL over HTTP): `Authorization` with the
  * accepted schemes (RFC 6750 §2.1; `DPoP` when it is on). At the first token it reads, it also
  * looks once whether the request loggers pino-http bound to the request write it into every line
  * (INV7): HTTP requests are the only calls such loggers are bound to.
+ *
+ * Its tokens go to `TokenVerifier` only, which checks their `b64token` grammar where nothing else
+ * implies it (see `extractCredentials`): a malformed one is refused `token_malformed` there, as here.
  */
 export class HttpTokenReader {
   private loggerChecked: boolean;
@@ -21,11 +24,11 @@ export class HttpTokenReader {
   }
 
   /**
-   * The token of `request`, or `undefined` without credentials.
-   * @throws KeycardException for malformed or repeated credentials (see `extractBearerToken`).
+   * The token of `request` (its `b64token` grammar left to `TokenVerifier`), or `undefined` without credentials.
+   * @throws KeycardException for malformed or repeated credentials (see `extractCredentials`).
    */
   read(request: IncomingMessage): string | undefined {
-    const token = extractBearerToken(request, this.schemes);
+    const token = extractCredentials(request, this.schemes);
     if (token !== undefined && !this.loggerChecked) {
       this.loggerChecked = true;
       checkRequestLogger(request, token, this.logger!);

@@ -30,6 +30,19 @@ export const BEARER_OR_DPOP: AcceptedSchemes = Object.freeze({ bearer: true, dpo
  * @throws InvalidTokenException for a `Bearer` header that is not exactly `Bearer 1*SP b64token`.
  */
 export function extractBearerToken(request: IncomingMessage, schemes: AcceptedSchemes = BEARER_ONLY): string | undefined {
+  const token = extractCredentials(request, schemes);
+  if (token !== undefined && !isBearerTokenText(token)) throw new InvalidTokenException('token_malformed');
+  return token;
+}
+
+/**
+ * {@link extractBearerToken} without the `b64token` grammar check, for the doors whose every token
+ * goes to `TokenVerifier`, which checks it only where nothing else implies it (issue 24: it is a
+ * scan of the whole token on every request; a cache hit is the text of a token that passed it,
+ * and a token that decodes as a compact JWS passes it). Same errors otherwise.
+ * @internal
+ */
+export function extractCredentials(request: IncomingMessage, schemes: AcceptedSchemes = BEARER_ONLY): string | undefined {
   // Node keeps only the first Authorization header in `headers`; the others are only visible in the
   // raw headers (scanned directly: the `headersDistinct` getter would build arrays for every header).
   // One pass, no array: this runs on every request (issue 24).
@@ -43,6 +56,11 @@ export function extractBearerToken(request: IncomingMessage, schemes: AcceptedSc
   return value === undefined ? undefined : parseCredentials(value, schemes);
 }
 
+/** True when `token` is an RFC 6750 §2.1 `b64token` (what follows `Bearer `). */
+export function isBearerTokenText(token: string): boolean {
+  return B64TOKEN.test(token);
+}
+
 /**
  * The same grammar for credentials that arrive outside an HTTP header: gRPC `authorization`
  * metadata, graphql-ws `connectionParams`, a socket.io handshake. Same results and errors as
@@ -51,10 +69,12 @@ export function extractBearerToken(request: IncomingMessage, schemes: AcceptedSc
 export function parseBearerCredentials(values: readonly string[], schemes: AcceptedSchemes = BEARER_ONLY): string | undefined {
   if (values.length === 0) return undefined;
   if (values.length > 1) throw new InvalidRequestException('multiple_tokens');
-  return parseCredentials(values[0], schemes);
+  const token = parseCredentials(values[0], schemes);
+  if (token !== undefined && !isBearerTokenText(token)) throw new InvalidTokenException('token_malformed');
+  return token;
 }
 
-/** The token of one credentials value (see {@link parseBearerCredentials}). */
+/** The token of one credentials value (see {@link parseBearerCredentials}), its `b64token` grammar not checked yet. */
 function parseCredentials(value: string, schemes: AcceptedSchemes): string | undefined {
   const schemeEnd = value.indexOf(' ');
   const schemeLength = schemeEnd === -1 ? value.length : schemeEnd;
@@ -68,7 +88,6 @@ function parseCredentials(value: string, schemes: AcceptedSchemes): string | und
   const token = value.slice(start);
   if (token.length === 0) throw new InvalidTokenException('token_malformed'); // Q2
   if (token.length > MAX_TOKEN_LENGTH) throw new InvalidTokenException('token_too_long');
-  if (!B64TOKEN.test(token)) throw new InvalidTokenException('token_malformed');
   return token;
 }
 

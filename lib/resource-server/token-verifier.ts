@@ -3,7 +3,8 @@ import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { logSafe } from '../logging/log-safe.js';
-import { KeycardException } from './keycard.exceptions.js';
+import { isBearerTokenText } from './bearer-token.extractor.js';
+import { InvalidTokenException, KeycardException } from './keycard.exceptions.js';
 import { KeycardStrategy } from './keycard.strategy.js';
 import type { ProtectedResource } from './protected-resource.js';
 import { TokenVerification } from './token-verification.js';
@@ -13,6 +14,11 @@ import { VerifiedTokenCache } from './verified-token-cache.js';
  * The one verification path of the module, shared by the guard (every execution context) and the
  * connection hooks (graphql-ws, WebSocket handshakes): the verified-token cache first, then the
  * passport-jwt strategy, whose result is cached for the next call.
+ *
+ * The HTTP doors hand it tokens whose RFC 6750 `b64token` grammar is not checked yet (a scan of the
+ * whole token per request; issue 24): a cache hit is the text of a token that had it, a token that
+ * decodes as a compact JWS has it, and every other outcome is checked here first, so a token
+ * without it is refused `token_malformed` as the extractor would refuse it, and never introspected.
  */
 @Injectable()
 export class TokenVerifier {
@@ -47,18 +53,18 @@ export class TokenVerifier {
    * @throws (or rejects with) what {@link verify} throws.
    */
   verifyUncached(token: string, resource: ProtectedResource): AgentContext | Promise<AgentContext> {
-    if (this.opaque !== undefined && !isCompactJws(token)) return this.opaque(token, resource);
+    if (this.opaque !== undefined && !isCompactJws(token)) return this.opaque(malformedOrToken(token), resource);
     const verification = new TokenVerification(token, resource);
     let agent: AgentContext | Promise<AgentContext>;
     try {
       agent = this.strategy.verify(verification);
     } catch (error) {
-      return this.refused(error, resource);
+      return this.refused(error, verification);
     }
     if (!(agent instanceof Promise)) return this.remembered(verification, agent);
     return agent.then(
       (verified) => this.remembered(verification, verified),
-      (error: unknown) => this.refused(error, resource),
+      (error: unknown) => this.refused(error, verification),
     );
   }
 
@@ -80,7 +86,8 @@ export class TokenVerifier {
    * of 200 fields costs one line), and never on the success path. Configuration only: no claim of
    * the token, never the token.
    */
-  private refused(error: unknown, resource: ProtectedResource): never {
+  private refused(failure: unknown, { token, resource }: TokenVerification): never {
+    const error = isBearerTokenText(token) ? failure : new InvalidTokenException('token_malformed');
     const { logger, zones } = this.options;
     const status = error instanceof KeycardException ? error.getStatus() : 401;
     // A zone outage or a misconfiguration is logged as such.
@@ -96,6 +103,15 @@ export class TokenVerifier {
     this.verifiedTokens.set(verification, agent);
     return agent;
   }
+}
+
+/**
+ * `token` when it is a `b64token` (RFC 6750 §2.1), the grammar every other outcome checks first.
+ * @throws InvalidTokenException `token_malformed` otherwise.
+ */
+function malformedOrToken(token: string): string {
+  if (!isBearerTokenText(token)) throw new InvalidTokenException('token_malformed');
+  return token;
 }
 
 /** Three dot-separated parts (RFC 7515 §7.1): what the JWT rules judge; anything else is opaque. */
