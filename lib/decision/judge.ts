@@ -18,7 +18,10 @@ export interface Judge {
 
 /** All-of, exact and case-sensitive match (catalogue D1–D9). */
 export function holdsAllScopes(agent: AgentContext, required: readonly string[]): boolean {
-  return required.every((scope) => agent.scopes.includes(scope));
+  // A loop rather than `every` with a closure: asked on every admitted call (issue 24).
+  const { scopes } = agent;
+  for (let i = 0; i < required.length; i++) if (!scopes.includes(required[i])) return false;
+  return true;
 }
 
 /**
