@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pathOf, rawRequestOf } from '../resource-server/resource-resolver.js';
 import type { CallKind, Carrier, Refusal } from './call-kind.interface.js';
 import { HttpTokenReader } from './http-token-reader.js';
+import { httpRequestOf, httpResponseOf } from './http-arguments.js';
 
 /** Plain HTTP routes (Express or Fastify): the token in `Authorization`, the challenge on the response. */
 export class HttpCallKind implements CallKind {
@@ -20,7 +21,7 @@ export class HttpCallKind implements CallKind {
   ) {}
 
   carrier(context: ExecutionContext): Carrier {
-    return context.switchToHttp().getRequest<Carrier>();
+    return httpRequestOf<Carrier>(context);
   }
 
   httpRequest(_context: ExecutionContext, carrier: Carrier): IncomingMessage {
@@ -28,7 +29,7 @@ export class HttpCallKind implements CallKind {
   }
 
   httpResponse(context: ExecutionContext): ServerResponse {
-    return rawResponseOf(context.switchToHttp().getResponse<object>());
+    return rawResponseOf(httpResponseOf<object>(context));
   }
 
   isConnection(): boolean {
@@ -44,7 +45,7 @@ export class HttpCallKind implements CallKind {
   }
 
   refuse({ denial, context, carrier, headers }: Refusal): Error {
-    writeChallenge(this.adapter(), context.switchToHttp().getResponse<object>(), rawRequestOf(carrier), headers);
+    writeChallenge(this.adapter(), httpResponseOf<object>(context), rawRequestOf(carrier), headers);
     return denial;
   }
 

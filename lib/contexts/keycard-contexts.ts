@@ -22,6 +22,7 @@ import { logSafe } from '../logging/log-safe.js';
 import { McpCallKind, mcpRequestOf } from './mcp.context.js';
 import { RpcCallKind } from './rpc.context.js';
 import { WsCallKind } from './ws.context.js';
+import { httpRequestOf } from './http-arguments.js';
 
 /** The log line of a subscription over a connection the module's hooks did not open: what it means, and the fix. */
 const UNGUARDED_SUBSCRIPTIONS: Record<UnguardedServer, string> = {
@@ -181,7 +182,7 @@ export class KeycardContexts {
 export function carrierOf(context: ExecutionContext): Carrier | undefined {
   switch (context.getType<string>()) {
     case 'http':
-      return context.switchToHttp().getRequest<Carrier>();
+      return httpRequestOf<Carrier>(context);
     case 'graphql':
       return graphqlCarrier(context);
     case 'ws':

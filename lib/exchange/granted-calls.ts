@@ -3,6 +3,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { Observable } from 'rxjs';
 import { graphqlCallKey } from '../contexts/graphql.context.js';
 import type { AccessContext } from './access-context.js';
+import { httpRequestOf } from '../contexts/http-arguments.js';
 
 /** Where the access context of a call with a holder lives; a symbol no client input can set. */
 const ACCESS = Symbol('keycard.access-context');
@@ -27,7 +28,7 @@ const grantedCalls = new AsyncLocalStorage<GrantedCall>();
 function holderOf(context: ExecutionContext): { [ACCESS]?: AccessContext } | undefined {
   switch (context.getType<string>()) {
     case 'http':
-      return context.switchToHttp().getRequest<object>();
+      return httpRequestOf<object>(context);
     case 'graphql':
       return graphqlCallKey(context);
     default:
