@@ -22,8 +22,21 @@ export class SignedHeaders {
     return this.entries.size;
   }
 
+  /**
+   * The text found last and its header: most tokens carry the same header as the one before (one
+   * zone, one key), and comparing two texts costs less than the map's look-up, which hashes all of
+   * each token's new header text (issue 24).
+   */
+  private last?: { readonly segment: string; readonly header: Readonly<Record<string, unknown>> };
+
   /** The header decoded from `segment` when a verified token carried that exact text, else undefined. */
-  readonly lookup = (segment: string): Readonly<Record<string, unknown>> | undefined => this.entries.get(segment);
+  readonly lookup = (segment: string): Readonly<Record<string, unknown>> | undefined => {
+    const { last } = this;
+    if (last !== undefined && last.segment === segment) return last.header;
+    const header = this.entries.get(segment);
+    if (header !== undefined) this.last = { segment, header };
+    return header;
+  };
 
   /**
    * Keeps `header`, decoded from `segment`, after a signature over it verified. Frozen (nested
@@ -31,7 +44,11 @@ export class SignedHeaders {
    */
   remember(segment: string, header: Readonly<Record<string, unknown>>): void {
     if (segment.length > MAX_SEGMENT_LENGTH || this.entries.has(segment)) return;
-    if (this.entries.size >= MAX_ENTRIES) this.entries.delete(this.entries.keys().next().value as string);
+    if (this.entries.size >= MAX_ENTRIES) {
+      const oldest = this.entries.keys().next().value as string;
+      this.entries.delete(oldest);
+      if (this.last?.segment === oldest) this.last = undefined;
+    }
     this.entries.set(segment, deepFreeze(header));
   }
 }
