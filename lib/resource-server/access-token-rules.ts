@@ -2,6 +2,7 @@ import type { ActorChain, AgentContext } from '../interfaces/agent-context.inter
 import { InvalidTokenException } from './keycard.exceptions.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import type { SupportedAlgorithm } from '../keycard.constants.js';
+import { frozenAudience, frozenStrings, frozenWords } from './frozen-lists.js';
 
 /**
  * Most links an RFC 8693 `act` chain may have (§4.1 nests without limit). Real chains are a few
@@ -142,19 +143,20 @@ class VerifiedAgent implements AgentContext {
 
   /**
    * An agent from claims already checked (a constructor of four arguments rather than one object of
-   * twelve fields: nothing more to allocate per token; issue 24). Freezes `scopes`, `audience` and
-   * the claims, deeply; the caller freezes the agent.
+   * twelve fields: nothing more to allocate per token; issue 24). `scopes` comes frozen, the
+   * audience is frozen (both shared with agents whose tokens carry the same text: see
+   * frozen-lists.ts), the claims deeply; the caller freezes the agent.
    */
-  constructor(claims: CheckedClaims, clientId: string, scopes: string[], actor: ActorChain | undefined) {
+  constructor(claims: CheckedClaims, clientId: string, scopes: readonly string[], actor: ActorChain | undefined) {
     // Field by field, in one order: one shape for every agent.
     const { aud, exp, iat } = claims;
     this.clientId = clientId;
     this.agentId = stableAgentId(claims.keycard_app_id, clientId);
     this.subject = claims.sub;
     this.sessionId = claims.sid;
-    this.scopes = Object.freeze(scopes);
+    this.scopes = scopes;
     this.issuer = claims.iss;
-    this.audience = Object.freeze(typeof aud === 'string' ? [aud] : [...aud]);
+    this.audience = frozenAudience(aud);
     this.expiresAt = new Date(exp * 1000);
     this.issuedAt = new Date(iat * 1000);
     this.tokenId = claims.jti;
@@ -185,20 +187,16 @@ export function isVerifiedAgent(value: unknown): value is AgentContext {
 }
 
 /** `scope` as a space-delimited string only (Q6); `scp` only when configured and `scope` is absent. */
-function readScopes(payload: Readonly<Record<string, unknown>>, readScp: boolean): string[] {
+function readScopes(payload: Readonly<Record<string, unknown>>, readScp: boolean): readonly string[] {
   const { scope, scp } = payload;
-  if (typeof scope === 'string') return spaceDelimited(scope);
-  if (scope !== undefined || !readScp) return [];
-  if (typeof scp === 'string') return spaceDelimited(scp);
-  if (Array.isArray(scp)) return scp.filter((s): s is string => typeof s === 'string' && s.length > 0);
-  return [];
+  if (typeof scope === 'string') return frozenWords(scope);
+  if (scope !== undefined || !readScp) return NO_SCOPES;
+  if (typeof scp === 'string') return frozenWords(scp);
+  if (Array.isArray(scp)) return frozenStrings(scp);
+  return NO_SCOPES;
 }
 
-/** The words of a space-delimited list (RFC 6749 §3.3); a second array only when there are empty ones to drop. */
-function spaceDelimited(list: string): string[] {
-  const words = list.split(' ');
-  return words.includes('') ? words.filter((word) => word.length > 0) : words;
-}
+const NO_SCOPES: readonly string[] = Object.freeze([]);
 
 /**
  * The `act` chain link for link as the token carries it (RFC 8693 §4.1; catalogue T29), so that
