@@ -40,6 +40,9 @@ export function checkHeader(
 function isAcceptedType(typ: unknown, strict: boolean): boolean {
   if (typ === undefined) return !strict;
   if (typeof typ !== 'string') return false;
+  // The spellings zones send, without the two strings lower-casing makes (checked on every token).
+  if (typ === 'at+jwt') return true;
+  if (typ === 'JWT') return !strict;
   const type = typ.toLowerCase().replace(/^application\//, '');
   return type === 'at+jwt' || (!strict && type === 'jwt');
 }
