@@ -1,5 +1,5 @@
 import type { ExecutionContext, HttpServer } from '@nestjs/common';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type IncomingMessage, ServerResponse } from 'node:http';
 import { pathOf, rawRequestOf } from '../resource-server/resource-resolver.js';
 import type { CallKind, Carrier, Refusal } from './call-kind.interface.js';
 import { HttpTokenReader } from './http-token-reader.js';
@@ -74,5 +74,6 @@ export function writeChallenge(
 
 /** The Node response under the adapter's response object (Fastify wraps it in `raw`). */
 export function rawResponseOf(response: object): ServerResponse {
+  if (response instanceof ServerResponse) return response; // Express's, told by its class (see rawRequestOf)
   return ((response as { raw?: ServerResponse }).raw ?? response) as ServerResponse;
 }

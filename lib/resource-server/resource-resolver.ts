@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import type { IncomingMessage } from 'node:http';
+import { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../clock.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS } from '../keycard.constants.js';
@@ -135,7 +135,13 @@ export function pathOf(request: IncomingMessage): string {
   return query === -1 ? url : url.slice(0, query);
 }
 
-/** The Node request under the adapter's request object (Fastify wraps it in `raw`). */
+/**
+ * The Node request under the adapter's request object (Fastify wraps it in `raw`). A Node request
+ * (Express's, the common case) is told by its class first: Express gives every request a hidden
+ * class of its own, so looking for a `raw` it lacks walks its whole prototype chain, each time
+ * (~160–300 ns a look in a server, against ~10 for `instanceof`; issue 24).
+ */
 export function rawRequestOf(request: object): IncomingMessage {
+  if (request instanceof IncomingMessage) return request;
   return ((request as { raw?: IncomingMessage }).raw ?? request) as IncomingMessage;
 }
