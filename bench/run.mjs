@@ -251,8 +251,9 @@ async function sequentialSection() {
 
   /**
    * Paired within rounds: each row's server CPU per request over its own baseline (HTTP or GraphQL)
-   * and its req/s ÷ the baseline's, taken in the same round and then the median over rounds, so a
-   * round the shared machine slowed down moves both sides of each difference together.
+   * and its req/s ÷ the baseline's, taken in the same round and then the median over rounds. The
+   * variants of a round ran one after another, so a slow period of the machine can move one side of
+   * a difference and not the other: the interleaved section is the instrument for differences.
    */
   const baselineOf = (name) => (name.startsWith('GraphQL') ? 'GraphQL baseline' : 'baseline');
   const paired = Object.fromEntries(RUNS.map(([name]) => {
@@ -262,7 +263,7 @@ async function sequentialSection() {
   }));
   console.log(`\nsequential, paired within rounds (median over ${ROUNDS} round(s); the variants of a round ran at different times):\n\n| variant | server CPU µs/req over its baseline | req/s × its baseline |\n|---|---:|---:|`);
   for (const [name] of RUNS) console.log(`| ${name} | ${paired[name].cpuOver.toFixed(0)} | ${paired[name].ratio.toFixed(2)} |`);
-  /** Issue 24's goals: the cold path within 10 µs of the ideal guard's, its throughput ratio within 0.03, the cache hit ≥ 0.92×. */
+  /** The sequential section's own gaps (issue 24's goals are read from the interleaved section); with BENCH_BEFORE_DIST, issue 18's rows against the build before. */
   /** Row a − row b in server CPU µs/req, paired within rounds: the median, and the least and most of the rounds (how far one round can stray). */
   const coldGap = (a, b) => {
     if (!samples.get(a) || !samples.get(b)) return undefined;
