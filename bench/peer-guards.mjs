@@ -1,10 +1,16 @@
 // Two guards for bench/server.mjs that are not this module, for the cold-path rows (issue 24):
 //  - the hand-written ideal: what any correct verifier must do, and nothing else (split, base64url,
-//    JSON, crypto.verify with a KeyObject imported once per kid, iss/aud/exp/nbf/alg checks);
-//  - fast-jwt (what @fastify/jwt uses) with its verified-token cache, keys from the same JWKS.
+//    JSON, crypto.verify with a KeyObject imported once per kid, iss/aud/exp/nbf/alg checks), and
+//    the route's own requirement: its scope (`read`, what the keycard route's @RequireScopes asks;
+//    before 2026-12-07 the peers checked no scope, so the comparison charged the module for an
+//    authorization check the peers did not make);
+//  - fast-jwt (what @fastify/jwt uses) with its verified-token cache, keys from the same JWKS by
+//    `kid` through its key callback (it imports the PEM the callback answers on every verification:
+//    its cold path is that of an app resolving keys by kid, not of a fixed key; bench:micro has
+//    its verifier with the key given up front), and the same scope check.
 // Both read the token from the request of a route or of a resolver, like the Keycard guard.
 import { createPublicKey, verify } from 'node:crypto';
-import { Injectable, UnauthorizedException } from '@nestjs/common';
+import { ForbiddenException, Injectable, UnauthorizedException } from '@nestjs/common';
 
 const HASH = { RS256: 'sha256', ES256: 'sha256' };
 
@@ -21,13 +27,18 @@ function requestOf(context) {
   return context.getType() === 'graphql' ? context.getArgs()[2].req : context.switchToHttp().getRequest();
 }
 
+/** The route's scope among the token's space-delimited `scope` (RFC 6749 §3.3). */
+function holdsScope(payload, scope) {
+  return typeof payload.scope === 'string' && payload.scope.split(' ').includes(scope);
+}
+
 function bearerOf(request) {
   const header = request.headers.authorization;
   if (typeof header !== 'string' || !header.startsWith('Bearer ')) throw new UnauthorizedException();
   return header.slice(7);
 }
 
-export function idealGuard({ keys, issuer, audience }) {
+export function idealGuard({ keys, issuer, audience, scope }) {
   class IdealGuard {
     canActivate(context) {
       const request = requestOf(context);
@@ -51,6 +62,7 @@ export function idealGuard({ keys, issuer, audience }) {
         const audienceOk = payload.aud === audience || (Array.isArray(payload.aud) && payload.aud.includes(audience));
         if (payload.iss !== issuer || !audienceOk || typeof payload.exp !== 'number' || payload.exp < now) throw new Error('claims');
         if (payload.nbf !== undefined && !(payload.nbf <= now)) throw new Error('claims');
+        if (!holdsScope(payload, scope)) throw new Error('scope');
         return payload;
       } catch {
         throw new UnauthorizedException();
@@ -61,7 +73,7 @@ export function idealGuard({ keys, issuer, audience }) {
   return IdealGuard;
 }
 
-export async function fastJwtGuard({ keys, issuer, audience, cacheSize }) {
+export async function fastJwtGuard({ keys, issuer, audience, cacheSize, scope }) {
   const { createVerifier } = await import('fast-jwt');
   const verifier = createVerifier({
     key: async ({ header }) => keys.get(header.kid)?.pem ?? '',
@@ -74,11 +86,14 @@ export async function fastJwtGuard({ keys, issuer, audience, cacheSize }) {
   class FastJwtGuard {
     async canActivate(context) {
       const request = requestOf(context);
+      let payload;
       try {
-        request.user = await verifier(bearerOf(request));
+        payload = await verifier(bearerOf(request));
       } catch {
         throw new UnauthorizedException();
       }
+      if (!holdsScope(payload, scope)) throw new ForbiddenException();
+      request.user = payload;
       return true;
     }
   }

@@ -70,7 +70,9 @@ async function protection(name) {
     // Issue 24's anchors, with the zone's keys fetched once at start (see bench/peer-guards.mjs).
     const { fastJwtGuard, idealGuard, zoneKeys } = await import('./peer-guards.mjs');
     const keys = await zoneKeys(zoneUrl);
-    const guard = name === 'ideal' ? idealGuard({ keys, issuer: zoneUrl, audience }) : await fastJwtGuard({ keys, issuer: zoneUrl, audience, cacheSize: 10_000 });
+    // The route's requirement, as the keycard variants' @RequireScopes('read') (bench tokens carry `read`).
+    const scope = 'read';
+    const guard = name === 'ideal' ? idealGuard({ keys, issuer: zoneUrl, audience, scope }) : await fastJwtGuard({ keys, issuer: zoneUrl, audience, cacheSize: 10_000, scope });
     providers.push({ provide: APP_GUARD, useClass: guard });
   } else if (name === 'passport') {
     // What the NestJS docs and most posts show: AuthGuard('jwt') + passport-jwt + jwks-rsa with caching.
