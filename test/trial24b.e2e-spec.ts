@@ -5,12 +5,17 @@
  * token. A real Nest app on loopback, the real local zone, pino-http writing to a captured stream.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { Controller, Get } from '@nestjs/common';
+import { Query, Resolver } from '@nestjs/graphql';
+import { Agent, OptionalAuth, type AgentContext } from '../lib/index.js';
 import { pinoHttp } from 'pino-http';
 import { Writable } from 'node:stream';
 import { TestZone } from '../lib/testing/index.js';
 import { expectOutcome } from './support/denials.js';
 import { PRM, R, T0_HEADER, baseClaims, bearer, zoneSigned } from './support/forge.js';
-import { send } from './support/http.js';
+import { send, sendRaw } from './support/http.js';
+import { GRAPHQL_SERVERS, postGraphQL, startGraphQLApp } from './support/graphql-app.js';
+import { expectNoLeak } from './support/contexts.js';
 import { ADAPTERS, startApp, type RunningApp } from './support/keycard-app.js';
 
 /** Every line written to it, one string each. */
@@ -19,6 +24,33 @@ class CapturedStream extends Writable {
   override _write(chunk: Buffer, _encoding: string, done: () => void): void {
     this.lines.push(...String(chunk).split('\n').filter(Boolean));
     done();
+  }
+}
+
+@Controller()
+class TrialController {
+  /** Holds its agent across a pause, while other requests are judged: its lists must still be its own. */
+  @Get('slow')
+  async slow(@Agent() agent: AgentContext) {
+    const before = { scopes: [...agent.scopes], audience: [...agent.audience] };
+    await new Promise((r) => setTimeout(r, 30));
+    return { before, after: { scopes: agent.scopes, audience: agent.audience }, frozen: Object.isFrozen(agent.scopes) && Object.isFrozen(agent.audience) };
+  }
+
+  @OptionalAuth()
+  @Get('maybe')
+  maybe(@Agent() agent?: AgentContext) {
+    return { agent: agent?.clientId ?? null };
+  }
+}
+
+/** An `@OptionalAuth()` field beside the suite app's fields. */
+@Resolver()
+class MaybeResolver {
+  @OptionalAuth()
+  @Query(() => String, { nullable: true })
+  maybe(@Agent() agent?: AgentContext): string {
+    return agent === undefined ? 'anonymous' : `agent:${agent.clientId}`;
   }
 }
 
@@ -79,5 +111,135 @@ describe.each(ADAPTERS)('trial24b (%s)', (adapter) => {
     for (let i = 0; i < 3; i++) expectOutcome(await send(app.url, 'GET', '/orders', bearer(token)), '200', PRM, [token], app.logger.lines);
     app.clock.offsetMs = 10 * 60_000;
     expectOutcome(await send(app.url, 'GET', '/orders', bearer(token)), '401 IT scope=orders:read', PRM, [token], app.logger.lines);
+  });
+
+  it('D1 agents whose tokens carry other scope and aud text never show each other\'s lists (shared frozen lists), scope strings, scp arrays and aud arrays alternating', async () => {
+    app = await startApp(adapter, { zoneUrl: zone.issuer, resource: R, readScpClaim: true }, { controllers: [TrialController] });
+    const claims: Record<string, unknown>[] = [
+      { scope: 'a b' }, { scope: 'b  c ' }, { scope: undefined, scp: ['x', 'y'] }, { scope: 'a b' },
+      { aud: [R, 'https://other.example'] }, { aud: [R] }, { scope: undefined, scp: 'p q' }, { scope: 'c' },
+    ];
+    const tokens = claims.map((c) => zoneSigned(zone, T0_HEADER, baseClaims(zone, c)));
+    for (let round = 0; round < 3; round++) {
+      const answers = await Promise.all(tokens.map((t) => send(app!.url, 'GET', '/slow', bearer(t))));
+      answers.forEach((res, i) => {
+        const body = res.json as { before: unknown; after: unknown; frozen: boolean };
+        expect(res.status).toBe(200);
+        expect(body.after).toEqual(body.before);
+        expect(body.frozen).toBe(true);
+        const c = { ...baseClaims(zone), ...claims[i] };
+        const scopes = typeof c.scope === 'string' ? c.scope.split(' ').filter(Boolean) : Array.isArray(c.scp) ? c.scp : String(c.scp).split(' ');
+        expect(body.before).toEqual({ scopes, audience: typeof c.aud === 'string' ? [c.aud] : c.aud });
+      });
+    }
+  });
+
+  it('T15 @OptionalAuth(): a token outside b64token is refused token_malformed even while the zone cannot be reached (never served anonymously), opaque tokens off and introspect', async () => {
+    const down = await TestZone.start({ audience: R });
+    const issuer = down.issuer;
+    await down.stop();
+    for (const opaqueTokens of [undefined, 'introspect'] as const) {
+      app = await startApp(adapter, { zoneUrl: issuer, resource: R, opaqueTokens, clientCredentials: { clientId: 'api', clientSecret: 'api-secret-do-not-log' } }, { controllers: [TrialController] });
+      for (const junk of ['ab"c', 'a.b.c\u00e9', 'a,b', 'x y']) {
+        const lines = app.logger.lines.length;
+        const res = await send(app.url, 'GET', '/maybe', bearer(junk));
+        expectOutcome(res, '401 IT', PRM, [junk], app.logger.lines);
+        expect(app.logger.lines.slice(lines).join('\n')).toContain('reason=token_malformed');
+      }
+      await app.close();
+      app = undefined;
+    }
+  });
+});
+
+describe.each(ADAPTERS)('trial24b: the Authorization header found in one pass, its scheme compared in place (%s)', (adapter) => {
+  let app: RunningApp;
+  beforeAll(async () => {
+    app = await startApp(adapter, { zoneUrl: zone.issuer, resource: R });
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+  const raw = (lines: string[]) => sendRaw(app.url, `GET /orders HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n${lines.map((l) => `${l}\r\n`).join('')}\r\n`);
+
+  it('A12 A13 two Authorization headers in any case, the same token or another, a valid one first or last: 400 invalid_request, never admitted', async () => {
+    const token = zone.issueToken({ scope: 'orders:read' });
+    for (const [a, b] of [['Authorization', 'authorization'], ['AUTHORIZATION', 'aUtHoRiZaTiOn'], ['authorization', 'Authorization']]) {
+      for (const second of [`Bearer ${token}`, 'Bearer junk', 'Basic dXNlcjpwYXNz', '']) {
+        const res = await raw([`${a}: Bearer ${token}`, `${b}: ${second}`]);
+        expect(res.status).toBe(400);
+        expect(res.text).toContain('error="invalid_request"');
+        expect(res.text).not.toContain(token);
+      }
+    }
+    expect(app.logger.lines.join('\n')).not.toContain(token);
+  });
+
+  it('H0a respelt schemes: any ASCII case is Bearer; non-ASCII look-alikes (UTF-8 bytes of Cyrillic, latin1 letters) are no credentials (401 without error), never admitted', async () => {
+    const token = zone.issueToken({ scope: 'orders:read' });
+    for (const scheme of ['bearer', 'BEARER', 'bEaReR']) expect((await raw([`Authorization: ${scheme} ${token}`])).status).toBe(200);
+    const lookalikes = [
+      Buffer.from('\u0412earer', 'utf8').toString('latin1'), // Cyrillic Ve, as its UTF-8 bytes
+      Buffer.from('B\u0435arer', 'utf8').toString('latin1'), // Cyrillic ie
+      'B\u00e9arer', 'Bearer\u00a0', '\u00c2earer', 'Bearerx', 'Beare',
+    ];
+    for (const scheme of lookalikes) {
+      const res = await raw([`Authorization: ${scheme} ${token}`]);
+      expect(res.status).toBe(401);
+      expect(res.text).not.toContain('error=');
+      expect(res.text).not.toContain(token);
+    }
+    expect(app.logger.lines.join('\n')).not.toContain(token);
+  });
+});
+
+describe.each(ADAPTERS)('trial24b: DPoP routes, tokens outside b64token (%s)', (adapter) => {
+  it.each(['allowed', 'required'] as const)('A11 A25 dpop %s: Bearer and DPoP schemes with a token outside b64token, with a proof header or none: 401 invalid_token token_malformed, no token anywhere', async (mode) => {
+    const app = await startApp(adapter, { zoneUrl: zone.issuer, resource: R, dpop: mode });
+    try {
+      const valid = zone.issueToken({ scope: 'orders:read' });
+      for (const scheme of ['Bearer', 'DPoP']) {
+        for (const junk of ['ab"c', 'x y', `${valid}$`]) {
+          for (const proof of [[], [['DPoP', 'not-a-proof']]] as [string, string][][]) {
+            const before = app.logger.lines.length;
+            const res = await send(app.url, 'GET', '/orders', [['Authorization', `${scheme} ${junk}`], ...proof]);
+            expect(res.status).toBe(401);
+            const challenge = String(res.headers['www-authenticate']);
+            if (scheme === 'Bearer' && mode === 'required') {
+              expect(challenge).not.toContain('error=');
+              continue;
+            }
+            expect(challenge).toContain('error="invalid_token"');
+            expect(app.logger.lines.slice(before).join('\n')).toContain('reason=token_malformed');
+            expectNoLeak(res.text + challenge, [junk, valid], app.logger.lines);
+          }
+        }
+      }
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe.each(GRAPHQL_SERVERS)('trial24b: GraphQL over HTTP, tokens outside b64token (%s)', (_name, server) => {
+  it('A11 A25 every field but the public one refused invalid_token (the @OptionalAuth() one too), one token_malformed denial, no token anywhere', async () => {
+    const api = await startGraphQLApp(server, { zoneUrl: zone.issuer, resource: R }, { providers: [MaybeResolver] });
+    try {
+      const valid = zone.issueToken({ scope: 'orders:read' });
+      for (let i = 0; i < 3; i++) expect((await postGraphQL(api.url, '{ whoami }', valid)).body.data).toEqual({ whoami: expect.any(String) });
+      for (const junk of ['ab"c', 'x y', `${valid}$`, `${valid},Bearer ${valid}`]) {
+        const before = api.logger.lines.length;
+        const res = await postGraphQL(api.url, '{ health maybe whoami }', junk);
+        expect(res.body.data).toMatchObject({ health: 'ok', maybe: null, whoami: null });
+        expect(res.body.errors).toHaveLength(2);
+        for (const error of res.body.errors!) expect(error.extensions).toMatchObject({ error: 'invalid_token' });
+        const denials = api.logger.lines.slice(before).filter((l) => l.startsWith('denied '));
+        expect(denials).toHaveLength(1);
+        expect(denials[0]).toContain('reason=token_malformed');
+        expectNoLeak(res.body, [junk, valid], api.logger.lines);
+      }
+    } finally {
+      await api.close();
+    }
   });
 });
