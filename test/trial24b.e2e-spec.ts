@@ -5,9 +5,9 @@
  * token. A real Nest app on loopback, the real local zone, pino-http writing to a captured stream.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import { Controller, Get } from '@nestjs/common';
+import { Controller, Get, Req, Res, type ExecutionContext } from '@nestjs/common';
 import { Query, Resolver } from '@nestjs/graphql';
-import { Agent, OptionalAuth, type AgentContext } from '../lib/index.js';
+import { Agent, KeycardGuard, OptionalAuth, Public, RequireScopes, type AgentContext } from '../lib/index.js';
 import { pinoHttp } from 'pino-http';
 import { Writable } from 'node:stream';
 import { TestZone } from '../lib/testing/index.js';
@@ -51,6 +51,51 @@ class MaybeResolver {
   @Query(() => String, { nullable: true })
   maybe(@Agent() agent?: AgentContext): string {
     return agent === undefined ? 'anonymous' : `agent:${agent.clientId}`;
+  }
+}
+
+/**
+ * Contexts made by hand, as unit tests and custom guards make them: what `switchToHttp()` answers
+ * is the truth; `getArgByIndex` is a stub (a mock library's auto-stub) or absent.
+ */
+function handMade(req: object, res: object, getArgByIndex: ((i: number) => unknown) | undefined): ExecutionContext {
+  const context = {
+    getType: () => 'http',
+    getClass: () => HandMadeController,
+    getHandler: () => HandMadeController.prototype.scoped,
+    getArgs: () => [req, res],
+    switchToHttp: () => ({ getRequest: () => req, getResponse: () => res, getNext: () => undefined }),
+    switchToRpc: () => { throw new Error('not rpc'); },
+    switchToWs: () => { throw new Error('not ws'); },
+  };
+  return (getArgByIndex === undefined ? context : { ...context, getArgByIndex }) as unknown as ExecutionContext;
+}
+
+@Controller()
+class HandMadeController {
+  constructor(private readonly guard: KeycardGuard) {}
+
+  /** The scoped handler the hand-made contexts name. */
+  @RequireScopes('orders:read')
+  @Get('scoped')
+  scoped() {
+    return { scoped: true };
+  }
+
+  /** Runs the module's guard on a hand-made context around this very request, and says what it answered. */
+  @Public()
+  @Get('hand-made')
+  async judge(@Req() req: object, @Res({ passthrough: true }) res: object) {
+    const outcomes: string[] = [];
+    for (const stub of [undefined, () => undefined, (i: number) => ({ stub: i })]) {
+      try {
+        outcomes.push(String(await this.guard.canActivate(handMade(req, res, stub))));
+      } catch (error) {
+        outcomes.push(`${(error as Error).constructor.name}:${(error as { getStatus?: () => number }).getStatus?.() ?? 'none'}`);
+      }
+      delete (req as { user?: unknown }).user; // each run judges afresh
+    }
+    return { outcomes };
   }
 }
 
@@ -132,6 +177,15 @@ describe.each(ADAPTERS)('trial24b (%s)', (adapter) => {
         expect(body.before).toEqual({ scopes, audience: typeof c.aud === 'string' ? [c.aud] : c.aud });
       });
     }
+  });
+
+  it('hand-made http contexts (getArgByIndex absent, or a stub that is not the request): the guard judges the request switchToHttp() gives, as before issue 24', async () => {
+    app = await startApp(adapter, { zoneUrl: zone.issuer, resource: R }, { controllers: [HandMadeController] });
+    const token = zone.issueToken({ scope: 'orders:read' });
+    const res = await send(app.url, 'GET', '/hand-made', bearer(token));
+    expect(res.status).toBe(200);
+    expect(res.json).toEqual({ outcomes: ['true', 'true', 'true'] });
+    expect(app.logger.lines.join('\n')).not.toContain(token);
   });
 
   it('T15 @OptionalAuth(): a token outside b64token is refused token_malformed even while the zone cannot be reached (never served anonymously), opaque tokens off and introspect', async () => {
