@@ -16,6 +16,8 @@ import { PRM, R, T0_HEADER, baseClaims, bearer, zoneSigned } from './support/for
 import { send, sendRaw } from './support/http.js';
 import { GRAPHQL_SERVERS, postGraphQL, startGraphQLApp } from './support/graphql-app.js';
 import { expectNoLeak } from './support/contexts.js';
+import { freePort } from './support/free-port.js';
+import { startMcpApp } from './support/mcp-app.js';
 import { ADAPTERS, startApp, type RunningApp } from './support/keycard-app.js';
 
 /** Every line written to it, one string each. */
@@ -291,6 +293,33 @@ describe.each(GRAPHQL_SERVERS)('trial24b: GraphQL over HTTP, tokens outside b64t
         expect(denials).toHaveLength(1);
         expect(denials[0]).toContain('reason=token_malformed');
         expectNoLeak(res.body, [junk, valid], api.logger.lines);
+      }
+    } finally {
+      await api.close();
+    }
+  });
+});
+
+describe.each(ADAPTERS)('trial24b: MCP endpoint, tokens outside b64token (%s)', (adapter) => {
+  it('A11 A25 tools/call and tools/list with a token outside b64token: 401 invalid_token token_malformed, no tool runs, no token anywhere', async () => {
+    const port = await freePort();
+    const api = await startMcpApp({ adapter, zoneUrl: zone.issuer, port });
+    try {
+      const resource = `http://127.0.0.1:${port}/mcp`;
+      const valid = zone.issueToken({ aud: resource, scope: 'mcp:tools admin', client_id: 'agent-7', sub: 'alice' });
+      for (const junk of ['ab"c', 'x y', `${valid}$`, `${valid},Bearer ${valid}`]) {
+        for (const body of [{ method: 'tools/call', params: { name: 'purge_orders', arguments: {} } }, { method: 'tools/call', params: { name: 'whoami', arguments: {} } }, { method: 'tools/list' }]) {
+          const before = api.logger.lines.length;
+          const res = await send(`${api.url}/mcp`, 'POST', '/mcp', [
+            ['Content-Type', 'application/json'], ['Accept', 'application/json, text/event-stream'], ['MCP-Protocol-Version', '2025-06-18'],
+            ['Authorization', `Bearer ${junk}`],
+          ], JSON.stringify({ jsonrpc: '2.0', id: 7, ...body }));
+          expect(res.status).toBe(401);
+          expect(String(res.headers['www-authenticate'])).toContain('error="invalid_token"');
+          expect(res.text).not.toContain('purged');
+          expect(api.logger.lines.slice(before).join('\n')).toContain('reason=token_malformed');
+          expectNoLeak(res.text, [junk, valid], api.logger.lines);
+        }
       }
     } finally {
       await api.close();
