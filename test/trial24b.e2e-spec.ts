@@ -160,6 +160,22 @@ describe.each(ADAPTERS)('trial24b (%s)', (adapter) => {
     expectOutcome(await send(app.url, 'GET', '/orders', bearer(token)), '401 IT scope=orders:read', PRM, [token], app.logger.lines);
   });
 
+  it('E20 a cached token is not admitted once its key left the zone\'s key set (keys refetched after their cache age)', async () => {
+    const rotating = await TestZone.start({ audience: R });
+    app = await startApp(adapter, { zoneUrl: rotating.issuer, resource: R });
+    try {
+      const now = Math.floor(Date.now() / 1000);
+      const token = zoneSigned(rotating, T0_HEADER, baseClaims(rotating, { exp: now + 3600 }));
+      for (let i = 0; i < 3; i++) expectOutcome(await send(app.url, 'GET', '/orders', bearer(token)), '200', PRM, [token], app.logger.lines);
+      rotating.rotateKeys();
+      rotating.removeKey('rs1');
+      app.clock.offsetMs = 10 * 60_000 + 1_000;
+      expectOutcome(await send(app.url, 'GET', '/orders', bearer(token)), '401 IT scope=orders:read', PRM, [token], app.logger.lines);
+    } finally {
+      await rotating.stop();
+    }
+  });
+
   it('D1 agents whose tokens carry other scope and aud text never show each other\'s lists (shared frozen lists), scope strings, scp arrays and aud arrays alternating', async () => {
     app = await startApp(adapter, { zoneUrl: zone.issuer, resource: R, readScpClaim: true }, { controllers: [TrialController] });
     const claims: Record<string, unknown>[] = [
