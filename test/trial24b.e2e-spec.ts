@@ -176,6 +176,18 @@ describe.each(ADAPTERS)('trial24b (%s)', (adapter) => {
     }
   });
 
+  it('Q17 a token cached for one resource is not admitted on a route another resource of the same app covers', async () => {
+    const ADMIN = `${R}/admin`;
+    app = await startApp(adapter, { zoneUrl: zone.issuer, resource: [R, ADMIN] });
+    const token = zone.issueToken({ aud: R, scope: 'orders:read admin' });
+    for (let i = 0; i < 3; i++) expectOutcome(await send(app.url, 'GET', '/orders', bearer(token)), '200', PRM, [token], app.logger.lines);
+    const lines = app.logger.lines.length;
+    const res = await send(app.url, 'GET', '/admin', bearer(token));
+    expectOutcome(res, '401 IT scope=admin', `${R}/.well-known/oauth-protected-resource/admin`, [token], app.logger.lines);
+    expect(app.logger.lines.slice(lines).join('\n')).toContain('reason=audience_mismatch');
+    expectOutcome(await send(app.url, 'GET', '/orders', bearer(token)), '200', PRM, [token], app.logger.lines);
+  });
+
   it('D1 agents whose tokens carry other scope and aud text never show each other\'s lists (shared frozen lists), scope strings, scp arrays and aud arrays alternating', async () => {
     app = await startApp(adapter, { zoneUrl: zone.issuer, resource: R, readScpClaim: true }, { controllers: [TrialController] });
     const claims: Record<string, unknown>[] = [
