@@ -1,13 +1,15 @@
 import type { IncomingMessage } from 'node:http';
 import type { KeycardLogger } from '../keycard-options.js';
 import { checkRequestLogger } from '../logging/request-logger-check.js';
-import { type AcceptedSchemes, BEARER_ONLY, extractCredentials } from '../resource-server/bearer-token.extractor.js';
+import { type AcceptedSchemes, BEARER_ONLY, extractCredentials, isBearerTokenText } from '../resource-server/bearer-token.extractor.js';
 
 /**
  * Reads the token of an HTTP request (plain routes, GraphQL over HTTP): `Authorization` with the
  * accepted schemes (RFC 6750 §2.1; `DPoP` when it is on). At the first token it reads, it also
  * looks once whether the request loggers pino-http bound to the request write it into every line
- * (INV7): HTTP requests are the only calls such loggers are bound to.
+ * (INV7): HTTP requests are the only calls such loggers are bound to. Only a `b64token` is looked
+ * for: JSON writes it as it is, while a token JSON escapes (`"`, `\`) is never found in the
+ * bindings' text, and a client sending one first would otherwise silence the finding for good.
  *
  * Its tokens go to `TokenVerifier` only, which checks their `b64token` grammar where nothing else
  * implies it (see `extractCredentials`): a malformed one is refused `token_malformed` there, as here.
@@ -29,7 +31,7 @@ export class HttpTokenReader {
    */
   read(request: IncomingMessage): string | undefined {
     const token = extractCredentials(request, this.schemes);
-    if (token !== undefined && !this.loggerChecked) {
+    if (token !== undefined && !this.loggerChecked && isBearerTokenText(token)) {
       this.loggerChecked = true;
       checkRequestLogger(request, token, this.logger!);
     }
