@@ -2,7 +2,7 @@ import type { ActorChain, AgentContext } from '../interfaces/agent-context.inter
 import { InvalidTokenException } from './keycard.exceptions.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import type { SupportedAlgorithm } from '../keycard.constants.js';
-import { frozenAudience, frozenStrings, frozenWords } from './frozen-lists.js';
+import { frozenAudience, frozenStrings, frozenWords, NO_WORDS } from './frozen-lists.js';
 
 /**
  * Most links an RFC 8693 `act` chain may have (§4.1 nests without limit). Real chains are a few
@@ -102,8 +102,7 @@ export function toAgentContext(
   // Proof-of-possession tokens must not work as plain bearer tokens (Q10, C26, C27); with DPoP on,
   // a `cnf.jkt` binding passes here and the DPoP validator asks for the proof (RFC 9449 §6.1, §7.2).
   if (typeof cnf === 'object' && cnf !== null && !(options.dpop !== undefined && isDpopBinding(cnf))) throw new InvalidTokenException('token_bound');
-  const checked = payload as CheckedClaims;
-  return Object.freeze(new VerifiedAgent(checked, clientId, readScopes(payload, options.readScpClaim), readActor(ownMember(payload, 'act'), 1)));
+  return Object.freeze(new VerifiedAgent(payload as CheckedClaims, clientId, readScopes(payload, options.readScpClaim), readActor(ownMember(payload, 'act'), 1)));
 }
 
 /** A payload {@link toAgentContext} checked: the claims an agent is made of, with their types established. */
@@ -193,13 +192,12 @@ export function isVerifiedAgent(value: unknown): value is AgentContext {
 function readScopes(payload: Readonly<Record<string, unknown>>, readScp: boolean): readonly string[] {
   const { scope, scp } = payload;
   if (typeof scope === 'string') return frozenWords(scope);
-  if (scope !== undefined || !readScp) return NO_SCOPES;
+  if (scope !== undefined || !readScp) return NO_WORDS;
   if (typeof scp === 'string') return frozenWords(scp);
   if (Array.isArray(scp)) return frozenStrings(scp);
-  return NO_SCOPES;
+  return NO_WORDS;
 }
 
-const NO_SCOPES: readonly string[] = Object.freeze([]);
 
 /**
  * The `act` chain link for link as the token carries it (RFC 8693 §4.1; catalogue T29), so that

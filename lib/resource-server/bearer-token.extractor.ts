@@ -30,9 +30,7 @@ export const BEARER_OR_DPOP: AcceptedSchemes = Object.freeze({ bearer: true, dpo
  * @throws InvalidTokenException for a `Bearer` header that is not exactly `Bearer 1*SP b64token`.
  */
 export function extractBearerToken(request: IncomingMessage, schemes: AcceptedSchemes = BEARER_ONLY): string | undefined {
-  const token = extractCredentials(request, schemes);
-  if (token !== undefined && !isBearerTokenText(token)) throw new InvalidTokenException('token_malformed');
-  return token;
+  return withBearerGrammar(extractCredentials(request, schemes));
 }
 
 /**
@@ -62,6 +60,16 @@ export function isBearerTokenText(token: string): boolean {
 }
 
 /**
+ * `token` (or `undefined`, no credentials) once it is a `b64token` (RFC 6750 §2.1).
+ * @throws InvalidTokenException `token_malformed` otherwise.
+ * @internal
+ */
+export function withBearerGrammar<T extends string | undefined>(token: T): T {
+  if (token !== undefined && !B64TOKEN.test(token)) throw new InvalidTokenException('token_malformed');
+  return token;
+}
+
+/**
  * The same grammar for credentials that arrive outside an HTTP header: gRPC `authorization`
  * metadata, graphql-ws `connectionParams`, a socket.io handshake. Same results and errors as
  * {@link extractBearerToken}, given every value received.
@@ -69,9 +77,7 @@ export function isBearerTokenText(token: string): boolean {
 export function parseBearerCredentials(values: readonly string[], schemes: AcceptedSchemes = BEARER_ONLY): string | undefined {
   if (values.length === 0) return undefined;
   if (values.length > 1) throw new InvalidRequestException('multiple_tokens');
-  const token = parseCredentials(values[0], schemes);
-  if (token !== undefined && !isBearerTokenText(token)) throw new InvalidTokenException('token_malformed');
-  return token;
+  return withBearerGrammar(parseCredentials(values[0], schemes));
 }
 
 /** The token of one credentials value (see {@link parseBearerCredentials}), its `b64token` grammar not checked yet. */

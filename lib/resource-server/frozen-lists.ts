@@ -13,9 +13,10 @@ interface Last {
   list: readonly string[];
 }
 
-const EMPTY: readonly string[] = Object.freeze([]);
-const lastWords: Last = { text: undefined, list: EMPTY };
-const lastAudience: Last = { text: undefined, list: EMPTY };
+/** The one frozen empty list. */
+export const NO_WORDS: readonly string[] = Object.freeze([]);
+const lastWords: Last = { text: undefined, list: NO_WORDS };
+const lastAudience: Last = { text: undefined, list: NO_WORDS };
 
 /** The words of a space-delimited list (RFC 6749 §3.3: `scope`), empty ones dropped, frozen. */
 export function frozenWords(text: string): readonly string[] {

@@ -3,7 +3,7 @@ import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { logSafe } from '../logging/log-safe.js';
-import { isBearerTokenText } from './bearer-token.extractor.js';
+import { isBearerTokenText, withBearerGrammar } from './bearer-token.extractor.js';
 import { InvalidTokenException, KeycardException } from './keycard.exceptions.js';
 import { KeycardStrategy } from './keycard.strategy.js';
 import type { ProtectedResource } from './protected-resource.js';
@@ -53,7 +53,7 @@ export class TokenVerifier {
    * @throws (or rejects with) what {@link verify} throws.
    */
   verifyUncached(token: string, resource: ProtectedResource): AgentContext | Promise<AgentContext> {
-    if (this.opaque !== undefined && !isCompactJws(token)) return this.opaque(malformedOrToken(token), resource);
+    if (this.opaque !== undefined && !isCompactJws(token)) return this.opaque(withBearerGrammar(token), resource);
     const verification = new TokenVerification(token, resource);
     let agent: AgentContext | Promise<AgentContext>;
     try {
@@ -103,15 +103,6 @@ export class TokenVerifier {
     this.verifiedTokens.set(verification, agent);
     return agent;
   }
-}
-
-/**
- * `token` when it is a `b64token` (RFC 6750 §2.1), the grammar every other outcome checks first.
- * @throws InvalidTokenException `token_malformed` otherwise.
- */
-function malformedOrToken(token: string): string {
-  if (!isBearerTokenText(token)) throw new InvalidTokenException('token_malformed');
-  return token;
 }
 
 /** Three dot-separated parts (RFC 7515 §7.1): what the JWT rules judge; anything else is opaque. */
