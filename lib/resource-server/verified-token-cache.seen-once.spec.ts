@@ -5,6 +5,15 @@ import { fingerprintOf } from './token-fingerprint.js';
 /** The fingerprint of a token-shaped text whose signature's last characters (what the fingerprint reads) carry `n`. */
 const token = (n: number) => fingerprintOf(`header.payload.signature${String(n).padStart(9, '0')}Q`);
 
+/** Of `fingerprints` just seen once each, the share `seen` still remembers (each probe on a copy, so probing does not disturb the rest). */
+function remembered(capacity: number, fingerprints: number[]): boolean[] {
+  return fingerprints.map((probe) => {
+    const seen = new SeenOnce(capacity);
+    for (const f of fingerprints) seen.firstSight(f);
+    return !seen.firstSight(probe);
+  });
+}
+
 describe('SeenOnce (the verified-token cache keeps a token from its second verification on)', () => {
   it('a first sight is remembered, a second one is not a first sight, a third is one again', () => {
     const seen = new SeenOnce(10);
@@ -13,17 +22,48 @@ describe('SeenOnce (the verified-token cache keeps a token from its second verif
     expect(seen.firstSight(token(1))).toBe(true);
   });
 
-  it('holds `capacity` tokens across the growth of its ring, and forgets the oldest first', () => {
+  it('a capacity of 1 remembers the one token seen last', () => {
+    const seen = new SeenOnce(1);
+    expect(seen.firstSight(token(1))).toBe(true);
+    expect(seen.firstSight(token(1))).toBe(false);
+    seen.firstSight(token(2));
+    seen.firstSight(token(3));
+    expect(seen.firstSight(token(2))).toBe(true);
+  });
+
+  it('across the growth of its table, remembers nearly all of the newest tenth of the last `capacity` tokens and most of the rest', () => {
+    const capacity = 3000;
+    const fingerprints = Array.from({ length: capacity }, (_, n) => token(n));
+    // Probing every token on a copy costs capacity² sights: probe every 7th.
+    const probed = fingerprints.filter((_, n) => n % 7 === 0 || n >= capacity - capacity / 10);
+    const held = remembered(capacity, fingerprints).filter((_, n) => n % 7 === 0 || n >= capacity - capacity / 10);
+    const newest = held.slice(-capacity / 10);
+    expect(newest.filter(Boolean).length / newest.length).toBeGreaterThanOrEqual(0.97);
+    expect(held.filter(Boolean).length / probed.length).toBeGreaterThanOrEqual(0.7);
+  });
+
+  it('forgets every token after `capacity` more first sights, whatever its slot (a pool cycled past the capacity is never cached)', () => {
     const capacity = 3000;
     const seen = new SeenOnce(capacity);
-    for (let n = 0; n < capacity; n++) expect(seen.firstSight(token(n))).toBe(true);
-    for (let n = 0; n < capacity; n += 97) expect(seen.firstSight(token(n))).toBe(false);
-    const full = new SeenOnce(capacity);
-    for (let n = 0; n <= capacity; n++) full.firstSight(token(n));
-    expect(full.firstSight(token(capacity))).toBe(false);
-    expect(full.firstSight(token(0))).toBe(true); // pushed out by the token after the capacity (and now remembered, pushing out token 1)
-    expect(full.firstSight(token(2))).toBe(false);
-    expect(full.firstSight(token(1))).toBe(true);
+    const pool = Array.from({ length: capacity + 1 }, (_, n) => token(n));
+    for (const f of pool) seen.firstSight(f);
+    // token(0) is now capacity + 1 sights old: forgotten even where no later token took its slot.
+    expect(seen.firstSight(pool[0])).toBe(true);
+    const cycled = new SeenOnce(capacity);
+    const big = Array.from({ length: Math.ceil(1.2 * capacity) }, (_, n) => token(n));
+    for (const f of big) cycled.firstSight(f);
+    expect(big.filter((f) => !cycled.firstSight(f))).toEqual([]);
+  });
+
+  it('a later token on the same slot pushes the earlier one out', () => {
+    const seen = new SeenOnce(10); // 32 slots
+    const first = token(1);
+    let n = 2;
+    while ((token(n) & 31) !== (first & 31) || token(n) === first) n++;
+    seen.firstSight(first);
+    seen.firstSight(token(n));
+    expect(seen.firstSight(first)).toBe(true);
+    expect(seen.firstSight(token(n))).toBe(true); // pushed out in turn by `first` just now
   });
 
   it('with a capacity of 0 nothing is remembered', () => {
