@@ -3,11 +3,11 @@
 // and the goal lines, each with the least and most of its paired blocks.
 //
 // Settings (measured on this 2-core VM, see docs/operations.md#two-instruments): every variant an app of one
-// process, 4 such processes, 16 rounds of 500 requests per variant. Until 2026-12-07 it was 2
-// processes × 32 rounds: one process's luck (what the JIT made of the module's code, its heap
-// layout) moves a variant by 10–40 µs against the same build in another process, every block of it
-// alike, so the 64 blocks of two processes were two draws of that luck; four processes with the
-// same 64 blocks average it over four. The cold-path line prints each process's own figure. Override with
+// process, 4 such processes, 32 rounds of 500 requests per variant (about 10 minutes). Until
+// 2026-12-07 it was 2 processes: one process's luck (what the JIT made of the module's code, its
+// heap layout) moves a variant by 10–40 µs against the same build in another process, every block
+// of it alike, so the 64 blocks of two processes were two draws of that luck; four processes
+// average it over four. The cold-path line prints each process's own figure. Override with
 // BENCH_INTERLEAVED_SHARED=0|1, BENCH_INTERLEAVED_PAIRS, BENCH_INTERLEAVED_ROUNDS, BENCH_INTERLEAVED_BLOCK.
 import { CONNECTIONS, interleaved, median, pairedBy, parseVariants, spread } from './interleaved.mjs';
 
@@ -15,7 +15,7 @@ import { CONNECTIONS, interleaved, median, pairedBy, parseVariants, spread } fro
 const settingsOf = (quick) => ({
   shared: (process.env.BENCH_INTERLEAVED_SHARED ?? '1') === '1',
   pairs: Number(process.env.BENCH_INTERLEAVED_PAIRS ?? (quick ? 1 : 4)),
-  rounds: Number(process.env.BENCH_INTERLEAVED_ROUNDS ?? (quick ? 8 : 16)),
+  rounds: Number(process.env.BENCH_INTERLEAVED_ROUNDS ?? (quick ? 8 : 32)),
   block: Number(process.env.BENCH_INTERLEAVED_BLOCK ?? 500),
 });
 

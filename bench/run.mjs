@@ -56,7 +56,7 @@ console.log('done');
 /**
  * Rows that only pair with rows of the interleaved section, which measures them the robust way:
  * left out of the sequential section (as the allow-all guards are) unless BENCH_MATCH or BENCH_ONLY
- * names them, so the whole `npm run bench` stays under ~25 minutes.
+ * names them, so the whole `npm run bench` stays under ~35 minutes (the interleaved section about 10).
  */
 const INTERLEAVED_ONLY = 'interleaved only';
 /**
