@@ -55,15 +55,15 @@ describe('SeenOnce (the verified-token cache keeps a token from its second verif
     expect(big.filter((f) => !cycled.firstSight(f))).toEqual([]);
   });
 
-  it('a later token on the same slot pushes the earlier one out', () => {
-    const seen = new SeenOnce(10); // 32 slots
-    const first = token(1);
-    let n = 2;
-    while ((token(n) & 31) !== (first & 31) || token(n) === first) n++;
-    seen.firstSight(first);
-    seen.firstSight(token(n));
-    expect(seen.firstSight(first)).toBe(true);
-    expect(seen.firstSight(token(n))).toBe(true); // pushed out in turn by `first` just now
+  it('a bucket holds 8 tokens: a ninth on it pushes out the oldest', () => {
+    const seen = new SeenOnce(10); // 64 slots: 8 buckets of 8
+    const same: number[] = [];
+    for (let n = 1; same.length < 9; n++) if ((token(n) & 7) === (token(1) & 7) && !same.includes(token(n))) same.push(token(n));
+    for (const f of same) seen.firstSight(f);
+    expect(seen.firstSight(same[0])).toBe(true); // pushed out by the ninth (and now back, pushing out same[1])
+    expect(seen.firstSight(same[8])).toBe(false);
+    expect(seen.firstSight(same[2])).toBe(false);
+    expect(seen.firstSight(same[1])).toBe(true);
   });
 
   it('a pool of as many tokens as the default cache holds, each sent twice in turn, is remembered whole but for a handful (bench/run.mjs warms its 10k pool so)', () => {

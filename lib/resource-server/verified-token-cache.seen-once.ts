@@ -1,5 +1,13 @@
-/** The fewest slots the table starts with (4 KiB). */
+/** The slots the table starts with (8 KiB), or its full size where that is fewer. */
 const FIRST_SLOTS = 1024;
+/**
+ * Slots in a bucket, the slots a fingerprint may take: 8 slots of 8 bytes, 64 bytes (a cache
+ * line's size: one memory fetch, or two neighbouring lines, as for one slot). With one slot per fingerprint a later token on the slot pushed the
+ * earlier out: of 10 000 tokens sent twice in turn, 4 058 were forgotten (bench/run.mjs warms its
+ * 10k pool rows so, and expects them all cached); with 8 the oldest of a bucket goes only when
+ * 8 tokens still remembered share it.
+ */
+const WAYS = 8;
 /** An empty slot: fingerprints are 30-bit, never negative. */
 const EMPTY = -1;
 /** Sight numbers are kept modulo 2^31: an age is their difference in that ring. */
@@ -8,17 +16,22 @@ const SIGHT_MASK = 0x7fffffff;
 /**
  * The verified tokens seen once recently, so the verified-token cache keeps only tokens sent a
  * second time (issue 24: a per-action token is never stored). Nothing of a token is kept but a
- * 30-bit fingerprint of its signature, in a direct-mapped table of small integers: one slot per
- * fingerprint, read and written once per token, no allocation per token.
+ * 30-bit fingerprint of its signature, in a table of small integers: one bucket of 8 slots (64
+ * bytes) per fingerprint, read and written once per token, no allocation per token.
  *
  * The table grows by doubling as tokens come (so a large cache size costs memory only as tokens
- * come) up to the power of two at or above twice `capacity`, 8 bytes a slot: 256 KiB for the
- * default 10 000. A token is forgotten after `capacity` more first sights, or sooner when a later
- * one lands on its slot: of the last `capacity` tokens about three in four are remembered, of the
- * newest tenth of them nearly all (a forgotten token is cached one verification later). Before 2026-12-07 this was a `Set` and a ring of
- * exactly the last `capacity` fingerprints: three hash-table operations per token, each a cache
- * miss in a server (in-process, with the CPU caches flushed between tokens: ~700 ns per token
- * for the set and ring, ~200 ns for one slot).
+ * come), each time first sights reach a quarter of its slots, up to the power of two at or above
+ * four times `capacity` (at least one bucket), 8 bytes a slot: 512 KiB for the default 10 000,
+ * 512 MiB for the largest (2^24). So buckets hold 2 tokens on average, and one holds more than 8
+ * rarely. A token is forgotten after `capacity` more first sights, or sooner when 8 later tokens
+ * still remembered land on its bucket (the oldest of the bucket goes): of a pool of 10 000 tokens
+ * of random signatures sent twice in turn, 0–12 (a forgotten token is cached one verification
+ * later). Before 2026-12-07 this was a `Set` and a ring of exactly the last `capacity`
+ * fingerprints: three hash-table operations per token, each a cache miss in a server (in-process,
+ * with the CPU caches flushed between tokens: ~700 ns per token for the set and ring, ~200 ns for
+ * one slot). The first table of one slot per fingerprint (2026-12-07, twice `capacity` slots)
+ * forgot about one in four of the last `capacity` tokens; scanning a bucket costs ~40 ns per new
+ * token against ~6 ns for one slot, in-process with the table in the CPU caches.
  *
  * A fingerprint only decides whether a verified token is worth caching: two tokens with the same
  * fingerprint make the second one cached on its first verification, never admitted without one
@@ -27,51 +40,66 @@ const SIGHT_MASK = 0x7fffffff;
  */
 export class SeenOnce {
   /**
-   * Two numbers per slot, side by side (one cache line): the fingerprint ({@link EMPTY} for none)
-   * and the first sight it was seen at (modulo 2^31). Allocated at the first token (none with the
-   * cache off).
+   * Two numbers per slot, side by side, {@link WAYS} slots a bucket: the fingerprint
+   * ({@link EMPTY} for none) and the first sight it was seen at (modulo 2^31). Allocated at the
+   * first token (none with the cache off).
    */
   private slots = new Int32Array(0);
-  /** First sights so far (modulo 2^31): the table doubles each time they reach half its slots, until it is full size. */
+  /** First sights so far (modulo 2^31): the table doubles each time they reach a quarter of its slots, until it is full size. */
   private sights = 0;
-  /** The most slots the table grows to: the power of two at or above 2 × capacity. */
+  /** The most slots the table grows to: the power of two at or above 4 × capacity, at least one bucket. */
   private readonly maxSlots: number;
 
   constructor(private readonly capacity: number) {
-    this.maxSlots = capacity <= 0 ? 0 : 2 ** Math.ceil(Math.log2(2 * capacity));
+    this.maxSlots = capacity <= 0 ? 0 : Math.max(WAYS, 2 ** Math.ceil(Math.log2(4 * capacity)));
   }
 
   /**
    * True when the token of `fingerprint` (`fingerprintOf` in token-fingerprint.ts) was not seen
-   * among the last `capacity` first sights (then it is remembered); false when it was (then it is
-   * forgotten here: its next stop is the cache).
+   * among the last `capacity` first sights, or was pushed out of its full bucket since (then it is
+   * remembered); false when it was (then it is forgotten here: its next stop is the cache).
    */
   firstSight(fingerprint: number): boolean {
     if (this.maxSlots === 0) return true;
-    if (this.slots.length < 2 * this.maxSlots && this.sights >= this.slots.length / 4) this.grow();
-    const at = 2 * (fingerprint & (this.slots.length / 2 - 1));
-    if (this.slots[at] === fingerprint && ((this.sights - this.slots[at + 1]) & SIGHT_MASK) <= this.capacity) {
-      this.slots[at] = EMPTY;
-      return false;
+    if (this.slots.length < 2 * this.maxSlots && this.sights >= this.slots.length / 8) this.grow();
+    const bucket = 2 * WAYS * (fingerprint & (this.slots.length / (2 * WAYS) - 1));
+    // The slot to write if the fingerprint is not there: an empty one or one whose token is older
+    // than `capacity` sights (forgotten already), else the oldest.
+    let victim = bucket;
+    let victimAge = -1;
+    for (let at = bucket; at < bucket + 2 * WAYS; at += 2) {
+      const held = this.slots[at];
+      if (held === fingerprint && ((this.sights - this.slots[at + 1]) & SIGHT_MASK) <= this.capacity) {
+        this.slots[at] = EMPTY;
+        return false;
+      }
+      // Once a slot free or forgotten is found, no other is a better victim: no age to work out.
+      if (victimAge > this.capacity) continue;
+      const age = held === EMPTY ? SIGHT_MASK : (this.sights - this.slots[at + 1]) & SIGHT_MASK;
+      if (age > victimAge) {
+        victim = at;
+        victimAge = age;
+      }
     }
-    // The slot's token, if any, is forgotten: it waits for one more verification before it is cached.
-    this.slots[at] = fingerprint;
-    this.slots[at + 1] = this.sights;
+    this.slots[victim] = fingerprint;
+    this.slots[victim + 1] = this.sights;
     this.sights = (this.sights + 1) & SIGHT_MASK;
     return true;
   }
 
-  /** Doubles the table (at least {@link FIRST_SLOTS} slots), each fingerprint moved to its slot in the larger one. */
+  /** Doubles the table (at least {@link FIRST_SLOTS} slots), each fingerprint moved to its bucket in the larger one. */
   private grow(): void {
     const before = this.slots;
     const slots = Math.min(this.maxSlots, Math.max(FIRST_SLOTS, before.length));
     this.slots = new Int32Array(2 * slots).fill(EMPTY);
-    const mask = slots - 1;
-    // Distinct slots of the smaller table map to distinct slots here: nothing is lost.
+    const mask = slots / WAYS - 1;
+    // A bucket of the smaller table splits into two here, so its at most WAYS fingerprints fit:
+    // nothing is lost.
     for (let at = 0; at < before.length; at += 2) {
       const fingerprint = before[at];
       if (fingerprint === EMPTY) continue;
-      const to = 2 * (fingerprint & mask);
+      let to = 2 * WAYS * (fingerprint & mask);
+      while (this.slots[to] !== EMPTY) to += 2;
       this.slots[to] = fingerprint;
       this.slots[to + 1] = before[at + 1];
     }

@@ -46,7 +46,7 @@ interface Entry {
 export class VerifiedTokenCache {
   private readonly entries = new Map<number, Entry>();
   private readonly toleranceMs: number;
-  /** Verified tokens not cached yet, as fingerprints; as many as the cache holds. */
+  /** Verified tokens not cached yet, as fingerprints; for as many first sights as the cache holds. */
   private readonly seenOnce: SeenOnce;
 
   constructor(
@@ -77,7 +77,8 @@ export class VerifiedTokenCache {
 
   /**
    * Remembers `agent`, verified from `verification.token` for its resource with its zone's key, if
-   * that token was verified once before (recently: among the last verifications the cache could hold).
+   * that token was verified once before (recently: among the last verifications the cache could hold,
+   * and not pushed out of its full bucket by 8 later ones, see {@link SeenOnce}).
    */
   set(verification: TokenVerification, agent: AgentContext): void {
     const max = this.options.verifiedTokenCacheSize;
