@@ -77,6 +77,16 @@ describe('SeenOnce (the verified-token cache keeps a token from its second verif
     expect(forgotten.length).toBeLessThanOrEqual(capacity / 1000);
   });
 
+  it('across the wrap of its sight numbers at 2^31, a token is still remembered, and forgotten `capacity` first sights later', () => {
+    const seen = new SeenOnce(4);
+    seen.firstSight(token(0)); // allocates the table
+    (seen as unknown as { sights: number }).sights = 2 ** 31 - 2;
+    const pool = [1, 2, 3, 4, 5].map(token); // seen at 2^31 - 2, 2^31 - 1, 0, 1, 2
+    for (const f of pool) seen.firstSight(f);
+    expect(seen.firstSight(pool[1])).toBe(false); // 4 first sights old
+    expect(seen.firstSight(pool[0])).toBe(true); // 5
+  });
+
   it('with a capacity of 0 nothing is remembered', () => {
     const seen = new SeenOnce(0);
     expect(seen.firstSight(token(1))).toBe(true);
