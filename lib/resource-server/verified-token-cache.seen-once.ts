@@ -28,8 +28,8 @@ const SIGHT_MASK = 0x7fffffff;
  * of random signatures sent twice in turn, 0–12 (a forgotten token is cached one verification
  * later). Before 2026-12-07 this was a `Set` and a ring of exactly the last `capacity`
  * fingerprints: three hash-table operations per token, each a cache miss in a server (in-process,
- * with the CPU caches flushed between tokens: ~700 ns per token for the set and ring, ~200 ns for
- * one slot). The first table of one slot per fingerprint (2026-12-07, twice `capacity` slots)
+ * with the CPU caches flushed between tokens: 800–900 ns per token for the set and ring, 350–450
+ * ns for a bucket, ~200 ns for one slot). The first table of one slot per fingerprint (2026-12-07, twice `capacity` slots)
  * forgot about one in four of the last `capacity` tokens; scanning a bucket costs ~40 ns per new
  * token against ~6 ns for one slot, in-process with the table in the CPU caches.
  *
