@@ -40,11 +40,8 @@ const ratio = (samples, a) => spread(pairedBy(samples, a, baselineOf(a), (x, y) 
 /** a − b in server CPU µs/req, the median of each process's own paired blocks (process luck, side by side). */
 const perProcess = (samples, a, b) => {
   const pairs = [...new Set(samples.get(a).map((s) => s.pair))].sort((x, y) => x - y);
-  return pairs.map((pair) => {
-    const only = (name) => new Map([[name, samples.get(name).filter((s) => s.pair === pair)]]);
-    const of = new Map([...only(a), ...only(b)]);
-    return median(pairedBy(of, a, b, (x, y) => x.cpu - y.cpu));
-  });
+  const inPair = (name, pair) => [name, samples.get(name).filter((s) => s.pair === pair)];
+  return pairs.map((pair) => median(pairedBy(new Map([inPair(a, pair), inPair(b, pair)]), a, b, (x, y) => x.cpu - y.cpu)));
 };
 /** a's throughput ratio − b's, paired. */
 const ratioGap = (samples, a, b) => {

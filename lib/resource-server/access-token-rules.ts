@@ -198,7 +198,6 @@ function readScopes(payload: Readonly<Record<string, unknown>>, readScp: boolean
   return NO_WORDS;
 }
 
-
 /**
  * The `act` chain link for link as the token carries it (RFC 8693 §4.1; catalogue T29), so that
  * `AgentContext.actor` never shows a shorter chain than the token's: each link (the link at

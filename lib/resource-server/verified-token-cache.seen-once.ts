@@ -2,10 +2,7 @@
 const FIRST_SLOTS = 1024;
 /**
  * Slots in a bucket, the slots a fingerprint may take: 8 slots of 8 bytes, 64 bytes (a cache
- * line's size: one memory fetch, or two neighbouring lines, as for one slot). With one slot per fingerprint a later token on the slot pushed the
- * earlier out: of 10 000 tokens sent twice in turn, 4 058 were forgotten (bench/run.mjs warms its
- * 10k pool rows so, and expects them all cached); with 8 the oldest of a bucket goes only when
- * 8 tokens still remembered share it.
+ * line's size). The oldest token of a bucket is pushed out only when 8 still remembered share it.
  */
 const WAYS = 8;
 /** An empty slot: fingerprints are 30-bit, never negative. */
@@ -29,9 +26,8 @@ const SIGHT_MASK = 0x7fffffff;
  * later). Before 2026-12-07 this was a `Set` and a ring of exactly the last `capacity`
  * fingerprints: three hash-table operations per token, each a cache miss in a server (in-process,
  * with the CPU caches flushed between tokens: 800–900 ns per token for the set and ring, 350–450
- * ns for a bucket, ~200 ns for one slot). The first table of one slot per fingerprint (2026-12-07, twice `capacity` slots)
- * forgot about one in four of the last `capacity` tokens; scanning a bucket costs ~40 ns per new
- * token against ~6 ns for one slot, in-process with the table in the CPU caches.
+ * ns for a bucket). A first table of one slot per fingerprint forgot 4 058 of those 10 000 tokens
+ * (`npm run bench` warms its 10k pool rows so and expects them all cached).
  *
  * A fingerprint only decides whether a verified token is worth caching: two tokens with the same
  * fingerprint make the second one cached on its first verification, never admitted without one
@@ -69,13 +65,11 @@ export class SeenOnce {
     let victimAge = -1;
     for (let at = bucket; at < bucket + 2 * WAYS; at += 2) {
       const held = this.slots[at];
-      if (held === fingerprint && ((this.sights - this.slots[at + 1]) & SIGHT_MASK) <= this.capacity) {
+      const age = held === EMPTY ? SIGHT_MASK : (this.sights - this.slots[at + 1]) & SIGHT_MASK;
+      if (held === fingerprint && age <= this.capacity) {
         this.slots[at] = EMPTY;
         return false;
       }
-      // Once a slot free or forgotten is found, no other is a better victim: no age to work out.
-      if (victimAge > this.capacity) continue;
-      const age = held === EMPTY ? SIGHT_MASK : (this.sights - this.slots[at + 1]) & SIGHT_MASK;
       if (age > victimAge) {
         victim = at;
         victimAge = age;
