@@ -229,4 +229,20 @@ describe.each(ADAPTERS)('DPoP required, the MCP window, DPoP off (%s)', (adapter
       wide.clock.offsetMs = 0;
     }
   });
+
+  it('H15 at the window\'s last millisecond (|iat − now| = 300 s, still accepted) a replay is refused: the record outlives the window by a millisecond', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const token = zone.tokenFor({ scopes: ['orders:read'], dpopKey: key, claims: { exp: now + 3600 } });
+    const headers = dpopHeaders(key, token, { iat: now });
+    wide.clock.frozenAtMs = (now + 300) * 1000;
+    try {
+      expect((await send(wide.url, 'GET', '/orders', headers)).status).toBe(200);
+      const res = await send(wide.url, 'GET', '/orders', headers);
+      expectDpopRefusal(res, { dpopError: 'invalid_dpop_proof', prm: PRM, secrets: [token], logs: wide.logger.lines });
+      wide.clock.frozenAtMs = (now + 300) * 1000 + 1;
+      expectDpopRefusal(await send(wide.url, 'GET', '/orders', headers), { dpopError: 'invalid_dpop_proof', prm: PRM, secrets: [token], logs: wide.logger.lines });
+    } finally {
+      wide.clock.frozenAtMs = undefined;
+    }
+  });
 });

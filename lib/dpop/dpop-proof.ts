@@ -36,6 +36,15 @@ export interface VerifiedProof {
 }
 
 /**
+ * The first millisecond (epoch ms) at which a proof with this `iat` is outside the window: the
+ * window check accepts `|iat − now|` equal to the window, so a replay record must be held past
+ * `(iat + window) × 1000` by a millisecond, or a replay at that exact millisecond passes (§11.1).
+ */
+export function proofWindowEndMs(iat: number, windowSeconds: number): number {
+  return (iat + windowSeconds) * 1000 + 1;
+}
+
+/**
  * Checks a DPoP proof per RFC 9449 §4.3 (4)–(12), except the nonce (the caller's, §9) and the
  * replay record (§11.1): a compact JWS of canonical base64url, `typ` `dpop+jwt`, an allowed
  * asymmetric `alg`, a public `jwk` of the algorithm's key type whose thumbprint is the token's

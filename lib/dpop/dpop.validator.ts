@@ -15,7 +15,7 @@ import { grpcCallOf } from '../contexts/rpc.context.js';
 import { authorizationScheme, dpopHeaderValues } from './authorization-scheme.js';
 import { DpopNonces } from './dpop-nonces.js';
 import type { DpopOptions } from './dpop-options.js';
-import { verifyDpopProof, type VerifiedProof } from './dpop-proof.js';
+import { proofWindowEndMs, verifyDpopProof, type VerifiedProof } from './dpop-proof.js';
 import { InMemoryDpopReplayStore } from './dpop-replay-store.js';
 import { DpopReplayStoreUnavailableException, InvalidDpopProofException, UseDpopNonceException } from './dpop.exceptions.js';
 import { expectedHtu } from './htu.js';
@@ -158,7 +158,7 @@ export class DpopValidator implements TokenValidator {
     // SHA-256 of the thumbprint and the `jti` as one string: the digest of the two hashed in turn, so
     // records in a shared store keep their keys across versions; one-shot, no Hash object.
     const key = hash('sha256', proof.jkt + proof.jti, 'base64url');
-    const expiresAtMs = (proof.iat + this.parts.options.proofWindowSeconds) * 1000;
+    const expiresAtMs = proofWindowEndMs(proof.iat, this.parts.options.proofWindowSeconds);
     const store = this.parts.options.replayStore;
     if (store === undefined) return refuseReplay(this.local.remember(key, expiresAtMs, nowMs));
     let pending: boolean | Promise<boolean>;
