@@ -89,8 +89,7 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
       this.refreshInBackground();
       return last.value;
     }
-    // Requests may trigger a load while the zone fails, one at a time and at most once per floor interval.
-    if (this.metadata.failing && now < this.metadata.attemptedAt + RETRY_ON_DEMAND_FLOOR_MS) throw this.unavailable();
+    if (this.metadata.failing && now < this.nextOnDemandAt()) throw this.unavailable();
     try {
       return await this.metadata.load();
     } catch {
@@ -120,7 +119,18 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
     return this.metadata.last?.value;
   }
 
-  /** Retry-After: the next on-demand attempt is at most a floor interval away, so 1 s. */
+  /**
+   * When a request may next trigger a load while the zone fails (one at a time): an outage at most
+   * once per floor interval, so a zone that is back serves the next request (U16); a configuration
+   * error only when its back-off allows, as `Retry-After` says (F2: a zone that answers wrongly is
+   * not asked again by every request).
+   */
+  private nextOnDemandAt(): number {
+    const floor = this.metadata.attemptedAt + RETRY_ON_DEMAND_FLOOR_MS;
+    return this.misconfigured ? Math.max(floor, this.nextRetryAt) : floor;
+  }
+
+  /** Retry-After: an outage's next on-demand attempt is at most a floor interval away, so 1 s; a configuration error's is its back-off. */
   private unavailable(): ZoneUnavailableException {
     // A configuration error is retried on the back-off (no retry storm); an outage on demand, so 1 s.
     const retryAfter = this.misconfigured ? Math.max(1, (this.nextRetryAt - this.clock.now()) / 1000) : Math.max(1, RETRY_ON_DEMAND_FLOOR_MS / 1000);
