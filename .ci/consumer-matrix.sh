@@ -36,7 +36,8 @@ quietly() { # <command…>: its output only when it fails, else the last lines (
 
 cli_check() { # the package's bin in this layout: `env`, a zone on a free port, a token from it, the zone stopped by Ctrl-C
   local port token zone_pid bin=node_modules/.bin/nestjs-keycard
-  port="$(node -e "const s = require('net').createServer().listen(0, '127.0.0.1', () => { console.log(s.address().port); s.close(); })")"
+  # A port below the kernel's ephemeral range (which listen(0) and outgoing connections draw from), checked free: test/support/free-port.ts.
+  port="$(node -e "const n = require('net'); const draw = () => { const p = 20000 + Math.floor(Math.random() * 12000); const s = n.createServer().once('error', draw).listen(p, '127.0.0.1', () => s.close(() => console.log(p))); }; draw();")"
   npx --no-install nestjs-keycard env --port "$port" | grep -qx "KEYCARD_ZONE_URL=http://127.0.0.1:$port" \
     || { echo "FAILED on Node $(node -v): nestjs-keycard env"; exit 1; }
   "$bin" zone --port "$port" > "$work/zone.log" 2>&1 &
