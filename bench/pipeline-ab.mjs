@@ -20,9 +20,14 @@
 // (default 1): how many processes of each variant, alternated, so one process's luck (JIT, heap
 // layout) is not the variant's figure. BENCH_NODE_ARGS goes to the servers (--cpu-prof, --heap-prof).
 // PIPELINE_COMPARE=a/b,… prints a − b paired within rounds (e.g. `graphql-keycard:fresh/graphql-ideal:fresh`).
+// BENCH_CPU_PROFILE=dir (a process per variant): each server's CPU profile of its timed blocks, and
+// the guard's own share read from it per process (bench/guard-profile.mjs): the module's cost to a
+// few µs, where the whole server's CPU per request moves by tens between processes.
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { TestZone } from '../dist/testing/index.js';
+import { readdirSync, statSync } from 'node:fs';
+import { guardTimeOf } from './guard-profile.mjs';
 import { CONNECTIONS, interleaved, median, pairedBy, parseVariants } from './interleaved.mjs';
 
 const AUDIENCE = 'https://api.example.com';
@@ -47,6 +52,7 @@ const exp = Math.floor(Date.now() / 1000) + 3600;
 const single = zone.issueToken({ scope: 'read', exp });
 const needsFresh = VARIANTS.some((v) => v.mode === 'fresh');
 const fresh = needsFresh ? Array.from({ length: FRESH }, (_, i) => zone.issueToken({ scope: 'read', sub: `user-${i}`, client_id: `agent-${i % 100}`, exp })) : [];
+const runStartedMs = Date.now();
 const samples = await interleaved({ variants: VARIANTS, rounds: ROUNDS, block: BLOCK, pairs: PAIRS, shared: SHARED, issuer: zone.issuer, audience: AUDIENCE, single, fresh, warmup: FRESH, log: console.warn });
 await zone.stop();
 
@@ -76,5 +82,36 @@ if (PAIRS > 1) {
     console.log(`  ${name}: ${perPair.map((x) => x.toFixed(1)).join(', ')}; mean ${(perPair.reduce((a, b) => a + b, 0) / PAIRS).toFixed(1)}`);
   }
 }
+if (process.env.BENCH_CPU_PROFILE) guardShares();
 console.log(`\n${os.cpus()[0]?.model}, ${CORES} cores, Node ${process.version}, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
 process.exit(0);
+
+/**
+ * With BENCH_CPU_PROFILE=dir: each server's guard share (bench/guard-profile.mjs), from the profiles
+ * this run wrote (its timed blocks only: rounds × block requests a process), per process and as a
+ * mean, and a − b of those means for PIPELINE_COMPARE. Needs a process per variant (not
+ * PIPELINE_SHARED) and one mode per variant, so a profile names its variant.
+ */
+function guardShares() {
+  const dir = process.env.BENCH_CPU_PROFILE;
+  const byVariant = new Map();
+  for (const v of VARIANTS) byVariant.set(v.variant, [...(byVariant.get(v.variant) ?? []), v.name]);
+  if (SHARED || [...byVariant.values()].some((names) => names.length > 1)) {
+    console.log('\nguard share: needs a process per variant and one mode per variant (no PIPELINE_SHARED)');
+    return;
+  }
+  const means = new Map();
+  console.log(`\nthe guard's own CPU, µs/req per process (its canActivate frame: synchronous work, GC left out; bench/guard-profile.mjs), busy µs/req beside it:`);
+  for (const { variant, name } of VARIANTS) {
+    const files = readdirSync(dir).filter((f) => f.startsWith(`${variant}-`) && /^\d+\.cpuprofile$/.test(f.slice(variant.length + 1)) && statSync(`${dir}/${f}`).mtimeMs >= runStartedMs);
+    const shares = files.map((f) => guardTimeOf(`${dir}/${f}`, ROUNDS * BLOCK));
+    if (shares.length === 0) continue;
+    const mean = shares.reduce((sum, s) => sum + s.guard, 0) / shares.length;
+    means.set(name, mean);
+    console.log(`  ${name}: ${shares.map((s) => s.guard.toFixed(1)).join(', ')}; mean ${mean.toFixed(1)} (busy ${shares.map((s) => s.busy.toFixed(0)).join(', ')})`);
+  }
+  for (const compared of process.env.PIPELINE_COMPARE?.split(',').filter(Boolean) ?? []) {
+    const [a, b] = compared.split('/');
+    if (means.has(a) && means.has(b)) console.log(`  ${a} − ${b}, guard share: ${(means.get(a) - means.get(b)).toFixed(1)} µs/req`);
+  }
+}
