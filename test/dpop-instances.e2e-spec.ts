@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { TerminusModule } from '@nestjs/terminus';
 import { Redis } from 'ioredis';
+import { SHARED_STORE_RECORD_MARGIN_MS } from '../lib/dpop/dpop.validator.js';
 import { KeycardHealthIndicator } from '../lib/health/index.js';
 import { DpopKey, type KeycardModuleOptions } from '../lib/index.js';
 import { RedisDpopReplayStore, type TokenCipherKey } from '../lib/redis/index.js';
@@ -64,12 +65,30 @@ const adapter: AdapterName = 'express';
     expect(keys[0].includes(jti)).toBe(false);
     const ttl = await admin.pttl(keys[0]);
     expect(ttl).toBeGreaterThan(0);
-    expect(ttl).toBeLessThanOrEqual(60_000);
+    // The window past `iat` (whole seconds, so up to a second of it has gone), a millisecond, and the shared store's margin.
+    expect(ttl).toBeLessThanOrEqual(60_000 + 1 + SHARED_STORE_RECORD_MARGIN_MS);
     await new Promise((resolve) => setTimeout(resolve, 1000));
     for (const app of [b, a]) {
       expectDpopRefusal(await send(app.url, 'GET', '/orders', headers), { dpopError: 'invalid_dpop_proof', prm: PRM, secrets: [t], logs: app.logger.lines });
     }
     expect(await admin.keys('*')).toHaveLength(1);
+  });
+
+  it('H14 at the window\'s last millisecond a replay whose SET reaches Redis a few ms after the original\'s is refused: the record outlives the window as Redis counts it', async () => {
+    const a = await instance(redis.port);
+    const now = Math.floor(Date.now() / 1000);
+    const t = zone.tokenFor({ scopes: ['orders:read'], dpopKey: key, claims: { exp: now + 3600 } });
+    const headers = dpopHeaders(key, t, { iat: now });
+    // Both checks at |iat − now| = 60 s (still accepted); the replay's SET arrives 20 ms after the
+    // original's, as on a loaded machine: a TTL of the window's remaining 1 ms has run out by then.
+    a.clock.frozenAtMs = (now + 60) * 1000;
+    try {
+      expect((await send(a.url, 'GET', '/orders', headers)).status).toBe(200);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expectDpopRefusal(await send(a.url, 'GET', '/orders', headers), { dpopError: 'invalid_dpop_proof', prm: PRM, secrets: [t], logs: a.logger.lines });
+    } finally {
+      a.clock.frozenAtMs = undefined;
+    }
   });
 
   it('H18 Redis down: proofs still verified, replays tracked per instance, one log line, health degraded; with replayStoreUnavailable refuse → 503', async () => {

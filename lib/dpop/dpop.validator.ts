@@ -23,6 +23,13 @@ import { announceAtOpening } from './nonce-announcements.js';
 
 /** How long a shared replay store may take before the fallback applies (its client may be queueing while it reconnects). */
 const SHARED_STORE_DEADLINE_MS = 250;
+/**
+ * How much longer a shared store holds a record than the window: a store with a relative TTL (Redis
+ * `PX`) counts it from when the write reaches it, and the replay's write may reach it later than
+ * the original's by up to the deadline (abandoned at most a fifth later), though both passed the
+ * window check at its last millisecond. A write later than that is not awaited (the fallback applies).
+ */
+export const SHARED_STORE_RECORD_MARGIN_MS = SHARED_STORE_DEADLINE_MS + Math.ceil(SHARED_STORE_DEADLINE_MS / 5);
 
 /** What the validator needs from the module. */
 export interface DpopValidatorParts {
@@ -163,7 +170,7 @@ export class DpopValidator implements TokenValidator {
     if (store === undefined) return refuseReplay(this.local.remember(key, expiresAtMs, nowMs));
     let pending: boolean | Promise<boolean>;
     try {
-      pending = store.remember(key, expiresAtMs, nowMs);
+      pending = store.remember(key, expiresAtMs + SHARED_STORE_RECORD_MARGIN_MS, nowMs);
     } catch (error) {
       pending = Promise.reject(error);
     }
