@@ -114,6 +114,30 @@ const adapter: AdapterName = 'express';
     expect(refused.text).not.toContain('invalid_token');
     expect(a.logger.lines.concat(strict.logger.lines).join('\n')).not.toContain(t);
   });
+
+  it('H18 Redis back after an outage: a proof remembered on this instance meanwhile is still refused when replayed here (the local record is not forgotten because Redis answers again)', async () => {
+    const flaky = await startRedis();
+    const a = await instance(flaky.port);
+    const replayStoreOf = async () => ((await a.app.get(KeycardHealthIndicator).isHealthy()).keycard as Record<string, unknown>).dpopReplayStore;
+    expect((await send(a.url, 'GET', '/orders', dpopHeaders(key, token()))).status).toBe(200);
+    await flaky.stop();
+    const t = token();
+    const headers = dpopHeaders(key, t);
+    expect((await send(a.url, 'GET', '/orders', headers)).status).toBe(200);
+    expect(await replayStoreOf()).toBe('degraded');
+    const back = await startRedis({ port: flaky.port });
+    try {
+      // Until the client has reconnected and a proof's record went to Redis again.
+      for (let i = 0; i < 100 && (await replayStoreOf()) !== 'shared'; i++) {
+        await send(a.url, 'GET', '/orders', dpopHeaders(key, token()));
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(await replayStoreOf()).toBe('shared');
+      expectDpopRefusal(await send(a.url, 'GET', '/orders', headers), { dpopError: 'invalid_dpop_proof', prm: PRM, secrets: [t], logs: a.logger.lines });
+    } finally {
+      await back.close();
+    }
+  });
 });
 
 describe('DPoP server nonces across instances (H19–H22)', () => {

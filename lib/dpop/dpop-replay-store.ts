@@ -36,6 +36,12 @@ export class InMemoryDpopReplayStore implements DpopReplayStore {
     return this.entries.size;
   }
 
+  /** True while `key` is held, unexpired at `nowMs`; records nothing. */
+  holds(key: string, nowMs: number): boolean {
+    const held = this.entries.get(key);
+    return held !== undefined && held > nowMs;
+  }
+
   remember(key: string, expiresAtMs: number, nowMs: number): boolean {
     if (nowMs >= this.nextSweepMs) this.sweep(nowMs);
     const held = this.entries.get(key);
