@@ -44,8 +44,7 @@ export class InMemoryDpopReplayStore implements DpopReplayStore {
 
   remember(key: string, expiresAtMs: number, nowMs: number): boolean {
     if (nowMs >= this.nextSweepMs) this.sweep(nowMs);
-    const held = this.entries.get(key);
-    if (held !== undefined && held > nowMs) return false;
+    if (this.holds(key, nowMs)) return false;
     if (this.entries.size >= this.maxEntries) return false;
     this.entries.set(key, expiresAtMs);
     this.keysExpiringIn(Math.ceil(expiresAtMs / 1000)).push(key);

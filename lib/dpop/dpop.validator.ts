@@ -180,7 +180,7 @@ export class DpopValidator implements TokenValidator {
         this.sharedStoreFailing = false;
         // A proof accepted while the shared store failed is held only here: the shared store, back,
         // does not know it, so its replay on this instance is refused by the local record (H18).
-        refuseReplay(fresh && (this.local.size === 0 || !this.local.holds(key, nowMs)));
+        refuseReplay(fresh && !this.local.holds(key, nowMs));
       },
       (error: unknown) => refuseReplay(this.fallBack(error, { key, expiresAtMs, nowMs })),
     );

@@ -130,10 +130,9 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
     return this.misconfigured ? Math.max(floor, this.nextRetryAt) : floor;
   }
 
-  /** Retry-After: an outage's next on-demand attempt is at most a floor interval away, so 1 s; a configuration error's is its back-off. */
+  /** Retry-After: when {@link nextOnDemandAt} lets a request ask the zone again (at least 1 s: an outage's floor is shorter). */
   private unavailable(): ZoneUnavailableException {
-    // A configuration error is retried on the back-off (no retry storm); an outage on demand, so 1 s.
-    const retryAfter = this.misconfigured ? Math.max(1, (this.nextRetryAt - this.clock.now()) / 1000) : Math.max(1, RETRY_ON_DEMAND_FLOOR_MS / 1000);
+    const retryAfter = Math.max(1, (this.nextOnDemandAt() - this.clock.now()) / 1000);
     return new ZoneUnavailableException(retryAfter, this.misconfigured ? 'zone_misconfigured' : 'zone_unavailable');
   }
 
