@@ -117,6 +117,32 @@ describe('first hour: boot checks', () => {
     expect(suite.api.logger.lines.some((l) => l.includes('configuration error'))).toBe(false);
   });
 
+  it('an outage long enough to reach the 30 s back-off, then a configuration error: its back-off starts again at 1 s (Retry-After 1), and once fixed the zone serves within it', async () => {
+    suite.zone.faults.metadata = { kind: 'status', status: 500 };
+    suite.api = await startApp('express', { zoneUrl: suite.zone.issuer, resource: R });
+    const t = token();
+    // Each request past the on-demand floor (500 ms) asks the zone; every failure doubles the back-off to its cap.
+    for (let attempt = 1; attempt <= 6; attempt++) {
+      suite.api.clock.offsetMs += 600;
+      const answer = await send(suite.api.url, 'GET', '/orders', bearer(t));
+      expectOutcome(answer, '503 RA', PRM, [t], suite.api.logger.lines);
+    }
+    expect(suite.api.logger.lines.some((l) => l.includes(`retrying in ${RETRY_MAX_MS} ms`))).toBe(true);
+    // The zone answers again, with a wrong issuer: a configuration error, a new kind of failure.
+    delete suite.zone.faults.metadata;
+    suite.zone.metadataOverrides = { issuer: `${suite.zone.issuer}/` };
+    suite.api.clock.offsetMs += 600;
+    const misconfigured = await send(suite.api.url, 'GET', '/orders', bearer(t));
+    expectOutcome(misconfigured, '503 RA', PRM, [t], suite.api.logger.lines);
+    expect(misconfigured.json).toEqual({ error: 'temporarily_unavailable', error_description: 'The resource server is misconfigured' });
+    expect(misconfigured.headers['retry-after']).toBe(String(RETRY_MIN_MS / 1000));
+    // Fixed at the zone: the next request after that second is served.
+    suite.zone.reset();
+    suite.api.clock.offsetMs += RETRY_MIN_MS + 100;
+    expectOutcome(await send(suite.api.url, 'GET', '/orders', bearer(t)), '200', PRM);
+    expect(suite.api.logger.lines.some((l) => l.includes('metadata is valid again'))).toBe(true);
+  });
+
   it('a key set with no usable key is logged as an error naming the expected algorithms and what was found', async () => {
     suite.zone.jwksOverride = { keys: [{ ...(suite.zone.jwks().keys[0] as object), kid: 'enc-1', use: 'enc' }] };
     suite.api = await startApp('express', { zoneUrl: suite.zone.issuer, resource: R });

@@ -156,7 +156,11 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
       this.misconfigured = undefined;
       return metadata;
     } catch (error) {
+      const wasMisconfigured = this.misconfigured !== undefined;
       this.reportFailure(error);
+      // A new kind of failure starts its back-off again: after a long outage the cap is reached,
+      // and a configuration error fixed a second later would otherwise wait up to 30 s (F2, U16).
+      if (wasMisconfigured !== (this.misconfigured !== undefined)) this.retryDelayMs = RETRY_MIN_MS;
       this.nextRetryAt = this.clock.now() + this.retryDelayMs;
       if (this.destroyed) throw error;
       this.retryTimer = setTimeout(() => {
