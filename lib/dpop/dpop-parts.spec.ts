@@ -128,6 +128,18 @@ describe('InMemoryDpopReplayStore (RFC 9449 §11.1)', () => {
     expect(store.remember('c', T + 15_000, T + 5_000)).toBe(true);
     expect(store.size).toBe(2);
   });
+
+  it('records asked about but no longer written to (a shared store back after an outage) are dropped once expired', () => {
+    const store = new InMemoryDpopReplayStore();
+    for (let i = 0; i < 100; i++) expect(store.remember(`p${i}`, T + 60_000 + i, T)).toBe(true);
+    // The shared store answers again: this instance's records are only asked about, never added to.
+    expect(store.holds('p0', T + 30_000)).toBe(true);
+    expect(store.size).toBe(100);
+    expect(store.holds('p0', T + 60_050)).toBe(false);
+    expect(store.size).toBe(99); // the second that ended (p0's); the rest expire in the next
+    expect(store.holds('p99', T + 61_100)).toBe(false);
+    expect(store.size).toBe(0);
+  });
 });
 
 /** `segment` with its last character swapped for one that decodes to the same bytes (non-zero unused bits): not canonical base64url. */

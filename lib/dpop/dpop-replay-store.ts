@@ -36,15 +36,19 @@ export class InMemoryDpopReplayStore implements DpopReplayStore {
     return this.entries.size;
   }
 
-  /** True while `key` is held, unexpired at `nowMs`; records nothing. */
+  /**
+   * True while `key` is held, unexpired at `nowMs`; records nothing. Drops expired records when a
+   * sweep is due, as {@link remember} does: records an instance only asks about (its own, kept
+   * while a shared store failed, once that store answers again) go when their windows close.
+   */
   holds(key: string, nowMs: number): boolean {
+    if (nowMs >= this.nextSweepMs) this.sweep(nowMs);
     const held = this.entries.get(key);
     return held !== undefined && held > nowMs;
   }
 
   remember(key: string, expiresAtMs: number, nowMs: number): boolean {
-    if (nowMs >= this.nextSweepMs) this.sweep(nowMs);
-    if (this.holds(key, nowMs)) return false;
+    if (this.holds(key, nowMs)) return false; // sweeps first when one is due
     if (this.entries.size >= this.maxEntries) return false;
     this.entries.set(key, expiresAtMs);
     this.keysExpiringIn(Math.ceil(expiresAtMs / 1000)).push(key);
