@@ -53,7 +53,8 @@ async function guardFrom(dist, cacheSize) {
   class Controller_ { list() {} }
   RequireScopes('read')(Controller_.prototype, 'list', Object.getOwnPropertyDescriptor(Controller_.prototype, 'list'));
   class M {}
-  Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, verifiedTokenCacheSize: cacheSize, logger: { log() {}, warn() {}, error() {} } })] })(M);
+  // A provider of the app, so the guard knows its handler's rules (it refuses a handler it did not see at bootstrap).
+  Module({ imports: [KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, verifiedTokenCacheSize: cacheSize, logger: { log() {}, warn() {}, error() {} } })], providers: [Controller_] })(M);
   const app = await NestFactory.create(M, { logger: false });
   await app.init();
   const guard = app.get(KeycardGuard);
