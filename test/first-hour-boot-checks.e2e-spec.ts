@@ -143,6 +143,34 @@ describe('first hour: boot checks', () => {
     expect(suite.api.logger.lines.some((l) => l.includes('metadata is valid again'))).toBe(true);
   });
 
+  it('a zone that flaps between an outage and a configuration error: the background retry still backs off (1 s doubling), each "retrying in" names the wait it keeps, requests get 503 RA', async () => {
+    const attemptedAt: number[] = [];
+    // Every other discovery attempt meets an outage (HTTP 500), the others a wrong issuer.
+    const fetch = (input: string, init: RequestInit) => {
+      if (input.endsWith('/.well-known/oauth-authorization-server')) {
+        attemptedAt.push(Date.now());
+        if (attemptedAt.length % 2 === 1) suite.zone.faults.metadata = { kind: 'status', status: 500 };
+        else delete suite.zone.faults.metadata;
+      }
+      return globalThis.fetch(input, init);
+    };
+    suite.zone.metadataOverrides = { issuer: `${suite.zone.issuer}/` };
+    const bootAt = Date.now();
+    suite.api = await startApp('express', { zoneUrl: suite.zone.issuer, resource: R, fetch });
+    // No request: only the boot attempt and the background retries ask the zone (1 s, then 2 s, …),
+    // not one attempt a second forever because every change of kind started the back-off again.
+    await new Promise((resolve) => setTimeout(resolve, 6_500));
+    expect(attemptedAt.length).toBeLessThanOrEqual(1 + backgroundRetriesWithin(Date.now() - bootAt));
+    // An outage's warning names the wait before the next attempt (outages are the odd attempts).
+    const waits = suite.api.logger.levels.warn.map((l) => /unavailable, retrying in (\d+) ms/.exec(l)?.[1]).filter((w) => w !== undefined).map(Number);
+    waits.forEach((wait, i) => {
+      const next = attemptedAt[2 * i + 1];
+      if (next !== undefined) expect(Math.abs(next - attemptedAt[2 * i]! - wait)).toBeLessThan(300);
+    });
+    const t = token();
+    expectOutcome(await send(suite.api.url, 'GET', '/orders', bearer(t)), '503 RA', PRM, [t], suite.api.logger.lines);
+  }, 15_000);
+
   it('a key set with no usable key is logged as an error naming the expected algorithms and what was found', async () => {
     suite.zone.jwksOverride = { keys: [{ ...(suite.zone.jwks().keys[0] as object), kid: 'enc-1', use: 'enc' }] };
     suite.api = await startApp('express', { zoneUrl: suite.zone.issuer, resource: R });

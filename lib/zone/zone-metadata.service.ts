@@ -33,7 +33,10 @@ export interface ZoneMetadata {
 export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
   private readonly metadata: RefreshingValue<ZoneMetadata>;
   private retryTimer?: NodeJS.Timeout;
+  /** The background retry's next delay: doubles with every failure, of whatever kind, until a success. */
   private retryDelayMs = RETRY_MIN_MS;
+  /** The next delay before requests may ask again about a configuration error: restarts at 1 s with each new kind of failure. */
+  private gateDelayMs = RETRY_MIN_MS;
   private nextRetryAt = 0;
   private destroyed = false;
   /** The discovery started at boot, for the boot check (never a second fetch). */
@@ -150,7 +153,7 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
     clearTimeout(this.retryTimer);
     try {
       const metadata = await this.discover();
-      this.retryDelayMs = RETRY_MIN_MS;
+      this.retryDelayMs = this.gateDelayMs = RETRY_MIN_MS;
       this.nextRetryAt = 0;
       if (this.misconfigured) this.options.logger.log(`Zone ${this.options.issuer}: its metadata is valid again`);
       this.misconfigured = undefined;
@@ -158,10 +161,13 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
     } catch (error) {
       const wasMisconfigured = this.misconfigured !== undefined;
       this.reportFailure(error);
-      // A new kind of failure starts its back-off again: after a long outage the cap is reached,
+      // A new kind of failure starts the requests' wait again: after a long outage the cap is reached,
       // and a configuration error fixed a second later would otherwise wait up to 30 s (F2, U16).
-      if (wasMisconfigured !== (this.misconfigured !== undefined)) this.retryDelayMs = RETRY_MIN_MS;
-      this.nextRetryAt = this.clock.now() + this.retryDelayMs;
+      // The background retry keeps backing off, so a zone that flaps between kinds is not asked
+      // every second forever.
+      if (wasMisconfigured !== (this.misconfigured !== undefined)) this.gateDelayMs = RETRY_MIN_MS;
+      this.nextRetryAt = this.clock.now() + this.gateDelayMs;
+      this.gateDelayMs = Math.min(this.gateDelayMs * 2, RETRY_MAX_MS);
       if (this.destroyed) throw error;
       this.retryTimer = setTimeout(() => {
         this.nextRetryAt = 0;
