@@ -222,6 +222,25 @@ describe('zone faults', () => {
       expect(suite.zone.counts.jwks - before).toBe(1);
     });
 
+    it('JWKS down before any key was fetched: every 503 of a burst says Retry-After 1, when a request asks the zone again, and once it is back that request is served', async () => {
+      suite.zone.faults.jwks = { kind: 'status', status: 500 };
+      await start();
+      suite.api!.clock.offsetMs += 1_000; // past any attempt made at boot
+      const token = t0();
+      const answers = await Promise.all(Array.from({ length: 10 }, () => get(token)));
+      for (const answer of answers) {
+        expectOutcome(answer, '503 RA', PRM, [token], suite.api!.logger.lines);
+        expect(answer.json).toEqual({ error: 'temporarily_unavailable', error_description: 'The authorization server is unreachable, retry later' });
+      }
+      // Not 30 s for the request whose fetch failed and 1 s for the others: a request may ask again after 1 s.
+      expect(new Set(answers.map((answer) => answer.headers['retry-after']))).toEqual(new Set(['1']));
+      delete suite.zone.faults.jwks;
+      const before = suite.zone.counts.jwks;
+      suite.api!.clock.offsetMs += 1_000;
+      await expectToken(token, '200');
+      expect(suite.zone.counts.jwks - before).toBe(1);
+    });
+
     it('E23 JWKS down with an old cache: known kid 200 inside the stale-if-error window (with an alert), 503 RA after it', async () => {
       await start();
       await expectToken(t0(), '200');

@@ -53,6 +53,8 @@ const jwksRsa = requireFromHost<typeof JwksRsa>('jwks-rsa');
 const RSA_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'];
 const EC_ALGORITHM_OF_CURVE: Record<string, string> = { 'P-256': 'ES256', 'P-384': 'ES384', 'P-521': 'ES512' };
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+/** While no usable key set can be had, a request asks the zone for one at most this often. */
+const JWKS_RETRY_FLOOR_MS = JWKS_COOLDOWN_MS / 30;
 
 /**
  * The zone's signing keys. jwks-rsa retrieves and imports them, through our own fetch (absolute
@@ -154,17 +156,19 @@ export class JwksKeyStore {
         return last.value;
       }
     }
-    if (this.keySet.failing && this.clock.now() - this.keySet.attemptedAt < JWKS_COOLDOWN_MS / 30) {
-      throw new ZoneUnavailableException(1);
+    if (this.keySet.failing && this.clock.now() - this.keySet.attemptedAt < JWKS_RETRY_FLOOR_MS) {
+      throw new ZoneUnavailableException(JWKS_RETRY_FLOOR_MS / 1000);
     }
-    return this.loadOrUnavailable();
+    // Without usable keys a request asks again after the floor: Retry-After says so, not the unknown-kid cooldown.
+    return this.loadOrUnavailable(JWKS_RETRY_FLOOR_MS);
   }
 
-  private async loadOrUnavailable(): Promise<KeySet> {
+  /** Loads the key set; on failure 503 with `Retry-After` = `retryAfterMs`, when a request may ask the zone again. */
+  private async loadOrUnavailable(retryAfterMs = JWKS_COOLDOWN_MS): Promise<KeySet> {
     try {
       return await this.keySet.load();
     } catch {
-      throw new ZoneUnavailableException(Math.ceil(JWKS_COOLDOWN_MS / 1000));
+      throw new ZoneUnavailableException(Math.ceil(retryAfterMs / 1000));
     }
   }
 
