@@ -165,7 +165,9 @@ describe('first hour: boot checks', () => {
     const waits = suite.api.logger.levels.warn.map((l) => /unavailable, retrying in (\d+) ms/.exec(l)?.[1]).filter((w) => w !== undefined).map(Number);
     waits.forEach((wait, i) => {
       const next = attemptedAt[2 * i + 1];
-      if (next !== undefined) expect(Math.abs(next - attemptedAt[2 * i]! - wait)).toBeLessThan(300);
+      // Never sooner than it says (a loaded machine may run the timer late).
+      if (next !== undefined) expect(next - attemptedAt[2 * i]!).toBeGreaterThanOrEqual(wait - 100);
+      if (next !== undefined) expect(next - attemptedAt[2 * i]!).toBeLessThan(wait + 1_000);
     });
     const t = token();
     expectOutcome(await send(suite.api.url, 'GET', '/orders', bearer(t)), '503 RA', PRM, [t], suite.api.logger.lines);
