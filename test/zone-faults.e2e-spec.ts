@@ -341,6 +341,30 @@ describe('zone faults', () => {
     });
 
     it.each([
+      ['F4 no jwks_uri', () => ({ jwks_uri: undefined })],
+      ['E25 a jwks_uri off the zone origin', () => ({ jwks_uri: 'https://keys.example.net/jwks' })],
+      ['E25 a jwks_uri that is not a URL', () => ({ jwks_uri: 'not a url' })],
+    ])('%s, in a document whose issuer is the zone: a configuration error (an error-level alert, 503 "misconfigured", requests wait for the back-off), fixed without a restart', async (_row, overrides) => {
+      suite.zone.metadataOverrides = overrides();
+      const api = await start();
+      const token = t0();
+      const first = await get(token);
+      expectOutcome(first, onScopedRoute('503 RA', scopeOf('GET', '/orders')), PRM, [token], api.logger.lines);
+      expect(first.json).toEqual({ error: 'temporarily_unavailable', error_description: 'The resource server is misconfigured' });
+      expect(api.logger.levels.error.filter((l) => l.startsWith('Zone configuration error'))).toHaveLength(1);
+      expect(api.logger.lines.some((l) => l.includes('unavailable, retrying'))).toBe(false);
+      // Past the outage's 500 ms floor, inside the first back-off step: no request asks the zone.
+      const before = suite.zone.counts.metadata;
+      api.clock.offsetMs = 700;
+      for (let i = 0; i < 5; i++) await expectToken(token, '503 RA');
+      expect(suite.zone.counts.metadata).toBe(before);
+      suite.zone.reset();
+      api.clock.offsetMs = 2_500;
+      await get(token);
+      await expectToken(token, '200');
+    });
+
+    it.each([
       ['500', { kind: 'status', status: 500 }],
       ['non-JSON', { kind: 'status', status: 200, contentType: 'text/html', body: '<html>' }],
       ['404', { kind: 'status', status: 404 }],

@@ -224,21 +224,25 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
     }
   }
 
-  /** Endpoints must be on the zone's own origin: token content or a rogue document never steer us elsewhere (E25, F12). */
+  /**
+   * Endpoints must be on the zone's own origin: token content or a rogue document never steer us
+   * elsewhere (E25, F12). What it throws is a configuration error: the document's `issuer` is the
+   * zone's, so waiting will not change it (F4, E25: an error-level alert, requests wait for the back-off).
+   */
   private sameOriginUrl(name: string, value: unknown, required: boolean): string | undefined {
     if (value === undefined && !required) return undefined;
-    if (typeof value !== 'string') throw new ZoneFetchError(`zone metadata lacks a string ${name}`);
+    if (typeof value !== 'string') throw new ZoneFetchError(`zone metadata lacks a string ${name}`, undefined, true);
     let url: URL;
     try {
       url = new URL(value);
     } catch {
-      throw new ZoneFetchError(`zone metadata ${name} is not a URL`);
+      throw new ZoneFetchError(`zone metadata ${name} is not a URL`, undefined, true);
     }
     const secure =
       url.protocol === 'https:' ||
       (url.protocol === 'http:' && (isLoopbackHost(url.hostname) || this.options.allowInsecureHttp));
     if (!secure || url.origin !== this.options.issuerUrl.origin) {
-      throw new ZoneFetchError(`zone metadata ${name} ${logSafe(value)} is not on the zone's origin`);
+      throw new ZoneFetchError(`zone metadata ${name} ${logSafe(value)} is not on the zone's origin`, undefined, true);
     }
     return value;
   }
