@@ -344,6 +344,7 @@ describe('zone faults', () => {
       ['F4 no jwks_uri', () => ({ jwks_uri: undefined })],
       ['E25 a jwks_uri off the zone origin', () => ({ jwks_uri: 'https://keys.example.net/jwks' })],
       ['E25 a jwks_uri that is not a URL', () => ({ jwks_uri: 'not a url' })],
+      ['E25 a jwks_uri on the zone origin with userinfo', () => ({ jwks_uri: suite.zone.jwksUri.replace('://', '://keycard:s3cret-pw@') })],
     ])('%s, in a document whose issuer is the zone: a configuration error (an error-level alert, 503 "misconfigured", requests wait for the back-off), fixed without a restart', async (_row, overrides) => {
       suite.zone.metadataOverrides = overrides();
       const api = await start();
@@ -353,6 +354,7 @@ describe('zone faults', () => {
       expect(first.json).toEqual({ error: 'temporarily_unavailable', error_description: 'The resource server is misconfigured' });
       expect(api.logger.levels.error.filter((l) => l.startsWith('Zone configuration error'))).toHaveLength(1);
       expect(api.logger.lines.some((l) => l.includes('unavailable, retrying'))).toBe(false);
+      expect(api.logger.lines.join('\n')).not.toContain('s3cret-pw');
       // Past the outage's 500 ms floor, inside the first back-off step: no request asks the zone.
       const before = suite.zone.counts.metadata;
       api.clock.offsetMs = 700;

@@ -238,6 +238,8 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
     } catch {
       throw new ZoneFetchError(`zone metadata ${name} is not a URL`, undefined, true);
     }
+    // Userinfo keeps the origin but no fetch accepts it, and it may be a secret: refused, never logged.
+    if (url.username !== '' || url.password !== '') throw new ZoneFetchError(`zone metadata ${name} carries userinfo`, undefined, true);
     const secure =
       url.protocol === 'https:' ||
       (url.protocol === 'http:' && (isLoopbackHost(url.hostname) || this.options.allowInsecureHttp));
