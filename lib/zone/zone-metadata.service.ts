@@ -231,21 +231,20 @@ export class ZoneMetadataService implements OnModuleInit, OnModuleDestroy {
    */
   private sameOriginUrl(name: string, value: unknown, required: boolean): string | undefined {
     if (value === undefined && !required) return undefined;
-    if (typeof value !== 'string') throw new ZoneFetchError(`zone metadata lacks a string ${name}`, undefined, true);
+    const configurationError = (message: string) => new ZoneFetchError(`zone metadata ${message}`, undefined, true);
+    if (typeof value !== 'string') throw configurationError(`lacks a string ${name}`);
     let url: URL;
     try {
       url = new URL(value);
     } catch {
-      throw new ZoneFetchError(`zone metadata ${name} is not a URL`, undefined, true);
+      throw configurationError(`${name} is not a URL`);
     }
     // Userinfo keeps the origin but no fetch accepts it, and it may be a secret: refused, never logged.
-    if (url.username !== '' || url.password !== '') throw new ZoneFetchError(`zone metadata ${name} carries userinfo`, undefined, true);
+    if (url.username !== '' || url.password !== '') throw configurationError(`${name} carries userinfo`);
     const secure =
       url.protocol === 'https:' ||
       (url.protocol === 'http:' && (isLoopbackHost(url.hostname) || this.options.allowInsecureHttp));
-    if (!secure || url.origin !== this.options.issuerUrl.origin) {
-      throw new ZoneFetchError(`zone metadata ${name} ${logSafe(value)} is not on the zone's origin`, undefined, true);
-    }
+    if (!secure || url.origin !== this.options.issuerUrl.origin) throw configurationError(`${name} ${logSafe(value)} is not on the zone's origin`);
     return value;
   }
 }
