@@ -24,7 +24,8 @@ export class BoundedCache<V> {
   }
 
   set(key: string, value: V, expiresAt: number): void {
-    if (this.maxEntries <= 0 || expiresAt <= this.now()) return;
+    // `!(>)`: an expiry that is NaN would otherwise make an entry that never expires.
+    if (this.maxEntries <= 0 || !(expiresAt > this.now())) return;
     this.entries.delete(key);
     this.entries.set(key, { value, expiresAt });
     while (this.entries.size > this.maxEntries) {

@@ -332,12 +332,15 @@ export class TokenRequestClient implements OnModuleDestroy {
       throw invalid('has an invalid expires_in');
     }
     if (scope !== undefined && typeof scope !== 'string') throw invalid('has a scope that is not a string');
+    const expiresAt = expiresIn === undefined ? undefined : new Date(this.clock.now() + expiresIn * 1000);
+    // A lifetime no date can hold (1e300 s) would be an Invalid Date: a cache entry that never expires.
+    if (expiresAt !== undefined && Number.isNaN(expiresAt.getTime())) throw invalid('has an invalid expires_in');
     const granted = scope ?? requestedScope ?? '';
     return Object.freeze({
       accessToken,
       tokenType,
       expiresIn,
-      expiresAt: expiresIn === undefined ? undefined : new Date(this.clock.now() + expiresIn * 1000),
+      expiresAt,
       scope: granted,
       scopes: Object.freeze(granted.split(' ').filter(Boolean)),
       issuedTokenType,

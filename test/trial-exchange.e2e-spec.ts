@@ -1,0 +1,91 @@
+/**
+ * An attack trial of the token-exchange client (catalogue §I, Q8): what a zone may answer and what
+ * the API then answers its caller, over Express and Fastify, against a real TestZone on loopback;
+ * and how long an exchanged token is served from the cache.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { Controller, Get } from '@nestjs/common';
+import { Access, type AccessContext, Grant } from '../lib/index.js';
+import { TestZone, type ZoneFault } from '../lib/testing/index.js';
+import { R } from './support/forge.js';
+import { parseChallenge, send } from './support/http.js';
+import { ADAPTERS, startApp, type RunningApp } from './support/keycard-app.js';
+
+const SECRET = 's3cret-value-1234';
+const UP = 'https://upstream.example.com';
+const PRM = `${R}/.well-known/oauth-protected-resource`;
+const TOKEN_RESPONSE = { access_token: 'exchanged-a', issued_token_type: 'urn:ietf:params:oauth:token-type:access_token', token_type: 'Bearer' };
+
+@Controller()
+class GrantedController {
+  /** Rethrows the grant's failure, so the module's filter answers it (Q8). */
+  @Grant(UP, 'up:read')
+  @Get('granted')
+  granted(@Access() access: AccessContext) {
+    return { scope: access.access(UP).scope };
+  }
+}
+
+const BAD_GATEWAY = { error: 'bad_gateway', error_description: 'The authorization server answered unexpectedly' };
+
+/** Zone answer → [status, body, challenge params or undefined, Retry-After, POSTs the zone saw] (catalogue Q8). */
+const ANSWERS: [string, ZoneFault, number, object, Record<string, string> | undefined, string | undefined, number][] = [
+  ['I13 invalid_grant (description with markup and CRLF)', { kind: 'status', status: 400, body: '{"error":"invalid_grant","error_description":"<b>x</b>\\r\\nSet-Cookie: a=b"}' }, 401,
+    { error: 'invalid_token', error_description: 'The access token is malformed' }, { error: 'invalid_token', error_description: 'The access token is malformed', resource_metadata: PRM }, undefined, 1],
+  ['I14 invalid_request', { kind: 'status', status: 400, body: '{"error":"invalid_request"}' }, 403,
+    { error: 'forbidden', error_description: 'The access token cannot be used for this operation' }, { resource_metadata: PRM }, undefined, 1],
+  ['I16 401 invalid_client with a Basic challenge', { kind: 'status', status: 401, headers: { 'www-authenticate': 'Basic realm="zone"' }, body: '{"error":"invalid_client"}' }, 500,
+    { error: 'server_error', error_description: 'The service is misconfigured' }, undefined, undefined, 1],
+  ['I18 429 with Retry-After: 120', { kind: 'status', status: 429, headers: { 'retry-after': '120' }, body: '{"error":"slow_down"}' }, 503,
+    { error: 'temporarily_unavailable', error_description: 'The authorization server is unavailable, retry later' }, undefined, '120', 1],
+  ['I21 400 with an HTML body', { kind: 'status', status: 400, contentType: 'text/html', body: '<h1>proxy</h1>' }, 502, BAD_GATEWAY, undefined, undefined, 1],
+  ['I22 302 to another host', { kind: 'redirect', location: 'http://127.0.0.1:9/token' }, 502, BAD_GATEWAY, undefined, undefined, 1],
+  ['I23 a body over 1 MiB', { kind: 'oversized', bytes: 2 * 1024 * 1024 }, 502, BAD_GATEWAY, undefined, undefined, 1],
+  ['200 with a JSON array', { kind: 'json', body: [TOKEN_RESPONSE] }, 502, BAD_GATEWAY, undefined, undefined, 1],
+  ['200 with an error object and no token', { kind: 'status', status: 200, body: '{"error":"invalid_grant"}' }, 502, BAD_GATEWAY, undefined, undefined, 1],
+  ['400 whose error is not a string', { kind: 'status', status: 400, body: '{"error":5}' }, 502, BAD_GATEWAY, undefined, undefined, 1],
+  ['200 with an expires_in no date can hold', { kind: 'json', body: { ...TOKEN_RESPONSE, expires_in: 1e300 } }, 502, BAD_GATEWAY, undefined, undefined, 1],
+];
+
+describe.each(ADAPTERS)('trial: a zone answer and the API answer of a @Grant handler (Q8) over %s', (adapter) => {
+  let zone: TestZone;
+  let api: RunningApp;
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R, resources: { [R]: ['orders:read'], [UP]: ['up:read'] }, clients: [{ clientId: 'agent-a', clientSecret: SECRET }] });
+    api = await startApp(adapter, { zoneUrl: zone.issuer, resource: R, clientCredentials: { clientId: 'agent-a', clientSecret: SECRET } }, { controllers: [GrantedController] });
+  });
+  afterEach(() => {
+    zone.reset();
+    api.clock.offsetMs = 0;
+  });
+  afterAll(async () => {
+    await api?.close();
+    await zone?.stop();
+  });
+  const call = (token: string) => send(api.url, 'GET', '/granted', [['Authorization', `Bearer ${token}`]]);
+
+  it.each(ANSWERS)('%s', async (_name, fault, status, body, challenge, retryAfter, posts) => {
+    zone.faults.token = fault;
+    const token = zone.tokenFor({ user: 'alice', scopes: ['orders:read'] });
+    const res = await call(token);
+    expect({ status: res.status, body: res.json }).toEqual({ status, body });
+    expect(parseChallenge(res.headers['www-authenticate'])?.params).toEqual(challenge);
+    expect(res.headers['retry-after']).toBe(retryAfter);
+    expect(zone.counts.token).toBe(posts);
+    for (const text of [res.text, JSON.stringify(res.headers), ...api.logger.lines]) {
+      for (const secret of [token, SECRET, '<b>', 'Set-Cookie']) expect(text).not.toContain(secret);
+    }
+  });
+
+  it('an exchanged token is not served past the subject token expiry, even when the zone gave it an endless lifetime (I8)', async () => {
+    zone.faults.token = { kind: 'json', body: { ...TOKEN_RESPONSE, expires_in: 1e300 } };
+    const token = zone.tokenFor({ user: 'alice', scopes: ['orders:read'], claims: { exp: Math.floor(Date.now() / 1000) + 60 } });
+    expect((await call(token)).status).toBe(502);
+    // 15 s past the subject token's exp: inside the default 30 s leeway, so the API still accepts it; the zone no longer does.
+    api.clock.offsetMs = 75_000;
+    zone.faults.token = { kind: 'status', status: 400, body: '{"error":"invalid_grant"}' };
+    const res = await call(token);
+    expect({ status: res.status, body: res.json }).toEqual({ status: 401, body: { error: 'invalid_token', error_description: 'The access token is malformed' } });
+    expect(zone.counts.token).toBe(2);
+  });
+});
