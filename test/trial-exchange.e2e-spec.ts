@@ -1,12 +1,13 @@
 /**
- * An attack trial of the token-exchange client (catalogue §I, Q8): what a zone may answer and what
- * the API then answers its caller, over Express and Fastify, against a real TestZone on loopback;
- * and how long an exchanged token is served from the cache.
+ * An attack trial of the token-exchange client (catalogue §I, H30, Q8, Q40): what a zone may answer
+ * and what the API then answers its caller, over Express and Fastify, against a real TestZone on
+ * loopback; and how long, and to whom, an exchanged token is served from the cache.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { Controller, Get } from '@nestjs/common';
-import { Access, type AccessContext, Grant } from '../lib/index.js';
+import { Access, type AccessContext, DpopKey, Grant, TokenExchangeError } from '../lib/index.js';
 import { TestZone, type ZoneFault } from '../lib/testing/index.js';
+import { startExchangeContext } from './support/exchange-context.js';
 import { R } from './support/forge.js';
 import { parseChallenge, send } from './support/http.js';
 import { ADAPTERS, startApp, type RunningApp } from './support/keycard-app.js';
@@ -87,5 +88,53 @@ describe.each(ADAPTERS)('trial: a zone answer and the API answer of a @Grant han
     const res = await call(token);
     expect({ status: res.status, body: res.json }).toEqual({ status: 401, body: { error: 'invalid_token', error_description: 'The access token is malformed' } });
     expect(zone.counts.token).toBe(2);
+  });
+});
+
+describe('trial: the exchange cache and DPoP (H30, Q40)', () => {
+  let zone: TestZone;
+  let agent: Awaited<ReturnType<typeof startExchangeContext>> | undefined;
+  const key = DpopKey.generate();
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: 'https://agent.example.com', resources: { [R]: ['orders:read'] }, clients: [{ clientId: 'agent-a', clientSecret: SECRET }] });
+  });
+  afterEach(async () => {
+    await agent?.close();
+    agent = undefined;
+    zone.reset();
+    zone.dpop = { bind: true };
+  });
+  afterAll(async () => {
+    await zone?.stop();
+  });
+  const start = async () => (agent = await startExchangeContext({ zoneUrl: zone.issuer, clientCredentials: { clientId: 'agent-a', clientSecret: SECRET } }));
+  const subject = () => zone.tokenFor({ user: 'alice', scopes: ['orders:read'] });
+  const kindOf = (promise: Promise<unknown>) => promise.then((t) => t, (e: unknown) => (e instanceof TokenExchangeError ? e.kind : e));
+
+  it('a Bearer token cached for a request that did not require DPoP is never served to one that does: it asks the zone, and discards the Bearer answer', async () => {
+    zone.dpop = { bind: false };
+    const { service, logger } = await start();
+    const subjectToken = subject();
+    expect((await service.exchange({ subjectToken, resource: R, dpop: key })).tokenType).toBe('Bearer');
+    expect(await kindOf(service.exchange({ subjectToken, resource: R, dpop: { key, required: true } }))).toBe('invalid_response');
+    expect(zone.counts.token).toBe(2);
+    // Asked at once, the required request does not join the other's flight either.
+    const [plain, required] = await Promise.all([
+      kindOf(service.exchange({ subjectToken: subject(), resource: R, scope: 'orders:read', dpop: key })),
+      kindOf(service.exchange({ subjectToken: subject(), resource: R, scope: 'orders:read', dpop: { key, required: true } })),
+    ]);
+    expect(plain).toMatchObject({ tokenType: 'Bearer' });
+    expect(required).toBe('invalid_response');
+    expect(logger.lines.join('\n')).not.toContain(subjectToken);
+  });
+
+  it('a DPoP-bound token cached for a required request is served to the same request again (AS#1)', async () => {
+    const { service } = await start();
+    const subjectToken = subject();
+    const bound = await service.exchange({ subjectToken, resource: R, dpop: { key, required: true } });
+    expect(bound.tokenType).toBe('DPoP');
+    expect(await service.exchange({ subjectToken, resource: R, dpop: { key, required: true } })).toBe(bound);
+    expect(zone.counts.token).toBe(1);
   });
 });

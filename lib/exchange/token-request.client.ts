@@ -126,7 +126,10 @@ export class TokenRequestClient implements OnModuleDestroy {
    * The cached token for `request.key`, the pending request for it, the shared store's entry (when
    * configured), or a new request; a new token is kept in both caches.
    */
-  request(request: TokenGrantRequest): Promise<ExchangedToken> {
+  request(grant: TokenGrantRequest): Promise<ExchangedToken> {
+    // A request that requires a DPoP-bound token is never served what one that only asked got
+    // (a Bearer token accepted with a warning): its own cache entry, flight and shared entry (Q40).
+    const request = grant.dpop?.required ? { ...grant, key: `${grant.key}.dpop-required` } : grant;
     const { key } = request;
     const cached = this.cache.get(key);
     if (cached) {
