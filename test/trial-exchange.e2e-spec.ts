@@ -5,7 +5,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { Controller, Get } from '@nestjs/common';
-import { Access, type AccessContext, DpopKey, Grant, TokenExchangeError } from '../lib/index.js';
+import { Access, type AccessContext, DpopKey, Grant, TokenExchangeError, WorkloadIdentity } from '../lib/index.js';
 import { TestZone, type ZoneFault } from '../lib/testing/index.js';
 import { startExchangeContext } from './support/exchange-context.js';
 import { R } from './support/forge.js';
@@ -91,13 +91,20 @@ describe.each(ADAPTERS)('trial: a zone answer and the API answer of a @Grant han
   });
 });
 
-describe('trial: the exchange cache and DPoP (H30, Q40)', () => {
+/** The workload token the zone accepts now (the platform's current one). */
+let workloadToken = 'wi-v1';
+
+describe('trial: the exchange cache, DPoP (H30, Q40) and a rotated workload token (I7)', () => {
   let zone: TestZone;
   let agent: Awaited<ReturnType<typeof startExchangeContext>> | undefined;
   const key = DpopKey.generate();
 
   beforeAll(async () => {
-    zone = await TestZone.start({ audience: 'https://agent.example.com', resources: { [R]: ['orders:read'] }, clients: [{ clientId: 'agent-a', clientSecret: SECRET }] });
+    zone = await TestZone.start({
+      audience: 'https://agent.example.com',
+      resources: { [R]: ['orders:read'] },
+      clients: [{ clientId: 'agent-a', clientSecret: SECRET }, { clientId: 'agent-wi', acceptAssertion: (assertion) => assertion === workloadToken }],
+    });
   });
   afterEach(async () => {
     await agent?.close();
@@ -136,5 +143,22 @@ describe('trial: the exchange cache and DPoP (H30, Q40)', () => {
     expect(bound.tokenType).toBe('DPoP');
     expect(await service.exchange({ subjectToken, resource: R, dpop: { key, required: true } })).toBe(bound);
     expect(zone.counts.token).toBe(1);
+  });
+
+  it('I7 with two exchanges in flight: the one refused invalid_client retries with the rotated token, even though the other read it first', async () => {
+    workloadToken = 'wi-v1';
+    let current = 'wi-v1';
+    agent = await startExchangeContext({ zoneUrl: zone.issuer, clientCredentials: new WorkloadIdentity({ source: () => current, clientId: 'agent-wi' }) });
+    const { service, logger } = agent;
+    // Every answer waits a second, so the second exchange reads the rotated token while the first is in flight.
+    zone.faults.token = { kind: 'slow', delayMs: 1_000 };
+    const first = kindOf(service.exchange({ subjectToken: subject(), resource: R }));
+    while (zone.counts.token === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    workloadToken = current = 'wi-v2'; // the platform rotates the token; the zone no longer takes v1
+    const second = kindOf(service.exchange({ subjectToken: subject(), resource: R }));
+    expect(await second).toMatchObject({ tokenType: 'Bearer' });
+    expect(await first).toMatchObject({ tokenType: 'Bearer' });
+    expect(zone.tokenRequests.map((r) => r.form.client_assertion).sort()).toEqual(['wi-v1', 'wi-v2', 'wi-v2']);
+    expect(logger.lines.join('\n')).not.toMatch(/wi-v[12]/);
   });
 });

@@ -23,8 +23,10 @@ export interface ClientAuthentication {
   /**
    * Called after the zone answered `invalid_client`: true when new credentials are available and
    * one retry is worth it (a rotated workload token file, catalogue I7).
+   * @param refused the parts of the request the zone refused (another request may have read newer
+   *   credentials since).
    */
-  credentialsChanged?(): Promise<boolean>;
+  credentialsChanged?(refused?: ClientAuthenticationParts): Promise<boolean>;
 }
 
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -193,9 +195,12 @@ export class WorkloadIdentity implements ClientAuthentication {
     };
   }
 
-  async credentialsChanged(): Promise<boolean> {
+  async credentialsChanged(refused?: ClientAuthenticationParts): Promise<boolean> {
+    // Compared with what the refused request sent, not with the last read: a concurrent request may
+    // already have read the rotated token, which the refused one never tried (I7).
+    const sent = refused?.form.client_assertion ?? this.#lastAssertion;
     try {
-      return (await this.source.read()) !== this.#lastAssertion;
+      return (await this.source.read()) !== sent;
     } catch {
       return false;
     }

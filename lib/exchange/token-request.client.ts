@@ -17,7 +17,7 @@ import { DecisionEvents } from '../decision/decision-events.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { BoundedCache } from './bounded-cache.js';
 import type { DpopBinding } from './dpop-binding.js';
-import type { ClientAuthentication } from './client-authentication.js';
+import type { ClientAuthenticationParts } from './client-authentication.js';
 import type { ExchangedToken } from './exchanged-token.interface.js';
 import { servingIssuer } from './serving-zone.js';
 import { SharedExchangeCache } from './shared-exchange-cache.js';
@@ -59,10 +59,10 @@ export interface TokenGrantRequest {
 }
 
 /** A token from the zone (or the shared store) and until when it may be served from a cache. */
-/** One POST to the token endpoint: the grant, this service's authentication, the overall deadline, the zone's DPoP nonce once known. */
+/** One POST to the token endpoint: the grant, this service's authentication for it, the overall deadline, the zone's DPoP nonce once known. */
 interface Attempt {
   readonly request: TokenGrantRequest;
-  readonly auth: ClientAuthentication;
+  readonly credentials: ClientAuthenticationParts;
   readonly deadline: AbortSignal;
   readonly nonce?: string;
   /** The client span's context for the zone (`traceparent`), when a tracer is registered. */
@@ -217,13 +217,15 @@ export class TokenRequestClient implements OnModuleDestroy {
     let reauthenticated = false;
     let nonce: string | undefined;
     for (;;) {
+      // Fresh per attempt (a new assertion), and kept: an invalid_client is judged against what this attempt sent (I7).
+      const credentials = await auth.authenticate(tokenEndpoint);
       try {
-        const token = await this.attempt(tokenEndpoint, { request, auth, deadline, nonce, traceHeaders });
+        const token = await this.attempt(tokenEndpoint, { request, credentials, deadline, nonce, traceHeaders });
         return { token, cacheUntil: this.cacheUntil(token, request.cacheNotAfter) };
       } catch (failure) {
         if (!(failure instanceof AttemptFailure)) throw failure;
         const { error } = failure;
-        if (error.code === 'invalid_client' && !reauthenticated && (await auth.credentialsChanged?.())) {
+        if (error.code === 'invalid_client' && !reauthenticated && (await auth.credentialsChanged?.(credentials))) {
           reauthenticated = true; // a rotated workload token: one retry with the new one (I7)
           continue;
         }
@@ -259,8 +261,7 @@ export class TokenRequestClient implements OnModuleDestroy {
   }
 
   private async attempt(tokenEndpoint: string, attempt: Attempt): Promise<ExchangedToken> {
-    const { request, auth, deadline, nonce, traceHeaders } = attempt;
-    const credentials = await auth.authenticate(tokenEndpoint);
+    const { request, credentials, deadline, nonce, traceHeaders } = attempt;
     // RFC 9449 §5: a fresh proof per request, no `ath` (no access token is presented).
     const proof = request.dpop?.key.proof({ method: 'POST', url: tokenEndpoint, nonce });
     let response: Response;
