@@ -161,4 +161,13 @@ describe('trial: the exchange cache, DPoP (H30, Q40) and a rotated workload toke
     expect(zone.tokenRequests.map((r) => r.form.client_assertion).sort()).toEqual(['wi-v1', 'wi-v2', 'wi-v2']);
     expect(logger.lines.join('\n')).not.toMatch(/wi-v[12]/);
   });
+
+  it('I19 a workload token source that never answers: the exchange fails at its 5 s deadline (unavailable, AS#0) instead of hanging with its flight', async () => {
+    agent = await startExchangeContext({ zoneUrl: zone.issuer, clientCredentials: new WorkloadIdentity({ source: () => new Promise<string>(() => undefined), clientId: 'agent-wi' }) });
+    const subjectToken = subject();
+    const first = await kindOf(agent.service.exchange({ subjectToken, resource: R }));
+    expect(first).toBe('unavailable');
+    expect(zone.counts.token).toBe(0);
+    expect(agent.logger.lines.join('\n')).not.toContain(subjectToken);
+  }, 15_000);
 });

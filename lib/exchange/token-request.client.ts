@@ -218,7 +218,7 @@ export class TokenRequestClient implements OnModuleDestroy {
     let nonce: string | undefined;
     for (;;) {
       // Fresh per attempt (a new assertion), and kept: an invalid_client is judged against what this attempt sent (I7).
-      const credentials = await auth.authenticate(tokenEndpoint);
+      const credentials = await beforeDeadline(auth.authenticate(tokenEndpoint), deadline);
       try {
         const token = await this.attempt(tokenEndpoint, { request, credentials, deadline, nonce, traceHeaders });
         return { token, cacheUntil: this.cacheUntil(token, request.cacheNotAfter) };
@@ -370,6 +370,28 @@ export class TokenRequestClient implements OnModuleDestroy {
     if (token.expiresAt === undefined) return undefined;
     const until = token.expiresAt.getTime() - EXPIRY_MARGIN_MS;
     return notAfter === undefined ? until : Math.min(until, notAfter);
+  }
+}
+
+/**
+ * `work` (the client credentials of one attempt), or an `unavailable` error when the request's
+ * deadline passes first: a credential source that never answers (an app's function, a hung file
+ * system) must not hold the request, and every identical one sharing its flight, forever (I19).
+ */
+async function beforeDeadline<T>(work: Promise<T>, deadline: AbortSignal): Promise<T> {
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(new TokenExchangeError(`the client credentials were not ready within ${REQUEST_DEADLINE_MS} ms`, 'unavailable'));
+    if (deadline.aborted) onAbort();
+    else deadline.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([work, aborted]);
+  } catch (error) {
+    work.catch(() => undefined);
+    throw error;
+  } finally {
+    deadline.removeEventListener('abort', onAbort!);
   }
 }
 
