@@ -12,7 +12,7 @@ import { IoAdapter } from '@nestjs/platform-socket.io';
 import { WsAdapter } from '@nestjs/platform-ws';
 import { SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
 import { Query, Resolver } from '@nestjs/graphql';
-import { Agent, DpopKey, KeycardConnections, KeycardModule, KeycardRevocationModule, RequireFreshness, RequireScopes, RevocationService, type AgentContext, type KeycardModuleOptions } from '../lib/index.js';
+import { Agent, DpopKey, KeycardConnections, KeycardModule, KeycardRevocationModule, RequireFreshness, RequireScopes, RevocationService, WorkloadIdentity, type AgentContext, type KeycardModuleOptions } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectOutcome } from './support/denials.js';
 import { dpopHeaders, expectDpopRefusal } from './support/dpop.js';
@@ -227,6 +227,31 @@ describe('§X introspection (RFC 7662) on routes that demand freshness', () => {
     }
     expect(zone.counts.introspection).toBe(faults.length * 2);
   }, 30_000);
+
+  it('X32 client credentials that never come (a workload token source that never answers) → 503 RA at the 5 s deadline, the zone never asked, not a request held for ever', async () => {
+    const app = await api({ clientCredentials: new WorkloadIdentity({ source: () => new Promise<string>(() => undefined), clientId: CLIENT.clientId }) });
+    const token = zone.issueToken({ scope: 'read' });
+    const answers = await Promise.all([get(app, token), get(app, token)]);
+    for (const res of answers) expectRefused(res, '503 RA', app, token);
+    expect(zone.counts.introspection).toBe(0);
+  }, 15_000);
+
+  it('I7 two introspections in flight across a workload token rotation: the one refused invalid_client retries with the rotated token, though the other read it first', async () => {
+    let current = 'wi-v1-do-not-log';
+    zone.addClient({ clientId: 'api-wi', acceptAssertion: (assertion) => assertion === current });
+    const app = await api({ clientCredentials: new WorkloadIdentity({ source: () => current, clientId: 'api-wi' }) });
+    // Every answer waits a second (the client is judged after the wait), so the second request reads
+    // the rotated token while the first is in flight with the old one.
+    zone.faults.introspection = { kind: 'slow', delayMs: 1_000 };
+    const [first, second] = [zone.issueToken({ scope: 'read' }), zone.issueToken({ scope: 'read' })];
+    const answered = get(app, first);
+    while (zone.introspection.requests.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    current = 'wi-v2-do-not-log'; // the platform rotates the token; the zone no longer takes v1
+    const [one, two] = await Promise.all([answered, get(app, second)]);
+    expect([one.status, two.status]).toEqual([200, 200]);
+    expect(zone.introspection.requests.map((r) => r.form.client_assertion).sort()).toEqual(['wi-v1-do-not-log', 'wi-v2-do-not-log', 'wi-v2-do-not-log']);
+    expect(app.logger.lines.join('\n')).not.toMatch(/wi-v[12]|do-not-log/);
+  }, 15_000);
 
   it.each(GRAPHQL_SERVERS)('X29 (GraphQL, %s) a resolver that demands freshness: active → data; inactive → UNAUTHENTICATED with the 401 challenge, one POST each', async (_name, server) => {
     const app = await startGraphQLApp(server, { zoneUrl: zone.issuer, resource: R, clientCredentials: CLIENT }, { providers: [FreshResolver] });

@@ -10,6 +10,7 @@ import { readUnverifiedIssuer } from '../resource-server/compact-jws.js';
 import { TrustedZones, type TrustedZone } from '../zone/trusted-zones.js';
 import { logSafe } from '../logging/log-safe.js';
 import { SingleFlight } from '../single-flight.js';
+import { beforeAbort, DeadlineExceededError } from '../within-deadline.js';
 import { jsonObjectOf, postAuthenticated } from './authenticated-post.js';
 import { KEYCARD_TRACE_CONTEXT, type TraceContextSource } from '../logging/trace-context.js';
 import type { ExchangedEvent } from '../decision/decision-event-kinds.js';
@@ -17,7 +18,7 @@ import { DecisionEvents } from '../decision/decision-events.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { BoundedCache } from './bounded-cache.js';
 import type { DpopBinding } from './dpop-binding.js';
-import type { ClientAuthenticationParts } from './client-authentication.js';
+import type { ClientAuthentication, ClientAuthenticationParts } from './client-authentication.js';
 import type { ExchangedToken } from './exchanged-token.interface.js';
 import { servingIssuer } from './serving-zone.js';
 import { SharedExchangeCache } from './shared-exchange-cache.js';
@@ -218,7 +219,7 @@ export class TokenRequestClient implements OnModuleDestroy {
     let nonce: string | undefined;
     for (;;) {
       // Fresh per attempt (a new assertion), and kept: an invalid_client is judged against what this attempt sent (I7).
-      const credentials = await beforeDeadline(auth.authenticate(tokenEndpoint), deadline);
+      const credentials = await this.credentialsFor(auth, tokenEndpoint, deadline);
       try {
         const token = await this.attempt(tokenEndpoint, { request, credentials, deadline, nonce, traceHeaders });
         return { token, cacheUntil: this.cacheUntil(token, request.cacheNotAfter) };
@@ -258,6 +259,20 @@ export class TokenRequestClient implements OnModuleDestroy {
     }
     if (!endpoint) throw new TokenExchangeError('the zone publishes no usable token_endpoint', 'unavailable');
     return endpoint;
+  }
+
+  /**
+   * The client credentials of one attempt (a fresh assertion each time), read within the request's
+   * deadline: a source that never answers (an app's function, a hung file system) fails the
+   * exchange `unavailable` instead of holding it, and every identical one in its flight (I19).
+   */
+  private async credentialsFor(auth: ClientAuthentication, tokenEndpoint: string, deadline: AbortSignal): Promise<ClientAuthenticationParts> {
+    try {
+      return await beforeAbort(auth.authenticate(tokenEndpoint), deadline);
+    } catch (error) {
+      if (error instanceof DeadlineExceededError) throw new TokenExchangeError(`the client credentials were not ready within ${REQUEST_DEADLINE_MS} ms`, 'unavailable');
+      throw error;
+    }
   }
 
   private async attempt(tokenEndpoint: string, attempt: Attempt): Promise<ExchangedToken> {
@@ -370,28 +385,6 @@ export class TokenRequestClient implements OnModuleDestroy {
     if (token.expiresAt === undefined) return undefined;
     const until = token.expiresAt.getTime() - EXPIRY_MARGIN_MS;
     return notAfter === undefined ? until : Math.min(until, notAfter);
-  }
-}
-
-/**
- * `work` (the client credentials of one attempt), or an `unavailable` error when the request's
- * deadline passes first: a credential source that never answers (an app's function, a hung file
- * system) must not hold the request, and every identical one sharing its flight, forever (I19).
- */
-async function beforeDeadline<T>(work: Promise<T>, deadline: AbortSignal): Promise<T> {
-  let onAbort: (() => void) | undefined;
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(new TokenExchangeError(`the client credentials were not ready within ${REQUEST_DEADLINE_MS} ms`, 'unavailable'));
-    if (deadline.aborted) onAbort();
-    else deadline.addEventListener('abort', onAbort, { once: true });
-  });
-  try {
-    return await Promise.race([work, aborted]);
-  } catch (error) {
-    work.catch(() => undefined);
-    throw error;
-  } finally {
-    deadline.removeEventListener('abort', onAbort!);
   }
 }
 

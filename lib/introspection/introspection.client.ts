@@ -10,6 +10,7 @@ import type { KeycardOptions } from '../keycard-options.js';
 import { logSafe } from '../logging/log-safe.js';
 import { ResourceNotConfiguredException, ZoneUnavailableException } from '../resource-server/keycard.exceptions.js';
 import { SingleFlight } from '../single-flight.js';
+import { beforeAbort, DeadlineExceededError } from '../within-deadline.js';
 import { readCappedText } from '../zone/zone-fetch.js';
 import type { TrustedZone } from '../zone/trusted-zones.js';
 import { IntrospectionOutcomes, type IntrospectionHealth } from './introspection-health.js';
@@ -138,25 +139,35 @@ export class IntrospectionClient {
   /** One POST, and one more after `invalid_client` when the credentials rotated (catalogue I7). */
   private async post(request: IntrospectionRequest, zone: TrustedZone): Promise<IntrospectionAnswer> {
     for (let retried = false; ; retried = true) {
-      const response = await this.send(request, zone);
+      // Fresh per POST, and kept: an invalid_client is judged against what this POST sent (another
+      // request may have read rotated credentials since, I7).
+      const credentials = await this.credentialsOf(request, zone);
+      const response = await this.send(request, credentials);
       if (isRefusedClient(response)) {
         await response.response.body?.cancel().catch(() => undefined);
-        if (!retried && (await request.auth.credentialsChanged?.())) continue;
+        if (!retried && (await request.auth.credentialsChanged?.(credentials))) continue;
         throw this.misconfigured(zone, `its introspection endpoint refused our client credentials (HTTP ${response.response.status} invalid_client)`);
       }
       return this.read(response.response, response.json);
     }
   }
 
-  private async send(request: IntrospectionRequest, zone: TrustedZone): Promise<{ response: Response; json?: Record<string, unknown> }> {
-    const { token, endpoint, auth, deadline } = request;
-    let credentials: ClientAuthenticationParts;
+  /** The client credentials for one POST, read within the request's deadline. */
+  private async credentialsOf(request: IntrospectionRequest, zone: TrustedZone): Promise<ClientAuthenticationParts> {
+    const { endpoint, auth, deadline } = request;
     try {
-      credentials = await auth.authenticate(endpoint);
-    } catch {
+      // Within the deadline: a source that never answers must not hold the request (and every one
+      // joined to its introspection) for ever.
+      return await beforeAbort(auth.authenticate(endpoint), deadline);
+    } catch (error) {
+      if (error instanceof DeadlineExceededError) throw new Unanswered(`the client credentials were not ready within ${INTROSPECTION_DEADLINE_MS} ms`);
       // A workload identity source that cannot give its token: no request can be authenticated.
       throw this.misconfigured(zone, 'the client credentials could not be read (clientCredentials)');
     }
+  }
+
+  private async send(request: IntrospectionRequest, credentials: ClientAuthenticationParts): Promise<{ response: Response; json?: Record<string, unknown> }> {
+    const { token, endpoint, deadline } = request;
     let response: Response;
     try {
       response = await postAuthenticated({ fetch: this.options.fetch, endpoint, form: { token, token_type_hint: 'access_token' }, credentials, signal: deadline });
