@@ -80,10 +80,12 @@ describe('exchange to API', () => {
     for (const line of backend.logger.lines) expect(line.includes(token) || line.includes(SECRET)).toBe(false);
   });
 
-  it('I13 invalid_grant → 401 invalid_token with the backend resource metadata', async () => {
+  it('I13 invalid_grant → 401 invalid_token with the backend resource metadata, described as not active (the zone refused a well-formed token)', async () => {
     zone.faults.token = { kind: 'status', status: 400, body: '{"error":"invalid_grant"}' };
     const res = await callBackend();
     expectOutcome(res, '401 IT', AGENT_PRM);
+    expect(res.json).toEqual({ error: 'invalid_token', error_description: 'The access token is not active' });
+    expect(parseChallenge(res.headers['www-authenticate'])?.params.error_description).toBe('The access token is not active');
   });
 
   it('I14 invalid_request → 403 with a challenge without error code', async () => {

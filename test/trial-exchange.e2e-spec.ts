@@ -32,7 +32,7 @@ const BAD_GATEWAY = { error: 'bad_gateway', error_description: 'The authorizatio
 /** Zone answer → [status, body, challenge params or undefined, Retry-After, POSTs the zone saw] (catalogue Q8). */
 const ANSWERS: [string, ZoneFault, number, object, Record<string, string> | undefined, string | undefined, number][] = [
   ['I13 invalid_grant (description with markup and CRLF)', { kind: 'status', status: 400, body: '{"error":"invalid_grant","error_description":"<b>x</b>\\r\\nSet-Cookie: a=b"}' }, 401,
-    { error: 'invalid_token', error_description: 'The access token is malformed' }, { error: 'invalid_token', error_description: 'The access token is malformed', resource_metadata: PRM }, undefined, 1],
+    { error: 'invalid_token', error_description: 'The access token is not active' }, { error: 'invalid_token', error_description: 'The access token is not active', resource_metadata: PRM }, undefined, 1],
   ['I14 invalid_request', { kind: 'status', status: 400, body: '{"error":"invalid_request"}' }, 403,
     { error: 'forbidden', error_description: 'The access token cannot be used for this operation' }, { resource_metadata: PRM }, undefined, 1],
   ['I16 401 invalid_client with a Basic challenge', { kind: 'status', status: 401, headers: { 'www-authenticate': 'Basic realm="zone"' }, body: '{"error":"invalid_client"}' }, 500,
@@ -86,7 +86,7 @@ describe.each(ADAPTERS)('trial: a zone answer and the API answer of a @Grant han
     api.clock.offsetMs = 75_000;
     zone.faults.token = { kind: 'status', status: 400, body: '{"error":"invalid_grant"}' };
     const res = await call(token);
-    expect({ status: res.status, body: res.json }).toEqual({ status: 401, body: { error: 'invalid_token', error_description: 'The access token is malformed' } });
+    expect({ status: res.status, body: res.json }).toEqual({ status: 401, body: { error: 'invalid_token', error_description: 'The access token is not active' } });
     expect(zone.counts.token).toBe(2);
   });
 });

@@ -79,7 +79,9 @@ export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchan
       return { status: 401, body: challenge.getResponse() as object, challenge };
     }
     if (error.kind === 'oauth' && error.code === 'invalid_grant') {
-      const challenge = new InvalidTokenException('token_malformed');
+      // The zone refused a token the guard found well formed and valid (revoked, expired there, its
+      // session ended: RFC 6749 §5.2): for the caller it is no longer active, not malformed (I13).
+      const challenge = new InvalidTokenException('token_inactive');
       return { status: 401, body: challenge.getResponse() as object, challenge };
     }
     if (error.kind === 'oauth' && error.code === 'invalid_request' && error.status === 400) {
