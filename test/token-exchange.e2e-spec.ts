@@ -171,6 +171,18 @@ describe('TokenExchangeService', () => {
       expect(zone.counts.token).toBe(0);
     });
 
+    it.each([
+      ['a device that never ends (/dev/zero, stat size 0)', '/dev/zero'],
+      ['a directory', undefined],
+    ])('I6 a path that is not a regular file: %s → config error naming it, at once, AS#0', async (_name, path) => {
+      const file = path ?? dir;
+      const { service: exchange } = await service(new WorkloadIdentity({ tokenFile: file, clientId: 'agent-wi' }));
+      const error = await rejection(exchange.exchange(request()));
+      expect(error.kind).toBe('config');
+      expect(error.message).toContain('is not a regular file');
+      expect(zone.counts.token).toBe(0);
+    }, 10_000);
+
     it('I7 invalid_client: exactly one retry when the file changed, none when it did not', async () => {
       const file = join(dir, 'i7');
       workloadToken = 'fresh-token';

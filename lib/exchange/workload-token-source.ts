@@ -1,5 +1,5 @@
 import { request as httpRequest } from 'node:http';
-import { readFile, stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { USER_AGENT } from '../keycard.constants.js';
 import { BodyTooLargeError, readCappedText } from '../zone/zone-fetch.js';
 import { TokenExchangeError } from './token-exchange.error.js';
@@ -48,10 +48,14 @@ export function tokenFileSource(path: string): WorkloadTokenSource {
     async read() {
       let contents: string;
       try {
-        if ((await stat(path)).size > MAX_WORKLOAD_TOKEN_BYTES) {
+        const info = await stat(path);
+        // A device (/dev/zero says size 0 and never ends), a FIFO (its open waits for a writer) or a
+        // directory is a wrong path, not a token: refused before it is opened.
+        if (!info.isFile()) throw new TokenExchangeError(`${description} is not a regular file`, 'config');
+        if (info.size > MAX_WORKLOAD_TOKEN_BYTES) {
           throw new TokenExchangeError(`${description} is larger than ${MAX_WORKLOAD_TOKEN_BYTES} bytes`, 'config');
         }
-        contents = await readFile(path, 'utf8');
+        contents = await readCapped(path, description);
       } catch (error) {
         if (error instanceof TokenExchangeError) throw error;
         throw new TokenExchangeError(`${description} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`, 'config');
@@ -60,6 +64,27 @@ export function tokenFileSource(path: string): WorkloadTokenSource {
       return checkedToken(contents, description);
     },
   };
+}
+
+/**
+ * The file's text, read to at most {@link MAX_WORKLOAD_TOKEN_BYTES} bytes: a file that grew past
+ * that since it was checked is refused, never read whole.
+ */
+async function readCapped(path: string, description: string): Promise<string> {
+  const file = await open(path, 'r');
+  try {
+    const buffer = Buffer.alloc(MAX_WORKLOAD_TOKEN_BYTES + 1);
+    let length = 0;
+    while (length < buffer.length) {
+      const { bytesRead } = await file.read(buffer, length, buffer.length - length, null);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    if (length > MAX_WORKLOAD_TOKEN_BYTES) throw new TokenExchangeError(`${description} is larger than ${MAX_WORKLOAD_TOKEN_BYTES} bytes`, 'config');
+    return buffer.toString('utf8', 0, length);
+  } finally {
+    await file.close();
+  }
 }
 
 /** Options of {@link gcpMetadataSource}. @publicApi */
