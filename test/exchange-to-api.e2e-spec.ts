@@ -107,6 +107,16 @@ describe('exchange to API', () => {
     expect(res.headers['retry-after']).toBe('120');
   });
 
+  it('I18 a zone asking for days (Retry-After: 999999, or as an HTTP date a week ahead) → 503 whose Retry-After is capped at 300 s', async () => {
+    for (const retryAfter of ['999999', new Date(Date.now() + 7 * 86_400_000).toUTCString()]) {
+      zone.faults.token = { kind: 'status', status: 503, headers: { 'retry-after': retryAfter } };
+      const res = await callBackend();
+      expect(res.status).toBe(503);
+      expect(res.json).toEqual({ error: 'temporarily_unavailable', error_description: 'The authorization server is unavailable, retry later' });
+      expect(res.headers['retry-after']).toBe('300');
+    }
+  });
+
   it('I19 a silent token endpoint → 504', async () => {
     zone.faults.token = { kind: 'hang' };
     expect((await callBackend()).status).toBe(504);

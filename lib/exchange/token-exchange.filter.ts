@@ -15,10 +15,17 @@ import { TokenExchangeError } from './token-exchange.error.js';
 const CONFIGURATION_CODES = new Set(['invalid_client', 'invalid_target', 'invalid_scope', 'unauthorized_client', 'unsupported_grant_type']);
 
 /**
+ * The longest `Retry-After` this API passes on from the zone, in seconds: a zone (or anything
+ * between it and us) asking for days must not tell every caller of the API to stay away that long;
+ * callers asking again after five minutes cost one 503 each. The error keeps the zone's own value.
+ */
+const MAX_RETRY_AFTER_SECONDS = 300;
+
+/**
  * Answers a request whose handler failed to exchange a token (catalogue Q8): the caller's token was
  * refused → 401 `invalid_token`; the zone found it unacceptable for the exchange → 403; this
  * service's configuration → 500; a broken or redirecting zone → 502; overload → 503 with
- * `Retry-After`; a timeout → 504. Registered globally by `KeycardModule`; it handles nothing but
+ * `Retry-After` (the zone's, at most 300 s); a timeout → 504. Registered globally by `KeycardModule`; it handles nothing but
  * {@link TokenExchangeError}, and a grant's {@link ResourceAccessError} that the handler rethrew
  * (answered like the exchange failure behind it).
  * @publicApi
@@ -53,7 +60,7 @@ export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchan
     }
     if (status === HttpStatus.SERVICE_UNAVAILABLE) {
       const retryAfter = error instanceof ResourceAccessError ? error.cause?.retryAfterSeconds : error.retryAfterSeconds;
-      adapter.setHeader(response, 'Retry-After', String(Math.max(1, retryAfter ?? 1)));
+      adapter.setHeader(response, 'Retry-After', String(Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, retryAfter ?? 1))));
     }
     adapter.reply(response, body, status);
   }

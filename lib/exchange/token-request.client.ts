@@ -324,7 +324,7 @@ export class TokenRequestClient implements OnModuleDestroy {
   private errorAnswer(response: Response, json: Record<string, unknown> | undefined): AttemptFailure {
     const status = response.status;
     const code = typeof json?.error === 'string' && /^[\x20-\x21\x23-\x5B\x5D-\x7E]{1,64}$/.test(json.error) ? json.error : undefined;
-    const retryAfter = parseRetryAfter(response.headers.get('retry-after'));
+    const retryAfter = parseRetryAfter(response.headers.get('retry-after'), this.clock.now());
     const overloaded = status === 429 || status === 503;
     const kind = overloaded ? 'unavailable' : code ? 'oauth' : 'invalid_response';
     // The zone's error_description is never copied: it may hold markup or CR/LF (I24).
@@ -392,9 +392,14 @@ function untrusted(message: string): never {
   throw new TokenExchangeError(message, 'untrusted_issuer');
 }
 
-function parseRetryAfter(value: string | null): number | undefined {
-  if (value === null || !/^\d{1,6}$/.test(value.trim())) return undefined;
-  return Number(value.trim());
+/** A `Retry-After` value in seconds (delay-seconds of up to 6 digits, or an HTTP-date), else undefined. */
+function parseRetryAfter(value: string | null, nowMs: number): number | undefined {
+  if (value === null) return undefined;
+  const text = value.trim();
+  if (/^\d{1,6}$/.test(text)) return Number(text);
+  // RFC 9110 §10.2.3: or an HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`), the seconds until then.
+  const at = /^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(text) ? Date.parse(text) : Number.NaN;
+  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - nowMs) / 1000));
 }
 
 /** 100–500 ms before the one retry of a failed request (I17). */
