@@ -226,7 +226,7 @@ export class TokenRequestClient implements OnModuleDestroy {
       } catch (failure) {
         if (!(failure instanceof AttemptFailure)) throw failure;
         const { error } = failure;
-        if (error.code === 'invalid_client' && !reauthenticated && (await auth.credentialsChanged?.(credentials))) {
+        if (error.code === 'invalid_client' && !reauthenticated && (await this.credentialsChanged(auth, credentials, deadline))) {
           reauthenticated = true; // a rotated workload token: one retry with the new one (I7)
           continue;
         }
@@ -269,6 +269,17 @@ export class TokenRequestClient implements OnModuleDestroy {
   private async credentialsFor(auth: ClientAuthentication, tokenEndpoint: string, deadline: AbortSignal): Promise<ClientAuthenticationParts> {
     try {
       return await beforeAbort(auth.authenticate(tokenEndpoint), deadline);
+    } catch (error) {
+      if (error instanceof DeadlineExceededError) throw new TokenExchangeError(`the client credentials were not ready within ${REQUEST_DEADLINE_MS} ms`, 'unavailable');
+      throw error;
+    }
+  }
+
+  /** Whether the credentials rotated since `refused` was sent (I7), asked within the deadline too: it reads the source again. */
+  private async credentialsChanged(auth: ClientAuthentication, refused: ClientAuthenticationParts, deadline: AbortSignal): Promise<boolean> {
+    if (auth.credentialsChanged === undefined) return false;
+    try {
+      return await beforeAbort(auth.credentialsChanged(refused), deadline);
     } catch (error) {
       if (error instanceof DeadlineExceededError) throw new TokenExchangeError(`the client credentials were not ready within ${REQUEST_DEADLINE_MS} ms`, 'unavailable');
       throw error;

@@ -145,10 +145,22 @@ export class IntrospectionClient {
       const response = await this.send(request, credentials);
       if (isRefusedClient(response)) {
         await response.response.body?.cancel().catch(() => undefined);
-        if (!retried && (await request.auth.credentialsChanged?.(credentials))) continue;
+        if (!retried && (await this.credentialsChanged(request, credentials))) continue;
         throw this.misconfigured(zone, `its introspection endpoint refused our client credentials (HTTP ${response.response.status} invalid_client)`);
       }
       return this.read(response.response, response.json);
+    }
+  }
+
+  /** Whether the credentials rotated since `refused` was sent (I7), within the deadline: it reads the source again. */
+  private async credentialsChanged(request: IntrospectionRequest, refused: ClientAuthenticationParts): Promise<boolean> {
+    const { auth, deadline } = request;
+    if (auth.credentialsChanged === undefined) return false;
+    try {
+      return await beforeAbort(auth.credentialsChanged(refused), deadline);
+    } catch (error) {
+      if (error instanceof DeadlineExceededError) throw new Unanswered(`the client credentials were not ready within ${INTROSPECTION_DEADLINE_MS} ms`);
+      return false;
     }
   }
 
