@@ -4,8 +4,10 @@
  * `invalid_client` that asks whether the credentials rotated.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Controller, Get } from '@nestjs/common';
-import { RequireFreshness, RequireScopes, TokenExchangeError, WorkloadIdentity } from '../lib/index.js';
+import { gcpMetadataSource, RequireFreshness, RequireScopes, TokenExchangeError, WorkloadIdentity } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectOutcome } from './support/denials.js';
 import { startExchangeContext } from './support/exchange-context.js';
@@ -71,4 +73,20 @@ describe('trial-late: the re-read after invalid_client (credentialsChanged) coun
     expectOutcome(res, '503 RA', undefined, [token, 'do-not-log'], app.logger.lines);
     expect(zone.introspection.requests).toHaveLength(1);
   }, 15_000);
+
+  it('introspection: a workload token source that is unavailable (the metadata server answers 503) → 503 with Retry-After, not 500 misconfigured', async () => {
+    const metadata = createServer((_req, res) => res.writeHead(503, { 'metadata-flavor': 'Google' }).end('busy'));
+    await new Promise<void>((resolve) => metadata.listen(0, '127.0.0.1', resolve));
+    try {
+      const source = gcpMetadataSource({ audience: zone.issuer, baseUrl: `http://127.0.0.1:${(metadata.address() as AddressInfo).port}` });
+      app = await startApp('express', { zoneUrl: zone.issuer, resource: R, clientCredentials: new WorkloadIdentity({ source, clientId: 'wi' }) }, { controllers: [FreshController] });
+      const token = zone.issueToken({ scope: 'read' });
+      const res = await send(app.url, 'GET', '/fresh', bearer(token));
+      expectOutcome(res, '503 RA', undefined, [token], app.logger.lines);
+      expect(zone.introspection.requests).toHaveLength(0);
+      expect(app.logger.lines.join('\n')).not.toContain('misconfigured');
+    } finally {
+      await new Promise((resolve) => metadata.close(resolve));
+    }
+  });
 });

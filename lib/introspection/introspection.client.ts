@@ -10,6 +10,7 @@ import type { KeycardOptions } from '../keycard-options.js';
 import { logSafe } from '../logging/log-safe.js';
 import { ResourceNotConfiguredException, ZoneUnavailableException } from '../resource-server/keycard.exceptions.js';
 import { SingleFlight } from '../single-flight.js';
+import { TokenExchangeError } from '../exchange/token-exchange.error.js';
 import { beforeAbort, DeadlineExceededError } from '../within-deadline.js';
 import { readCappedText } from '../zone/zone-fetch.js';
 import type { TrustedZone } from '../zone/trusted-zones.js';
@@ -173,6 +174,8 @@ export class IntrospectionClient {
       return await beforeAbort(auth.authenticate(endpoint), deadline);
     } catch (error) {
       if (error instanceof DeadlineExceededError) throw new Unanswered(`the client credentials were not ready within ${INTROSPECTION_DEADLINE_MS} ms`);
+      // A source that is down for now (a metadata server answering 503): retry later, as the exchange says.
+      if (error instanceof TokenExchangeError && error.kind === 'unavailable') throw new Unanswered('the client credentials are unavailable for now (workload token source)');
       // A workload identity source that cannot give its token: no request can be authenticated.
       throw this.misconfigured(zone, 'the client credentials could not be read (clientCredentials)');
     }
