@@ -4,16 +4,19 @@
  * `invalid_client` that asks whether the credentials rotated.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { Controller, Get } from '@nestjs/common';
-import { gcpMetadataSource, RequireFreshness, RequireScopes, TokenExchangeError, WorkloadIdentity } from '../lib/index.js';
+import { Access, type AccessContext, gcpMetadataSource, Grant, RequireFreshness, RequireScopes, TokenExchangeError, tokenFileSource, WorkloadIdentity } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectOutcome } from './support/denials.js';
 import { startExchangeContext } from './support/exchange-context.js';
 import { bearer, R } from './support/forge.js';
 import { send } from './support/http.js';
-import { startApp, type RunningApp } from './support/keycard-app.js';
+import { ADAPTERS, startApp, type RunningApp } from './support/keycard-app.js';
 
 @Controller()
 class FreshController {
@@ -22,6 +25,17 @@ class FreshController {
   @RequireScopes('read')
   fresh() {
     return { fresh: true };
+  }
+}
+
+const UP = 'https://upstream.example.com';
+
+@Controller()
+class GrantedController {
+  @Grant(UP, 'up:read')
+  @Get('granted')
+  granted(@Access() access: AccessContext) {
+    return { scope: access.access(UP).scope };
   }
 }
 
@@ -88,5 +102,59 @@ describe('trial-late: the re-read after invalid_client (credentialsChanged) coun
     } finally {
       await new Promise((resolve) => metadata.close(resolve));
     }
+  });
+});
+
+describe('trial-late: a token file (I4, I6)', () => {
+  it('a symlink to a regular file is read (the kubelet swaps symlinks); one to /dev/zero is refused; 64 KiB is read, 64 KiB + 1 refused', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'keycard-late-'));
+    try {
+      writeFileSync(join(dir, 'token'), 'wi-file-token\n');
+      symlinkSync(join(dir, 'token'), join(dir, 'linked'));
+      symlinkSync('/dev/zero', join(dir, 'zero'));
+      writeFileSync(join(dir, 'exact'), 'x'.repeat(64 * 1024));
+      writeFileSync(join(dir, 'over'), 'x'.repeat(64 * 1024 + 1));
+      const kind = (name: string) => tokenFileSource(join(dir, name)).read().then((t) => t.length, (e: unknown) => (e instanceof TokenExchangeError ? e.kind : e));
+      expect(await kind('linked')).toBe('wi-file-token'.length);
+      expect(await kind('exact')).toBe(64 * 1024);
+      expect(await kind('zero')).toBe('config');
+      expect(await kind('over')).toBe('config');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** The zone's Retry-After on a 503 → [the API's Retry-After, POSTs to the zone] (I18): one retry when the wait fits the deadline. */
+const RETRY_AFTERS: [string, string, number][] = [
+  ['Sun, 06 Nov 1994 08:49:37 GMT', '1', 2], // an HTTP-date in the past: retry at once
+  ['0', '1', 2],
+  [' 120 ', '120', 1],
+  ['1234567', '1', 2], // 7 digits: not understood, a jittered retry
+  ['-5', '1', 2],
+  ['Fri, 31 Dec 9999 23:59:59 GMT', '300', 1], // capped
+  ['Sun, 06 Nov 1994 08:49:37 UTC', '1', 2], // not an HTTP-date
+];
+
+describe.each(ADAPTERS)('trial-late: the zone\'s Retry-After and the API\'s (I18) over %s', (adapter) => {
+  let zone: TestZone;
+  let api: RunningApp;
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R, resources: { [R]: ['orders:read'], [UP]: ['up:read'] }, clients: [{ clientId: 'agent-a', clientSecret: 'late-secret-1234' }] });
+    api = await startApp(adapter, { zoneUrl: zone.issuer, resource: R, clientCredentials: { clientId: 'agent-a', clientSecret: 'late-secret-1234' } }, { controllers: [GrantedController] });
+  });
+  afterEach(() => zone.reset());
+  afterAll(async () => {
+    await api?.close();
+    await zone?.stop();
+  });
+
+  it.each(RETRY_AFTERS)('Retry-After %j → %s, %d POST(s)', async (value, retryAfter, posts) => {
+    zone.faults.token = { kind: 'status', status: 503, headers: { 'retry-after': value }, body: '{"error":"temporarily_unavailable"}' };
+    const token = zone.tokenFor({ user: 'alice', scopes: ['orders:read'] });
+    const res = await send(api.url, 'GET', '/granted', bearer(token));
+    expectOutcome(res, '503 RA', undefined, [token, 'late-secret-1234'], api.logger.lines);
+    expect(res.headers['retry-after']).toBe(retryAfter);
+    expect(zone.counts.token).toBe(posts);
   });
 });
