@@ -80,6 +80,30 @@ describe('trial-late: the re-read after invalid_client (credentialsChanged) coun
     expect(agent.logger.lines.join('\n')).not.toContain(subjectToken);
   }, 15_000);
 
+  it.each([
+    ['rejects', () => Promise.reject(new Error('custom-auth-secret-do-not-log'))],
+    ['throws', () => {
+      throw new Error('custom-auth-secret-do-not-log');
+    }],
+  ])('exchange: a custom ClientAuthentication whose authenticate %s a plain Error → TokenExchangeError config without its message, the API 500 misconfigured, nothing logged of it', async (_how, authenticate) => {
+    const clientCredentials = { authenticate } as unknown as WorkloadIdentity;
+    agent = await startExchangeContext({ zoneUrl: zone.issuer, clientCredentials });
+    const subjectToken = zone.tokenFor({ user: 'alice', scopes: ['read'] });
+    const failure = await agent.service.exchange({ subjectToken, resource: R }).then(() => undefined, (error: unknown) => error);
+    expect(failure).toBeInstanceOf(TokenExchangeError);
+    expect((failure as TokenExchangeError).kind).toBe('config');
+    expect(String((failure as Error).message)).not.toContain('do-not-log');
+    expect(zone.counts.token).toBe(0);
+    await agent.close();
+    agent = undefined;
+    app = await startApp('express', { zoneUrl: zone.issuer, resource: R, clientCredentials }, { controllers: [GrantedController] });
+    const token = zone.tokenFor({ user: 'alice', scopes: ['read'] });
+    const res = await send(app.url, 'GET', '/granted', bearer(token));
+    expect(res.status).toBe(500);
+    expect(res.json).toEqual({ error: 'server_error', error_description: 'The service is misconfigured' });
+    expect(`${res.text}\n${app.logger.lines.join('\n')}`).not.toMatch(/do-not-log/);
+  });
+
   it('introspection: refused invalid_client, then a source that never answers → 503 with Retry-After at the deadline', async () => {
     app = await startApp('express', { zoneUrl: zone.issuer, resource: R, clientCredentials: new WorkloadIdentity({ source: answersOnceThenHangs('wi-v1-do-not-log'), clientId: 'wi' }) }, { controllers: [FreshController] });
     const token = zone.issueToken({ scope: 'read' });

@@ -18,11 +18,17 @@ export interface ClientAuthenticationParts {
  * @publicApi
  */
 export interface ClientAuthentication {
-  /** The parts for one request to `tokenEndpoint`. Called once per request: assertions are fresh. */
+  /**
+   * The parts for one request to `tokenEndpoint`. Called once per request: assertions are fresh.
+   * Awaited within the request's 5 s deadline (past it: `TokenExchangeError` `unavailable`). A
+   * `TokenExchangeError` it throws is passed on; anything else becomes one of kind `config`,
+   * without its message (it may hold what was read).
+   */
   authenticate(tokenEndpoint: string): Promise<ClientAuthenticationParts>;
   /**
    * Called after the zone answered `invalid_client`: true when new credentials are available and
-   * one retry is worth it (a rotated workload token file, catalogue I7).
+   * one retry is worth it (a rotated workload token file, catalogue I7). Awaited within the same
+   * deadline; a failure counts as `false`.
    * @param refused the parts of the request the zone refused (another request may have read newer
    *   credentials since).
    */

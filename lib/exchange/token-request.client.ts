@@ -268,21 +268,25 @@ export class TokenRequestClient implements OnModuleDestroy {
    */
   private async credentialsFor(auth: ClientAuthentication, tokenEndpoint: string, deadline: AbortSignal): Promise<ClientAuthenticationParts> {
     try {
-      return await beforeAbort(auth.authenticate(tokenEndpoint), deadline);
+      return await beforeRequestDeadline(auth.authenticate(tokenEndpoint), deadline);
     } catch (error) {
-      if (error instanceof DeadlineExceededError) throw new TokenExchangeError(`the client credentials were not ready within ${REQUEST_DEADLINE_MS} ms`, 'unavailable');
-      throw error;
+      if (error instanceof TokenExchangeError) throw error;
+      // An app's own ClientAuthentication failed: its message may hold what it read, never passed on.
+      throw new TokenExchangeError('the client credentials could not be read (clientCredentials)', 'config');
     }
   }
 
-  /** Whether the credentials rotated since `refused` was sent (I7), asked within the deadline too: it reads the source again. */
+  /**
+   * Whether the credentials rotated since `refused` was sent (I7), asked within the deadline too (it
+   * reads the source again); a source that fails to say is taken as unchanged.
+   */
   private async credentialsChanged(auth: ClientAuthentication, refused: ClientAuthenticationParts, deadline: AbortSignal): Promise<boolean> {
     if (auth.credentialsChanged === undefined) return false;
     try {
-      return await beforeAbort(auth.credentialsChanged(refused), deadline);
+      return await beforeRequestDeadline(auth.credentialsChanged(refused), deadline);
     } catch (error) {
-      if (error instanceof DeadlineExceededError) throw new TokenExchangeError(`the client credentials were not ready within ${REQUEST_DEADLINE_MS} ms`, 'unavailable');
-      throw error;
+      if (error instanceof TokenExchangeError) throw error;
+      return false;
     }
   }
 
@@ -396,6 +400,16 @@ export class TokenRequestClient implements OnModuleDestroy {
     if (token.expiresAt === undefined) return undefined;
     const until = token.expiresAt.getTime() - EXPIRY_MARGIN_MS;
     return notAfter === undefined ? until : Math.min(until, notAfter);
+  }
+}
+
+/** `work`, or `unavailable` once the request's deadline passes first (a credential source that never answers). */
+async function beforeRequestDeadline<T>(work: Promise<T>, deadline: AbortSignal): Promise<T> {
+  try {
+    return await beforeAbort(work, deadline);
+  } catch (error) {
+    if (error instanceof DeadlineExceededError) throw new TokenExchangeError(`the client credentials were not ready within ${REQUEST_DEADLINE_MS} ms`, 'unavailable');
+    throw error;
   }
 }
 

@@ -158,9 +158,9 @@ export class IntrospectionClient {
     const { auth, deadline } = request;
     if (auth.credentialsChanged === undefined) return false;
     try {
-      return await beforeAbort(auth.credentialsChanged(refused), deadline);
+      return await beforeIntrospectionDeadline(auth.credentialsChanged(refused), deadline);
     } catch (error) {
-      if (error instanceof DeadlineExceededError) throw new Unanswered(`the client credentials were not ready within ${INTROSPECTION_DEADLINE_MS} ms`);
+      if (error instanceof Unanswered) throw error;
       return false;
     }
   }
@@ -171,9 +171,9 @@ export class IntrospectionClient {
     try {
       // Within the deadline: a source that never answers must not hold the request (and every one
       // joined to its introspection) for ever.
-      return await beforeAbort(auth.authenticate(endpoint), deadline);
+      return await beforeIntrospectionDeadline(auth.authenticate(endpoint), deadline);
     } catch (error) {
-      if (error instanceof DeadlineExceededError) throw new Unanswered(`the client credentials were not ready within ${INTROSPECTION_DEADLINE_MS} ms`);
+      if (error instanceof Unanswered) throw error;
       // A source that is down for now (a metadata server answering 503): retry later, as the exchange says.
       if (error instanceof TokenExchangeError && error.kind === 'unavailable') throw new Unanswered('the client credentials are unavailable for now (workload token source)');
       // A workload identity source that cannot give its token: no request can be authenticated.
@@ -248,4 +248,14 @@ function deepFreeze<T>(value: T): T {
     for (const member of Object.values(value)) deepFreeze(member);
   }
   return value;
+}
+
+/** `work`, or no answer once the request's deadline passes first (a credential source that never answers). */
+async function beforeIntrospectionDeadline<T>(work: Promise<T>, deadline: AbortSignal): Promise<T> {
+  try {
+    return await beforeAbort(work, deadline);
+  } catch (error) {
+    if (error instanceof DeadlineExceededError) throw new Unanswered(`the client credentials were not ready within ${INTROSPECTION_DEADLINE_MS} ms`);
+    throw error;
+  }
 }
