@@ -18,7 +18,10 @@
 // first sight, as with per-action tokens. COLD_BEFORE_DIST=/abs/path/to/an/older/dist adds that
 // build's guard to the same calls (an A/B of two builds). The report: per guard, the median µs a
 // call over blocks of 50, and the paired median of (guard − ideal) over the blocks with its
-// quartiles. Read the differences, not the µs: a shared machine moves both.
+// quartiles. COLD_CALLS calls per guard (default 20 000, the first 200 a warm-up; about a minute
+// and a half at the default 16 MB on this project's VM). Read the differences, not the µs — and on
+// a quiet machine only: other load on the cores disturbs the caches further and widens the gap
+// itself (a run at load 2.3 read +54.7 µs over 76 blocks where a quiet one reads +14…+16 over 396).
 import 'reflect-metadata';
 import { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';

@@ -59,7 +59,6 @@ export interface TokenGrantRequest {
   readonly agent?: AgentContext;
 }
 
-/** A token from the zone (or the shared store) and until when it may be served from a cache. */
 /** One POST to the token endpoint: the grant, this service's authentication for it, the overall deadline, the zone's DPoP nonce once known. */
 interface Attempt {
   readonly request: TokenGrantRequest;
@@ -70,6 +69,7 @@ interface Attempt {
   readonly traceHeaders?: Readonly<Record<string, string>>;
 }
 
+/** A token from the zone (or the shared store) and until when it may be served from a cache. */
 interface Performed {
   token: ExchangedToken;
   cacheUntil?: number;
