@@ -4,28 +4,17 @@
  * loopback; and how long, and to whom, an exchanged token is served from the cache.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import { Controller, Get } from '@nestjs/common';
-import { Access, type AccessContext, DpopKey, Grant, TokenExchangeError, WorkloadIdentity } from '../lib/index.js';
+import { DpopKey, TokenExchangeError, WorkloadIdentity } from '../lib/index.js';
 import { TestZone, type ZoneFault } from '../lib/testing/index.js';
 import { startExchangeContext } from './support/exchange-context.js';
+import { GrantedController, UP } from './support/granted-controller.js';
 import { R } from './support/forge.js';
 import { parseChallenge, send } from './support/http.js';
 import { ADAPTERS, startApp, type RunningApp } from './support/keycard-app.js';
 
 const SECRET = 's3cret-value-1234';
-const UP = 'https://upstream.example.com';
 const PRM = `${R}/.well-known/oauth-protected-resource`;
 const TOKEN_RESPONSE = { access_token: 'exchanged-a', issued_token_type: 'urn:ietf:params:oauth:token-type:access_token', token_type: 'Bearer' };
-
-@Controller()
-class GrantedController {
-  /** Rethrows the grant's failure, so the module's filter answers it (Q8). */
-  @Grant(UP, 'up:read')
-  @Get('granted')
-  granted(@Access() access: AccessContext) {
-    return { scope: access.access(UP).scope };
-  }
-}
 
 const BAD_GATEWAY = { error: 'bad_gateway', error_description: 'The authorization server answered unexpectedly' };
 

@@ -10,10 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { Controller, Get } from '@nestjs/common';
-import { Access, type AccessContext, gcpMetadataSource, Grant, RequireFreshness, RequireScopes, TokenExchangeError, tokenFileSource, WorkloadIdentity } from '../lib/index.js';
+import { gcpMetadataSource, RequireFreshness, RequireScopes, TokenExchangeError, tokenFileSource, WorkloadIdentity } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectOutcome } from './support/denials.js';
 import { startExchangeContext } from './support/exchange-context.js';
+import { GrantedController, UP } from './support/granted-controller.js';
 import { bearer, R } from './support/forge.js';
 import { send } from './support/http.js';
 import { ADAPTERS, startApp, type RunningApp } from './support/keycard-app.js';
@@ -25,17 +26,6 @@ class FreshController {
   @RequireScopes('read')
   fresh() {
     return { fresh: true };
-  }
-}
-
-const UP = 'https://upstream.example.com';
-
-@Controller()
-class GrantedController {
-  @Grant(UP, 'up:read')
-  @Get('granted')
-  granted(@Access() access: AccessContext) {
-    return { scope: access.access(UP).scope };
   }
 }
 
