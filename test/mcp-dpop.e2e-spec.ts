@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { DpopKey } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
-import { challengesOf, forgedProof } from './support/dpop.js';
+import { challengesOf, forgedProof, tamperedSignature } from './support/dpop.js';
 import { freePort } from './support/free-port.js';
 import { send, type HttpAnswer } from './support/http.js';
 import { ADAPTERS } from './support/keycard-app.js';
@@ -84,9 +84,8 @@ describe.each(ADAPTERS)('MCP DPoP server validation (auth/dpop-server-validation
     it('U19 sep-1932-server-validate-proof (RFC 9449 §4.3 defects): tampered signature, no jti, typ jwt, htu or htm of another request, a private key in jwk, wrong or no ath, two DPoP headers, no htm, htu, iat or jwk, not a JWT, cnf.jkt of another key → 401 + DPoP challenge', async () => {
       const token = bound();
       const valid = () => proofFor(token);
-      const tampered = valid().slice(0, -2) + (valid().endsWith('AA') ? 'BB' : 'AA');
       const defects: [string, string | string[]][] = [
-        ['tampered-signature', tampered],
+        ['tampered-signature', tamperedSignature(valid())],
         ['missing-jti', proofFor(token, { claims: { jti: undefined } })],
         ['wrong-typ', proofFor(token, { header: { typ: 'jwt' } })],
         ['htu-mismatch', key.proof({ method: 'POST', url: 'https://wrong.example.com/mcp', accessToken: token })],
@@ -142,7 +141,7 @@ describe.each(ADAPTERS)('MCP DPoP server validation (auth/dpop-server-validation
     it('U19 sep-1932-server-reject-401 (RejectsWith401Challenge): a failed validation is a 401 with WWW-Authenticate: DPoP (error, algs, resource_metadata)', async () => {
       const token = bound();
       const proof = proofFor(token);
-      const res = await post(`DPoP ${token}`, proof.slice(0, -2) + (proof.endsWith('AA') ? 'BB' : 'AA'));
+      const res = await post(`DPoP ${token}`, tamperedSignature(proof));
       expectDpopRejection(res, [token]);
       const dpop = challengesOf(res).get('dpop')!;
       expect(dpop.get('error')).toEqual(expect.any(String));

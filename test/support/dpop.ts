@@ -80,6 +80,18 @@ export function forgedProof(header: Record<string, unknown>, claims: Record<stri
   return `${input}.${hmacKey === undefined ? '' : createHmac('sha256', hmacKey).update(input).digest('base64url')}`;
 }
 
+/**
+ * The same compact JWS with one bit of its signature's first byte flipped. Rewriting the last
+ * characters is not a tamper every time: the final base64url character carries spare bits, so
+ * a rewrite that only touches them decodes to the same signature (about 1 run in 256 for ES256).
+ */
+export function tamperedSignature(jws: string): string {
+  const [header, payload, signature] = jws.split('.');
+  const bytes = Buffer.from(signature, 'base64url');
+  bytes[0] ^= 0x01;
+  return `${header}.${payload}.${bytes.toString('base64url')}`;
+}
+
 /** A replay store that counts what it holds, around the in-memory one: "nothing stored" is checkable. */
 export class CountingReplayStore implements DpopReplayStore {
   readonly inner = new InMemoryDpopReplayStore();
