@@ -96,6 +96,23 @@ describe('DPoP-bound tokens from the token exchange (H29, H30)', () => {
     expect(logger.lines.join('\n')).not.toContain(token.accessToken);
   });
 
+  it('H30 (d) a DPoP answer to an exchange that sent no proof → invalid_response "DPoP-bound", not cached, nothing leaked', async () => {
+    const bound = zone.issueToken({ sub: 'alice', cnf: { jkt: key.thumbprint } });
+    zone.faults.token = { kind: 'json', body: { access_token: bound, issued_token_type: 'urn:ietf:params:oauth:token-type:access_token', token_type: 'DPoP', expires_in: 300 } };
+    const { service, logger } = await start();
+    const subjectToken = subject();
+    const ask = () => service.exchange({ subjectToken, resource: R });
+    const error = await ask().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TokenExchangeError);
+    expect(error).toMatchObject({ kind: 'invalid_response', status: 200 });
+    expect((error as Error).message).toContain('DPoP-bound');
+    expect((error as Error).message).not.toContain(bound);
+    await ask().catch(() => undefined);
+    expect(zone.counts.token).toBe(2);
+    expect(logger.lines.join('\n')).not.toContain(bound);
+    expect(logger.lines.join('\n')).not.toContain(subjectToken);
+  });
+
   it('H29 ClientCredentialsService asks for a DPoP-bound token the same way', async () => {
     const { context } = await start();
     const token = await context.get(ClientCredentialsService).token({ resource: R, dpop: key });

@@ -384,10 +384,15 @@ export class TokenRequestClient implements OnModuleDestroy {
   /**
    * RFC 9449 §5: a DPoP request is answered `token_type: "DPoP"`. A Bearer answer to a request
    * that required DPoP is discarded (`invalid_response`, not cached); otherwise it is kept, with a
-   * warning (decision Q40).
+   * warning (decision Q40). A DPoP answer to a request that sent no proof is discarded too: the
+   * token is bound to a key this service does not hold, so every API would refuse it.
    */
   private checkBinding(token: ExchangedToken, dpop: DpopBinding | undefined): ExchangedToken {
-    if (dpop === undefined || token.tokenType.toLowerCase() === 'dpop') return token;
+    const bound = token.tokenType.toLowerCase() === 'dpop';
+    if (dpop === undefined && bound) {
+      throw new AttemptFailure(new TokenExchangeError('the token response is DPoP-bound, but the request sent no DPoP proof (pass `dpop` to bind tokens to a key)', 'invalid_response', undefined, 200), undefined);
+    }
+    if (dpop === undefined || bound) return token;
     if (dpop.required) {
       throw new AttemptFailure(new TokenExchangeError('the token response is not DPoP-bound', 'invalid_response', undefined, 200), undefined);
     }
