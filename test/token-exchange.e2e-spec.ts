@@ -464,9 +464,12 @@ describe('TokenExchangeService', () => {
     });
   });
 
-  it('without clientCredentials, exchange() fails with a config error', async () => {
+  it('without clientCredentials, exchange() fails with a config error naming the zone and the option, AS#0', async () => {
     const started = await startExchangeContext({ zoneUrl: zone.issuer, resource: AGENT_RESOURCE });
     contexts.push(started);
-    expect((await rejection(started.service.exchange(request()))).kind).toBe('config');
+    const error = await rejection(started.service.exchange(request()));
+    expect(error.kind).toBe('config');
+    expect(error.message).toBe(`no 'clientCredentials' are configured for the zone ${zone.issuer}: set KeycardModule's 'clientCredentials', or the zone's own in 'zones'`);
+    expect(zone.counts.token).toBe(0);
   });
 });

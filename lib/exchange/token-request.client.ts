@@ -210,7 +210,10 @@ export class TokenRequestClient implements OnModuleDestroy {
 
   private async perform(request: TokenGrantRequest, zone: TrustedZone, traceHeaders?: Readonly<Record<string, string>>): Promise<Performed> {
     const auth = zone.clientAuthentication;
-    if (!auth) throw new TokenExchangeError("no 'clientCredentials' are configured for KeycardModule", 'config');
+    if (!auth) {
+      // Several zones may each have their own credentials: name the one that has none.
+      throw new TokenExchangeError(`no 'clientCredentials' are configured for the zone ${zone.issuer}: set KeycardModule's 'clientCredentials', or the zone's own in 'zones'`, 'config');
+    }
     const tokenEndpoint = await this.tokenEndpoint(zone);
     const started = performance.now();
     const deadline = AbortSignal.timeout(REQUEST_DEADLINE_MS);
