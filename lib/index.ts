@@ -67,7 +67,7 @@ export type { TokenExchangeErrorKind } from './exchange/token-exchange.error.js'
 export { TokenExchangeExceptionFilter } from './exchange/token-exchange.filter.js';
 export { ClientSecret, PrivateKeyJwt, WorkloadIdentity } from './exchange/client-authentication.js';
 export type { ClientAuthentication, ClientAuthenticationParts, WorkloadIdentityOptions } from './exchange/client-authentication.js';
-export { tokenFileSource, gcpMetadataSource, flySocketSource, functionSource } from './exchange/workload-token-source.js';
+export { tokenFileSource, gcpMetadataSource, flySocketSource, functionSource, WorkloadTokenFileError } from './exchange/workload-token-source.js';
 export type { WorkloadTokenSource, GcpMetadataSourceOptions, FlySocketSourceOptions } from './exchange/workload-token-source.js';
 export { ClientCredentialsService } from './exchange/client-credentials.service.js';
 export type { ClientCredentialsRequest } from './exchange/client-credentials.service.js';

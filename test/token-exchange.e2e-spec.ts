@@ -3,14 +3,19 @@
  * loopback. Each test is named by its row in ../shared/security-catalogue.md §I.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ClientSecret, PrivateKeyJwt, TokenExchangeError, WorkloadIdentity, type KeycardModuleOptions } from '../lib/index.js';
+import { ClientSecret, PrivateKeyJwt, TokenExchangeError, WorkloadIdentity, WorkloadTokenFileError, type KeycardModuleOptions } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { startExchangeContext } from './support/exchange-context.js';
-import { R } from './support/forge.js';
+import { bearer, R } from './support/forge.js';
+import { GrantedController } from './support/granted-controller.js';
+import { send } from './support/http.js';
+import { ADAPTERS, startApp, type RunningApp } from './support/keycard-app.js';
+import { itUnless } from './support/skip.js';
 
 const AGENT_RESOURCE = 'https://agent.example.com';
 const SECRET = 's3cret-value-1234';
@@ -19,6 +24,8 @@ const jwtClientKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
 let workloadToken = 'workload-token-v1';
 /** Called with every workload assertion the zone sees (to rotate a file at the moment of refusal). */
 let onAssertion: (assertion: string) => void = () => undefined;
+/** Whether `mkfifo` is there to make a FIFO with. */
+const hasMkfifo = spawnSync('mkfifo', ['--help'], { stdio: 'ignore' }).error === undefined;
 
 describe('TokenExchangeService', () => {
   let zone: TestZone;
@@ -160,6 +167,18 @@ describe('TokenExchangeService', () => {
       const { service: exchange } = await service(new WorkloadIdentity({ tokenFile: file, clientId: 'agent-wi' }));
       const error = await rejection(exchange.exchange(request()));
       expect(error.kind).toBe('config');
+      expect(error).toBeInstanceOf(WorkloadTokenFileError);
+      expect(error).toMatchObject({ path: file, retryAfterSeconds: 5, retryable: true });
+      expect(zone.counts.token).toBe(0);
+    });
+
+    it('I5 file unreadable (a symlink to itself, ELOOP: chmod 000 would not stop root) → config error naming the code, AS#0', async () => {
+      const file = join(dir, 'i5-loop');
+      symlinkSync(file, file);
+      const { service: exchange } = await service(new WorkloadIdentity({ tokenFile: file, clientId: 'agent-wi' }));
+      const error = await rejection(exchange.exchange(request()));
+      expect(error).toBeInstanceOf(WorkloadTokenFileError);
+      expect(error).toMatchObject({ kind: 'config', message: `workload token file ${file} cannot be read (ELOOP)` });
       expect(zone.counts.token).toBe(0);
     });
 
@@ -167,7 +186,9 @@ describe('TokenExchangeService', () => {
       const file = join(dir, 'big');
       writeFileSync(file, 'x'.repeat(65 * 1024));
       const { service: exchange } = await service(new WorkloadIdentity({ tokenFile: file, clientId: 'agent-wi' }));
-      expect((await rejection(exchange.exchange(request()))).kind).toBe('config');
+      const error = await rejection(exchange.exchange(request()));
+      expect(error.kind).toBe('config');
+      expect(error).toBeInstanceOf(WorkloadTokenFileError);
       expect(zone.counts.token).toBe(0);
     });
 
@@ -180,8 +201,56 @@ describe('TokenExchangeService', () => {
       const error = await rejection(exchange.exchange(request()));
       expect(error.kind).toBe('config');
       expect(error.message).toContain('is not a regular file');
+      expect(error).not.toBeInstanceOf(WorkloadTokenFileError); // a wrong path: the API answers 500, not 503
       expect(zone.counts.token).toBe(0);
     }, 10_000);
+
+    describe.each(ADAPTERS)('behind a @Grant route over %s', (adapter) => {
+      let app: RunningApp | undefined;
+      afterEach(async () => {
+        await app?.close();
+        app = undefined;
+      });
+      const granted = async (file: string) => {
+        app = await startApp(adapter, { zoneUrl: zone.issuer, resource: AGENT_RESOURCE, clientCredentials: new WorkloadIdentity({ tokenFile: file, clientId: 'agent-wi' }) }, { controllers: [GrantedController] });
+        const token = userToken();
+        return { token, res: await send(app.url, 'GET', '/granted', bearer(token)) };
+      };
+
+      it.each([
+        ['missing', undefined],
+        ['empty', ''],
+        ['whitespace-only', ' \n\t\n'],
+        ['over 64 KiB', `wi-contents-do-not-log.${'x'.repeat(64 * 1024)}`],
+      ])('I5 I6 token file %s → 503 with Retry-After and the fixed description, one error line naming the path and not the contents, AS#0', async (name, contents) => {
+        const file = join(dir, `route-${adapter}-${name.replaceAll(' ', '-')}`);
+        if (contents !== undefined) writeFileSync(file, contents);
+        const { token, res } = await granted(file);
+        expect({ status: res.status, body: res.json }).toEqual({
+          status: 503,
+          body: { error: 'temporarily_unavailable', error_description: 'The service is temporarily unavailable, retry later' },
+        });
+        expect(res.headers['retry-after']).toBe('5');
+        expect(res.headers['www-authenticate']).toBeUndefined();
+        expect(zone.counts.token).toBe(0);
+        const errors = app!.logger.levels.error;
+        expect(errors).toHaveLength(1);
+        expect(errors[0]).toContain(file);
+        expect(errors[0]).toContain('answered 503');
+        expect(res.text).not.toContain(file);
+        expectNoLeak([res.text, JSON.stringify(res.headers), ...app!.logger.lines], [token, 'do-not-log', 'xxxxxxxx']);
+      });
+
+      itUnless(hasMkfifo ? undefined : 'no mkfifo on this machine')('I6 token file path is a FIFO → refused at once (its open does not wait for a writer): 500 misconfigured, AS#0', async () => {
+        const fifo = join(dir, `route-${adapter}-fifo`);
+        execFileSync('mkfifo', [fifo]);
+        const { token, res } = await granted(fifo);
+        expect({ status: res.status, body: res.json }).toEqual({ status: 500, body: { error: 'server_error', error_description: 'The service is misconfigured' } });
+        expect(zone.counts.token).toBe(0);
+        expect(app!.logger.levels.error.join('\n')).toContain(`${fifo} is not a regular file`);
+        expectNoLeak([res.text, ...app!.logger.lines], [token]);
+      });
+    });
 
     it('I7 invalid_client: exactly one retry when the file changed, none when it did not', async () => {
       const file = join(dir, 'i7');

@@ -28,7 +28,7 @@ export class TokenExchangeError extends Error {
     readonly code?: string,
     /** The HTTP status the zone answered with, when it answered. */
     readonly status?: number,
-    /** Seconds the zone asked to wait (`Retry-After`), when it did. */
+    /** Seconds the zone asked to wait (`Retry-After`), when it did; 5 for a `WorkloadTokenFileError` (the API's own `Retry-After`). */
     readonly retryAfterSeconds?: number,
   ) {
     super(message);

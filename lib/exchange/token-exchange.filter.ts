@@ -10,6 +10,7 @@ import { LOG_MESSAGE_MAX_LENGTH, logSafe } from '../logging/log-safe.js';
 import { ResourceAccessError } from './access-context.js';
 import { ImpersonationRefusedError } from './impersonation.service.js';
 import { TokenExchangeError } from './token-exchange.error.js';
+import { WorkloadTokenFileError } from './workload-token-source.js';
 
 /** OAuth errors that mean this service (not the caller) is misconfigured at the zone (I15, I16). */
 const CONFIGURATION_CODES = new Set(['invalid_client', 'invalid_target', 'invalid_scope', 'unauthorized_client', 'unsupported_grant_type']);
@@ -65,7 +66,11 @@ export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchan
     adapter.reply(response, body, status);
   }
 
-  /** The answer for one failure; exposed for apps that map errors themselves. */
+  /**
+   * The answer for one failure; exposed for apps that map errors themselves. A
+   * {@link WorkloadTokenFileError} (the workload token file missing, empty or oversized, catalogue
+   * I5, I6) is a `config` error answered 503, not 500: the platform is usually still writing the file.
+   */
   answerFor(error: TokenExchangeError | ResourceAccessError): { status: number; body: object; challenge?: KeycardException } {
     if (error instanceof ResourceAccessError) {
       if (error.cause) return this.answerFor(error.cause);
@@ -94,6 +99,10 @@ export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchan
     if (error.kind === 'oauth' && error.code === 'invalid_request' && error.status === 400) {
       // RFC 8693 §2.2.2: the subject token is unacceptable here; no error code in the challenge (I14).
       return { status: 403, body: { error: 'forbidden', error_description: 'The access token cannot be used for this operation' }, challenge: new MissingCredentialsException() };
+    }
+    if (error instanceof WorkloadTokenFileError) {
+      // Not mounted yet or being rotated by the kubelet: the caller may retry (Retry-After from the error).
+      return { status: 503, body: { error: 'temporarily_unavailable', error_description: 'The service is temporarily unavailable, retry later' } };
     }
     // `zone_required`: the app asked for a grant without naming a zone where none can be inferred.
     if (error.kind === 'config' || error.kind === 'zone_required' || (error.kind === 'oauth' && CONFIGURATION_CODES.has(error.code ?? ''))) {

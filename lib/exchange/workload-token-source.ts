@@ -33,11 +33,43 @@ function checkedToken(value: unknown, description: string): string {
   return token;
 }
 
+/** Seconds the API asks its callers to wait when the workload token file cannot give a token (I5, I6). */
+const TOKEN_FILE_RETRY_AFTER_SECONDS = 5;
+
+/**
+ * The workload token file is missing, unreadable, empty or whitespace-only, or larger than 64 KiB
+ * (catalogue I5, I6). A `config` error thrown before any request to the zone, but usually a
+ * transient one: the kubelet has not mounted the projected token yet, or is rotating it. So the
+ * module's exception filter answers it **503** with `Retry-After: 5` (`retryAfterSeconds` is 5) and
+ * an error-level log line naming the file,
+ * where other configuration errors answer 500 (decision Q8); `retryable` is true. The message names
+ * the file, never its contents. A path that is not a regular file (a directory, a device, a FIFO)
+ * is a plain `TokenExchangeError` `config`: a wrong path, answered 500.
+ * @publicApi
+ */
+export class WorkloadTokenFileError extends TokenExchangeError {
+  constructor(
+    /** The token file's path. */
+    readonly path: string,
+    /** What is wrong with it, appended to the message (`is empty`). */
+    problem: string,
+  ) {
+    super(`workload token file ${path} ${problem}`, 'config', undefined, undefined, TOKEN_FILE_RETRY_AFTER_SECONDS);
+    this.name = 'WorkloadTokenFileError';
+  }
+
+  /** True: the platform writes the file again (mounts it, rotates it) without any change on this side. */
+  override get retryable(): boolean {
+    return true;
+  }
+}
+
 /**
  * A token file the platform writes and rotates: a Kubernetes projected service account token, an
  * EKS pod identity or web identity token, AKS's `AZURE_FEDERATED_TOKEN_FILE`. Re-opened by path on
- * every read (the kubelet swaps a symlink, catalogue I4); missing, empty or oversized files fail
- * closed before the network (I5, I6).
+ * every read (the kubelet swaps a symlink, catalogue I4); a missing, unreadable, empty or oversized
+ * file fails closed before the network with a {@link WorkloadTokenFileError} (I5, I6), a path that
+ * is not a regular file with a `config` error.
  * @publicApi
  */
 export function tokenFileSource(path: string): WorkloadTokenSource {
@@ -52,15 +84,13 @@ export function tokenFileSource(path: string): WorkloadTokenSource {
         // A device (/dev/zero says size 0 and never ends), a FIFO (its open waits for a writer) or a
         // directory is a wrong path, not a token: refused before it is opened.
         if (!info.isFile()) throw new TokenExchangeError(`${description} is not a regular file`, 'config');
-        if (info.size > MAX_WORKLOAD_TOKEN_BYTES) {
-          throw new TokenExchangeError(`${description} is larger than ${MAX_WORKLOAD_TOKEN_BYTES} bytes`, 'config');
-        }
-        contents = await readCapped(path, description);
+        if (info.size > MAX_WORKLOAD_TOKEN_BYTES) throw new WorkloadTokenFileError(path, `is larger than ${MAX_WORKLOAD_TOKEN_BYTES} bytes`);
+        contents = await readCapped(path);
       } catch (error) {
         if (error instanceof TokenExchangeError) throw error;
-        throw new TokenExchangeError(`${description} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`, 'config');
+        throw new WorkloadTokenFileError(path, `cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
       }
-      if (contents.trim() === '') throw new TokenExchangeError(`${description} is empty`, 'config');
+      if (contents.trim() === '') throw new WorkloadTokenFileError(path, 'is empty');
       return checkedToken(contents, description);
     },
   };
@@ -70,7 +100,7 @@ export function tokenFileSource(path: string): WorkloadTokenSource {
  * The file's text, read to at most {@link MAX_WORKLOAD_TOKEN_BYTES} bytes: a file that grew past
  * that since it was checked is refused, never read whole.
  */
-async function readCapped(path: string, description: string): Promise<string> {
+async function readCapped(path: string): Promise<string> {
   const file = await open(path, 'r');
   try {
     const buffer = Buffer.alloc(MAX_WORKLOAD_TOKEN_BYTES + 1);
@@ -80,7 +110,7 @@ async function readCapped(path: string, description: string): Promise<string> {
       if (bytesRead === 0) break;
       length += bytesRead;
     }
-    if (length > MAX_WORKLOAD_TOKEN_BYTES) throw new TokenExchangeError(`${description} is larger than ${MAX_WORKLOAD_TOKEN_BYTES} bytes`, 'config');
+    if (length > MAX_WORKLOAD_TOKEN_BYTES) throw new WorkloadTokenFileError(path, `is larger than ${MAX_WORKLOAD_TOKEN_BYTES} bytes`);
     return buffer.toString('utf8', 0, length);
   } finally {
     await file.close();
