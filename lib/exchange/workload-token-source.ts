@@ -1,5 +1,6 @@
 import { request as httpRequest } from 'node:http';
-import { open, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { USER_AGENT } from '../keycard.constants.js';
 import { BodyTooLargeError, readCappedText } from '../zone/zone-fetch.js';
 import { TokenExchangeError } from './token-exchange.error.js';
@@ -68,8 +69,9 @@ export class WorkloadTokenFileError extends TokenExchangeError {
  * A token file the platform writes and rotates: a Kubernetes projected service account token, an
  * EKS pod identity or web identity token, AKS's `AZURE_FEDERATED_TOKEN_FILE`. Re-opened by path on
  * every read (the kubelet swaps a symlink, catalogue I4); a missing, unreadable, empty or oversized
- * file fails closed before the network with a {@link WorkloadTokenFileError} (I5, I6), a path that
- * is not a regular file with a `config` error.
+ * file fails closed before the network with a {@link WorkloadTokenFileError} (I5, I6). The path is
+ * opened without waiting and the opened file is checked, so one that is not a regular file (a
+ * directory, a device, a FIFO, also one swapped in just before the open) is a `config` error at once.
  * @publicApi
  */
 export function tokenFileSource(path: string): WorkloadTokenSource {
@@ -80,12 +82,7 @@ export function tokenFileSource(path: string): WorkloadTokenSource {
     async read() {
       let contents: string;
       try {
-        const info = await stat(path);
-        // A device (/dev/zero says size 0 and never ends), a FIFO (its open waits for a writer) or a
-        // directory is a wrong path, not a token: refused before it is opened.
-        if (!info.isFile()) throw new TokenExchangeError(`${description} is not a regular file`, 'config');
-        if (info.size > MAX_WORKLOAD_TOKEN_BYTES) throw new WorkloadTokenFileError(path, `is larger than ${MAX_WORKLOAD_TOKEN_BYTES} bytes`);
-        contents = await readCapped(path);
+        contents = await readCapped(path, description);
       } catch (error) {
         if (error instanceof TokenExchangeError) throw error;
         throw new WorkloadTokenFileError(path, `cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
@@ -97,12 +94,18 @@ export function tokenFileSource(path: string): WorkloadTokenSource {
 }
 
 /**
- * The file's text, read to at most {@link MAX_WORKLOAD_TOKEN_BYTES} bytes: a file that grew past
- * that since it was checked is refused, never read whole.
+ * The file's text, read to at most {@link MAX_WORKLOAD_TOKEN_BYTES} bytes. The path is opened
+ * without waiting (`O_NONBLOCK`: a FIFO's open would wait for a writer, holding a libuv thread) and
+ * the opened handle, not the path, is checked: a path swapped between a check and the open cannot
+ * slip through. A device (`/dev/zero` says size 0 and never ends), a FIFO or a directory is a wrong
+ * path, not a token; a file that grows past the cap while it is read is refused, never read whole.
  */
-async function readCapped(path: string): Promise<string> {
-  const file = await open(path, 'r');
+async function readCapped(path: string, description: string): Promise<string> {
+  const file = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
+    const info = await file.stat();
+    if (!info.isFile()) throw new TokenExchangeError(`${description} is not a regular file`, 'config');
+    if (info.size > MAX_WORKLOAD_TOKEN_BYTES) throw new WorkloadTokenFileError(path, `is larger than ${MAX_WORKLOAD_TOKEN_BYTES} bytes`);
     const buffer = Buffer.alloc(MAX_WORKLOAD_TOKEN_BYTES + 1);
     let length = 0;
     while (length < buffer.length) {
