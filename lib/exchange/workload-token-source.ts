@@ -42,10 +42,10 @@ const TOKEN_FILE_RETRY_AFTER_SECONDS = 5;
  * (catalogue I5, I6). A `config` error thrown before any request to the zone, but usually a
  * transient one: the kubelet has not mounted the projected token yet, or is rotating it. So the
  * module's exception filter answers it **503** with `Retry-After: 5` (`retryAfterSeconds` is 5) and
- * an error-level log line naming the file,
- * where other configuration errors answer 500 (decision Q8); `retryable` is true. The message names
- * the file, never its contents. A path that is not a regular file (a directory, a device, a FIFO)
- * is a plain `TokenExchangeError` `config`: a wrong path, answered 500.
+ * an error-level log line naming the file, where other configuration errors answer 500 (decision
+ * Q8); `retryable` is true. The message names the file, never its contents. A path that is not a
+ * regular file (a directory, a device, a FIFO) is a plain `TokenExchangeError` `config`: a wrong
+ * path, answered 500.
  * @publicApi
  */
 export class WorkloadTokenFileError extends TokenExchangeError {
