@@ -6,6 +6,9 @@
  * that neither the token nor the client secret leaked into the answer or the logs.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { Controller, Get, Module, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { IoAdapter } from '@nestjs/platform-socket.io';
@@ -235,6 +238,18 @@ describe('§X introspection (RFC 7662) on routes that demand freshness', () => {
     for (const res of answers) expectRefused(res, '503 RA', app, token);
     expect(zone.counts.introspection).toBe(0);
   }, 15_000);
+
+  it('X32 (I5) a workload token file that is missing, then empty → 503 RA as for the exchange, the zone never asked, the path logged but never a token', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'keycard-x32-')), 'token');
+    const app = await api({ clientCredentials: new WorkloadIdentity({ tokenFile: path, clientId: CLIENT.clientId }) });
+    const token = zone.issueToken({ scope: 'read' });
+    expectRefused(await get(app, token), '503 RA', app, token);
+    writeFileSync(path, '  \n');
+    expectRefused(await get(app, token), '503 RA', app, token);
+    expect(zone.counts.introspection).toBe(0);
+    expect(app.logger.lines.some((line) => line.includes(path))).toBe(true);
+    rmSync(dirname(path), { recursive: true, force: true });
+  });
 
   it('I7 two introspections in flight across a workload token rotation: the one refused invalid_client retries with the rotated token, though the other read it first', async () => {
     let current = 'wi-v1-do-not-log';

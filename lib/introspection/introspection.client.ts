@@ -11,6 +11,7 @@ import { logSafe } from '../logging/log-safe.js';
 import { ResourceNotConfiguredException, ZoneUnavailableException } from '../resource-server/keycard.exceptions.js';
 import { SingleFlight } from '../single-flight.js';
 import { TokenExchangeError } from '../exchange/token-exchange.error.js';
+import { WorkloadTokenFileError } from '../exchange/workload-token-source.js';
 import { beforeAbort, DeadlineExceededError } from '../within-deadline.js';
 import { readCappedText } from '../zone/zone-fetch.js';
 import type { TrustedZone } from '../zone/trusted-zones.js';
@@ -174,8 +175,10 @@ export class IntrospectionClient {
       return await beforeIntrospectionDeadline(auth.authenticate(endpoint), deadline);
     } catch (error) {
       if (error instanceof Unanswered) throw error;
-      // A source that is down for now (a metadata server answering 503): retry later, as the exchange says.
-      if (error instanceof TokenExchangeError && error.kind === 'unavailable') throw new Unanswered('the client credentials are unavailable for now (workload token source)');
+      // A source that is down for now (a metadata server answering 503, a token file not mounted
+      // yet or being rotated: I5, I6): retry later, as the exchange says.
+      if (error instanceof WorkloadTokenFileError) throw new Unanswered(`the client credentials are unavailable for now (${error.message})`);
+      if (error instanceof TokenExchangeError && error.retryable) throw new Unanswered('the client credentials are unavailable for now (workload token source)');
       // A workload identity source that cannot give its token: no request can be authenticated.
       throw this.misconfigured(zone, 'the client credentials could not be read (clientCredentials)');
     }
