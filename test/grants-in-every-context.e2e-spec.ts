@@ -8,16 +8,12 @@
  * ws, @grpc/grpc-js, the MCP SDK client) and real TestZones over loopback.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { Controller, type INestApplication } from '@nestjs/common';
 import { Query, Resolver, Subscription } from '@nestjs/graphql';
 import { GrpcMethod, Payload, Transport } from '@nestjs/microservices';
 import { IoAdapter } from '@nestjs/platform-socket.io';
 import { WsAdapter } from '@nestjs/platform-ws';
 import { SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpController, Tool } from '@rekog/mcp-nest';
 import { fileURLToPath } from 'node:url';
 import { Access, type AccessContext, ClientCredentialsService, Grant, KeycardConnections, type KeycardModuleOptions } from '../lib/index.js';
@@ -28,7 +24,8 @@ import { freePort } from './support/free-port.js';
 import { askOverSocketIo, askOverWs } from './support/gateway-clients.js';
 import { firstGraphQLWsResult, startGraphQLApp, type GraphQLServer } from './support/graphql-app.js';
 import { startApp, type RunningApp } from './support/keycard-app.js';
-import { startMcpApp, toolJson } from './support/mcp-app.js';
+import { callToolWithToken, startMcpApp, toolJson } from './support/mcp-app.js';
+import { findOrder } from './support/rpc-app.js';
 
 const UP1 = 'https://upstream.example.com';
 const UP2 = 'https://second-upstream.example.com';
@@ -103,33 +100,6 @@ class GrantedTools {
   @Grant(UP1, 'up:read')
   upstream(@Access() access: AccessContext) {
     return { access: describeAccess(access) };
-  }
-}
-
-type Unary = (request: object, metadata: grpc.Metadata, callback: (error: grpc.ServiceError | null, reply?: { by?: string }) => void) => void;
-
-/** One unary `Orders.Find` call with `token` in the `authorization` metadata. */
-async function findOverGrpc(url: string, token: string): Promise<{ by?: string }> {
-  const definition = protoLoader.loadSync(PROTO);
-  const Orders = (grpc.loadPackageDefinition(definition).orders as { Orders: grpc.ServiceClientConstructor }).Orders;
-  const client = new Orders(url, grpc.credentials.createInsecure()) as unknown as grpc.Client & { Find: Unary };
-  const metadata = new grpc.Metadata();
-  metadata.add('authorization', `Bearer ${token}`);
-  try {
-    return await new Promise((resolve, reject) => client.Find({ id: 'o-1' }, metadata, (error, reply) => (error ? reject(error) : resolve(reply ?? {}))));
-  } finally {
-    client.close();
-  }
-}
-
-/** One `tools/call` with the MCP SDK client over Streamable HTTP, `token` as its bearer token. */
-async function callToolOverMcp(url: string, token: string, name: string): Promise<unknown> {
-  const client = new Client({ name: 'test-agent', version: '1.0.0' });
-  await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } }));
-  try {
-    return toolJson(await client.callTool({ name, arguments: {} }));
-  } finally {
-    await client.close();
   }
 }
 
@@ -251,8 +221,9 @@ describe('O18 @Grant() in every context, authenticated with a token of the secon
 
     it('O18 gRPC: access context success after 1 exchange at Z2 of the call\'s authorization metadata', async () => {
       const token = z2Token();
-      const reply = await findOverGrpc(grpcUrl, token);
-      expectGranted(reply.by, token, api.logger.lines);
+      const { error, reply } = await findOrder(grpcUrl, token);
+      expect(error).toBeNull();
+      expectGranted(reply?.by, token, api.logger.lines);
     });
   });
 
@@ -268,7 +239,7 @@ describe('O18 @Grant() in every context, authenticated with a token of the secon
 
     it('O18 MCP: access context success after 1 exchange at Z2 of the MCP request\'s token', async () => {
       const token = z2Token({ aud: resource, scope: 'mcp:tools' });
-      const result = await callToolOverMcp(`${api.url}/mcp`, token, 'upstream');
+      const result = toolJson(await callToolWithToken(`${api.url}/mcp`, token, 'upstream'));
       expectGranted((result as { access?: string }).access, token, api.logger.lines);
     });
   });

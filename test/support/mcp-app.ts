@@ -8,6 +8,8 @@ import { Controller, Get, Module, Post, Req, Res, type INestApplication, type Mo
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { McpController, McpHttpControllerFor, McpStrategy, StreamableHttpTransport, Tool } from '@rekog/mcp-nest';
@@ -72,6 +74,23 @@ export function resourcesOf(port: number): string[] {
 export function toolJson(result: unknown): unknown {
   const content = (result as { content?: { type: string; text?: string }[] }).content ?? [];
   return JSON.parse(content[0]?.text ?? 'null');
+}
+
+/** A tool result as the MCP SDK client returns it: its content, and whether the tool failed. */
+export interface ToolResult {
+  isError?: boolean;
+  content?: { type: string; text?: string }[];
+}
+
+/** One `tools/call` of `name` with the MCP SDK client over Streamable HTTP to `url`, `token` as its bearer token; the client is closed afterwards. */
+export async function callToolWithToken(url: string, token: string, name: string): Promise<ToolResult> {
+  const client = new Client({ name: 'test-agent', version: '1.0.0' });
+  await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } }));
+  try {
+    return (await client.callTool({ name, arguments: {} })) as ToolResult;
+  } finally {
+    await client.close();
+  }
 }
 
 /**

@@ -1,7 +1,12 @@
-import { Metadata, type Client, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import { credentials, loadPackageDefinition, Metadata, type Client, type ClientDuplexStream, type ServiceClientConstructor, type ServiceError } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
 import type { INestApplication } from '@nestjs/common';
 import { ClientProxyFactory, Transport, type ClientProxy } from '@nestjs/microservices';
+import { fileURLToPath } from 'node:url';
 import { freePort } from './free-port.js';
+
+/** The Orders service of the suites' gRPC microservices. */
+const ORDERS_PROTO = fileURLToPath(new URL('./orders.proto', import.meta.url));
 
 /**
  * Makes `app` a hybrid app on loopback: its gRPC microservice (package `orders` of `protoPath`) and
@@ -51,4 +56,23 @@ export function watchOnce(
     stream.write({ id: 'w-1' });
     stream.end();
   });
+}
+
+type Unary = (request: object, metadata: Metadata, options: { deadline: number }, callback: (error: ServiceError | null, reply?: { id?: string; by?: string }) => void) => void;
+
+/**
+ * One unary `Orders.Find` (`{ id: 'o-1' }`) to `url` with `token` as its `authorization` metadata
+ * (`Bearer`), within the client deadline; resolves with the error status or the reply. The client
+ * is closed afterwards.
+ */
+export async function findOrder(url: string, token: string): Promise<{ error: ServiceError | null; reply?: { id?: string; by?: string } }> {
+  const Orders = (loadPackageDefinition(loadSync(ORDERS_PROTO)).orders as { Orders: ServiceClientConstructor }).Orders;
+  const client = new Orders(url, credentials.createInsecure()) as unknown as Client & { Find: Unary };
+  const metadata = new Metadata();
+  metadata.add('authorization', `Bearer ${token}`);
+  try {
+    return await new Promise((resolve) => client.Find({ id: 'o-1' }, metadata, { deadline: Date.now() + CLIENT_DEADLINE_MS }, (error, reply) => resolve({ error, reply })));
+  } finally {
+    client.close();
+  }
 }
