@@ -286,12 +286,17 @@ export function connectionParamsToken(params: Readonly<Record<string, unknown>> 
   return parseBearerCredentials(values);
 }
 
+/** `extensions.code` per refusal status: Apollo's codes where it has one, else the status's reason phrase. */
 const GRAPHQL_CODE: Record<number, string> = {
   400: 'BAD_REQUEST',
   401: 'UNAUTHENTICATED',
   403: 'FORBIDDEN',
   429: 'TOO_MANY_REQUESTS',
+  500: 'INTERNAL_SERVER_ERROR',
+  // A failed token exchange (catalogue Q8): the zone answered unexpectedly, or not in time.
+  502: 'BAD_GATEWAY',
   503: 'SERVICE_UNAVAILABLE',
+  504: 'GATEWAY_TIMEOUT',
 };
 
 /** The errors of a shared refusal for fields naming other scopes, by scope. */

@@ -41,8 +41,8 @@ function stringValues(metadata: GrpcMetadata, key: string): string[] {
   return metadata.get(key).filter((v): v is string => typeof v === 'string');
 }
 
-/** gRPC status codes (grpc/doc/statuscodes.md) for the refusals' HTTP statuses. */
-const GRPC_STATUS: Record<number, number> = { 400: 3, 401: 16, 403: 7, 429: 8, 503: 14 };
+/** gRPC status codes (grpc/doc/statuscodes.md) for the refusals' HTTP statuses; any other is 13 INTERNAL (500, 502). */
+const GRPC_STATUS: Record<number, number> = { 400: 3, 401: 16, 403: 7, 429: 8, 503: 14, 504: 4 };
 
 /** A gRPC server call as grpc-js hands it to a handler, read by shape. */
 export interface GrpcServerCall {
@@ -92,7 +92,8 @@ function trailersOf(metadata: GrpcMetadata, headers: Readonly<Record<string, str
  * `DPoP <token>` with a `dpop` proof when DPoP is on: a gRPC call is an HTTP/2 POST to its `:path`).
  * Other transports carry no metadata: refused unless the app supplies `rpcTokenExtractor`.
  * Refusals are an `RpcException` `{ code, message, error, error_description, scope? }` (`code` the
- * gRPC status: UNAUTHENTICATED 16, PERMISSION_DENIED 7, INVALID_ARGUMENT 3, UNAVAILABLE 14).
+ * gRPC status: UNAUTHENTICATED 16, PERMISSION_DENIED 7, INVALID_ARGUMENT 3, UNAVAILABLE 14; a failed
+ * token exchange also INTERNAL 13 and DEADLINE_EXCEEDED 4).
  */
 export class RpcCallKind implements CallKind {
   readonly name = 'rpc';

@@ -60,7 +60,9 @@ export type DenialReason =
   /** A route that demands freshness, while the revocation list cannot vouch for it (Redis or the SSF stream down, Q35): 503. */
   | 'freshness_unknown'
   /** A session presented by another principal than its owner (Q18, Q19): an MCP session (answered as an unknown one, 404), a socket.io recovery (400). */
-  | 'session_principal_mismatch';
+  | 'session_principal_mismatch'
+  /** A handler's token exchange failed (catalogue Q8): answered outside HTTP routes as `TokenExchangeExceptionFilter.answerFor()` says (403, 500, 502, 503, 504). */
+  | 'exchange_failed';
 
 /**
  * The only texts ever sent as `error_description` (catalogue INV2): fixed, printable ASCII without
@@ -95,7 +97,17 @@ export const ERROR_DESCRIPTIONS = {
   revoked: 'The access token has been revoked',
   inactive: 'The access token is not active',
   freshnessUnknown: 'The revocation status cannot be checked, retry later',
+  // A handler's token exchange failed (catalogue Q8, `TokenExchangeExceptionFilter.answerFor()`).
+  exchangeRefused: 'The authorization server refused this operation',
+  exchangeTokenUnusable: 'The access token cannot be used for this operation',
+  exchangeMisconfigured: 'The service is misconfigured',
+  exchangeUnavailable: 'The authorization server is unavailable, retry later',
+  exchangeTimeout: 'The authorization server did not answer in time',
+  exchangeUnexpected: 'The authorization server answered unexpectedly',
 } as const;
+
+/** A fixed description of {@link ERROR_DESCRIPTIONS}. */
+export type ErrorDescription = (typeof ERROR_DESCRIPTIONS)[keyof typeof ERROR_DESCRIPTIONS];
 
 const DESCRIPTION_OF: Record<DenialReason, string> = {
   no_credentials: 'Authentication is required',
@@ -138,6 +150,8 @@ const DESCRIPTION_OF: Record<DenialReason, string> = {
   freshness_unknown: ERROR_DESCRIPTIONS.freshnessUnknown,
   // Never sent: the MCP transport answers it as an unknown session (catalogue Q19).
   session_principal_mismatch: ERROR_DESCRIPTIONS.request,
+  // Each ExchangeFailedException names its own; this one is never sent.
+  exchange_failed: ERROR_DESCRIPTIONS.exchangeUnexpected,
 };
 
 /** Parameters of a `Bearer` challenge, in the order they are written. */
@@ -207,13 +221,14 @@ export abstract class KeycardException extends HttpException {
   /** Stable reason, for logs and apps; never sent to the client beyond the fixed description. */
   readonly code: DenialReason;
 
-  protected constructor(code: DenialReason, status: HttpStatus, error: string) {
+  /** @param description the fixed text sent as `error_description`: the reason's own unless a subclass names another of {@link ERROR_DESCRIPTIONS}. */
+  protected constructor(code: DenialReason, status: HttpStatus, error: string, description: string = DESCRIPTION_OF[code]) {
     // A refusal (4xx) is an answer, not a fault: no stack is captured for it, which is most of what
     // constructing one costs (a refused message or field of a burst, catalogue O5). A 5xx keeps its stack.
     const limit = Error.stackTraceLimit;
     if (status < 500) Error.stackTraceLimit = 0;
     try {
-      super({ error, error_description: DESCRIPTION_OF[code] }, status, { description: DESCRIPTION_OF[code] });
+      super({ error, error_description: description }, status, { description });
     } finally {
       Error.stackTraceLimit = limit;
     }
@@ -414,5 +429,30 @@ export class ResourceNotConfiguredException extends KeycardException {
   }
   headers() {
     return {};
+  }
+}
+
+/**
+ * A handler's failed token exchange (catalogue Q8) as the refusal of the call that needed it, where
+ * no KeycardException says it already: the status and fixed body
+ * `TokenExchangeExceptionFilter.answerFor()` gives (403 `forbidden`, 500 `server_error`, 502
+ * `bad_gateway`, 503 `temporarily_unavailable`, 504 `gateway_timeout`), so a GraphQL field, a gateway
+ * message or a gRPC call is answered in its door's shape as an HTTP route is. Its headers are the
+ * challenge that goes with the answer (a bare one for a 403) and, for a 503, `Retry-After`.
+ */
+export class ExchangeFailedException extends KeycardException {
+  constructor(
+    status: HttpStatus,
+    error: string,
+    description: ErrorDescription,
+    private readonly challenge?: KeycardException,
+    /** Seconds for `Retry-After` (503), already bounded by the filter. */
+    readonly retryAfterSeconds?: number,
+  ) {
+    super('exchange_failed', status, error, description);
+  }
+  headers(prm: string | undefined, realm: string | undefined): Record<string, string> {
+    const headers = this.challenge?.headers(prm, realm) ?? {};
+    return this.retryAfterSeconds === undefined ? headers : { ...headers, 'Retry-After': String(this.retryAfterSeconds) };
   }
 }
