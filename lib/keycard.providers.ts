@@ -71,11 +71,16 @@ export function createKeycardProviders(): Provider[] {
     KeycardGuard,
     // Over Express, requests get their `user` field as Node makes them: the guard's write then costs no new shape per request.
     HttpRequestShape,
-    // Every mcp-nest tool controller gets the guard (N12, N14), with or without inheritAppConfig.
-    { provide: 'KEYCARD:MCP_TOOL_GUARD', useFactory: (tools: McpTools, guard: KeycardGuard) => tools.guardTools(guard), inject: [McpTools, KeycardGuard] },
+    // Every mcp-nest tool controller gets the guard (N12, N14) and the exchange filter (Q8), with or without inheritAppConfig.
+    {
+      provide: 'KEYCARD:MCP_TOOL_GUARD',
+      useFactory: (tools: McpTools, guard: KeycardGuard, filter: TokenExchangeExceptionFilter) => tools.guardTools(guard, filter),
+      inject: [McpTools, KeycardGuard, TokenExchangeExceptionFilter],
+    },
     // useExisting keeps one guard instance and lets apps and tests override KeycardGuard.
     { provide: APP_GUARD, useExisting: KeycardGuard },
-    // ...and the same guard on every WebSocket gateway, where NestJS 11 runs no APP_GUARD (N6).
+    // ...and the same guard on every WebSocket gateway, where NestJS 11 runs no APP_GUARD (N6), with
+    // the exchange filter, as no Nest major runs an APP_FILTER there (Q8).
     GatewayGuards,
     TokenRequestClient,
     TokenExchangeService,

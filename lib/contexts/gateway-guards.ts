@@ -1,12 +1,18 @@
-import { type CanActivate, type ExecutionContext, Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
-import { GUARDS_METADATA, INTERCEPTORS_METADATA } from '@nestjs/common/constants.js';
+import {
+  type ArgumentsHost, type CanActivate, Catch, type ExceptionFilter, type ExecutionContext, Inject, Injectable, type OnModuleDestroy,
+} from '@nestjs/common';
+import { EXCEPTION_FILTERS_METADATA, GUARDS_METADATA, INTERCEPTORS_METADATA } from '@nestjs/common/constants.js';
 import { DiscoveryService } from '@nestjs/core';
+import { ResourceAccessError } from '../exchange/access-context.js';
 import { ServingZoneInterceptor } from '../exchange/serving-zone.js';
+import { TokenExchangeError } from '../exchange/token-exchange.error.js';
+import { TokenExchangeExceptionFilter } from '../exchange/token-exchange.filter.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { KeycardGuard } from '../resource-server/keycard.guard.js';
 import { ResourceNotConfiguredException } from '../resource-server/keycard.exceptions.js';
 import { wasJudged } from './judged-calls.js';
+import { loadWebSockets } from './optional-peers.js';
 import { refuseMessage } from './ws.context.js';
 
 /** `@WebSocketGateway()`'s metadata key (read by value: `@nestjs/websockets` is an optional peer). */
@@ -34,9 +40,31 @@ const GATEWAY_GUARD: CanActivate = {
   },
 };
 
+/**
+ * Bound at class level to every gateway beside {@link GATEWAY_GUARD}: Nest applies no global
+ * exception filter to gateways (either major), so a handler's failed token exchange would reach the
+ * client as "Internal server error" (and Nest's log with its message). The filter of the call's app
+ * answers it with the `exception` event of a refusal (catalogue Q8). The gateway's own filters, on
+ * its class or handler, come first.
+ */
+@Catch(TokenExchangeError, ResourceAccessError)
+class GatewayExchangeFilter implements ExceptionFilter<TokenExchangeError | ResourceAccessError> {
+  catch(error: TokenExchangeError | ResourceAccessError, host: ArgumentsHost): void {
+    const app = host.switchToWs().getClient<{ [APP]?: GatewayGuards } | undefined>()?.[APP] ?? onlyApp((host as ExecutionContext).getClass?.());
+    if (app !== undefined) {
+      app.exchangeFilter.catch(error, host);
+      return;
+    }
+    // No app to answer for (a socket opened outside `KeycardConnections.guard()` of one of several apps): Nest's own answer.
+    void loadWebSockets().then((websockets) => new websockets.BaseWsExceptionFilter().catch(error, host));
+  }
+}
+
+const GATEWAY_EXCHANGE_FILTER = new GatewayExchangeFilter();
+
 /** The one live app serving `type`, if only one does (a socket opened outside `KeycardConnections.guard()`). */
-function onlyApp(type: GatewayClass): GatewayGuards | undefined {
-  const apps = appsOf.get(type);
+function onlyApp(type: GatewayClass | undefined): GatewayGuards | undefined {
+  const apps = type === undefined ? undefined : appsOf.get(type);
   return apps?.size === 1 ? apps.values().next().value : undefined;
 }
 
@@ -70,12 +98,15 @@ export class GatewayGuards implements OnModuleDestroy {
     discovery: DiscoveryService,
     private readonly guard: KeycardGuard,
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
+    /** Answers a handler's failed token exchange on this app's sockets ({@link GatewayExchangeFilter}). */
+    readonly exchangeFilter: TokenExchangeExceptionFilter,
   ) {
     for (const wrapper of discovery.getProviders()) {
       const type = wrapper.metatype as GatewayClass | null;
       if (typeof type !== 'function' || !Reflect.hasMetadata(GATEWAY_METADATA, type) || this.gateways.includes(type)) continue;
       this.gateways.push(type);
       bindGatewayGuard(type);
+      bindExchangeFilter(type);
       // Global interceptors do not run on NestJS 11 gateways either: the serving zone (Q22) is bound here too.
       if (options.zones.length > 1) bindServingZone(type);
       appsOf.set(type, (appsOf.get(type) ?? new Set()).add(this.registered));
@@ -109,6 +140,12 @@ export class GatewayGuards implements OnModuleDestroy {
 function bindGatewayGuard(type: GatewayClass): void {
   const guards = (Reflect.getMetadata(GUARDS_METADATA, type) as unknown[] | undefined) ?? [];
   if (!guards.includes(GATEWAY_GUARD)) Reflect.defineMetadata(GUARDS_METADATA, [GATEWAY_GUARD, ...guards], type);
+}
+
+/** Puts {@link GATEWAY_EXCHANGE_FILTER} first among the class's filters (once): Nest tries the last declared first, so the gateway's own come before it. */
+function bindExchangeFilter(type: GatewayClass): void {
+  const filters = (Reflect.getMetadata(EXCEPTION_FILTERS_METADATA, type) as unknown[] | undefined) ?? [];
+  if (!filters.includes(GATEWAY_EXCHANGE_FILTER)) Reflect.defineMetadata(EXCEPTION_FILTERS_METADATA, [GATEWAY_EXCHANGE_FILTER, ...filters], type);
 }
 
 /** One stateless instance for every gateway class (running it twice, globally and here, changes nothing). */

@@ -1,8 +1,16 @@
-import { type ArgumentsHost, Catch, type ExceptionFilter, HttpStatus, Inject, Injectable } from '@nestjs/common';
+import {
+  type ArgumentsHost, Catch, type ExceptionFilter, type ExecutionContext, HttpStatus, Inject, Injectable, Optional,
+} from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
+import type { IncomingMessage } from 'node:http';
+import { defer, type Observable } from 'rxjs';
+import type { CallKind, Carrier, Refusal } from '../contexts/call-kind.interface.js';
+import { GrpcStreamCallRefused } from '../contexts/grpc-stream-refused.filter.js';
+import { KeycardContexts } from '../contexts/keycard-contexts.js';
+import { webSocketsLoaded } from '../contexts/optional-peers.js';
 import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import {
-  InvalidTokenException, type KeycardException, MissingCredentialsException,
+  ERROR_DESCRIPTIONS, ExchangeFailedException, InvalidTokenException, KeycardException, MissingCredentialsException,
 } from '../resource-server/keycard.exceptions.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { rawRequestOf, ResourceResolver } from '../resource-server/resource-resolver.js';
@@ -22,13 +30,26 @@ const CONFIGURATION_CODES = new Set(['invalid_client', 'invalid_target', 'invali
  */
 const MAX_RETRY_AFTER_SECONDS = 300;
 
+/** What {@link TokenExchangeExceptionFilter.answerFor} answers a failure with. */
+type Answer = { status: number; body: object; challenge?: KeycardException };
+
 /**
- * Answers a request whose handler failed to exchange a token (catalogue Q8): the caller's token was
+ * Answers a call whose handler failed to exchange a token (catalogue Q8): the caller's token was
  * refused → 401 `invalid_token`; the zone found it unacceptable for the exchange → 403; this
  * service's configuration → 500; a broken or redirecting zone → 502; overload → 503 with
  * `Retry-After` (the zone's, at most 300 s); a timeout → 504. Registered globally by `KeycardModule`; it handles nothing but
  * {@link TokenExchangeError}, and a grant's {@link ResourceAccessError} that the handler rethrew
  * (answered like the exchange failure behind it).
+ *
+ * Every door answers with the same status, OAuth `error` and fixed description, in its own shape,
+ * as the guard's refusals travel there (never the error's message, the zone's text or a stack):
+ * an HTTP route the JSON body with its challenge; a GraphQL field (Apollo, Mercurius) a GraphQL
+ * error whose `extensions.code` is the status's (`UNAUTHENTICATED`, `FORBIDDEN`,
+ * `INTERNAL_SERVER_ERROR`, `BAD_GATEWAY`, `SERVICE_UNAVAILABLE`, `GATEWAY_TIMEOUT`), over HTTP with
+ * the challenge and `Retry-After`; a socket.io or `ws` message the `exception` event
+ * `{ status: 'error', error, error_description }`; a gRPC call the status (16, 7, 13, 14, 4) with
+ * the description as details and the headers as trailers; an mcp-nest tool its `isError` result.
+ * A 5xx is logged as an error, without the zone's text beyond what `logSafe` lets through.
  * @publicApi
  */
 @Catch(TokenExchangeError, ResourceAccessError)
@@ -38,32 +59,89 @@ export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchan
     private readonly adapterHost: HttpAdapterHost,
     private readonly resources: ResourceResolver,
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
+    /** The doors of other contexts; without them (a filter made by hand) a failure outside HTTP escapes as it is. */
+    @Optional() private readonly contexts?: KeycardContexts,
   ) {}
 
-  catch(error: TokenExchangeError | ResourceAccessError, host: ArgumentsHost): void {
-    if (host.getType() !== 'http') throw error;
+  /**
+   * Over HTTP, replies. Elsewhere, what Nest's handler of that context expects from a filter: a
+   * GraphQL field's error is thrown; a gRPC or other microservice call gets an Observable that fails
+   * with the refusal's error, as Nest's own RPC filter returns; a gateway message's `exception`
+   * event is sent here (Nest ignores what a gateway filter returns).
+   */
+  catch(error: TokenExchangeError | ResourceAccessError, host: ArgumentsHost): unknown {
+    const type = host.getType<string>();
+    const kind = type === 'http' ? undefined : this.contexts?.kindOf(host as ExecutionContext);
+    if (type !== 'http' && kind === undefined) throw error; // a context the module does not judge: as before
+    const answer = this.answerFor(error);
+    const carrier = kind?.carrier(host as ExecutionContext);
+    if (answer.status >= 500 && firstInRequest(kind, carrier)) {
+      const why = error instanceof ResourceAccessError ? `${error.reason}, ${error.cause?.kind ?? 'no exchange'}` : error.kind;
+      this.options.logger.error(`Token exchange failed (${why}): ${logSafe(error.message, LOG_MESSAGE_MAX_LENGTH)}; answered ${answer.status}`);
+    }
+    if (kind !== undefined) return this.answerElsewhere(kind, host as ExecutionContext, carrier!, error, answer);
     const http = host.switchToHttp();
     const response = http.getResponse<object>();
     const adapter = this.adapterHost.httpAdapter;
-    const { status, body, challenge } = this.answerFor(error);
-    if (status >= 500) {
-      const why = error instanceof ResourceAccessError ? `${error.reason}, ${error.cause?.kind ?? 'no exchange'}` : error.kind;
-      this.options.logger.error(`Token exchange failed (${why}): ${logSafe(error.message, LOG_MESSAGE_MAX_LENGTH)}; answered ${status}`);
+    for (const [name, value] of Object.entries(this.headersOf(error, answer, () => rawRequestOf(http.getRequest<object>())))) {
+      adapter.setHeader(response, name, value);
     }
+    adapter.reply(response, answer.body, answer.status);
+    return undefined;
+  }
+
+  /**
+   * The answer's headers: the challenge (with the resource metadata URL of the request, when it
+   * can be told) and, for a 503, `Retry-After` (the zone's, between 1 and 300 s).
+   */
+  private headersOf(error: TokenExchangeError | ResourceAccessError, { status, challenge }: Answer, request: () => IncomingMessage | undefined): Record<string, string> {
+    const headers: Record<string, string> = {};
     if (challenge) {
       let prm: string | undefined;
       try {
-        prm = this.resources.forRequest(rawRequestOf(http.getRequest<object>())).metadataUrl;
+        const raw = request();
+        prm = raw === undefined ? this.options.resources[0]?.metadataUrl : this.resources.forRequest(raw).metadataUrl;
       } catch {
         prm = undefined;
       }
-      for (const [name, value] of Object.entries(challenge.headers(prm, this.options.realm))) adapter.setHeader(response, name, value);
+      Object.assign(headers, challenge.headers(prm, this.options.realm));
     }
-    if (status === HttpStatus.SERVICE_UNAVAILABLE) {
-      const retryAfter = error instanceof ResourceAccessError ? error.cause?.retryAfterSeconds : error.retryAfterSeconds;
-      adapter.setHeader(response, 'Retry-After', String(Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, retryAfter ?? 1))));
+    if (status === HttpStatus.SERVICE_UNAVAILABLE) headers['Retry-After'] = String(retryAfterOf(error));
+    return headers;
+  }
+
+  /**
+   * The answer as a refusal of the call's door ({@link CallKind.refuse}), made what Nest's handler
+   * of its context expects from a filter (see {@link catch}).
+   */
+  private answerElsewhere(kind: CallKind, context: ExecutionContext, carrier: Carrier, error: TokenExchangeError | ResourceAccessError, answer: Answer): unknown {
+    let headers: Record<string, string> | undefined;
+    // Built when the door reads them (a gateway message has nowhere to write them).
+    const headersOnce = () => (headers ??= this.headersOf(error, answer, () => kind.httpRequest(context, carrier)));
+    const refusal: Refusal = {
+      denial: asDenial(error, answer),
+      context,
+      carrier,
+      get headers() {
+        return headersOnce();
+      },
+    };
+    const refused = kind.refuse(refusal);
+    switch (context.getType<string>()) {
+      case 'ws':
+        // Nest's gateway handler ignores a filter's result: the event is sent here, by Nest's own
+        // filter (NestJS 12 writes it to a `ws` socket, NestJS 11 emits it, relayed by the refusal).
+        void Promise.resolve(refused)
+          .then((exception) => new (webSocketsLoaded()!.BaseWsExceptionFilter)().catch(exception, context))
+          .catch((failure: unknown) => this.options.logger.error(`Token exchange failure not sent: ${logSafe((failure as Error)?.name ?? typeof failure)}`));
+        return undefined;
+      case 'rpc':
+        return rpcAnswer(refused);
+      default:
+        // GraphQL: the field's error (Nest's external handler passes a thrown error on as it is).
+        if (refused instanceof Promise) return refused.then((exception) => Promise.reject(exception));
+        throw refused;
     }
-    adapter.reply(response, body, status);
   }
 
   /**
@@ -79,11 +157,11 @@ export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchan
         const challenge = new MissingCredentialsException();
         return { status: 401, body: challenge.getResponse() as object, challenge };
       }
-      return { status: 500, body: { error: 'server_error', error_description: 'The service is misconfigured' } };
+      return { status: 500, body: { error: 'server_error', error_description: ERROR_DESCRIPTIONS.exchangeMisconfigured } };
     }
     if (error instanceof ImpersonationRefusedError) {
       // The zone's policy does not let this service act as the user: a refusal, not a fault.
-      return { status: 403, body: { error: 'forbidden', error_description: 'The authorization server refused this operation' }, challenge: new MissingCredentialsException() };
+      return { status: 403, body: { error: 'forbidden', error_description: ERROR_DESCRIPTIONS.exchangeRefused }, challenge: new MissingCredentialsException() };
     }
     if (error.kind === 'untrusted_issuer') {
       // The subject token names no trusted zone: the caller's token is refused, nothing was sent.
@@ -98,7 +176,7 @@ export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchan
     }
     if (error.kind === 'oauth' && error.code === 'invalid_request' && error.status === 400) {
       // RFC 8693 §2.2.2: the subject token is unacceptable here; no error code in the challenge (I14).
-      return { status: 403, body: { error: 'forbidden', error_description: 'The access token cannot be used for this operation' }, challenge: new MissingCredentialsException() };
+      return { status: 403, body: { error: 'forbidden', error_description: ERROR_DESCRIPTIONS.exchangeTokenUnusable }, challenge: new MissingCredentialsException() };
     }
     if (error instanceof WorkloadTokenFileError) {
       // Not mounted yet or being rotated by the kubelet: the caller may retry (Retry-After from the error).
@@ -106,14 +184,58 @@ export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchan
     }
     // `zone_required`: the app asked for a grant without naming a zone where none can be inferred.
     if (error.kind === 'config' || error.kind === 'zone_required' || (error.kind === 'oauth' && CONFIGURATION_CODES.has(error.code ?? ''))) {
-      return { status: 500, body: { error: 'server_error', error_description: 'The service is misconfigured' } };
+      return { status: 500, body: { error: 'server_error', error_description: ERROR_DESCRIPTIONS.exchangeMisconfigured } };
     }
     if (error.kind === 'unavailable') {
-      return { status: 503, body: { error: 'temporarily_unavailable', error_description: 'The authorization server is unavailable, retry later' } };
+      return { status: 503, body: { error: 'temporarily_unavailable', error_description: ERROR_DESCRIPTIONS.exchangeUnavailable } };
     }
     if (error.kind === 'timeout') {
-      return { status: 504, body: { error: 'gateway_timeout', error_description: 'The authorization server did not answer in time' } };
+      return { status: 504, body: { error: 'gateway_timeout', error_description: ERROR_DESCRIPTIONS.exchangeTimeout } };
     }
-    return { status: 502, body: { error: 'bad_gateway', error_description: 'The authorization server answered unexpectedly' } };
+    return { status: 502, body: { error: 'bad_gateway', error_description: ERROR_DESCRIPTIONS.exchangeUnexpected } };
   }
+}
+
+/** GraphQL requests whose failed exchange was logged. */
+const loggedRequests = new WeakSet<Carrier>();
+
+/**
+ * Whether a 5xx of this call is the first of its request: the fields of one GraphQL operation share
+ * one log line, as the guard's refusals do (200 aliases failing their grant are one failed request,
+ * not 200 lines). Every other call (an HTTP route, a message, a gRPC call) is its own.
+ */
+function firstInRequest(kind: CallKind | undefined, carrier: Carrier | undefined): boolean {
+  if (kind === undefined || carrier === undefined || !kind.sharedCarrier || kind.isConnection(carrier)) return true;
+  if (loggedRequests.has(carrier)) return false;
+  loggedRequests.add(carrier);
+  return true;
+}
+
+/** The `Retry-After` of a 503: the zone's, between 1 and {@link MAX_RETRY_AFTER_SECONDS}. */
+function retryAfterOf(error: TokenExchangeError | ResourceAccessError): number {
+  const retryAfter = error instanceof ResourceAccessError ? error.cause?.retryAfterSeconds : error.retryAfterSeconds;
+  return Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, retryAfter ?? 1));
+}
+
+/**
+ * The answer as a KeycardException, for the doors' refusal shaping: its challenge when that is the
+ * answer (the 401s), otherwise an {@link ExchangeFailedException} of the answer's status and body.
+ */
+function asDenial(error: TokenExchangeError | ResourceAccessError, { status, body, challenge }: Answer): KeycardException {
+  if (challenge !== undefined && challenge.getStatus() === status) return challenge;
+  const { error: code, error_description: description } = body as { error: string; error_description: ConstructorParameters<typeof ExchangeFailedException>[2] };
+  return new ExchangeFailedException(status, code, description, challenge, status === HttpStatus.SERVICE_UNAVAILABLE ? retryAfterOf(error) : undefined);
+}
+
+/**
+ * A microservice call's answer as Nest's RPC filter gives it: an Observable failing with the
+ * `RpcException`'s error (gRPC: its status, details and trailers; an mcp-nest tool: its `isError`
+ * text); a `@GrpcStreamCall` whose raw call the door has ended settles (as `GrpcStreamCallRefusedFilter` does).
+ */
+function rpcAnswer(refused: Error | Promise<Error>): Observable<unknown> {
+  return defer(async () => {
+    const exception = await refused;
+    if (exception instanceof GrpcStreamCallRefused) return undefined;
+    throw (exception as Error & { getError(): unknown }).getError();
+  });
 }

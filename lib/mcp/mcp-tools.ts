@@ -1,5 +1,5 @@
-import { type CanActivate, type ExecutionContext, Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
-import { GUARDS_METADATA } from '@nestjs/common/constants.js';
+import { type CanActivate, type ExceptionFilter, type ExecutionContext, Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
+import { EXCEPTION_FILTERS_METADATA, GUARDS_METADATA } from '@nestjs/common/constants.js';
 import { ModulesContainer } from '@nestjs/core';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Call } from '../decision/call.js';
@@ -95,13 +95,19 @@ export class McpTools implements OnApplicationBootstrap, EndpointExtension {
 
   /**
    * Puts the guard on every tool controller (class-level `@UseGuards`), so mcp-nest's RPC pipeline
-   * judges each tool call even without `inheritAppConfig`. Runs while the app is created: mcp-nest
-   * binds its handlers (and reads their guards) before any lifecycle hook.
+   * judges each tool call even without `inheritAppConfig`; and the module's token-exchange filter
+   * (class-level `@UseFilters`, before the controller's own, which Nest tries first), so a tool whose
+   * grant failed answers the refusal's text rather than "Internal server error" (catalogue Q8).
+   * Runs while the app is created: mcp-nest binds its handlers (and reads their guards and filters)
+   * before any lifecycle hook.
    */
-  guardTools(guard: CanActivate): true {
+  guardTools(guard: CanActivate, exchangeFilter?: ExceptionFilter): true {
     for (const type of this.toolClasses) {
       const guards = (Reflect.getMetadata(GUARDS_METADATA, type) as unknown[] | undefined) ?? [];
       if (!guards.includes(guard)) Reflect.defineMetadata(GUARDS_METADATA, [...guards, guard], type);
+      if (exchangeFilter === undefined) continue;
+      const filters = (Reflect.getMetadata(EXCEPTION_FILTERS_METADATA, type) as unknown[] | undefined) ?? [];
+      if (!filters.includes(exchangeFilter)) Reflect.defineMetadata(EXCEPTION_FILTERS_METADATA, [exchangeFilter, ...filters], type);
     }
     return true;
   }

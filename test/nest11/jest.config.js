@@ -35,6 +35,7 @@ export default {
     '<rootDir>/test/stream-expiry.e2e-spec.ts',
     '<rootDir>/test/mcp-sessions.e2e-spec.ts',
     '<rootDir>/test/grants-in-every-context.e2e-spec.ts',
+    '<rootDir>/test/exchange-failure-doors.e2e-spec.ts',
     '<rootDir>/test/refusal-log-runs.e2e-spec.ts',
     '<rootDir>/test/message-pacing-mercurius.e2e-spec.ts',
     '<rootDir>/test/refusal-runs-attack.e2e-spec.ts',
