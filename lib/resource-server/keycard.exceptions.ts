@@ -221,7 +221,7 @@ export abstract class KeycardException extends HttpException {
   /** Stable reason, for logs and apps; never sent to the client beyond the fixed description. */
   readonly code: DenialReason;
 
-  /** @param description the fixed text sent as `error_description`: the reason's own unless a subclass names another of {@link ERROR_DESCRIPTIONS}. */
+  /** @param description the fixed text sent as `error_description`: the reason's own unless a subclass names another of `ERROR_DESCRIPTIONS`. */
   protected constructor(code: DenialReason, status: HttpStatus, error: string, description: string = DESCRIPTION_OF[code]) {
     // A refusal (4xx) is an answer, not a fault: no stack is captured for it, which is most of what
     // constructing one costs (a refused message or field of a burst, catalogue O5). A 5xx keeps its stack.
