@@ -180,7 +180,7 @@ export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchan
     }
     if (error instanceof WorkloadTokenFileError) {
       // Not mounted yet or being rotated by the kubelet: the caller may retry (Retry-After from the error).
-      return { status: 503, body: { error: 'temporarily_unavailable', error_description: 'The service is temporarily unavailable, retry later' } };
+      return { status: 503, body: { error: 'temporarily_unavailable', error_description: ERROR_DESCRIPTIONS.exchangeCredentialsUnavailable } };
     }
     // `zone_required`: the app asked for a grant without naming a zone where none can be inferred.
     if (error.kind === 'config' || error.kind === 'zone_required' || (error.kind === 'oauth' && CONFIGURATION_CODES.has(error.code ?? ''))) {

@@ -102,6 +102,8 @@ export const ERROR_DESCRIPTIONS = {
   exchangeTokenUnusable: 'The access token cannot be used for this operation',
   exchangeMisconfigured: 'The service is misconfigured',
   exchangeUnavailable: 'The authorization server is unavailable, retry later',
+  /** The workload token file has no token for now (catalogue I5, I6: not mounted yet, or being rotated). */
+  exchangeCredentialsUnavailable: 'The service is temporarily unavailable, retry later',
   exchangeTimeout: 'The authorization server did not answer in time',
   exchangeUnexpected: 'The authorization server answered unexpectedly',
 } as const;
