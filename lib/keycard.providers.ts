@@ -2,6 +2,7 @@ import type { Provider } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
 import { GrpcStreamCallRefusedFilter } from './contexts/grpc-stream-refused.filter.js';
 import { HttpRequestShape } from './contexts/http-request-shape.js';
+import { ExchangeFailureLog } from './exchange/exchange-failure-log.js';
 import { TokenExchangeExceptionFilter } from './exchange/token-exchange.filter.js';
 import { ClientCredentialsService } from './exchange/client-credentials.service.js';
 import { ImpersonationService } from './exchange/impersonation.service.js';
@@ -93,6 +94,7 @@ export function createKeycardProviders(): Provider[] {
       useFactory: (options: KeycardOptions) => (options.zones.length > 1 ? new ServingZoneInterceptor() : null),
       inject: [KEYCARD_OPTIONS],
     },
+    ExchangeFailureLog,
     TokenExchangeExceptionFilter,
     { provide: APP_FILTER, useExisting: TokenExchangeExceptionFilter },
     // A refused @GrpcStreamCall is ended on its call; this settles Nest's handler instead of an unhandled rejection.

@@ -71,12 +71,16 @@ describe('exchange to API', () => {
     expect(body.agent).toMatchObject({ clientId: 'agent-a', subject: 'alice', sessionId: 'sess-7', scopes: ['orders:read'], audience: [R] });
   });
 
-  it('a scope the agent may not have → invalid_scope → 500 for the caller (I15), logged without secrets', async () => {
+  it('a scope the agent may not have → invalid_scope → 500 for the caller (I15), logged once per interval however often it recurs, without secrets', async () => {
     const token = userToken();
-    const res = await callBackend(token, '?scope=orders:delete');
-    expect(res.status).toBe(500);
-    expect(res.json).toEqual({ error: 'server_error', error_description: 'The service is misconfigured' });
-    expect(backend.logger.lines.some((l) => l.includes('Token exchange failed (oauth)'))).toBe(true);
+    for (let i = 0; i < 3; i++) {
+      const res = await callBackend(token, '?scope=orders:delete');
+      expect(res.status).toBe(500);
+      expect(res.json).toEqual({ error: 'server_error', error_description: 'The service is misconfigured' });
+    }
+    const logged = backend.logger.lines.filter((l) => l.includes('Token exchange failed (oauth invalid_scope)'));
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toContain('this error is logged once per 1 min');
     for (const line of backend.logger.lines) expect(line.includes(token) || line.includes(SECRET)).toBe(false);
   });
 

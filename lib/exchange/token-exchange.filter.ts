@@ -14,14 +14,14 @@ import {
 } from '../resource-server/keycard.exceptions.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { rawRequestOf, ResourceResolver } from '../resource-server/resource-resolver.js';
-import { LOG_MESSAGE_MAX_LENGTH, logSafe } from '../logging/log-safe.js';
+import { logSafe } from '../logging/log-safe.js';
+import { SystemClock } from '../clock.js';
 import { ResourceAccessError } from './access-context.js';
+import { CONFIGURATION_CODES, ExchangeFailureLog } from './exchange-failure-log.js';
 import { ImpersonationRefusedError } from './impersonation.service.js';
 import { TokenExchangeError } from './token-exchange.error.js';
 import { WorkloadTokenFileError } from './workload-token-source.js';
 
-/** OAuth errors that mean this service (not the caller) is misconfigured at the zone (I15, I16). */
-const CONFIGURATION_CODES = new Set(['invalid_client', 'invalid_target', 'invalid_scope', 'unauthorized_client', 'unsupported_grant_type']);
 
 /**
  * The longest `Retry-After` this API passes on from the zone, in seconds: a zone (or anything
@@ -49,7 +49,10 @@ type Answer = { status: number; body: object; challenge?: KeycardException };
  * the challenge and `Retry-After`; a socket.io or `ws` message the `exception` event
  * `{ status: 'error', error, error_description }`; a gRPC call the status (16, 7, 13, 14, 4) with
  * the description as details and the headers as trailers; an mcp-nest tool its `isError` result.
- * A 5xx is logged as an error, without the zone's text beyond what `logSafe` lets through.
+ * A 5xx is logged as an error ({@link ExchangeFailureLog}: a misconfiguration once per interval),
+ * without the zone's text beyond what `logSafe` lets through. A {@link WorkloadTokenFileError}
+ * (the workload token file missing, empty or oversized: I5, I6) is a configuration error answered
+ * 503 with `Retry-After`, as the platform is usually still writing the file.
  * @publicApi
  */
 @Catch(TokenExchangeError, ResourceAccessError)
@@ -61,6 +64,8 @@ export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchan
     @Inject(KEYCARD_OPTIONS) private readonly options: KeycardOptions,
     /** The doors of other contexts; without them (a filter made by hand) a failure outside HTTP escapes as it is. */
     @Optional() private readonly contexts?: KeycardContexts,
+    /** How failures are logged; a filter made by hand logs with the system clock. */
+    @Optional() private readonly failures: ExchangeFailureLog = new ExchangeFailureLog(options, new SystemClock()),
   ) {}
 
   /**
@@ -75,10 +80,7 @@ export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchan
     if (type !== 'http' && kind === undefined) throw error; // a context the module does not judge: as before
     const answer = this.answerFor(error);
     const carrier = kind?.carrier(host as ExecutionContext);
-    if (answer.status >= 500 && firstInRequest(kind, carrier)) {
-      const why = error instanceof ResourceAccessError ? `${error.reason}, ${error.cause?.kind ?? 'no exchange'}` : error.kind;
-      this.options.logger.error(`Token exchange failed (${why}): ${logSafe(error.message, LOG_MESSAGE_MAX_LENGTH)}; answered ${answer.status}`);
-    }
+    this.failures.answered({ error, status: answer.status, kind, carrier });
     if (kind !== undefined) return this.answerElsewhere(kind, host as ExecutionContext, carrier!, error, answer);
     const http = host.switchToHttp();
     const response = http.getResponse<object>();
@@ -194,21 +196,6 @@ export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchan
     }
     return { status: 502, body: { error: 'bad_gateway', error_description: ERROR_DESCRIPTIONS.exchangeUnexpected } };
   }
-}
-
-/** GraphQL requests whose failed exchange was logged. */
-const loggedRequests = new WeakSet<Carrier>();
-
-/**
- * Whether a 5xx of this call is the first of its request: the fields of one GraphQL operation share
- * one log line, as the guard's refusals do (200 aliases failing their grant are one failed request,
- * not 200 lines). Every other call (an HTTP route, a message, a gRPC call) is its own.
- */
-function firstInRequest(kind: CallKind | undefined, carrier: Carrier | undefined): boolean {
-  if (kind === undefined || carrier === undefined || !kind.sharedCarrier || kind.isConnection(carrier)) return true;
-  if (loggedRequests.has(carrier)) return false;
-  loggedRequests.add(carrier);
-  return true;
 }
 
 /** The `Retry-After` of a 503: the zone's, between 1 and {@link MAX_RETRY_AFTER_SECONDS}. */
