@@ -337,6 +337,15 @@ describe('trial: a failed exchange in every door', () => {
       expect(res.text).not.toContain(ZONE_TEXT);
     });
 
+    it('FINDING: a field the guard refuses (403 insufficient_scope) next to one whose exchange the zone refuses (401 invalid_grant) → EXPECTED: status and challenge agree (401 + invalid_token, or 403 + insufficient_scope); got 403 with an invalid_token challenge (the later refusal overwrote the header, the first set the status)', async () => {
+      zone.faults.token = { kind: 'status', status: 400, body: JSON.stringify({ error: 'invalid_grant', error_description: ZONE_TEXT }) };
+      const res = await postGraphQL(api.url, '{ whoami upstream }', zone.issueToken({ scope: 'profile' }));
+      const codes = res.body.errors?.map((e) => [e.path?.[0], e.extensions?.code]);
+      expect(codes).toEqual(expect.arrayContaining([['whoami', 'FORBIDDEN'], ['upstream', 'UNAUTHENTICATED']]));
+      const expected = res.status === 401 ? 'invalid_token' : 'insufficient_scope';
+      expect({ status: res.status, error: res.challenge?.params.error }).toEqual({ status: res.status, error: expected });
+    });
+
     it('held: a batch (array body) of two operations whose grant fails → each its BAD_GATEWAY error, status 200 (a batch never decides it), one log line', async () => {
       zone.faults.token = ZONE_500;
       const token = zone.issueToken({ scope: 'profile' });
@@ -705,6 +714,13 @@ describe('trial: the workload token file (WorkloadIdentity { tokenFile })', () =
     const res = await granted();
     expect({ status: res.status, body: res.json }).toEqual({ status: 500, body: { error: 'server_error', error_description: MISCONFIGURED_TEXT } });
     expect(zone.counts.token).toBe(0);
+  });
+
+  it('held: a directory, 5 calls → 500 each, one error line (a plain config error takes the once-per-interval gate)', async () => {
+    mkdirSync(tokenFile);
+    const before = api.logger.levels.error.length;
+    for (let i = 0; i < 5; i++) expect((await granted()).status).toBe(500);
+    expect(api.logger.levels.error.slice(before).length).toBeLessThanOrEqual(1);
   });
 
   it('held: larger than 64 KiB → 503; neither the answer nor the log carries the contents', async () => {
