@@ -237,7 +237,7 @@ export class GraphQLCallKind implements CallKind {
     const response = this.adapterResponse(context, carrier);
     if (response !== undefined) {
       // Read here only: a graphql-ws refusal has no response, and its challenge is never built.
-      writeChallenge(this.adapter(), response, rawRequestOf(carrier), refusal.headers);
+      if (answersFor(rawResponseOf(response), denial.getStatus())) writeChallenge(this.adapter(), response, rawRequestOf(carrier), refusal.headers);
       // A batch (array body) answers several operations in one response: one operation's refusals
       // never decide its status.
       // Nor does an entity lookup's: the other entities of its `_entities` field may have been served.
@@ -371,6 +371,28 @@ interface RefusedFields {
 
 const refusedFields = new WeakMap<ServerResponse, RefusedFields>();
 
+/** The status of the refusal whose challenge a response carries, per response (see {@link answersFor}). */
+const answeringStatus = new WeakMap<ServerResponse, number>();
+
+/**
+ * Whether a refusal's headers are the response's: the fields of one operation may be refused for
+ * different reasons (the guard's 403 `insufficient_scope` on one, a failed token exchange's 401
+ * `invalid_token` on another), and the response has one challenge and one status, which must agree.
+ * A 401 (the token itself) takes precedence over a 403 (its scope), which takes precedence over the
+ * rest (first come); a refusal of the same status writes again (the scopes named grow, Q12).
+ */
+function answersFor(response: ServerResponse, status: number): boolean {
+  const answering = answeringStatus.get(response);
+  if (answering !== undefined && status !== answering && precedence(status) <= precedence(answering)) return false;
+  answeringStatus.set(response, status);
+  return true;
+}
+
+/** 2 for 401, 1 for 403, 0 for any other refusal status. */
+function precedence(status: number): number {
+  return status === 401 ? 2 : status === 403 ? 1 : 0;
+}
+
 /**
  * Q16: the HTTP status is 401/403 when nothing of the operation ran — every root field refused.
  * GraphQL servers answer 200 once execution started (Nest's Apollo driver resets the status), so
@@ -379,6 +401,7 @@ const refusedFields = new WeakMap<ServerResponse, RefusedFields>();
 function statusWhenNothingRan(response: ServerResponse, info: ResolveInfo | undefined, status: number): void {
   if (info === undefined || info.path?.prev !== undefined || typeof response.writeHead !== 'function') return;
   let state = refusedFields.get(response);
+  if (state !== undefined && precedence(status) > precedence(state.status)) state.status = status; // the challenge's (see answersFor)
   if (state === undefined) {
     // Counted once per response: the operation is the same for every field refused in it.
     const rootFields = rootFieldCount(info);

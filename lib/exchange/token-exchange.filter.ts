@@ -4,7 +4,7 @@ import {
 import { HttpAdapterHost } from '@nestjs/core';
 import type { IncomingMessage } from 'node:http';
 import { defer, type Observable } from 'rxjs';
-import type { CallKind, Carrier, Refusal } from '../contexts/call-kind.interface.js';
+import type { CallKind, Refusal } from '../contexts/call-kind.interface.js';
 import { GrpcStreamCallRefused } from '../contexts/grpc-stream-refused.filter.js';
 import { KeycardContexts } from '../contexts/keycard-contexts.js';
 import { webSocketsLoaded } from '../contexts/optional-peers.js';
@@ -79,9 +79,8 @@ export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchan
     const kind = type === 'http' ? undefined : this.contexts?.kindOf(host as ExecutionContext);
     if (type !== 'http' && kind === undefined) throw error; // a context the module does not judge: as before
     const answer = this.answerFor(error);
-    const carrier = kind?.carrier(host as ExecutionContext);
-    this.failures.answered({ error, status: answer.status, kind, carrier });
-    if (kind !== undefined) return this.answerElsewhere(kind, host as ExecutionContext, carrier!, error, answer);
+    if (kind !== undefined) return this.answerElsewhere(kind, host as ExecutionContext, error, answer);
+    this.failures.answered({ error, status: answer.status });
     const http = host.switchToHttp();
     const response = http.getResponse<object>();
     const adapter = this.adapterHost.httpAdapter;
@@ -116,12 +115,15 @@ export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchan
    * The answer as a refusal of the call's door ({@link CallKind.refuse}), made what Nest's handler
    * of its context expects from a filter (see {@link catch}).
    */
-  private answerElsewhere(kind: CallKind, context: ExecutionContext, carrier: Carrier, error: TokenExchangeError | ResourceAccessError, answer: Answer): unknown {
+  private answerElsewhere(kind: CallKind, context: ExecutionContext, error: TokenExchangeError | ResourceAccessError, answer: Answer): unknown {
+    const carrier = kind.carrier(context);
+    const denial = asDenial(error, answer);
+    this.failures.answered({ error, status: answer.status, call: { kind, context, carrier }, denial });
     let headers: Record<string, string> | undefined;
     // Built when the door reads them (a gateway message has nowhere to write them).
     const headersOnce = () => (headers ??= this.headersOf(error, answer, () => kind.httpRequest(context, carrier)));
     const refusal: Refusal = {
-      denial: asDenial(error, answer),
+      denial,
       context,
       carrier,
       get headers() {
@@ -198,10 +200,12 @@ export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchan
   }
 }
 
-/** The `Retry-After` of a 503: the zone's, between 1 and {@link MAX_RETRY_AFTER_SECONDS}. */
+/** The `Retry-After` of a 503: the zone's, in whole seconds (rounded up), between 1 and {@link MAX_RETRY_AFTER_SECONDS}; 1 without one. */
 function retryAfterOf(error: TokenExchangeError | ResourceAccessError): number {
   const retryAfter = error instanceof ResourceAccessError ? error.cause?.retryAfterSeconds : error.retryAfterSeconds;
-  return Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, retryAfter ?? 1));
+  // Whole seconds (RFC 9110 §10.2.3 delay-seconds): an app's own error may carry 2.5, or NaN.
+  if (typeof retryAfter !== 'number' || !Number.isFinite(retryAfter)) return 1;
+  return Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, Math.ceil(retryAfter)));
 }
 
 /**
