@@ -11,6 +11,7 @@ import { KEYCARD_OPTIONS } from '../keycard.constants.js';
 import type { KeycardOptions } from '../keycard-options.js';
 import { KeycardGuard } from '../resource-server/keycard.guard.js';
 import { ResourceNotConfiguredException } from '../resource-server/keycard.exceptions.js';
+import { AppsPerClass, bindOnce } from './apps-per-class.js';
 import { wasJudged } from './judged-calls.js';
 import { loadWebSockets } from './optional-peers.js';
 import { refuseMessage } from './ws.context.js';
@@ -24,7 +25,7 @@ const APP = Symbol('keycard.gateway-app');
 type GatewayClass = abstract new (...args: never[]) => unknown;
 
 /** The apps alive in this process, per gateway class they serve. */
-const appsOf = new WeakMap<GatewayClass, Set<GatewayGuards>>();
+const appsOf = new AppsPerClass<GatewayGuards>();
 
 /**
  * Bound at class level to every gateway, once per class and for every app of the process: Nest
@@ -62,15 +63,17 @@ class GatewayExchangeFilter implements ExceptionFilter<TokenExchangeError | Reso
 
 const GATEWAY_EXCHANGE_FILTER = new GatewayExchangeFilter();
 
+/** One stateless instance for every gateway class (running it twice, globally and here, changes nothing). */
+const SERVING_ZONE = new ServingZoneInterceptor();
+
 /** The one live app serving `type`, if only one does (a socket opened outside `KeycardConnections.guard()`). */
 function onlyApp(type: GatewayClass | undefined): GatewayGuards | undefined {
-  const apps = type === undefined ? undefined : appsOf.get(type);
-  return apps?.size === 1 ? apps.values().next().value : undefined;
+  return appsOf.only(type);
 }
 
 /** Fails closed (500 `server_error`, as any misconfiguration) and says why in every app that serves the class. */
 async function refuseUnknownApp(context: ExecutionContext): Promise<never> {
-  for (const app of appsOf.get(context.getClass()) ?? []) app.reportUnknownApp(context.getClass().name);
+  for (const app of appsOf.of(context.getClass())) app.reportUnknownApp(context.getClass().name);
   throw await refuseMessage(new ResourceNotConfiguredException(), context);
 }
 
@@ -105,11 +108,12 @@ export class GatewayGuards implements OnModuleDestroy {
       const type = wrapper.metatype as GatewayClass | null;
       if (typeof type !== 'function' || !Reflect.hasMetadata(GATEWAY_METADATA, type) || this.gateways.includes(type)) continue;
       this.gateways.push(type);
-      bindGatewayGuard(type);
-      bindExchangeFilter(type);
-      // Global interceptors do not run on NestJS 11 gateways either: the serving zone (Q22) is bound here too.
-      if (options.zones.length > 1) bindServingZone(type);
-      appsOf.set(type, (appsOf.get(type) ?? new Set()).add(this.registered));
+      // First among the class's guards; first among its filters (Nest tries the last declared first, so the gateway's own come before it).
+      bindOnce(GUARDS_METADATA, type, GATEWAY_GUARD, 'first');
+      bindOnce(EXCEPTION_FILTERS_METADATA, type, GATEWAY_EXCHANGE_FILTER, 'first');
+      // Global interceptors do not run on NestJS 11 gateways either: the serving zone (Q22) is bound here too, first.
+      if (options.zones.length > 1) bindOnce(INTERCEPTORS_METADATA, type, SERVING_ZONE, 'first');
+      appsOf.add(type, this.registered);
     }
   }
 
@@ -132,27 +136,6 @@ export class GatewayGuards implements OnModuleDestroy {
   }
 
   onModuleDestroy(): void {
-    for (const type of this.gateways) appsOf.get(type)?.delete(this.registered);
+    for (const type of this.gateways) appsOf.delete(type, this.registered);
   }
-}
-
-/** Puts {@link GATEWAY_GUARD} first among the class's guards (once, also when a base class has it). */
-function bindGatewayGuard(type: GatewayClass): void {
-  const guards = (Reflect.getMetadata(GUARDS_METADATA, type) as unknown[] | undefined) ?? [];
-  if (!guards.includes(GATEWAY_GUARD)) Reflect.defineMetadata(GUARDS_METADATA, [GATEWAY_GUARD, ...guards], type);
-}
-
-/** Puts {@link GATEWAY_EXCHANGE_FILTER} first among the class's filters (once): Nest tries the last declared first, so the gateway's own come before it. */
-function bindExchangeFilter(type: GatewayClass): void {
-  const filters = (Reflect.getMetadata(EXCEPTION_FILTERS_METADATA, type) as unknown[] | undefined) ?? [];
-  if (!filters.includes(GATEWAY_EXCHANGE_FILTER)) Reflect.defineMetadata(EXCEPTION_FILTERS_METADATA, [GATEWAY_EXCHANGE_FILTER, ...filters], type);
-}
-
-/** One stateless instance for every gateway class (running it twice, globally and here, changes nothing). */
-const SERVING_ZONE = new ServingZoneInterceptor();
-
-/** Puts the serving-zone interceptor first among the class's interceptors (once). */
-function bindServingZone(type: GatewayClass): void {
-  const interceptors = (Reflect.getMetadata(INTERCEPTORS_METADATA, type) as unknown[] | undefined) ?? [];
-  if (!interceptors.includes(SERVING_ZONE)) Reflect.defineMetadata(INTERCEPTORS_METADATA, [SERVING_ZONE, ...interceptors], type);
 }
