@@ -1,6 +1,7 @@
 import type { ExecutionContext } from '@nestjs/common';
 import type { IncomingMessage } from 'node:http';
 import { isVerifiedAgent } from '../resource-server/access-token-rules.js';
+import type { KeycardException } from '../resource-server/keycard.exceptions.js';
 import { rawRequestOf } from '../resource-server/resource-resolver.js';
 import type { CallKind, Carrier, Refusal } from './call-kind.interface.js';
 import { loadMicroservices } from './optional-peers.js';
@@ -74,16 +75,24 @@ export class McpCallKind implements CallKind {
     return undefined;
   }
 
-  async refuse({ denial }: Refusal): Promise<Error> {
-    const { RpcException } = await loadMicroservices();
-    const fields = errorFields(denial);
-    const message = fields.scope !== undefined
-      ? `${fields.error}: this tool requires scope "${fields.scope}"`
-      : `${fields.error ?? 'unauthorized'}: ${fields.error_description}`;
-    return new RpcException({ status: 'error', message, ...fields });
+  refuse({ denial }: Refusal): Promise<Error> {
+    return toolRefusal(denial);
   }
 
   describe(context: ExecutionContext): string {
     return `mcp ${context.getClass().name}.${context.getHandler().name}`;
   }
+}
+
+/**
+ * A refused mcp-nest tool call: an `RpcException` whose `message` mcp-nest returns as the tool's
+ * `isError` text (`insufficient_scope: this tool requires scope "admin"`), with the error fields.
+ */
+export async function toolRefusal(denial: KeycardException): Promise<Error> {
+  const { RpcException } = await loadMicroservices();
+  const fields = errorFields(denial);
+  const message = fields.scope !== undefined
+    ? `${fields.error}: this tool requires scope "${fields.scope}"`
+    : `${fields.error ?? 'unauthorized'}: ${fields.error_description}`;
+  return new RpcException({ status: 'error', message, ...fields });
 }

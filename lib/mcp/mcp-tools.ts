@@ -1,5 +1,6 @@
-import { type CanActivate, type ExceptionFilter, type ExecutionContext, Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
-import { EXCEPTION_FILTERS_METADATA, GUARDS_METADATA } from '@nestjs/common/constants.js';
+import {
+  type CanActivate, type ExceptionFilter, type ExecutionContext, Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy,
+} from '@nestjs/common';
 import { ModulesContainer } from '@nestjs/core';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Call } from '../decision/call.js';
@@ -17,6 +18,7 @@ import { McpAuthInfoCache } from './mcp-auth-info.js';
 import { extendsMcpNestBase, type McpEndpointRule } from './mcp-endpoint.decorator.js';
 import { McpOriginPolicy } from './mcp-origin.js';
 import { McpSessions } from './mcp-sessions.js';
+import { claimRequest, leaveToolClass, serveToolClass, type ToolApp } from './mcp-tool-apps.js';
 import { checkMcpTransport } from './mcp-transport-checks.js';
 import { endAtExpiry } from './mcp-stream-expiry.js';
 import { filterToolListing } from './mcp-tool-listing.js';
@@ -46,8 +48,10 @@ export interface McpAdmission {
 
 /**
  * MCP servers in the app (catalogue N11–N14). At bootstrap: finds the mcp-nest tools (`@Tool()`
- * methods of `@McpController()` classes) and their `@RequireScopes()` / `@Public()`, puts the guard
- * on every tool controller so each tool call is judged with or without `inheritAppConfig`, and fails
+ * methods of `@McpController()` classes) and their `@RequireScopes()` / `@Public()`, puts a guard
+ * on every tool controller so each tool call is judged with or without `inheritAppConfig` — one
+ * guard per class for every app of the process, which judges each call with the guard of the app
+ * serving it ({@link ToolApp}, `mcp-tool-apps.ts`) — and fails
  * the bootstrap when tools exist but no guarded controller serves them (the quick start's
  * self-mounted endpoint, where no Nest guard runs). Per request (MCP endpoints only): the tool a
  * `tools/call` names, what the MCP transport reads off the request (`auth`, `user`), the session
@@ -56,7 +60,7 @@ export interface McpAdmission {
  * The tool calls themselves are judged by the guard as `rpc` contexts (`lib/contexts/mcp.context.ts`).
  */
 @Injectable()
-export class McpTools implements OnApplicationBootstrap, EndpointExtension {
+export class McpTools implements OnApplicationBootstrap, OnModuleDestroy, EndpointExtension, ToolApp {
   private readonly tools = new Map<string, ToolRule>();
   /** Every tool: its name, method and controller class. */
   private readonly toolMethods: { name: string; method: object; type: object }[] = [];
@@ -69,6 +73,17 @@ export class McpTools implements OnApplicationBootstrap, EndpointExtension {
   private readonly authInfos = new McpAuthInfoCache();
   private readonly sessions = new McpSessions();
   private readonly origins: McpOriginPolicy;
+  /** This app's guard, given by {@link guardTools}. */
+  private guard?: CanActivate;
+  /** {@link ToolApp}: this app's token-exchange filter, given by {@link guardTools}. */
+  exchangeFilter!: ExceptionFilter;
+  private unknownAppReported = false;
+  /**
+   * The instance registered among the apps serving each tool class. Under an APM `instrument`
+   * (`@nestjs/observe`) the hooks may run with a Proxy of it as `this`: it is unregistered by this
+   * reference, so a closed app never stays among the apps serving a class.
+   */
+  private readonly registered: McpTools = this;
 
   constructor(
     modules: ModulesContainer,
@@ -98,18 +113,41 @@ export class McpTools implements OnApplicationBootstrap, EndpointExtension {
    * judges each tool call even without `inheritAppConfig`; and the module's token-exchange filter
    * (class-level `@UseFilters`, before the controller's own, which Nest tries first), so a tool whose
    * grant failed answers the refusal's text rather than "Internal server error" (catalogue Q8).
+   * What goes on the class is one module-level guard and filter, bound once: class metadata is the
+   * process's, and several apps of one process (tests, one app per port) may share a tool class.
+   * They judge and answer each call with `guard` and `exchangeFilter` of the app serving it — the
+   * app whose guard admitted the call's request on its MCP endpoint ({@link operationOf}), else the
+   * only app serving the class — and refuse the call when they cannot tell. This app serves its
+   * tool classes until it closes ({@link onModuleDestroy}).
    * Runs while the app is created: mcp-nest binds its handlers (and reads their guards and filters)
    * before any lifecycle hook.
    */
-  guardTools(guard: CanActivate, exchangeFilter?: ExceptionFilter): true {
-    for (const type of this.toolClasses) {
-      const guards = (Reflect.getMetadata(GUARDS_METADATA, type) as unknown[] | undefined) ?? [];
-      if (!guards.includes(guard)) Reflect.defineMetadata(GUARDS_METADATA, [...guards, guard], type);
-      if (exchangeFilter === undefined) continue;
-      const filters = (Reflect.getMetadata(EXCEPTION_FILTERS_METADATA, type) as unknown[] | undefined) ?? [];
-      if (!filters.includes(exchangeFilter)) Reflect.defineMetadata(EXCEPTION_FILTERS_METADATA, [exchangeFilter, ...filters], type);
-    }
+  guardTools(guard: CanActivate, exchangeFilter: ExceptionFilter): true {
+    this.guard = guard;
+    this.exchangeFilter = exchangeFilter;
+    for (const type of this.toolClasses) serveToolClass(type, this.registered);
     return true;
+  }
+
+  /** {@link ToolApp}: judges a tool call of this app with its guard. */
+  judge(context: ExecutionContext): ReturnType<CanActivate['canActivate']> {
+    return this.guard!.canActivate(context);
+  }
+
+  /** {@link ToolApp}: one error line per app, naming the tool and how to wire the endpoint. */
+  reportUnknownApp(call: string): void {
+    if (this.unknownAppReported) return;
+    this.unknownAppReported = true;
+    this.options.logger.error(
+      `Keycard refused MCP tool ${call}: several apps in this process serve its class and the call's request did not pass the guard of one of them on an MCP endpoint ` +
+        '(a self-mounted transport, stdio), so its app is unknown. Mount each app\'s transport as a controller behind the guard: ' +
+        "`@Controller('mcp') export class McpController extends McpHttpControllerFor(transport) {}`, or give each app its own tool classes",
+    );
+  }
+
+  /** This app closed: its guard and filter no longer judge nor answer calls to the tool classes it served. */
+  onModuleDestroy(): void {
+    for (const type of this.toolClasses) leaveToolClass(type, this.registered);
   }
 
   /**
@@ -144,6 +182,8 @@ export class McpTools implements OnApplicationBootstrap, EndpointExtension {
    * ({@link requiredScopes}, so a 403 names them all).
    */
   operationOf(call: Call): EndpointOperation | undefined {
+    // The tool calls this request carries are this app's: judged by its guard, answered by its filter.
+    claimRequest(call.carrier, this.registered);
     this.checkTransport(call.context); // Origin, then header–body: before any token work (Q30, Q31)
     const body = (call.carrier as { body?: unknown }).body;
     if (Array.isArray(body)) return this.batchOperation(call, body);
