@@ -641,7 +641,7 @@ describe('trial: a failed exchange in every door', () => {
       expectNoLeak(result, [token, ZONE_TEXT, SECRET], app.logger.lines);
     });
 
-    it('FINDING: two apps of one process sharing a tool class → EXPECTED: a failure on app B answered and logged by app B (as for gateways); app A\'s filter (and guard) is bound to the class too', async () => {
+    it('two apps of one process sharing a tool class → a failure on app B answered and logged by app B (as for gateways)', async () => {
       const a = await start([SharedTools]);
       const b = await start([SharedTools]);
       zone.faults.token = ZONE_503;
