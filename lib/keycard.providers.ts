@@ -72,7 +72,8 @@ export function createKeycardProviders(): Provider[] {
     KeycardGuard,
     // Over Express, requests get their `user` field as Node makes them: the guard's write then costs no new shape per request.
     HttpRequestShape,
-    // Every mcp-nest tool controller gets the guard (N12, N14) and the exchange filter (Q8), with or without inheritAppConfig.
+    // Every mcp-nest tool controller gets the guard (N12, N14) and the exchange filter (Q8), with or without inheritAppConfig:
+    // one of each per class for every app of the process, judging and answering each call with this app's when it serves it.
     {
       provide: 'KEYCARD:MCP_TOOL_GUARD',
       useFactory: (tools: McpTools, guard: KeycardGuard, filter: TokenExchangeExceptionFilter) => tools.guardTools(guard, filter),

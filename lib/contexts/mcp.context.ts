@@ -25,7 +25,8 @@ export function mcpRequestOf(context: ExecutionContext): Carrier | null | undefi
 
 /**
  * Tool calls of @rekog/mcp-nest (catalogue N12, N14), judged in mcp-nest's RPC pipeline with or
- * without `inheritAppConfig` (`McpTools` puts the guard on every tool controller). The call rides on
+ * without `inheritAppConfig` (`McpTools` puts a guard on every tool controller, which judges each call
+ * with the guard of the app serving it: `lib/mcp/mcp-tool-apps.ts`). The call rides on
  * the HTTP request the guard judged on the MCP endpoint, like a socket message on its handshake: the
  * agent verified there from that request's token, for that request's resource, is judged again for
  * the tool's own `@RequireScopes()` (so every call of a JSON-RPC batch is judged) and expiry. A call
