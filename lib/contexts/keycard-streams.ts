@@ -1,15 +1,20 @@
-import { Injectable, type OnModuleDestroy } from '@nestjs/common';
+import { Injectable, type NestInterceptor, type OnModuleDestroy } from '@nestjs/common';
 import { INTERCEPTORS_METADATA, SSE_METADATA } from '@nestjs/common/constants.js';
 import { MetadataScanner, ModulesContainer } from '@nestjs/core';
 import { CarrierLifecycle } from '../decision/carrier-lifecycle.js';
 import { checkArgumentsKnownWhenJudged } from '../decision/policy/call-arguments.js';
+import { TokenExchangeExceptionFilter } from '../exchange/token-exchange.filter.js';
 import { GRPC_STREAMS } from './grpc-stream.door.js';
 import { KeycardContexts } from './keycard-contexts.js';
 import { SSE_STREAMS } from './sse-stream.door.js';
+import { StreamExchangeFailures } from './stream-exchange-failures.js';
 import { type StreamDoor, StreamExpiryInterceptor } from './stream-expiry.interceptor.js';
 
 /** `@nestjs/microservices`' pattern metadata key (read by value: the package is an optional peer). */
 const PATTERN_METADATA = 'microservices:pattern';
+/** `@nestjs/graphql`'s resolver type key and a `@Subscription()`'s value (read by value: an optional peer). */
+const RESOLVER_TYPE_METADATA = 'graphql:resolver_type';
+const SUBSCRIPTION = 'Subscription';
 
 /** `@GrpcMethod`, `@GrpcStreamMethod` and `@GrpcStreamCall` patterns are `{ service, rpc, streaming }`. */
 function isGrpcHandler(handler: object): boolean {
@@ -21,22 +26,32 @@ function isGrpcHandler(handler: object): boolean {
  * Ends streamed calls at expiry (catalogue O10, O11; STYLE 27): while the app is created, puts a
  * {@link StreamExpiryInterceptor} first among the method interceptors of every handler that may
  * stream (Nest `@Sse()` routes and gRPC handlers: whether a `@GrpcMethod` streams is the proto's
- * to say, known per call), before Nest reads them when it registers routes and microservice
- * handlers. Other handlers get nothing, so an ordinary request costs what it did. Each app puts its
- * own interceptor (its lifecycle, its clock) in place of one left by an app created earlier in the
- * process, and takes it off when it closes.
+ * to say, known per call), before Nest reads them when it registers routes, resolvers and
+ * microservice handlers. `@Sse()` routes and GraphQL `@Subscription()` resolvers also get
+ * {@link StreamExchangeFailures} (inside it): a failed token exchange out of their stream is
+ * answered as the exchange filter answers it elsewhere (Q8; gRPC streams reach Nest's filters
+ * already). Other handlers get nothing, so an ordinary request costs what it did. Each app puts its
+ * own interceptors (its lifecycle, its clock, its filter) in place of those left by an app created
+ * earlier in the process, and takes them off when it closes.
  */
 @Injectable()
 export class KeycardStreams implements OnModuleDestroy {
-  private readonly interceptors: StreamExpiryInterceptor[] = [];
+  private readonly interceptors: NestInterceptor[] = [];
   private readonly handlers = new Set<object>();
 
-  constructor(modules: ModulesContainer, scanner: MetadataScanner, contexts: KeycardContexts, lifecycle: CarrierLifecycle) {
-    const sse = this.interceptorFor(SSE_STREAMS, contexts, lifecycle);
-    const grpc = this.interceptorFor(GRPC_STREAMS, contexts, lifecycle);
+  constructor(
+    modules: ModulesContainer,
+    scanner: MetadataScanner,
+    contexts: KeycardContexts,
+    lifecycle: CarrierLifecycle,
+    filter: TokenExchangeExceptionFilter,
+  ) {
+    const failures = this.own(new StreamExchangeFailures(filter));
+    const sse = [this.interceptorFor(SSE_STREAMS, contexts, lifecycle), failures];
+    const grpc = [this.interceptorFor(GRPC_STREAMS, contexts, lifecycle)];
     for (const module of modules.values()) {
       for (const wrapper of module.controllers.values()) {
-        const prototype = (wrapper.metatype as { prototype?: Record<string, unknown> } | null)?.prototype;
+        const prototype = prototypeOf(wrapper.metatype);
         if (prototype === undefined) continue;
         for (const name of scanner.getAllMethodNames(prototype)) {
           const handler = prototype[name];
@@ -48,6 +63,15 @@ export class KeycardStreams implements OnModuleDestroy {
           }
         }
       }
+      // GraphQL resolvers are providers; their subscriptions end at expiry with their connection (KeycardConnections).
+      for (const wrapper of module.providers.values()) {
+        const prototype = prototypeOf(wrapper.metatype);
+        if (prototype === undefined) continue;
+        for (const name of scanner.getAllMethodNames(prototype)) {
+          const handler = prototype[name];
+          if (typeof handler === 'function' && Reflect.getMetadata(RESOLVER_TYPE_METADATA, handler) === SUBSCRIPTION) this.putFirst(handler, [failures]);
+        }
+      }
     }
   }
 
@@ -55,22 +79,33 @@ export class KeycardStreams implements OnModuleDestroy {
   onModuleDestroy(): void {
     for (const handler of this.handlers) {
       const current = (Reflect.getMetadata(INTERCEPTORS_METADATA, handler) as unknown[] | undefined) ?? [];
-      Reflect.defineMetadata(INTERCEPTORS_METADATA, current.filter((i) => !this.interceptors.includes(i as StreamExpiryInterceptor)), handler);
+      Reflect.defineMetadata(INTERCEPTORS_METADATA, current.filter((i) => !this.interceptors.includes(i as NestInterceptor)), handler);
     }
   }
 
   private interceptorFor(door: StreamDoor, contexts: KeycardContexts, lifecycle: CarrierLifecycle): StreamExpiryInterceptor {
-    const interceptor = new StreamExpiryInterceptor(contexts, lifecycle, door);
+    return this.own(new StreamExpiryInterceptor(contexts, lifecycle, door));
+  }
+
+  private own<T extends NestInterceptor>(interceptor: T): T {
     this.interceptors.push(interceptor);
     return interceptor;
   }
 
-  /** First, so the handler's own interceptors run inside it and cannot hold a stream open past expiry. */
-  private putFirst(handler: object, interceptor: StreamExpiryInterceptor): void {
+  /**
+   * First, so the handler's own interceptors run inside them: none can hold a stream open past
+   * expiry, and a failed exchange coming out of any of them is answered.
+   */
+  private putFirst(handler: object, interceptors: readonly NestInterceptor[]): void {
     if (this.handlers.has(handler)) return; // inherited by several controllers
     const current = (Reflect.getMetadata(INTERCEPTORS_METADATA, handler) as unknown[] | undefined) ?? [];
-    const others = current.filter((i) => !(i instanceof StreamExpiryInterceptor));
-    Reflect.defineMetadata(INTERCEPTORS_METADATA, [interceptor, ...others], handler);
+    const others = current.filter((i) => !(i instanceof StreamExpiryInterceptor || i instanceof StreamExchangeFailures));
+    Reflect.defineMetadata(INTERCEPTORS_METADATA, [...interceptors, ...others], handler);
     this.handlers.add(handler);
   }
+}
+
+/** The prototype of a provider's or controller's class, if it is one (a factory or value provider has none to scan). */
+function prototypeOf(metatype: unknown): Record<string, unknown> | undefined {
+  return (metatype as { prototype?: Record<string, unknown> } | null | undefined)?.prototype;
 }

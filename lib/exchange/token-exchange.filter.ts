@@ -4,7 +4,7 @@ import {
 import { HttpAdapterHost } from '@nestjs/core';
 import type { IncomingMessage } from 'node:http';
 import { defer, type Observable } from 'rxjs';
-import type { CallKind, Refusal } from '../contexts/call-kind.interface.js';
+import type { CallKind, Carrier, Refusal } from '../contexts/call-kind.interface.js';
 import { GrpcStreamCallRefused } from '../contexts/grpc-stream-refused.filter.js';
 import { KeycardContexts } from '../contexts/keycard-contexts.js';
 import { webSocketsLoaded } from '../contexts/optional-peers.js';
@@ -49,8 +49,12 @@ type Answer = { status: number; body: object; challenge?: KeycardException };
  * the challenge and `Retry-After`; a socket.io or `ws` message the `exception` event
  * `{ status: 'error', error, error_description }`; a gRPC call the status (16, 7, 13, 14, 4) with
  * the description as details and the headers as trailers; an mcp-nest tool its `isError` result.
- * A 5xx is logged as an error ({@link ExchangeFailureLog}: a misconfiguration once per interval),
- * without the zone's text beyond what `logSafe` lets through. A {@link WorkloadTokenFileError}
+ * A failure out of a stream the handler already returned, where Nest runs no filter, gets the
+ * same answer (`answerInStream()`): an `@Sse()` route whose head is sent one final `event: error`
+ * with `{ error, error_description }`, then the end of the response (as at expiry, Q20); a GraphQL
+ * subscription's async generator the field's GraphQL error, sent as the subscription's `error`
+ * message. A 5xx is logged as an error ({@link ExchangeFailureLog}: a misconfiguration once per
+ * interval), without the zone's text beyond what `logSafe` lets through. A {@link WorkloadTokenFileError}
  * (the workload token file missing, empty or oversized: I5, I6) is a configuration error answered
  * 503 with `Retry-After`, as the platform is usually still writing the file.
  * @publicApi
@@ -116,21 +120,10 @@ export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchan
    * of its context expects from a filter (see {@link catch}).
    */
   private answerElsewhere(kind: CallKind, context: ExecutionContext, error: TokenExchangeError | ResourceAccessError, answer: Answer): unknown {
-    const carrier = kind.carrier(context);
+    const call = { kind, context, carrier: kind.carrier(context) };
     const denial = asDenial(error, answer);
-    this.failures.answered({ error, status: answer.status, call: { kind, context, carrier }, denial });
-    let headers: Record<string, string> | undefined;
-    // Built when the door reads them (a gateway message has nowhere to write them).
-    const headersOnce = () => (headers ??= this.headersOf(error, answer, () => kind.httpRequest(context, carrier)));
-    const refusal: Refusal = {
-      denial,
-      context,
-      carrier,
-      get headers() {
-        return headersOnce();
-      },
-    };
-    const refused = kind.refuse(refusal);
+    this.failures.answered({ error, status: answer.status, call, denial });
+    const refused = this.refusedBy(call, error, answer, denial);
     switch (context.getType<string>()) {
       case 'ws':
         // Nest's gateway handler ignores a filter's result: the event is sent here, by Nest's own
@@ -146,6 +139,52 @@ export class TokenExchangeExceptionFilter implements ExceptionFilter<TokenExchan
         if (refused instanceof Promise) return refused.then((exception) => Promise.reject(exception));
         throw refused;
     }
+  }
+
+  /** The door's refusal ({@link CallKind.refuse}) carrying the answer: the error its context throws, its headers written where it has them. */
+  private refusedBy(
+    { kind, context, carrier }: { kind: CallKind; context: ExecutionContext; carrier: Carrier },
+    error: TokenExchangeError | ResourceAccessError,
+    answer: Answer,
+    denial: KeycardException,
+  ): Error | Promise<Error> {
+    let headers: Record<string, string> | undefined;
+    // Built when the door reads them (a gateway message has nowhere to write them).
+    const headersOnce = () => (headers ??= this.headersOf(error, answer, () => kind.httpRequest(context, carrier)));
+    const refusal: Refusal = {
+      denial,
+      context,
+      carrier,
+      get headers() {
+        return headersOnce();
+      },
+    };
+    return kind.refuse(refusal);
+  }
+
+  /**
+   * Answers `error` when it comes out of a stream its handler already returned, where Nest runs no
+   * exception filter: an `@Sse()` route's Observable once the response head is out, a GraphQL
+   * subscription's event iterator (put by `KeycardStreams`, `StreamExchangeFailures`). Logged as
+   * {@link catch} logs it; the answer is {@link answerFor}'s, as `denial` (what an SSE stream's last
+   * event carries: the head is sent, no header is written) and as the door's refusal `refused`
+   * (a GraphQL subscription: the field's error, what {@link catch} throws for it). `undefined` in
+   * a context the module does not judge, or without the doors (a filter made by hand): the error
+   * then goes on as it is.
+   * @internal
+   */
+  answerInStream(
+    error: TokenExchangeError | ResourceAccessError,
+    context: ExecutionContext,
+  ): { denial: KeycardException; refused: Error | Promise<Error> } | undefined {
+    const kind = this.contexts?.kindOf(context);
+    if (kind === undefined) return undefined;
+    const answer = this.answerFor(error);
+    const call = { kind, context, carrier: kind.carrier(context) };
+    const denial = asDenial(error, answer);
+    this.failures.answered({ error, status: answer.status, call, denial });
+    // Over HTTP the head is out: the HTTP door's refusal would only write headers.
+    return { denial, refused: context.getType<string>() === 'http' ? denial : this.refusedBy(call, error, answer, denial) };
   }
 
   /**
