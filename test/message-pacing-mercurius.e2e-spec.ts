@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Int, Resolver, Subscription } from '@nestjs/graphql';
 import WebSocket from 'ws';
-import { Public, RequireScopes } from '../lib/index.js';
+import { Public, RequireScopes, TokenExchangeError } from '../lib/index.js';
 import { MESSAGES_PER_TURN } from '../lib/contexts/message-pacing.js';
 import { TestZone } from '../lib/testing/index.js';
 import { R } from './support/forge.js';
@@ -30,6 +30,13 @@ class Ticks {
   @Subscription(() => Int)
   async *writes(): AsyncGenerator<{ writes: number }> {
     yield { writes: 1 };
+  }
+
+  /** Admitted, then its events fail with a token exchange the zone could not serve (answered by the module, Q8). */
+  @RequireScopes('orders:read')
+  @Subscription(() => Int)
+  async *outage(): AsyncGenerator<{ outage: number }> {
+    throw new TokenExchangeError('the token endpoint could not be reached', 'unavailable', undefined, 503, 30);
   }
 }
 
@@ -161,5 +168,22 @@ describe('O5 Mercurius subscriptions', () => {
       socket.terminate();
     }
     for (const line of gql.logger.lines) expect(line.includes(token.split('.')[2]!)).toBe(false);
+  }, 60_000);
+
+  it('O5 mercurius: 200 admitted subscriptions whose events fail with a token exchange error are each answered SERVICE_UNAVAILABLE and leave nothing behind on the connection, which still serves', async () => {
+    const token = zone.issueToken({ client_id: 'agent-mercurius-outage', scope: 'orders:read' });
+    const socket = await acknowledgedGraphQLWs(gql.wsUrl, token);
+    try {
+      const connection = connections.at(-1)!;
+      const failed = await subscribeMany(socket, 'outage', 200);
+      expect(new Set(failed.map((a) => `${a.type} ${JSON.stringify(errorsOf(a)?.map((e) => [e.extensions?.code, e.extensions?.error]))}`))).toEqual(
+        new Set([`error ${JSON.stringify([['SERVICE_UNAVAILABLE', 'temporarily_unavailable']])}`]),
+      );
+      expect([connection.subscriptionContexts.size, connection.subscriptionIters.size]).toEqual([0, 0]);
+      const served = await subscribeMany(socket, 'ticks', 10);
+      expect(new Set(served.map((a) => JSON.stringify(a.payload)))).toEqual(new Set([JSON.stringify({ data: { ticks: 1 } })]));
+    } finally {
+      socket.terminate();
+    }
   }, 60_000);
 });

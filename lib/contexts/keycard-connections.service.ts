@@ -28,6 +28,7 @@ import { endRuns, flushRuns, startsRun } from './connection-refusal-runs.js';
 import { type EngineIoConnection, paceEngineIoConnection } from './engine-io-pacing.js';
 import { connectionParamsToken, MERCURIUS_CONNECTION } from './graphql.context.js';
 import { KeycardContexts } from './keycard-contexts.js';
+import { endedSubscription } from './stream-exchange-failures.js';
 import {
   bindRecoveredSessions, deliverMissed, type IoSocket, ownsSession, recoveryOf, sendToSocket, withdraw,
 } from './socket-io-recovery.js';
@@ -150,15 +151,16 @@ const initialised = new WeakSet<object>();
  * its connection until the client completes it or the connection closes, but a subscription whose
  * `subscribe()` answered errors (every refused one) is answered `error` and never completed: each
  * refused message left ~2.7 KB on its connection until it closed (the O5 burst suite's 65 000
- * refusals on one connection: ~175 MB, marked by every major collection). Once Mercurius sends such a
- * subscription's error, it is ended as a `complete` would end it. Read by shape; a Mercurius
- * without these members is left as it is.
+ * refusals on one connection: ~175 MB, marked by every major collection). So is one whose events
+ * failed with a refusal (a failed token exchange in its async generator, `StreamExchangeFailures`).
+ * Once Mercurius sends such a subscription's error, it is ended as a `complete` would end it. Read
+ * by shape; a Mercurius without these members is left as it is.
  */
 function forgetFailedSubscriptions(connection: MercuriusConnection): void {
   const { sendError, handleGQLComplete } = connection;
   if (typeof sendError !== 'function' || typeof handleGQLComplete !== 'function') return;
   connection.sendError = function (this: MercuriusConnection, error: unknown, id: unknown) {
-    if (failedSubscribe(this.subscriptionIters?.get(id))) handleGQLComplete.call(this, id);
+    if (failedSubscribe(this.subscriptionIters?.get(id)) || endedSubscription(error)) handleGQLComplete.call(this, id);
     return sendError.call(this, error, id);
   };
 }

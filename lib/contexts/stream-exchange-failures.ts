@@ -12,6 +12,18 @@ function isExchangeFailure(error: unknown): error is TokenExchangeError | Resour
   return error instanceof TokenExchangeError || error instanceof ResourceAccessError;
 }
 
+/** The refusals subscriptions' event iterators failed with here (see {@link endedSubscription}). */
+const subscriptionEnds = new WeakSet<object>();
+
+/**
+ * True when `error` is the refusal a GraphQL subscription's event iterator failed with here: the
+ * subscription is over, and a server that keeps it until the client completes it (Mercurius) can
+ * let it go once the error is sent.
+ */
+export function endedSubscription(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && subscriptionEnds.has(error);
+}
+
 function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
   return typeof value === 'object' && value !== null && typeof (value as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === 'function';
 }
@@ -65,7 +77,9 @@ export class StreamExchangeFailures implements NestInterceptor {
       if (answer === undefined) throw error;
       // The subscription ends here: a source that outlives its failure (a pubsub iterator) is released.
       void source.return?.().catch(() => undefined);
-      throw await answer.refused;
+      const refused = await answer.refused;
+      subscriptionEnds.add(refused);
+      throw refused;
     };
     const answered: AsyncIterableIterator<unknown> = {
       next: (...value: [] | [unknown]) => source.next(...value).catch(failed),
