@@ -2,14 +2,15 @@
  * A failed token exchange answered in every door's own refusal shape (catalogue Q8, I13, Q16, Q20):
  * a handler's `@Grant()` whose exchange the zone refused (`invalid_grant`) or could not serve (503),
  * rethrown by the handler (`access.access()`), reaches an Apollo or Mercurius resolver, a socket.io
- * or `ws` message, a gRPC unary call and an mcp-nest tool. Each client gets what an HTTP route gets
+ * or `ws` message, a gRPC unary call, an mcp-nest tool and a Nest `@Sse()` stream (where Nest runs no
+ * filter once the response head is out: the SSE door's last event). Each client gets what an HTTP route gets
  * from `TokenExchangeExceptionFilter.answerFor()` (the status as the door's code, the OAuth error,
  * the fixed description, the challenge where the door has headers or trailers), never the error's
  * message, the zone's `error_description` or a stack. Real clients, a real local zone, loopback only.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
-import { Controller, type INestApplication } from '@nestjs/common';
+import { Controller, type INestApplication, type MessageEvent, Sse } from '@nestjs/common';
 import { Query, Resolver } from '@nestjs/graphql';
 import { GrpcMethod, Payload, Transport } from '@nestjs/microservices';
 import { IoAdapter } from '@nestjs/platform-socket.io';
@@ -17,13 +18,16 @@ import { WsAdapter } from '@nestjs/platform-ws';
 import { SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
 import { McpController, Tool } from '@rekog/mcp-nest';
 import { fileURLToPath } from 'node:url';
-import { Access, type AccessContext, Grant, KeycardConnections } from '../lib/index.js';
+import { interval, map, type Observable, take } from 'rxjs';
+import { Access, type AccessContext, Grant, KeycardConnections, TokenExchangeError } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectFixedDescription, expectNoLeak } from './support/contexts.js';
+import { readEventStream } from './support/event-stream.js';
 import { PRM, R } from './support/forge.js';
 import { freePort } from './support/free-port.js';
 import { askOverSocketIo, askOverWs } from './support/gateway-clients.js';
 import { GRAPHQL_SERVERS, type GraphQLAnswer, postGraphQL, startGraphQLApp, type RunningGraphQLApp } from './support/graphql-app.js';
+import { send } from './support/http.js';
 import { startApp, type RunningApp } from './support/keycard-app.js';
 import { callToolWithToken, startMcpApp } from './support/mcp-app.js';
 import { findOrder } from './support/rpc-app.js';
@@ -78,6 +82,30 @@ class GrantedRpcController {
   @GrpcMethod('Orders', 'Find')
   find(@Payload() request: { id: string }, @Access() access: AccessContext) {
     return { id: request.id, by: upstreamToken(access) };
+  }
+}
+
+@Controller()
+class GrantedEventsController {
+  /** The grant's error rethrown while the stream makes its first event: Nest has sent the response head. */
+  @Grant(UP, 'up:read')
+  @Sse('events')
+  events(@Access() access: AccessContext): Observable<MessageEvent> {
+    return interval(10).pipe(take(2), map((n) => ({ data: { n, by: upstreamToken(access) } })));
+  }
+
+  /** An exchange failure met as the handler is called, nothing awaited: Nest has not sent the head yet. */
+  @Sse('outage')
+  outage(): Observable<MessageEvent> {
+    throw new TokenExchangeError('the token endpoint could not be reached', 'unavailable', undefined, 503, 30);
+  }
+
+  /** Any other error out of the stream. */
+  @Sse('broken')
+  broken(): Observable<MessageEvent> {
+    return interval(10).pipe(take(1), map((): MessageEvent => {
+      throw new Error('the upstream feed broke');
+    }));
   }
 }
 
@@ -286,6 +314,62 @@ describe('Q8 a failed exchange answered in every door\'s own shape', () => {
       const answer = received(await failedFind(grpcUrl, token));
       expect(answer).toMatchObject({ code: GrpcStatus.INTERNAL, details: 'The service is misconfigured' });
       expectNothingLeaked(answer, token, api.logger.lines);
+    });
+  });
+
+  describe.each(['express', 'fastify'] as const)('an @Sse() route on %s', (adapter) => {
+    let api: RunningApp;
+    beforeAll(async () => {
+      api = await startApp(adapter, { ...module(), resource: R }, { controllers: [GrantedEventsController] });
+    });
+    afterAll(async () => {
+      await api?.close();
+    });
+    const bearer = (token: string) => ({ Authorization: `Bearer ${token}` });
+
+    it(`I13 Q20 ${adapter} SSE: invalid_grant met while making an event (the head sent) → one \`event: error\` {invalid_token, "not active"}, then the end; nothing leaked`, async () => {
+      zone.faults.token = INVALID_GRANT;
+      const token = zone.issueToken({ scope: 'profile' });
+      const answer = await readEventStream(`${api.url}/events`, bearer(token));
+      expect({ status: answer.status, contentType: answer.contentType, events: answer.events.map(({ event, data }) => ({ event, data })) }).toEqual({
+        status: 200,
+        contentType: 'text/event-stream',
+        events: [{ event: 'error', data: JSON.stringify({ error: 'invalid_token', error_description: INACTIVE }) }],
+      });
+      expectNothingLeaked(answer.events, token, api.logger.lines);
+    });
+
+    it(`Q8 Q20 ${adapter} SSE: the zone overloaded (503) while making an event → one \`event: error\` {temporarily_unavailable}, then the end; one error line`, async () => {
+      zone.faults.token = UNAVAILABLE;
+      const token = zone.issueToken({ scope: 'profile' });
+      const before = api.logger.levels.error.length;
+      const answer = await readEventStream(`${api.url}/events`, bearer(token));
+      expect({ status: answer.status, events: answer.events.map(({ event, data }) => ({ event, data })) }).toEqual({
+        status: 200,
+        events: [{ event: 'error', data: JSON.stringify({ error: 'temporarily_unavailable', error_description: ZONE_UNAVAILABLE }) }],
+      });
+      expect(api.logger.levels.error.slice(before)).toHaveLength(1);
+      expectNothingLeaked(answer.events, token, api.logger.lines);
+    });
+
+    it(`Q8 ${adapter} SSE: an exchange failure before the head is sent → the filter's answer as on any route: 503 JSON, Retry-After 30, one error line`, async () => {
+      const token = zone.issueToken({ scope: 'profile' });
+      const before = api.logger.levels.error.length;
+      const res = await send(api.url, 'GET', '/outage', [['Authorization', `Bearer ${token}`], ['Accept', 'text/event-stream']]);
+      expect({ status: res.status, body: res.json, retryAfter: res.headers['retry-after'] }).toEqual({
+        status: 503, body: { error: 'temporarily_unavailable', error_description: ZONE_UNAVAILABLE }, retryAfter: '30',
+      });
+      expect(api.logger.levels.error.slice(before)).toHaveLength(1);
+      expectNothingLeaked(res.text, token, api.logger.lines);
+    });
+
+    it(`Q8 ${adapter} SSE: any other error out of the stream goes on as it is (Nest's own \`event: error\`), and the module logs nothing`, async () => {
+      const before = api.logger.levels.error.length;
+      const answer = await readEventStream(`${api.url}/broken`, bearer(zone.issueToken({ scope: 'profile' })));
+      expect({ status: answer.status, events: answer.events.map(({ event, data }) => ({ event, data })) }).toEqual({
+        status: 200, events: [{ event: 'error', data: 'Internal server error' }],
+      });
+      expect(api.logger.levels.error.slice(before)).toEqual([]);
     });
   });
 
