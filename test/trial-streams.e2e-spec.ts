@@ -12,11 +12,12 @@ import {
 } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
-import { Query, Resolver, Subscription } from '@nestjs/graphql';
+import { GraphQLModule, Query, Resolver, Subscription } from '@nestjs/graphql';
+import { ApolloDriver, type ApolloDriverConfig } from '@nestjs/apollo';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { interval, map, type Observable, take } from 'rxjs';
-import { Access, type AccessContext, Grant, KeycardModule, TokenExchangeError } from '../lib/index.js';
+import { Access, type AccessContext, Grant, KeycardConnections, KeycardModule, TokenExchangeError } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectNoLeak } from './support/contexts.js';
 import { readEventStream } from './support/event-stream.js';
@@ -132,6 +133,32 @@ class StreamsResolver {
   async *afterOne(@Access() access: AccessContext): AsyncGenerator<{ afterOne: string }> {
     yield { afterOne: 'first' };
     yield { afterOne: access.access(UP).scope };
+  }
+
+  /** With a `filter` (Nest wraps the iterator once more), failing its grant after one event. */
+  @Grant(UP, 'up:read')
+  @Subscription(() => String, { nullable: true, filter: () => true })
+  async *filtered(@Access() access: AccessContext): AsyncGenerator<{ filtered: string }> {
+    yield { filtered: 'first' };
+    yield { filtered: access.access(UP).scope };
+  }
+
+  /**
+   * A `resolve` that makes each event with the caller's access (an exchange per event, as an app
+   * may do with TokenExchangeService): it fails with the exchange's error on the second event.
+   */
+  @Grant(UP, 'up:read')
+  @Subscription(() => String, {
+    nullable: true,
+    resolve: (payload: { n: number }) => {
+      // The message the module's own exchange errors carry (the upstream URL, the zone's status and code).
+      if (payload.n > 0) throw new TokenExchangeError(`no access to ${UP}: the token endpoint answered HTTP 503 temporarily_unavailable`, 'unavailable', undefined, 503, 30);
+      return 'first';
+    },
+  })
+  async *resolved(): AsyncGenerator<{ n: number }> {
+    yield { n: 0 };
+    yield { n: 1 };
   }
 
   /** No grant: an app's own failure that is not an exchange. */
@@ -266,6 +293,72 @@ class SharedSseController {
   }
 }
 
+/** Schema-first: every method of a `@Resolver('Subscription')` class is a subscription field (Nest reads the class's type). */
+@Resolver('Subscription')
+class SchemaFirstSubscriptions {
+  /** No method-level `@Subscription()`: Nest makes it a subscription from the class. */
+  @Grant(UP, 'up:read')
+  async *classTicks(@Access() access: AccessContext): AsyncGenerator<{ classTicks: string }> {
+    yield { classTicks: 'first' };
+    yield { classTicks: access.access(UP).scope };
+  }
+
+  @Grant(UP, 'up:read')
+  @Subscription()
+  async *methodTicks(@Access() access: AccessContext): AsyncGenerator<{ methodTicks: string }> {
+    yield { methodTicks: 'first' };
+    yield { methodTicks: access.access(UP).scope };
+  }
+}
+
+@Resolver('Query')
+class SchemaFirstQueries {
+  @Query()
+  ok(): string {
+    return 'ok';
+  }
+}
+
+const SCHEMA_FIRST = 'type Query { ok: String } type Subscription { classTicks: String methodTicks: String }';
+
+/** One subscription resolver class served by two apps of one process. */
+@Resolver()
+class SharedSubscriptions {
+  @Query(() => String, { nullable: true })
+  sharedOk(): string {
+    return 'ok';
+  }
+
+  @Grant(UP, 'up:read')
+  @Subscription(() => String, { nullable: true })
+  async *sharedTicks(@Access() access: AccessContext): AsyncGenerator<{ sharedTicks: string }> {
+    yield { sharedTicks: 'first' };
+    yield { sharedTicks: access.access(UP).scope };
+  }
+}
+
+/** An Apollo app (graphql-ws guarded by Keycard) created, not listening yet. */
+async function createApollo(options: object, logger: CapturingLogger, providers: unknown[], graphql: Partial<ApolloDriverConfig>) {
+  @Module({
+    imports: [
+      KeycardModule.forRoot({ ...options, logger } as never),
+      GraphQLModule.forRootAsync<ApolloDriverConfig>({
+        driver: ApolloDriver,
+        inject: [KeycardConnections],
+        useFactory: (keycard: KeycardConnections) => ({ graphiql: false, subscriptions: { 'graphql-ws': keycard.graphqlWs() }, ...graphql }),
+      }),
+    ],
+    providers: providers as never[],
+  })
+  class ApolloAppModule {}
+  return NestFactory.create(ApolloAppModule, new ExpressAdapter(), { logger: false, abortOnError: false });
+}
+
+async function listening(app: Awaited<ReturnType<typeof NestFactory.create>>): Promise<string> {
+  await app.listen(0, '127.0.0.1');
+  return `ws://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}/graphql`;
+}
+
 /** An mcp-nest tool class that also serves a plain HTTP route (`@McpController()` is a Nest controller). */
 @McpController()
 class ToolsWithRoute {
@@ -278,6 +371,16 @@ class ToolsWithRoute {
   @Get('plain/tool-status')
   status() {
     return { ok: true };
+  }
+}
+
+/** Tools for the batch attack. */
+@McpController()
+class BatchTools {
+  @Tool({ name: 'batch_upstream', description: 'Calls the upstream API for the user' })
+  @Grant(UP, 'up:read')
+  upstream(@Access() access: AccessContext) {
+    return { by: access.access(UP).scope };
   }
 }
 
@@ -410,6 +513,25 @@ describe('trial: a failed exchange out of a stream', () => {
       expect(run.errors).toEqual([REFUSED]);
       expect(errorsSince(before)).toHaveLength(1);
       expectNoLeak(run, [token, ZONE_TEXT, SECRET], api.logger.lines);
+    });
+
+    it('held: a subscription with a `filter` (Nest wraps its iterator) failing its grant after one event → that event, then the refusal with the fixed text', async () => {
+      zone.faults.token = ZONE_503;
+      const token = zone.issueToken({ scope: 'profile' });
+      const run = await runSubscription(server, api.wsUrl, token, 'subscription { filtered }');
+      expect(run.events).toEqual([{ data: { filtered: 'first' } }]);
+      expect(run.errors).toEqual([REFUSED]);
+    });
+
+    it('FINDING: a subscription whose `resolve` option (run per event, outside the handler\'s stream) fails with a TokenExchangeError → the event carries the error\'s own message ("no access to https://upstream…: the token endpoint answered HTTP 503 …"), nothing logged → EXPECTED: the field\'s refusal as for a query (SERVICE_UNAVAILABLE, the fixed text) and the filter\'s error line', async () => {
+      const token = zone.issueToken({ scope: 'profile' });
+      const before = api.logger.levels.error.length;
+      const run = await runSubscription(server, api.wsUrl, token, 'subscription { resolved }');
+      expect(run.events[0]).toEqual({ data: { resolved: 'first' } });
+      const second = run.events[1] as { errors?: unknown[] } | undefined;
+      expect(second?.errors ?? run.errors).toEqual([REFUSED]);
+      expect(api.logger.levels.error.slice(before)).toHaveLength(1);
+      expect(JSON.stringify(run)).not.toContain(UP);
     });
 
     it('held: a subscription without @Grant failing with an error that is not an exchange → left as it is: no refusal, no exchange log line', async () => {
@@ -629,6 +751,28 @@ describe('trial: a failed exchange out of a stream', () => {
       expect(result).toMatchObject({ isError: true, content: [{ type: 'text', text: `temporarily_unavailable: ${UNAVAILABLE_TEXT}` }] });
     });
 
+    it('held: a JSON-RPC batch of three tool calls whose grant fails (zone 503), on app B of two apps sharing the tool class → three isError texts with the fixed description, one line in B\'s log, none in A\'s; nothing leaked', async () => {
+      const a = await start([BatchTools]);
+      const { app, resource } = await start([BatchTools]);
+      zone.faults.token = ZONE_503;
+      const token = zone.issueToken({ aud: resource, scope: 'mcp:tools' });
+      const [beforeA, before] = [a.app.logger.levels.error.length, app.logger.levels.error.length];
+      const call = (id: number) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'batch_upstream', arguments: {} } });
+      const res = await fetch(`${app.url}/mcp`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${token}`, 'mcp-protocol-version': '2025-03-26' },
+        body: JSON.stringify([call(1), call(2), call(3)]),
+      });
+      const text = await res.text();
+      const answers = JSON.parse(text) as { id: number; result?: { isError?: boolean; content?: { text?: string }[] } }[];
+      expect(answers.map((answer) => [answer.id, answer.result?.isError, answer.result?.content?.[0]?.text])).toEqual(
+        [1, 2, 3].map((id) => [id, true, `temporarily_unavailable: ${UNAVAILABLE_TEXT}`]),
+      );
+      expect(app.logger.levels.error.slice(before)).toHaveLength(1);
+      expect(a.app.logger.levels.error.slice(beforeA)).toEqual([]);
+      expectNoLeak(text, [token, ZONE_TEXT, SECRET], app.logger.lines);
+    });
+
     it('FINDING: two apps of one process serving a tool class that also has a plain HTTP route → the route answers a valid token 500 server_error, logged as "Keycard refused MCP tool ToolsWithRoute.status … its app is unknown" (the class-level tool guard judges HTTP routes too, and no MCP endpoint claimed the request) → EXPECTED: 200 on each app, judged by that app\'s own guard', async () => {
       const a = await start([ToolsWithRoute]);
       const b = await start([ToolsWithRoute]);
@@ -638,6 +782,61 @@ describe('trial: a failed exchange out of a stream', () => {
         statuses.push(res.status);
       }
       expect(statuses).toEqual([200, 200]);
+    });
+  });
+
+  describe('a schema-first Apollo app', () => {
+    const logger = new CapturingLogger();
+    let app: Awaited<ReturnType<typeof NestFactory.create>>;
+    let wsUrl: string;
+    beforeAll(async () => {
+      app = await createApollo(keycard(), logger, [SchemaFirstSubscriptions, SchemaFirstQueries], { typeDefs: SCHEMA_FIRST });
+      wsUrl = await listening(app);
+    });
+    afterAll(async () => {
+      await app?.close();
+    });
+
+    it('held: a schema-first @Subscription() method failing its grant after one event → that event, then the refusal with the fixed text', async () => {
+      zone.faults.token = ZONE_503;
+      const token = zone.issueToken({ scope: 'profile' });
+      const run = await runSubscription('apollo', wsUrl, token, 'subscription { methodTicks }');
+      expect(run.events).toEqual([{ data: { methodTicks: 'first' } }]);
+      expect(run.errors).toEqual([REFUSED]);
+      expectNoLeak(run, [token, ZONE_TEXT, SECRET], logger.lines);
+    });
+
+    it('FINDING: a schema-first subscription field made by its class (`@Resolver(\'Subscription\')`, no method-level @Subscription()) failing its grant → the client gets the grant error\'s own message (the upstream URL and the zone\'s status), nothing logged (KeycardStreams reads only the method\'s resolver type) → EXPECTED: the refusal with the fixed text, one error line', async () => {
+      zone.faults.token = ZONE_503;
+      const token = zone.issueToken({ scope: 'profile' });
+      const before = logger.levels.error.length;
+      const run = await runSubscription('apollo', wsUrl, token, 'subscription { classTicks }');
+      expect(run.events).toEqual([{ data: { classTicks: 'first' } }]);
+      expect(run.errors).toEqual([REFUSED]);
+      expect(logger.levels.error.slice(before)).toHaveLength(1);
+      expect(JSON.stringify(run)).not.toContain(UP);
+    });
+  });
+
+  describe('two Apollo apps of one process serving one subscription resolver class, both created before either listens', () => {
+    const loggers = [new CapturingLogger(), new CapturingLogger()] as const;
+    const apps: Awaited<ReturnType<typeof NestFactory.create>>[] = [];
+    const urls: string[] = [];
+    beforeAll(async () => {
+      for (const logger of loggers) apps.push(await createApollo(keycard(), logger, [SharedSubscriptions], { autoSchemaFile: true }));
+      for (const app of apps) urls.push(await listening(app));
+    });
+    afterAll(async () => {
+      for (const app of apps) await app.close();
+    });
+
+    it('FINDING: a subscription failing its grant on app A (created first) → answered and logged by app B (B\'s logger gets the line, A\'s none) → EXPECTED: app A answers and logs its own failure', async () => {
+      zone.faults.token = ZONE_503;
+      const token = zone.issueToken({ scope: 'profile' });
+      const before = loggers.map((l) => l.levels.error.length);
+      const run = await runSubscription('apollo', urls[0]!, token, 'subscription { sharedTicks }');
+      expect(run.errors).toEqual([REFUSED]);
+      expect(loggers.map((l, i) => l.levels.error.slice(before[i]).length)).toEqual([1, 0]);
     });
   });
 });
