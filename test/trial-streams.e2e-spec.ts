@@ -113,6 +113,36 @@ class StreamsResolver {
     );
   }
 
+  /** No grant: a hand-written source whose `next()` answers plain results, not promises (graphql-js awaits whatever it gets). */
+  @Subscription(() => String, { nullable: true })
+  plainNext(): Events<{ plainNext: string }> {
+    let n = 0;
+    const it = {
+      next: () => (n++ < 2 ? { done: false, value: { plainNext: `tick-${n}` } } : { done: true, value: undefined }),
+      return: () => ({ done: true, value: undefined }),
+      [Symbol.asyncIterator]: () => it,
+    };
+    return it as unknown as Events<{ plainNext: string }>;
+  }
+
+  /** A hand-written source whose `next()` (not async) throws the grant's error synchronously. */
+  @Grant(UP, 'up:read')
+  @Subscription(() => String, { nullable: true })
+  throwingNext(@Access() access: AccessContext): Events<{ throwingNext: string }> {
+    return source(
+      () => Promise.resolve({ done: false, value: { throwingNext: access.access(UP).scope } }),
+      async () => ({ done: true, value: undefined }),
+    );
+  }
+
+  /** An exchange the zone refuses (invalid_grant) out of the generator's body, after one event. */
+  @Grant(UP, 'up:read')
+  @Subscription(() => String, { nullable: true })
+  async *refusedAfterOne(@Access() access: AccessContext): AsyncGenerator<{ refusedAfterOne: string }> {
+    yield { refusedAfterOne: 'first' };
+    yield { refusedAfterOne: access.access(UP).scope };
+  }
+
   /** One event, then waits for ever; the client completes it. */
   @Grant(UP, 'up:read')
   @Subscription(() => String, { nullable: true })
@@ -523,7 +553,7 @@ describe('trial: a failed exchange out of a stream', () => {
       expect(run.errors).toEqual([REFUSED]);
     });
 
-    it('FINDING: a subscription whose `resolve` option (run per event, outside the handler\'s stream) fails with a TokenExchangeError → the event carries the error\'s own message ("no access to https://upstream…: the token endpoint answered HTTP 503 …"), nothing logged → EXPECTED: the field\'s refusal as for a query (SERVICE_UNAVAILABLE, the fixed text) and the filter\'s error line', async () => {
+    it('FINDING: a subscription whose `resolve` option (run per event, outside the handler\'s stream) fails with a TokenExchangeError (an exchange per event) → the event carries the error\'s own message ("no access to https://upstream…: the token endpoint answered HTTP 503 …"), nothing logged → EXPECTED: the field\'s refusal as for a query (SERVICE_UNAVAILABLE, the fixed text) and the filter\'s error line', async () => {
       const token = zone.issueToken({ scope: 'profile' });
       const before = api.logger.levels.error.length;
       const run = await runSubscription(server, api.wsUrl, token, 'subscription { resolved }');
@@ -532,6 +562,31 @@ describe('trial: a failed exchange out of a stream', () => {
       expect(second?.errors ?? run.errors).toEqual([REFUSED]);
       expect(api.logger.levels.error.slice(before)).toHaveLength(1);
       expect(JSON.stringify(run)).not.toContain(UP);
+    });
+
+    it('FINDING: a subscription WITHOUT @Grant whose hand-written source answers next() with plain results (not promises; graphql-js awaits them, so it streamed before) → now fails on its first event with a TypeError "….catch is not a function" (every @Subscription() is wrapped) → EXPECTED: its two events, then the end, as before', async () => {
+      const run = await runSubscription(server, api.wsUrl, zone.issueToken({ scope: 'profile' }), 'subscription { plainNext }');
+      expect(run).toEqual({ events: [{ data: { plainNext: 'tick-1' } }, { data: { plainNext: 'tick-2' } }] });
+    });
+
+    it('FINDING: a hand-written source whose next() (not async) throws the grant\'s error synchronously (zone 503) → the client gets the error\'s own message ("no access to https://upstream…: the token endpoint answered HTTP 503 …"), nothing logged (the wrapper only catches a rejected promise) → EXPECTED: the SERVICE_UNAVAILABLE refusal with the fixed text, one error line', async () => {
+      zone.faults.token = ZONE_503;
+      const token = zone.issueToken({ scope: 'profile' });
+      const before = api.logger.levels.error.length;
+      const run = await runSubscription(server, api.wsUrl, token, 'subscription { throwingNext }');
+      expect(run.errors).toEqual([REFUSED]);
+      expect(api.logger.levels.error.slice(before)).toHaveLength(1);
+      expect(JSON.stringify(run)).not.toContain(UP);
+    });
+
+    it('held: an exchange the zone refuses (invalid_grant) in the generator after one event → that event, then UNAUTHENTICATED invalid_token with the fixed text; the connection stays open for another subscription', async () => {
+      zone.faults.token = { kind: 'status', status: 400, body: JSON.stringify({ error: 'invalid_grant', error_description: ZONE_TEXT }) };
+      const token = zone.issueToken({ scope: 'profile' });
+      const run = await runSubscription(server, api.wsUrl, token, 'subscription { refusedAfterOne }');
+      expect(run.events).toEqual([{ data: { refusedAfterOne: 'first' } }]);
+      expect(run.errors).toEqual([expect.objectContaining({ extensions: expect.objectContaining({ code: 'UNAUTHENTICATED', error: 'invalid_token' }) })]);
+      expect(run.closed).toBeUndefined();
+      expectNoLeak(run, [token, ZONE_TEXT, SECRET], api.logger.lines);
     });
 
     it('held: a subscription without @Grant failing with an error that is not an exchange → left as it is: no refusal, no exchange log line', async () => {
@@ -656,6 +711,21 @@ describe('trial: a failed exchange out of a stream', () => {
       expect(api.logger.levels.error.slice(before)).toHaveLength(1);
       expectNoLeak(answer, [token, ZONE_TEXT, SECRET], api.logger.lines);
     });
+
+    it('held: 6 streams failing their grant after 200 events with this service misconfigured at the zone (invalid_client) → each ends with `event: error` server_error and the fixed text; one error line (the once-a-minute gate), naming no zone text', async () => {
+      zone.faults.token = { kind: 'status', status: 401, body: JSON.stringify({ error: 'invalid_client', error_description: ZONE_TEXT }) };
+      const before = api.logger.levels.error.length;
+      const lasts: unknown[] = [];
+      for (let i = 0; i < 6; i++) {
+        const answer = await get('/many', zone.issueToken({ scope: 'profile' }));
+        const last = answer.events.at(-1);
+        lasts.push({ count: answer.events.length, event: last?.event, error: (JSON.parse(last?.data ?? 'null') as { error?: string } | null)?.error });
+      }
+      expect(new Set(lasts.map((l) => JSON.stringify(l)))).toEqual(new Set([JSON.stringify({ count: 201, event: 'error', error: 'server_error' })]));
+      const lines = api.logger.levels.error.slice(before);
+      expect(lines).toHaveLength(1);
+      expect(lines.join('\n')).not.toContain(ZONE_TEXT);
+    }, 20_000);
 
     it('held: an app interceptor of its own on the route (wrapping events) → its event, then the `event: error` with the fixed fields', async () => {
       zone.faults.token = ZONE_503;
