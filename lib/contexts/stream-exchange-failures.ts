@@ -68,25 +68,44 @@ export class StreamExchangeFailures implements NestInterceptor {
   /**
    * `events`, failing with the door's refusal where they fail with an exchange failure. A plain
    * iterator, not an async generator: a generator's `return()` waits for its pending `next()`, so a
-   * client completing a subscription that waits for its next event would keep its source.
+   * client completing a subscription that waits for its next event would keep its source. A source
+   * written by hand may answer `next()` with plain results or throw synchronously (graphql-js awaits
+   * whatever it gets): both are taken as they come. The source is released once, however many
+   * times the server and the refusal ask.
    */
   private answering(events: AsyncIterable<unknown>, context: ExecutionContext): AsyncIterableIterator<unknown> {
     const source = events[Symbol.asyncIterator]();
+    let released = false;
+    const release = (value?: unknown): Promise<IteratorResult<unknown>> => {
+      if (released) return Promise.resolve({ done: true, value });
+      released = true;
+      return settled(() => source.return?.(value) ?? { done: true, value });
+    };
     const failed = async (error: unknown): Promise<never> => {
       const answer = isExchangeFailure(error) ? this.filter.answerInStream(error, context) : undefined;
       if (answer === undefined) throw error;
-      // The subscription ends here: a source that outlives its failure (a pubsub iterator) is released.
-      void source.return?.().catch(() => undefined);
+      // The subscription ends here: a source that outlives its failure (a pubsub iterator) is
+      // released, whatever its return() does (the client gets the refusal, never the source's error).
+      void release().catch(() => undefined);
       const refused = await answer.refused;
       subscriptionEnds.add(refused);
       throw refused;
     };
     const answered: AsyncIterableIterator<unknown> = {
-      next: (...value: [] | [unknown]) => source.next(...value).catch(failed),
-      return: (value?: unknown) => source.return?.(value) ?? Promise.resolve({ done: true, value }),
+      next: (...value: [] | [unknown]) => settled(() => source.next(...value)).then(undefined, failed),
+      return: release,
       [Symbol.asyncIterator]: () => answered,
     };
-    if (source.throw !== undefined) answered.throw = (error?: unknown) => source.throw!(error).catch(failed);
+    if (source.throw !== undefined) answered.throw = (error?: unknown) => settled(() => source.throw!(error)).then(undefined, failed);
     return answered;
+  }
+}
+
+/** What `step` answers, as a promise: a plain result resolves, a synchronous throw rejects. */
+function settled<T>(step: () => T | PromiseLike<T>): Promise<T> {
+  try {
+    return Promise.resolve(step());
+  } catch (error) {
+    return Promise.reject(error);
   }
 }
