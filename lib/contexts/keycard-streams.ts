@@ -15,6 +15,18 @@ const PATTERN_METADATA = 'microservices:pattern';
 /** `@nestjs/graphql`'s resolver type key and a `@Subscription()`'s value (read by value: an optional peer). */
 const RESOLVER_TYPE_METADATA = 'graphql:resolver_type';
 const SUBSCRIPTION = 'Subscription';
+/** `@nestjs/graphql`'s key of `@ResolveField()` methods. */
+const RESOLVER_PROPERTY_METADATA = 'graphql:resolve_property';
+
+/**
+ * A subscription root field's resolver as `@nestjs/graphql` tells one (`extractMetadata`): the
+ * method's own type, else its class's — a schema-first `@Resolver('Subscription')` class makes
+ * every method a subscription without a method-level `@Subscription()` — and not a field resolver.
+ */
+function isSubscriptionResolver(handler: object, type: object): boolean {
+  const resolverType = (Reflect.getMetadata(RESOLVER_TYPE_METADATA, handler) as unknown) || (Reflect.getMetadata(RESOLVER_TYPE_METADATA, type) as unknown);
+  return resolverType === SUBSCRIPTION && Reflect.getMetadata(RESOLVER_PROPERTY_METADATA, handler) !== true;
+}
 
 /** `@GrpcMethod`, `@GrpcStreamMethod` and `@GrpcStreamCall` patterns are `{ service, rpc, streaming }`. */
 function isGrpcHandler(handler: object): boolean {
@@ -69,7 +81,7 @@ export class KeycardStreams implements OnModuleDestroy {
         if (prototype === undefined) continue;
         for (const name of scanner.getAllMethodNames(prototype)) {
           const handler = prototype[name];
-          if (typeof handler === 'function' && Reflect.getMetadata(RESOLVER_TYPE_METADATA, handler) === SUBSCRIPTION) this.putFirst(handler, [failures]);
+          if (typeof handler === 'function' && isSubscriptionResolver(handler, wrapper.metatype as object)) this.putFirst(handler, [failures]);
         }
       }
     }
