@@ -36,6 +36,9 @@ const toolApps = new AppsPerClass<ToolApp>();
  */
 const TOOL_GUARD: CanActivate = {
   canActivate(context: ExecutionContext) {
+    // An HTTP route of a tool class (`@McpController()` is a `@Controller()`) is judged by the
+    // global guard of the app whose server received it, as any route: nothing to dispatch here.
+    if (context.getType<string>() === 'http') return true;
     const app = appOf(context);
     return app === undefined ? refuseUnknownApp(context) : app.judge(context);
   },
