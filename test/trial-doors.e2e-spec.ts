@@ -3,8 +3,8 @@
  * door's own shape (GraphQL Apollo / Mercurius, socket.io / ws, gRPC, an HTTP route next to them),
  * the workload token file (503 + Retry-After, opened O_NONBLOCK and fstat-ed), the DPoP token_type
  * check and the once-a-minute log gate of 500s. Real Nest apps over loopback, the real TestZone, real
- * clients. Tests named "FINDING … EXPECTED: …" fail on the code they were written against; the
- * others are attacks that held.
+ * clients. Tests whose name starts "held:" or "observed:" are attacks that held (or behaviour
+ * pinned); the others were findings, fixed since (each failed before its fix).
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
