@@ -51,14 +51,23 @@ async function startApp(zone: TestZone, port: number, logger: CapturingLogger): 
   return app;
 }
 
-/** Opens `GET /orders`, presses "Try it out" once and "Execute", and returns the API's answer. */
+/**
+ * Opens `GET /orders`, presses "Try it out" once and "Execute", and returns the API's answer. Swagger
+ * UI renders as it goes (the operation after the spec loads, its body after the click): each step
+ * waits for what it reads, since `isVisible()` answers at once (a body not rendered yet had the test
+ * skip "Try it out" and wait 30 s for an Execute button that never came).
+ */
 async function execute(page: Page): Promise<Response> {
   const operation = page.locator('.opblock-get', { has: page.locator('[data-path="/orders"]') });
-  if (!(await operation.locator('.opblock-body').isVisible())) await operation.locator('.opblock-summary').click();
+  const summary = operation.locator('.opblock-summary');
+  await summary.waitFor({ state: 'visible' });
+  if (!(await operation.locator('.opblock-body').isVisible())) await summary.click();
   const tryOut = operation.locator('button.try-out__btn', { hasText: 'Try it out' });
+  const executeButton = operation.locator('button.execute');
+  await tryOut.or(executeButton).first().waitFor({ state: 'visible' });
   if (await tryOut.isVisible()) await tryOut.click();
   const answered = page.waitForResponse((response) => new URL(response.url()).pathname === '/orders');
-  await operation.locator('button.execute').click();
+  await executeButton.click();
   return answered;
 }
 
