@@ -1,5 +1,6 @@
 import { createPrivateKey, randomUUID, type KeyObject } from 'node:crypto';
 import { JWS_HASH, signJws } from '../jws-crypto.js';
+import { beforeAbort, DeadlineExceededError } from '../within-deadline.js';
 import {
   flySocketSource, functionSource, gcpMetadataSource, tokenFileSource,
   type FlySocketSourceOptions, type GcpMetadataSourceOptions, type WorkloadTokenSource,
@@ -214,6 +215,23 @@ export class WorkloadIdentity implements ClientAuthentication {
 
   toJSON() {
     return { source: this.source.description, clientId: this.clientId, method: 'workload_identity' };
+  }
+}
+
+/**
+ * Whether `auth`'s credentials rotated since `refused` was sent (I7: a zone answering
+ * `invalid_client` to a workload token rotated meanwhile gets one retry with the new one), asked
+ * before `deadline` aborts, as the source is read again. A source that cannot say is taken as
+ * unchanged (the refusal stands); running out of time is not: it rejects with
+ * {@link DeadlineExceededError}, which each client answers in its own terms.
+ */
+export async function credentialsRotated(auth: ClientAuthentication, refused: ClientAuthenticationParts, deadline: AbortSignal): Promise<boolean> {
+  if (auth.credentialsChanged === undefined) return false;
+  try {
+    return await beforeAbort(auth.credentialsChanged(refused), deadline);
+  } catch (error) {
+    if (error instanceof DeadlineExceededError) throw error;
+    return false;
   }
 }
 

@@ -18,7 +18,7 @@ import { DecisionEvents } from '../decision/decision-events.js';
 import type { AgentContext } from '../interfaces/agent-context.interface.js';
 import { BoundedCache } from './bounded-cache.js';
 import type { DpopBinding } from './dpop-binding.js';
-import type { ClientAuthentication, ClientAuthenticationParts } from './client-authentication.js';
+import { type ClientAuthentication, type ClientAuthenticationParts, credentialsRotated } from './client-authentication.js';
 import type { ExchangedToken } from './exchanged-token.interface.js';
 import { servingIssuer } from './serving-zone.js';
 import { SharedExchangeCache } from './shared-exchange-cache.js';
@@ -229,7 +229,7 @@ export class TokenRequestClient implements OnModuleDestroy {
       } catch (failure) {
         if (!(failure instanceof AttemptFailure)) throw failure;
         const { error } = failure;
-        if (error.code === 'invalid_client' && !reauthenticated && (await this.credentialsChanged(auth, credentials, deadline))) {
+        if (error.code === 'invalid_client' && !reauthenticated && (await beforeRequestDeadline(credentialsRotated(auth, credentials, deadline), deadline))) {
           reauthenticated = true; // a rotated workload token: one retry with the new one (I7)
           continue;
         }
@@ -276,20 +276,6 @@ export class TokenRequestClient implements OnModuleDestroy {
       if (error instanceof TokenExchangeError) throw error;
       // An app's own ClientAuthentication failed: its message may hold what it read, never passed on.
       throw new TokenExchangeError('the client credentials could not be read (clientCredentials)', 'config');
-    }
-  }
-
-  /**
-   * Whether the credentials rotated since `refused` was sent (I7), asked within the deadline too (it
-   * reads the source again); a source that fails to say is taken as unchanged.
-   */
-  private async credentialsChanged(auth: ClientAuthentication, refused: ClientAuthenticationParts, deadline: AbortSignal): Promise<boolean> {
-    if (auth.credentialsChanged === undefined) return false;
-    try {
-      return await beforeRequestDeadline(auth.credentialsChanged(refused), deadline);
-    } catch (error) {
-      if (error instanceof TokenExchangeError) throw error;
-      return false;
     }
   }
 

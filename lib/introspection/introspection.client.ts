@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import type { Clock } from '../clock.js';
-import type { ClientAuthentication, ClientAuthenticationParts } from '../exchange/client-authentication.js';
+import { type ClientAuthentication, type ClientAuthenticationParts, credentialsRotated } from '../exchange/client-authentication.js';
 import { BoundedCache } from '../exchange/bounded-cache.js';
 import { tokenFingerprint } from '../exchange/token-fingerprint.js';
 import { KEYCARD_CLOCK, KEYCARD_OPTIONS, MAX_BODY_BYTES } from '../keycard.constants.js';
@@ -147,22 +147,10 @@ export class IntrospectionClient {
       const response = await this.send(request, credentials);
       if (isRefusedClient(response)) {
         await response.response.body?.cancel().catch(() => undefined);
-        if (!retried && (await this.credentialsChanged(request, credentials))) continue;
+        if (!retried && (await beforeIntrospectionDeadline(credentialsRotated(request.auth, credentials, request.deadline), request.deadline))) continue;
         throw this.misconfigured(zone, `its introspection endpoint refused our client credentials (HTTP ${response.response.status} invalid_client)`);
       }
       return this.read(response.response, response.json);
-    }
-  }
-
-  /** Whether the credentials rotated since `refused` was sent (I7), within the deadline: it reads the source again. */
-  private async credentialsChanged(request: IntrospectionRequest, refused: ClientAuthenticationParts): Promise<boolean> {
-    const { auth, deadline } = request;
-    if (auth.credentialsChanged === undefined) return false;
-    try {
-      return await beforeIntrospectionDeadline(auth.credentialsChanged(refused), deadline);
-    } catch (error) {
-      if (error instanceof Unanswered) throw error;
-      return false;
     }
   }
 
