@@ -1,12 +1,15 @@
-import { Injectable, type NestInterceptor, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, type NestInterceptor, type OnModuleDestroy } from '@nestjs/common';
 import { INTERCEPTORS_METADATA, SSE_METADATA } from '@nestjs/common/constants.js';
-import { MetadataScanner, ModulesContainer } from '@nestjs/core';
+import { HttpAdapterHost, MetadataScanner, ModulesContainer } from '@nestjs/core';
 import { CarrierLifecycle } from '../decision/carrier-lifecycle.js';
 import { checkArgumentsKnownWhenJudged } from '../decision/policy/call-arguments.js';
 import { TokenExchangeExceptionFilter } from '../exchange/token-exchange.filter.js';
+import { KEYCARD_OPTIONS } from '../keycard.constants.js';
+import type { KeycardOptions } from '../keycard-options.js';
 import { GRPC_STREAMS } from './grpc-stream.door.js';
 import { KeycardContexts } from './keycard-contexts.js';
 import { SSE_STREAMS } from './sse-stream.door.js';
+import { leaveSseHandler, serveSseHandler, type SseApp } from './sse-stream-apps.js';
 import { StreamExchangeFailures } from './stream-exchange-failures.js';
 import { type StreamDoor, StreamExpiryInterceptor } from './stream-expiry.interceptor.js';
 
@@ -42,14 +45,26 @@ function isGrpcHandler(handler: object): boolean {
  * microservice handlers. `@Sse()` routes and GraphQL `@Subscription()` resolvers also get
  * {@link StreamExchangeFailures} (inside it): a failed token exchange out of their stream is
  * answered as the exchange filter answers it elsewhere (Q8; gRPC streams reach Nest's filters
- * already). Other handlers get nothing, so an ordinary request costs what it did. Each app puts its
- * own interceptors (its lifecycle, its clock, its filter) in place of those left by an app created
- * earlier in the process, and takes them off when it closes.
+ * already). Other handlers get nothing, so an ordinary request costs what it did.
+ *
+ * Method metadata is the process's, not an app's (several apps of one process share a handler):
+ * - an `@Sse()` handler gets one module-level dispatcher, bound once, that runs the interceptors of
+ *   the app whose server accepted the call's connection (`sse-stream-apps.ts`); every app registers
+ *   itself while it is created and unregisters when it closes, so two apps created before either
+ *   listens each end their streams by their own clock and answer them with their own filter;
+ * - gRPC handlers and subscription resolvers still get the app's own interceptors, in place of
+ *   those left by an app created earlier in the process, taken off when it closes: an app must
+ *   start (register its handlers) before the next sharing them is created.
  */
 @Injectable()
 export class KeycardStreams implements OnModuleDestroy {
   private readonly interceptors: NestInterceptor[] = [];
   private readonly handlers = new Set<object>();
+  /** `@Sse()` handlers this app serves through the module-level dispatcher. */
+  private readonly sseHandlers = new Set<object>();
+  /** This app as the SSE dispatcher knows it (unregistered by this reference, whatever `this` the hooks get). */
+  private readonly sseApp: SseApp;
+  private unknownAppReported = false;
 
   constructor(
     modules: ModulesContainer,
@@ -57,9 +72,22 @@ export class KeycardStreams implements OnModuleDestroy {
     contexts: KeycardContexts,
     lifecycle: CarrierLifecycle,
     filter: TokenExchangeExceptionFilter,
+    adapterHost: HttpAdapterHost,
+    @Inject(KEYCARD_OPTIONS) options: KeycardOptions,
   ) {
     const failures = this.own(new StreamExchangeFailures(filter));
-    const sse = [this.interceptorFor(SSE_STREAMS, contexts, lifecycle), failures];
+    this.sseApp = {
+      httpServer: () => adapterHost.httpAdapter?.getHttpServer() as object | undefined,
+      interceptors: [this.interceptorFor(SSE_STREAMS, contexts, lifecycle), failures],
+      reportUnknownApp: (route) => {
+        if (this.unknownAppReported) return;
+        this.unknownAppReported = true;
+        options.logger.error(
+          `Keycard refused a stream of ${route}: several apps in this process serve it and the request did not come through the HTTP server of one of them, so its app is unknown. ` +
+            'Serve each app\'s @Sse() routes from the server Nest listens on (app.listen(), or app.init() with app.getHttpServer()).',
+        );
+      },
+    };
     const grpc = [this.interceptorFor(GRPC_STREAMS, contexts, lifecycle)];
     for (const module of modules.values()) {
       for (const wrapper of module.controllers.values()) {
@@ -68,7 +96,7 @@ export class KeycardStreams implements OnModuleDestroy {
         for (const name of scanner.getAllMethodNames(prototype)) {
           const handler = prototype[name];
           if (typeof handler !== 'function') continue;
-          if (Reflect.getMetadata(SSE_METADATA, handler) === true) this.putFirst(handler, sse);
+          if (Reflect.getMetadata(SSE_METADATA, handler) === true) this.serveSse(handler);
           else if (isGrpcHandler(handler)) {
             checkArgumentsKnownWhenJudged(handler, wrapper.metatype as object, `${(wrapper.metatype as { name: string }).name}.${name}`);
             this.putFirst(handler, grpc);
@@ -89,10 +117,17 @@ export class KeycardStreams implements OnModuleDestroy {
 
   /** Takes this app's interceptors off the handlers (routes already registered keep theirs). */
   onModuleDestroy(): void {
+    for (const handler of this.sseHandlers) leaveSseHandler(handler, this.sseApp);
     for (const handler of this.handlers) {
       const current = (Reflect.getMetadata(INTERCEPTORS_METADATA, handler) as unknown[] | undefined) ?? [];
       Reflect.defineMetadata(INTERCEPTORS_METADATA, current.filter((i) => !this.interceptors.includes(i as NestInterceptor)), handler);
     }
+  }
+
+  /** Counts this app among those serving `handler` (the dispatcher bound once, first, so the handler's own interceptors run inside it). */
+  private serveSse(handler: object): void {
+    serveSseHandler(handler, this.sseApp);
+    this.sseHandlers.add(handler);
   }
 
   private interceptorFor(door: StreamDoor, contexts: KeycardContexts, lifecycle: CarrierLifecycle): StreamExpiryInterceptor {
