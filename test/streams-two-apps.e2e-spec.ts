@@ -4,18 +4,24 @@
  * Each app's streams must end at the expiry its own options say (here: app A with
  * `clockToleranceSeconds: 0`, app B with 30 s), a failed exchange in its stream must be answered
  * and logged by its own filter, and closing app A must leave app B's streams as they were.
- * Real apps over loopback, the real TestZone, a real event-stream client and a grpc-js client.
+ * The same for a GraphQL subscription over graphql-ws (Apollo): its failed exchange is answered and
+ * logged by the app whose server accepted the socket. Real apps over loopback, the real TestZone, a
+ * real event-stream client, a grpc-js client and the graphql-ws client.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { Controller, Module, Sse, type INestApplication, type MessageEvent } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { GraphQLModule, Query, Resolver, Subscription } from '@nestjs/graphql';
+import { ApolloDriver, type ApolloDriverConfig } from '@nestjs/apollo';
+import { createClient } from 'graphql-ws';
+import WebSocket from 'ws';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { GrpcMethod, Payload, type ClientProxy } from '@nestjs/microservices';
 import { interval, map, take, type Observable } from 'rxjs';
 import { fileURLToPath } from 'node:url';
-import { Access, type AccessContext, Grant, KeycardModule, RequireScopes } from '../lib/index.js';
+import { Access, type AccessContext, Grant, KeycardConnections, KeycardModule, RequireScopes } from '../lib/index.js';
 import { TestZone } from '../lib/testing/index.js';
 import { expectNoLeak } from './support/contexts.js';
 import { readEventStream } from './support/event-stream.js';
@@ -56,6 +62,35 @@ class SharedOrdersController {
   @GrpcMethod('Orders', 'Tail')
   tail(@Payload() request: { id: string }): Observable<{ id: string; by: string }> {
     return interval(200).pipe(take(15), map((i) => ({ id: `${request.id}-${i}`, by: 'tail' })));
+  }
+}
+
+@Resolver()
+class SharedSubscriptions {
+  /** One event, then the grant's failure (the zone answers 503) out of the generator's body. */
+  @Grant(UP, 'up:read')
+  @Subscription(() => String, { nullable: true })
+  async *granted(@Access() access: AccessContext): AsyncGenerator<{ granted: string }> {
+    yield { granted: 'first' };
+    yield { granted: access.access(UP).scope };
+  }
+
+  @Query(() => String)
+  ok(): string {
+    return 'ok';
+  }
+}
+
+/** One subscription over graphql-ws until it ends: its events, then its errors, if any. */
+async function subscribe(wsUrl: string, token: string, query: string): Promise<{ events: unknown[]; errors?: unknown }> {
+  const client = createClient({ url: wsUrl, webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${token}` }, retryAttempts: 0, lazy: true });
+  try {
+    return await new Promise((resolve) => {
+      const events: unknown[] = [];
+      client.subscribe({ query }, { next: (value) => events.push(value), error: (errors: unknown) => resolve({ events, errors }), complete: () => resolve({ events }) });
+    });
+  } finally {
+    await client.dispose();
   }
 }
 
@@ -189,5 +224,70 @@ describe('two apps of one process, both created before either listens, serving t
     const [sse, rpc] = await Promise.all([events(b, 'ticks', short), tail(b.grpcUrl, short)]);
     expect({ sse: parsed(sse).length, last: parsed(sse).at(-1), code: rpc.code, replies: rpc.replies }).toEqual({ sse: 15, last: ['message', { n: 14 }], code: grpc.status.OK, replies: 15 });
     expectNoLeak({ failed, sse, rpc }, [token, short, ZONE_TEXT, SECRET], b.logger.lines);
+  });
+});
+
+describe('two Apollo apps of one process, both created before either listens, serving the same subscription resolver', () => {
+  let zone: TestZone;
+  const apps: { app: INestApplication; logger: CapturingLogger; wsUrl: string }[] = [];
+
+  beforeAll(async () => {
+    zone = await TestZone.start({ audience: R, clients: [{ clientId: 'svc', clientSecret: SECRET }], resources: { [UP]: ['up:read'] } });
+    const created: { app: INestApplication; logger: CapturingLogger }[] = [];
+    for (let i = 0; i < 2; i++) {
+      const logger = new CapturingLogger();
+      @Module({
+        imports: [
+          KeycardModule.forRoot({ zoneUrl: zone.issuer, resource: R, clientCredentials: { clientId: 'svc', clientSecret: SECRET }, logger }),
+          GraphQLModule.forRootAsync<ApolloDriverConfig>({
+            driver: ApolloDriver,
+            inject: [KeycardConnections],
+            useFactory: (keycard: KeycardConnections) => ({ graphiql: false, autoSchemaFile: true, subscriptions: { 'graphql-ws': keycard.graphqlWs() } }),
+          }),
+        ],
+        providers: [SharedSubscriptions],
+      })
+      class TwoApolloAppsModule {}
+      created.push({ app: await NestFactory.create(TwoApolloAppsModule, new ExpressAdapter(), { logger: false, abortOnError: false }), logger });
+    }
+    for (const { app, logger } of created) {
+      await app.listen(0, '127.0.0.1');
+      apps.push({ app, logger, wsUrl: `ws://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}/graphql` });
+    }
+  });
+  afterAll(async () => {
+    for (const { app } of apps) await app.close().catch(() => undefined);
+    await zone?.stop();
+  });
+
+  const REFUSED = [expect.objectContaining({
+    message: UNAVAILABLE.error_description,
+    extensions: expect.objectContaining({ code: 'SERVICE_UNAVAILABLE', ...UNAVAILABLE }),
+  })];
+
+  for (const [name, index] of [['A (created first)', 0], ['B', 1]] as const) {
+    it(`a subscription on app ${name} failing its grant (zone 503) → its event, then SERVICE_UNAVAILABLE with the fixed text, logged by that app only`, async () => {
+      zone.reset();
+      zone.faults.token = ZONE_503;
+      const token = zone.issueToken({ scope: 'profile' });
+      const before = apps.map((a) => a.logger.levels.error.length);
+      const run = await subscribe(apps[index]!.wsUrl, token, 'subscription { granted }');
+      expect(run.events).toEqual([{ data: { granted: 'first' } }]);
+      expect(run.errors).toEqual(REFUSED);
+      expect(apps.map((a, n) => a.logger.levels.error.length - before[n]!)).toEqual(index === 0 ? [1, 0] : [0, 1]);
+      expectNoLeak(run, [token, ZONE_TEXT, SECRET], apps.flatMap((a) => a.logger.lines));
+    });
+  }
+
+  it('after app A closes: a subscription on app B failing its grant → the same refusal, logged by B', async () => {
+    await apps[0]!.app.close();
+    zone.reset();
+    zone.faults.token = ZONE_503;
+    const token = zone.issueToken({ scope: 'profile' });
+    const before = apps[1]!.logger.levels.error.length;
+    const run = await subscribe(apps[1]!.wsUrl, token, 'subscription { granted }');
+    expect({ events: run.events, errors: run.errors }).toEqual({ events: [{ data: { granted: 'first' } }], errors: REFUSED });
+    expect(apps[1]!.logger.levels.error.length - before).toBe(1);
+    expectNoLeak(run, [token, ZONE_TEXT, SECRET], apps[1]!.logger.lines);
   });
 });
