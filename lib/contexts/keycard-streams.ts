@@ -9,7 +9,7 @@ import type { KeycardOptions } from '../keycard-options.js';
 import { GRPC_STREAMS } from './grpc-stream.door.js';
 import { KeycardContexts } from './keycard-contexts.js';
 import { SSE_STREAMS } from './sse-stream.door.js';
-import { leaveSseHandler, serveSseHandler, type SseApp } from './sse-stream-apps.js';
+import { leaveStreamHandler, serveStreamHandler, type StreamApp, type StreamHandlerApp } from './stream-apps.js';
 import { StreamExchangeFailures } from './stream-exchange-failures.js';
 import { type StreamDoor, StreamExpiryInterceptor } from './stream-expiry.interceptor.js';
 
@@ -48,22 +48,22 @@ function isGrpcHandler(handler: object): boolean {
  * already). Other handlers get nothing, so an ordinary request costs what it did.
  *
  * Method metadata is the process's, not an app's (several apps of one process share a handler):
- * - an `@Sse()` handler gets one module-level dispatcher, bound once, that runs the interceptors of
- *   the app whose server accepted the call's connection (`sse-stream-apps.ts`); every app registers
- *   itself while it is created and unregisters when it closes, so two apps created before either
- *   listens each end their streams by their own clock and answer them with their own filter;
- * - gRPC handlers and subscription resolvers still get the app's own interceptors, in place of
- *   those left by an app created earlier in the process, taken off when it closes: an app must
- *   start (register its handlers) before the next sharing them is created.
+ * - an `@Sse()` handler and a subscription resolver get one module-level dispatcher, bound once,
+ *   that runs the interceptors of the app whose server accepted the call's connection
+ *   (`stream-apps.ts`); every app registers itself while it is created and unregisters when it
+ *   closes, so two apps created before either listens each end their streams by their own clock and
+ *   answer them with their own filter;
+ * - gRPC handlers still get the app's own interceptor, in place of one left by an app created
+ *   earlier in the process, taken off when it closes (a gRPC call names no server Nest exposes to
+ *   match an app with): an app must start (register its handlers) before the next sharing them is
+ *   created.
  */
 @Injectable()
 export class KeycardStreams implements OnModuleDestroy {
   private readonly interceptors: NestInterceptor[] = [];
   private readonly handlers = new Set<object>();
-  /** `@Sse()` handlers this app serves through the module-level dispatcher. */
-  private readonly sseHandlers = new Set<object>();
-  /** This app as the SSE dispatcher knows it (unregistered by this reference, whatever `this` the hooks get). */
-  private readonly sseApp: SseApp;
+  /** The handlers this app serves through the module-level dispatcher, and what it registered for each (unregistered by that reference). */
+  private readonly dispatched = new Map<object, StreamHandlerApp>();
   private unknownAppReported = false;
 
   constructor(
@@ -76,18 +76,23 @@ export class KeycardStreams implements OnModuleDestroy {
     @Inject(KEYCARD_OPTIONS) options: KeycardOptions,
   ) {
     const failures = this.own(new StreamExchangeFailures(filter));
-    this.sseApp = {
+    const app: StreamApp = {
       httpServer: () => adapterHost.httpAdapter?.getHttpServer() as object | undefined,
-      interceptors: [this.interceptorFor(SSE_STREAMS, contexts, lifecycle), failures],
+      requestOf: (context) => {
+        const kind = contexts.kindOf(context);
+        return kind?.httpRequest(context, kind.carrier(context));
+      },
       reportUnknownApp: (route) => {
         if (this.unknownAppReported) return;
         this.unknownAppReported = true;
         options.logger.error(
           `Keycard refused a stream of ${route}: several apps in this process serve it and the request did not come through the HTTP server of one of them, so its app is unknown. ` +
-            'Serve each app\'s @Sse() routes from the server Nest listens on (app.listen(), or app.init() with app.getHttpServer()).',
+            'Serve each app\'s @Sse() routes and subscriptions from the server Nest listens on (app.listen(), or app.init() with app.getHttpServer()).',
         );
       },
     };
+    const sse = { app, interceptors: [this.interceptorFor(SSE_STREAMS, contexts, lifecycle), failures] };
+    const subscriptions = { app, interceptors: [failures] };
     const grpc = [this.interceptorFor(GRPC_STREAMS, contexts, lifecycle)];
     for (const module of modules.values()) {
       for (const wrapper of module.controllers.values()) {
@@ -96,7 +101,7 @@ export class KeycardStreams implements OnModuleDestroy {
         for (const name of scanner.getAllMethodNames(prototype)) {
           const handler = prototype[name];
           if (typeof handler !== 'function') continue;
-          if (Reflect.getMetadata(SSE_METADATA, handler) === true) this.serveSse(handler);
+          if (Reflect.getMetadata(SSE_METADATA, handler) === true) this.dispatch(handler, sse);
           else if (isGrpcHandler(handler)) {
             checkArgumentsKnownWhenJudged(handler, wrapper.metatype as object, `${(wrapper.metatype as { name: string }).name}.${name}`);
             this.putFirst(handler, grpc);
@@ -109,7 +114,7 @@ export class KeycardStreams implements OnModuleDestroy {
         if (prototype === undefined) continue;
         for (const name of scanner.getAllMethodNames(prototype)) {
           const handler = prototype[name];
-          if (typeof handler === 'function' && isSubscriptionResolver(handler, wrapper.metatype as object)) this.putFirst(handler, [failures]);
+          if (typeof handler === 'function' && isSubscriptionResolver(handler, wrapper.metatype as object)) this.dispatch(handler, subscriptions);
         }
       }
     }
@@ -117,7 +122,7 @@ export class KeycardStreams implements OnModuleDestroy {
 
   /** Takes this app's interceptors off the handlers (routes already registered keep theirs). */
   onModuleDestroy(): void {
-    for (const handler of this.sseHandlers) leaveSseHandler(handler, this.sseApp);
+    for (const [handler, served] of this.dispatched) leaveStreamHandler(handler, served);
     for (const handler of this.handlers) {
       const current = (Reflect.getMetadata(INTERCEPTORS_METADATA, handler) as unknown[] | undefined) ?? [];
       Reflect.defineMetadata(INTERCEPTORS_METADATA, current.filter((i) => !this.interceptors.includes(i as NestInterceptor)), handler);
@@ -125,9 +130,10 @@ export class KeycardStreams implements OnModuleDestroy {
   }
 
   /** Counts this app among those serving `handler` (the dispatcher bound once, first, so the handler's own interceptors run inside it). */
-  private serveSse(handler: object): void {
-    serveSseHandler(handler, this.sseApp);
-    this.sseHandlers.add(handler);
+  private dispatch(handler: object, served: StreamHandlerApp): void {
+    if (this.dispatched.has(handler)) return; // inherited by several classes
+    serveStreamHandler(handler, served);
+    this.dispatched.set(handler, served);
   }
 
   private interceptorFor(door: StreamDoor, contexts: KeycardContexts, lifecycle: CarrierLifecycle): StreamExpiryInterceptor {
