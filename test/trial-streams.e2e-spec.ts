@@ -5,8 +5,9 @@
  * process sharing handler classes. Real Nest apps over loopback, the real TestZone, real clients.
  * Tests whose name starts "held:" are attacks that held; the others were findings, fixed since
  * (each failed before its fix). Left out, with the closing note of 2026-12-08: two apps created
- * before either listens (docs/resource-server.md says to start one before creating the next), and a
- * subscription's `resolve` option failing an exchange per event.
+ * before either listens (fixed since for `@Sse()` routes and subscriptions, and still documented for
+ * gRPC handlers: test/streams-two-apps.e2e-spec.ts), and a subscription's `resolve` option failing
+ * an exchange per event.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import {
