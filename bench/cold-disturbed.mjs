@@ -16,7 +16,9 @@
 // timed alone with performance.now() (the disturbance is not timed). Tokens are a pool of 4 000
 // RS256 tokens and the guard's verified-token cache holds 1 000, so every call is a miss and a
 // first sight, as with per-action tokens. COLD_BEFORE_DIST=/abs/path/to/an/older/dist adds that
-// build's guard to the same calls (an A/B of two builds). The report: per guard, the median µs a
+// build's guard to the same calls (an A/B of two builds). COLD_LAYERS=1 adds two reference guards
+// (bench/layer-guards.mjs): the module's rules in one function, and its TokenVerifier under a
+// minimal guard, to split the gap between the rules, the verification stack and the decision core. The report: per guard, the median µs a
 // call over blocks of 50, and the paired median of (guard − ideal) over the blocks with its
 // quartiles. COLD_CALLS calls per guard (default 20 000, the first 200 a warm-up; about a minute
 // and a half at the default 16 MB on this project's VM). Read the differences, not the µs — and on
@@ -32,6 +34,7 @@ import { NestFactory } from '@nestjs/core';
 import { ExecutionContextHost } from '@nestjs/core/helpers/execution-context-host.js';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { TestZone } from '../dist/testing/index.js';
+import { layerGuards } from './layer-guards.mjs';
 import { idealGuard, zoneKeys } from './peer-guards.mjs';
 
 const RESOURCE = 'https://api.example.com';
@@ -86,6 +89,14 @@ async function keycardGuardFrom(dist) {
 const guards = { ideal: { guard: new (idealGuard({ keys: await zoneKeys(zone.issuer), issuer: zone.issuer, audience: RESOURCE, scope: 'read' }))(), seeded: ['user'] } };
 guards.keycard = await keycardGuardFrom(new URL('../dist', import.meta.url).href);
 if (process.env.COLD_BEFORE_DIST) guards['keycard (before)'] = await keycardGuardFrom(new URL(`file://${process.env.COLD_BEFORE_DIST}`).href);
+if (process.env.COLD_LAYERS === '1') {
+  const dist = new URL('../dist', import.meta.url).href;
+  // The verifier's own app: its verified-token cache must not see the keycard guard's tokens first.
+  const { app: verifierApp } = await keycardGuardFrom(dist);
+  const reference = await layerGuards({ dist, app: guards.keycard.app, verifierApp, keys: await zoneKeys(zone.issuer), issuer: zone.issuer, audience: RESOURCE, scope: 'read' });
+  guards.rules = { guard: reference.rules, seeded: ['user'] };
+  guards.verifier = { guard: reference.verifier, seeded: ['user'], app: verifierApp };
+}
 
 const memory = new Float64Array((DISTURB_MB * 1024 * 1024) / 8);
 const unrelated = { list: [1, 'x', { map: new Map([[1, 2]]) }], date: new Date(0), pattern: /re/g, bytes: Buffer.alloc(4) };
